@@ -1,0 +1,36 @@
+# CareSync — the two commands that matter:
+#   make run    install deps, build, serve on http://127.0.0.1:8080 (data in ./var)
+#   make test   install deps, build with ASan+UBSan, run every test (CTest)
+.PHONY: deps build run test bench fuzz clean
+
+BUILD      ?= build
+TEST_BUILD ?= build-test
+JOBS       ?= $(shell nproc)
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCARESYNC_TESTS=OFF >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	./$(BUILD)/caresync serve --data-dir var
+
+# clang for the test build: ASan+UBSan and libFuzzer from one compiler.
+test: deps
+	CC=clang cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCARESYNC_SANITIZE=ON -DCARESYNC_FUZZ=ON >/dev/null
+	cmake --build $(TEST_BUILD) -j$(JOBS)
+	cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS)
+
+fuzz: test
+	$(TEST_BUILD)/tests/fuzz_json -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus tests/fuzz/corpus
+
+bench:
+	@scripts/deps.sh bench
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCARESYNC_TESTS=OFF >/dev/null
+	cmake --build build-bench -j$(JOBS)
+	CARESYNC_BIN=$(CURDIR)/build-bench/caresync bench/http/run.sh
+
+clean:
+	rm -rf $(BUILD) $(TEST_BUILD) build-bench

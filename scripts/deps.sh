@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install what CareSync needs to build, run and test, skipping what is present.
+# Idempotent: a second run on a ready machine does nothing but check.
+#   scripts/deps.sh          build + run + test dependencies
+#   scripts/deps.sh bench    also wrk and nginx for bench/http
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=(build-essential cmake pkg-config
+      libmicrohttpd-dev libsodium-dev libsqlite3-dev libjansson-dev iso-codes   # service
+      libcmocka-dev clang libclang-rt-14-dev sqlite3 openssl curl               # tests, fuzzing
+      nodejs npm chromium)                                                      # browser tests
+if [[ "${1:-}" == "bench" ]]; then pkgs+=(wrk nginx-light); fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+  # nodejs/npm may come from elsewhere than Debian; a working binary is enough.
+  case "$p" in
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+  esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "deps: Debian packages present"
+fi
+
+# npm packages (playwright-core drives Debian's chromium; it never downloads a browser).
+if [[ -f package-lock.json ]]; then
+  if [[ ! -d node_modules/playwright-core ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+    echo "deps: npm ci"
+    npm ci --no-audit --no-fund --loglevel=error
+  else
+    echo "deps: npm packages present"
+  fi
+fi

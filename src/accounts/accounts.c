@@ -1,0 +1,585 @@
+/* accounts — account lifecycle, key wrapping and sessions. */
+#include "accounts/accounts.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct accounts {
+    store *st;
+    accounts_options opt;
+};
+
+/* Associated data binds each sealed key to its purpose, so a blob copied into
+ * the wrong column fails to open. */
+#define AD_PW "caresync-dk-password-v1"
+#define AD_RC "caresync-dk-recovery-v1"
+#define AD_SESS "caresync-dk-session-v1"
+
+static const char *const role_names[] = {"person", "clinician", "analyst", "admin"};
+
+const char *accounts_role_name(accounts_role role) {
+    return role <= ACCOUNTS_ADMIN ? role_names[role] : "unknown";
+}
+
+bool accounts_role_parse(const char *name, accounts_role *out) {
+    for (int i = 0; name && i <= ACCOUNTS_ADMIN; i++)
+        if (strcmp(name, role_names[i]) == 0) { *out = (accounts_role)i; return true; }
+    return false;
+}
+
+void accounts_options_defaults(accounts_options *opt) {
+    opt->session_ttl = 12 * 3600;
+    opt->max_failures = 5;
+    opt->max_failures_ip = 20;
+    opt->window = 15 * 60;
+    opt->kdf = cs_crypto_kdf_default();
+}
+
+core_status accounts_open(store *st, const accounts_options *opt, accounts **out, core_error *err) {
+    accounts *a = calloc(1, sizeof *a);
+    if (!a) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    a->st = st;
+    if (opt) a->opt = *opt; else accounts_options_defaults(&a->opt);
+    *out = a;
+    return CORE_OK;
+}
+
+void accounts_close(accounts *a) { free(a); }
+store *accounts_store(accounts *a) { return a->st; }
+
+void accounts_session_wipe(accounts_session *sess) {
+    if (sess) cs_crypto_wipe(sess, sizeof *sess);
+}
+
+core_status accounts_validate_username(const char *in, char out[ACCOUNTS_USERNAME_MAX + 1], core_error *err) {
+    size_t n = in ? strlen(in) : 0;
+    if (n < 3 || n > ACCOUNTS_USERNAME_MAX)
+        return core_fail(err, CORE_ERR_INVALID, "username", "username must be 3 to %d characters",
+                         ACCOUNTS_USERNAME_MAX);
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '.' || c == '_' || c == '-'));
+        if (!ok)
+            return core_fail(err, CORE_ERR_INVALID, "username",
+                             "username may use only letters, digits, '.', '_' and '-', and must start with a letter or digit");
+        out[i] = c;
+    }
+    out[n] = '\0';
+    return CORE_OK;
+}
+
+core_status accounts_validate_password(const char *password, core_error *err) {
+    size_t n = password ? strlen(password) : 0;
+    if (n < 10) return core_fail(err, CORE_ERR_INVALID, "password", "password must be at least 10 characters");
+    if (n > 256) return core_fail(err, CORE_ERR_INVALID, "password", "password must be at most 256 characters");
+    return CORE_OK;
+}
+
+/* Everything needed to check a password and unwrap the data key. */
+typedef struct {
+    int64_t id;
+    char username[ACCOUNTS_USERNAME_MAX + 1];
+    accounts_role role;
+    uint8_t pw_salt[CS_CRYPTO_SALT_BYTES];
+    cs_crypto_kdf_cost cost;
+    uint8_t verifier[32];
+    uint8_t *dk_pw; size_t dk_pw_len;
+    uint8_t rc_salt[CS_CRYPTO_SALT_BYTES];
+    uint8_t *dk_rc; size_t dk_rc_len;
+} user_row;
+
+static void user_row_free(user_row *u) {
+    free(u->dk_pw);
+    free(u->dk_rc);
+    cs_crypto_wipe(u, sizeof *u);
+}
+
+static uint8_t *blob_dup(sqlite3_stmt *st, int col, size_t *len) {
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    uint8_t *p = malloc(n ? n : 1);
+    if (p && n) memcpy(p, sqlite3_column_blob(st, col), n);
+    *len = n;
+    return p;
+}
+
+static bool blob_copy(sqlite3_stmt *st, int col, void *dst, size_t n) {
+    if ((size_t)sqlite3_column_bytes(st, col) != n) return false;
+    memcpy(dst, sqlite3_column_blob(st, col), n);
+    return true;
+}
+
+/* Load by username (id < 0) or by id. CORE_ERR_NOT_FOUND if absent. */
+static core_status load_user(sqlite3 *db, const char *username, int64_t id, user_row *u, core_error *err) {
+    memset(u, 0, sizeof *u);
+    sqlite3_stmt *st = NULL;
+    const char *sql = "SELECT id, username, role, pw_salt, pw_ops, pw_mem, pw_verifier, dk_pw, rc_salt, dk_rc "
+                      "FROM users WHERE ";
+    char q[512];
+    snprintf(q, sizeof q, "%s%s", sql, username ? "username = ?" : "id = ?");
+    core_status rc = store_prepare(db, q, &st, err);
+    if (rc) return rc;
+    if (username) sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+    else sqlite3_bind_int64(st, 1, id);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        u->id = sqlite3_column_int64(st, 0);
+        snprintf(u->username, sizeof u->username, "%s", (const char *)sqlite3_column_text(st, 1));
+        if (!accounts_role_parse((const char *)sqlite3_column_text(st, 2), &u->role)) u->role = ACCOUNTS_PERSON;
+        u->cost.ops = (uint64_t)sqlite3_column_int64(st, 4);
+        u->cost.mem = (uint64_t)sqlite3_column_int64(st, 5);
+        u->dk_pw = blob_dup(st, 7, &u->dk_pw_len);
+        u->dk_rc = blob_dup(st, 9, &u->dk_rc_len);
+        if (!blob_copy(st, 3, u->pw_salt, sizeof u->pw_salt) || !blob_copy(st, 6, u->verifier, 32) ||
+            !blob_copy(st, 8, u->rc_salt, sizeof u->rc_salt) || !u->dk_pw || !u->dk_rc)
+            rc = core_fail(err, CORE_ERR_STORAGE, NULL, "account row is damaged");
+    } else if (step == SQLITE_DONE) {
+        rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such account");
+    } else {
+        rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    if (rc) user_row_free(u);
+    return rc;
+}
+
+static void recovery_key(const uint8_t salt[CS_CRYPTO_SALT_BYTES], const uint8_t raw[CS_CRYPTO_RECOVERY_RAW],
+                         uint8_t key[32]) {
+    /* The recovery secret has 160 bits of entropy: a fast keyed hash suffices. */
+    uint8_t in[CS_CRYPTO_SALT_BYTES + CS_CRYPTO_RECOVERY_RAW];
+    memcpy(in, salt, CS_CRYPTO_SALT_BYTES);
+    memcpy(in + CS_CRYPTO_SALT_BYTES, raw, CS_CRYPTO_RECOVERY_RAW);
+    cs_crypto_hash(key, "caresync-recovery-key-v1", in, sizeof in);
+    cs_crypto_wipe(in, sizeof in);
+}
+
+/* Fresh password wrapping of dk: new salt, verifier and sealed key. */
+typedef struct {
+    uint8_t salt[CS_CRYPTO_SALT_BYTES];
+    uint8_t verifier[32];
+    uint8_t *sealed; size_t sealed_len;
+} pw_wrap;
+
+static core_status wrap_password(const accounts *a, const char *password, const uint8_t dk[32], pw_wrap *w,
+                                 core_error *err) {
+    uint8_t key[32];
+    cs_crypto_random(w->salt, sizeof w->salt);
+    core_status rc = cs_crypto_password_derive(password, strlen(password), w->salt, a->opt.kdf, key, w->verifier, err);
+    if (!rc) rc = cs_crypto_seal(key, AD_PW, strlen(AD_PW), dk, 32, &w->sealed, &w->sealed_len, err);
+    cs_crypto_wipe(key, sizeof key);
+    return rc;
+}
+
+typedef struct {
+    uint8_t salt[CS_CRYPTO_SALT_BYTES];
+    uint8_t *sealed; size_t sealed_len;
+} rc_wrap;
+
+static core_status wrap_recovery(const uint8_t dk[32], char text[CS_CRYPTO_RECOVERY_TEXT], rc_wrap *w,
+                                 core_error *err) {
+    uint8_t raw[CS_CRYPTO_RECOVERY_RAW], key[32];
+    cs_crypto_recovery_new(raw, text);
+    cs_crypto_random(w->salt, sizeof w->salt);
+    recovery_key(w->salt, raw, key);
+    core_status rc = cs_crypto_seal(key, AD_RC, strlen(AD_RC), dk, 32, &w->sealed, &w->sealed_len, err);
+    cs_crypto_wipe(raw, sizeof raw);
+    cs_crypto_wipe(key, sizeof key);
+    return rc;
+}
+
+/* Insert a session row for user u with data key dk; fill sess and token. */
+static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const char *username, accounts_role role,
+                                const uint8_t dk[32], accounts_session *sess, char token[ACCOUNTS_TOKEN_TEXT],
+                                core_error *err) {
+    uint8_t raw[32], key[32], csrf_raw[32];
+    cs_crypto_random(raw, sizeof raw);
+    cs_crypto_random(csrf_raw, sizeof csrf_raw);
+    memset(sess, 0, sizeof *sess);
+    cs_crypto_hash(sess->id_hash, "caresync-session-id-v1", raw, sizeof raw);
+    cs_crypto_hash(key, "caresync-session-key-v1", raw, sizeof raw);
+    cs_crypto_b64(csrf_raw, sizeof csrf_raw, sess->csrf);
+    uint8_t *sealed = NULL;
+    size_t sealed_len = 0;
+    core_status rc = cs_crypto_seal(key, AD_SESS, strlen(AD_SESS), dk, 32, &sealed, &sealed_len, err);
+    cs_crypto_wipe(key, sizeof key);
+    sqlite3_stmt *st = NULL;
+    if (!rc) rc = store_prepare(db, "INSERT INTO sessions(id_hash, user_id, csrf, dk_sess, created_at, expires_at) "
+                                    "VALUES (?, ?, ?, ?, ?, ?)", &st, err);
+    if (!rc) {
+        int64_t now = core_now();
+        sqlite3_bind_blob(st, 1, sess->id_hash, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, user_id);
+        sqlite3_bind_text(st, 3, sess->csrf, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 4, sealed, (int)sealed_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, now);
+        sqlite3_bind_int64(st, 6, now + a->opt.session_ttl);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    free(sealed);
+    if (!rc) {
+        sess->user_id = user_id;
+        snprintf(sess->username, sizeof sess->username, "%s", username);
+        sess->role = role;
+        memcpy(sess->data_key, dk, 32);
+        cs_crypto_b64(raw, sizeof raw, token);
+    }
+    cs_crypto_wipe(raw, sizeof raw);
+    return rc;
+}
+
+core_status accounts_create(accounts *a, const char *username, const char *password, accounts_role role,
+                            char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
+                            char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
+    char name[ACCOUNTS_USERNAME_MAX + 1];
+    core_status rc = accounts_validate_username(username, name, err);
+    if (!rc) rc = accounts_validate_password(password, err);
+    if (rc) return rc;
+
+    uint8_t dk[32];
+    cs_crypto_random(dk, sizeof dk);
+    pw_wrap pw = {0};
+    rc_wrap rw = {0};
+    rc = wrap_password(a, password, dk, &pw, err);
+    if (!rc) rc = wrap_recovery(dk, recovery, &rw, err);
+
+    sqlite3 *db = store_acquire(a->st);
+    sqlite3_stmt *st = NULL;
+    if (!rc) rc = store_begin(db, err);
+    if (!rc) rc = store_prepare(db, "INSERT INTO users(username, role, created_at, pw_salt, pw_ops, pw_mem, "
+                                    "pw_verifier, dk_pw, rc_salt, dk_rc) VALUES (?,?,?,?,?,?,?,?,?,?)", &st, err);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, accounts_role_name(role), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, core_now());
+        sqlite3_bind_blob(st, 4, pw.salt, sizeof pw.salt, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, (sqlite3_int64)a->opt.kdf.ops);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)a->opt.kdf.mem);
+        sqlite3_bind_blob(st, 7, pw.verifier, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 8, pw.sealed, (int)pw.sealed_len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 9, rw.salt, sizeof rw.salt, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 10, rw.sealed, (int)rw.sealed_len, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_CONSTRAINT)
+            rc = core_fail(err, CORE_ERR_CONFLICT, "username", "that username is already taken");
+        else if (step != SQLITE_DONE)
+            rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    int64_t id = sqlite3_last_insert_rowid(db);
+    if (!rc && sess && token) rc = open_session(a, db, id, name, role, dk, sess, token, err);
+    if (!rc) rc = store_commit(db, err);
+    store_release(a->st, db);
+    free(pw.sealed);
+    free(rw.sealed);
+    cs_crypto_wipe(dk, sizeof dk);
+    if (rc) cs_crypto_wipe(recovery, CS_CRYPTO_RECOVERY_TEXT);
+    return rc;
+}
+
+/* Verify password against u and unwrap its data key. CORE_ERR_AUTH on mismatch. */
+static core_status unlock_with_password(const user_row *u, const char *password, uint8_t dk[32], core_error *err) {
+    uint8_t key[32], verifier[32];
+    core_status rc = cs_crypto_password_derive(password, strlen(password), u->pw_salt, u->cost, key, verifier, err);
+    if (!rc && !cs_crypto_equal(verifier, u->verifier, 32))
+        rc = core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or password");
+    if (!rc) {
+        uint8_t *plain = NULL;
+        size_t n = 0;
+        rc = cs_crypto_open(key, AD_PW, strlen(AD_PW), u->dk_pw, u->dk_pw_len, &plain, &n, err);
+        if (!rc && n != 32) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "wrapped key has the wrong size");
+        if (!rc) memcpy(dk, plain, 32);
+        if (plain) { cs_crypto_wipe(plain, n); free(plain); }
+    }
+    cs_crypto_wipe(key, sizeof key);
+    return rc;
+}
+
+static void throttle_keys(const char *username, const char *client, char acct[64], char addr[80]) {
+    snprintf(acct, 64, "acct:%s", username);
+    snprintf(addr, 80, "addr:%s", client ? client : "unknown");
+}
+
+/* Refuse early (before Argon2id) if either counter is over its limit. */
+static core_status throttle_check_both(accounts *a, sqlite3 *db, const char *acct, const char *addr, core_error *err) {
+    core_status rc = accounts_throttle_check(db, acct, a->opt.max_failures, a->opt.window, err);
+    if (!rc) rc = accounts_throttle_check(db, addr, a->opt.max_failures_ip, a->opt.window, err);
+    return rc;
+}
+
+static void throttle_fail_both(accounts *a, sqlite3 *db, const char *acct, const char *addr) {
+    core_error ignored = {0};
+    accounts_throttle_fail(db, acct, a->opt.window, &ignored);
+    accounts_throttle_fail(db, addr, a->opt.window, &ignored);
+}
+
+/* Spend the same Argon2id time for unknown names so response timing does
+ * not reveal which usernames exist. */
+static void burn_kdf(const accounts *a, const char *password) {
+    uint8_t salt[CS_CRYPTO_SALT_BYTES] = {0}, k[32], v[32];
+    core_error ignored = {0};
+    cs_crypto_password_derive(password, strlen(password), salt, a->opt.kdf, k, v, &ignored);
+}
+
+core_status accounts_login(accounts *a, const char *username, const char *password, const char *client,
+                           accounts_session *sess, char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
+    char name[ACCOUNTS_USERNAME_MAX + 1];
+    if (!password || !*password || strlen(password) > 256)
+        return core_fail(err, CORE_ERR_INVALID, "password", "enter your password");
+    if (accounts_validate_username(username, name, NULL) != CORE_OK)
+        return core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or password");
+    char acct[64], addr[80];
+    throttle_keys(name, client, acct, addr);
+
+    sqlite3 *db = store_acquire(a->st);
+    user_row u;
+    uint8_t dk[32];
+    core_status rc = throttle_check_both(a, db, acct, addr, err);
+    if (rc) goto done;
+    rc = load_user(db, name, -1, &u, err);
+    if (rc == CORE_ERR_NOT_FOUND) {
+        burn_kdf(a, password);
+        rc = core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or password");
+    } else if (!rc) {
+        rc = unlock_with_password(&u, password, dk, err);
+        if (!rc) {
+            rc = store_begin(db, err);
+            if (!rc) {
+                /* Expired sessions are swept here, the one place they accumulate. */
+                sqlite3_exec(db, "DELETE FROM sessions WHERE expires_at < strftime('%s','now')", NULL, NULL, NULL);
+                rc = open_session(a, db, u.id, u.username, u.role, dk, sess, token, err);
+                core_error ignored = {0};
+                if (!rc) accounts_throttle_clear(db, acct, &ignored);
+                if (!rc) rc = store_commit(db, err);
+            }
+        }
+        user_row_free(&u);
+    }
+    if (rc == CORE_ERR_AUTH) throttle_fail_both(a, db, acct, addr);
+done:
+    cs_crypto_wipe(dk, sizeof dk);
+    store_release(a->st, db);
+    return rc;
+}
+
+core_status accounts_authenticate(accounts *a, const char *token, accounts_session *sess, core_error *err) {
+    uint8_t raw[32];
+    memset(sess, 0, sizeof *sess);
+    if (!token || !cs_crypto_unb64(token, raw, sizeof raw))
+        return core_fail(err, CORE_ERR_AUTH, NULL, "not logged in");
+    uint8_t id_hash[32], key[32];
+    cs_crypto_hash(id_hash, "caresync-session-id-v1", raw, sizeof raw);
+    cs_crypto_hash(key, "caresync-session-key-v1", raw, sizeof raw);
+    cs_crypto_wipe(raw, sizeof raw);
+
+    sqlite3 *db = store_acquire(a->st);
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(db,
+        "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess FROM sessions s JOIN users u ON u.id = s.user_id "
+        "WHERE s.id_hash = ? AND s.expires_at > ?", &st, err);
+    if (!rc) {
+        sqlite3_bind_blob(st, 1, id_hash, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, core_now());
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            sess->user_id = sqlite3_column_int64(st, 0);
+            snprintf(sess->username, sizeof sess->username, "%s", (const char *)sqlite3_column_text(st, 1));
+            if (!accounts_role_parse((const char *)sqlite3_column_text(st, 2), &sess->role)) sess->role = ACCOUNTS_PERSON;
+            snprintf(sess->csrf, sizeof sess->csrf, "%s", (const char *)sqlite3_column_text(st, 3));
+            memcpy(sess->id_hash, id_hash, 32);
+            uint8_t *plain = NULL;
+            size_t n = 0;
+            rc = cs_crypto_open(key, AD_SESS, strlen(AD_SESS), sqlite3_column_blob(st, 4),
+                                (size_t)sqlite3_column_bytes(st, 4), &plain, &n, err);
+            if (!rc && n == 32) memcpy(sess->data_key, plain, 32);
+            else if (!rc) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key has the wrong size");
+            if (plain) { cs_crypto_wipe(plain, n); free(plain); }
+        } else if (step == SQLITE_DONE) {
+            rc = core_fail(err, CORE_ERR_AUTH, NULL, "not logged in, or the session has expired");
+        } else {
+            rc = store_error(db, err);
+        }
+    }
+    sqlite3_finalize(st);
+    store_release(a->st, db);
+    cs_crypto_wipe(key, sizeof key);
+    if (rc) accounts_session_wipe(sess);
+    return rc;
+}
+
+static core_status exec_bound(sqlite3 *db, const char *sql, int64_t id, const uint8_t *blob, core_error *err) {
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(db, sql, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    if (blob) sqlite3_bind_blob(st, 2, blob, 32, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+core_status accounts_logout(accounts *a, const accounts_session *sess, core_error *err) {
+    sqlite3 *db = store_acquire(a->st);
+    core_status rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash = ?2", sess->user_id,
+                                sess->id_hash, err);
+    store_release(a->st, db);
+    return rc;
+}
+
+/* Store a new password wrapping (and optionally a new recovery wrapping). */
+static core_status update_wrapping(sqlite3 *db, const accounts *a, int64_t id, const pw_wrap *pw, const rc_wrap *rw,
+                                   core_error *err) {
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(db,
+        rw ? "UPDATE users SET pw_salt=?2, pw_ops=?3, pw_mem=?4, pw_verifier=?5, dk_pw=?6, rc_salt=?7, dk_rc=?8 WHERE id=?1"
+           : "UPDATE users SET pw_salt=?2, pw_ops=?3, pw_mem=?4, pw_verifier=?5, dk_pw=?6 WHERE id=?1", &st, err);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_blob(st, 2, pw->salt, sizeof pw->salt, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)a->opt.kdf.ops);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)a->opt.kdf.mem);
+    sqlite3_bind_blob(st, 5, pw->verifier, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 6, pw->sealed, (int)pw->sealed_len, SQLITE_STATIC);
+    if (rw) {
+        sqlite3_bind_blob(st, 7, rw->salt, sizeof rw->salt, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 8, rw->sealed, (int)rw->sealed_len, SQLITE_STATIC);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Re-check the password of the session's account, with throttling. */
+static core_status recheck_password(accounts *a, sqlite3 *db, const accounts_session *sess, const char *password,
+                                    const char *client, user_row *u, uint8_t dk[32], core_error *err) {
+    char acct[64], addr[80];
+    throttle_keys(sess->username, client, acct, addr);
+    core_status rc = throttle_check_both(a, db, acct, addr, err);
+    if (rc) return rc;
+    rc = load_user(db, NULL, sess->user_id, u, err);
+    if (rc == CORE_ERR_NOT_FOUND) return core_fail(err, CORE_ERR_AUTH, NULL, "the account no longer exists");
+    if (rc) return rc;
+    if (!password || strlen(password) > 256) rc = core_fail(err, CORE_ERR_AUTH, "password", "wrong password");
+    else rc = unlock_with_password(u, password, dk, err);
+    if (rc == CORE_ERR_AUTH) {
+        throttle_fail_both(a, db, acct, addr);
+        core_fail(err, CORE_ERR_AUTH, "current_password", "the current password is wrong");
+    }
+    if (rc) user_row_free(u);
+    return rc;
+}
+
+core_status accounts_change_password(accounts *a, const accounts_session *sess, const char *current,
+                                     const char *next, const char *client, core_error *err) {
+    core_status rc = accounts_validate_password(next, err);
+    if (rc) { snprintf(err->field, sizeof err->field, "new_password"); return rc; }
+    sqlite3 *db = store_acquire(a->st);
+    user_row u;
+    uint8_t dk[32];
+    pw_wrap pw = {0};
+    rc = recheck_password(a, db, sess, current, client, &u, dk, err);
+    if (!rc) {
+        rc = wrap_password(a, next, dk, &pw, err);
+        if (!rc) rc = store_begin(db, err);
+        if (!rc) rc = update_wrapping(db, a, u.id, &pw, NULL, err);
+        /* A changed password ends every other session: whoever knew the old one is out. */
+        if (!rc) rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2", u.id, sess->id_hash, err);
+        if (!rc) rc = store_commit(db, err);
+        user_row_free(&u);
+    }
+    free(pw.sealed);
+    cs_crypto_wipe(dk, sizeof dk);
+    store_release(a->st, db);
+    return rc;
+}
+
+core_status accounts_reset_password(accounts *a, const char *username, const char *recovery, const char *next,
+                                    const char *client, char new_recovery[CS_CRYPTO_RECOVERY_TEXT], core_error *err) {
+    char name[ACCOUNTS_USERNAME_MAX + 1];
+    core_status rc = accounts_validate_password(next, err);
+    if (rc) { snprintf(err->field, sizeof err->field, "new_password"); return rc; }
+    if (accounts_validate_username(username, name, NULL) != CORE_OK)
+        return core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or recovery code");
+    char acct[64], addr[80];
+    throttle_keys(name, client, acct, addr);
+    sqlite3 *db = store_acquire(a->st);
+    user_row u;
+    bool loaded = false;
+    uint8_t raw[CS_CRYPTO_RECOVERY_RAW], key[32], dk[32];
+    pw_wrap pw = {0};
+    rc_wrap rw = {0};
+    rc = throttle_check_both(a, db, acct, addr, err);
+    if (!rc) {
+        rc = load_user(db, name, -1, &u, err);
+        loaded = rc == CORE_OK;
+        if (rc == CORE_ERR_NOT_FOUND || (!rc && (!recovery || !cs_crypto_recovery_parse(recovery, raw))))
+            rc = core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or recovery code");
+    }
+    if (!rc) {
+        uint8_t *plain = NULL;
+        size_t n = 0;
+        recovery_key(u.rc_salt, raw, key);
+        if (cs_crypto_open(key, AD_RC, strlen(AD_RC), u.dk_rc, u.dk_rc_len, &plain, &n, NULL) != CORE_OK || n != 32)
+            rc = core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or recovery code");
+        else memcpy(dk, plain, 32);
+        if (plain) { cs_crypto_wipe(plain, n); free(plain); }
+    }
+    if (rc == CORE_ERR_AUTH) throttle_fail_both(a, db, acct, addr);
+    if (!rc) rc = wrap_password(a, next, dk, &pw, err);
+    if (!rc) rc = wrap_recovery(dk, new_recovery, &rw, err);
+    if (!rc) rc = store_begin(db, err);
+    if (!rc) rc = update_wrapping(db, a, u.id, &pw, &rw, err);
+    if (!rc) rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1", u.id, NULL, err);
+    if (!rc) {
+        core_error ignored = {0};
+        accounts_throttle_clear(db, acct, &ignored);
+        rc = store_commit(db, err);
+    }
+    if (loaded) user_row_free(&u);
+    free(pw.sealed);
+    free(rw.sealed);
+    cs_crypto_wipe(raw, sizeof raw);
+    cs_crypto_wipe(key, sizeof key);
+    cs_crypto_wipe(dk, sizeof dk);
+    store_release(a->st, db);
+    return rc;
+}
+
+core_status accounts_delete(accounts *a, const accounts_session *sess, const char *password, const char *client,
+                            core_error *err) {
+    sqlite3 *db = store_acquire(a->st);
+    user_row u;
+    uint8_t dk[32];
+    core_status rc = recheck_password(a, db, sess, password, client, &u, dk, err);
+    if (rc == CORE_ERR_AUTH && strcmp(err->field, "current_password") == 0)
+        core_fail(err, CORE_ERR_AUTH, "password", "the password is wrong");
+    if (!rc) {
+        /* ON DELETE CASCADE removes sessions, profile and records with the
+         * user row, in one transaction. */
+        rc = store_begin(db, err);
+        if (!rc) rc = exec_bound(db, "DELETE FROM users WHERE id = ?1", u.id, NULL, err);
+        if (!rc) rc = store_commit(db, err);
+        user_row_free(&u);
+    }
+    cs_crypto_wipe(dk, sizeof dk);
+    store_release(a->st, db);
+    return rc;
+}
+
+core_status accounts_list(accounts *a, accounts_user_fn fn, void *ud, core_error *err) {
+    sqlite3 *db = store_acquire(a->st);
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(db, "SELECT username, role, created_at FROM users ORDER BY username", &st, err);
+    while (!rc) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_DONE) break;
+        if (step != SQLITE_ROW) { rc = store_error(db, err); break; }
+        accounts_role role;
+        if (!accounts_role_parse((const char *)sqlite3_column_text(st, 1), &role)) role = ACCOUNTS_PERSON;
+        fn(ud, (const char *)sqlite3_column_text(st, 0), role, sqlite3_column_int64(st, 2));
+    }
+    sqlite3_finalize(st);
+    store_release(a->st, db);
+    return rc;
+}

@@ -1,0 +1,102 @@
+/* accounts — users, roles, password and recovery-code key wrapping, sessions
+ * and login throttling.
+ *
+ * Every account has a random 32-byte data key that seals its private records.
+ * On disk the key exists only sealed: under an Argon2id key derived from the
+ * password, under a key derived from the one-time recovery code, and, for each
+ * live session, under a key derived from the session token (which only the
+ * client holds; the server stores a hash of it). The server's disk alone
+ * therefore cannot open a record. */
+#ifndef CARESYNC_ACCOUNTS_H
+#define CARESYNC_ACCOUNTS_H
+
+#include "core/core.h"
+#include "crypto/crypto.h"
+#include "store/store.h"
+
+typedef struct accounts accounts;
+
+typedef enum { ACCOUNTS_PERSON, ACCOUNTS_CLINICIAN, ACCOUNTS_ANALYST, ACCOUNTS_ADMIN } accounts_role;
+
+#define ACCOUNTS_USERNAME_MAX 32
+#define ACCOUNTS_TOKEN_TEXT 44 /* 32 bytes, URL-safe base64, NUL */
+
+typedef struct {
+    int session_ttl;      /* seconds a session lives */
+    int max_failures;     /* failed logins per account per window before 429 */
+    int max_failures_ip;  /* failed logins per client address per window */
+    int window;           /* seconds */
+    cs_crypto_kdf_cost kdf;
+} accounts_options;
+
+/* An authenticated caller. Holds the unwrapped data key: wipe it with
+ * accounts_session_wipe() when the request is done. */
+typedef struct {
+    int64_t user_id;
+    char username[ACCOUNTS_USERNAME_MAX + 1];
+    accounts_role role;
+    char csrf[ACCOUNTS_TOKEN_TEXT];
+    uint8_t id_hash[32];
+    uint8_t data_key[CS_CRYPTO_KEY_BYTES];
+} accounts_session;
+
+/* The accounts object borrows st (which must outlive it). opt may be NULL for
+ * defaults (12 h sessions, 5 per account / 20 per address per 15 min). */
+core_status accounts_open(store *st, const accounts_options *opt, accounts **out, core_error *err);
+void accounts_close(accounts *a);
+void accounts_options_defaults(accounts_options *opt);
+
+const char *accounts_role_name(accounts_role role);
+bool accounts_role_parse(const char *name, accounts_role *out);
+
+/* Normalise (lower-case) and validate a username into out; validate a password. */
+core_status accounts_validate_username(const char *in, char out[ACCOUNTS_USERNAME_MAX + 1], core_error *err);
+core_status accounts_validate_password(const char *password, core_error *err);
+
+/* Create an account. recovery receives the one-time recovery code (shown to
+ * the user once, never stored). If sess and token are non-NULL a session is
+ * opened too (sign-up logs you in). */
+core_status accounts_create(accounts *a, const char *username, const char *password, accounts_role role,
+                            char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
+                            char token[ACCOUNTS_TOKEN_TEXT], core_error *err);
+
+/* Check the password and open a session. client is the caller's address, for
+ * throttling. CORE_ERR_AUTH for a wrong name or password (indistinguishable),
+ * CORE_ERR_THROTTLED with err->retry_after when over the limit. */
+core_status accounts_login(accounts *a, const char *username, const char *password, const char *client,
+                           accounts_session *sess, char token[ACCOUNTS_TOKEN_TEXT], core_error *err);
+
+/* Resolve a session token (from the cookie) into sess. CORE_ERR_AUTH if the
+ * token is unknown, malformed or expired. */
+core_status accounts_authenticate(accounts *a, const char *token, accounts_session *sess, core_error *err);
+core_status accounts_logout(accounts *a, const accounts_session *sess, core_error *err);
+
+/* Re-wrap the data key under a new password; ends the account's other sessions. */
+core_status accounts_change_password(accounts *a, const accounts_session *sess, const char *current,
+                                     const char *next, const char *client, core_error *err);
+
+/* Forgotten password: the recovery code unwraps the data key, which is re-wrapped
+ * under the new password. The used code is spent: new_recovery receives a fresh
+ * one. Ends every session of the account. Throttled like login. */
+core_status accounts_reset_password(accounts *a, const char *username, const char *recovery,
+                                    const char *next, const char *client,
+                                    char new_recovery[CS_CRYPTO_RECOVERY_TEXT], core_error *err);
+
+/* Delete the account after re-checking the password: the wrapped keys and all
+ * rows go (crypto-shredding; SQLite's secure_delete zeroes the freed pages). */
+core_status accounts_delete(accounts *a, const accounts_session *sess, const char *password,
+                            const char *client, core_error *err);
+
+typedef void (*accounts_user_fn)(void *ud, const char *username, accounts_role role, int64_t created_at);
+core_status accounts_list(accounts *a, accounts_user_fn fn, void *ud, core_error *err);
+
+void accounts_session_wipe(accounts_session *sess);
+store *accounts_store(accounts *a);
+
+/* Throttling primitives (throttle.c), used by login/reset and by tests.
+ * Keys are opaque strings such as "acct:alice" or "addr:127.0.0.1". */
+core_status accounts_throttle_check(sqlite3 *db, const char *key, int limit, int window, core_error *err);
+core_status accounts_throttle_fail(sqlite3 *db, const char *key, int window, core_error *err);
+core_status accounts_throttle_clear(sqlite3 *db, const char *key, core_error *err);
+
+#endif

@@ -1,0 +1,114 @@
+/* api — route table and shared helpers. */
+#include "api/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+bool api_register(http_router *r) {
+    bool ok = true;
+    ok &= http_router_add(r, "GET", "/api/health", api_health);
+    ok &= http_router_add(r, "GET", "/api/regions", api_regions);
+    ok &= http_router_add(r, "POST", "/api/auth/signup", api_signup);
+    ok &= http_router_add(r, "POST", "/api/auth/login", api_login);
+    ok &= http_router_add(r, "POST", "/api/auth/logout", api_logout);
+    ok &= http_router_add(r, "POST", "/api/auth/reset", api_reset);
+    ok &= http_router_add(r, "GET", "/api/session", api_session_get);
+    ok &= http_router_add(r, "POST", "/api/account/password", api_password);
+    ok &= http_router_add(r, "DELETE", "/api/account", api_account_delete);
+    ok &= http_router_add(r, "GET", "/api/profile", api_profile_get);
+    ok &= http_router_add(r, "PUT", "/api/profile", api_profile_put);
+    ok &= http_router_add(r, "GET", "/api/records", api_records_list);
+    ok &= http_router_add(r, "POST", "/api/records", api_records_create);
+    ok &= http_router_add(r, "GET", "/api/records/{id}", api_records_get);
+    ok &= http_router_add(r, "PUT", "/api/records/{id}", api_records_update);
+    ok &= http_router_add(r, "DELETE", "/api/records/{id}", api_records_delete);
+    ok &= http_router_add(r, "GET", "/api/export", api_export);
+    ok &= http_router_add(r, "GET", "/api/admin/users", api_admin_users);
+    return ok;
+}
+
+void api_fail(http_request *rq, const core_error *err, const char *conflict_code) {
+    const char *field = err->field[0] ? err->field : NULL;
+    switch (err->code) {
+    case CORE_ERR_INVALID:
+        http_respond_error(rq, 422, "validation_failed", field, "%s", err->message);
+        return;
+    case CORE_ERR_NOT_FOUND:
+        http_respond_error(rq, 404, "not_found", NULL, "%s", err->message);
+        return;
+    case CORE_ERR_CONFLICT:
+        http_respond_error(rq, 409, conflict_code ? conflict_code : "conflict", field, "%s", err->message);
+        return;
+    case CORE_ERR_AUTH:
+        http_respond_error(rq, 401, "invalid_credentials", field, "%s", err->message);
+        return;
+    case CORE_ERR_THROTTLED: {
+        char s[16];
+        snprintf(s, sizeof s, "%d", err->retry_after > 0 ? err->retry_after : 60);
+        http_add_header(rq, "Retry-After", s);
+        http_respond_error(rq, 429, "rate_limited", NULL, "%s", err->message);
+        return;
+    }
+    case CORE_ERR_FORBIDDEN:
+        http_respond_error(rq, 403, "forbidden", NULL, "%s", err->message);
+        return;
+    default:
+        /* Storage and crypto failures are logged with detail for operators;
+         * the client gets a stable code and no internals. */
+        core_log(CORE_LOG_ERROR, "%s %s failed: %s: %s", http_method(rq), http_path(rq), core_status_name(err->code),
+                 err->message);
+        http_respond_error(rq, 500, "internal", NULL, "something went wrong on our side; nothing was changed");
+        return;
+    }
+}
+
+bool api_session(http_request *rq, api_context *c, accounts_session *sess, bool state_changing) {
+    core_error err = {0};
+    const char *token = http_cookie(rq, "cs_session");
+    if (!token) {
+        http_respond_error(rq, 401, "unauthenticated", NULL, "log in first");
+        return false;
+    }
+    core_status rc = accounts_authenticate(c->acc, token, sess, &err);
+    if (rc == CORE_ERR_AUTH) {
+        api_clear_session_cookie(rq);
+        http_respond_error(rq, 401, "unauthenticated", NULL, "your session has ended; log in again");
+        return false;
+    }
+    if (rc) {
+        api_fail(rq, &err, NULL);
+        return false;
+    }
+    if (state_changing) {
+        const char *csrf = http_header(rq, "X-CSRF-Token");
+        if (!csrf || strlen(csrf) != strlen(sess->csrf) || !cs_crypto_equal(csrf, sess->csrf, strlen(sess->csrf))) {
+            accounts_session_wipe(sess);
+            http_respond_error(rq, 403, "csrf_failed", NULL, "missing or wrong X-CSRF-Token header; reload the page");
+            return false;
+        }
+    }
+    return true;
+}
+
+bool api_require_person(http_request *rq, const accounts_session *sess) {
+    if (sess->role == ACCOUNTS_PERSON) return true;
+    http_respond_error(rq, 403, "forbidden", NULL, "staff accounts cannot keep or read personal health records");
+    return false;
+}
+
+void api_set_session_cookie(http_request *rq, const api_context *c, const char *token) {
+    char cookie[256];
+    snprintf(cookie, sizeof cookie, "cs_session=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s", token,
+             c->cfg->session_ttl, http_is_tls(rq) ? "; Secure" : "");
+    http_add_header(rq, "Set-Cookie", cookie);
+}
+
+void api_clear_session_cookie(http_request *rq) {
+    http_add_header(rq, "Set-Cookie", "cs_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+}
+
+const char *api_str(const json_t *obj, const char *key) { return json_string_value(json_object_get(obj, key)); }
+
+json_t *api_user_json(const accounts_session *sess) {
+    return json_pack("{s:s,s:s}", "username", sess->username, "role", accounts_role_name(sess->role));
+}

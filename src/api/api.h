@@ -1,0 +1,26 @@
+/* api — the HTTP handlers: one file per area (health, auth, account,
+ * records, admin, regions). Each handler parses and checks the request, calls
+ * one capability library, and maps its core_status to an HTTP status and a
+ * stable error code. No handler touches SQL or keys directly. */
+#ifndef CARESYNC_API_H
+#define CARESYNC_API_H
+
+#include "accounts/accounts.h"
+#include "core/core.h"
+#include "http/http.h"
+#include "regions/regions.h"
+#include "store/store.h"
+
+/* Everything a handler needs; all borrowed, owned by the caller of api_register. */
+typedef struct {
+    const core_config *cfg;
+    store *st;
+    accounts *acc;
+    regions *regs;
+    double started; /* core_monotonic() at start, for uptime */
+} api_context;
+
+/* Register every route. Handlers expect an api_context as the server ctx. */
+bool api_register(http_router *r);
+
+#endif

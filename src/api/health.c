@@ -1,0 +1,15 @@
+/* api — GET /api/health: version, uptime and storage status. */
+#include "api/internal.h"
+
+void api_health(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    core_error err = {0};
+    char mode[16] = "";
+    int version = 0;
+    bool ok = store_check(c->st, mode, &version, &err) == CORE_OK;
+    json_t *storage = json_pack("{s:b,s:i,s:s}", "ok", ok, "schema_version", version, "journal_mode", mode);
+    if (!ok) json_object_set_new(storage, "error", json_string(err.message));
+    http_respond_json(rq, ok ? 200 : 503,
+                      json_pack("{s:s,s:s,s:I,s:o}", "status", ok ? "ok" : "degraded", "version", core_version(),
+                                "uptime_s", (json_int_t)(core_monotonic() - c->started), "storage", storage));
+}

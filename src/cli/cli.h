@@ -1,0 +1,10 @@
+/* cli — subcommands of the caresync executable, one file each. Each takes
+ * the arguments after its own name (argv[0] is the subcommand) and returns
+ * the process exit status. */
+#ifndef CARESYNC_CLI_H
+#define CARESYNC_CLI_H
+
+int cli_serve(int argc, char **argv);
+int cli_admin(int argc, char **argv);
+
+#endif

@@ -1,0 +1,34 @@
+/* caresync — entry point: dispatch to a subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/core.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: caresync <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  serve    run the web service (default 127.0.0.1:8080, data in ./var)\n"
+            "  admin    operator tasks: create-user, list-users\n"
+            "\n"
+            "caresync <command> --help shows the options of a command.\n"
+            "caresync --version prints the version.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("caresync %s\n", core_version());
+        return 0;
+    }
+    if (strcmp(argv[1], "serve") == 0) return cli_serve(argc - 1, argv + 1);
+    if (strcmp(argv[1], "admin") == 0) return cli_admin(argc - 1, argv + 1);
+    fprintf(stderr, "caresync: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

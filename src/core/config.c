@@ -1,0 +1,30 @@
+/* core — the embedded configuration defaults. The service must run with no
+ * configuration at all, so every setting has a safe default here. */
+#include "core/core.h"
+
+#include <unistd.h>
+
+#ifndef CARESYNC_DEFAULT_WEB_DIR
+#define CARESYNC_DEFAULT_WEB_DIR "web"
+#endif
+#ifndef CARESYNC_ISO_CODES_DIR
+#define CARESYNC_ISO_CODES_DIR "/usr/share/iso-codes/json"
+#endif
+
+void core_config_defaults(core_config *cfg) {
+    cfg->host = "127.0.0.1";
+    cfg->port = 8080;
+    cfg->data_dir = "var";
+    /* Prefer ./web when run from a checkout; fall back to the source tree the
+     * binary was built from, so `build/caresync serve` works from anywhere. */
+    cfg->web_dir = access("web/index.html", R_OK) == 0 ? "web" : CARESYNC_DEFAULT_WEB_DIR;
+    cfg->iso_codes_dir = CARESYNC_ISO_CODES_DIR;
+    cfg->tls_cert = NULL;
+    cfg->tls_key = NULL;
+    cfg->threads = 4;
+    cfg->max_body = 64 * 1024;
+    cfg->session_ttl = 12 * 3600;
+    cfg->login_max_failures = 5;
+    cfg->login_max_failures_ip = 20;
+    cfg->login_window = 15 * 60;
+}

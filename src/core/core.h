@@ -1,0 +1,79 @@
+/* core — errors, logging, configuration and small shared helpers.
+ *
+ * Library modules report failures through a core_error filled by the callee;
+ * they never print. Only the cli and http layers log. */
+#ifndef CARESYNC_CORE_H
+#define CARESYNC_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+/* Status codes shared by every module. 0 is success. */
+typedef enum {
+    CORE_OK = 0,
+    CORE_ERR_NOMEM,       /* allocation failed */
+    CORE_ERR_IO,          /* file or socket error */
+    CORE_ERR_INVALID,     /* input failed validation (field says which) */
+    CORE_ERR_NOT_FOUND,   /* no such object (or not visible to the caller) */
+    CORE_ERR_CONFLICT,    /* uniqueness violated, e.g. username taken */
+    CORE_ERR_AUTH,        /* bad credentials / session */
+    CORE_ERR_THROTTLED,   /* too many attempts; retry_after says when */
+    CORE_ERR_FORBIDDEN,   /* role may not do this */
+    CORE_ERR_CRYPTO,      /* authentication tag mismatch, KDF failure */
+    CORE_ERR_STORAGE,     /* SQLite failure */
+    CORE_ERR_VERSION,     /* database schema newer than this binary */
+} core_status;
+
+/* Caller-owned error detail. Zero-initialise it; callees fill it on failure. */
+typedef struct {
+    core_status code;
+    char field[48];       /* offending input field, or "" */
+    char message[240];    /* human-readable, safe to show to the user */
+    int retry_after;      /* seconds, for CORE_ERR_THROTTLED */
+} core_error;
+
+/* Record an error and return its code, so callers can `return core_fail(...)`. */
+core_status core_fail(core_error *err, core_status code, const char *field,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+const char *core_status_name(core_status code);
+
+/* Logging (used by cli/http only). Level names: debug, info, warn, error. */
+typedef enum { CORE_LOG_DEBUG, CORE_LOG_INFO, CORE_LOG_WARN, CORE_LOG_ERROR } core_log_level;
+void core_log_set_level(core_log_level level);
+void core_log(core_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+const char *core_version(void);
+/* Wall-clock seconds since the epoch; monotonic seconds since an arbitrary point. */
+int64_t core_now(void);
+double core_monotonic(void);
+/* Format t (UTC) as RFC 3339 into out (>= 21 bytes). */
+void core_format_time(int64_t t, char out[32]);
+/* Read a whole file; *out is malloc'd and NUL-terminated, caller frees. */
+core_status core_read_file(const char *path, char **out, size_t *len, core_error *err);
+/* Make a directory and its parents (mode 0700). */
+core_status core_mkdirs(const char *path, core_error *err);
+
+/* Service configuration. core_config_defaults() gives the embedded defaults:
+ * 127.0.0.1:8080, data in ./var, web assets from the source tree. Strings are
+ * borrowed (argv or literals), never freed by core. */
+typedef struct {
+    const char *host;
+    int port;
+    const char *data_dir;
+    const char *web_dir;
+    const char *iso_codes_dir;
+    const char *tls_cert;
+    const char *tls_key;
+    int threads;
+    size_t max_body;
+    int session_ttl;            /* seconds */
+    int login_max_failures;     /* per account within login_window */
+    int login_max_failures_ip;  /* per client address within login_window */
+    int login_window;           /* seconds */
+} core_config;
+
+void core_config_defaults(core_config *cfg);
+
+#endif

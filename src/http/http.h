@@ -1,0 +1,89 @@
+/* http — the HTTP server (libmicrohttpd, thread pool), a small router, JSON
+ * request/response helpers, static files and security headers.
+ *
+ * http knows nothing of accounts or records: handlers registered on the
+ * router get an opaque http_request, read it through accessors, and answer
+ * exactly once with one of the http_respond_* calls. Strings returned by
+ * accessors are borrowed and live until the request completes. */
+#ifndef CARESYNC_HTTP_H
+#define CARESYNC_HTTP_H
+
+#include <jansson.h>
+
+#include "core/core.h"
+
+typedef struct http_request http_request;
+typedef struct http_router http_router;
+typedef struct http_server http_server;
+
+/* A handler; ctx is the pointer given to http_server_start. */
+typedef void (*http_handler)(http_request *rq, void *ctx);
+
+/* ---- router ------------------------------------------------------------ */
+/* Patterns are literal segments and {name} captures: "/api/records/{id}". */
+http_router *http_router_new(void);
+void http_router_free(http_router *r);
+/* Returns false if the route table is full or the pattern is malformed. */
+bool http_router_add(http_router *r, const char *method, const char *pattern, http_handler fn);
+
+typedef enum { HTTP_ROUTE_FOUND, HTTP_ROUTE_NO_PATH, HTTP_ROUTE_NO_METHOD } http_route_result;
+#define HTTP_MAX_PARAMS 4
+typedef struct {
+    http_handler fn;
+    int nparams;
+    char names[HTTP_MAX_PARAMS][24];
+    char values[HTTP_MAX_PARAMS][128];
+    char allow[64]; /* for NO_METHOD: the methods the path does take, "GET, PUT" */
+} http_match;
+/* Pure matching, used by the server and tests. */
+http_route_result http_router_match(const http_router *r, const char *method, const char *path, http_match *m);
+
+/* ---- server ------------------------------------------------------------ */
+typedef struct {
+    const char *host;       /* bind address; must be loopback unless TLS is on */
+    int port;               /* 0 picks a free port (see http_server_port) */
+    int threads;
+    size_t max_body;
+    const char *web_dir;    /* static files; NULL disables them */
+    const char *tls_cert;   /* PEM paths; both or neither */
+    const char *tls_key;
+} http_options;
+
+/* Router is borrowed and must outlive the server. */
+core_status http_server_start(const http_options *opt, const http_router *router, void *ctx, http_server **out,
+                              core_error *err);
+int http_server_port(const http_server *s);
+bool http_server_tls(const http_server *s);
+/* Stop accepting, let in-flight requests finish, free. Accepts NULL. */
+void http_server_stop(http_server *s);
+
+/* ---- request accessors -------------------------------------------------- */
+const char *http_method(const http_request *rq);
+const char *http_path(const http_request *rq);
+const char *http_param(const http_request *rq, const char *name);   /* route capture */
+const char *http_query(const http_request *rq, const char *name);
+const char *http_header(const http_request *rq, const char *name);
+const char *http_cookie(const http_request *rq, const char *name);
+const char *http_client_addr(const http_request *rq);
+bool http_is_tls(const http_request *rq);
+const char *http_body(const http_request *rq, size_t *len);
+
+/* Parse the body as a JSON object. On failure responds (415 for a non-JSON
+ * content type, 400 for malformed JSON) and returns NULL. The result is owned
+ * by the request and freed when it completes. */
+json_t *http_json_body(http_request *rq);
+/* The pure parser behind it (fuzzed): rejects duplicate keys, non-objects and
+ * NUL bytes. Returns a new reference or NULL with a message in msg. */
+json_t *http_parse_json_object(const char *body, size_t len, char *msg, size_t msglen);
+
+/* ---- responses (call exactly one, once) --------------------------------- */
+/* Extra header for the response; name/value copied. Up to 8 per request. */
+void http_add_header(http_request *rq, const char *name, const char *value);
+/* body is stolen (json_decref'd by http). */
+void http_respond_json(http_request *rq, int status, json_t *body);
+/* {"error":{"code","message","field"?}} */
+void http_respond_error(http_request *rq, int status, const char *code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+bool http_responded(const http_request *rq);
+
+#endif

@@ -1,0 +1,40 @@
+/* http — private to the http module: the request object shared by server.c,
+ * response.c and static.c. Not part of the public API. */
+#ifndef CARESYNC_HTTP_INTERNAL_H
+#define CARESYNC_HTTP_INTERNAL_H
+
+#include <microhttpd.h>
+
+#include "http/http.h"
+
+#define HTTP_MAX_EXTRA_HEADERS 8
+
+struct http_request {
+    struct MHD_Connection *conn;
+    const struct http_server *server;
+    const char *method;
+    char path[1024];
+    char *body;
+    size_t body_len, body_cap;
+    bool too_large;
+    bool tls;
+    bool responded;
+    bool is_head;
+    http_match match;
+    json_t *json;          /* parsed body, owned */
+    char client[64];
+    int nheaders;
+    char *hname[HTTP_MAX_EXTRA_HEADERS];
+    char *hvalue[HTTP_MAX_EXTRA_HEADERS];
+    struct MHD_Response *response; /* built by respond_*, queued by the server */
+    int status;
+};
+
+/* Add the security headers every response carries. */
+void http_security_headers(struct MHD_Response *resp, bool tls, bool is_api);
+/* Build a response from bytes (copied) and attach extra and security headers. */
+void http_set_response(http_request *rq, int status, const char *content_type, const void *body, size_t len);
+/* Serve a static file for GET/HEAD of a non-API path. */
+void http_serve_static(http_request *rq, const char *web_dir);
+
+#endif

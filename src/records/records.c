@@ -1,0 +1,275 @@
+/* records — sealed storage of profiles and entries. */
+#include "records/records.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+
+static core_status require_person(const accounts_session *sess, core_error *err) {
+    if (sess->role != ACCOUNTS_PERSON)
+        return core_fail(err, CORE_ERR_FORBIDDEN, NULL,
+                         "staff accounts cannot keep or read personal health records");
+    return CORE_OK;
+}
+
+/* Associated data binds a sealed row to its owner and id: a row copied to
+ * another user or id no longer opens. */
+static void make_ad(char ad[96], const char *what, int64_t user_id, const char *id) {
+    snprintf(ad, 96, "caresync-%s-v1:%lld:%s", what, (long long)user_id, id ? id : "");
+}
+
+static core_status seal_json(const accounts_session *sess, const char *ad, const json_t *v, uint8_t **out,
+                             size_t *outlen, core_error *err) {
+    char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    core_status rc = cs_crypto_seal(sess->data_key, ad, strlen(ad), text, strlen(text), out, outlen, err);
+    cs_crypto_wipe(text, strlen(text));
+    free(text);
+    return rc;
+}
+
+static core_status open_json(const accounts_session *sess, const char *ad, const void *blob, size_t len,
+                             json_t **out, core_error *err) {
+    uint8_t *plain = NULL;
+    size_t n = 0;
+    core_status rc = cs_crypto_open(sess->data_key, ad, strlen(ad), blob, len, &plain, &n, err);
+    if (rc) return core_fail(err, CORE_ERR_CRYPTO, NULL, "a stored record failed its integrity check");
+    *out = json_loadb((const char *)plain, n, 0, NULL);
+    cs_crypto_wipe(plain, n);
+    free(plain);
+    if (!*out) return core_fail(err, CORE_ERR_CRYPTO, NULL, "a stored record is not valid JSON");
+    return CORE_OK;
+}
+
+core_status records_profile_get(store *st, const accounts_session *sess, json_t **out, core_error *err) {
+    *out = NULL;
+    core_status rc = require_person(sess, err);
+    if (rc) return rc;
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q = NULL;
+    rc = store_prepare(db, "SELECT sealed FROM profiles WHERE user_id = ?", &q, err);
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, sess->user_id);
+        int step = sqlite3_step(q);
+        if (step == SQLITE_ROW) {
+            char ad[96];
+            make_ad(ad, "profile", sess->user_id, NULL);
+            rc = open_json(sess, ad, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), out, err);
+        } else if (step == SQLITE_DONE) {
+            *out = json_pack("{s:n,s:n,s:n,s:n}", "display_name", "birth_year", "sex", "region");
+        } else {
+            rc = store_error(db, err);
+        }
+    }
+    sqlite3_finalize(q);
+    store_release(st, db);
+    return rc;
+}
+
+core_status records_profile_put(store *st, const regions *regs, const accounts_session *sess, const json_t *in,
+                                json_t **out, core_error *err) {
+    *out = NULL;
+    core_status rc = require_person(sess, err);
+    if (rc) return rc;
+    char today[11];
+    int year;
+    records_today(today, &year);
+    json_t *p = NULL;
+    if ((rc = records_validate_profile(in, regs, year, &p, err))) return rc;
+    char ad[96];
+    make_ad(ad, "profile", sess->user_id, NULL);
+    uint8_t *sealed = NULL;
+    size_t len = 0;
+    rc = seal_json(sess, ad, p, &sealed, &len, err);
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q = NULL;
+    if (!rc) rc = store_prepare(db, "INSERT INTO profiles(user_id, sealed, updated_at) VALUES (?1, ?2, ?3) "
+                                    "ON CONFLICT(user_id) DO UPDATE SET sealed = ?2, updated_at = ?3", &q, err);
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, sess->user_id);
+        sqlite3_bind_blob(q, 2, sealed, (int)len, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, core_now());
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+    }
+    sqlite3_finalize(q);
+    store_release(st, db);
+    free(sealed);
+    if (rc) json_decref(p);
+    else *out = p;
+    return rc;
+}
+
+/* Decorate a decrypted entry with its id and timestamps. */
+static void decorate(json_t *e, const char *id, int64_t created, int64_t updated) {
+    char c[32], u[32];
+    core_format_time(created, c);
+    core_format_time(updated, u);
+    json_object_set_new(e, "id", json_string(id));
+    json_object_set_new(e, "created_at", json_string(c));
+    json_object_set_new(e, "updated_at", json_string(u));
+}
+
+static bool valid_id(const char *id) {
+    uint8_t raw[16];
+    return id && cs_crypto_unhex(id, raw, sizeof raw);
+}
+
+core_status records_list(store *st, const accounts_session *sess, json_t **out_array, core_error *err) {
+    *out_array = NULL;
+    core_status rc = require_person(sess, err);
+    if (rc) return rc;
+    json_t *arr = json_array();
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q = NULL;
+    rc = store_prepare(db, "SELECT id, sealed, created_at, updated_at FROM records WHERE user_id = ? "
+                           "ORDER BY created_at DESC, rowid DESC", &q, err);
+    if (!rc) sqlite3_bind_int64(q, 1, sess->user_id);
+    while (!rc) {
+        int step = sqlite3_step(q);
+        if (step == SQLITE_DONE) break;
+        if (step != SQLITE_ROW) { rc = store_error(db, err); break; }
+        const char *id = (const char *)sqlite3_column_text(q, 0);
+        char ad[96];
+        make_ad(ad, "record", sess->user_id, id);
+        json_t *e = NULL;
+        rc = open_json(sess, ad, sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1), &e, err);
+        if (rc) break;
+        decorate(e, id, sqlite3_column_int64(q, 2), sqlite3_column_int64(q, 3));
+        json_array_append_new(arr, e);
+    }
+    sqlite3_finalize(q);
+    store_release(st, db);
+    if (rc) json_decref(arr);
+    else *out_array = arr;
+    return rc;
+}
+
+core_status records_get(store *st, const accounts_session *sess, const char *id, json_t **out, core_error *err) {
+    *out = NULL;
+    core_status rc = require_person(sess, err);
+    if (rc) return rc;
+    if (!valid_id(id)) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q = NULL;
+    /* The owner is part of the lookup: another person's id is simply not found. */
+    rc = store_prepare(db, "SELECT sealed, created_at, updated_at FROM records WHERE id = ? AND user_id = ?", &q, err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, sess->user_id);
+        int step = sqlite3_step(q);
+        if (step == SQLITE_ROW) {
+            char ad[96];
+            make_ad(ad, "record", sess->user_id, id);
+            rc = open_json(sess, ad, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), out, err);
+            if (!rc) decorate(*out, id, sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 2));
+        } else if (step == SQLITE_DONE) {
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+        } else {
+            rc = store_error(db, err);
+        }
+    }
+    sqlite3_finalize(q);
+    store_release(st, db);
+    return rc;
+}
+
+/* Validate, seal and write an entry; id == NULL creates a new one. */
+static core_status write_entry(store *st, const accounts_session *sess, const char *id, const json_t *in,
+                               json_t **out, core_error *err) {
+    *out = NULL;
+    core_status rc = require_person(sess, err);
+    if (rc) return rc;
+    if (id && !valid_id(id)) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+    char today[11];
+    records_today(today, NULL);
+    json_t *e = NULL;
+    if ((rc = records_validate_entry(in, today, &e, err))) return rc;
+
+    char new_id[RECORDS_ID_TEXT];
+    if (!id) {
+        uint8_t raw[16];
+        cs_crypto_random(raw, sizeof raw);
+        cs_crypto_hex(raw, sizeof raw, new_id);
+        id = new_id;
+    }
+    char ad[96];
+    make_ad(ad, "record", sess->user_id, id);
+    uint8_t *sealed = NULL;
+    size_t len = 0;
+    rc = seal_json(sess, ad, e, &sealed, &len, err);
+    int64_t now = core_now();
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q = NULL;
+    if (!rc) rc = store_prepare(db, id == new_id
+        ? "INSERT INTO records(id, user_id, sealed, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"
+        : "UPDATE records SET sealed = ?3, updated_at = ?4 WHERE id = ?1 AND user_id = ?2", &q, err);
+    int64_t created = now;
+    if (!rc) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, sess->user_id);
+        sqlite3_bind_blob(q, 3, sealed, (int)len, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 4, now);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+        else if (sqlite3_changes(db) == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+    }
+    sqlite3_finalize(q);
+    if (!rc && id != new_id) {
+        /* created_at is needed for the response only on update. */
+        if (!store_prepare(db, "SELECT created_at FROM records WHERE id = ?", &q, NULL)) {
+            sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+            if (sqlite3_step(q) == SQLITE_ROW) created = sqlite3_column_int64(q, 0);
+            sqlite3_finalize(q);
+        }
+    }
+    store_release(st, db);
+    free(sealed);
+    if (rc) { json_decref(e); return rc; }
+    decorate(e, id, created, now);
+    *out = e;
+    return CORE_OK;
+}
+
+core_status records_create(store *st, const accounts_session *sess, const json_t *in, json_t **out, core_error *err) {
+    return write_entry(st, sess, NULL, in, out, err);
+}
+
+core_status records_update(store *st, const accounts_session *sess, const char *id, const json_t *in, json_t **out,
+                           core_error *err) {
+    if (!id) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+    return write_entry(st, sess, id, in, out, err);
+}
+
+core_status records_delete(store *st, const accounts_session *sess, const char *id, core_error *err) {
+    core_status rc = require_person(sess, err);
+    if (rc) return rc;
+    if (!valid_id(id)) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q = NULL;
+    rc = store_prepare(db, "DELETE FROM records WHERE id = ? AND user_id = ?", &q, err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, sess->user_id);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+        else if (sqlite3_changes(db) == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+    }
+    sqlite3_finalize(q);
+    store_release(st, db);
+    return rc;
+}
+
+core_status records_export(store *st, const accounts_session *sess, json_t **out, core_error *err) {
+    *out = NULL;
+    json_t *profile = NULL, *list = NULL;
+    core_status rc = records_profile_get(st, sess, &profile, err);
+    if (!rc) rc = records_list(st, sess, &list, err);
+    if (rc) { json_decref(profile); json_decref(list); return rc; }
+    char now[32];
+    core_format_time(core_now(), now);
+    *out = json_pack("{s:s,s:s,s:{s:s,s:s},s:o,s:o}", "format", "caresync-export-1", "exported_at", now,
+                     "user", "username", sess->username, "role", accounts_role_name(sess->role),
+                     "profile", profile, "records", list);
+    if (!*out) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    return CORE_OK;
+}

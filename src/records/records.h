@@ -1,0 +1,48 @@
+/* records — a person's private health record: a profile and entries
+ * (conditions, symptoms, medications, allergies, notes).
+ *
+ * Every row is sealed with XChaCha20-Poly1305 under the account's data key
+ * (from the caller's accounts_session), bound to the owner and row id. Only
+ * ownership and timestamps are stored in the clear. Only the owner, and only
+ * a person account, may read or write: staff roles get CORE_ERR_FORBIDDEN and
+ * other people's rows are CORE_ERR_NOT_FOUND.
+ *
+ * JSON values passed in are borrowed; values returned through json_t ** are
+ * new references owned by the caller (json_decref). */
+#ifndef CARESYNC_RECORDS_H
+#define CARESYNC_RECORDS_H
+
+#include <jansson.h>
+
+#include "accounts/accounts.h"
+#include "regions/regions.h"
+#include "store/store.h"
+
+#define RECORDS_ID_TEXT 33 /* 16 random bytes as hex + NUL */
+
+/* Pure validators (no storage): normalise an entry or a profile from
+ * untrusted JSON into a new object holding exactly the known fields, or fail
+ * with CORE_ERR_INVALID naming the field. today is "YYYY-MM-DD" (UTC) and
+ * bounds dates; regions may be NULL to skip the region check. */
+core_status records_validate_entry(const json_t *in, const char *today, json_t **out, core_error *err);
+core_status records_validate_profile(const json_t *in, const regions *regs, int this_year, json_t **out,
+                                     core_error *err);
+/* Today's UTC date as YYYY-MM-DD, and the current UTC year. */
+void records_today(char out[11], int *year);
+
+core_status records_profile_get(store *st, const accounts_session *sess, json_t **out, core_error *err);
+core_status records_profile_put(store *st, const regions *regs, const accounts_session *sess, const json_t *in,
+                                json_t **out, core_error *err);
+
+/* Entries: out receives {id, kind, title, details, onset, ended, created_at, updated_at}. */
+core_status records_list(store *st, const accounts_session *sess, json_t **out_array, core_error *err);
+core_status records_get(store *st, const accounts_session *sess, const char *id, json_t **out, core_error *err);
+core_status records_create(store *st, const accounts_session *sess, const json_t *in, json_t **out, core_error *err);
+core_status records_update(store *st, const accounts_session *sess, const char *id, const json_t *in, json_t **out,
+                           core_error *err);
+core_status records_delete(store *st, const accounts_session *sess, const char *id, core_error *err);
+
+/* Everything the person keeps, as one JSON document (format caresync-export-1). */
+core_status records_export(store *st, const accounts_session *sess, json_t **out, core_error *err);
+
+#endif

@@ -1,0 +1,85 @@
+/* store — schema migrations. Each entry moves the schema from version i to
+ * i+1 and runs in one transaction together with the PRAGMA user_version bump,
+ * so a crash mid-migration leaves the previous version intact. Never edit a
+ * released migration: append a new one. */
+#include "store/store.h"
+
+#include <stdio.h>
+
+static const char *const migrations[] = {
+    /* 1: accounts and sessions. The data key exists on disk only sealed
+     * (dk_pw under the password key, dk_rc under the recovery key, dk_sess
+     * under a key derived from the session token that only the client holds). */
+    "CREATE TABLE users ("
+    "  id INTEGER PRIMARY KEY,"
+    "  username TEXT NOT NULL UNIQUE,"
+    "  role TEXT NOT NULL CHECK (role IN ('person','clinician','analyst','admin')),"
+    "  created_at INTEGER NOT NULL,"
+    "  pw_salt BLOB NOT NULL, pw_ops INTEGER NOT NULL, pw_mem INTEGER NOT NULL,"
+    "  pw_verifier BLOB NOT NULL,"
+    "  dk_pw BLOB NOT NULL,"
+    "  rc_salt BLOB NOT NULL, dk_rc BLOB NOT NULL);"
+    "CREATE TABLE sessions ("
+    "  id_hash BLOB PRIMARY KEY,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  csrf TEXT NOT NULL,"
+    "  dk_sess BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);"
+    "CREATE INDEX sessions_user ON sessions(user_id);",
+
+    /* 2: private health records, sealed per row under the data key. Only
+     * ownership and timestamps are in the clear. */
+    "CREATE TABLE profiles ("
+    "  user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+    "  sealed BLOB NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE TABLE records ("
+    "  id TEXT PRIMARY KEY,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  sealed BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);"
+    "CREATE INDEX records_user ON records(user_id, created_at);",
+
+    /* 3: login throttling, persisted so a restart does not reset an attack. */
+    "CREATE TABLE login_throttle ("
+    "  key TEXT PRIMARY KEY,"
+    "  failures INTEGER NOT NULL,"
+    "  window_start INTEGER NOT NULL);",
+};
+
+int store_latest_version(void) { return (int)(sizeof migrations / sizeof migrations[0]); }
+
+static int user_version(sqlite3 *db) {
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+core_status store_migrate(sqlite3 *db, int target, core_error *err) {
+    int latest = store_latest_version();
+    if (target > latest) target = latest;
+    int v = user_version(db);
+    if (v < 0) return store_error(db, err);
+    if (v > latest)
+        return core_fail(err, CORE_ERR_VERSION, NULL,
+                         "database schema version %d is newer than this caresync supports (%d); "
+                         "run a newer caresync or restore a backup", v, latest);
+    for (; v < target; v++) {
+        core_status rc = store_begin(db, err);
+        if (rc) return rc;
+        char bump[64];
+        snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
+        if (sqlite3_exec(db, migrations[v], NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(db, bump, NULL, NULL, NULL) != SQLITE_OK) {
+            core_fail(err, CORE_ERR_STORAGE, NULL, "migration to version %d failed: %s", v + 1,
+                      sqlite3_errmsg(db));
+            store_rollback(db);
+            return CORE_ERR_STORAGE;
+        }
+        if ((rc = store_commit(db, err))) return rc;
+    }
+    return CORE_OK;
+}

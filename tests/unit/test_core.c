@@ -1,0 +1,72 @@
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "testutil.h"
+
+static void fail_fills_error(void **state) {
+    (void)state;
+    core_error err = {0};
+    assert_int_equal(core_fail(&err, CORE_ERR_INVALID, "title", "bad %d", 7), CORE_ERR_INVALID);
+    assert_int_equal(err.code, CORE_ERR_INVALID);
+    assert_string_equal(err.field, "title");
+    assert_string_equal(err.message, "bad 7");
+    assert_int_equal(core_fail(NULL, CORE_ERR_IO, NULL, "x"), CORE_ERR_IO); /* NULL err is allowed */
+    assert_string_equal(core_status_name(CORE_ERR_THROTTLED), "throttled");
+}
+
+static void time_format_is_rfc3339(void **state) {
+    (void)state;
+    char t[32];
+    core_format_time(0, t);
+    assert_string_equal(t, "1970-01-01T00:00:00Z");
+    core_format_time(1700000000, t);
+    assert_string_equal(t, "2023-11-14T22:13:20Z");
+}
+
+static void read_file_and_mkdirs(void **state) {
+    (void)state;
+    char dir[256], path[512];
+    testutil_tmpdir(dir);
+    snprintf(path, sizeof path, "%s/a/b/c", dir);
+    core_error err = {0};
+    assert_int_equal(core_mkdirs(path, &err), CORE_OK);
+    assert_int_equal(core_mkdirs(path, &err), CORE_OK); /* idempotent */
+    snprintf(path, sizeof path, "%s/a/f.txt", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 5000; i++) fputs("0123456789", f); /* larger than one read */
+    fclose(f);
+    char *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(core_read_file(path, &buf, &len, &err), CORE_OK);
+    assert_int_equal(len, 50000);
+    assert_int_equal(strlen(buf), 50000);
+    free(buf);
+    snprintf(path, sizeof path, "%s/missing", dir);
+    assert_int_equal(core_read_file(path, &buf, &len, &err), CORE_ERR_IO);
+    assert_null(buf);
+    assert_non_null(strstr(err.message, "missing"));
+    testutil_rmdir(dir);
+}
+
+static void config_defaults_are_safe(void **state) {
+    (void)state;
+    core_config cfg;
+    core_config_defaults(&cfg);
+    assert_string_equal(cfg.host, "127.0.0.1");
+    assert_int_equal(cfg.port, 8080);
+    assert_string_equal(cfg.data_dir, "var");
+    assert_null(cfg.tls_cert);
+    assert_true(cfg.max_body >= 1024);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(fail_fills_error),
+        cmocka_unit_test(time_format_is_rfc3339),
+        cmocka_unit_test(read_file_and_mkdirs),
+        cmocka_unit_test(config_defaults_are_safe),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,224 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "records/records.h"
+#include "testutil.h"
+
+typedef struct {
+    char dir[256], path[512];
+    store *st;
+    accounts *acc;
+    regions *regs;
+    accounts_session alice, bob, clin;
+} fixture;
+
+static const char *PW = "correct horse battery";
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    testutil_tmpdir(f->dir);
+    snprintf(f->path, sizeof f->path, "%s/db", f->dir);
+    char rc_text[CS_CRYPTO_RECOVERY_TEXT], t[ACCOUNTS_TOKEN_TEXT];
+    if (cs_crypto_init(NULL) || store_open(f->path, 2, &f->st, NULL) || accounts_open(f->st, NULL, &f->acc, NULL) ||
+        regions_load(TEST_ISO_CODES_DIR, &f->regs, NULL) ||
+        accounts_create(f->acc, "alice", PW, ACCOUNTS_PERSON, rc_text, &f->alice, t, NULL) ||
+        accounts_create(f->acc, "bob", PW, ACCOUNTS_PERSON, rc_text, &f->bob, t, NULL) ||
+        accounts_create(f->acc, "clin", PW, ACCOUNTS_CLINICIAN, rc_text, &f->clin, t, NULL))
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    regions_free(f->regs);
+    accounts_close(f->acc);
+    store_close(f->st);
+    testutil_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* Validate a JSON literal as an entry; returns the status and the field. */
+static core_status entry(const char *text, char field[48]) {
+    json_t *in = json_loads(text, 0, NULL);
+    assert_non_null(in);
+    json_t *out = NULL;
+    core_error err = {0};
+    core_status rc = records_validate_entry(in, "2026-06-15", &out, &err);
+    snprintf(field, 48, "%s", err.field);
+    json_decref(in);
+    json_decref(out);
+    return rc;
+}
+
+static void entry_validation(void **state) {
+    (void)state;
+    char f[48];
+    assert_int_equal(entry("{\"kind\":\"condition\",\"title\":\"Eczema\"}", f), CORE_OK);
+    assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"Itch\",\"onset\":\"2026-06-15\"}", f), CORE_OK);
+    assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"Itch\"}", f), CORE_ERR_INVALID);
+    assert_string_equal(f, "onset");
+    assert_int_equal(entry("{\"kind\":\"rumour\",\"title\":\"x\"}", f), CORE_ERR_INVALID);
+    assert_string_equal(f, "kind");
+    assert_int_equal(entry("{\"kind\":\"note\",\"title\":\"\"}", f), CORE_ERR_INVALID);
+    assert_string_equal(f, "title");
+    assert_int_equal(entry("{\"kind\":\"note\",\"title\":42}", f), CORE_ERR_INVALID);
+    assert_string_equal(f, "title");
+    assert_int_equal(entry("{\"kind\":\"note\",\"title\":\"a\\u0007b\"}", f), CORE_ERR_INVALID);
+    assert_int_equal(entry("{\"kind\":\"note\",\"title\":\"x\",\"details\":\"line1\\nline2\"}", f), CORE_OK);
+    assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"x\",\"onset\":\"2026-06-16\"}", f), CORE_ERR_INVALID);
+    assert_string_equal(f, "onset"); /* future */
+    assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"x\",\"onset\":\"2025-02-29\"}", f), CORE_ERR_INVALID);
+    assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"x\",\"onset\":\"2024-02-29\"}", f), CORE_OK); /* leap */
+    assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"x\",\"onset\":\"2024-2-29\"}", f), CORE_ERR_INVALID);
+    assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"x\",\"onset\":\"1899-12-31\"}", f), CORE_ERR_INVALID);
+    assert_int_equal(entry("{\"kind\":\"medication\",\"title\":\"x\",\"onset\":\"2026-01-02\",\"ended\":\"2026-01-01\"}", f),
+                     CORE_ERR_INVALID);
+    assert_string_equal(f, "ended");
+    /* 200 multi-byte characters are fine; 201 are not */
+    char big[2048] = "{\"kind\":\"note\",\"title\":\"";
+    for (int i = 0; i < 200; i++) strcat(big, "\xc3\xa9");
+    strcat(big, "\"}");
+    assert_int_equal(entry(big, f), CORE_OK);
+    big[strlen(big) - 2] = '\0';
+    strcat(big, "e\"}");
+    assert_int_equal(entry(big, f), CORE_ERR_INVALID);
+    assert_string_equal(f, "title");
+}
+
+static void unknown_fields_are_dropped(void **state) {
+    (void)state;
+    json_t *in = json_pack("{s:s,s:s,s:s}", "kind", "note", "title", "x", "user_id", "42");
+    json_t *out = NULL;
+    assert_int_equal(records_validate_entry(in, "2026-01-01", &out, NULL), CORE_OK);
+    assert_null(json_object_get(out, "user_id"));
+    assert_int_equal(json_object_size(out), 5);
+    json_decref(in);
+    json_decref(out);
+}
+
+static void profile_validation(void **state) {
+    fixture *f = *state;
+    json_t *out = NULL;
+    core_error err = {0};
+    json_t *ok = json_pack("{s:s,s:i,s:s,s:s}", "display_name", "Al", "birth_year", 1990, "sex", "female", "region", "NZ-AUK");
+    assert_int_equal(records_validate_profile(ok, f->regs, 2026, &out, &err), CORE_OK);
+    json_decref(out);
+    json_object_set_new(ok, "region", json_string("Auckland"));
+    assert_int_equal(records_validate_profile(ok, f->regs, 2026, &out, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "region");
+    json_object_set_new(ok, "region", json_null());
+    json_object_set_new(ok, "birth_year", json_integer(2027));
+    assert_int_equal(records_validate_profile(ok, f->regs, 2026, &out, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "birth_year");
+    json_object_set_new(ok, "birth_year", json_string("1990"));
+    assert_int_equal(records_validate_profile(ok, f->regs, 2026, &out, &err), CORE_ERR_INVALID);
+    json_object_set_new(ok, "birth_year", json_null());
+    json_object_set_new(ok, "sex", json_string("other"));
+    assert_int_equal(records_validate_profile(ok, f->regs, 2026, &out, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "sex");
+    json_decref(ok);
+}
+
+static void crud_and_ownership(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    json_t *in = json_pack("{s:s,s:s,s:s}", "kind", "symptom", "title", "Red patch", "onset", "2026-01-05");
+    json_t *rec = NULL, *got = NULL, *list = NULL;
+    assert_int_equal(records_create(f->st, &f->alice, in, &rec, &err), CORE_OK);
+    const char *id = json_string_value(json_object_get(rec, "id"));
+    assert_int_equal(strlen(id), 32);
+    assert_int_equal(records_get(f->st, &f->alice, id, &got, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(got, "title")), "Red patch");
+    json_decref(got);
+    /* bob cannot see, change or delete alice's record; it is simply not found */
+    assert_int_equal(records_get(f->st, &f->bob, id, &got, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(records_update(f->st, &f->bob, id, in, &got, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(records_delete(f->st, &f->bob, id, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(records_list(f->st, &f->bob, &list, &err), CORE_OK);
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+    /* staff roles are refused outright */
+    assert_int_equal(records_get(f->st, &f->clin, id, &got, &err), CORE_ERR_FORBIDDEN);
+    assert_int_equal(records_list(f->st, &f->clin, &list, &err), CORE_ERR_FORBIDDEN);
+    assert_int_equal(records_profile_get(f->st, &f->clin, &got, &err), CORE_ERR_FORBIDDEN);
+    /* update by the owner */
+    json_object_set_new(in, "title", json_string("Red patch, spreading"));
+    assert_int_equal(records_update(f->st, &f->alice, id, in, &got, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(got, "title")), "Red patch, spreading");
+    assert_string_equal(json_string_value(json_object_get(got, "created_at")),
+                        json_string_value(json_object_get(rec, "created_at")));
+    json_decref(got);
+    assert_int_equal(records_list(f->st, &f->alice, &list, &err), CORE_OK);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+    /* malformed ids are not found, not errors */
+    assert_int_equal(records_get(f->st, &f->alice, "../../etc", &got, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(records_delete(f->st, &f->alice, id, &err), CORE_OK);
+    assert_int_equal(records_delete(f->st, &f->alice, id, &err), CORE_ERR_NOT_FOUND);
+    json_decref(rec);
+    json_decref(in);
+}
+
+/* A sealed row moved to another owner (by someone with disk access) does not open. */
+static void tampered_rows_are_detected(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    json_t *in = json_pack("{s:s,s:s}", "kind", "allergy", "title", "Penicillin");
+    json_t *rec = NULL, *got = NULL;
+    assert_int_equal(records_create(f->st, &f->alice, in, &rec, &err), CORE_OK);
+    char sql[256];
+    snprintf(sql, sizeof sql, "UPDATE records SET user_id = %lld WHERE id = '%s'", (long long)f->bob.user_id,
+             json_string_value(json_object_get(rec, "id")));
+    sqlite3 *db = store_acquire(f->st);
+    assert_int_equal(sqlite3_exec(db, sql, 0, 0, 0), SQLITE_OK);
+    store_release(f->st, db);
+    assert_int_equal(records_get(f->st, &f->bob, json_string_value(json_object_get(rec, "id")), &got, &err),
+                     CORE_ERR_CRYPTO);
+    json_decref(rec);
+    json_decref(in);
+}
+
+static void profile_and_export(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    json_t *p = NULL, *doc = NULL;
+    assert_int_equal(records_profile_get(f->st, &f->alice, &p, &err), CORE_OK);
+    assert_true(json_is_null(json_object_get(p, "display_name")));
+    json_decref(p);
+    json_t *in = json_pack("{s:s,s:i,s:s,s:s}", "display_name", "Alice", "birth_year", 1980, "sex", "female",
+                           "region", "NZ-WGN");
+    assert_int_equal(records_profile_put(f->st, f->regs, &f->alice, in, &p, &err), CORE_OK);
+    json_decref(p);
+    json_decref(in);
+    json_t *e = json_pack("{s:s,s:s}", "kind", "medication", "title", "Hydrocortisone 1%");
+    json_t *rec = NULL;
+    assert_int_equal(records_create(f->st, &f->alice, e, &rec, &err), CORE_OK);
+    assert_int_equal(records_export(f->st, &f->alice, &doc, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(doc, "format")), "caresync-export-1");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(doc, "profile"), "region")), "NZ-WGN");
+    assert_int_equal(json_array_size(json_object_get(doc, "records")), 1);
+    json_decref(doc);
+    json_decref(rec);
+    json_decref(e);
+    /* the profile text is sealed on disk */
+    char wal[600];
+    snprintf(wal, sizeof wal, "%s-wal", f->path);
+    assert_false(testutil_file_contains(wal, "Hydrocortisone", 14));
+    assert_false(testutil_file_contains(f->path, "Hydrocortisone", 14));
+    assert_false(testutil_file_contains(wal, "NZ-WGN", 6));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(entry_validation),
+        cmocka_unit_test(unknown_fields_are_dropped),
+        cmocka_unit_test_setup_teardown(profile_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(crud_and_ownership, setup, teardown),
+        cmocka_unit_test_setup_teardown(tampered_rows_are_detected, setup, teardown),
+        cmocka_unit_test_setup_teardown(profile_and_export, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
