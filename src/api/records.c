@@ -1,121 +1,97 @@
 /* api — the private health record: profile, entries, export. Person only;
- * entries are looked up by (id, owner) so another person's id is a 404. */
+ * entries are looked up by (id, owner) so another person's id is a 404.
+ *
+ * Every handler has the same shape — session (+CSRF for writes), person role,
+ * optional JSON body, one records_* call, {key: result} — so each is one
+ * call to run() with a small adapter. */
 #include "api/internal.h"
 
 #include "records/records.h"
 
-/* Common prologue: session (+CSRF for writes) and the person role. */
-static bool enter(http_request *rq, api_context *c, accounts_session *sess, bool write) {
-    if (!api_session(rq, c, sess, write)) return false;
-    if (!api_require_person(rq, sess)) {
-        accounts_session_wipe(sess);
-        return false;
-    }
-    return true;
-}
+typedef core_status (*record_op)(api_context *c, const accounts_session *sess, http_request *rq, const json_t *body,
+                                 json_t **out, core_error *err);
 
-/* Respond with {key: value} on success or the mapped error. */
-static void finish(http_request *rq, core_status rc, const core_error *err, int status, const char *key, json_t *value) {
-    if (rc) api_fail(rq, err, NULL);
-    else http_respond_json(rq, status, json_pack("{s:o}", key, value));
-}
+typedef struct {
+    bool write;       /* state-changing: CSRF required */
+    bool body;        /* parse a JSON body first */
+    int status;       /* success status */
+    const char *key;  /* success: {key: result} */
+} record_route;
 
-void api_profile_get(http_request *rq, void *ctx) {
+static void run(http_request *rq, void *ctx, record_route how, record_op op) {
     api_context *c = ctx;
     accounts_session sess;
-    if (!enter(rq, c, &sess, false)) return;
-    core_error err = {0};
-    json_t *p = NULL;
-    core_status rc = records_profile_get(c->st, &sess, &p, &err);
-    finish(rq, rc, &err, 200, "profile", p);
-    accounts_session_wipe(&sess);
-}
-
-void api_profile_put(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!enter(rq, c, &sess, true)) return;
-    json_t *body = http_json_body(rq);
-    if (body) {
-        core_error err = {0};
-        json_t *p = NULL;
-        core_status rc = records_profile_put(c->st, c->regs, &sess, body, &p, &err);
-        finish(rq, rc, &err, 200, "profile", p);
+    if (!api_session(rq, c, &sess, how.write)) return;
+    if (api_require_person(rq, &sess)) {
+        json_t *body = how.body ? http_json_body(rq) : NULL;
+        if (!how.body || body) {
+            core_error err = {0};
+            json_t *out = NULL;
+            if (op(c, &sess, rq, body, &out, &err)) api_fail(rq, &err, NULL);
+            else http_respond_json(rq, how.status, json_pack("{s:o}", how.key, out));
+        }
     }
     accounts_session_wipe(&sess);
 }
 
-void api_records_list(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!enter(rq, c, &sess, false)) return;
-    core_error err = {0};
-    json_t *list = NULL;
-    core_status rc = records_list(c->st, &sess, &list, &err);
-    finish(rq, rc, &err, 200, "records", list);
-    accounts_session_wipe(&sess);
+static core_status profile_get(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                               core_error *e) {
+    (void)rq, (void)b;
+    return records_profile_get(c->st, s, o, e);
+}
+static core_status profile_put(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                               core_error *e) {
+    (void)rq;
+    return records_profile_put(c->st, c->regs, s, b, o, e);
+}
+static core_status list(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                        core_error *e) {
+    (void)rq, (void)b;
+    return records_list(c->st, s, o, e);
+}
+static core_status create(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                          core_error *e) {
+    (void)rq;
+    return records_create(c->st, s, b, o, e);
+}
+static core_status get(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                       core_error *e) {
+    (void)b;
+    return records_get(c->st, s, http_param(rq, "id"), o, e);
+}
+static core_status update(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                          core_error *e) {
+    return records_update(c->st, s, http_param(rq, "id"), b, o, e);
+}
+static core_status delete(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                          core_error *e) {
+    (void)b;
+    core_status rc = records_delete(c->st, s, http_param(rq, "id"), e);
+    if (!rc) *o = json_true();
+    return rc;
 }
 
-void api_records_create(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!enter(rq, c, &sess, true)) return;
-    json_t *body = http_json_body(rq);
-    if (body) {
-        core_error err = {0};
-        json_t *r = NULL;
-        core_status rc = records_create(c->st, &sess, body, &r, &err);
-        finish(rq, rc, &err, 201, "record", r);
-    }
-    accounts_session_wipe(&sess);
-}
-
-void api_records_get(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!enter(rq, c, &sess, false)) return;
-    core_error err = {0};
-    json_t *r = NULL;
-    core_status rc = records_get(c->st, &sess, http_param(rq, "id"), &r, &err);
-    finish(rq, rc, &err, 200, "record", r);
-    accounts_session_wipe(&sess);
-}
-
-void api_records_update(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!enter(rq, c, &sess, true)) return;
-    json_t *body = http_json_body(rq);
-    if (body) {
-        core_error err = {0};
-        json_t *r = NULL;
-        core_status rc = records_update(c->st, &sess, http_param(rq, "id"), body, &r, &err);
-        finish(rq, rc, &err, 200, "record", r);
-    }
-    accounts_session_wipe(&sess);
-}
-
-void api_records_delete(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!enter(rq, c, &sess, true)) return;
-    core_error err = {0};
-    core_status rc = records_delete(c->st, &sess, http_param(rq, "id"), &err);
-    finish(rq, rc, &err, 200, "deleted", rc ? NULL : json_true());
-    accounts_session_wipe(&sess);
-}
+void api_profile_get(http_request *rq, void *ctx) { run(rq, ctx, (record_route){false, false, 200, "profile"}, profile_get); }
+void api_profile_put(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, true, 200, "profile"}, profile_put); }
+void api_records_list(http_request *rq, void *ctx) { run(rq, ctx, (record_route){false, false, 200, "records"}, list); }
+void api_records_create(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, true, 201, "record"}, create); }
+void api_records_get(http_request *rq, void *ctx) { run(rq, ctx, (record_route){false, false, 200, "record"}, get); }
+void api_records_update(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, true, 200, "record"}, update); }
+void api_records_delete(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, false, 200, "deleted"}, delete); }
 
 void api_export(http_request *rq, void *ctx) {
     api_context *c = ctx;
     accounts_session sess;
-    if (!enter(rq, c, &sess, false)) return;
-    core_error err = {0};
-    json_t *doc = NULL;
-    if (records_export(c->st, &sess, &doc, &err)) {
-        api_fail(rq, &err, NULL);
-    } else {
-        http_add_header(rq, "Content-Disposition", "attachment; filename=\"caresync-export.json\"");
-        http_respond_json(rq, 200, doc);
+    if (!api_session(rq, c, &sess, false)) return;
+    if (api_require_person(rq, &sess)) {
+        core_error err = {0};
+        json_t *doc = NULL;
+        if (records_export(c->st, &sess, &doc, &err)) {
+            api_fail(rq, &err, NULL);
+        } else {
+            http_add_header(rq, "Content-Disposition", "attachment; filename=\"caresync-export.json\"");
+            http_respond_json(rq, 200, doc);
+        }
     }
     accounts_session_wipe(&sess);
 }
