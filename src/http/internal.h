@@ -11,11 +11,12 @@
 
 struct http_request {
     struct MHD_Connection *conn;
-    const struct http_server *server;
+    struct http_server *server;
     const char *method;
     char path[1024];
     char *body;
     size_t body_len, body_cap;
+    size_t discarded;      /* bytes of an oversized body thrown away */
     bool too_large;
     bool tls;
     bool responded;
@@ -30,6 +31,8 @@ struct http_request {
     int status;
 };
 
+/* True once http_server_stop has begun: responses say Connection: close. */
+bool http_server_stopping(struct http_server *s);
 /* Add the security headers every response carries. */
 void http_security_headers(struct MHD_Response *resp, bool tls, bool is_api);
 /* Build a response from bytes (copied) and attach extra and security headers. */

@@ -39,6 +39,7 @@ void http_set_response(http_request *rq, int status, const char *content_type, c
     if (content_type) MHD_add_response_header(rq->response, "Content-Type", content_type);
     for (int i = 0; i < rq->nheaders; i++)
         if (rq->hname[i] && rq->hvalue[i]) MHD_add_response_header(rq->response, rq->hname[i], rq->hvalue[i]);
+    if (http_server_stopping(rq->server)) MHD_add_response_header(rq->response, "Connection", "close");
     http_security_headers(rq->response, rq->tls, true);
 }
 

@@ -11,6 +11,8 @@
 #include "http/internal.h"
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
+#include <strings.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +27,16 @@ struct http_server {
     bool tls;
     int port;
     char *cert_pem, *key_pem;
+    atomic_int inflight;   /* requests begun and not yet completed */
+    atomic_bool stopping;
 };
+
+/* Bodies declared over the limit are read and discarded up to this size so
+ * the client, which is still sending, can read the 413 instead of a reset.
+ * Larger ones are answered at once and the connection closed. */
+#define DRAIN_LIMIT (8u << 20)
+
+bool http_server_stopping(struct http_server *s) { return s && atomic_load(&s->stopping); }
 
 int http_server_port(const http_server *s) { return s->port; }
 bool http_server_tls(const http_server *s) { return s->tls; }
@@ -130,12 +141,22 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         client_address(conn, rq->client);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         *con_cls = rq;
-        if (cl && strtoull(cl, NULL, 10) > s->opt.max_body) {
-            /* Declared too large: answer before reading (and before any
-             * "100 Continue"); the connection is closed afterwards. */
-            rq->too_large = true;
-            dispatch(s, rq);
+        atomic_fetch_add(&s->inflight, 1);
+        if (atomic_load(&s->stopping)) {
+            http_add_header(rq, "Retry-After", "5");
+            http_respond_error(rq, 503, "shutting_down", NULL, "the server is restarting; try again in a moment");
             return queue(rq);
+        }
+        unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+        if (declared > s->opt.max_body) {
+            rq->too_large = true;
+            const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+            /* With "Expect: 100-continue" the client waits for us: answer
+             * before it sends anything. Otherwise drain (see DRAIN_LIMIT). */
+            if ((expect && strcasecmp(expect, "100-continue") == 0) || declared > DRAIN_LIMIT) {
+                dispatch(s, rq);
+                return queue(rq);
+            }
         }
         return MHD_YES;
     }
@@ -143,9 +164,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (rq->responded) { *upload_data_size = 0; return MHD_YES; }
         if (!rq->too_large && rq->body_len + *upload_data_size > s->opt.max_body) rq->too_large = true;
         if (rq->too_large) {
-            /* A chunked body that outgrew the limit: drop what arrives (no
-             * memory is used) and answer 413 when it ends. libmicrohttpd
-             * 0.9.75 cannot queue a response mid-upload. */
+            /* A body over the limit: drop what arrives (no memory is used)
+             * and answer 413 when it ends. libmicrohttpd 0.9.75 cannot queue
+             * a response mid-upload, so past DRAIN_LIMIT we hang up. */
+            rq->discarded += *upload_data_size;
+            if (rq->discarded > DRAIN_LIMIT) return MHD_NO;
             *upload_data_size = 0;
             free(rq->body);
             rq->body = NULL;
@@ -178,6 +201,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     http_request *rq = *con_cls;
     if (!rq) return;
+    atomic_fetch_sub(&rq->server->inflight, 1);
     free(rq->body);
     json_decref(rq->json);
     for (int i = 0; i < rq->nheaders; i++) {
@@ -278,9 +302,14 @@ core_status http_server_start(const http_options *opt, const http_router *router
 
 void http_server_stop(http_server *s) {
     if (!s) return;
-    /* Quiesce first: the listening socket closes, in-flight requests finish,
-     * then the pool threads are joined by MHD_stop_daemon. */
+    /* Stop accepting, then wait (up to 10 s) until every request already
+     * begun has been answered: MHD_stop_daemon alone would close connections
+     * whose handler had committed a write but whose response was not yet
+     * sent. Requests arriving meanwhile on kept-alive connections get 503. */
+    atomic_store(&s->stopping, true);
     MHD_socket fd = MHD_quiesce_daemon(s->d);
+    double t0 = core_monotonic();
+    while (atomic_load(&s->inflight) > 0 && core_monotonic() - t0 < 10.0) usleep(5000);
     MHD_stop_daemon(s->d);
     if (fd != MHD_INVALID_SOCKET) close(fd);
     free(s->cert_pem);
