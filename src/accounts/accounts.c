@@ -73,7 +73,7 @@ core_status accounts_validate_username(const char *in, char out[ACCOUNTS_USERNAM
 core_status accounts_validate_password(const char *password, core_error *err) {
     size_t n = password ? strlen(password) : 0;
     if (n < 10) return core_fail(err, CORE_ERR_INVALID, "password", "password must be at least 10 characters");
-    if (n > 256) return core_fail(err, CORE_ERR_INVALID, "password", "password must be at most 256 characters");
+    if (n > 256) return core_fail(err, CORE_ERR_INVALID, "password", "password must be at most 256 bytes");
     return CORE_OK;
 }
 

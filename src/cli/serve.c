@@ -59,7 +59,7 @@ int cli_serve(int argc, char **argv) {
         {"log-level", required_argument, 0, O_LOG},    {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
-    long v;
+    long v = 0;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {

@@ -1,0 +1,332 @@
+// Authorisation matrix: every endpoint of docs/API.md × every kind of caller.
+//
+// MATRIX below is data: one row per endpoint (method, path, body, expected
+// status per role). A new endpoint is one new row. All cells run against one
+// server; a mismatch fails with the whole matrix printed compactly.
+//
+// Callers (columns):
+//   anonymous  no cookie at all
+//   owner      the person who owns the records addressed by {id}
+//   other      another person (must not see or touch the owner's records)
+//   clinician, analyst, admin   staff accounts made with `caresync admin create-user`
+//
+// State-changing cells must not break other cells, so rows say what session
+// a cell runs with:
+//   session: 'shared'    (default) a copy of the role's long-lived session
+//   session: 'fresh'     a new log-in to the role's account (for log-out)
+//   session: 'throwaway' a brand-new account of the same role (password
+//                        change, account deletion)
+// Within a row the owner's cell runs last, so the non-owner cells hit the
+// owner's record while it still exists; rows with `guard` re-read the owner's
+// record after every non-owner cell and require it unchanged.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { startServer, Client, createStaff, errorOf } from './harness.mjs';
+
+const PW = 'correct horse battery';
+const PW2 = 'another long passphrase';
+const ROLES = ['anonymous', 'owner', 'other', 'clinician', 'analyst', 'admin'];
+const STAFF = ['clinician', 'analyst', 'admin'];
+const RUN_ORDER = ['anonymous', 'other', 'clinician', 'analyst', 'admin', 'owner']; // owner last
+const ROLE_NAME = { owner: 'person', other: 'person', clinician: 'clinician', analyst: 'analyst', admin: 'admin' };
+const ERROR_CODE = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found' };
+
+// Expected statuses, in ROLES order.
+const E = (anonymous, owner, other, clinician, analyst, admin) => ({ anonymous, owner, other, clinician, analyst, admin });
+const everyone = (s) => E(s, s, s, s, s, s);
+const anySession = (s) => E(401, s, s, s, s, s);
+const personOnly = (s, other = s) => E(401, s, other, 403, 403, 403);
+
+const MATRIX = [
+  { method: 'GET', path: '/api/health', expect: everyone(200),
+    check: (r) => r.json.status === 'ok' && r.json.storage.ok === true },
+  { method: 'GET', path: '/api/regions', expect: everyone(200),
+    check: (r) => Array.isArray(r.json.countries) && r.json.countries.some((c) => c.code === 'NZ') },
+  { method: 'GET', path: '/api/regions?country=NZ', expect: everyone(200),
+    check: (r) => r.json.country === 'NZ' && r.json.subdivisions.some((s) => s.code === 'NZ-AUK') },
+  { method: 'POST', path: '/api/auth/signup', expect: everyone(201),
+    body: (ctx, role) => ({ username: ctx.unique(`su-${role}`), password: PW }),
+    check: (r) => r.json.user.role === 'person' && typeof r.json.recovery_code === 'string' && typeof r.json.csrf_token === 'string' },
+  // Each role logs in to its own account (anonymous uses the owner's).
+  { method: 'POST', path: '/api/auth/login', expect: everyone(200),
+    body: (ctx, role) => ({ username: ctx.names[role === 'anonymous' ? 'owner' : role], password: PW }),
+    check: (r, ctx, role) => r.json.user.role === ROLE_NAME[role === 'anonymous' ? 'owner' : role] && typeof r.json.csrf_token === 'string' },
+  // One throwaway person; each cell spends the current recovery code and the
+  // response's new code feeds the next cell.
+  { method: 'POST', path: '/api/auth/reset', expect: everyone(200),
+    body: (ctx) => ({ username: ctx.reset.username, recovery_code: ctx.reset.code, new_password: PW2 }),
+    after: (ctx, r) => { if (r.json && r.json.recovery_code) ctx.reset.code = r.json.recovery_code; },
+    check: (r) => typeof r.json.recovery_code === 'string' },
+  { method: 'GET', path: '/api/session', expect: anySession(200),
+    check: (r, ctx, role) => r.json.user.username === ctx.names[role] && r.json.user.role === ROLE_NAME[role] },
+  { method: 'GET', path: '/api/profile', expect: personOnly(200),
+    check: (r) => r.json.profile && 'display_name' in r.json.profile },
+  { method: 'PUT', path: '/api/profile', expect: personOnly(200),
+    body: (ctx, role) => ({ display_name: `matrix ${role}`, birth_year: 1980, sex: 'unspecified', region: 'NZ-AUK' }),
+    check: (r, ctx, role) => r.json.profile.display_name === `matrix ${role}` },
+  { method: 'GET', path: '/api/records', expect: personOnly(200),
+    check: (r, ctx, role) => Array.isArray(r.json.records) &&
+      (role !== 'owner' || r.json.records.some((x) => x.id === ctx.records.ownerRecord)) &&
+      (role !== 'other' || !r.json.records.some((x) => x.id === ctx.records.ownerRecord)) },
+  { method: 'POST', path: '/api/records', expect: personOnly(201),
+    body: (ctx, role) => ({ kind: 'note', title: `created by ${role}` }),
+    check: (r) => /^[0-9a-f]{32}$/.test(r.json.record.id) },
+  { method: 'GET', path: '/api/records/{id}', expect: personOnly(200, 404), guard: 'ownerRecord',
+    check: (r, ctx) => r.json.record.id === ctx.records.ownerRecord },
+  { method: 'PUT', path: '/api/records/{id}', expect: personOnly(200, 404), guard: 'ownerRecord',
+    body: (ctx, role) => ({ kind: 'condition', title: `overwritten by ${role}`, details: 'attacker text' }),
+    check: (r, ctx) => r.json.record.id === ctx.records.ownerRecord && r.json.record.title === 'overwritten by owner' },
+  { method: 'DELETE', path: '/api/records/{id}', expect: personOnly(200, 404), guard: 'victimRecord',
+    check: (r) => r.json.deleted === true },
+  { method: 'GET', path: '/api/export', expect: personOnly(200),
+    check: (r, ctx, role) => r.json.format === 'caresync-export-1' && r.json.user.username === ctx.names[role] &&
+      /attachment/.test(r.headers.get('content-disposition') || '') },
+  { method: 'GET', path: '/api/admin/users', expect: E(401, 403, 403, 403, 403, 200),
+    check: (r, ctx) => r.json.users.some((u) => u.username === ctx.names.owner && u.role === 'person') &&
+      r.json.users.every((u) => Object.keys(u).sort().join() === 'created_at,role,username') },
+  { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
+    check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
+  { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
+    body: () => ({ current_password: PW, new_password: PW2 }), check: (r) => r.json.ok === true },
+  { method: 'DELETE', path: '/api/account', expect: anySession(200), session: 'throwaway',
+    body: () => ({ password: PW }), check: (r) => r.json.deleted === true },
+];
+
+let srv;
+const ctx = {
+  names: {}, clients: {}, records: {}, snapshots: {}, reset: {},
+  seq: 0,
+  unique(prefix) { return `${prefix}-${process.pid % 1000}-${++this.seq}`.slice(0, 32); },
+};
+const results = new Map(); // row label -> { role -> { got, ok, note } }
+
+function labelOf(row) { return `${row.method} ${row.path}`; }
+function pathOf(row) {
+  if (!row.path.includes('{id}')) return row.path;
+  return row.path.replace('{id}', ctx.records[row.guard || 'ownerRecord']);
+}
+function cloneOf(c) { const n = new Client(c.base); n.cookie = c.cookie; n.csrf = c.csrf; return n; }
+
+async function loginClient(username, password = PW) {
+  const c = new Client(srv.base);
+  await c.login(username, password);
+  return c;
+}
+
+// A client for one cell, per the row's session policy.
+async function sessionFor(row, role) {
+  if (role === 'anonymous') return new Client(srv.base);
+  const policy = row.session || 'shared';
+  if (policy === 'shared') return cloneOf(ctx.clients[role]);
+  if (policy === 'fresh') return loginClient(ctx.names[role]);
+  // throwaway: a new account with the same role
+  const name = ctx.unique(`tmp-${role}`);
+  if (STAFF.includes(role)) {
+    await createStaff(srv.dataDir, name, role, PW);
+    return loginClient(name);
+  }
+  const c = new Client(srv.base);
+  await c.signup(name, PW);
+  return c;
+}
+
+function renderMatrix() {
+  const rows = MATRIX.map((row) => {
+    const res = results.get(labelOf(row)) || {};
+    return [labelOf(row), ...ROLES.map((role) => {
+      const cell = res[role];
+      if (!cell) return '-';
+      return cell.ok ? String(cell.got) : `✗${cell.got}≠${row.expect[role]}${cell.note ? ` (${cell.note})` : ''}`;
+    })];
+  });
+  const head = ['endpoint', ...ROLES];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (r) => r.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd();
+  return [fmt(head), ...rows.map(fmt)].join('\n');
+}
+
+async function snapshot(key) {
+  const r = await ctx.clients.owner.get(`/api/records/${ctx.records[key]}`);
+  assert.equal(r.status, 200, `owner cannot read ${key}: ${r.text}`);
+  ctx.snapshots[key] = r.json.record;
+}
+
+before(async () => {
+  srv = await startServer();
+  for (const role of ['owner', 'other']) {
+    ctx.names[role] = ctx.unique(role);
+    ctx.clients[role] = new Client(srv.base);
+    await ctx.clients[role].signup(ctx.names[role], PW);
+  }
+  for (const role of STAFF) {
+    ctx.names[role] = ctx.unique(`staff-${role}`);
+    await createStaff(srv.dataDir, ctx.names[role], role, PW);
+    ctx.clients[role] = await loginClient(ctx.names[role]);
+  }
+  const owner = ctx.clients.owner;
+  for (const [key, title] of [['ownerRecord', 'owner private condition'], ['victimRecord', 'owner record to delete']]) {
+    const r = await owner.post('/api/records', { kind: 'condition', title, details: 'private details', onset: '2020-01-02' });
+    assert.equal(r.status, 201, r.text);
+    ctx.records[key] = r.json.record.id;
+    await snapshot(key);
+  }
+  // The other person has a record too, so "not yours" is not "nobody has any".
+  const o = await ctx.clients.other.post('/api/records', { kind: 'note', title: 'other person note' });
+  assert.equal(o.status, 201, o.text);
+  ctx.reset.username = ctx.unique('reset');
+  const s = await new Client(srv.base).signup(ctx.reset.username, PW);
+  ctx.reset.code = s.json.recovery_code;
+});
+
+after(async () => {
+  if (srv) { await srv.stop(); srv.cleanup(); }
+});
+
+test('authorisation matrix: every endpoint × every role', async () => {
+  const problems = [];
+  for (const row of MATRIX) {
+    const label = labelOf(row);
+    const res = {};
+    results.set(label, res);
+    for (const role of RUN_ORDER) {
+      const client = await sessionFor(row, role);
+      const body = typeof row.body === 'function' ? row.body(ctx, role) : row.body;
+      const r = await client.req(row.method, pathOf(row), body);
+      const want = row.expect[role];
+      const cell = { got: r.status, ok: r.status === want, note: '' };
+      if (cell.ok && want >= 400) {
+        let code;
+        try { code = errorOf(r).code; } catch { code = 'not-an-error-body'; }
+        if (code !== ERROR_CODE[want]) { cell.ok = false; cell.note = code; }
+      } else if (cell.ok && row.check) {
+        let good = false;
+        try { good = row.check(r, ctx, role); } catch { good = false; }
+        if (!good) { cell.ok = false; cell.note = 'body'; }
+      }
+      if (row.after) row.after(ctx, r);
+      // The owner's record must be untouched by everyone but the owner.
+      if (row.guard) {
+        const g = await ctx.clients.owner.get(`/api/records/${ctx.records[row.guard]}`);
+        if (role !== 'owner') {
+          if (g.status !== 200 || !isDeepStrictEqual(g.json.record, ctx.snapshots[row.guard])) {
+            cell.ok = false;
+            cell.note = `owner's record changed: ${g.status} ${g.text.slice(0, 120)}`;
+          }
+        } else if (row.method === 'DELETE') {
+          if (g.status !== 404) { cell.ok = false; cell.note = `record still there after delete: ${g.status}`; }
+        } else if (g.status === 200) {
+          ctx.snapshots[row.guard] = g.json.record;
+        }
+      }
+      if (!cell.ok) problems.push(`${label} as ${role}: expected ${want}, got ${r.status} ${r.text.slice(0, 200)}`);
+      res[role] = cell;
+    }
+  }
+  assert.equal(problems.length, 0, `\n${renderMatrix()}\n\n${problems.join('\n')}`);
+});
+
+test('the shared sessions are all still alive after the matrix', async () => {
+  for (const role of ['owner', 'other', ...STAFF]) {
+    const r = await ctx.clients[role].get('/api/session');
+    assert.equal(r.status, 200, `${role}: ${r.text}`);
+    assert.equal(r.json.user.username, ctx.names[role]);
+  }
+});
+
+test('a person cannot reach another person\'s record in either direction', async () => {
+  const mine = await ctx.clients.other.get('/api/records');
+  const otherId = mine.json.records.find((x) => x.title === 'other person note').id;
+  for (const [method, body] of [['GET'], ['PUT', { kind: 'note', title: 'hijack' }], ['DELETE']]) {
+    const r = await ctx.clients.owner.req(method, `/api/records/${otherId}`, body);
+    assert.equal(r.status, 404, `${method}: ${r.text}`);
+    assert.equal(errorOf(r).code, 'not_found');
+  }
+  const after = await ctx.clients.other.get(`/api/records/${otherId}`);
+  assert.equal(after.status, 200);
+  assert.equal(after.json.record.title, 'other person note');
+  // Not leaked through the list or the export either.
+  const list = await ctx.clients.owner.get('/api/records');
+  assert.ok(!list.json.records.some((x) => x.id === otherId));
+  const exp = await ctx.clients.owner.get('/api/export');
+  assert.ok(!exp.text.includes(otherId));
+});
+
+test('sign-up cannot choose a role: extra fields do not escalate', async () => {
+  const c = new Client(srv.base);
+  const name = ctx.unique('wannabe');
+  const r = await c.post('/api/auth/signup', { username: name, password: PW, role: 'admin', user: { role: 'admin' } });
+  assert.equal(r.status, 201, r.text);
+  assert.deepEqual(r.json.user, { username: name, role: 'person' });
+  assert.equal((await c.get('/api/admin/users')).status, 403);
+  const s = await c.get('/api/session');
+  assert.equal(s.json.user.role, 'person');
+  const users = (await ctx.clients.admin.get('/api/admin/users')).json.users;
+  assert.deepEqual(users.filter((u) => u.username === name).map((u) => u.role), ['person']);
+  assert.ok(users.every((u) => /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(u.created_at)), 'created_at is RFC 3339 UTC');
+});
+
+// CSRF: every state-changing endpoint that runs with a session. Each attempt
+// carries a body that WOULD succeed with the right token, against a dedicated
+// victim account, and afterwards nothing may have changed.
+const CSRF_ROWS = MATRIX.filter((row) => row.method !== 'GET' && row.expect.anonymous === 401);
+
+test('CSRF rows cover every state-changing session endpoint', () => {
+  const labels = CSRF_ROWS.map(labelOf).sort();
+  assert.deepEqual(labels, [
+    'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password', 'POST /api/auth/logout',
+    'POST /api/records', 'PUT /api/profile', 'PUT /api/records/{id}',
+  ]);
+});
+
+test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed and change nothing', async () => {
+  const name = ctx.unique('csrf-victim');
+  const victim = new Client(srv.base);
+  await victim.signup(name, PW);
+  const sentinel = await loginClient(name); // would die on password change, deletion
+  const rec = await victim.post('/api/records', { kind: 'allergy', title: 'penicillin' });
+  assert.equal(rec.status, 201);
+  const prof = await victim.put('/api/profile', { display_name: 'Victim', birth_year: 1970, sex: 'female', region: null });
+  assert.equal(prof.status, 200);
+  const state = async () => ({
+    records: (await victim.get('/api/records')).json,
+    profile: (await victim.get('/api/profile')).json,
+  });
+  const before = await state();
+  const bodies = {
+    'POST /api/auth/logout': undefined,
+    'POST /api/account/password': { current_password: PW, new_password: PW2 },
+    'DELETE /api/account': { password: PW },
+    'PUT /api/profile': { display_name: 'Attacker', birth_year: 2000, sex: 'male', region: null },
+    'POST /api/records': { kind: 'note', title: 'forged' },
+    'PUT /api/records/{id}': { kind: 'note', title: 'forged' },
+    'DELETE /api/records/{id}': undefined,
+  };
+  const variants = {
+    'no header': {},
+    'wrong token': { 'X-CSRF-Token': randomBytes(32).toString('base64url') },
+    'empty token': { 'X-CSRF-Token': '' },
+    "another session's token": { 'X-CSRF-Token': ctx.clients.owner.csrf },
+    'token with a suffix': { 'X-CSRF-Token': `${victim.csrf}x` },
+  };
+  const failures = [];
+  for (const row of CSRF_ROWS) {
+    const label = labelOf(row);
+    const path = row.path.replace('{id}', rec.json.record.id);
+    for (const [variant, headers] of Object.entries(variants)) {
+      const r = await cloneOf(victim).req(row.method, path, bodies[label], { csrf: false, headers });
+      let code = null;
+      try { code = errorOf(r).code; } catch { /* reported below */ }
+      if (r.status !== 403 || code !== 'csrf_failed') failures.push(`${label} (${variant}): ${r.status} ${r.text.slice(0, 150)}`);
+    }
+  }
+  assert.deepEqual(failures, [], failures.join('\n'));
+  // Nothing happened: both sessions alive, password unchanged, data unchanged.
+  assert.equal((await victim.get('/api/session')).status, 200, 'victim session ended');
+  assert.equal((await sentinel.get('/api/session')).status, 200, 'other session ended (password changed or account deleted?)');
+  assert.deepEqual(await state(), before);
+  // And the same requests with the token do work (the test is not vacuous).
+  const ok = await victim.post('/api/records', bodies['POST /api/records']);
+  assert.equal(ok.status, 201);
+});
