@@ -375,7 +375,8 @@ core_status accounts_authenticate(accounts *a, const char *token, accounts_sessi
 
     sqlite3 *db = store_acquire(a->st);
     sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db,
+    /* Runs on every authenticated request: the statement is cached. */
+    core_status rc = store_prepare_cached(a->st, db,
         "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess FROM sessions s JOIN users u ON u.id = s.user_id "
         "WHERE s.id_hash = ? AND s.expires_at > ?", &st, err);
     if (!rc) {
@@ -401,7 +402,6 @@ core_status accounts_authenticate(accounts *a, const char *token, accounts_sessi
             rc = store_error(db, err);
         }
     }
-    sqlite3_finalize(st);
     store_release(a->st, db);
     cs_crypto_wipe(key, sizeof key);
     if (rc) accounts_session_wipe(sess);

@@ -8,6 +8,8 @@
 
 #include "records/records.h"
 
+#include <stdlib.h>
+
 typedef core_status (*record_op)(api_context *c, const accounts_session *sess, http_request *rq, const json_t *body,
                                  json_t **out, core_error *err);
 
@@ -44,11 +46,6 @@ static core_status profile_put(api_context *c, const accounts_session *s, http_r
     (void)rq;
     return records_profile_put(c->st, c->regs, s, b, o, e);
 }
-static core_status list(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
-                        core_error *e) {
-    (void)rq, (void)b;
-    return records_list(c->st, s, o, e);
-}
 static core_status create(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
                           core_error *e) {
     (void)rq;
@@ -73,11 +70,30 @@ static core_status delete(api_context *c, const accounts_session *s, http_reques
 
 void api_profile_get(http_request *rq, void *ctx) { run(rq, ctx, (record_route){false, false, 200, "profile"}, profile_get); }
 void api_profile_put(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, true, 200, "profile"}, profile_put); }
-void api_records_list(http_request *rq, void *ctx) { run(rq, ctx, (record_route){false, false, 200, "records"}, list); }
 void api_records_create(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, true, 201, "record"}, create); }
 void api_records_get(http_request *rq, void *ctx) { run(rq, ctx, (record_route){false, false, 200, "record"}, get); }
 void api_records_update(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, true, 200, "record"}, update); }
 void api_records_delete(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, false, 200, "deleted"}, delete); }
+
+/* The busiest read: served as spliced text (records_list_text), no JSON tree. */
+void api_records_list(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    if (api_require_person(rq, &sess)) {
+        core_error err = {0};
+        char *text = NULL;
+        size_t len = 0;
+        if (records_list_text(c->st, &sess, &text, &len, &err)) {
+            api_fail(rq, &err, NULL);
+        } else {
+            http_respond_json_text(rq, 200, text, len);
+            cs_crypto_wipe(text, len);
+            free(text);
+        }
+    }
+    accounts_session_wipe(&sess);
+}
 
 void api_export(http_request *rq, void *ctx) {
     api_context *c = ctx;

@@ -72,11 +72,37 @@ double core_monotonic(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+ * Hand-written because gmtime_r+strftime took the locale and timezone
+ * machinery (about 4% of a records request) for a fixed UTC format. */
 void core_format_time(int64_t t, char out[32]) {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+    int64_t secs = t - days * 86400;
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    long long y = (long long)(yoe + era * 400 + (m <= 2));
+    if (y < 0 || y > 9999) {
+        snprintf(out, 32, "%04lld-%02d-%02dT%02d:%02d:%02dZ", y, m, d, (int)(secs / 3600), (int)(secs / 60 % 60),
+                 (int)(secs % 60));
+        return;
+    }
+    int f[6] = {(int)y, m, d, (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60)};
+    static const char sep[6] = {'-', '-', 'T', ':', ':', 'Z'};
+    char *o = out;
+    *o++ = (char)('0' + f[0] / 1000);
+    *o++ = (char)('0' + f[0] / 100 % 10);
+    for (int i = 0; i < 6; i++) {
+        *o++ = (char)('0' + f[i] / 10 % 10);
+        *o++ = (char)('0' + f[i] % 10);
+        *o++ = sep[i];
+    }
+    *o = '\0';
 }
 
 core_status core_read_file(const char *path, char **out, size_t *len, core_error *err) {

@@ -81,6 +81,8 @@ json_t *http_parse_json_object(const char *body, size_t len, char *msg, size_t m
 void http_add_header(http_request *rq, const char *name, const char *value);
 /* body is stolen (json_decref'd by http). */
 void http_respond_json(http_request *rq, int status, json_t *body);
+/* Already-serialised JSON text (copied). */
+void http_respond_json_text(http_request *rq, int status, const char *text, size_t len);
 /* {"error":{"code","message","field"?}} */
 void http_respond_error(http_request *rq, int status, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

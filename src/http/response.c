@@ -57,6 +57,10 @@ void http_respond_json(http_request *rq, int status, json_t *body) {
     free(text);
 }
 
+void http_respond_json_text(http_request *rq, int status, const char *text, size_t len) {
+    http_set_response(rq, status, "application/json", text, len);
+}
+
 void http_respond_error(http_request *rq, int status, const char *code, const char *field, const char *fmt, ...) {
     char msg[256];
     va_list ap;

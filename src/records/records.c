@@ -146,6 +146,84 @@ core_status records_list(store *st, const accounts_session *sess, json_t **out_a
     return rc;
 }
 
+typedef struct {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} text_buf;
+
+static void put(text_buf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1) cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) { b->oom = true; return; }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+core_status records_list_text(store *st, const accounts_session *sess, char **out, size_t *len, core_error *err) {
+    *out = NULL;
+    core_status rc = require_person(sess, err);
+    if (rc) return rc;
+    text_buf b = {0};
+    put(&b, "{\"records\":[", 12);
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q = NULL;
+    rc = store_prepare_cached(st, db, "SELECT id, sealed, created_at, updated_at FROM records WHERE user_id = ? "
+                                      "ORDER BY created_at DESC, rowid DESC", &q, err);
+    if (!rc) sqlite3_bind_int64(q, 1, sess->user_id);
+    for (bool first = true; !rc; first = false) {
+        int step = sqlite3_step(q);
+        if (step == SQLITE_DONE) break;
+        if (step != SQLITE_ROW) { rc = store_error(db, err); break; }
+        const char *id = (const char *)sqlite3_column_text(q, 0);
+        char ad[96];
+        make_ad(ad, "record", sess->user_id, id);
+        uint8_t *plain = NULL;
+        size_t n = 0;
+        if (cs_crypto_open(sess->data_key, ad, strlen(ad), sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1),
+                           &plain, &n, err) != CORE_OK) {
+            rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "a stored record failed its integrity check");
+            break;
+        }
+        /* The plaintext is an authenticated object this module serialised
+         * itself (json_dumps, compact, non-empty): splice the id and times in
+         * before its closing brace instead of parsing it again. */
+        if (n < 2 || plain[0] != '{' || plain[n - 1] != '}') {
+            cs_crypto_wipe(plain, n);
+            free(plain);
+            rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "a stored record is not a JSON object");
+            break;
+        }
+        char tail[160], c[32], u[32];
+        core_format_time(sqlite3_column_int64(q, 2), c);
+        core_format_time(sqlite3_column_int64(q, 3), u);
+        int tn = snprintf(tail, sizeof tail, ",\"id\":\"%s\",\"created_at\":\"%s\",\"updated_at\":\"%s\"}", id, c, u);
+        if (!first) put(&b, ",", 1);
+        put(&b, (const char *)plain, n - 1);
+        put(&b, tail, (size_t)tn);
+        cs_crypto_wipe(plain, n);
+        free(plain);
+    }
+    store_release(st, db);
+    put(&b, "]}", 2);
+    if (!rc && b.oom) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    if (rc) {
+        if (b.p) cs_crypto_wipe(b.p, b.len);
+        free(b.p);
+        return rc;
+    }
+    *out = b.p;
+    *len = b.len;
+    return CORE_OK;
+}
+
 core_status records_get(store *st, const accounts_session *sess, const char *id, json_t **out, core_error *err) {
     *out = NULL;
     core_status rc = require_person(sess, err);

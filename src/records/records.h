@@ -36,6 +36,10 @@ core_status records_profile_put(store *st, const regions *regs, const accounts_s
 
 /* Entries: out receives {id, kind, title, details, onset, ended, created_at, updated_at}. */
 core_status records_list(store *st, const accounts_session *sess, json_t **out_array, core_error *err);
+/* The same list as JSON text, {"records":[…]}, spliced from the sealed JSON
+ * without parsing it again: the hot path of GET /api/records. *out is
+ * malloc'd and owned by the caller. */
+core_status records_list_text(store *st, const accounts_session *sess, char **out, size_t *len, core_error *err);
 core_status records_get(store *st, const accounts_session *sess, const char *id, json_t **out, core_error *err);
 core_status records_create(store *st, const accounts_session *sess, const json_t *in, json_t **out, core_error *err);
 core_status records_update(store *st, const accounts_session *sess, const char *id, const json_t *in, json_t **out,

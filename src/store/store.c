@@ -6,7 +6,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define STMT_CACHE 16
+
+typedef struct {
+    const char *sql; /* identity of a string literal */
+    sqlite3_stmt *st;
+} cached_stmt;
+
 struct store {
+    cached_stmt (*cache)[STMT_CACHE]; /* per connection, same index as all[] */
     pthread_mutex_t lock;
     pthread_cond_t available;
     int size;
@@ -73,9 +81,10 @@ core_status store_open(const char *path, int pool_size, store **out, core_error 
     if (!st) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     st->all = calloc((size_t)pool_size, sizeof *st->all);
     st->free_list = calloc((size_t)pool_size, sizeof *st->free_list);
+    st->cache = calloc((size_t)pool_size, sizeof *st->cache);
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->available, NULL);
-    if (!st->all || !st->free_list) {
+    if (!st->all || !st->free_list || !st->cache) {
         store_close(st);
         return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
@@ -98,11 +107,13 @@ core_status store_open(const char *path, int pool_size, store **out, core_error 
 void store_close(store *st) {
     if (!st) return;
     for (int i = 0; i < st->size; i++) {
+        for (int j = 0; j < STMT_CACHE; j++) sqlite3_finalize(st->cache[i][j].st);
         if (i == 0) sqlite3_wal_checkpoint_v2(st->all[i], NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         sqlite3_close(st->all[i]);
     }
     free(st->all);
     free(st->free_list);
+    free(st->cache);
     pthread_mutex_destroy(&st->lock);
     pthread_cond_destroy(&st->available);
     free(st);
@@ -116,7 +127,33 @@ sqlite3 *store_acquire(store *st) {
     return db;
 }
 
+static int conn_index(const store *st, const sqlite3 *db) {
+    for (int i = 0; i < st->size; i++)
+        if (st->all[i] == db) return i;
+    return -1;
+}
+
+core_status store_prepare_cached(store *st, sqlite3 *db, const char *sql, sqlite3_stmt **out, core_error *err) {
+    int i = conn_index(st, db);
+    if (i < 0) return core_fail(err, CORE_ERR_STORAGE, NULL, "connection is not from this store");
+    for (int j = 0; j < STMT_CACHE; j++) {
+        cached_stmt *c = &st->cache[i][j];
+        if (c->sql == sql) { *out = c->st; return CORE_OK; }
+        if (!c->sql) {
+            if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->st, NULL) != SQLITE_OK)
+                return store_error(db, err);
+            c->sql = sql;
+            *out = c->st;
+            return CORE_OK;
+        }
+    }
+    return core_fail(err, CORE_ERR_STORAGE, NULL, "statement cache is full (raise STMT_CACHE)");
+}
+
 void store_release(store *st, sqlite3 *db) {
+    /* Reset cached statements so none holds a read transaction open. */
+    int i = conn_index(st, db);
+    for (int j = 0; i >= 0 && j < STMT_CACHE && st->cache[i][j].sql; j++) sqlite3_reset(st->cache[i][j].st);
     store_rollback(db); /* a connection never goes back with an open transaction */
     pthread_mutex_lock(&st->lock);
     st->free_list[st->free_count++] = db;

@@ -42,6 +42,10 @@ core_status store_commit(sqlite3 *db, core_error *err);
 void store_rollback(sqlite3 *db);
 /* Prepare a statement; reports SQLite's message in err on failure. */
 core_status store_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st, core_error *err);
+/* Hot-path variant: the statement is prepared once per connection and kept
+ * (keyed by the address of sql, so pass a string literal). Do NOT finalize
+ * it; store_release() resets it for the next user. */
+core_status store_prepare_cached(store *st, sqlite3 *db, const char *sql, sqlite3_stmt **out, core_error *err);
 /* Fill err from the connection's last SQLite error. */
 core_status store_error(sqlite3 *db, core_error *err);
 

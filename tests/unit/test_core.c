@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "testutil.h"
 
@@ -22,6 +23,16 @@ static void time_format_is_rfc3339(void **state) {
     assert_string_equal(t, "1970-01-01T00:00:00Z");
     core_format_time(1700000000, t);
     assert_string_equal(t, "2023-11-14T22:13:20Z");
+    /* agrees with gmtime_r/strftime across leap years, centuries and negatives */
+    for (int64_t x = -2208988800LL; x < 4102444800LL; x += 86399 * 37 + 7) {
+        char ref[32];
+        time_t tt = (time_t)x;
+        struct tm tm;
+        gmtime_r(&tt, &tm);
+        strftime(ref, sizeof ref, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        core_format_time(x, t);
+        assert_string_equal(t, ref);
+    }
 }
 
 static void read_file_and_mkdirs(void **state) {
