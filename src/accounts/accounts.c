@@ -1,5 +1,6 @@
 /* accounts — account lifecycle, key wrapping and sessions. */
 #include "accounts/accounts.h"
+#include "accounts/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 struct accounts {
     store *st;
     accounts_options opt;
+    session_cache *cache;
 };
 
 /* Associated data binds each sealed key to its purpose, so a blob copied into
@@ -40,12 +42,18 @@ core_status accounts_open(store *st, const accounts_options *opt, accounts **out
     accounts *a = calloc(1, sizeof *a);
     if (!a) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     a->st = st;
+    a->cache = session_cache_new();
+    if (!a->cache) { free(a); return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); }
     if (opt) a->opt = *opt; else accounts_options_defaults(&a->opt);
     *out = a;
     return CORE_OK;
 }
 
-void accounts_close(accounts *a) { free(a); }
+void accounts_close(accounts *a) {
+    if (!a) return;
+    session_cache_free(a->cache);
+    free(a);
+}
 store *accounts_store(accounts *a) { return a->st; }
 
 void accounts_session_wipe(accounts_session *sess) {
@@ -363,6 +371,38 @@ done:
     return rc;
 }
 
+/* Read the session row into e. CORE_ERR_AUTH if absent or expired. */
+static core_status load_session(accounts *a, const uint8_t id_hash[32], session_entry *e, core_error *err) {
+    sqlite3 *db = store_acquire(a->st);
+    sqlite3_stmt *st = NULL;
+    /* Runs on every cache miss: the statement is cached. */
+    core_status rc = store_prepare_cached(a->st, db,
+        "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess, s.expires_at FROM sessions s "
+        "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ? AND s.expires_at > ?", &st, err);
+    if (!rc) {
+        sqlite3_bind_blob(st, 1, id_hash, 32, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, core_now());
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            memcpy(e->id_hash, id_hash, 32);
+            e->user_id = sqlite3_column_int64(st, 0);
+            snprintf(e->username, sizeof e->username, "%s", (const char *)sqlite3_column_text(st, 1));
+            if (!accounts_role_parse((const char *)sqlite3_column_text(st, 2), &e->role)) e->role = ACCOUNTS_PERSON;
+            snprintf(e->csrf, sizeof e->csrf, "%s", (const char *)sqlite3_column_text(st, 3));
+            e->sealed_len = (size_t)sqlite3_column_bytes(st, 4);
+            if (e->sealed_len > sizeof e->sealed) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key is damaged");
+            else memcpy(e->sealed, sqlite3_column_blob(st, 4), e->sealed_len);
+            e->expires_at = sqlite3_column_int64(st, 5);
+        } else if (step == SQLITE_DONE) {
+            rc = core_fail(err, CORE_ERR_AUTH, NULL, "not logged in, or the session has expired");
+        } else {
+            rc = store_error(db, err);
+        }
+    }
+    store_release(a->st, db);
+    return rc;
+}
+
 core_status accounts_authenticate(accounts *a, const char *token, accounts_session *sess, core_error *err) {
     uint8_t raw[32];
     memset(sess, 0, sizeof *sess);
@@ -373,36 +413,26 @@ core_status accounts_authenticate(accounts *a, const char *token, accounts_sessi
     cs_crypto_hash(key, "caresync-session-key-v1", raw, sizeof raw);
     cs_crypto_wipe(raw, sizeof raw);
 
-    sqlite3 *db = store_acquire(a->st);
-    sqlite3_stmt *st = NULL;
-    /* Runs on every authenticated request: the statement is cached. */
-    core_status rc = store_prepare_cached(a->st, db,
-        "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess FROM sessions s JOIN users u ON u.id = s.user_id "
-        "WHERE s.id_hash = ? AND s.expires_at > ?", &st, err);
-    if (!rc) {
-        sqlite3_bind_blob(st, 1, id_hash, 32, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, core_now());
-        int step = sqlite3_step(st);
-        if (step == SQLITE_ROW) {
-            sess->user_id = sqlite3_column_int64(st, 0);
-            snprintf(sess->username, sizeof sess->username, "%s", (const char *)sqlite3_column_text(st, 1));
-            if (!accounts_role_parse((const char *)sqlite3_column_text(st, 2), &sess->role)) sess->role = ACCOUNTS_PERSON;
-            snprintf(sess->csrf, sizeof sess->csrf, "%s", (const char *)sqlite3_column_text(st, 3));
-            memcpy(sess->id_hash, id_hash, 32);
-            uint8_t *plain = NULL;
-            size_t n = 0;
-            rc = cs_crypto_open(key, AD_SESS, strlen(AD_SESS), sqlite3_column_blob(st, 4),
-                                (size_t)sqlite3_column_bytes(st, 4), &plain, &n, err);
-            if (!rc && n == 32) memcpy(sess->data_key, plain, 32);
-            else if (!rc) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key has the wrong size");
-            if (plain) { cs_crypto_wipe(plain, n); free(plain); }
-        } else if (step == SQLITE_DONE) {
-            rc = core_fail(err, CORE_ERR_AUTH, NULL, "not logged in, or the session has expired");
-        } else {
-            rc = store_error(db, err);
-        }
+    session_entry e;
+    core_status rc = CORE_OK;
+    if (!session_cache_get(a->cache, id_hash, core_now(), &e)) {
+        uint64_t gen = session_cache_generation(a->cache);
+        rc = load_session(a, id_hash, &e, err);
+        if (!rc) session_cache_put(a->cache, &e, gen);
     }
-    store_release(a->st, db);
+    if (!rc) {
+        sess->user_id = e.user_id;
+        memcpy(sess->username, e.username, sizeof sess->username);
+        sess->role = e.role;
+        memcpy(sess->csrf, e.csrf, sizeof sess->csrf);
+        memcpy(sess->id_hash, id_hash, 32);
+        uint8_t *plain = NULL;
+        size_t n = 0;
+        rc = cs_crypto_open(key, AD_SESS, strlen(AD_SESS), e.sealed, e.sealed_len, &plain, &n, err);
+        if (!rc && n == 32) memcpy(sess->data_key, plain, 32);
+        else if (!rc) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key has the wrong size");
+        if (plain) { cs_crypto_wipe(plain, n); free(plain); }
+    }
     cs_crypto_wipe(key, sizeof key);
     if (rc) accounts_session_wipe(sess);
     return rc;
@@ -424,6 +454,7 @@ core_status accounts_logout(accounts *a, const accounts_session *sess, core_erro
     core_status rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash = ?2", sess->user_id,
                                 sess->id_hash, err);
     store_release(a->st, db);
+    session_cache_drop(a->cache, sess->id_hash);
     return rc;
 }
 
@@ -486,6 +517,7 @@ core_status accounts_change_password(accounts *a, const accounts_session *sess, 
         /* A changed password ends every other session: whoever knew the old one is out. */
         if (!rc) rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2", u.id, sess->id_hash, err);
         if (!rc) rc = store_commit(db, err);
+        if (!rc) session_cache_drop_user(a->cache, u.id, sess->id_hash);
         user_row_free(&u);
     }
     free(pw.sealed);
@@ -535,6 +567,7 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
         core_error ignored = {0};
         accounts_throttle_clear(db, acct, &ignored);
         rc = store_commit(db, err);
+        if (!rc) session_cache_drop_user(a->cache, u.id, NULL);
     }
     if (loaded) user_row_free(&u);
     free(pw.sealed);
@@ -560,6 +593,7 @@ core_status accounts_delete(accounts *a, const accounts_session *sess, const cha
         rc = store_begin(db, err);
         if (!rc) rc = exec_bound(db, "DELETE FROM users WHERE id = ?1", u.id, NULL, err);
         if (!rc) rc = store_commit(db, err);
+        if (!rc) session_cache_drop_user(a->cache, u.id, NULL);
         user_row_free(&u);
     }
     cs_crypto_wipe(dk, sizeof dk);
