@@ -1,0 +1,209 @@
+// The person's health record entries: list, add, edit, delete.
+import { api } from './api.js';
+import { $, el, today } from './dom.js';
+import { showStaffNotice, startPage } from './nav.js';
+import { clearErrors, showError, showOk, submitting, validate, value } from './forms.js';
+
+const KIND_LABEL = {
+  condition: 'Condition', symptom: 'Symptom', medication: 'Medication', allergy: 'Allergy', note: 'Note',
+};
+const KIND_PLURAL = {
+  condition: 'conditions', symptom: 'symptoms', medication: 'medications', allergy: 'allergies', note: 'notes',
+};
+
+const user = await startPage({ auth: 'required' });
+const page = $('#records-page');
+const list = $('#record-list');
+const listStatus = $('#list-status');
+const listForm = $('#list-message').parentElement;
+const filter = $('#kind-filter');
+const form = $('#record-form');
+const heading = $('#form-heading');
+const submit = $('#record-submit');
+const cancel = $('#record-cancel');
+
+let records = [];
+let editing = null; // id of the record in the form, or null when adding
+
+for (const name of ['onset', 'ended']) form.elements.namedItem(name).max = today();
+
+function formatDate(iso) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(iso || '');
+  if (!m) return iso;
+  const d = new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]));
+  return d.toLocaleDateString(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+}
+
+function timeEl(iso) {
+  return el('time', { datetime: iso }, formatDate(iso));
+}
+
+function datesLine(r) {
+  const p = el('p', { class: 'record-dates' });
+  if (r.onset) p.append('Started ', timeEl(r.onset));
+  if (r.ended) p.append(r.onset ? ' · ended ' : 'Ended ', timeEl(r.ended));
+  else if (r.onset && r.kind !== 'note') p.append(' · ongoing');
+  if (r.updated_at) {
+    if (p.childNodes.length) p.append(' · ');
+    p.append('updated ', timeEl(r.updated_at.slice(0, 10)));
+  }
+  return p;
+}
+
+function actionsFor(r, li) {
+  const box = el('div', { class: 'record-actions' });
+  const edit = el('button', { type: 'button', class: 'button-secondary button-small', 'aria-label': `Edit “${r.title}”` }, 'Edit');
+  const del = el('button', { type: 'button', class: 'button-secondary button-small', 'aria-label': `Delete “${r.title}”` }, 'Delete');
+  edit.addEventListener('click', () => startEdit(r));
+  del.addEventListener('click', () => confirmDelete(r, li, box));
+  box.append(edit, del);
+  return box;
+}
+
+function confirmDelete(r, li, box) {
+  const question = el('span', { class: 'record-confirm' }, 'Delete this entry for good?');
+  const yes = el('button', { type: 'button', class: 'button-danger button-small' }, 'Yes, delete');
+  const no = el('button', { type: 'button', class: 'button-secondary button-small' }, 'Keep it');
+  const confirmBox = el('div', { class: 'record-actions', role: 'group', 'aria-label': `Confirm deleting “${r.title}”` }, question, yes, no);
+  no.addEventListener('click', () => {
+    confirmBox.replaceWith(box);
+    box.querySelector('button:last-child').focus();
+  });
+  yes.addEventListener('click', async () => {
+    yes.disabled = true;
+    no.disabled = true;
+    try {
+      await api('DELETE', `/api/records/${encodeURIComponent(r.id)}`);
+      if (editing === r.id) stopEdit();
+      await load();
+      showOk(listForm, `Deleted “${r.title}”.`);
+      $('#list-heading').focus();
+    } catch (err) {
+      handle(err, listForm);
+      yes.disabled = false;
+      no.disabled = false;
+    }
+  });
+  box.replaceWith(confirmBox);
+  no.focus();
+}
+
+function render() {
+  const kind = filter.value;
+  const shown = kind ? records.filter((r) => r.kind === kind) : records;
+  list.replaceChildren(...shown.map((r) => {
+    const li = el('li', { class: `record record-kind-${r.kind}`, 'data-id': r.id });
+    li.append(
+      el('div', { class: 'record-head' },
+        el('span', { class: 'tag' }, KIND_LABEL[r.kind] || r.kind),
+        el('h3', { class: 'record-title' }, r.title)),
+      datesLine(r));
+    if (r.details) li.append(el('p', { class: 'record-details' }, r.details));
+    li.append(actionsFor(r, li));
+    return li;
+  }));
+  if (!records.length) listStatus.textContent = 'No entries yet. Add your first one with the form.';
+  else if (!shown.length) listStatus.textContent = `No ${KIND_PLURAL[kind]} yet.`;
+  else listStatus.textContent = `${shown.length} ${shown.length === 1 ? 'entry' : 'entries'}`;
+}
+
+function handle(err, where) {
+  if (err.code === 'unauthenticated') {
+    location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+    return;
+  }
+  if (err.code === 'forbidden') {
+    showStaffNotice(page, user, 'Health records');
+    return;
+  }
+  showError(where, err);
+}
+
+async function load() {
+  const data = await api('GET', '/api/records');
+  records = Array.isArray(data.records) ? data.records : [];
+  render();
+}
+
+function startEdit(r) {
+  editing = r.id;
+  clearErrors(form);
+  form.elements.namedItem('kind').value = r.kind;
+  form.elements.namedItem('title').value = r.title || '';
+  form.elements.namedItem('onset').value = r.onset || '';
+  form.elements.namedItem('ended').value = r.ended || '';
+  form.elements.namedItem('details').value = r.details || '';
+  heading.textContent = 'Edit entry';
+  submit.textContent = 'Save changes';
+  cancel.hidden = false;
+  form.scrollIntoView({ block: 'nearest' });
+  form.elements.namedItem('title').focus();
+}
+
+function stopEdit() {
+  editing = null;
+  form.reset();
+  clearErrors(form);
+  heading.textContent = 'Add an entry';
+  submit.textContent = 'Add entry';
+  cancel.hidden = true;
+}
+
+cancel.addEventListener('click', () => {
+  const id = editing;
+  stopEdit();
+  const item = id && list.querySelector(`li[data-id="${CSS.escape(id)}"] button`);
+  (item || form.elements.namedItem('kind')).focus();
+});
+
+filter.addEventListener('change', render);
+
+const rules = [
+  (f) => (value(f, 'kind') === 'symptom' && !value(f, 'onset')
+    ? { field: 'onset', message: 'A symptom needs the date it started.' } : null),
+  (f) => (value(f, 'onset') && value(f, 'ended') && value(f, 'ended') < value(f, 'onset')
+    ? { field: 'ended', message: 'The end date cannot be before the start date.' } : null),
+];
+
+form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  if (!validate(form, rules)) return;
+  const body = {
+    kind: value(form, 'kind'),
+    title: value(form, 'title').trim(),
+    details: value(form, 'details').trim() || null,
+    onset: value(form, 'onset') || null,
+    ended: value(form, 'ended') || null,
+  };
+  submitting(form, async () => {
+    try {
+      if (editing) await api('PUT', `/api/records/${encodeURIComponent(editing)}`, body);
+      else await api('POST', '/api/records', body);
+    } catch (err) {
+      if (err.code === 'unauthenticated' || err.code === 'forbidden') {
+        handle(err, form);
+        return;
+      }
+      if (err.code === 'not_found' && editing) {
+        stopEdit();
+        await load();
+        err.message = 'That entry no longer exists; the list has been refreshed.';
+      }
+      throw err;
+    }
+    const wasEditing = Boolean(editing);
+    stopEdit();
+    await load();
+    showOk(form, wasEditing ? `Saved “${body.title}”.` : `Added “${body.title}”.`);
+  });
+});
+
+$('#list-heading').setAttribute('tabindex', '-1');
+try {
+  page.hidden = false;
+  listStatus.textContent = 'Loading your entries…';
+  await load();
+} catch (err) {
+  listStatus.textContent = '';
+  handle(err, listForm);
+}
