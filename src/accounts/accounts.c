@@ -206,6 +206,7 @@ static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const
     memset(sess, 0, sizeof *sess);
     cs_crypto_hash(sess->id_hash, "caresync-session-id-v1", raw, sizeof raw);
     cs_crypto_hash(key, "caresync-session-key-v1", raw, sizeof raw);
+    cs_crypto_hash(sess->view_key, "caresync-session-view-v1", raw, sizeof raw);
     cs_crypto_b64(csrf_raw, sizeof csrf_raw, sess->csrf);
     uint8_t *sealed = NULL;
     size_t sealed_len = 0;
@@ -411,6 +412,7 @@ core_status accounts_authenticate(accounts *a, const char *token, accounts_sessi
     uint8_t id_hash[32], key[32];
     cs_crypto_hash(id_hash, "caresync-session-id-v1", raw, sizeof raw);
     cs_crypto_hash(key, "caresync-session-key-v1", raw, sizeof raw);
+    cs_crypto_hash(sess->view_key, "caresync-session-view-v1", raw, sizeof raw);
     cs_crypto_wipe(raw, sizeof raw);
 
     session_entry e;
@@ -455,6 +457,9 @@ core_status accounts_logout(accounts *a, const accounts_session *sess, core_erro
                                 sess->id_hash, err);
     store_release(a->st, db);
     session_cache_drop(a->cache, sess->id_hash);
+    /* Also when the DELETE failed: a session the user ended must not keep
+     * serving from memory. */
+    store_user_changed(a->st, sess->user_id);
     return rc;
 }
 
@@ -518,6 +523,7 @@ core_status accounts_change_password(accounts *a, const accounts_session *sess, 
         if (!rc) rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2", u.id, sess->id_hash, err);
         if (!rc) rc = store_commit(db, err);
         if (!rc) session_cache_drop_user(a->cache, u.id, sess->id_hash);
+        if (!rc) store_user_changed(a->st, u.id);
         user_row_free(&u);
     }
     free(pw.sealed);
@@ -568,6 +574,7 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
         accounts_throttle_clear(db, acct, &ignored);
         rc = store_commit(db, err);
         if (!rc) session_cache_drop_user(a->cache, u.id, NULL);
+        if (!rc) store_user_changed(a->st, u.id);
     }
     if (loaded) user_row_free(&u);
     free(pw.sealed);
@@ -594,6 +601,7 @@ core_status accounts_delete(accounts *a, const accounts_session *sess, const cha
         if (!rc) rc = exec_bound(db, "DELETE FROM users WHERE id = ?1", u.id, NULL, err);
         if (!rc) rc = store_commit(db, err);
         if (!rc) session_cache_drop_user(a->cache, u.id, NULL);
+        if (!rc) store_user_changed(a->st, u.id);
         user_row_free(&u);
     }
     cs_crypto_wipe(dk, sizeof dk);

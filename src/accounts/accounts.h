@@ -29,8 +29,13 @@ typedef struct {
     cs_crypto_kdf_cost kdf;
 } accounts_options;
 
-/* An authenticated caller. Holds the unwrapped data key: wipe it with
- * accounts_session_wipe() when the request is done. */
+/* An authenticated caller. Holds the unwrapped data key and the view key:
+ * wipe them with accounts_session_wipe() when the request is done.
+ *
+ * view_key is derived from the session token alone (like the key that wraps
+ * dk_sess), so only a request presenting the cookie can compute it. Views of
+ * the account's data kept in memory between requests (records_list_text's
+ * memo) are sealed under it. */
 typedef struct {
     int64_t user_id;
     char username[ACCOUNTS_USERNAME_MAX + 1];
@@ -38,6 +43,7 @@ typedef struct {
     char csrf[ACCOUNTS_TOKEN_TEXT];
     uint8_t id_hash[32];
     uint8_t data_key[CS_CRYPTO_KEY_BYTES];
+    uint8_t view_key[CS_CRYPTO_KEY_BYTES];
 } accounts_session;
 
 /* The accounts object borrows st (which must outlive it). opt may be NULL for

@@ -87,9 +87,8 @@ void api_records_list(http_request *rq, void *ctx) {
         if (records_list_text(c->st, &sess, &text, &len, &err)) {
             api_fail(rq, &err, NULL);
         } else {
-            http_respond_json_text(rq, 200, text, len);
-            cs_crypto_wipe(text, len);
-            free(text);
+            /* Handed over, not copied: http wipes it once sent. */
+            http_respond_json_owned(rq, 200, text, len);
         }
     }
     accounts_session_wipe(&sess);

@@ -12,6 +12,8 @@ static void usage(FILE *f) {
             "commands:\n"
             "  serve    run the web service (default 127.0.0.1:8080, data in ./var)\n"
             "  admin    operator tasks: create-user, list-users\n"
+            "  ledger   ledger tools: verify, proof, verify-proof\n"
+            "  keygen   create a node, admin or organisation key file\n"
             "\n"
             "caresync <command> --help shows the options of a command.\n"
             "caresync --version prints the version.\n");
@@ -28,6 +30,8 @@ int main(int argc, char **argv) {
     }
     if (strcmp(argv[1], "serve") == 0) return cli_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "admin") == 0) return cli_admin(argc - 1, argv + 1);
+    if (strcmp(argv[1], "ledger") == 0) return cli_ledger(argc - 1, argv + 1);
+    if (strcmp(argv[1], "keygen") == 0) return cli_keygen(argc - 1, argv + 1);
     fprintf(stderr, "caresync: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

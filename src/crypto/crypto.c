@@ -43,6 +43,32 @@ bool cs_crypto_unb64(const char *text, uint8_t *out, size_t n) {
     return got == n && end && *end == '\0';
 }
 
+void cs_crypto_sha256(uint8_t out[32], const void *in, size_t len) {
+    crypto_hash_sha256(out, in, len);
+}
+
+void cs_crypto_sha256_2(uint8_t out[32], const void *a, size_t alen, const void *b, size_t blen) {
+    crypto_hash_sha256_state h;
+    crypto_hash_sha256_init(&h);
+    crypto_hash_sha256_update(&h, a, alen);
+    crypto_hash_sha256_update(&h, b, blen);
+    crypto_hash_sha256_final(&h, out);
+}
+
+void cs_crypto_sign_keypair(uint8_t pk[32], uint8_t sk[64]) { crypto_sign_keypair(pk, sk); }
+
+void cs_crypto_sign_seed_keypair(const uint8_t seed[32], uint8_t pk[32], uint8_t sk[64]) {
+    crypto_sign_seed_keypair(pk, sk, seed);
+}
+
+void cs_crypto_sign(uint8_t sig[64], const void *msg, size_t len, const uint8_t sk[64]) {
+    crypto_sign_detached(sig, NULL, msg, len, sk);
+}
+
+bool cs_crypto_sign_verify(const uint8_t sig[64], const void *msg, size_t len, const uint8_t pk[32]) {
+    return crypto_sign_verify_detached(sig, msg, len, pk) == 0;
+}
+
 void cs_crypto_hash(uint8_t out[32], const char *context, const void *in, size_t len) {
     size_t klen = strlen(context);
     if (klen > crypto_generichash_KEYBYTES_MAX) klen = crypto_generichash_KEYBYTES_MAX;

@@ -34,6 +34,25 @@ bool cs_crypto_unb64(const char *text, uint8_t *out, size_t n);
 /* Domain-separated BLAKE2b-256: out = BLAKE2b(key=context, in). context ≤ 64 bytes. */
 void cs_crypto_hash(uint8_t out[32], const char *context, const void *in, size_t len);
 
+/* SHA-256 (the ledger's Merkle tree follows RFC 6962, which fixes SHA-256).
+ * The _2 variant hashes a ‖ b without copying. */
+#define CS_CRYPTO_SHA256_BYTES 32
+void cs_crypto_sha256(uint8_t out[32], const void *in, size_t len);
+void cs_crypto_sha256_2(uint8_t out[32], const void *a, size_t alen, const void *b, size_t blen);
+
+/* Ed25519 signatures (ledger transactions, blocks, tree heads). The secret
+ * key is 64 bytes (seed ‖ public key), as libsodium lays it out. */
+#define CS_CRYPTO_SIGN_PUBLIC 32
+#define CS_CRYPTO_SIGN_SECRET 64
+#define CS_CRYPTO_SIGNATURE 64
+void cs_crypto_sign_keypair(uint8_t pk[32], uint8_t sk[64]);
+/* Rebuild a keypair from its 32-byte seed (the first half of sk). */
+void cs_crypto_sign_seed_keypair(const uint8_t seed[32], uint8_t pk[32], uint8_t sk[64]);
+void cs_crypto_sign(uint8_t sig[64], const void *msg, size_t len, const uint8_t sk[64]);
+/* True only for a valid signature by pk (libsodium rejects non-canonical
+ * encodings and small-order keys, so signatures are not malleable). */
+bool cs_crypto_sign_verify(const uint8_t sig[64], const void *msg, size_t len, const uint8_t pk[32]);
+
 /* Argon2id cost parameters, stored with each hash so they can be raised later. */
 typedef struct { uint64_t ops; uint64_t mem; } cs_crypto_kdf_cost;
 cs_crypto_kdf_cost cs_crypto_kdf_default(void);

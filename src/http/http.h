@@ -83,6 +83,9 @@ void http_add_header(http_request *rq, const char *name, const char *value);
 void http_respond_json(http_request *rq, int status, json_t *body);
 /* Already-serialised JSON text (copied). */
 void http_respond_json_text(http_request *rq, int status, const char *text, size_t len);
+/* The same, handing text over (no copy): it must be malloc'd JSON text with
+ * text[len] == '\0'. http wipes and frees it once sent, or at once on failure. */
+void http_respond_json_owned(http_request *rq, int status, char *text, size_t len);
 /* {"error":{"code","message","field"?}} */
 void http_respond_error(http_request *rq, int status, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

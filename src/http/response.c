@@ -30,17 +30,30 @@ void http_add_header(http_request *rq, const char *name, const char *value) {
     rq->nheaders++;
 }
 
-void http_set_response(http_request *rq, int status, const char *content_type, const void *body, size_t len) {
-    if (rq->responded) return;
-    rq->responded = true;
-    rq->status = status;
-    rq->response = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+/* Headers every response gets, once its body is attached. */
+static void finish_response(http_request *rq, const char *content_type) {
     if (!rq->response) return;
     if (content_type) MHD_add_response_header(rq->response, "Content-Type", content_type);
     for (int i = 0; i < rq->nheaders; i++)
         if (rq->hname[i] && rq->hvalue[i]) MHD_add_response_header(rq->response, rq->hname[i], rq->hvalue[i]);
     if (http_server_stopping(rq->server)) MHD_add_response_header(rq->response, "Connection", "close");
     http_security_headers(rq->response, rq->tls, true);
+}
+
+void http_set_response(http_request *rq, int status, const char *content_type, const void *body, size_t len) {
+    if (rq->responded) return;
+    rq->responded = true;
+    rq->status = status;
+    rq->response = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    finish_response(rq, content_type);
+}
+
+/* libmicrohttpd frees a handed-over body once the response is sent; private
+ * text is wiped first so it does not linger in freed heap. The text is JSON,
+ * which never holds a NUL byte (jansson escapes it), so strlen is its length. */
+static void wipe_free(void *text) {
+    explicit_bzero(text, strlen(text));
+    free(text);
 }
 
 bool http_responded(const http_request *rq) { return rq->responded; }
@@ -59,6 +72,15 @@ void http_respond_json(http_request *rq, int status, json_t *body) {
 
 void http_respond_json_text(http_request *rq, int status, const char *text, size_t len) {
     http_set_response(rq, status, "application/json", text, len);
+}
+
+void http_respond_json_owned(http_request *rq, int status, char *text, size_t len) {
+    if (rq->responded) { wipe_free(text); return; }
+    rq->responded = true;
+    rq->status = status;
+    rq->response = MHD_create_response_from_buffer_with_free_callback(len, text, wipe_free);
+    if (!rq->response) wipe_free(text);
+    finish_response(rq, "application/json");
 }
 
 void http_respond_error(http_request *rq, int status, const char *code, const char *field, const char *fmt, ...) {

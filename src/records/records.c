@@ -95,6 +95,7 @@ core_status records_profile_put(store *st, const regions *regs, const accounts_s
     }
     sqlite3_finalize(q);
     store_release(st, db);
+    store_user_changed(st, sess->user_id);
     free(sealed);
     if (rc) json_decref(p);
     else *out = p;
@@ -167,10 +168,57 @@ static void put(text_buf *b, const char *s, size_t n) {
     b->p[b->len] = '\0';
 }
 
+/* The memo of the rendered list (see store.h) is sealed under the session's
+ * view key, bound to the owner and the generation it was rendered at. */
+static void list_ad(char ad[96], int64_t user_id, uint64_t generation) {
+    snprintf(ad, 96, "caresync-list-v1:%lld:%llu", (long long)user_id, (unsigned long long)generation);
+}
+
+static bool has_view_key(const accounts_session *sess) {
+    static const uint8_t zero[CS_CRYPTO_KEY_BYTES];
+    return !cs_crypto_equal(sess->view_key, zero, sizeof zero);
+}
+
+/* A hit costs one AEAD open of the whole body instead of a query and one open
+ * per entry. A memo that does not open under this session's view key is
+ * treated as a miss and rendered afresh (it should not happen: the slot is
+ * keyed by the id hash of the same token the view key comes from). */
+static bool list_from_memo(store *st, const accounts_session *sess, char **out, size_t *len) {
+    uint8_t *blob = NULL;
+    size_t blen = 0;
+    uint64_t gen = 0;
+    if (!store_memo_get(st, sess->id_hash, sess->user_id, &blob, &blen, &gen)) return false;
+    char ad[96];
+    list_ad(ad, sess->user_id, gen);
+    uint8_t *plain = NULL;
+    size_t n = 0;
+    bool ok = cs_crypto_open(sess->view_key, ad, strlen(ad), blob, blen, &plain, &n, NULL) == CORE_OK;
+    free(blob);
+    if (!ok) return false;
+    *out = (char *)plain;
+    *len = n;
+    return true;
+}
+
+static void list_to_memo(store *st, const accounts_session *sess, uint64_t gen, const char *text, size_t len) {
+    if (len > STORE_MEMO_MAX - CS_CRYPTO_SEAL_OVERHEAD) return;
+    char ad[96];
+    list_ad(ad, sess->user_id, gen);
+    uint8_t *sealed = NULL;
+    size_t slen = 0;
+    if (cs_crypto_seal(sess->view_key, ad, strlen(ad), text, len, &sealed, &slen, NULL) != CORE_OK) return;
+    store_memo_put(st, sess->id_hash, sess->user_id, gen, sealed, slen);
+    free(sealed);
+}
+
 core_status records_list_text(store *st, const accounts_session *sess, char **out, size_t *len, core_error *err) {
     *out = NULL;
     core_status rc = require_person(sess, err);
     if (rc) return rc;
+    bool memo = has_view_key(sess);
+    if (memo && list_from_memo(st, sess, out, len)) return CORE_OK;
+    /* Read before the rows: a write committed after this point refuses the put. */
+    uint64_t gen = memo ? store_user_generation(st, sess->user_id) : 0;
     text_buf b = {0};
     put(&b, "{\"records\":[", 12);
     sqlite3 *db = store_acquire(st);
@@ -219,6 +267,7 @@ core_status records_list_text(store *st, const accounts_session *sess, char **ou
         free(b.p);
         return rc;
     }
+    if (memo) list_to_memo(st, sess, gen, b.p, b.len);
     *out = b.p;
     *len = b.len;
     return CORE_OK;
@@ -302,6 +351,9 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
         }
     }
     store_release(st, db);
+    /* Even on failure: which step failed, and whether anything was written
+     * before it, is not worth reasoning about for the price of one miss. */
+    store_user_changed(st, sess->user_id);
     free(sealed);
     if (rc) { json_decref(e); return rc; }
     decorate(e, id, created, now);
@@ -334,6 +386,7 @@ core_status records_delete(store *st, const accounts_session *sess, const char *
     }
     sqlite3_finalize(q);
     store_release(st, db);
+    store_user_changed(st, sess->user_id);
     return rc;
 }
 

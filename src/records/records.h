@@ -38,7 +38,14 @@ core_status records_profile_put(store *st, const regions *regs, const accounts_s
 core_status records_list(store *st, const accounts_session *sess, json_t **out_array, core_error *err);
 /* The same list as JSON text, {"records":[…]}, spliced from the sealed JSON
  * without parsing it again: the hot path of GET /api/records. *out is
- * malloc'd and owned by the caller. */
+ * malloc'd and owned by the caller (wipe it before free).
+ *
+ * The rendered text is also kept in the store's memo for the session, sealed
+ * under sess->view_key (so only a request bearing the session's cookie can
+ * open it), and served from there until the person's records, profile or
+ * sessions change (every write here and in accounts calls
+ * store_user_changed) or STORE_MEMO_TTL passes. A session without a view key
+ * (all zero) is never memoised. */
 core_status records_list_text(store *st, const accounts_session *sess, char **out, size_t *len, core_error *err);
 core_status records_get(store *st, const accounts_session *sess, const char *id, json_t **out, core_error *err);
 core_status records_create(store *st, const accounts_session *sess, const json_t *in, json_t **out, core_error *err);

@@ -46,12 +46,17 @@ static const char *const migrations[] = {
     "  window_start INTEGER NOT NULL);",
 };
 
-int store_latest_version(void) { return (int)(sizeof migrations / sizeof migrations[0]); }
+static const store_schema app_schema = {
+    "caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};
 
-static int user_version(sqlite3 *db) {
+const store_schema *store_app_schema(void) { return &app_schema; }
+
+int store_latest_version(void) { return app_schema.count; }
+
+static int pragma_int(sqlite3 *db, const char *sql) {
     sqlite3_stmt *st = NULL;
     int v = -1;
-    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
@@ -59,22 +64,37 @@ static int user_version(sqlite3 *db) {
 }
 
 core_status store_migrate(sqlite3 *db, int target, core_error *err) {
-    int latest = store_latest_version();
+    return store_migrate_schema(db, &app_schema, target, err);
+}
+
+core_status store_migrate_schema(sqlite3 *db, const store_schema *schema, int target, core_error *err) {
+    int latest = schema->count;
     if (target > latest) target = latest;
-    int v = user_version(db);
+    int v = pragma_int(db, "PRAGMA user_version");
     if (v < 0) return store_error(db, err);
     if (v > latest)
         return core_fail(err, CORE_ERR_VERSION, NULL,
-                         "database schema version %d is newer than this caresync supports (%d); "
-                         "run a newer caresync or restore a backup", v, latest);
+                         "%s database schema version %d is newer than this caresync supports (%d); "
+                         "run a newer caresync or restore a backup", schema->name, v, latest);
+    if (v > 0 && schema->application_id != 0 &&
+        pragma_int(db, "PRAGMA application_id") != schema->application_id)
+        return core_fail(err, CORE_ERR_VERSION, NULL, "this file is not a %s database", schema->name);
+    /* A file at version 0 becomes ours only if it is empty: never add our
+     * tables to some other SQLite database. */
+    if (v == 0 && schema->application_id != 0 && pragma_int(db, "SELECT count(*) FROM sqlite_master") != 0)
+        return core_fail(err, CORE_ERR_VERSION, NULL, "this file is not a %s database", schema->name);
     for (; v < target; v++) {
         core_status rc = store_begin(db, err);
         if (rc) return rc;
-        char bump[64];
-        snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
-        if (sqlite3_exec(db, migrations[v], NULL, NULL, NULL) != SQLITE_OK ||
+        char bump[96];
+        if (v == 0 && schema->application_id)
+            snprintf(bump, sizeof bump, "PRAGMA user_version = %d; PRAGMA application_id = %d", v + 1,
+                     schema->application_id);
+        else
+            snprintf(bump, sizeof bump, "PRAGMA user_version = %d", v + 1);
+        if (sqlite3_exec(db, schema->steps[v], NULL, NULL, NULL) != SQLITE_OK ||
             sqlite3_exec(db, bump, NULL, NULL, NULL) != SQLITE_OK) {
-            core_fail(err, CORE_ERR_STORAGE, NULL, "migration to version %d failed: %s", v + 1,
+            core_fail(err, CORE_ERR_STORAGE, NULL, "%s migration to version %d failed: %s", schema->name, v + 1,
                       sqlite3_errmsg(db));
             store_rollback(db);
             return CORE_ERR_STORAGE;

@@ -7,6 +7,21 @@
 #include <string.h>
 
 #define STMT_CACHE 16
+/* Memo slots are chosen by key (a session hash, uniformly random), so a
+ * collision just evicts. 512 slots of at most STORE_MEMO_MAX bytes bound the
+ * memo at 32 MiB; in practice a slot holds a few KiB. */
+#define MEMO_SLOTS 512
+#define GEN_STRIPES 4096
+
+typedef struct {
+    bool used;
+    uint8_t key[32];
+    int64_t user_id;
+    uint64_t generation;
+    int64_t expires_at;
+    uint8_t *blob;
+    size_t len;
+} memo_slot;
 
 typedef struct {
     const char *sql; /* identity of a string literal */
@@ -22,6 +37,9 @@ struct store {
     sqlite3 **all;
     sqlite3 **free_list;
     int schema_version;
+    pthread_mutex_t memo_lock; /* guards gen[] and memo[] */
+    uint64_t gen[GEN_STRIPES];
+    memo_slot memo[MEMO_SLOTS];
 };
 
 core_status store_error(sqlite3 *db, core_error *err) {
@@ -75,6 +93,11 @@ static core_status open_one(const char *path, sqlite3 **out, core_error *err) {
 }
 
 core_status store_open(const char *path, int pool_size, store **out, core_error *err) {
+    return store_open_schema(path, pool_size, store_app_schema(), out, err);
+}
+
+core_status store_open_schema(const char *path, int pool_size, const store_schema *schema, store **out,
+                              core_error *err) {
     *out = NULL;
     if (pool_size < 1) pool_size = 1;
     store *st = calloc(1, sizeof *st);
@@ -84,13 +107,14 @@ core_status store_open(const char *path, int pool_size, store **out, core_error 
     st->cache = calloc((size_t)pool_size, sizeof *st->cache);
     pthread_mutex_init(&st->lock, NULL);
     pthread_cond_init(&st->available, NULL);
+    pthread_mutex_init(&st->memo_lock, NULL);
     if (!st->all || !st->free_list || !st->cache) {
         store_close(st);
         return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
     for (int i = 0; i < pool_size; i++) {
         core_status rc = open_one(path, &st->all[i], err);
-        if (!rc && i == 0) rc = store_migrate(st->all[0], store_latest_version(), err);
+        if (!rc && i == 0) rc = store_migrate_schema(st->all[0], schema, schema->count, err);
         if (rc) {
             sqlite3_close(st->all[i]); /* not yet counted in st->size */
             store_close(st);
@@ -99,7 +123,7 @@ core_status store_open(const char *path, int pool_size, store **out, core_error 
         st->size++;
         st->free_list[st->free_count++] = st->all[i];
     }
-    st->schema_version = store_latest_version();
+    st->schema_version = schema->count;
     *out = st;
     return CORE_OK;
 }
@@ -114,8 +138,10 @@ void store_close(store *st) {
     free(st->all);
     free(st->free_list);
     free(st->cache);
+    for (int i = 0; i < MEMO_SLOTS; i++) free(st->memo[i].blob);
     pthread_mutex_destroy(&st->lock);
     pthread_cond_destroy(&st->available);
+    pthread_mutex_destroy(&st->memo_lock);
     free(st);
 }
 
@@ -182,4 +208,79 @@ core_status store_check(store *st, char journal_mode[16], int *schema_version, c
     }
     store_release(st, db);
     return rc;
+}
+
+/* ---- memo ---------------------------------------------------------------- */
+static size_t stripe_of(int64_t user_id) { return (size_t)((uint64_t)user_id % GEN_STRIPES); }
+
+static size_t memo_index(const uint8_t key[32]) {
+    size_t v;
+    memcpy(&v, key, sizeof v);
+    return v % MEMO_SLOTS;
+}
+
+static void memo_clear(memo_slot *m) {
+    free(m->blob);
+    memset(m, 0, sizeof *m);
+}
+
+uint64_t store_user_generation(store *st, int64_t user_id) {
+    pthread_mutex_lock(&st->memo_lock);
+    uint64_t g = st->gen[stripe_of(user_id)];
+    pthread_mutex_unlock(&st->memo_lock);
+    return g;
+}
+
+void store_user_changed(store *st, int64_t user_id) {
+    pthread_mutex_lock(&st->memo_lock);
+    st->gen[stripe_of(user_id)]++;
+    for (size_t i = 0; i < MEMO_SLOTS; i++)
+        if (st->memo[i].used && st->memo[i].user_id == user_id) memo_clear(&st->memo[i]);
+    pthread_mutex_unlock(&st->memo_lock);
+}
+
+bool store_memo_get(store *st, const uint8_t key[32], int64_t user_id, uint8_t **blob, size_t *len,
+                    uint64_t *generation) {
+    *blob = NULL;
+    bool hit = false;
+    int64_t now = core_now();
+    pthread_mutex_lock(&st->memo_lock);
+    memo_slot *m = &st->memo[memo_index(key)];
+    if (m->used && m->user_id == user_id && memcmp(m->key, key, 32) == 0) {
+        /* The generation test is belt and braces: store_user_changed drops
+         * the user's memos as it moves the generation on. */
+        if (m->expires_at > now && m->generation == st->gen[stripe_of(user_id)]) {
+            *blob = malloc(m->len);
+            if (*blob) {
+                memcpy(*blob, m->blob, m->len);
+                *len = m->len;
+                *generation = m->generation;
+                hit = true;
+            }
+        } else {
+            memo_clear(m);
+        }
+    }
+    pthread_mutex_unlock(&st->memo_lock);
+    return hit;
+}
+
+void store_memo_put(store *st, const uint8_t key[32], int64_t user_id, uint64_t generation, const uint8_t *blob,
+                    size_t len) {
+    if (len == 0 || len > STORE_MEMO_MAX) return;
+    uint8_t *copy = malloc(len); /* outside the lock */
+    if (!copy) return;
+    memcpy(copy, blob, len);
+    int64_t expires = core_now() + STORE_MEMO_TTL;
+    pthread_mutex_lock(&st->memo_lock);
+    if (generation == st->gen[stripe_of(user_id)]) {
+        memo_slot *m = &st->memo[memo_index(key)];
+        memo_clear(m);
+        *m = (memo_slot){.used = true, .user_id = user_id, .generation = generation, .expires_at = expires,
+                         .blob = copy, .len = len};
+        memcpy(m->key, key, 32);
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&st->memo_lock);
+    free(copy);
 }

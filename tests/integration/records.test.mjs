@@ -304,3 +304,60 @@ test('delete account: sessions end, log-in fails, the name can be reused and see
   // The old recovery code does not open the new account either.
   await expectError(await new Client(srv.base).post('/api/auth/reset', { username: 'sam', recovery_code: code, new_password: PW2 }), 401, 'invalid_credentials', 'old code on new account');
 });
+
+// GET /api/records is served from a per-session memo of the rendered list
+// (sealed under a key from the session token). Every write must be visible to
+// the very next read, from any session of the person, and a session that
+// ended must not be served.
+test('records list: each write is seen by the next read of every session; log-out ends it', async () => {
+  const a = new Client(srv.base);
+  await a.signup('memo.mia', PW);
+  const b = new Client(srv.base);
+  await b.login('memo.mia', PW);
+  const titles = async (c) => {
+    const r = await c.get('/api/records');
+    assert.equal(r.status, 200, r.text);
+    return r.json.records.map((x) => x.title);
+  };
+  const created = await a.post('/api/records', { kind: 'note', title: 'first' });
+  assert.equal(created.status, 201, created.text);
+  const id = created.json.record.id;
+  // Read twice from each session so both have a memo before every write.
+  for (const c of [a, b, a, b]) assert.deepEqual(await titles(c), ['first']);
+
+  const u = await a.put(`/api/records/${id}`, { kind: 'note', title: 'first, edited' });
+  assert.equal(u.status, 200, u.text);
+  assert.deepEqual(await titles(a), ['first, edited'], 'update seen by the writer');
+  assert.deepEqual(await titles(b), ['first, edited'], 'update seen by the other session');
+
+  assert.equal((await b.post('/api/records', { kind: 'note', title: 'second' })).status, 201);
+  assert.deepEqual(await titles(b), ['second', 'first, edited']);
+  assert.deepEqual(await titles(a), ['second', 'first, edited']);
+
+  assert.equal((await a.del(`/api/records/${id}`)).status, 200);
+  assert.deepEqual(await titles(a), ['second']);
+  assert.deepEqual(await titles(b), ['second']);
+
+  // Repeated reads return the same body; a profile write leaves the list intact.
+  const r1 = await a.get('/api/records');
+  assert.equal((await a.put('/api/profile', { display_name: 'Mia', birth_year: 1990, sex: 'female', region: null })).status, 200);
+  const r2 = await a.get('/api/records');
+  assert.equal(r2.text, r1.text);
+
+  // Log-out: that cookie is refused even though its list was just served.
+  const aCookie = a.cookie;
+  assert.equal((await a.post('/api/auth/logout')).status, 200);
+  const stale = new Client(srv.base);
+  stale.cookie = aCookie;
+  await expectError(await stale.get('/api/records'), 401, 'unauthenticated', 'no cookie after log-out');
+  assert.equal(a.cookie, null, 'log-out cleared the cookie');
+  assert.deepEqual(await titles(b), ['second'], 'the other session still reads');
+
+  // Password change from b: the logged-out cookie of a stays refused; b reads fresh data.
+  const c = new Client(srv.base);
+  await c.login('memo.mia', PW);
+  assert.deepEqual(await titles(c), ['second']);
+  assert.equal((await b.post('/api/account/password', { current_password: PW, new_password: PW2 })).status, 200);
+  await expectError(await c.get('/api/records'), 401, 'unauthenticated', 'other session after password change');
+  assert.deepEqual(await titles(b), ['second']);
+});

@@ -211,6 +211,200 @@ static void profile_and_export(void **state) {
     assert_false(testutil_file_contains(wal, "NZ-WGN", 6));
 }
 
+/* ---- the memo of GET /api/records (records_list_text) ---- */
+static char *list_text(fixture *f, const accounts_session *s) {
+    char *t = NULL;
+    size_t n = 0;
+    core_error err = {0};
+    assert_int_equal(records_list_text(f->st, s, &t, &n, &err), CORE_OK);
+    assert_int_equal(strlen(t), n);
+    return t;
+}
+
+static bool memo_present(fixture *f, const accounts_session *s) {
+    uint8_t *b = NULL;
+    size_t n = 0;
+    uint64_t g = 0;
+    bool hit = store_memo_get(f->st, s->id_hash, s->user_id, &b, &n, &g);
+    free(b);
+    return hit;
+}
+
+static bool bytes_contain(const uint8_t *hay, size_t n, const char *needle) {
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(hay + i, needle, k) == 0) return true;
+    return false;
+}
+
+static json_t *entry_json(const char *title) { return json_pack("{s:s,s:s}", "kind", "note", "title", title); }
+
+static void add_entry(fixture *f, const accounts_session *s, const char *title, char id[RECORDS_ID_TEXT]) {
+    json_t *in = entry_json(title), *rec = NULL;
+    core_error err = {0};
+    assert_int_equal(records_create(f->st, s, in, &rec, &err), CORE_OK);
+    if (id) snprintf(id, RECORDS_ID_TEXT, "%s", json_string_value(json_object_get(rec, "id")));
+    json_decref(rec);
+    json_decref(in);
+}
+
+/* The memo holds the list sealed, is used, and every write drops it so the
+ * next read is fresh. */
+static void list_memo_is_sealed_and_follows_writes(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    char id[RECORDS_ID_TEXT];
+    add_entry(f, &f->alice, "Memo marker one", id);
+    assert_false(memo_present(f, &f->alice));
+    char *first = list_text(f, &f->alice);
+    assert_non_null(strstr(first, "Memo marker one"));
+    assert_true(memo_present(f, &f->alice));
+
+    /* what the process keeps is sealed: no plaintext in the memo */
+    uint8_t *blob = NULL;
+    size_t blen = 0;
+    uint64_t gen = 0;
+    assert_true(store_memo_get(f->st, f->alice.id_hash, f->alice.user_id, &blob, &blen, &gen));
+    assert_false(bytes_contain(blob, blen, "Memo marker"));
+    assert_false(bytes_contain(blob, blen, "records"));
+    free(blob);
+
+    /* It is really served from memory: a change made behind the library's back
+     * (as another process could; bounded by STORE_MEMO_TTL) is not seen... */
+    sqlite3 *db = store_acquire(f->st);
+    assert_int_equal(sqlite3_exec(db, "UPDATE records SET created_at = created_at - 86400", 0, 0, 0), SQLITE_OK);
+    store_release(f->st, db);
+    char *again = list_text(f, &f->alice);
+    assert_string_equal(again, first);
+    free(again);
+
+    /* ...while every write through the library is seen by the next read. */
+    json_t *in = entry_json("Memo marker two"), *out = NULL;
+    assert_int_equal(records_update(f->st, &f->alice, id, in, &out, &err), CORE_OK);
+    json_decref(out);
+    json_decref(in);
+    assert_false(memo_present(f, &f->alice));
+    char *t = list_text(f, &f->alice);
+    assert_non_null(strstr(t, "Memo marker two"));
+    assert_null(strstr(t, "Memo marker one"));
+    assert_string_not_equal(t, first);
+    free(t);
+    free(first);
+
+    char id2[RECORDS_ID_TEXT];
+    add_entry(f, &f->alice, "Memo marker three", id2);
+    assert_false(memo_present(f, &f->alice));
+    t = list_text(f, &f->alice);
+    assert_non_null(strstr(t, "Memo marker three"));
+    free(t);
+
+    assert_int_equal(records_delete(f->st, &f->alice, id2, &err), CORE_OK);
+    assert_false(memo_present(f, &f->alice));
+    t = list_text(f, &f->alice);
+    assert_null(strstr(t, "Memo marker three"));
+    free(t);
+
+    json_t *p = json_pack("{s:s}", "display_name", "Alice");
+    assert_true(memo_present(f, &f->alice));
+    assert_int_equal(records_profile_put(f->st, f->regs, &f->alice, p, &out, &err), CORE_OK);
+    json_decref(out);
+    json_decref(p);
+    assert_false(memo_present(f, &f->alice));
+
+    /* bob's writes leave alice's memo alone; bob sees only his own list */
+    t = list_text(f, &f->alice);
+    free(t);
+    add_entry(f, &f->bob, "Bob's own", NULL);
+    assert_true(memo_present(f, &f->alice));
+    t = list_text(f, &f->bob);
+    assert_null(strstr(t, "Memo marker"));
+    assert_non_null(strstr(t, "Bob's own"));
+    free(t);
+}
+
+/* The memo opens only with the view key of the session it was made for. */
+static void list_memo_needs_the_session_key(void **state) {
+    fixture *f = *state;
+    add_entry(f, &f->alice, "Only with the cookie", NULL);
+    char *t = list_text(f, &f->alice);
+    free(t);
+    assert_true(memo_present(f, &f->alice));
+    /* Someone who knows alice's session hash and id (both on disk) but not her
+     * token: the memo does not open, so the list is rendered with their own
+     * data key — and alice's rows do not open either. */
+    accounts_session forged = f->bob;
+    forged.user_id = f->alice.user_id;
+    memcpy(forged.id_hash, f->alice.id_hash, 32);
+    char *text = NULL;
+    size_t n = 0;
+    core_error err = {0};
+    assert_int_equal(records_list_text(f->st, &forged, &text, &n, &err), CORE_ERR_CRYPTO);
+    assert_null(text);
+    accounts_session_wipe(&forged);
+    /* a session without a view key is never memoised */
+    accounts_session bare = f->bob;
+    memset(bare.view_key, 0, sizeof bare.view_key);
+    t = list_text(f, &bare);
+    free(t);
+    assert_false(memo_present(f, &bare));
+    /* a second session of alice has its own memo; a write drops both */
+    accounts_session alice2;
+    char tok[ACCOUNTS_TOKEN_TEXT];
+    assert_int_equal(accounts_login(f->acc, "alice", PW, "127.0.0.1", &alice2, tok, &err), CORE_OK);
+    t = list_text(f, &alice2);
+    free(t);
+    assert_true(memo_present(f, &f->alice));
+    assert_true(memo_present(f, &alice2));
+    add_entry(f, &f->alice, "Seen by both", NULL);
+    assert_false(memo_present(f, &f->alice));
+    assert_false(memo_present(f, &alice2));
+    t = list_text(f, &alice2);
+    assert_non_null(strstr(t, "Seen by both"));
+    free(t);
+    accounts_session_wipe(&alice2);
+}
+
+/* Log-out, password change, reset and deletion each drop the memo. */
+static void list_memo_ends_with_the_session(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    char rc_text[CS_CRYPTO_RECOVERY_TEXT], rc2[CS_CRYPTO_RECOVERY_TEXT], tok[ACCOUNTS_TOKEN_TEXT];
+    accounts_session s;
+    assert_int_equal(accounts_create(f->acc, "carol", PW, ACCOUNTS_PERSON, rc_text, &s, tok, &err), CORE_OK);
+    add_entry(f, &s, "Carol's note", NULL);
+    char *t = list_text(f, &s);
+    free(t);
+    assert_true(memo_present(f, &s));
+    assert_int_equal(accounts_logout(f->acc, &s, &err), CORE_OK);
+    assert_false(memo_present(f, &s));
+    /* the logged-out token no longer authenticates, so nothing can reach a memo */
+    accounts_session gone;
+    assert_int_equal(accounts_authenticate(f->acc, tok, &gone, &err), CORE_ERR_AUTH);
+    accounts_session_wipe(&s);
+
+    assert_int_equal(accounts_login(f->acc, "carol", PW, "127.0.0.1", &s, tok, &err), CORE_OK);
+    t = list_text(f, &s);
+    free(t);
+    assert_true(memo_present(f, &s));
+    assert_int_equal(accounts_change_password(f->acc, &s, PW, "a different passphrase", "127.0.0.1", &err), CORE_OK);
+    assert_false(memo_present(f, &s));
+
+    t = list_text(f, &s);
+    free(t);
+    assert_true(memo_present(f, &s));
+    assert_int_equal(accounts_reset_password(f->acc, "carol", rc_text, PW, "127.0.0.1", rc2, &err), CORE_OK);
+    assert_false(memo_present(f, &s));
+    accounts_session_wipe(&s);
+
+    assert_int_equal(accounts_login(f->acc, "carol", PW, "127.0.0.1", &s, tok, &err), CORE_OK);
+    t = list_text(f, &s);
+    free(t);
+    assert_true(memo_present(f, &s));
+    assert_int_equal(accounts_delete(f->acc, &s, PW, "127.0.0.1", &err), CORE_OK);
+    assert_false(memo_present(f, &s));
+    accounts_session_wipe(&s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(entry_validation),
@@ -219,6 +413,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(crud_and_ownership, setup, teardown),
         cmocka_unit_test_setup_teardown(tampered_rows_are_detected, setup, teardown),
         cmocka_unit_test_setup_teardown(profile_and_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_memo_is_sealed_and_follows_writes, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_memo_needs_the_session_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(list_memo_ends_with_the_session, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -134,6 +135,63 @@ static void failed_migration_rolls_back(void **state) {
     testutil_rmdir(dir);
 }
 
+/* The memo of sealed views: a put made with a generation read before a change
+ * of that user is refused, a change drops only that user's memos, and views
+ * over STORE_MEMO_MAX are not kept. */
+static void memo_follows_user_generations(void **state) {
+    (void)state;
+    char dir[256], path[512];
+    testutil_tmpdir(dir);
+    snprintf(path, sizeof path, "%s/db", dir);
+    store *st = NULL;
+    assert_int_equal(store_open(path, 1, &st, NULL), CORE_OK);
+    uint8_t ka[32], kb[32], *blob = NULL;
+    memset(ka, 0xa1, sizeof ka);
+    memset(kb, 0xb2, sizeof kb);
+    size_t len = 0;
+    uint64_t gen = 0;
+    static const uint8_t sealed[] = "opaque sealed bytes";
+
+    uint64_t g1 = store_user_generation(st, 1), g2 = store_user_generation(st, 2);
+    store_memo_put(st, ka, 1, g1, sealed, sizeof sealed);
+    store_memo_put(st, kb, 2, g2, sealed, sizeof sealed);
+    assert_true(store_memo_get(st, ka, 1, &blob, &len, &gen));
+    assert_int_equal(len, sizeof sealed);
+    assert_memory_equal(blob, sealed, sizeof sealed);
+    assert_int_equal(gen, g1);
+    free(blob);
+    /* the key and the owner must both match */
+    assert_false(store_memo_get(st, ka, 2, &blob, &len, &gen));
+    assert_null(blob);
+    assert_false(store_memo_get(st, kb, 1, &blob, &len, &gen));
+
+    /* a change of user 1 drops user 1's memo, not user 2's */
+    store_user_changed(st, 1);
+    assert_false(store_memo_get(st, ka, 1, &blob, &len, &gen));
+    assert_true(store_memo_get(st, kb, 2, &blob, &len, &gen));
+    free(blob);
+
+    /* a view rendered from rows read before the change arrives after it: refused */
+    store_memo_put(st, ka, 1, g1, sealed, sizeof sealed);
+    assert_false(store_memo_get(st, ka, 1, &blob, &len, &gen));
+    g1 = store_user_generation(st, 1);
+    store_memo_put(st, ka, 1, g1, sealed, sizeof sealed);
+    assert_true(store_memo_get(st, ka, 1, &blob, &len, &gen));
+    free(blob);
+
+    /* oversized views are not kept */
+    uint8_t *big = calloc(1, STORE_MEMO_MAX + 1);
+    assert_non_null(big);
+    uint8_t kc[32];
+    memset(kc, 0xc3, sizeof kc);
+    store_memo_put(st, kc, 3, store_user_generation(st, 3), big, STORE_MEMO_MAX + 1);
+    free(big);
+    assert_false(store_memo_get(st, kc, 3, &blob, &len, &gen));
+
+    store_close(st);
+    testutil_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(open_sets_wal_fk_and_latest_schema),
@@ -141,6 +199,7 @@ int main(void) {
         cmocka_unit_test(older_database_upgrades),
         cmocka_unit_test(newer_database_is_refused),
         cmocka_unit_test(failed_migration_rolls_back),
+        cmocka_unit_test(memo_follows_user_generations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,677 @@
+/* ledger — the live ledger: submission queue, block producer, queries.
+ *
+ * Submitters decode and signature-check their transactions in their own
+ * threads (so with two cores two submitters verify in parallel), then queue
+ * them and sleep. One producer thread takes what is queued — everything up
+ * to batch_max, after waiting at most batch_ms for more — applies it to the
+ * state inside one SQLite transaction, appends the accepted transactions to
+ * the Merkle log, signs the block header and commits. One fsync therefore
+ * covers a whole block ("group commit"), and a submitter is woken only after
+ * that commit returned: an acknowledged transaction is durable.
+ *
+ * The producer is the only writer. Readers use a pool of read connections
+ * (WAL gives them committed snapshots) and the in-memory tree under
+ * tree_lock. This is the single-node "consensus"; a replicated one would
+ * replace seal() with propose-and-agree and keep everything else. */
+#include "ledger/internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crypto/crypto.h"
+
+typedef struct pending {
+    const uint8_t *buf;
+    size_t len;
+    ledger_tx tx;
+    ledger_receipt *rcpt;
+    bool done;
+    struct pending *next;
+} pending;
+
+/* Last nonce handed out per server-held key, so concurrent sign_submit
+ * callers never reuse one (open addressing, grows at ½ load). */
+typedef struct { uint8_t pk[LEDGER_KEY]; uint64_t last; bool used; } nonce_slot;
+
+struct ledger {
+    ledger_options opt;
+    store *st;
+    sqlite3 *wdb;            /* the producer's connection, never in the pool's free list */
+    ledger_state *state;     /* producer only */
+
+    pthread_mutex_t tree_lock;
+    ledger_tree *tree;
+
+    pthread_mutex_t lock;    /* queue, head, stats, closing */
+    pthread_cond_t work, done;
+    pending *qhead, *qtail;
+    size_t qlen;
+    double oldest;           /* monotonic arrival of qhead */
+    bool closing;
+    bool have_head;
+    ledger_block head;
+    ledger_stats stats;
+    pthread_t producer;
+    bool producer_running;
+
+    pthread_mutex_t nonce_lock;
+    nonce_slot *nonces;
+    size_t nonce_cap, nonce_used;
+};
+
+void ledger_options_defaults(ledger_options *opt) {
+    memset(opt, 0, sizeof *opt);
+    opt->path = "var/ledger.db";
+    opt->batch_ms = 10;
+    opt->batch_max = 4096;
+    opt->readers = 4;
+    opt->genesis_reward[LEDGER_CAT_SCREENING] = 10;
+    opt->genesis_reward[LEDGER_CAT_CONDITIONS] = 5;
+    opt->genesis_reward[LEDGER_CAT_SYMPTOMS] = 5;
+    opt->genesis_reward[LEDGER_CAT_DEMOGRAPHICS] = 2;
+}
+
+const uint8_t *ledger_node_key(const ledger *l) { return l->opt.node_pk; }
+
+static uint64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---- sealing a block (producer thread, or open() for genesis) ---- */
+
+static void fail_item(pending *p, core_status code, const core_error *e) {
+    p->rcpt->status = code;
+    if (e) p->rcpt->error = *e;
+    p->rcpt->error.code = code;
+}
+
+static void seal(ledger *l, pending *batch) {
+    core_error err = {0};
+    size_t n = 0;
+    for (pending *p = batch; p; p = p->next) n++;
+    uint8_t (*ids)[LEDGER_HASH] = malloc((n ? n : 1) * LEDGER_HASH);
+    pending **accepted = malloc((n ? n : 1) * sizeof *accepted);
+
+    pthread_mutex_lock(&l->lock);
+    ledger_block prev = l->head;
+    bool have_prev = l->have_head;
+    pthread_mutex_unlock(&l->lock);
+
+    ledger_block b = {0};
+    b.height = have_prev ? prev.height + 1 : 0;
+    if (have_prev) ledger_block_hash(&prev, b.prev);
+    b.time_ms = now_ms();
+    if (have_prev && b.time_ms < prev.time_ms) b.time_ms = prev.time_ms; /* clock stepped back */
+    uint64_t base = have_prev ? prev.tree_size : 0;
+
+    core_status fatal = CORE_OK;
+    size_t ok = 0;
+    if (!ids || !accepted) {
+        fatal = core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory sealing a block");
+    } else if ((fatal = store_begin(l->wdb, &err)) == CORE_OK) {
+        for (pending *p = batch; p && !fatal; p = p->next) {
+            core_error e = {0};
+            ledger_tx_id(p->buf, p->len, p->rcpt->txid);
+            core_status rc = ledger_state_apply(l->state, &p->tx, p->buf, p->len, p->rcpt->txid, base + ok, b.height,
+                                                b.time_ms, &e);
+            if (rc == CORE_ERR_STORAGE || rc == CORE_ERR_NOMEM) {
+                fatal = rc;
+                err = e;
+            } else if (rc) {
+                fail_item(p, rc, &e);
+            } else {
+                memcpy(ids[ok], p->rcpt->txid, LEDGER_HASH);
+                accepted[ok++] = p;
+            }
+        }
+    }
+
+    if (!fatal && ok > 0) {
+        pthread_mutex_lock(&l->tree_lock);
+        for (size_t i = 0; i < ok && !fatal; i++) fatal = ledger_tree_append(l->tree, ids[i], &err);
+        if (!fatal) ledger_tree_root(l->tree, base + ok, b.root);
+        pthread_mutex_unlock(&l->tree_lock);
+        b.tx_count = (uint32_t)ok;
+        b.tree_size = base + ok;
+        ledger_block_sign(&b, l->opt.node_sk);
+        if (!fatal) fatal = ledger_state_finish_block(l->state, &b, &err);
+        if (!fatal) fatal = store_commit(l->wdb, &err); /* the fsync that makes the block durable */
+    }
+
+    if (fatal || ok == 0) {
+        store_rollback(l->wdb);
+        pthread_mutex_lock(&l->tree_lock);
+        ledger_tree_truncate(l->tree, base);
+        pthread_mutex_unlock(&l->tree_lock);
+        core_error e2 = {0};
+        ledger_state_load(l->state, &e2); /* params and supply as committed */
+        if (fatal)
+            for (pending *p = batch; p; p = p->next)
+                if (p->rcpt->status == CORE_OK) fail_item(p, fatal, &err);
+    }
+
+    pthread_mutex_lock(&l->lock);
+    if (!fatal && ok > 0) {
+        for (size_t i = 0; i < ok; i++) {
+            accepted[i]->rcpt->seq = base + i;
+            accepted[i]->rcpt->height = b.height;
+        }
+        l->head = b;
+        l->have_head = true;
+        l->stats.blocks++;
+        l->stats.commits++;
+        l->stats.committed += ok;
+    }
+    for (pending *p = batch; p; p = p->next) {
+        if (p->rcpt->status) l->stats.rejected++;
+        p->done = true;
+    }
+    pthread_cond_broadcast(&l->done);
+    pthread_mutex_unlock(&l->lock);
+    free(ids);
+    free(accepted);
+}
+
+static void *producer_main(void *arg) {
+    ledger *l = arg;
+    pthread_mutex_lock(&l->lock);
+    for (;;) {
+        while (!l->qhead && !l->closing) pthread_cond_wait(&l->work, &l->lock);
+        if (!l->qhead) break;
+        /* Wait for a fuller block, but never past batch_ms after the oldest
+         * pending transaction arrived, and not at all when closing. */
+        while (!l->closing && l->qlen < (size_t)l->opt.batch_max) {
+            double wait = l->oldest + l->opt.batch_ms / 1000.0 - core_monotonic();
+            if (wait <= 0) break;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            long ns = ts.tv_nsec + (long)(wait * 1e9);
+            ts.tv_sec += ns / 1000000000L;
+            ts.tv_nsec = ns % 1000000000L;
+            pthread_cond_timedwait(&l->work, &l->lock, &ts);
+        }
+        pending *batch = l->qhead, *last = batch;
+        size_t taken = 1;
+        while (last->next && taken < (size_t)l->opt.batch_max) { last = last->next; taken++; }
+        l->qhead = last->next;
+        if (!l->qhead) l->qtail = NULL;
+        last->next = NULL;
+        l->qlen -= taken;
+        l->oldest = core_monotonic();
+        pthread_mutex_unlock(&l->lock);
+        seal(l, batch);
+        pthread_mutex_lock(&l->lock);
+    }
+    pthread_mutex_unlock(&l->lock);
+    return NULL;
+}
+
+/* ---- open / close ---- */
+
+static core_status load_chain(ledger *l, core_error *err) {
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(l->wdb, "SELECT header FROM blocks ORDER BY height DESC LIMIT 1", &q, err);
+    if (rc) return rc;
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        rc = ledger_block_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), &l->head, err);
+        l->have_head = rc == CORE_OK;
+    }
+    sqlite3_finalize(q);
+    if (rc) return rc;
+    /* Rebuild the Merkle tree from the stored leaf hashes (32 bytes each:
+     * a million transactions load in well under a second). */
+    if ((rc = store_prepare(l->wdb, "SELECT seq, txid FROM txs ORDER BY seq", &q, err))) return rc;
+    uint64_t want = 0;
+    int step;
+    while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
+        if ((uint64_t)sqlite3_column_int64(q, 0) != want || sqlite3_column_bytes(q, 1) != LEDGER_HASH)
+            rc = core_fail(err, CORE_ERR_INVALID, "txs", "transaction log has a gap or a bad id at %llu; run caresync ledger verify",
+                           (unsigned long long)want);
+        else
+            rc = ledger_tree_append(l->tree, sqlite3_column_blob(q, 1), err);
+        want++;
+    }
+    sqlite3_finalize(q);
+    if (rc) return rc;
+    uint64_t size = l->have_head ? l->head.tree_size : 0;
+    if (want != size)
+        return core_fail(err, CORE_ERR_INVALID, "txs", "the log holds %llu transactions but the last block says %llu; "
+                         "run caresync ledger verify", (unsigned long long)want, (unsigned long long)size);
+    if (l->have_head) {
+        uint8_t root[LEDGER_HASH];
+        ledger_tree_root(l->tree, size, root);
+        if (!cs_crypto_equal(root, l->head.root, LEDGER_HASH))
+            return core_fail(err, CORE_ERR_INVALID, "blocks", "the Merkle root of the stored log does not match block %llu; "
+                             "run caresync ledger verify", (unsigned long long)l->head.height);
+    }
+    return CORE_OK;
+}
+
+static core_status write_genesis(ledger *l, core_error *err) {
+    static const uint8_t zero[LEDGER_SECRET];
+    if (memcmp(l->opt.admin_sk, zero, LEDGER_SECRET) == 0)
+        return core_fail(err, CORE_ERR_INVALID, "admin_key", "a new ledger needs an admin key for its genesis block");
+    ledger_tx g = {.kind = LEDGER_TX_PARAMS, .nonce = 1};
+    memcpy(g.u.params.admin, l->opt.admin_pk, LEDGER_KEY);
+    g.u.params.n_nodes = 1;
+    memcpy(g.u.params.nodes[0], l->opt.node_pk, LEDGER_KEY);
+    memcpy(g.u.params.reward, l->opt.genesis_reward, sizeof g.u.params.reward);
+    uint8_t buf[LEDGER_TX_MAX];
+    size_t len = ledger_tx_sign(&g, l->opt.admin_sk, buf, sizeof buf);
+    if (!len) return core_fail(err, CORE_ERR_INVALID, "reward", "genesis parameters are out of range");
+    ledger_receipt r = {0};
+    pending p = {.buf = buf, .len = len, .tx = g, .rcpt = &r};
+    seal(l, &p);
+    if (r.status) {
+        *err = r.error;
+        return r.status;
+    }
+    return CORE_OK;
+}
+
+core_status ledger_open(const ledger_options *opt, ledger **out, core_error *err) {
+    *out = NULL;
+    static const uint8_t zero[LEDGER_SECRET];
+    if (memcmp(opt->node_sk, zero, LEDGER_SECRET) == 0)
+        return core_fail(err, CORE_ERR_INVALID, "node_key", "the ledger needs a node key");
+    ledger *l = calloc(1, sizeof *l);
+    if (!l) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    l->opt = *opt;
+    if (l->opt.batch_ms < 0) l->opt.batch_ms = 0;
+    if (l->opt.batch_max < 1) l->opt.batch_max = 1;
+    if (l->opt.readers < 1) l->opt.readers = 1;
+    pthread_mutex_init(&l->lock, NULL);
+    pthread_mutex_init(&l->tree_lock, NULL);
+    pthread_mutex_init(&l->nonce_lock, NULL);
+    pthread_cond_init(&l->work, NULL);
+    pthread_cond_init(&l->done, NULL);
+    core_status rc = CORE_OK;
+    l->tree = ledger_tree_new();
+    if (!l->tree) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    if (!rc) rc = store_open_schema(opt->path, l->opt.readers + 1, ledger_schema(), &l->st, err);
+    if (!rc) {
+        l->wdb = store_acquire(l->st); /* kept for the ledger's lifetime */
+        rc = ledger_state_open(l->wdb, &l->state, err);
+    }
+    if (!rc) rc = load_chain(l, err);
+    if (!rc && !l->have_head) rc = write_genesis(l, err);
+    if (!rc && !ledger_state_has_params(l->state))
+        rc = core_fail(err, CORE_ERR_INVALID, "params", "the ledger has blocks but no parameters; run caresync ledger verify");
+    if (!rc) {
+        if (pthread_create(&l->producer, NULL, producer_main, l) != 0)
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "cannot start the block producer");
+        else
+            l->producer_running = true;
+    }
+    if (rc) {
+        ledger_close(l);
+        return rc;
+    }
+    *out = l;
+    return CORE_OK;
+}
+
+void ledger_close(ledger *l) {
+    if (!l) return;
+    pthread_mutex_lock(&l->lock);
+    l->closing = true;
+    pthread_cond_broadcast(&l->work);
+    pthread_mutex_unlock(&l->lock);
+    if (l->producer_running) pthread_join(l->producer, NULL);
+    ledger_state_close(l->state);
+    if (l->wdb) store_release(l->st, l->wdb);
+    store_close(l->st);
+    ledger_tree_free(l->tree);
+    free(l->nonces);
+    cs_crypto_wipe(l->opt.node_sk, sizeof l->opt.node_sk);
+    cs_crypto_wipe(l->opt.admin_sk, sizeof l->opt.admin_sk);
+    pthread_mutex_destroy(&l->lock);
+    pthread_mutex_destroy(&l->tree_lock);
+    pthread_mutex_destroy(&l->nonce_lock);
+    pthread_cond_destroy(&l->work);
+    pthread_cond_destroy(&l->done);
+    free(l);
+}
+
+void ledger_get_stats(ledger *l, ledger_stats *out) {
+    pthread_mutex_lock(&l->lock);
+    *out = l->stats;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- submission ---- */
+
+static void enqueue_locked(ledger *l, pending *p) {
+    if (!l->qhead) l->oldest = core_monotonic();
+    if (l->qtail) l->qtail->next = p;
+    else l->qhead = p;
+    l->qtail = p;
+    l->qlen++;
+}
+
+core_status ledger_submit_many(ledger *l, const uint8_t *const *txs, const size_t *lens, size_t n,
+                               ledger_receipt *receipts, core_error *err) {
+    pending *items = calloc(n ? n : 1, sizeof *items);
+    if (!items) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    size_t queued = 0;
+    for (size_t i = 0; i < n; i++) {
+        ledger_receipt *r = &receipts[i];
+        memset(r, 0, sizeof *r);
+        pending *p = &items[i];
+        p->buf = txs[i];
+        p->len = lens[i];
+        p->rcpt = r;
+        p->done = true;
+        if ((r->status = ledger_tx_decode(txs[i], lens[i], &p->tx, &r->error))) continue;
+        ledger_tx_id(txs[i], lens[i], r->txid);
+        if (!ledger_tx_check_signature(txs[i], lens[i])) {
+            r->status = core_fail(&r->error, CORE_ERR_CRYPTO, "sig", "the signature does not match the signer");
+            continue;
+        }
+        p->done = false;
+        queued++;
+    }
+    pthread_mutex_lock(&l->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].done) continue;
+        if (l->closing) {
+            items[i].rcpt->status = core_fail(&items[i].rcpt->error, CORE_ERR_IO, NULL, "the ledger is shutting down");
+            items[i].done = true;
+            continue;
+        }
+        enqueue_locked(l, &items[i]);
+    }
+    pthread_cond_signal(&l->work);
+    for (size_t i = 0; queued && i < n; i++)
+        while (!items[i].done) pthread_cond_wait(&l->done, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+    free(items);
+    return CORE_OK;
+}
+
+core_status ledger_submit(ledger *l, const uint8_t *tx, size_t len, ledger_receipt *receipt, core_error *err) {
+    const uint8_t *const txs[1] = {tx};
+    core_status rc = ledger_submit_many(l, txs, &len, 1, receipt, err);
+    if (rc) return rc;
+    if (receipt->status && err) *err = receipt->error;
+    return receipt->status;
+}
+
+static nonce_slot *nonce_find(ledger *l, const uint8_t pk[LEDGER_KEY]) {
+    if (l->nonce_used * 2 >= l->nonce_cap) {
+        size_t ncap = l->nonce_cap ? l->nonce_cap * 2 : 64;
+        nonce_slot *ns = calloc(ncap, sizeof *ns);
+        if (!ns) return NULL;
+        for (size_t i = 0; i < l->nonce_cap; i++) {
+            if (!l->nonces[i].used) continue;
+            size_t h;
+            memcpy(&h, l->nonces[i].pk, sizeof h);
+            while (ns[h % ncap].used) h++;
+            ns[h % ncap] = l->nonces[i];
+        }
+        free(l->nonces);
+        l->nonces = ns;
+        l->nonce_cap = ncap;
+    }
+    size_t h; /* keys are uniformly random: their first bytes are a fine hash */
+    memcpy(&h, pk, sizeof h);
+    for (;; h++) {
+        nonce_slot *s = &l->nonces[h % l->nonce_cap];
+        if (!s->used) {
+            s->used = true;
+            memcpy(s->pk, pk, LEDGER_KEY);
+            l->nonce_used++;
+            return s;
+        }
+        if (memcmp(s->pk, pk, LEDGER_KEY) == 0) return s;
+    }
+}
+
+core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_receipt *receipt,
+                               core_error *err) {
+    memset(receipt, 0, sizeof *receipt);
+    ledger_account acct;
+    core_error e = {0};
+    core_status rc = ledger_get_account(l, sk + 32, &acct, &e);
+    if (rc && rc != CORE_ERR_NOT_FOUND) { if (err) *err = e; return rc; }
+    uint64_t stored = rc ? 0 : acct.nonce;
+
+    uint8_t buf[LEDGER_TX_MAX];
+    pthread_mutex_lock(&l->nonce_lock);
+    nonce_slot *slot = nonce_find(l, sk + 32);
+    if (!slot) {
+        pthread_mutex_unlock(&l->nonce_lock);
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
+    tx->nonce = (slot->last > stored ? slot->last : stored) + 1;
+    size_t len = ledger_tx_sign(tx, sk, buf, sizeof buf);
+    if (!len) {
+        pthread_mutex_unlock(&l->nonce_lock);
+        return core_fail(err, CORE_ERR_INVALID, "tx", "transaction has out-of-range fields");
+    }
+    slot->last = tx->nonce;
+    /* Queue while still holding nonce_lock: the queue is FIFO, so this
+     * signer's transactions reach the producer in nonce order. */
+    pending p = {.buf = buf, .len = len, .tx = *tx, .rcpt = receipt};
+    ledger_tx_id(buf, len, receipt->txid);
+    pthread_mutex_lock(&l->lock);
+    if (l->closing) {
+        pthread_mutex_unlock(&l->lock);
+        pthread_mutex_unlock(&l->nonce_lock);
+        return core_fail(err, CORE_ERR_IO, NULL, "the ledger is shutting down");
+    }
+    enqueue_locked(l, &p);
+    pthread_cond_signal(&l->work);
+    pthread_mutex_unlock(&l->nonce_lock);
+    while (!p.done) pthread_cond_wait(&l->done, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+    if (receipt->status && err) *err = receipt->error;
+    return receipt->status;
+}
+
+/* ---- queries ---- */
+
+core_status ledger_head(ledger *l, ledger_block *out, core_error *err) {
+    pthread_mutex_lock(&l->lock);
+    bool have = l->have_head;
+    *out = l->head;
+    pthread_mutex_unlock(&l->lock);
+    return have ? CORE_OK : core_fail(err, CORE_ERR_NOT_FOUND, NULL, "the ledger has no blocks");
+}
+
+core_status ledger_get_block(ledger *l, uint64_t height, ledger_block *out, core_error *err) {
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(l->st, db, "SELECT header FROM blocks WHERE height = ?1", &q, err);
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, (int64_t)height);
+        int s = sqlite3_step(q);
+        if (s == SQLITE_ROW)
+            rc = ledger_block_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), out, err);
+        else if (s == SQLITE_DONE)
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, "height", "no block at height %llu", (unsigned long long)height);
+        else
+            rc = store_error(db, err);
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
+static core_status copy_tx(sqlite3_stmt *q, int col, uint8_t **buf, size_t *len, core_error *err) {
+    int n = sqlite3_column_bytes(q, col);
+    *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (!*buf) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    if (n > 0) memcpy(*buf, sqlite3_column_blob(q, col), (size_t)n);
+    *len = (size_t)n;
+    return CORE_OK;
+}
+
+core_status ledger_get_tx(ledger *l, const uint8_t txid[LEDGER_HASH], uint8_t **buf, size_t *len, uint64_t *seq,
+                          uint64_t *height, core_error *err) {
+    *buf = NULL;
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(l->st, db, "SELECT seq, height, body FROM txs WHERE txid = ?1", &q, err);
+    if (!rc) {
+        sqlite3_bind_blob(q, 1, txid, LEDGER_HASH, SQLITE_STATIC);
+        int s = sqlite3_step(q);
+        if (s == SQLITE_ROW) {
+            if (seq) *seq = (uint64_t)sqlite3_column_int64(q, 0);
+            if (height) *height = (uint64_t)sqlite3_column_int64(q, 1);
+            rc = copy_tx(q, 2, buf, len, err);
+        } else {
+            rc = s == SQLITE_DONE ? core_fail(err, CORE_ERR_NOT_FOUND, "txid", "no such transaction") : store_error(db, err);
+        }
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
+core_status ledger_get_tx_at(ledger *l, uint64_t seq, uint8_t **buf, size_t *len, uint64_t *height, core_error *err) {
+    *buf = NULL;
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(l->st, db, "SELECT height, body FROM txs WHERE seq = ?1", &q, err);
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, (int64_t)seq);
+        int s = sqlite3_step(q);
+        if (s == SQLITE_ROW) {
+            if (height) *height = (uint64_t)sqlite3_column_int64(q, 0);
+            rc = copy_tx(q, 1, buf, len, err);
+        } else {
+            rc = s == SQLITE_DONE ? core_fail(err, CORE_ERR_NOT_FOUND, "seq", "no such transaction") : store_error(db, err);
+        }
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
+core_status ledger_get_account(ledger *l, const uint8_t pk[LEDGER_KEY], ledger_account *out, core_error *err) {
+    memset(out, 0, sizeof *out);
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc =
+        store_prepare_cached(l->st, db, "SELECT nonce, wallet, balance FROM signers WHERE pubkey = ?1", &q, err);
+    if (!rc) {
+        sqlite3_bind_blob(q, 1, pk, LEDGER_KEY, SQLITE_STATIC);
+        int s = sqlite3_step(q);
+        if (s == SQLITE_ROW) {
+            out->nonce = (uint64_t)sqlite3_column_int64(q, 0);
+            out->wallet = sqlite3_column_int(q, 1) != 0;
+            out->balance = sqlite3_column_int64(q, 2);
+        } else {
+            rc = s == SQLITE_DONE ? core_fail(err, CORE_ERR_NOT_FOUND, "wallet", "unknown key") : store_error(db, err);
+        }
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
+core_status ledger_list_consents(ledger *l, const uint8_t owner[LEDGER_KEY], ledger_consent_fn fn, void *ud,
+                                 core_error *err) {
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(l->st, db,
+                                          "SELECT grant_txid, scope, purpose, grantee, expires, granted_height, "
+                                          "revoked_height FROM consents WHERE owner = ?1 ORDER BY granted_height DESC",
+                                          &q, err);
+    if (!rc) {
+        sqlite3_bind_blob(q, 1, owner, LEDGER_KEY, SQLITE_STATIC);
+        int s;
+        while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+            ledger_consent c = {0};
+            if (sqlite3_column_bytes(q, 0) != LEDGER_HASH || sqlite3_column_bytes(q, 3) != LEDGER_KEY) continue;
+            memcpy(c.grant, sqlite3_column_blob(q, 0), LEDGER_HASH);
+            c.scope = (uint32_t)sqlite3_column_int64(q, 1);
+            c.purpose = (uint8_t)sqlite3_column_int(q, 2);
+            memcpy(c.grantee, sqlite3_column_blob(q, 3), LEDGER_KEY);
+            c.expires = (uint64_t)sqlite3_column_int64(q, 4);
+            c.granted_height = (uint64_t)sqlite3_column_int64(q, 5);
+            c.revoked_height = (uint64_t)sqlite3_column_int64(q, 6);
+            fn(ud, &c);
+        }
+        if (s != SQLITE_DONE) rc = store_error(db, err);
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
+core_status ledger_history(ledger *l, const uint8_t pk[LEDGER_KEY], int limit, ledger_history_fn fn, void *ud,
+                           core_error *err) {
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(l->st, db,
+                                          "SELECT p.seq, p.delta, t.body, t.height FROM postings p JOIN txs t "
+                                          "ON t.seq = p.seq WHERE p.wallet = ?1 ORDER BY p.seq DESC LIMIT ?2",
+                                          &q, err);
+    if (!rc) {
+        sqlite3_bind_blob(q, 1, pk, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_int(q, 2, limit > 0 ? limit : 100);
+        int s;
+        while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+            ledger_tx tx;
+            if (ledger_tx_decode(sqlite3_column_blob(q, 2), (size_t)sqlite3_column_bytes(q, 2), &tx, NULL)) continue;
+            fn(ud, (uint64_t)sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1), &tx,
+               (uint64_t)sqlite3_column_int64(q, 3));
+        }
+        if (s != SQLITE_DONE) rc = store_error(db, err);
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
+core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err) {
+    memset(out, 0, sizeof *out);
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(
+        l->st, db,
+        "SELECT (SELECT value FROM meta WHERE key = 'minted'), (SELECT value FROM meta WHERE key = 'burned'),"
+        " (SELECT count(*) FROM signers WHERE wallet), (SELECT count(*) FROM consents WHERE revoked_height = 0"
+        " AND expires > ?1), (SELECT count(*) FROM orgs)",
+        &q, err);
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, core_now());
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            out->minted = (uint64_t)sqlite3_column_int64(q, 0);
+            out->burned = (uint64_t)sqlite3_column_int64(q, 1);
+            out->wallets = (uint64_t)sqlite3_column_int64(q, 2);
+            out->consents_active = (uint64_t)sqlite3_column_int64(q, 3);
+            out->orgs = (uint64_t)sqlite3_column_int64(q, 4);
+        } else {
+            rc = store_error(db, err);
+        }
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
+core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err) {
+    memset(out, 0, sizeof *out);
+    uint8_t *buf;
+    size_t len;
+    uint64_t seq, height;
+    core_status rc = ledger_get_tx(l, txid, &buf, &len, &seq, &height, err);
+    if (rc) return rc;
+    if (len > LEDGER_TX_MAX) {
+        free(buf);
+        return core_fail(err, CORE_ERR_INVALID, "txid", "stored transaction is too long");
+    }
+    memcpy(out->tx, buf, len);
+    out->tx_len = len;
+    out->index = seq;
+    out->height = height;
+    free(buf);
+    if ((rc = ledger_head(l, &out->head, err))) return rc;
+    /* The tx row may be visible a moment before the producer publishes the
+     * new head; then the block that holds it is the tree head to prove to. */
+    if (seq >= out->head.tree_size && (rc = ledger_get_block(l, height, &out->head, err))) return rc;
+    pthread_mutex_lock(&l->tree_lock);
+    rc = ledger_tree_inclusion(l->tree, seq, out->head.tree_size, out->path, &out->path_len, err);
+    pthread_mutex_unlock(&l->tree_lock);
+    return rc;
+}

@@ -1,0 +1,328 @@
+/* ledger — the tamper-evident, permissioned ledger: signed transactions,
+ * hash-chained blocks, an RFC 6962 Merkle log with inclusion and consistency
+ * proofs, and the deterministic state machine (wallets, nonces, consents,
+ * organisations, commitments, token supply).
+ *
+ * What lives here never names a person: wallets are Ed25519 public keys,
+ * records and contributions appear only as salted commitments, organisations
+ * by key and public name. The ledger keeps its own SQLite file (ledger.db) so
+ * it can be handed to an auditor alone.
+ *
+ * Layers, bottom up:
+ *   codec   ledger_tx_* / ledger_block_*: deterministic binary encoding, one
+ *           byte string per value, and a decoder that rejects anything else.
+ *   merkle  ledger_merkle_* / ledger_tree_*: RFC 6962/9162 hashing, proofs.
+ *   chain   ledger_open(): state machine, block producer, queries, proofs.
+ *   verify  ledger_verify_file(): replays a whole ledger file from genesis.
+ *
+ * Threading: a ledger handle may be used from any number of threads; one
+ * producer thread inside it seals blocks. The codec and merkle functions are
+ * pure and thread-safe. Ownership: buffers passed in are borrowed; anything
+ * returned through a pointer-to-pointer is malloc'd and freed by the caller
+ * with free() unless a _free function is named. */
+#ifndef CARESYNC_LEDGER_H
+#define CARESYNC_LEDGER_H
+
+#include <jansson.h>
+
+#include "core/core.h"
+
+#define LEDGER_KEY 32   /* Ed25519 public key */
+#define LEDGER_SECRET 64 /* Ed25519 secret key (seed ‖ public key) */
+#define LEDGER_SIG 64
+#define LEDGER_HASH 32
+#define LEDGER_TX_MAX 512      /* no encoded transaction is longer (params with 8 nodes: 427) */
+#define LEDGER_BLOCK_BYTES 189 /* encoded block header, signature included */
+#define LEDGER_MAX_NODES 8
+#define LEDGER_CATEGORIES 4
+#define LEDGER_NAME_MAX 64
+#define LEDGER_AMOUNT_MAX ((uint64_t)INT64_MAX) /* amounts, balances, supply */
+
+typedef enum {
+    LEDGER_TX_PARAMS = 1,       /* admin: admin key, node keys, reward rules */
+    LEDGER_TX_REGISTER_WALLET,  /* a wallet key announces itself */
+    LEDGER_TX_ANCHOR,           /* commitment to a private record */
+    LEDGER_TX_GRANT,            /* consent: scope, purpose, grantee, expiry */
+    LEDGER_TX_REVOKE,           /* withdraw a consent */
+    LEDGER_TX_CONTRIBUTE,       /* node: a consented datum entered the pool; mints its reward */
+    LEDGER_TX_TRANSFER,
+    LEDGER_TX_REDEEM,           /* burn tokens */
+    LEDGER_TX_REGISTER_ORG,     /* admin: an organisation that may receive releases */
+    LEDGER_TX_RELEASE,          /* node: an aggregate was released to an organisation */
+} ledger_tx_kind;
+#define LEDGER_TX_KIND_MAX LEDGER_TX_RELEASE
+
+/* Data categories a consent may cover; a consent's scope is a bit set of
+ * (1 << category). */
+typedef enum {
+    LEDGER_CAT_SCREENING = 0,  /* screening outcome class and confidence band */
+    LEDGER_CAT_CONDITIONS,     /* diagnosed conditions (coded, no free text) */
+    LEDGER_CAT_SYMPTOMS,       /* symptom codes and onset week */
+    LEDGER_CAT_DEMOGRAPHICS,   /* birth-decade, sex, region (never exact) */
+} ledger_category;
+#define LEDGER_SCOPE_ALL ((1u << LEDGER_CATEGORIES) - 1)
+
+typedef enum { LEDGER_PURPOSE_SURVEILLANCE = 1, LEDGER_PURPOSE_RESEARCH = 2 } ledger_purpose;
+
+/* A decoded transaction. Only the fields of its kind are meaningful. */
+typedef struct {
+    ledger_tx_kind kind;
+    uint8_t signer[LEDGER_KEY];
+    uint64_t nonce; /* strictly increasing per signer; 1 ≤ nonce ≤ INT64_MAX */
+    union {
+        struct {
+            uint8_t admin[LEDGER_KEY];
+            uint8_t n_nodes; /* 1..LEDGER_MAX_NODES */
+            uint8_t nodes[LEDGER_MAX_NODES][LEDGER_KEY];
+            uint64_t reward[LEDGER_CATEGORIES]; /* tokens minted per contribution */
+        } params;
+        struct { uint8_t commitment[LEDGER_HASH]; } anchor;
+        struct {
+            uint32_t scope;   /* bit set of categories, non-empty */
+            uint8_t purpose;  /* ledger_purpose */
+            uint8_t grantee[LEDGER_KEY]; /* all zero: the public-health pool */
+            uint64_t expires; /* unix seconds */
+        } grant;
+        struct { uint8_t grant[LEDGER_HASH]; } revoke; /* txid of the grant */
+        struct {
+            uint8_t contributor[LEDGER_KEY];
+            uint8_t grant[LEDGER_HASH];
+            uint8_t category;
+            uint8_t commitment[LEDGER_HASH];
+            uint64_t reward; /* must equal the reward rule in force */
+        } contribute;
+        struct { uint8_t to[LEDGER_KEY]; uint64_t amount; } transfer;
+        struct { uint64_t amount; } redeem;
+        struct { uint8_t org[LEDGER_KEY]; char name[LEDGER_NAME_MAX + 1]; } org;
+        struct {
+            uint8_t org[LEDGER_KEY];
+            uint8_t query[LEDGER_HASH]; /* fingerprint of the released query */
+            uint32_t epsilon_milli;     /* differential-privacy epsilon × 1000 */
+            uint32_t k_min;             /* smallest cell count released */
+            uint32_t cells;             /* number of cells released */
+        } release;
+    } u;
+    uint8_t sig[LEDGER_SIG];
+} ledger_tx;
+
+const char *ledger_tx_kind_name(ledger_tx_kind kind);
+const char *ledger_category_name(ledger_category c);
+const char *ledger_purpose_name(ledger_purpose p);
+
+/* Encode tx (signature included) into out; returns the length, or 0 when tx
+ * holds a value the decoder would refuse or cap is too small. */
+size_t ledger_tx_encode(const ledger_tx *tx, uint8_t *out, size_t cap);
+/* Decode exactly len bytes. Rejects unknown versions and kinds, truncation,
+ * trailing bytes and out-of-range fields (CORE_ERR_INVALID, field names the
+ * part). Does NOT check the signature. */
+core_status ledger_tx_decode(const uint8_t *buf, size_t len, ledger_tx *out, core_error *err);
+/* Set tx->signer from sk and sign; returns the encoded length (0 as encode). */
+size_t ledger_tx_sign(ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], uint8_t *out, size_t cap);
+/* Check the signature of an encoded transaction. */
+bool ledger_tx_check_signature(const uint8_t *buf, size_t len);
+/* Transaction id = its RFC 6962 leaf hash, SHA-256(0x00 ‖ encoding). */
+void ledger_tx_id(const uint8_t *buf, size_t len, uint8_t out[LEDGER_HASH]);
+/* JSON view of a transaction (keys in hex). New reference, NULL on OOM. */
+json_t *ledger_tx_to_json(const ledger_tx *tx);
+
+/* Block header = signed tree head: the log's size and root after this block,
+ * chained to the previous header and signed by the proposer. */
+typedef struct {
+    uint64_t height;
+    uint8_t prev[LEDGER_HASH];   /* hash of the previous header; zero for genesis */
+    uint64_t time_ms;            /* unix milliseconds, never decreasing */
+    uint32_t tx_count;
+    uint64_t tree_size;          /* transactions in the log including this block */
+    uint8_t root[LEDGER_HASH];   /* RFC 6962 root of the log at tree_size */
+    uint8_t proposer[LEDGER_KEY];
+    uint8_t sig[LEDGER_SIG];
+} ledger_block;
+
+void ledger_block_encode(const ledger_block *b, uint8_t out[LEDGER_BLOCK_BYTES]);
+core_status ledger_block_decode(const uint8_t *buf, size_t len, ledger_block *out, core_error *err);
+void ledger_block_sign(ledger_block *b, const uint8_t sk[LEDGER_SECRET]);
+bool ledger_block_check_signature(const ledger_block *b);
+/* SHA-256 of the encoded header (signature included). */
+void ledger_block_hash(const ledger_block *b, uint8_t out[LEDGER_HASH]);
+json_t *ledger_block_to_json(const ledger_block *b);
+
+/* ---- Merkle log (RFC 6962 §2.1, verification per RFC 9162 §2.1.3–2.1.4) ---- */
+
+void ledger_merkle_leaf(const uint8_t *data, size_t len, uint8_t out[LEDGER_HASH]);
+void ledger_merkle_node(const uint8_t left[LEDGER_HASH], const uint8_t right[LEDGER_HASH],
+                        uint8_t out[LEDGER_HASH]);
+bool ledger_merkle_verify_inclusion(uint64_t index, uint64_t size, const uint8_t leaf[LEDGER_HASH],
+                                    const uint8_t (*path)[LEDGER_HASH], size_t n,
+                                    const uint8_t root[LEDGER_HASH]);
+/* size1 = 0 is refused: a consistency proof from the empty tree proves
+ * nothing, and no CareSync log is ever empty (genesis). */
+bool ledger_merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root1[LEDGER_HASH],
+                                      const uint8_t root2[LEDGER_HASH],
+                                      const uint8_t (*proof)[LEDGER_HASH], size_t n);
+
+/* An append-only in-memory tree that keeps every complete subtree, so roots
+ * and proofs cost O(log² n) hashes. Not thread-safe: callers serialise. */
+typedef struct ledger_tree ledger_tree;
+#define LEDGER_PROOF_MAX 64
+ledger_tree *ledger_tree_new(void);
+void ledger_tree_free(ledger_tree *t);
+core_status ledger_tree_append(ledger_tree *t, const uint8_t leaf[LEDGER_HASH], core_error *err);
+uint64_t ledger_tree_size(const ledger_tree *t);
+/* Forget leaves past size (size ≤ current size). */
+void ledger_tree_truncate(ledger_tree *t, uint64_t size);
+/* Root of the first size leaves (size ≤ current size). */
+void ledger_tree_root(const ledger_tree *t, uint64_t size, uint8_t out[LEDGER_HASH]);
+/* Proofs into path[LEDGER_PROOF_MAX]; *n receives the element count. */
+core_status ledger_tree_inclusion(const ledger_tree *t, uint64_t index, uint64_t size,
+                                  uint8_t path[][LEDGER_HASH], size_t *n, core_error *err);
+core_status ledger_tree_consistency(const ledger_tree *t, uint64_t size1, uint64_t size2,
+                                    uint8_t proof[][LEDGER_HASH], size_t *n, core_error *err);
+
+/* ---- Keys ---- */
+
+/* Key files hold one line, "caresync-ed25519-v1 <hex seed>", mode 0600. */
+core_status ledger_key_generate(const char *path, uint8_t pk[LEDGER_KEY], core_error *err);
+core_status ledger_key_load(const char *path, uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET],
+                            core_error *err);
+/* Load the key at path, generating it first when the file does not exist. */
+core_status ledger_key_load_or_create(const char *path, uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET],
+                                      bool *created, core_error *err);
+void ledger_keypair(uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET]);
+
+/* ---- The ledger ---- */
+
+typedef struct ledger ledger;
+
+typedef struct {
+    const char *path;     /* ledger.db */
+    int batch_ms;         /* seal pending transactions at least this often (default 10) */
+    int batch_max;        /* ... or as soon as this many are pending (default 4096) */
+    int readers;          /* read connections (default 4) */
+    /* Node key: signs blocks, contributions and releases. Required. */
+    uint8_t node_pk[LEDGER_KEY];
+    uint8_t node_sk[LEDGER_SECRET];
+    /* Genesis only (ignored once the ledger has a block): the admin key and
+     * the reward rules written into block 0, signed by admin_sk. */
+    uint8_t admin_pk[LEDGER_KEY];
+    uint8_t admin_sk[LEDGER_SECRET];
+    uint64_t genesis_reward[LEDGER_CATEGORIES];
+} ledger_options;
+
+void ledger_options_defaults(ledger_options *opt);
+
+/* Open (creating and writing genesis if new) and start the block producer. */
+core_status ledger_open(const ledger_options *opt, ledger **out, core_error *err);
+/* Stop the producer after sealing what is pending; close. Accepts NULL. */
+void ledger_close(ledger *l);
+
+/* What happened to one submitted transaction. */
+typedef struct {
+    core_status status;      /* CORE_OK: committed durably */
+    core_error error;        /* why not, otherwise */
+    uint8_t txid[LEDGER_HASH];
+    uint64_t seq;            /* leaf index in the log */
+    uint64_t height;         /* block that holds it */
+} ledger_receipt;
+
+/* Submit encoded, signed transactions and wait until each is either in a
+ * durably committed block or rejected. Signatures are checked here, in the
+ * caller's thread, so many submitters verify in parallel. Returns CORE_OK
+ * when the call itself worked; per-transaction outcomes are in receipts[i]. */
+core_status ledger_submit_many(ledger *l, const uint8_t *const *txs, const size_t *lens, size_t n,
+                               ledger_receipt *receipts, core_error *err);
+/* One transaction; returns its receipt's status (and fills err from it). */
+core_status ledger_submit(ledger *l, const uint8_t *tx, size_t len, ledger_receipt *receipt,
+                          core_error *err);
+/* For keys the server holds (node, admin, wallets it keeps sealed): assign
+ * the signer's next nonce, sign and submit, so concurrent callers never race
+ * on a nonce. tx->kind and body are the caller's; signer and nonce are set. */
+core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET],
+                               ledger_receipt *receipt, core_error *err);
+const uint8_t *ledger_node_key(const ledger *l);
+
+/* Counters since open, for benchmarks and /api/health. */
+typedef struct {
+    uint64_t blocks, committed, rejected, commits; /* commits = SQLite durable commits (fsyncs) */
+} ledger_stats;
+void ledger_get_stats(ledger *l, ledger_stats *out);
+
+/* ---- Queries (consistent snapshots of committed state) ---- */
+
+core_status ledger_head(ledger *l, ledger_block *out, core_error *err);
+core_status ledger_get_block(ledger *l, uint64_t height, ledger_block *out, core_error *err);
+/* Encoded transaction by id, with where it sits. *buf is caller-owned. */
+core_status ledger_get_tx(ledger *l, const uint8_t txid[LEDGER_HASH], uint8_t **buf, size_t *len,
+                          uint64_t *seq, uint64_t *height, core_error *err);
+core_status ledger_get_tx_at(ledger *l, uint64_t seq, uint8_t **buf, size_t *len, uint64_t *height,
+                             core_error *err);
+
+typedef struct {
+    bool wallet;       /* registered as a wallet */
+    int64_t balance;
+    uint64_t nonce;    /* last nonce used */
+} ledger_account;
+/* CORE_ERR_NOT_FOUND for a key the ledger has never seen. */
+core_status ledger_get_account(ledger *l, const uint8_t pk[LEDGER_KEY], ledger_account *out, core_error *err);
+
+typedef struct {
+    uint8_t grant[LEDGER_HASH];
+    uint32_t scope;
+    uint8_t purpose;
+    uint8_t grantee[LEDGER_KEY];
+    uint64_t expires;
+    uint64_t granted_height, revoked_height; /* revoked_height 0: not revoked */
+} ledger_consent;
+typedef void (*ledger_consent_fn)(void *ud, const ledger_consent *c);
+core_status ledger_list_consents(ledger *l, const uint8_t owner[LEDGER_KEY], ledger_consent_fn fn, void *ud,
+                                 core_error *err);
+
+/* Wallet history, newest first: every transaction that touched pk, with the
+ * balance change it caused. */
+typedef void (*ledger_history_fn)(void *ud, uint64_t seq, int64_t delta, const ledger_tx *tx, uint64_t height);
+core_status ledger_history(ledger *l, const uint8_t pk[LEDGER_KEY], int limit, ledger_history_fn fn, void *ud,
+                           core_error *err);
+
+/* Totals: minted − burned = sum of balances (checked by verify). */
+typedef struct { uint64_t minted, burned, wallets, consents_active, orgs; } ledger_totals;
+core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err);
+
+/* Inclusion proof of txid against the latest block (the signed tree head). */
+typedef struct {
+    uint8_t tx[LEDGER_TX_MAX];
+    size_t tx_len;
+    uint64_t index, height; /* leaf index; block that holds the tx */
+    size_t path_len;
+    uint8_t path[LEDGER_PROOF_MAX][LEDGER_HASH];
+    ledger_block head;      /* signed tree head the proof leads to */
+} ledger_proof;
+core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err);
+/* Self-contained JSON form (a consent receipt embeds it) and its checker.
+ * Verification needs no ledger: decode the tx, check its signature, recompute
+ * the leaf, walk the path to head.root, check the head's signature; if
+ * trusted_node is non-NULL the head must be signed by that key. */
+json_t *ledger_proof_to_json(const ledger_proof *p);
+core_status ledger_proof_from_json(const json_t *j, ledger_proof *out, core_error *err);
+core_status ledger_proof_check(const ledger_proof *p, const uint8_t *trusted_node, core_error *err);
+/* The same proof, read from a ledger file without opening a live ledger
+ * (read-only, safe while a server is running on the file). */
+core_status ledger_prove_file(const char *path, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err);
+
+/* ---- Verification of a whole ledger file ---- */
+
+typedef struct {
+    uint64_t blocks, txs;
+    double seconds;
+    /* On failure: where. */
+    int64_t bad_height;  /* -1 when not block-specific */
+    int64_t bad_seq;     /* -1 when not transaction-specific */
+    char bad_txid[2 * LEDGER_HASH + 1];
+} ledger_verify_report;
+
+/* Replay the ledger at path from genesis on a fresh state: header chain,
+ * signatures, Merkle roots, every transaction's rules, then compare the
+ * replayed state with the stored one and check minted − burned = Σ balances.
+ * threads (≥1) verify signatures in parallel. The file is opened read-only.
+ * CORE_ERR_CRYPTO/CORE_ERR_INVALID with report->bad_* naming the culprit. */
+core_status ledger_verify_file(const char *path, int threads, ledger_verify_report *report, core_error *err);
+
+#endif

@@ -1,0 +1,57 @@
+/* ledger — the schema of ledger.db. Blocks and transactions are stored as
+ * their exact encodings (what signatures and hashes cover); every other
+ * table is derived state that `caresync ledger verify` recomputes and
+ * compares. Never edit a released migration: append one. */
+#include "ledger/internal.h"
+
+static const char *const steps[] = {
+    /* 1 */
+    "CREATE TABLE blocks ("
+    "  height INTEGER PRIMARY KEY,"
+    "  hash BLOB NOT NULL UNIQUE,"
+    "  header BLOB NOT NULL);"
+    /* seq is the leaf index in the Merkle log; txid = leaf hash. */
+    "CREATE TABLE txs ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  txid BLOB NOT NULL UNIQUE,"
+    "  height INTEGER NOT NULL,"
+    "  body BLOB NOT NULL);"
+    /* Every key that ever signed, with its last nonce; wallets also hold a
+     * balance, which a CHECK keeps non-negative even against a bug. */
+    "CREATE TABLE signers ("
+    "  pubkey BLOB PRIMARY KEY,"
+    "  nonce INTEGER NOT NULL,"
+    "  wallet INTEGER NOT NULL,"
+    "  balance INTEGER NOT NULL CHECK (balance >= 0)) WITHOUT ROWID;"
+    "CREATE TABLE consents ("
+    "  grant_txid BLOB PRIMARY KEY,"
+    "  owner BLOB NOT NULL,"
+    "  scope INTEGER NOT NULL,"
+    "  purpose INTEGER NOT NULL,"
+    "  grantee BLOB NOT NULL,"
+    "  expires INTEGER NOT NULL,"
+    "  granted_height INTEGER NOT NULL,"
+    "  revoked_height INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX consents_owner ON consents(owner);"
+    "CREATE TABLE orgs ("
+    "  pubkey BLOB PRIMARY KEY,"
+    "  name TEXT NOT NULL,"
+    "  height INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE commitments ("
+    "  commitment BLOB PRIMARY KEY,"
+    "  seq INTEGER NOT NULL) WITHOUT ROWID;"
+    /* Wallet history: one row per (wallet, transaction) with the balance change. */
+    "CREATE TABLE postings ("
+    "  wallet BLOB NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  delta INTEGER NOT NULL,"
+    "  PRIMARY KEY (wallet, seq)) WITHOUT ROWID;"
+    "CREATE TABLE meta ("
+    "  key TEXT PRIMARY KEY,"
+    "  value BLOB NOT NULL);",
+};
+
+/* "CSLG" */
+static const store_schema schema = {"ledger", steps, (int)(sizeof steps / sizeof steps[0]), 0x43534c47};
+
+const store_schema *ledger_schema(void) { return &schema; }

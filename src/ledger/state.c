@@ -1,0 +1,441 @@
+/* ledger — the deterministic state machine.
+ *
+ * State lives in SQLite tables, written inside the block's transaction, so a
+ * block, its transactions and the state they produce commit together or not
+ * at all. The same code applies transactions when producing a block and when
+ * `ledger verify` replays the chain into a fresh in-memory database; the
+ * rules below are therefore applied identically on replay, including the
+ * reward rules, which are themselves ledger transactions (params).
+ *
+ * Each apply() first checks every rule with reads only, then writes. A
+ * rejected transaction thus leaves nothing behind and needs no savepoint. */
+#include "ledger/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    Q_SIGNER_GET, Q_SIGNER_PUT, Q_TX_PUT, Q_POSTING, Q_COMMIT_GET, Q_COMMIT_PUT, Q_CONSENT_GET, Q_CONSENT_PUT,
+    Q_CONSENT_REVOKE, Q_ORG_GET, Q_ORG_PUT, Q_META_GET, Q_META_PUT, Q_BLOCK_PUT, Q_COUNT
+};
+
+static const char *const sql[Q_COUNT] = {
+    [Q_SIGNER_GET] = "SELECT nonce, wallet, balance FROM signers WHERE pubkey = ?1",
+    [Q_SIGNER_PUT] = ("INSERT INTO signers (pubkey, nonce, wallet, balance) VALUES (?1, ?2, ?3, ?4) "
+                      "ON CONFLICT (pubkey) DO UPDATE SET nonce = excluded.nonce, wallet = excluded.wallet, "
+                      "balance = excluded.balance"),
+    [Q_TX_PUT] = "INSERT INTO txs (seq, txid, height, body) VALUES (?1, ?2, ?3, ?4)",
+    [Q_POSTING] = "INSERT INTO postings (wallet, seq, delta) VALUES (?1, ?2, ?3)",
+    [Q_COMMIT_GET] = "SELECT 1 FROM commitments WHERE commitment = ?1",
+    [Q_COMMIT_PUT] = "INSERT INTO commitments (commitment, seq) VALUES (?1, ?2)",
+    [Q_CONSENT_GET] = "SELECT owner, scope, purpose, expires, revoked_height FROM consents WHERE grant_txid = ?1",
+    [Q_CONSENT_PUT] = ("INSERT INTO consents (grant_txid, owner, scope, purpose, grantee, expires, granted_height, "
+                       "revoked_height) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)"),
+    [Q_CONSENT_REVOKE] = "UPDATE consents SET revoked_height = ?2 WHERE grant_txid = ?1",
+    [Q_ORG_GET] = "SELECT 1 FROM orgs WHERE pubkey = ?1",
+    [Q_ORG_PUT] = "INSERT INTO orgs (pubkey, name, height) VALUES (?1, ?2, ?3)",
+    [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+    [Q_META_PUT] = ("INSERT INTO meta (key, value) VALUES (?1, ?2) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+    [Q_BLOCK_PUT] = "INSERT INTO blocks (height, hash, header) VALUES (?1, ?2, ?3)",
+};
+
+struct ledger_state {
+    sqlite3 *db;
+    sqlite3_stmt *q[Q_COUNT];
+    bool have_params;
+    ledger_tx params; /* the params transaction in force */
+    uint64_t minted, burned;
+};
+
+typedef struct {
+    bool exists, wallet;
+    uint64_t nonce;
+    int64_t balance;
+} signer_row;
+
+static core_status db_fail(ledger_state *s, core_error *err) { return store_error(s->db, err); }
+
+core_status ledger_state_open(sqlite3 *db, ledger_state **out, core_error *err) {
+    *out = NULL;
+    ledger_state *s = calloc(1, sizeof *s);
+    if (!s) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    s->db = db;
+    for (int i = 0; i < Q_COUNT; i++) {
+        if (sqlite3_prepare_v3(db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL) != SQLITE_OK) {
+            core_status rc = db_fail(s, err);
+            ledger_state_close(s);
+            return rc;
+        }
+    }
+    core_status rc = ledger_state_load(s, err);
+    if (rc) { ledger_state_close(s); return rc; }
+    *out = s;
+    return CORE_OK;
+}
+
+void ledger_state_close(ledger_state *s) {
+    if (!s) return;
+    for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(s->q[i]);
+    free(s);
+}
+
+bool ledger_state_has_params(const ledger_state *s) { return s->have_params; }
+
+void ledger_state_totals(const ledger_state *s, uint64_t *minted, uint64_t *burned) {
+    *minted = s->minted;
+    *burned = s->burned;
+}
+
+/* Run a prepared statement to completion (writes). */
+static core_status step_done(ledger_state *s, sqlite3_stmt *q, core_error *err) {
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc == SQLITE_DONE ? CORE_OK : db_fail(s, err);
+}
+
+static core_status exists(ledger_state *s, int which, const uint8_t *key, size_t n, bool *found, core_error *err) {
+    sqlite3_stmt *q = s->q[which];
+    sqlite3_bind_blob(q, 1, key, (int)n, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    *found = rc == SQLITE_ROW;
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? CORE_OK : db_fail(s, err);
+}
+
+static core_status meta_get_blob(ledger_state *s, const char *key, const void **v, int *n) {
+    sqlite3_stmt *q = s->q[Q_META_GET];
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        *v = sqlite3_column_blob(q, 0);
+        *n = sqlite3_column_bytes(q, 0);
+        return CORE_OK; /* caller resets */
+    }
+    *v = NULL;
+    *n = 0;
+    return rc == SQLITE_DONE ? CORE_OK : CORE_ERR_STORAGE;
+}
+
+static uint64_t meta_u64(ledger_state *s, const char *key) {
+    const void *v;
+    int n;
+    uint64_t out = 0;
+    if (meta_get_blob(s, key, &v, &n) == CORE_OK) out = (uint64_t)sqlite3_column_int64(s->q[Q_META_GET], 0);
+    sqlite3_reset(s->q[Q_META_GET]);
+    sqlite3_clear_bindings(s->q[Q_META_GET]);
+    return out;
+}
+
+core_status ledger_state_load(ledger_state *s, core_error *err) {
+    const void *v;
+    int n;
+    s->have_params = false;
+    core_status rc = meta_get_blob(s, "params", &v, &n);
+    if (rc) {
+        sqlite3_reset(s->q[Q_META_GET]);
+        return db_fail(s, err);
+    }
+    if (v) {
+        rc = ledger_tx_decode(v, (size_t)n, &s->params, err);
+        s->have_params = rc == CORE_OK && s->params.kind == LEDGER_TX_PARAMS;
+    }
+    sqlite3_reset(s->q[Q_META_GET]);
+    sqlite3_clear_bindings(s->q[Q_META_GET]);
+    if (rc) return rc;
+    if (v && !s->have_params) return core_fail(err, CORE_ERR_INVALID, "params", "stored params are not a params transaction");
+    s->minted = meta_u64(s, "minted");
+    s->burned = meta_u64(s, "burned");
+    return CORE_OK;
+}
+
+static core_status signer_get(ledger_state *s, const uint8_t pk[LEDGER_KEY], signer_row *r, core_error *err) {
+    sqlite3_stmt *q = s->q[Q_SIGNER_GET];
+    memset(r, 0, sizeof *r);
+    sqlite3_bind_blob(q, 1, pk, LEDGER_KEY, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+        r->exists = true;
+        r->nonce = (uint64_t)sqlite3_column_int64(q, 0);
+        r->wallet = sqlite3_column_int(q, 1) != 0;
+        r->balance = sqlite3_column_int64(q, 2);
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? CORE_OK : db_fail(s, err);
+}
+
+static core_status signer_put(ledger_state *s, const uint8_t pk[LEDGER_KEY], const signer_row *r, core_error *err) {
+    sqlite3_stmt *q = s->q[Q_SIGNER_PUT];
+    sqlite3_bind_blob(q, 1, pk, LEDGER_KEY, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (int64_t)r->nonce);
+    sqlite3_bind_int(q, 3, r->wallet);
+    sqlite3_bind_int64(q, 4, r->balance);
+    return step_done(s, q, err);
+}
+
+static core_status posting(ledger_state *s, const uint8_t pk[LEDGER_KEY], uint64_t seq, int64_t delta, core_error *err) {
+    sqlite3_stmt *q = s->q[Q_POSTING];
+    sqlite3_bind_blob(q, 1, pk, LEDGER_KEY, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (int64_t)seq);
+    sqlite3_bind_int64(q, 3, delta);
+    return step_done(s, q, err);
+}
+
+static bool is_node(const ledger_state *s, const uint8_t pk[LEDGER_KEY]) {
+    for (int i = 0; i < s->params.u.params.n_nodes; i++)
+        if (memcmp(s->params.u.params.nodes[i], pk, LEDGER_KEY) == 0) return true;
+    return false;
+}
+
+static bool is_admin(const ledger_state *s, const uint8_t pk[LEDGER_KEY]) {
+    return memcmp(s->params.u.params.admin, pk, LEDGER_KEY) == 0;
+}
+
+typedef struct {
+    bool found;
+    uint8_t owner[LEDGER_KEY];
+    uint32_t scope;
+    uint8_t purpose;
+    uint64_t expires, revoked_height;
+} consent_row;
+
+static core_status consent_get(ledger_state *s, const uint8_t grant[LEDGER_HASH], consent_row *c, core_error *err) {
+    sqlite3_stmt *q = s->q[Q_CONSENT_GET];
+    memset(c, 0, sizeof *c);
+    sqlite3_bind_blob(q, 1, grant, LEDGER_HASH, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 0) == LEDGER_KEY) {
+        c->found = true;
+        memcpy(c->owner, sqlite3_column_blob(q, 0), LEDGER_KEY);
+        c->scope = (uint32_t)sqlite3_column_int64(q, 1);
+        c->purpose = (uint8_t)sqlite3_column_int(q, 2);
+        c->expires = (uint64_t)sqlite3_column_int64(q, 3);
+        c->revoked_height = (uint64_t)sqlite3_column_int64(q, 4);
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? CORE_OK : db_fail(s, err);
+}
+
+/* A consent is active at a block's time while it is neither revoked nor past
+ * its expiry (expires is in seconds; the block clock in milliseconds). */
+static bool consent_active(const consent_row *c, uint64_t time_ms) {
+    return c->found && c->revoked_height == 0 && c->expires > time_ms / 1000;
+}
+
+static bool zero_key(const uint8_t *k) {
+    uint8_t acc = 0;
+    for (int i = 0; i < LEDGER_KEY; i++) acc |= k[i];
+    return acc == 0;
+}
+
+core_status ledger_state_apply(ledger_state *s, const ledger_tx *tx, const uint8_t *enc, size_t len,
+                               const uint8_t txid[LEDGER_HASH], uint64_t seq, uint64_t height, uint64_t time_ms,
+                               core_error *err) {
+    core_status rc;
+    signer_row me, other = {0};
+    if ((rc = signer_get(s, tx->signer, &me, err))) return rc;
+
+    /* ---- checks (reads only) ---- */
+    if (tx->nonce <= me.nonce)
+        return core_fail(err, CORE_ERR_CONFLICT, "nonce", "nonce %llu was already used (last is %llu): replay rejected",
+                         (unsigned long long)tx->nonce, (unsigned long long)me.nonce);
+    if (!s->have_params && tx->kind != LEDGER_TX_PARAMS)
+        return core_fail(err, CORE_ERR_INVALID, "kind", "the ledger has no genesis parameters yet");
+    bool needs_wallet = tx->kind == LEDGER_TX_ANCHOR || tx->kind == LEDGER_TX_GRANT || tx->kind == LEDGER_TX_REVOKE ||
+                        tx->kind == LEDGER_TX_TRANSFER || tx->kind == LEDGER_TX_REDEEM;
+    if (needs_wallet && !me.wallet)
+        return core_fail(err, CORE_ERR_NOT_FOUND, "signer", "the signing key is not a registered wallet");
+
+    bool found = false;
+    consent_row consent;
+    switch (tx->kind) {
+    case LEDGER_TX_PARAMS:
+        if (s->have_params && !is_admin(s, tx->signer))
+            return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only the admin key may change parameters");
+        if (!s->have_params && seq != 0)
+            return core_fail(err, CORE_ERR_INVALID, "kind", "genesis parameters must be the first transaction");
+        break;
+    case LEDGER_TX_REGISTER_WALLET:
+        if (me.wallet) return core_fail(err, CORE_ERR_CONFLICT, "signer", "wallet is already registered");
+        break;
+    case LEDGER_TX_ANCHOR:
+        if ((rc = exists(s, Q_COMMIT_GET, tx->u.anchor.commitment, LEDGER_HASH, &found, err))) return rc;
+        if (found) return core_fail(err, CORE_ERR_CONFLICT, "commitment", "this commitment is already on the ledger");
+        break;
+    case LEDGER_TX_GRANT:
+        if (!zero_key(tx->u.grant.grantee)) {
+            if ((rc = exists(s, Q_ORG_GET, tx->u.grant.grantee, LEDGER_KEY, &found, err))) return rc;
+            if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "grantee", "grantee is not a registered organisation");
+        }
+        if (tx->u.grant.expires <= time_ms / 1000)
+            return core_fail(err, CORE_ERR_INVALID, "expires", "consent would already be expired");
+        break;
+    case LEDGER_TX_REVOKE:
+        if ((rc = consent_get(s, tx->u.revoke.grant, &consent, err))) return rc;
+        if (!consent.found) return core_fail(err, CORE_ERR_NOT_FOUND, "grant", "no such consent");
+        if (memcmp(consent.owner, tx->signer, LEDGER_KEY) != 0)
+            return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "only the person who granted a consent may revoke it");
+        if (consent.revoked_height) return core_fail(err, CORE_ERR_CONFLICT, "grant", "consent is already revoked");
+        if (!consent_active(&consent, time_ms)) return core_fail(err, CORE_ERR_CONFLICT, "grant", "consent has expired");
+        break;
+    case LEDGER_TX_CONTRIBUTE: {
+        const uint8_t cat = tx->u.contribute.category;
+        if (!is_node(s, tx->signer))
+            return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may record contributions");
+        /* signer and contributor rows are written separately below */
+        if (memcmp(tx->signer, tx->u.contribute.contributor, LEDGER_KEY) == 0)
+            return core_fail(err, CORE_ERR_FORBIDDEN, "contributor", "a node cannot reward itself");
+        if ((rc = signer_get(s, tx->u.contribute.contributor, &other, err))) return rc;
+        if (!other.wallet) return core_fail(err, CORE_ERR_NOT_FOUND, "contributor", "contributor is not a registered wallet");
+        if ((rc = consent_get(s, tx->u.contribute.grant, &consent, err))) return rc;
+        if (!consent_active(&consent, time_ms) || memcmp(consent.owner, tx->u.contribute.contributor, LEDGER_KEY) != 0 ||
+            !(consent.scope & (1u << cat)))
+            return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "no active consent of the contributor covers %s",
+                             ledger_category_name((ledger_category)cat));
+        if (tx->u.contribute.reward != s->params.u.params.reward[cat])
+            return core_fail(err, CORE_ERR_INVALID, "reward", "reward %llu does not match the rule in force (%llu)",
+                             (unsigned long long)tx->u.contribute.reward,
+                             (unsigned long long)s->params.u.params.reward[cat]);
+        if ((rc = exists(s, Q_COMMIT_GET, tx->u.contribute.commitment, LEDGER_HASH, &found, err))) return rc;
+        if (found) return core_fail(err, CORE_ERR_CONFLICT, "commitment", "this datum was already contributed");
+        if (tx->u.contribute.reward > LEDGER_AMOUNT_MAX - s->minted ||
+            tx->u.contribute.reward > LEDGER_AMOUNT_MAX - (uint64_t)other.balance)
+            return core_fail(err, CORE_ERR_INVALID, "reward", "token supply limit reached");
+        break;
+    }
+    case LEDGER_TX_TRANSFER:
+        if (memcmp(tx->u.transfer.to, tx->signer, LEDGER_KEY) == 0)
+            return core_fail(err, CORE_ERR_INVALID, "to", "cannot transfer to yourself");
+        if ((rc = signer_get(s, tx->u.transfer.to, &other, err))) return rc;
+        if (!other.wallet) return core_fail(err, CORE_ERR_NOT_FOUND, "to", "recipient is not a registered wallet");
+        if (tx->u.transfer.amount > (uint64_t)me.balance)
+            return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)", (long long)me.balance);
+        if (tx->u.transfer.amount > LEDGER_AMOUNT_MAX - (uint64_t)other.balance)
+            return core_fail(err, CORE_ERR_INVALID, "amount", "recipient balance would overflow");
+        break;
+    case LEDGER_TX_REDEEM:
+        if (tx->u.redeem.amount > (uint64_t)me.balance)
+            return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)", (long long)me.balance);
+        break;
+    case LEDGER_TX_REGISTER_ORG:
+        if (!is_admin(s, tx->signer))
+            return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only the admin key may register organisations");
+        if ((rc = exists(s, Q_ORG_GET, tx->u.org.org, LEDGER_KEY, &found, err))) return rc;
+        if (found) return core_fail(err, CORE_ERR_CONFLICT, "org", "organisation is already registered");
+        break;
+    case LEDGER_TX_RELEASE:
+        if (!is_node(s, tx->signer)) return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may record releases");
+        if ((rc = exists(s, Q_ORG_GET, tx->u.release.org, LEDGER_KEY, &found, err))) return rc;
+        if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "org", "organisation is not registered");
+        break;
+    }
+
+    /* ---- effects (writes) ---- */
+    sqlite3_stmt *q = s->q[Q_TX_PUT];
+    sqlite3_bind_int64(q, 1, (int64_t)seq);
+    sqlite3_bind_blob(q, 2, txid, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, (int64_t)height);
+    sqlite3_bind_blob(q, 4, enc, (int)len, SQLITE_STATIC);
+    if ((rc = step_done(s, q, err))) return rc;
+
+    me.nonce = tx->nonce;
+    switch (tx->kind) {
+    case LEDGER_TX_PARAMS: {
+        s->params = *tx;
+        s->have_params = true;
+        q = s->q[Q_META_PUT];
+        sqlite3_bind_text(q, 1, "params", -1, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, enc, (int)len, SQLITE_STATIC);
+        if ((rc = step_done(s, q, err))) return rc;
+        break;
+    }
+    case LEDGER_TX_REGISTER_WALLET:
+        me.wallet = true;
+        if ((rc = posting(s, tx->signer, seq, 0, err))) return rc;
+        break;
+    case LEDGER_TX_ANCHOR:
+        q = s->q[Q_COMMIT_PUT];
+        sqlite3_bind_blob(q, 1, tx->u.anchor.commitment, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, (int64_t)seq);
+        if ((rc = step_done(s, q, err)) || (rc = posting(s, tx->signer, seq, 0, err))) return rc;
+        break;
+    case LEDGER_TX_GRANT:
+        q = s->q[Q_CONSENT_PUT];
+        sqlite3_bind_blob(q, 1, txid, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, tx->signer, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, tx->u.grant.scope);
+        sqlite3_bind_int(q, 4, tx->u.grant.purpose);
+        sqlite3_bind_blob(q, 5, tx->u.grant.grantee, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 6, (int64_t)tx->u.grant.expires);
+        sqlite3_bind_int64(q, 7, (int64_t)height);
+        if ((rc = step_done(s, q, err)) || (rc = posting(s, tx->signer, seq, 0, err))) return rc;
+        break;
+    case LEDGER_TX_REVOKE:
+        q = s->q[Q_CONSENT_REVOKE];
+        sqlite3_bind_blob(q, 1, tx->u.revoke.grant, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, (int64_t)height);
+        if ((rc = step_done(s, q, err)) || (rc = posting(s, tx->signer, seq, 0, err))) return rc;
+        break;
+    case LEDGER_TX_CONTRIBUTE: {
+        uint64_t reward = tx->u.contribute.reward;
+        other.balance += (int64_t)reward;
+        s->minted += reward;
+        q = s->q[Q_COMMIT_PUT];
+        sqlite3_bind_blob(q, 1, tx->u.contribute.commitment, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, (int64_t)seq);
+        if ((rc = step_done(s, q, err)) || (rc = signer_put(s, tx->u.contribute.contributor, &other, err)) ||
+            (rc = posting(s, tx->u.contribute.contributor, seq, (int64_t)reward, err)))
+            return rc;
+        break;
+    }
+    case LEDGER_TX_TRANSFER: {
+        int64_t amount = (int64_t)tx->u.transfer.amount;
+        me.balance -= amount;
+        other.balance += amount;
+        if ((rc = signer_put(s, tx->u.transfer.to, &other, err)) || (rc = posting(s, tx->signer, seq, -amount, err)) ||
+            (rc = posting(s, tx->u.transfer.to, seq, amount, err)))
+            return rc;
+        break;
+    }
+    case LEDGER_TX_REDEEM:
+        me.balance -= (int64_t)tx->u.redeem.amount;
+        s->burned += tx->u.redeem.amount;
+        if ((rc = posting(s, tx->signer, seq, -(int64_t)tx->u.redeem.amount, err))) return rc;
+        break;
+    case LEDGER_TX_REGISTER_ORG:
+        q = s->q[Q_ORG_PUT];
+        sqlite3_bind_blob(q, 1, tx->u.org.org, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, tx->u.org.name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, (int64_t)height);
+        if ((rc = step_done(s, q, err))) return rc;
+        break;
+    case LEDGER_TX_RELEASE:
+        break;
+    }
+    return signer_put(s, tx->signer, &me, err);
+}
+
+static core_status meta_put_u64(ledger_state *s, const char *key, uint64_t v, core_error *err) {
+    sqlite3_stmt *q = s->q[Q_META_PUT];
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (int64_t)v);
+    return step_done(s, q, err);
+}
+
+core_status ledger_state_finish_block(ledger_state *s, const ledger_block *b, core_error *err) {
+    uint8_t enc[LEDGER_BLOCK_BYTES], hash[LEDGER_HASH];
+    ledger_block_encode(b, enc);
+    ledger_block_hash(b, hash);
+    sqlite3_stmt *q = s->q[Q_BLOCK_PUT];
+    sqlite3_bind_int64(q, 1, (int64_t)b->height);
+    sqlite3_bind_blob(q, 2, hash, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 3, enc, LEDGER_BLOCK_BYTES, SQLITE_STATIC);
+    core_status rc = step_done(s, q, err);
+    if (!rc) rc = meta_put_u64(s, "minted", s->minted, err);
+    if (!rc) rc = meta_put_u64(s, "burned", s->burned, err);
+    return rc;
+}
