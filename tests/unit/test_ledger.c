@@ -2,6 +2,7 @@
  * reopen, proofs, and a randomized property test against a reference model. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -365,12 +366,326 @@ static void test_rules(void **state) {
     assert_true(ht.rows >= 5);
 }
 
+
+/* ---- property test: random streams against a reference model ---- */
+
+enum { PW = 6, PSTEPS = 1500 };
+
+typedef struct {
+    key w[PW];
+    bool wallet[PW];
+    int64_t bal[PW];
+    uint64_t last[PW + 1]; /* last accepted nonce; [PW] is the node */
+    uint64_t counter[PW + 1];
+    int ngrants;
+    struct { uint8_t id[32]; int owner; uint32_t scope; bool revoked; } grants[256];
+    int ncommit;
+    uint8_t commits[PSTEPS][32];
+    uint64_t minted, burned;
+} model;
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint32_t rnd(uint32_t n) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)(rng_state % n);
+}
+
+static bool seen_commit(const model *m, const uint8_t c[32]) {
+    for (int i = 0; i < m->ncommit; i++)
+        if (!memcmp(m->commits[i], c, 32)) return true;
+    return false;
+}
+
+/* Predict the outcome exactly as the rules say, and apply it. who = PW is the node. */
+static core_status model_apply(model *m, int who, const ledger_tx *tx, const uint8_t txid[32], const uint64_t *reward) {
+    if (tx->nonce <= m->last[who]) return CORE_ERR_CONFLICT;
+    bool needs_wallet = tx->kind == LEDGER_TX_ANCHOR || tx->kind == LEDGER_TX_GRANT || tx->kind == LEDGER_TX_REVOKE ||
+                        tx->kind == LEDGER_TX_TRANSFER || tx->kind == LEDGER_TX_REDEEM;
+    if (needs_wallet && (who == PW || !m->wallet[who])) return CORE_ERR_NOT_FOUND;
+    int to = -1, g = -1;
+    switch (tx->kind) {
+    case LEDGER_TX_REGISTER_WALLET:
+        if (m->wallet[who]) return CORE_ERR_CONFLICT;
+        m->wallet[who] = true;
+        break;
+    case LEDGER_TX_TRANSFER:
+        for (int i = 0; i < PW; i++) if (!memcmp(m->w[i].pk, tx->u.transfer.to, 32)) to = i;
+        if (to == who) return CORE_ERR_INVALID;
+        if (to < 0 || !m->wallet[to]) return CORE_ERR_NOT_FOUND;
+        if ((int64_t)tx->u.transfer.amount > m->bal[who]) return CORE_ERR_INVALID;
+        m->bal[who] -= (int64_t)tx->u.transfer.amount;
+        m->bal[to] += (int64_t)tx->u.transfer.amount;
+        break;
+    case LEDGER_TX_REDEEM:
+        if ((int64_t)tx->u.redeem.amount > m->bal[who]) return CORE_ERR_INVALID;
+        m->bal[who] -= (int64_t)tx->u.redeem.amount;
+        m->burned += tx->u.redeem.amount;
+        break;
+    case LEDGER_TX_GRANT:
+        m->grants[m->ngrants].owner = who;
+        m->grants[m->ngrants].scope = tx->u.grant.scope;
+        m->grants[m->ngrants].revoked = false;
+        memcpy(m->grants[m->ngrants].id, txid, 32);
+        m->ngrants++;
+        break;
+    case LEDGER_TX_REVOKE:
+        for (int i = 0; i < m->ngrants; i++) if (!memcmp(m->grants[i].id, tx->u.revoke.grant, 32)) g = i;
+        if (g < 0) return CORE_ERR_NOT_FOUND;
+        if (m->grants[g].owner != who) return CORE_ERR_FORBIDDEN;
+        if (m->grants[g].revoked) return CORE_ERR_CONFLICT;
+        m->grants[g].revoked = true;
+        break;
+    case LEDGER_TX_CONTRIBUTE: {
+        if (who != PW) return CORE_ERR_FORBIDDEN;
+        int c = -1;
+        for (int i = 0; i < PW; i++) if (!memcmp(m->w[i].pk, tx->u.contribute.contributor, 32)) c = i;
+        if (c < 0 || !m->wallet[c]) return CORE_ERR_NOT_FOUND;
+        for (int i = 0; i < m->ngrants; i++) if (!memcmp(m->grants[i].id, tx->u.contribute.grant, 32)) g = i;
+        if (g < 0 || m->grants[g].revoked || m->grants[g].owner != c ||
+            !(m->grants[g].scope & (1u << tx->u.contribute.category)))
+            return CORE_ERR_FORBIDDEN;
+        if (tx->u.contribute.reward != reward[tx->u.contribute.category]) return CORE_ERR_INVALID;
+        if (seen_commit(m, tx->u.contribute.commitment)) return CORE_ERR_CONFLICT;
+        memcpy(m->commits[m->ncommit++], tx->u.contribute.commitment, 32);
+        m->bal[c] += (int64_t)tx->u.contribute.reward;
+        m->minted += tx->u.contribute.reward;
+        break;
+    }
+    default: fail_msg("unexpected kind");
+    }
+    m->last[who] = tx->nonce;
+    return CORE_OK;
+}
+
+static void test_property_random_streams(void **state) {
+    fixture *f = *state;
+    static model m;
+    memset(&m, 0, sizeof m);
+    ledger_options o;
+    ledger_options_defaults(&o);
+    for (int i = 0; i < PW; i++) keygen(&m.w[i]);
+    enum { BATCH = 40 };
+    static uint8_t bufs[BATCH][LEDGER_TX_MAX];
+    static uint8_t history[64][LEDGER_TX_MAX];
+    static size_t history_len[64];
+    int nhistory = 0;
+    const uint8_t *ptrs[BATCH];
+    size_t lens[BATCH];
+    int who[BATCH];
+    ledger_tx txs[BATCH];
+    bool forged[BATCH], replay[BATCH];
+    ledger_receipt rc[BATCH];
+    int accepted = 0, rejected = 0;
+    for (int step = 0; step < PSTEPS; step += BATCH) {
+        for (int b = 0; b < BATCH; b++) {
+            ledger_tx tx = {0};
+            int s = (int)rnd(PW);
+            forged[b] = replay[b] = false;
+            switch (rnd(10)) {
+            case 0: tx.kind = LEDGER_TX_REGISTER_WALLET; break;
+            case 1: case 2:
+                tx.kind = LEDGER_TX_TRANSFER;
+                memcpy(tx.u.transfer.to, m.w[rnd(PW)].pk, 32);
+                tx.u.transfer.amount = 1 + rnd(25);
+                break;
+            case 3: tx.kind = LEDGER_TX_REDEEM; tx.u.redeem.amount = 1 + rnd(15); break;
+            case 4:
+                tx.kind = LEDGER_TX_GRANT;
+                tx.u.grant.scope = 1 + rnd(LEDGER_SCOPE_ALL);
+                tx.u.grant.purpose = (uint8_t)(1 + rnd(2));
+                tx.u.grant.expires = (uint64_t)core_now() + 86400 * 30;
+                break;
+            case 5:
+                tx.kind = LEDGER_TX_REVOKE;
+                if (m.ngrants && rnd(4)) memcpy(tx.u.revoke.grant, m.grants[rnd((uint32_t)m.ngrants)].id, 32);
+                else memset(tx.u.revoke.grant, (int)rnd(256), 32);
+                break;
+            default: {
+                tx.kind = LEDGER_TX_CONTRIBUTE;
+                int g = m.ngrants ? (int)rnd((uint32_t)m.ngrants) : -1;
+                int c = g >= 0 && rnd(5) ? m.grants[g].owner : (int)rnd(PW);
+                memcpy(tx.u.contribute.contributor, m.w[c].pk, 32);
+                if (g >= 0) memcpy(tx.u.contribute.grant, m.grants[g].id, 32);
+                tx.u.contribute.category = (uint8_t)rnd(LEDGER_CATEGORIES);
+                uint32_t cm = rnd(100000);
+                if (m.ncommit && !rnd(8)) memcpy(tx.u.contribute.commitment, m.commits[rnd((uint32_t)m.ncommit)], 32);
+                else { memset(tx.u.contribute.commitment, 0, 32); memcpy(tx.u.contribute.commitment, &step, sizeof step);
+                       memcpy(tx.u.contribute.commitment + 8, &b, sizeof b); memcpy(tx.u.contribute.commitment + 16, &cm, 4); }
+                tx.u.contribute.reward = o.genesis_reward[tx.u.contribute.category] + (rnd(10) == 0);
+                s = rnd(6) ? PW : s; /* mostly signed by the node, sometimes (wrongly) by a wallet */
+                break;
+            }
+            }
+            key *k = s == PW ? &f->node : &m.w[s];
+            tx.nonce = ++m.counter[s] + (s == PW ? 0 : 0);
+            if (s == PW) tx.nonce = ++f->node.nonce;
+            size_t len = ledger_tx_sign(&tx, k->sk, bufs[b], LEDGER_TX_MAX);
+            assert_true(len > 0);
+            if (nhistory && !rnd(15)) { /* replay an old transaction verbatim */
+                int h = (int)rnd((uint32_t)nhistory);
+                memcpy(bufs[b], history[h], history_len[h]);
+                len = history_len[h];
+                assert_int_equal(ledger_tx_decode(bufs[b], len, &tx, NULL), CORE_OK);
+                s = -1;
+                for (int i = 0; i < PW; i++) if (!memcmp(m.w[i].pk, tx.signer, 32)) s = i;
+                if (s < 0) s = PW;
+                replay[b] = true;
+            } else if (!rnd(25)) {
+                bufs[b][len - 3] ^= 0x40;
+                forged[b] = true;
+            } else if (nhistory < 64) {
+                memcpy(history[nhistory], bufs[b], len);
+                history_len[nhistory++] = len;
+            }
+            ptrs[b] = bufs[b];
+            lens[b] = len;
+            who[b] = s;
+            txs[b] = tx;
+        }
+        assert_int_equal(ledger_submit_many(f->l, ptrs, lens, BATCH, rc, NULL), CORE_OK);
+        for (int b = 0; b < BATCH; b++) {
+            core_status want;
+            if (forged[b]) want = CORE_ERR_CRYPTO;
+            else want = model_apply(&m, who[b], &txs[b], rc[b].txid, o.genesis_reward);
+            if (rc[b].status != want)
+                fail_msg("step %d: %s by %d (replay %d): ledger said %s (%s), model %s", step + b,
+                         ledger_tx_kind_name(txs[b].kind), who[b], replay[b], core_status_name(rc[b].status),
+                         rc[b].error.message, core_status_name(want));
+            if (want == CORE_OK) accepted++;
+            else rejected++;
+        }
+        /* Invariants after every batch. */
+        int64_t sum = 0;
+        for (int i = 0; i < PW; i++) {
+            ledger_account a;
+            core_status st = ledger_get_account(f->l, m.w[i].pk, &a, NULL);
+            if (st == CORE_ERR_NOT_FOUND) { assert_false(m.wallet[i]); continue; }
+            assert_int_equal(st, CORE_OK);
+            assert_int_equal(a.wallet, m.wallet[i]);
+            assert_int_equal(a.balance, m.bal[i]);
+            assert_true(a.balance >= 0);
+            sum += a.balance;
+        }
+        ledger_totals t;
+        assert_int_equal(ledger_get_totals(f->l, &t, NULL), CORE_OK);
+        assert_int_equal(t.minted, m.minted);
+        assert_int_equal(t.burned, m.burned);
+        assert_int_equal((uint64_t)sum, t.minted - t.burned);
+    }
+    assert_true(accepted > 300);
+    assert_true(rejected > 100);
+    /* The whole history replays identically, and survives a reopen. */
+    ledger_block before, after;
+    assert_int_equal(ledger_head(f->l, &before, NULL), CORE_OK);
+    ledger_close(f->l);
+    ledger_verify_report rep;
+    core_error err = {0};
+    if (ledger_verify_file(f->path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
+    assert_int_equal(rep.txs, before.tree_size);
+    f->l = reopen(f, 1);
+    assert_int_equal(ledger_head(f->l, &after, NULL), CORE_OK);
+    assert_memory_equal(&before, &after, sizeof before);
+}
+
+/* ---- proofs ---- */
+
+static void test_proofs(void **state) {
+    fixture *f = *state;
+    key a;
+    keygen(&a);
+    register_wallet(f, &a);
+    uint8_t g[32];
+    grant(f, &a, 3, (uint64_t)core_now() + 600, g);
+    for (int i = 0; i < 5; i++) {
+        ledger_tx tx = {.kind = LEDGER_TX_ANCHOR};
+        memset(tx.u.anchor.commitment, 0x30 + i, 32);
+        assert_int_equal(send(f, &a, &tx, NULL), CORE_OK);
+    }
+    static ledger_proof p, q;
+    core_error err = {0};
+    assert_int_equal(ledger_prove(f->l, g, &p, &err), CORE_OK);
+    assert_int_equal(ledger_proof_check(&p, f->node.pk, &err), CORE_OK);
+    /* Round trip through JSON, and the file-based prover agrees. */
+    json_t *j = ledger_proof_to_json(&p);
+    assert_non_null(j);
+    assert_int_equal(ledger_proof_from_json(j, &q, &err), CORE_OK);
+    assert_int_equal(ledger_proof_check(&q, f->node.pk, &err), CORE_OK);
+    static ledger_proof r;
+    assert_int_equal(ledger_prove_file(f->path, g, &r, &err), CORE_OK);
+    assert_int_equal(r.index, p.index);
+    assert_int_equal(ledger_proof_check(&r, NULL, &err), CORE_OK);
+    /* Wrong trusted key, corrupted path, other leaf, forged head. */
+    assert_int_equal(ledger_proof_check(&q, a.pk, &err), CORE_ERR_CRYPTO);
+    q.path[0][3] ^= 1;
+    assert_int_equal(ledger_proof_check(&q, NULL, &err), CORE_ERR_CRYPTO);
+    q.path[0][3] ^= 1;
+    q.index++;
+    assert_int_equal(ledger_proof_check(&q, NULL, &err), CORE_ERR_CRYPTO);
+    q.index--;
+    q.head.root[0] ^= 1;
+    assert_int_equal(ledger_proof_check(&q, NULL, &err), CORE_ERR_CRYPTO);
+    q.head.root[0] ^= 1;
+    q.tx[q.tx_len - 1] ^= 1;
+    assert_int_not_equal(ledger_proof_check(&q, NULL, &err), CORE_OK);
+    /* Malformed documents are refused with a reason. */
+    json_object_set_new(j, "tx", json_string("zz"));
+    assert_int_equal(ledger_proof_from_json(j, &q, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "tx");
+    json_decref(j);
+    uint8_t missing[32] = {1};
+    assert_int_equal(ledger_prove(f->l, missing, &p, &err), CORE_ERR_NOT_FOUND);
+}
+
+/* Concurrent server-side signers never collide on a nonce. */
+typedef struct { fixture *f; int ok; } signer_arg;
+static void *sign_many(void *arg) {
+    signer_arg *s = arg;
+    for (int i = 0; i < 40; i++) {
+        ledger_tx tx = {.kind = LEDGER_TX_RELEASE, .u.release = {.epsilon_milli = 100, .k_min = 5, .cells = 1 + i}};
+        memset(tx.u.release.org, 0x11, 32);
+        ledger_receipt r;
+        /* Unregistered org: rejected for that reason, never for the nonce. */
+        core_status rc = ledger_sign_submit(s->f->l, &tx, s->f->node.sk, &r, NULL);
+        if (rc == CORE_ERR_NOT_FOUND && strcmp(r.error.field, "org") == 0) s->ok++;
+    }
+    return NULL;
+}
+
+static void test_concurrent_sign_submit(void **state) {
+    fixture *f = *state;
+    key org;
+    keygen(&org);
+    pthread_t th[4];
+    signer_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (signer_arg){f, 0};
+        pthread_create(&th[i], NULL, sign_many, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < 4; i++) assert_int_equal(args[i].ok, 40);
+    /* And accepted ones all land, in nonce order. */
+    ledger_tx o = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(o.u.org.org, org.pk, 32);
+    strcpy(o.u.org.name, "Lab");
+    ledger_receipt r;
+    assert_int_equal(ledger_sign_submit(f->l, &o, f->admin.sk, &r, NULL), CORE_OK);
+    ledger_stats st;
+    ledger_get_stats(f->l, &st);
+    assert_true(st.rejected >= 160);
+    assert_true(st.committed >= 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip_and_rejects),
         cmocka_unit_test(test_block_codec),
         cmocka_unit_test_setup_teardown(test_genesis, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_property_random_streams, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proofs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_sign_submit, setup, teardown),
     };
     assert_int_equal(cs_crypto_init(NULL), CORE_OK);
     return cmocka_run_group_tests(tests, NULL, NULL);
