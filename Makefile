@@ -31,6 +31,7 @@ bench:
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCARESYNC_TESTS=OFF >/dev/null
 	cmake --build build-bench -j$(JOBS)
 	CARESYNC_BIN=$(CURDIR)/build-bench/caresync bench/http/run.sh
+	./build-bench/ledger_bench
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) build-bench
