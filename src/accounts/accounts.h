@@ -96,6 +96,15 @@ core_status accounts_delete(accounts *a, const accounts_session *sess, const cha
 typedef void (*accounts_user_fn)(void *ud, const char *username, accounts_role role, int64_t created_at);
 core_status accounts_list(accounts *a, accounts_user_fn fn, void *ud, core_error *err);
 
+/* The account's ledger wallet (wallet.c). Created on first use: a fresh
+ * Ed25519 keypair whose seed is sealed under the session's data key. pk gets
+ * the public key; sk (64 bytes, may be NULL) the secret key, which the
+ * caller must wipe. *created tells whether it was made just now. */
+#define ACCOUNTS_WALLET_PK 32
+#define ACCOUNTS_WALLET_SK 64
+core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t pk[ACCOUNTS_WALLET_PK],
+                            uint8_t sk[ACCOUNTS_WALLET_SK], bool *created, core_error *err);
+
 void accounts_session_wipe(accounts_session *sess);
 store *accounts_store(accounts *a);
 

@@ -24,6 +24,20 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "DELETE", "/api/records/{id}", api_records_delete);
     ok &= http_router_add(r, "GET", "/api/export", api_export);
     ok &= http_router_add(r, "GET", "/api/admin/users", api_admin_users);
+    ok &= http_router_add(r, "POST", "/api/admin/orgs", api_admin_orgs_create);
+    ok &= http_router_add(r, "GET", "/api/wallet", api_wallet_get);
+    ok &= http_router_add(r, "POST", "/api/wallet/transfer", api_wallet_transfer);
+    ok &= http_router_add(r, "POST", "/api/wallet/redeem", api_wallet_redeem);
+    ok &= http_router_add(r, "GET", "/api/consents", api_consents_list);
+    ok &= http_router_add(r, "POST", "/api/consents", api_consents_create);
+    ok &= http_router_add(r, "POST", "/api/consents/{id}/revoke", api_consents_revoke);
+    ok &= http_router_add(r, "GET", "/api/consents/{id}/receipt", api_consents_receipt);
+    ok &= http_router_add(r, "GET", "/api/ledger", api_ledger_summary);
+    ok &= http_router_add(r, "GET", "/api/ledger/blocks", api_ledger_blocks);
+    ok &= http_router_add(r, "GET", "/api/ledger/blocks/{height}", api_ledger_block);
+    ok &= http_router_add(r, "GET", "/api/ledger/tx/{txid}", api_ledger_tx);
+    ok &= http_router_add(r, "GET", "/api/ledger/proof/{txid}", api_ledger_proof);
+    ok &= http_router_add(r, "GET", "/api/ledger/orgs", api_ledger_orgs);
     return ok;
 }
 

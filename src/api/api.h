@@ -8,6 +8,7 @@
 #include "accounts/accounts.h"
 #include "core/core.h"
 #include "http/http.h"
+#include "ledger/ledger.h"
 #include "regions/regions.h"
 #include "store/store.h"
 
@@ -17,6 +18,8 @@ typedef struct {
     store *st;
     accounts *acc;
     regions *regs;
+    ledger *led;
+    const uint8_t *admin_sk; /* the ledger admin key (64 bytes): registers organisations */
     double started; /* core_monotonic() at start, for uptime */
 } api_context;
 

@@ -14,6 +14,12 @@ void api_signup(http_request *rq, void *ctx) {
         api_fail(rq, &err, "username_taken");
         return;
     }
+    /* Every account gets its ledger wallet at sign-up. Should that fail the
+     * account still stands: the wallet is made on first use instead. */
+    uint8_t pk[32];
+    core_error werr = {0};
+    if (api_wallet_ensure(c, &sess, pk, NULL, &werr))
+        core_log(CORE_LOG_WARN, "sign-up: wallet deferred: %s", werr.message);
     api_set_session_cookie(rq, c, token);
     http_respond_json(rq, 201, json_pack("{s:o,s:s,s:s}", "user", api_user_json(&sess), "csrf_token", sess.csrf,
                                          "recovery_code", recovery));

@@ -9,7 +9,13 @@ void api_health(http_request *rq, void *ctx) {
     bool ok = store_check(c->st, mode, &version, &err) == CORE_OK;
     json_t *storage = json_pack("{s:b,s:i,s:s}", "ok", ok, "schema_version", version, "journal_mode", mode);
     if (!ok) json_object_set_new(storage, "error", json_string(err.message));
+    ledger_block head = {0};
+    bool lok = c->led && ledger_head(c->led, &head, NULL) == CORE_OK;
+    json_t *led = json_pack("{s:b,s:I,s:I}", "ok", lok, "height", (json_int_t)head.height, "tree_size",
+                            (json_int_t)head.tree_size);
+    ok = ok && lok;
     http_respond_json(rq, ok ? 200 : 503,
-                      json_pack("{s:s,s:s,s:I,s:o}", "status", ok ? "ok" : "degraded", "version", core_version(),
-                                "uptime_s", (json_int_t)(core_monotonic() - c->started), "storage", storage));
+                      json_pack("{s:s,s:s,s:I,s:o,s:o}", "status", ok ? "ok" : "degraded", "version", core_version(),
+                                "uptime_s", (json_int_t)(core_monotonic() - c->started), "storage", storage, "ledger",
+                                led));
 }

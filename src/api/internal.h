@@ -20,6 +20,17 @@ void api_clear_session_cookie(http_request *rq);
 const char *api_str(const json_t *obj, const char *key);
 json_t *api_user_json(const accounts_session *sess);
 
+/* The caller's ledger wallet, created and registered on the ledger on first
+ * use. sk may be NULL; when not, the caller wipes it. Responds on failure. */
+bool api_wallet(http_request *rq, api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64]);
+core_status api_wallet_ensure(api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64],
+                              core_error *err);
+/* Map a ledger receipt failure (rule rejection) to the error response. */
+void api_ledger_fail(http_request *rq, const core_error *err);
+json_t *api_hex(const uint8_t *p, size_t n);
+/* RFC 3339 text for unix seconds. */
+json_t *api_time(int64_t t);
+
 /* Handlers, by file. */
 void api_health(http_request *rq, void *ctx);
 void api_regions(http_request *rq, void *ctx);
@@ -39,5 +50,19 @@ void api_records_update(http_request *rq, void *ctx);
 void api_records_delete(http_request *rq, void *ctx);
 void api_export(http_request *rq, void *ctx);
 void api_admin_users(http_request *rq, void *ctx);
+void api_admin_orgs_create(http_request *rq, void *ctx);
+void api_wallet_get(http_request *rq, void *ctx);
+void api_wallet_transfer(http_request *rq, void *ctx);
+void api_wallet_redeem(http_request *rq, void *ctx);
+void api_consents_list(http_request *rq, void *ctx);
+void api_consents_create(http_request *rq, void *ctx);
+void api_consents_revoke(http_request *rq, void *ctx);
+void api_consents_receipt(http_request *rq, void *ctx);
+void api_ledger_summary(http_request *rq, void *ctx);
+void api_ledger_blocks(http_request *rq, void *ctx);
+void api_ledger_block(http_request *rq, void *ctx);
+void api_ledger_tx(http_request *rq, void *ctx);
+void api_ledger_proof(http_request *rq, void *ctx);
+void api_ledger_orgs(http_request *rq, void *ctx);
 
 #endif

@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "crypto/crypto.h"
 #include "http/http.h"
+#include "ledger/ledger.h"
 #include "regions/regions.h"
 #include "store/store.h"
 
@@ -32,6 +33,9 @@ static void usage(FILE *f) {
             "  --login-max-failures-ip N  failed logins per client address per window (default 20)\n"
             "  --login-window SECONDS   throttling window (default 900)\n"
             "  --iso-codes-dir DIR      Debian iso-codes JSON (default /usr/share/iso-codes/json)\n"
+            "  --node-key FILE          ledger node key (default DATA/keys/node.key, created if absent)\n"
+            "  --admin-key FILE         ledger admin key (default DATA/keys/admin.key, created if absent)\n"
+            "  --ledger-batch-ms N      seal pending ledger transactions at least every N ms (default 10)\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n");
 }
 
@@ -47,7 +51,7 @@ int cli_serve(int argc, char **argv) {
     core_config cfg;
     core_config_defaults(&cfg);
     enum { O_HOST = 256, O_PORT, O_DATA, O_WEB, O_CERT, O_KEY, O_THREADS, O_BODY, O_TTL, O_FAIL, O_FAILIP,
-           O_WINDOW, O_ISO, O_LOG, O_HELP };
+           O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
         {"data-dir", required_argument, 0, O_DATA},    {"web-dir", required_argument, 0, O_WEB},
@@ -57,9 +61,12 @@ int cli_serve(int argc, char **argv) {
         {"login-max-failures-ip", required_argument, 0, O_FAILIP},
         {"login-window", required_argument, 0, O_WINDOW}, {"iso-codes-dir", required_argument, 0, O_ISO},
         {"log-level", required_argument, 0, O_LOG},    {"help", no_argument, 0, O_HELP},
+        {"node-key", required_argument, 0, O_NODEKEY}, {"admin-key", required_argument, 0, O_ADMINKEY},
+        {"ledger-batch-ms", required_argument, 0, O_BATCH},
         {0, 0, 0, 0},
     };
-    long v = 0;
+    long v = 0, batch_ms = 10;
+    const char *node_key = NULL, *admin_key = NULL;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -86,6 +93,9 @@ int cli_serve(int argc, char **argv) {
             else ok = false;
             break;
         case O_HELP: usage(stdout); return 0;
+        case O_NODEKEY: node_key = optarg; break;
+        case O_ADMINKEY: admin_key = optarg; break;
+        case O_BATCH: ok = parse_int(optarg, 0, 10000, &batch_ms); break;
         default: usage(stderr); return 2;
         }
         if (!ok) {
@@ -113,12 +123,29 @@ int cli_serve(int argc, char **argv) {
     accounts *acc = NULL;
     http_router *router = NULL;
     http_server *srv = NULL;
+    ledger *led = NULL;
     int status = 1;
-    char dbpath[4096];
+    char dbpath[4096], ledpath[4096], keydir[4096], nodepath[4096], adminpath[4096];
     snprintf(dbpath, sizeof dbpath, "%s/caresync.db", cfg.data_dir);
-    if (cs_crypto_init(&err) || core_mkdirs(cfg.data_dir, &err) ||
-        store_open(dbpath, cfg.threads + 1, &st, &err) || regions_load(cfg.iso_codes_dir, &regs, &err))
+    snprintf(ledpath, sizeof ledpath, "%s/ledger.db", cfg.data_dir);
+    snprintf(keydir, sizeof keydir, "%s/keys", cfg.data_dir);
+    snprintf(nodepath, sizeof nodepath, "%s", node_key ? node_key : "");
+    snprintf(adminpath, sizeof adminpath, "%s", admin_key ? admin_key : "");
+    if (!node_key) snprintf(nodepath, sizeof nodepath, "%s/node.key", keydir);
+    if (!admin_key) snprintf(adminpath, sizeof adminpath, "%s/admin.key", keydir);
+    ledger_options lopt;
+    ledger_options_defaults(&lopt);
+    lopt.path = ledpath;
+    lopt.batch_ms = (int)batch_ms;
+    bool made_node = false, made_admin = false;
+    if (cs_crypto_init(&err) || core_mkdirs(cfg.data_dir, &err) || core_mkdirs(keydir, &err) ||
+        store_open(dbpath, cfg.threads + 1, &st, &err) || regions_load(cfg.iso_codes_dir, &regs, &err) ||
+        ledger_key_load_or_create(nodepath, lopt.node_pk, lopt.node_sk, &made_node, &err) ||
+        ledger_key_load_or_create(adminpath, lopt.admin_pk, lopt.admin_sk, &made_admin, &err) ||
+        ledger_open(&lopt, &led, &err))
         goto out;
+    if (made_node) core_log(CORE_LOG_INFO, "created ledger node key %s", nodepath);
+    if (made_admin) core_log(CORE_LOG_INFO, "created ledger admin key %s", adminpath);
     accounts_options aopt;
     accounts_options_defaults(&aopt);
     aopt.session_ttl = cfg.session_ttl;
@@ -131,7 +158,8 @@ int cli_serve(int argc, char **argv) {
         core_fail(&err, CORE_ERR_NOMEM, NULL, "cannot build the route table");
         goto out;
     }
-    api_context ctx = {.cfg = &cfg, .st = st, .acc = acc, .regs = regs, .started = core_monotonic()};
+    api_context ctx = {.cfg = &cfg, .st = st, .acc = acc, .regs = regs, .led = led, .admin_sk = lopt.admin_sk,
+                       .started = core_monotonic()};
     http_options hopt = {.host = cfg.host, .port = cfg.port, .threads = cfg.threads, .max_body = cfg.max_body,
                          .web_dir = cfg.web_dir, .tls_cert = cfg.tls_cert, .tls_key = cfg.tls_key};
     if (http_server_start(&hopt, router, &ctx, &srv, &err)) goto out;
@@ -140,6 +168,14 @@ int cli_serve(int argc, char **argv) {
     core_log(CORE_LOG_INFO, "caresync %s: database %s (schema v%d), web assets %s, %zu regions", core_version(),
              dbpath, store_schema_version(st), cfg.web_dir, regions_subdivision_count(regs));
     if (!tls) core_log(CORE_LOG_WARN, "no --tls-cert/--tls-key: plain HTTP, listening on loopback only");
+    {
+        char nodehex[2 * LEDGER_KEY + 1];
+        cs_crypto_hex(ledger_node_key(led), LEDGER_KEY, nodehex);
+        ledger_block head;
+        ledger_head(led, &head, NULL);
+        core_log(CORE_LOG_INFO, "ledger %s: height %llu, %llu transactions; node key %s", ledpath,
+                 (unsigned long long)head.height, (unsigned long long)head.tree_size, nodehex);
+    }
     printf("caresync listening on %s://%s:%d/\n", tls ? "https" : "http", cfg.host, http_server_port(srv));
     fflush(stdout);
 
@@ -150,7 +186,11 @@ int cli_serve(int argc, char **argv) {
     status = 0;
 out:
     if (status && err.code) fprintf(stderr, "caresync serve: %s\n", err.message);
+    /* HTTP first (no new submissions), then the ledger seals what is pending. */
     http_server_stop(srv);
+    ledger_close(led);
+    cs_crypto_wipe(lopt.node_sk, sizeof lopt.node_sk);
+    cs_crypto_wipe(lopt.admin_sk, sizeof lopt.admin_sk);
     http_router_free(router);
     accounts_close(acc);
     regions_free(regs);

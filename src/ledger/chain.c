@@ -624,6 +624,22 @@ core_status ledger_history(ledger *l, const uint8_t pk[LEDGER_KEY], int limit, l
     return rc;
 }
 
+core_status ledger_list_orgs(ledger *l, ledger_org_fn fn, void *ud, core_error *err) {
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(l->st, db, "SELECT pubkey, name, height FROM orgs ORDER BY name", &q, err);
+    if (!rc) {
+        int s;
+        while ((s = sqlite3_step(q)) == SQLITE_ROW)
+            if (sqlite3_column_bytes(q, 0) == LEDGER_KEY)
+                fn(ud, sqlite3_column_blob(q, 0), (const char *)sqlite3_column_text(q, 1),
+                   (uint64_t)sqlite3_column_int64(q, 2));
+        if (s != SQLITE_DONE) rc = store_error(db, err);
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
 core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err) {
     memset(out, 0, sizeof *out);
     sqlite3 *db = store_acquire(l->st);

@@ -282,6 +282,9 @@ typedef void (*ledger_history_fn)(void *ud, uint64_t seq, int64_t delta, const l
 core_status ledger_history(ledger *l, const uint8_t pk[LEDGER_KEY], int limit, ledger_history_fn fn, void *ud,
                            core_error *err);
 
+typedef void (*ledger_org_fn)(void *ud, const uint8_t pk[LEDGER_KEY], const char *name, uint64_t height);
+core_status ledger_list_orgs(ledger *l, ledger_org_fn fn, void *ud, core_error *err);
+
 /* Totals: minted − burned = sum of balances (checked by verify). */
 typedef struct { uint64_t minted, burned, wallets, consents_active, orgs; } ledger_totals;
 core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err);

@@ -44,6 +44,13 @@ static const char *const migrations[] = {
     "  key TEXT PRIMARY KEY,"
     "  failures INTEGER NOT NULL,"
     "  window_start INTEGER NOT NULL);",
+
+    /* 4: every account's ledger wallet. The public key is what the ledger
+     * knows; the 32-byte Ed25519 seed is sealed under the account's data key
+     * like the records, so deleting the account shreds it too. */
+    "ALTER TABLE users ADD COLUMN wallet_pk BLOB;"
+    "ALTER TABLE users ADD COLUMN wallet_seed BLOB;"
+    "CREATE UNIQUE INDEX users_wallet ON users(wallet_pk) WHERE wallet_pk IS NOT NULL;",
 };
 
 static const store_schema app_schema = {

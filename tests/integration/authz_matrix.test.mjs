@@ -31,7 +31,8 @@ const ROLES = ['anonymous', 'owner', 'other', 'clinician', 'analyst', 'admin'];
 const STAFF = ['clinician', 'analyst', 'admin'];
 const RUN_ORDER = ['anonymous', 'other', 'clinician', 'analyst', 'admin', 'owner']; // owner last
 const ROLE_NAME = { owner: 'person', other: 'person', clinician: 'clinician', analyst: 'analyst', admin: 'admin' };
-const ERROR_CODE = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found' };
+const ERROR_CODE = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found', 422: 'validation_failed' };
+const HEX64 = /^[0-9a-f]{64}$/;
 
 // Expected statuses, in ROLES order.
 const E = (anonymous, owner, other, clinician, analyst, admin) => ({ anonymous, owner, other, clinician, analyst, admin });
@@ -86,6 +87,39 @@ const MATRIX = [
   { method: 'GET', path: '/api/admin/users', expect: E(401, 403, 403, 403, 403, 200),
     check: (r, ctx) => r.json.users.some((u) => u.username === ctx.names.owner && u.role === 'person') &&
       r.json.users.every((u) => Object.keys(u).sort().join() === 'created_at,role,username') },
+  // Ledger: wallet (every account has one), consents (persons only), the
+  // public explorer (no login needed), organisations (admin only).
+  { method: 'GET', path: '/api/wallet', expect: anySession(200),
+    check: (r) => HEX64.test(r.json.wallet.public_key) && r.json.wallet.balance === 0 &&
+      r.json.wallet.history.some((h) => h.kind === 'register_wallet') },
+  { method: 'POST', path: '/api/wallet/transfer', expect: anySession(422),
+    body: (ctx) => ({ to: ctx.ownerWallet, amount: 1 }) }, // nobody has tokens yet: insufficient balance
+  { method: 'POST', path: '/api/wallet/redeem', expect: anySession(422), body: () => ({ amount: 1 }) },
+  { method: 'GET', path: '/api/consents', expect: personOnly(200),
+    check: (r, ctx, role) => Array.isArray(r.json.consents) &&
+      (role === 'owner') === r.json.consents.some((x) => x.id === ctx.consent) },
+  { method: 'POST', path: '/api/consents', expect: personOnly(201),
+    body: () => ({ scope: ['screening'], purpose: 'public_health_surveillance', expires_in_days: 30 }),
+    check: (r) => r.json.consent.status === 'active' && HEX64.test(r.json.receipt.txid) },
+  { method: 'GET', path: '/api/consents/{consent}/receipt', expect: personOnly(200, 404),
+    check: (r, ctx) => r.json.format === 'caresync-consent-receipt-v1' && r.json.consent.id === ctx.consent &&
+      r.json.proof.txid === ctx.consent && /attachment/.test(r.headers.get('content-disposition') || '') },
+  { method: 'POST', path: '/api/consents/{consent}/revoke', expect: personOnly(200, 404),
+    check: (r, ctx) => r.json.consent.id === ctx.consent && r.json.consent.status === 'revoked' },
+  { method: 'GET', path: '/api/ledger', expect: everyone(200),
+    check: (r) => HEX64.test(r.json.node_key) && r.json.tree_head.tree_size > 1 },
+  { method: 'GET', path: '/api/ledger/blocks?limit=3', expect: everyone(200),
+    check: (r) => r.json.blocks.length === 3 && r.json.blocks[0].height > r.json.blocks[1].height },
+  { method: 'GET', path: '/api/ledger/blocks/0', expect: everyone(200),
+    check: (r) => r.json.block.height === 0 && r.json.transactions[0].kind === 'params' },
+  { method: 'GET', path: '/api/ledger/tx/{consent}', expect: everyone(200),
+    check: (r, ctx) => r.json.transaction.txid === ctx.consent && r.json.transaction.kind === 'grant_consent' },
+  { method: 'GET', path: '/api/ledger/proof/{consent}', expect: everyone(200),
+    check: (r, ctx) => r.json.proof.txid === ctx.consent && Array.isArray(r.json.proof.path) },
+  { method: 'GET', path: '/api/ledger/orgs', expect: everyone(200), check: (r) => Array.isArray(r.json.organisations) },
+  { method: 'POST', path: '/api/admin/orgs', expect: E(401, 403, 403, 403, 403, 201),
+    body: (ctx, role) => ({ name: `Matrix Org ${role}`, public_key: randomBytes(32).toString('hex') }),
+    check: (r) => r.json.organisation.name === 'Matrix Org admin' && HEX64.test(r.json.receipt.txid) },
   { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
@@ -104,8 +138,9 @@ const results = new Map(); // row label -> { role -> { got, ok, note } }
 
 function labelOf(row) { return `${row.method} ${row.path}`; }
 function pathOf(row) {
-  if (!row.path.includes('{id}')) return row.path;
-  return row.path.replace('{id}', ctx.records[row.guard || 'ownerRecord']);
+  const p = row.path.replace('{consent}', ctx.consent);
+  if (!p.includes('{id}')) return p;
+  return p.replace('{id}', ctx.records[row.guard || 'ownerRecord']);
 }
 function cloneOf(c) { const n = new Client(c.base); n.cookie = c.cookie; n.csrf = c.csrf; return n; }
 
@@ -172,6 +207,13 @@ before(async () => {
     ctx.records[key] = r.json.record.id;
     await snapshot(key);
   }
+  // The owner has a consent on the ledger; the other person one of their own.
+  const g = await owner.post('/api/consents', { scope: ['screening', 'symptoms'], purpose: 'public_health_surveillance' });
+  assert.equal(g.status, 201, g.text);
+  ctx.consent = g.json.consent.id;
+  const og = await ctx.clients.other.post('/api/consents', { scope: ['conditions'], purpose: 'research' });
+  assert.equal(og.status, 201, og.text);
+  ctx.ownerWallet = (await owner.get('/api/wallet')).json.wallet.public_key;
   // The other person has a record too, so "not yours" is not "nobody has any".
   const o = await ctx.clients.other.post('/api/records', { kind: 'note', title: 'other person note' });
   assert.equal(o.status, 201, o.text);
@@ -275,8 +317,9 @@ const CSRF_ROWS = MATRIX.filter((row) => row.method !== 'GET' && row.expect.anon
 test('CSRF rows cover every state-changing session endpoint', () => {
   const labels = CSRF_ROWS.map(labelOf).sort();
   assert.deepEqual(labels, [
-    'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password', 'POST /api/auth/logout',
-    'POST /api/records', 'PUT /api/profile', 'PUT /api/records/{id}',
+    'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password', 'POST /api/admin/orgs',
+    'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke', 'POST /api/records',
+    'POST /api/wallet/redeem', 'POST /api/wallet/transfer', 'PUT /api/profile', 'PUT /api/records/{id}',
   ]);
 });
 
@@ -289,9 +332,14 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
   assert.equal(rec.status, 201);
   const prof = await victim.put('/api/profile', { display_name: 'Victim', birth_year: 1970, sex: 'female', region: null });
   assert.equal(prof.status, 200);
+  const grant = await victim.post('/api/consents', { scope: ['symptoms'], purpose: 'research' });
+  assert.equal(grant.status, 201);
   const state = async () => ({
     records: (await victim.get('/api/records')).json,
     profile: (await victim.get('/api/profile')).json,
+    consents: (await victim.get('/api/consents')).json,
+    wallet: (await victim.get('/api/wallet')).json,
+    orgs: (await victim.get('/api/ledger/orgs')).json,
   });
   const before = await state();
   const bodies = {
@@ -302,6 +350,11 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
     'POST /api/records': { kind: 'note', title: 'forged' },
     'PUT /api/records/{id}': { kind: 'note', title: 'forged' },
     'DELETE /api/records/{id}': undefined,
+    'POST /api/consents': { scope: ['screening'], purpose: 'public_health_surveillance' },
+    'POST /api/consents/{consent}/revoke': undefined,
+    'POST /api/wallet/transfer': { to: ctx.ownerWallet, amount: 1 },
+    'POST /api/wallet/redeem': { amount: 1 },
+    'POST /api/admin/orgs': { name: 'Forged Org', public_key: randomBytes(32).toString('hex') },
   };
   const variants = {
     'no header': {},
@@ -313,7 +366,7 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
   const failures = [];
   for (const row of CSRF_ROWS) {
     const label = labelOf(row);
-    const path = row.path.replace('{id}', rec.json.record.id);
+    const path = row.path.replace('{id}', rec.json.record.id).replace('{consent}', grant.json.consent.id);
     for (const [variant, headers] of Object.entries(variants)) {
       const r = await cloneOf(victim).req(row.method, path, bodies[label], { csrf: false, headers });
       let code = null;

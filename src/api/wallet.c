@@ -1,0 +1,362 @@
+/* api — the person's side of the ledger: wallet (balance, history,
+ * transfer, redeem) and consents (grant, list, revoke, receipt).
+ *
+ * The server signs for the person with their wallet key, which it can only
+ * unseal inside an authenticated request (the seed is sealed under the data
+ * key). Every write answers only after the transaction is in a durably
+ * committed block, and returns where it is (txid, block, leaf index). */
+#include "api/internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+
+json_t *api_hex(const uint8_t *p, size_t n) {
+    char s[2 * 64 + 1];
+    if (n > 64) return NULL;
+    cs_crypto_hex(p, n, s);
+    return json_string(s);
+}
+
+json_t *api_time(int64_t t) {
+    char s[32];
+    core_format_time(t, s);
+    return json_string(s);
+}
+
+void api_ledger_fail(http_request *rq, const core_error *err) {
+    if (err->code == CORE_ERR_CONFLICT) {
+        http_respond_error(rq, 409, "ledger_conflict", err->field[0] ? err->field : NULL, "%s", err->message);
+        return;
+    }
+    api_fail(rq, err, NULL);
+}
+
+core_status api_wallet_ensure(api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64],
+                              core_error *err) {
+    uint8_t tmp[64];
+    uint8_t *key = sk ? sk : tmp;
+    bool created;
+    core_status rc = accounts_wallet(c->acc, sess, pk, key, &created, err);
+    if (rc) return rc;
+    /* Register on the ledger the first time (or if an earlier attempt was
+     * interrupted after the key was stored). */
+    ledger_account acct;
+    rc = ledger_get_account(c->led, pk, &acct, err);
+    if (rc == CORE_ERR_NOT_FOUND || (!rc && !acct.wallet)) {
+        ledger_tx tx = {.kind = LEDGER_TX_REGISTER_WALLET};
+        ledger_receipt r;
+        rc = ledger_sign_submit(c->led, &tx, key, &r, err);
+        if (rc == CORE_ERR_CONFLICT && strcmp(err->field, "signer") == 0) rc = CORE_OK; /* a concurrent request won */
+    }
+    cs_crypto_wipe(tmp, sizeof tmp);
+    if (rc && sk) cs_crypto_wipe(sk, 64);
+    return rc;
+}
+
+bool api_wallet(http_request *rq, api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64]) {
+    core_error err = {0};
+    if (api_wallet_ensure(c, sess, pk, sk, &err) == CORE_OK) return true;
+    api_fail(rq, &err, NULL);
+    return false;
+}
+
+static json_t *receipt_json(const ledger_receipt *r) {
+    return json_pack("{s:o, s:I, s:I}", "txid", api_hex(r->txid, 32), "block", (json_int_t)r->height, "leaf_index",
+                     (json_int_t)r->seq);
+}
+
+/* ---- wallet ---- */
+
+typedef struct { json_t *items; const uint8_t *me; } history_ctx;
+
+static void add_history(void *ud, uint64_t seq, int64_t delta, const ledger_tx *tx, uint64_t height) {
+    history_ctx *h = ud;
+    uint8_t enc[LEDGER_TX_MAX], id[32];
+    size_t len = ledger_tx_encode(tx, enc, sizeof enc);
+    ledger_tx_id(enc, len, id);
+    json_t *item = json_pack("{s:I, s:I, s:s, s:I, s:o}", "leaf_index", (json_int_t)seq, "block", (json_int_t)height,
+                             "kind", ledger_tx_kind_name(tx->kind), "delta", (json_int_t)delta, "txid", api_hex(id, 32));
+    if (!item) return;
+    if (tx->kind == LEDGER_TX_TRANSFER)
+        json_object_set_new(item, "counterparty",
+                            api_hex(memcmp(tx->signer, h->me, 32) == 0 ? tx->u.transfer.to : tx->signer, 32));
+    if (tx->kind == LEDGER_TX_CONTRIBUTE)
+        json_object_set_new(item, "category", json_string(ledger_category_name((ledger_category)tx->u.contribute.category)));
+    json_array_append_new(h->items, item);
+}
+
+void api_wallet_get(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    uint8_t pk[32];
+    if (api_wallet(rq, c, &sess, pk, NULL)) {
+        core_error err = {0};
+        ledger_account acct;
+        history_ctx h = {json_array(), pk};
+        core_status rc = ledger_get_account(c->led, pk, &acct, &err);
+        if (!rc) rc = ledger_history(c->led, pk, 100, add_history, &h, &err);
+        if (rc) {
+            json_decref(h.items);
+            api_fail(rq, &err, NULL);
+        } else {
+            http_respond_json(rq, 200, json_pack("{s:{s:o, s:I, s:o}}", "wallet", "public_key", api_hex(pk, 32),
+                                                 "balance", (json_int_t)acct.balance, "history", h.items));
+        }
+    }
+    accounts_session_wipe(&sess);
+}
+
+/* A positive whole number of tokens from body[key]. */
+static bool amount_of(http_request *rq, const json_t *body, uint64_t *out) {
+    json_t *v = json_object_get(body, "amount");
+    if (!json_is_integer(v) || json_integer_value(v) < 1) {
+        http_respond_error(rq, 422, "validation_failed", "amount", "amount must be a whole number of tokens, at least 1");
+        return false;
+    }
+    *out = (uint64_t)json_integer_value(v);
+    return true;
+}
+
+static void sign_and_answer(http_request *rq, api_context *c, ledger_tx *tx, const uint8_t sk[64], int status) {
+    core_error err = {0};
+    ledger_receipt r;
+    if (ledger_sign_submit(c->led, tx, sk, &r, &err)) api_ledger_fail(rq, &err);
+    else http_respond_json(rq, status, json_pack("{s:o}", "receipt", receipt_json(&r)));
+}
+
+void api_wallet_transfer(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, true)) return;
+    json_t *body = http_json_body(rq);
+    uint8_t pk[32], sk[64];
+    ledger_tx tx = {.kind = LEDGER_TX_TRANSFER};
+    if (body && amount_of(rq, body, &tx.u.transfer.amount)) {
+        const char *to = api_str(body, "to");
+        if (!to || !cs_crypto_unhex(to, tx.u.transfer.to, 32)) {
+            http_respond_error(rq, 422, "validation_failed", "to", "to must be a wallet public key (64 hex digits)");
+        } else if (api_wallet(rq, c, &sess, pk, sk)) {
+            sign_and_answer(rq, c, &tx, sk, 200);
+            cs_crypto_wipe(sk, sizeof sk);
+        }
+    }
+    accounts_session_wipe(&sess);
+}
+
+void api_wallet_redeem(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, true)) return;
+    json_t *body = http_json_body(rq);
+    uint8_t pk[32], sk[64];
+    ledger_tx tx = {.kind = LEDGER_TX_REDEEM};
+    if (body && amount_of(rq, body, &tx.u.redeem.amount) && api_wallet(rq, c, &sess, pk, sk)) {
+        sign_and_answer(rq, c, &tx, sk, 200);
+        cs_crypto_wipe(sk, sizeof sk);
+    }
+    accounts_session_wipe(&sess);
+}
+
+/* ---- consents ---- */
+
+static const char *consent_status(const ledger_consent *cn) {
+    if (cn->revoked_height) return "revoked";
+    return (int64_t)cn->expires <= core_now() ? "expired" : "active";
+}
+
+static json_t *consent_json(const ledger_consent *cn) {
+    static const uint8_t zero[32];
+    json_t *scope = json_array();
+    for (int k = 0; k < LEDGER_CATEGORIES; k++)
+        if (cn->scope & (1u << k)) json_array_append_new(scope, json_string(ledger_category_name((ledger_category)k)));
+    char id[65], url[128];
+    cs_crypto_hex(cn->grant, 32, id);
+    snprintf(url, sizeof url, "/api/consents/%s/receipt", id);
+    return json_pack("{s:s, s:o, s:s, s:o, s:o, s:s, s:I, s:o, s:s}", "id", id, "scope", scope, "purpose",
+                     ledger_purpose_name((ledger_purpose)cn->purpose), "grantee",
+                     memcmp(cn->grantee, zero, 32) == 0 ? json_string("public_health_pool") : api_hex(cn->grantee, 32),
+                     "expires_at", api_time((int64_t)cn->expires), "status", consent_status(cn), "granted_block",
+                     (json_int_t)cn->granted_height, "revoked_block",
+                     cn->revoked_height ? json_integer((json_int_t)cn->revoked_height) : json_null(), "receipt_url", url);
+}
+
+typedef struct { json_t *list; const uint8_t *want; ledger_consent found; bool hit; } consent_ctx;
+
+static void add_consent(void *ud, const ledger_consent *cn) {
+    consent_ctx *x = ud;
+    if (x->list) json_array_append_new(x->list, consent_json(cn));
+    if (x->want && memcmp(cn->grant, x->want, 32) == 0) {
+        x->found = *cn;
+        x->hit = true;
+    }
+}
+
+/* Find one of the caller's consents by id (another person's is a 404). */
+static bool my_consent(http_request *rq, api_context *c, const uint8_t pk[32], ledger_consent *out) {
+    uint8_t id[32];
+    const char *hex = http_param(rq, "id");
+    consent_ctx x = {NULL, id, {0}, false};
+    core_error err = {0};
+    if (!hex || !cs_crypto_unhex(hex, id, 32)) {
+        http_respond_error(rq, 404, "not_found", NULL, "no such consent");
+        return false;
+    }
+    if (ledger_list_consents(c->led, pk, add_consent, &x, &err)) {
+        api_fail(rq, &err, NULL);
+        return false;
+    }
+    if (!x.hit) {
+        http_respond_error(rq, 404, "not_found", NULL, "no such consent");
+        return false;
+    }
+    *out = x.found;
+    return true;
+}
+
+void api_consents_list(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    uint8_t pk[32];
+    if (api_require_person(rq, &sess) && api_wallet(rq, c, &sess, pk, NULL)) {
+        consent_ctx x = {json_array(), NULL, {0}, false};
+        core_error err = {0};
+        if (ledger_list_consents(c->led, pk, add_consent, &x, &err)) {
+            json_decref(x.list);
+            api_fail(rq, &err, NULL);
+        } else {
+            http_respond_json(rq, 200, json_pack("{s:o}", "consents", x.list));
+        }
+    }
+    accounts_session_wipe(&sess);
+}
+
+/* Parse {scope:[names], purpose, grantee, expires_in_days} into tx. */
+static bool parse_grant(http_request *rq, api_context *c, const json_t *body, ledger_tx *tx) {
+    json_t *scope = json_object_get(body, "scope"), *v;
+    size_t i;
+    if (!json_is_array(scope) || json_array_size(scope) == 0) {
+        http_respond_error(rq, 422, "validation_failed", "scope", "choose at least one category of data to share");
+        return false;
+    }
+    json_array_foreach(scope, i, v) {
+        int k = 0;
+        while (k < LEDGER_CATEGORIES && (!json_is_string(v) ||
+                                         strcmp(json_string_value(v), ledger_category_name((ledger_category)k)) != 0))
+            k++;
+        if (k == LEDGER_CATEGORIES) {
+            http_respond_error(rq, 422, "validation_failed", "scope",
+                               "scope items must be screening, conditions, symptoms or demographics");
+            return false;
+        }
+        tx->u.grant.scope |= 1u << k;
+    }
+    const char *purpose = api_str(body, "purpose");
+    if (purpose && strcmp(purpose, ledger_purpose_name(LEDGER_PURPOSE_SURVEILLANCE)) == 0)
+        tx->u.grant.purpose = LEDGER_PURPOSE_SURVEILLANCE;
+    else if (purpose && strcmp(purpose, ledger_purpose_name(LEDGER_PURPOSE_RESEARCH)) == 0)
+        tx->u.grant.purpose = LEDGER_PURPOSE_RESEARCH;
+    else {
+        http_respond_error(rq, 422, "validation_failed", "purpose",
+                           "purpose must be public_health_surveillance or research");
+        return false;
+    }
+    const char *grantee = api_str(body, "grantee");
+    if (grantee && strcmp(grantee, "public_health_pool") != 0 && !cs_crypto_unhex(grantee, tx->u.grant.grantee, 32)) {
+        http_respond_error(rq, 422, "validation_failed", "grantee",
+                           "grantee must be public_health_pool or an organisation's key (64 hex digits)");
+        return false;
+    }
+    json_t *days = json_object_get(body, "expires_in_days");
+    json_int_t d = days ? (json_is_integer(days) ? json_integer_value(days) : -1) : 365;
+    if (d < 1 || d > 3650) {
+        http_respond_error(rq, 422, "validation_failed", "expires_in_days", "expires_in_days must be between 1 and 3650");
+        return false;
+    }
+    tx->u.grant.expires = (uint64_t)(core_now() + d * 86400);
+    (void)c;
+    return true;
+}
+
+void api_consents_create(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, true)) return;
+    json_t *body = http_json_body(rq);
+    uint8_t pk[32], sk[64];
+    ledger_tx tx = {.kind = LEDGER_TX_GRANT};
+    if (api_require_person(rq, &sess) && body && parse_grant(rq, c, body, &tx) && api_wallet(rq, c, &sess, pk, sk)) {
+        core_error err = {0};
+        ledger_receipt r;
+        if (ledger_sign_submit(c->led, &tx, sk, &r, &err)) {
+            api_ledger_fail(rq, &err);
+        } else {
+            ledger_consent cn = {.scope = tx.u.grant.scope, .purpose = tx.u.grant.purpose, .expires = tx.u.grant.expires,
+                                 .granted_height = r.height};
+            memcpy(cn.grant, r.txid, 32);
+            memcpy(cn.grantee, tx.u.grant.grantee, 32);
+            http_respond_json(rq, 201, json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r)));
+        }
+        cs_crypto_wipe(sk, sizeof sk);
+    }
+    accounts_session_wipe(&sess);
+}
+
+void api_consents_revoke(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, true)) return;
+    uint8_t pk[32], sk[64];
+    ledger_consent cn;
+    if (api_require_person(rq, &sess) && api_wallet(rq, c, &sess, pk, sk)) {
+        if (my_consent(rq, c, pk, &cn)) {
+            ledger_tx tx = {.kind = LEDGER_TX_REVOKE};
+            memcpy(tx.u.revoke.grant, cn.grant, 32);
+            core_error err = {0};
+            ledger_receipt r;
+            if (ledger_sign_submit(c->led, &tx, sk, &r, &err)) {
+                api_ledger_fail(rq, &err);
+            } else {
+                cn.revoked_height = r.height;
+                http_respond_json(rq, 200, json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r)));
+            }
+        }
+        cs_crypto_wipe(sk, sizeof sk);
+    }
+    accounts_session_wipe(&sess);
+}
+
+/* A consent receipt: the grant transaction, its inclusion proof and the
+ * signed tree head, checkable offline with `caresync ledger verify-proof`. */
+void api_consents_receipt(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    uint8_t pk[32];
+    ledger_consent cn;
+    if (api_require_person(rq, &sess) && api_wallet(rq, c, &sess, pk, NULL) && my_consent(rq, c, pk, &cn)) {
+        ledger_proof *p = malloc(sizeof *p);
+        core_error err = {0};
+        if (!p || ledger_prove(c->led, cn.grant, p, &err)) {
+            if (!p) core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory");
+            api_fail(rq, &err, NULL);
+        } else {
+            char id[65], node[65], how[256], disp[128];
+            cs_crypto_hex(cn.grant, 32, id);
+            cs_crypto_hex(ledger_node_key(c->led), 32, node);
+            snprintf(how, sizeof how, "caresync ledger verify-proof consent-%.16s.json --node-key %s", id, node);
+            snprintf(disp, sizeof disp, "attachment; filename=\"consent-%.16s.json\"", id);
+            json_t *doc = json_pack("{s:s, s:o, s:o, s:s, s:s, s:o}", "format", "caresync-consent-receipt-v1", "issued_at",
+                                    api_time(core_now()), "consent", consent_json(&cn), "node_key", node, "how_to_verify",
+                                    how, "proof", ledger_proof_to_json(p));
+            http_add_header(rq, "Content-Disposition", disp);
+            http_respond_json(rq, 200, doc);
+        }
+        free(p);
+    }
+    accounts_session_wipe(&sess);
+}
