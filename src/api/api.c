@@ -22,6 +22,8 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "GET", "/api/records/{id}", api_records_get);
     ok &= http_router_add(r, "PUT", "/api/records/{id}", api_records_update);
     ok &= http_router_add(r, "DELETE", "/api/records/{id}", api_records_delete);
+    ok &= http_router_add(r, "POST", "/api/records/{id}/anchor", api_records_anchor);
+    ok &= http_router_add(r, "GET", "/api/records/{id}/anchor", api_records_anchor_proof);
     ok &= http_router_add(r, "GET", "/api/export", api_export);
     ok &= http_router_add(r, "GET", "/api/admin/users", api_admin_users);
     ok &= http_router_add(r, "POST", "/api/admin/orgs", api_admin_orgs_create);

@@ -51,6 +51,8 @@ void api_records_delete(http_request *rq, void *ctx);
 void api_export(http_request *rq, void *ctx);
 void api_admin_users(http_request *rq, void *ctx);
 void api_admin_orgs_create(http_request *rq, void *ctx);
+void api_records_anchor(http_request *rq, void *ctx);
+void api_records_anchor_proof(http_request *rq, void *ctx);
 void api_wallet_get(http_request *rq, void *ctx);
 void api_wallet_transfer(http_request *rq, void *ctx);
 void api_wallet_redeem(http_request *rq, void *ctx);

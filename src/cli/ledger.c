@@ -70,6 +70,23 @@ static int proof(const char *path, const char *txid_hex) {
     return 0;
 }
 
+/* A record anchor document also carries the record's text and salt: the
+ * commitment they make must be the one the (proven) anchor transaction holds. */
+static core_status check_record_anchor(const json_t *doc, const ledger_proof *p, core_error *err) {
+    const char *text = json_string_value(json_object_get(doc, "record_text"));
+    const char *salt_hex = json_string_value(json_object_get(doc, "salt"));
+    uint8_t salt[32], commitment[32];
+    ledger_tx tx;
+    if (!text || !salt_hex || !cs_crypto_unhex(salt_hex, salt, sizeof salt))
+        return core_fail(err, CORE_ERR_INVALID, "salt", "record_text and a 32-byte hex salt are required");
+    if (ledger_tx_decode(p->tx, p->tx_len, &tx, err)) return CORE_ERR_INVALID;
+    if (tx.kind != LEDGER_TX_ANCHOR) return core_fail(err, CORE_ERR_INVALID, "tx", "the proven transaction is not an anchor");
+    cs_crypto_sha256_2(commitment, salt, sizeof salt, text, json_string_length(json_object_get(doc, "record_text")));
+    if (!cs_crypto_equal(commitment, tx.u.anchor.commitment, 32))
+        return core_fail(err, CORE_ERR_CRYPTO, "record_text", "the record text and salt do not match the anchored commitment");
+    return CORE_OK;
+}
+
 /* Accept a bare proof or a document embedding one under "proof" (a
  * consent receipt). */
 static int verify_proof(const char *file, const char *node_hex) {
@@ -90,6 +107,11 @@ static int verify_proof(const char *file, const char *node_hex) {
     core_error err = {0};
     core_status rc = p ? ledger_proof_from_json(pj, p, &err) : CORE_ERR_NOMEM;
     if (!rc) rc = ledger_proof_check(p, node_hex ? node : NULL, &err);
+    bool anchored = false;
+    if (!rc && json_object_get(doc, "record_text")) {
+        rc = check_record_anchor(doc, p, &err);
+        anchored = rc == CORE_OK;
+    }
     json_decref(doc);
     if (rc) {
         fprintf(stderr, "caresync ledger verify-proof: INVALID: %s\n", p ? err.message : "out of memory");
@@ -101,6 +123,7 @@ static int verify_proof(const char *file, const char *node_hex) {
     ledger_tx_id(p->tx, p->tx_len, id);
     cs_crypto_hex(id, LEDGER_HASH, txid);
     cs_crypto_hex(p->head.proposer, LEDGER_KEY, signer);
+    if (anchored) printf("record OK: SHA-256(salt ‖ record_text) is the commitment this transaction anchored\n");
     printf("proof OK: transaction %s is leaf %llu of the %llu-leaf log signed at block %llu by node %s%s\n", txid,
            (unsigned long long)p->index, (unsigned long long)p->head.tree_size, (unsigned long long)p->head.height,
            signer, node_hex ? " (trusted)" : " (compare this key with the one the operator publishes)");

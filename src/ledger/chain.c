@@ -624,6 +624,25 @@ core_status ledger_history(ledger *l, const uint8_t pk[LEDGER_KEY], int limit, l
     return rc;
 }
 
+core_status ledger_find_commitment(ledger *l, const uint8_t commitment[LEDGER_HASH], uint8_t txid[LEDGER_HASH],
+                                   core_error *err) {
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(l->st, db,
+                                          "SELECT t.txid FROM commitments c JOIN txs t ON t.seq = c.seq "
+                                          "WHERE c.commitment = ?1",
+                                          &q, err);
+    if (!rc) {
+        sqlite3_bind_blob(q, 1, commitment, LEDGER_HASH, SQLITE_STATIC);
+        int s = sqlite3_step(q);
+        if (s == SQLITE_ROW && sqlite3_column_bytes(q, 0) == LEDGER_HASH) memcpy(txid, sqlite3_column_blob(q, 0), LEDGER_HASH);
+        else if (s == SQLITE_ROW || s == SQLITE_DONE) rc = core_fail(err, CORE_ERR_NOT_FOUND, "commitment", "not on the ledger");
+        else rc = store_error(db, err);
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
 core_status ledger_list_orgs(ledger *l, ledger_org_fn fn, void *ud, core_error *err) {
     sqlite3 *db = store_acquire(l->st);
     sqlite3_stmt *q;

@@ -282,6 +282,10 @@ typedef void (*ledger_history_fn)(void *ud, uint64_t seq, int64_t delta, const l
 core_status ledger_history(ledger *l, const uint8_t pk[LEDGER_KEY], int limit, ledger_history_fn fn, void *ud,
                            core_error *err);
 
+/* Where a commitment (anchor or contribution) sits: its transaction's txid. */
+core_status ledger_find_commitment(ledger *l, const uint8_t commitment[LEDGER_HASH], uint8_t txid[LEDGER_HASH],
+                                   core_error *err);
+
 typedef void (*ledger_org_fn)(void *ud, const uint8_t pk[LEDGER_KEY], const char *name, uint64_t height);
 core_status ledger_list_orgs(ledger *l, ledger_org_fn fn, void *ud, core_error *err);
 

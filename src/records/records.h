@@ -53,6 +53,20 @@ core_status records_update(store *st, const accounts_session *sess, const char *
                            core_error *err);
 core_status records_delete(store *st, const accounts_session *sess, const char *id, core_error *err);
 
+/* Fingerprint of one entry as it is now (fingerprint.c): its canonical JSON
+ * text, a salt only the owner can recompute, and commitment =
+ * SHA-256(salt ‖ text), which is what a ledger anchor records. The text is
+ * health data: free with records_fingerprint_free, which wipes it. */
+typedef struct {
+    char *text;
+    size_t len;
+    uint8_t salt[32];
+    uint8_t commitment[32];
+} records_fingerprint;
+core_status records_fingerprint_get(store *st, const accounts_session *sess, const char *id, records_fingerprint *out,
+                                core_error *err);
+void records_fingerprint_free(records_fingerprint *fp);
+
 /* Everything the person keeps, as one JSON document (format caresync-export-1). */
 core_status records_export(store *st, const accounts_session *sess, json_t **out, core_error *err);
 

@@ -81,6 +81,10 @@ const MATRIX = [
     check: (r, ctx) => r.json.record.id === ctx.records.ownerRecord && r.json.record.title === 'overwritten by owner' },
   { method: 'DELETE', path: '/api/records/{id}', expect: personOnly(200, 404), guard: 'victimRecord',
     check: (r) => r.json.deleted === true },
+  { method: 'POST', path: '/api/records/{id}/anchor', expect: personOnly(201, 404), guard: 'ownerRecord',
+    check: (r) => /^[0-9a-f]{64}$/.test(r.json.anchor.commitment) },
+  { method: 'GET', path: '/api/records/{id}/anchor', expect: personOnly(200, 404), guard: 'ownerRecord',
+    check: (r) => r.json.format === 'caresync-record-anchor-v1' && JSON.parse(r.json.record_text).title === 'overwritten by owner' },
   { method: 'GET', path: '/api/export', expect: personOnly(200),
     check: (r, ctx, role) => r.json.format === 'caresync-export-1' && r.json.user.username === ctx.names[role] &&
       /attachment/.test(r.headers.get('content-disposition') || '') },
@@ -319,6 +323,7 @@ test('CSRF rows cover every state-changing session endpoint', () => {
   assert.deepEqual(labels, [
     'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password', 'POST /api/admin/orgs',
     'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke', 'POST /api/records',
+    'POST /api/records/{id}/anchor',
     'POST /api/wallet/redeem', 'POST /api/wallet/transfer', 'PUT /api/profile', 'PUT /api/records/{id}',
   ]);
 });
@@ -354,6 +359,7 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
     'POST /api/consents/{consent}/revoke': undefined,
     'POST /api/wallet/transfer': { to: ctx.ownerWallet, amount: 1 },
     'POST /api/wallet/redeem': { amount: 1 },
+    'POST /api/records/{id}/anchor': undefined,
     'POST /api/admin/orgs': { name: 'Forged Org', public_key: randomBytes(32).toString('hex') },
   };
   const variants = {

@@ -2,7 +2,8 @@
 // the ledger file and the public explorer hold no personal identifier.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { readFileSync, existsSync, readdirSync, rmSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -120,6 +121,45 @@ test('organisations: admin registers once; duplicates 409; bad names and keys 42
   const g = await alice.post('/api/consents', { scope: ['conditions'], purpose: 'research', grantee: key });
   assert.equal(g.status, 201, g.text);
   assert.equal(g.json.consent.grantee, key);
+});
+
+test('record anchors: commitment on the ledger, proof checks offline, edits and strangers are 404', async () => {
+  const rec = await alice.post('/api/records', { kind: 'allergy', title: 'Peanuts', details: 'anaphylaxis 2019' });
+  assert.equal(rec.status, 201);
+  const id = rec.json.record.id;
+  const a = await alice.post(`/api/records/${id}/anchor`);
+  assert.equal(a.status, 201, a.text);
+  assert.match(a.json.anchor.commitment, /^[0-9a-f]{64}$/);
+  expectError(await alice.post(`/api/records/${id}/anchor`), 409, 'ledger_conflict', 'commitment');
+  expectError(await bob.post(`/api/records/${id}/anchor`), 404, 'not_found');
+  expectError(await bob.get(`/api/records/${id}/anchor`), 404, 'not_found');
+  const tx = await bob.get(`/api/ledger/tx/${a.json.anchor.receipt.txid}`);
+  assert.equal(tx.json.transaction.kind, 'anchor');
+  assert.equal(tx.json.transaction.commitment, a.json.anchor.commitment);
+  assert.ok(!tx.text.includes('Peanuts'));
+  const proof = await alice.get(`/api/records/${id}/anchor`);
+  assert.equal(proof.status, 200, proof.text);
+  assert.equal(proof.json.commitment, a.json.anchor.commitment);
+  assert.equal(JSON.parse(proof.json.record_text).title, 'Peanuts');
+  // Offline: the CLI checks text+salt → commitment → anchored tx → signed log.
+  const dir = mkdtempSync(join(tmpdir(), 'anchor-'));
+  try {
+    const file = join(dir, 'anchor.json');
+    writeFileSync(file, proof.text);
+    const node = (await bob.get('/api/ledger')).json.node_key;
+    let r = spawnSync(BIN, ['ledger', 'verify-proof', file, '--node-key', node], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /record OK/);
+    const forged = { ...proof.json, record_text: proof.json.record_text.replace('Peanuts', 'Walnuts') };
+    writeFileSync(file, JSON.stringify(forged));
+    r = spawnSync(BIN, ['ledger', 'verify-proof', file, '--node-key', node], { encoding: 'utf8' });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /INVALID/);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
+  // After an edit, the current version is not anchored (but can be).
+  assert.equal((await alice.put(`/api/records/${id}`, { kind: 'allergy', title: 'Peanuts', details: 'changed' })).status, 200);
+  expectError(await alice.get(`/api/records/${id}/anchor`), 404, 'not_found');
+  assert.equal((await alice.post(`/api/records/${id}/anchor`)).status, 201);
 });
 
 test('privacy: no personal identifier in the ledger file or the public explorer', async () => {
