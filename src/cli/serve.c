@@ -36,6 +36,10 @@ static void usage(FILE *f) {
             "  --node-key FILE          ledger node key (default DATA/keys/node.key, created if absent)\n"
             "  --admin-key FILE         ledger admin key (default DATA/keys/admin.key, created if absent)\n"
             "  --ledger-batch-ms N      seal pending ledger transactions at least every N ms (default 10)\n"
+            "  --ledger-batch-max N     ... or as soon as N are pending (default 4096)\n"
+            "  --genesis-rewards S,C,Y,D  tokens per contribution of screening, conditions, symptoms,\n"
+            "                           demographics data (default 10,5,5,2); written into the genesis\n"
+            "                           block of a new ledger, ignored for an existing one\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n");
 }
 
@@ -51,7 +55,7 @@ int cli_serve(int argc, char **argv) {
     core_config cfg;
     core_config_defaults(&cfg);
     enum { O_HOST = 256, O_PORT, O_DATA, O_WEB, O_CERT, O_KEY, O_THREADS, O_BODY, O_TTL, O_FAIL, O_FAILIP,
-           O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH };
+           O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH, O_BATCHMAX, O_REWARDS };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
         {"data-dir", required_argument, 0, O_DATA},    {"web-dir", required_argument, 0, O_WEB},
@@ -63,9 +67,11 @@ int cli_serve(int argc, char **argv) {
         {"log-level", required_argument, 0, O_LOG},    {"help", no_argument, 0, O_HELP},
         {"node-key", required_argument, 0, O_NODEKEY}, {"admin-key", required_argument, 0, O_ADMINKEY},
         {"ledger-batch-ms", required_argument, 0, O_BATCH},
+        {"ledger-batch-max", required_argument, 0, O_BATCHMAX}, {"genesis-rewards", required_argument, 0, O_REWARDS},
         {0, 0, 0, 0},
     };
-    long v = 0, batch_ms = 10;
+    long v = 0, batch_ms = 10, batch_max = 4096;
+    long rewards[LEDGER_CATEGORIES] = {10, 5, 5, 2};
     const char *node_key = NULL, *admin_key = NULL;
     int c;
     optind = 1;
@@ -96,6 +102,16 @@ int cli_serve(int argc, char **argv) {
         case O_NODEKEY: node_key = optarg; break;
         case O_ADMINKEY: admin_key = optarg; break;
         case O_BATCH: ok = parse_int(optarg, 0, 10000, &batch_ms); break;
+        case O_BATCHMAX: ok = parse_int(optarg, 1, 1000000, &batch_max); break;
+        case O_REWARDS: {
+            char buf[128], *save = NULL, *tok;
+            snprintf(buf, sizeof buf, "%s", optarg);
+            int n = 0;
+            for (tok = strtok_r(buf, ",", &save); ok && tok; tok = strtok_r(NULL, ",", &save))
+                ok = n < LEDGER_CATEGORIES && parse_int(tok, 0, 1000000000L, &rewards[n++]);
+            ok = ok && n == LEDGER_CATEGORIES;
+            break;
+        }
         default: usage(stderr); return 2;
         }
         if (!ok) {
@@ -137,6 +153,8 @@ int cli_serve(int argc, char **argv) {
     ledger_options_defaults(&lopt);
     lopt.path = ledpath;
     lopt.batch_ms = (int)batch_ms;
+    lopt.batch_max = (int)batch_max;
+    for (int i = 0; i < LEDGER_CATEGORIES; i++) lopt.genesis_reward[i] = (uint64_t)rewards[i];
     bool made_node = false, made_admin = false;
     if (cs_crypto_init(&err) || core_mkdirs(cfg.data_dir, &err) || core_mkdirs(keydir, &err) ||
         store_open(dbpath, cfg.threads + 1, &st, &err) || regions_load(cfg.iso_codes_dir, &regs, &err) ||

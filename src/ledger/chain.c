@@ -11,8 +11,9 @@
  *
  * The producer is the only writer. Readers use a pool of read connections
  * (WAL gives them committed snapshots) and the in-memory tree under
- * tree_lock. This is the single-node "consensus"; a replicated one would
- * replace seal() with propose-and-agree and keep everything else. */
+ * tree_lock. Alone, the node's commit makes a block final; a replicated
+ * consensus plugs in through ledger_options.consensus (propose() between
+ * applying a block and committing it) and everything else stays. */
 #include "ledger/internal.h"
 
 #include <pthread.h>
@@ -139,6 +140,22 @@ static void seal(ledger *l, pending *batch) {
         b.tree_size = base + ok;
         ledger_block_sign(&b, l->opt.node_sk);
         if (!fatal) fatal = ledger_state_finish_block(l->state, &b, &err);
+        if (!fatal && l->opt.consensus && l->opt.consensus->propose) {
+            const uint8_t **bufs = malloc(ok * sizeof *bufs);
+            size_t *lens = malloc(ok * sizeof *lens);
+            if (!bufs || !lens) {
+                fatal = core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory proposing a block");
+            } else {
+                for (size_t i = 0; i < ok; i++) {
+                    bufs[i] = accepted[i]->buf;
+                    lens[i] = accepted[i]->len;
+                }
+                fatal = l->opt.consensus->propose(l->opt.consensus->ud, &b, bufs, lens, ok, &err);
+                if (fatal && !err.message[0]) core_fail(&err, fatal, NULL, "the block was not accepted by consensus");
+            }
+            free(bufs);
+            free(lens);
+        }
         if (!fatal) fatal = store_commit(l->wdb, &err); /* the fsync that makes the block durable */
     }
 

@@ -193,8 +193,23 @@ void ledger_keypair(uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET]);
 
 typedef struct ledger ledger;
 
+/* Consensus: how a block the producer sealed becomes final. With none (the
+ * default) the node is alone and a block is final when its local commit
+ * returns. A replicated consensus (a later issue) supplies propose(): called
+ * on the producer thread with the signed header and the block's encoded
+ * transactions after the state has been applied and before the local
+ * commit; it returns CORE_OK only once a quorum has durably accepted the
+ * block. On an error the block is rolled back and each of its transactions
+ * fails with that error (the callers were not acknowledged). */
+typedef struct {
+    void *ud;
+    core_status (*propose)(void *ud, const ledger_block *header, const uint8_t *const *txs, const size_t *lens,
+                           size_t n, core_error *err);
+} ledger_consensus;
+
 typedef struct {
     const char *path;     /* ledger.db */
+    const ledger_consensus *consensus; /* NULL: single node */
     int batch_ms;         /* seal pending transactions at least this often (default 10) */
     int batch_max;        /* ... or as soon as this many are pending (default 4096) */
     int readers;          /* read connections (default 4) */

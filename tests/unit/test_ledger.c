@@ -677,6 +677,68 @@ static void test_concurrent_sign_submit(void **state) {
     assert_true(st.committed >= 1);
 }
 
+/* The consensus hook: sees every block with its transactions before the
+ * commit; a refusal rolls the block back and fails its submitters. */
+typedef struct { int blocks, txs; bool refuse; uint64_t last_height; } fake_consensus;
+
+static core_status fake_propose(void *ud, const ledger_block *h, const uint8_t *const *txs, const size_t *lens, size_t n,
+                                core_error *err) {
+    fake_consensus *fc = ud;
+    for (size_t i = 0; i < n; i++) assert_true(ledger_tx_check_signature(txs[i], lens[i]));
+    assert_true(ledger_block_check_signature(h));
+    assert_int_equal(h->tx_count, n);
+    if (fc->refuse) return core_fail(err, CORE_ERR_IO, NULL, "no quorum");
+    fc->blocks++;
+    fc->txs += (int)n;
+    fc->last_height = h->height;
+    return CORE_OK;
+}
+
+static void test_consensus_hook(void **state) {
+    fixture *f = *state;
+    ledger_close(f->l);
+    fake_consensus fc = {0};
+    ledger_consensus cons = {&fc, fake_propose};
+    ledger_options o;
+    ledger_options_defaults(&o);
+    o.path = f->path;
+    o.batch_ms = 1;
+    o.consensus = &cons;
+    memcpy(o.node_pk, f->node.pk, 32);
+    memcpy(o.node_sk, f->node.sk, 64);
+    core_error err = {0};
+    if (ledger_open(&o, &f->l, &err)) fail_msg("open: %s", err.message);
+    key a;
+    keygen(&a);
+    register_wallet(f, &a);
+    assert_int_equal(fc.blocks, 1);
+    assert_int_equal(fc.txs, 1);
+    ledger_block head;
+    assert_int_equal(ledger_head(f->l, &head, NULL), CORE_OK);
+    assert_int_equal(fc.last_height, head.height);
+    /* Refused: nothing committed, the submitter hears why, the ledger stays whole. */
+    fc.refuse = true;
+    ledger_tx tx = {.kind = LEDGER_TX_ANCHOR};
+    memset(tx.u.anchor.commitment, 0x21, 32);
+    ledger_receipt r;
+    assert_int_equal(send(f, &a, &tx, &r), CORE_ERR_IO);
+    ledger_block same;
+    assert_int_equal(ledger_head(f->l, &same, NULL), CORE_OK);
+    assert_memory_equal(&same, &head, sizeof head);
+    uint8_t txid[32];
+    assert_int_equal(ledger_find_commitment(f->l, tx.u.anchor.commitment, txid, NULL), CORE_ERR_NOT_FOUND);
+    /* Accepted again: the same transaction (same nonce) now goes through. */
+    fc.refuse = false;
+    a.nonce--;
+    assert_int_equal(send(f, &a, &tx, &r), CORE_OK);
+    assert_int_equal(ledger_find_commitment(f->l, tx.u.anchor.commitment, txid, NULL), CORE_OK);
+    assert_memory_equal(txid, r.txid, 32);
+    ledger_close(f->l);
+    ledger_verify_report rep;
+    if (ledger_verify_file(f->path, 1, &rep, &err)) fail_msg("verify: %s", err.message);
+    f->l = reopen(f, 1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip_and_rejects),
@@ -686,6 +748,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_property_random_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proofs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_sign_submit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consensus_hook, setup, teardown),
     };
     assert_int_equal(cs_crypto_init(NULL), CORE_OK);
     return cmocka_run_group_tests(tests, NULL, NULL);
