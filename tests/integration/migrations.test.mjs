@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, Client, BIN, WEB_DIR } from './harness.mjs';
@@ -26,10 +26,11 @@ function sqlite(db, sql) {
   return r.stdout.trim();
 }
 
-// Copy a stopped data directory (the db; the WAL is empty after a clean stop).
+// Copy a stopped data directory (databases — the WALs are empty after a
+// clean stop — and the keys/ directory).
 function copyData(from) {
   const to = tempDir();
-  for (const n of readdirSync(from)) copyFileSync(join(from, n), join(to, n));
+  cpSync(from, to, { recursive: true });
   return to;
 }
 
