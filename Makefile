@@ -25,6 +25,7 @@ test: deps
 
 fuzz: test
 	$(TEST_BUILD)/tests/fuzz_json -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus tests/fuzz/corpus
+	$(TEST_BUILD)/tests/fuzz_ledger_tx -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus-ledger tests/fuzz/corpus_ledger
 
 bench:
 	@scripts/deps.sh bench

@@ -12,6 +12,10 @@
 
 typedef struct { uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET]; uint64_t nonce; } key;
 
+#define GOLDEN_TX_HEX                                                                                          "0107ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002a"                  "abababababababababababababababababababababababababababababababab00000000000003e8"                      "dc950fe6d8df4d018190023351bf61435a160ed09dfd41f409608e2b734adea8d12c76d6880ef6542984b21c25abbeb4"     "d97253bb2baa1f9764843063f961c60f"
+/* = SHA-256(0x00 ‖ bytes), computed independently with Python hashlib */
+#define GOLDEN_TXID "ce3f7c2e74c0daa22953a1e8a7d16fe89e55b1b860ddf726fc9f9bfdd2228ae0"
+
 static void keygen(key *k) {
     ledger_keypair(k->pk, k->sk);
     k->nonce = 0;
@@ -178,6 +182,27 @@ static void test_codec_roundtrip_and_rejects(void **state) {
     buf[1] = 99;
     assert_int_equal(ledger_tx_decode(buf, n, &bad, &err), CORE_ERR_INVALID);
     assert_string_equal(err.field, "kind");
+}
+
+/* A golden transaction: fixed key (seed 0x07…), fixed fields. Ed25519 is
+ * deterministic, so its bytes and id are the same on every machine; a change
+ * here means the encoding changed and every stored signature would break. */
+static void test_golden_encoding(void **state) {
+    (void)state;
+    uint8_t seed[32], pk[32], sk[64], buf[LEDGER_TX_MAX];
+    memset(seed, 7, sizeof seed);
+    cs_crypto_sign_seed_keypair(seed, pk, sk);
+    ledger_tx tx = {.kind = LEDGER_TX_TRANSFER, .nonce = 42, .u.transfer.amount = 1000};
+    memset(tx.u.transfer.to, 0xab, 32);
+    size_t n = ledger_tx_sign(&tx, sk, buf, sizeof buf);
+    assert_int_equal(n, 1 + 1 + 32 + 8 + 32 + 8 + 64);
+    char hex[2 * LEDGER_TX_MAX + 1], id[65];
+    cs_crypto_hex(buf, n, hex);
+    uint8_t txid[32];
+    ledger_tx_id(buf, n, txid);
+    cs_crypto_hex(txid, 32, id);
+    assert_string_equal(hex, GOLDEN_TX_HEX);
+    assert_string_equal(id, GOLDEN_TXID);
 }
 
 static void test_block_codec(void **state) {
@@ -742,6 +767,7 @@ static void test_consensus_hook(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip_and_rejects),
+        cmocka_unit_test(test_golden_encoding),
         cmocka_unit_test(test_block_codec),
         cmocka_unit_test_setup_teardown(test_genesis, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
