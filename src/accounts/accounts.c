@@ -588,12 +588,18 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
 
 core_status accounts_delete(accounts *a, const accounts_session *sess, const char *password, const char *client,
                             core_error *err) {
+    return accounts_delete_with(a, sess, password, client, NULL, NULL, err);
+}
+
+core_status accounts_delete_with(accounts *a, const accounts_session *sess, const char *password, const char *client,
+                                 accounts_before_delete_fn before_delete, void *ud, core_error *err) {
     sqlite3 *db = store_acquire(a->st);
     user_row u;
     uint8_t dk[32];
     core_status rc = recheck_password(a, db, sess, password, client, &u, dk, err);
     if (rc == CORE_ERR_AUTH && strcmp(err->field, "current_password") == 0)
         core_fail(err, CORE_ERR_AUTH, "password", "the password is wrong");
+    if (!rc && before_delete && (rc = before_delete(ud, sess, err))) user_row_free(&u);
     if (!rc) {
         /* ON DELETE CASCADE removes sessions, profile and records with the
          * user row, in one transaction. */

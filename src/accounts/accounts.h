@@ -92,6 +92,13 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
  * rows go (crypto-shredding; SQLite's secure_delete zeroes the freed pages). */
 core_status accounts_delete(accounts *a, const accounts_session *sess, const char *password,
                             const char *client, core_error *err);
+/* The same, running before_delete (if non-NULL) after the password check and
+ * before anything is deleted — to settle what lives outside this database
+ * (the ledger wallet). If it fails, nothing is deleted and its error is
+ * returned. */
+typedef core_status (*accounts_before_delete_fn)(void *ud, const accounts_session *sess, core_error *err);
+core_status accounts_delete_with(accounts *a, const accounts_session *sess, const char *password, const char *client,
+                                 accounts_before_delete_fn before_delete, void *ud, core_error *err);
 
 typedef void (*accounts_user_fn)(void *ud, const char *username, accounts_role role, int64_t created_at);
 core_status accounts_list(accounts *a, accounts_user_fn fn, void *ud, core_error *err);

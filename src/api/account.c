@@ -1,6 +1,11 @@
 /* api — account settings: change password, delete account. */
 #include "api/internal.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+
 void api_password(http_request *rq, void *ctx) {
     api_context *c = ctx;
     accounts_session sess;
@@ -17,6 +22,45 @@ void api_password(http_request *rq, void *ctx) {
     accounts_session_wipe(&sess);
 }
 
+/* Before an account goes: revoke its active consents (no contribution may
+ * follow a deletion) and burn its tokens (its wallet key is about to be
+ * shredded, so they could never be spent again and would inflate supply). */
+typedef struct { api_context *c; uint8_t grants[64][32]; int n; bool more; } settle_ctx;
+
+static void collect_active(void *ud, const ledger_consent *cn) {
+    settle_ctx *s = ud;
+    if (cn->revoked_height || (int64_t)cn->expires <= core_now()) return;
+    if (s->n < 64) memcpy(s->grants[s->n++], cn->grant, 32);
+    else s->more = true;
+}
+
+static core_status settle_wallet(void *ud, const accounts_session *sess, core_error *err) {
+    settle_ctx *s = ud;
+    uint8_t pk[32], sk[64];
+    core_status rc = api_wallet_ensure(s->c, sess, pk, sk, err);
+    if (rc) return rc;
+    do {
+        s->n = 0;
+        s->more = false;
+        rc = ledger_list_consents(s->c->led, pk, collect_active, s, err);
+        for (int i = 0; !rc && i < s->n; i++) {
+            ledger_tx tx = {.kind = LEDGER_TX_REVOKE};
+            memcpy(tx.u.revoke.grant, s->grants[i], 32);
+            ledger_receipt r;
+            rc = ledger_sign_submit(s->c->led, &tx, sk, &r, err);
+        }
+    } while (!rc && s->more);
+    ledger_account acct;
+    if (!rc) rc = ledger_get_account(s->c->led, pk, &acct, err);
+    if (!rc && acct.balance > 0) {
+        ledger_tx tx = {.kind = LEDGER_TX_REDEEM, .u.redeem.amount = (uint64_t)acct.balance};
+        ledger_receipt r;
+        rc = ledger_sign_submit(s->c->led, &tx, sk, &r, err);
+    }
+    cs_crypto_wipe(sk, sizeof sk);
+    return rc;
+}
+
 void api_account_delete(http_request *rq, void *ctx) {
     api_context *c = ctx;
     accounts_session sess;
@@ -24,7 +68,14 @@ void api_account_delete(http_request *rq, void *ctx) {
     json_t *body = http_json_body(rq);
     if (body) {
         core_error err = {0};
-        if (accounts_delete(c->acc, &sess, api_str(body, "password"), http_client_addr(rq), &err)) {
+        settle_ctx *settle = calloc(1, sizeof *settle);
+        core_status rc = settle ? CORE_OK : core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory");
+        if (settle) settle->c = c;
+        if (!rc)
+            rc = accounts_delete_with(c->acc, &sess, api_str(body, "password"), http_client_addr(rq), settle_wallet,
+                                      settle, &err);
+        free(settle);
+        if (rc) {
             api_fail(rq, &err, NULL);
         } else {
             api_clear_session_cookie(rq);

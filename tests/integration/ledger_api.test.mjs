@@ -162,6 +162,22 @@ test('record anchors: commitment on the ledger, proof checks offline, edits and 
   assert.equal((await alice.post(`/api/records/${id}/anchor`)).status, 201);
 });
 
+test('deleting an account revokes its active consents on the ledger first', async () => {
+  const c = new Client(srv.base);
+  await c.signup(`leaver${uniq}`);
+  const active = async () => (await c.get('/api/ledger')).json.totals.consents_active;
+  const before = await active();
+  for (const scope of [['screening'], ['symptoms']]) {
+    assert.equal((await c.post('/api/consents', { scope, purpose: 'public_health_surveillance' })).status, 201);
+  }
+  assert.equal(await active(), before + 2);
+  expectError(await c.del('/api/account', { password: 'wrong password!!' }), 401, 'invalid_credentials');
+  assert.equal(await active(), before + 2, 'a failed deletion must not touch the ledger');
+  const d = await c.del('/api/account', { password: 'correct horse battery' });
+  assert.equal(d.status, 200, d.text);
+  assert.equal(await active(), before);
+});
+
 test('privacy: no personal identifier in the ledger file or the public explorer', async () => {
   const marker = `MARKER${randomBytes(6).toString('hex')}`;
   const display = `Display${uniq}Person`;
