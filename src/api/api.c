@@ -40,6 +40,7 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "GET", "/api/ledger/tx/{txid}", api_ledger_tx);
     ok &= http_router_add(r, "GET", "/api/ledger/proof/{txid}", api_ledger_proof);
     ok &= http_router_add(r, "GET", "/api/ledger/orgs", api_ledger_orgs);
+    ok &= http_router_add(r, "GET", "/api/ledger/consistency", api_ledger_consistency);
     return ok;
 }
 

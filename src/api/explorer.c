@@ -6,6 +6,7 @@
 #include "api/internal.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +160,39 @@ void api_ledger_proof(http_request *rq, void *ctx) {
     if (ledger_prove(c->led, id, p, &err)) api_fail(rq, &err, NULL);
     else http_respond_json(rq, 200, json_pack("{s:o}", "proof", ledger_proof_to_json(p)));
     free(p);
+}
+
+/* ?from=M&to=N (tree sizes; to defaults to the latest). */
+void api_ledger_consistency(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    ledger_block head;
+    core_error err = {0};
+    if (ledger_head(c->led, &head, &err)) {
+        api_fail(rq, &err, NULL);
+        return;
+    }
+    uint64_t from = 0, to = head.tree_size;
+    const char *f = http_query(rq, "from"), *t = http_query(rq, "to");
+    if (!parse_u64(f, &from) || from < 1) {
+        http_respond_error(rq, 422, "validation_failed", "from", "from must be a tree size of at least 1");
+        return;
+    }
+    if (t && !parse_u64(t, &to)) {
+        http_respond_error(rq, 422, "validation_failed", "to", "to must be a tree size");
+        return;
+    }
+    uint8_t r1[32], r2[32], proof[LEDGER_PROOF_MAX][32];
+    size_t n;
+    if (ledger_prove_consistency(c->led, from, to, r1, r2, proof, &n, &err)) {
+        if (err.code == CORE_ERR_INVALID && !err.field[0]) snprintf(err.field, sizeof err.field, "from");
+        api_fail(rq, &err, NULL);
+        return;
+    }
+    json_t *p = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(p, api_hex(proof[i], 32));
+    http_respond_json(rq, 200, json_pack("{s:{s:I, s:I, s:o, s:o, s:o}}", "consistency", "from", (json_int_t)from, "to",
+                                         (json_int_t)to, "from_root", api_hex(r1, 32), "to_root", api_hex(r2, 32),
+                                         "proof", p));
 }
 
 static void add_org(void *ud, const uint8_t pk[32], const char *name, uint64_t height) {

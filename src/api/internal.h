@@ -66,5 +66,6 @@ void api_ledger_block(http_request *rq, void *ctx);
 void api_ledger_tx(http_request *rq, void *ctx);
 void api_ledger_proof(http_request *rq, void *ctx);
 void api_ledger_orgs(http_request *rq, void *ctx);
+void api_ledger_consistency(http_request *rq, void *ctx);
 
 #endif

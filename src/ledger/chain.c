@@ -727,3 +727,21 @@ core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proo
     pthread_mutex_unlock(&l->tree_lock);
     return rc;
 }
+
+core_status ledger_prove_consistency(ledger *l, uint64_t size1, uint64_t size2, uint8_t root1[LEDGER_HASH],
+                                     uint8_t root2[LEDGER_HASH], uint8_t proof[][LEDGER_HASH], size_t *n,
+                                     core_error *err) {
+    ledger_block head;
+    core_status rc = ledger_head(l, &head, err);
+    if (rc) return rc;
+    if (size2 > head.tree_size)
+        return core_fail(err, CORE_ERR_INVALID, "to", "the log has only %llu transactions", (unsigned long long)head.tree_size);
+    pthread_mutex_lock(&l->tree_lock);
+    rc = ledger_tree_consistency(l->tree, size1, size2, proof, n, err);
+    if (!rc) {
+        ledger_tree_root(l->tree, size1, root1);
+        ledger_tree_root(l->tree, size2, root2);
+    }
+    pthread_mutex_unlock(&l->tree_lock);
+    return rc;
+}

@@ -318,6 +318,13 @@ typedef struct {
     ledger_block head;      /* signed tree head the proof leads to */
 } ledger_proof;
 core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err);
+/* Consistency proof that the log of size1 is a prefix of the log of size2
+ * (both ≤ the latest tree size), with both roots: lets an auditor holding
+ * an old signed tree head check that nothing was rewritten since. */
+core_status ledger_prove_consistency(ledger *l, uint64_t size1, uint64_t size2, uint8_t root1[LEDGER_HASH],
+                                     uint8_t root2[LEDGER_HASH], uint8_t proof[][LEDGER_HASH], size_t *n,
+                                     core_error *err);
+
 /* Self-contained JSON form (a consent receipt embeds it) and its checker.
  * Verification needs no ledger: decode the tx, check its signature, recompute
  * the leaf, walk the path to head.root, check the head's signature; if

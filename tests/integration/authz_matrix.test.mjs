@@ -120,6 +120,8 @@ const MATRIX = [
     check: (r, ctx) => r.json.transaction.txid === ctx.consent && r.json.transaction.kind === 'grant_consent' },
   { method: 'GET', path: '/api/ledger/proof/{consent}', expect: everyone(200),
     check: (r, ctx) => r.json.proof.txid === ctx.consent && Array.isArray(r.json.proof.path) },
+  { method: 'GET', path: '/api/ledger/consistency?from=2', expect: everyone(200),
+    check: (r) => r.json.consistency.from === 2 && HEX64.test(r.json.consistency.from_root) },
   { method: 'GET', path: '/api/ledger/orgs', expect: everyone(200), check: (r) => Array.isArray(r.json.organisations) },
   { method: 'POST', path: '/api/admin/orgs', expect: E(401, 403, 403, 403, 403, 201),
     body: (ctx, role) => ({ name: `Matrix Org ${role}`, public_key: randomBytes(32).toString('hex') }),

@@ -101,6 +101,17 @@ test('explorer: bad heights, txids and paging are clean errors', async () => {
   expectError(await anon.get('/api/ledger/blocks?limit=51'), 422, 'validation_failed', 'limit');
   expectError(await anon.get('/api/ledger/blocks?before=x'), 422, 'validation_failed', 'before');
   expectError(await anon.post('/api/ledger', {}), 405, 'method_not_allowed');
+  expectError(await anon.get('/api/ledger/consistency'), 422, 'validation_failed', 'from');
+  expectError(await anon.get('/api/ledger/consistency?from=0'), 422, 'validation_failed', 'from');
+  expectError(await anon.get('/api/ledger/consistency?from=3&to=2'), 422, 'validation_failed');
+  expectError(await anon.get('/api/ledger/consistency?from=1&to=999999'), 422, 'validation_failed', 'to');
+  // Old tree heads (the block headers) are consistent with the latest one.
+  const b1 = (await anon.get('/api/ledger/blocks/1')).json.block;
+  const cons = await anon.get(`/api/ledger/consistency?from=${b1.tree_size}`);
+  assert.equal(cons.status, 200, cons.text);
+  assert.equal(cons.json.consistency.from_root, b1.root);
+  assert.equal(cons.json.consistency.to_root, (await anon.get('/api/ledger')).json.tree_head.root);
+  assert.ok(cons.json.consistency.proof.length >= 1);
   const page = await anon.get('/api/ledger/blocks?limit=2&before=3');
   assert.equal(page.status, 200);
   assert.deepEqual(page.json.blocks.map((b) => b.height), [2, 1]);
