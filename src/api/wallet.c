@@ -199,7 +199,7 @@ static void add_consent(void *ud, const ledger_consent *cn) {
 static bool my_consent(http_request *rq, api_context *c, const uint8_t pk[32], ledger_consent *out) {
     uint8_t id[32];
     const char *hex = http_param(rq, "id");
-    consent_ctx x = {NULL, id, {0}, false};
+    consent_ctx x = {.want = id};
     core_error err = {0};
     if (!hex || !cs_crypto_unhex(hex, id, 32)) {
         http_respond_error(rq, 404, "not_found", NULL, "no such consent");
@@ -223,7 +223,7 @@ void api_consents_list(http_request *rq, void *ctx) {
     if (!api_session(rq, c, &sess, false)) return;
     uint8_t pk[32];
     if (api_require_person(rq, &sess) && api_wallet(rq, c, &sess, pk, NULL)) {
-        consent_ctx x = {json_array(), NULL, {0}, false};
+        consent_ctx x = {.list = json_array()};
         core_error err = {0};
         if (ledger_list_consents(c->led, pk, add_consent, &x, &err)) {
             json_decref(x.list);

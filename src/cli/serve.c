@@ -141,7 +141,7 @@ int cli_serve(int argc, char **argv) {
     http_server *srv = NULL;
     ledger *led = NULL;
     int status = 1;
-    char dbpath[4096], ledpath[4096], keydir[4096], nodepath[4096], adminpath[4096];
+    char dbpath[4096], ledpath[4096], keydir[4096], nodepath[4200], adminpath[4200];
     snprintf(dbpath, sizeof dbpath, "%s/caresync.db", cfg.data_dir);
     snprintf(ledpath, sizeof ledpath, "%s/ledger.db", cfg.data_dir);
     snprintf(keydir, sizeof keydir, "%s/keys", cfg.data_dir);

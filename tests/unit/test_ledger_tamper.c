@@ -109,10 +109,10 @@ static int64_t scalar(sqlite3 *db, const char *sql) {
 }
 
 /* Read one blob cell. */
-static size_t get_blob(sqlite3 *db, const char *sql, int64_t key, uint8_t *out, size_t cap) {
+static size_t get_blob(sqlite3 *db, const char *sql, int64_t rowkey, uint8_t *out, size_t cap) {
     sqlite3_stmt *q;
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
-    sqlite3_bind_int64(q, 1, key);
+    sqlite3_bind_int64(q, 1, rowkey);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     size_t n = (size_t)sqlite3_column_bytes(q, 0);
     assert_true(n <= cap);
@@ -121,11 +121,11 @@ static size_t get_blob(sqlite3 *db, const char *sql, int64_t key, uint8_t *out, 
     return n;
 }
 
-static void put_blob(sqlite3 *db, const char *sql, int64_t key, const uint8_t *v, size_t n) {
+static void put_blob(sqlite3 *db, const char *sql, int64_t rowkey, const uint8_t *v, size_t n) {
     sqlite3_stmt *q;
     assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
     sqlite3_bind_blob(q, 1, v, (int)n, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(q, 2, key);
+    sqlite3_bind_int64(q, 2, rowkey);
     assert_int_equal(sqlite3_step(q), SQLITE_DONE);
     sqlite3_finalize(q);
 }
