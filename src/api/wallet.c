@@ -137,7 +137,8 @@ void api_wallet_transfer(http_request *rq, void *ctx) {
     ledger_tx tx = {.kind = LEDGER_TX_TRANSFER};
     if (body && amount_of(rq, body, &tx.u.transfer.amount)) {
         const char *to = api_str(body, "to");
-        if (!to || !cs_crypto_unhex(to, tx.u.transfer.to, 32)) {
+        static const uint8_t zero[32];
+        if (!to || !cs_crypto_unhex(to, tx.u.transfer.to, 32) || memcmp(tx.u.transfer.to, zero, 32) == 0) {
             http_respond_error(rq, 422, "validation_failed", "to", "to must be a wallet public key (64 hex digits)");
         } else if (api_wallet(rq, c, &sess, pk, sk)) {
             sign_and_answer(rq, c, &tx, sk, 200);

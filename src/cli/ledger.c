@@ -87,6 +87,47 @@ static core_status check_record_anchor(const json_t *doc, const ledger_proof *p,
     return CORE_OK;
 }
 
+/* The human-readable copies in a document (proof.transaction, and a consent
+ * receipt's consent block) must say what the proven bytes say: a reader
+ * reads those, so an edited copy must not pass as "OK". */
+static core_status check_readable(const json_t *doc, const json_t *pj, const ledger_proof *p, core_error *err) {
+    ledger_tx tx;
+    if (ledger_tx_decode(p->tx, p->tx_len, &tx, err)) return CORE_ERR_INVALID;
+    json_t *mine = ledger_tx_to_json(&tx);
+    if (!mine) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    core_status rc = CORE_OK;
+    const json_t *shown = json_object_get(pj, "transaction");
+    if (shown && !json_equal(mine, (json_t *)shown))
+        rc = core_fail(err, CORE_ERR_CRYPTO, "transaction", "the readable transaction differs from the proven bytes");
+    const json_t *consent = json_object_get(doc, "consent");
+    if (!rc && consent) {
+        char id[2 * LEDGER_HASH + 1], exp[32];
+        uint8_t txid[LEDGER_HASH];
+        ledger_tx_id(p->tx, p->tx_len, txid);
+        cs_crypto_hex(txid, LEDGER_HASH, id);
+        core_format_time((int64_t)tx.u.grant.expires, exp);
+        const char *cid = json_string_value(json_object_get(consent, "id"));
+        const char *cexp = json_string_value(json_object_get(consent, "expires_at"));
+        if (tx.kind != LEDGER_TX_GRANT || !cid || strcmp(cid, id) != 0 ||
+            !json_equal(json_object_get(consent, "scope"), json_object_get(mine, "scope")) ||
+            !json_equal(json_object_get(consent, "purpose"), json_object_get(mine, "purpose")) ||
+            !json_equal(json_object_get(consent, "grantee"), json_object_get(mine, "grantee")) || !cexp ||
+            strcmp(cexp, exp) != 0)
+            rc = core_fail(err, CORE_ERR_CRYPTO, "consent",
+                           "the receipt's consent (id, scope, purpose, grantee or expiry) differs from the proven grant");
+    }
+    if (!rc) {
+        char *text = json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS);
+        if (text) printf("proven transaction: %s\n", text);
+        free(text);
+        if (consent)
+            printf("note: the receipt proves the grant was recorded; its status (active/revoked) at download\n"
+                   "time is not covered by the proof: a revocation is a separate transaction.\n");
+    }
+    json_decref(mine);
+    return rc;
+}
+
 /* Accept a bare proof or a document embedding one under "proof" (a
  * consent receipt). */
 static int verify_proof(const char *file, const char *node_hex) {
@@ -107,6 +148,7 @@ static int verify_proof(const char *file, const char *node_hex) {
     core_error err = {0};
     core_status rc = p ? ledger_proof_from_json(pj, p, &err) : CORE_ERR_NOMEM;
     if (!rc) rc = ledger_proof_check(p, node_hex ? node : NULL, &err);
+    if (!rc) rc = check_readable(doc, pj, p, &err);
     bool anchored = false;
     if (!rc && json_object_get(doc, "record_text")) {
         rc = check_record_anchor(doc, p, &err);

@@ -48,6 +48,23 @@ test('verify passes on a live ledger, and names the transaction whose bytes were
     const node = (await c.get('/api/ledger')).json.node_key;
     let vp = run('ledger', 'verify-proof', proofFile, '--node-key', node);
     assert.equal(vp.status, 0, vp.stderr);
+    assert.match(vp.stdout, /proven transaction: .*"kind":"grant_consent"/);
+    // An edited readable copy must not pass, though the bytes are intact.
+    const edited = JSON.parse(p.stdout);
+    edited.transaction.purpose = 'public_health_surveillance';
+    writeFileSync(proofFile + '.edited', JSON.stringify(edited));
+    vp = run('ledger', 'verify-proof', proofFile + '.edited');
+    assert.equal(vp.status, 1, vp.stdout);
+    assert.match(vp.stderr, /readable transaction differs/);
+    // The same for a consent receipt's consent block.
+    const receipt = (await c.get(`/api/consents/${txids[1]}/receipt`)).json;
+    writeFileSync(proofFile + '.receipt', JSON.stringify(receipt));
+    assert.equal(run('ledger', 'verify-proof', proofFile + '.receipt', '--node-key', node).status, 0);
+    receipt.consent.scope = ['screening', 'conditions'];
+    writeFileSync(proofFile + '.receipt', JSON.stringify(receipt));
+    vp = run('ledger', 'verify-proof', proofFile + '.receipt', '--node-key', node);
+    assert.equal(vp.status, 1);
+    assert.match(vp.stderr, /consent .* differs from the proven grant/);
     vp = run('ledger', 'verify-proof', proofFile, '--node-key', 'ab'.repeat(32));
     assert.equal(vp.status, 1);
     assert.match(vp.stderr, /not signed by the trusted node key/);

@@ -3,10 +3,12 @@
 import { getSession, hasSessionHint, logout } from './api.js';
 import { el } from './dom.js';
 
+// "Ledger" is the public explorer: shown to everyone.
 const LINKS = {
-  guest: [['/', 'Home'], ['/login', 'Log in'], ['/signup', 'Create account']],
-  person: [['/records', 'Records'], ['/profile', 'Profile'], ['/account', 'Account']],
-  staff: [['/account', 'Account']],
+  guest: [['/', 'Home'], ['/ledger', 'Ledger'], ['/login', 'Log in'], ['/signup', 'Create account']],
+  person: [['/records', 'Records'], ['/profile', 'Profile'], ['/consents', 'Consents'], ['/wallet', 'Wallet'],
+    ['/ledger', 'Ledger'], ['/account', 'Account']],
+  staff: [['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
 };
 
 function link(href, label) {

@@ -3,7 +3,7 @@
 // ticks "I have saved my recovery code".
 import { $ } from './dom.js';
 
-async function copyText(text, source) {
+export async function copyText(text, source) {
   if (navigator.clipboard && window.isSecureContext) {
     try {
       await navigator.clipboard.writeText(text);
