@@ -1,0 +1,193 @@
+/* nn — 2-D convolution.
+ *
+ * Dense and grouped convolutions are lowered to matrix products (im2col →
+ * cblas_sgemm, the classic Caffe layout): for one image and one group,
+ *     Y[oc][p] = W[oc][k] · col[k][p],   k = (ic, ky, kx), p = (oy, ox)
+ * and backward is two more products plus col2im. Depthwise convolution
+ * (groups = in_c = out_c) has no useful matrix form — each channel is its own
+ * tiny filter — so it is a direct loop over the window. */
+#include "nn/nn.h"
+
+#include <cblas.h>
+#include <string.h>
+
+nn_shape nn_conv_out(const nn_conv *c, nn_shape in) {
+    nn_shape o = {in.n, c->out_c, (in.h + 2 * c->pad - c->kh) / c->stride + 1, (in.w + 2 * c->pad - c->kw) / c->stride + 1};
+    return o;
+}
+
+size_t nn_conv_params(const nn_conv *c) { return (size_t)c->out_c * (c->in_c / c->groups) * c->kh * c->kw; }
+
+static bool depthwise(const nn_conv *c) { return c->groups == c->in_c && c->out_c == c->in_c && c->groups > 1; }
+
+size_t nn_conv_workspace(const nn_conv *c, nn_shape in) {
+    if (depthwise(c)) return 0;
+    nn_shape o = nn_conv_out(c, in);
+    size_t k = (size_t)(c->in_c / c->groups) * c->kh * c->kw, p = (size_t)o.h * o.w;
+    return 2 * k * p;
+}
+
+/* col[k][p] for channels [c0, c0+cn) of one image. */
+static void im2col(const nn_conv *c, nn_shape in, nn_shape o, const float *x, int c0, int cn, float *col) {
+    size_t p = (size_t)o.h * o.w;
+    for (int ic = 0; ic < cn; ic++)
+        for (int ky = 0; ky < c->kh; ky++)
+            for (int kx = 0; kx < c->kw; kx++) {
+                float *row = col + ((size_t)(ic * c->kh + ky) * c->kw + kx) * p;
+                const float *plane = x + (size_t)(c0 + ic) * in.h * in.w;
+                for (int oy = 0; oy < o.h; oy++) {
+                    int iy = oy * c->stride - c->pad + ky;
+                    float *r = row + (size_t)oy * o.w;
+                    if (iy < 0 || iy >= in.h) {
+                        memset(r, 0, (size_t)o.w * sizeof *r);
+                        continue;
+                    }
+                    for (int ox = 0; ox < o.w; ox++) {
+                        int ix = ox * c->stride - c->pad + kx;
+                        r[ox] = ix < 0 || ix >= in.w ? 0.0f : plane[(size_t)iy * in.w + ix];
+                    }
+                }
+            }
+}
+
+/* Inverse of im2col, accumulating into dx. */
+static void col2im(const nn_conv *c, nn_shape in, nn_shape o, const float *col, int c0, int cn, float *dx) {
+    size_t p = (size_t)o.h * o.w;
+    for (int ic = 0; ic < cn; ic++)
+        for (int ky = 0; ky < c->kh; ky++)
+            for (int kx = 0; kx < c->kw; kx++) {
+                const float *row = col + ((size_t)(ic * c->kh + ky) * c->kw + kx) * p;
+                float *plane = dx + (size_t)(c0 + ic) * in.h * in.w;
+                for (int oy = 0; oy < o.h; oy++) {
+                    int iy = oy * c->stride - c->pad + ky;
+                    if (iy < 0 || iy >= in.h) continue;
+                    for (int ox = 0; ox < o.w; ox++) {
+                        int ix = ox * c->stride - c->pad + kx;
+                        if (ix >= 0 && ix < in.w) plane[(size_t)iy * in.w + ix] += row[(size_t)oy * o.w + ox];
+                    }
+                }
+            }
+}
+
+static void dw_forward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *b, float *y) {
+    for (int n = 0; n < in.n; n++)
+        for (int ch = 0; ch < in.c; ch++) {
+            const float *plane = x + ((size_t)n * in.c + ch) * in.h * in.w;
+            const float *k = w + (size_t)ch * c->kh * c->kw;
+            float *out = y + ((size_t)n * o.c + ch) * o.h * o.w;
+            float bias = b ? b[ch] : 0.0f;
+            for (int oy = 0; oy < o.h; oy++)
+                for (int ox = 0; ox < o.w; ox++) {
+                    float s = bias;
+                    for (int ky = 0; ky < c->kh; ky++) {
+                        int iy = oy * c->stride - c->pad + ky;
+                        if (iy < 0 || iy >= in.h) continue;
+                        for (int kx = 0; kx < c->kw; kx++) {
+                            int ix = ox * c->stride - c->pad + kx;
+                            if (ix >= 0 && ix < in.w) s += k[ky * c->kw + kx] * plane[(size_t)iy * in.w + ix];
+                        }
+                    }
+                    out[(size_t)oy * o.w + ox] = s;
+                }
+        }
+}
+
+static void dw_backward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *dy,
+                        float *dx, float *dw, float *db) {
+    if (dx) memset(dx, 0, nn_count(in) * sizeof *dx);
+    for (int n = 0; n < in.n; n++)
+        for (int ch = 0; ch < in.c; ch++) {
+            const float *plane = x + ((size_t)n * in.c + ch) * in.h * in.w;
+            float *dplane = dx ? dx + ((size_t)n * in.c + ch) * in.h * in.w : NULL;
+            const float *k = w + (size_t)ch * c->kh * c->kw;
+            float *dk = dw + (size_t)ch * c->kh * c->kw;
+            const float *g = dy + ((size_t)n * o.c + ch) * o.h * o.w;
+            for (int oy = 0; oy < o.h; oy++)
+                for (int ox = 0; ox < o.w; ox++) {
+                    float gv = g[(size_t)oy * o.w + ox];
+                    if (db) db[ch] += gv;
+                    for (int ky = 0; ky < c->kh; ky++) {
+                        int iy = oy * c->stride - c->pad + ky;
+                        if (iy < 0 || iy >= in.h) continue;
+                        for (int kx = 0; kx < c->kw; kx++) {
+                            int ix = ox * c->stride - c->pad + kx;
+                            if (ix < 0 || ix >= in.w) continue;
+                            size_t at = (size_t)iy * in.w + ix;
+                            dk[ky * c->kw + kx] += gv * plane[at];
+                            if (dplane) dplane[at] += gv * k[ky * c->kw + kx];
+                        }
+                    }
+                }
+        }
+}
+
+void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, float *y, float *ws) {
+    nn_shape o = nn_conv_out(c, in);
+    if (depthwise(c)) {
+        dw_forward(c, in, o, x, w, b, y);
+        return;
+    }
+    int icg = c->in_c / c->groups, ocg = c->out_c / c->groups;
+    int k = icg * c->kh * c->kw, p = o.h * o.w;
+    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0;
+    for (int n = 0; n < in.n; n++) {
+        const float *xn = x + (size_t)n * in.c * in.h * in.w;
+        float *yn = y + (size_t)n * o.c * p;
+        for (int g = 0; g < c->groups; g++) {
+            /* A 1×1 stride-1 convolution reads the input as it is. */
+            const float *col = xn + (size_t)g * icg * in.h * in.w;
+            if (!pointwise) {
+                im2col(c, in, o, xn, g * icg, icg, ws);
+                col = ws;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ocg, p, k, 1.0f, w + (size_t)g * ocg * k, k, col, p,
+                        0.0f, yn + (size_t)g * ocg * p, p);
+        }
+        if (b)
+            for (int oc = 0; oc < o.c; oc++)
+                for (int i = 0; i < p; i++) yn[(size_t)oc * p + i] += b[oc];
+    }
+}
+
+void nn_conv_backward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *dy, float *dx,
+                      float *dw, float *db, float *ws) {
+    nn_shape o = nn_conv_out(c, in);
+    if (depthwise(c)) {
+        dw_backward(c, in, o, x, w, dy, dx, dw, db);
+        return;
+    }
+    int icg = c->in_c / c->groups, ocg = c->out_c / c->groups;
+    int k = icg * c->kh * c->kw, p = o.h * o.w;
+    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0;
+    float *col = ws, *dcol = ws + (size_t)k * p;
+    if (dx) memset(dx, 0, nn_count(in) * sizeof *dx);
+    for (int n = 0; n < in.n; n++) {
+        const float *xn = x + (size_t)n * in.c * in.h * in.w;
+        const float *gn = dy + (size_t)n * o.c * p;
+        float *dxn = dx ? dx + (size_t)n * in.c * in.h * in.w : NULL;
+        for (int g = 0; g < c->groups; g++) {
+            const float *cg = xn + (size_t)g * icg * in.h * in.w;
+            if (!pointwise) {
+                im2col(c, in, o, xn, g * icg, icg, col);
+                cg = col;
+            }
+            const float *gg = gn + (size_t)g * ocg * p;
+            /* dW += dY · colᵀ */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ocg, k, p, 1.0f, gg, p, cg, p, 1.0f,
+                        dw + (size_t)g * ocg * k, k);
+            if (dxn) {
+                /* dcol = Wᵀ · dY, then scatter back */
+                float *target = pointwise ? dxn + (size_t)g * icg * in.h * in.w : dcol;
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, p, ocg, 1.0f, w + (size_t)g * ocg * k, k, gg, p,
+                            pointwise ? 1.0f : 0.0f, target, p);
+                if (!pointwise) col2im(c, in, o, dcol, g * icg, icg, dxn);
+            }
+        }
+        if (db)
+            for (int oc = 0; oc < o.c; oc++) {
+                float s = 0;
+                for (int i = 0; i < p; i++) s += gn[(size_t)oc * p + i];
+                db[oc] += s;
+            }
+    }
+}

@@ -1,0 +1,292 @@
+/* nn — normalisation, activations, pooling, dense, dropout, residual add,
+ * thread setting and the deterministic random generator. */
+#include "nn/nn.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* OpenBLAS's own thread-count setter (declared in its cblas.h). */
+static int threads = 1;
+
+void nn_set_threads(int t) {
+    threads = t < 1 ? 1 : t;
+    openblas_set_num_threads(threads);
+}
+
+int nn_threads(void) { return threads; }
+
+/* ---- xoshiro256** seeded by splitmix64: same seed, same stream, anywhere ---- */
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void nn_rng_seed(nn_rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t nn_rng_next(nn_rng *r) {
+    uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return out;
+}
+
+float nn_rng_uniform(nn_rng *r) { return (float)(nn_rng_next(r) >> 40) * (1.0f / 16777216.0f); }
+
+float nn_rng_normal(nn_rng *r) {
+    /* Box–Muller; u1 in (0, 1] so the log is finite. */
+    float u1 = 1.0f - nn_rng_uniform(r), u2 = nn_rng_uniform(r);
+    return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530718f * u2);
+}
+
+void nn_init_he(nn_rng *r, float *w, size_t n, int fan_in) {
+    float sd = sqrtf(2.0f / (float)(fan_in > 0 ? fan_in : 1));
+    for (size_t i = 0; i < n; i++) w[i] = sd * nn_rng_normal(r);
+}
+
+/* ---- batch normalisation ---- */
+
+void nn_bn_forward_train(const nn_bn *p, nn_shape s, const float *x, const float *gamma, const float *beta, float *y,
+                         float *save_mean, float *save_invstd, float *run_mean, float *run_var) {
+    size_t hw = (size_t)s.h * s.w, m = (size_t)s.n * hw;
+    for (int c = 0; c < s.c; c++) {
+        double sum = 0, sq = 0;
+        for (int n = 0; n < s.n; n++) {
+            const float *px = x + ((size_t)n * s.c + c) * hw;
+            for (size_t i = 0; i < hw; i++) sum += px[i];
+        }
+        double mean = sum / (double)m;
+        for (int n = 0; n < s.n; n++) {
+            const float *px = x + ((size_t)n * s.c + c) * hw;
+            for (size_t i = 0; i < hw; i++) sq += (px[i] - mean) * (px[i] - mean);
+        }
+        double var = sq / (double)m;
+        float invstd = (float)(1.0 / sqrt(var + p->eps));
+        save_mean[c] = (float)mean;
+        save_invstd[c] = invstd;
+        /* Running variance uses the unbiased estimate, as PyTorch does. */
+        if (run_mean) run_mean[c] = (1 - p->momentum) * run_mean[c] + p->momentum * (float)mean;
+        if (run_var) run_var[c] = (1 - p->momentum) * run_var[c] + p->momentum * (float)(m > 1 ? sq / (double)(m - 1) : var);
+        for (int n = 0; n < s.n; n++) {
+            const float *px = x + ((size_t)n * s.c + c) * hw;
+            float *py = y + ((size_t)n * s.c + c) * hw;
+            for (size_t i = 0; i < hw; i++) py[i] = gamma[c] * ((px[i] - (float)mean) * invstd) + beta[c];
+        }
+    }
+}
+
+void nn_bn_forward_infer(const nn_bn *p, nn_shape s, const float *x, const float *gamma, const float *beta,
+                         const float *run_mean, const float *run_var, float *y) {
+    size_t hw = (size_t)s.h * s.w;
+    for (int c = 0; c < s.c; c++) {
+        float scale = gamma[c] / sqrtf(run_var[c] + p->eps), shift = beta[c] - run_mean[c] * scale;
+        for (int n = 0; n < s.n; n++) {
+            const float *px = x + ((size_t)n * s.c + c) * hw;
+            float *py = y + ((size_t)n * s.c + c) * hw;
+            for (size_t i = 0; i < hw; i++) py[i] = px[i] * scale + shift;
+        }
+    }
+}
+
+void nn_bn_backward(nn_shape s, const float *x, const float *gamma, const float *save_mean, const float *save_invstd,
+                    const float *dy, float *dx, float *dgamma, float *dbeta) {
+    size_t hw = (size_t)s.h * s.w, m = (size_t)s.n * hw;
+    for (int c = 0; c < s.c; c++) {
+        double sdy = 0, sdyx = 0;
+        float mean = save_mean[c], inv = save_invstd[c];
+        for (int n = 0; n < s.n; n++) {
+            const float *px = x + ((size_t)n * s.c + c) * hw, *pg = dy + ((size_t)n * s.c + c) * hw;
+            for (size_t i = 0; i < hw; i++) {
+                sdy += pg[i];
+                sdyx += pg[i] * (px[i] - mean) * inv;
+            }
+        }
+        dgamma[c] += (float)sdyx;
+        dbeta[c] += (float)sdy;
+        if (!dx) continue;
+        /* dx = γ·inv/m · (m·dy − Σdy − x̂·Σ(dy·x̂)) */
+        float k = gamma[c] * inv / (float)m;
+        for (int n = 0; n < s.n; n++) {
+            const float *px = x + ((size_t)n * s.c + c) * hw, *pg = dy + ((size_t)n * s.c + c) * hw;
+            float *pd = dx + ((size_t)n * s.c + c) * hw;
+            for (size_t i = 0; i < hw; i++) {
+                float xh = (px[i] - mean) * inv;
+                pd[i] = k * ((float)m * pg[i] - (float)sdy - xh * (float)sdyx);
+            }
+        }
+    }
+}
+
+/* ---- activations ---- */
+
+void nn_act_forward(nn_act a, size_t n, const float *x, float *y) {
+    switch (a) {
+    case NN_RELU: for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0; break;
+    case NN_RELU6: for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? 0 : x[i] > 6 ? 6 : x[i]; break;
+    case NN_SILU: for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i])); break;
+    }
+}
+
+void nn_act_backward(nn_act a, size_t n, const float *x, const float *dy, float *dx) {
+    switch (a) {
+    case NN_RELU: for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0; break;
+    case NN_RELU6: for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 && x[i] < 6 ? dy[i] : 0; break;
+    case NN_SILU:
+        for (size_t i = 0; i < n; i++) {
+            float sg = 1.0f / (1.0f + expf(-x[i]));
+            dx[i] = dy[i] * sg * (1.0f + x[i] * (1.0f - sg));
+        }
+        break;
+    }
+}
+
+/* ---- pooling ---- */
+
+nn_shape nn_pool_out(const nn_pool *p, nn_shape in) {
+    nn_shape o = {in.n, in.c, (in.h + 2 * p->pad - p->k) / p->stride + 1, (in.w + 2 * p->pad - p->k) / p->stride + 1};
+    return o;
+}
+
+void nn_maxpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y, int32_t *argmax) {
+    nn_shape o = nn_pool_out(p, in);
+    for (int nc = 0; nc < in.n * in.c; nc++) {
+        const float *plane = x + (size_t)nc * in.h * in.w;
+        for (int oy = 0; oy < o.h; oy++)
+            for (int ox = 0; ox < o.w; ox++) {
+                float best = -FLT_MAX;
+                int32_t at = -1;
+                for (int ky = 0; ky < p->k; ky++) {
+                    int iy = oy * p->stride - p->pad + ky;
+                    if (iy < 0 || iy >= in.h) continue;
+                    for (int kx = 0; kx < p->k; kx++) {
+                        int ix = ox * p->stride - p->pad + kx;
+                        if (ix < 0 || ix >= in.w) continue;
+                        float v = plane[(size_t)iy * in.w + ix];
+                        if (at < 0 || v > best) { best = v; at = iy * in.w + ix; }
+                    }
+                }
+                size_t oi = (size_t)nc * o.h * o.w + (size_t)oy * o.w + ox;
+                y[oi] = at < 0 ? 0 : best;
+                argmax[oi] = at;
+            }
+    }
+}
+
+void nn_maxpool_backward(nn_shape in, nn_shape out, const int32_t *argmax, const float *dy, float *dx) {
+    memset(dx, 0, nn_count(in) * sizeof *dx);
+    size_t po = (size_t)out.h * out.w, pi = (size_t)in.h * in.w;
+    for (int nc = 0; nc < in.n * in.c; nc++)
+        for (size_t i = 0; i < po; i++) {
+            int32_t at = argmax[(size_t)nc * po + i];
+            if (at >= 0) dx[(size_t)nc * pi + (size_t)at] += dy[(size_t)nc * po + i];
+        }
+}
+
+void nn_avgpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y) {
+    nn_shape o = nn_pool_out(p, in);
+    float inv = 1.0f / (float)(p->k * p->k);
+    for (int nc = 0; nc < in.n * in.c; nc++) {
+        const float *plane = x + (size_t)nc * in.h * in.w;
+        for (int oy = 0; oy < o.h; oy++)
+            for (int ox = 0; ox < o.w; ox++) {
+                float s = 0;
+                for (int ky = 0; ky < p->k; ky++) {
+                    int iy = oy * p->stride - p->pad + ky;
+                    if (iy < 0 || iy >= in.h) continue;
+                    for (int kx = 0; kx < p->k; kx++) {
+                        int ix = ox * p->stride - p->pad + kx;
+                        if (ix >= 0 && ix < in.w) s += plane[(size_t)iy * in.w + ix];
+                    }
+                }
+                y[(size_t)nc * o.h * o.w + (size_t)oy * o.w + ox] = s * inv;
+            }
+    }
+}
+
+void nn_avgpool_backward(const nn_pool *p, nn_shape in, const float *dy, float *dx) {
+    nn_shape o = nn_pool_out(p, in);
+    float inv = 1.0f / (float)(p->k * p->k);
+    memset(dx, 0, nn_count(in) * sizeof *dx);
+    for (int nc = 0; nc < in.n * in.c; nc++) {
+        float *plane = dx + (size_t)nc * in.h * in.w;
+        for (int oy = 0; oy < o.h; oy++)
+            for (int ox = 0; ox < o.w; ox++) {
+                float g = dy[(size_t)nc * o.h * o.w + (size_t)oy * o.w + ox] * inv;
+                for (int ky = 0; ky < p->k; ky++) {
+                    int iy = oy * p->stride - p->pad + ky;
+                    if (iy < 0 || iy >= in.h) continue;
+                    for (int kx = 0; kx < p->k; kx++) {
+                        int ix = ox * p->stride - p->pad + kx;
+                        if (ix >= 0 && ix < in.w) plane[(size_t)iy * in.w + ix] += g;
+                    }
+                }
+            }
+    }
+}
+
+void nn_gap_forward(nn_shape in, const float *x, float *y) {
+    size_t hw = (size_t)in.h * in.w;
+    for (int nc = 0; nc < in.n * in.c; nc++) {
+        float s = 0;
+        for (size_t i = 0; i < hw; i++) s += x[(size_t)nc * hw + i];
+        y[nc] = s / (float)hw;
+    }
+}
+
+void nn_gap_backward(nn_shape in, const float *dy, float *dx) {
+    size_t hw = (size_t)in.h * in.w;
+    for (int nc = 0; nc < in.n * in.c; nc++) {
+        float g = dy[nc] / (float)hw;
+        for (size_t i = 0; i < hw; i++) dx[(size_t)nc * hw + i] = g;
+    }
+}
+
+/* ---- dense ---- */
+
+void nn_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    if (b)
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < out; j++) y[(size_t)i * out + j] += b[j];
+}
+
+void nn_dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                       float *db) {
+    /* dW += dYᵀ · X ; dX = dY · W ; db += Σ dY */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+    if (dx) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+    if (db)
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < out; j++) db[j] += dy[(size_t)i * out + j];
+}
+
+/* ---- dropout, add ---- */
+
+void nn_dropout_forward(nn_rng *r, float p, size_t n, const float *x, float *y, uint8_t *mask) {
+    float scale = p < 1 ? 1.0f / (1.0f - p) : 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        mask[i] = nn_rng_uniform(r) >= p;
+        y[i] = mask[i] ? x[i] * scale : 0.0f;
+    }
+}
+
+void nn_dropout_backward(float p, size_t n, const uint8_t *mask, const float *dy, float *dx) {
+    float scale = p < 1 ? 1.0f / (1.0f - p) : 0.0f;
+    for (size_t i = 0; i < n; i++) dx[i] = mask[i] ? dy[i] * scale : 0.0f;
+}
+
+void nn_add_forward(size_t n, const float *a, const float *b, float *y) {
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}

@@ -1,0 +1,115 @@
+/* nn — the neural-network engine: float32 layers with forward and backward
+ * passes, a softmax cross-entropy loss, SGD-momentum and AdamW optimisers, a
+ * cosine schedule and a deterministic random generator.
+ *
+ * This file is the kernel layer: each function works on caller-owned flat
+ * float arrays in NCHW order (batch, channels, height, width), with the
+ * shapes passed explicitly, so every kernel can be tested in isolation
+ * (each one's gradient is checked against finite differences). Dense matrix
+ * work goes through OpenBLAS (cblas_sgemm, multi-threaded); hand-written
+ * loops only where BLAS has nothing to offer (depthwise convolution,
+ * pooling, normalisation, element-wise maps).
+ *
+ * Conventions: backward functions ACCUMULATE into parameter gradients
+ * (dw, db, dgamma, dbeta: the caller zeroes them per step) and OVERWRITE the
+ * input gradient dx; dx may be NULL when not needed. Nothing allocates
+ * except where a workspace size function says how much to pass in. */
+#ifndef CARESYNC_NN_H
+#define CARESYNC_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+
+typedef struct { int n, c, h, w; } nn_shape;
+
+static inline size_t nn_count(nn_shape s) { return (size_t)s.n * s.c * s.h * s.w; }
+
+/* Use this many threads for BLAS and for our own parallel loops (≥1). */
+void nn_set_threads(int threads);
+int nn_threads(void);
+
+/* ---- deterministic randomness (xoshiro256**) ---- */
+typedef struct { uint64_t s[4]; } nn_rng;
+void nn_rng_seed(nn_rng *r, uint64_t seed);
+uint64_t nn_rng_next(nn_rng *r);
+float nn_rng_uniform(nn_rng *r);            /* [0, 1) */
+float nn_rng_normal(nn_rng *r);             /* N(0, 1) */
+/* He/Kaiming normal init for a layer with fan_in inputs per output. */
+void nn_init_he(nn_rng *r, float *w, size_t n, int fan_in);
+
+/* ---- convolution (groups: 1 = dense, in_c = depthwise) ----
+ * weights [out_c][in_c / groups][kh][kw], bias [out_c] or NULL. */
+typedef struct { int in_c, out_c, kh, kw, stride, pad, groups; } nn_conv;
+nn_shape nn_conv_out(const nn_conv *c, nn_shape in);
+size_t nn_conv_params(const nn_conv *c);            /* weight count */
+size_t nn_conv_workspace(const nn_conv *c, nn_shape in); /* floats for ws */
+void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, float *y,
+                     float *ws);
+void nn_conv_backward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *dy, float *dx,
+                      float *dw, float *db, float *ws);
+
+/* ---- batch normalisation over (n, h, w) per channel ----
+ * Training: normalises with the batch statistics, saves mean and 1/std for
+ * backward, and folds them into the running statistics with momentum.
+ * Inference: uses the running statistics. */
+typedef struct { float momentum, eps; } nn_bn;
+void nn_bn_forward_train(const nn_bn *p, nn_shape s, const float *x, const float *gamma, const float *beta, float *y,
+                         float *save_mean, float *save_invstd, float *run_mean, float *run_var);
+void nn_bn_forward_infer(const nn_bn *p, nn_shape s, const float *x, const float *gamma, const float *beta,
+                         const float *run_mean, const float *run_var, float *y);
+void nn_bn_backward(nn_shape s, const float *x, const float *gamma, const float *save_mean, const float *save_invstd,
+                    const float *dy, float *dx, float *dgamma, float *dbeta);
+
+/* ---- element-wise activations (backward uses the forward input x) ---- */
+typedef enum { NN_RELU, NN_RELU6, NN_SILU } nn_act;
+void nn_act_forward(nn_act a, size_t n, const float *x, float *y);
+void nn_act_backward(nn_act a, size_t n, const float *x, const float *dy, float *dx);
+
+/* ---- pooling ---- */
+typedef struct { int k, stride, pad; } nn_pool;
+nn_shape nn_pool_out(const nn_pool *p, nn_shape in);
+/* Max pooling records the winning input index per output (argmax, caller-owned). */
+void nn_maxpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y, int32_t *argmax);
+void nn_maxpool_backward(nn_shape in, nn_shape out, const int32_t *argmax, const float *dy, float *dx);
+/* Average pooling divides by the full window (padding counts as zeros). */
+void nn_avgpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y);
+void nn_avgpool_backward(const nn_pool *p, nn_shape in, const float *dy, float *dx);
+/* Global average pooling: (n, c, h, w) → (n, c). */
+void nn_gap_forward(nn_shape in, const float *x, float *y);
+void nn_gap_backward(nn_shape in, const float *dy, float *dx);
+
+/* ---- dense: y[n][out] = x[n][in] · w[out][in]ᵀ + b[out] ---- */
+void nn_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);
+void nn_dense_backward(int n, int in, int out, const float *x, const float *w, const float *dy, float *dx, float *dw,
+                       float *db);
+
+/* ---- dropout (inverted: kept units scaled by 1/(1−p)); mask is caller-owned ---- */
+void nn_dropout_forward(nn_rng *r, float p, size_t n, const float *x, float *y, uint8_t *mask);
+void nn_dropout_backward(float p, size_t n, const uint8_t *mask, const float *dy, float *dx);
+
+/* ---- residual add: y = a + b; its backward passes dy to both inputs ---- */
+void nn_add_forward(size_t n, const float *a, const float *b, float *y);
+
+/* ---- softmax cross-entropy ----
+ * logits [n][k]; labels [n]; smoothing ε spreads ε over all classes;
+ * class_weight [k] or NULL (loss is the weighted mean over the batch).
+ * Returns the loss; writes dlogits (may be NULL) and probabilities (may be NULL). */
+float nn_softmax_ce(int n, int k, const float *logits, const int32_t *labels, float smoothing,
+                    const float *class_weight, float *dlogits, float *probs);
+void nn_softmax(int n, int k, const float *logits, float *probs);
+
+/* ---- optimisers ----
+ * AdamW: decoupled weight decay (Loshchilov & Hutter); SGD with momentum
+ * and (coupled) weight decay. m and v are caller-owned state, zeroed at start. */
+typedef struct { float lr, beta1, beta2, eps, weight_decay; int64_t t; } nn_adamw;
+void nn_adamw_init(nn_adamw *o, float lr, float weight_decay);
+void nn_adamw_step(nn_adamw *o, size_t n, float *w, const float *g, float *m, float *v, bool decay);
+/* Call once per step, before the per-tensor nn_adamw_step calls. */
+void nn_adamw_tick(nn_adamw *o);
+typedef struct { float lr, momentum, weight_decay; } nn_sgd;
+void nn_sgd_step(const nn_sgd *o, size_t n, float *w, const float *g, float *vel, bool decay);
+/* Cosine schedule with linear warm-up: lr at step t of total. */
+float nn_cosine_lr(float base, float min_lr, int64_t t, int64_t warmup, int64_t total);
+
+#endif
