@@ -12,7 +12,8 @@
 #include <string.h>
 
 nn_shape nn_conv_out(const nn_conv *c, nn_shape in) {
-    nn_shape o = {in.n, c->out_c, (in.h + 2 * c->pad - c->kh) / c->stride + 1, (in.w + 2 * c->pad - c->kw) / c->stride + 1};
+    int ph = 2 * c->pad + c->pad_end;
+    nn_shape o = {in.n, c->out_c, (in.h + ph - c->kh) / c->stride + 1, (in.w + ph - c->kw) / c->stride + 1};
     return o;
 }
 
@@ -129,7 +130,7 @@ void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float 
     }
     int icg = c->in_c / c->groups, ocg = c->out_c / c->groups;
     int k = icg * c->kh * c->kw, p = o.h * o.w;
-    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0;
+    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && c->pad_end == 0;
     for (int n = 0; n < in.n; n++) {
         const float *xn = x + (size_t)n * in.c * in.h * in.w;
         float *yn = y + (size_t)n * o.c * p;
@@ -158,7 +159,7 @@ void nn_conv_backward(const nn_conv *c, nn_shape in, const float *x, const float
     }
     int icg = c->in_c / c->groups, ocg = c->out_c / c->groups;
     int k = icg * c->kh * c->kw, p = o.h * o.w;
-    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0;
+    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && c->pad_end == 0;
     float *col = ws, *dcol = ws + (size_t)k * p;
     if (dx) memset(dx, 0, nn_count(in) * sizeof *dx);
     for (int n = 0; n < in.n; n++) {

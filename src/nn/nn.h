@@ -39,8 +39,10 @@ float nn_rng_normal(nn_rng *r);             /* N(0, 1) */
 void nn_init_he(nn_rng *r, float *w, size_t n, int fan_in);
 
 /* ---- convolution (groups: 1 = dense, in_c = depthwise) ----
- * weights [out_c][in_c / groups][kh][kw], bias [out_c] or NULL. */
-typedef struct { int in_c, out_c, kh, kw, stride, pad, groups; } nn_conv;
+ * weights [out_c][in_c / groups][kh][kw], bias [out_c] or NULL.
+ * pad is added before (top/left); pad_end extra after (bottom/right), for
+ * TensorFlow's "SAME" padding, which puts the odd pixel at the end. */
+typedef struct { int in_c, out_c, kh, kw, stride, pad, groups, pad_end; } nn_conv;
 nn_shape nn_conv_out(const nn_conv *c, nn_shape in);
 size_t nn_conv_params(const nn_conv *c);            /* weight count */
 size_t nn_conv_workspace(const nn_conv *c, nn_shape in); /* floats for ws */
