@@ -10,6 +10,7 @@
 
 #include <libexif/exif-data.h>
 #include <libheif/heif.h>
+#include <math.h>
 #include <png.h>
 #include <stdlib.h>
 #include <string.h>
@@ -321,6 +322,15 @@ static core_status decode_heic(const uint8_t *b, size_t n, const vision_limits *
     struct heif_image_handle *hd = NULL;
     struct heif_image *img = NULL;
     core_status rc = CORE_OK;
+    /* A HEIC is often a grid of tiles, and each tile's coded size (from its
+     * own parameter sets) can be far larger than the image it says it is: a
+     * 793-byte file found by the fuzzer made libde265 allocate ~240 MB for a
+     * "40x152" picture. libheif checks every item against this side limit
+     * before allocating, so derive it from the pixel budget (~1.17 × the side
+     * of a square image at the limit: 8,249 px for 50 MP). */
+    uint64_t side = (uint64_t)sqrt((double)lim->max_pixels);
+    side += side / 6;
+    heif_context_set_maximum_image_size_limit(ctx, side > 32768 ? 32768 : (int)side);
     struct heif_error e = heif_context_read_from_memory_without_copy(ctx, b, n, NULL);
     if (e.code == heif_error_Ok) e = heif_context_get_primary_image_handle(ctx, &hd);
     if (e.code != heif_error_Ok)
@@ -331,6 +341,11 @@ static core_status decode_heic(const uint8_t *b, size_t n, const vision_limits *
     if (!rc) {
         /* Default options apply the file's rotation/mirroring (irot/imir). */
         e = heif_decode_image(hd, &img, heif_colorspace_RGB, heif_chroma_interleaved_RGB, NULL);
+        if (e.code == heif_error_Memory_allocation_error && e.subcode == heif_suberror_Security_limit_exceeded) {
+            rc = refuse(why, VISION_TOO_MANY_PIXELS, err,
+                        "This image has too many pixels. Please send a normal photo (under 50 megapixels).");
+            goto done;
+        }
         int stride = 0;
         const uint8_t *p = e.code == heif_error_Ok ? heif_image_get_plane_readonly(img, heif_channel_interleaved, &stride)
                                                    : NULL;
@@ -343,6 +358,7 @@ static core_status decode_heic(const uint8_t *b, size_t n, const vision_limits *
             for (int y = 0; y < h; y++) memcpy(out->rgb + (size_t)y * w * 3, p + (size_t)y * stride, (size_t)w * 3);
         }
     }
+done:
     heif_image_release(img);
     heif_image_handle_release(hd);
     heif_context_free(ctx);

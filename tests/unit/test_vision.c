@@ -490,12 +490,32 @@ static void test_real_photos(void **state) {
     }
 }
 
+/* Regression (found by fuzz_vision): a 793-byte HEIC whose one grid tile
+ * declares 9768x8216 in its coded parameters although the image says
+ * 40x152. Before the side limit libde265 allocated ~240 MB for it. */
+static void test_heic_tile_bomb(void **state) {
+    (void)state;
+    char *data;
+    size_t len;
+    assert_int_equal(core_read_file(TEST_CORPUS_DIR "/heic-tile-bomb.heic", &data, &len, NULL), CORE_OK);
+    assert_true(len < 1000);
+    vision_image img;
+    vision_refusal why = VISION_OK;
+    vision_limits lim;
+    vision_limits_defaults(&lim);
+    lim.min_side = 16;
+    assert_int_equal(vision_decode((uint8_t *)data, len, &lim, &img, NULL, &why, NULL), CORE_ERR_INVALID);
+    assert_int_equal(why, VISION_TOO_MANY_PIXELS);
+    free(data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sniff),
         cmocka_unit_test(test_jpeg_roundtrip_and_scaled_decode),
         cmocka_unit_test(test_exif_orientation_applied_and_gps_dropped),
         cmocka_unit_test(test_png_webp_heic),
+        cmocka_unit_test(test_heic_tile_bomb),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_quality),
         cmocka_unit_test(test_resize_and_crop),
