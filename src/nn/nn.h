@@ -114,4 +114,84 @@ void nn_sgd_step(const nn_sgd *o, size_t n, float *w, const float *g, float *vel
 /* Cosine schedule with linear warm-up: lr at step t of total. */
 float nn_cosine_lr(float base, float min_lr, int64_t t, int64_t warmup, int64_t total);
 
+/* ==== networks: a graph of layers, its weights, and runs over batches ====
+ *
+ * An nn_net owns the layer list and every parameter (weights, gradients,
+ * batch-norm running statistics). Nodes are added in execution order and
+ * each reads the output of an earlier node (or NN_INPUT, the network input),
+ * so a residual block is just an ADD of two earlier nodes. Node outputs are
+ * per-sample shapes (n = 1); a GAP output is (c, 1, 1) and a DENSE output
+ * (out, 1, 1), so "flatten" needs no node of its own.
+ *
+ * An nn_run owns the activations of one batch through one net. Forward in
+ * inference mode only reads the net, so several threads may each drive their
+ * own nn_run over one shared net at once. Training (forward with train=true,
+ * then backward) writes the net's gradients and running statistics: one run
+ * at a time.
+ *
+ * Nodes below the net's frozen boundary are fixed: no gradients, batch norm
+ * uses running statistics, and backward stops there. */
+#define NN_INPUT (-1)
+typedef enum { NN_OP_CONV, NN_OP_BN, NN_OP_ACT, NN_OP_ADD, NN_OP_GAP, NN_OP_DENSE, NN_OP_DROPOUT } nn_op;
+
+typedef struct nn_net nn_net;
+typedef struct nn_run nn_run;
+
+/* A read-only description of one node, for saving and comparing graphs. */
+typedef struct {
+    nn_op op;
+    int in, in2;         /* producer node(s); in2 only for ADD */
+    nn_conv conv;        /* CONV */
+    bool bias;           /* CONV, DENSE */
+    nn_act act;          /* ACT */
+    float eps, momentum; /* BN */
+    float p;             /* DROPOUT */
+    int units;           /* DENSE */
+} nn_node;
+
+/* A trainable tensor with its gradient (both owned by the net). */
+typedef struct {
+    float *w, *g;
+    size_t n;
+    bool decay;          /* weight decay applies (weights yes, biases/BN no) */
+} nn_param;
+
+nn_net *nn_net_new(int c, int h, int w);  /* NULL when out of memory */
+void nn_net_free(nn_net *net);
+/* Append a node; returns its index, or -1 when the description does not fit
+ * its input (wrong channel count, bad indices, zero sizes) or memory ran out.
+ * New parameters are zero, except batch-norm gamma and running variance (1). */
+int nn_net_add(nn_net *net, const nn_node *node);
+int nn_net_count(const nn_net *net);
+const nn_node *nn_net_node(const nn_net *net, int i);
+nn_shape nn_net_shape(const nn_net *net, int i);   /* output of node i (n = 1); NN_INPUT = input */
+/* Parameter slot k of node i (CONV/DENSE: 0 weights, 1 bias; BN: 0 gamma,
+ * 1 beta, 2 running mean, 3 running variance); NULL if none. */
+float *nn_net_tensor(nn_net *net, int i, int k, size_t *count);
+/* Drop nodes from index `count` on. */
+void nn_net_truncate(nn_net *net, int count);
+void nn_net_set_frozen(nn_net *net, int first_trainable);
+int nn_net_frozen(const nn_net *net);
+/* He-initialise every trainable CONV/DENSE weight (biases stay zero). */
+void nn_net_init(nn_net *net, nn_rng *r);
+/* Trainable tensors in a stable order; returns how many (fills ≤ max). */
+size_t nn_net_params(nn_net *net, nn_param *out, size_t max);
+void nn_net_zero_grad(nn_net *net);
+/* Multiply-adds per sample of one forward pass (for GFLOP/s figures). */
+double nn_net_macs(const nn_net *net);
+
+nn_run *nn_run_new(void);
+void nn_run_free(nn_run *run);
+/* Forward a batch of n samples x (n × input shape, NCHW) through nodes
+ * [0, upto) (upto ≤ 0: all). Returns the last computed node's output
+ * (n × its shape), owned by the run and valid until the next call, or NULL
+ * when memory ran out. train: batch statistics and dropout (rng needed). */
+const float *nn_run_forward(nn_run *run, nn_net *net, int n, const float *x, bool train, nn_rng *rng, int upto);
+/* Output of node i from the last forward (n × shape), or NULL. */
+const float *nn_run_output(const nn_run *run, int i);
+/* Backward from the gradient of the last forward's final output
+ * (n × its shape); accumulates into the net's gradients. Returns false when
+ * memory ran out. */
+bool nn_run_backward(nn_run *run, nn_net *net, const float *dout);
+
 #endif
