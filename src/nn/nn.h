@@ -21,6 +21,8 @@
 #include <stdint.h>
 #include <stdbool.h>
 
+#include "core/core.h"
+
 typedef struct { int n, c, h, w; } nn_shape;
 
 static inline size_t nn_count(nn_shape s) { return (size_t)s.n * s.c * s.h * s.w; }
@@ -193,5 +195,21 @@ const float *nn_run_output(const nn_run *run, int i);
  * (n × its shape); accumulates into the net's gradients. Returns false when
  * memory ran out. */
 bool nn_run_backward(nn_run *run, nn_net *net, const float *dout);
+
+/* ==== TensorFlow Lite import ====
+ * Build a float network from a .tflite flatbuffer of the MobileNet family
+ * (CONV_2D, DEPTHWISE_CONV_2D, ADD, whole-map AVERAGE_POOL_2D/MEAN,
+ * FULLY_CONNECTED; RESHAPE/SOFTMAX/(DE)QUANTIZE pass through), dequantising
+ * uint8/int8 weights (per tensor or per channel). Fused ReLU/ReLU6 become ACT
+ * nodes. The network outputs logits (no softmax). Input is NCHW float: a
+ * pixel byte p becomes in_scale · (p − in_zero). Bytes are borrowed; *net
+ * is the caller's (nn_net_free). Anything else is refused with a message. */
+typedef struct {
+    int height, width;     /* input size */
+    float in_scale, in_zero;
+    int features;          /* node of the pooled features, -1 if none */
+    int output;            /* node of the logits */
+} nn_tflite_info;
+core_status nn_tflite_read(const uint8_t *bytes, size_t len, nn_net **net, nn_tflite_info *info, core_error *err);
 
 #endif
