@@ -212,4 +212,25 @@ typedef struct {
 } nn_tflite_info;
 core_status nn_tflite_read(const uint8_t *bytes, size_t len, nn_net **net, nn_tflite_info *info, core_error *err);
 
+/* ==== model files ====
+ * One network, its weights, a JSON metadata object (must hold "classes":
+ * one name per network output; the rest — triage levels, preprocessing — is
+ * the caller's), and a SHA-256 over everything. A model may be built on a
+ * backbone it does not contain: the TFLite file named by `file` (looked up
+ * in backbone_dir, its SHA-256 checked) supplies the first `nodes` nodes,
+ * whose descriptions must match the ones saved. Loading refuses, with a
+ * message, a wrong magic, version (CORE_ERR_VERSION), checksum, header,
+ * layer, weight count, non-finite weight, or backbone. *net and *meta (a
+ * JSON text) are the caller's to free. */
+typedef struct {
+    const char *file;   /* file name only, no directory */
+    uint8_t sha256[32];
+    int nodes;
+} nn_backbone;
+core_status nn_model_save(const char *path, nn_net *net, const char *meta_json, const nn_backbone *backbone,
+                          core_error *err);
+core_status nn_model_parse(const uint8_t *bytes, size_t len, const char *backbone_dir, nn_net **net, char **meta_json,
+                           core_error *err);
+core_status nn_model_load(const char *path, const char *backbone_dir, nn_net **net, char **meta_json, core_error *err);
+
 #endif
