@@ -8,5 +8,7 @@ int cli_serve(int argc, char **argv);
 int cli_admin(int argc, char **argv);
 int cli_keygen(int argc, char **argv);
 int cli_ledger(int argc, char **argv);
+int cli_train(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 
 #endif

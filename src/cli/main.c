@@ -14,6 +14,8 @@ static void usage(FILE *f) {
             "  admin    operator tasks: create-user, list-users\n"
             "  ledger   ledger tools: verify, proof, verify-proof\n"
             "  keygen   create a node, admin or organisation key file\n"
+            "  train    train the screening model on ../shared/data\n"
+            "  eval     evaluate the screening model on held-out images\n"
             "\n"
             "caresync <command> --help shows the options of a command.\n"
             "caresync --version prints the version.\n");
@@ -32,6 +34,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "admin") == 0) return cli_admin(argc - 1, argv + 1);
     if (strcmp(argv[1], "ledger") == 0) return cli_ledger(argc - 1, argv + 1);
     if (strcmp(argv[1], "keygen") == 0) return cli_keygen(argc - 1, argv + 1);
+    if (strcmp(argv[1], "train") == 0) return cli_train(argc - 1, argv + 1);
+    if (strcmp(argv[1], "eval") == 0) return cli_eval(argc - 1, argv + 1);
     fprintf(stderr, "caresync: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

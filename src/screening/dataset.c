@@ -1,0 +1,123 @@
+/* Data sets: the index.csv of each folder under ../shared/data, turned into
+ * items with a fine class, a condition and a train/test flag. */
+#include "screening/screening.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const sets[] = {"skin-infections-8", "isic-melanoma-10k", "dermnetnz"};
+
+int screening_set_count(void) { return (int)(sizeof sets / sizeof sets[0]); }
+const char *screening_set_name(int i) { return i >= 0 && i < screening_set_count() ? sets[i] : NULL; }
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+static int fine_index(screening_dataset *ds, const char *set, const char *cls, int si) {
+    char name[256];
+    snprintf(name, sizeof name, "%s/%s", set, cls);
+    for (int i = 0; i < ds->fine_count; i++)
+        if (!strcmp(ds->fine_names[i], name)) return i;
+    char **n = realloc(ds->fine_names, (size_t)(ds->fine_count + 1) * sizeof *n);
+    if (!n) return -1;
+    ds->fine_names = n;
+    int *c = realloc(ds->fine_condition, (size_t)(ds->fine_count + 1) * sizeof *c);
+    if (!c) return -1;
+    ds->fine_condition = c;
+    if (!(n[ds->fine_count] = strdup(name))) return -1;
+    c[ds->fine_count] = screening_condition_of(sets[si], cls);
+    return ds->fine_count++;
+}
+
+/* Split a CSV line in place (no quoting in these indexes). */
+static int fields(char *line, char **f, int max) {
+    int n = 0;
+    line[strcspn(line, "\r\n")] = 0;
+    for (char *p = line; n < max;) {
+        f[n++] = p;
+        char *c = strchr(p, ',');
+        if (!c) break;
+        *c = 0;
+        p = c + 1;
+    }
+    return n;
+}
+
+core_status screening_dataset_load(const char *data_dir, screening_dataset *ds, core_error *err) {
+    memset(ds, 0, sizeof *ds);
+    size_t cap = 0;
+    int found = 0;
+    for (int si = 0; si < screening_set_count(); si++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s/index.csv", data_dir, sets[si]);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        found++;
+        char line[2048], *col[8];
+        if (!fgets(line, sizeof line, f)) {
+            fclose(f);
+            continue;
+        }
+        int nh = fields(line, col, 8), ci = -1, pi = -1, si_split = -1, mi = -1;
+        for (int k = 0; k < nh; k++) {
+            if (!strcmp(col[k], "path")) pi = k;
+            if (!strcmp(col[k], "class")) ci = k;
+            if (!strcmp(col[k], "split")) si_split = k;
+            if (!strcmp(col[k], "source_md5")) mi = k;
+        }
+        if (pi < 0 || ci < 0 || (si_split < 0 && mi < 0)) {
+            fclose(f);
+            screening_dataset_free(ds);
+            return core_fail(err, CORE_ERR_INVALID, "data", "%s lacks path/class/split columns", path);
+        }
+        while (fgets(line, sizeof line, f)) {
+            int n = fields(line, col, 8);
+            if (n < nh) continue;
+            if (ds->count == cap) {
+                cap = cap ? cap * 2 : 4096;
+                screening_item *it = realloc(ds->items, cap * sizeof *it);
+                if (!it) goto nomem;
+                ds->items = it;
+            }
+            screening_item *it = &ds->items[ds->count];
+            int fi = fine_index(ds, sets[si], col[ci], si);
+            char full[4096];
+            snprintf(full, sizeof full, "%s/%s/%s", data_dir, sets[si], col[pi]);
+            if (fi < 0 || !(it->path = strdup(full))) goto nomem;
+            it->set = si;
+            it->fine = fi;
+            it->condition = ds->fine_condition[fi];
+            if (si_split >= 0) {
+                it->test = !strcmp(col[si_split], "test");
+            } else {
+                int hi = hexval(col[mi][0]), lo = hexval(col[mi][1]);
+                it->test = hi >= 0 && lo >= 0 && hi * 16 + lo < 0x33;
+            }
+            ds->count++;
+            continue;
+        nomem:
+            fclose(f);
+            screening_dataset_free(ds);
+            return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory reading %s", path);
+        }
+        fclose(f);
+    }
+    if (!found || !ds->count) {
+        screening_dataset_free(ds);
+        return core_fail(err, CORE_ERR_NOT_FOUND, "data", "no data set index found under %s", data_dir);
+    }
+    return CORE_OK;
+}
+
+void screening_dataset_free(screening_dataset *ds) {
+    for (size_t i = 0; i < ds->count; i++) free(ds->items[i].path);
+    for (int i = 0; i < ds->fine_count; i++) free(ds->fine_names[i]);
+    free(ds->items);
+    free(ds->fine_names);
+    free(ds->fine_condition);
+    memset(ds, 0, sizeof *ds);
+}

@@ -1,0 +1,195 @@
+/* Image features from the pretrained backbone: decode → centre square →
+ * 224 px → scaled pixels → MobileNetV2 up to its pooled 1280-d features.
+ * Extraction over a data set runs on worker threads (one nn_run each, BLAS
+ * single-threaded: two images at once use two cores better than one image
+ * split across two) and is cached on disk, keyed by the item list. */
+#include "screening/screening.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "vision/vision.h"
+
+struct screening_backbone {
+    nn_net *net;
+    nn_tflite_info info;
+    char file[256];
+    uint8_t sha256[32];
+};
+
+core_status screening_backbone_open(const char *dir, const char *file, screening_backbone **out, core_error *err) {
+    *out = NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    char *bytes;
+    size_t len;
+    if (core_read_file(path, &bytes, &len, NULL) != CORE_OK)
+        return core_fail(err, CORE_ERR_NOT_FOUND, "models", "the backbone %s was not found", path);
+    screening_backbone *bb = calloc(1, sizeof *bb);
+    if (!bb) {
+        free(bytes);
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
+    cs_crypto_sha256(bb->sha256, bytes, len);
+    snprintf(bb->file, sizeof bb->file, "%s", file);
+    core_status rc = nn_tflite_read((uint8_t *)bytes, len, &bb->net, &bb->info, err);
+    free(bytes);
+    if (!rc && bb->info.features < 0) rc = core_fail(err, CORE_ERR_INVALID, "models", "%s has no pooled features", file);
+    if (rc) {
+        screening_backbone_free(bb);
+        return rc;
+    }
+    *out = bb;
+    return CORE_OK;
+}
+
+void screening_backbone_free(screening_backbone *bb) {
+    if (!bb) return;
+    nn_net_free(bb->net);
+    free(bb);
+}
+
+int screening_backbone_dim(const screening_backbone *bb) { return nn_net_shape(bb->net, bb->info.features).c; }
+
+core_status screening_preprocess(const screening_backbone *bb, const uint8_t *rgb, int w, int h, int flip, float *out,
+                                 core_error *err) {
+    vision_image in = {w, h, (uint8_t *)rgb}, sq;
+    int side = bb->info.height;
+    core_status rc = vision_center_square(&in, side, &sq, err);
+    if (rc) return rc;
+    size_t hw = (size_t)side * side;
+    for (int y = 0; y < side; y++)
+        for (int x = 0; x < side; x++) {
+            const uint8_t *p = sq.rgb + ((size_t)y * side + (flip ? side - 1 - x : x)) * 3;
+            for (int c = 0; c < 3; c++)
+                out[c * hw + (size_t)y * side + x] = bb->info.in_scale * ((float)p[c] - bb->info.in_zero);
+        }
+    vision_image_free(&sq);
+    return CORE_OK;
+}
+
+typedef struct {
+    screening_backbone *bb;
+    const screening_dataset *ds;
+    int views, dim;
+    float *feats;
+    atomic_size_t next;
+    atomic_int failed;
+    core_error err;
+    pthread_mutex_t lock;
+} job;
+
+static void *worker(void *arg) {
+    job *j = arg;
+    nn_run *run = nn_run_new();
+    int side = j->bb->info.height;
+    float *x = malloc((size_t)3 * side * side * sizeof(float));
+    vision_limits lim;
+    vision_limits_defaults(&lim);
+    lim.min_side = 64;
+    lim.target_short_side = side;
+    for (size_t i; run && x && !atomic_load(&j->failed) && (i = atomic_fetch_add(&j->next, 1)) < j->ds->count;) {
+        core_error e = {0};
+        char *bytes = NULL;
+        size_t len;
+        vision_image img = {0};
+        core_status rc = core_read_file(j->ds->items[i].path, &bytes, &len, &e);
+        if (!rc) rc = vision_decode((uint8_t *)bytes, len, &lim, &img, NULL, NULL, &e);
+        free(bytes);
+        for (int v = 0; !rc && v < j->views; v++) {
+            rc = screening_preprocess(j->bb, img.rgb, img.width, img.height, v, x, &e);
+            const float *y = rc ? NULL : nn_run_forward(run, j->bb->net, 1, x, false, NULL, j->bb->info.features + 1);
+            if (!rc && !y) rc = core_fail(&e, CORE_ERR_NOMEM, NULL, "out of memory");
+            if (!rc) memcpy(j->feats + (i * (size_t)j->views + (size_t)v) * (size_t)j->dim, y, (size_t)j->dim * 4);
+        }
+        vision_image_free(&img);
+        if (rc) {
+            pthread_mutex_lock(&j->lock);
+            if (!atomic_load(&j->failed)) {
+                j->err = e;
+                snprintf(j->err.field, sizeof j->err.field, "data");
+                size_t l = strlen(j->err.message);
+                snprintf(j->err.message + l, sizeof j->err.message - l, " (%s)", j->ds->items[i].path);
+            }
+            atomic_store(&j->failed, 1);
+            pthread_mutex_unlock(&j->lock);
+        }
+    }
+    if (!run || !x) atomic_store(&j->failed, 1);
+    free(x);
+    nn_run_free(run);
+    return NULL;
+}
+
+/* Cache key: backbone hash, views, and every item path in order. */
+static void cache_key(const screening_backbone *bb, const screening_dataset *ds, int views, uint8_t key[32]) {
+    uint8_t acc[32];
+    memcpy(acc, bb->sha256, 32);
+    acc[0] ^= (uint8_t)views;
+    for (size_t i = 0; i < ds->count; i++) cs_crypto_sha256_2(acc, acc, 32, ds->items[i].path, strlen(ds->items[i].path));
+    memcpy(key, acc, 32);
+}
+
+core_status screening_extract(screening_backbone *bb, const screening_dataset *ds, int views, int threads,
+                              const char *cache_path, float **feats, core_error *err) {
+    int dim = screening_backbone_dim(bb);
+    size_t total = ds->count * (size_t)views * (size_t)dim;
+    *feats = NULL;
+    uint8_t key[32];
+    cache_key(bb, ds, views, key);
+    if (cache_path) {
+        FILE *f = fopen(cache_path, "rb");
+        uint8_t got[32];
+        if (f && fread(got, 1, 32, f) == 32 && !memcmp(got, key, 32)) {
+            float *buf = malloc(total * sizeof(float));
+            if (buf && fread(buf, sizeof(float), total, f) == total) {
+                fclose(f);
+                *feats = buf;
+                return CORE_OK;
+            }
+            free(buf);
+        }
+        if (f) fclose(f);
+    }
+    job j = {.bb = bb, .ds = ds, .views = views, .dim = dim};
+    j.feats = malloc(total * sizeof(float));
+    if (!j.feats) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory for features");
+    pthread_mutex_init(&j.lock, NULL);
+    int saved = nn_threads();
+    nn_set_threads(1);
+    if (threads < 1) threads = 1;
+    pthread_t t[16];
+    int started = 0;
+    for (int k = 0; k < threads && k < 16; k++)
+        if (pthread_create(&t[k], NULL, worker, &j) == 0) started++;
+    for (int k = 0; k < started; k++) pthread_join(t[k], NULL);
+    nn_set_threads(saved);
+    pthread_mutex_destroy(&j.lock);
+    if (!started || atomic_load(&j.failed)) {
+        free(j.feats);
+        if (err) *err = j.err;
+        return started && j.err.code ? j.err.code : core_fail(err, CORE_ERR_NOMEM, NULL, "feature extraction failed");
+    }
+    if (cache_path) {
+        char tmp[4200];
+        snprintf(tmp, sizeof tmp, "%s.tmp", cache_path);
+        FILE *f = fopen(tmp, "wb");
+        bool ok = f && fwrite(key, 1, 32, f) == 32 && fwrite(j.feats, sizeof(float), total, f) == total;
+        if (f && fclose(f) != 0) ok = false;
+        if (!ok || rename(tmp, cache_path) != 0) remove(tmp); /* a cache is optional */
+    }
+    *feats = j.feats;
+    return CORE_OK;
+}
+
+nn_net *screening_backbone_net(screening_backbone *bb, int *features, nn_backbone *ref) {
+    *features = bb->info.features;
+    ref->file = bb->file;
+    memcpy(ref->sha256, bb->sha256, 32);
+    ref->nodes = nn_net_count(bb->net);
+    return bb->net;
+}

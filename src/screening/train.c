@@ -1,0 +1,381 @@
+/* Training and evaluation of the screening head.
+ *
+ * The backbone is frozen, so its features are computed once per image and
+ * view (cached) and the head — dense → ReLU → dropout → dense over every
+ * fine class — trains on them in seconds per epoch. A tenth of the training
+ * images (by a hash of the path, so it is stable) is held back to fit the
+ * softmax temperature; the test images are never seen before evaluation.
+ *
+ * The saved model is the whole network: the backbone's nodes (referenced,
+ * not stored) with the head appended reading the pooled features, so the
+ * service runs one forward pass and also gets the ImageNet logits (used to
+ * notice photos that are not of skin). */
+#include "screening/screening.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+
+#define BACKBONE_FILE "mobilenet_v2_1.0_224_quant.tflite"
+
+void screening_train_defaults(screening_train_opts *o) {
+    *o = (screening_train_opts){.seed = 20261125, .epochs = 30, .hidden = 512, .batch = 64, .lr = 1e-3f,
+                                .weight_decay = 1e-2f, .dropout = 0.3f, .smoothing = 0.1f, .views = 2, .threads = 2};
+}
+
+static bool held_back(const char *path) {
+    uint8_t h[32];
+    cs_crypto_sha256(h, path, strlen(path));
+    return h[0] % 10 == 0;
+}
+
+static nn_net *head_new(int dim, int hidden, float dropout, int k) {
+    nn_net *h = nn_net_new(dim, 1, 1);
+    nn_node n[] = {{.op = NN_OP_DENSE, .in = NN_INPUT, .units = hidden, .bias = true},
+                   {.op = NN_OP_ACT, .in = 0, .act = NN_RELU},
+                   {.op = NN_OP_DROPOUT, .in = 1, .p = dropout},
+                   {.op = NN_OP_DENSE, .in = 2, .units = k, .bias = true}};
+    for (size_t i = 0; h && i < 4; i++)
+        if (nn_net_add(h, &n[i]) != (int)i) {
+            nn_net_free(h);
+            return NULL;
+        }
+    return h;
+}
+
+/* Logits of rows (feature vectors) through the head, in batches. */
+static float *head_logits(nn_net *head, const float *feats, const size_t *rows, size_t n, int dim, int k) {
+    float *out = malloc((n ? n : 1) * (size_t)k * sizeof(float)), *x = malloc(256 * (size_t)dim * sizeof(float));
+    nn_run *run = nn_run_new();
+    for (size_t i = 0; out && x && run && i < n; i += 256) {
+        size_t b = n - i < 256 ? n - i : 256;
+        for (size_t j = 0; j < b; j++) memcpy(x + j * dim, feats + rows[i + j] * (size_t)dim, (size_t)dim * 4);
+        const float *y = nn_run_forward(run, head, (int)b, x, false, NULL, 0);
+        if (!y) {
+            free(out);
+            out = NULL;
+            break;
+        }
+        memcpy(out + i * k, y, b * (size_t)k * 4);
+    }
+    nn_run_free(run);
+    free(x);
+    return out;
+}
+
+static void softmax_t(const float *logits, size_t n, int k, float t, float *probs) {
+    float *tmp = malloc((size_t)k * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        for (int c = 0; c < k; c++) tmp[c] = logits[i * k + c] / t;
+        nn_softmax(1, k, tmp, probs + i * k);
+    }
+    free(tmp);
+}
+
+/* The temperature minimising the held-back negative log-likelihood. */
+static float fit_temperature(const float *logits, const int *label, size_t n, int k) {
+    float best_t = 1, best = INFINITY, *p = malloc((n ? n : 1) * (size_t)k * sizeof(float));
+    for (float t = 0.5f; t <= 5.0f; t += 0.02f) {
+        softmax_t(logits, n, k, t, p);
+        double nll = 0;
+        for (size_t i = 0; i < n; i++) nll -= log(fmax(p[i * k + label[i]], 1e-12));
+        if (nll < best) best = (float)nll, best_t = t;
+    }
+    free(p);
+    return best_t;
+}
+
+/* The evaluation report over the test items of every set. */
+static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *head, const float *feats, int views,
+                     int dim, float temp, float unsure_below) {
+    int k = ds->fine_count, nc = screening_condition_count();
+    const char *cnames[32];
+    for (int c = 0; c < nc; c++) cnames[c] = screening_condition_at(c)->code;
+    for (int s = 0; s < screening_set_count(); s++) {
+        size_t n = 0;
+        size_t *rows = malloc(ds->count * sizeof *rows);
+        for (size_t i = 0; i < ds->count; i++)
+            if (ds->items[i].set == s && ds->items[i].test) rows[n++] = i * (size_t)views;
+        if (!n) {
+            free(rows);
+            continue;
+        }
+        float *lg = head_logits(head, feats, rows, n, dim, k);
+        float *p1 = malloc(n * (size_t)k * 4), *pt = malloc(n * (size_t)k * 4);
+        softmax_t(lg, n, k, 1.0f, p1);
+        softmax_t(lg, n, k, temp, pt);
+        /* (a) within the set: its own classes, probabilities renormalised. */
+        int local[256], nl = 0;
+        for (int c = 0; c < k && nl < 256; c++)
+            if (!strncmp(ds->fine_names[c], screening_set_name(s), strlen(screening_set_name(s)))) local[nl++] = c;
+        float *q1 = malloc(n * (size_t)nl * 4), *qt = malloc(n * (size_t)nl * 4);
+        int *lab = malloc(n * sizeof *lab);
+        const char *lnames[256];
+        for (int c = 0; c < nl; c++) lnames[c] = strchr(ds->fine_names[local[c]], '/') + 1;
+        for (size_t i = 0; i < n; i++) {
+            double s1 = 0, st = 0;
+            for (int c = 0; c < nl; c++) s1 += p1[i * k + local[c]], st += pt[i * k + local[c]];
+            for (int c = 0; c < nl; c++) {
+                q1[i * nl + c] = (float)(p1[i * k + local[c]] / s1);
+                qt[i * nl + c] = (float)(pt[i * k + local[c]] / st);
+                if (local[c] == ds->items[rows[i] / views].fine) lab[i] = c;
+            }
+        }
+        char title[200];
+        snprintf(title, sizeof title, "%s — its own %d classes", screening_set_name(s), nl);
+        screening_metrics_report(t, title, q1, qt, lab, n, nl, lnames, NULL);
+        /* (b) the product's view: conditions, over the whole model. */
+        float *g1 = calloc(n * (size_t)nc, 4), *gt = calloc(n * (size_t)nc, 4);
+        size_t unsure = 0;
+        for (size_t i = 0; i < n; i++) {
+            float top = 0;
+            for (int c = 0; c < k; c++) {
+                g1[i * nc + ds->fine_condition[c]] += p1[i * k + c];
+                gt[i * nc + ds->fine_condition[c]] += pt[i * k + c];
+            }
+            for (int c = 0; c < nc; c++) top = fmaxf(top, gt[i * nc + c]);
+            unsure += top < unsure_below;
+            lab[i] = ds->items[rows[i] / views].condition;
+        }
+        snprintf(title, sizeof title, "%s — conditions (what the product shows)", screening_set_name(s));
+        screening_metrics_report(t, title, g1, gt, lab, n, nc, cnames, NULL);
+        screening_text_printf(t, "\n\"unsure — please see a professional\" (top condition < %.2f): %zu of %zu (%.1f%%)\n",
+                              unsure_below, unsure, n, 100.0 * unsure / n);
+        free(q1), free(qt), free(lab), free(g1), free(gt), free(p1), free(pt), free(lg), free(rows);
+    }
+}
+
+static char *meta_json(const screening_dataset *ds, float temp, int features, int imagenet, int head_first,
+                       const screening_train_opts *o, float in_scale, float in_zero, int size, float unsure_below) {
+    json_t *classes = json_array(), *fc = json_array(), *conds = json_array();
+    for (int c = 0; c < ds->fine_count; c++) {
+        json_array_append_new(classes, json_string(ds->fine_names[c]));
+        json_array_append_new(fc, json_integer(ds->fine_condition[c]));
+    }
+    for (int c = 0; c < screening_condition_count(); c++) {
+        const screening_condition *sc = screening_condition_at(c);
+        json_array_append_new(conds, json_pack("{s:s, s:s, s:s}", "code", sc->code, "name", sc->name, "triage",
+                                               screening_triage_code(sc->triage)));
+    }
+    json_t *m = json_pack("{s:o, s:o, s:o, s:f, s:i, s:i, s:i, s:f, s:{s:i, s:f, s:f, s:s}, s:{s:I, s:i, s:i, s:f, "
+                          "s:f, s:f, s:f, s:i}}",
+                          "classes", classes, "fine_condition", fc, "conditions", conds, "temperature", (double)temp,
+                          "features_node", features, "imagenet_node", imagenet, "head_first", head_first,
+                          "unsure_below", (double)unsure_below, "input", "size", size, "scale", (double)in_scale,
+                          "zero", (double)in_zero, "crop", "centre square", "train", "seed", (json_int_t)o->seed,
+                          "epochs", o->epochs, "hidden", o->hidden, "lr", (double)o->lr, "weight_decay",
+                          (double)o->weight_decay, "dropout", (double)o->dropout, "smoothing", (double)o->smoothing,
+                          "views", o->views);
+    char *s = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    return s;
+}
+
+core_status screening_train(const char *data_dir, const char *models_dir, const char *out_path,
+                            const screening_train_opts *o, const char *cache_dir, char **report, core_error *err) {
+    *report = NULL;
+    screening_dataset ds;
+    core_status rc = screening_dataset_load(data_dir, &ds, err);
+    if (rc) return rc;
+    screening_backbone *bb = NULL;
+    float *feats = NULL;
+    nn_net *head = NULL;
+    size_t *tr = NULL, *va = NULL;
+    int *va_lab = NULL;
+    float *va_log = NULL, *cw = NULL;
+    nn_param ps[8];
+    float *m[8] = {0}, *v[8] = {0};
+    screening_text t = {0};
+    if ((rc = screening_backbone_open(models_dir, BACKBONE_FILE, &bb, err))) goto done;
+    char cache[4096];
+    if (cache_dir) snprintf(cache, sizeof cache, "%s/features-v%d.bin", cache_dir, o->views);
+    if ((rc = screening_extract(bb, &ds, o->views, o->threads, cache_dir ? cache : NULL, &feats, err))) goto done;
+    int dim = screening_backbone_dim(bb), k = ds.fine_count;
+    /* Rows: every view of the training images; the held-back tenth (view 0) for the temperature. */
+    size_t ntr = 0, nva = 0;
+    tr = malloc(ds.count * (size_t)o->views * sizeof *tr);
+    va = malloc(ds.count * sizeof *va);
+    size_t *count = calloc((size_t)k, sizeof *count);
+    for (size_t i = 0; i < ds.count; i++) {
+        if (ds.items[i].test) continue;
+        if (held_back(ds.items[i].path)) {
+            va[nva++] = i * (size_t)o->views;
+        } else {
+            for (int w = 0; w < o->views; w++) tr[ntr++] = i * (size_t)o->views + (size_t)w;
+            count[ds.items[i].fine]++;
+        }
+    }
+    /* Class weights ∝ 1/√frequency, mean 1: the ten thousand ISIC images
+     * must not drown the 40-image DermNet topics, nor the reverse. */
+    cw = malloc((size_t)k * sizeof *cw);
+    double wsum = 0;
+    for (int c = 0; c < k; c++) wsum += cw[c] = count[c] ? 1.0f / sqrtf((float)count[c]) : 0;
+    for (int c = 0; c < k; c++) cw[c] = (float)(cw[c] * k / wsum);
+    free(count);
+    nn_set_threads(o->threads);
+    nn_rng rng;
+    nn_rng_seed(&rng, o->seed);
+    if (!(head = head_new(dim, o->hidden, o->dropout, k))) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        goto done;
+    }
+    nn_net_init(head, &rng);
+    size_t np = nn_net_params(head, ps, 8);
+    for (size_t p = 0; p < np; p++) m[p] = calloc(ps[p].n, 4), v[p] = calloc(ps[p].n, 4);
+    nn_adamw opt;
+    nn_adamw_init(&opt, o->lr, o->weight_decay);
+    int B = o->batch;
+    float *x = malloc((size_t)B * dim * 4), *dl = malloc((size_t)B * k * 4);
+    int32_t *y = malloc((size_t)B * sizeof *y);
+    nn_run *run = nn_run_new();
+    int64_t steps = (int64_t)o->epochs * (int64_t)((ntr + B - 1) / B), step = 0;
+    for (int ep = 0; ep < o->epochs; ep++) {
+        for (size_t i = ntr; i > 1; i--) { /* Fisher–Yates with the seeded generator */
+            size_t j = nn_rng_next(&rng) % i, tmp = tr[i - 1];
+            tr[i - 1] = tr[j], tr[j] = tmp;
+        }
+        double loss = 0;
+        for (size_t i = 0; i < ntr; i += (size_t)B, step++) {
+            int b = (int)(ntr - i < (size_t)B ? ntr - i : (size_t)B);
+            for (int j = 0; j < b; j++) {
+                memcpy(x + (size_t)j * dim, feats + tr[i + j] * (size_t)dim, (size_t)dim * 4);
+                y[j] = ds.items[tr[i + j] / o->views].fine;
+            }
+            const float *lo = nn_run_forward(run, head, b, x, true, &rng, 0);
+            loss += nn_softmax_ce(b, k, lo, y, o->smoothing, cw, dl, NULL) * b;
+            nn_net_zero_grad(head);
+            nn_run_backward(run, head, dl);
+            opt.lr = nn_cosine_lr(o->lr, o->lr * 0.01f, step, steps / 20, steps);
+            nn_adamw_tick(&opt);
+            for (size_t p = 0; p < np; p++) nn_adamw_step(&opt, ps[p].n, ps[p].w, ps[p].g, m[p], v[p], ps[p].decay);
+        }
+        if (ep == 0 || ep == o->epochs - 1 || (ep + 1) % 10 == 0)
+            screening_text_printf(&t, "epoch %d: training loss %.4f\n", ep + 1, loss / (double)ntr);
+    }
+    nn_run_free(run);
+    free(x), free(dl), free(y);
+    /* Temperature on the held-back tenth. */
+    va_log = head_logits(head, feats, va, nva, dim, k);
+    va_lab = malloc((nva ? nva : 1) * sizeof *va_lab);
+    for (size_t i = 0; i < nva; i++) va_lab[i] = ds.items[va[i] / o->views].fine;
+    float temp = nva ? fit_temperature(va_log, va_lab, nva, k) : 1.0f;
+    const float unsure_below = 0.5f;
+    screening_text_printf(&t, "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f\n", ntr,
+                          o->views, nva, temp);
+    evaluate(&t, &ds, head, feats, o->views, dim, temp, unsure_below);
+    /* The whole network: backbone (referenced) + head on its pooled features. */
+    int features;
+    nn_backbone ref;
+    nn_net *net = screening_backbone_net(bb, &features, &ref);
+    int imagenet = nn_net_count(net) - 1, first = nn_net_count(net);
+    for (int i = 0; i < nn_net_count(head); i++) {
+        nn_node d = *nn_net_node(head, i);
+        d.in = d.in == NN_INPUT ? features : d.in + first;
+        if (nn_net_add(net, &d) < 0) {
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "cannot assemble the model");
+            goto done;
+        }
+        for (int s = 0; s < 4; s++) {
+            size_t a, b2;
+            float *src = nn_net_tensor(head, i, s, &a), *dst = nn_net_tensor(net, first + i, s, &b2);
+            if (src && dst && a == b2) memcpy(dst, src, a * 4);
+        }
+    }
+    nn_net_set_frozen(net, first);
+    char *meta = meta_json(&ds, temp, features, imagenet, first, o, 1.0f / 128, 128, 224, unsure_below);
+    rc = meta ? nn_model_save(out_path, net, meta, &ref, err) : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    free(meta);
+done:
+    for (int p = 0; p < 8; p++) free(m[p]), free(v[p]);
+    free(tr), free(va), free(va_lab), free(va_log), free(cw), free(feats);
+    nn_net_free(head);
+    screening_backbone_free(bb);
+    screening_dataset_free(&ds);
+    if (rc) {
+        free(t.buf);
+        return rc;
+    }
+    *report = t.buf;
+    return CORE_OK;
+}
+
+core_status screening_eval(const char *model_path, const char *data_dir, const char *models_dir, const char *cache_dir,
+                           int threads, char **report, core_error *err) {
+    *report = NULL;
+    nn_net *net = NULL, *head = NULL;
+    char *meta_text = NULL;
+    json_t *meta = NULL;
+    screening_backbone *bb = NULL;
+    float *feats = NULL;
+    screening_text t = {0};
+    screening_dataset ds;
+    core_status rc = screening_dataset_load(data_dir, &ds, err);
+    if (rc) return rc;
+    if ((rc = nn_model_load(model_path, models_dir, &net, &meta_text, err))) goto done;
+    meta = json_loads(meta_text, 0, NULL);
+    json_t *classes = json_object_get(meta, "classes");
+    double temp = json_number_value(json_object_get(meta, "temperature"));
+    double unsure = json_number_value(json_object_get(meta, "unsure_below"));
+    int first = (int)json_integer_value(json_object_get(meta, "head_first"));
+    int features = (int)json_integer_value(json_object_get(meta, "features_node"));
+    /* The data's classes must be the model's, in the same order. */
+    bool same = json_array_size(classes) == (size_t)ds.fine_count && temp > 0 && first > 0 && first < nn_net_count(net);
+    for (int c = 0; same && c < ds.fine_count; c++)
+        same = !strcmp(json_string_value(json_array_get(classes, (size_t)c)) ?: "", ds.fine_names[c]);
+    if (!same) {
+        rc = core_fail(err, CORE_ERR_INVALID, "model", "the model's classes or metadata do not match the data sets");
+        goto done;
+    }
+    if ((rc = screening_backbone_open(models_dir, BACKBONE_FILE, &bb, err))) goto done;
+    /* Reuse the training run's cache (both views) when there is one. */
+    char cache[4096];
+    int views = 1;
+    if (cache_dir) {
+        snprintf(cache, sizeof cache, "%s/features-v2.bin", cache_dir);
+        FILE *f = fopen(cache, "rb");
+        if (f) views = 2, fclose(f);
+        else snprintf(cache, sizeof cache, "%s/features-v1.bin", cache_dir);
+    }
+    if ((rc = screening_extract(bb, &ds, views, threads, cache_dir ? cache : NULL, &feats, err))) goto done;
+    /* The head alone, reading the cached features. */
+    int dim = screening_backbone_dim(bb);
+    head = nn_net_new(dim, 1, 1);
+    for (int i = first; head && i < nn_net_count(net); i++) {
+        nn_node d = *nn_net_node(net, i);
+        d.in = d.in == features ? NN_INPUT : d.in - first;
+        if (d.in < NN_INPUT || nn_net_add(head, &d) != i - first) {
+            rc = core_fail(err, CORE_ERR_INVALID, "model", "the model's head does not read the backbone features");
+            goto done;
+        }
+        for (int s = 0; s < 4; s++) {
+            size_t a, b;
+            float *src = nn_net_tensor(net, i, s, &a), *dst = nn_net_tensor(head, i - first, s, &b);
+            if (src && dst && a == b) memcpy(dst, src, a * 4);
+        }
+    }
+    if (!head) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        goto done;
+    }
+    nn_set_threads(threads);
+    screening_text_printf(&t, "model %s, temperature %.2f\n", model_path, temp);
+    evaluate(&t, &ds, head, feats, views, dim, (float)temp, (float)unsure);
+done:
+    json_decref(meta);
+    free(meta_text);
+    free(feats);
+    nn_net_free(net);
+    nn_net_free(head);
+    screening_backbone_free(bb);
+    screening_dataset_free(&ds);
+    if (rc) {
+        free(t.buf);
+        return rc;
+    }
+    *report = t.buf;
+    return CORE_OK;
+}
