@@ -41,6 +41,9 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "GET", "/api/ledger/proof/{txid}", api_ledger_proof);
     ok &= http_router_add(r, "GET", "/api/ledger/orgs", api_ledger_orgs);
     ok &= http_router_add(r, "GET", "/api/ledger/consistency", api_ledger_consistency);
+    /* A photo of up to 20 MB plus the multipart framing around it. */
+    ok &= http_router_add_upload(r, "POST", "/api/screenings", api_screenings_create, (20u << 20) + (64u << 10));
+    ok &= http_router_add(r, "GET", "/api/screenings/{id}", api_screenings_get);
     return ok;
 }
 

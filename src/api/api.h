@@ -10,6 +10,7 @@
 #include "http/http.h"
 #include "ledger/ledger.h"
 #include "regions/regions.h"
+#include "screening/screening.h"
 #include "store/store.h"
 
 /* Everything a handler needs; all borrowed, owned by the caller of api_register. */
@@ -20,6 +21,7 @@ typedef struct {
     regions *regs;
     ledger *led;
     const uint8_t *admin_sk; /* the ledger admin key (64 bytes): registers organisations */
+    screening_desk *desk;    /* screenings (model may be absent: answers 503) */
     double started; /* core_monotonic() at start, for uptime */
 } api_context;
 

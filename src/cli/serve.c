@@ -9,6 +9,7 @@
 
 #include "accounts/accounts.h"
 #include "api/api.h"
+#include "screening/screening.h"
 #include "cli/cli.h"
 #include "crypto/crypto.h"
 #include "http/http.h"
@@ -40,6 +41,11 @@ static void usage(FILE *f) {
             "  --genesis-rewards S,C,Y,D  tokens per contribution of screening, conditions, symptoms,\n"
             "                           demographics data (default 10,5,5,2); written into the genesis\n"
             "                           block of a new ledger, ignored for an existing one\n"
+            "  --model FILE             screening model (default the source tree's models/screening.csm;\n"
+            "                           missing: screening answers 503, everything else runs)\n"
+            "  --backbone-dir DIR       the model's pretrained backbone (default ../shared/models)\n"
+            "  --screenings-per-window N  photos per account per window (default 20)\n"
+            "  --screenings-window SECONDS  (default 600)\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n");
 }
 
@@ -55,7 +61,8 @@ int cli_serve(int argc, char **argv) {
     core_config cfg;
     core_config_defaults(&cfg);
     enum { O_HOST = 256, O_PORT, O_DATA, O_WEB, O_CERT, O_KEY, O_THREADS, O_BODY, O_TTL, O_FAIL, O_FAILIP,
-           O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH, O_BATCHMAX, O_REWARDS };
+           O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH, O_BATCHMAX, O_REWARDS, O_MODEL, O_BACKBONE,
+           O_SCREENS, O_SCREENWIN };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
         {"data-dir", required_argument, 0, O_DATA},    {"web-dir", required_argument, 0, O_WEB},
@@ -68,6 +75,9 @@ int cli_serve(int argc, char **argv) {
         {"node-key", required_argument, 0, O_NODEKEY}, {"admin-key", required_argument, 0, O_ADMINKEY},
         {"ledger-batch-ms", required_argument, 0, O_BATCH},
         {"ledger-batch-max", required_argument, 0, O_BATCHMAX}, {"genesis-rewards", required_argument, 0, O_REWARDS},
+        {"model", required_argument, 0, O_MODEL},      {"backbone-dir", required_argument, 0, O_BACKBONE},
+        {"screenings-per-window", required_argument, 0, O_SCREENS},
+        {"screenings-window", required_argument, 0, O_SCREENWIN},
         {0, 0, 0, 0},
     };
     long v = 0, batch_ms = 10, batch_max = 4096;
@@ -103,6 +113,10 @@ int cli_serve(int argc, char **argv) {
         case O_ADMINKEY: admin_key = optarg; break;
         case O_BATCH: ok = parse_int(optarg, 0, 10000, &batch_ms); break;
         case O_BATCHMAX: ok = parse_int(optarg, 1, 1000000, &batch_max); break;
+        case O_MODEL: cfg.model_path = optarg; break;
+        case O_BACKBONE: cfg.backbone_dir = optarg; break;
+        case O_SCREENS: ok = parse_int(optarg, 1, 1000000, &v); cfg.screen_per_window = (int)v; break;
+        case O_SCREENWIN: ok = parse_int(optarg, 1, 86400, &v); cfg.screen_window = (int)v; break;
         case O_REWARDS: {
             char buf[128], *save = NULL, *tok;
             snprintf(buf, sizeof buf, "%s", optarg);
@@ -138,6 +152,8 @@ int cli_serve(int argc, char **argv) {
     regions *regs = NULL;
     accounts *acc = NULL;
     http_router *router = NULL;
+    screening_model *model = NULL;
+    screening_desk *desk = NULL;
     http_server *srv = NULL;
     ledger *led = NULL;
     int status = 1;
@@ -171,13 +187,24 @@ int cli_serve(int argc, char **argv) {
     aopt.max_failures_ip = cfg.login_max_failures_ip;
     aopt.window = cfg.login_window;
     if (accounts_open(st, &aopt, &acc, &err)) goto out;
+    /* The screening model is optional: without it the rest of the service
+     * runs and screenings answer 503 model_unavailable. */
+    {
+        core_error merr = {0};
+        if (screening_model_load(cfg.model_path, cfg.backbone_dir, &model, &merr))
+            core_log(CORE_LOG_WARN, "screening disabled: %s", merr.message);
+        else
+            core_log(CORE_LOG_INFO, "screening model %s loaded (backbone from %s)", cfg.model_path, cfg.backbone_dir);
+        screening_desk_options dopt = {cfg.screen_per_window, cfg.screen_window, 3600};
+        if (screening_desk_new(model, &dopt, &desk, &err)) goto out;
+    }
     router = http_router_new();
     if (!router || !api_register(router)) {
         core_fail(&err, CORE_ERR_NOMEM, NULL, "cannot build the route table");
         goto out;
     }
     api_context ctx = {.cfg = &cfg, .st = st, .acc = acc, .regs = regs, .led = led, .admin_sk = lopt.admin_sk,
-                       .started = core_monotonic()};
+                       .desk = desk, .started = core_monotonic()};
     http_options hopt = {.host = cfg.host, .port = cfg.port, .threads = cfg.threads, .max_body = cfg.max_body,
                          .web_dir = cfg.web_dir, .tls_cert = cfg.tls_cert, .tls_key = cfg.tls_key};
     if (http_server_start(&hopt, router, &ctx, &srv, &err)) goto out;
@@ -210,6 +237,8 @@ out:
     cs_crypto_wipe(lopt.node_sk, sizeof lopt.node_sk);
     cs_crypto_wipe(lopt.admin_sk, sizeof lopt.admin_sk);
     http_router_free(router);
+    screening_desk_free(desk);
+    screening_model_free(model);
     accounts_close(acc);
     regions_free(regs);
     store_close(st);

@@ -7,6 +7,12 @@
 #ifndef CARESYNC_DEFAULT_WEB_DIR
 #define CARESYNC_DEFAULT_WEB_DIR "web"
 #endif
+#ifndef CARESYNC_DEFAULT_MODEL
+#define CARESYNC_DEFAULT_MODEL "models/screening.csm"
+#endif
+#ifndef CARESYNC_DEFAULT_BACKBONE_DIR
+#define CARESYNC_DEFAULT_BACKBONE_DIR "../shared/models"
+#endif
 #ifndef CARESYNC_ISO_CODES_DIR
 #define CARESYNC_ISO_CODES_DIR "/usr/share/iso-codes/json"
 #endif
@@ -27,4 +33,8 @@ void core_config_defaults(core_config *cfg) {
     cfg->login_max_failures = 5;
     cfg->login_max_failures_ip = 20;
     cfg->login_window = 15 * 60;
+    cfg->model_path = CARESYNC_DEFAULT_MODEL;
+    cfg->backbone_dir = CARESYNC_DEFAULT_BACKBONE_DIR;
+    cfg->screen_per_window = 20;
+    cfg->screen_window = 10 * 60;
 }

@@ -72,6 +72,10 @@ typedef struct {
     int login_max_failures;     /* per account within login_window */
     int login_max_failures_ip;  /* per client address within login_window */
     int login_window;           /* seconds */
+    const char *model_path;     /* screening model file (a missing one disables screening) */
+    const char *backbone_dir;   /* where the model's pretrained backbone is (../shared/models) */
+    int screen_per_window;      /* photos per account per screen_window */
+    int screen_window;          /* seconds */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

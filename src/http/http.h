@@ -25,6 +25,10 @@ http_router *http_router_new(void);
 void http_router_free(http_router *r);
 /* Returns false if the route table is full or the pattern is malformed. */
 bool http_router_add(http_router *r, const char *method, const char *pattern, http_handler fn);
+/* The same for a route taking large bodies (uploads): max_body replaces the
+ * server's default limit for it. */
+bool http_router_add_upload(http_router *r, const char *method, const char *pattern, http_handler fn,
+                            size_t max_body);
 
 typedef enum { HTTP_ROUTE_FOUND, HTTP_ROUTE_NO_PATH, HTTP_ROUTE_NO_METHOD } http_route_result;
 #define HTTP_MAX_PARAMS 4
@@ -34,6 +38,7 @@ typedef struct {
     char names[HTTP_MAX_PARAMS][24];
     char values[HTTP_MAX_PARAMS][128];
     char allow[64]; /* for NO_METHOD: the methods the path does take, "GET, PUT" */
+    size_t max_body; /* FOUND: the route's body limit, 0 = the server's */
 } http_match;
 /* Pure matching, used by the server and tests. */
 http_route_result http_router_match(const http_router *r, const char *method, const char *path, http_match *m);
@@ -75,6 +80,18 @@ json_t *http_json_body(http_request *rq);
 /* The pure parser behind it (fuzzed): rejects duplicate keys, non-objects and
  * NUL bytes. Returns a new reference or NULL with a message in msg. */
 json_t *http_parse_json_object(const char *body, size_t len, char *msg, size_t msglen);
+
+/* multipart/form-data bodies (uploads), parsed by libmicrohttpd's post
+ * processor. http_form parses once; on a body that is not multipart it
+ * responds 415 (400 if malformed) and returns false. Parts are owned by the
+ * request; data is NUL-terminated for text values. */
+typedef struct {
+    const char *name, *filename, *content_type;
+    const uint8_t *data;
+    size_t len;
+} http_form_part;
+bool http_form(http_request *rq);
+const http_form_part *http_form_get(const http_request *rq, const char *name);
 
 /* ---- responses (call exactly one, once) --------------------------------- */
 /* Extra header for the response; name/value copied. Up to 8 per request. */

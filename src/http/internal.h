@@ -23,6 +23,8 @@ struct http_request {
     bool is_head;
     http_match match;
     json_t *json;          /* parsed body, owned */
+    size_t limit;          /* body limit for this request */
+    struct http_form_state *form; /* parsed multipart body, owned */
     char client[64];
     int nheaders;
     char *hname[HTTP_MAX_EXTRA_HEADERS];
@@ -31,6 +33,7 @@ struct http_request {
     int status;
 };
 
+void http_form_free(struct http_form_state *f);
 /* True once http_server_stop has begun: responses say Connection: close. */
 bool http_server_stopping(struct http_server *s);
 /* Add the security headers every response carries. */

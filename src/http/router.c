@@ -12,6 +12,7 @@ typedef struct {
     char method[8];
     char pattern[128];
     http_handler fn;
+    size_t max_body; /* 0: the server's default */
 } route;
 
 struct http_router {
@@ -22,13 +23,19 @@ struct http_router {
 http_router *http_router_new(void) { return calloc(1, sizeof(http_router)); }
 void http_router_free(http_router *r) { free(r); }
 
-bool http_router_add(http_router *r, const char *method, const char *pattern, http_handler fn) {
+bool http_router_add_upload(http_router *r, const char *method, const char *pattern, http_handler fn,
+                            size_t max_body) {
     if (r->n >= MAX_ROUTES || strlen(method) >= 8 || strlen(pattern) >= 128 || pattern[0] != '/') return false;
     route *rt = &r->routes[r->n++];
     snprintf(rt->method, sizeof rt->method, "%s", method);
     snprintf(rt->pattern, sizeof rt->pattern, "%s", pattern);
     rt->fn = fn;
+    rt->max_body = max_body;
     return true;
+}
+
+bool http_router_add(http_router *r, const char *method, const char *pattern, http_handler fn) {
+    return http_router_add_upload(r, method, pattern, fn, 0);
 }
 
 /* Match path against pattern segment by segment, capturing {name}s. */
@@ -70,6 +77,7 @@ http_route_result http_router_match(const http_router *r, const char *method, co
         if (strcmp(rt->method, method) == 0 || (strcmp(method, "HEAD") == 0 && strcmp(rt->method, "GET") == 0)) {
             *m = tmp;
             m->fn = rt->fn;
+            m->max_body = rt->max_body;
             return HTTP_ROUTE_FOUND;
         }
         path_seen = true;

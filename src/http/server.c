@@ -73,7 +73,7 @@ const char *http_cookie(const http_request *rq, const char *name) {
 /* ---- dispatch ----------------------------------------------------------- */
 static void dispatch(http_server *s, http_request *rq) {
     if (rq->too_large) {
-        http_respond_error(rq, 413, "payload_too_large", NULL, "the request body exceeds %zu bytes", s->opt.max_body);
+        http_respond_error(rq, 413, "payload_too_large", NULL, "the request body exceeds %zu bytes", rq->limit);
         return;
     }
     bool is_api = strncmp(rq->path, "/api/", 5) == 0 || strcmp(rq->path, "/api") == 0;
@@ -147,8 +147,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             http_respond_error(rq, 503, "shutting_down", NULL, "the server is restarting; try again in a moment");
             return queue(rq);
         }
+        /* The route decides the body limit (uploads take more than JSON). */
+        http_match m;
+        rq->limit = s->opt.max_body;
+        if (!strncmp(rq->path, "/api/", 5) && http_router_match(s->router, method, rq->path, &m) == HTTP_ROUTE_FOUND &&
+            m.max_body)
+            rq->limit = m.max_body;
         unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
-        if (declared > s->opt.max_body) {
+        if (declared > rq->limit) {
             rq->too_large = true;
             const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
             /* With "Expect: 100-continue" the client waits for us: answer
@@ -162,7 +168,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (*upload_data_size) {
         if (rq->responded) { *upload_data_size = 0; return MHD_YES; }
-        if (!rq->too_large && rq->body_len + *upload_data_size > s->opt.max_body) rq->too_large = true;
+        if (!rq->too_large && rq->body_len + *upload_data_size > rq->limit) rq->too_large = true;
         if (rq->too_large) {
             /* A body over the limit: drop what arrives (no memory is used)
              * and answer 413 when it ends. libmicrohttpd 0.9.75 cannot queue
@@ -204,6 +210,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&rq->server->inflight, 1);
     free(rq->body);
     json_decref(rq->json);
+    http_form_free(rq->form);
     for (int i = 0; i < rq->nheaders; i++) {
         free(rq->hname[i]);
         free(rq->hvalue[i]);

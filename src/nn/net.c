@@ -423,3 +423,27 @@ bool nn_run_backward(nn_run *r, nn_net *net, const float *dout) {
     free(written);
     return ok;
 }
+
+nn_net *nn_net_slice(nn_net *net, int input, int first, int end) {
+    if (input < NN_INPUT || input >= net->count || first <= input || first >= end || end > net->count) return NULL;
+    nn_shape in = nn_net_shape(net, input);
+    nn_net *s = nn_net_new(in.c, in.h, in.w);
+    for (int i = first; s && i < end; i++) {
+        nn_node d = net->nodes[i].d;
+        int *refs[2] = {&d.in, d.op == NN_OP_ADD ? &d.in2 : NULL};
+        bool ok = true;
+        for (int r = 0; r < 2; r++) {
+            if (!refs[r]) continue;
+            if (*refs[r] == input) *refs[r] = NN_INPUT;
+            else if (*refs[r] >= first && *refs[r] < i) *refs[r] -= first;
+            else ok = false;
+        }
+        if (!ok || nn_net_add(s, &d) != i - first) {
+            nn_net_free(s);
+            return NULL;
+        }
+        for (int k = 0; k < NN_SLOTS; k++)
+            if (net->nodes[i].t[k]) memcpy(s->nodes[i - first].t[k], net->nodes[i].t[k], net->nodes[i].tn[k] * sizeof(float));
+    }
+    return s;
+}

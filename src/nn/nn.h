@@ -170,6 +170,11 @@ nn_shape nn_net_shape(const nn_net *net, int i);   /* output of node i (n = 1); 
 /* Parameter slot k of node i (CONV/DENSE: 0 weights, 1 bias; BN: 0 gamma,
  * 1 beta, 2 running mean, 3 running variance); NULL if none. */
 float *nn_net_tensor(nn_net *net, int i, int k, size_t *count);
+/* A new net computing nodes [first, end) of net from the output of node
+ * `input` (which becomes the new net's input), weights copied. NULL when a
+ * node in the range reads anything but `input` or nodes in the range, or
+ * memory ran out. Used to run a head on cached backbone features. */
+nn_net *nn_net_slice(nn_net *net, int input, int first, int end);
 /* Drop nodes from index `count` on. */
 void nn_net_truncate(nn_net *net, int count);
 void nn_net_set_frozen(nn_net *net, int first_trainable);

@@ -115,4 +115,58 @@ double screening_ece(const float *probs, const int *label, size_t n, int k);
 void screening_metrics_report(screening_text *t, const char *title, const float *probs, const float *probs_cal,
                               const int *label, size_t n, int k, const char *const *names, screening_summary *sum);
 
+/* ---- the service's model ----
+ * Loaded once at start (the model file and its backbone); assessments may
+ * run on many threads at once (each borrows a run from a small pool). */
+typedef struct screening_model screening_model;
+core_status screening_model_load(const char *model_path, const char *models_dir, screening_model **out,
+                                 core_error *err);
+void screening_model_free(screening_model *m);
+
+typedef struct {
+    int condition;        /* index for screening_condition_at */
+    float probability;    /* calibrated (temperature-scaled) */
+} screening_rank;
+
+typedef enum { SCREENING_CONFIDENT, SCREENING_UNSURE_LOW_CONFIDENCE, SCREENING_UNSURE_NOT_SKIN } screening_verdict;
+
+typedef struct {
+    screening_rank top[3];
+    screening_verdict verdict;
+    float imagenet_top;   /* the backbone's ImageNet confidence (not-skin signal) */
+    double seconds;       /* model time */
+} screening_result;
+
+/* Run the model on a decoded RGB image (any size; the centre square is
+ * used). Thread-safe. */
+core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, int h, screening_result *out,
+                                 core_error *err);
+const char *screening_verdict_code(screening_verdict v); /* "confident", "unsure_low_confidence", "unsure_not_skin" */
+
+/* ---- the desk: screenings for the service ----
+ * Decodes an upload (vision limits and refusals), checks photo quality, runs
+ * the model, and keeps the result with a 224 px pixel-only copy of the photo
+ * for ttl seconds, sealed under the caller's key (the session's view key),
+ * so only the same session can fetch or save it. Uploads are rate-limited
+ * per account. model may be NULL: photos are still checked (refusals as
+ * usual), then CORE_ERR_NOT_FOUND ("no model installed"). Thread-safe. */
+typedef struct screening_desk screening_desk;
+typedef struct {
+    int per_window, window_seconds; /* default 20 per 600 s */
+    int ttl_seconds;                /* default 3600 */
+} screening_desk_options;
+core_status screening_desk_new(screening_model *model, const screening_desk_options *opt, screening_desk **out,
+                               core_error *err);
+void screening_desk_free(screening_desk *d);
+/* On success *json is the result document (caller frees). On a refused
+ * photo: CORE_ERR_INVALID, *refusal a stable code ("not_an_image",
+ * "corrupt_image", "file_too_large", "too_many_pixels", "image_too_small",
+ * "too_blurry", "too_dark", "too_bright") and err->message what to do. */
+core_status screening_desk_assess(screening_desk *d, int64_t user, const uint8_t key[32], const uint8_t *bytes,
+                                  size_t len, char **json, const char **refusal, core_error *err);
+/* A kept result (and, if jpeg is not NULL, its photo); NOT_FOUND when it is
+ * unknown, expired, another account's or sealed under another key. */
+core_status screening_desk_get(screening_desk *d, int64_t user, const uint8_t key[32], const char *id, char **json,
+                               uint8_t **jpeg, size_t *jpeg_len, core_error *err);
+
 #endif

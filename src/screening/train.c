@@ -90,8 +90,23 @@ static float fit_temperature(const float *logits, const int *label, size_t n, in
 }
 
 /* The evaluation report over the test items of every set. */
-static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *head, const float *feats, int views,
-                     int dim, float temp, float unsure_below) {
+/* Highest softmax probability of each row's logits. */
+static float *top_prob(const float *logits, size_t n, int k) {
+    float *p = malloc((size_t)k * sizeof(float)), *top = malloc((n ? n : 1) * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        nn_softmax(1, k, logits + i * k, p);
+        top[i] = 0;
+        for (int c = 0; c < k; c++) top[i] = fmaxf(top[i], p[c]);
+    }
+    free(p);
+    return top;
+}
+
+/* imnet: the backbone's ImageNet classifier on the same features. A photo
+ * the ImageNet model is confident about (a cat, a car) is not a skin photo:
+ * that, or a top condition below unsure_below, makes the answer "unsure". */
+static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *head, nn_net *imnet, const float *feats,
+                     int views, int dim, float temp, float unsure_below, float not_skin_above) {
     int k = ds->fine_count, nc = screening_condition_count();
     const char *cnames[32];
     for (int c = 0; c < nc; c++) cnames[c] = screening_condition_at(c)->code;
@@ -105,6 +120,9 @@ static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *hea
             continue;
         }
         float *lg = head_logits(head, feats, rows, n, dim, k);
+        int ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c;
+        float *il = head_logits(imnet, feats, rows, n, dim, ik), *itop = top_prob(il, n, ik);
+        free(il);
         float *p1 = malloc(n * (size_t)k * 4), *pt = malloc(n * (size_t)k * 4);
         softmax_t(lg, n, k, 1.0f, p1);
         softmax_t(lg, n, k, temp, pt);
@@ -130,27 +148,84 @@ static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *hea
         screening_metrics_report(t, title, q1, qt, lab, n, nl, lnames, NULL);
         /* (b) the product's view: conditions, over the whole model. */
         float *g1 = calloc(n * (size_t)nc, 4), *gt = calloc(n * (size_t)nc, 4);
-        size_t unsure = 0;
+        size_t unsure = 0, not_skin = 0;
         for (size_t i = 0; i < n; i++) {
             float top = 0;
+            not_skin += itop[i] >= not_skin_above;
             for (int c = 0; c < k; c++) {
                 g1[i * nc + ds->fine_condition[c]] += p1[i * k + c];
                 gt[i * nc + ds->fine_condition[c]] += pt[i * k + c];
             }
             for (int c = 0; c < nc; c++) top = fmaxf(top, gt[i * nc + c]);
-            unsure += top < unsure_below;
+            unsure += top < unsure_below || itop[i] >= not_skin_above;
             lab[i] = ds->items[rows[i] / views].condition;
         }
         snprintf(title, sizeof title, "%s — conditions (what the product shows)", screening_set_name(s));
         screening_metrics_report(t, title, g1, gt, lab, n, nc, cnames, NULL);
-        screening_text_printf(t, "\n\"unsure — please see a professional\" (top condition < %.2f): %zu of %zu (%.1f%%)\n",
-                              unsure_below, unsure, n, 100.0 * unsure / n);
+        screening_text_printf(t,
+                              "\n\"unsure — please see a professional\" (top condition < %.2f, or ImageNet top-1 ≥ %.2f): "
+                              "%zu of %zu (%.1f%%); of which taken for not skin: %zu (%.1f%%)\n",
+                              unsure_below, not_skin_above, unsure, n, 100.0 * unsure / n, not_skin,
+                              100.0 * not_skin / n);
+        free(itop);
         free(q1), free(qt), free(lab), free(g1), free(gt), free(p1), free(pt), free(lg), free(rows);
     }
 }
 
+/* The one non-skin photo in ../shared: the cat that ships with the models
+ * (a 24-bit BMP, which uploads do not accept, so it is read here). */
+static void not_skin_report(screening_text *t, const char *models_dir, screening_backbone *bb, nn_net *head,
+                            nn_net *imnet, float temp, float unsure_below, float not_skin_above) {
+    char path[4096], *d;
+    size_t n;
+    snprintf(path, sizeof path, "%s/cat.bmp", models_dir);
+    if (core_read_file(path, &d, &n, NULL) != CORE_OK) return;
+    const uint8_t *b = (const uint8_t *)d;
+    uint32_t off = n > 54 ? (uint32_t)(b[10] | b[11] << 8 | b[12] << 16 | (uint32_t)b[13] << 24) : 0;
+    int32_t w = n > 54 ? (int32_t)(b[18] | b[19] << 8 | b[20] << 16 | (uint32_t)b[21] << 24) : 0;
+    int32_t h = n > 54 ? (int32_t)(b[22] | b[23] << 8 | b[24] << 16 | (uint32_t)b[25] << 24) : 0;
+    size_t stride = ((size_t)(w > 0 ? w : 0) * 3 + 3) & ~(size_t)3;
+    if (n <= 54 || b[0] != 'B' || b[1] != 'M' || b[28] != 24 || w <= 0 || h <= 0 || w > 8192 || h > 8192 ||
+        off > n || stride * (size_t)h > n - off) {
+        free(d);
+        return;
+    }
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++)
+                rgb[((size_t)y * w + x) * 3 + c] = b[off + (size_t)(h - 1 - y) * stride + (size_t)x * 3 + 2 - c];
+    free(d);
+    int features;
+    nn_backbone ref;
+    nn_net *net = screening_backbone_net(bb, &features, &ref);
+    float *x = malloc(3 * 224 * 224 * sizeof(float));
+    nn_run *run = nn_run_new();
+    if (x && run && !screening_preprocess(bb, rgb, w, h, 0, x, NULL)) {
+        const float *f = nn_run_forward(run, net, 1, x, false, NULL, features + 1);
+        size_t row = 0;
+        int k = nn_net_shape(head, nn_net_count(head) - 1).c, ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c;
+        int dim = nn_net_shape(net, features).c;
+        float *lg = f ? head_logits(head, f, &row, 1, dim, k) : NULL, *il = f ? head_logits(imnet, f, &row, 1, dim, ik) : NULL;
+        if (lg && il) {
+            float *p = malloc((size_t)k * 4), *itop = top_prob(il, 1, ik), top = 0;
+            softmax_t(lg, 1, k, temp, p);
+            for (int c = 0; c < k; c++) top = fmaxf(top, p[c]); /* a fine class; conditions sum ≥ this */
+            screening_text_printf(t, "\nnon-skin photo %s: ImageNet top-1 %.2f → %s\n", path, itop[0],
+                                  itop[0] >= not_skin_above || top < unsure_below ? "unsure (correct)"
+                                                                                  : "a confident answer (wrong)");
+            free(p), free(itop);
+        }
+        free(lg), free(il);
+    }
+    nn_run_free(run);
+    free(x);
+    free(rgb);
+}
+
 static char *meta_json(const screening_dataset *ds, float temp, int features, int imagenet, int head_first,
-                       const screening_train_opts *o, float in_scale, float in_zero, int size, float unsure_below) {
+                       const screening_train_opts *o, float in_scale, float in_zero, int size, float unsure_below,
+                       float not_skin_above) {
     json_t *classes = json_array(), *fc = json_array(), *conds = json_array();
     for (int c = 0; c < ds->fine_count; c++) {
         json_array_append_new(classes, json_string(ds->fine_names[c]));
@@ -161,11 +236,11 @@ static char *meta_json(const screening_dataset *ds, float temp, int features, in
         json_array_append_new(conds, json_pack("{s:s, s:s, s:s}", "code", sc->code, "name", sc->name, "triage",
                                                screening_triage_code(sc->triage)));
     }
-    json_t *m = json_pack("{s:o, s:o, s:o, s:f, s:i, s:i, s:i, s:f, s:{s:i, s:f, s:f, s:s}, s:{s:I, s:i, s:i, s:f, "
+    json_t *m = json_pack("{s:o, s:o, s:o, s:f, s:i, s:i, s:i, s:f, s:f, s:{s:i, s:f, s:f, s:s}, s:{s:I, s:i, s:i, s:f, "
                           "s:f, s:f, s:f, s:i}}",
                           "classes", classes, "fine_condition", fc, "conditions", conds, "temperature", (double)temp,
                           "features_node", features, "imagenet_node", imagenet, "head_first", head_first,
-                          "unsure_below", (double)unsure_below, "input", "size", size, "scale", (double)in_scale,
+                          "unsure_below", (double)unsure_below, "not_skin_above", (double)not_skin_above, "input", "size", size, "scale", (double)in_scale,
                           "zero", (double)in_zero, "crop", "centre square", "train", "seed", (json_int_t)o->seed,
                           "epochs", o->epochs, "hidden", o->hidden, "lr", (double)o->lr, "weight_decay",
                           (double)o->weight_decay, "dropout", (double)o->dropout, "smoothing", (double)o->smoothing,
@@ -183,7 +258,7 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
     if (rc) return rc;
     screening_backbone *bb = NULL;
     float *feats = NULL;
-    nn_net *head = NULL;
+    nn_net *head = NULL, *imnet = NULL;
     size_t *tr = NULL, *va = NULL;
     int *va_lab = NULL;
     float *va_log = NULL, *cw = NULL;
@@ -263,15 +338,21 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
     va_lab = malloc((nva ? nva : 1) * sizeof *va_lab);
     for (size_t i = 0; i < nva; i++) va_lab[i] = ds.items[va[i] / o->views].fine;
     float temp = nva ? fit_temperature(va_log, va_lab, nva, k) : 1.0f;
-    const float unsure_below = 0.5f;
+    const float unsure_below = 0.5f, not_skin_above = 0.5f;
     screening_text_printf(&t, "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f\n", ntr,
                           o->views, nva, temp);
-    evaluate(&t, &ds, head, feats, o->views, dim, temp, unsure_below);
-    /* The whole network: backbone (referenced) + head on its pooled features. */
     int features;
     nn_backbone ref;
     nn_net *net = screening_backbone_net(bb, &features, &ref);
     int imagenet = nn_net_count(net) - 1, first = nn_net_count(net);
+    imnet = nn_net_slice(net, features, features + 1, imagenet + 1);
+    if (!imnet) {
+        rc = core_fail(err, CORE_ERR_INVALID, "models", "the backbone has no ImageNet classifier on its features");
+        goto done;
+    }
+    evaluate(&t, &ds, head, imnet, feats, o->views, dim, temp, unsure_below, not_skin_above);
+    not_skin_report(&t, models_dir, bb, head, imnet, temp, unsure_below, not_skin_above);
+    /* The whole network: backbone (referenced) + head on its pooled features. */
     for (int i = 0; i < nn_net_count(head); i++) {
         nn_node d = *nn_net_node(head, i);
         d.in = d.in == NN_INPUT ? features : d.in + first;
@@ -286,13 +367,14 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
         }
     }
     nn_net_set_frozen(net, first);
-    char *meta = meta_json(&ds, temp, features, imagenet, first, o, 1.0f / 128, 128, 224, unsure_below);
+    char *meta = meta_json(&ds, temp, features, imagenet, first, o, 1.0f / 128, 128, 224, unsure_below, not_skin_above);
     rc = meta ? nn_model_save(out_path, net, meta, &ref, err) : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     free(meta);
 done:
     for (int p = 0; p < 8; p++) free(m[p]), free(v[p]);
     free(tr), free(va), free(va_lab), free(va_log), free(cw), free(feats);
     nn_net_free(head);
+    nn_net_free(imnet);
     screening_backbone_free(bb);
     screening_dataset_free(&ds);
     if (rc) {
@@ -306,7 +388,7 @@ done:
 core_status screening_eval(const char *model_path, const char *data_dir, const char *models_dir, const char *cache_dir,
                            int threads, char **report, core_error *err) {
     *report = NULL;
-    nn_net *net = NULL, *head = NULL;
+    nn_net *net = NULL, *head = NULL, *imnet = NULL;
     char *meta_text = NULL;
     json_t *meta = NULL;
     screening_backbone *bb = NULL;
@@ -343,33 +425,27 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
     if ((rc = screening_extract(bb, &ds, views, threads, cache_dir ? cache : NULL, &feats, err))) goto done;
     /* The head alone, reading the cached features. */
     int dim = screening_backbone_dim(bb);
-    head = nn_net_new(dim, 1, 1);
-    for (int i = first; head && i < nn_net_count(net); i++) {
-        nn_node d = *nn_net_node(net, i);
-        d.in = d.in == features ? NN_INPUT : d.in - first;
-        if (d.in < NN_INPUT || nn_net_add(head, &d) != i - first) {
-            rc = core_fail(err, CORE_ERR_INVALID, "model", "the model's head does not read the backbone features");
-            goto done;
-        }
-        for (int s = 0; s < 4; s++) {
-            size_t a, b;
-            float *src = nn_net_tensor(net, i, s, &a), *dst = nn_net_tensor(head, i - first, s, &b);
-            if (src && dst && a == b) memcpy(dst, src, a * 4);
-        }
+    if (!(head = nn_net_slice(net, features, first, nn_net_count(net)))) {
+        rc = core_fail(err, CORE_ERR_INVALID, "model", "the model's head does not read the backbone features");
+        goto done;
     }
-    if (!head) {
-        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    int imagenet = (int)json_integer_value(json_object_get(meta, "imagenet_node"));
+    double not_skin = json_number_value(json_object_get(meta, "not_skin_above"));
+    if (!(imnet = nn_net_slice(net, features, features + 1, imagenet + 1)) || not_skin <= 0) {
+        rc = core_fail(err, CORE_ERR_INVALID, "model", "the model lacks the ImageNet classifier or its threshold");
         goto done;
     }
     nn_set_threads(threads);
     screening_text_printf(&t, "model %s, temperature %.2f\n", model_path, temp);
-    evaluate(&t, &ds, head, feats, views, dim, (float)temp, (float)unsure);
+    evaluate(&t, &ds, head, imnet, feats, views, dim, (float)temp, (float)unsure, (float)not_skin);
+    not_skin_report(&t, models_dir, bb, head, imnet, (float)temp, (float)unsure, (float)not_skin);
 done:
     json_decref(meta);
     free(meta_text);
     free(feats);
     nn_net_free(net);
     nn_net_free(head);
+    nn_net_free(imnet);
     screening_backbone_free(bb);
     screening_dataset_free(&ds);
     if (rc) {

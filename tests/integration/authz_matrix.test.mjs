@@ -126,6 +126,12 @@ const MATRIX = [
   { method: 'POST', path: '/api/admin/orgs', expect: E(401, 403, 403, 403, 403, 201),
     body: (ctx, role) => ({ name: `Matrix Org ${role}`, public_key: randomBytes(32).toString('hex') }),
     check: (r) => r.json.organisation.name === 'Matrix Org admin' && HEX64.test(r.json.receipt.txid) },
+  // Screenings (persons only). Not a photo: refused before any model runs,
+  // so the row holds with or without a model installed.
+  { method: 'POST', path: '/api/screenings', expect: personOnly(422), codes: { 422: 'not_an_image' },
+    body: () => { const f = new FormData(); f.append('photo', new Blob([Buffer.from('not a photo at all')]), 'x.jpg'); return f; },
+    opts: { raw: true } },
+  { method: 'GET', path: '/api/screenings/0123456789abcdef0123456789abcdef', expect: personOnly(404) },
   { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
@@ -241,13 +247,14 @@ test('authorisation matrix: every endpoint × every role', async () => {
     for (const role of RUN_ORDER) {
       const client = await sessionFor(row, role);
       const body = typeof row.body === 'function' ? row.body(ctx, role) : row.body;
-      const r = await client.req(row.method, pathOf(row), body);
+      const opts = typeof row.opts === 'function' ? row.opts(ctx, role) : row.opts;
+      const r = await client.req(row.method, pathOf(row), body, opts);
       const want = row.expect[role];
       const cell = { got: r.status, ok: r.status === want, note: '' };
       if (cell.ok && want >= 400) {
         let code;
         try { code = errorOf(r).code; } catch { code = 'not-an-error-body'; }
-        if (code !== ERROR_CODE[want]) { cell.ok = false; cell.note = code; }
+        if (code !== ((row.codes && row.codes[want]) || ERROR_CODE[want])) { cell.ok = false; cell.note = code; }
       } else if (cell.ok && row.check) {
         let good = false;
         try { good = row.check(r, ctx, role); } catch { good = false; }
@@ -325,7 +332,7 @@ test('CSRF rows cover every state-changing session endpoint', () => {
   assert.deepEqual(labels, [
     'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password', 'POST /api/admin/orgs',
     'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke', 'POST /api/records',
-    'POST /api/records/{id}/anchor',
+    'POST /api/records/{id}/anchor', 'POST /api/screenings',
     'POST /api/wallet/redeem', 'POST /api/wallet/transfer', 'PUT /api/profile', 'PUT /api/records/{id}',
   ]);
 });
@@ -362,6 +369,7 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
     'POST /api/wallet/transfer': { to: ctx.ownerWallet, amount: 1 },
     'POST /api/wallet/redeem': { amount: 1 },
     'POST /api/records/{id}/anchor': undefined,
+    'POST /api/screenings': undefined,
     'POST /api/admin/orgs': { name: 'Forged Org', public_key: randomBytes(32).toString('hex') },
   };
   const variants = {

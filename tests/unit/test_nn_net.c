@@ -267,11 +267,39 @@ static void test_net_training(void **state) {
     free(w2);
 }
 
+/* A slice computes the same as the nodes it was cut from. */
+static void test_slice(void **state) {
+    (void)state;
+    ctx c;
+    setup(&c, 4);
+    const float *full = nn_run_forward(c.run, c.net, B, c.x, false, NULL, 0);
+    float expect[B * K];
+    memcpy(expect, full, sizeof expect);
+    nn_shape mid = nn_net_shape(c.net, 5);
+    size_t mn = nn_count(mid) * B;
+    float *feat = malloc(mn * sizeof(float));
+    memcpy(feat, nn_run_output(c.run, 5), mn * sizeof(float));
+    nn_net *tail = nn_net_slice(c.net, 5, 6, 10);
+    assert_non_null(tail);
+    assert_int_equal(nn_net_count(tail), 4);
+    nn_run *r2 = nn_run_new();
+    const float *y = nn_run_forward(r2, tail, B, feat, false, NULL, 0);
+    assert_memory_equal(y, expect, sizeof expect);
+    /* A range reading outside itself (the ADD reads node 2) cannot be cut. */
+    assert_null(nn_net_slice(c.net, 4, 5, 10));
+    assert_null(nn_net_slice(c.net, 5, 5, 10));
+    nn_run_free(r2);
+    nn_net_free(tail);
+    free(feat);
+    teardown(&c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_residual_net_gradients),
         cmocka_unit_test(test_frozen_boundary),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_slice),
         cmocka_unit_test(test_net_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

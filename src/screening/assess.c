@@ -1,0 +1,167 @@
+/* The model as the service runs it: one forward pass through the backbone
+ * and the head gives the fine-class logits (→ temperature → softmax →
+ * summed per condition) and, on the same pooled features, the backbone's
+ * ImageNet logits, whose confidence tells a cat or a car from skin.
+ *
+ * Runs (activation buffers, ~30 MB each) are pooled: allocating them per
+ * request costs more than the forward pass's smaller layers. */
+#include "screening/screening.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "vision/vision.h"
+
+#define POOL 8
+
+struct screening_model {
+    nn_net *net;
+    float temperature, unsure_below, not_skin_above, in_scale, in_zero;
+    int size, features, imagenet, k, *fine_condition;
+    pthread_mutex_t lock;
+    nn_run *pool[POOL];
+    int pooled;
+};
+
+const char *screening_verdict_code(screening_verdict v) {
+    switch (v) {
+    case SCREENING_CONFIDENT: return "confident";
+    case SCREENING_UNSURE_LOW_CONFIDENCE: return "unsure_low_confidence";
+    case SCREENING_UNSURE_NOT_SKIN: return "unsure_not_skin";
+    }
+    return "unsure_low_confidence";
+}
+
+core_status screening_model_load(const char *path, const char *models_dir, screening_model **out, core_error *err) {
+    *out = NULL;
+    nn_net *net;
+    char *text;
+    core_status rc = nn_model_load(path, models_dir, &net, &text, err);
+    if (rc) return rc;
+    json_t *meta = json_loads(text, 0, NULL);
+    free(text);
+    screening_model *m = calloc(1, sizeof *m);
+    json_t *fc = json_object_get(meta, "fine_condition"), *in = json_object_get(meta, "input");
+    if (!m || !meta) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory loading the screening model");
+        goto fail;
+    }
+    m->net = net;
+    m->temperature = (float)json_number_value(json_object_get(meta, "temperature"));
+    m->unsure_below = (float)json_number_value(json_object_get(meta, "unsure_below"));
+    m->not_skin_above = (float)json_number_value(json_object_get(meta, "not_skin_above"));
+    m->features = (int)json_integer_value(json_object_get(meta, "features_node"));
+    m->imagenet = (int)json_integer_value(json_object_get(meta, "imagenet_node"));
+    m->size = (int)json_integer_value(json_object_get(in, "size"));
+    m->in_scale = (float)json_number_value(json_object_get(in, "scale"));
+    m->in_zero = (float)json_number_value(json_object_get(in, "zero"));
+    m->k = nn_net_shape(net, nn_net_count(net) - 1).c;
+    nn_shape is = nn_net_shape(net, NN_INPUT);
+    bool ok = m->temperature > 0 && m->unsure_below > 0 && m->not_skin_above > 0 && m->in_scale > 0 &&
+              is.h == m->size && is.w == m->size && is.c == 3 && m->imagenet > m->features && m->features >= 0 &&
+              m->imagenet < nn_net_count(net) && json_array_size(fc) == (size_t)m->k;
+    if (ok && (m->fine_condition = malloc((size_t)m->k * sizeof(int)))) {
+        for (int c = 0; c < m->k; c++) {
+            json_int_t v = json_integer_value(json_array_get(fc, (size_t)c));
+            if (v < 0 || v >= screening_condition_count()) ok = false;
+            m->fine_condition[c] = (int)v;
+        }
+    }
+    if (!ok || !m->fine_condition) {
+        rc = core_fail(err, CORE_ERR_INVALID, "model", "%s: the screening metadata is incomplete or does not fit", path);
+        goto fail;
+    }
+    pthread_mutex_init(&m->lock, NULL);
+    json_decref(meta);
+    *out = m;
+    return CORE_OK;
+fail:
+    json_decref(meta);
+    if (m) free(m->fine_condition);
+    free(m);
+    nn_net_free(net);
+    return rc;
+}
+
+void screening_model_free(screening_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->pooled; i++) nn_run_free(m->pool[i]);
+    pthread_mutex_destroy(&m->lock);
+    nn_net_free(m->net);
+    free(m->fine_condition);
+    free(m);
+}
+
+static nn_run *take(screening_model *m) {
+    pthread_mutex_lock(&m->lock);
+    nn_run *r = m->pooled ? m->pool[--m->pooled] : NULL;
+    pthread_mutex_unlock(&m->lock);
+    return r ? r : nn_run_new();
+}
+
+static void give(screening_model *m, nn_run *r) {
+    pthread_mutex_lock(&m->lock);
+    if (m->pooled < POOL) m->pool[m->pooled++] = r, r = NULL;
+    pthread_mutex_unlock(&m->lock);
+    nn_run_free(r);
+}
+
+core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, int h, screening_result *out,
+                                 core_error *err) {
+    memset(out, 0, sizeof *out);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* Centre square at the model's size, pixel bytes → the backbone's scale. */
+    vision_image in = {w, h, (uint8_t *)rgb}, sq;
+    core_status rc = vision_center_square(&in, m->size, &sq, err);
+    if (rc) return rc;
+    size_t hw = (size_t)m->size * m->size;
+    float *x = malloc(3 * hw * sizeof(float));
+    float *p = malloc((size_t)m->k * sizeof(float)), cond[32] = {0};
+    nn_run *run = take(m);
+    const float *logits = NULL;
+    if (x && p && run) {
+        for (size_t i = 0; i < hw; i++)
+            for (int c = 0; c < 3; c++) x[c * hw + i] = m->in_scale * ((float)sq.rgb[i * 3 + c] - m->in_zero);
+        logits = nn_run_forward(run, m->net, 1, x, false, NULL, 0);
+    }
+    vision_image_free(&sq);
+    if (!logits) {
+        free(x), free(p);
+        if (run) give(m, run);
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory running the screening model");
+    }
+    for (int c = 0; c < m->k; c++) p[c] = logits[c] / m->temperature;
+    nn_softmax(1, m->k, p, p);
+    for (int c = 0; c < m->k; c++) cond[m->fine_condition[c]] += p[c];
+    /* ImageNet confidence from the same pass (node computed on the way). */
+    const float *il = nn_run_output(run, m->imagenet);
+    int ik = nn_net_shape(m->net, m->imagenet).c;
+    float mx = -INFINITY, sum = 0;
+    for (int c = 0; c < ik; c++) mx = fmaxf(mx, il[c]);
+    for (int c = 0; c < ik; c++) sum += expf(il[c] - mx);
+    out->imagenet_top = 1.0f / sum;
+    give(m, run);
+    free(x), free(p);
+    /* Top three conditions. */
+    int nc = screening_condition_count();
+    for (int r = 0; r < 3; r++) {
+        int best = -1;
+        for (int c = 0; c < nc; c++) {
+            bool taken = false;
+            for (int q = 0; q < r; q++) taken |= out->top[q].condition == c;
+            if (!taken && (best < 0 || cond[c] > cond[best])) best = c;
+        }
+        out->top[r] = (screening_rank){best, cond[best]};
+    }
+    out->verdict = out->imagenet_top >= m->not_skin_above         ? SCREENING_UNSURE_NOT_SKIN
+                   : out->top[0].probability < m->unsure_below ? SCREENING_UNSURE_LOW_CONFIDENCE
+                                                                : SCREENING_CONFIDENT;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    out->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+    return CORE_OK;
+}
