@@ -1,6 +1,7 @@
 /* The model as the service runs it: one forward pass through the backbone
- * and the head gives the fine-class logits (→ temperature → softmax →
- * summed per condition) and, on the same pooled features, the backbone's
+ * and the head gives the condition logits (→ temperature → softmax; the
+ * head's fine-class outputs are for evaluation) and, on the same pooled
+ * features, the backbone's
  * ImageNet logits, whose confidence tells a cat or a car from skin.
  *
  * Runs (activation buffers, ~30 MB each) are pooled: allocating them per
@@ -20,8 +21,9 @@
 
 struct screening_model {
     nn_net *net;
-    float temperature, unsure_below, not_skin_above, in_scale, in_zero;
+    float temperature, temp_c, unsure_below, not_skin_above, in_scale, in_zero;
     int size, features, imagenet, k, *fine_condition;
+    bool skin_class[1024]; /* ImageNet top-1 classes seen on skin photos */
     pthread_mutex_t lock;
     nn_run *pool[POOL];
     int pooled;
@@ -52,6 +54,7 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
     }
     m->net = net;
     m->temperature = (float)json_number_value(json_object_get(meta, "temperature"));
+    m->temp_c = (float)json_number_value(json_object_get(meta, "temperature_conditions"));
     m->unsure_below = (float)json_number_value(json_object_get(meta, "unsure_below"));
     m->not_skin_above = (float)json_number_value(json_object_get(meta, "not_skin_above"));
     m->features = (int)json_integer_value(json_object_get(meta, "features_node"));
@@ -59,9 +62,10 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
     m->size = (int)json_integer_value(json_object_get(in, "size"));
     m->in_scale = (float)json_number_value(json_object_get(in, "scale"));
     m->in_zero = (float)json_number_value(json_object_get(in, "zero"));
-    m->k = nn_net_shape(net, nn_net_count(net) - 1).c;
+    m->k = (int)json_integer_value(json_object_get(meta, "fine_count"));
+    int outputs = nn_net_shape(net, nn_net_count(net) - 1).c;
     nn_shape is = nn_net_shape(net, NN_INPUT);
-    bool ok = m->temperature > 0 && m->unsure_below > 0 && m->not_skin_above > 0 && m->in_scale > 0 &&
+    bool ok = m->temperature > 0 && m->temp_c > 0 && m->k > 0 && outputs == m->k + screening_condition_count() && m->unsure_below > 0 && m->not_skin_above > 0 && m->in_scale > 0 &&
               is.h == m->size && is.w == m->size && is.c == 3 && m->imagenet > m->features && m->features >= 0 &&
               m->imagenet < nn_net_count(net) && json_array_size(fc) == (size_t)m->k;
     if (ok && (m->fine_condition = malloc((size_t)m->k * sizeof(int)))) {
@@ -74,6 +78,11 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
     if (!ok || !m->fine_condition) {
         rc = core_fail(err, CORE_ERR_INVALID, "model", "%s: the screening metadata is incomplete or does not fit", path);
         goto fail;
+    }
+    json_t *sk = json_object_get(meta, "skin_imagenet_classes");
+    for (size_t i = 0; i < json_array_size(sk); i++) {
+        json_int_t c = json_integer_value(json_array_get(sk, i));
+        if (c >= 0 && c < 1024) m->skin_class[c] = true;
     }
     pthread_mutex_init(&m->lock, NULL);
     json_decref(meta);
@@ -121,7 +130,7 @@ core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, 
     if (rc) return rc;
     size_t hw = (size_t)m->size * m->size;
     float *x = malloc(3 * hw * sizeof(float));
-    float *p = malloc((size_t)m->k * sizeof(float)), cond[32] = {0};
+    float *p = malloc(32 * sizeof(float)), cond[32] = {0};
     nn_run *run = take(m);
     const float *logits = NULL;
     if (x && p && run) {
@@ -135,20 +144,22 @@ core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, 
         if (run) give(m, run);
         return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory running the screening model");
     }
-    for (int c = 0; c < m->k; c++) p[c] = logits[c] / m->temperature;
-    nn_softmax(1, m->k, p, p);
-    for (int c = 0; c < m->k; c++) cond[m->fine_condition[c]] += p[c];
+    /* The condition outputs follow the k fine-class ones. */
+    int nc = screening_condition_count();
+    for (int c = 0; c < nc; c++) p[c] = logits[m->k + c] / m->temp_c;
+    nn_softmax(1, nc, p, cond);
     /* ImageNet confidence from the same pass (node computed on the way). */
     const float *il = nn_run_output(run, m->imagenet);
     int ik = nn_net_shape(m->net, m->imagenet).c;
     float mx = -INFINITY, sum = 0;
-    for (int c = 0; c < ik; c++) mx = fmaxf(mx, il[c]);
+    int top_class = 0;
+    for (int c = 0; c < ik; c++)
+        if (il[c] > mx) mx = il[c], top_class = c;
     for (int c = 0; c < ik; c++) sum += expf(il[c] - mx);
     out->imagenet_top = 1.0f / sum;
     give(m, run);
     free(x), free(p);
     /* Top three conditions. */
-    int nc = screening_condition_count();
     for (int r = 0; r < 3; r++) {
         int best = -1;
         for (int c = 0; c < nc; c++) {
@@ -158,7 +169,9 @@ core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, 
         }
         out->top[r] = (screening_rank){best, cond[best]};
     }
-    out->verdict = out->imagenet_top >= m->not_skin_above         ? SCREENING_UNSURE_NOT_SKIN
+    /* Not skin: confident about an ImageNet class no skin photo had on top. */
+    bool not_skin = out->imagenet_top >= m->not_skin_above && (top_class >= 1024 || !m->skin_class[top_class]);
+    out->verdict = not_skin                                       ? SCREENING_UNSURE_NOT_SKIN
                    : out->top[0].probability < m->unsure_below ? SCREENING_UNSURE_LOW_CONFIDENCE
                                                                 : SCREENING_CONFIDENT;
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -127,18 +127,28 @@ void screening_metrics_report(screening_text *t, const char *title, const float 
                          ece_cal};
     screening_text_printf(t,
                    "\naccuracy %.3f · balanced accuracy %.3f · macro one-vs-rest AUC %.3f · ECE %.3f before, %.3f after "
-                   "temperature scaling\n\nconfusion (rows: truth, columns: prediction; classes present):\n\n",
+                   "temperature scaling\n\nconfusion (rows: truth; columns: prediction, every class that is a truth or "
+                   "was predicted, in the order of the rows, then any others):\n\n",
                    s.accuracy, s.balanced_accuracy, s.macro_auc, s.ece, s.ece_calibrated);
+    bool extra = false;
+    for (int d = 0; d < k; d++) {
+        size_t Pd = 0, Qd = 0;
+        for (int e = 0; e < k; e++) Pd += conf[(size_t)d * k + e], Qd += conf[(size_t)e * k + d];
+        if (!Pd && Qd) screening_text_printf(t, "%s%s", extra ? ", " : "    (predicted only: ", names[d]), extra = true;
+    }
+    if (extra) screening_text_printf(t, ")\n");
     for (int c = 0; c < k; c++) {
         size_t P = 0;
         for (int d = 0; d < k; d++) P += conf[(size_t)c * k + d];
         if (!P) continue;
         screening_text_printf(t, "    %-28.28s", names[c]);
-        for (int d = 0; d < k; d++) {
-            size_t Pd = 0;
-            for (int e = 0; e < k; e++) Pd += conf[(size_t)d * k + e];
-            if (Pd) screening_text_printf(t, " %4zu", conf[(size_t)c * k + d]);
-        }
+        for (int pass = 0; pass < 2; pass++) /* truth classes first, then predicted-only ones */
+            for (int d = 0; d < k; d++) {
+                size_t Pd = 0, Qd = 0;
+                for (int e = 0; e < k; e++) Pd += conf[(size_t)d * k + e], Qd += conf[(size_t)e * k + d];
+                if ((pass == 0 && Pd) || (pass == 1 && !Pd && Qd))
+                    screening_text_printf(t, " %4zu", conf[(size_t)c * k + d]);
+            }
         screening_text_printf(t, "\n");
     }
     if (sum) *sum = s;

@@ -1,9 +1,9 @@
 /* screening — from a skin photo to "what is this, and what should I do?".
  *
- * The model is a fine-grained classifier over every labelled class of the
- * training sets (e.g. "dermnetnz/Tinea_pedis"); each fine class belongs to
- * one actionable condition (fungal infection, eczema, ...) with a triage
- * level, and a condition's probability is the sum of its classes'. The
+ * The model's head has two outputs trained together: every labelled class
+ * of the training sets (e.g. "dermnetnz/Tinea_pedis"), and the actionable
+ * conditions those classes are grouped into (fungal infection, eczema, ...),
+ * each with a triage level; the product shows the condition outputs. The
  * image features come from a pretrained MobileNetV2 backbone read from
  * ../shared/models (never copied into the project); the head on top is
  * trained here (`caresync train`) and saved as an nn model file.

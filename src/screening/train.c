@@ -90,23 +90,53 @@ static float fit_temperature(const float *logits, const int *label, size_t n, in
 }
 
 /* The evaluation report over the test items of every set. */
-/* Highest softmax probability of each row's logits. */
-static float *top_prob(const float *logits, size_t n, int k) {
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* Highest softmax probability of each row's logits (and its class, if cls). */
+static float *top_prob(const float *logits, size_t n, int k, int *cls) {
     float *p = malloc((size_t)k * sizeof(float)), *top = malloc((n ? n : 1) * sizeof(float));
     for (size_t i = 0; i < n; i++) {
         nn_softmax(1, k, logits + i * k, p);
-        top[i] = 0;
-        for (int c = 0; c < k; c++) top[i] = fmaxf(top[i], p[c]);
+        int best = 0;
+        for (int c = 1; c < k; c++)
+            if (p[c] > p[best]) best = c;
+        top[i] = p[best];
+        if (cls) cls[i] = best;
     }
     free(p);
     return top;
 }
 
+/* "Not skin": the backbone's ImageNet classifier is confident (≥ above)
+ * about a class that none of the held-back skin photos had as its top-1.
+ * Confidence alone does not work: half the ImageNet classes fire on skin
+ * (the 98th percentile on skin photos is 0.95, above the cat's 0.87). */
+typedef struct {
+    float above;
+    bool skin[1024];
+} ood_rule;
+
+static bool is_not_skin(const ood_rule *r, int cls, float p) {
+    return p >= r->above && (cls < 0 || cls >= 1024 || !r->skin[cls]);
+}
+
 /* imnet: the backbone's ImageNet classifier on the same features. A photo
  * the ImageNet model is confident about (a cat, a car) is not a skin photo:
  * that, or a top condition below unsure_below, makes the answer "unsure". */
+/* The head's outputs are k fine-class logits then nc condition logits:
+ * split rows of both into separate arrays. */
+static void split_logits(const float *lg, size_t n, int k, int nc, float *fine, float *cond) {
+    for (size_t i = 0; i < n; i++) {
+        memcpy(fine + i * k, lg + i * (size_t)(k + nc), (size_t)k * 4);
+        memcpy(cond + i * nc, lg + i * (size_t)(k + nc) + k, (size_t)nc * 4);
+    }
+}
+
 static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *head, nn_net *imnet, const float *feats,
-                     int views, int dim, float temp, float unsure_below, float not_skin_above) {
+                     int views, int dim, float temp, float temp_c, float unsure_below, const ood_rule *od) {
     int k = ds->fine_count, nc = screening_condition_count();
     const char *cnames[32];
     for (int c = 0; c < nc; c++) cnames[c] = screening_condition_at(c)->code;
@@ -119,9 +149,13 @@ static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *hea
             free(rows);
             continue;
         }
-        float *lg = head_logits(head, feats, rows, n, dim, k);
+        float *lo = head_logits(head, feats, rows, n, dim, k + nc);
+        float *lg = malloc(n * (size_t)k * 4), *lc = malloc(n * (size_t)nc * 4);
+        split_logits(lo, n, k, nc, lg, lc);
+        free(lo);
         int ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c;
-        float *il = head_logits(imnet, feats, rows, n, dim, ik), *itop = top_prob(il, n, ik);
+        int *icls = malloc(n * sizeof *icls);
+        float *il = head_logits(imnet, feats, rows, n, dim, ik), *itop = top_prob(il, n, ik, icls);
         free(il);
         float *p1 = malloc(n * (size_t)k * 4), *pt = malloc(n * (size_t)k * 4);
         softmax_t(lg, n, k, 1.0f, p1);
@@ -146,36 +180,35 @@ static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *hea
         char title[200];
         snprintf(title, sizeof title, "%s — its own %d classes", screening_set_name(s), nl);
         screening_metrics_report(t, title, q1, qt, lab, n, nl, lnames, NULL);
-        /* (b) the product's view: conditions, over the whole model. */
-        float *g1 = calloc(n * (size_t)nc, 4), *gt = calloc(n * (size_t)nc, 4);
+        /* (b) the product's view: the condition outputs. */
+        float *g1 = malloc(n * (size_t)nc * 4), *gt = malloc(n * (size_t)nc * 4);
+        softmax_t(lc, n, nc, 1.0f, g1);
+        softmax_t(lc, n, nc, temp_c, gt);
         size_t unsure = 0, not_skin = 0;
         for (size_t i = 0; i < n; i++) {
             float top = 0;
-            not_skin += itop[i] >= not_skin_above;
-            for (int c = 0; c < k; c++) {
-                g1[i * nc + ds->fine_condition[c]] += p1[i * k + c];
-                gt[i * nc + ds->fine_condition[c]] += pt[i * k + c];
-            }
+            bool ns = is_not_skin(od, icls[i], itop[i]);
+            not_skin += ns;
             for (int c = 0; c < nc; c++) top = fmaxf(top, gt[i * nc + c]);
-            unsure += top < unsure_below || itop[i] >= not_skin_above;
+            unsure += top < unsure_below || ns;
             lab[i] = ds->items[rows[i] / views].condition;
         }
         snprintf(title, sizeof title, "%s — conditions (what the product shows)", screening_set_name(s));
         screening_metrics_report(t, title, g1, gt, lab, n, nc, cnames, NULL);
         screening_text_printf(t,
-                              "\n\"unsure — please see a professional\" (top condition < %.2f, or ImageNet top-1 ≥ %.2f): "
+                              "\n\"unsure — please see a professional\" (top condition < %.2f, or not skin): "
                               "%zu of %zu (%.1f%%); of which taken for not skin: %zu (%.1f%%)\n",
-                              unsure_below, not_skin_above, unsure, n, 100.0 * unsure / n, not_skin,
+                              unsure_below, unsure, n, 100.0 * unsure / n, not_skin,
                               100.0 * not_skin / n);
-        free(itop);
-        free(q1), free(qt), free(lab), free(g1), free(gt), free(p1), free(pt), free(lg), free(rows);
+        free(itop), free(icls);
+        free(q1), free(qt), free(lab), free(g1), free(gt), free(p1), free(pt), free(lg), free(lc), free(rows);
     }
 }
 
 /* The one non-skin photo in ../shared: the cat that ships with the models
  * (a 24-bit BMP, which uploads do not accept, so it is read here). */
 static void not_skin_report(screening_text *t, const char *models_dir, screening_backbone *bb, nn_net *head,
-                            nn_net *imnet, float temp, float unsure_below, float not_skin_above) {
+                            nn_net *imnet, float temp, float unsure_below, const ood_rule *od) {
     char path[4096], *d;
     size_t n;
     snprintf(path, sizeof path, "%s/cat.bmp", models_dir);
@@ -208,11 +241,13 @@ static void not_skin_report(screening_text *t, const char *models_dir, screening
         int dim = nn_net_shape(net, features).c;
         float *lg = f ? head_logits(head, f, &row, 1, dim, k) : NULL, *il = f ? head_logits(imnet, f, &row, 1, dim, ik) : NULL;
         if (lg && il) {
-            float *p = malloc((size_t)k * 4), *itop = top_prob(il, 1, ik), top = 0;
-            softmax_t(lg, 1, k, temp, p);
-            for (int c = 0; c < k; c++) top = fmaxf(top, p[c]); /* a fine class; conditions sum ≥ this */
-            screening_text_printf(t, "\nnon-skin photo %s: ImageNet top-1 %.2f → %s\n", path, itop[0],
-                                  itop[0] >= not_skin_above || top < unsure_below ? "unsure (correct)"
+            int nc = screening_condition_count();
+            int icls;
+            float *p = malloc((size_t)nc * 4), *itop = top_prob(il, 1, ik, &icls), top = 0;
+            softmax_t(lg + (k - nc), 1, nc, temp, p); /* the condition outputs */
+            for (int c = 0; c < nc; c++) top = fmaxf(top, p[c]);
+            screening_text_printf(t, "\nnon-skin photo %s: ImageNet top-1 class %d at %.2f → %s\n", path, icls,
+                                  itop[0], is_not_skin(od, icls, itop[0]) || top < unsure_below ? "unsure (correct)"
                                                                                   : "a confident answer (wrong)");
             free(p), free(itop);
         }
@@ -223,9 +258,9 @@ static void not_skin_report(screening_text *t, const char *models_dir, screening
     free(rgb);
 }
 
-static char *meta_json(const screening_dataset *ds, float temp, int features, int imagenet, int head_first,
+static char *meta_json(const screening_dataset *ds, float temp, float temp_c, int features, int imagenet, int head_first,
                        const screening_train_opts *o, float in_scale, float in_zero, int size, float unsure_below,
-                       float not_skin_above) {
+                       const ood_rule *od) {
     json_t *classes = json_array(), *fc = json_array(), *conds = json_array();
     for (int c = 0; c < ds->fine_count; c++) {
         json_array_append_new(classes, json_string(ds->fine_names[c]));
@@ -235,16 +270,25 @@ static char *meta_json(const screening_dataset *ds, float temp, int features, in
         const screening_condition *sc = screening_condition_at(c);
         json_array_append_new(conds, json_pack("{s:s, s:s, s:s}", "code", sc->code, "name", sc->name, "triage",
                                                screening_triage_code(sc->triage)));
+        char name[64];
+        snprintf(name, sizeof name, "condition/%s", sc->code);
+        json_array_append_new(classes, json_string(name));
     }
     json_t *m = json_pack("{s:o, s:o, s:o, s:f, s:i, s:i, s:i, s:f, s:f, s:{s:i, s:f, s:f, s:s}, s:{s:I, s:i, s:i, s:f, "
                           "s:f, s:f, s:f, s:i}}",
                           "classes", classes, "fine_condition", fc, "conditions", conds, "temperature", (double)temp,
                           "features_node", features, "imagenet_node", imagenet, "head_first", head_first,
-                          "unsure_below", (double)unsure_below, "not_skin_above", (double)not_skin_above, "input", "size", size, "scale", (double)in_scale,
+                          "unsure_below", (double)unsure_below, "not_skin_above", (double)od->above, "input", "size", size, "scale", (double)in_scale,
                           "zero", (double)in_zero, "crop", "centre square", "train", "seed", (json_int_t)o->seed,
                           "epochs", o->epochs, "hidden", o->hidden, "lr", (double)o->lr, "weight_decay",
                           (double)o->weight_decay, "dropout", (double)o->dropout, "smoothing", (double)o->smoothing,
                           "views", o->views);
+    json_object_set_new(m, "fine_count", json_integer(ds->fine_count));
+    json_t *sk = json_array();
+    for (int c = 0; c < 1024; c++)
+        if (od->skin[c]) json_array_append_new(sk, json_integer(c));
+    json_object_set_new(m, "skin_imagenet_classes", sk);
+    json_object_set_new(m, "temperature_conditions", json_real(temp_c));
     char *s = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     return s;
@@ -261,7 +305,7 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
     nn_net *head = NULL, *imnet = NULL;
     size_t *tr = NULL, *va = NULL;
     int *va_lab = NULL;
-    float *va_log = NULL, *cw = NULL;
+    float *va_log = NULL, *cw = NULL, *ccw = NULL;
     nn_param ps[8];
     float *m[8] = {0}, *v[8] = {0};
     screening_text t = {0};
@@ -294,7 +338,16 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
     nn_set_threads(o->threads);
     nn_rng rng;
     nn_rng_seed(&rng, o->seed);
-    if (!(head = head_new(dim, o->hidden, o->dropout, k))) {
+    /* Condition weights ∝ 1/frequency (balanced): the product's answer is
+     * a condition, and "other" alone has half the DermNet images. */
+    int nc = screening_condition_count();
+    size_t ccount[32] = {0};
+    for (size_t i = 0; i < ntr; i++) ccount[ds.items[tr[i] / o->views].condition]++;
+    ccw = malloc((size_t)nc * sizeof *ccw);
+    wsum = 0;
+    for (int c = 0; c < nc; c++) wsum += ccw[c] = ccount[c] ? 1.0f / (float)ccount[c] : 0;
+    for (int c = 0; c < nc; c++) ccw[c] = (float)(ccw[c] * nc / wsum);
+    if (!(head = head_new(dim, o->hidden, o->dropout, k + nc))) {
         rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         goto done;
     }
@@ -304,8 +357,11 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
     nn_adamw opt;
     nn_adamw_init(&opt, o->lr, o->weight_decay);
     int B = o->batch;
-    float *x = malloc((size_t)B * dim * 4), *dl = malloc((size_t)B * k * 4);
-    int32_t *y = malloc((size_t)B * sizeof *y);
+    int ko = k + nc;
+    float *x = malloc((size_t)B * dim * 4), *dl = malloc((size_t)B * ko * 4);
+    float *lf = malloc((size_t)B * k * 4), *lc = malloc((size_t)B * nc * 4), *df = malloc((size_t)B * k * 4),
+          *dc = malloc((size_t)B * nc * 4);
+    int32_t *y = malloc((size_t)B * sizeof *y), *yc = malloc((size_t)B * sizeof *yc);
     nn_run *run = nn_run_new();
     int64_t steps = (int64_t)o->epochs * (int64_t)((ntr + B - 1) / B), step = 0;
     for (int ep = 0; ep < o->epochs; ep++) {
@@ -319,9 +375,17 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
             for (int j = 0; j < b; j++) {
                 memcpy(x + (size_t)j * dim, feats + tr[i + j] * (size_t)dim, (size_t)dim * 4);
                 y[j] = ds.items[tr[i + j] / o->views].fine;
+                yc[j] = ds.items[tr[i + j] / o->views].condition;
             }
             const float *lo = nn_run_forward(run, head, b, x, true, &rng, 0);
-            loss += nn_softmax_ce(b, k, lo, y, o->smoothing, cw, dl, NULL) * b;
+            /* Two losses on one output: fine classes and conditions. */
+            split_logits(lo, (size_t)b, k, nc, lf, lc);
+            loss += (nn_softmax_ce(b, k, lf, y, o->smoothing, cw, df, NULL) +
+                     nn_softmax_ce(b, nc, lc, yc, o->smoothing, ccw, dc, NULL)) * b;
+            for (int j = 0; j < b; j++) {
+                memcpy(dl + (size_t)j * ko, df + (size_t)j * k, (size_t)k * 4);
+                memcpy(dl + (size_t)j * ko + k, dc + (size_t)j * nc, (size_t)nc * 4);
+            }
             nn_net_zero_grad(head);
             nn_run_backward(run, head, dl);
             opt.lr = nn_cosine_lr(o->lr, o->lr * 0.01f, step, steps / 20, steps);
@@ -332,15 +396,24 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
             screening_text_printf(&t, "epoch %d: training loss %.4f\n", ep + 1, loss / (double)ntr);
     }
     nn_run_free(run);
-    free(x), free(dl), free(y);
-    /* Temperature on the held-back tenth. */
-    va_log = head_logits(head, feats, va, nva, dim, k);
+    free(x), free(dl), free(y), free(yc), free(lf), free(lc), free(df), free(dc);
+    /* Temperatures (fine, conditions) on the held-back tenth. */
+    float *va_all = head_logits(head, feats, va, nva, dim, ko);
+    va_log = malloc((nva ? nva : 1) * (size_t)k * 4);
+    float *va_c = malloc((nva ? nva : 1) * (size_t)nc * 4);
+    split_logits(va_all, nva, k, nc, va_log, va_c);
+    free(va_all);
     va_lab = malloc((nva ? nva : 1) * sizeof *va_lab);
     for (size_t i = 0; i < nva; i++) va_lab[i] = ds.items[va[i] / o->views].fine;
     float temp = nva ? fit_temperature(va_log, va_lab, nva, k) : 1.0f;
-    const float unsure_below = 0.5f, not_skin_above = 0.5f;
-    screening_text_printf(&t, "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f\n", ntr,
-                          o->views, nva, temp);
+    for (size_t i = 0; i < nva; i++) va_lab[i] = ds.items[va[i] / o->views].condition;
+    float temp_c = nva ? fit_temperature(va_c, va_lab, nva, nc) : 1.0f;
+    free(va_c);
+    const float unsure_below = 0.5f;
+    screening_text_printf(&t,
+                          "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f (fine "
+                          "classes), %.2f (conditions)\n",
+                          ntr, o->views, nva, temp, temp_c);
     int features;
     nn_backbone ref;
     nn_net *net = screening_backbone_net(bb, &features, &ref);
@@ -350,8 +423,24 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
         rc = core_fail(err, CORE_ERR_INVALID, "models", "the backbone has no ImageNet classifier on its features");
         goto done;
     }
-    evaluate(&t, &ds, head, imnet, feats, o->views, dim, temp, unsure_below, not_skin_above);
-    not_skin_report(&t, models_dir, bb, head, imnet, temp, unsure_below, not_skin_above);
+    /* The "not skin" rule: the held-back skin photos' ImageNet top-1 classes. */
+    static ood_rule od;
+    memset(&od, 0, sizeof od);
+    od.above = 0.5f;
+    if (nva) {
+        int ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c, *cls = malloc(nva * sizeof *cls), distinct = 0;
+        float *il = head_logits(imnet, feats, va, nva, dim, ik), *itop = top_prob(il, nva, ik, cls);
+        for (size_t i = 0; i < nva; i++)
+            if (cls[i] < 1024 && !od.skin[cls[i]]) od.skin[cls[i]] = true, distinct++;
+        qsort(itop, nva, sizeof *itop, cmp_float);
+        screening_text_printf(&t,
+                              "ImageNet on held-back skin photos: top-1 confidence median %.2f, 98th percentile %.2f; "
+                              "%d distinct top-1 classes (any other at ≥ %.2f means \"not skin\")\n",
+                              itop[nva / 2], itop[(size_t)(0.98 * (double)(nva - 1))], distinct, od.above);
+        free(il), free(itop), free(cls);
+    }
+    evaluate(&t, &ds, head, imnet, feats, o->views, dim, temp, temp_c, unsure_below, &od);
+    not_skin_report(&t, models_dir, bb, head, imnet, temp_c, unsure_below, &od);
     /* The whole network: backbone (referenced) + head on its pooled features. */
     for (int i = 0; i < nn_net_count(head); i++) {
         nn_node d = *nn_net_node(head, i);
@@ -367,12 +456,12 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
         }
     }
     nn_net_set_frozen(net, first);
-    char *meta = meta_json(&ds, temp, features, imagenet, first, o, 1.0f / 128, 128, 224, unsure_below, not_skin_above);
+    char *meta = meta_json(&ds, temp, temp_c, features, imagenet, first, o, 1.0f / 128, 128, 224, unsure_below, &od);
     rc = meta ? nn_model_save(out_path, net, meta, &ref, err) : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     free(meta);
 done:
     for (int p = 0; p < 8; p++) free(m[p]), free(v[p]);
-    free(tr), free(va), free(va_lab), free(va_log), free(cw), free(feats);
+    free(tr), free(va), free(va_lab), free(va_log), free(cw), free(ccw), free(feats);
     nn_net_free(head);
     nn_net_free(imnet);
     screening_backbone_free(bb);
@@ -401,11 +490,14 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
     meta = json_loads(meta_text, 0, NULL);
     json_t *classes = json_object_get(meta, "classes");
     double temp = json_number_value(json_object_get(meta, "temperature"));
+    double temp_c = json_number_value(json_object_get(meta, "temperature_conditions"));
+    json_int_t fine = json_integer_value(json_object_get(meta, "fine_count"));
     double unsure = json_number_value(json_object_get(meta, "unsure_below"));
     int first = (int)json_integer_value(json_object_get(meta, "head_first"));
     int features = (int)json_integer_value(json_object_get(meta, "features_node"));
     /* The data's classes must be the model's, in the same order. */
-    bool same = json_array_size(classes) == (size_t)ds.fine_count && temp > 0 && first > 0 && first < nn_net_count(net);
+    bool same = fine == ds.fine_count && json_array_size(classes) == (size_t)(fine + screening_condition_count()) &&
+                temp > 0 && temp_c > 0 && first > 0 && first < nn_net_count(net);
     for (int c = 0; same && c < ds.fine_count; c++)
         same = !strcmp(json_string_value(json_array_get(classes, (size_t)c)) ?: "", ds.fine_names[c]);
     if (!same) {
@@ -430,15 +522,23 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
         goto done;
     }
     int imagenet = (int)json_integer_value(json_object_get(meta, "imagenet_node"));
-    double not_skin = json_number_value(json_object_get(meta, "not_skin_above"));
+    static ood_rule od;
+    memset(&od, 0, sizeof od);
+    od.above = (float)json_number_value(json_object_get(meta, "not_skin_above"));
+    json_t *sk = json_object_get(meta, "skin_imagenet_classes");
+    for (size_t i = 0; i < json_array_size(sk); i++) {
+        json_int_t c = json_integer_value(json_array_get(sk, i));
+        if (c >= 0 && c < 1024) od.skin[c] = true;
+    }
+    double not_skin = od.above;
     if (!(imnet = nn_net_slice(net, features, features + 1, imagenet + 1)) || not_skin <= 0) {
         rc = core_fail(err, CORE_ERR_INVALID, "model", "the model lacks the ImageNet classifier or its threshold");
         goto done;
     }
     nn_set_threads(threads);
     screening_text_printf(&t, "model %s, temperature %.2f\n", model_path, temp);
-    evaluate(&t, &ds, head, imnet, feats, views, dim, (float)temp, (float)unsure, (float)not_skin);
-    not_skin_report(&t, models_dir, bb, head, imnet, (float)temp, (float)unsure, (float)not_skin);
+    evaluate(&t, &ds, head, imnet, feats, views, dim, (float)temp, (float)temp_c, (float)unsure, &od);
+    not_skin_report(&t, models_dir, bb, head, imnet, (float)temp_c, (float)unsure, &od);
 done:
     json_decref(meta);
     free(meta_text);
