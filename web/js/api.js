@@ -123,3 +123,26 @@ export async function deleteAccount(password) {
   setHint(false);
   return data;
 }
+
+// Upload a FormData body with progress (fetch cannot report upload
+// progress; XMLHttpRequest can). onProgress(fraction 0..1). Resolves to the
+// JSON answer; rejects with ApiError like api().
+export function upload(path, form, onProgress) {
+  return new Promise((resolveUpload, rejectUpload) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', path);
+    xhr.setRequestHeader('Accept', 'application/json');
+    if (csrfToken) xhr.setRequestHeader('X-CSRF-Token', csrfToken);
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable && onProgress) onProgress(e.loaded / e.total); };
+    xhr.onerror = () => rejectUpload(new ApiError(0, 'network', 'Could not reach CareSync. Check your connection and try again.'));
+    xhr.onload = () => {
+      let data = null;
+      try { data = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { data = null; }
+      if (xhr.status >= 200 && xhr.status < 300) { resolveUpload(data); return; }
+      const e = (data && data.error) || {};
+      rejectUpload(new ApiError(xhr.status, e.code || `http_${xhr.status}`,
+        sentence(e.message) || `The server answered ${xhr.status}.`, e.field || null));
+    };
+    xhr.send(form);
+  });
+}

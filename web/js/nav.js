@@ -6,7 +6,7 @@ import { el } from './dom.js';
 // "Ledger" is the public explorer: shown to everyone.
 const LINKS = {
   guest: [['/', 'Home'], ['/ledger', 'Ledger'], ['/login', 'Log in'], ['/signup', 'Create account']],
-  person: [['/records', 'Records'], ['/profile', 'Profile'], ['/consents', 'Consents'], ['/wallet', 'Wallet'],
+  person: [['/screening', 'Check skin'], ['/records', 'Records'], ['/profile', 'Profile'], ['/consents', 'Consents'], ['/wallet', 'Wallet'],
     ['/ledger', 'Ledger'], ['/account', 'Account']],
   staff: [['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
 };

@@ -1,0 +1,104 @@
+// Screening: pick or take a photo, upload it with progress, show the top
+// three conditions with their probabilities, the triage advice and the
+// not-a-diagnosis notice, and save the result into the private record.
+import { api, upload } from './api.js';
+import { $, el } from './dom.js';
+import { startPage } from './nav.js';
+
+await startPage({ auth: 'required' });
+const page = $('#screening-page');
+const form = $('#screening-form');
+const input = $('#photo');
+const message = $('#screening-message');
+const submit = $('#screening-submit');
+const progressRow = $('#upload-progress-row');
+const progress = $('#upload-progress');
+const state = $('#upload-state');
+const result = $('#result');
+const saveButton = $('#save-button');
+const saveMessage = $('#save-message');
+
+const TRIAGE = {
+  self_care: 'Self-care is usually enough.',
+  pharmacist_or_gp: 'Ask a pharmacist or your GP.',
+  see_doctor_soon: 'See a doctor soon (within a few days).',
+  urgent: 'See a doctor urgently (within two weeks, sooner if it changes).',
+};
+
+let current = null;
+
+function show(screening) {
+  current = screening;
+  $('#result-notice').textContent = screening.notice;
+  $('#result-verdict').textContent = screening.unsure
+    ? (screening.verdict === 'unsure_not_skin'
+      ? 'This does not look like a photo of skin.'
+      : 'The screening is unsure about this photo.')
+    : `Most likely: ${screening.top[0].name} (${Math.round(screening.top[0].probability * 100)} %).`;
+  const list = $('#result-top');
+  list.replaceChildren(...screening.top.map((t) => {
+    const pct = Math.round(t.probability * 100);
+    return el('li', { 'data-condition': t.condition },
+      el('span', { class: 'result-name' }, t.name),
+      el('meter', { min: '0', max: '100', value: String(pct), 'aria-label': `${t.name} probability` }),
+      el('span', { class: 'result-pct' }, `${pct} %`));
+  }));
+  $('#result-advice').textContent = screening.advice;
+  $('#result-triage').textContent = TRIAGE[screening.triage] || TRIAGE.see_doctor_soon;
+  saveButton.disabled = false;
+  saveMessage.textContent = '';
+  result.hidden = false;
+  $('#result-heading').focus();
+}
+
+form.addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  message.textContent = '';
+  const file = input.files && input.files[0];
+  if (!file) {
+    message.textContent = input.dataset.error;
+    input.focus();
+    return;
+  }
+  const body = new FormData();
+  body.append('photo', file, file.name || 'photo.jpg');
+  submit.disabled = true;
+  result.hidden = true;
+  progressRow.hidden = false;
+  progress.value = 0;
+  state.textContent = 'Uploading…';
+  try {
+    const data = await upload('/api/screenings', body, (f) => {
+      progress.value = Math.round(f * 100);
+      if (f >= 1) state.textContent = 'Looking at the photo…';
+    });
+    state.textContent = 'Done.';
+    show(data.screening);
+  } catch (err) {
+    state.textContent = '';
+    progressRow.hidden = true;
+    message.textContent = err.message;
+    input.focus();
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+saveButton.addEventListener('click', async () => {
+  if (!current) return;
+  saveButton.disabled = true;
+  const top = current.top.map((t) => `${t.name}: ${Math.round(t.probability * 100)} %`).join('\n');
+  const title = current.unsure
+    ? 'Skin screening: unsure'
+    : `Skin screening: ${current.top[0].name} (${Math.round(current.top[0].probability * 100)} %)`;
+  const details = `${top}\n\n${current.advice}\n${TRIAGE[current.triage] || ''}\n\n${current.notice}`;
+  try {
+    await api('POST', '/api/records', { kind: 'note', title, details });
+    saveMessage.replaceChildren('Saved to ', el('a', { href: '/records' }, 'your records'), '.');
+  } catch (err) {
+    saveMessage.textContent = err.message;
+    saveButton.disabled = false;
+  }
+});
+
+page.hidden = false;
