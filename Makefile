@@ -35,6 +35,7 @@ bench:
 	cmake --build build-bench -j$(JOBS)
 	CARESYNC_BIN=$(CURDIR)/build-bench/caresync bench/http/run.sh
 	./build-bench/ledger_bench
+	bench/vision/run.sh build-bench
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) build-bench

@@ -2,7 +2,7 @@
 # Install what CareSync needs to build, run and test, skipping what is present.
 # Idempotent: a second run on a ready machine does nothing but check.
 #   scripts/deps.sh          build + run + test dependencies
-#   scripts/deps.sh bench    also wrk and nginx for bench/http
+#   scripts/deps.sh bench    also wrk and nginx for bench/http, PyTorch for bench/vision
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +12,7 @@ pkgs=(build-essential cmake pkg-config
       libopenblas-dev                                                           # nn (BLAS)
       libcmocka-dev clang libclang-rt-14-dev sqlite3 openssl curl               # tests, fuzzing
       nodejs npm chromium)                                                      # browser tests
-if [[ "${1:-}" == "bench" ]]; then pkgs+=(wrk nginx-light); fi
+if [[ "${1:-}" == "bench" ]]; then pkgs+=(wrk nginx-light python3-torch python3-torchvision); fi
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -70,56 +70,109 @@ static void col2im(const nn_conv *c, nn_shape in, nn_shape o, const float *col, 
             }
 }
 
-static void dw_forward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *b, float *y) {
+/* The output columns ox whose tap kx lands inside the row:
+ * 0 ≤ ox·s − pad + kx < w  ⇔  lo ≤ ox < hi. Splitting the loops this way
+ * leaves no bounds test in the inner loop, which the compiler vectorises. */
+static void tap_range(int kx, int stride, int pad, int in_w, int out_w, int *lo, int *hi) {
+    int a = pad - kx, l = a > 0 ? (a + stride - 1) / stride : 0;
+    int h = (in_w - 1 + pad - kx) / stride + 1;
+    if (in_w - 1 + pad - kx < 0) h = 0;
+    *lo = l;
+    *hi = h < out_w ? h : out_w;
+}
+
+typedef struct {
+    const nn_conv *c;
+    nn_shape in, o;
+    const float *x, *w, *b, *dy;
+    float *y, *dx, *dw, *db;
+} dw_job;
+
+/* Channels [c0, c1) of every image: planes are independent. */
+static void dw_forward_part(void *arg, int c0, int c1) {
+    const dw_job *j = arg;
+    const nn_conv *c = j->c;
+    nn_shape in = j->in, o = j->o;
+    int s = c->stride;
     for (int n = 0; n < in.n; n++)
-        for (int ch = 0; ch < in.c; ch++) {
-            const float *plane = x + ((size_t)n * in.c + ch) * in.h * in.w;
-            const float *k = w + (size_t)ch * c->kh * c->kw;
-            float *out = y + ((size_t)n * o.c + ch) * o.h * o.w;
-            float bias = b ? b[ch] : 0.0f;
-            for (int oy = 0; oy < o.h; oy++)
-                for (int ox = 0; ox < o.w; ox++) {
-                    float s = bias;
-                    for (int ky = 0; ky < c->kh; ky++) {
-                        int iy = oy * c->stride - c->pad + ky;
-                        if (iy < 0 || iy >= in.h) continue;
-                        for (int kx = 0; kx < c->kw; kx++) {
-                            int ix = ox * c->stride - c->pad + kx;
-                            if (ix >= 0 && ix < in.w) s += k[ky * c->kw + kx] * plane[(size_t)iy * in.w + ix];
+        for (int ch = c0; ch < c1; ch++) {
+            const float *plane = j->x + ((size_t)n * in.c + ch) * in.h * in.w;
+            const float *k = j->w + (size_t)ch * c->kh * c->kw;
+            float *out = j->y + ((size_t)n * o.c + ch) * o.h * o.w;
+            float bias = j->b ? j->b[ch] : 0.0f;
+            for (int oy = 0; oy < o.h; oy++) {
+                float *orow = out + (size_t)oy * o.w;
+                for (int ox = 0; ox < o.w; ox++) orow[ox] = bias;
+                for (int ky = 0; ky < c->kh; ky++) {
+                    int iy = oy * s - c->pad + ky;
+                    if (iy < 0 || iy >= in.h) continue;
+                    const float *irow = plane + (size_t)iy * in.w;
+                    for (int kx = 0; kx < c->kw; kx++) {
+                        int lo, hi;
+                        tap_range(kx, s, c->pad, in.w, o.w, &lo, &hi);
+                        float wk = k[ky * c->kw + kx];
+                        const float *src = irow + kx - c->pad;
+                        if (s == 1)
+                            for (int ox = lo; ox < hi; ox++) orow[ox] += wk * src[ox];
+                        else
+                            for (int ox = lo; ox < hi; ox++) orow[ox] += wk * src[ox * s];
+                    }
+                }
+            }
+        }
+}
+
+static void dw_backward_part(void *arg, int c0, int c1) {
+    const dw_job *j = arg;
+    const nn_conv *c = j->c;
+    nn_shape in = j->in, o = j->o;
+    int s = c->stride;
+    for (int n = 0; n < in.n; n++)
+        for (int ch = c0; ch < c1; ch++) {
+            const float *plane = j->x + ((size_t)n * in.c + ch) * in.h * in.w;
+            float *dplane = j->dx ? j->dx + ((size_t)n * in.c + ch) * in.h * in.w : NULL;
+            const float *k = j->w + (size_t)ch * c->kh * c->kw;
+            float *dk = j->dw + (size_t)ch * c->kh * c->kw;
+            const float *g = j->dy + ((size_t)n * o.c + ch) * o.h * o.w;
+            if (j->db) {
+                float sum = 0;
+                for (int i = 0; i < o.h * o.w; i++) sum += g[i];
+                j->db[ch] += sum;
+            }
+            for (int oy = 0; oy < o.h; oy++) {
+                const float *grow = g + (size_t)oy * o.w;
+                for (int ky = 0; ky < c->kh; ky++) {
+                    int iy = oy * s - c->pad + ky;
+                    if (iy < 0 || iy >= in.h) continue;
+                    const float *irow = plane + (size_t)iy * in.w;
+                    float *drow = dplane ? dplane + (size_t)iy * in.w : NULL;
+                    for (int kx = 0; kx < c->kw; kx++) {
+                        int lo, hi;
+                        tap_range(kx, s, c->pad, in.w, o.w, &lo, &hi);
+                        const float *src = irow + kx - c->pad;
+                        float acc = 0, wk = k[ky * c->kw + kx];
+                        for (int ox = lo; ox < hi; ox++) acc += grow[ox] * src[ox * s];
+                        dk[ky * c->kw + kx] += acc;
+                        if (drow) {
+                            float *dst = drow + kx - c->pad;
+                            for (int ox = lo; ox < hi; ox++) dst[ox * s] += grow[ox] * wk;
                         }
                     }
-                    out[(size_t)oy * o.w + ox] = s;
                 }
+            }
         }
+}
+
+static void dw_forward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *b, float *y) {
+    dw_job j = {.c = c, .in = in, .o = o, .x = x, .w = w, .b = b, .y = y};
+    nn_parallel(in.c, dw_forward_part, &j);
 }
 
 static void dw_backward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db) {
     if (dx) memset(dx, 0, nn_count(in) * sizeof *dx);
-    for (int n = 0; n < in.n; n++)
-        for (int ch = 0; ch < in.c; ch++) {
-            const float *plane = x + ((size_t)n * in.c + ch) * in.h * in.w;
-            float *dplane = dx ? dx + ((size_t)n * in.c + ch) * in.h * in.w : NULL;
-            const float *k = w + (size_t)ch * c->kh * c->kw;
-            float *dk = dw + (size_t)ch * c->kh * c->kw;
-            const float *g = dy + ((size_t)n * o.c + ch) * o.h * o.w;
-            for (int oy = 0; oy < o.h; oy++)
-                for (int ox = 0; ox < o.w; ox++) {
-                    float gv = g[(size_t)oy * o.w + ox];
-                    if (db) db[ch] += gv;
-                    for (int ky = 0; ky < c->kh; ky++) {
-                        int iy = oy * c->stride - c->pad + ky;
-                        if (iy < 0 || iy >= in.h) continue;
-                        for (int kx = 0; kx < c->kw; kx++) {
-                            int ix = ox * c->stride - c->pad + kx;
-                            if (ix < 0 || ix >= in.w) continue;
-                            size_t at = (size_t)iy * in.w + ix;
-                            dk[ky * c->kw + kx] += gv * plane[at];
-                            if (dplane) dplane[at] += gv * k[ky * c->kw + kx];
-                        }
-                    }
-                }
-        }
+    dw_job j = {.c = c, .in = in, .o = o, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db};
+    nn_parallel(in.c, dw_backward_part, &j);
 }
 
 void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, float *y, float *ws) {

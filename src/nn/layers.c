@@ -3,6 +3,7 @@
 #include "nn/nn.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <float.h>
 #include <math.h>
 #include <string.h>
@@ -16,6 +17,42 @@ void nn_set_threads(int t) {
 }
 
 int nn_threads(void) { return threads; }
+
+/* Split [0, n) into nn_threads() contiguous parts, run them at once and
+ * wait. Threads are started per call: ~20 µs each, against kernels of
+ * 0.1–2 ms; a pool would save little and add shutdown questions. Small
+ * loops run inline. Parts never overlap, so results do not depend on the
+ * thread count. */
+typedef struct {
+    nn_task fn;
+    void *ctx;
+    int begin, end;
+} part;
+
+static void *run_part(void *arg) {
+    part *p = arg;
+    p->fn(p->ctx, p->begin, p->end);
+    return NULL;
+}
+
+void nn_parallel(int n, nn_task fn, void *ctx) {
+    int t = threads < n ? threads : n;
+    if (t <= 1) {
+        if (n > 0) fn(ctx, 0, n);
+        return;
+    }
+    if (t > 16) t = 16;
+    part parts[16];
+    pthread_t ids[16];
+    bool started[16] = {false};
+    for (int i = 0; i < t; i++) parts[i] = (part){fn, ctx, (int)((long)n * i / t), (int)((long)n * (i + 1) / t)};
+    for (int i = 1; i < t; i++) started[i] = pthread_create(&ids[i], NULL, run_part, &parts[i]) == 0;
+    run_part(&parts[0]);
+    for (int i = 1; i < t; i++) {
+        if (started[i]) pthread_join(ids[i], NULL);
+        else run_part(&parts[i]); /* could not start a thread: do it here */
+    }
+}
 
 /* ---- xoshiro256** seeded by splitmix64: same seed, same stream, anywhere ---- */
 

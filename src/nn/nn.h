@@ -30,6 +30,10 @@ static inline size_t nn_count(nn_shape s) { return (size_t)s.n * s.c * s.h * s.w
 /* Use this many threads for BLAS and for our own parallel loops (≥1). */
 void nn_set_threads(int threads);
 int nn_threads(void);
+/* Run fn over [0, n) split into nn_threads() disjoint ranges at once (the
+ * kernels' own parallel loops). */
+typedef void (*nn_task)(void *ctx, int begin, int end);
+void nn_parallel(int n, nn_task fn, void *ctx);
 
 /* ---- deterministic randomness (xoshiro256**) ---- */
 typedef struct { uint64_t s[4]; } nn_rng;
