@@ -26,7 +26,8 @@ static void usage(FILE *f, const char *cmd) {
     if (!strcmp(cmd, "train"))
         fprintf(f, "  --seed N        random seed (default 20261125)\n"
                    "  --epochs N      passes over the training images (default 30)\n"
-                   "  --views N       1 = as is, 2 = also mirrored (default 2)\n");
+                   "  --views N       1 = as is, 2 = also mirrored, 3-8 = also augmented copies\n"
+                   "                  (random crop, rotation, flips, colour; default 2)\n");
 }
 
 static int run(int argc, char **argv, bool train) {
@@ -58,7 +59,7 @@ static int run(int argc, char **argv, bool train) {
         default: usage(stderr, argv[0]); return 2;
         }
     }
-    if (optind != argc || o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 || o.views > 2) {
+    if (optind != argc || o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 || o.views > 8) {
         usage(stderr, argv[0]);
         return 2;
     }

@@ -107,6 +107,21 @@ float nn_softmax_ce(int n, int k, const float *logits, const int32_t *labels, fl
                     const float *class_weight, float *dlogits, float *probs);
 void nn_softmax(int n, int k, const float *logits, float *probs);
 
+/* ---- augmentation (training images, CHW float) ----
+ * Random resized crop (area fraction in [min_area, max_area], aspect ratio
+ * in [min_ratio, max_ratio], defaults 3/4..4/3), rotation within
+ * ±max_rotate_deg, flips, and colour jitter (each factor 1 ± its amount).
+ * in and out must not overlap. With area and ratio 1, no rotation, flips or
+ * jitter, out is in resampled to the output size. */
+typedef struct {
+    float min_area, max_area, min_ratio, max_ratio, max_rotate_deg;
+    bool hflip, vflip;
+    float brightness, contrast, saturation;
+} nn_augment_opts;
+void nn_augment_defaults(nn_augment_opts *o);
+void nn_augment(nn_rng *r, const nn_augment_opts *o, int channels, int in_h, int in_w, const float *in, int out_h,
+                int out_w, float *out);
+
 /* ---- optimisers ----
  * AdamW: decoupled weight decay (Loshchilov & Hutter); SGD with momentum
  * and (coupled) weight decay. m and v are caller-owned state, zeroed at start. */

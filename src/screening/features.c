@@ -87,12 +87,14 @@ static void *worker(void *arg) {
     job *j = arg;
     nn_run *run = nn_run_new();
     int side = j->bb->info.height;
-    float *x = malloc((size_t)3 * side * side * sizeof(float));
+    float *x = malloc((size_t)3 * side * side * sizeof(float)), *aug = malloc((size_t)3 * side * side * sizeof(float));
+    nn_augment_opts opts;
+    nn_augment_defaults(&opts);
     vision_limits lim;
     vision_limits_defaults(&lim);
     lim.min_side = 64;
     lim.target_short_side = side;
-    for (size_t i; run && x && !atomic_load(&j->failed) && (i = atomic_fetch_add(&j->next, 1)) < j->ds->count;) {
+    for (size_t i; run && x && aug && !atomic_load(&j->failed) && (i = atomic_fetch_add(&j->next, 1)) < j->ds->count;) {
         core_error e = {0};
         char *bytes = NULL;
         size_t len;
@@ -101,7 +103,14 @@ static void *worker(void *arg) {
         if (!rc) rc = vision_decode((uint8_t *)bytes, len, &lim, &img, NULL, NULL, &e);
         free(bytes);
         for (int v = 0; !rc && v < j->views; v++) {
-            rc = screening_preprocess(j->bb, img.rgb, img.width, img.height, v, x, &e);
+            /* Views 0 and 1: as is and mirrored; from 2 on, augmented
+             * (crop, rotation, flips, colour), seeded by item and view. */
+            rc = screening_preprocess(j->bb, img.rgb, img.width, img.height, v == 1, v >= 2 ? aug : x, &e);
+            if (!rc && v >= 2) {
+                nn_rng r;
+                nn_rng_seed(&r, 0x5eed0000u + (uint64_t)i * 16u + (uint64_t)v);
+                nn_augment(&r, &opts, 3, side, side, aug, side, side, x);
+            }
             const float *y = rc ? NULL : nn_run_forward(run, j->bb->net, 1, x, false, NULL, j->bb->info.features + 1);
             if (!rc && !y) rc = core_fail(&e, CORE_ERR_NOMEM, NULL, "out of memory");
             if (!rc) memcpy(j->feats + (i * (size_t)j->views + (size_t)v) * (size_t)j->dim, y, (size_t)j->dim * 4);
@@ -119,8 +128,9 @@ static void *worker(void *arg) {
             pthread_mutex_unlock(&j->lock);
         }
     }
-    if (!run || !x) atomic_store(&j->failed, 1);
+    if (!run || !x || !aug) atomic_store(&j->failed, 1);
     free(x);
+    free(aug);
     nn_run_free(run);
     return NULL;
 }

@@ -76,7 +76,8 @@ nn_net *screening_backbone_net(screening_backbone *bb, int *features, nn_backbon
  * pixel bytes scaled; flip mirrors it. out: 3·224·224 floats. */
 core_status screening_preprocess(const screening_backbone *bb, const uint8_t *rgb, int w, int h, int flip, float *out,
                                  core_error *err);
-/* Features of every item (views: 1 = as is, 2 = also mirrored), computed on
+/* Features of every item (views: 1 = as is, 2 = also mirrored, more =
+ * also that many minus two augmented copies, see nn_augment), computed on
  * `threads` threads, cached in cache_path when given (recomputed when the
  * cache does not match). feats: count·views·dim floats, caller frees. */
 core_status screening_extract(screening_backbone *bb, const screening_dataset *ds, int views, int threads,

@@ -414,6 +414,71 @@ static void test_training_fits_and_is_deterministic(void **state) {
     assert_true(memcmp(&a, &b, sizeof a) != 0);
 }
 
+/* ---- augmentation ---- */
+
+static void test_augmentation(void **state) {
+    (void)state;
+    enum { AC = 3, AH = 20, AW = 24 };
+    float in[AC * AH * AW], out[AC * AH * AW], out2[AC * AH * AW];
+    for (int i = 0; i < AC * AH * AW; i++) in[i] = sinf((float)i * 0.7f) + (float)(i / (AH * AW));
+    nn_rng r;
+    nn_rng_seed(&r, 1);
+    /* Identity options on a square image: the same image back, exactly;
+     * with the horizontal flip allowed, either it or its mirror. */
+    nn_augment_opts id = {.min_area = 1, .max_area = 1, .min_ratio = 1, .max_ratio = 1};
+    float sq[AC * AH * AH], sqo[AC * AH * AH];
+    for (int i = 0; i < AC * AH * AH; i++) sq[i] = cosf((float)i * 0.31f);
+    nn_augment(&r, &id, AC, AH, AH, sq, AH, AH, sqo);
+    for (int i = 0; i < AC * AH * AH; i++) assert_true(fabsf(sqo[i] - sq[i]) < 1e-5f);
+    nn_augment_opts flip = id;
+    flip.hflip = true;
+    int plain = 0, mirrored = 0;
+    for (int t = 0; t < 40; t++) {
+        nn_augment(&r, &flip, AC, AH, AH, sq, AH, AH, sqo);
+        bool eq = true, mir = true;
+        for (int c = 0; c < AC; c++)
+            for (int y = 0; y < AH; y++)
+                for (int x = 0; x < AH; x++) {
+                    float got = sqo[(c * AH + y) * AH + x];
+                    eq &= fabsf(got - sq[(c * AH + y) * AH + x]) < 1e-5f;
+                    mir &= fabsf(got - sq[(c * AH + y) * AH + (AH - 1 - x)]) < 1e-5f;
+                }
+        assert_true(eq || mir);
+        plain += eq, mirrored += mir;
+    }
+    assert_true(plain > 5 && mirrored > 5); /* both happen */
+    /* Every output value is a blend of input values (no overshoot) before
+     * colour jitter; with jitter, the image mean scales with brightness. */
+    nn_augment_opts o;
+    nn_augment_defaults(&o);
+    o.brightness = o.contrast = o.saturation = 0;
+    float lo = in[0], hi = in[0];
+    for (int i = 0; i < AC * AH * AW; i++) lo = fminf(lo, in[i]), hi = fmaxf(hi, in[i]);
+    for (int t = 0; t < 20; t++) {
+        nn_augment(&r, &o, AC, AH, AW, in, 16, 16, out);
+        for (int i = 0; i < AC * 16 * 16; i++) assert_true(out[i] >= lo - 1e-4f && out[i] <= hi + 1e-4f);
+    }
+    /* A constant image stays constant under any geometry; brightness then
+     * scales it within its range. */
+    float k[AC * AH * AW];
+    for (int i = 0; i < AC * AH * AW; i++) k[i] = 0.5f;
+    nn_augment_defaults(&o);
+    o.contrast = o.saturation = 0;
+    for (int t = 0; t < 20; t++) {
+        nn_augment(&r, &o, AC, AH, AW, k, 12, 12, out);
+        for (int i = 1; i < AC * 12 * 12; i++) assert_true(fabsf(out[i] - out[0]) < 1e-5f);
+        assert_true(out[0] >= 0.5f * (1 - o.brightness) - 1e-5f && out[0] <= 0.5f * (1 + o.brightness) + 1e-5f);
+    }
+    /* Same seed, same augmentation. */
+    nn_augment_defaults(&o);
+    nn_rng a, b;
+    nn_rng_seed(&a, 9);
+    nn_rng_seed(&b, 9);
+    nn_augment(&a, &o, AC, AH, AW, in, 16, 16, out);
+    nn_augment(&b, &o, AC, AH, AW, in, 16, 16, out2);
+    assert_memory_equal(out, out2, AC * 16 * 16 * sizeof(float));
+}
+
 int main(void) {
     nn_set_threads(2);
     nn_rng_seed(&rng, 2026);
@@ -427,6 +492,7 @@ int main(void) {
         cmocka_unit_test(test_softmax_ce),
         cmocka_unit_test(test_schedule_and_optimisers),
         cmocka_unit_test(test_training_fits_and_is_deterministic),
+        cmocka_unit_test(test_augmentation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
