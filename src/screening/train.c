@@ -89,7 +89,6 @@ static float fit_temperature(const float *logits, const int *label, size_t n, in
     return best_t;
 }
 
-/* The evaluation report over the test items of every set. */
 static int cmp_float(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
@@ -123,9 +122,6 @@ static bool is_not_skin(const ood_rule *r, int cls, float p) {
     return p >= r->above && (cls < 0 || cls >= 1024 || !r->skin[cls]);
 }
 
-/* imnet: the backbone's ImageNet classifier on the same features. A photo
- * the ImageNet model is confident about (a cat, a car) is not a skin photo:
- * that, or a top condition below unsure_below, makes the answer "unsure". */
 /* The head's outputs are k fine-class logits then nc condition logits:
  * split rows of both into separate arrays. */
 static void split_logits(const float *lg, size_t n, int k, int nc, float *fine, float *cond) {
@@ -135,6 +131,10 @@ static void split_logits(const float *lg, size_t n, int k, int nc, float *fine, 
     }
 }
 
+/* The evaluation report over the test items of every set. imnet: the
+ * backbone's ImageNet classifier on the same features; a photo it takes for
+ * something else (is_not_skin), or a top condition below unsure_below,
+ * makes the answer "unsure". */
 static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *head, nn_net *imnet, const float *feats,
                      int views, int dim, float temp, float temp_c, float unsure_below, const ood_rule *od) {
     int k = ds->fine_count, nc = screening_condition_count();
