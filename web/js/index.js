@@ -6,5 +6,8 @@ const user = await startPage({ auth: 'public' });
 if (user) {
   $('#guest-actions').hidden = true;
   $('#member-actions').hidden = false;
-  if (user.role !== 'person') $('#open-records').hidden = true;
+  if (user.role !== 'person') {
+    $('#open-records').hidden = true;
+    $('#open-screening').hidden = true;
+  }
 }
