@@ -148,10 +148,6 @@ static bool same_node(const nn_node *a, const nn_node *b) {
     }
 }
 
-static void hex(char *out, const uint8_t *b, size_t n) {
-    for (size_t i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", b[i]);
-}
-
 /* Validate meta: an object whose "classes" is an array of strings with one
  * entry per network output. */
 static bool meta_ok(json_t *meta, nn_net *net) {
@@ -184,7 +180,7 @@ core_status nn_model_save(const char *path, nn_net *net, const char *meta_text, 
                           nodes, "meta", meta);
     if (bb) {
         char sha[65];
-        hex(sha, bb->sha256, 32);
+        cs_crypto_hex(bb->sha256, 32, sha);
         json_object_set_new(h, "backbone", json_pack("{s:s, s:s, s:i}", "file", bb->file, "sha256", sha, "nodes", first));
     }
     char *ht = json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
@@ -300,7 +296,7 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
         uint8_t got[32];
         char gh[65];
         cs_crypto_sha256(got, bytes, len);
-        hex(gh, got, 32);
+        cs_crypto_hex(got, 32, gh);
         if (strcmp(gh, json_string_value(sha)) != 0) {
             free(bytes);
             rc = refuse(err, "the backbone file's SHA-256 differs from the one the model was trained on");

@@ -21,8 +21,8 @@
 
 struct screening_model {
     nn_net *net;
-    float temperature, temp_c, unsure_below, not_skin_above, in_scale, in_zero;
-    int size, features, imagenet, k, *fine_condition;
+    float temp_c, unsure_below, not_skin_above, in_scale, in_zero;
+    int size, features, imagenet, k;
     bool skin_class[1024]; /* ImageNet top-1 classes seen on skin photos */
     pthread_mutex_t lock;
     nn_run *pool[POOL];
@@ -47,13 +47,12 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
     json_t *meta = json_loads(text, 0, NULL);
     free(text);
     screening_model *m = calloc(1, sizeof *m);
-    json_t *fc = json_object_get(meta, "fine_condition"), *in = json_object_get(meta, "input");
+    json_t *in = json_object_get(meta, "input");
     if (!m || !meta) {
         rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory loading the screening model");
         goto fail;
     }
     m->net = net;
-    m->temperature = (float)json_number_value(json_object_get(meta, "temperature"));
     m->temp_c = (float)json_number_value(json_object_get(meta, "temperature_conditions"));
     m->unsure_below = (float)json_number_value(json_object_get(meta, "unsure_below"));
     m->not_skin_above = (float)json_number_value(json_object_get(meta, "not_skin_above"));
@@ -65,17 +64,11 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
     m->k = (int)json_integer_value(json_object_get(meta, "fine_count"));
     int outputs = nn_net_shape(net, nn_net_count(net) - 1).c;
     nn_shape is = nn_net_shape(net, NN_INPUT);
-    bool ok = m->temperature > 0 && m->temp_c > 0 && m->k > 0 && outputs == m->k + screening_condition_count() && m->unsure_below > 0 && m->not_skin_above > 0 && m->in_scale > 0 &&
-              is.h == m->size && is.w == m->size && is.c == 3 && m->imagenet > m->features && m->features >= 0 &&
-              m->imagenet < nn_net_count(net) && json_array_size(fc) == (size_t)m->k;
-    if (ok && (m->fine_condition = malloc((size_t)m->k * sizeof(int)))) {
-        for (int c = 0; c < m->k; c++) {
-            json_int_t v = json_integer_value(json_array_get(fc, (size_t)c));
-            if (v < 0 || v >= screening_condition_count()) ok = false;
-            m->fine_condition[c] = (int)v;
-        }
-    }
-    if (!ok || !m->fine_condition) {
+    /* Only the condition outputs (after the k fine-class ones) are used here. */
+    bool ok = m->temp_c > 0 && m->k > 0 && outputs == m->k + screening_condition_count() && m->unsure_below > 0 &&
+              m->not_skin_above > 0 && m->in_scale > 0 && is.h == m->size && is.w == m->size && is.c == 3 &&
+              m->imagenet > m->features && m->features >= 0 && m->imagenet < nn_net_count(net);
+    if (!ok) {
         rc = core_fail(err, CORE_ERR_INVALID, "model", "%s: the screening metadata is incomplete or does not fit", path);
         goto fail;
     }
@@ -90,7 +83,6 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
     return CORE_OK;
 fail:
     json_decref(meta);
-    if (m) free(m->fine_condition);
     free(m);
     nn_net_free(net);
     return rc;
@@ -101,7 +93,6 @@ void screening_model_free(screening_model *m) {
     for (int i = 0; i < m->pooled; i++) nn_run_free(m->pool[i]);
     pthread_mutex_destroy(&m->lock);
     nn_net_free(m->net);
-    free(m->fine_condition);
     free(m);
 }
 
@@ -124,9 +115,11 @@ core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, 
     memset(out, 0, sizeof *out);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    /* Centre square at the model's size, pixel bytes → the backbone's scale. */
-    vision_image in = {w, h, (uint8_t *)rgb}, sq;
-    core_status rc = vision_center_square(&in, m->size, &sq, err);
+    /* Centre square at the model's size (unless it already is one), pixel
+     * bytes → the backbone's scale. */
+    vision_image in = {w, h, (uint8_t *)rgb}, sq = in;
+    bool cropped = w != m->size || h != m->size;
+    core_status rc = cropped ? vision_center_square(&in, m->size, &sq, err) : CORE_OK;
     if (rc) return rc;
     size_t hw = (size_t)m->size * m->size;
     float *x = malloc(3 * hw * sizeof(float));
@@ -138,7 +131,7 @@ core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, 
             for (int c = 0; c < 3; c++) x[c * hw + i] = m->in_scale * ((float)sq.rgb[i * 3 + c] - m->in_zero);
         logits = nn_run_forward(run, m->net, 1, x, false, NULL, 0);
     }
-    vision_image_free(&sq);
+    if (cropped) vision_image_free(&sq);
     if (!logits) {
         free(x), free(p);
         if (run) give(m, run);

@@ -151,24 +151,28 @@ core_status screening_desk_assess(screening_desk *d, int64_t user, const uint8_t
                        "screening is not available on this server (no model installed); please see a professional");
         goto out;
     }
+    /* What the model sees is also the copy that is kept: crop once. */
+    vision_image sq = {0};
     screening_result r;
-    if ((rc = screening_assess_rgb(d->model, img.rgb, img.width, img.height, &r, err))) goto out;
+    if ((rc = vision_center_square(&img, 224, &sq, err))) goto out;
+    if ((rc = screening_assess_rgb(d->model, sq.rgb, sq.width, sq.height, &r, err))) {
+        vision_image_free(&sq);
+        goto out;
+    }
     /* No skin colour in view is only a hint (fur passes it, some lesions
      * fail it): with a low ImageNet confidence it makes the answer unsure. */
     if ((q.issues & VISION_Q_NO_SKIN) && r.verdict == SCREENING_CONFIDENT) r.verdict = SCREENING_UNSURE_LOW_CONFIDENCE;
     uint8_t raw[16];
     char id[33];
     cs_crypto_random(raw, sizeof raw);
-    for (int i = 0; i < 16; i++) snprintf(id + 2 * i, 3, "%02x", raw[i]);
+    cs_crypto_hex(raw, sizeof raw, id);
     char *doc = result_json(id, &r, &q, now);
     /* The kept photo: what the model saw, re-encoded from pixels only. */
-    vision_image sq = {0};
     uint8_t *jpeg = NULL;
     size_t jl = 0;
     kept k = {.user = user, .expires = now + d->opt.ttl_seconds};
     memcpy(k.id, id, sizeof id);
     if (!doc) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-    if (!rc) rc = vision_center_square(&img, 224, &sq, err);
     if (!rc) rc = vision_encode_jpeg(&sq, 85, &jpeg, &jl, err);
     char ad[64];
     snprintf(ad, sizeof ad, "screening:%lld:%s", (long long)user, id);

@@ -424,8 +424,7 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
         goto done;
     }
     /* The "not skin" rule: the held-back skin photos' ImageNet top-1 classes. */
-    static ood_rule od;
-    memset(&od, 0, sizeof od);
+    ood_rule od = {0};
     od.above = 0.5f;
     if (nva) {
         int ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c, *cls = malloc(nva * sizeof *cls), distinct = 0;
@@ -522,8 +521,7 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
         goto done;
     }
     int imagenet = (int)json_integer_value(json_object_get(meta, "imagenet_node"));
-    static ood_rule od;
-    memset(&od, 0, sizeof od);
+    ood_rule od = {0};
     od.above = (float)json_number_value(json_object_get(meta, "not_skin_above"));
     json_t *sk = json_object_get(meta, "skin_imagenet_classes");
     for (size_t i = 0; i < json_array_size(sk); i++) {
