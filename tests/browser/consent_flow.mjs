@@ -20,15 +20,12 @@
 // downloaded receipt. Any console error, page error, CSP violation, failed
 // request or 5xx fails the test.
 // Exit codes: 0 pass, 1 fail, 2 usage, 77 skip (no chromium or playwright-core).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer } from './lib.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const TOTAL_TIMEOUT_MS = 240_000;
 const HEX64 = /^[0-9a-f]{64}$/;
 
@@ -54,111 +51,14 @@ try {
 
 // ---------------------------------------------------------------- helpers
 
-function log(msg) {
-  console.log(`[browser] ${msg}`);
-}
 
-function check(cond, msg) {
-  if (!cond) throw new Error(`check failed: ${msg}`);
-}
 
-function checkEqual(got, want, msg) {
-  if (got !== want) throw new Error(`check failed: ${msg}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
-}
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
-}
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// Same static check as signup_flow.mjs: the pages must work under the CSP.
-function lintWebDir(dir) {
-  const problems = [];
-  const html = readdirSync(dir).filter((f) => f.endsWith('.html'));
-  for (const want of ['consents.html', 'wallet.html', 'ledger.html']) check(html.includes(want), `${dir} has no ${want}`);
-  for (const f of html) {
-    const text = readFileSync(join(dir, f), 'utf8');
-    for (const m of text.matchAll(/<script\b([^>]*)>/gi)) {
-      if (!/\bsrc\s*=/.test(m[1])) problems.push(`${f}: inline <script>`);
-      else if (!/type\s*=\s*"module"/.test(m[1])) problems.push(`${f}: <script> without type="module"`);
-    }
-    if (/<style\b/i.test(text)) problems.push(`${f}: <style> element`);
-    if (/\sstyle\s*=/i.test(text)) problems.push(`${f}: style= attribute`);
-    if (/\son[a-z]+\s*=/i.test(text)) problems.push(`${f}: on*= event handler attribute`);
-    if (/javascript:/i.test(text)) problems.push(`${f}: javascript: URL`);
-  }
-  const jsDir = join(dir, 'js');
-  for (const f of readdirSync(jsDir).filter((n) => n.endsWith('.js'))) {
-    const text = readFileSync(join(jsDir, f), 'utf8');
-    if (/\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write/.test(text)) problems.push(`js/${f}: HTML injection API`);
-    if (/\beval\s*\(|new Function\s*\(/.test(text)) problems.push(`js/${f}: eval`);
-  }
-  if (problems.length) throw new Error(`web UI lint:\n  ${problems.join('\n  ')}`);
-}
 
 // ---------------------------------------------------------------- server
 
-async function startServer(dataDir) {
-  const logPath = join(ARTIFACTS, 'server.log');
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    const port = await freePort();
-    const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--web-dir', WEB_DIR];
-    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    proc.stdout.on('data', (d) => { output += d; });
-    proc.stderr.on('data', (d) => { output += d; });
-    const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
-    let gone = null;
-    exited.then((e) => { gone = e; });
-    proc.on('error', (e) => { gone = { code: -1, signal: null, error: e }; });
-    const base = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline && !gone) {
-      try {
-        const res = await fetch(`${base}/api/health`);
-        if (res.ok) {
-          const health = await res.json();
-          check(health.status === 'ok', `health status: ${JSON.stringify(health)}`);
-          check(health.ledger?.ok, `ledger health: ${JSON.stringify(health.ledger)}`);
-          log(`server up at ${base} (version ${health.version}, ledger height ${health.ledger?.height})`);
-          return {
-            base, proc, exited,
-            get output() { return output; },
-            async stop() {
-              if (proc.exitCode === null && proc.signalCode === null) {
-                proc.kill('SIGTERM');
-                const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-                await exited;
-                clearTimeout(t);
-              }
-              writeFileSync(logPath, output);
-              const bad = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/.exec(output);
-              if (bad) throw new Error(`sanitizer report in the server output (see ${logPath}):\n${output.slice(bad.index, bad.index + 2000)}`);
-            },
-          };
-        }
-      } catch { /* not listening yet */ }
-      await sleep(100);
-    }
-    writeFileSync(logPath, output);
-    if (gone && /address already in use|EADDRINUSE|bind/i.test(output) && attempt < 3) {
-      log(`port ${port} was taken, retrying`);
-      continue;
-    }
-    if (!gone) proc.kill('SIGKILL');
-    throw new Error(`server did not answer /api/health (${gone ? `exited ${JSON.stringify(gone)}` : 'timeout'}):\n${output}`);
-  }
-  throw new Error('could not start the server');
-}
 
 async function getJson(url) {
   const res = await fetch(url);
@@ -195,76 +95,6 @@ function verifyProof(file, nodeKey) {
 
 // ---------------------------------------------------------------- page watch
 
-// Console errors, page errors, CSP violations and bad responses fail the
-// test; an API error a step provokes on purpose is declared first with
-// allowHttpError(status, path) (Chromium logs it as "Failed to load resource").
-class Watch {
-  constructor() {
-    this.problems = [];
-    this.allowed = [];
-    this.seen = [];
-  }
-
-  allowHttpError(status, path) {
-    const entry = { status, path };
-    this.allowed.push(entry);
-    return () => { this.allowed = this.allowed.filter((e) => e !== entry); };
-  }
-
-  async attach(context) {
-    await context.exposeBinding('__cspViolation', (_src, v) => {
-      this.problems.push(`CSP violation: ${v.directive} blocked ${v.blocked} at ${v.source}:${v.line}`);
-    });
-    await context.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) => {
-        window.__cspViolation({ directive: e.violatedDirective, blocked: e.blockedURI, source: e.sourceFile, line: e.lineNumber });
-      });
-    });
-  }
-
-  page(page, label) {
-    page.on('console', (msg) => {
-      if (msg.type() !== 'error' && msg.type() !== 'assert') return;
-      const text = msg.text();
-      const url = msg.location()?.url || '';
-      const m = /Failed to load resource: the server responded with a status of (\d+)/.exec(text);
-      if (m) {
-        let path = '';
-        try { path = new URL(url).pathname; } catch { /* no url */ }
-        if (this.allowed.some((a) => a.status === Number(m[1]) && a.path === path)) {
-          this.seen.push(`expected: ${m[1]} ${path}`);
-          return;
-        }
-      }
-      this.problems.push(`[${label}] console.${msg.type()}: ${text}${url ? ` (${url})` : ''}`);
-    });
-    page.on('pageerror', (err) => this.problems.push(`[${label}] page error: ${err.stack || err.message}`));
-    page.on('dialog', (d) => {
-      this.problems.push(`[${label}] unexpected ${d.type()} dialog: ${d.message()}`);
-      d.dismiss().catch(() => {});
-    });
-    page.on('requestfailed', (req) => {
-      const why = req.failure()?.errorText || '';
-      // Navigating away (or a link turning into a download) aborts requests; not a UI failure.
-      if (!/ERR_ABORTED/.test(why)) this.problems.push(`[${label}] request failed: ${req.method()} ${req.url()} ${why}`);
-    });
-    page.on('response', (res) => {
-      const path = new URL(res.url()).pathname;
-      if (res.status() >= 500) this.problems.push(`[${label}] ${res.status()} from ${res.request().method()} ${path}`);
-      else if (res.status() >= 400 && !path.startsWith('/api/')) this.problems.push(`[${label}] ${res.status()} for static ${path}`);
-      else if (res.status() >= 400 && !this.allowed.some((a) => a.status === res.status() && a.path === path)) {
-        this.problems.push(`[${label}] unexpected ${res.status()} from ${res.request().method()} ${path}`);
-      }
-    });
-  }
-
-  assertClean(step) {
-    if (this.problems.length) {
-      const list = this.problems.splice(0);
-      throw new Error(`browser problems by step "${step}":\n  ${list.join('\n  ')}`);
-    }
-  }
-}
 
 // ---------------------------------------------------------------- steps
 
@@ -675,7 +505,7 @@ async function main() {
   mkdirSync(ARTIFACTS, { recursive: true });
   for (const f of readdirSync(ARTIFACTS)) if (f.endsWith('.png') || f.endsWith('.json')) rmSync(join(ARTIFACTS, f));
   check(existsSync(BIN), `no caresync binary at ${BIN}`);
-  lintWebDir(WEB_DIR);
+  lintWebDir(WEB_DIR, ['consents.html', 'wallet.html', 'ledger.html']);
 
   const dataDir = mkdtempSync(join(tmpdir(), 'caresync-consent-'));
   const suffix = Math.random().toString(36).slice(2, 8);
@@ -690,7 +520,7 @@ async function main() {
   }, TOTAL_TIMEOUT_MS);
   const started = Date.now();
   try {
-    server = await startServer(dataDir);
+    server = await startServer(dataDir, { bin: BIN, webDir: WEB_DIR, artifacts: ARTIFACTS });
     liveServer = server;
     const { node_key: nodeKey } = await getJson(`${server.base}/api/ledger`);
     check(HEX64.test(nodeKey), `GET /api/ledger node_key: ${nodeKey}`);

@@ -13,15 +13,10 @@
 // unexpected console errors fail the test.
 // Exit codes: 0 pass, 1 fail, 2 usage, 77 skip (no chromium, playwright-core,
 // ../shared or models/screening.csm).
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+import { CHROMIUM, CHROMIUM_ARGS, Watch, check, log, startServer } from './lib.mjs';
 const SHARED = new URL('../../../shared', import.meta.url).pathname;
 const MODEL = new URL('../../models/screening.csm', import.meta.url).pathname;
 
@@ -47,49 +42,20 @@ const WEB_DIR = resolve(process.argv[3]);
 const ARTIFACTS = resolve(process.argv[4]);
 mkdirSync(ARTIFACTS, { recursive: true });
 
-const log = (m) => console.log(`[browser] ${m}`);
-const check = (c, m) => { if (!c) throw new Error(`check failed: ${m}`); };
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => res(port)); });
-  });
-}
-
 const dataDir = mkdtempSync(join(tmpdir(), 'caresync-browser-screening-'));
-const port = await freePort();
-const proc = spawn(BIN, ['serve', '--port', String(port), '--data-dir', dataDir, '--web-dir', WEB_DIR],
-  { stdio: ['ignore', 'pipe', 'pipe'] });
-let output = '';
-proc.stdout.on('data', (d) => { output += d; });
-proc.stderr.on('data', (d) => { output += d; });
-const base = `http://127.0.0.1:${port}`;
-let browser;
+let browser, server;
 let failed = false;
 try {
-  for (let i = 0; ; i++) {
-    try { if ((await fetch(`${base}/api/health`)).ok) break; } catch { /* not yet */ }
-    if (i > 200) throw new Error(`server did not start:\n${output}`);
-    await sleep(100);
-  }
-  check(/screening model .* loaded/.test(output), `the server did not load the model:\n${output}`);
+  server = await startServer(dataDir, { bin: BIN, webDir: WEB_DIR, artifacts: ARTIFACTS });
+  const base = server.base;
+  await new Promise((r) => setTimeout(r, 200)); // the model line follows the listening line
+  check(/screening model .* loaded/.test(server.output), `the server did not load the model:\n${server.output}`);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   const context = await browser.newContext({ viewport: { width: 375, height: 800 } });
+  const watch = new Watch();
+  await watch.attach(context);
   const page = await context.newPage();
-  const problems = [];
-  const allowed = [];
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    const t = m.text();
-    if (allowed.some((a) => t.includes(a))) return;
-    problems.push(`console error: ${t}`);
-  });
-  page.on('response', (r) => { if (r.status() >= 500) problems.push(`${r.status()} from ${r.url()}`); });
+  watch.page(page, 'phone');
   let shot = 0;
   const snap = async (name) => page.screenshot({ path: join(ARTIFACTS, `${String(++shot).padStart(2, '0')}-${name}.png`), fullPage: true });
 
@@ -107,7 +73,7 @@ try {
   await snap('empty');
 
   // Not a photo: the page shows the refusal and keeps the form.
-  allowed.push('status of 422');
+  const allowRefusal = watch.allowHttpError(422, '/api/screenings');
   const junk = join(dataDir, 'notes.txt');
   writeFileSync(junk, 'these are not pixels');
   await page.setInputFiles('#photo', junk);
@@ -117,6 +83,8 @@ try {
   check(/not a photo|image|picture/i.test(refusal), `refusal message: ${refusal}`);
   check(await page.isHidden('#result'), 'no result for a refused file');
   await snap('refused');
+  allowRefusal();
+  watch.assertClean('refused upload');
 
   // A real held-out photo.
   const dir = join(SHARED, 'data', 'skin-infections-8', 'test', 'ringworm');
@@ -147,19 +115,18 @@ try {
   const titles = await page.$$eval('#record-list li', (lis) => lis.map((li) => li.textContent));
   check(titles.some((t) => /Skin screening/.test(t)), `saved result in records: ${JSON.stringify(titles)}`);
   await snap('records');
-  check(problems.length === 0, `browser problems:\n${problems.join('\n')}`);
+  watch.assertClean('screening flow');
   log('PASS');
 } catch (err) {
   failed = true;
   console.error(err.stack || String(err));
 } finally {
   if (browser) await browser.close();
-  proc.kill('SIGTERM');
-  await new Promise((r) => proc.on('exit', r));
-  writeFileSync(join(ARTIFACTS, 'server.log'), output);
-  if (/ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/.test(output)) {
+  try {
+    if (server) await server.stop(); // fails on a sanitizer report in the server's output
+  } catch (err) {
     failed = true;
-    console.error(`sanitizer report in the server output:\n${output.slice(-3000)}`);
+    console.error(err.message);
   }
   rmSync(dataDir, { recursive: true, force: true });
 }

@@ -14,15 +14,12 @@
 // Screenshots of every step go to <artifact-dir>. Any console error, page
 // error, CSP violation, failed static asset or 5xx fails the test.
 // Exit codes: 0 pass, 1 fail, 2 usage, 77 skip (no /usr/bin/chromium).
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer } from './lib.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const TOTAL_TIMEOUT_MS = 240_000;
 
 if (!existsSync(CHROMIUM)) {
@@ -41,117 +38,19 @@ const { chromium } = await import('playwright-core');
 
 // ---------------------------------------------------------------- helpers
 
-function log(msg) {
-  console.log(`[browser] ${msg}`);
-}
 
-function check(cond, msg) {
-  if (!cond) throw new Error(`check failed: ${msg}`);
-}
 
-function checkEqual(got, want, msg) {
-  if (got !== want) throw new Error(`check failed: ${msg}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`);
-}
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
-}
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function isoDaysAgo(days) {
   const d = new Date(Date.now() - days * 86400_000);
   return d.toISOString().slice(0, 10);
 }
 
-// The pages must work under the server's CSP: no inline script or style, no
-// on*= handlers, and no innerHTML in the scripts (user text is rendered with
-// textContent). A cheap static check before the browser run.
-function lintWebDir(dir) {
-  const problems = [];
-  const html = readdirSync(dir).filter((f) => f.endsWith('.html'));
-  check(html.includes('index.html'), `${dir} has no index.html`);
-  for (const f of html) {
-    const text = readFileSync(join(dir, f), 'utf8');
-    for (const m of text.matchAll(/<script\b([^>]*)>/gi)) {
-      if (!/\bsrc\s*=/.test(m[1])) problems.push(`${f}: inline <script>`);
-      else if (!/type\s*=\s*"module"/.test(m[1])) problems.push(`${f}: <script> without type="module"`);
-    }
-    if (/<style\b/i.test(text)) problems.push(`${f}: <style> element`);
-    if (/\sstyle\s*=/i.test(text)) problems.push(`${f}: style= attribute`);
-    if (/\son[a-z]+\s*=/i.test(text)) problems.push(`${f}: on*= event handler attribute`);
-    if (/javascript:/i.test(text)) problems.push(`${f}: javascript: URL`);
-  }
-  const jsDir = join(dir, 'js');
-  for (const f of readdirSync(jsDir).filter((n) => n.endsWith('.js'))) {
-    const text = readFileSync(join(jsDir, f), 'utf8');
-    if (/\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write/.test(text)) problems.push(`js/${f}: HTML injection API`);
-    if (/\beval\s*\(|new Function\s*\(/.test(text)) problems.push(`js/${f}: eval`);
-  }
-  if (problems.length) throw new Error(`web UI lint:\n  ${problems.join('\n  ')}`);
-}
 
 // ---------------------------------------------------------------- server
 
-async function startServer(dataDir) {
-  const logPath = join(ARTIFACTS, 'server.log');
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    const port = await freePort();
-    const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--web-dir', WEB_DIR];
-    const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    proc.stdout.on('data', (d) => { output += d; });
-    proc.stderr.on('data', (d) => { output += d; });
-    const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
-    let gone = null;
-    exited.then((e) => { gone = e; });
-    proc.on('error', (e) => { gone = { code: -1, signal: null, error: e }; });
-    const base = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline && !gone) {
-      try {
-        const res = await fetch(`${base}/api/health`);
-        if (res.ok) {
-          const health = await res.json();
-          check(health.status === 'ok', `health status: ${JSON.stringify(health)}`);
-          log(`server up at ${base} (version ${health.version}, schema ${health.storage?.schema_version})`);
-          return {
-            base, proc, exited,
-            get output() { return output; },
-            async stop() {
-              if (proc.exitCode === null && proc.signalCode === null) {
-                proc.kill('SIGTERM');
-                const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-                await exited;
-                clearTimeout(t);
-              }
-              writeFileSync(logPath, output);
-              const bad = /ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:/.exec(output);
-              if (bad) throw new Error(`sanitizer report in the server output (see ${logPath}):\n${output.slice(bad.index, bad.index + 2000)}`);
-            },
-          };
-        }
-      } catch { /* not listening yet */ }
-      await sleep(100);
-    }
-    writeFileSync(logPath, output);
-    if (gone && /address already in use|EADDRINUSE|bind/i.test(output) && attempt < 3) {
-      log(`port ${port} was taken, retrying`);
-      continue;
-    }
-    if (!gone) proc.kill('SIGKILL');
-    throw new Error(`server did not answer /api/health (${gone ? `exited ${JSON.stringify(gone)}` : 'timeout'}):\n${output}`);
-  }
-  throw new Error('could not start the server');
-}
 
 // Staff accounts are made from the command line, before the server opens the database.
 function createStaff(dataDir, username, password) {
@@ -162,74 +61,6 @@ function createStaff(dataDir, username, password) {
 
 // ---------------------------------------------------------------- page watch
 
-// Collects console errors, page errors, CSP violations and bad responses.
-// A handled API error (e.g. 401 for a wrong password) makes Chromium log
-// "Failed to load resource: ... status of 401"; such a line is tolerated only
-// while a step has declared it with allowHttpError(status, path).
-class Watch {
-  constructor() {
-    this.problems = [];
-    this.allowed = [];
-    this.seen = [];
-  }
-
-  allowHttpError(status, path) {
-    const entry = { status, path };
-    this.allowed.push(entry);
-    return () => { this.allowed = this.allowed.filter((e) => e !== entry); };
-  }
-
-  async attach(context) {
-    await context.exposeBinding('__cspViolation', (_src, v) => {
-      this.problems.push(`CSP violation: ${v.directive} blocked ${v.blocked} at ${v.source}:${v.line}`);
-    });
-    await context.addInitScript(() => {
-      document.addEventListener('securitypolicyviolation', (e) => {
-        window.__cspViolation({ directive: e.violatedDirective, blocked: e.blockedURI, source: e.sourceFile, line: e.lineNumber });
-      });
-    });
-  }
-
-  page(page, label) {
-    page.on('console', (msg) => {
-      if (msg.type() !== 'error' && msg.type() !== 'assert') return;
-      const text = msg.text();
-      const url = msg.location()?.url || '';
-      const m = /Failed to load resource: the server responded with a status of (\d+)/.exec(text);
-      if (m) {
-        let path = '';
-        try { path = new URL(url).pathname; } catch { /* no url */ }
-        if (this.allowed.some((a) => a.status === Number(m[1]) && a.path === path)) {
-          this.seen.push(`expected: ${m[1]} ${path}`);
-          return;
-        }
-      }
-      this.problems.push(`[${label}] console.${msg.type()}: ${text}${url ? ` (${url})` : ''}`);
-    });
-    page.on('pageerror', (err) => this.problems.push(`[${label}] page error: ${err.stack || err.message}`));
-    page.on('dialog', (d) => {
-      this.problems.push(`[${label}] unexpected ${d.type()} dialog: ${d.message()}`);
-      d.dismiss().catch(() => {});
-    });
-    page.on('requestfailed', (req) => {
-      const why = req.failure()?.errorText || '';
-      // Navigating away aborts in-flight requests; that is not a failure of the UI.
-      if (!/ERR_ABORTED/.test(why)) this.problems.push(`[${label}] request failed: ${req.method()} ${req.url()} ${why}`);
-    });
-    page.on('response', (res) => {
-      const path = new URL(res.url()).pathname;
-      if (res.status() >= 500) this.problems.push(`[${label}] ${res.status()} from ${res.request().method()} ${path}`);
-      else if (res.status() >= 400 && !path.startsWith('/api/')) this.problems.push(`[${label}] ${res.status()} for static ${path}`);
-    });
-  }
-
-  assertClean(step) {
-    if (this.problems.length) {
-      const list = this.problems.splice(0);
-      throw new Error(`browser problems by step "${step}":\n  ${list.join('\n  ')}`);
-    }
-  }
-}
 
 // ---------------------------------------------------------------- steps
 
@@ -592,7 +423,7 @@ async function main() {
   mkdirSync(ARTIFACTS, { recursive: true });
   for (const f of readdirSync(ARTIFACTS)) if (f.endsWith('.png')) rmSync(join(ARTIFACTS, f));
   check(existsSync(BIN), `no caresync binary at ${BIN}`);
-  lintWebDir(WEB_DIR);
+  lintWebDir(WEB_DIR, ['index.html']);
 
   const dataDir = mkdtempSync(join(tmpdir(), 'caresync-browser-'));
   const suffix = Math.random().toString(36).slice(2, 8);
@@ -613,7 +444,7 @@ async function main() {
   }, TOTAL_TIMEOUT_MS);
   try {
     createStaff(dataDir, staff.name, staff.password);
-    server = await startServer(dataDir);
+    server = await startServer(dataDir, { bin: BIN, webDir: WEB_DIR, artifacts: ARTIFACTS });
     liveServer = server;
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     log(`chromium ${browser.version()}`);
