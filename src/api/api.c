@@ -22,6 +22,7 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "GET", "/api/records/{id}", api_records_get);
     ok &= http_router_add(r, "PUT", "/api/records/{id}", api_records_update);
     ok &= http_router_add(r, "DELETE", "/api/records/{id}", api_records_delete);
+    ok &= http_router_add(r, "GET", "/api/records/{id}/photo", api_records_photo);
     ok &= http_router_add(r, "POST", "/api/records/{id}/anchor", api_records_anchor);
     ok &= http_router_add(r, "GET", "/api/records/{id}/anchor", api_records_anchor_proof);
     ok &= http_router_add(r, "GET", "/api/export", api_export);
@@ -44,6 +45,7 @@ bool api_register(http_router *r) {
     /* A photo of up to 20 MB plus the multipart framing around it. */
     ok &= http_router_add_upload(r, "POST", "/api/screenings", api_screenings_create, (20u << 20) + (64u << 10));
     ok &= http_router_add(r, "GET", "/api/screenings/{id}", api_screenings_get);
+    ok &= http_router_add(r, "POST", "/api/screenings/{id}/save", api_screenings_save);
     return ok;
 }
 

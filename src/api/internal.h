@@ -62,6 +62,8 @@ void api_consents_revoke(http_request *rq, void *ctx);
 void api_consents_receipt(http_request *rq, void *ctx);
 void api_screenings_create(http_request *rq, void *ctx);
 void api_screenings_get(http_request *rq, void *ctx);
+void api_screenings_save(http_request *rq, void *ctx);
+void api_records_photo(http_request *rq, void *ctx);
 void api_ledger_summary(http_request *rq, void *ctx);
 void api_ledger_blocks(http_request *rq, void *ctx);
 void api_ledger_block(http_request *rq, void *ctx);

@@ -110,3 +110,20 @@ void api_export(http_request *rq, void *ctx) {
     }
     accounts_session_wipe(&sess);
 }
+
+/* The photo kept with an entry, as image/jpeg (no-store, like every API
+ * response). A plain GET so that <img src> can show it; the session cookie
+ * is SameSite=Strict, so another site cannot embed it. */
+void api_records_photo(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    if (api_require_person(rq, &sess)) {
+        core_error err = {0};
+        uint8_t *jpeg = NULL;
+        size_t len = 0;
+        if (records_photo_get(c->st, &sess, http_param(rq, "id"), &jpeg, &len, &err)) api_fail(rq, &err, NULL);
+        else http_respond_bytes_owned(rq, 200, "image/jpeg", jpeg, len);
+    }
+    accounts_session_wipe(&sess);
+}

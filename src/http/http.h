@@ -103,6 +103,10 @@ void http_respond_json_text(http_request *rq, int status, const char *text, size
 /* The same, handing text over (no copy): it must be malloc'd JSON text with
  * text[len] == '\0'. http wipes and frees it once sent, or at once on failure. */
 void http_respond_json_owned(http_request *rq, int status, char *text, size_t len);
+/* A binary body of content_type, handed over: it must be malloc'd; http
+ * wipes and frees it once sent, or at once on failure. Like every API
+ * response it is sent with Cache-Control: no-store. */
+void http_respond_bytes_owned(http_request *rq, int status, const char *content_type, uint8_t *body, size_t len);
 /* {"error":{"code","message","field"?}} */
 void http_respond_error(http_request *rq, int status, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

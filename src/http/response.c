@@ -83,6 +83,35 @@ void http_respond_json_owned(http_request *rq, int status, char *text, size_t le
     finish_response(rq, "application/json");
 }
 
+/* A private binary body (a photo): wiped and freed once sent. */
+typedef struct {
+    uint8_t *body;
+    size_t len;
+} owned_bytes;
+
+static void wipe_free_bytes(void *cls) {
+    owned_bytes *o = cls;
+    explicit_bzero(o->body, o->len);
+    free(o->body);
+    free(o);
+}
+
+void http_respond_bytes_owned(http_request *rq, int status, const char *content_type, uint8_t *body, size_t len) {
+    owned_bytes *o = rq->responded ? NULL : malloc(sizeof *o);
+    if (!o) {
+        explicit_bzero(body, len);
+        free(body);
+        if (!rq->responded) http_respond_error(rq, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    *o = (owned_bytes){body, len};
+    rq->responded = true;
+    rq->status = status;
+    rq->response = MHD_create_response_from_buffer_with_free_callback_cls(len, body, wipe_free_bytes, o);
+    if (!rq->response) wipe_free_bytes(o);
+    finish_response(rq, content_type);
+}
+
 void http_respond_error(http_request *rq, int status, const char *code, const char *field, const char *fmt, ...) {
     char msg[256];
     va_list ap;

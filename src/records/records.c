@@ -302,53 +302,121 @@ core_status records_get(store *st, const accounts_session *sess, const char *id,
     return rc;
 }
 
-/* Validate, seal and write an entry; id == NULL creates a new one. */
+static bool looks_like_jpeg(const uint8_t *b, size_t n) {
+    return n >= 4 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF && b[n - 2] == 0xFF && b[n - 1] == 0xD9;
+}
+
+/* Read an entry's sealed row inside the caller's transaction: its decrypted
+ * JSON and created_at. */
+static core_status read_entry(sqlite3 *db, const accounts_session *sess, const char *id, json_t **out,
+                              int64_t *created, core_error *err) {
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, "SELECT sealed, created_at FROM records WHERE id = ? AND user_id = ?", &q, err);
+    if (rc) return rc;
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, sess->user_id);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW) {
+        char ad[96];
+        make_ad(ad, "record", sess->user_id, id);
+        rc = open_json(sess, ad, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), out, err);
+        *created = sqlite3_column_int64(q, 1);
+    } else if (step == SQLITE_DONE) {
+        rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+    } else {
+        rc = store_error(db, err);
+    }
+    sqlite3_finalize(q);
+    return rc;
+}
+
+static core_status insert_photo(sqlite3 *db, const accounts_session *sess, const char *id, const uint8_t *jpeg,
+                                size_t len, core_error *err) {
+    char ad[96];
+    make_ad(ad, "photo", sess->user_id, id);
+    uint8_t *sealed = NULL;
+    size_t slen = 0;
+    core_status rc = cs_crypto_seal(sess->data_key, ad, strlen(ad), jpeg, len, &sealed, &slen, err);
+    sqlite3_stmt *q = NULL;
+    if (!rc) rc = store_prepare(db, "INSERT INTO record_photos(record_id, user_id, sealed) VALUES (?, ?, ?)", &q, err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, sess->user_id);
+        sqlite3_bind_blob(q, 3, sealed, (int)slen, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+    }
+    sqlite3_finalize(q);
+    free(sealed);
+    return rc;
+}
+
+/* Validate, seal and write an entry (and its photo, if any) in one
+ * transaction; id == NULL creates a new one. The "photo" member is this
+ * module's own: described from the bytes on create, carried over from the
+ * stored entry on update, never taken from the caller (the validator drops
+ * it). */
 static core_status write_entry(store *st, const accounts_session *sess, const char *id, const json_t *in,
-                               json_t **out, core_error *err) {
+                               const uint8_t *photo, size_t photo_len, json_t **out, core_error *err) {
     *out = NULL;
     core_status rc = require_person(sess, err);
     if (rc) return rc;
     if (id && !valid_id(id)) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+    if (photo && (photo_len > RECORDS_PHOTO_MAX || !looks_like_jpeg(photo, photo_len)))
+        return core_fail(err, CORE_ERR_INVALID, "photo", "a record's photo must be a JPEG of at most %u bytes",
+                         RECORDS_PHOTO_MAX);
     char today[11];
     records_today(today, NULL);
     json_t *e = NULL;
     if ((rc = records_validate_entry(in, today, &e, err))) return rc;
+    if (photo) {
+        uint8_t digest[32];
+        char hex[65];
+        cs_crypto_sha256(digest, photo, photo_len);
+        cs_crypto_hex(digest, sizeof digest, hex);
+        json_object_set_new(e, "photo", json_pack("{s:s,s:I,s:s}", "type", "image/jpeg", "bytes",
+                                                  (json_int_t)photo_len, "sha256", hex));
+    }
 
     char new_id[RECORDS_ID_TEXT];
-    if (!id) {
+    bool create = !id;
+    if (create) {
         uint8_t raw[16];
         cs_crypto_random(raw, sizeof raw);
         cs_crypto_hex(raw, sizeof raw, new_id);
         id = new_id;
     }
-    char ad[96];
-    make_ad(ad, "record", sess->user_id, id);
+    int64_t now = core_now(), created = now;
     uint8_t *sealed = NULL;
     size_t len = 0;
-    rc = seal_json(sess, ad, e, &sealed, &len, err);
-    int64_t now = core_now();
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q = NULL;
-    if (!rc) rc = store_prepare(db, id == new_id
+    rc = store_begin(db, err);
+    bool open = !rc;
+    if (!rc && !create) {
+        json_t *old = NULL;
+        rc = read_entry(db, sess, id, &old, &created, err);
+        json_t *old_photo = old ? json_object_get(old, "photo") : NULL;
+        if (old_photo) json_object_set(e, "photo", old_photo);
+        json_decref(old);
+    }
+    char ad[96];
+    make_ad(ad, "record", sess->user_id, id);
+    if (!rc) rc = seal_json(sess, ad, e, &sealed, &len, err);
+    if (!rc) rc = store_prepare(db, create
         ? "INSERT INTO records(id, user_id, sealed, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"
         : "UPDATE records SET sealed = ?3, updated_at = ?4 WHERE id = ?1 AND user_id = ?2", &q, err);
-    int64_t created = now;
     if (!rc) {
         sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 2, sess->user_id);
         sqlite3_bind_blob(q, 3, sealed, (int)len, SQLITE_STATIC);
         sqlite3_bind_int64(q, 4, now);
         if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
-        else if (sqlite3_changes(db) == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
     }
     sqlite3_finalize(q);
-    if (!rc && id != new_id) {
-        /* created_at is needed for the response only on update. */
-        if (!store_prepare(db, "SELECT created_at FROM records WHERE id = ?", &q, NULL)) {
-            sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-            if (sqlite3_step(q) == SQLITE_ROW) created = sqlite3_column_int64(q, 0);
-            sqlite3_finalize(q);
-        }
+    if (!rc && photo) rc = insert_photo(db, sess, id, photo, photo_len, err);
+    if (open) {
+        if (!rc) rc = store_commit(db, err);
+        else store_rollback(db);
     }
     store_release(st, db);
     /* Even on failure: which step failed, and whether anything was written
@@ -362,13 +430,50 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
 }
 
 core_status records_create(store *st, const accounts_session *sess, const json_t *in, json_t **out, core_error *err) {
-    return write_entry(st, sess, NULL, in, out, err);
+    return write_entry(st, sess, NULL, in, NULL, 0, out, err);
+}
+
+core_status records_create_with_photo(store *st, const accounts_session *sess, const json_t *in, const uint8_t *jpeg,
+                                      size_t len, json_t **out, core_error *err) {
+    if (!jpeg) return core_fail(err, CORE_ERR_INVALID, "photo", "no photo given");
+    return write_entry(st, sess, NULL, in, jpeg, len, out, err);
 }
 
 core_status records_update(store *st, const accounts_session *sess, const char *id, const json_t *in, json_t **out,
                            core_error *err) {
     if (!id) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
-    return write_entry(st, sess, id, in, out, err);
+    return write_entry(st, sess, id, in, NULL, 0, out, err);
+}
+
+core_status records_photo_get(store *st, const accounts_session *sess, const char *id, uint8_t **jpeg, size_t *len,
+                              core_error *err) {
+    *jpeg = NULL;
+    *len = 0;
+    core_status rc = require_person(sess, err);
+    if (rc) return rc;
+    if (!valid_id(id)) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such photo");
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q = NULL;
+    rc = store_prepare(db, "SELECT sealed FROM record_photos WHERE record_id = ? AND user_id = ?", &q, err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, sess->user_id);
+        int step = sqlite3_step(q);
+        if (step == SQLITE_ROW) {
+            char ad[96];
+            make_ad(ad, "photo", sess->user_id, id);
+            if (cs_crypto_open(sess->data_key, ad, strlen(ad), sqlite3_column_blob(q, 0),
+                               (size_t)sqlite3_column_bytes(q, 0), jpeg, len, err) != CORE_OK)
+                rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "a stored photo failed its integrity check");
+        } else if (step == SQLITE_DONE) {
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such photo");
+        } else {
+            rc = store_error(db, err);
+        }
+    }
+    sqlite3_finalize(q);
+    store_release(st, db);
+    return rc;
 }
 
 core_status records_delete(store *st, const accounts_session *sess, const char *id, core_error *err) {
@@ -395,6 +500,26 @@ core_status records_export(store *st, const accounts_session *sess, json_t **out
     json_t *profile = NULL, *list = NULL;
     core_status rc = records_profile_get(st, sess, &profile, err);
     if (!rc) rc = records_list(st, sess, &list, err);
+    if (rc) { json_decref(profile); json_decref(list); return rc; }
+    /* Photos go along base64-encoded: the export is everything kept. */
+    size_t i;
+    json_t *e;
+    json_array_foreach(list, i, e) {
+        if (rc || !json_object_get(e, "photo")) continue;
+        uint8_t *jpeg = NULL;
+        size_t n = 0;
+        if ((rc = records_photo_get(st, sess, json_string_value(json_object_get(e, "id")), &jpeg, &n, err))) break;
+        char *b64 = malloc(cs_crypto_b64_len(n));
+        if (b64) {
+            cs_crypto_b64(jpeg, n, b64);
+            json_object_set_new(json_object_get(e, "photo"), "jpeg_base64url", json_string(b64));
+            free(b64);
+        } else {
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        }
+        cs_crypto_wipe(jpeg, n);
+        free(jpeg);
+    }
     if (rc) { json_decref(profile); json_decref(list); return rc; }
     char now[32];
     core_format_time(core_now(), now);

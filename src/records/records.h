@@ -53,6 +53,22 @@ core_status records_update(store *st, const accounts_session *sess, const char *
                            core_error *err);
 core_status records_delete(store *st, const accounts_session *sess, const char *id, core_error *err);
 
+/* Photos. An entry may carry one photo (a JPEG of at most RECORDS_PHOTO_MAX
+ * bytes: the screening's 224 px copy is ~20 kB), written with the entry in
+ * one transaction and sealed like it under the data key, bound to owner and
+ * id. The entry then holds "photo": {"type","bytes","sha256"}, set by this
+ * module (never taken from the caller) and kept across updates, so the
+ * entry's fingerprint commits to the image too. Deleting the entry deletes
+ * the photo. jpeg is borrowed. */
+#define RECORDS_PHOTO_MAX (2u << 20)
+core_status records_create_with_photo(store *st, const accounts_session *sess, const json_t *in, const uint8_t *jpeg,
+                                      size_t len, json_t **out, core_error *err);
+/* The photo of entry id: *jpeg is malloc'd and owned by the caller (wipe it
+ * before free). NOT_FOUND when the entry has no photo or is not the
+ * caller's. */
+core_status records_photo_get(store *st, const accounts_session *sess, const char *id, uint8_t **jpeg, size_t *len,
+                              core_error *err);
+
 /* Fingerprint of one entry as it is now (fingerprint.c): its canonical JSON
  * text, a salt only the owner can recompute, and commitment =
  * SHA-256(salt ‖ text), which is what a ledger anchor records. The text is
@@ -67,7 +83,8 @@ core_status records_fingerprint_get(store *st, const accounts_session *sess, con
                                 core_error *err);
 void records_fingerprint_free(records_fingerprint *fp);
 
-/* Everything the person keeps, as one JSON document (format caresync-export-1). */
+/* Everything the person keeps, as one JSON document (format caresync-export-1);
+ * photos ride along as photo.jpeg_base64url (URL-safe, unpadded). */
 core_status records_export(store *st, const accounts_session *sess, json_t **out, core_error *err);
 
 #endif

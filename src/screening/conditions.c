@@ -48,6 +48,13 @@ const char *screening_triage_code(screening_triage t) {
     return t >= TRIAGE_SELF_CARE && t <= TRIAGE_URGENT ? codes[t] : "see_doctor_soon";
 }
 
+const char *screening_triage_label(screening_triage t) {
+    static const char *const labels[] = {
+        "Self-care is usually enough.", "Ask a pharmacist or your GP.", "See a doctor soon (within a few days).",
+        "See a doctor urgently (within two weeks, sooner if it changes)."};
+    return labels[t >= TRIAGE_SELF_CARE && t <= TRIAGE_URGENT ? t : TRIAGE_DOCTOR_SOON];
+}
+
 static int by_code(const char *code) {
     for (int i = 0; i < screening_condition_count(); i++)
         if (!strcmp(conditions[i].code, code)) return i;

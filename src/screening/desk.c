@@ -97,12 +97,12 @@ static char *result_json(const char *id, const screening_result *r, const vision
               "skin problem, take a close, sharp photo of it; if you are worried, please see a professional."
         : unsure ? "The screening is unsure about this photo — please see a professional, who can examine it properly."
                  : best->advice;
+    /* Unsure never advises less than "see a doctor soon". */
+    screening_triage triage = unsure && best->triage < TRIAGE_DOCTOR_SOON ? TRIAGE_DOCTOR_SOON : best->triage;
     json_t *doc = json_pack(
-        "{s:s, s:I, s:s, s:b, s:s, s:s, s:o, s:{s:o}, s:s, s:{s:f, s:f}}", "id", id, "created", (json_int_t)now,
-        "verdict", screening_verdict_code(r->verdict), "unsure", unsure, "triage",
-        unsure ? screening_triage_code(best->triage > TRIAGE_DOCTOR_SOON ? best->triage : TRIAGE_DOCTOR_SOON)
-               : screening_triage_code(best->triage),
-        "advice", summary, "top", top, "quality", "issues", issues, "notice",
+        "{s:s, s:I, s:s, s:b, s:s, s:s, s:s, s:o, s:{s:o}, s:s, s:{s:f, s:f}}", "id", id, "created", (json_int_t)now,
+        "verdict", screening_verdict_code(r->verdict), "unsure", unsure, "triage", screening_triage_code(triage),
+        "triage_label", screening_triage_label(triage), "advice", summary, "top", top, "quality", "issues", issues, "notice",
         "This is not a diagnosis. It is an automated, preliminary assessment from a photo and can be wrong. If you are "
         "worried, or it gets worse, see a doctor.",
         "model", "seconds", r->seconds, "imagenet_confidence", (double)r->imagenet_top);

@@ -36,6 +36,8 @@ const screening_condition *screening_condition_at(int i);
 /* Condition index of a data set's class (unknown classes: "other"). */
 int screening_condition_of(const char *set, const char *cls);
 const char *screening_triage_code(screening_triage t);
+/* The triage level as one sentence for a person ("Ask a pharmacist or your GP."). */
+const char *screening_triage_label(screening_triage t);
 
 /* ---- data sets ---- */
 typedef struct {

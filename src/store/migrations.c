@@ -51,6 +51,14 @@ static const char *const migrations[] = {
     "ALTER TABLE users ADD COLUMN wallet_pk BLOB;"
     "ALTER TABLE users ADD COLUMN wallet_seed BLOB;"
     "CREATE UNIQUE INDEX users_wallet ON users(wallet_pk) WHERE wallet_pk IS NOT NULL;",
+
+    /* 5: a photo kept with a record entry (a saved skin screening), sealed
+     * under the data key like the entry, in its own table so that listing
+     * records never reads image bytes. Deleting the entry deletes it. */
+    "CREATE TABLE record_photos ("
+    "  record_id TEXT PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,"
+    "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  sealed BLOB NOT NULL);",
 };
 
 static const store_schema app_schema = {

@@ -8,7 +8,8 @@
 // file that is not a photo (the page shows the server's refusal), then a
 // real held-out photo from ../shared/data (a ringworm case), sees the upload
 // progress, the top three conditions with percentages, triage advice and
-// the not-a-diagnosis notice, saves the result and finds it in Records.
+// the not-a-diagnosis notice, saves the result with the photo and finds
+// both in Records (the photo decoded by the browser).
 // Screenshots go to <artifact-dir>. Page errors, CSP violations, 5xx and
 // unexpected console errors fail the test.
 // Exit codes: 0 pass, 1 fail, 2 usage, 77 skip (no chromium, playwright-core,
@@ -106,14 +107,24 @@ try {
   log(`result: ${(await page.textContent('#result-verdict')).trim()}`);
   await snap('result');
 
-  // Save into the private record, then find it there.
+  // Save into the private record with the photo, then find both there.
+  check(!(await page.isChecked('#save-photo')), 'the photo is not kept unless asked');
+  await page.check('#save-photo');
   await page.click('#save-button');
-  await page.waitForFunction(() => /Saved/.test(document.querySelector('#save-message').textContent));
+  await page.waitForFunction(() => /Saved with the photo/.test(document.querySelector('#save-message').textContent));
+  check(await page.isDisabled('#save-button'), 'saved once');
   await snap('saved');
-  await page.goto(`${base}/records`);
+  await page.click('#save-message a[href="/records"]');
   await page.waitForSelector('#record-list li');
   const titles = await page.$$eval('#record-list li', (lis) => lis.map((li) => li.textContent));
-  check(titles.some((t) => /Skin screening/.test(t)), `saved result in records: ${JSON.stringify(titles)}`);
+  check(titles.some((t) => /Skin check: /.test(t) && /not a diagnosis/.test(t)), `saved result in records: ${JSON.stringify(titles)}`);
+  // The kept photo is shown, decoded by the browser: a 224 px square.
+  await page.waitForFunction(() => {
+    const img = document.querySelector('#record-list li img.record-photo');
+    return img && img.complete && img.naturalWidth > 0;
+  }, null, { timeout: 15_000 });
+  const size = await page.$eval('#record-list li img.record-photo', (img) => [img.naturalWidth, img.naturalHeight]);
+  check(size[0] === 224 && size[1] === 224, `the saved photo is the 224 px copy: ${size}`);
   await snap('records');
   watch.assertClean('screening flow');
   log('PASS');

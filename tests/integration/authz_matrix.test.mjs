@@ -81,6 +81,8 @@ const MATRIX = [
     check: (r, ctx) => r.json.record.id === ctx.records.ownerRecord && r.json.record.title === 'overwritten by owner' },
   { method: 'DELETE', path: '/api/records/{id}', expect: personOnly(200, 404), guard: 'victimRecord',
     check: (r) => r.json.deleted === true },
+  // The owner's record has no photo: 404 for everyone with a person session.
+  { method: 'GET', path: '/api/records/{id}/photo', expect: personOnly(404, 404), guard: 'ownerRecord' },
   { method: 'POST', path: '/api/records/{id}/anchor', expect: personOnly(201, 404), guard: 'ownerRecord',
     check: (r) => /^[0-9a-f]{64}$/.test(r.json.anchor.commitment) },
   { method: 'GET', path: '/api/records/{id}/anchor', expect: personOnly(200, 404), guard: 'ownerRecord',
@@ -132,6 +134,8 @@ const MATRIX = [
     body: () => { const f = new FormData(); f.append('photo', new Blob([Buffer.from('not a photo at all')]), 'x.jpg'); return f; },
     opts: { raw: true } },
   { method: 'GET', path: '/api/screenings/0123456789abcdef0123456789abcdef', expect: personOnly(404) },
+  { method: 'POST', path: '/api/screenings/0123456789abcdef0123456789abcdef/save', expect: personOnly(404),
+    body: () => ({ with_photo: true }) },
   { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
@@ -332,7 +336,7 @@ test('CSRF rows cover every state-changing session endpoint', () => {
   assert.deepEqual(labels, [
     'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password', 'POST /api/admin/orgs',
     'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke', 'POST /api/records',
-    'POST /api/records/{id}/anchor', 'POST /api/screenings',
+    'POST /api/records/{id}/anchor', 'POST /api/screenings', 'POST /api/screenings/0123456789abcdef0123456789abcdef/save',
     'POST /api/wallet/redeem', 'POST /api/wallet/transfer', 'PUT /api/profile', 'PUT /api/records/{id}',
   ]);
 });
@@ -370,6 +374,7 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
     'POST /api/wallet/redeem': { amount: 1 },
     'POST /api/records/{id}/anchor': undefined,
     'POST /api/screenings': undefined,
+    'POST /api/screenings/0123456789abcdef0123456789abcdef/save': { with_photo: true },
     'POST /api/admin/orgs': { name: 'Forged Org', public_key: randomBytes(32).toString('hex') },
   };
   const variants = {

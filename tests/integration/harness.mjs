@@ -59,11 +59,12 @@ export class Client {
       const m = setCookie.match(/cs_session=([^;]*)/);
       if (m) this.cookie = m[1] || null;
     }
-    const text = await res.text();
+    const bytes = Buffer.from(await res.arrayBuffer());
+    const text = bytes.toString('utf8');
     let json = null;
     try { json = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
     if (json && json.csrf_token) this.csrf = json.csrf_token;
-    return { status: res.status, headers: res.headers, json, text };
+    return { status: res.status, headers: res.headers, json, text, bytes };
   }
   get(p, o) { return this.req('GET', p, undefined, o); }
   post(p, b, o) { return this.req('POST', p, b, o); }

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
+import { createHash } from 'node:crypto';
 import { startServer, Client, errorOf } from './harness.mjs';
 
 const SHARED = new URL('../../../shared', import.meta.url).pathname;
@@ -134,6 +135,40 @@ test('a real photo gets top three conditions, triage, advice and the notice; onl
     assert.equal(again.status, 200);
     assert.deepEqual(again.json.screening, s);
     await expectError(await bob.get(`/api/screenings/${s.id}`), 404, 'not_found', "another person's screening");
+    // Saved into the private record: without the photo, then with it.
+    await expectError(await alice.post(`/api/screenings/${s.id}/save`, { with_photo: 'yes' }), 422, 'invalid',
+      'with_photo not a boolean');
+    await expectError(await bob.post(`/api/screenings/${s.id}/save`, { with_photo: true }), 404, 'not_found',
+      "saving another person's screening");
+    await expectError(await alice.post(`/api/screenings/${'0'.repeat(32)}/save`, {}), 404, 'not_found', 'unknown id');
+    const plain = await alice.post(`/api/screenings/${s.id}/save`, { with_photo: false });
+    assert.equal(plain.status, 201, plain.text);
+    const noted = plain.json.record;
+    assert.equal(noted.kind, 'note');
+    assert.match(noted.title, /^Skin check: /);
+    assert.ok(noted.details.includes(s.top[0].name) && noted.details.includes(s.advice), noted.details);
+    assert.ok(noted.details.includes(s.triage_label) && /not a diagnosis/.test(noted.details), noted.details);
+    assert.equal(noted.photo, undefined);
+    await expectError(await alice.get(`/api/records/${noted.id}/photo`), 404, 'not_found', 'a record without photo');
+    const withPhoto = await alice.post(`/api/screenings/${s.id}/save`, { with_photo: true });
+    assert.equal(withPhoto.status, 201, withPhoto.text);
+    const kept = withPhoto.json.record;
+    assert.equal(kept.photo.type, 'image/jpeg');
+    const img = await alice.get(`/api/records/${kept.id}/photo`);
+    assert.equal(img.status, 200);
+    assert.equal(img.headers.get('content-type'), 'image/jpeg');
+    assert.equal(img.headers.get('cache-control'), 'no-store');
+    assert.equal(img.bytes.length, kept.photo.bytes);
+    assert.deepEqual([...img.bytes.subarray(0, 3)], [0xff, 0xd8, 0xff]);
+    assert.equal(createHash('sha256').update(img.bytes).digest('hex'), kept.photo.sha256);
+    // Pixels only: no EXIF segment, no byte of the GPS marker.
+    assert.ok(!img.bytes.includes('Exif') && !img.bytes.includes(GPS_MARKER));
+    await expectError(await bob.get(`/api/records/${kept.id}/photo`), 404, 'not_found', "another person's photo");
+    const listed = (await alice.get('/api/records')).json.records.find((e) => e.id === kept.id);
+    assert.equal(listed.photo.sha256, kept.photo.sha256);
+    // Deleting the entry deletes its photo.
+    assert.equal((await alice.del(`/api/records/${kept.id}`)).status, 200);
+    await expectError(await alice.get(`/api/records/${kept.id}/photo`), 404, 'not_found', 'a deleted photo');
     // The photo's metadata went nowhere: no byte of the GPS marker on disk.
     const files = [];
     const walk = (d) => { for (const e of readdirSync(d, { withFileTypes: true })) e.isDirectory() ? walk(join(d, e.name)) : files.push(join(d, e.name)); };

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,111 @@ static void tampered_rows_are_detected(void **state) {
     assert_int_equal(records_get(f->st, &f->bob, json_string_value(json_object_get(rec, "id")), &got, &err),
                      CORE_ERR_CRYPTO);
     json_decref(rec);
+    json_decref(in);
+}
+
+/* A photo rides with its entry: written in the same transaction, described
+ * in the sealed entry by the module (never by the caller), kept across
+ * updates, readable only by the owner, sealed at rest, gone with the entry,
+ * and part of the export. */
+static void photos_go_with_their_entry(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    uint8_t jpeg[600];
+    for (size_t i = 0; i < sizeof jpeg; i++) jpeg[i] = (uint8_t)(i * 7 + 1);
+    jpeg[0] = 0xFF, jpeg[1] = 0xD8, jpeg[2] = 0xFF, jpeg[598] = 0xFF, jpeg[599] = 0xD9;
+    /* a forged description from the caller is dropped */
+    json_t *in = json_pack("{s:s,s:s,s:{s:s,s:i,s:s}}", "kind", "note", "title", "Skin check: unsure", "photo",
+                           "type", "image/png", "bytes", 1, "sha256", "00");
+    json_t *rec = NULL, *got = NULL, *list = NULL;
+    assert_int_equal(records_create(f->st, &f->alice, in, &rec, &err), CORE_OK);
+    assert_null(json_object_get(rec, "photo"));
+    uint8_t *back = NULL;
+    size_t n = 0;
+    assert_int_equal(records_photo_get(f->st, &f->alice, json_string_value(json_object_get(rec, "id")), &back, &n,
+                                       &err), CORE_ERR_NOT_FOUND);
+    json_decref(rec);
+
+    /* not a JPEG, or too large: refused, nothing written */
+    uint8_t png[8] = {0x89, 'P', 'N', 'G', 13, 10, 26, 10};
+    assert_int_equal(records_create_with_photo(f->st, &f->alice, in, png, sizeof png, &rec, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "photo");
+    assert_int_equal(records_create_with_photo(f->st, &f->alice, in, jpeg, RECORDS_PHOTO_MAX + 1, &rec, &err),
+                     CORE_ERR_INVALID);
+    assert_int_equal(records_list(f->st, &f->alice, &list, &err), CORE_OK);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+
+    assert_int_equal(records_create_with_photo(f->st, &f->alice, in, jpeg, sizeof jpeg, &rec, &err), CORE_OK);
+    char id[RECORDS_ID_TEXT];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(rec, "id")));
+    json_t *photo = json_object_get(rec, "photo");
+    assert_string_equal(json_string_value(json_object_get(photo, "type")), "image/jpeg");
+    assert_int_equal(json_integer_value(json_object_get(photo, "bytes")), sizeof jpeg);
+    uint8_t digest[32];
+    char hex[65];
+    cs_crypto_sha256(digest, jpeg, sizeof jpeg);
+    cs_crypto_hex(digest, sizeof digest, hex);
+    assert_string_equal(json_string_value(json_object_get(photo, "sha256")), hex);
+    json_decref(rec);
+
+    assert_int_equal(records_photo_get(f->st, &f->alice, id, &back, &n, &err), CORE_OK);
+    assert_int_equal(n, sizeof jpeg);
+    assert_memory_equal(back, jpeg, n);
+    free(back);
+    /* another person, a staff role, a malformed id */
+    assert_int_equal(records_photo_get(f->st, &f->bob, id, &back, &n, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(records_photo_get(f->st, &f->clin, id, &back, &n, &err), CORE_ERR_FORBIDDEN);
+    assert_int_equal(records_photo_get(f->st, &f->alice, "../x", &back, &n, &err), CORE_ERR_NOT_FOUND);
+
+    /* sealed at rest: the stored blob does not contain the image bytes */
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sealed FROM record_photos WHERE record_id = ?", -1, &q, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_null(memmem(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), jpeg + 100, 32));
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+
+    /* an update keeps the photo and its description; the list shows it */
+    json_object_set_new(in, "title", json_string("Skin check: eczema"));
+    assert_int_equal(records_update(f->st, &f->alice, id, in, &got, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(got, "photo"), "sha256")), hex);
+    json_decref(got);
+    char *text = NULL;
+    size_t tlen = 0;
+    assert_int_equal(records_list_text(f->st, &f->alice, &text, &tlen, &err), CORE_OK);
+    assert_non_null(strstr(text, hex));
+    free(text);
+
+    /* the export carries the photo */
+    json_t *doc = NULL;
+    assert_int_equal(records_export(f->st, &f->alice, &doc, &err), CORE_OK);
+    size_t i;
+    json_t *e;
+    int with_photo = 0;
+    json_array_foreach(json_object_get(doc, "records"), i, e) {
+        const char *b64 = json_string_value(json_object_get(json_object_get(e, "photo"), "jpeg_base64url"));
+        if (!b64) continue;
+        with_photo++;
+        uint8_t *raw = malloc(sizeof jpeg);
+        assert_true(cs_crypto_unb64(b64, raw, sizeof jpeg));
+        assert_memory_equal(raw, jpeg, sizeof jpeg);
+        free(raw);
+    }
+    assert_int_equal(with_photo, 1);
+    json_decref(doc);
+
+    /* deleting the entry deletes the photo */
+    assert_int_equal(records_delete(f->st, &f->alice, id, &err), CORE_OK);
+    db = store_acquire(f->st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM record_photos", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
     json_decref(in);
 }
 
@@ -413,6 +519,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(crud_and_ownership, setup, teardown),
         cmocka_unit_test_setup_teardown(tampered_rows_are_detected, setup, teardown),
         cmocka_unit_test_setup_teardown(profile_and_export, setup, teardown),
+        cmocka_unit_test_setup_teardown(photos_go_with_their_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(list_memo_is_sealed_and_follows_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(list_memo_needs_the_session_key, setup, teardown),
         cmocka_unit_test_setup_teardown(list_memo_ends_with_the_session, setup, teardown),

@@ -99,6 +99,12 @@ function render() {
         el('h3', { class: 'record-title' }, r.title)),
       datesLine(r));
     if (r.details) li.append(el('p', { class: 'record-details' }, r.details));
+    if (r.photo) {
+      li.append(el('img', {
+        class: 'record-photo', src: `/api/records/${encodeURIComponent(r.id)}/photo`,
+        alt: 'The photo saved with this entry', width: '224', height: '224', loading: 'lazy',
+      }));
+    }
     li.append(actionsFor(r, li));
     return li;
   }));

@@ -17,13 +17,7 @@ const state = $('#upload-state');
 const result = $('#result');
 const saveButton = $('#save-button');
 const saveMessage = $('#save-message');
-
-const TRIAGE = {
-  self_care: 'Self-care is usually enough.',
-  pharmacist_or_gp: 'Ask a pharmacist or your GP.',
-  see_doctor_soon: 'See a doctor soon (within a few days).',
-  urgent: 'See a doctor urgently (within two weeks, sooner if it changes).',
-};
+const savePhoto = $('#save-photo');
 
 let current = null;
 
@@ -44,8 +38,10 @@ function show(screening) {
       el('span', { class: 'result-pct' }, `${pct} %`));
   }));
   $('#result-advice').textContent = screening.advice;
-  $('#result-triage').textContent = TRIAGE[screening.triage] || TRIAGE.see_doctor_soon;
+  $('#result-triage').textContent = screening.triage_label;
   saveButton.disabled = false;
+  savePhoto.disabled = false;
+  savePhoto.checked = false;
   saveMessage.textContent = '';
   result.hidden = false;
   $('#result-heading').focus();
@@ -87,17 +83,15 @@ form.addEventListener('submit', async (ev) => {
 saveButton.addEventListener('click', async () => {
   if (!current) return;
   saveButton.disabled = true;
-  const top = current.top.map((t) => `${t.name}: ${Math.round(t.probability * 100)} %`).join('\n');
-  const title = current.unsure
-    ? 'Skin screening: unsure'
-    : `Skin screening: ${current.top[0].name} (${Math.round(current.top[0].probability * 100)} %)`;
-  const details = `${top}\n\n${current.advice}\n${TRIAGE[current.triage] || ''}\n\n${current.notice}`;
+  savePhoto.disabled = true;
   try {
-    await api('POST', '/api/records', { kind: 'note', title, details });
-    saveMessage.replaceChildren('Saved to ', el('a', { href: '/records' }, 'your records'), '.');
+    await api('POST', `/api/screenings/${encodeURIComponent(current.id)}/save`, { with_photo: savePhoto.checked });
+    saveMessage.replaceChildren(savePhoto.checked ? 'Saved with the photo to ' : 'Saved to ',
+      el('a', { href: '/records' }, 'your records'), '.');
   } catch (err) {
     saveMessage.textContent = err.message;
     saveButton.disabled = false;
+    savePhoto.disabled = false;
   }
 });
 
