@@ -27,7 +27,9 @@ static void usage(FILE *f, const char *cmd) {
         fprintf(f, "  --seed N        random seed (default 20261125)\n"
                    "  --epochs N      passes over the training images (default 30)\n"
                    "  --views N       1 = as is, 2 = also mirrored, 3-8 = also augmented copies\n"
-                   "                  (random crop, rotation, flips, colour; default 2)\n");
+                   "                  (random crop, rotation, flips, colour; default 2)\n"
+                   "  --adjust        per-condition logit offsets fitted on the held-back tenth\n"
+                   "                  for balanced accuracy (off by default; see docs/MODEL.md)\n");
 }
 
 static int run(int argc, char **argv, bool train) {
@@ -37,6 +39,7 @@ static int run(int argc, char **argv, bool train) {
         {"threads", required_argument, NULL, 't'}, {"report", required_argument, NULL, 'r'},
         {"seed", required_argument, NULL, 's'},   {"epochs", required_argument, NULL, 'e'},
         {"views", required_argument, NULL, 'v'},  {"help", no_argument, NULL, 'h'},
+        {"adjust", no_argument, NULL, 'A'},
         {0}};
     const char *data = "../shared/data", *models = "../shared/models", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL;
@@ -55,6 +58,7 @@ static int run(int argc, char **argv, bool train) {
         case 's': o.seed = strtoull(optarg, NULL, 10); break;
         case 'e': o.epochs = atoi(optarg); break;
         case 'v': o.views = atoi(optarg); break;
+        case 'A': o.adjust = true; break;
         case 'h': usage(stdout, argv[0]); return 0;
         default: usage(stderr, argv[0]); return 2;
         }

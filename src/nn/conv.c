@@ -9,6 +9,8 @@
 #include "nn/nn.h"
 
 #include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 nn_shape nn_conv_out(const nn_conv *c, nn_shape in) {
@@ -86,7 +88,74 @@ typedef struct {
     nn_shape in, o;
     const float *x, *w, *b, *dy;
     float *y, *dx, *dw, *db;
+    int act;        /* fused activation (forward), or NN_ACT_NONE */
+    float lo, hi;   /* ... as a clamp, when it is one */
 } dw_job;
+
+/* ReLU and ReLU6 are clamps, fused into the loops that write the output;
+ * SiLU is not (it gets a pass over each finished plane). */
+static bool act_clamp(int act, float *lo, float *hi) {
+    *lo = -INFINITY, *hi = INFINITY;
+    if (act == NN_RELU) *lo = 0;
+    else if (act == NN_RELU6) *lo = 0, *hi = 6;
+    return act != NN_SILU;
+}
+
+static inline float clampf(float v, float lo, float hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+/* One output row of a 3×3 depthwise filter, all nine taps summed in
+ * registers and stored once (the generic loop below reads and writes the
+ * row nine times). r0..r2 are the three input rows (a row of zeros where the
+ * window hangs over the top or bottom). Columns [lo, hi) have the whole
+ * window inside the row and vectorise; the few edge columns test bounds. */
+static void dw3_row(const float *restrict r0, const float *restrict r1, const float *restrict r2, int iw,
+                    const float *restrict k, float bias, int s, int pad, int ow, int lo, int hi, float vlo, float vhi,
+                    float *restrict out) {
+    for (int ox = 0; ox < ow; ox++) {
+        if (ox == lo && lo < hi) ox = hi;
+        if (ox >= ow) break;
+        float acc = bias;
+        for (int kx = 0; kx < 3; kx++) {
+            int ix = ox * s - pad + kx;
+            if (ix < 0 || ix >= iw) continue;
+            acc += k[kx] * r0[ix] + k[3 + kx] * r1[ix] + k[6 + kx] * r2[ix];
+        }
+        out[ox] = clampf(acc, vlo, vhi);
+    }
+    const float k0 = k[0], k1 = k[1], k2 = k[2], k3 = k[3], k4 = k[4], k5 = k[5], k6 = k[6], k7 = k[7], k8 = k[8];
+    if (s == 1) {
+        for (int ox = lo; ox < hi; ox++) {
+            int i = ox - pad;
+            out[ox] = clampf(bias + k0 * r0[i] + k1 * r0[i + 1] + k2 * r0[i + 2] + k3 * r1[i] + k4 * r1[i + 1] +
+                                 k5 * r1[i + 2] + k6 * r2[i] + k7 * r2[i + 1] + k8 * r2[i + 2], vlo, vhi);
+        }
+    } else {
+        for (int ox = lo; ox < hi; ox++) {
+            int i = ox * s - pad;
+            out[ox] = clampf(bias + k0 * r0[i] + k1 * r0[i + 1] + k2 * r0[i + 2] + k3 * r1[i] + k4 * r1[i + 1] +
+                                 k5 * r1[i + 2] + k6 * r2[i] + k7 * r2[i + 1] + k8 * r2[i + 2], vlo, vhi);
+        }
+    }
+}
+
+static void dw3_plane(const dw_job *j, const float *plane, const float *k, float bias, float *out,
+                      const float *zero) {
+    const nn_conv *c = j->c;
+    nn_shape in = j->in, o = j->o;
+    int s = c->stride, pad = c->pad;
+    /* Interior columns: ox·s − pad ≥ 0 and ox·s − pad + 2 ≤ in.w − 1. */
+    int lo = (pad + s - 1) / s, hi = in.w - 3 + pad >= 0 ? (in.w - 3 + pad) / s + 1 : 0;
+    if (hi > o.w) hi = o.w;
+    if (lo > hi) lo = hi;
+    for (int oy = 0; oy < o.h; oy++) {
+        const float *r[3];
+        for (int ky = 0; ky < 3; ky++) {
+            int iy = oy * s - pad + ky;
+            r[ky] = iy >= 0 && iy < in.h ? plane + (size_t)iy * in.w : zero;
+        }
+        dw3_row(r[0], r[1], r[2], in.w, k, bias, s, pad, o.w, lo, hi, j->lo, j->hi, out + (size_t)oy * o.w);
+    }
+}
 
 /* Channels [c0, c1) of every image: planes are independent. */
 static void dw_forward_part(void *arg, int c0, int c1) {
@@ -94,12 +163,19 @@ static void dw_forward_part(void *arg, int c0, int c1) {
     const nn_conv *c = j->c;
     nn_shape in = j->in, o = j->o;
     int s = c->stride;
+    bool three = c->kh == 3 && c->kw == 3;
+    float *zero = three ? calloc((size_t)in.w, sizeof *zero) : NULL;
+    if (three && !zero) three = false;
     for (int n = 0; n < in.n; n++)
         for (int ch = c0; ch < c1; ch++) {
             const float *plane = j->x + ((size_t)n * in.c + ch) * in.h * in.w;
             const float *k = j->w + (size_t)ch * c->kh * c->kw;
             float *out = j->y + ((size_t)n * o.c + ch) * o.h * o.w;
             float bias = j->b ? j->b[ch] : 0.0f;
+            if (three) {
+                dw3_plane(j, plane, k, bias, out, zero);
+                continue;
+            }
             for (int oy = 0; oy < o.h; oy++) {
                 float *orow = out + (size_t)oy * o.w;
                 for (int ox = 0; ox < o.w; ox++) orow[ox] = bias;
@@ -119,6 +195,15 @@ static void dw_forward_part(void *arg, int c0, int c1) {
                     }
                 }
             }
+            if (j->act != NN_ACT_NONE && j->act != NN_SILU)
+                for (int i = 0; i < o.h * o.w; i++) out[i] = clampf(out[i], j->lo, j->hi);
+        }
+    free(zero);
+    /* SiLU is no clamp: its own pass over this part's planes. */
+    if (j->act == NN_SILU)
+        for (int n = 0; n < in.n; n++) {
+            float *part = j->y + ((size_t)n * o.c + c0) * o.h * o.w;
+            nn_act_forward(NN_SILU, (size_t)(c1 - c0) * o.h * o.w, part, part);
         }
 }
 
@@ -163,8 +248,10 @@ static void dw_backward_part(void *arg, int c0, int c1) {
         }
 }
 
-static void dw_forward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *b, float *y) {
-    dw_job j = {.c = c, .in = in, .o = o, .x = x, .w = w, .b = b, .y = y};
+static void dw_forward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *b,
+                       int act, float *y) {
+    dw_job j = {.c = c, .in = in, .o = o, .x = x, .w = w, .b = b, .y = y, .act = act};
+    act_clamp(act, &j.lo, &j.hi);
     nn_parallel(in.c, dw_forward_part, &j);
 }
 
@@ -176,17 +263,30 @@ static void dw_backward(const nn_conv *c, nn_shape in, nn_shape o, const float *
 }
 
 void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, float *y, float *ws) {
+    nn_conv_forward_act(c, in, x, w, b, NN_ACT_NONE, y, ws);
+}
+
+void nn_conv_forward_act(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, int act,
+                         float *y, float *ws) {
     nn_shape o = nn_conv_out(c, in);
     if (depthwise(c)) {
-        dw_forward(c, in, o, x, w, b, y);
+        dw_forward(c, in, o, x, w, b, act, y);
         return;
     }
     int icg = c->in_c / c->groups, ocg = c->out_c / c->groups;
     int k = icg * c->kh * c->kw, p = o.h * o.w;
     bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && c->pad_end == 0;
+    float lo = -INFINITY, hi = INFINITY;
+    bool clamp = act != NN_ACT_NONE && act_clamp(act, &lo, &hi);
     for (int n = 0; n < in.n; n++) {
         const float *xn = x + (size_t)n * in.c * in.h * in.w;
         float *yn = y + (size_t)n * o.c * p;
+        /* The bias goes in first and SGEMM adds to it (beta 1): with beta 0
+         * OpenBLAS would clear the output in a pass of its own, and the bias
+         * would need another. */
+        if (b)
+            for (int oc = 0; oc < o.c; oc++)
+                for (int i = 0; i < p; i++) yn[(size_t)oc * p + i] = b[oc];
         for (int g = 0; g < c->groups; g++) {
             /* A 1×1 stride-1 convolution reads the input as it is. */
             const float *col = xn + (size_t)g * icg * in.h * in.w;
@@ -195,11 +295,12 @@ void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float 
                 col = ws;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ocg, p, k, 1.0f, w + (size_t)g * ocg * k, k, col, p,
-                        0.0f, yn + (size_t)g * ocg * p, p);
+                        b ? 1.0f : 0.0f, yn + (size_t)g * ocg * p, p);
         }
-        if (b)
-            for (int oc = 0; oc < o.c; oc++)
-                for (int i = 0; i < p; i++) yn[(size_t)oc * p + i] += b[oc];
+        if (clamp)
+            for (size_t i = 0; i < (size_t)o.c * p; i++) yn[i] = clampf(yn[i], lo, hi);
+        else if (act == NN_SILU)
+            nn_act_forward(NN_SILU, (size_t)o.c * p, yn, yn);
     }
 }
 

@@ -41,6 +41,8 @@ struct nn_run {
     const float *x;
     int last;                 /* index of the last node computed */
     bool trained;             /* the last forward was in training mode */
+    bool fused;               /* ... and fused a convolution into its activation */
+    int *readers;             /* per node: how many nodes read its output */
 };
 
 nn_net *nn_net_new(int c, int h, int w) {
@@ -233,6 +235,8 @@ static void run_release(nn_run *r) {
     free(r->mask);
     free(r->ycap);
     free(r->dycap);
+    free(r->readers);
+    r->readers = NULL;
     r->y = r->dy = r->save_mean = r->save_invstd = NULL;
     r->mask = NULL;
     r->ycap = r->dycap = NULL;
@@ -257,8 +261,9 @@ static bool run_size(nn_run *r, int count) {
     r->mask = calloc((size_t)count, sizeof(uint8_t *));
     r->ycap = calloc((size_t)count, sizeof(size_t));
     r->dycap = calloc((size_t)count, sizeof(size_t));
+    r->readers = calloc((size_t)count, sizeof(int));
     r->count = count;
-    return r->y && r->dy && r->save_mean && r->save_invstd && r->mask && r->ycap && r->dycap;
+    return r->y && r->dy && r->save_mean && r->save_invstd && r->mask && r->ycap && r->dycap && r->readers;
 }
 
 /* Grow *buf to hold n floats (contents not kept). */
@@ -270,16 +275,48 @@ static bool reserve(float **buf, size_t *cap, size_t n) {
     return *buf != NULL;
 }
 
-const float *nn_run_output(const nn_run *r, int i) { return i >= 0 && i < r->count ? r->y[i] : NULL; }
+const float *nn_run_output(const nn_run *r, int i) {
+    if (i < 0 || i >= r->count || i > r->last) return NULL;
+    /* A convolution fused into its activation kept no output of its own. */
+    if (r->fused && r->readers[i] < 0) return NULL;
+    return r->y[i];
+}
 
-const float *nn_run_forward(nn_run *r, nn_net *net, int n, const float *x, bool train, nn_rng *rng, int upto) {
+/* In inference, a convolution whose only reader is the activation right
+ * after it is computed with that activation applied on the way
+ * (nn_conv_forward_act), straight into the activation's buffer: one pass
+ * over the largest tensors of the network instead of two. Training keeps
+ * them apart (the activation's backward needs its input). readers[i] < 0
+ * marks a fused convolution. */
+static const float *forward(nn_run *r, nn_net *net, int n, const float *x, bool train, nn_rng *rng, int upto,
+                            bool fuse) {
     int end = upto <= 0 || upto > net->count ? net->count : upto;
     if (n <= 0 || end == 0 || !run_size(r, net->count)) return NULL;
     r->n = n;
     r->x = x;
     r->trained = train;
+    r->fused = false;
+    for (int i = 0; i < net->count; i++) r->readers[i] = 0;
+    for (int i = 0; i < end; i++) {
+        const nn_node *d = &net->nodes[i].d;
+        if (d->in >= 0) r->readers[d->in]++;
+        if (d->op == NN_OP_ADD && d->in2 >= 0) r->readers[d->in2]++;
+    }
     for (int i = 0; i < end; i++) {
         node *nd = &net->nodes[i];
+        if (fuse && !train && nd->d.op == NN_OP_CONV && i + 1 < end && r->readers[i] == 1 &&
+            net->nodes[i + 1].d.op == NN_OP_ACT && net->nodes[i + 1].d.in == i) {
+            nn_shape is = nn_net_shape(net, nd->d.in), os = net->nodes[i + 1].out;
+            is.n = os.n = n;
+            size_t ws = nn_conv_workspace(&nd->d.conv, is);
+            if (!reserve(&r->y[i + 1], &r->ycap[i + 1], nn_count(os)) || !reserve(&r->ws, &r->wscap, ws)) return NULL;
+            nn_conv_forward_act(&nd->d.conv, is, nd->d.in == NN_INPUT ? x : r->y[nd->d.in], nd->t[0], nd->t[1],
+                                (int)net->nodes[i + 1].d.act, r->y[i + 1], r->ws);
+            r->readers[i] = -1;
+            r->fused = true;
+            r->last = ++i;
+            continue;
+        }
         nn_shape is = nn_net_shape(net, nd->d.in);
         is.n = n;
         nn_shape os = nd->out;
@@ -333,6 +370,10 @@ const float *nn_run_forward(nn_run *r, nn_net *net, int n, const float *x, bool 
     return r->y[end - 1];
 }
 
+const float *nn_run_forward(nn_run *r, nn_net *net, int n, const float *x, bool train, nn_rng *rng, int upto) {
+    return forward(r, net, n, x, train, rng, upto, true);
+}
+
 /* Deliver a gradient g (n floats) to node `to`'s dy: written if this is the
  * first delivery (written[to] false), else added. */
 static void deliver(nn_run *r, bool *written, int to, const float *g, size_t n) {
@@ -345,6 +386,9 @@ static void deliver(nn_run *r, bool *written, int to, const float *g, size_t n) 
 }
 
 bool nn_run_backward(nn_run *r, nn_net *net, const float *dout) {
+    /* Backward through an inference forward (gradient checks do it) needs
+     * the pre-activation outputs that fusion skipped: compute them. */
+    if (r->fused && !forward(r, net, r->n, r->x, false, NULL, r->last + 1, false)) return false;
     int last = r->last, first = net->frozen;
     if (!r->y || last < first) return true; /* nothing trainable was run */
     bool *written = calloc((size_t)last + 1, sizeof(bool));

@@ -49,11 +49,17 @@ void nn_init_he(nn_rng *r, float *w, size_t n, int fan_in);
  * pad is added before (top/left); pad_end extra after (bottom/right), for
  * TensorFlow's "SAME" padding, which puts the odd pixel at the end. */
 typedef struct { int in_c, out_c, kh, kw, stride, pad, groups, pad_end; } nn_conv;
+typedef enum { NN_RELU, NN_RELU6, NN_SILU } nn_act;
+#define NN_ACT_NONE (-1)
 nn_shape nn_conv_out(const nn_conv *c, nn_shape in);
 size_t nn_conv_params(const nn_conv *c);            /* weight count */
 size_t nn_conv_workspace(const nn_conv *c, nn_shape in); /* floats for ws */
 void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, float *y,
                      float *ws);
+/* The same followed by activation act (an nn_act, or NN_ACT_NONE), applied
+ * while the output is still in cache instead of in a pass of its own. */
+void nn_conv_forward_act(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, int act,
+                         float *y, float *ws);
 void nn_conv_backward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *dy, float *dx,
                       float *dw, float *db, float *ws);
 
@@ -70,7 +76,6 @@ void nn_bn_backward(nn_shape s, const float *x, const float *gamma, const float 
                     const float *dy, float *dx, float *dgamma, float *dbeta);
 
 /* ---- element-wise activations (backward uses the forward input x) ---- */
-typedef enum { NN_RELU, NN_RELU6, NN_SILU } nn_act;
 void nn_act_forward(nn_act a, size_t n, const float *x, float *y);
 void nn_act_backward(nn_act a, size_t n, const float *x, const float *dy, float *dx);
 
@@ -213,7 +218,9 @@ void nn_run_free(nn_run *run);
  * (n × its shape), owned by the run and valid until the next call, or NULL
  * when memory ran out. train: batch statistics and dropout (rng needed). */
 const float *nn_run_forward(nn_run *run, nn_net *net, int n, const float *x, bool train, nn_rng *rng, int upto);
-/* Output of node i from the last forward (n × shape), or NULL. */
+/* Output of node i from the last forward (n × shape), or NULL. An inference
+ * forward fuses a convolution into the activation that is its only reader:
+ * the convolution's own (pre-activation) output is then not kept (NULL). */
 const float *nn_run_output(const nn_run *run, int i);
 /* Backward from the gradient of the last forward's final output
  * (n × its shape); accumulates into the net's gradients. Returns false when

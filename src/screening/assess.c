@@ -22,6 +22,7 @@
 struct screening_model {
     nn_net *net;
     float temp_c, unsure_below, not_skin_above, in_scale, in_zero;
+    float bias[32]; /* per-condition logit offsets (calibrate.c) */
     int size, features, imagenet, k;
     bool skin_class[1024]; /* ImageNet top-1 classes seen on skin photos */
     pthread_mutex_t lock;
@@ -72,6 +73,7 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
         rc = core_fail(err, CORE_ERR_INVALID, "model", "%s: the screening metadata is incomplete or does not fit", path);
         goto fail;
     }
+    if ((rc = screening_condition_bias(meta, m->bias, err))) goto fail;
     json_t *sk = json_object_get(meta, "skin_imagenet_classes");
     for (size_t i = 0; i < json_array_size(sk); i++) {
         json_int_t c = json_integer_value(json_array_get(sk, i));
@@ -139,7 +141,7 @@ core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, 
     }
     /* The condition outputs follow the k fine-class ones. */
     int nc = screening_condition_count();
-    for (int c = 0; c < nc; c++) p[c] = logits[m->k + c] / m->temp_c;
+    for (int c = 0; c < nc; c++) p[c] = (logits[m->k + c] + m->bias[c]) / m->temp_c;
     nn_softmax(1, nc, p, cond);
     /* ImageNet confidence from the same pass (node computed on the way). */
     const float *il = nn_run_output(run, m->imagenet);

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/core.h"
 #include "nn/nn.h"
 
@@ -92,6 +94,7 @@ typedef struct {
     float lr, weight_decay, dropout, smoothing;
     int views;
     int threads;
+    bool adjust; /* fit per-condition logit offsets (default false; calibrate.c) */
 } screening_train_opts;
 void screening_train_defaults(screening_train_opts *o);
 
@@ -103,6 +106,20 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
 /* Evaluate a saved model on the held-out test images of every set. */
 core_status screening_eval(const char *model_path, const char *data_dir, const char *models_dir, const char *cache_dir,
                            int threads, char **report, core_error *err);
+
+/* ---- calibration (calibrate.c) ----
+ * logits: n rows of k. Softmax of logits / t into probs (n × k). */
+void screening_softmax_t(const float *logits, size_t n, int k, float t, float *probs);
+/* The temperature in [0.5, 5] minimising the negative log-likelihood of label. */
+float screening_fit_temperature(const float *logits, const int *label, size_t n, int k);
+/* Per-class offsets (bias, k values in [-3, 3]) added to the logits that
+ * maximise the mean over groups (data sets, 0..7) of the balanced accuracy
+ * of argmax(logit + bias). k ≤ 64; otherwise all zero. */
+void screening_fit_bias(const float *logits, const int *label, const int *group, size_t n, int k, float *bias);
+/* The offsets a model file's metadata holds ("condition_bias", one per
+ * condition, added to the condition logits before the temperature). A
+ * model without them gets zeros; malformed ones are CORE_ERR_INVALID. */
+core_status screening_condition_bias(const json_t *meta, float *bias, core_error *err);
 
 /* ---- metrics (for the evaluation report) ---- */
 typedef struct { char *buf; size_t len, cap; } screening_text; /* growing text; free(buf) */

@@ -24,7 +24,8 @@
 
 void screening_train_defaults(screening_train_opts *o) {
     *o = (screening_train_opts){.seed = 20261125, .epochs = 30, .hidden = 512, .batch = 64, .lr = 1e-3f,
-                                .weight_decay = 1e-2f, .dropout = 0.3f, .smoothing = 0.1f, .views = 2, .threads = 2};
+                                .weight_decay = 1e-2f, .dropout = 0.3f, .smoothing = 0.1f, .views = 2, .threads = 2,
+                                .adjust = false};
 }
 
 static bool held_back(const char *path) {
@@ -65,28 +66,6 @@ static float *head_logits(nn_net *head, const float *feats, const size_t *rows, 
     nn_run_free(run);
     free(x);
     return out;
-}
-
-static void softmax_t(const float *logits, size_t n, int k, float t, float *probs) {
-    float *tmp = malloc((size_t)k * sizeof(float));
-    for (size_t i = 0; i < n; i++) {
-        for (int c = 0; c < k; c++) tmp[c] = logits[i * k + c] / t;
-        nn_softmax(1, k, tmp, probs + i * k);
-    }
-    free(tmp);
-}
-
-/* The temperature minimising the held-back negative log-likelihood. */
-static float fit_temperature(const float *logits, const int *label, size_t n, int k) {
-    float best_t = 1, best = INFINITY, *p = malloc((n ? n : 1) * (size_t)k * sizeof(float));
-    for (float t = 0.5f; t <= 5.0f; t += 0.02f) {
-        softmax_t(logits, n, k, t, p);
-        double nll = 0;
-        for (size_t i = 0; i < n; i++) nll -= log(fmax(p[i * k + label[i]], 1e-12));
-        if (nll < best) best = (float)nll, best_t = t;
-    }
-    free(p);
-    return best_t;
 }
 
 static int cmp_float(const void *a, const void *b) {
@@ -136,7 +115,8 @@ static void split_logits(const float *lg, size_t n, int k, int nc, float *fine, 
  * something else (is_not_skin), or a top condition below unsure_below,
  * makes the answer "unsure". */
 static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *head, nn_net *imnet, const float *feats,
-                     int views, int dim, float temp, float temp_c, float unsure_below, const ood_rule *od) {
+                     int views, int dim, float temp, float temp_c, const float *bias, float unsure_below,
+                     const ood_rule *od) {
     int k = ds->fine_count, nc = screening_condition_count();
     const char *cnames[32];
     for (int c = 0; c < nc; c++) cnames[c] = screening_condition_at(c)->code;
@@ -153,13 +133,15 @@ static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *hea
         float *lg = malloc(n * (size_t)k * 4), *lc = malloc(n * (size_t)nc * 4);
         split_logits(lo, n, k, nc, lg, lc);
         free(lo);
+        for (size_t i = 0; i < n; i++)
+            for (int c = 0; c < nc; c++) lc[i * nc + c] += bias[c];
         int ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c;
         int *icls = malloc(n * sizeof *icls);
         float *il = head_logits(imnet, feats, rows, n, dim, ik), *itop = top_prob(il, n, ik, icls);
         free(il);
         float *p1 = malloc(n * (size_t)k * 4), *pt = malloc(n * (size_t)k * 4);
-        softmax_t(lg, n, k, 1.0f, p1);
-        softmax_t(lg, n, k, temp, pt);
+        screening_softmax_t(lg, n, k, 1.0f, p1);
+        screening_softmax_t(lg, n, k, temp, pt);
         /* (a) within the set: its own classes, probabilities renormalised. */
         int local[256], nl = 0;
         for (int c = 0; c < k && nl < 256; c++)
@@ -182,8 +164,8 @@ static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *hea
         screening_metrics_report(t, title, q1, qt, lab, n, nl, lnames, NULL);
         /* (b) the product's view: the condition outputs. */
         float *g1 = malloc(n * (size_t)nc * 4), *gt = malloc(n * (size_t)nc * 4);
-        softmax_t(lc, n, nc, 1.0f, g1);
-        softmax_t(lc, n, nc, temp_c, gt);
+        screening_softmax_t(lc, n, nc, 1.0f, g1);
+        screening_softmax_t(lc, n, nc, temp_c, gt);
         size_t unsure = 0, not_skin = 0;
         for (size_t i = 0; i < n; i++) {
             float top = 0;
@@ -208,7 +190,7 @@ static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *hea
 /* The one non-skin photo in ../shared: the cat that ships with the models
  * (a 24-bit BMP, which uploads do not accept, so it is read here). */
 static void not_skin_report(screening_text *t, const char *models_dir, screening_backbone *bb, nn_net *head,
-                            nn_net *imnet, float temp, float unsure_below, const ood_rule *od) {
+                            nn_net *imnet, float temp, const float *bias, float unsure_below, const ood_rule *od) {
     char path[4096], *d;
     size_t n;
     snprintf(path, sizeof path, "%s/cat.bmp", models_dir);
@@ -244,7 +226,8 @@ static void not_skin_report(screening_text *t, const char *models_dir, screening
             int nc = screening_condition_count();
             int icls;
             float *p = malloc((size_t)nc * 4), *itop = top_prob(il, 1, ik, &icls), top = 0;
-            softmax_t(lg + (k - nc), 1, nc, temp, p); /* the condition outputs */
+            for (int c = 0; c < nc; c++) lg[k - nc + c] += bias[c]; /* the condition outputs */
+            screening_softmax_t(lg + (k - nc), 1, nc, temp, p);
             for (int c = 0; c < nc; c++) top = fmaxf(top, p[c]);
             screening_text_printf(t, "\nnon-skin photo %s: ImageNet top-1 class %d at %.2f → %s\n", path, icls,
                                   itop[0], is_not_skin(od, icls, itop[0]) || top < unsure_below ? "unsure (correct)"
@@ -258,7 +241,8 @@ static void not_skin_report(screening_text *t, const char *models_dir, screening
     free(rgb);
 }
 
-static char *meta_json(const screening_dataset *ds, float temp, float temp_c, int features, int imagenet, int head_first,
+static char *meta_json(const screening_dataset *ds, float temp, float temp_c, const float *bias, int features,
+                       int imagenet, int head_first,
                        const screening_train_opts *o, float in_scale, float in_zero, int size, float unsure_below,
                        const ood_rule *od) {
     json_t *classes = json_array(), *fc = json_array(), *conds = json_array();
@@ -289,6 +273,9 @@ static char *meta_json(const screening_dataset *ds, float temp, float temp_c, in
         if (od->skin[c]) json_array_append_new(sk, json_integer(c));
     json_object_set_new(m, "skin_imagenet_classes", sk);
     json_object_set_new(m, "temperature_conditions", json_real(temp_c));
+    json_t *cb = json_array();
+    for (int c = 0; c < screening_condition_count(); c++) json_array_append_new(cb, json_real(bias[c]));
+    json_object_set_new(m, "condition_bias", cb);
     char *s = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     return s;
@@ -405,10 +392,24 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
     free(va_all);
     va_lab = malloc((nva ? nva : 1) * sizeof *va_lab);
     for (size_t i = 0; i < nva; i++) va_lab[i] = ds.items[va[i] / o->views].fine;
-    float temp = nva ? fit_temperature(va_log, va_lab, nva, k) : 1.0f;
-    for (size_t i = 0; i < nva; i++) va_lab[i] = ds.items[va[i] / o->views].condition;
-    float temp_c = nva ? fit_temperature(va_c, va_lab, nva, nc) : 1.0f;
+    float temp = nva ? screening_fit_temperature(va_log, va_lab, nva, k) : 1.0f;
+    /* Conditions: offsets for balanced accuracy per data set, then the
+     * temperature on the adjusted logits (calibrate.c says why). */
+    int *va_set = malloc((nva ? nva : 1) * sizeof *va_set);
+    for (size_t i = 0; i < nva; i++) {
+        va_lab[i] = ds.items[va[i] / o->views].condition;
+        va_set[i] = ds.items[va[i] / o->views].set;
+    }
+    float bias[32] = {0};
+    if (nva && o->adjust) screening_fit_bias(va_c, va_lab, va_set, nva, nc, bias);
+    free(va_set);
+    for (size_t i = 0; i < nva; i++)
+        for (int c = 0; c < nc; c++) va_c[i * nc + c] += bias[c];
+    float temp_c = nva ? screening_fit_temperature(va_c, va_lab, nva, nc) : 1.0f;
     free(va_c);
+    screening_text_printf(&t, "condition offsets (held-back balanced accuracy):");
+    for (int c = 0; c < nc; c++) screening_text_printf(&t, " %s %+.2f", screening_condition_at(c)->code, bias[c]);
+    screening_text_printf(&t, "\n");
     const float unsure_below = 0.5f;
     screening_text_printf(&t,
                           "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f (fine "
@@ -438,8 +439,8 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
                               itop[nva / 2], itop[(size_t)(0.98 * (double)(nva - 1))], distinct, od.above);
         free(il), free(itop), free(cls);
     }
-    evaluate(&t, &ds, head, imnet, feats, o->views, dim, temp, temp_c, unsure_below, &od);
-    not_skin_report(&t, models_dir, bb, head, imnet, temp_c, unsure_below, &od);
+    evaluate(&t, &ds, head, imnet, feats, o->views, dim, temp, temp_c, bias, unsure_below, &od);
+    not_skin_report(&t, models_dir, bb, head, imnet, temp_c, bias, unsure_below, &od);
     /* The whole network: backbone (referenced) + head on its pooled features. */
     for (int i = 0; i < nn_net_count(head); i++) {
         nn_node d = *nn_net_node(head, i);
@@ -455,7 +456,8 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
         }
     }
     nn_net_set_frozen(net, first);
-    char *meta = meta_json(&ds, temp, temp_c, features, imagenet, first, o, 1.0f / 128, 128, 224, unsure_below, &od);
+    char *meta = meta_json(&ds, temp, temp_c, bias, features, imagenet, first, o, 1.0f / 128, 128, 224, unsure_below,
+                           &od);
     rc = meta ? nn_model_save(out_path, net, meta, &ref, err) : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     free(meta);
 done:
@@ -533,10 +535,12 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
         rc = core_fail(err, CORE_ERR_INVALID, "model", "the model lacks the ImageNet classifier or its threshold");
         goto done;
     }
+    float bias[32] = {0};
+    if ((rc = screening_condition_bias(meta, bias, err))) goto done;
     nn_set_threads(threads);
     screening_text_printf(&t, "model %s, temperature %.2f\n", model_path, temp);
-    evaluate(&t, &ds, head, imnet, feats, views, dim, (float)temp, (float)temp_c, (float)unsure, &od);
-    not_skin_report(&t, models_dir, bb, head, imnet, (float)temp_c, (float)unsure, &od);
+    evaluate(&t, &ds, head, imnet, feats, views, dim, (float)temp, (float)temp_c, bias, (float)unsure, &od);
+    not_skin_report(&t, models_dir, bb, head, imnet, (float)temp_c, bias, (float)unsure, &od);
 done:
     json_decref(meta);
     free(meta_text);

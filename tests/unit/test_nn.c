@@ -91,6 +91,13 @@ static void test_conv_gradients(void **state) {
     check_conv((nn_conv){2, 4, 2, 3, 1, 0, 1, 0}, (nn_shape){1, 2, 4, 5});  /* rectangular kernel */
     check_conv((nn_conv){3, 4, 3, 3, 2, 0, 1, 1}, (nn_shape){2, 3, 8, 8});  /* TF "SAME", stride 2: pad after only */
     check_conv((nn_conv){4, 4, 3, 3, 2, 0, 4, 1}, (nn_shape){1, 4, 8, 8});  /* the same, depthwise */
+    /* depthwise 3×3 has its own forward loop (a vectorised interior and
+     * bounds-tested edges): rows wide enough for the interior, stride 1 and
+     * 2, odd and even widths, and a row narrower than the window */
+    check_conv((nn_conv){3, 3, 3, 3, 1, 1, 3, 0}, (nn_shape){2, 3, 5, 21});
+    check_conv((nn_conv){2, 2, 3, 3, 2, 1, 2, 0}, (nn_shape){1, 2, 6, 19});
+    check_conv((nn_conv){2, 2, 3, 3, 2, 0, 2, 1}, (nn_shape){1, 2, 6, 20});
+    check_conv((nn_conv){2, 2, 3, 3, 1, 1, 2, 0}, (nn_shape){1, 2, 3, 2});
 }
 
 /* ---- batch norm ---- */

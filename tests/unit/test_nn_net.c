@@ -294,12 +294,81 @@ static void test_slice(void **state) {
     teardown(&c);
 }
 
+/* Inference fuses each convolution into the activation that is its only
+ * reader: the outputs must equal the layer-by-layer computation, the fused
+ * convolution keeps no output of its own, and a backward pass after an
+ * inference forward still finds the pre-activation values it needs. */
+static void test_fused_inference(void **state) {
+    (void)state;
+    nn_net *net = nn_net_new(C, 9, 11);
+    assert_non_null(net);
+    const nn_conv convs[4] = {{C, 4, 3, 3, 1, 1, 1, 0}, {4, 4, 3, 3, 1, 1, 4, 0}, {4, 5, 1, 1, 1, 0, 1, 0},
+                              {5, 3, 3, 3, 2, 0, 1, 1}};
+    const nn_act acts[4] = {NN_RELU6, NN_RELU, NN_SILU, NN_RELU6};
+    for (int l = 0; l < 4; l++) {
+        nn_node n;
+        memset(&n, 0, sizeof n);
+        n.op = NN_OP_CONV, n.in = l ? 2 * l - 1 : NN_INPUT, n.conv = convs[l], n.bias = l != 2;
+        assert_int_equal(nn_net_add(net, &n), 2 * l);
+        memset(&n, 0, sizeof n);
+        n.op = NN_OP_ACT, n.in = 2 * l, n.act = acts[l];
+        assert_int_equal(nn_net_add(net, &n), 2 * l + 1);
+    }
+    nn_rng rng;
+    nn_rng_seed(&rng, 7);
+    nn_net_init(net, &rng);
+    for (int l = 0; l < 4; l++) { /* non-zero biases, so their path is tested */
+        size_t nb = 0;
+        float *b = nn_net_tensor(net, 2 * l, 1, &nb);
+        for (size_t i = 0; b && i < nb; i++) b[i] = 0.3f * (float)((int)(i % 5) - 2);
+    }
+    const int n = 2;
+    nn_shape in = nn_net_shape(net, NN_INPUT);
+    in.n = n;
+    float *x = malloc(nn_count(in) * sizeof *x);
+    for (size_t i = 0; i < nn_count(in); i++) x[i] = (float)((i * 37) % 23) / 5.0f - 2.0f;
+    nn_run *run = nn_run_new();
+    const float *y = nn_run_forward(run, net, n, x, false, NULL, 0);
+    assert_non_null(y);
+    /* the reference, one layer at a time */
+    const float *cur = x;
+    nn_shape s = in;
+    float *ref = NULL;
+    for (int l = 0; l < 4; l++) {
+        nn_shape o = nn_conv_out(&convs[l], s);
+        float *ws = malloc((nn_conv_workspace(&convs[l], s) + 1) * sizeof *ws), *out = malloc(nn_count(o) * sizeof *out);
+        size_t nw, nb;
+        nn_conv_forward(&convs[l], s, cur, nn_net_tensor(net, 2 * l, 0, &nw), nn_net_tensor(net, 2 * l, 1, &nb), out, ws);
+        nn_act_forward(acts[l], nn_count(o), out, out);
+        free(ws);
+        free(ref);
+        ref = out, cur = out, s = o;
+    }
+    double worst = 0;
+    for (size_t i = 0; i < nn_count(s); i++) worst = fmax(worst, fabs(y[i] - ref[i]) / (1.0 + fabs(ref[i])));
+    assert_true(worst < 1e-5);
+    for (int l = 0; l < 4; l++) {
+        assert_null(nn_run_output(run, 2 * l));
+        assert_non_null(nn_run_output(run, 2 * l + 1));
+    }
+    /* backward after an inference forward: the convolutions' outputs come back */
+    float *dout = calloc(nn_count(s), sizeof *dout);
+    dout[0] = 1;
+    nn_net_zero_grad(net);
+    assert_true(nn_run_backward(run, net, dout));
+    for (int l = 0; l < 4; l++) assert_non_null(nn_run_output(run, 2 * l));
+    free(dout), free(ref), free(x);
+    nn_run_free(run);
+    nn_net_free(net);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_residual_net_gradients),
         cmocka_unit_test(test_frozen_boundary),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_slice),
+        cmocka_unit_test(test_fused_inference),
         cmocka_unit_test(test_net_training),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -165,12 +165,105 @@ static void test_features_and_cache(void **state) {
     screening_backbone_free(bb);
 }
 
+/* Logit offsets: a classifier that leans towards class 2 in group 0 (as the
+ * head leans towards "other" on DermNet photos) gets an offset against it,
+ * the mean balanced accuracy rises, and a group it did not hurt keeps its
+ * answers. Then the temperature: logits scaled by 3 are fitted back near 3. */
+static void test_calibration(void **state) {
+    (void)state;
+    enum { N = 600, K = 3 };
+    float *lg = malloc(N * K * sizeof *lg), bias[K];
+    int label[N], group[N];
+    uint64_t r = 12345;
+    for (int i = 0; i < N; i++) {
+        label[i] = i % K;
+        group[i] = i < 400 ? 0 : 1;
+        for (int c = 0; c < K; c++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            float noise = (float)((r >> 40) & 0xFFFF) / 65536.0f - 0.5f;
+            lg[i * K + c] = (c == label[i] ? 1.0f : 0.0f) + noise * 1.6f;
+        }
+        if (group[i] == 0) lg[i * K + 2] += 0.8f; /* the lean */
+    }
+    /* balanced accuracy of argmax(logit + b), mean over the two groups */
+    float zero[K] = {0};
+    float *bs[2] = {zero, bias};
+    double ba[2];
+    screening_fit_bias(lg, label, group, N, K, bias);
+    for (int v = 0; v < 2; v++) {
+        double sum = 0;
+        for (int g = 0; g < 2; g++) {
+            int hit[K] = {0}, tot[K] = {0};
+            for (int i = 0; i < N; i++) {
+                if (group[i] != g) continue;
+                int best = 0;
+                for (int c = 1; c < K; c++)
+                    if (lg[i * K + c] + bs[v][c] > lg[i * K + best] + bs[v][best]) best = c;
+                tot[label[i]]++, hit[label[i]] += best == label[i];
+            }
+            double b = 0;
+            for (int c = 0; c < K; c++) b += (double)hit[c] / tot[c];
+            sum += b / K;
+        }
+        ba[v] = sum / 2;
+    }
+    assert_true(bias[2] - (bias[0] + bias[1]) / 2 < -0.2f); /* against the leaning class */
+    assert_true(ba[1] > ba[0] + 0.02);
+    for (int c = 0; c < K; c++) assert_true(bias[c] >= -3.0f && bias[c] <= 3.0f);
+    /* invalid input: all zero */
+    group[0] = 99;
+    screening_fit_bias(lg, label, group, N, K, bias);
+    for (int c = 0; c < K; c++) assert_true(bias[c] == 0.0f);
+
+    /* Temperature: labels drawn from softmax(z), logits given as 2.5·z. */
+    for (int i = 0; i < N; i++) {
+        float p[K], sum = 0, u;
+        for (int c = 0; c < K; c++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            lg[i * K + c] = 2.0f * ((float)((r >> 40) & 0xFFFF) / 65536.0f - 0.5f) * 2.0f;
+            sum += p[c] = expf(lg[i * K + c]);
+        }
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        u = (float)((r >> 40) & 0xFFFF) / 65536.0f * sum;
+        label[i] = K - 1;
+        for (int c = 0; c < K; c++) {
+            if (u < p[c]) { label[i] = c; break; }
+            u -= p[c];
+        }
+        for (int c = 0; c < K; c++) lg[i * K + c] *= 2.5f;
+    }
+    float t = screening_fit_temperature(lg, label, N, K);
+    assert_true(t > 1.8f && t < 3.4f);
+    free(lg);
+
+    /* offsets in model metadata: absent → zeros; wrong length or out of range → refused */
+    int nc = screening_condition_count();
+    float cb[32];
+    core_error err = {0};
+    json_t *meta = json_object();
+    assert_int_equal(screening_condition_bias(meta, cb, &err), CORE_OK);
+    assert_true(cb[0] == 0.0f && cb[nc - 1] == 0.0f);
+    json_t *arr = json_array();
+    for (int c = 0; c < nc; c++) json_array_append_new(arr, json_real(c == 9 ? -0.5 : 0.25));
+    json_object_set_new(meta, "condition_bias", arr);
+    assert_int_equal(screening_condition_bias(meta, cb, &err), CORE_OK);
+    assert_true(cb[0] == 0.25f && cb[9] == -0.5f);
+    json_array_set_new(arr, 3, json_real(7.0));
+    assert_int_equal(screening_condition_bias(meta, cb, &err), CORE_ERR_INVALID);
+    json_array_set_new(arr, 3, json_string("x"));
+    assert_int_equal(screening_condition_bias(meta, cb, &err), CORE_ERR_INVALID);
+    json_array_remove(arr, 3);
+    assert_int_equal(screening_condition_bias(meta, cb, &err), CORE_ERR_INVALID);
+    json_decref(meta);
+}
+
 int main(void) {
     assert_int_equal(cs_crypto_init(NULL), CORE_OK);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grouping_and_triage),
         cmocka_unit_test(test_dataset_reader),
         cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_calibration),
         cmocka_unit_test(test_features_and_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
