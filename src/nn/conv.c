@@ -90,6 +90,7 @@ typedef struct {
     float *y, *dx, *dw, *db;
     int act;        /* fused activation (forward), or NN_ACT_NONE */
     float lo, hi;   /* ... as a clamp, when it is one */
+    const float *zero; /* backward: a row of zeros, as wide as the output */
 } dw_job;
 
 /* ReLU and ReLU6 are clamps, fused into the loops that write the output;
@@ -221,8 +222,30 @@ static void dw_backward_part(void *arg, int c0, int c1) {
             const float *g = j->dy + ((size_t)n * o.c + ch) * o.h * o.w;
             if (j->db) {
                 float sum = 0;
+#pragma omp simd reduction(+ : sum)
                 for (int i = 0; i < o.h * o.w; i++) sum += g[i];
                 j->db[ch] += sum;
+            }
+            /* Stride 1, 3×3: the input gradient is the output gradient
+             * correlated with the kernel turned by 180°, padded by 2 − pad —
+             * the forward row loop again, written once per element. */
+            bool dx3 = dplane && j->zero && c->kh == 3 && c->kw == 3 && s == 1 && c->pad <= 2;
+            if (dx3) {
+                float flip[9];
+                for (int t = 0; t < 9; t++) flip[t] = k[8 - t];
+                int pad = 2 - c->pad;
+                int lo = pad, hi = o.w - 3 + pad >= 0 ? o.w - 3 + pad + 1 : 0;
+                if (hi > in.w) hi = in.w;
+                if (lo > hi) lo = hi;
+                for (int iy = 0; iy < in.h; iy++) {
+                    const float *r[3];
+                    for (int t = 0; t < 3; t++) {
+                        int gy = iy - pad + t;
+                        r[t] = gy >= 0 && gy < o.h ? g + (size_t)gy * o.w : j->zero;
+                    }
+                    dw3_row(r[0], r[1], r[2], o.w, flip, 0.0f, 1, pad, in.w, lo, hi, -INFINITY, INFINITY,
+                            dplane + (size_t)iy * in.w);
+                }
             }
             for (int oy = 0; oy < o.h; oy++) {
                 const float *grow = g + (size_t)oy * o.w;
@@ -236,9 +259,10 @@ static void dw_backward_part(void *arg, int c0, int c1) {
                         tap_range(kx, s, c->pad, in.w, o.w, &lo, &hi);
                         const float *src = irow + kx - c->pad;
                         float acc = 0, wk = k[ky * c->kw + kx];
+#pragma omp simd reduction(+ : acc)
                         for (int ox = lo; ox < hi; ox++) acc += grow[ox] * src[ox * s];
                         dk[ky * c->kw + kx] += acc;
-                        if (drow) {
+                        if (drow && !dx3) {
                             float *dst = drow + kx - c->pad;
                             for (int ox = lo; ox < hi; ox++) dst[ox * s] += grow[ox] * wk;
                         }
@@ -258,8 +282,10 @@ static void dw_forward(const nn_conv *c, nn_shape in, nn_shape o, const float *x
 static void dw_backward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *dy,
                         float *dx, float *dw, float *db) {
     if (dx) memset(dx, 0, nn_count(in) * sizeof *dx);
-    dw_job j = {.c = c, .in = in, .o = o, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db};
+    float *zero = calloc((size_t)o.w, sizeof *zero);
+    dw_job j = {.c = c, .in = in, .o = o, .x = x, .w = w, .dy = dy, .dx = dx, .dw = dw, .db = db, .zero = zero};
     nn_parallel(in.c, dw_backward_part, &j);
+    free(zero);
 }
 
 void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, float *y, float *ws) {

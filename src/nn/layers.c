@@ -178,8 +178,19 @@ void nn_act_forward(nn_act a, size_t n, const float *x, float *y) {
 
 void nn_act_backward(nn_act a, size_t n, const float *x, const float *dy, float *dx) {
     switch (a) {
-    case NN_RELU: for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 ? dy[i] : 0; break;
-    case NN_RELU6: for (size_t i = 0; i < n; i++) dx[i] = x[i] > 0 && x[i] < 6 ? dy[i] : 0; break;
+    /* dy is read whatever x is: a load under a condition keeps the loop scalar. */
+    case NN_RELU:
+        for (size_t i = 0; i < n; i++) {
+            float g = dy[i];
+            dx[i] = x[i] > 0 ? g : 0;
+        }
+        break;
+    case NN_RELU6:
+        for (size_t i = 0; i < n; i++) {
+            float g = dy[i], v = x[i];
+            dx[i] = ((v > 0) & (v < 6)) ? g : 0;
+        }
+        break;
     case NN_SILU:
         for (size_t i = 0; i < n; i++) {
             float sg = 1.0f / (1.0f + expf(-x[i]));
