@@ -75,7 +75,7 @@ core_status screening_preprocess(const screening_backbone *bb, const uint8_t *rg
 typedef struct {
     screening_backbone *bb;
     const screening_dataset *ds;
-    int views, dim;
+    int views, dim, node;
     float *feats;
     atomic_size_t next;
     atomic_int failed;
@@ -111,7 +111,7 @@ static void *worker(void *arg) {
                 nn_rng_seed(&r, 0x5eed0000u + (uint64_t)i * 16u + (uint64_t)v);
                 nn_augment(&r, &opts, 3, side, side, aug, side, side, x);
             }
-            const float *y = rc ? NULL : nn_run_forward(run, j->bb->net, 1, x, false, NULL, j->bb->info.features + 1);
+            const float *y = rc ? NULL : nn_run_forward(run, j->bb->net, 1, x, false, NULL, j->node + 1);
             if (!rc && !y) rc = core_fail(&e, CORE_ERR_NOMEM, NULL, "out of memory");
             if (!rc) memcpy(j->feats + (i * (size_t)j->views + (size_t)v) * (size_t)j->dim, y, (size_t)j->dim * 4);
         }
@@ -135,22 +135,35 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-/* Cache key: backbone hash, views, and every item path in order. */
-static void cache_key(const screening_backbone *bb, const screening_dataset *ds, int views, uint8_t key[32]) {
+/* Cache key: backbone hash, views, node, and every item path in order. */
+static void cache_key(const screening_backbone *bb, const screening_dataset *ds, int views, int node, uint8_t key[32]) {
     uint8_t acc[32];
     memcpy(acc, bb->sha256, 32);
     acc[0] ^= (uint8_t)views;
+    if (node != bb->info.features) acc[1] ^= (uint8_t)(node + 1), acc[2] ^= (uint8_t)((node + 1) >> 8);
     for (size_t i = 0; i < ds->count; i++) cs_crypto_sha256_2(acc, acc, 32, ds->items[i].path, strlen(ds->items[i].path));
     memcpy(key, acc, 32);
 }
 
+int screening_node_dim(const screening_backbone *bb, int node) {
+    nn_shape s = nn_net_shape(bb->net, node);
+    return s.c * s.h * s.w;
+}
+
 core_status screening_extract(screening_backbone *bb, const screening_dataset *ds, int views, int threads,
                               const char *cache_path, float **feats, core_error *err) {
-    int dim = screening_backbone_dim(bb);
-    size_t total = ds->count * (size_t)views * (size_t)dim;
+    return screening_extract_node(bb, ds, views, bb->info.features, threads, cache_path, feats, err);
+}
+
+core_status screening_extract_node(screening_backbone *bb, const screening_dataset *ds, int views, int node,
+                                   int threads, const char *cache_path, float **feats, core_error *err) {
     *feats = NULL;
+    if (node < 0 || node > bb->info.features)
+        return core_fail(err, CORE_ERR_INVALID, "model", "node %d is not a backbone node before the features", node);
+    int dim = screening_node_dim(bb, node);
+    size_t total = ds->count * (size_t)views * (size_t)dim;
     uint8_t key[32];
-    cache_key(bb, ds, views, key);
+    cache_key(bb, ds, views, node, key);
     if (cache_path) {
         FILE *f = fopen(cache_path, "rb");
         uint8_t got[32];
@@ -165,7 +178,7 @@ core_status screening_extract(screening_backbone *bb, const screening_dataset *d
         }
         if (f) fclose(f);
     }
-    job j = {.bb = bb, .ds = ds, .views = views, .dim = dim};
+    job j = {.bb = bb, .ds = ds, .views = views, .dim = dim, .node = node};
     j.feats = malloc(total * sizeof(float));
     if (!j.feats) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory for features");
     pthread_mutex_init(&j.lock, NULL);

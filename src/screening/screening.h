@@ -86,6 +86,12 @@ core_status screening_preprocess(const screening_backbone *bb, const uint8_t *rg
  * cache does not match). feats: count·views·dim floats, caller frees. */
 core_status screening_extract(screening_backbone *bb, const screening_dataset *ds, int views, int threads,
                               const char *cache_path, float **feats, core_error *err);
+/* The same for the output of any backbone node up to the features (for
+ * fine-tuning the last block: its input activations); dim is
+ * screening_node_dim. The cache key includes the node. */
+core_status screening_extract_node(screening_backbone *bb, const screening_dataset *ds, int views, int node,
+                                   int threads, const char *cache_path, float **feats, core_error *err);
+int screening_node_dim(const screening_backbone *bb, int node);
 
 /* ---- training and evaluation ---- */
 typedef struct {
@@ -95,6 +101,7 @@ typedef struct {
     int views;
     int threads;
     bool adjust; /* fit per-condition logit offsets (default false; calibrate.c) */
+    bool finetune; /* also train the backbone's last block and final 1×1 convolution */
 } screening_train_opts;
 void screening_train_defaults(screening_train_opts *o);
 

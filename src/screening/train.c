@@ -48,6 +48,33 @@ static nn_net *head_new(int dim, int hidden, float dropout, int k) {
     return h;
 }
 
+/* Append src's nodes to dst, src's input read from dst's node `input`,
+ * weights copied. */
+static bool append_net(nn_net *dst, nn_net *src, int input) {
+    int first = nn_net_count(dst);
+    for (int i = 0; i < nn_net_count(src); i++) {
+        nn_node d = *nn_net_node(src, i);
+        d.in = d.in == NN_INPUT ? input : d.in + first;
+        if (d.op == NN_OP_ADD) d.in2 = d.in2 == NN_INPUT ? input : d.in2 + first;
+        if (nn_net_add(dst, &d) < 0) return false;
+        for (int s = 0; s < 4; s++) {
+            size_t a, b;
+            float *from = nn_net_tensor(src, i, s, &a), *to = nn_net_tensor(dst, first + i, s, &b);
+            if (from && to && a == b) memcpy(to, from, a * 4);
+        }
+    }
+    return true;
+}
+
+/* Fine-tuning starts at the input of the backbone's last block: the last
+ * residual add before the pooled features (MobileNetV2: block 15's output,
+ * 160×7×7). -1 when there is none. */
+static int last_block_input(nn_net *net, int features) {
+    for (int i = features - 1; i >= 0; i--)
+        if (nn_net_node(net, i)->op == NN_OP_ADD) return i;
+    return -1;
+}
+
 /* Logits of rows (feature vectors) through the head, in batches. */
 static float *head_logits(nn_net *head, const float *feats, const size_t *rows, size_t n, int dim, int k) {
     float *out = malloc((n ? n : 1) * (size_t)k * sizeof(float)), *x = malloc(256 * (size_t)dim * sizeof(float));
@@ -189,7 +216,7 @@ static void evaluate(screening_text *t, const screening_dataset *ds, nn_net *hea
 
 /* The one non-skin photo in ../shared: the cat that ships with the models
  * (a 24-bit BMP, which uploads do not accept, so it is read here). */
-static void not_skin_report(screening_text *t, const char *models_dir, screening_backbone *bb, nn_net *head,
+static void not_skin_report(screening_text *t, const char *models_dir, screening_backbone *bb, int hin, nn_net *head,
                             nn_net *imnet, float temp, const float *bias, float unsure_below, const ood_rule *od) {
     char path[4096], *d;
     size_t n;
@@ -217,10 +244,10 @@ static void not_skin_report(screening_text *t, const char *models_dir, screening
     float *x = malloc(3 * 224 * 224 * sizeof(float));
     nn_run *run = nn_run_new();
     if (x && run && !screening_preprocess(bb, rgb, w, h, 0, x, NULL)) {
-        const float *f = nn_run_forward(run, net, 1, x, false, NULL, features + 1);
+        const float *f = nn_run_forward(run, net, 1, x, false, NULL, hin + 1);
         size_t row = 0;
         int k = nn_net_shape(head, nn_net_count(head) - 1).c, ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c;
-        int dim = nn_net_shape(net, features).c;
+        int dim = screening_node_dim(bb, hin);
         float *lg = f ? head_logits(head, f, &row, 1, dim, k) : NULL, *il = f ? head_logits(imnet, f, &row, 1, dim, ik) : NULL;
         if (lg && il) {
             int nc = screening_condition_count();
@@ -242,7 +269,7 @@ static void not_skin_report(screening_text *t, const char *models_dir, screening
 }
 
 static char *meta_json(const screening_dataset *ds, float temp, float temp_c, const float *bias, int features,
-                       int imagenet, int head_first,
+                       int hin, int imagenet, int head_first,
                        const screening_train_opts *o, float in_scale, float in_zero, int size, float unsure_below,
                        const ood_rule *od) {
     json_t *classes = json_array(), *fc = json_array(), *conds = json_array();
@@ -276,6 +303,8 @@ static char *meta_json(const screening_dataset *ds, float temp, float temp_c, co
     json_t *cb = json_array();
     for (int c = 0; c < screening_condition_count(); c++) json_array_append_new(cb, json_real(bias[c]));
     json_object_set_new(m, "condition_bias", cb);
+    json_object_set_new(m, "head_input_node", json_integer(hin));
+    json_object_set_new(json_object_get(m, "train"), "finetune", json_boolean(o->finetune));
     char *s = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     return s;
@@ -293,14 +322,28 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
     size_t *tr = NULL, *va = NULL;
     int *va_lab = NULL;
     float *va_log = NULL, *cw = NULL, *ccw = NULL;
-    nn_param ps[8];
-    float *m[8] = {0}, *v[8] = {0};
+    nn_param ps[32];
+    float *m[32] = {0}, *v[32] = {0};
     screening_text t = {0};
     if ((rc = screening_backbone_open(models_dir, BACKBONE_FILE, &bb, err))) goto done;
     char cache[4096];
     if (cache_dir) snprintf(cache, sizeof cache, "%s/features-v%d.bin", cache_dir, o->views);
-    if ((rc = screening_extract(bb, &ds, o->views, o->threads, cache_dir ? cache : NULL, &feats, err))) goto done;
-    int dim = screening_backbone_dim(bb), k = ds.fine_count;
+    int features;
+    nn_backbone ref;
+    nn_net *net = screening_backbone_net(bb, &features, &ref);
+    /* The head reads the pooled features, or — fine-tuning — the last
+     * block's input activations, and then runs copies of the last block and
+     * the 1×1 convolution to 1280 that are trained with it. */
+    int hin = o->finetune ? last_block_input(net, features) : features;
+    if (hin < 0) {
+        rc = core_fail(err, CORE_ERR_INVALID, "models", "the backbone has no residual block to fine-tune");
+        goto done;
+    }
+    if (cache_dir && hin != features)
+        snprintf(cache, sizeof cache, "%s/node%d-v%d.bin", cache_dir, hin, o->views);
+    if ((rc = screening_extract_node(bb, &ds, o->views, hin, o->threads, cache_dir ? cache : NULL, &feats, err)))
+        goto done;
+    int dim = screening_node_dim(bb, hin), k = ds.fine_count;
     /* Rows: every view of the training images; the held-back tenth (view 0) for the temperature. */
     size_t ntr = 0, nva = 0;
     tr = malloc(ds.count * (size_t)o->views * sizeof *tr);
@@ -334,12 +377,24 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
     wsum = 0;
     for (int c = 0; c < nc; c++) wsum += ccw[c] = ccount[c] ? 1.0f / (float)ccount[c] : 0;
     for (int c = 0; c < nc; c++) ccw[c] = (float)(ccw[c] * nc / wsum);
-    if (!(head = head_new(dim, o->hidden, o->dropout, k + nc))) {
+    nn_net *mlp = head_new(screening_backbone_dim(bb), o->hidden, o->dropout, k + nc);
+    if (mlp) nn_net_init(mlp, &rng);
+    size_t tail_params = 0;
+    if (mlp && hin != features) {
+        /* pretrained tail (weights copied) + the freshly initialised MLP */
+        head = nn_net_slice(net, hin, hin + 1, features + 1);
+        nn_param tp[32];
+        if (head) tail_params = nn_net_params(head, tp, 32);
+        if (head && !append_net(head, mlp, nn_net_count(head) - 1)) nn_net_free(head), head = NULL;
+        nn_net_free(mlp);
+    } else {
+        head = mlp;
+    }
+    if (!head) {
         rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         goto done;
     }
-    nn_net_init(head, &rng);
-    size_t np = nn_net_params(head, ps, 8);
+    size_t np = nn_net_params(head, ps, 32);
     for (size_t p = 0; p < np; p++) m[p] = calloc(ps[p].n, 4), v[p] = calloc(ps[p].n, 4);
     nn_adamw opt;
     nn_adamw_init(&opt, o->lr, o->weight_decay);
@@ -375,9 +430,13 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
             }
             nn_net_zero_grad(head);
             nn_run_backward(run, head, dl);
-            opt.lr = nn_cosine_lr(o->lr, o->lr * 0.01f, step, steps / 20, steps);
+            float lr = nn_cosine_lr(o->lr, o->lr * 0.01f, step, steps / 20, steps);
             nn_adamw_tick(&opt);
-            for (size_t p = 0; p < np; p++) nn_adamw_step(&opt, ps[p].n, ps[p].w, ps[p].g, m[p], v[p], ps[p].decay);
+            for (size_t p = 0; p < np; p++) {
+                /* pretrained layers move ten times slower than the new head */
+                opt.lr = p < tail_params ? lr * 0.1f : lr;
+                nn_adamw_step(&opt, ps[p].n, ps[p].w, ps[p].g, m[p], v[p], ps[p].decay);
+            }
         }
         if (ep == 0 || ep == o->epochs - 1 || (ep + 1) % 10 == 0)
             screening_text_printf(&t, "epoch %d: training loss %.4f\n", ep + 1, loss / (double)ntr);
@@ -415,11 +474,8 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
                           "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f (fine "
                           "classes), %.2f (conditions)\n",
                           ntr, o->views, nva, temp, temp_c);
-    int features;
-    nn_backbone ref;
-    nn_net *net = screening_backbone_net(bb, &features, &ref);
     int imagenet = nn_net_count(net) - 1, first = nn_net_count(net);
-    imnet = nn_net_slice(net, features, features + 1, imagenet + 1);
+    imnet = nn_net_slice(net, hin, hin + 1, imagenet + 1);
     if (!imnet) {
         rc = core_fail(err, CORE_ERR_INVALID, "models", "the backbone has no ImageNet classifier on its features");
         goto done;
@@ -440,28 +496,20 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
         free(il), free(itop), free(cls);
     }
     evaluate(&t, &ds, head, imnet, feats, o->views, dim, temp, temp_c, bias, unsure_below, &od);
-    not_skin_report(&t, models_dir, bb, head, imnet, temp_c, bias, unsure_below, &od);
-    /* The whole network: backbone (referenced) + head on its pooled features. */
-    for (int i = 0; i < nn_net_count(head); i++) {
-        nn_node d = *nn_net_node(head, i);
-        d.in = d.in == NN_INPUT ? features : d.in + first;
-        if (nn_net_add(net, &d) < 0) {
-            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "cannot assemble the model");
-            goto done;
-        }
-        for (int s = 0; s < 4; s++) {
-            size_t a, b2;
-            float *src = nn_net_tensor(head, i, s, &a), *dst = nn_net_tensor(net, first + i, s, &b2);
-            if (src && dst && a == b2) memcpy(dst, src, a * 4);
-        }
+    not_skin_report(&t, models_dir, bb, hin, head, imnet, temp_c, bias, unsure_below, &od);
+    /* The whole network: backbone (referenced) + head on its pooled features
+     * (or on the last block's input, with the fine-tuned copies). */
+    if (!append_net(net, head, hin)) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "cannot assemble the model");
+        goto done;
     }
     nn_net_set_frozen(net, first);
-    char *meta = meta_json(&ds, temp, temp_c, bias, features, imagenet, first, o, 1.0f / 128, 128, 224, unsure_below,
-                           &od);
+    char *meta = meta_json(&ds, temp, temp_c, bias, features, hin, imagenet, first, o, 1.0f / 128, 128, 224,
+                           unsure_below, &od);
     rc = meta ? nn_model_save(out_path, net, meta, &ref, err) : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     free(meta);
 done:
-    for (int p = 0; p < 8; p++) free(m[p]), free(v[p]);
+    for (int p = 0; p < 32; p++) free(m[p]), free(v[p]);
     free(tr), free(va), free(va_lab), free(va_log), free(cw), free(ccw), free(feats);
     nn_net_free(head);
     nn_net_free(imnet);
@@ -496,9 +544,12 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
     double unsure = json_number_value(json_object_get(meta, "unsure_below"));
     int first = (int)json_integer_value(json_object_get(meta, "head_first"));
     int features = (int)json_integer_value(json_object_get(meta, "features_node"));
+    /* Models before fine-tuning existed have no head_input_node: the features. */
+    json_t *hj = json_object_get(meta, "head_input_node");
+    int hin = hj ? (int)json_integer_value(hj) : features;
     /* The data's classes must be the model's, in the same order. */
     bool same = fine == ds.fine_count && json_array_size(classes) == (size_t)(fine + screening_condition_count()) &&
-                temp > 0 && temp_c > 0 && first > 0 && first < nn_net_count(net);
+                temp > 0 && temp_c > 0 && first > 0 && first < nn_net_count(net) && hin >= 0 && hin <= features;
     for (int c = 0; same && c < ds.fine_count; c++)
         same = !strcmp(json_string_value(json_array_get(classes, (size_t)c)) ?: "", ds.fine_names[c]);
     if (!same) {
@@ -510,15 +561,18 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
     char cache[4096];
     int views = 1;
     if (cache_dir) {
-        snprintf(cache, sizeof cache, "%s/features-v2.bin", cache_dir);
+        char name[64];
+        if (hin == features) snprintf(name, sizeof name, "features");
+        else snprintf(name, sizeof name, "node%d", hin);
+        snprintf(cache, sizeof cache, "%s/%s-v2.bin", cache_dir, name);
         FILE *f = fopen(cache, "rb");
         if (f) views = 2, fclose(f);
-        else snprintf(cache, sizeof cache, "%s/features-v1.bin", cache_dir);
+        else snprintf(cache, sizeof cache, "%s/%s-v1.bin", cache_dir, name);
     }
-    if ((rc = screening_extract(bb, &ds, views, threads, cache_dir ? cache : NULL, &feats, err))) goto done;
+    if ((rc = screening_extract_node(bb, &ds, views, hin, threads, cache_dir ? cache : NULL, &feats, err))) goto done;
     /* The head alone, reading the cached features. */
-    int dim = screening_backbone_dim(bb);
-    if (!(head = nn_net_slice(net, features, first, nn_net_count(net)))) {
+    int dim = screening_node_dim(bb, hin);
+    if (!(head = nn_net_slice(net, hin, first, nn_net_count(net)))) {
         rc = core_fail(err, CORE_ERR_INVALID, "model", "the model's head does not read the backbone features");
         goto done;
     }
@@ -531,7 +585,7 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
         if (c >= 0 && c < 1024) od.skin[c] = true;
     }
     double not_skin = od.above;
-    if (!(imnet = nn_net_slice(net, features, features + 1, imagenet + 1)) || not_skin <= 0) {
+    if (!(imnet = nn_net_slice(net, hin, hin + 1, imagenet + 1)) || not_skin <= 0) {
         rc = core_fail(err, CORE_ERR_INVALID, "model", "the model lacks the ImageNet classifier or its threshold");
         goto done;
     }
@@ -540,7 +594,7 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
     nn_set_threads(threads);
     screening_text_printf(&t, "model %s, temperature %.2f\n", model_path, temp);
     evaluate(&t, &ds, head, imnet, feats, views, dim, (float)temp, (float)temp_c, bias, (float)unsure, &od);
-    not_skin_report(&t, models_dir, bb, head, imnet, (float)temp_c, bias, (float)unsure, &od);
+    not_skin_report(&t, models_dir, bb, hin, head, imnet, (float)temp_c, bias, (float)unsure, &od);
 done:
     json_decref(meta);
     free(meta_text);

@@ -154,6 +154,33 @@ static void test_features_and_cache(void **state) {
     assert_true(norm > 1);      /* ReLU6 features, not all zero */
     assert_true(diff > 1e-3);   /* the mirrored view differs */
     free(b);
+    /* The last block's input (where fine-tuning starts): its activations,
+     * run through the rest of the backbone, give the same pooled features;
+     * the cache key tells the two kinds apart. */
+    int features;
+    nn_backbone ref;
+    nn_net *net = screening_backbone_net(bb, &features, &ref);
+    int hin = features - 1;
+    while (hin >= 0 && nn_net_node(net, hin)->op != NN_OP_ADD) hin--;
+    assert_true(hin > 0);
+    int adim = screening_node_dim(bb, hin);
+    assert_int_equal(adim, 160 * 7 * 7);
+    float *act;
+    assert_int_equal(screening_extract_node(bb, &ds, 2, hin, 1, cache, &act, &err), CORE_OK);
+    nn_net *tail = nn_net_slice(net, hin, hin + 1, features + 1);
+    assert_non_null(tail);
+    nn_run *run = nn_run_new();
+    const float *pooled = nn_run_forward(run, tail, 4, act, false, NULL, 0);
+    assert_non_null(pooled);
+    double worst = 0;
+    for (int i = 0; i < 4 * 1280; i++) worst = fmax(worst, fabs(pooled[i] - a[i]));
+    assert_true(worst < 1e-4);
+    nn_run_free(run);
+    nn_net_free(tail);
+    free(act);
+    assert_int_equal(screening_extract(bb, &ds, 2, 1, cache, &b, &err), CORE_OK); /* not the activations */
+    assert_memory_equal(a, b, 2 * 2 * 1280 * sizeof(float));
+    free(b);
     /* An unreadable item fails the whole extraction, naming the file. */
     free(ds.items[1].path);
     ds.items[1].path = strdup("/nonexistent/x.jpg");
