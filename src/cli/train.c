@@ -25,11 +25,12 @@ static void usage(FILE *f, const char *cmd) {
             cmd);
     if (!strcmp(cmd, "train"))
         fprintf(f, "  --seed N        random seed (default 20261125)\n"
-                   "  --epochs N      passes over the training images (default 30)\n"
+                   "  --epochs N      passes over the training images (default 15)\n"
                    "  --views N       1 = as is, 2 = also mirrored, 3-8 = also augmented copies\n"
                    "                  (random crop, rotation, flips, colour; default 2)\n"
-                   "  --finetune      also train the backbone's last block and its 1×1 convolution\n"
-                   "                  to 1280 (on cached activations of the block's input)\n"
+                   "  --frozen        train the head only, on the pooled features; by default the\n"
+                   "                  backbone's last block and its 1×1 convolution to 1280 are\n"
+                   "                  trained too (on cached activations of the block's input)\n"
                    "  --adjust        per-condition logit offsets fitted on the held-back tenth\n"
                    "                  for balanced accuracy (off by default; see docs/MODEL.md)\n");
 }
@@ -41,7 +42,7 @@ static int run(int argc, char **argv, bool train) {
         {"threads", required_argument, NULL, 't'}, {"report", required_argument, NULL, 'r'},
         {"seed", required_argument, NULL, 's'},   {"epochs", required_argument, NULL, 'e'},
         {"views", required_argument, NULL, 'v'},  {"help", no_argument, NULL, 'h'},
-        {"adjust", no_argument, NULL, 'A'},       {"finetune", no_argument, NULL, 'F'},
+        {"adjust", no_argument, NULL, 'A'},       {"frozen", no_argument, NULL, 'F'},
         {0}};
     const char *data = "../shared/data", *models = "../shared/models", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL;
@@ -61,7 +62,7 @@ static int run(int argc, char **argv, bool train) {
         case 'e': o.epochs = atoi(optarg); break;
         case 'v': o.views = atoi(optarg); break;
         case 'A': o.adjust = true; break;
-        case 'F': o.finetune = true; break;
+        case 'F': o.finetune = false; break;
         case 'h': usage(stdout, argv[0]); return 0;
         default: usage(stderr, argv[0]); return 2;
         }

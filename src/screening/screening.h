@@ -101,7 +101,7 @@ typedef struct {
     int views;
     int threads;
     bool adjust; /* fit per-condition logit offsets (default false; calibrate.c) */
-    bool finetune; /* also train the backbone's last block and final 1×1 convolution */
+    bool finetune; /* also train the backbone's last block and final 1×1 convolution (default true) */
 } screening_train_opts;
 void screening_train_defaults(screening_train_opts *o);
 

@@ -23,9 +23,9 @@
 #define BACKBONE_FILE "mobilenet_v2_1.0_224_quant.tflite"
 
 void screening_train_defaults(screening_train_opts *o) {
-    *o = (screening_train_opts){.seed = 20261125, .epochs = 30, .hidden = 512, .batch = 64, .lr = 1e-3f,
+    *o = (screening_train_opts){.seed = 20261125, .epochs = 15, .hidden = 512, .batch = 64, .lr = 1e-3f,
                                 .weight_decay = 1e-2f, .dropout = 0.3f, .smoothing = 0.1f, .views = 2, .threads = 2,
-                                .adjust = false};
+                                .adjust = false, .finetune = true};
 }
 
 static bool held_back(const char *path) {
