@@ -273,45 +273,14 @@ core_status records_list_text(store *st, const accounts_session *sess, char **ou
     return CORE_OK;
 }
 
-core_status records_get(store *st, const accounts_session *sess, const char *id, json_t **out, core_error *err) {
-    *out = NULL;
-    core_status rc = require_person(sess, err);
-    if (rc) return rc;
-    if (!valid_id(id)) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
-    sqlite3 *db = store_acquire(st);
-    sqlite3_stmt *q = NULL;
-    /* The owner is part of the lookup: another person's id is simply not found. */
-    rc = store_prepare(db, "SELECT sealed, created_at, updated_at FROM records WHERE id = ? AND user_id = ?", &q, err);
-    if (!rc) {
-        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 2, sess->user_id);
-        int step = sqlite3_step(q);
-        if (step == SQLITE_ROW) {
-            char ad[96];
-            make_ad(ad, "record", sess->user_id, id);
-            rc = open_json(sess, ad, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), out, err);
-            if (!rc) decorate(*out, id, sqlite3_column_int64(q, 1), sqlite3_column_int64(q, 2));
-        } else if (step == SQLITE_DONE) {
-            rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
-        } else {
-            rc = store_error(db, err);
-        }
-    }
-    sqlite3_finalize(q);
-    store_release(st, db);
-    return rc;
-}
-
-static bool looks_like_jpeg(const uint8_t *b, size_t n) {
-    return n >= 4 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF && b[n - 2] == 0xFF && b[n - 1] == 0xD9;
-}
-
-/* Read an entry's sealed row inside the caller's transaction: its decrypted
- * JSON and created_at. */
+/* Read an entry's sealed row (on the caller's connection, inside its
+ * transaction if it has one): the decrypted JSON and its times. The owner is
+ * part of the lookup: another person's id is simply not found. */
 static core_status read_entry(sqlite3 *db, const accounts_session *sess, const char *id, json_t **out,
-                              int64_t *created, core_error *err) {
+                              int64_t *created, int64_t *updated, core_error *err) {
     sqlite3_stmt *q = NULL;
-    core_status rc = store_prepare(db, "SELECT sealed, created_at FROM records WHERE id = ? AND user_id = ?", &q, err);
+    core_status rc = store_prepare(db, "SELECT sealed, created_at, updated_at FROM records WHERE id = ? AND user_id = ?",
+                                   &q, err);
     if (rc) return rc;
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, sess->user_id);
@@ -321,6 +290,7 @@ static core_status read_entry(sqlite3 *db, const accounts_session *sess, const c
         make_ad(ad, "record", sess->user_id, id);
         rc = open_json(sess, ad, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), out, err);
         *created = sqlite3_column_int64(q, 1);
+        *updated = sqlite3_column_int64(q, 2);
     } else if (step == SQLITE_DONE) {
         rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
     } else {
@@ -328,6 +298,23 @@ static core_status read_entry(sqlite3 *db, const accounts_session *sess, const c
     }
     sqlite3_finalize(q);
     return rc;
+}
+
+core_status records_get(store *st, const accounts_session *sess, const char *id, json_t **out, core_error *err) {
+    *out = NULL;
+    core_status rc = require_person(sess, err);
+    if (rc) return rc;
+    if (!valid_id(id)) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+    sqlite3 *db = store_acquire(st);
+    int64_t created = 0, updated = 0;
+    rc = read_entry(db, sess, id, out, &created, &updated, err);
+    store_release(st, db);
+    if (!rc) decorate(*out, id, created, updated);
+    return rc;
+}
+
+static bool looks_like_jpeg(const uint8_t *b, size_t n) {
+    return n >= 4 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF && b[n - 2] == 0xFF && b[n - 1] == 0xD9;
 }
 
 static core_status insert_photo(sqlite3 *db, const accounts_session *sess, const char *id, const uint8_t *jpeg,
@@ -394,7 +381,8 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
     bool open = !rc;
     if (!rc && !create) {
         json_t *old = NULL;
-        rc = read_entry(db, sess, id, &old, &created, err);
+        int64_t was_updated;
+        rc = read_entry(db, sess, id, &old, &created, &was_updated, err);
         json_t *old_photo = old ? json_object_get(old, "photo") : NULL;
         if (old_photo) json_object_set(e, "photo", old_photo);
         json_decref(old);
