@@ -90,7 +90,7 @@ typedef struct {
     float *y, *dx, *dw, *db;
     int act;        /* fused activation (forward), or NN_ACT_NONE */
     float lo, hi;   /* ... as a clamp, when it is one */
-    const float *zero; /* backward: a row of zeros, as wide as the output */
+    const float *zero; /* a row of zeros, as wide as the rows the 3×3 loops read (or NULL) */
 } dw_job;
 
 /* ReLU and ReLU6 are clamps, fused into the loops that write the output;
@@ -164,9 +164,7 @@ static void dw_forward_part(void *arg, int c0, int c1) {
     const nn_conv *c = j->c;
     nn_shape in = j->in, o = j->o;
     int s = c->stride;
-    bool three = c->kh == 3 && c->kw == 3;
-    float *zero = three ? calloc((size_t)in.w, sizeof *zero) : NULL;
-    if (three && !zero) three = false;
+    bool three = c->kh == 3 && c->kw == 3 && j->zero;
     for (int n = 0; n < in.n; n++)
         for (int ch = c0; ch < c1; ch++) {
             const float *plane = j->x + ((size_t)n * in.c + ch) * in.h * in.w;
@@ -174,7 +172,7 @@ static void dw_forward_part(void *arg, int c0, int c1) {
             float *out = j->y + ((size_t)n * o.c + ch) * o.h * o.w;
             float bias = j->b ? j->b[ch] : 0.0f;
             if (three) {
-                dw3_plane(j, plane, k, bias, out, zero);
+                dw3_plane(j, plane, k, bias, out, j->zero);
                 continue;
             }
             for (int oy = 0; oy < o.h; oy++) {
@@ -199,7 +197,6 @@ static void dw_forward_part(void *arg, int c0, int c1) {
             if (j->act != NN_ACT_NONE && j->act != NN_SILU)
                 for (int i = 0; i < o.h * o.w; i++) out[i] = clampf(out[i], j->lo, j->hi);
         }
-    free(zero);
     /* SiLU is no clamp: its own pass over this part's planes. */
     if (j->act == NN_SILU)
         for (int n = 0; n < in.n; n++) {
@@ -274,9 +271,13 @@ static void dw_backward_part(void *arg, int c0, int c1) {
 
 static void dw_forward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *b,
                        int act, float *y) {
-    dw_job j = {.c = c, .in = in, .o = o, .x = x, .w = w, .b = b, .y = y, .act = act};
+    /* One zero row per layer, shared by the threads (read only); without
+     * it the generic loop runs. */
+    float *zero = c->kh == 3 && c->kw == 3 ? calloc((size_t)in.w, sizeof *zero) : NULL;
+    dw_job j = {.c = c, .in = in, .o = o, .x = x, .w = w, .b = b, .y = y, .act = act, .zero = zero};
     act_clamp(act, &j.lo, &j.hi);
     nn_parallel(in.c, dw_forward_part, &j);
+    free(zero);
 }
 
 static void dw_backward(const nn_conv *c, nn_shape in, nn_shape o, const float *x, const float *w, const float *dy,

@@ -31,6 +31,15 @@ float *screening_head_logits(nn_net *head, const float *feats, const size_t *row
     return out;
 }
 
+core_status screening_report_finish(screening_text *t, core_status rc, char **report) {
+    if (rc) {
+        free(t->buf);
+        return rc;
+    }
+    *report = t->buf;
+    return CORE_OK;
+}
+
 int screening_cmp_float(const void *a, const void *b) {
     float x = *(const float *)a, y = *(const float *)b;
     return (x > y) - (x < y);
@@ -281,10 +290,5 @@ done:
     nn_net_free(imnet);
     screening_backbone_free(bb);
     screening_dataset_free(&ds);
-    if (rc) {
-        free(t.buf);
-        return rc;
-    }
-    *report = t.buf;
-    return CORE_OK;
+    return screening_report_finish(&t, rc, report);
 }

@@ -23,6 +23,9 @@ float *screening_top_prob(const float *logits, size_t n, int k, int *cls);
 /* Rows of k fine-class then nc condition logits, split into two arrays. */
 void screening_split_logits(const float *lg, size_t n, int k, int nc, float *fine, float *cond);
 int screening_cmp_float(const void *a, const void *b); /* for qsort */
+/* End of a run that builds a report: on success hand t's text to *report,
+ * on failure free it; returns rc. */
+core_status screening_report_finish(screening_text *t, core_status rc, char **report);
 
 /* The evaluation report over the test items of every set (evaluate.c). */
 void screening_evaluate(screening_text *t, const screening_dataset *ds, nn_net *head, nn_net *imnet, const float *feats,

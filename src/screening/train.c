@@ -273,9 +273,11 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
         for (int c = 0; c < nc; c++) va_c[i * nc + c] += bias[c];
     float temp_c = nva ? screening_fit_temperature(va_c, va_lab, nva, nc) : 1.0f;
     free(va_c);
-    screening_text_printf(&t, "condition offsets (held-back balanced accuracy):");
-    for (int c = 0; c < nc; c++) screening_text_printf(&t, " %s %+.2f", screening_condition_at(c)->code, bias[c]);
-    screening_text_printf(&t, "\n");
+    if (o->adjust) {
+        screening_text_printf(&t, "condition offsets (held-back balanced accuracy):");
+        for (int c = 0; c < nc; c++) screening_text_printf(&t, " %s %+.2f", screening_condition_at(c)->code, bias[c]);
+        screening_text_printf(&t, "\n");
+    }
     const float unsure_below = 0.5f;
     screening_text_printf(&t,
                           "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f (fine "
@@ -322,11 +324,6 @@ done:
     nn_net_free(imnet);
     screening_backbone_free(bb);
     screening_dataset_free(&ds);
-    if (rc) {
-        free(t.buf);
-        return rc;
-    }
-    *report = t.buf;
-    return CORE_OK;
+    return screening_report_finish(&t, rc, report);
 }
 
