@@ -46,6 +46,14 @@ bool api_register(http_router *r) {
     ok &= http_router_add_upload(r, "POST", "/api/screenings", api_screenings_create, (20u << 20) + (64u << 10));
     ok &= http_router_add(r, "GET", "/api/screenings/{id}", api_screenings_get);
     ok &= http_router_add(r, "POST", "/api/screenings/{id}/save", api_screenings_save);
+    ok &= http_router_add(r, "POST", "/api/screenings/{id}/contribute", api_screenings_contribute);
+    ok &= http_router_add(r, "GET", "/api/surveil/overview", api_surveil_overview);
+    ok &= http_router_add(r, "GET", "/api/surveil/aggregates", api_surveil_aggregates);
+    ok &= http_router_add(r, "GET", "/api/surveil/series", api_surveil_series);
+    ok &= http_router_add(r, "GET", "/api/surveil/alerts", api_surveil_alerts);
+    ok &= http_router_add(r, "POST", "/api/surveil/alerts/{id}/ack", api_surveil_alert_ack);
+    ok &= http_router_add(r, "GET", "/api/v1/aggregates", api_org_aggregates);
+    ok &= http_router_add(r, "POST", "/api/admin/orgs/{key}/tokens", api_admin_org_tokens_create);
     return ok;
 }
 

@@ -21,6 +21,7 @@ typedef struct {
     regions *regs;
     ledger *led;
     const uint8_t *admin_sk; /* the ledger admin key (64 bytes): registers organisations */
+    const uint8_t *node_sk;  /* the node key (64 bytes): signs contributions and releases */
     screening_desk *desk;    /* screenings (model may be absent: answers 503) */
     double started; /* core_monotonic() at start, for uptime */
 } api_context;

@@ -71,5 +71,13 @@ void api_ledger_tx(http_request *rq, void *ctx);
 void api_ledger_proof(http_request *rq, void *ctx);
 void api_ledger_orgs(http_request *rq, void *ctx);
 void api_ledger_consistency(http_request *rq, void *ctx);
+void api_screenings_contribute(http_request *rq, void *ctx);
+void api_surveil_overview(http_request *rq, void *ctx);
+void api_surveil_aggregates(http_request *rq, void *ctx);
+void api_surveil_series(http_request *rq, void *ctx);
+void api_surveil_alerts(http_request *rq, void *ctx);
+void api_surveil_alert_ack(http_request *rq, void *ctx);
+void api_org_aggregates(http_request *rq, void *ctx);
+void api_admin_org_tokens_create(http_request *rq, void *ctx);
 
 #endif

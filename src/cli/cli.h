@@ -10,5 +10,7 @@ int cli_keygen(int argc, char **argv);
 int cli_ledger(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_surveil(int argc, char **argv);
+int cli_demo(int argc, char **argv);
 
 #endif

@@ -16,6 +16,8 @@ static void usage(FILE *f) {
             "  keygen   create a node, admin or organisation key file\n"
             "  train    train the screening model on ../shared/data\n"
             "  eval     evaluate the screening model on held-out images\n"
+            "  surveil  outbreak detection on a CSV of weekly counts (surveil detect)\n"
+            "  demo-data  fill the instance with a synthetic year of surveillance data\n"
             "\n"
             "caresync <command> --help shows the options of a command.\n"
             "caresync --version prints the version.\n");
@@ -36,6 +38,8 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "keygen") == 0) return cli_keygen(argc - 1, argv + 1);
     if (strcmp(argv[1], "train") == 0) return cli_train(argc - 1, argv + 1);
     if (strcmp(argv[1], "eval") == 0) return cli_eval(argc - 1, argv + 1);
+    if (strcmp(argv[1], "surveil") == 0) return cli_surveil(argc - 1, argv + 1);
+    if (strcmp(argv[1], "demo-data") == 0) return cli_demo(argc - 1, argv + 1);
     fprintf(stderr, "caresync: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

@@ -46,6 +46,8 @@ static void usage(FILE *f) {
             "  --backbone-dir DIR       the model's pretrained backbone (default ../shared/models)\n"
             "  --screenings-per-window N  photos per account per window (default 20)\n"
             "  --screenings-window SECONDS  (default 600)\n"
+            "  --small-cell-k K         surveillance releases suppress counts below K (default 11)\n"
+            "  --privacy-budget E       total differential-privacy epsilon per organisation (default 10)\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n");
 }
 
@@ -62,7 +64,7 @@ int cli_serve(int argc, char **argv) {
     core_config_defaults(&cfg);
     enum { O_HOST = 256, O_PORT, O_DATA, O_WEB, O_CERT, O_KEY, O_THREADS, O_BODY, O_TTL, O_FAIL, O_FAILIP,
            O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH, O_BATCHMAX, O_REWARDS, O_MODEL, O_BACKBONE,
-           O_SCREENS, O_SCREENWIN };
+           O_SCREENS, O_SCREENWIN, O_SURVK, O_BUDGET };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
         {"data-dir", required_argument, 0, O_DATA},    {"web-dir", required_argument, 0, O_WEB},
@@ -78,6 +80,8 @@ int cli_serve(int argc, char **argv) {
         {"model", required_argument, 0, O_MODEL},      {"backbone-dir", required_argument, 0, O_BACKBONE},
         {"screenings-per-window", required_argument, 0, O_SCREENS},
         {"screenings-window", required_argument, 0, O_SCREENWIN},
+        {"small-cell-k", required_argument, 0, O_SURVK},
+        {"privacy-budget", required_argument, 0, O_BUDGET},
         {0, 0, 0, 0},
     };
     long v = 0, batch_ms = 10, batch_max = 4096;
@@ -117,6 +121,8 @@ int cli_serve(int argc, char **argv) {
         case O_BACKBONE: cfg.backbone_dir = optarg; break;
         case O_SCREENS: ok = parse_int(optarg, 1, 1000000, &v); cfg.screen_per_window = (int)v; break;
         case O_SCREENWIN: ok = parse_int(optarg, 1, 86400, &v); cfg.screen_window = (int)v; break;
+        case O_SURVK: ok = parse_int(optarg, 1, 1000, &v); cfg.surveil_k = (int)v; break;
+        case O_BUDGET: ok = parse_int(optarg, 0, 1000, &v); cfg.surveil_budget = (double)v; break;
         case O_REWARDS: {
             char buf[128], *save = NULL, *tok;
             snprintf(buf, sizeof buf, "%s", optarg);
@@ -209,7 +215,7 @@ int cli_serve(int argc, char **argv) {
         goto out;
     }
     api_context ctx = {.cfg = &cfg, .st = st, .acc = acc, .regs = regs, .led = led, .admin_sk = lopt.admin_sk,
-                       .desk = desk, .started = core_monotonic()};
+                       .node_sk = lopt.node_sk, .desk = desk, .started = core_monotonic()};
     http_options hopt = {.host = cfg.host, .port = cfg.port, .threads = cfg.threads, .max_body = cfg.max_body,
                          .web_dir = cfg.web_dir, .tls_cert = cfg.tls_cert, .tls_key = cfg.tls_key};
     if (http_server_start(&hopt, router, &ctx, &srv, &err)) goto out;

@@ -37,4 +37,6 @@ void core_config_defaults(core_config *cfg) {
     cfg->backbone_dir = CARESYNC_DEFAULT_BACKBONE_DIR;
     cfg->screen_per_window = 20;
     cfg->screen_window = 10 * 60;
+    cfg->surveil_k = 11;
+    cfg->surveil_budget = 10.0;
 }

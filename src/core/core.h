@@ -76,6 +76,8 @@ typedef struct {
     const char *backbone_dir;   /* where the model's pretrained backbone is (../shared/models) */
     int screen_per_window;      /* photos per account per screen_window */
     int screen_window;          /* seconds */
+    int surveil_k;              /* small-cell threshold of every release (11) */
+    double surveil_budget;      /* total epsilon an organisation may spend (10) */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

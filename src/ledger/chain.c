@@ -702,6 +702,25 @@ core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err) {
     return rc;
 }
 
+core_status ledger_get_rewards(ledger *l, uint64_t reward[LEDGER_CATEGORIES], core_error *err) {
+    memset(reward, 0, LEDGER_CATEGORIES * sizeof *reward);
+    sqlite3 *db = store_acquire(l->st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(l->st, db, "SELECT value FROM meta WHERE key = 'params'", &q, err);
+    if (!rc) {
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            ledger_tx p;
+            rc = ledger_tx_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), &p, err);
+            if (!rc && p.kind == LEDGER_TX_PARAMS) memcpy(reward, p.u.params.reward, LEDGER_CATEGORIES * sizeof *reward);
+        } else {
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "the ledger has no params yet");
+        }
+        sqlite3_reset(q);
+    }
+    store_release(l->st, db);
+    return rc;
+}
+
 core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err) {
     memset(out, 0, sizeof *out);
     uint8_t *buf;

@@ -170,8 +170,10 @@ static core_status check_fields(const ledger_tx *tx, core_error *err) {
                              "organisation name must be 1-%d printable ASCII characters", LEDGER_NAME_MAX);
         break;
     case LEDGER_TX_RELEASE:
-        if (tx->u.release.cells < 1 || tx->u.release.k_min < 1 || tx->u.release.epsilon_milli < 1)
-            return core_fail(err, CORE_ERR_INVALID, "release", "cells, k_min and epsilon must be positive");
+        /* epsilon 0 is an exact release protected by small-cell suppression
+         * alone; cells 0 a release that suppressed everything. Both happen. */
+        if (tx->u.release.k_min < 1)
+            return core_fail(err, CORE_ERR_INVALID, "release", "k_min must be positive");
         break;
     default:
         return core_fail(err, CORE_ERR_INVALID, "kind", "unknown transaction kind");

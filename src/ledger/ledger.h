@@ -97,9 +97,9 @@ typedef struct {
         struct {
             uint8_t org[LEDGER_KEY];
             uint8_t query[LEDGER_HASH]; /* fingerprint of the released query */
-            uint32_t epsilon_milli;     /* differential-privacy epsilon × 1000 */
-            uint32_t k_min;             /* smallest cell count released */
-            uint32_t cells;             /* number of cells released */
+            uint32_t epsilon_milli;     /* differential-privacy epsilon × 1000; 0 = exact counts */
+            uint32_t k_min;             /* small-cell threshold: no count below it released (>= 1) */
+            uint32_t cells;             /* number of values released (suppressed ones not counted) */
         } release;
     } u;
     uint8_t sig[LEDGER_SIG];
@@ -307,6 +307,8 @@ core_status ledger_list_orgs(ledger *l, ledger_org_fn fn, void *ud, core_error *
 /* Totals: minted − burned = sum of balances (checked by verify). */
 typedef struct { uint64_t minted, burned, wallets, consents_active, orgs; } ledger_totals;
 core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err);
+/* The reward per contribution of each category in the params in force. */
+core_status ledger_get_rewards(ledger *l, uint64_t reward[LEDGER_CATEGORIES], core_error *err);
 
 /* Inclusion proof of txid against the latest block (the signed tree head). */
 typedef struct {

@@ -59,6 +59,61 @@ static const char *const migrations[] = {
     "  record_id TEXT PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,"
     "  user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
     "  sealed BLOB NOT NULL);",
+
+    /* 6: public-health surveillance. Contributions are counted, never
+     * listed: one row per (region, ISO week, condition, age band, source)
+     * holding how many, with no account, no time finer than the week and no
+     * insertion order (WITHOUT ROWID), so the analytics store cannot lead
+     * back to a person. surveil_marks holds keyed hashes of what was already
+     * contributed (to refuse a second reward for the same datum); nothing
+     * joins them to the counts. Releases, the privacy budget each
+     * organisation has spent, organisations' API tokens (hashed) and the
+     * alerts analysts acknowledge. */
+    "CREATE TABLE surveil_counts ("
+    "  region TEXT NOT NULL,"
+    "  week INTEGER NOT NULL,"
+    "  condition TEXT NOT NULL,"
+    "  age_band INTEGER NOT NULL,"
+    "  source INTEGER NOT NULL,"
+    "  synthetic INTEGER NOT NULL,"
+    "  n INTEGER NOT NULL CHECK (n >= 0),"
+    "  PRIMARY KEY (region, week, condition, age_band, source, synthetic)) WITHOUT ROWID;"
+    "CREATE INDEX surveil_counts_week ON surveil_counts(week);"
+    "CREATE TABLE surveil_marks (mark BLOB PRIMARY KEY) WITHOUT ROWID;"
+    "CREATE TABLE surveil_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL);"
+    "INSERT INTO surveil_version VALUES (1, 0);"
+    "CREATE TABLE surveil_releases ("
+    "  id INTEGER PRIMARY KEY,"
+    "  org TEXT NOT NULL,"
+    "  fingerprint BLOB NOT NULL,"
+    "  epsilon_milli INTEGER NOT NULL,"
+    "  k INTEGER NOT NULL,"
+    "  cells INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  body TEXT NOT NULL,"
+    "  txid BLOB);"
+    "CREATE INDEX surveil_releases_fp ON surveil_releases(org, fingerprint);"
+    "CREATE TABLE surveil_budget ("
+    "  org TEXT PRIMARY KEY,"
+    "  spent_milli INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE org_tokens ("
+    "  token_hash BLOB PRIMARY KEY,"
+    "  org_key BLOB NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  created_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE surveil_alerts ("
+    "  id INTEGER PRIMARY KEY,"
+    "  region TEXT NOT NULL,"
+    "  condition TEXT NOT NULL,"
+    "  week INTEGER NOT NULL,"
+    "  method TEXT NOT NULL,"
+    "  observed INTEGER NOT NULL,"
+    "  upperbound REAL,"
+    "  synthetic INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  acked_by TEXT,"
+    "  acked_at INTEGER,"
+    "  UNIQUE (region, condition, week, method));",
 };
 
 static const store_schema app_schema = {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define STMT_CACHE 16
+#define STMT_CACHE 64 /* distinct hot statements per connection (every module's together) */
 /* Memo slots are chosen by key (a session hash, uniformly random), so a
  * collision just evicts. 512 slots of at most STORE_MEMO_MAX bytes bound the
  * memo at 32 MiB; in practice a slot holds a few KiB. */

@@ -136,6 +136,21 @@ const MATRIX = [
   { method: 'GET', path: '/api/screenings/0123456789abcdef0123456789abcdef', expect: personOnly(404) },
   { method: 'POST', path: '/api/screenings/0123456789abcdef0123456789abcdef/save', expect: personOnly(404),
     body: () => ({ with_photo: true }) },
+  // Surveillance: analysts and admins only; organisations by token only.
+  { method: 'GET', path: '/api/surveil/overview', expect: E(401, 403, 403, 403, 200, 200),
+    check: (r) => Array.isArray(r.json.conditions) && r.json.k === 11 },
+  { method: 'GET', path: '/api/surveil/aggregates?country=US', expect: E(401, 403, 403, 403, 200, 200),
+    check: (r) => r.json.country === 'US' && r.json.k === 11 && Array.isArray(r.json.weeks) },
+  { method: 'GET', path: '/api/surveil/series?region=US-CA', expect: E(401, 403, 403, 403, 200, 200),
+    check: (r) => r.json.region === 'US-CA' && r.json.weeks.length === r.json.observed.length },
+  { method: 'GET', path: '/api/surveil/alerts', expect: E(401, 403, 403, 403, 200, 200),
+    check: (r) => Array.isArray(r.json.alerts) },
+  { method: 'POST', path: '/api/surveil/alerts/999999/ack', expect: E(401, 403, 403, 403, 404, 404), body: () => ({}) },
+  { method: 'POST', path: '/api/screenings/0123456789abcdef0123456789abcdef/contribute', expect: personOnly(404),
+    body: () => ({}) },
+  { method: 'POST', path: `/api/admin/orgs/${'ab'.repeat(32)}/tokens`, expect: E(401, 403, 403, 403, 403, 404),
+    body: () => ({}) },
+  { method: 'GET', path: '/api/v1/aggregates?country=US', expect: everyone(401), codes: { 401: 'unauthenticated' } },
   { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
@@ -335,8 +350,12 @@ test('CSRF rows cover every state-changing session endpoint', () => {
   const labels = CSRF_ROWS.map(labelOf).sort();
   assert.deepEqual(labels, [
     'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password', 'POST /api/admin/orgs',
+    `POST /api/admin/orgs/${'ab'.repeat(32)}/tokens`,
     'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke', 'POST /api/records',
-    'POST /api/records/{id}/anchor', 'POST /api/screenings', 'POST /api/screenings/0123456789abcdef0123456789abcdef/save',
+    'POST /api/records/{id}/anchor', 'POST /api/screenings',
+    'POST /api/screenings/0123456789abcdef0123456789abcdef/contribute',
+    'POST /api/screenings/0123456789abcdef0123456789abcdef/save',
+    'POST /api/surveil/alerts/999999/ack',
     'POST /api/wallet/redeem', 'POST /api/wallet/transfer', 'PUT /api/profile', 'PUT /api/records/{id}',
   ]);
 });
@@ -376,6 +395,9 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
     'POST /api/screenings': undefined,
     'POST /api/screenings/0123456789abcdef0123456789abcdef/save': { with_photo: true },
     'POST /api/admin/orgs': { name: 'Forged Org', public_key: randomBytes(32).toString('hex') },
+    'POST /api/screenings/0123456789abcdef0123456789abcdef/contribute': {},
+    'POST /api/surveil/alerts/999999/ack': {},
+    [`POST /api/admin/orgs/${'ab'.repeat(32)}/tokens`]: {},
   };
   const variants = {
     'no header': {},

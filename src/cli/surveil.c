@@ -1,0 +1,175 @@
+/* caresync surveil — outbreak detection on an epidemiologist's own data:
+ * `caresync surveil detect --method farrington FILE.csv` runs any of the
+ * detectors on a CSV of weekly counts and prints, per series and week, the
+ * count, the method's upper bound and whether it alarms, so every number
+ * CareSync shows can be checked by hand or against R `surveillance`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "surveil/surveil.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: caresync surveil detect --method METHOD [--PARAM VALUE]... FILE.csv\n"
+            "\n"
+            "FILE.csv ('-' reads stdin): a header row, then one row per week. A first column\n"
+            "named week/date/time/t/period (or holding labels) names the weeks; every other\n"
+            "column is one series of counts.\n"
+            "\n"
+            "METHOD: c1, c2, c3 (EARS), cusum, farrington (improved Farrington, Noufaily 2013).\n"
+            "Results equal R surveillance 1.20 (earsC, cusum, farringtonFlexible) with the\n"
+            "same parameters; each PARAM below names R's control argument it stands for.\n"
+            "\n"
+            "all:        --range-start WEEK (range[1], 1-based)  --freq 52\n"
+            "EARS:       --baseline 7  --min-sigma 0 (minSigma)  --alpha 0.001 (C3: 0.025)\n"
+            "CUSUM:      --k 1.04  --h 2.26  --m MEAN|glm  --trans standard|rossi|anscombe|\n"
+            "            anscombe2nd|pearsonNegBin|none  --cusum-alpha 0.1 (alpha)\n"
+            "            (default range-start: week freq+1, the first year estimates m)\n"
+            "Farrington: --b 5  --w 3  --alpha 0.05  --reweight true  --weights-threshold 2.58\n"
+            "            --trend true  --p-trend 0.05 (pThresholdTrend)  --limit54 5,4\n"
+            "            --powertrans 2/3|1/2|none  --no-periods 1 (noPeriods)\n"
+            "            --past-weeks W (pastWeeksNotIncluded)  --threshold delta|nbPlugin|muan\n"
+            "\n"
+            "options:\n"
+            "  --alarms-only      print only the weeks that alarm\n"
+            "\n"
+            "Output (CSV): series,week,observed,upperbound,alarm,statistic,expected\n"
+            "(NA where the method gives none). Exit 0, or 1 on bad input with the reason.\n");
+}
+
+static void print_num(double v) {
+    if (v != v) fputs("NA", stdout);
+    else printf("%.10g", v);
+}
+
+static int detect(int argc, char **argv) {
+    const char *path = NULL;
+    int method_set = 0, alarms_only = 0;
+    surveil_method method = SURVEIL_C1;
+    core_error err = {0};
+    /* The method decides the defaults, so find it before the parameters. */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--method") == 0 && i + 1 < argc) {
+            if (surveil_method_parse(argv[i + 1], &method, &err) != CORE_OK) {
+                fprintf(stderr, "caresync surveil detect: %s\n", err.message);
+                return 2;
+            }
+            method_set = 1;
+        }
+    }
+    if (!method_set) {
+        fprintf(stderr, "caresync surveil detect: --method is required\n\n");
+        usage(stderr);
+        return 2;
+    }
+    surveil_params p;
+    surveil_params_init(&p, method);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--alarms-only") == 0) {
+            alarms_only = 1;
+        } else if (strcmp(a, "--method") == 0) {
+            i++;
+        } else if (strncmp(a, "--", 2) == 0 && a[2]) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "caresync surveil detect: %s needs a value\n", a);
+                return 2;
+            }
+            if (surveil_params_set(&p, a + 2, argv[++i], &err) != CORE_OK) {
+                fprintf(stderr, "caresync surveil detect: %s\n", err.message);
+                return 2;
+            }
+        } else if (!path) {
+            path = a;
+        } else {
+            fprintf(stderr, "caresync surveil detect: one input file, please ('%s' is a second)\n", a);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "caresync surveil detect: no input file ('-' reads stdin)\n");
+        return 2;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    if (strcmp(path, "-") == 0) {
+        size_t cap = 1 << 16;
+        text = malloc(cap);
+        for (size_t got; text && (got = fread(text + len, 1, cap - len - 1, stdin)) > 0;) {
+            len += got;
+            if (cap - len < 2) {
+                char *t = cap < (1u << 30) ? realloc(text, cap *= 2) : NULL;
+                if (!t) free(text);
+                text = t;
+            }
+        }
+        if (!text) {
+            fprintf(stderr, "caresync surveil detect: stdin is too large\n");
+            return 1;
+        }
+        text[len] = 0;
+    } else if (core_read_file(path, &text, &len, &err) != CORE_OK) {
+        fprintf(stderr, "caresync surveil detect: %s\n", err.message);
+        return 1;
+    }
+    surveil_table *t = NULL;
+    core_status st = surveil_table_parse_csv(text, len, &t, &err);
+    free(text);
+    if (st != CORE_OK) {
+        fprintf(stderr, "caresync surveil detect: %s: %s\n", path, err.message);
+        return 1;
+    }
+    size_t n = surveil_table_weeks(t);
+    surveil_point *out = malloc(n * sizeof *out);
+    if (!out) {
+        surveil_table_free(t);
+        fprintf(stderr, "caresync surveil detect: out of memory\n");
+        return 1;
+    }
+    int rc = 0;
+    printf("series,week,observed,upperbound,alarm,statistic,expected\n");
+    for (size_t j = 0; j < surveil_table_series(t) && rc == 0; j++) {
+        const double *x = surveil_table_counts(t, j);
+        size_t first;
+        if (surveil_detect(&p, x, n, &first, out, &err) != CORE_OK) {
+            fprintf(stderr, "caresync surveil detect: series '%s': %s\n", surveil_table_name(t, j), err.message);
+            rc = 1;
+            break;
+        }
+        for (size_t i = first; i < n; i++) {
+            const surveil_point *o = &out[i - first];
+            if (alarms_only && o->alarm != 1) continue;
+            const char *label = surveil_table_label(t, i);
+            if (label) printf("%s,%s,", surveil_table_name(t, j), label);
+            else printf("%s,%zu,", surveil_table_name(t, j), i + 1);
+            print_num(x[i]);
+            putchar(',');
+            print_num(o->upperbound);
+            printf(",%s,", o->alarm < 0 ? "NA" : o->alarm ? "1" : "0");
+            print_num(o->stat);
+            putchar(',');
+            print_num(o->expected);
+            putchar('\n');
+        }
+    }
+    free(out);
+    surveil_table_free(t);
+    return rc;
+}
+
+int cli_surveil(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "detect") == 0) return detect(argc - 1, argv + 1);
+    fprintf(stderr, "caresync surveil: unknown task '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,188 @@
+/* Small-cell and complementary suppression of one released table.
+ *
+ * The relations an attacker has are the table's sums: each interior row adds
+ * up to its total (last column), each column (the totals column included)
+ * adds up to the totals row. A suppressed value is disclosed when those
+ * relations and the published values pin it down. Complementary suppression
+ * is the usual greedy heuristic (every relation holding one suppressed value
+ * gets a second, the smallest positive one) followed by an exact audit:
+ * Gaussian elimination over the suppressed values; a value is determined iff
+ * its pivot row has no free column left. Anything the audit finds gets one
+ * more complement in one of its relations, and the audit runs again. Tables
+ * are small (regions x conditions of one week), so the audit is cheap. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "surveil/surveil.h"
+
+core_status surveil_grid_init(surveil_grid *g, size_t rows, size_t cols, core_error *err) {
+    memset(g, 0, sizeof *g);
+    size_t n = (rows + 1) * (cols + 1);
+    g->value = calloc(n, sizeof *g->value);
+    g->status = calloc(n, 1);
+    if (!g->value || !g->status) {
+        surveil_grid_free(g);
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
+    g->rows = rows;
+    g->cols = cols;
+    return CORE_OK;
+}
+
+void surveil_grid_free(surveil_grid *g) {
+    free(g->value);
+    free(g->status);
+    memset(g, 0, sizeof *g);
+}
+
+void surveil_grid_sum(surveil_grid *g) {
+    size_t R = g->rows, C = g->cols, W = C + 1;
+    for (size_t j = 0; j <= C; j++) g->value[R * W + j] = 0;
+    for (size_t i = 0; i < R; i++) {
+        int64_t s = 0;
+        for (size_t j = 0; j < C; j++) s += g->value[i * W + j];
+        g->value[i * W + C] = s;
+        for (size_t j = 0; j <= C; j++) g->value[R * W + j] += g->value[i * W + j];
+    }
+}
+
+/* The relations: lines 0..R are rows (row R = the totals row), lines
+ * R+1 .. R+1+C are columns (the last = the totals column). Members of a line
+ * are its C+1 (or R+1) entries; the last one is the line's total. */
+static size_t line_count(const surveil_grid *g) { return g->rows + 1 + g->cols + 1; }
+static size_t line_len(const surveil_grid *g, size_t l) { return l <= g->rows ? g->cols + 1 : g->rows + 1; }
+static size_t line_member(const surveil_grid *g, size_t l, size_t m) {
+    size_t W = g->cols + 1;
+    return l <= g->rows ? l * W + m : m * W + (l - g->rows - 1);
+}
+
+/* Suppress the smallest positive published member of line l (a zero only
+ * when nothing else is left). Returns false if the line has none. */
+static bool add_complement(surveil_grid *g, size_t l) {
+    size_t best = SIZE_MAX;
+    for (size_t m = 0; m < line_len(g, l); m++) {
+        size_t e = line_member(g, l, m);
+        if (g->status[e]) continue;
+        if (best == SIZE_MAX) {
+            best = e;
+            continue;
+        }
+        int64_t v = g->value[e], b = g->value[best];
+        /* positive before zero, then smaller first */
+        if ((v > 0 && b == 0) || ((v > 0) == (b > 0) && v < b)) best = e;
+    }
+    if (best == SIZE_MAX) return false;
+    g->status[best] = SURVEIL_CELL_COMPLEMENTARY;
+    return true;
+}
+
+/* Gaussian elimination over the suppressed entries. Returns the index of a
+ * determined suppressed entry, or SIZE_MAX. */
+static size_t audit(const surveil_grid *g) {
+    size_t total = (g->rows + 1) * (g->cols + 1);
+    size_t *var = malloc(total * sizeof *var); /* entry -> unknown number */
+    size_t nu = 0;
+    if (!var) return 0; /* cannot audit: report the first entry as unsafe */
+    for (size_t e = 0; e < total; e++) var[e] = g->status[e] ? nu++ : SIZE_MAX;
+    size_t found = SIZE_MAX;
+    if (nu == 0) {
+        free(var);
+        return found;
+    }
+    size_t L = line_count(g);
+    double *A = calloc(L * nu, sizeof *A);
+    size_t *entry_of = malloc(nu * sizeof *entry_of);
+    bool *pivot_col = calloc(nu, sizeof *pivot_col);
+    size_t *pivot_of_row = malloc(L * sizeof *pivot_of_row);
+    if (!A || !entry_of || !pivot_col || !pivot_of_row) {
+        free(var);
+        free(A);
+        free(entry_of);
+        free(pivot_col);
+        free(pivot_of_row);
+        return 0;
+    }
+    for (size_t e = 0; e < total; e++)
+        if (var[e] != SIZE_MAX) entry_of[var[e]] = e;
+    /* row l: sum of interior members - total = 0, over the unknowns only */
+    for (size_t l = 0; l < L; l++) {
+        size_t len = line_len(g, l);
+        for (size_t m = 0; m < len; m++) {
+            size_t e = line_member(g, l, m);
+            if (var[e] != SIZE_MAX) A[l * nu + var[e]] = m + 1 == len ? -1.0 : 1.0;
+        }
+    }
+    size_t r = 0;
+    for (size_t c = 0; c < nu && r < L; c++) {
+        size_t best = r;
+        for (size_t i = r + 1; i < L; i++)
+            if (fabs(A[i * nu + c]) > fabs(A[best * nu + c])) best = i;
+        if (fabs(A[best * nu + c]) < 1e-9) continue;
+        if (best != r)
+            for (size_t j = 0; j < nu; j++) {
+                double t = A[r * nu + j];
+                A[r * nu + j] = A[best * nu + j];
+                A[best * nu + j] = t;
+            }
+        double piv = A[r * nu + c];
+        for (size_t j = 0; j < nu; j++) A[r * nu + j] /= piv;
+        for (size_t i = 0; i < L; i++) {
+            if (i == r || A[i * nu + c] == 0) continue;
+            double f = A[i * nu + c];
+            for (size_t j = 0; j < nu; j++) A[i * nu + j] -= f * A[r * nu + j];
+        }
+        pivot_col[c] = true;
+        pivot_of_row[r] = c;
+        r++;
+    }
+    /* A pivot variable is determined iff its row has nothing in free columns. */
+    for (size_t i = 0; i < r && found == SIZE_MAX; i++) {
+        bool alone = true;
+        for (size_t j = 0; j < nu && alone; j++)
+            if (!pivot_col[j] && fabs(A[i * nu + j]) > 1e-9) alone = false;
+        if (alone) found = entry_of[pivot_of_row[i]];
+    }
+    free(var);
+    free(A);
+    free(entry_of);
+    free(pivot_col);
+    free(pivot_of_row);
+    return found;
+}
+
+bool surveil_grid_disclosed(const surveil_grid *g, size_t *index) {
+    size_t e = audit(g);
+    if (e == SIZE_MAX) return false;
+    if (index) *index = e;
+    return true;
+}
+
+void surveil_grid_suppress(surveil_grid *g, int k) {
+    size_t total = (g->rows + 1) * (g->cols + 1);
+    for (size_t e = 0; e < total; e++)
+        g->status[e] = g->value[e] > 0 && g->value[e] < k ? SURVEIL_CELL_PRIMARY : SURVEIL_CELL_PUBLISHED;
+    for (;;) {
+        /* greedy: no relation may hold exactly one suppressed value */
+        bool changed = true;
+        while (changed) {
+            changed = false;
+            for (size_t l = 0; l < line_count(g); l++) {
+                size_t n = 0;
+                for (size_t m = 0; m < line_len(g, l); m++) n += g->status[line_member(g, l, m)] != 0;
+                if (n == 1 && add_complement(g, l)) changed = true;
+            }
+        }
+        size_t e = audit(g);
+        if (e == SIZE_MAX) return;
+        /* determined anyway: widen one of its two relations */
+        size_t W = g->cols + 1, i = e / W, j = e % W;
+        if (!add_complement(g, i) && !add_complement(g, g->rows + 1 + j)) {
+            /* nothing left to hide behind: suppress the whole table */
+            memset(g->status, SURVEIL_CELL_COMPLEMENTARY, total);
+            for (size_t q = 0; q < total; q++)
+                if (g->value[q] > 0 && g->value[q] < k) g->status[q] = SURVEIL_CELL_PRIMARY;
+            return;
+        }
+    }
+}

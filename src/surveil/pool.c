@@ -1,0 +1,242 @@
+/* The pool of contributions: counts per (region, week, condition, age band,
+ * source), the marks that stop a datum being rewarded twice, and the reads
+ * that detection and releases are built from. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "surveil/surveil.h"
+
+const char *surveil_source_name(surveil_source s) {
+    static const char *const names[] = {"model", "self_reported", "clinician_confirmed"};
+    return (unsigned)s < SURVEIL_SOURCES ? names[s] : "?";
+}
+
+const char *surveil_age_band_name(int band) {
+    static const char *const names[] = {"0-4", "5-14", "15-24", "25-44", "45-64", "65+", "unknown"};
+    return band >= 0 && band < SURVEIL_AGE_BANDS ? names[band] : "?";
+}
+
+int surveil_age_band(int birth_year, int year) {
+    if (birth_year <= 0 || birth_year > year) return SURVEIL_AGE_BANDS - 1;
+    int age = year - birth_year; /* the age reached this year: a year's precision is all we keep */
+    return age < 5 ? 0 : age < 15 ? 1 : age < 25 ? 2 : age < 45 ? 3 : age < 65 ? 4 : 5;
+}
+
+core_status surveil_contribution_check(const surveil_contribution *c, core_error *err) {
+    size_t n = strnlen(c->condition, sizeof c->condition);
+    if (n == 0 || n > SURVEIL_CONDITION_MAX)
+        return core_fail(err, CORE_ERR_INVALID, "condition", "a condition code is 1-%d characters", SURVEIL_CONDITION_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (!(islower((unsigned char)c->condition[i]) || isdigit((unsigned char)c->condition[i]) || c->condition[i] == '_'))
+            return core_fail(err, CORE_ERR_INVALID, "condition", "a condition code is lower-case letters, digits and _");
+    const char *r = c->region;
+    size_t rl = strnlen(r, sizeof c->region);
+    if (rl < 4 || rl > 6 || !isupper((unsigned char)r[0]) || !isupper((unsigned char)r[1]) || r[2] != '-')
+        return core_fail(err, CORE_ERR_INVALID, "region", "a region is an ISO 3166-2 code such as US-CA");
+    for (size_t i = 3; i < rl; i++)
+        if (!isupper((unsigned char)r[i]) && !isdigit((unsigned char)r[i]))
+            return core_fail(err, CORE_ERR_INVALID, "region", "a region is an ISO 3166-2 code such as US-CA");
+    if (c->week < 0 || c->week > 60000) return core_fail(err, CORE_ERR_INVALID, "week", "week out of range");
+    if (c->age_band < 0 || c->age_band >= SURVEIL_AGE_BANDS)
+        return core_fail(err, CORE_ERR_INVALID, "age_band", "unknown age band");
+    if ((unsigned)c->source >= SURVEIL_SOURCES) return core_fail(err, CORE_ERR_INVALID, "source", "unknown source");
+    return CORE_OK;
+}
+
+size_t surveil_contribution_text(const surveil_contribution *c, char *out, size_t cap) {
+    char wk[9];
+    surveil_week_format(c->week, wk);
+    int n = snprintf(out, cap, "condition=%s;region=%s;week=%s;age=%s;source=%s", c->condition, c->region, wk,
+                     surveil_age_band_name(c->age_band), surveil_source_name(c->source));
+    return n < 0 ? 0 : (size_t)n;
+}
+
+void surveil_commitment(const surveil_contribution *c, const uint8_t salt[16], uint8_t out[32]) {
+    uint8_t buf[16 + 160];
+    memcpy(buf, salt, 16);
+    size_t n = surveil_contribution_text(c, (char *)buf + 16, sizeof buf - 16);
+    if (n > sizeof buf - 17) n = sizeof buf - 17;
+    cs_crypto_hash(out, "caresync-contribution", buf, 16 + n);
+}
+
+static core_status bump(store *st, sqlite3 *db, const surveil_contribution *c, int64_t delta, bool synthetic,
+                        core_error *err) {
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db,
+                                          "INSERT INTO surveil_counts VALUES (?1, ?2, ?3, ?4, ?5, ?6, max(?7, 0)) "
+                                          "ON CONFLICT DO UPDATE SET n = max(n + ?7, 0)",
+                                          &q, err);
+    if (rc) return rc;
+    sqlite3_bind_text(q, 1, c->region, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 2, c->week);
+    sqlite3_bind_text(q, 3, c->condition, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 4, c->age_band);
+    sqlite3_bind_int(q, 5, (int)c->source);
+    sqlite3_bind_int(q, 6, synthetic);
+    sqlite3_bind_int64(q, 7, delta);
+    int s = sqlite3_step(q);
+    sqlite3_reset(q);
+    return s == SQLITE_DONE ? CORE_OK : store_error(db, err);
+}
+
+static core_status version_bump(sqlite3 *db, core_error *err) {
+    return sqlite3_exec(db, "UPDATE surveil_version SET version = version + 1", NULL, NULL, NULL) == SQLITE_OK
+               ? CORE_OK
+               : store_error(db, err);
+}
+
+/* 1: inserted, 0: already there, negative: error (err filled). */
+static int mark_put(store *st, sqlite3 *db, const uint8_t mark[32], core_error *err) {
+    sqlite3_stmt *q;
+    if (store_prepare_cached(st, db, "INSERT OR IGNORE INTO surveil_marks VALUES (?1)", &q, err)) return -1;
+    sqlite3_bind_blob(q, 1, mark, 32, SQLITE_STATIC);
+    int s = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (s != SQLITE_DONE) return store_error(db, err), -1;
+    return sqlite3_changes(db) == 1;
+}
+
+core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t *mark, bool synthetic,
+                        core_error *err) {
+    core_status rc = surveil_contribution_check(c, err);
+    if (rc) return rc;
+    sqlite3 *db = store_acquire(st);
+    if ((rc = store_begin(db, err))) {
+        store_release(st, db);
+        return rc;
+    }
+    if (mark) {
+        int m = mark_put(st, db, mark, err);
+        if (m < 0) rc = err->code;
+        else if (m == 0) rc = core_fail(err, CORE_ERR_CONFLICT, "contribution", "this was already shared");
+    }
+    if (!rc) rc = bump(st, db, c, 1, synthetic, err);
+    if (!rc) rc = version_bump(db, err);
+    if (!rc) rc = store_commit(db, err);
+    if (rc) store_rollback(db);
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_add_counts(store *st, const surveil_contribution *c, const int64_t *counts, size_t n,
+                               bool synthetic, core_error *err) {
+    core_status rc = CORE_OK;
+    for (size_t i = 0; i < n && !rc; i++) rc = surveil_contribution_check(&c[i], err);
+    if (rc) return rc;
+    sqlite3 *db = store_acquire(st);
+    if ((rc = store_begin(db, err))) {
+        store_release(st, db);
+        return rc;
+    }
+    for (size_t i = 0; i < n && !rc; i++)
+        if (counts[i] > 0) rc = bump(st, db, &c[i], counts[i], synthetic, err);
+    if (!rc) rc = version_bump(db, err);
+    if (!rc) rc = store_commit(db, err);
+    if (rc) store_rollback(db);
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_remove(store *st, const surveil_contribution *c, const uint8_t *mark, core_error *err) {
+    sqlite3 *db = store_acquire(st);
+    core_status rc = store_begin(db, err);
+    if (!rc) rc = bump(st, db, c, -1, false, err);
+    if (!rc && mark) {
+        sqlite3_stmt *q;
+        rc = store_prepare_cached(st, db, "DELETE FROM surveil_marks WHERE mark = ?1", &q, err);
+        if (!rc) {
+            sqlite3_bind_blob(q, 1, mark, 32, SQLITE_STATIC);
+            if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+            sqlite3_reset(q);
+        }
+    }
+    if (!rc) rc = version_bump(db, err);
+    if (!rc) rc = store_commit(db, err);
+    if (rc) store_rollback(db);
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_data_version(store *st, int64_t *out, core_error *err) {
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db, "SELECT version FROM surveil_version", &q, err);
+    if (!rc) {
+        if (sqlite3_step(q) == SQLITE_ROW) *out = sqlite3_column_int64(q, 0);
+        else rc = store_error(db, err);
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_series(store *st, const char *region, const char *condition, int week_from, int week_to,
+                           double *out, bool *synthetic, core_error *err) {
+    if (week_to < week_from) return core_fail(err, CORE_ERR_INVALID, "to", "the period ends before it starts");
+    size_t n = (size_t)(week_to - week_from + 1);
+    for (size_t i = 0; i < n; i++) out[i] = 0;
+    if (synthetic) *synthetic = false;
+    /* region "US" (a country) matches "US-%"; a subdivision matches itself */
+    char pattern[16];
+    bool country = strlen(region) == 2;
+    snprintf(pattern, sizeof pattern, country ? "%s-%%" : "%s", region);
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db,
+                                          "SELECT week, sum(n), max(synthetic) FROM surveil_counts "
+                                          "WHERE region LIKE ?1 AND week BETWEEN ?2 AND ?3 AND (?4 IS NULL OR condition = ?4) "
+                                          "GROUP BY week",
+                                          &q, err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, pattern, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(q, 2, week_from);
+        sqlite3_bind_int(q, 3, week_to);
+        if (condition) sqlite3_bind_text(q, 4, condition, -1, SQLITE_TRANSIENT);
+        else sqlite3_bind_null(q, 4);
+        int s;
+        while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+            int w = sqlite3_column_int(q, 0);
+            out[w - week_from] = (double)sqlite3_column_int64(q, 1);
+            if (synthetic && sqlite3_column_int(q, 2)) *synthetic = true;
+        }
+        if (s != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_pairs(store *st, surveil_pair_fn fn, void *ud, core_error *err) {
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(
+        st, db, "SELECT DISTINCT region, condition FROM surveil_counts WHERE n > 0 ORDER BY region, condition", &q, err);
+    if (!rc) {
+        int s;
+        while ((s = sqlite3_step(q)) == SQLITE_ROW)
+            fn(ud, (const char *)sqlite3_column_text(q, 0), (const char *)sqlite3_column_text(q, 1));
+        if (s != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_extent(store *st, int *first, int *last, core_error *err) {
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db, "SELECT min(week), max(week) FROM surveil_counts WHERE n > 0", &q, err);
+    if (!rc) {
+        if (sqlite3_step(q) != SQLITE_ROW) rc = store_error(db, err);
+        else if (sqlite3_column_type(q, 0) == SQLITE_NULL) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no data yet");
+        else {
+            *first = sqlite3_column_int(q, 0);
+            *last = sqlite3_column_int(q, 1);
+        }
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    return rc;
+}

@@ -1,0 +1,386 @@
+/* Releases: a query's counts as one protected grid per week, their JSON and
+ * CSV forms, and the log + privacy budget every release passes through. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+#include "surveil/surveil.h"
+
+struct surveil_release {
+    char country[3];
+    int week_from, week_to;
+    int k;
+    double epsilon;
+    int64_t version;
+    char **conditions;
+    size_t n_conditions;
+    char (*regions)[8];
+    size_t n_regions;
+    surveil_grid *grids; /* one per week */
+    bool synthetic;
+    size_t published;
+};
+
+void surveil_release_free(surveil_release *r) {
+    if (!r) return;
+    for (size_t i = 0; i < r->n_conditions; i++) free(r->conditions[i]);
+    free(r->conditions);
+    free(r->regions);
+    if (r->grids)
+        for (int w = 0; w <= r->week_to - r->week_from; w++) surveil_grid_free(&r->grids[w]);
+    free(r->grids);
+    free(r);
+}
+
+static int region_index(const surveil_release *r, const char *code) {
+    size_t lo = 0, hi = r->n_regions;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(r->regions[mid], code);
+        if (c == 0) return (int)mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+static int condition_index(const surveil_release *r, const char *code) {
+    for (size_t j = 0; j < r->n_conditions; j++)
+        if (strcmp(r->conditions[j], code) == 0) return (int)j;
+    return -1;
+}
+
+static core_status load_regions(store *st, sqlite3 *db, surveil_release *r, const char *pattern, core_error *err) {
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db,
+                                          "SELECT DISTINCT region FROM surveil_counts WHERE region LIKE ?1 "
+                                          "AND week BETWEEN ?2 AND ?3 AND n > 0 ORDER BY region",
+                                          &q, err);
+    if (rc) return rc;
+    sqlite3_bind_text(q, 1, pattern, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, r->week_from);
+    sqlite3_bind_int(q, 3, r->week_to);
+    size_t cap = 0;
+    int s;
+    while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+        if (r->n_regions == cap) {
+            cap = cap ? cap * 2 : 64;
+            void *p = realloc(r->regions, cap * sizeof *r->regions);
+            if (!p) {
+                sqlite3_reset(q);
+                return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+            }
+            r->regions = p;
+        }
+        snprintf(r->regions[r->n_regions++], 8, "%s", (const char *)sqlite3_column_text(q, 0));
+    }
+    if (s != SQLITE_DONE) rc = store_error(db, err);
+    sqlite3_reset(q);
+    return rc;
+}
+
+static core_status load_counts(store *st, sqlite3 *db, surveil_release *r, const char *pattern, core_error *err) {
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db,
+                                          "SELECT region, week, condition, sum(n), max(synthetic) FROM surveil_counts "
+                                          "WHERE region LIKE ?1 AND week BETWEEN ?2 AND ?3 "
+                                          "GROUP BY region, week, condition",
+                                          &q, err);
+    if (rc) return rc;
+    sqlite3_bind_text(q, 1, pattern, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, r->week_from);
+    sqlite3_bind_int(q, 3, r->week_to);
+    int s;
+    while ((s = sqlite3_step(q)) == SQLITE_ROW) {
+        int i = region_index(r, (const char *)sqlite3_column_text(q, 0));
+        int j = condition_index(r, (const char *)sqlite3_column_text(q, 2));
+        if (i < 0 || j < 0) continue;
+        surveil_grid *g = &r->grids[sqlite3_column_int(q, 1) - r->week_from];
+        g->value[(size_t)i * (g->cols + 1) + (size_t)j] = sqlite3_column_int64(q, 3);
+        if (sqlite3_column_int(q, 4)) r->synthetic = true;
+    }
+    if (s != SQLITE_DONE) rc = store_error(db, err);
+    sqlite3_reset(q);
+    return rc;
+}
+
+core_status surveil_release_build(store *st, const surveil_query *q, const uint8_t *seed, surveil_release **out,
+                                  core_error *err) {
+    *out = NULL;
+    if (strlen(q->country) != 2 || q->country[0] < 'A' || q->country[0] > 'Z' || q->country[1] < 'A' ||
+        q->country[1] > 'Z')
+        return core_fail(err, CORE_ERR_INVALID, "country", "country must be an ISO 3166-1 alpha-2 code such as US");
+    if (q->week_to < q->week_from) return core_fail(err, CORE_ERR_INVALID, "to", "the period ends before it starts");
+    if (q->week_to - q->week_from >= 520) return core_fail(err, CORE_ERR_INVALID, "from", "at most 520 weeks at once");
+    if (q->k < 1 || q->k > 1000) return core_fail(err, CORE_ERR_INVALID, "k", "k must be from 1 to 1000");
+    if (!(q->epsilon >= 0 && q->epsilon <= 10))
+        return core_fail(err, CORE_ERR_INVALID, "epsilon", "epsilon must be from 0 (exact) to 10");
+    if (q->n_conditions == 0) return core_fail(err, CORE_ERR_INVALID, "condition", "no conditions asked for");
+    surveil_release *r = calloc(1, sizeof *r);
+    if (!r) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    memcpy(r->country, q->country, 3);
+    r->week_from = q->week_from;
+    r->week_to = q->week_to;
+    r->k = q->k;
+    r->epsilon = q->epsilon;
+    r->conditions = calloc(q->n_conditions, sizeof *r->conditions);
+    core_status rc = r->conditions ? CORE_OK : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    for (size_t j = 0; j < q->n_conditions && !rc; j++) {
+        r->conditions[j] = strdup(q->conditions[j]);
+        r->n_conditions++;
+        if (!r->conditions[j]) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
+    char pattern[8];
+    snprintf(pattern, sizeof pattern, "%s-%%", r->country);
+    if (!rc) rc = surveil_data_version(st, &r->version, err);
+    sqlite3 *db = store_acquire(st);
+    /* one read transaction: the regions and the counts agree */
+    if (!rc && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) rc = store_error(db, err);
+    if (!rc) {
+        rc = load_regions(st, db, r, pattern, err);
+        size_t weeks = (size_t)(r->week_to - r->week_from + 1);
+        if (!rc) {
+            r->grids = calloc(weeks, sizeof *r->grids);
+            if (!r->grids) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        }
+        for (size_t w = 0; w < weeks && !rc; w++) rc = surveil_grid_init(&r->grids[w], r->n_regions, r->n_conditions, err);
+        if (!rc) rc = load_counts(st, db, r, pattern, err);
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    }
+    store_release(st, db);
+    if (rc) {
+        surveil_release_free(r);
+        return rc;
+    }
+    for (int w = 0; w <= r->week_to - r->week_from; w++) {
+        surveil_grid *g = &r->grids[w];
+        surveil_grid_sum(g);
+        if (r->epsilon > 0) {
+            uint8_t ws[32];
+            if (seed) { /* a distinct reproducible stream per week */
+                uint8_t in[36];
+                memcpy(in, seed, 32);
+                memcpy(in + 32, &w, 4);
+                cs_crypto_hash(ws, "caresync-dp-week", in, sizeof in);
+            }
+            surveil_grid_noise(g, r->epsilon, seed ? ws : NULL);
+        }
+        surveil_grid_suppress(g, r->k);
+        size_t total = (g->rows + 1) * (g->cols + 1);
+        for (size_t e = 0; e < total; e++) r->published += g->status[e] == SURVEIL_CELL_PUBLISHED;
+    }
+    *out = r;
+    return CORE_OK;
+}
+
+size_t surveil_release_cells(const surveil_release *r) { return r->published; }
+bool surveil_release_synthetic(const surveil_release *r) { return r->synthetic; }
+
+void surveil_release_fingerprint(const surveil_release *r, uint8_t out[32]) {
+    char from[9], to[9];
+    surveil_week_format(r->week_from, from);
+    surveil_week_format(r->week_to, to);
+    char head[160];
+    int n = snprintf(head, sizeof head, "country=%s;from=%s;to=%s;k=%d;epsilon_milli=%lld;version=%lld;conditions=",
+                     r->country, from, to, r->k, (long long)llround(r->epsilon * 1000), (long long)r->version);
+    size_t len = (size_t)n;
+    for (size_t j = 0; j < r->n_conditions; j++) len += strlen(r->conditions[j]) + 1;
+    char *text = malloc(len + 1);
+    if (!text) {
+        cs_crypto_hash(out, "caresync-release", head, (size_t)n);
+        return;
+    }
+    memcpy(text, head, (size_t)n);
+    size_t at = (size_t)n;
+    for (size_t j = 0; j < r->n_conditions; j++) {
+        size_t l = strlen(r->conditions[j]);
+        memcpy(text + at, r->conditions[j], l);
+        at += l;
+        text[at++] = ',';
+    }
+    cs_crypto_hash(out, "caresync-release", text, at);
+    free(text);
+}
+
+static json_t *value(const surveil_grid *g, size_t e) {
+    return g->status[e] == SURVEIL_CELL_PUBLISHED ? json_integer(g->value[e]) : json_null();
+}
+
+json_t *surveil_release_json(const surveil_release *r) {
+    char from[9], to[9];
+    surveil_week_format(r->week_from, from);
+    surveil_week_format(r->week_to, to);
+    json_t *regions = json_array(), *conditions = json_array(), *weeks = json_array();
+    for (size_t i = 0; i < r->n_regions; i++) json_array_append_new(regions, json_string(r->regions[i]));
+    for (size_t j = 0; j < r->n_conditions; j++) json_array_append_new(conditions, json_string(r->conditions[j]));
+    size_t suppressed = 0;
+    for (int w = 0; w <= r->week_to - r->week_from; w++) {
+        const surveil_grid *g = &r->grids[w];
+        size_t R = g->rows, C = g->cols, W = C + 1;
+        json_t *cells = json_array(), *rt = json_array(), *ct = json_array();
+        for (size_t i = 0; i < R; i++) {
+            json_t *row = json_array();
+            for (size_t j = 0; j < C; j++) json_array_append_new(row, value(g, i * W + j));
+            json_array_append_new(cells, row);
+            json_array_append_new(rt, value(g, i * W + C));
+        }
+        for (size_t j = 0; j < C; j++) json_array_append_new(ct, value(g, R * W + j));
+        for (size_t e = 0; e < (R + 1) * W; e++) suppressed += g->status[e] != SURVEIL_CELL_PUBLISHED;
+        char wk[9];
+        surveil_week_format(r->week_from + w, wk);
+        json_array_append_new(weeks, json_pack("{s:s, s:o, s:o, s:o, s:o}", "week", wk, "cells", cells,
+                                               "region_totals", rt, "condition_totals", ct, "total",
+                                               value(g, R * W + C)));
+    }
+    return json_pack("{s:s, s:s, s:s, s:i, s:f, s:b, s:o, s:o, s:o, s:I, s:I}", "country", r->country, "from", from,
+                     "to", to, "k", r->k, "epsilon", r->epsilon, "synthetic", r->synthetic, "regions", regions,
+                     "conditions", conditions, "weeks", weeks, "published_values", (json_int_t)r->published,
+                     "suppressed_values", (json_int_t)suppressed);
+}
+
+/* CSV from the JSON form, so an export holds exactly the numbers shown
+ * (and a release kept in the log can be exported again byte for byte). */
+char *surveil_release_csv(const json_t *rel) {
+    const json_t *regions = json_object_get(rel, "regions"), *conditions = json_object_get(rel, "conditions");
+    const json_t *weeks = json_object_get(rel, "weeks");
+    const char *country = json_string_value(json_object_get(rel, "country"));
+    bool synthetic = json_is_true(json_object_get(rel, "synthetic"));
+    if (!json_is_array(regions) || !json_is_array(conditions) || !json_is_array(weeks) || !country) return NULL;
+    size_t cap = 1 << 12, len = 0;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    len = (size_t)snprintf(out, cap, "week,region,condition,count,status,synthetic\n");
+    size_t R = json_array_size(regions), C = json_array_size(conditions), w;
+    const json_t *wk;
+    json_array_foreach(weeks, w, wk) {
+        const char *name = json_string_value(json_object_get(wk, "week"));
+        const json_t *cells = json_object_get(wk, "cells"), *rt = json_object_get(wk, "region_totals");
+        const json_t *ct = json_object_get(wk, "condition_totals"), *total = json_object_get(wk, "total");
+        for (size_t i = 0; i <= R; i++)
+            for (size_t j = 0; j <= C; j++) {
+                const json_t *v = i < R ? (j < C ? json_array_get(json_array_get(cells, i), j) : json_array_get(rt, i))
+                                        : (j < C ? json_array_get(ct, j) : total);
+                if (cap - len < 160) {
+                    char *p = realloc(out, cap *= 2);
+                    if (!p) {
+                        free(out);
+                        return NULL;
+                    }
+                    out = p;
+                }
+                char count[24] = "";
+                if (json_is_integer(v)) snprintf(count, sizeof count, "%lld", (long long)json_integer_value(v));
+                len += (size_t)snprintf(out + len, cap - len, "%s,%s,%s,%s,%s,%s\n", name ? name : "",
+                                        i < R ? json_string_value(json_array_get(regions, i)) : country,
+                                        j < C ? json_string_value(json_array_get(conditions, j)) : "all", count,
+                                        json_is_integer(v) ? "published" : "suppressed", synthetic ? "yes" : "no");
+            }
+    }
+    return out;
+}
+
+core_status surveil_release_record(store *st, const char *org, const surveil_release *r, double budget,
+                                   const char *body, int64_t *id, core_error *err) {
+    int64_t eps = llround(r->epsilon * 1000), cap = llround(budget * 1000);
+    uint8_t fp[32];
+    surveil_release_fingerprint(r, fp);
+    sqlite3 *db = store_acquire(st);
+    core_status rc = store_begin(db, err);
+    sqlite3_stmt *q = NULL;
+    if (!rc && eps > 0) {
+        int64_t spent = 0;
+        rc = store_prepare_cached(st, db, "SELECT spent_milli FROM surveil_budget WHERE org = ?1", &q, err);
+        if (!rc) {
+            sqlite3_bind_text(q, 1, org, -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(q) == SQLITE_ROW) spent = sqlite3_column_int64(q, 0);
+            sqlite3_reset(q);
+        }
+        if (!rc && spent + eps > cap)
+            rc = core_fail(err, CORE_ERR_CONFLICT, "epsilon",
+                           "privacy budget exhausted: %.3f of %.3f spent, this release needs %.3f", spent / 1000.0,
+                           cap / 1000.0, eps / 1000.0);
+        if (!rc) rc = store_prepare_cached(st, db,
+                                           "INSERT INTO surveil_budget VALUES (?1, ?2) "
+                                           "ON CONFLICT DO UPDATE SET spent_milli = spent_milli + ?2",
+                                           &q, err);
+        if (!rc) {
+            sqlite3_bind_text(q, 1, org, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(q, 2, eps);
+            if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+            sqlite3_reset(q);
+        }
+    }
+    if (!rc) rc = store_prepare_cached(st, db,
+                                       "INSERT INTO surveil_releases (org, fingerprint, epsilon_milli, k, cells, "
+                                       "created_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                       &q, err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, org, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(q, 2, fp, 32, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 3, eps);
+        sqlite3_bind_int(q, 4, r->k);
+        sqlite3_bind_int64(q, 5, (int64_t)r->published);
+        sqlite3_bind_int64(q, 6, core_now());
+        sqlite3_bind_text(q, 7, body, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+        else *id = sqlite3_last_insert_rowid(db);
+        sqlite3_reset(q);
+    }
+    if (!rc) rc = store_commit(db, err);
+    if (rc) store_rollback(db);
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_release_set_txid(store *st, int64_t id, const uint8_t txid[32], core_error *err) {
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db, "UPDATE surveil_releases SET txid = ?2 WHERE id = ?1", &q, err);
+    if (!rc) {
+        sqlite3_bind_int64(q, 1, id);
+        sqlite3_bind_blob(q, 2, txid, 32, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_release_find(store *st, const char *org, const uint8_t fingerprint[32], char **body,
+                                 core_error *err) {
+    *body = NULL;
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(
+        st, db, "SELECT body FROM surveil_releases WHERE org = ?1 AND fingerprint = ?2 ORDER BY id DESC LIMIT 1", &q,
+        err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, org, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(q, 2, fingerprint, 32, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            *body = strdup((const char *)sqlite3_column_text(q, 0));
+            if (!*body) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        } else {
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such release");
+        }
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_budget_spent(store *st, const char *org, double *spent, core_error *err) {
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    *spent = 0;
+    core_status rc = store_prepare_cached(st, db, "SELECT spent_milli FROM surveil_budget WHERE org = ?1", &q, err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, org, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) == SQLITE_ROW) *spent = sqlite3_column_int64(q, 0) / 1000.0;
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    return rc;
+}

@@ -1,0 +1,317 @@
+/* surveil — outbreak surveillance: detection methods over weekly count
+ * series, and (see the second half) privacy-safe regional aggregates.
+ *
+ * The detectors are the ones epidemiologists already trust, computed exactly
+ * as the R package `surveillance` (1.20) computes them, so an analyst can check
+ * any number CareSync shows against R:
+ *   EARS C1, C2, C3          surveillance::earsC
+ *   CUSUM                    surveillance::cusum (algo.cusum)
+ *   Farrington flexible      surveillance::farringtonFlexible (Noufaily et
+ *                            al. 2013), quasi-Poisson GLM refitted by IRLS
+ *                            step for step as R's glm.fit does
+ * tests/golden/surveil holds R's own outputs on the package's bundled data
+ * sets (scripts/surveil-golden.R regenerates them); test_surveil demands the
+ * same alarms and upper bounds equal to 1e-6 relative.
+ *
+ * A series is weekly with integer time: week t's reference weeks a year back
+ * are t - freq, t - 2 freq, ... (R's sts without dates). Distribution
+ * functions come from Debian's libRmath (r-mathlib), R's own. */
+#ifndef CARESYNC_SURVEIL_H
+#define CARESYNC_SURVEIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/core.h"
+#include "store/store.h"
+
+typedef enum {
+    SURVEIL_C1,
+    SURVEIL_C2,
+    SURVEIL_C3,
+    SURVEIL_CUSUM,
+    SURVEIL_FARRINGTON,
+} surveil_method;
+
+/* CUSUM's standardisation of the counts (algo.cusum's `trans`). */
+typedef enum {
+    SURVEIL_TRANS_STANDARD,    /* (x - m) / sqrt(m) */
+    SURVEIL_TRANS_ROSSI,
+    SURVEIL_TRANS_ANSCOMBE,
+    SURVEIL_TRANS_ANSCOMBE2ND,
+    SURVEIL_TRANS_PEARSON_NB,  /* (x - m) / sqrt(m + alpha m^2) */
+    SURVEIL_TRANS_NONE,
+} surveil_trans;
+
+/* Farrington's threshold (farringtonFlexible's `thresholdMethod`). */
+typedef enum {
+    SURVEIL_THRESHOLD_DELTA,     /* Farrington 1996: power-transformed normal */
+    SURVEIL_THRESHOLD_NBPLUGIN,  /* Noufaily 2013: negative binomial at mu0 */
+    SURVEIL_THRESHOLD_MUAN,      /* ... at the upper (1-alpha) quantile of mu0 */
+} surveil_threshold;
+
+typedef enum { SURVEIL_POWER_NONE, SURVEIL_POWER_HALF, SURVEIL_POWER_TWO_THIRDS } surveil_power;
+
+/* Parameters of every method; surveil_params_init gives R's defaults for the
+ * method, surveil_params_set changes one by the name `caresync surveil
+ * detect` uses for it (e.g. "baseline", "no-periods", "threshold"). */
+typedef struct {
+    surveil_method method;
+    int range_start;        /* first week evaluated, 1-based; 0 = the method's first possible week */
+    int freq;               /* weeks per year (52) */
+    /* EARS */
+    int baseline;           /* weeks in the reference window (>= 3) */
+    double min_sigma;       /* floor of the reference standard deviation */
+    double alpha;           /* EARS: 0.001 (C1, C2), 0.025 (C3); Farrington: 0.05 */
+    /* CUSUM */
+    double k, h;            /* reference value and decision limit (1.04, 2.26) */
+    double m;               /* in-control mean; NAN = mean of the weeks before range_start */
+    int m_glm;              /* 1: m from a Poisson GLM with yearly harmonics over those weeks */
+    surveil_trans trans;
+    double cusum_alpha;     /* dispersion for the negative binomial transformation (0.1) */
+    /* Farrington flexible */
+    int b, w;               /* years back, half-width of the reference windows (5, 3) */
+    int reweight;           /* down-weight past outbreaks by Anscombe residuals (1) */
+    double weights_threshold; /* residual above which a week is down-weighted (2.58) */
+    int trend;              /* try a linear time trend (1) */
+    double p_trend;         /* keep the trend only when its p-value is below this (0.05) */
+    int limit_cases, limit_weeks; /* no alarm unless >= limit_cases in the last limit_weeks (5, 4) */
+    surveil_power power;    /* delta threshold's power transformation (2/3) */
+    int no_periods;         /* seasonal factor levels (1 = Farrington's windows only) */
+    int past_weeks;         /* recent weeks left out of the fit; -1 = w */
+    surveil_threshold threshold;
+} surveil_params;
+
+void surveil_params_init(surveil_params *p, surveil_method method);
+core_status surveil_params_set(surveil_params *p, const char *key, const char *value, core_error *err);
+/* "c1", "c2", "c3", "cusum", "farrington" (case-insensitive on parse). */
+const char *surveil_method_name(surveil_method m);
+core_status surveil_method_parse(const char *name, surveil_method *out, core_error *err);
+
+/* One evaluated week. NAN and -1 stand where R gives NA. */
+typedef struct {
+    double upperbound;  /* the count above which the week alarms */
+    int8_t alarm;       /* 1, 0, or -1 (undefined) */
+    double stat;        /* EARS: C value; CUSUM: the cumulative sum; Farrington: score */
+    double expected;    /* Farrington's expected count, CUSUM's m; NAN otherwise */
+} surveil_point;
+
+/* Run p over counts[0..n) (finite, >= 0). On success *first is the 0-based
+ * index of the first week evaluated, and out[0 .. n - *first) hold the weeks
+ * from there to the end; out must have room for n points. A series too short
+ * for the method, or parameters out of range, is CORE_ERR_INVALID. */
+core_status surveil_detect(const surveil_params *p, const double *counts, size_t n, size_t *first,
+                           surveil_point *out, core_error *err);
+
+/* ---- weekly series from CSV (untrusted input: `caresync surveil detect`) ----
+ * A header row, then one row per week, comma-separated, no quoting. A first
+ * column headed week, date, time, t or period, or holding anything other
+ * than numbers, is kept as the weeks' labels; every other column is a series
+ * of counts (finite, >= 0; an empty cell is an error, not a zero). At most
+ * SURVEIL_TABLE_MAX_CELLS cells. */
+#define SURVEIL_TABLE_MAX_CELLS (1u << 24)
+typedef struct surveil_table surveil_table;
+
+core_status surveil_table_parse_csv(const char *text, size_t len, surveil_table **out, core_error *err);
+void surveil_table_free(surveil_table *t);
+size_t surveil_table_weeks(const surveil_table *t);
+size_t surveil_table_series(const surveil_table *t);
+/* Borrowed from t. label is NULL when the table has no label column. */
+const char *surveil_table_name(const surveil_table *t, size_t series);
+const char *surveil_table_label(const surveil_table *t, size_t week);
+const double *surveil_table_counts(const surveil_table *t, size_t series);
+
+/* ---- ISO weeks ----
+ * Weeks are numbered consecutively (a "week index": whole weeks since the
+ * Monday 1970-01-05) so series arithmetic is plain integer arithmetic; they
+ * are shown and parsed as ISO 8601 weeks, "2026-W48". */
+int surveil_week_of_time(int64_t unix_seconds);
+int surveil_week_of_date(int year, int month, int day);
+/* out >= 9 bytes. */
+void surveil_week_format(int week, char out[9]);
+core_status surveil_week_parse(const char *text, int *week, core_error *err);
+/* Monday of the week, as unix seconds at 00:00 UTC. */
+int64_t surveil_week_start(int week);
+
+/* ---- a released table and its protection ----
+ * One week of one country: rows are regions, columns conditions, plus a
+ * totals row (the country) and a totals column (all conditions), all
+ * published together, so every row and column is an additive relation an
+ * attacker can use. Values are counts of contributions. */
+typedef struct {
+    size_t rows, cols;    /* interior size: regions x conditions */
+    int64_t *value;       /* (rows + 1) x (cols + 1), row-major; row `rows` and column `cols` are totals */
+    uint8_t *status;      /* same shape: SURVEIL_CELL_* */
+} surveil_grid;
+
+enum { SURVEIL_CELL_PUBLISHED = 0, SURVEIL_CELL_PRIMARY = 1, SURVEIL_CELL_COMPLEMENTARY = 2 };
+
+/* Zeroed grid of the given interior size (values and status owned by g). */
+core_status surveil_grid_init(surveil_grid *g, size_t rows, size_t cols, core_error *err);
+void surveil_grid_free(surveil_grid *g);
+/* Recompute the totals row and column from the interior. */
+void surveil_grid_sum(surveil_grid *g);
+/* Small-cell suppression with threshold k (>= 1): every value 0 < v < k,
+ * totals included, is suppressed (primary); then further values are
+ * suppressed (complementary, smallest first) until no suppressed value can
+ * be worked out from the published ones through the table's row and column
+ * sums: each relation holds zero or at least two suppressed values, and an
+ * exact linear audit (surveil_grid_disclosed) finds none determined. */
+void surveil_grid_suppress(surveil_grid *g, int k);
+/* The audit: true (and *index set, row-major) if some suppressed value is
+ * determined by the published values and the additive relations. */
+bool surveil_grid_disclosed(const surveil_grid *g, size_t *index);
+
+/* Differential privacy: add two-sided geometric (discrete Laplace) noise of
+ * parameter exp(-epsilon) to every interior value, clamp at 0 and recompute
+ * the totals from the noisy interior. One contribution changes one interior
+ * value by one, so the grid is epsilon-DP for a contribution; the totals and
+ * any later suppression are post-processing. seed NULL draws from the
+ * system CSPRNG; a 32-byte seed gives a reproducible stream (tests). */
+void surveil_grid_noise(surveil_grid *g, double epsilon, const uint8_t *seed);
+/* One draw of the two-sided geometric distribution (exposed for tests). */
+typedef struct surveil_rng surveil_rng;
+surveil_rng *surveil_rng_new(const uint8_t *seed);
+void surveil_rng_free(surveil_rng *r);
+int64_t surveil_rng_geometric2(surveil_rng *r, double epsilon);
+
+/* ---- contributions: the pool of shared, de-identified data ----
+ * A contribution is exactly these five facts. The analytics tables hold
+ * only their counts (see store migration 6). */
+typedef enum { SURVEIL_SOURCE_MODEL, SURVEIL_SOURCE_SELF, SURVEIL_SOURCE_CLINICIAN } surveil_source;
+#define SURVEIL_SOURCES 3
+#define SURVEIL_AGE_BANDS 7 /* 0-4, 5-14, 15-24, 25-44, 45-64, 65+, unknown */
+#define SURVEIL_CONDITION_MAX 23
+
+typedef struct {
+    char condition[SURVEIL_CONDITION_MAX + 1]; /* a screening condition code, [a-z0-9_] */
+    char region[8];                            /* ISO 3166-2 subdivision, e.g. "US-CA" */
+    int week;                                  /* week index (see above) */
+    int age_band;                              /* 0 .. SURVEIL_AGE_BANDS - 1 */
+    surveil_source source;
+} surveil_contribution;
+
+const char *surveil_source_name(surveil_source s); /* "model", "self_reported", "clinician_confirmed" */
+const char *surveil_age_band_name(int band);        /* "0-4" ... "65+", "unknown" */
+/* Band of a person born in birth_year (0: unknown) in the given year. */
+int surveil_age_band(int birth_year, int year);
+/* Shape checks only (codes well formed, week and band in range); whether the
+ * region and condition exist is the caller's business (regions, screening). */
+core_status surveil_contribution_check(const surveil_contribution *c, core_error *err);
+/* Canonical text of a contribution, and its ledger commitment
+ * SHA-256("caresync-contribution", salt || text): the ledger shows that a
+ * datum was shared without showing which; the person keeps the salt. */
+size_t surveil_contribution_text(const surveil_contribution *c, char *out, size_t cap);
+void surveil_commitment(const surveil_contribution *c, const uint8_t salt[16], uint8_t out[32]);
+
+/* Count one contribution. mark (32 bytes, may be NULL) names the datum it
+ * came from, as a keyed hash the caller computes; a mark seen before is
+ * CORE_ERR_CONFLICT and nothing is counted. synthetic marks demo data. */
+core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t *mark, bool synthetic,
+                        core_error *err);
+/* Many at once in one transaction (demo data, benchmarks): counts[i] of
+ * contributions[i]. */
+core_status surveil_add_counts(store *st, const surveil_contribution *c, const int64_t *counts, size_t n,
+                               bool synthetic, core_error *err);
+/* Take back one unit of a count (the ledger refused the contribution
+ * after it was counted). */
+core_status surveil_remove(store *st, const surveil_contribution *c, const uint8_t *mark, core_error *err);
+/* Goes up with every change to the counts (releases and alerts key on it). */
+core_status surveil_data_version(store *st, int64_t *out, core_error *err);
+
+/* ---- queries and releases ---- */
+typedef struct {
+    char country[3];          /* ISO 3166-1 alpha-2: rows are its subdivisions with data */
+    int week_from, week_to;   /* inclusive */
+    const char *const *conditions; /* the columns (borrowed) */
+    size_t n_conditions;
+    int k;                    /* small-cell threshold (>= 1; default 11) */
+    double epsilon;           /* 0: exact counts; > 0: two-sided geometric noise first */
+} surveil_query;
+
+typedef struct surveil_release surveil_release;
+
+/* Count, (noise,) suppress: one grid per week. seed as surveil_grid_noise. */
+core_status surveil_release_build(store *st, const surveil_query *q, const uint8_t *seed, surveil_release **out,
+                                  core_error *err);
+void surveil_release_free(surveil_release *r);
+/* What identifies the question and the data it was asked of: SHA-256 over
+ * the canonical query and the data version. */
+void surveil_release_fingerprint(const surveil_release *r, uint8_t out[32]);
+size_t surveil_release_cells(const surveil_release *r); /* values published (not suppressed) */
+bool surveil_release_synthetic(const surveil_release *r);
+/* The release as JSON (new reference): query, regions, conditions, and per
+ * week the cells, totals and which are suppressed (null values). */
+json_t *surveil_release_json(const surveil_release *r);
+/* A release's JSON as CSV: week,region,condition,count,status,synthetic,
+ * one line per value (totals as region = the country, condition = "all";
+ * a suppressed value has an empty count). malloc'd; NULL if not a release. */
+char *surveil_release_csv(const json_t *release_json);
+
+/* Privacy budget and the release log. Before a release leaves, record it:
+ * in one transaction, refuse with CORE_ERR_CONFLICT (field "epsilon") when
+ * org's spent + epsilon would exceed budget, else add epsilon to what org has
+ * spent and log the release (fingerprint, epsilon, k, cells, body).
+ * *id receives the log row; surveil_release_set_txid adds the ledger txid. */
+core_status surveil_release_record(store *st, const char *org, const surveil_release *r, double budget,
+                                   const char *body, int64_t *id, core_error *err);
+core_status surveil_release_set_txid(store *st, int64_t id, const uint8_t txid[32], core_error *err);
+/* An earlier release to org with the same fingerprint (same query, same
+ * data): its body, so asking again costs no budget and shows the same noise.
+ * CORE_ERR_NOT_FOUND if none. *body is malloc'd. */
+core_status surveil_release_find(store *st, const char *org, const uint8_t fingerprint[32], char **body,
+                                 core_error *err);
+core_status surveil_budget_spent(store *st, const char *org, double *spent, core_error *err);
+
+/* ---- series and alerts ---- */
+/* Weekly counts for one region (or a whole country: region = "US") and one
+ * condition (NULL: all), weeks week_from..week_to inclusive. out has room
+ * for week_to - week_from + 1 values. *synthetic: any demo data in them. */
+core_status surveil_series(store *st, const char *region, const char *condition, int week_from, int week_to,
+                           double *out, bool *synthetic, core_error *err);
+/* The (region, condition) pairs with any data (fn called for each). */
+typedef void (*surveil_pair_fn)(void *ud, const char *region, const char *condition);
+core_status surveil_pairs(store *st, surveil_pair_fn fn, void *ud, core_error *err);
+/* First and last week with data; CORE_ERR_NOT_FOUND when there is none. */
+core_status surveil_extent(store *st, int *first, int *last, core_error *err);
+
+typedef struct {
+    int64_t id;
+    char region[8];
+    char condition[SURVEIL_CONDITION_MAX + 1];
+    int week;
+    char method[16];
+    int64_t observed;
+    double upperbound;
+    bool synthetic;
+    int64_t created_at;
+    char acked_by[40];  /* "" while open */
+    int64_t acked_at;
+} surveil_alert;
+
+/* Run p over every (region, condition) series with data and store an alert
+ * for each alarm in the last `recent` weeks up to week_now (alerts already
+ * stored stay as they are). *added counts the new ones. */
+core_status surveil_scan(store *st, const surveil_params *p, int week_now, int recent, int *added, core_error *err);
+typedef void (*surveil_alert_fn)(void *ud, const surveil_alert *a);
+/* Newest week first; open_only skips acknowledged ones. */
+core_status surveil_alerts(store *st, bool open_only, surveil_alert_fn fn, void *ud, core_error *err);
+/* CORE_ERR_NOT_FOUND for no such alert, CORE_ERR_CONFLICT if already acknowledged. */
+core_status surveil_alert_ack(store *st, int64_t id, const char *by, core_error *err);
+
+/* ---- demo data ----
+ * A synthetic `weeks` weeks (ending at week_end) of contributions for the
+ * 50 US states and DC over the given condition codes, stored with the
+ * synthetic flag, with two injected outbreaks (summary says where and
+ * when). Same seed, same data. */
+typedef struct {
+    int64_t contributions;
+    int regions, weeks;
+    char outbreaks[2][96];
+} surveil_demo_summary;
+core_status surveil_demo_fill(store *st, const char *const *conditions, size_t n_conditions, int week_end, int weeks,
+                              unsigned seed, surveil_demo_summary *summary, core_error *err);
+
+#endif

@@ -1,0 +1,710 @@
+/* surveil: detectors against R `surveillance` (golden files written by
+ * scripts/surveil-golden.R), parameters, and the CSV reader.
+ *
+ * The golden directory is TEST_GOLDEN_DIR, or $SURVEIL_GOLDEN_DIR when set
+ * (tests/surveil_vs_r.sh points it at a fresh run of R). Every point R
+ * evaluated must carry the same alarm (NA included) and an upper bound
+ * equal to 1e-6 relative (both NA, or |ours - R| <= 1e-6 |R|). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "surveil/surveil.h"
+#include "testutil.h"
+
+static const char *golden_dir(void) {
+    const char *d = getenv("SURVEIL_GOLDEN_DIR");
+    return d && *d ? d : TEST_GOLDEN_DIR;
+}
+
+static char *slurp(const char *path, size_t *len) {
+    char *text = NULL;
+    core_error err = {0};
+    if (core_read_file(path, &text, len, &err) != CORE_OK) {
+        print_error("cannot read %s: %s\n", path, err.message);
+        return NULL;
+    }
+    return text;
+}
+
+static surveil_table *load_data(const char *dataset) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/data/%s.csv", golden_dir(), dataset);
+    size_t len;
+    char *text = slurp(path, &len);
+    if (!text) return NULL;
+    surveil_table *t = NULL;
+    core_error err = {0};
+    if (surveil_table_parse_csv(text, len, &t, &err) != CORE_OK) print_error("%s: %s\n", path, err.message);
+    free(text);
+    return t;
+}
+
+typedef struct {
+    size_t points, alarms, mismatches;
+    double worst_rel;
+} tally;
+
+/* Compare one config: golden rows are dataset,series,t,upperbound,alarm. */
+static void check_config(const char *config, const char *method, const char *params, tally *tl) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.csv", golden_dir(), config);
+    size_t len;
+    char *text = slurp(path, &len);
+    assert_non_null(text);
+    surveil_params p;
+    surveil_method m;
+    core_error err = {0};
+    assert_int_equal(surveil_method_parse(method, &m, &err), CORE_OK);
+    surveil_params_init(&p, m);
+    char pbuf[512];
+    snprintf(pbuf, sizeof pbuf, "%s", params);
+    for (char *save = NULL, *kv = strtok_r(pbuf, ";", &save); kv; kv = strtok_r(NULL, ";", &save)) {
+        char *eq = strchr(kv, '=');
+        assert_non_null(eq);
+        *eq = 0;
+        if (surveil_params_set(&p, kv, eq + 1, &err) != CORE_OK) fail_msg("%s: %s", config, err.message);
+    }
+    char cur_set[128] = "";
+    long cur_series = -1;
+    surveil_table *tab = NULL;
+    surveil_point *pts = NULL;
+    size_t first = 0, n = 0, shown = 0;
+    char *save = NULL;
+    char *line = strtok_r(text, "\n", &save); /* header */
+    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char set[128];
+        long series, t;
+        char ub_s[64], al_s[16];
+        if (sscanf(line, "%127[^,],%ld,%ld,%63[^,],%15s", set, &series, &t, ub_s, al_s) != 5)
+            fail_msg("%s: bad golden line '%s'", config, line);
+        if (strcmp(set, cur_set) != 0) {
+            surveil_table_free(tab);
+            tab = load_data(set);
+            assert_non_null(tab);
+            snprintf(cur_set, sizeof cur_set, "%s", set);
+            cur_series = -1;
+            free(pts);
+            n = surveil_table_weeks(tab);
+            pts = malloc(n * sizeof *pts);
+            assert_non_null(pts);
+        }
+        if (series != cur_series) {
+            assert_true(series >= 1 && (size_t)series <= surveil_table_series(tab));
+            if (surveil_detect(&p, surveil_table_counts(tab, (size_t)series - 1), n, &first, pts, &err) != CORE_OK)
+                fail_msg("%s %s/%ld: %s", config, set, series, err.message);
+            cur_series = series;
+        }
+        assert_true(t >= 1 && (size_t)t <= n);
+        if ((size_t)t - 1 < first) fail_msg("%s %s/%ld t=%ld: R evaluated a week before ours (%zu)", config, set, series, t, first + 1);
+        const surveil_point *pt = &pts[(size_t)t - 1 - first];
+        double r_ub = strcmp(ub_s, "NA") == 0 ? NAN : strtod(ub_s, NULL);
+        int r_al = strcmp(al_s, "NA") == 0 ? -1 : atoi(al_s);
+        int ok = pt->alarm == r_al;
+        double rel = 0;
+        if (isnan(r_ub) || isnan(pt->upperbound)) {
+            ok = ok && isnan(r_ub) && isnan(pt->upperbound);
+        } else {
+            rel = fabs(pt->upperbound - r_ub) / (fabs(r_ub) > 0 ? fabs(r_ub) : 1);
+            if (rel > tl->worst_rel) tl->worst_rel = rel;
+            ok = ok && rel <= 1e-6;
+        }
+        tl->points++;
+        tl->alarms += r_al == 1;
+        if (!ok) {
+            tl->mismatches++;
+            if (shown++ < 8)
+                print_error("%s %s/%ld t=%ld: R ub=%s alarm=%s, ours ub=%.17g alarm=%d\n", config, set, series, t,
+                            ub_s, al_s, pt->upperbound, pt->alarm);
+        }
+    }
+    surveil_table_free(tab);
+    free(pts);
+    free(text);
+}
+
+static void detectors_agree_with_r(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/manifest.csv", golden_dir());
+    size_t len;
+    char *text = slurp(path, &len);
+    assert_non_null(text);
+    size_t configs = 0, bad = 0, all_points = 0;
+    char *save = NULL;
+    char *line = strtok_r(text, "\n", &save);
+    for (line = strtok_r(NULL, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        /* config,method,datasets,params (params may be empty) */
+        char *f[4] = {0};
+        char *p = line;
+        for (int i = 0; i < 4; i++) {
+            f[i] = p;
+            char *c = i < 3 ? strchr(p, ',') : NULL;
+            if (c) {
+                *c = 0;
+                p = c + 1;
+            } else {
+                p = p + strlen(p);
+            }
+        }
+        tally tl = {0};
+        check_config(f[0], f[1], f[3], &tl);
+        print_message("  %-20s %6zu points, %4zu alarms, worst relative difference %.1e, %zu mismatches\n", f[0],
+                      tl.points, tl.alarms, tl.worst_rel, tl.mismatches);
+        configs++;
+        all_points += tl.points;
+        bad += tl.mismatches;
+    }
+    free(text);
+    assert_true(configs >= 3);
+    assert_true(all_points > 1000);
+    assert_int_equal(bad, 0);
+}
+
+static void parameters_are_validated(void **state) {
+    (void)state;
+    surveil_params p;
+    core_error err = {0};
+    surveil_params_init(&p, SURVEIL_C1);
+    assert_int_equal(surveil_params_set(&p, "baseline", "2", &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "baseline");
+    assert_int_equal(surveil_params_set(&p, "alpha", "1", &err), CORE_ERR_INVALID);
+    assert_int_equal(surveil_params_set(&p, "alpha", "abc", &err), CORE_ERR_INVALID);
+    assert_int_equal(surveil_params_set(&p, "nonsense", "1", &err), CORE_ERR_INVALID);
+    assert_int_equal(surveil_params_set(&p, "threshold", "nbplugin", &err), CORE_OK);
+    assert_int_equal(p.threshold, SURVEIL_THRESHOLD_NBPLUGIN);
+    assert_int_equal(surveil_params_set(&p, "limit54", "5,", &err), CORE_ERR_INVALID);
+    assert_int_equal(surveil_params_set(&p, "limit54", "3,2", &err), CORE_OK);
+    assert_int_equal(p.limit_cases, 3);
+    surveil_method m;
+    assert_int_equal(surveil_method_parse("FARRINGTON", &m, &err), CORE_OK);
+    assert_int_equal(m, SURVEIL_FARRINGTON);
+    assert_int_equal(surveil_method_parse("c4", &m, &err), CORE_ERR_INVALID);
+
+    /* too short a series, negative or non-finite counts: errors, not output */
+    double x[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+    surveil_point out[10];
+    size_t first;
+    surveil_params_init(&p, SURVEIL_FARRINGTON);
+    assert_int_equal(surveil_detect(&p, x, 10, &first, out, &err), CORE_ERR_INVALID);
+    surveil_params_init(&p, SURVEIL_C1);
+    assert_int_equal(surveil_detect(&p, x, 10, &first, out, &err), CORE_OK);
+    assert_int_equal(first, 7);
+    x[3] = -1;
+    assert_int_equal(surveil_detect(&p, x, 10, &first, out, &err), CORE_ERR_INVALID);
+    x[3] = NAN;
+    assert_int_equal(surveil_detect(&p, x, 10, &first, out, &err), CORE_ERR_INVALID);
+    x[3] = 4;
+    assert_int_equal(surveil_params_set(&p, "range-start", "3", &err), CORE_OK);
+    assert_int_equal(surveil_detect(&p, x, 10, &first, out, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "range-start");
+}
+
+/* A flat series with an outbreak at the end: every method flags its last
+ * week and nothing before the outbreak (a check of meaning beside the R
+ * comparison). The outbreak lasts one week, three for C3: R's C3 (and so
+ * ours) alarms when the two weeks before t exceeded their C2 limits, since
+ * its upper bound is built on the observed count rather than the mean. */
+static void an_outbreak_alarms(void **state) {
+    (void)state;
+    enum { N = 6 * 52 };
+    double x[N];
+    surveil_point out[N];
+    for (int m = SURVEIL_C1; m <= SURVEIL_FARRINGTON; m++) {
+        int weeks = m == SURVEIL_C3 ? 3 : 1;
+        for (int i = 0; i < N; i++) x[i] = 10 + (i * 7 % 5) - 2; /* 8..12 */
+        for (int i = N - weeks; i < N; i++) x[i] = 60;
+        surveil_params p;
+        core_error err = {0};
+        size_t first;
+        surveil_params_init(&p, (surveil_method)m);
+        assert_int_equal(surveil_detect(&p, x, N, &first, out, &err), CORE_OK);
+        size_t cnt = N - first;
+        assert_int_equal(out[cnt - 1].alarm, 1);
+        if (m != SURVEIL_C3) assert_true(out[cnt - 1].upperbound < 60);
+        if (m != SURVEIL_CUSUM) /* the CUSUM may drift on the in-control noise */
+            for (size_t i = 0; i + weeks < cnt; i++) assert_int_equal(out[i].alarm, 0);
+    }
+}
+
+static void csv_reader(void **state) {
+    (void)state;
+    core_error err = {0};
+    surveil_table *t = NULL;
+    const char *ok = "week,north,south\r\n2024-W01,1,2\n2024-W02, 3 ,4\n\n2024-W03,5,6\n";
+    assert_int_equal(surveil_table_parse_csv(ok, strlen(ok), &t, &err), CORE_OK);
+    assert_int_equal(surveil_table_weeks(t), 3);
+    assert_int_equal(surveil_table_series(t), 2);
+    assert_string_equal(surveil_table_name(t, 1), "south");
+    assert_string_equal(surveil_table_label(t, 2), "2024-W03");
+    assert_true(surveil_table_counts(t, 0)[1] == 3);
+    assert_true(surveil_table_counts(t, 1)[2] == 6);
+    surveil_table_free(t);
+
+    const char *bare = "cases\n1\n2\n";
+    assert_int_equal(surveil_table_parse_csv(bare, strlen(bare), &t, &err), CORE_OK);
+    assert_null(surveil_table_label(t, 0));
+    assert_int_equal(surveil_table_series(t), 1);
+    surveil_table_free(t);
+
+    const char *bad[] = {"", "a,b\n", "a,b\n1,2,3\n", "a\n-1\n", "a\nx\n", "a,b\n1,\n", "a\n\"1\"\n", "a\n1e999\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        t = (surveil_table *)0x1;
+        memset(&err, 0, sizeof err);
+        assert_int_equal(surveil_table_parse_csv(bad[i], strlen(bad[i]), &t, &err), CORE_ERR_INVALID);
+        assert_null(t);
+        assert_true(err.message[0] != 0);
+    }
+}
+
+/* ---- weeks ---- */
+static void iso_weeks(void **state) {
+    (void)state;
+    char buf[9];
+    core_error err = {0};
+    /* 2026-11-28 is a Saturday of ISO week 48; 2021-01-01 belongs to 2020-W53 */
+    surveil_week_format(surveil_week_of_date(2026, 11, 28), buf);
+    assert_string_equal(buf, "2026-W48");
+    surveil_week_format(surveil_week_of_date(2021, 1, 1), buf);
+    assert_string_equal(buf, "2020-W53");
+    surveil_week_format(surveil_week_of_date(2024, 12, 30), buf);
+    assert_string_equal(buf, "2025-W01");
+    assert_int_equal(surveil_week_of_date(1970, 1, 5), 0);
+    assert_int_equal(surveil_week_of_time(surveil_week_start(2900) + 6 * 86400 + 86399), 2900);
+    int w;
+    assert_int_equal(surveil_week_parse("2020-W53", &w, &err), CORE_OK);
+    assert_int_equal(w, surveil_week_of_date(2021, 1, 1));
+    assert_int_equal(surveil_week_parse("2021-W53", &w, &err), CORE_ERR_INVALID);
+    assert_int_equal(surveil_week_parse("2021-W00", &w, &err), CORE_ERR_INVALID);
+    assert_int_equal(surveil_week_parse("2021W01", &w, &err), CORE_ERR_INVALID);
+    for (int k = 0; k < 3000; k += 7) { /* format and parse are inverse */
+        surveil_week_format(k, buf);
+        assert_int_equal(surveil_week_parse(buf, &w, &err), CORE_OK);
+        assert_int_equal(w, k);
+    }
+}
+
+/* ---- suppression ---- */
+
+/* rank of an m x n matrix (row-major, doubles), by its own elimination: an
+ * independent check of the module's audit. */
+static size_t rank_of(double *A, size_t m, size_t n) {
+    size_t r = 0;
+    for (size_t c = 0; c < n && r < m; c++) {
+        size_t p = r;
+        for (size_t i = r; i < m; i++)
+            if (fabs(A[i * n + c]) > fabs(A[p * n + c])) p = i;
+        if (fabs(A[p * n + c]) < 1e-9) continue;
+        for (size_t j = 0; j < n; j++) {
+            double t = A[r * n + j];
+            A[r * n + j] = A[p * n + j];
+            A[p * n + j] = t;
+        }
+        for (size_t i = r + 1; i < m; i++) {
+            double f = A[i * n + c] / A[r * n + c];
+            for (size_t j = 0; j < n; j++) A[i * n + j] -= f * A[r * n + j];
+        }
+        r++;
+    }
+    return r;
+}
+
+/* Is suppressed entry `target` determined? e_target lies in the row space of
+ * the relations (restricted to suppressed entries) iff adding it as a row
+ * does not raise the rank. */
+static bool determined(const surveil_grid *g, size_t target) {
+    size_t R = g->rows, C = g->cols, W = C + 1, total = (R + 1) * W;
+    size_t *var = malloc(total * sizeof *var), nu = 0;
+    for (size_t e = 0; e < total; e++) var[e] = g->status[e] ? nu++ : SIZE_MAX;
+    size_t m = R + 1 + C + 1;
+    double *A = calloc((m + 1) * nu, sizeof *A);
+    for (size_t i = 0; i <= R; i++) /* rows: interior - total */
+        for (size_t j = 0; j <= C; j++)
+            if (var[i * W + j] != SIZE_MAX) A[i * nu + var[i * W + j]] = j == C ? -1 : 1;
+    for (size_t j = 0; j <= C; j++) /* columns */
+        for (size_t i = 0; i <= R; i++)
+            if (var[i * W + j] != SIZE_MAX) A[(R + 1 + j) * nu + var[i * W + j]] = i == R ? -1 : 1;
+    double *B = malloc((m + 1) * nu * sizeof *B);
+    memcpy(B, A, m * nu * sizeof *B);
+    size_t r1 = rank_of(B, m, nu);
+    memset(A + m * nu, 0, nu * sizeof *A);
+    A[m * nu + var[target]] = 1;
+    size_t r2 = rank_of(A, m + 1, nu);
+    free(var);
+    free(A);
+    free(B);
+    return r1 == r2;
+}
+
+static uint64_t lcg(uint64_t *s) {
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return *s >> 33;
+}
+
+static void suppression_protects_random_tables(void **state) {
+    (void)state;
+    uint64_t seed = 20261128;
+    size_t tables = 0, suppressed = 0, complements = 0;
+    for (int t = 0; t < 400; t++) {
+        size_t R = 1 + lcg(&seed) % 9, C = 1 + lcg(&seed) % 7;
+        int k = t % 3 == 0 ? 11 : (int)(2 + lcg(&seed) % 15);
+        surveil_grid g;
+        core_error err = {0};
+        assert_int_equal(surveil_grid_init(&g, R, C, &err), CORE_OK);
+        for (size_t i = 0; i < R; i++)
+            for (size_t j = 0; j < C; j++) {
+                uint64_t u = lcg(&seed) % 10; /* many zeros and small cells, some large */
+                g.value[i * (C + 1) + j] = u < 3 ? 0 : u < 7 ? (int64_t)(lcg(&seed) % 12) : (int64_t)(lcg(&seed) % 200);
+            }
+        surveil_grid_sum(&g);
+        surveil_grid_suppress(&g, k);
+        size_t total = (R + 1) * (C + 1);
+        for (size_t e = 0; e < total; e++) {
+            /* no value below k is ever released */
+            if (g.status[e] == SURVEIL_CELL_PUBLISHED) assert_false(g.value[e] > 0 && g.value[e] < k);
+            if (g.status[e]) {
+                suppressed++;
+                complements += g.status[e] == SURVEIL_CELL_COMPLEMENTARY;
+                /* and none can be worked out from what is released */
+                if (determined(&g, e))
+                    fail_msg("table %d (%zux%zu, k=%d): suppressed entry %zu is determined", t, R, C, k, e);
+            }
+        }
+        assert_false(surveil_grid_disclosed(&g, NULL));
+        tables++;
+        surveil_grid_free(&g);
+    }
+    print_message("  %zu random tables: %zu values suppressed, %zu of them complements; none determined\n", tables,
+                  suppressed, complements);
+}
+
+static void a_lone_small_cell_gets_a_complement(void **state) {
+    (void)state;
+    surveil_grid g;
+    core_error err = {0};
+    assert_int_equal(surveil_grid_init(&g, 2, 2, &err), CORE_OK);
+    int64_t v[] = {3, 40, 50, 60}; /* region A: 3 fungal, 40 eczema; region B: 50, 60 */
+    g.value[0] = v[0], g.value[1] = v[1], g.value[3] = v[2], g.value[4] = v[3];
+    surveil_grid_sum(&g);
+    surveil_grid_suppress(&g, 11);
+    assert_int_equal(g.status[0], SURVEIL_CELL_PRIMARY);
+    /* 3 = 43 - 40 = 53 - 50 unless the row and the column each lose another value */
+    assert_true(g.status[1] || g.status[2]);
+    assert_true(g.status[3] || g.status[6]);
+    assert_false(surveil_grid_disclosed(&g, NULL));
+    surveil_grid_free(&g);
+}
+
+/* ---- differential privacy ---- */
+static void noise_follows_the_two_sided_geometric(void **state) {
+    (void)state;
+    const double eps[] = {0.1, 0.5, 1.0, 2.0};
+    uint8_t seed[32] = {42};
+    for (size_t q = 0; q < sizeof eps / sizeof *eps; q++) {
+        surveil_rng *r = surveil_rng_new(seed);
+        assert_non_null(r);
+        enum { N = 200000, B = 41 }; /* bins -20..20, tails folded into the ends */
+        static long counts[B];
+        memset(counts, 0, sizeof counts);
+        double sum = 0;
+        for (int i = 0; i < N; i++) {
+            int64_t z = surveil_rng_geometric2(r, eps[q]);
+            sum += (double)z;
+            long b = z < -20 ? 0 : z > 20 ? B - 1 : (long)z + 20;
+            counts[b]++;
+        }
+        surveil_rng_free(r);
+        double a = exp(-eps[q]), chi2 = 0;
+        int used = 0;
+        for (int b = 0; b < B; b++) {
+            int z = b - 20;
+            double p = (1 - a) / (1 + a) * pow(a, abs(z));
+            if (b == 0 || b == B - 1) p = pow(a, 20) / (1 + a); /* P(Z <= -20) = P(Z >= 20) */
+            double e = N * p;
+            if (e < 5) continue; /* chi-square needs expected counts >= 5 */
+            chi2 += (counts[b] - e) * (counts[b] - e) / e;
+            used++;
+        }
+        /* 99.9th percentile of chi-square with used-1 degrees of freedom (Wilson-Hilferty) */
+        double df = used - 1, zq = 3.0902;
+        double crit = df * pow(1 - 2 / (9 * df) + zq * sqrt(2 / (9 * df)), 3);
+        print_message("  epsilon %.1f: chi2 %.1f on %d bins (critical %.1f), mean %.4f\n", eps[q], chi2, used, crit,
+                      sum / N);
+        assert_true(chi2 < crit);
+        assert_true(fabs(sum / N) < 6 * sqrt(2 * a / ((1 - a) * (1 - a)) / N) + 1e-9);
+    }
+}
+
+static void noisy_grid_is_consistent(void **state) {
+    (void)state;
+    surveil_grid g;
+    core_error err = {0};
+    assert_int_equal(surveil_grid_init(&g, 5, 4, &err), CORE_OK);
+    for (size_t i = 0; i < 5; i++)
+        for (size_t j = 0; j < 4; j++) g.value[i * 5 + j] = (int64_t)(i * 7 + j);
+    surveil_grid_sum(&g);
+    uint8_t seed[32] = {7};
+    surveil_grid_noise(&g, 0.5, seed);
+    int64_t grand = 0;
+    for (size_t i = 0; i < 5; i++) {
+        int64_t row = 0;
+        for (size_t j = 0; j < 4; j++) {
+            assert_true(g.value[i * 5 + j] >= 0);
+            row += g.value[i * 5 + j];
+        }
+        assert_int_equal(row, g.value[i * 5 + 4]);
+        grand += row;
+    }
+    assert_int_equal(grand, g.value[5 * 5 + 4]);
+    surveil_grid_free(&g);
+}
+
+/* ---- the pool, releases, budget, alerts (on a real store) ---- */
+typedef struct {
+    char dir[256];
+    store *st;
+} db_fixture;
+
+static int db_setup(void **state) {
+    db_fixture *f = calloc(1, sizeof *f);
+    testutil_tmpdir(f->dir);
+    char path[300];
+    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
+    core_error err = {0};
+    if (store_open(path, 2, &f->st, &err) != CORE_OK) return -1;
+    *state = f;
+    return 0;
+}
+
+static int db_teardown(void **state) {
+    db_fixture *f = *state;
+    store_close(f->st);
+    testutil_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static surveil_contribution contrib(const char *cond, const char *region, int week) {
+    surveil_contribution c = {.week = week, .age_band = 3, .source = SURVEIL_SOURCE_MODEL};
+    snprintf(c.condition, sizeof c.condition, "%s", cond);
+    snprintf(c.region, sizeof c.region, "%s", region);
+    return c;
+}
+
+static void contributions_are_counted_once(void **state) {
+    db_fixture *f = *state;
+    core_error err = {0};
+    int w = surveil_week_of_date(2026, 11, 23);
+    surveil_contribution c = contrib("fungal", "US-CA", w);
+    uint8_t mark[32] = {1};
+    int64_t v0, v1;
+    assert_int_equal(surveil_data_version(f->st, &v0, &err), CORE_OK);
+    assert_int_equal(surveil_add(f->st, &c, mark, false, &err), CORE_OK);
+    assert_int_equal(surveil_add(f->st, &c, mark, false, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(surveil_data_version(f->st, &v1, &err), CORE_OK);
+    assert_int_equal(v1, v0 + 1);
+    double x[1];
+    bool syn;
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", w, w, x, &syn, &err), CORE_OK);
+    assert_true(x[0] == 1 && !syn);
+    assert_int_equal(surveil_series(f->st, "US", NULL, w, w, x, &syn, &err), CORE_OK);
+    assert_true(x[0] == 1);
+    /* the ledger refused it: take it back, and the same datum may come again */
+    assert_int_equal(surveil_remove(f->st, &c, mark, &err), CORE_OK);
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", w, w, x, &syn, &err), CORE_OK);
+    assert_true(x[0] == 0);
+    assert_int_equal(surveil_add(f->st, &c, mark, false, &err), CORE_OK);
+    /* malformed contributions are refused whole */
+    surveil_contribution bad = contrib("Fungal!", "US-CA", w);
+    assert_int_equal(surveil_add(f->st, &bad, NULL, false, &err), CORE_ERR_INVALID);
+    bad = contrib("fungal", "us-ca", w);
+    assert_int_equal(surveil_add(f->st, &bad, NULL, false, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "region");
+    /* age bands */
+    assert_int_equal(surveil_age_band(2024, 2026), 0);
+    assert_int_equal(surveil_age_band(1990, 2026), 3);
+    assert_int_equal(surveil_age_band(1950, 2026), 5);
+    assert_int_equal(surveil_age_band(0, 2026), SURVEIL_AGE_BANDS - 1);
+}
+
+static const char *const conds[] = {"fungal", "eczema", "viral"};
+
+static void fill(store *st, int w0, int weeks) {
+    /* CA: many of everything; NV: a few fungal; OR: moderate */
+    core_error err = {0};
+    for (int w = w0; w < w0 + weeks; w++) {
+        surveil_contribution c[6] = {contrib("fungal", "US-CA", w), contrib("eczema", "US-CA", w),
+                                     contrib("viral", "US-CA", w),  contrib("fungal", "US-NV", w),
+                                     contrib("fungal", "US-OR", w), contrib("eczema", "US-OR", w)};
+        int64_t n[6] = {40 + w % 7, 25, 30, 3, 14, 12};
+        assert_int_equal(surveil_add_counts(st, c, n, 6, false, &err), CORE_OK);
+    }
+}
+
+/* Integers v with 0 < v < k anywhere under j (except week labels). */
+static int count_small(const json_t *j, int k) {
+    if (json_is_integer(j)) return json_integer_value(j) > 0 && json_integer_value(j) < k;
+    int n = 0;
+    if (json_is_array(j)) {
+        size_t i;
+        const json_t *v;
+        json_array_foreach(j, i, v) n += count_small(v, k);
+    } else if (json_is_object(j)) {
+        const char *key;
+        const json_t *v;
+        json_object_foreach((json_t *)j, key, v) n += count_small(v, k);
+    }
+    return n;
+}
+
+static void releases_are_suppressed_and_logged(void **state) {
+    db_fixture *f = *state;
+    core_error err = {0};
+    int w0 = surveil_week_of_date(2026, 1, 5);
+    fill(f->st, w0, 4);
+    surveil_query q = {.country = "US", .week_from = w0, .week_to = w0 + 3, .conditions = conds, .n_conditions = 3,
+                       .k = 11};
+    surveil_release *r;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_OK);
+    json_t *j = surveil_release_json(r);
+    json_t *wk = json_array_get(json_object_get(j, "weeks"), 0);
+    /* regions sorted: CA, NV, OR; NV fungal (3) is suppressed, and so is a complement */
+    assert_string_equal(json_string_value(json_array_get(json_object_get(j, "regions"), 1)), "US-NV");
+    json_t *nv = json_array_get(json_object_get(wk, "cells"), 1);
+    assert_true(json_is_null(json_array_get(nv, 0)));
+    assert_true(json_is_null(json_array_get(json_object_get(wk, "region_totals"), 1))); /* NV total = 3 too */
+    assert_int_equal(json_integer_value(json_array_get(json_array_get(json_object_get(wk, "cells"), 0), 1)), 25);
+    assert_true(json_integer_value(json_object_get(j, "suppressed_values")) >= 4 * 3);
+    /* nothing below k anywhere in the released numbers */
+    assert_int_equal(count_small(json_object_get(j, "weeks"), 11), 0);
+    char *csv = surveil_release_csv(j);
+    assert_non_null(csv);
+    assert_non_null(strstr(csv, "week,region,condition,count,status,synthetic\n"));
+    assert_non_null(strstr(csv, ",US-NV,fungal,,suppressed,no"));
+    assert_non_null(strstr(csv, ",US-CA,eczema,25,published,no"));
+    free(csv);
+    json_decref(j);
+
+    /* exact releases cost no budget; recorded anyway */
+    int64_t id;
+    assert_int_equal(surveil_release_record(f->st, "org:test", r, 1.0, "{}", &id, &err), CORE_OK);
+    uint8_t fp[32], txid[32] = {9};
+    surveil_release_fingerprint(r, fp);
+    assert_int_equal(surveil_release_set_txid(f->st, id, txid, &err), CORE_OK);
+    char *body;
+    assert_int_equal(surveil_release_find(f->st, "org:test", fp, &body, &err), CORE_OK);
+    assert_string_equal(body, "{}");
+    free(body);
+    assert_int_equal(surveil_release_find(f->st, "org:other", fp, &body, &err), CORE_ERR_NOT_FOUND);
+    surveil_release_free(r);
+
+    /* noisy releases spend epsilon until the budget is gone */
+    q.epsilon = 0.4;
+    double spent;
+    for (int i = 0; i < 3; i++) {
+        uint8_t seed[32] = {(uint8_t)i};
+        assert_int_equal(surveil_release_build(f->st, &q, seed, &r, &err), CORE_OK);
+        core_status rc = surveil_release_record(f->st, "org:test", r, 1.0, "{}", &id, &err);
+        surveil_release_free(r);
+        if (i < 2) assert_int_equal(rc, CORE_OK);
+        else {
+            assert_int_equal(rc, CORE_ERR_CONFLICT);
+            assert_string_equal(err.field, "epsilon");
+        }
+    }
+    assert_int_equal(surveil_budget_spent(f->st, "org:test", &spent, &err), CORE_OK);
+    assert_true(fabs(spent - 0.8) < 1e-9);
+    assert_int_equal(surveil_budget_spent(f->st, "org:other", &spent, &err), CORE_OK);
+    assert_true(spent == 0);
+
+    /* bad queries */
+    q.k = 0;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_ERR_INVALID);
+    q.k = 11;
+    q.week_to = q.week_from - 1;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_ERR_INVALID);
+}
+
+static void the_analytics_store_holds_no_identifier(void **state) {
+    db_fixture *f = *state;
+    core_error err = {0};
+    int w0 = surveil_week_of_date(2026, 3, 2);
+    fill(f->st, w0, 2);
+    /* every column of the analytics table is one of the five facts and a count */
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('surveil_counts') ORDER BY cid", -1, &q, NULL), SQLITE_OK);
+    const char *want[] = {"region", "week", "condition", "age_band", "source", "synthetic", "n"};
+    size_t i = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        assert_true(i < 7);
+        assert_string_equal((const char *)sqlite3_column_text(q, 0), want[i++]);
+    }
+    assert_int_equal(i, 7);
+    sqlite3_finalize(q);
+    /* WITHOUT ROWID: no insertion order to line up with the ledger */
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT rowid FROM surveil_counts", -1, &q, NULL), SQLITE_ERROR);
+    store_release(f->st, db);
+    (void)err;
+}
+
+static void cb(void *ud, const surveil_alert *a);
+
+static void alerts_are_raised_and_acknowledged(void **state) {
+    db_fixture *f = *state;
+    core_error err = {0};
+    int w0 = surveil_week_of_date(2026, 1, 5);
+    fill(f->st, w0, 30);
+    /* an outbreak of eczema in Oregon in the last week */
+    surveil_contribution c = contrib("eczema", "US-OR", w0 + 29);
+    int64_t more = 60;
+    assert_int_equal(surveil_add_counts(f->st, &c, &more, 1, false, &err), CORE_OK);
+    surveil_params p;
+    surveil_params_init(&p, SURVEIL_C2);
+    int added;
+    assert_int_equal(surveil_scan(f->st, &p, w0 + 29, 4, &added, &err), CORE_OK);
+    assert_true(added >= 1);
+    int again;
+    assert_int_equal(surveil_scan(f->st, &p, w0 + 29, 4, &again, &err), CORE_OK);
+    assert_int_equal(again, 0); /* stored once */
+    struct { int n; int64_t id; bool or_eczema; } seen = {0};
+    assert_int_equal(surveil_alerts(f->st, true, cb, &seen, &err), CORE_OK);
+    assert_true(seen.or_eczema);
+    assert_int_equal(surveil_alert_ack(f->st, seen.id, "analyst1", &err), CORE_OK);
+    assert_int_equal(surveil_alert_ack(f->st, seen.id, "analyst1", &err), CORE_ERR_CONFLICT);
+    assert_int_equal(surveil_alert_ack(f->st, 999999, "analyst1", &err), CORE_ERR_NOT_FOUND);
+    int before = seen.n;
+    seen.n = 0;
+    assert_int_equal(surveil_alerts(f->st, true, cb, &seen, &err), CORE_OK);
+    assert_int_equal(seen.n, before - 1);
+}
+
+static void cb(void *ud, const surveil_alert *a) {
+    struct { int n; int64_t id; bool or_eczema; } *s = ud;
+    s->n++;
+    if (!strcmp(a->region, "US-OR") && !strcmp(a->condition, "eczema") && !strcmp(a->method, "c2")) {
+        s->or_eczema = true;
+        s->id = a->id;
+        assert_int_equal(a->observed, 72);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(detectors_agree_with_r),
+        cmocka_unit_test(parameters_are_validated),
+        cmocka_unit_test(an_outbreak_alarms),
+        cmocka_unit_test(csv_reader),
+        cmocka_unit_test(iso_weeks),
+        cmocka_unit_test(suppression_protects_random_tables),
+        cmocka_unit_test(a_lone_small_cell_gets_a_complement),
+        cmocka_unit_test(noise_follows_the_two_sided_geometric),
+        cmocka_unit_test(noisy_grid_is_consistent),
+        cmocka_unit_test_setup_teardown(contributions_are_counted_once, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(releases_are_suppressed_and_logged, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(the_analytics_store_holds_no_identifier, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(alerts_are_raised_and_acknowledged, db_setup, db_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
