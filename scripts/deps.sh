@@ -45,3 +45,6 @@ if [[ -f package-lock.json ]]; then
     echo "deps: npm packages present"
   fi
 fi
+
+# The dashboard's browser libraries, copied from node_modules to web/vendor.
+if [[ -d node_modules/d3-geo ]]; then scripts/vendor.sh; fi

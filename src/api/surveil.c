@@ -557,7 +557,7 @@ static core_status rescan(api_context *c, core_error *err) {
         surveil_params p;
         surveil_params_init(&p, SURVEIL_C2);
         int added;
-        rc = surveil_scan(c->st, &p, surveil_week_of_time(core_now()), 8, &added, err);
+        rc = surveil_scan(c->st, &p, surveil_week_of_time(core_now()), 8, c->cfg->surveil_k, &added, err);
         if (!rc) scanned_version = v;
     }
     pthread_mutex_unlock(&scan_lock);
@@ -573,7 +573,8 @@ static void add_alert(void *ud, const surveil_alert *a) {
     alert_ctx *x = ud;
     char wk[9];
     surveil_week_format(a->week, wk);
-    /* an alert shows its count only where a release would */
+    /* an alert shows its count only where a release would (scan's min_count
+     * is k, so this holds unless k was raised since) */
     json_t *obs = a->observed >= x->k || a->observed == 0 ? json_integer(a->observed) : json_null();
     json_t *j = json_pack("{s:I, s:s, s:s, s:s, s:s, s:o, s:f, s:b, s:o, s:o, s:o}", "id", (json_int_t)a->id, "region",
                           a->region, "condition", a->condition, "week", wk, "method", a->method, "observed", obs,

@@ -9,94 +9,98 @@
 
 #include "surveil/surveil.h"
 
-typedef struct {
-    char (*region)[8];
-    char (*condition)[SURVEIL_CONDITION_MAX + 1];
-    size_t n, cap;
-    bool oom;
-} pair_list;
-
-static void collect(void *ud, const char *region, const char *condition) {
-    pair_list *p = ud;
-    if (p->oom) return;
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 64;
-        void *a = realloc(p->region, cap * sizeof *p->region);
-        if (a) p->region = a;
-        void *b = a ? realloc(p->condition, cap * sizeof *p->condition) : NULL;
-        if (b) p->condition = b;
-        if (!a || !b) {
-            p->oom = true;
-            return;
-        }
-        p->cap = cap;
+/* One series' alarms in the last `recent` weeks become alerts. */
+static core_status alert_series(store *st, sqlite3 *db, const surveil_params *p, const char *region,
+                                const char *condition, const double *x, size_t n, int first, int week_now, int recent,
+                                int min_count, bool synthetic, surveil_point *out, int64_t now, int *added,
+                                core_error *err) {
+    size_t start;
+    core_error derr = {0};
+    /* a series too short for the method has no alerts yet; not an error */
+    if (surveil_detect(p, x, n, &start, out, &derr) != CORE_OK) return CORE_OK;
+    for (size_t t = start; t < n; t++) {
+        int week = first + (int)t;
+        if (week <= week_now - recent || out[t - start].alarm != 1 || x[t] < min_count) continue;
+        sqlite3_stmt *q;
+        core_status rc = store_prepare_cached(st, db,
+                                              "INSERT OR IGNORE INTO surveil_alerts (region, condition, week, method, "
+                                              "observed, upperbound, synthetic, created_at) "
+                                              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                                              &q, err);
+        if (rc) return rc;
+        sqlite3_bind_text(q, 1, region, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, condition, -1, SQLITE_STATIC);
+        sqlite3_bind_int(q, 3, week);
+        sqlite3_bind_text(q, 4, surveil_method_name(p->method), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, (int64_t)x[t]);
+        sqlite3_bind_double(q, 6, out[t - start].upperbound);
+        sqlite3_bind_int(q, 7, synthetic);
+        sqlite3_bind_int64(q, 8, now);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+        else *added += sqlite3_changes(db);
+        sqlite3_reset(q);
+        if (rc) return rc;
     }
-    snprintf(p->region[p->n], 8, "%s", region);
-    snprintf(p->condition[p->n], SURVEIL_CONDITION_MAX + 1, "%s", condition);
-    p->n++;
+    return CORE_OK;
 }
 
-core_status surveil_scan(store *st, const surveil_params *p, int week_now, int recent, int *added, core_error *err) {
+/* One pass over the counts, ordered by (region, condition, week): each
+ * series is built in memory and run as soon as the next one starts. */
+core_status surveil_scan(store *st, const surveil_params *p, int week_now, int recent, int min_count, int *added,
+                         core_error *err) {
     *added = 0;
     int first, last;
     core_status rc = surveil_extent(st, &first, &last, err);
     if (rc == CORE_ERR_NOT_FOUND) return CORE_OK;
     if (rc) return rc;
     if (week_now < first) return CORE_OK;
-    pair_list pairs = {0};
-    if ((rc = surveil_pairs(st, collect, &pairs, err))) goto done;
-    if (pairs.oom) {
-        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-        goto done;
-    }
     size_t n = (size_t)(week_now - first + 1);
     double *x = malloc(n * sizeof *x);
     surveil_point *out = malloc(n * sizeof *out);
     if (!x || !out) {
         free(x);
         free(out);
-        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-        goto done;
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
-    sqlite3 *db = store_acquire(st);
+    /* SQLite lets one connection insert alerts while it reads the counts */
+    sqlite3 *rdb = store_acquire(st), *wdb = rdb;
+    sqlite3_stmt *q;
+    rc = store_prepare_cached(st, rdb,
+                              "SELECT region, condition, week, sum(n), max(synthetic) FROM surveil_counts "
+                              "WHERE week BETWEEN ?1 AND ?2 GROUP BY region, condition, week "
+                              "ORDER BY region, condition, week",
+                              &q, err);
+    char region[8] = "", condition[SURVEIL_CONDITION_MAX + 1] = "";
+    bool synthetic = false, have = false;
     int64_t now = core_now();
-    for (size_t i = 0; i < pairs.n && !rc; i++) {
-        bool synthetic;
-        rc = surveil_series(st, pairs.region[i], pairs.condition[i], first, week_now, x, &synthetic, err);
-        if (rc) break;
-        size_t start;
-        core_error derr = {0};
-        /* a series too short for the method has no alerts yet; not an error */
-        if (surveil_detect(p, x, n, &start, out, &derr) != CORE_OK) continue;
-        for (size_t t = start; t < n; t++) {
-            int week = first + (int)t;
-            if (week <= week_now - recent || out[t - start].alarm != 1) continue;
-            sqlite3_stmt *q;
-            rc = store_prepare_cached(st, db,
-                                      "INSERT OR IGNORE INTO surveil_alerts (region, condition, week, method, observed, "
-                                      "upperbound, synthetic, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                                      &q, err);
-            if (rc) break;
-            sqlite3_bind_text(q, 1, pairs.region[i], -1, SQLITE_STATIC);
-            sqlite3_bind_text(q, 2, pairs.condition[i], -1, SQLITE_STATIC);
-            sqlite3_bind_int(q, 3, week);
-            sqlite3_bind_text(q, 4, surveil_method_name(p->method), -1, SQLITE_STATIC);
-            sqlite3_bind_int64(q, 5, (int64_t)x[t]);
-            sqlite3_bind_double(q, 6, out[t - start].upperbound);
-            sqlite3_bind_int(q, 7, synthetic);
-            sqlite3_bind_int64(q, 8, now);
-            if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
-            else *added += sqlite3_changes(db);
-            sqlite3_reset(q);
-            if (rc) break;
+    if (!rc) {
+        sqlite3_bind_int(q, 1, first);
+        sqlite3_bind_int(q, 2, week_now);
+        int s;
+        while (!rc && (s = sqlite3_step(q)) == SQLITE_ROW) {
+            const char *r = (const char *)sqlite3_column_text(q, 0), *c = (const char *)sqlite3_column_text(q, 1);
+            if (!have || strcmp(r, region) != 0 || strcmp(c, condition) != 0) {
+                if (have)
+                    rc = alert_series(st, wdb, p, region, condition, x, n, first, week_now, recent, min_count, synthetic,
+                                      out, now, added, err);
+                snprintf(region, sizeof region, "%s", r);
+                snprintf(condition, sizeof condition, "%s", c);
+                for (size_t i = 0; i < n; i++) x[i] = 0;
+                synthetic = false;
+                have = true;
+            }
+            x[sqlite3_column_int(q, 2) - first] = (double)sqlite3_column_int64(q, 3);
+            synthetic |= sqlite3_column_int(q, 4) != 0;
         }
+        if (!rc && s != SQLITE_DONE) rc = store_error(rdb, err);
+        sqlite3_reset(q);
+        if (!rc && have)
+            rc = alert_series(st, wdb, p, region, condition, x, n, first, week_now, recent, min_count, synthetic, out,
+                              now, added, err);
     }
-    store_release(st, db);
+    store_release(st, rdb);
     free(x);
     free(out);
-done:
-    free(pairs.region);
-    free(pairs.condition);
     return rc;
 }
 

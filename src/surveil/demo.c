@@ -90,12 +90,12 @@ core_status surveil_demo_fill(store *st, const char *const *conditions, size_t n
             for (size_t j = 0; j < n_cond; j++) {
                 double share, amp, peak;
                 condition_profile(conditions[j], &share, &amp, &peak);
-                double mu = states[s].pop / 1000.0 * 6.0 * share * trend *
+                double mu = states[s].pop / 1000.0 * 15.0 * share * trend *
                             (1 + amp * cos(2 * M_PI * (woy - peak) / 52.0));
                 if (!strcmp(states[s].code, "US-FL") && !strcmp(conditions[j], "fungal") && w >= fl_from && w <= fl_to)
                     mu *= 2.2 + 0.6 * (w - fl_from);
                 if (!strcmp(states[s].code, "US-WA") && !strcmp(conditions[j], "viral") && w >= wa_from && w <= wa_to)
-                    mu += 40 + 25 * (w - wa_from);
+                    mu += 60 + 40 * (w - wa_from);
                 /* negative binomial, variance = 1.5 mu (dispersion as in Noufaily's scenarios) */
                 double phi = 1.5, size = mu / (phi - 1);
                 int64_t total = mu > 0 ? (int64_t)rnbinom(size, 1 / phi) : 0;

@@ -178,23 +178,26 @@ core_status surveil_series(store *st, const char *region, const char *condition,
     size_t n = (size_t)(week_to - week_from + 1);
     for (size_t i = 0; i < n; i++) out[i] = 0;
     if (synthetic) *synthetic = false;
-    /* region "US" (a country) matches "US-%"; a subdivision matches itself */
-    char pattern[16];
+    /* A country ("US") is the key range ["US-", "US."): '.' follows '-', so
+     * the primary key's index serves both a country and a subdivision. */
+    char lo[16], hi[16];
     bool country = strlen(region) == 2;
-    snprintf(pattern, sizeof pattern, country ? "%s-%%" : "%s", region);
+    snprintf(lo, sizeof lo, country ? "%s-" : "%s", region);
+    snprintf(hi, sizeof hi, country ? "%s." : "%s", region);
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(st, db,
                                           "SELECT week, sum(n), max(synthetic) FROM surveil_counts "
-                                          "WHERE region LIKE ?1 AND week BETWEEN ?2 AND ?3 AND (?4 IS NULL OR condition = ?4) "
-                                          "GROUP BY week",
+                                          "WHERE region >= ?1 AND region <= ?5 AND week BETWEEN ?2 AND ?3 "
+                                          "AND (?4 IS NULL OR condition = ?4) GROUP BY week",
                                           &q, err);
     if (!rc) {
-        sqlite3_bind_text(q, 1, pattern, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(q, 1, lo, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(q, 2, week_from);
         sqlite3_bind_int(q, 3, week_to);
         if (condition) sqlite3_bind_text(q, 4, condition, -1, SQLITE_TRANSIENT);
         else sqlite3_bind_null(q, 4);
+        sqlite3_bind_text(q, 5, hi, -1, SQLITE_TRANSIENT);
         int s;
         while ((s = sqlite3_step(q)) == SQLITE_ROW) {
             int w = sqlite3_column_int(q, 0);

@@ -52,14 +52,19 @@ static int condition_index(const surveil_release *r, const char *code) {
     return -1;
 }
 
+/* A country's regions are the key range [CC-, CC.) ('.' follows '-'), which
+ * the primary key's index serves. */
 static core_status load_regions(store *st, sqlite3 *db, surveil_release *r, const char *pattern, core_error *err) {
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(st, db,
-                                          "SELECT DISTINCT region FROM surveil_counts WHERE region LIKE ?1 "
+                                          "SELECT DISTINCT region FROM surveil_counts WHERE region >= ?1 AND region < ?4 "
                                           "AND week BETWEEN ?2 AND ?3 AND n > 0 ORDER BY region",
                                           &q, err);
     if (rc) return rc;
+    char hi[8];
+    snprintf(hi, sizeof hi, "%.2s.", pattern);
     sqlite3_bind_text(q, 1, pattern, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 4, hi, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, r->week_from);
     sqlite3_bind_int(q, 3, r->week_to);
     size_t cap = 0;
@@ -85,11 +90,14 @@ static core_status load_counts(store *st, sqlite3 *db, surveil_release *r, const
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(st, db,
                                           "SELECT region, week, condition, sum(n), max(synthetic) FROM surveil_counts "
-                                          "WHERE region LIKE ?1 AND week BETWEEN ?2 AND ?3 "
+                                          "WHERE region >= ?1 AND region < ?4 AND week BETWEEN ?2 AND ?3 "
                                           "GROUP BY region, week, condition",
                                           &q, err);
     if (rc) return rc;
+    char hi[8];
+    snprintf(hi, sizeof hi, "%.2s.", pattern);
     sqlite3_bind_text(q, 1, pattern, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 4, hi, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, r->week_from);
     sqlite3_bind_int(q, 3, r->week_to);
     int s;
@@ -133,7 +141,7 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
         if (!r->conditions[j]) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
     char pattern[8];
-    snprintf(pattern, sizeof pattern, "%s-%%", r->country);
+    snprintf(pattern, sizeof pattern, "%s-", r->country);
     if (!rc) rc = surveil_data_version(st, &r->version, err);
     sqlite3 *db = store_acquire(st);
     /* one read transaction: the regions and the counts agree */

@@ -292,9 +292,13 @@ typedef struct {
 } surveil_alert;
 
 /* Run p over every (region, condition) series with data and store an alert
- * for each alarm in the last `recent` weeks up to week_now (alerts already
- * stored stay as they are). *added counts the new ones. */
-core_status surveil_scan(store *st, const surveil_params *p, int week_now, int recent, int *added, core_error *err);
+ * for each alarm in the last `recent` weeks up to week_now whose week holds
+ * at least min_count cases (alerts already stored stay as they are). With
+ * min_count = the release threshold k, an alert never points at a count the
+ * dashboard suppresses, and tiny counts do not flood analysts. *added
+ * counts the new ones. */
+core_status surveil_scan(store *st, const surveil_params *p, int week_now, int recent, int min_count, int *added,
+                         core_error *err);
 typedef void (*surveil_alert_fn)(void *ud, const surveil_alert *a);
 /* Newest week first; open_only skips acknowledged ones. */
 core_status surveil_alerts(store *st, bool open_only, surveil_alert_fn fn, void *ud, core_error *err);

@@ -663,10 +663,10 @@ static void alerts_are_raised_and_acknowledged(void **state) {
     surveil_params p;
     surveil_params_init(&p, SURVEIL_C2);
     int added;
-    assert_int_equal(surveil_scan(f->st, &p, w0 + 29, 4, &added, &err), CORE_OK);
+    assert_int_equal(surveil_scan(f->st, &p, w0 + 29, 4, 11, &added, &err), CORE_OK);
     assert_true(added >= 1);
     int again;
-    assert_int_equal(surveil_scan(f->st, &p, w0 + 29, 4, &again, &err), CORE_OK);
+    assert_int_equal(surveil_scan(f->st, &p, w0 + 29, 4, 11, &again, &err), CORE_OK);
     assert_int_equal(again, 0); /* stored once */
     struct { int n; int64_t id; bool or_eczema; } seen = {0};
     assert_int_equal(surveil_alerts(f->st, true, cb, &seen, &err), CORE_OK);

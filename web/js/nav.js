@@ -9,6 +9,7 @@ const LINKS = {
   person: [['/screening', 'Check skin'], ['/records', 'Records'], ['/profile', 'Profile'], ['/consents', 'Consents'], ['/wallet', 'Wallet'],
     ['/ledger', 'Ledger'], ['/account', 'Account']],
   staff: [['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
+  analyst: [['/surveillance', 'Surveillance'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
 };
 
 function link(href, label) {
@@ -21,7 +22,8 @@ function renderNav(user) {
   const nav = document.getElementById('site-nav');
   if (!nav) return;
   const list = el('ul');
-  const set = !user ? LINKS.guest : user.role === 'person' ? LINKS.person : LINKS.staff;
+  const set = !user ? LINKS.guest : user.role === 'person' ? LINKS.person
+    : user.role === 'analyst' || user.role === 'admin' ? LINKS.analyst : LINKS.staff;
   for (const [href, label] of set) list.append(el('li', {}, link(href, label)));
   if (user) {
     const who = el('span', { class: 'nav-user', id: 'nav-user' }, 'Signed in as ', el('strong', { text: user.username }));
