@@ -22,7 +22,9 @@ typedef struct {
     double *eta, *mu; /* n, at the coefficients */
     double *wt;       /* n working weights (w^2) of the last iteration */
     double *rinv;     /* p x p inverse of the last iteration's R, column-major */
-    double *a;        /* n x p scratch: the weighted design */
+    double *sp_val;   /* n x p scratch: each row's nonzero values ... */
+    int *sp_col;      /* ... their columns ... */
+    int *sp_n;        /* ... and how many */
     double *z;        /* n scratch */
     double *coefold;  /* p scratch */
     int converged;
