@@ -252,16 +252,6 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
                            "an unsure result is not shared: it would add noise, not signal");
         goto done;
     }
-    if (records_profile_get(c->st, &sess, &profile, &err)) {
-        api_fail(rq, &err, NULL);
-        goto done;
-    }
-    const char *region = api_str(profile, "region");
-    if (!region) {
-        http_respond_error(rq, 422, "region_required", "region",
-                           "set your home region in your profile first: shared data is counted by region");
-        goto done;
-    }
     if (!api_wallet(rq, c, &sess, pk, sk)) goto done;
     have_sk = true;
     consent_pick pick = {.now = core_now()};
@@ -272,6 +262,16 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
     if (!pick.hit) {
         http_respond_error(rq, 403, "consent_required", NULL,
                            "give a public-health consent that covers screening results first (Consents page)");
+        goto done;
+    }
+    if (records_profile_get(c->st, &sess, &profile, &err)) {
+        api_fail(rq, &err, NULL);
+        goto done;
+    }
+    const char *region = api_str(profile, "region");
+    if (!region) {
+        http_respond_error(rq, 422, "region_required", "region",
+                           "set your home region in your profile first: shared data is counted by region");
         goto done;
     }
     /* The five facts: the week of the screening, never its time. */

@@ -114,6 +114,31 @@ try {
   await page.waitForFunction(() => /Saved with the photo/.test(document.querySelector('#save-message').textContent));
   check(await page.isDisabled('#save-button'), 'saved once');
   await snap('saved');
+
+  // Share with public health: first refused without a consent (with a link
+  // to give one), then, with a consent and a home region, shared and paid.
+  const allowNoConsent = watch.allowHttpError(403, `/api/screenings/${await page.getAttribute('#share-button', 'data-id')}/contribute`);
+  await page.click('#share-button');
+  await page.waitForFunction(() => document.querySelector('#share-message').textContent.length > 0);
+  check(/consent/i.test(await page.textContent('#share-message')), 'sharing needs a consent first');
+  check(await page.locator('#share-message a[href="/consents"]').count() === 1, 'with a link to the consents page');
+  allowNoConsent();
+  const setup = await page.evaluate(async () => {
+    const csrf = (await (await fetch('/api/session')).json()).csrf_token;
+    const h = { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf };
+    const g = await fetch('/api/consents', { method: 'POST', headers: h,
+      body: JSON.stringify({ scope: ['screening'], purpose: 'public_health_surveillance' }) });
+    const p = await fetch('/api/profile', { method: 'PUT', headers: h,
+      body: JSON.stringify({ display_name: 'Screening Person', birth_year: 1990, sex: 'unspecified', region: 'US-CA' }) });
+    return [g.status, p.status];
+  });
+  check(setup[0] === 201 && setup[1] === 200, `consent and profile: ${setup}`);
+  await page.click('#share-button');
+  await page.waitForFunction(() => /Shared:/.test(document.querySelector('#share-message').textContent));
+  const shared = await page.textContent('#share-message');
+  check(/fungal in US-CA/.test(shared) && /age 25-44/.test(shared) && /earned \d+ tokens/.test(shared), `shared: ${shared}`);
+  check(!/1990|Screening Person/.test(shared), 'nothing that names the person is shared');
+  await snap('shared');
   await page.click('#save-message a[href="/records"]');
   await page.waitForSelector('#record-list li');
   const titles = await page.$$eval('#record-list li', (lis) => lis.map((li) => li.textContent));

@@ -43,6 +43,11 @@ function show(screening) {
   savePhoto.disabled = false;
   savePhoto.checked = false;
   saveMessage.textContent = '';
+  // an unsure result is not shared: it would add noise, not signal
+  $('#share-block').hidden = screening.unsure;
+  $('#share-button').disabled = false;
+  $('#share-button').dataset.id = screening.id;
+  $('#share-message').textContent = '';
   result.hidden = false;
   $('#result-heading').focus();
 }
@@ -92,6 +97,24 @@ saveButton.addEventListener('click', async () => {
     saveMessage.textContent = err.message;
     saveButton.disabled = false;
     savePhoto.disabled = false;
+  }
+});
+
+const shareButton = $('#share-button');
+const shareMessage = $('#share-message');
+shareButton.addEventListener('click', async () => {
+  if (!current) return;
+  shareButton.disabled = true;
+  try {
+    const r = await api('POST', `/api/screenings/${encodeURIComponent(current.id)}/contribute`, {});
+    const c = r.contribution;
+    shareMessage.replaceChildren(`Shared: ${c.condition} in ${c.region}, week ${c.week}, age ${c.age_band}. `,
+      `You earned ${r.reward} tokens (`, el('a', { href: '/wallet' }, 'wallet'), ').');
+  } catch (err) {
+    const hint = err.code === 'consent_required' ? el('a', { href: '/consents' }, 'Give a consent')
+      : err.code === 'region_required' ? el('a', { href: '/profile' }, 'Set your home region') : null;
+    shareMessage.replaceChildren(err.message, ...(hint ? [' ', hint, '.'] : []));
+    shareButton.disabled = err.code === 'already_shared' || err.code === 'unsure_result';
   }
 });
 
