@@ -14,7 +14,11 @@ build: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCARESYNC_TESTS=OFF >/dev/null
 	cmake --build $(BUILD) -j$(JOBS)
 
+# A fresh instance gets a synthetic year of surveillance data (flagged as
+# such everywhere), so the dashboard is alive at once; DEMO=0 skips it.
+DEMO ?= 1
 run: build
+	@if [ "$(DEMO)" = 1 ]; then ./$(BUILD)/caresync demo-data --data-dir var --if-empty; fi
 	./$(BUILD)/caresync serve --data-dir var
 
 # clang for the test build: ASan+UBSan and libFuzzer from one compiler. The
@@ -28,6 +32,7 @@ test: build
 fuzz: test
 	$(TEST_BUILD)/tests/fuzz_json -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus tests/fuzz/corpus
 	$(TEST_BUILD)/tests/fuzz_ledger_tx -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus-ledger tests/fuzz/corpus_ledger
+	$(TEST_BUILD)/tests/fuzz_surveil_csv -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus-surveil tests/fuzz/corpus_surveil
 
 bench:
 	@scripts/deps.sh bench
