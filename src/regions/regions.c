@@ -73,8 +73,9 @@ core_status regions_load(const char *dir, regions **out, core_error *err) {
     json_array_foreach(c1, i, e) {
         const char *code = json_string_value(json_object_get(e, "alpha_2"));
         const char *name = json_string_value(json_object_get(e, "name"));
+        const char *numeric = json_string_value(json_object_get(e, "numeric")); /* world-atlas ids */
         if (tmp && code && name && json_object_get(r->by_country, code))
-            tmp[k++] = json_pack("{s:s,s:s}", "code", code, "name", name);
+            tmp[k++] = json_pack("{s:s,s:s,s:s}", "code", code, "name", name, "numeric", numeric ? numeric : "");
     }
     if (tmp) qsort(tmp, k, sizeof *tmp, by_name);
     r->countries = json_array();

@@ -18,8 +18,8 @@ void regions_free(regions *r);
 /* True if code is an ISO 3166-2 subdivision code (e.g. "NZ-AUK"). */
 bool regions_is_subdivision(const regions *r, const char *code);
 size_t regions_subdivision_count(const regions *r);
-/* Borrowed JSON (owned by r): [{code,name}] of countries that have
- * subdivisions, sorted by name; and the subdivisions [{code,name,type}] of one
+/* Borrowed JSON (owned by r): [{code,name,numeric}] of countries that have
+ * subdivisions, sorted by name (numeric: the ISO 3166-1 numeric code); and the subdivisions [{code,name,type}] of one
  * country, or NULL if the country is unknown. */
 const json_t *regions_countries(const regions *r);
 const json_t *regions_subdivisions(const regions *r, const char *country);

@@ -60,14 +60,23 @@ function valueOf(rel, w, r, condition) {
 }
 
 // ---- map ----
-let usAtlas = null;
-async function atlas() {
-  if (!usAtlas) {
-    const res = await fetch('/vendor/states-10m.json');
+const atlases = {};
+async function atlas(file) {
+  if (!atlases[file]) {
+    const res = await fetch(`/vendor/${file}`);
     if (!res.ok) throw new Error('the map data is missing (run make deps)');
-    usAtlas = await res.json();
+    atlases[file] = await res.json();
   }
-  return usAtlas;
+  return atlases[file];
+}
+
+let countryNumeric = null;
+async function numericOf(country) {
+  if (!countryNumeric) {
+    countryNumeric = {};
+    for (const c of (await api('GET', '/api/regions')).countries) countryNumeric[c.code] = c.numeric;
+  }
+  return countryNumeric[country];
 }
 
 async function regionNames(country) {
@@ -139,10 +148,32 @@ async function drawMap(rel, f) {
       svg.append(p);
     }
   } else {
-    const t = document.createElementNS(SVG, 'text');
-    t.setAttribute('x', '20'); t.setAttribute('y', '40');
-    t.textContent = 'Region boundaries are bundled for the United States only; the chart, alerts and exports cover every region.';
-    svg.append(t);
+    // Subdivision boundaries are bundled for the US only (us-atlas); any
+    // other country is shaded whole on the world map (world-atlas), with its
+    // total for the week; the chart, alerts and exports cover its regions.
+    const world = await atlas('countries-110m.json');
+    const countries = topojson.feature(world, world.objects.countries);
+    const projection = d3.geoEqualEarth().fitSize([width, height], countries);
+    const path = d3.geoPath(projection);
+    const want = await numericOf(rel.country);
+    const total = valueOf(rel, last, -1, f.condition);
+    for (const feature of countries.features) {
+      const p = document.createElementNS(SVG, 'path');
+      p.setAttribute('d', path(feature) || '');
+      const mine = want && String(feature.id).padStart(3, '0') === want;
+      p.setAttribute('class', mine ? 'region' : 'country');
+      if (mine) {
+        p.setAttribute('data-region', rel.country);
+        if (total === null) { p.setAttribute('fill', 'url(#hatch)'); p.setAttribute('data-suppressed', ''); }
+        else p.setAttribute('fill', colour(total, classes([total])));
+        const title = document.createElementNS(SVG, 'title');
+        title.textContent = `${rel.country}: ${total === null ? 'suppressed' : total}`;
+        p.append(title);
+      } else {
+        p.setAttribute('fill', '#e5e7eb');
+      }
+      svg.append(p);
+    }
   }
   box.replaceChildren(svg);
   const legend = $('#map-legend');
