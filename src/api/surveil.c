@@ -127,11 +127,14 @@ static char *release(http_request *rq, api_context *c, const char *org_label, co
     return body;
 }
 
-/* country, from, to, condition, k from the query string. conds receives the
- * column list (one condition or all). Responds 422 and returns false on bad
+/* country, from, to, condition, k from the query string. A release always
+ * holds every condition (conds receives them): releases of single
+ * conditions, suppressed each on its own, could be combined to recover
+ * what one of them hides; a condition asked for is a view of the full
+ * release (*view, NULL for all). Responds 422 and returns false on bad
  * input. */
 static bool parse_query(http_request *rq, api_context *c, surveil_query *q, const char **conds, size_t cap,
-                        bool allow_epsilon, const char *country) {
+                        bool allow_epsilon, const char *country, const char **view) {
     memset(q, 0, sizeof *q);
     core_error err = {0};
     if (!country) country = http_query(rq, "country");
@@ -150,18 +153,17 @@ static bool parse_query(http_request *rq, api_context *c, surveil_query *q, cons
         goto bad;
     }
     const char *cond = http_query(rq, "condition");
+    *view = NULL;
     if (cond && *cond && strcmp(cond, "all") != 0) {
         if (!known_condition(cond)) {
             http_respond_error(rq, 422, "validation_failed", "condition", "unknown condition '%s'", cond);
             return false;
         }
-        conds[0] = cond;
-        q->n_conditions = 1;
-    } else {
-        q->n_conditions = condition_codes(conds, cap);
+        *view = cond;
     }
+    q->n_conditions = condition_codes(conds, cap);
     q->conditions = conds;
-    q->k = c->cfg->surveil_k;
+    q->k = q->base_k = c->cfg->surveil_k;
     const char *k = http_query(rq, "k");
     if (k) {
         char *end;
@@ -193,9 +195,22 @@ bad:
     return false;
 }
 
-/* JSON body, or CSV when format=csv (same numbers). Takes body. */
-static void respond_release(http_request *rq, char *body, const char *country) {
+/* JSON body, or CSV when format=csv (same numbers), of the full release or
+ * of one condition's view. Takes body. */
+static void respond_release(http_request *rq, char *body, const char *country, const char *view) {
     const char *fmt = http_query(rq, "format");
+    if (view) {
+        json_t *full = json_loads(body, 0, NULL);
+        json_t *v = full ? surveil_release_view(full, view) : NULL;
+        json_decref(full);
+        free(body);
+        body = v ? json_dumps(v, JSON_COMPACT) : NULL;
+        json_decref(v);
+        if (!body) {
+            http_respond_error(rq, 500, "internal", NULL, "the release could not be read back");
+            return;
+        }
+    }
     if (fmt && strcmp(fmt, "csv") == 0) {
         json_t *j = json_loads(body, 0, NULL);
         char *csv = j ? surveil_release_csv(j) : NULL;
@@ -402,12 +417,12 @@ void api_surveil_aggregates(http_request *rq, void *ctx) {
     accounts_session sess;
     if (!analyst(rq, c, &sess, false)) return;
     surveil_query q;
-    const char *conds[64];
-    if (parse_query(rq, c, &q, conds, 64, false, NULL)) {
+    const char *conds[64], *view;
+    if (parse_query(rq, c, &q, conds, 64, false, NULL, &view)) {
         uint8_t org[32];
         analysts_org(c, org);
         char *body = release(rq, c, "analysts", org, ANALYSTS_ORG_NAME, &q);
-        if (body) respond_release(rq, body, q.country);
+        if (body) respond_release(rq, body, q.country, view);
     }
     accounts_session_wipe(&sess);
 }
@@ -493,10 +508,8 @@ void api_surveil_series(http_request *rq, void *ctx) {
     char country[3] = {region[0], region[1], 0};
     surveil_query q;
     const char *conds[64];
-    if (!parse_query(rq, c, &q, conds, 64, false, country)) goto done;
-    const char *condition = q.n_conditions == 1 ? q.conditions[0] : NULL;
-    /* the release always has every condition as a column */
-    q.n_conditions = condition_codes(conds, 64);
+    const char *condition;
+    if (!parse_query(rq, c, &q, conds, 64, false, country, &condition)) goto done;
     uint8_t org[32];
     analysts_org(c, org);
     char *body = release(rq, c, "analysts", org, ANALYSTS_ORG_NAME, &q);
@@ -638,14 +651,14 @@ void api_org_aggregates(http_request *rq, void *ctx) {
         return;
     }
     surveil_query q;
-    const char *conds[64];
-    if (!parse_query(rq, c, &q, conds, 64, true, NULL)) return;
+    const char *conds[64], *view;
+    if (!parse_query(rq, c, &q, conds, 64, true, NULL, &view)) return;
     char label[80];
     char hex[65];
     cs_crypto_hex(org, 32, hex);
     snprintf(label, sizeof label, "org:%.64s", hex);
     char *body = release(rq, c, label, org, name, &q);
-    if (body) respond_release(rq, body, q.country);
+    if (body) respond_release(rq, body, q.country, view);
 }
 
 typedef struct {

@@ -161,7 +161,7 @@ bool surveil_grid_disclosed(const surveil_grid *g, size_t *index) {
 void surveil_grid_suppress(surveil_grid *g, int k) {
     size_t total = (g->rows + 1) * (g->cols + 1);
     for (size_t e = 0; e < total; e++)
-        g->status[e] = g->value[e] > 0 && g->value[e] < k ? SURVEIL_CELL_PRIMARY : SURVEIL_CELL_PUBLISHED;
+        if (g->value[e] > 0 && g->value[e] < k) g->status[e] = SURVEIL_CELL_PRIMARY;
     for (;;) {
         /* greedy: no relation may hold exactly one suppressed value */
         bool changed = true;

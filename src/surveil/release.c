@@ -123,6 +123,7 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
     if (q->week_to < q->week_from) return core_fail(err, CORE_ERR_INVALID, "to", "the period ends before it starts");
     if (q->week_to - q->week_from >= 520) return core_fail(err, CORE_ERR_INVALID, "from", "at most 520 weeks at once");
     if (q->k < 1 || q->k > 1000) return core_fail(err, CORE_ERR_INVALID, "k", "k must be from 1 to 1000");
+    if (q->base_k > q->k) return core_fail(err, CORE_ERR_INVALID, "k", "k must be at least %d", q->base_k);
     if (!(q->epsilon >= 0 && q->epsilon <= 10))
         return core_fail(err, CORE_ERR_INVALID, "epsilon", "epsilon must be from 0 (exact) to 10");
     if (q->n_conditions == 0) return core_fail(err, CORE_ERR_INVALID, "condition", "no conditions asked for");
@@ -175,7 +176,10 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
             }
             surveil_grid_noise(g, r->epsilon, seed ? ws : NULL);
         }
-        surveil_grid_suppress(g, r->k);
+        /* the base pattern first, then any larger k on top of it (see
+         * surveil_grid_suppress: releases at different k nest) */
+        surveil_grid_suppress(g, q->base_k > 0 && q->base_k < r->k ? q->base_k : r->k);
+        if (q->base_k > 0 && q->base_k < r->k) surveil_grid_suppress(g, r->k);
         size_t total = (g->rows + 1) * (g->cols + 1);
         for (size_t e = 0; e < total; e++) r->published += g->status[e] == SURVEIL_CELL_PUBLISHED;
     }
@@ -248,6 +252,40 @@ json_t *surveil_release_json(const surveil_release *r) {
                      "suppressed_values", (json_int_t)suppressed);
 }
 
+json_t *surveil_release_view(const json_t *rel, const char *condition) {
+    const json_t *conds = json_object_get(rel, "conditions");
+    size_t c = SIZE_MAX, i;
+    const json_t *v;
+    json_array_foreach(conds, i, v) if (json_is_string(v) && strcmp(json_string_value(v), condition) == 0) c = i;
+    if (c == SIZE_MAX) return NULL;
+    json_t *out = json_deep_copy(rel);
+    if (!out) return NULL;
+    json_object_set_new(out, "conditions", json_pack("[s]", condition));
+    json_t *weeks = json_object_get(out, "weeks"), *wk;
+    size_t published = 0, suppressed = 0;
+    json_array_foreach(weeks, i, wk) {
+        json_t *cells = json_object_get(wk, "cells"), *row, *col = json_array();
+        size_t r;
+        json_array_foreach(cells, r, row) {
+            json_t *x = json_array_get(row, c);
+            json_array_set_new(cells, r, json_pack("[O]", x));
+            json_array_append(col, x);
+            if (json_is_null(x)) suppressed++;
+            else published++;
+        }
+        json_t *ct = json_array_get(json_object_get(wk, "condition_totals"), c);
+        json_object_set_new(wk, "total", json_incref(ct));
+        json_object_set_new(wk, "condition_totals", json_pack("[O]", ct));
+        json_object_set_new(wk, "region_totals", col); /* one column: its own row totals */
+        if (json_is_null(ct)) suppressed++;
+        else published++;
+    }
+    json_object_set_new(out, "condition", json_string(condition));
+    json_object_set_new(out, "published_values", json_integer((json_int_t)published));
+    json_object_set_new(out, "suppressed_values", json_integer((json_int_t)suppressed));
+    return out;
+}
+
 /* CSV from the JSON form, so an export holds exactly the numbers shown
  * (and a release kept in the log can be exported again byte for byte). */
 char *surveil_release_csv(const json_t *rel) {
@@ -255,6 +293,7 @@ char *surveil_release_csv(const json_t *rel) {
     const json_t *weeks = json_object_get(rel, "weeks");
     const char *country = json_string_value(json_object_get(rel, "country"));
     bool synthetic = json_is_true(json_object_get(rel, "synthetic"));
+    bool view = json_object_get(rel, "condition") != NULL;
     if (!json_is_array(regions) || !json_is_array(conditions) || !json_is_array(weeks) || !country) return NULL;
     size_t cap = 1 << 12, len = 0;
     char *out = malloc(cap);
@@ -268,6 +307,7 @@ char *surveil_release_csv(const json_t *rel) {
         const json_t *ct = json_object_get(wk, "condition_totals"), *total = json_object_get(wk, "total");
         for (size_t i = 0; i <= R; i++)
             for (size_t j = 0; j <= C; j++) {
+                if (j == C && view) continue; /* a view's "all" column would repeat its one condition */
                 const json_t *v = i < R ? (j < C ? json_array_get(json_array_get(cells, i), j) : json_array_get(rt, i))
                                         : (j < C ? json_array_get(ct, j) : total);
                 if (cap - len < 160) {

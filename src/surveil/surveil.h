@@ -158,7 +158,11 @@ void surveil_grid_sum(surveil_grid *g);
  * suppressed (complementary, smallest first) until no suppressed value can
  * be worked out from the published ones through the table's row and column
  * sums: each relation holds zero or at least two suppressed values, and an
- * exact linear audit (surveil_grid_disclosed) finds none determined. */
+ * exact linear audit (surveil_grid_disclosed) finds none determined.
+ * Suppression only ever adds: values already suppressed stay so (zero the
+ * status first for a fresh pattern), so a release at a larger k suppresses
+ * a superset of the release at the base k and the two together reveal
+ * nothing the base one does not. */
 void surveil_grid_suppress(surveil_grid *g, int k);
 /* The audit: true (and *index set, row-major) if some suppressed value is
  * determined by the published values and the additive relations. */
@@ -227,7 +231,8 @@ typedef struct {
     int week_from, week_to;   /* inclusive */
     const char *const *conditions; /* the columns (borrowed) */
     size_t n_conditions;
-    int k;                    /* small-cell threshold (>= 1; default 11) */
+    int k;                    /* small-cell threshold (>= base_k) */
+    int base_k;               /* the service's threshold (11): the pattern every release starts from */
     double epsilon;           /* 0: exact counts; > 0: two-sided geometric noise first */
 } surveil_query;
 
@@ -245,9 +250,15 @@ bool surveil_release_synthetic(const surveil_release *r);
 /* The release as JSON (new reference): query, regions, conditions, and per
  * week the cells, totals and which are suppressed (null values). */
 json_t *surveil_release_json(const surveil_release *r);
+/* The view of one condition: a new JSON release holding that column only
+ * (its cells, and its country total as the total), values taken unchanged
+ * from the full release, so a view never publishes a number the full
+ * release suppressed. NULL if the condition is not a column. */
+json_t *surveil_release_view(const json_t *release_json, const char *condition);
 /* A release's JSON as CSV: week,region,condition,count,status,synthetic,
- * one line per value (totals as region = the country, condition = "all";
- * a suppressed value has an empty count). malloc'd; NULL if not a release. */
+ * one line per value (totals as region = the country, condition = "all" —
+ * a view of one condition has no "all" column; a suppressed value has an
+ * empty count). malloc'd; NULL if not a release. */
 char *surveil_release_csv(const json_t *release_json);
 
 /* Privacy budget and the release log. Before a release leaves, record it:

@@ -98,6 +98,18 @@ test('aggregates: nothing below k, suppressed values null, CSV = JSON, same ques
     if (status === 'suppressed') assert.equal(count, '');
     else assert.ok(Number(count) === 0 || Number(count) >= K, l);
   }
+  // one condition: a view of the same release (same numbers, no "all" column)
+  const fungal = await analyst.get(`${q}&condition=fungal`);
+  assert.equal(fungal.status, 200);
+  assert.deepEqual(fungal.json.conditions, ['fungal']);
+  const fi = rel.conditions.indexOf('fungal');
+  fungal.json.weeks.forEach((w, i) => {
+    w.cells.forEach((row, r) => assert.equal(row[0], rel.weeks[i].cells[r][fi]));
+    assert.equal(w.total, rel.weeks[i].condition_totals[fi]);
+  });
+  const fcsv = (await analyst.get(`${q}&condition=fungal&format=csv`)).text.trim().split('\n');
+  assert.equal(fcsv.length - 1, rel.weeks.length * (R + 1));
+  assert.ok(!fcsv.some((l) => l.split(',')[2] === 'all'));
   // bad input: stable error codes, nothing released
   for (const [path, field] of [['?country=USA', 'country'], ['?country=US&from=2026-W60', 'from'],
     ['?country=US&condition=leprosy', 'condition'], ['?country=US&k=3', 'k'], ['?country=US&epsilon=1', 'epsilon']]) {

@@ -618,6 +618,52 @@ static void releases_are_suppressed_and_logged(void **state) {
     assert_int_equal(surveil_budget_spent(f->st, "org:other", &spent, &err), CORE_OK);
     assert_true(spent == 0);
 
+    /* releases at a larger k nest in the base one: whatever the k=14 release
+     * publishes, the k=11 release published too (with the same value), so
+     * the pair reveals nothing the k=11 release did not */
+    q.epsilon = 0;
+    q.base_k = 11;
+    surveil_release *r11, *r14;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r11, &err), CORE_OK);
+    q.k = 14;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r14, &err), CORE_OK);
+    json_t *j11 = surveil_release_json(r11), *j14 = surveil_release_json(r14);
+    assert_int_equal(count_small(json_object_get(j14, "weeks"), 14), 0);
+    size_t nested = 0, wi;
+    json_t *w14;
+    json_array_foreach(json_object_get(j14, "weeks"), wi, w14) {
+        json_t *w11 = json_array_get(json_object_get(j11, "weeks"), wi);
+        for (size_t i = 0; i < 3; i++)
+            for (size_t c = 0; c < 3; c++) {
+                json_t *a = json_array_get(json_array_get(json_object_get(w14, "cells"), i), c);
+                json_t *b = json_array_get(json_array_get(json_object_get(w11, "cells"), i), c);
+                if (!json_is_null(a)) {
+                    assert_false(json_is_null(b));
+                    assert_int_equal(json_integer_value(a), json_integer_value(b));
+                    nested++;
+                }
+            }
+    }
+    assert_true(nested > 0);
+    /* a view of one condition only repeats the full release's numbers */
+    json_t *v = surveil_release_view(j11, "eczema");
+    assert_non_null(v);
+    json_t *vw = json_array_get(json_object_get(v, "weeks"), 0), *fw = json_array_get(json_object_get(j11, "weeks"), 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_true(json_equal(json_array_get(json_array_get(json_object_get(vw, "cells"), i), 0),
+                               json_array_get(json_array_get(json_object_get(fw, "cells"), i), 1)));
+    assert_true(json_equal(json_object_get(vw, "total"), json_array_get(json_object_get(fw, "condition_totals"), 1)));
+    assert_null(surveil_release_view(j11, "leprosy"));
+    json_decref(v);
+    json_decref(j11);
+    json_decref(j14);
+    surveil_release_free(r11);
+    surveil_release_free(r14);
+    q.k = 11;
+    q.base_k = 14; /* k below the base: refused */
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_ERR_INVALID);
+    q.base_k = 11;
+
     /* bad queries */
     q.k = 0;
     assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_ERR_INVALID);

@@ -125,7 +125,7 @@ async function drawMap(rel, f) {
   pat.append(bg, line); defs.append(pat); svg.append(defs);
 
   if (rel.country === 'US') {
-    const us = await atlas();
+    const us = await atlas('states-10m.json');
     const states = topojson.feature(us, us.objects.states);
     const projection = d3.geoAlbersUsa().fitSize([width, height], states);
     const path = d3.geoPath(projection);
