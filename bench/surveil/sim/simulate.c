@@ -273,14 +273,12 @@ static void tally_add(tally *a, const tally *b) {
     }
 }
 
-/* ---- the run: replicates as jobs over threads ---- */
+/* ---- the run: one scenario at a time, its replicates as jobs over threads ---- */
 typedef struct {
-    int nscen, reps;
-    const int *scen;
-    replicate *reps_data; /* nscen * reps */
+    int reps, cur;        /* replicates; the scenario (index into the run's list) */
+    replicate *reps_data; /* reps of them */
     tally *results;       /* [scenario][method], summed under lock */
     int next;
-    long done;
     pthread_mutex_t lock;
 } job;
 
@@ -295,14 +293,13 @@ static void *worker(void *arg) {
         pthread_mutex_lock(&jb->lock);
         int i = jb->next++;
         pthread_mutex_unlock(&jb->lock);
-        if (i >= jb->nscen * jb->reps) break;
-        int si = i / jb->reps;
+        if (i >= jb->reps) break;
+        int si = jb->cur;
         tally t[NMETHOD];
         memset(t, 0, sizeof t);
         for (int m = 0; m < NMETHOD; m++) score(&jb->reps_data[i], m, &t[m], out);
         pthread_mutex_lock(&jb->lock);
         for (int m = 0; m < NMETHOD; m++) tally_add(&jb->results[si * NMETHOD + m], &t[m]);
-        jb->done++;
         pthread_mutex_unlock(&jb->lock);
     }
     free(out);
@@ -325,7 +322,7 @@ static void pct(double v) {
 static void usage(FILE *f) {
     fprintf(f, "usage: surveil_simulate [--reps N] [--seed S] [--threads T] [--alpha A]\n"
                "                        [--scenario I]... [--no-scenarios]\n"
-               "  --reps N       replicates per scenario (100)\n"
+               "  --reps N       replicates per scenario (200)\n"
                "  --seed S       seed of R's generator (2013)\n"
                "  --threads T    detector threads (2)\n"
                "  --alpha A      alpha of the Farrington 1996 and Noufaily configurations (0.005)\n"
@@ -339,7 +336,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    int reps = 100, threads = 2, per_scen = 1;
+    int reps = 200, threads = 2, per_scen = 1;
     unsigned seed = 2013;
     const char *alpha = "0.005";
     int scen[NSCEN], nscen = 0, dump_s = 0, dump_r = 0;
@@ -377,7 +374,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    if (reps < 1 || threads < 1 || threads > 64) {
+    if (reps < 1 || reps > 100000 || threads < 1 || threads > 64) {
         usage(stderr);
         return 2;
     }
@@ -399,8 +396,8 @@ int main(int argc, char **argv) {
     setup_methods(alpha);
 
     double t_start = now();
-    job jb = {.nscen = nscen, .reps = reps, .scen = scen};
-    jb.reps_data = malloc((size_t)nscen * reps * sizeof *jb.reps_data);
+    job jb = {.reps = reps};
+    jb.reps_data = malloc((size_t)reps * sizeof *jb.reps_data);
     jb.results = calloc((size_t)nscen * NMETHOD, sizeof *jb.results);
     int (*cases)[NK] = calloc((size_t)nscen, sizeof *cases);
     if (!jb.reps_data || !jb.results || !cases) {
@@ -408,18 +405,22 @@ int main(int argc, char **argv) {
         return 1;
     }
     long zero_size[NK] = {0};
+    pthread_mutex_init(&jb.lock, NULL);
     for (int s = 0; s < nscen; s++) {
         scenario sc = scen_of(scen[s]);
-        for (int r = 0; r < reps; r++) {
-            replicate *rp = &jb.reps_data[(size_t)s * reps + r];
+        for (int r = 0; r < reps; r++) { /* drawn here: R's generator is one global stream */
+            replicate *rp = &jb.reps_data[r];
             simulate(&sc, seed, scen[s], r, rp);
             for (int j = 0; j < NK; j++) cases[s][j] += rp->cases[j], zero_size[j] += rp->cases[j] == 0;
         }
+        jb.cur = s;
+        jb.next = 0;
+        pthread_t th[64];
+        for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, worker, &jb);
+        for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+        fprintf(stderr, "\rscenario %d of %d done, %.0f s", s + 1, nscen, now() - t_start);
     }
-    pthread_mutex_init(&jb.lock, NULL);
-    pthread_t th[64];
-    for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, worker, &jb);
-    for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+    fprintf(stderr, "\n");
     double elapsed = now() - t_start;
 
     printf("# CareSync detectors on simulated outbreaks (after Noufaily et al. 2013)\n\n");
@@ -429,31 +430,43 @@ int main(int argc, char **argv) {
 
     /* overall: averaged over scenarios (each scenario weighs the same) */
     printf("## All scenarios\n\n");
-    printf("FPR: %% of the 49 evaluation weeks of the outbreak-free series with an alarm (FPR*: of the weeks "
-           "outside the outbreak in the series with one, k pooled). POD k: %% of outbreaks of size k sd with an "
-           "alarm in a week holding outbreak cases. wk1: %% detected in the outbreak's first week "
-           "(k = 5). Delay: mean weeks from the outbreak's start to its first alarm, detected outbreaks (k = 5). "
-           "Sens: %% of outbreak weeks with an alarm (k = 5). Means over scenarios.\n\n");
-    printf("| method | FPR %% | FPR* %% | POD k=2 | POD k=3 | POD k=5 | POD k=10 | wk1 k=5 | delay k=5 | sens k=5 |\n");
-    printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    printf("FPR: %% of the 49 evaluation weeks of the outbreak-free series with an alarm (FPR*: %% of the weeks "
+           "without outbreak cases in the series with an outbreak, k pooled). POD k: %% of outbreaks of Poisson(k sd) "
+           "cases with an alarm in a week holding outbreak cases. Sens: %% of outbreak weeks with an alarm (k = 5). "
+           "Unweighted means over the scenarios.\n\n");
+    printf("| method | FPR %% | FPR* %% | POD k=2 | POD k=3 | POD k=5 | POD k=10 | sens k=5 |\n");
+    printf("|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int m = 0; m < NMETHOD; m++) {
-        double fpr = 0, fpro = 0, pod[NK] = {0}, wk1 = 0, delay = 0, sens = 0;
-        int nd = 0;
+        double fpr = 0, fpro = 0, pod[NK] = {0}, sens = 0;
         for (int s = 0; s < nscen; s++) {
             const tally *t = &jb.results[s * NMETHOD + m];
             fpr += ratio(t->fp, t->fp_weeks);
             fpro += ratio(t->fpo, t->fpo_weeks);
             for (int j = 0; j < NK; j++) pod[j] += ratio(t->detected[j], t->outbreaks[j]);
-            wk1 += ratio(t->first_week[2], t->outbreaks[2]);
             sens += ratio(t->alarm_weeks[2], t->ob_weeks[2]);
-            if (t->detected[2]) delay += ratio(t->delay_sum[2], t->detected[2]), nd++;
         }
         printf("| %s |", METHOD_NAME[m]);
         pct(fpr / nscen), pct(fpro / nscen);
         for (int j = 0; j < NK; j++) pct(pod[j] / nscen);
-        pct(wk1 / nscen);
-        printf(" %.2f |", nd ? delay / nd : NAN);
         pct(sens / nscen);
+        printf("\n");
+    }
+    printf("\nTimeliness: wk1 = %% of outbreaks with an alarm in their start week (when that week holds outbreak "
+           "cases); delay = mean weeks from the start week to the first alarm in an outbreak week, over the detected "
+           "outbreaks (0 = detected in the start week). Pooled over scenarios.\n\n");
+    printf("| method |");
+    for (int j = 0; j < NK; j++) printf(" wk1 k=%g |", K[j]);
+    for (int j = 0; j < NK; j++) printf(" delay k=%g |", K[j]);
+    printf("\n|---|");
+    for (int j = 0; j < 2 * NK; j++) printf("---:|");
+    printf("\n");
+    for (int m = 0; m < NMETHOD; m++) {
+        tally all;
+        memset(&all, 0, sizeof all);
+        for (int s = 0; s < nscen; s++) tally_add(&all, &jb.results[s * NMETHOD + m]);
+        printf("| %s |", METHOD_NAME[m]);
+        for (int j = 0; j < NK; j++) pct(ratio(all.first_week[j], all.outbreaks[j]));
+        for (int j = 0; j < NK; j++) printf(" %.2f |", ratio(all.delay_sum[j], all.detected[j]));
         printf("\n");
     }
 
