@@ -41,6 +41,7 @@ bench:
 	CARESYNC_BIN=$(CURDIR)/build-bench/caresync bench/http/run.sh
 	./build-bench/ledger_bench
 	bench/vision/run.sh build-bench
+	./build-bench/surveil_bench
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) build-bench

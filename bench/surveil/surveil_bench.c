@@ -12,8 +12,8 @@
  * series): negative binomial around a seasonal mean whose level lies between
  * 0.5 and 50 cases a week, with a mild trend, and in one series in five an
  * outbreak in the last year. They go to DIR/series.csv (a week column, then
- * one column per series: the CSV `caresync surveil detect` reads), where R
- * reads the very same numbers.
+ * one column per series, the layout `caresync surveil detect` reads, though
+ * its reader stops at 4,096 columns), where R reads the very same numbers.
  *
  * Timed here: for each configuration below, surveil_detect over all N series
  * in one thread — the wall clock (CLOCK_MONOTONIC) holds nothing but the
@@ -422,7 +422,8 @@ static void aggregates(const char *dir, int64_t total) {
            "cells published / suppressed, JSON and CSV bytes");
     for (int e = 0; e <= 1; e++) {
         surveil_query q = {.country = "US", .week_from = week0, .week_to = week0 + AGG_WEEKS - 1,
-                           .conditions = codes, .n_conditions = NCOND, .k = 11, .epsilon = e};
+                           .conditions = codes, .n_conditions = NCOND, .k = 11, .base_k = 11,
+                           .epsilon = e};
         double best[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
         size_t published = 0, json_bytes = 0, csv_bytes = 0;
         for (int rep = 0; rep < 3; rep++) {
@@ -562,9 +563,9 @@ int main(int argc, char **argv) {
                r->worst_rel);
         if (r->alarm_diff) printf("%-11s   %zu alarm mismatches\n", "", r->alarm_diff);
     }
-    printf("(C: one thread, wall clock, all %zu series. R: detector calls only, series in chunks of %zu per sts "
-           "object; \"~\" = extrapolated from the subset R ran: every %zu-th series for EARS/CUSUM, every %zu-th for "
-           "Farrington.)\n",
+    printf("(C: one thread, wall clock, all %zu series. R: detector calls only, in sts objects of %zu series; "
+           "\"~\" = extrapolated to all series from the subset R ran: series 1, 1+S, 1+2S, ... with S = %zu for "
+           "EARS/CUSUM and S = %zu for Farrington.)\n",
            n_series, r_chunk, r_stride, far_stride);
     fflush(stdout);
     free(x);
