@@ -24,6 +24,7 @@
 typedef struct {
     const surveil_params *p;
     const double *x;
+    double *x23;   /* x^(2/3) of every week, for the Anscombe residuals (computed once) */
     int *blk;      /* seasonal level of week i (1-based), 0 = not in the reference data */
     int *rows;     /* 0-based week of each GLM row */
     int nrows;
@@ -124,8 +125,8 @@ static int fit_fun(farr_ctx *c, int trend, int k, double *x0) {
         double thr = c->p->weights_threshold, denom = 0;
         double *s = g->z; /* scratch: the next fit overwrites it anyway */
         for (int i = 0; i < n; i++) {
-            double y = g->y[i], mu = g->mu[i];
-            double a = 1.5 * (pow(y, 2.0 / 3) * pow(mu, -1.0 / 6) - sqrt(mu));
+            double mu = g->mu[i];
+            double a = 1.5 * (c->x23[c->rows[i]] * pow(mu, -1.0 / 6) - sqrt(mu));
             s[i] = a / sqrt(phi * (1 - surveil_glm_hat(g, i)));
             denom += s[i] > thr ? 1 / (s[i] * s[i]) : 1;
         }
@@ -232,11 +233,14 @@ core_status surveil_farrington(const surveil_params *p, const double *x, size_t 
     int span = p->b * p->freq + p->w + 1;
     c.blk = calloc(n + 1, sizeof(int));
     c.rows = malloc((size_t)span * sizeof(int));
-    if (!c.blk || !c.rows) {
+    c.x23 = malloc(n * sizeof(double));
+    if (!c.blk || !c.rows || !c.x23) {
         free(c.blk);
         free(c.rows);
+        free(c.x23);
         return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
+    for (size_t t = 0; t < n; t++) c.x23[t] = pow(x[t], 2.0 / 3);
     core_status st = surveil_glm_alloc(&c.g, span, 1 + 1 + p->no_periods, err);
     if (st == CORE_OK) {
         for (size_t t = first; t < n; t++) evaluate_week(&c, (int)t + 1, &out[t - first]);
@@ -244,5 +248,6 @@ core_status surveil_farrington(const surveil_params *p, const double *x, size_t 
     }
     free(c.blk);
     free(c.rows);
+    free(c.x23);
     return st;
 }

@@ -29,11 +29,12 @@ core_status surveil_glm_alloc(surveil_glm *g, int n_max, int p_max, core_error *
     g->eta = malloc(n * sizeof(double));
     g->mu = malloc(n * sizeof(double));
     g->wt = malloc(n * sizeof(double));
+    g->ylogy = malloc(n * sizeof(double));
     g->z = malloc(n * sizeof(double));
     g->beta = malloc(p * sizeof(double));
     g->coefold = malloc(p * sizeof(double));
     g->rinv = malloc(p * p * sizeof(double));
-    if (!g->X || !g->sp_val || !g->sp_col || !g->sp_n || !g->y || !g->prior || !g->eta || !g->mu || !g->wt || !g->z || !g->beta || !g->coefold ||
+    if (!g->X || !g->ylogy || !g->sp_val || !g->sp_col || !g->sp_n || !g->y || !g->prior || !g->eta || !g->mu || !g->wt || !g->z || !g->beta || !g->coefold ||
         !g->rinv) {
         surveil_glm_free(g);
         return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
@@ -51,6 +52,7 @@ void surveil_glm_free(surveil_glm *g) {
     free(g->eta);
     free(g->mu);
     free(g->wt);
+    free(g->ylogy);
     free(g->z);
     free(g->beta);
     free(g->coefold);
@@ -59,11 +61,16 @@ void surveil_glm_free(surveil_glm *g) {
 }
 
 /* Poisson deviance, summed in row order as R does. */
+/* Poisson deviance, summed in row order as R does. y log(y/mu) is taken as
+ * y log y (once per fit, in g->ylogy) - y log mu, and log mu is eta itself
+ * unless mu was clamped at eps: one log per row per fit instead of one per
+ * row per iteration (the log was a tenth of Farrington's time). */
 static double deviance(const surveil_glm *g) {
     double dev = 0;
     for (int i = 0; i < g->n; i++) {
         double y = g->y[i], mu = g->mu[i], wt = g->prior[i];
-        dev += 2 * (y > 0 ? wt * (y * log(y / mu) - (y - mu)) : mu * wt);
+        double logmu = mu > DBL_EPSILON ? g->eta[i] : log(mu);
+        dev += 2 * (y > 0 ? wt * (g->ylogy[i] - y * logmu - (y - mu)) : mu * wt);
     }
     return dev;
 }
@@ -101,15 +108,35 @@ static void sparsify(surveil_glm *g) {
     }
 }
 
+/* R = L', so R^-1 = (L^-1)': from the Cholesky factor the last least
+ * squares left in g->chol (only the last iteration's is ever needed). */
+static void invert_r(surveil_glm *g) {
+    int p = g->p;
+    const double *L = g->chol;
+    double *ri = g->rinv;
+    for (int c = 0; c < p; c++) { /* solve L x = e_c: x = column c of L^-1 */
+        double x[16];
+        for (int i = 0; i < p; i++) {
+            double s = i == c ? 1.0 : 0.0;
+            for (int k = c; k < i; k++) s -= L[i * 16 + k] * x[k];
+            x[i] = i < c ? 0.0 : s / L[i * 16 + i];
+        }
+        /* (L^-1)[i][c] = x[i] => (R^-1)[c][i] = x[i]: stored column-major at ri[i * p + c] */
+        for (int i = 0; i < p; i++) ri[(size_t)i * p + c] = x[i];
+    }
+}
+
 /* Weighted least squares: minimise sum wt_i (x_i b - z_i)^2 through the
  * normal equations X'WX b = X'Wz and their Cholesky factor L (X'WX = LL').
  * The design's columns are far from collinear (an intercept, a week number
- * and 0/1 dummies), so this agrees with R's QR to ~1e-13. Leaves R^-1 =
- * (L')^-1 in g->rinv. Returns -1 when a column is (numerically) a
- * combination of the others. */
+ * and 0/1 dummies), so this agrees with R's QR to ~1e-13. Keeps L in
+ * g->chol. Returns -1 when a column is (numerically) a combination of the
+ * others. */
 static int least_squares(surveil_glm *g, double *b) {
     int n = g->n, p = g->p;
-    double A[16 * 16] = {0}, r[16] = {0}, L[16 * 16] = {0};
+    double A[16 * 16], r[16] = {0}, L[16 * 16];
+    memset(A, 0, (size_t)p * 16 * sizeof *A); /* rows 0..p-1 are all that is used */
+    memset(L, 0, (size_t)p * 16 * sizeof *L);
     for (int i = 0; i < n; i++) {
         double w = g->wt[i], wz = w * g->z[i];
         const int *c = g->sp_col + (size_t)i * p;
@@ -143,18 +170,7 @@ static int least_squares(surveil_glm *g, double *b) {
         for (int k = i + 1; k < p; k++) s -= L[k * 16 + i] * b[k];
         b[i] = s / L[i * 16 + i];
     }
-    /* R = L', so R^-1 = (L^-1)'; column c of R^-1 is row c of L^-1. */
-    double *ri = g->rinv;
-    for (int c = 0; c < p; c++) { /* solve L x = e_c: x = column c of L^-1 */
-        double x[16];
-        for (int i = 0; i < p; i++) {
-            double s = i == c ? 1.0 : 0.0;
-            for (int k = c; k < i; k++) s -= L[i * 16 + k] * x[k];
-            x[i] = i < c ? 0.0 : s / L[i * 16 + i];
-        }
-        /* (L^-1)[i][c] = x[i] => (R^-1)[c][i] = x[i]: stored column-major at ri[i * p + c] */
-        for (int i = 0; i < p; i++) ri[(size_t)i * p + c] = x[i];
-    }
+    memcpy(g->chol, L, (size_t)p * 16 * sizeof *L); /* R^-1 is needed only from the last iteration's */
     return 0;
 }
 
@@ -162,6 +178,7 @@ int surveil_glm_fit(surveil_glm *g) {
     int n = g->n, p = g->p;
     if (n < 1 || p < 1 || p > 16 || n > g->n_max || p > g->p_max) return -1;
     for (int i = 0; i < n; i++) {
+        g->ylogy[i] = g->y[i] > 0 ? g->y[i] * log(g->y[i]) : 0;
         g->eta[i] = log(g->y[i] + 0.1);
         double m = exp(g->eta[i]);
         g->mu[i] = m > DBL_EPSILON ? m : DBL_EPSILON;
@@ -206,6 +223,7 @@ int surveil_glm_fit(surveil_glm *g) {
         memcpy(g->coefold, g->beta, (size_t)p * sizeof(double));
         have_old = 1;
     }
+    invert_r(g);
     g->df_residual = n - p;
     if (g->df_residual > 0) {
         double s = 0;

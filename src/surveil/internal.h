@@ -21,7 +21,9 @@ typedef struct {
     double *beta;     /* p coefficients */
     double *eta, *mu; /* n, at the coefficients */
     double *wt;       /* n working weights (w^2) of the last iteration */
+    double *ylogy;    /* n: y log y, for the deviance */
     double *rinv;     /* p x p inverse of the last iteration's R, column-major */
+    double chol[16 * 16]; /* the last iteration's Cholesky factor of X'WX (row-major, stride 16) */
     double *sp_val;   /* n x p scratch: each row's nonzero values ... */
     int *sp_col;      /* ... their columns ... */
     int *sp_n;        /* ... and how many */
