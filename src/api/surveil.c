@@ -567,10 +567,12 @@ static core_status rescan(api_context *c, core_error *err) {
     if (rc) return rc;
     pthread_mutex_lock(&scan_lock);
     if (v != scanned_version) {
+        int first, last, now = surveil_week_of_time(core_now());
+        core_status e = surveil_extent(c->st, &first, &last, err);
         surveil_params p;
-        surveil_params_init(&p, SURVEIL_C2);
+        surveil_alert_params(e == CORE_OK ? now - first + 1 : 0, &p);
         int added;
-        rc = surveil_scan(c->st, &p, surveil_week_of_time(core_now()), 8, c->cfg->surveil_k, &added, err);
+        rc = e && e != CORE_ERR_NOT_FOUND ? e : surveil_scan(c->st, &p, now, 8, c->cfg->surveil_k, &added, err);
         if (!rc) scanned_version = v;
     }
     pthread_mutex_unlock(&scan_lock);

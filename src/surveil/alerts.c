@@ -9,6 +9,20 @@
 
 #include "surveil/surveil.h"
 
+void surveil_alert_params(int history_weeks, surveil_params *p) {
+    int years = (history_weeks - 4) / 52; /* whole years before the window of the week evaluated */
+    if (years < 2) {
+        surveil_params_init(p, SURVEIL_C2);
+        return;
+    }
+    surveil_params_init(p, SURVEIL_FARRINGTON);
+    p->b = years < 5 ? years : 5;
+    p->no_periods = 10;
+    p->past_weeks = 26;
+    p->weights_threshold = 2.58;
+    p->threshold = SURVEIL_THRESHOLD_NBPLUGIN;
+}
+
 /* One series' alarms in the last `recent` weeks become alerts. */
 static core_status alert_series(store *st, sqlite3 *db, const surveil_params *p, const char *region,
                                 const char *condition, const double *x, size_t n, int first, int week_now, int recent,

@@ -310,6 +310,12 @@ typedef struct {
  * counts the new ones. */
 core_status surveil_scan(store *st, const surveil_params *p, int week_now, int recent, int min_count, int *added,
                          core_error *err);
+/* The detector alerts use, given how many weeks of history there are:
+ * Farrington flexible in Noufaily's configuration (b = years back, up to 5;
+ * 10 periods, 26 recent weeks left out, nbPlugin) once two years exist —
+ * on simulated outbreaks it keeps false alarms well under 1 % —, EARS C2
+ * (7 weeks of baseline) before that. */
+void surveil_alert_params(int history_weeks, surveil_params *p);
 typedef void (*surveil_alert_fn)(void *ud, const surveil_alert *a);
 /* Newest week first; open_only skips acknowledged ones. */
 core_status surveil_alerts(store *st, bool open_only, surveil_alert_fn fn, void *ud, core_error *err);

@@ -697,6 +697,31 @@ static void the_analytics_store_holds_no_identifier(void **state) {
 
 static void cb(void *ud, const surveil_alert *a);
 
+static void alerts_pick_their_method_by_history(void **state) {
+    (void)state;
+    surveil_params p;
+    surveil_alert_params(0, &p);
+    assert_int_equal(p.method, SURVEIL_C2);
+    surveil_alert_params(52, &p);
+    assert_int_equal(p.method, SURVEIL_C2);
+    surveil_alert_params(2 * 52 + 4, &p);
+    assert_int_equal(p.method, SURVEIL_FARRINGTON);
+    assert_int_equal(p.b, 2);
+    assert_int_equal(p.no_periods, 10);
+    surveil_alert_params(9 * 52, &p);
+    assert_int_equal(p.b, 5);
+    /* and with that history the method runs: b years of weeks before the first evaluated one */
+    enum { N = 2 * 52 + 12 };
+    double x[N];
+    surveil_point out[N];
+    size_t first;
+    core_error err = {0};
+    for (int i = 0; i < N; i++) x[i] = 20 + (i % 5);
+    surveil_alert_params(N, &p);
+    assert_int_equal(surveil_detect(&p, x, N, &first, out, &err), CORE_OK);
+    assert_true(first < N);
+}
+
 static void alerts_are_raised_and_acknowledged(void **state) {
     db_fixture *f = *state;
     core_error err = {0};
@@ -751,6 +776,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(releases_are_suppressed_and_logged, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(the_analytics_store_holds_no_identifier, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(alerts_are_raised_and_acknowledged, db_setup, db_teardown),
+        cmocka_unit_test(alerts_pick_their_method_by_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
