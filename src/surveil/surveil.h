@@ -110,7 +110,7 @@ core_status surveil_detect(const surveil_params *p, const double *counts, size_t
  * column headed week, date, time, t or period, or holding anything other
  * than numbers, is kept as the weeks' labels; every other column is a series
  * of counts (finite, >= 0; an empty cell is an error, not a zero). At most
- * SURVEIL_TABLE_MAX_CELLS cells. */
+ * SURVEIL_TABLE_MAX_CELLS cells, any number of columns. */
 #define SURVEIL_TABLE_MAX_CELLS (1u << 24)
 typedef struct surveil_table surveil_table;
 

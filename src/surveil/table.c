@@ -39,10 +39,13 @@ const double *surveil_table_counts(const surveil_table *t, size_t j) {
     return j < t->series ? t->counts + j * t->weeks : NULL;
 }
 
-/* A line split into cells (pointers into a private copy of the line). */
+/* A line split into cells (pointers into a private copy of the line),
+ * sized for the longest line of the file. */
 typedef struct {
-    char buf[CELL_MAX * 64];
-    char *cell[4096];
+    char *buf;
+    size_t buf_cap;
+    char **cell;
+    size_t cell_cap;
     size_t n;
 } row;
 
@@ -51,7 +54,7 @@ static int split(const char *s, const char *e, row *r, size_t line, core_error *
     r->n = 0;
     size_t len = (size_t)(e - s);
     if (len && s[len - 1] == '\r') len--;
-    size_t cap = sizeof r->buf - 1;
+    size_t cap = r->buf_cap - 1;
     const char *p = s, *end = s + len;
     char *out = r->buf;
     for (;;) {
@@ -62,7 +65,7 @@ static int split(const char *s, const char *e, row *r, size_t line, core_error *
         while (q > p && isspace((unsigned char)q[-1])) q--;
         size_t cl = (size_t)(q - p);
         if (cl >= CELL_MAX) return core_fail(err, CORE_ERR_INVALID, "csv", "line %zu: a cell is longer than %d characters", line, CELL_MAX - 1), -1;
-        if (r->n >= sizeof r->cell / sizeof *r->cell || (size_t)(out - r->buf) + cl + 1 > cap)
+        if (r->n >= r->cell_cap || (size_t)(out - r->buf) + cl + 1 > cap)
             return core_fail(err, CORE_ERR_INVALID, "csv", "line %zu: too many columns", line), -1;
         for (size_t i = 0; i < cl; i++)
             if (p[i] == '"' || (unsigned char)p[i] < 0x20)
@@ -95,24 +98,42 @@ static int label_header(const char *h) {
 
 core_status surveil_table_parse_csv(const char *text, size_t len, surveil_table **out, core_error *err) {
     *out = NULL;
-    row *r = malloc(sizeof *r);
+    row *r = calloc(1, sizeof *r);
     surveil_table *t = calloc(1, sizeof *t);
     if (!r || !t) {
         free(r);
         free(t);
         return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
-    /* Count the lines that hold something, to size the arrays once. */
-    size_t lines = 0;
+    /* Count the lines that hold something, and the longest line and the
+     * most commas, to size everything once. */
+    size_t lines = 0, longest = 0, commas = 0;
     for (const char *p = text, *e = text + len; p < e;) {
         const char *nl = memchr(p, '\n', (size_t)(e - p));
         const char *le = nl ? nl : e;
-        for (const char *q = p; q < le; q++)
-            if (!isspace((unsigned char)*q)) {
-                lines++;
-                break;
-            }
+        size_t c = 0;
+        bool content = false;
+        for (const char *q = p; q < le; q++) {
+            if (!isspace((unsigned char)*q)) content = true;
+            c += *q == ',';
+        }
+        if (content) {
+            lines++;
+            if ((size_t)(le - p) > longest) longest = (size_t)(le - p);
+            if (c > commas) commas = c;
+        }
         p = nl ? nl + 1 : e;
+    }
+    r->buf_cap = longest + 2;
+    r->cell_cap = commas + 1;
+    r->buf = malloc(r->buf_cap);
+    r->cell = malloc(r->cell_cap * sizeof *r->cell);
+    if (!r->buf || !r->cell) {
+        free(r->buf);
+        free(r->cell);
+        free(r);
+        free(t);
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
     core_status st = CORE_OK;
     size_t line = 0, cols = 0, lab = 0, week = 0;
@@ -183,6 +204,8 @@ core_status surveil_table_parse_csv(const char *text, size_t len, surveil_table 
         }
         week++;
     }
+    free(r->buf);
+    free(r->cell);
     free(r);
     if (st == CORE_OK && cols == 0) st = core_fail(err, CORE_ERR_INVALID, "csv", "the file is empty");
     if (st == CORE_OK && lab && cols < 2) st = core_fail(err, CORE_ERR_INVALID, "csv", "no series besides the labels");
