@@ -402,7 +402,8 @@ core_status surveil_release_find(store *st, const char *org, const uint8_t finge
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(
-        st, db, "SELECT body FROM surveil_releases WHERE org = ?1 AND fingerprint = ?2 ORDER BY id DESC LIMIT 1", &q,
+        st, db, "SELECT body FROM surveil_releases WHERE org = ?1 AND fingerprint = ?2 AND txid IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1", &q,
         err);
     if (!rc) {
         sqlite3_bind_text(q, 1, org, -1, SQLITE_TRANSIENT);

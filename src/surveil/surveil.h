@@ -270,8 +270,10 @@ core_status surveil_release_record(store *st, const char *org, const surveil_rel
                                    const char *body, int64_t *id, core_error *err);
 core_status surveil_release_set_txid(store *st, int64_t id, const uint8_t txid[32], core_error *err);
 /* An earlier release to org with the same fingerprint (same query, same
- * data): its body, so asking again costs no budget and shows the same noise.
- * CORE_ERR_NOT_FOUND if none. *body is malloc'd. */
+ * data) that made it onto the ledger (has a txid): its body, so asking again
+ * costs no budget and shows the same noise. A logged release whose ledger
+ * record failed is never handed out. CORE_ERR_NOT_FOUND if none. *body is
+ * malloc'd. */
 core_status surveil_release_find(store *st, const char *org, const uint8_t fingerprint[32], char **body,
                                  core_error *err);
 core_status surveil_budget_spent(store *st, const char *org, double *spent, core_error *err);

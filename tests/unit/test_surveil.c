@@ -591,6 +591,9 @@ static void releases_are_suppressed_and_logged(void **state) {
     assert_int_equal(surveil_release_record(f->st, "org:test", r, 1.0, "{}", &id, &err), CORE_OK);
     uint8_t fp[32], txid[32] = {9};
     surveil_release_fingerprint(r, fp);
+    char *none;
+    /* not on the ledger yet: not handed out again */
+    assert_int_equal(surveil_release_find(f->st, "org:test", fp, &none, &err), CORE_ERR_NOT_FOUND);
     assert_int_equal(surveil_release_set_txid(f->st, id, txid, &err), CORE_OK);
     char *body;
     assert_int_equal(surveil_release_find(f->st, "org:test", fp, &body, &err), CORE_OK);
