@@ -10,7 +10,9 @@
 #include "surveil/surveil.h"
 
 void surveil_alert_params(int history_weeks, surveil_params *p) {
-    int years = (history_weeks - 4) / 52; /* whole years before the window of the week evaluated */
+    /* whole years before the first of the 8 weeks alerts look at, less
+     * Farrington's half-window of 3: every one of those weeks is evaluated */
+    int years = (history_weeks - 8 - 4) / 52;
     if (years < 2) {
         surveil_params_init(p, SURVEIL_C2);
         return;

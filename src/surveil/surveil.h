@@ -316,7 +316,9 @@ core_status surveil_scan(store *st, const surveil_params *p, int week_now, int r
  * Farrington flexible in Noufaily's configuration (b = years back, up to 5;
  * 10 periods, 26 recent weeks left out, nbPlugin) once two years exist —
  * on simulated outbreaks it keeps false alarms well under 1 % —, EARS C2
- * (7 weeks of baseline) before that. */
+ * (7 weeks of baseline) before that. Two years means two years before
+ * the earliest of the eight weeks alerts look at, so all eight are
+ * evaluated. */
 void surveil_alert_params(int history_weeks, surveil_params *p);
 typedef void (*surveil_alert_fn)(void *ud, const surveil_alert *a);
 /* Newest week first; open_only skips acknowledged ones. */

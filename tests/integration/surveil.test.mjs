@@ -220,3 +220,21 @@ test('no analytics row, release or export names a person', async () => {
     { encoding: 'utf8' }).trim();
   assert.equal(cols, 'region,week,condition,age_band,source,synthetic,n');
 });
+
+test('with two years of history, alerts come from Farrington flexible (Noufaily configuration)', async () => {
+  const s2 = await startServer();
+  try {
+    const d = spawnSync(BIN, ['demo-data', '--data-dir', s2.dataDir, '--weeks', '130', '--seed', '7'], { encoding: 'utf8' });
+    assert.equal(d.status, 0, d.stderr);
+    await createStaff(s2.dataDir, 'ana2', 'analyst');
+    const a = new Client(s2.base); await a.login('ana2');
+    const r = await a.get('/api/surveil/alerts');
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.json.alerts.length > 0);
+    assert.ok(r.json.alerts.every((x) => x.method === 'farrington'), JSON.stringify(r.json.alerts.slice(0, 3)));
+    assert.ok(r.json.alerts.some((x) => x.region === 'US-FL' && x.condition === 'fungal'), 'the Florida outbreak');
+  } finally {
+    await s2.stop();
+    s2.cleanup();
+  }
+});
