@@ -317,32 +317,10 @@ static void compare(const config *c, const char *dir, const double *x, size_t n_
 
 /* ---------------------------------------------------------------- aggregates */
 
-static const struct {
-    const char *code;
-    int pop; /* 2020 census, thousands */
-} states[] = {
-    {"US-AL", 5024}, {"US-AK", 733},   {"US-AZ", 7152},  {"US-AR", 3012},  {"US-CA", 39538}, {"US-CO", 5774},
-    {"US-CT", 3606}, {"US-DE", 990},   {"US-DC", 690},   {"US-FL", 21538}, {"US-GA", 10712}, {"US-HI", 1455},
-    {"US-ID", 1839}, {"US-IL", 12812}, {"US-IN", 6786},  {"US-IA", 3190},  {"US-KS", 2938},  {"US-KY", 4506},
-    {"US-LA", 4658}, {"US-ME", 1362},  {"US-MD", 6177},  {"US-MA", 7030},  {"US-MI", 10077}, {"US-MN", 5706},
-    {"US-MS", 2961}, {"US-MO", 6154},  {"US-MT", 1084},  {"US-NE", 1962},  {"US-NV", 3105},  {"US-NH", 1378},
-    {"US-NJ", 9289}, {"US-NM", 2118},  {"US-NY", 20201}, {"US-NC", 10439}, {"US-ND", 779},   {"US-OH", 11799},
-    {"US-OK", 3959}, {"US-OR", 4237},  {"US-PA", 13003}, {"US-RI", 1097},  {"US-SC", 5118},  {"US-SD", 887},
-    {"US-TN", 6910}, {"US-TX", 29146}, {"US-UT", 3272},  {"US-VT", 643},   {"US-VA", 8631},  {"US-WA", 7705},
-    {"US-WV", 1794}, {"US-WI", 5894},  {"US-WY", 577},
-};
-#define NSTATES (sizeof states / sizeof *states)
-
-/* share of contributions, seasonal amplitude and peak week (as the demo data) */
-static const struct {
-    const char *code;
-    double share, amp, peak;
-} conditions[] = {
-    {"fungal", 0.24, 0.45, 30}, {"bacterial", 0.11, 0.25, 32}, {"viral", 0.12, 0.40, 8},
-    {"parasitic", 0.03, 0.30, 34}, {"eczema", 0.18, 0.35, 4}, {"psoriasis", 0.07, 0.10, 6},
-    {"acne_rosacea", 0.12, 0.15, 28}, {"benign_mole", 0.08, 0.20, 26}, {"melanoma", 0.02, 0.20, 26},
-    {"other", 0.03, 0.0, 1},
-};
+/* The demo data's model of the US (states and their populations, each
+ * condition's share and season), from surveil/demo.c. */
+static const char *const conditions[] = {"fungal", "bacterial", "viral", "parasitic", "eczema",
+                                         "psoriasis", "acne_rosacea", "benign_mole", "melanoma", "other"};
 #define NCOND (sizeof conditions / sizeof *conditions)
 #define AGG_WEEKS 52
 
@@ -369,29 +347,34 @@ static void aggregates(const char *dir, int64_t total) {
     /* Contributions: expected share of each (state, week, condition, band,
      * source), rounded to integers that sum to `total` (largest remainder). */
     int week0 = surveil_week_of_date(2025, 12, 1); /* 2025-W49 .. 2026-W48 */
-    size_t n = NSTATES * AGG_WEEKS * NCOND * SURVEIL_AGE_BANDS * SURVEIL_SOURCES;
+    const size_t nstates = surveil_demo_regions();
+    size_t n = nstates * AGG_WEEKS * NCOND * SURVEIL_AGE_BANDS * SURVEIL_SOURCES;
     surveil_contribution *c = xmalloc(n * sizeof *c);
     int64_t *count = xmalloc(n * sizeof *count);
     double *w = xmalloc(n * sizeof *w), wsum = 0;
     size_t i = 0;
-    for (size_t s = 0; s < NSTATES; s++)
+    for (size_t s = 0; s < nstates; s++)
         for (int wk = 0; wk < AGG_WEEKS; wk++)
-            for (size_t j = 0; j < NCOND; j++)
+            for (size_t j = 0; j < NCOND; j++) {
+                int pop;
+                const char *region = surveil_demo_region(s, &pop);
+                double share, amp, peak;
+                surveil_demo_condition_profile(conditions[j], &share, &amp, &peak);
                 for (int band = 0; band < SURVEIL_AGE_BANDS; band++)
                     for (int src = 0; src < SURVEIL_SOURCES; src++, i++) {
                         memset(&c[i], 0, sizeof c[i]);
-                        snprintf(c[i].condition, sizeof c[i].condition, "%s", conditions[j].code);
-                        snprintf(c[i].region, sizeof c[i].region, "%s", states[s].code);
+                        snprintf(c[i].condition, sizeof c[i].condition, "%s", conditions[j]);
+                        snprintf(c[i].region, sizeof c[i].region, "%s", region);
                         c[i].week = week0 + wk;
                         c[i].age_band = band;
                         c[i].source = (surveil_source)src;
                         /* week 49 of the year first: wk 0 is the year's week 49 */
                         double woy = (double)((wk + 48) % 52 + 1);
-                        w[i] = states[s].pop * conditions[j].share *
-                               (1 + conditions[j].amp * cos(2 * M_PI * (woy - conditions[j].peak) / 52)) *
-                               age_mix[band] * source_mix[src];
+                        w[i] = pop * share * (1 + amp * cos(2 * M_PI * (woy - peak) / 52)) * age_mix[band] *
+                               source_mix[src];
                         wsum += w[i];
                     }
+            }
     int64_t assigned = 0;
     size_t *order = xmalloc(n * sizeof *order);
     for (i = 0; i < n; i++) {
@@ -413,11 +396,10 @@ static void aggregates(const char *dir, int64_t total) {
     double t_load = now() - t0;
     printf("\n== Aggregates: %lld contributions as %zu count rows (%zu regions x %d weeks x %zu conditions x %d age "
            "bands x %d sources, rows with a count) ==\n",
-           (long long)check, rows, NSTATES, AGG_WEEKS, NCOND, SURVEIL_AGE_BANDS, SURVEIL_SOURCES);
+           (long long)check, rows, nstates, AGG_WEEKS, NCOND, SURVEIL_AGE_BANDS, SURVEIL_SOURCES);
     printf("load (surveil_add_counts, one transaction): %.2f s (%.0f rows/s)\n", t_load, (double)rows / t_load);
 
-    const char *codes[NCOND];
-    for (size_t j = 0; j < NCOND; j++) codes[j] = conditions[j].code;
+    const char *const *codes = conditions;
     printf("%-10s %10s %10s %10s %10s %10s   %s\n", "epsilon", "build", "json", "dumps", "csv", "total",
            "cells published / suppressed, JSON and CSV bytes");
     for (int e = 0; e <= 1; e++) {
@@ -448,7 +430,7 @@ static void aggregates(const char *dir, int64_t total) {
             json_decref(j);
             surveil_release_free(r);
         }
-        size_t cells = (size_t)AGG_WEEKS * (NSTATES + 1) * (NCOND + 1);
+        size_t cells = (size_t)AGG_WEEKS * (nstates + 1) * (NCOND + 1);
         printf("%-10d %8.1fms %8.1fms %8.1fms %8.1fms %8.1fms   %zu / %zu of %zu, %zu B, %zu B\n", e,
                best[0] * 1e3, best[1] * 1e3, best[2] * 1e3, best[3] * 1e3,
                (best[0] + best[1] + best[2] + best[3]) * 1e3, published, cells - published, cells, json_bytes,

@@ -53,11 +53,7 @@ static core_status submit_release(api_context *c, const uint8_t org[32], const s
     ledger_tx tx = {.kind = LEDGER_TX_RELEASE};
     memcpy(tx.u.release.org, org, 32);
     surveil_release_fingerprint(r, tx.u.release.query);
-    double eps = 0;
-    json_t *j = surveil_release_json(r);
-    eps = json_real_value(json_object_get(j, "epsilon"));
-    json_decref(j);
-    tx.u.release.epsilon_milli = (uint32_t)llround(eps * 1000);
+    tx.u.release.epsilon_milli = (uint32_t)llround(surveil_release_epsilon(r) * 1000);
     tx.u.release.k_min = (uint32_t)k;
     size_t cells = surveil_release_cells(r);
     tx.u.release.cells = cells > UINT32_MAX ? UINT32_MAX : (uint32_t)cells;
@@ -69,24 +65,23 @@ static core_status submit_release(api_context *c, const uint8_t org[32], const s
 static char *release(http_request *rq, api_context *c, const char *org_label, const uint8_t org_key[32],
                      const char *org_name, const surveil_query *q) {
     core_error err = {0};
+    /* The same question on the same data: the logged answer, before any work. */
+    uint8_t fp[32];
+    char *body = NULL;
+    core_status rc = surveil_query_fingerprint(c->st, q, fp, &err);
+    if (!rc) rc = surveil_release_find(c->st, org_label, fp, &body, &err);
+    if (rc == CORE_OK) return body;
+    if (rc != CORE_ERR_NOT_FOUND) {
+        api_fail(rq, &err, NULL);
+        return NULL;
+    }
     surveil_release *r = NULL;
     if (surveil_release_build(c->st, q, NULL, &r, &err)) {
         api_fail(rq, &err, NULL);
         return NULL;
     }
-    uint8_t fp[32];
+    /* the data may have moved on since: the release keys on what it read */
     surveil_release_fingerprint(r, fp);
-    char *body = NULL;
-    core_status rc = surveil_release_find(c->st, org_label, fp, &body, &err);
-    if (rc == CORE_OK) {
-        surveil_release_free(r);
-        return body;
-    }
-    if (rc != CORE_ERR_NOT_FOUND) {
-        surveil_release_free(r);
-        api_fail(rq, &err, NULL);
-        return NULL;
-    }
     json_t *j = surveil_release_json(r);
     char fphex[65];
     cs_crypto_hex(fp, 32, fphex);
@@ -357,21 +352,7 @@ done:
 
 /* ---- analysts ---- */
 
-typedef struct {
-    bool seen[26 * 26];
-    json_t *list;
-} country_set;
-
-static void add_country(void *ud, const char *region, const char *condition) {
-    (void)condition;
-    country_set *cs = ud;
-    if (region[0] < 'A' || region[0] > 'Z' || region[1] < 'A' || region[1] > 'Z') return;
-    int i = (region[0] - 'A') * 26 + (region[1] - 'A');
-    if (cs->seen[i]) return;
-    cs->seen[i] = true;
-    char cc[3] = {region[0], region[1], 0};
-    json_array_append_new(cs->list, json_string(cc));
-}
+static void add_country(void *ud, const char *country) { json_array_append_new(ud, json_string(country)); }
 
 void api_surveil_overview(http_request *rq, void *ctx) {
     api_context *c = ctx;
@@ -382,7 +363,7 @@ void api_surveil_overview(http_request *rq, void *ctx) {
         const screening_condition *sc = screening_condition_at(i);
         json_array_append_new(conds, json_pack("{s:s, s:s}", "code", sc->code, "name", sc->name));
     }
-    country_set cs = {.list = json_array()};
+    json_t *countries = json_array();
     int first = 0, last = 0;
     core_error err = {0};
     json_t *extent = json_null();
@@ -392,13 +373,13 @@ void api_surveil_overview(http_request *rq, void *ctx) {
         surveil_week_format(first, a);
         surveil_week_format(last, b);
         extent = json_pack("{s:s, s:s}", "from", a, "to", b);
-        rc = surveil_pairs(c->st, add_country, &cs, &err);
+        rc = surveil_countries(c->st, add_country, countries, &err);
     } else if (rc == CORE_ERR_NOT_FOUND) {
         rc = CORE_OK;
     }
     if (rc) {
         json_decref(conds);
-        json_decref(cs.list);
+        json_decref(countries);
         json_decref(extent);
         api_fail(rq, &err, NULL);
     } else {
@@ -406,7 +387,7 @@ void api_surveil_overview(http_request *rq, void *ctx) {
         surveil_week_format(surveil_week_of_time(core_now()), now);
         http_respond_json(rq, 200,
                           json_pack("{s:o, s:o, s:o, s:s, s:i, s:[s,s,s,s,s]}", "conditions", conds, "countries",
-                                    cs.list, "extent", extent, "current_week", now, "k", c->cfg->surveil_k, "methods",
+                                    countries, "extent", extent, "current_week", now, "k", c->cfg->surveil_k, "methods",
                                     "c1", "c2", "c3", "cusum", "farrington"));
     }
     accounts_session_wipe(&sess);

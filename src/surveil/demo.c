@@ -35,9 +35,17 @@ static const struct {
     {"US-WV", 1794}, {"US-WI", 5894},  {"US-WY", 577},
 };
 
+size_t surveil_demo_regions(void) { return sizeof states / sizeof *states; }
+
+const char *surveil_demo_region(size_t i, int *population_thousands) {
+    if (i >= sizeof states / sizeof *states) return NULL;
+    if (population_thousands) *population_thousands = states[i].pop;
+    return states[i].code;
+}
+
 /* Share of contributions and seasonal amplitude/peak (week of year) per
  * condition; unknown codes get a small flat share. */
-static void condition_profile(const char *code, double *share, double *amp, double *peak) {
+void surveil_demo_condition_profile(const char *code, double *share, double *amp, double *peak) {
     static const struct {
         const char *code;
         double share, amp, peak;
@@ -89,7 +97,7 @@ core_status surveil_demo_fill(store *st, const char *const *conditions, size_t n
         for (size_t s = 0; s < ns; s++) {
             for (size_t j = 0; j < n_cond; j++) {
                 double share, amp, peak;
-                condition_profile(conditions[j], &share, &amp, &peak);
+                surveil_demo_condition_profile(conditions[j], &share, &amp, &peak);
                 double mu = states[s].pop / 1000.0 * 15.0 * share * trend *
                             (1 + amp * cos(2 * M_PI * (woy - peak) / 52.0));
                 if (!strcmp(states[s].code, "US-FL") && !strcmp(conditions[j], "fungal") && w >= fl_from && w <= fl_to)

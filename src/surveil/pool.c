@@ -211,15 +211,14 @@ core_status surveil_series(store *st, const char *region, const char *condition,
     return rc;
 }
 
-core_status surveil_pairs(store *st, surveil_pair_fn fn, void *ud, core_error *err) {
+core_status surveil_countries(store *st, surveil_country_fn fn, void *ud, core_error *err) {
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(
-        st, db, "SELECT DISTINCT region, condition FROM surveil_counts WHERE n > 0 ORDER BY region, condition", &q, err);
+        st, db, "SELECT DISTINCT substr(region, 1, 2) FROM surveil_counts WHERE n > 0 ORDER BY 1", &q, err);
     if (!rc) {
         int s;
-        while ((s = sqlite3_step(q)) == SQLITE_ROW)
-            fn(ud, (const char *)sqlite3_column_text(q, 0), (const char *)sqlite3_column_text(q, 1));
+        while ((s = sqlite3_step(q)) == SQLITE_ROW) fn(ud, (const char *)sqlite3_column_text(q, 0));
         if (s != SQLITE_DONE) rc = store_error(db, err);
         sqlite3_reset(q);
     }

@@ -11,7 +11,7 @@
 struct surveil_release {
     char country[3];
     int week_from, week_to;
-    int k;
+    int k, base_k;
     double epsilon;
     int64_t version;
     char **conditions;
@@ -53,7 +53,16 @@ static int condition_index(const surveil_release *r, const char *code) {
 }
 
 /* A country's regions are the key range [CC-, CC.) ('.' follows '-'), which
- * the primary key's index serves. */
+ * the primary key's index serves: ?1 and ?4 bound it, ?2 and ?3 the weeks. */
+static void bind_country_weeks(sqlite3_stmt *q, const surveil_release *r, const char *pattern) {
+    char hi[8];
+    snprintf(hi, sizeof hi, "%.2s.", pattern);
+    sqlite3_bind_text(q, 1, pattern, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 4, hi, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, r->week_from);
+    sqlite3_bind_int(q, 3, r->week_to);
+}
+
 static core_status load_regions(store *st, sqlite3 *db, surveil_release *r, const char *pattern, core_error *err) {
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(st, db,
@@ -61,12 +70,7 @@ static core_status load_regions(store *st, sqlite3 *db, surveil_release *r, cons
                                           "AND week BETWEEN ?2 AND ?3 AND n > 0 ORDER BY region",
                                           &q, err);
     if (rc) return rc;
-    char hi[8];
-    snprintf(hi, sizeof hi, "%.2s.", pattern);
-    sqlite3_bind_text(q, 1, pattern, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 4, hi, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(q, 2, r->week_from);
-    sqlite3_bind_int(q, 3, r->week_to);
+    bind_country_weeks(q, r, pattern);
     size_t cap = 0;
     int s;
     while ((s = sqlite3_step(q)) == SQLITE_ROW) {
@@ -94,12 +98,7 @@ static core_status load_counts(store *st, sqlite3 *db, surveil_release *r, const
                                           "GROUP BY region, week, condition",
                                           &q, err);
     if (rc) return rc;
-    char hi[8];
-    snprintf(hi, sizeof hi, "%.2s.", pattern);
-    sqlite3_bind_text(q, 1, pattern, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 4, hi, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(q, 2, r->week_from);
-    sqlite3_bind_int(q, 3, r->week_to);
+    bind_country_weeks(q, r, pattern);
     int s;
     while ((s = sqlite3_step(q)) == SQLITE_ROW) {
         int i = region_index(r, (const char *)sqlite3_column_text(q, 0));
@@ -133,6 +132,7 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
     r->week_from = q->week_from;
     r->week_to = q->week_to;
     r->k = q->k;
+    r->base_k = q->base_k;
     r->epsilon = q->epsilon;
     r->conditions = calloc(q->n_conditions, sizeof *r->conditions);
     core_status rc = r->conditions ? CORE_OK : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
@@ -190,31 +190,49 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
 size_t surveil_release_cells(const surveil_release *r) { return r->published; }
 bool surveil_release_synthetic(const surveil_release *r) { return r->synthetic; }
 
-void surveil_release_fingerprint(const surveil_release *r, uint8_t out[32]) {
+static void fingerprint(const char *country, int week_from, int week_to, int k, int base_k, double epsilon,
+                        int64_t version, const char *const *conditions, size_t n_conditions, uint8_t out[32]) {
     char from[9], to[9];
-    surveil_week_format(r->week_from, from);
-    surveil_week_format(r->week_to, to);
-    char head[160];
-    int n = snprintf(head, sizeof head, "country=%s;from=%s;to=%s;k=%d;epsilon_milli=%lld;version=%lld;conditions=",
-                     r->country, from, to, r->k, (long long)llround(r->epsilon * 1000), (long long)r->version);
+    surveil_week_format(week_from, from);
+    surveil_week_format(week_to, to);
+    char head[200];
+    int n = snprintf(head, sizeof head,
+                     "country=%s;from=%s;to=%s;k=%d;base_k=%d;epsilon_milli=%lld;version=%lld;conditions=", country,
+                     from, to, k, base_k, (long long)llround(epsilon * 1000), (long long)version);
     size_t len = (size_t)n;
-    for (size_t j = 0; j < r->n_conditions; j++) len += strlen(r->conditions[j]) + 1;
-    char *text = malloc(len + 1);
-    if (!text) {
+    for (size_t j = 0; j < n_conditions; j++) len += strlen(conditions[j]) + 1;
+    char *text = malloc(len);
+    if (!text) { /* cannot happen in practice; a fingerprint of the head still keys the query */
         cs_crypto_hash(out, "caresync-release", head, (size_t)n);
         return;
     }
     memcpy(text, head, (size_t)n);
     size_t at = (size_t)n;
-    for (size_t j = 0; j < r->n_conditions; j++) {
-        size_t l = strlen(r->conditions[j]);
-        memcpy(text + at, r->conditions[j], l);
+    for (size_t j = 0; j < n_conditions; j++) {
+        size_t l = strlen(conditions[j]);
+        memcpy(text + at, conditions[j], l);
         at += l;
         text[at++] = ',';
     }
     cs_crypto_hash(out, "caresync-release", text, at);
     free(text);
 }
+
+void surveil_release_fingerprint(const surveil_release *r, uint8_t out[32]) {
+    fingerprint(r->country, r->week_from, r->week_to, r->k, r->base_k, r->epsilon, r->version,
+                (const char *const *)r->conditions, r->n_conditions, out);
+}
+
+core_status surveil_query_fingerprint(store *st, const surveil_query *q, uint8_t out[32], core_error *err) {
+    int64_t version;
+    core_status rc = surveil_data_version(st, &version, err);
+    if (!rc)
+        fingerprint(q->country, q->week_from, q->week_to, q->k, q->base_k, q->epsilon, version, q->conditions,
+                    q->n_conditions, out);
+    return rc;
+}
+
+double surveil_release_epsilon(const surveil_release *r) { return r->epsilon; }
 
 static json_t *value(const surveil_grid *g, size_t e) {
     return g->status[e] == SURVEIL_CELL_PUBLISHED ? json_integer(g->value[e]) : json_null();

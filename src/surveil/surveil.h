@@ -243,8 +243,12 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
                                   core_error *err);
 void surveil_release_free(surveil_release *r);
 /* What identifies the question and the data it was asked of: SHA-256 over
- * the canonical query and the data version. */
+ * the canonical query and the data version. surveil_query_fingerprint
+ * gives the same without building the release (it reads the current data
+ * version), so an earlier identical release can be found first. */
 void surveil_release_fingerprint(const surveil_release *r, uint8_t out[32]);
+core_status surveil_query_fingerprint(store *st, const surveil_query *q, uint8_t out[32], core_error *err);
+double surveil_release_epsilon(const surveil_release *r);
 size_t surveil_release_cells(const surveil_release *r); /* values published (not suppressed) */
 bool surveil_release_synthetic(const surveil_release *r);
 /* The release as JSON (new reference): query, regions, conditions, and per
@@ -284,9 +288,9 @@ core_status surveil_budget_spent(store *st, const char *org, double *spent, core
  * for week_to - week_from + 1 values. *synthetic: any demo data in them. */
 core_status surveil_series(store *st, const char *region, const char *condition, int week_from, int week_to,
                            double *out, bool *synthetic, core_error *err);
-/* The (region, condition) pairs with any data (fn called for each). */
-typedef void (*surveil_pair_fn)(void *ud, const char *region, const char *condition);
-core_status surveil_pairs(store *st, surveil_pair_fn fn, void *ud, core_error *err);
+/* The countries (ISO 3166-1 alpha-2) with any data, in order. */
+typedef void (*surveil_country_fn)(void *ud, const char *country);
+core_status surveil_countries(store *st, surveil_country_fn fn, void *ud, core_error *err);
 /* First and last week with data; CORE_ERR_NOT_FOUND when there is none. */
 core_status surveil_extent(store *st, int *first, int *last, core_error *err);
 
@@ -338,5 +342,12 @@ typedef struct {
 } surveil_demo_summary;
 core_status surveil_demo_fill(store *st, const char *const *conditions, size_t n_conditions, int week_end, int weeks,
                               unsigned seed, surveil_demo_summary *summary, core_error *err);
+/* The demo's model, for benchmarks that want the same shape of data:
+ * region i of surveil_demo_regions() (NULL past the end) with its 2020
+ * population in thousands, and a condition's share of contributions,
+ * seasonal amplitude and peak week of the year. */
+size_t surveil_demo_regions(void);
+const char *surveil_demo_region(size_t i, int *population_thousands);
+void surveil_demo_condition_profile(const char *code, double *share, double *amp, double *peak);
 
 #endif

@@ -589,8 +589,12 @@ static void releases_are_suppressed_and_logged(void **state) {
     /* exact releases cost no budget; recorded anyway */
     int64_t id;
     assert_int_equal(surveil_release_record(f->st, "org:test", r, 1.0, "{}", &id, &err), CORE_OK);
-    uint8_t fp[32], txid[32] = {9};
+    uint8_t fp[32], qfp[32], txid[32] = {9};
     surveil_release_fingerprint(r, fp);
+    /* the query alone gives the same key, so a repeat is found before any building */
+    assert_int_equal(surveil_query_fingerprint(f->st, &q, qfp, &err), CORE_OK);
+    assert_memory_equal(fp, qfp, 32);
+    assert_true(surveil_release_epsilon(r) == 0);
     char *none;
     /* not on the ledger yet: not handed out again */
     assert_int_equal(surveil_release_find(f->st, "org:test", fp, &none, &err), CORE_ERR_NOT_FOUND);
