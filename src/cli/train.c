@@ -21,8 +21,24 @@ static void usage(FILE *f, const char *cmd) {
             "  --model FILE    the model file (default models/screening.csm)\n"
             "  --cache DIR     where image features are cached (default var/cache)\n"
             "  --threads N     worker threads (default 2)\n"
-            "  --report FILE   also write the evaluation report (markdown) here\n",
+            "  --report FILE   also write the evaluation report (markdown) here\n"
+            "  --outside FILE  eval --protocol source-out writes, train embeds, how often each\n"
+            "                  condition's confident answers were right on unseen sources\n"
+            "  --fine-weight W weight of the per-data-set class loss beside the conditions' (default 1)\n"
+            "  --group-balance balance the condition loss over (data set, condition) pairs\n"
+            "  --not-skin DIR  photos that are not skin (DIR/index.csv; default var/not-skin,\n"
+            "                  gathered by scripts/not-skin-photos.sh): reported, never tuned on\n",
             cmd);
+    if (!strcmp(cmd, "eval"))
+        fprintf(f, "  --protocol P    held-out (default): the model file on each set's test split;\n"
+                   "                  source-out: train a head per left-out set on the others and test\n"
+                   "                  on the left-out set's shared conditions (no model file needed)\n"
+                   "  --backbones L   source-out: comma-separated TFLite files in --models, \"a+b\"\n"
+                   "                  concatenates features (default mobilenet_v2_1.0_224_quant.tflite)\n"
+                   "  --augment L     source-out: levers, one augmented view each: geometry,colour,\n"
+                   "                  blur,noise,jpeg,resolution or all (default none)\n"
+                   "  --keep-watermark  source-out: do not crop DermNet's watermark away\n"
+                   "  --epochs N      source-out: head epochs (default 12)\n");
     if (!strcmp(cmd, "train"))
         fprintf(f, "  --seed N        random seed (default 20261125)\n"
                    "  --epochs N      passes over the training images (default 15)\n"
@@ -31,8 +47,30 @@ static void usage(FILE *f, const char *cmd) {
                    "  --frozen        train the head only, on the pooled features; by default the\n"
                    "                  backbone's last block and its 1×1 convolution to 1280 are\n"
                    "                  trained too (on cached activations of the block's input)\n"
+                   "  --backbone F    TFLite backbone in --models (default mobilenet_v2_1.0_224_quant.tflite)\n"
+                   "  --augment L     levers for views 3-8: geometry,colour,blur,noise,jpeg,resolution\n"
+                   "                  or all (default geometry,colour)\n"
+                   "  --keep-watermark  do not crop DermNet's watermark away\n"
                    "  --adjust        per-condition logit offsets fitted on the held-back tenth\n"
                    "                  for balanced accuracy (off by default; see docs/MODEL.md)\n");
+}
+
+/* "geometry,colour,..." → SCREENING_AUG_* bits; nonzero when a name is unknown. */
+static int parse_levers(const char *list, unsigned *out) {
+    static const struct { const char *name; unsigned bit; } levers[] = {
+        {"geometry", SCREENING_AUG_GEOMETRY}, {"colour", SCREENING_AUG_COLOUR}, {"blur", SCREENING_AUG_BLUR},
+        {"noise", SCREENING_AUG_NOISE},       {"jpeg", SCREENING_AUG_JPEG},     {"resolution", SCREENING_AUG_RESOLUTION},
+        {"all", SCREENING_AUG_ALL},           {"none", 0}};
+    *out = 0;
+    for (const char *p = list; *p;) {
+        size_t l = strcspn(p, ","), i;
+        for (i = 0; i < sizeof levers / sizeof levers[0]; i++)
+            if (strlen(levers[i].name) == l && !strncmp(levers[i].name, p, l)) break;
+        if (i == sizeof levers / sizeof levers[0]) return 1;
+        *out |= levers[i].bit;
+        p += l + (p[l] == ',');
+    }
+    return 0;
 }
 
 static int run(int argc, char **argv, bool train) {
@@ -43,11 +81,19 @@ static int run(int argc, char **argv, bool train) {
         {"seed", required_argument, NULL, 's'},   {"epochs", required_argument, NULL, 'e'},
         {"views", required_argument, NULL, 'v'},  {"help", no_argument, NULL, 'h'},
         {"adjust", no_argument, NULL, 'A'},       {"frozen", no_argument, NULL, 'F'},
+        {"protocol", required_argument, NULL, 'P'}, {"backbones", required_argument, NULL, 'B'},
+        {"augment", required_argument, NULL, 'G'}, {"keep-watermark", no_argument, NULL, 'W'},
+        {"backbone", required_argument, NULL, 'K'}, {"not-skin", required_argument, NULL, 'N'},
+        {"outside", required_argument, NULL, 'O'},
+        {"fine-weight", required_argument, NULL, 'f'}, {"group-balance", no_argument, NULL, 'g'},
         {0}};
     const char *data = "../shared/data", *models = "../shared/models", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL;
     screening_train_opts o;
     screening_train_defaults(&o);
+    screening_protocol_opts po;
+    screening_protocol_defaults(&po);
+    bool source_out = false, epochs_set = false;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -59,7 +105,22 @@ static int run(int argc, char **argv, bool train) {
         case 'r': report_path = optarg; break;
         case 't': o.threads = atoi(optarg); break;
         case 's': o.seed = strtoull(optarg, NULL, 10); break;
-        case 'e': o.epochs = atoi(optarg); break;
+        case 'e': o.epochs = atoi(optarg), epochs_set = true; break;
+        case 'P':
+            if (!strcmp(optarg, "source-out")) source_out = true;
+            else if (strcmp(optarg, "held-out")) return usage(stderr, argv[0]), 2;
+            break;
+        case 'B': po.backbones = optarg; break;
+        case 'G':
+            if (parse_levers(optarg, &po.augment)) return usage(stderr, argv[0]), 2;
+            o.augment = po.augment;
+            break;
+        case 'W': po.crop_watermark = o.crop_watermark = false; break;
+        case 'K': o.backbone = optarg; break;
+        case 'N': o.not_skin_dir = po.not_skin_dir = optarg; break;
+        case 'O': o.outside_path = po.outside_path = optarg; break;
+        case 'f': o.fine_weight = po.train.fine_weight = strtof(optarg, NULL); break;
+        case 'g': o.group_balance = po.train.group_balance = true; break;
         case 'v': o.views = atoi(optarg); break;
         case 'A': o.adjust = true; break;
         case 'F': o.finetune = false; break;
@@ -67,15 +128,20 @@ static int run(int argc, char **argv, bool train) {
         default: usage(stderr, argv[0]); return 2;
         }
     }
-    if (optind != argc || o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 || o.views > 8) {
+    if (optind != argc || !(o.fine_weight >= 0 && o.fine_weight <= 10) || o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 || o.views > 8) {
         usage(stderr, argv[0]);
         return 2;
     }
     core_error err = {0};
     char *report = NULL;
+    if (!o.not_skin_dir) o.not_skin_dir = po.not_skin_dir = "var/not-skin";
+    po.train.threads = o.threads;
+    po.train.seed = o.seed;
+    if (epochs_set) po.train.epochs = o.epochs;
     if (cs_crypto_init(&err) || core_mkdirs(cache, &err) ||
-        (train ? screening_train(data, models, model, &o, cache, &report, &err)
-               : screening_eval(model, data, models, cache, o.threads, &report, &err))) {
+        (train        ? screening_train(data, models, model, &o, cache, &report, &err)
+         : source_out ? screening_source_out(data, models, cache, &po, &report, &err)
+                      : screening_eval(model, data, models, cache, o.threads, o.not_skin_dir, &report, &err))) {
         fprintf(stderr, "caresync %s: %s\n", argv[0], err.message);
         return 1;
     }

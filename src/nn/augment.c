@@ -1,19 +1,51 @@
 /* Training-time augmentation of CHW float images: random resized crop
  * (area fraction and aspect ratio, as in Inception training), rotation,
  * horizontal/vertical flips, and colour jitter (brightness, contrast,
- * saturation). One inverse affine map per image, bilinear sampling with the
- * border pixel repeated, so every output pixel is a blend of real ones. */
+ * saturation), then optionally blur and sensor noise. One inverse affine
+ * map per image, bilinear sampling with the border pixel repeated, so every
+ * output pixel is a blend of real ones. Blur and noise stand in for phone
+ * cameras: out-of-focus shots and small, noisy sensors. */
 #include "nn/nn.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 void nn_augment_defaults(nn_augment_opts *o) {
     *o = (nn_augment_opts){.min_area = 0.35f, .max_area = 1.0f, .min_ratio = 0.75f, .max_ratio = 4.0f / 3.0f,
                            .max_rotate_deg = 30.0f, .hflip = true,
-                           .vflip = true, .brightness = 0.2f, .contrast = 0.2f, .saturation = 0.2f};
+                           .vflip = true, .brightness = 0.2f, .contrast = 0.2f, .saturation = 0.2f,
+                           .max_blur = 0, .max_noise = 0};
 }
 
 static float uniform(nn_rng *r, float lo, float hi) { return lo + (hi - lo) * nn_rng_uniform(r); }
+
+/* Separable Gaussian blur of one plane in place (tmp: h·w floats). */
+static void blur_plane(float *p, float *tmp, int h, int w, float sigma) {
+    int rad = (int)ceilf(2.5f * sigma);
+    if (rad < 1) return;
+    if (rad > 15) rad = 15;
+    float k[31], sum = 0;
+    for (int i = -rad; i <= rad; i++) sum += k[i + rad] = expf(-(float)(i * i) / (2 * sigma * sigma));
+    for (int i = 0; i <= 2 * rad; i++) k[i] /= sum;
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float a = 0;
+            for (int i = -rad; i <= rad; i++) {
+                int xx = x + i < 0 ? 0 : x + i >= w ? w - 1 : x + i;
+                a += k[i + rad] * p[(size_t)y * w + xx];
+            }
+            tmp[(size_t)y * w + x] = a;
+        }
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            float a = 0;
+            for (int i = -rad; i <= rad; i++) {
+                int yy = y + i < 0 ? 0 : y + i >= h ? h - 1 : y + i;
+                a += k[i + rad] * tmp[(size_t)yy * w + x];
+            }
+            p[(size_t)y * w + x] = a;
+        }
+}
 
 static float sample(const float *plane, int h, int w, float y, float x) {
     if (x < 0) x = 0;
@@ -69,4 +101,17 @@ void nn_augment(nn_rng *r, const nn_augment_opts *o, int channels, int in_h, int
             float grey = 0.299f * *R + 0.587f * *G + 0.114f * *B;
             *R = grey + (*R - grey) * sat, *G = grey + (*G - grey) * sat, *B = grey + (*B - grey) * sat;
         }
+    /* Blur, then noise (a camera blurs before its sensor adds noise). The
+     * draws come after the others so that options at 0 change nothing. */
+    if (o->max_blur > 0) {
+        float sigma = uniform(r, 0, o->max_blur);
+        /* Best effort: without memory for the scratch plane the copy stays sharp. */
+        float *tmp = sigma >= 0.3f ? malloc(ohw * sizeof *tmp) : NULL;
+        for (int c = 0; tmp && c < channels; c++) blur_plane(out + (size_t)c * ohw, tmp, out_h, out_w, sigma);
+        free(tmp);
+    }
+    if (o->max_noise > 0) {
+        float sd = uniform(r, 0, o->max_noise);
+        for (size_t i = 0; i < ohw * (size_t)channels; i++) out[i] += sd * nn_rng_normal(r);
+    }
 }

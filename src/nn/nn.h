@@ -122,6 +122,8 @@ typedef struct {
     float min_area, max_area, min_ratio, max_ratio, max_rotate_deg;
     bool hflip, vflip;
     float brightness, contrast, saturation;
+    float max_blur;   /* Gaussian blur, sigma uniform in [0, max_blur] output pixels (0: none) */
+    float max_noise;  /* additive Gaussian noise, std uniform in [0, max_noise] (0: none) */
 } nn_augment_opts;
 void nn_augment_defaults(nn_augment_opts *o);
 void nn_augment(nn_rng *r, const nn_augment_opts *o, int channels, int in_h, int in_w, const float *in, int out_h,

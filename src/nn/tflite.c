@@ -1,7 +1,7 @@
 /* TensorFlow Lite reader: builds an nn_net from a .tflite flatbuffer of the
  * MobileNet family (CONV_2D, DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D / MEAN
- * over the whole map, FULLY_CONNECTED, and the shape-only RESHAPE, SOFTMAX,
- * QUANTIZE, DEQUANTIZE), dequantising uint8/int8 weights to float32.
+ * over the whole map, FULLY_CONNECTED, and the shape-only RESHAPE, SQUEEZE,
+ * SOFTMAX, QUANTIZE, DEQUANTIZE), dequantising uint8/int8 weights to float32.
  *
  * Debian ships no TensorFlow Lite and no copy of its schema, so this walks
  * the flatbuffer by hand: a table starts with a signed offset back to its
@@ -109,7 +109,7 @@ static int64_t vec_i64(fb *f, vec v, size_t k) {
 }
 
 enum { OP_ADD = 0, OP_AVG_POOL = 1, OP_CONV = 3, OP_DWCONV = 4, OP_DEQUANTIZE = 6, OP_FC = 9, OP_RESHAPE = 22,
-       OP_SOFTMAX = 25, OP_MEAN = 40, OP_QUANTIZE = 114 };
+       OP_SOFTMAX = 25, OP_MEAN = 40, OP_SQUEEZE = 43, OP_QUANTIZE = 114 };
 enum { T_F32 = 0, T_I32 = 2, T_U8 = 3, T_I8 = 9 };
 
 typedef struct {
@@ -373,13 +373,14 @@ core_status nn_tflite_read(const uint8_t *b, size_t n, nn_net **out, nn_tflite_i
         }
         case OP_RESHAPE:
         case OP_SOFTMAX:
+        case OP_SQUEEZE:
         case OP_QUANTIZE:
         case OP_DEQUANTIZE:
             /* Shapes are implicit (n,c,1,1 is already flat) and the network
              * outputs logits: callers apply softmax themselves. */
             r.node_of[y] = r.node_of[x];
             break;
-        default: rc = bad(&r, "an operator this engine does not run"); break;
+        default: rc = core_fail(err, CORE_ERR_INVALID, "model", "not a usable TensorFlow Lite model: operator %d is one this engine does not run", (int)c); break;
         }
         if (!rc && f->bad) rc = bad(&r, "a reference points outside the file");
     }

@@ -1,8 +1,10 @@
 /* The model as the service runs it: one forward pass through the backbone
  * and the head gives the condition logits (→ temperature → softmax; the
  * head's fine-class outputs are for evaluation) and, on the same pooled
- * features, the backbone's
- * ImageNet logits, whose confidence tells a cat or a car from skin.
+ * features, the backbone's ImageNet logits (a confident class no skin photo
+ * had tells a cat or a car from skin) and the projection that measures how
+ * far the photo lies from every skin photo the model was trained on (ood.c).
+ * The triage then follows the risk (triage.c).
  *
  * Runs (activation buffers, ~30 MB each) are pooled: allocating them per
  * request costs more than the forward pass's smaller layers. */
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "screening/internal.h"
 #include "vision/vision.h"
 
 #define POOL 8
@@ -25,6 +28,10 @@ struct screening_model {
     float bias[32]; /* per-condition logit offsets (calibrate.c) */
     int size, features, imagenet, k;
     bool skin_class[1024]; /* ImageNet top-1 classes seen on skin photos */
+    screening_risk risk;
+    int ood_node;
+    screening_ood ood;     /* mean, var, res_var, above (the basis is the ood node's weights) */
+    int outside[32];       /* per condition: right N in 10 on unseen sources, -1 unmeasured */
     pthread_mutex_t lock;
     nn_run *pool[POOL];
     int pooled;
@@ -74,6 +81,43 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
         goto fail;
     }
     if ((rc = screening_condition_bias(meta, m->bias, err))) goto fail;
+    json_t *risk = json_object_get(meta, "risk"), *ood = json_object_get(meta, "ood");
+    json_t *outside = json_object_get(meta, "outside_right_in_10");
+    for (int c = 0; c < screening_condition_count(); c++) {
+        json_t *v = json_object_get(outside, screening_condition_at(c)->code);
+        m->outside[c] = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 10
+                            ? (int)json_integer_value(v) : -1;
+    }
+    m->risk.melanoma_above = (float)json_number_value(json_object_get(risk, "melanoma_above"));
+    m->risk.cancer_above = (float)json_number_value(json_object_get(risk, "cancer_above"));
+    m->risk.benign_sure = (float)json_number_value(json_object_get(risk, "benign_sure"));
+    m->ood_node = (int)json_integer_value(json_object_get(ood, "node"));
+    json_t *mean = json_object_get(ood, "mean"), *var = json_object_get(ood, "var");
+    m->ood.m = (int)json_integer_value(json_object_get(ood, "m"));
+    m->ood.dim = (int)json_array_size(mean);
+    m->ood.res_var = (float)json_number_value(json_object_get(ood, "res_var"));
+    m->ood.above = (float)json_number_value(json_object_get(ood, "above"));
+    bool ood_ok = risk && m->risk.benign_sure > 0 && m->ood_node > m->features && m->ood_node < nn_net_count(net) &&
+                  nn_net_node(net, m->ood_node)->in == m->features && m->ood.m >= 1 && m->ood.m <= 256 &&
+                  nn_net_shape(net, m->ood_node).c == m->ood.m && m->ood.dim == nn_net_shape(net, m->features).c &&
+                  json_array_size(var) == (size_t)m->ood.m && m->ood.res_var > 0 && m->ood.above > 0;
+    if (ood_ok) {
+        m->ood.mean = malloc((size_t)m->ood.dim * sizeof(float));
+        m->ood.var = malloc((size_t)m->ood.m * sizeof(float));
+        if (!m->ood.mean || !m->ood.var) {
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory loading the screening model");
+            goto fail;
+        }
+        for (int d = 0; d < m->ood.dim; d++) m->ood.mean[d] = (float)json_number_value(json_array_get(mean, (size_t)d));
+        for (int q = 0; q < m->ood.m; q++) ood_ok &= (m->ood.var[q] = (float)json_number_value(json_array_get(var, (size_t)q))) > 0;
+        if ((rc = screening_ood_centres(ood, &m->ood, err))) goto fail;
+    }
+    if (!ood_ok) {
+        rc = core_fail(err, CORE_ERR_INVALID, "model",
+                       "%s: the model has no triage thresholds or skin-distance block (retrain it with caresync train)",
+                       path);
+        goto fail;
+    }
     json_t *sk = json_object_get(meta, "skin_imagenet_classes");
     for (size_t i = 0; i < json_array_size(sk); i++) {
         json_int_t c = json_integer_value(json_array_get(sk, i));
@@ -85,6 +129,7 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
     return CORE_OK;
 fail:
     json_decref(meta);
+    if (m) screening_ood_free(&m->ood);
     free(m);
     nn_net_free(net);
     return rc;
@@ -94,6 +139,7 @@ void screening_model_free(screening_model *m) {
     if (!m) return;
     for (int i = 0; i < m->pooled; i++) nn_run_free(m->pool[i]);
     pthread_mutex_destroy(&m->lock);
+    screening_ood_free(&m->ood);
     nn_net_free(m->net);
     free(m);
 }
@@ -152,6 +198,8 @@ core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, 
         if (il[c] > mx) mx = il[c], top_class = c;
     for (int c = 0; c < ik; c++) sum += expf(il[c] - mx);
     out->imagenet_top = 1.0f / sum;
+    const float *proj = nn_run_output(run, m->ood_node), *pooled = nn_run_output(run, m->features);
+    out->ood_score = proj && pooled ? screening_ood_distance(&m->ood, proj, pooled) / m->ood.above : INFINITY;
     give(m, run);
     free(x), free(p);
     /* Top three conditions. */
@@ -164,11 +212,23 @@ core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, 
         }
         out->top[r] = (screening_rank){best, cond[best]};
     }
-    /* Not skin: confident about an ImageNet class no skin photo had on top. */
-    bool not_skin = out->imagenet_top >= m->not_skin_above && (top_class >= 1024 || !m->skin_class[top_class]);
+    /* Not skin: confident about an ImageNet class no skin photo had on
+     * top, or too far from every skin photo the model was trained on. */
+    bool not_skin = (out->imagenet_top >= m->not_skin_above && (top_class >= 1024 || !m->skin_class[top_class])) ||
+                    out->ood_score >= 1;
     out->verdict = not_skin                                       ? SCREENING_UNSURE_NOT_SKIN
                    : out->top[0].probability < m->unsure_below ? SCREENING_UNSURE_LOW_CONFIDENCE
                                                                 : SCREENING_CONFIDENT;
+    int mel = screening_condition_index("melanoma"), sc = screening_condition_index("skin_cancer");
+    out->melanoma = mel >= 0 ? cond[mel] : 0;
+    out->cancer = out->melanoma + (sc >= 0 ? cond[sc] : 0);
+    out->outside_in_10 = m->outside[out->top[0].condition];
+    if (not_skin) {
+        out->triage = TRIAGE_DOCTOR_SOON;
+        out->why = SCREENING_WHY_UNSURE;
+    } else {
+        out->triage = screening_decide_triage(cond, out->verdict == SCREENING_CONFIDENT, &m->risk, &out->why);
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     out->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     return CORE_OK;

@@ -34,6 +34,12 @@ static const screening_condition conditions[] = {
     {"melanoma", "Suspicious pigmented lesion", TRIAGE_URGENT,
      "Some features of this spot can be seen in melanoma. Book an appointment with a doctor within two weeks to have "
      "it examined."},
+    {"skin_cancer", "Possible skin cancer (not melanoma)", TRIAGE_DOCTOR_SOON,
+     "Some features of this spot can be seen in basal or squamous cell carcinoma or in actinic keratosis (sun damage "
+     "that can turn into cancer). Most are easily treated when found early: see a doctor within a few weeks."},
+    {"harmless_growth", "Harmless-looking growth", TRIAGE_SELF_CARE,
+     "Looks like a seborrhoeic keratosis or a similar harmless growth, common with age. No treatment is needed; see a "
+     "doctor if it bleeds, grows quickly or looks different from your other spots."},
     {"other", "Another skin condition", TRIAGE_DOCTOR_SOON,
      "This looks like a condition the screening cannot name with confidence. Please show it to a doctor."},
 };
@@ -88,7 +94,26 @@ static const struct {
     {"Melanocytic_naevus", "benign_mole"}, {"Blue_nevus", "benign_mole"},
     {"Acral_lentiginous_melanoma", "melanoma"}, {"Amelanotic_melanoma", "melanoma"},
     {"Melanoma_in_situ", "melanoma"},
+    {"Basal_cell_carcinoma", "skin_cancer"}, {"Squamous_cell_carcinoma", "skin_cancer"},
+    {"Actinic_keratosis", "skin_cancer"},
+    /* Solar lentigo stays "other": lentigo maligna looks like it. */
+    {"Sebaceous_hyperplasia", "harmless_growth"},
+    /* pad-ufes-20-subset (smartphone photos) */
+    {"NEV", "benign_mole"}, {"MEL", "melanoma"}, {"BCC", "skin_cancer"}, {"SCC", "skin_cancer"},
+    {"ACK", "skin_cancer"}, {"SEK", "harmless_growth"},
 };
+
+/* Melanoma, basal and squamous cell carcinoma, by their labels in each set.
+ * Actinic keratosis is grouped with skin cancer for the advice (it is
+ * treated because it can become one) but is not itself a cancer. */
+bool screening_is_malignant(const char *cls) {
+    static const char *const malignant[] = {"malignant", "Acral_lentiginous_melanoma", "Amelanotic_melanoma",
+                                            "Melanoma_in_situ", "Basal_cell_carcinoma", "Squamous_cell_carcinoma",
+                                            "MEL", "BCC", "SCC"};
+    for (size_t i = 0; i < sizeof malignant / sizeof malignant[0]; i++)
+        if (!strcmp(malignant[i], cls)) return true;
+    return false;
+}
 
 int screening_condition_of(const char *set, const char *cls) {
     (void)set; /* label names do not collide across the sets */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const sets[] = {"skin-infections-8", "isic-melanoma-10k", "dermnetnz"};
+static const char *const sets[] = {"skin-infections-8", "isic-melanoma-10k", "dermnetnz", "pad-ufes-20-subset"};
 
 int screening_set_count(void) { return (int)(sizeof sets / sizeof sets[0]); }
 const char *screening_set_name(int i) { return i >= 0 && i < screening_set_count() ? sets[i] : NULL; }
@@ -57,15 +57,17 @@ core_status screening_dataset_load(const char *data_dir, screening_dataset *ds, 
         FILE *f = fopen(path, "r");
         if (!f) continue;
         found++;
-        char line[2048], *col[8];
+        char line[2048], *col[24];
         if (!fgets(line, sizeof line, f)) {
             fclose(f);
             continue;
         }
-        int nh = fields(line, col, 8), ci = -1, pi = -1, si_split = -1, mi = -1;
+        int nh = fields(line, col, 24), ci = -1, pi = -1, si_split = -1, mi = -1, fz = -1;
         for (int k = 0; k < nh; k++) {
             if (!strcmp(col[k], "path")) pi = k;
-            if (!strcmp(col[k], "class")) ci = k;
+            /* PAD-UFES names its label column "diagnostic". */
+            if (!strcmp(col[k], "class") || !strcmp(col[k], "diagnostic")) ci = k;
+            if (!strcmp(col[k], "fitzpatrick")) fz = k;
             if (!strcmp(col[k], "split")) si_split = k;
             if (!strcmp(col[k], "source_md5")) mi = k;
         }
@@ -75,7 +77,7 @@ core_status screening_dataset_load(const char *data_dir, screening_dataset *ds, 
             return core_fail(err, CORE_ERR_INVALID, "data", "%s lacks path/class/split columns", path);
         }
         while (fgets(line, sizeof line, f)) {
-            int n = fields(line, col, 8);
+            int n = fields(line, col, 24);
             if (n < nh) continue;
             if (ds->count == cap) {
                 cap = cap ? cap * 2 : 4096;
@@ -91,6 +93,8 @@ core_status screening_dataset_load(const char *data_dir, screening_dataset *ds, 
             it->set = si;
             it->fine = fi;
             it->condition = ds->fine_condition[fi];
+            it->malignant = screening_is_malignant(col[ci]);
+            it->fitzpatrick = fz >= 0 && col[fz][0] >= '1' && col[fz][0] <= '6' && !col[fz][1] ? col[fz][0] - '0' : 0;
             if (si_split >= 0) {
                 it->test = !strcmp(col[si_split], "test");
             } else {

@@ -82,7 +82,25 @@ static json_t *rank_json(const screening_rank *r) {
                      "advice", c->advice);
 }
 
+/* What the result means, in words: how often answers like this one were
+ * right on photos from sources the model never saw (the source-out
+ * protocol, docs/MODEL.md), where that was measured. */
+static const char *meaning(const screening_result *r, char *buf, size_t n) {
+    if (r->verdict == SCREENING_UNSURE_NOT_SKIN) return "No assessment was made.";
+    if (r->verdict != SCREENING_CONFIDENT)
+        return "The screening could not decide between several conditions for this photo.";
+    if (r->outside_in_10 < 0)
+        return "How often results like this one are right on photos from other clinics is not known yet: the "
+               "screening has photos of this condition from one source only.";
+    snprintf(buf, n,
+             "Results like this one were right about %d times in 10 on photos from clinics the screening had never "
+             "seen.",
+             r->outside_in_10);
+    return buf;
+}
+
 static char *result_json(const char *id, const screening_result *r, const vision_quality *q, int64_t now) {
+    char mbuf[200];
     json_t *top = json_array(), *issues = json_array();
     for (int i = 0; i < 3; i++) json_array_append_new(top, rank_json(&r->top[i]));
     for (unsigned b = 1; b <= VISION_Q_NO_SKIN; b <<= 1)
@@ -93,19 +111,25 @@ static char *result_json(const char *id, const screening_result *r, const vision
     const screening_condition *best = screening_condition_at(r->top[0].condition);
     const char *summary =
         r->verdict == SCREENING_UNSURE_NOT_SKIN
-            ? "This does not look like a photo of skin, so the screening cannot say anything about it. If you have a "
-              "skin problem, take a close, sharp photo of it; if you are worried, please see a professional."
+            ? "This does not look like a photo of skin the screening knows, so it cannot say anything about it. If "
+              "you have a skin problem, take a close, sharp photo of it; if you are worried, please see a professional."
+        : r->why != SCREENING_WHY_TOP && r->why != SCREENING_WHY_UNSURE ? screening_why_text(r->why)
         : unsure ? "The screening is unsure about this photo — please see a professional, who can examine it properly."
                  : best->advice;
-    /* Unsure never advises less than "see a doctor soon". */
-    screening_triage triage = unsure && best->triage < TRIAGE_DOCTOR_SOON ? TRIAGE_DOCTOR_SOON : best->triage;
+    /* The triage was decided by the risk rules (triage.c): never less
+     * than "see a doctor soon" when unsure, urgent when melanoma cannot be
+     * ruled out, whatever the top condition. */
+    screening_triage triage = r->triage;
     json_t *doc = json_pack(
-        "{s:s, s:I, s:s, s:b, s:s, s:s, s:s, s:o, s:{s:o}, s:s, s:{s:f, s:f}}", "id", id, "created", (json_int_t)now,
-        "verdict", screening_verdict_code(r->verdict), "unsure", unsure, "triage", screening_triage_code(triage),
-        "triage_label", screening_triage_label(triage), "advice", summary, "top", top, "quality", "issues", issues, "notice",
+        "{s:s, s:I, s:s, s:b, s:s, s:s, s:s, s:s, s:s, s:o, s:{s:o}, s:s, s:{s:f, s:f, s:f}}", "id", id, "created",
+        (json_int_t)now, "verdict", screening_verdict_code(r->verdict), "unsure", unsure, "triage",
+        screening_triage_code(triage), "triage_label", screening_triage_label(triage), "triage_reason",
+        screening_why_code(r->why), "advice", summary, "meaning", meaning(r, mbuf, sizeof mbuf), "top", top, "quality",
+        "issues", issues, "notice",
         "This is not a diagnosis. It is an automated, preliminary assessment from a photo and can be wrong. If you are "
         "worried, or it gets worse, see a doctor.",
-        "model", "seconds", r->seconds, "imagenet_confidence", (double)r->imagenet_top);
+        "model", "seconds", r->seconds, "imagenet_confidence", (double)r->imagenet_top, "distance",
+        (double)((int)(r->ood_score * 1000 + 0.5f)) / 1000.0);
     char *s = json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     return s;
@@ -159,9 +183,10 @@ core_status screening_desk_assess(screening_desk *d, int64_t user, const uint8_t
         vision_image_free(&sq);
         goto out;
     }
-    /* No skin colour in view is only a hint (fur passes it, some lesions
-     * fail it): with a low ImageNet confidence it makes the answer unsure. */
-    if ((q.issues & VISION_Q_NO_SKIN) && r.verdict == SCREENING_CONFIDENT) r.verdict = SCREENING_UNSURE_LOW_CONFIDENCE;
+    /* No skin colour in view is only a hint, listed with the quality
+     * issues: it made 4 % of real skin photos "unsure" (dark skin, some
+     * lesions, odd light), and the distance from the training photos
+     * (assess.c) now tells skin from what is not. */
     uint8_t raw[16];
     char id[33];
     cs_crypto_random(raw, sizeof raw);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vision/vision.h"
+
 /* Logits of rows (feature vectors) through the head, in batches. */
 float *screening_head_logits(nn_net *head, const float *feats, const size_t *rows, size_t n, int dim, int k) {
     float *out = malloc((n ? n : 1) * (size_t)k * sizeof(float)), *x = malloc(256 * (size_t)dim * sizeof(float));
@@ -78,216 +80,378 @@ void screening_split_logits(const float *lg, size_t n, int k, int nc, float *fin
     }
 }
 
-/* The evaluation report over the test items of every set. imnet: the
- * backbone's ImageNet classifier on the same features; a photo it takes for
- * something else (is_not_skin), or a top condition below unsure_below,
- * makes the answer "unsure". */
-void screening_evaluate(screening_text *t, const screening_dataset *ds, nn_net *head, nn_net *imnet, const float *feats,
-                     int views, int dim, float temp, float temp_c, const float *bias, float unsure_below,
-                     const screening_ood_rule *od) {
+static int cond_index_top(const float *p, int nc) {
+    int top = 0;
+    for (int c = 1; c < nc; c++)
+        if (p[c] > p[top]) top = c;
+    return top;
+}
+
+/* Per-group tallies for the fairness tables. */
+typedef struct {
+    size_t n, right, mal, mal_referred;
+} tally;
+
+static void tally_add(tally *g, const screening_item *it, const float *p, screening_triage t, int nc) {
+    g->n++;
+    g->right += cond_index_top(p, nc) == it->condition;
+    if (it->malignant) g->mal++, g->mal_referred += t >= TRIAGE_DOCTOR_SOON;
+}
+
+static void tally_row(screening_text *t, const char *name, const tally *g) {
+    char acc[32] = "–", ref[48] = "–";
+    if (g->n) snprintf(acc, sizeof acc, "%.3f", (double)g->right / (double)g->n);
+    if (g->mal) snprintf(ref, sizeof ref, "%zu/%zu (%.2f)", g->mal_referred, g->mal, (double)g->mal_referred / (double)g->mal);
+    screening_text_printf(t, "| %s | %zu | %s | %s |%s\n", name, g->n, acc, ref,
+                          g->n < 30 ? " too few photos to know" : "");
+}
+
+/* Skin tone (ITA) of an item's photo as the model sees it; NAN if unknown. */
+static double item_ita(const screening_item *it, bool crop_watermark) {
+    char *bytes = NULL;
+    size_t len;
+    double ita = NAN;
+    vision_limits lim;
+    vision_limits_defaults(&lim);
+    lim.min_side = 64;
+    lim.target_short_side = 224;
+    vision_image img = {0};
+    uint8_t *sq = NULL;
+    if (core_read_file(it->path, &bytes, &len, NULL) == CORE_OK &&
+        vision_decode((uint8_t *)bytes, len, &lim, &img, NULL, NULL, NULL) == CORE_OK &&
+        screening_crop(img.rgb, img.width, img.height, it->set, crop_watermark, 224, &sq, NULL) == CORE_OK) {
+        vision_image v = {224, 224, sq};
+        vision_skin_ita(&v, &ita, NULL);
+    }
+    free(sq);
+    vision_image_free(&img);
+    free(bytes);
+    return ita;
+}
+
+#define ITA_GROUPS 7
+static int ita_index(double ita) {
+    if (isnan(ita)) return 6;
+    return ita > 55 ? 0 : ita > 41 ? 1 : ita > 28 ? 2 : ita > 10 ? 3 : ita > -30 ? 4 : 5;
+}
+
+core_status screening_evaluate(screening_text *t, const screening_dataset *ds, const screening_judge *j,
+                               const float *feats, int views, int dim, screening_backbone *bb, int hin,
+                               bool crop_watermark, const char *not_skin_dir, int threads, const char *cache_dir,
+                               core_error *err) {
     int k = ds->fine_count, nc = screening_condition_count();
     const char *cnames[32];
     for (int c = 0; c < nc; c++) cnames[c] = screening_condition_at(c)->code;
-    for (int s = 0; s < screening_set_count(); s++) {
+    tally ita_g[8][ITA_GROUPS], fitz[7];
+    memset(ita_g, 0, sizeof ita_g);
+    memset(fitz, 0, sizeof fitz);
+    screening_text refer = {0};
+    screening_text_printf(&refer,
+                          "\n## Referral (safety-first triage: melanoma risk ≥ %.3f → urgent; melanoma + skin cancer "
+                          "≥ %.3f → see a doctor; moles and growths self-care only at P(benign) ≥ %.2f)\n\n"
+                          "| set | malignant | referred (sensitivity) | urgent | told self-care | benign moles/growths | "
+                          "referred (1 − specificity) | skin photos refused as not skin |\n"
+                          "|---|---|---|---|---|---|---|---|\n",
+                          (double)j->risk.melanoma_above, (double)j->risk.cancer_above, (double)j->risk.benign_sure);
+    core_status rc = CORE_OK;
+    for (int s = 0; s < screening_set_count() && !rc; s++) {
         size_t n = 0;
         size_t *rows = malloc(ds->count * sizeof *rows);
+        if (!rows) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         for (size_t i = 0; i < ds->count; i++)
             if (ds->items[i].set == s && ds->items[i].test) rows[n++] = i * (size_t)views;
         if (!n) {
             free(rows);
             continue;
         }
-        float *lo = screening_head_logits(head, feats, rows, n, dim, k + nc);
-        float *lg = malloc(n * (size_t)k * 4), *lc = malloc(n * (size_t)nc * 4);
+        screening_judged jd;
+        float *lo = screening_head_logits(j->head, feats, rows, n, dim, k + nc);
+        float *lg = malloc(n * (size_t)k * 4), *lc = malloc(n * (size_t)nc * 4), *pt = malloc(n * (size_t)k * 4);
+        int local[256], nl = 0, *lab = malloc(n * sizeof *lab);
+        float *qt = malloc(n * 256 * 4);
+        if ((rc = screening_judge_rows(j, feats, rows, n, dim, k, &jd, err)) || !lo || !lg || !lc || !pt || !lab ||
+            !qt) {
+            if (!rc) screening_judged_free(&jd), rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+            free(lo), free(lg), free(lc), free(pt), free(lab), free(qt), free(rows);
+            break;
+        }
         screening_split_logits(lo, n, k, nc, lg, lc);
-        free(lo);
-        for (size_t i = 0; i < n; i++)
-            for (int c = 0; c < nc; c++) lc[i * nc + c] += bias[c];
-        int ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c;
-        int *icls = malloc(n * sizeof *icls);
-        float *il = screening_head_logits(imnet, feats, rows, n, dim, ik), *itop = screening_top_prob(il, n, ik, icls);
-        free(il);
-        float *p1 = malloc(n * (size_t)k * 4), *pt = malloc(n * (size_t)k * 4);
-        screening_softmax_t(lg, n, k, 1.0f, p1);
-        screening_softmax_t(lg, n, k, temp, pt);
+        screening_softmax_t(lg, n, k, j->temp, pt);
         /* (a) within the set: its own classes, probabilities renormalised. */
-        int local[256], nl = 0;
         for (int c = 0; c < k && nl < 256; c++)
-            if (!strncmp(ds->fine_names[c], screening_set_name(s), strlen(screening_set_name(s)))) local[nl++] = c;
-        float *q1 = malloc(n * (size_t)nl * 4), *qt = malloc(n * (size_t)nl * 4);
-        int *lab = malloc(n * sizeof *lab);
+            if (!strncmp(ds->fine_names[c], screening_set_name(s), strlen(screening_set_name(s))) &&
+                ds->fine_names[c][strlen(screening_set_name(s))] == '/')
+                local[nl++] = c;
         const char *lnames[256];
         for (int c = 0; c < nl; c++) lnames[c] = strchr(ds->fine_names[local[c]], '/') + 1;
         for (size_t i = 0; i < n; i++) {
-            double s1 = 0, st = 0;
-            for (int c = 0; c < nl; c++) s1 += p1[i * k + local[c]], st += pt[i * k + local[c]];
+            double st = 0;
+            for (int c = 0; c < nl; c++) st += pt[i * k + local[c]];
             for (int c = 0; c < nl; c++) {
-                q1[i * nl + c] = (float)(p1[i * k + local[c]] / s1);
                 qt[i * nl + c] = (float)(pt[i * k + local[c]] / st);
                 if (local[c] == ds->items[rows[i] / views].fine) lab[i] = c;
             }
         }
         char title[200];
         snprintf(title, sizeof title, "%s — its own %d classes", screening_set_name(s), nl);
-        screening_metrics_report(t, title, q1, qt, lab, n, nl, lnames, NULL);
-        /* (b) the product's view: the condition outputs. */
-        float *g1 = malloc(n * (size_t)nc * 4), *gt = malloc(n * (size_t)nc * 4);
-        screening_softmax_t(lc, n, nc, 1.0f, g1);
-        screening_softmax_t(lc, n, nc, temp_c, gt);
-        size_t unsure = 0, not_skin = 0;
+        screening_metrics_report(t, title, qt, NULL, lab, n, nl, lnames, NULL);
+        /* (b) the product's view: the condition outputs, verdicts, triage. */
+        size_t unsure = 0, not_skin = 0, mal = 0, mal_ref = 0, mal_urgent = 0, mal_self = 0, ben = 0, ben_ref = 0;
+        int mole = screening_condition_index("benign_mole"), growth = screening_condition_index("harmless_growth");
         for (size_t i = 0; i < n; i++) {
-            float top = 0;
-            bool ns = screening_is_not_skin(od, icls[i], itop[i]);
-            not_skin += ns;
-            for (int c = 0; c < nc; c++) top = fmaxf(top, gt[i * nc + c]);
-            unsure += top < unsure_below || ns;
-            lab[i] = ds->items[rows[i] / views].condition;
+            const screening_item *it = &ds->items[rows[i] / views];
+            lab[i] = it->condition;
+            unsure += jd.verdict[i] != SCREENING_CONFIDENT;
+            not_skin += jd.verdict[i] == SCREENING_UNSURE_NOT_SKIN;
+            if (it->malignant) {
+                mal++;
+                mal_ref += jd.triage[i] >= TRIAGE_DOCTOR_SOON;
+                mal_urgent += jd.triage[i] == TRIAGE_URGENT;
+                mal_self += jd.triage[i] == TRIAGE_SELF_CARE;
+            } else if (it->condition == mole || it->condition == growth) {
+                ben++;
+                ben_ref += jd.triage[i] >= TRIAGE_DOCTOR_SOON;
+            }
+            double ita = item_ita(it, crop_watermark);
+            tally_add(&ita_g[s][ita_index(ita)], it, jd.probs + i * nc, jd.triage[i], nc);
+            if (it->fitzpatrick) tally_add(&fitz[it->fitzpatrick], it, jd.probs + i * nc, jd.triage[i], nc);
         }
         snprintf(title, sizeof title, "%s — conditions (what the product shows)", screening_set_name(s));
-        screening_metrics_report(t, title, g1, gt, lab, n, nc, cnames, NULL);
+        screening_metrics_report(t, title, jd.probs, NULL, lab, n, nc, cnames, NULL);
         screening_text_printf(t,
                               "\n\"unsure — please see a professional\" (top condition < %.2f, or not skin): "
                               "%zu of %zu (%.1f%%); of which taken for not skin: %zu (%.1f%%)\n",
-                              unsure_below, unsure, n, 100.0 * unsure / n, not_skin,
+                              (double)j->unsure_below, unsure, n, 100.0 * unsure / n, not_skin, 100.0 * not_skin / n);
+        char a[48] = "–", b[48] = "–";
+        if (mal) snprintf(a, sizeof a, "%zu (%.3f)", mal_ref, (double)mal_ref / (double)mal);
+        if (ben) snprintf(b, sizeof b, "%zu (%.3f)", ben_ref, (double)ben_ref / (double)ben);
+        screening_text_printf(&refer, "| %s | %zu | %s | %zu | %zu | %zu | %s | %zu of %zu (%.1f%%) |\n",
+                              screening_set_name(s), mal, a, mal_urgent, mal_self, ben, b, not_skin, n,
                               100.0 * not_skin / n);
-        free(itop), free(icls);
-        free(q1), free(qt), free(lab), free(g1), free(gt), free(p1), free(pt), free(lg), free(lc), free(rows);
+        screening_judged_free(&jd);
+        free(lo), free(lg), free(lc), free(pt), free(lab), free(qt), free(rows);
     }
+    if (rc) {
+        free(refer.buf);
+        return rc;
+    }
+    screening_text_printf(t, "%s", refer.buf ? refer.buf : "");
+    free(refer.buf);
+    /* Fairness: by estimated skin tone for every set, by Fitzpatrick type
+     * where a set records it. */
+    screening_text_printf(t, "\n## By skin tone (Individual Typology Angle of the skin around the problem)\n\n"
+                             "| set / ITA group | photos | top-1 condition accuracy | malignant referred |\n"
+                             "|---|---|---|---|\n");
+    static const char *const groups[ITA_GROUPS] = {"very light (> 55)", "light (41–55)", "intermediate (28–41)",
+                                                   "tan (10–28)", "brown (−30–10)", "dark (< −30)", "no estimate"};
+    for (int s = 0; s < screening_set_count(); s++)
+        for (int g = 0; g < ITA_GROUPS; g++) {
+            if (!ita_g[s][g].n) continue;
+            char name[128];
+            snprintf(name, sizeof name, "%s / %s", screening_set_name(s), groups[g]);
+            tally_row(t, name, &ita_g[s][g]);
+        }
+    screening_text_printf(t, "\n## By Fitzpatrick skin type (PAD-UFES test photos where recorded)\n\n"
+                             "| type | photos | top-1 condition accuracy | malignant referred |\n|---|---|---|---|\n");
+    for (int f = 1; f <= 6; f++) {
+        char name[16];
+        snprintf(name, sizeof name, "%d", f);
+        tally_row(t, name, &fitz[f]);
+    }
+    /* Photos that are not skin, never used in choosing anything. */
+    size_t nn = 0;
+    char **paths = not_skin_dir ? screening_not_skin_list(not_skin_dir, &nn) : NULL;
+    if (!nn) {
+        screening_text_printf(t, "\nphotos that are not skin: none found%s%s (scripts/not-skin-photos.sh gathers them)\n",
+                              not_skin_dir ? " in " : "", not_skin_dir ? not_skin_dir : "");
+        return CORE_OK;
+    }
+    screening_dataset ns = {0};
+    ns.items = calloc(nn, sizeof *ns.items);
+    ns.count = nn;
+    float *nf = NULL;
+    size_t *nrows = malloc(nn * sizeof *nrows);
+    if (!ns.items || !nrows) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    for (size_t i = 0; !rc && i < nn; i++) ns.items[i] = (screening_item){.path = paths[i], .set = -1}, nrows[i] = i;
+    char cache[4096];
+    screening_extract_opts eo = {.views = 1, .node = hin, .crop_watermark = false};
+    if (cache_dir) {
+        char name[64];
+        snprintf(name, sizeof name, "%s/not-skin", cache_dir);
+        screening_cache_path(bb, &eo, name, cache, sizeof cache);
+        if (core_mkdirs(name, NULL) != CORE_OK) cache[0] = 0; /* a cache is optional */
+    }
+    if (!rc) rc = screening_extract_with(bb, &ns, &eo, threads, cache_dir && cache[0] ? cache : NULL, &nf, err);
+    screening_judged jd = {0};
+    if (!rc) rc = screening_judge_rows(j, nf, nrows, nn, dim, k, &jd, err);
+    if (!rc) {
+        size_t confident = 0, by_ood = 0, by_imagenet = 0, urgent = 0;
+        for (size_t i = 0; i < nn; i++) {
+            confident += jd.verdict[i] == SCREENING_CONFIDENT;
+            by_ood += jd.ood[i] >= 1;
+            by_imagenet += jd.verdict[i] == SCREENING_UNSURE_NOT_SKIN && jd.ood[i] < 1;
+            urgent += jd.verdict[i] == SCREENING_CONFIDENT && jd.triage[i] == TRIAGE_URGENT;
+        }
+        screening_text_printf(t,
+                              "\n## Photos that are not skin (%s, %zu photos, never used for tuning)\n\n"
+                              "confident condition: **%zu (%.1f%%)** (goal ≤ 1 %%); refused as not skin: %zu by "
+                              "feature distance, %zu more by the ImageNet rule; confident and urgent: %zu\n",
+                              not_skin_dir, nn, confident, 100.0 * confident / nn, by_ood, by_imagenet, urgent);
+    }
+    screening_judged_free(&jd);
+    free(nf), free(nrows), free(ns.items);
+    for (size_t i = 0; i < nn; i++) free(paths[i]);
+    free(paths);
+    return rc;
 }
 
-/* The one non-skin photo in ../shared: the cat that ships with the models
- * (a 24-bit BMP, which uploads do not accept, so it is read here). */
-void screening_not_skin_report(screening_text *t, const char *models_dir, screening_backbone *bb, int hin, nn_net *head,
-                            nn_net *imnet, float temp, const float *bias, float unsure_below, const screening_ood_rule *od) {
-    char path[4096], *d;
-    size_t n;
-    snprintf(path, sizeof path, "%s/cat.bmp", models_dir);
-    if (core_read_file(path, &d, &n, NULL) != CORE_OK) return;
-    const uint8_t *b = (const uint8_t *)d;
-    uint32_t off = n > 54 ? (uint32_t)(b[10] | b[11] << 8 | b[12] << 16 | (uint32_t)b[13] << 24) : 0;
-    int32_t w = n > 54 ? (int32_t)(b[18] | b[19] << 8 | b[20] << 16 | (uint32_t)b[21] << 24) : 0;
-    int32_t h = n > 54 ? (int32_t)(b[22] | b[23] << 8 | b[24] << 16 | (uint32_t)b[25] << 24) : 0;
-    size_t stride = ((size_t)(w > 0 ? w : 0) * 3 + 3) & ~(size_t)3;
-    if (n <= 54 || b[0] != 'B' || b[1] != 'M' || b[28] != 24 || w <= 0 || h <= 0 || w > 8192 || h > 8192 ||
-        off > n || stride * (size_t)h > n - off) {
-        free(d);
-        return;
-    }
-    uint8_t *rgb = malloc((size_t)w * h * 3);
-    for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++)
-            for (int c = 0; c < 3; c++)
-                rgb[((size_t)y * w + x) * 3 + c] = b[off + (size_t)(h - 1 - y) * stride + (size_t)x * 3 + 2 - c];
-    free(d);
-    int features;
-    nn_backbone ref;
-    nn_net *net = screening_backbone_net(bb, &features, &ref);
-    float *x = malloc(3 * 224 * 224 * sizeof(float));
-    nn_run *run = nn_run_new();
-    if (x && run && !screening_preprocess(bb, rgb, w, h, 0, x, NULL)) {
-        const float *f = nn_run_forward(run, net, 1, x, false, NULL, hin + 1);
-        size_t row = 0;
-        int k = nn_net_shape(head, nn_net_count(head) - 1).c, ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c;
-        int dim = screening_node_dim(bb, hin);
-        float *lg = f ? screening_head_logits(head, f, &row, 1, dim, k) : NULL, *il = f ? screening_head_logits(imnet, f, &row, 1, dim, ik) : NULL;
-        if (lg && il) {
-            int nc = screening_condition_count();
-            int icls;
-            float *p = malloc((size_t)nc * 4), *itop = screening_top_prob(il, 1, ik, &icls), top = 0;
-            for (int c = 0; c < nc; c++) lg[k - nc + c] += bias[c]; /* the condition outputs */
-            screening_softmax_t(lg + (k - nc), 1, nc, temp, p);
-            for (int c = 0; c < nc; c++) top = fmaxf(top, p[c]);
-            screening_text_printf(t, "\nnon-skin photo %s: ImageNet top-1 class %d at %.2f → %s\n", path, icls,
-                                  itop[0], screening_is_not_skin(od, icls, itop[0]) || top < unsure_below ? "unsure (correct)"
-                                                                                  : "a confident answer (wrong)");
-            free(p), free(itop);
+char **screening_not_skin_list(const char *dir, size_t *count) {
+    *count = 0;
+    char path[4096], line[4096];
+    snprintf(path, sizeof path, "%s/index.csv", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    char **list = NULL;
+    size_t cap = 0;
+    bool first = true;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, ",\r\n")] = 0;
+        if (first && !strcmp(line, "path")) {
+            first = false;
+            continue;
         }
-        free(lg), free(il);
+        first = false;
+        if (!line[0]) continue;
+        if (*count == cap) {
+            char **l = realloc(list, (cap = cap ? cap * 2 : 256) * sizeof *l);
+            if (!l) break;
+            list = l;
+        }
+        if (!(list[*count] = strdup(line))) break;
+        ++*count;
     }
-    nn_run_free(run);
-    free(x);
-    free(rgb);
+    fclose(f);
+    return list;
+}
+
+/* The ood block of a model's metadata, with the projection read from its
+ * DENSE node (the basis, for scoring features outside the network). */
+static core_status ood_from_model(nn_net *net, const json_t *meta, screening_ood *o, core_error *err) {
+    const json_t *j = json_object_get(meta, "ood");
+    int node = (int)json_integer_value(json_object_get(j, "node")), m = (int)json_integer_value(json_object_get(j, "m"));
+    const json_t *mean = json_object_get(j, "mean"), *var = json_object_get(j, "var");
+    size_t nw = 0, nb = 0;
+    float *w = node > 0 && node < nn_net_count(net) ? nn_net_tensor(net, node, 0, &nw) : NULL;
+    float *b = w ? nn_net_tensor(net, node, 1, &nb) : NULL;
+    int dim = (int)json_array_size(mean);
+    memset(o, 0, sizeof *o);
+    if (!w || !b || m < 1 || m > 256 || dim < 1 || nw != (size_t)m * dim || json_array_size(var) != (size_t)m)
+        return core_fail(err, CORE_ERR_INVALID, "model", "the model lacks a valid skin-distance block (ood)");
+    o->dim = dim, o->m = m;
+    o->mean = malloc((size_t)dim * sizeof *o->mean);
+    o->var = malloc((size_t)m * sizeof *o->var);
+    o->basis = malloc(nw * sizeof *o->basis);
+    if (!o->mean || !o->var || !o->basis) {
+        screening_ood_free(o);
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
+    for (int d = 0; d < dim; d++) o->mean[d] = (float)json_number_value(json_array_get(mean, (size_t)d));
+    for (int q = 0; q < m; q++) o->var[q] = (float)json_number_value(json_array_get(var, (size_t)q));
+    memcpy(o->basis, w, nw * sizeof *w);
+    o->res_var = (float)json_number_value(json_object_get(j, "res_var"));
+    o->above = (float)json_number_value(json_object_get(j, "above"));
+    if (!(o->res_var > 0) || !(o->above > 0)) {
+        screening_ood_free(o);
+        return core_fail(err, CORE_ERR_INVALID, "model", "the model's skin-distance block is malformed");
+    }
+    core_status rc = screening_ood_centres(j, o, err);
+    if (rc) screening_ood_free(o);
+    return rc;
 }
 
 core_status screening_eval(const char *model_path, const char *data_dir, const char *models_dir, const char *cache_dir,
-                           int threads, char **report, core_error *err) {
+                           int threads, const char *not_skin_dir, char **report, core_error *err) {
     *report = NULL;
-    nn_net *net = NULL, *head = NULL, *imnet = NULL;
+    nn_net *net = NULL;
     char *meta_text = NULL;
     json_t *meta = NULL;
     screening_backbone *bb = NULL;
     float *feats = NULL;
     screening_text t = {0};
+    screening_judge j = {0};
     screening_dataset ds;
     core_status rc = screening_dataset_load(data_dir, &ds, err);
     if (rc) return rc;
     if ((rc = nn_model_load(model_path, models_dir, &net, &meta_text, err))) goto done;
     meta = json_loads(meta_text, 0, NULL);
-    json_t *classes = json_object_get(meta, "classes");
-    double temp = json_number_value(json_object_get(meta, "temperature"));
-    double temp_c = json_number_value(json_object_get(meta, "temperature_conditions"));
+    json_t *classes = json_object_get(meta, "classes"), *train = json_object_get(meta, "train"),
+           *risk = json_object_get(meta, "risk");
+    j.temp = (float)json_number_value(json_object_get(meta, "temperature"));
+    j.temp_c = (float)json_number_value(json_object_get(meta, "temperature_conditions"));
     json_int_t fine = json_integer_value(json_object_get(meta, "fine_count"));
-    double unsure = json_number_value(json_object_get(meta, "unsure_below"));
+    j.unsure_below = (float)json_number_value(json_object_get(meta, "unsure_below"));
     int first = (int)json_integer_value(json_object_get(meta, "head_first"));
     int features = (int)json_integer_value(json_object_get(meta, "features_node"));
-    /* Models before fine-tuning existed have no head_input_node: the features. */
-    json_t *hj = json_object_get(meta, "head_input_node");
-    int hin = hj ? (int)json_integer_value(hj) : features;
+    int hin = (int)json_integer_value(json_object_get(meta, "head_input_node"));
+    const char *backbone = json_string_value(json_object_get(meta, "backbone"));
+    bool crop_watermark = json_is_true(json_object_get(train, "crop_watermark"));
+    j.risk.melanoma_above = (float)json_number_value(json_object_get(risk, "melanoma_above"));
+    j.risk.cancer_above = (float)json_number_value(json_object_get(risk, "cancer_above"));
+    j.risk.benign_sure = (float)json_number_value(json_object_get(risk, "benign_sure"));
     /* The data's classes must be the model's, in the same order. */
     bool same = fine == ds.fine_count && json_array_size(classes) == (size_t)(fine + screening_condition_count()) &&
-                temp > 0 && temp_c > 0 && first > 0 && first < nn_net_count(net) && hin >= 0 && hin <= features;
+                j.temp > 0 && j.temp_c > 0 && first > 0 && first < nn_net_count(net) && hin >= 0 && hin <= features &&
+                backbone && risk;
     for (int c = 0; same && c < ds.fine_count; c++)
         same = !strcmp(json_string_value(json_array_get(classes, (size_t)c)) ?: "", ds.fine_names[c]);
     if (!same) {
-        rc = core_fail(err, CORE_ERR_INVALID, "model", "the model's classes or metadata do not match the data sets");
+        rc = core_fail(err, CORE_ERR_INVALID, "model",
+                       "the model's classes or metadata do not match the data sets (retrain it with caresync train)");
         goto done;
     }
-    if ((rc = screening_backbone_open(models_dir, SCREENING_BACKBONE_FILE, &bb, err))) goto done;
-    /* Reuse the training run's cache (both views) when there is one. */
+    if ((rc = screening_backbone_open(models_dir, backbone, &bb, err))) goto done;
+    /* Reuse the training run's cache of as-is and mirrored views when there is one. */
     char cache[4096];
-    int views = 1;
-    if (cache_dir) {
-        char name[64];
-        if (hin == features) snprintf(name, sizeof name, "features");
-        else snprintf(name, sizeof name, "node%d", hin);
-        snprintf(cache, sizeof cache, "%s/%s-v2.bin", cache_dir, name);
-        FILE *f = fopen(cache, "rb");
-        if (f) views = 2, fclose(f);
-        else snprintf(cache, sizeof cache, "%s/%s-v1.bin", cache_dir, name);
+    int views = (int)json_integer_value(json_object_get(train, "views"));
+    unsigned augment = (unsigned)json_integer_value(json_object_get(train, "augment"));
+    if (views < 1 || views > 8) views = 1;
+    screening_extract_opts eo = {.views = views, .node = hin, .augment = augment, .crop_watermark = crop_watermark};
+    if (cache_dir) screening_cache_path(bb, &eo, cache_dir, cache, sizeof cache);
+    FILE *f = cache_dir ? fopen(cache, "rb") : NULL;
+    if (f) {
+        fclose(f);
+    } else { /* no training cache: the photos as they are */
+        eo.views = views = 1, eo.augment = 0;
+        if (cache_dir) screening_cache_path(bb, &eo, cache_dir, cache, sizeof cache);
     }
-    if ((rc = screening_extract_node(bb, &ds, views, hin, threads, cache_dir ? cache : NULL, &feats, err))) goto done;
-    /* The head alone, reading the cached features. */
-    int dim = screening_node_dim(bb, hin);
-    if (!(head = nn_net_slice(net, hin, first, nn_net_count(net)))) {
-        rc = core_fail(err, CORE_ERR_INVALID, "model", "the model's head does not read the backbone features");
+    if ((rc = screening_extract_with(bb, &ds, &eo, threads, cache_dir ? cache : NULL, &feats, err))) goto done;
+    int dim = screening_node_dim(bb, hin), imagenet = (int)json_integer_value(json_object_get(meta, "imagenet_node"));
+    /* The head alone, reading the cached activations; the ImageNet
+     * classifier and the pooled features on the same. */
+    j.head = nn_net_slice(net, hin, first, nn_net_count(net));
+    j.imnet = imagenet > features ? nn_net_slice(net, hin, hin + 1, imagenet + 1) : NULL;
+    j.pool = hin == features ? NULL : nn_net_slice(net, hin, hin + 1, features + 1);
+    j.od.above = (float)json_number_value(json_object_get(meta, "not_skin_above"));
+    if (!j.head || !j.imnet || (hin != features && !j.pool) || !(j.od.above > 0)) {
+        rc = core_fail(err, CORE_ERR_INVALID, "model", "the model's head or ImageNet classifier cannot be read");
         goto done;
     }
-    int imagenet = (int)json_integer_value(json_object_get(meta, "imagenet_node"));
-    screening_ood_rule od = {0};
-    od.above = (float)json_number_value(json_object_get(meta, "not_skin_above"));
     json_t *sk = json_object_get(meta, "skin_imagenet_classes");
     for (size_t i = 0; i < json_array_size(sk); i++) {
         json_int_t c = json_integer_value(json_array_get(sk, i));
-        if (c >= 0 && c < 1024) od.skin[c] = true;
+        if (c >= 0 && c < 1024) j.od.skin[c] = true;
     }
-    double not_skin = od.above;
-    if (!(imnet = nn_net_slice(net, hin, hin + 1, imagenet + 1)) || not_skin <= 0) {
-        rc = core_fail(err, CORE_ERR_INVALID, "model", "the model lacks the ImageNet classifier or its threshold");
-        goto done;
-    }
-    float bias[32] = {0};
-    if ((rc = screening_condition_bias(meta, bias, err))) goto done;
+    if ((rc = screening_condition_bias(meta, j.bias, err)) || (rc = ood_from_model(net, meta, &j.ood, err))) goto done;
     nn_set_threads(threads);
-    screening_text_printf(&t, "model %s, temperature %.2f\n", model_path, temp);
-    screening_evaluate(&t, &ds, head, imnet, feats, views, dim, (float)temp, (float)temp_c, bias, (float)unsure, &od);
-    screening_not_skin_report(&t, models_dir, bb, hin, head, imnet, (float)temp_c, bias, (float)unsure, &od);
+    screening_text_printf(&t, "model %s (backbone %s), temperature %.2f\n", model_path, backbone, (double)j.temp);
+    rc = screening_evaluate(&t, &ds, &j, feats, views, dim, bb, hin, crop_watermark, not_skin_dir, threads, cache_dir,
+                            err);
 done:
     json_decref(meta);
     free(meta_text);
     free(feats);
     nn_net_free(net);
-    nn_net_free(head);
-    nn_net_free(imnet);
+    screening_judge_free(&j);
     screening_backbone_free(bb);
     screening_dataset_free(&ds);
     return screening_report_finish(&t, rc, report);

@@ -55,6 +55,12 @@ void screening_backbone_free(screening_backbone *bb) {
 
 int screening_backbone_dim(const screening_backbone *bb) { return nn_net_shape(bb->net, bb->info.features).c; }
 
+void screening_backbone_input(const screening_backbone *bb, int *side, float *scale, float *zero) {
+    *side = bb->info.height;
+    *scale = bb->info.in_scale;
+    *zero = bb->info.in_zero;
+}
+
 core_status screening_preprocess(const screening_backbone *bb, const uint8_t *rgb, int w, int h, int flip, float *out,
                                  core_error *err) {
     vision_image in = {w, h, (uint8_t *)rgb}, sq;
@@ -72,10 +78,38 @@ core_status screening_preprocess(const screening_backbone *bb, const uint8_t *rg
     return CORE_OK;
 }
 
+/* DermNet NZ's photos are 256×192 with its logo and name in the bottom
+ * left (x < 76, y 128–180): the square right of x = 5/16 of the width never
+ * holds it. The set is recognised by name so the index can move. */
+static bool has_watermark(int set) {
+    const char *name = screening_set_name(set);
+    return name && !strcmp(name, "dermnetnz");
+}
+
+core_status screening_crop(const uint8_t *rgb, int w, int h, int set, bool crop_watermark, int side, uint8_t **out,
+                           core_error *err) {
+    *out = NULL;
+    vision_image in = {w, h, (uint8_t *)rgb}, sq;
+    core_status rc;
+    if (crop_watermark && has_watermark(set) && w > h) {
+        int x0 = w * 5 / 16, s = w - x0 < h ? w - x0 : h, y0 = (h - s) / 2;
+        vision_image part = {s, s, malloc((size_t)s * s * 3)};
+        if (!part.rgb) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        for (int y = 0; y < s; y++) memcpy(part.rgb + (size_t)y * s * 3, rgb + ((size_t)(y0 + y) * w + x0) * 3, (size_t)s * 3);
+        rc = vision_resize(&part, side, side, &sq, err);
+        free(part.rgb);
+    } else {
+        rc = vision_center_square(&in, side, &sq, err);
+    }
+    if (!rc) *out = sq.rgb;
+    return rc;
+}
+
 typedef struct {
     screening_backbone *bb;
     const screening_dataset *ds;
-    int views, dim, node;
+    screening_extract_opts opt;
+    int dim, node;
     float *feats;
     atomic_size_t next;
     atomic_int failed;
@@ -83,17 +117,78 @@ typedef struct {
     pthread_mutex_t lock;
 } job;
 
+static float uniform(nn_rng *r, float lo, float hi) { return lo + (hi - lo) * nn_rng_uniform(r); }
+
+/* The pixels of view v of a decoded photo as the backbone's input x. */
+static core_status view_input(job *j, size_t i, int v, const vision_image *img, float *x, float *aug, core_error *e) {
+    int side = j->bb->info.height;
+    unsigned a = j->opt.augment ? j->opt.augment : SCREENING_AUG_GEOMETRY | SCREENING_AUG_COLOUR;
+    nn_rng r;
+    nn_rng_seed(&r, 0x5eed0000u + (uint64_t)i * 16u + (uint64_t)v);
+    vision_image work = *img, tmp = {0};
+    core_status rc = CORE_OK;
+    if (v >= 2 && (a & SCREENING_AUG_RESOLUTION)) {
+        /* A small photo scaled up: what a distant or cheap camera gives. */
+        int shortest = img->width < img->height ? img->width : img->height;
+        float s = uniform(&r, 56, 180) / (float)shortest;
+        if (s < 1) {
+            int w = (int)((float)img->width * s + 0.5f), h = (int)((float)img->height * s + 0.5f);
+            if ((rc = vision_resize(img, w < 8 ? 8 : w, h < 8 ? 8 : h, &tmp, e))) return rc;
+            work = tmp;
+        }
+    }
+    if (v >= 2 && (a & SCREENING_AUG_JPEG)) {
+        uint8_t *jpg = NULL;
+        size_t len = 0;
+        vision_limits lim;
+        vision_limits_defaults(&lim);
+        lim.min_side = 8;
+        vision_image dec = {0};
+        rc = vision_encode_jpeg(&work, (int)uniform(&r, 25, 90), &jpg, &len, e);
+        if (!rc) rc = vision_decode(jpg, len, &lim, &dec, NULL, NULL, e);
+        free(jpg);
+        vision_image_free(&tmp);
+        if (rc) return rc;
+        work = tmp = dec;
+    }
+    uint8_t *sq = NULL;
+    rc = screening_crop(work.rgb, work.width, work.height, j->ds->items[i].set, j->opt.crop_watermark, side, &sq, e);
+    vision_image_free(&tmp);
+    if (rc) return rc;
+    float *dst = v >= 2 ? aug : x;
+    size_t hw = (size_t)side * side;
+    for (int y = 0; y < side; y++)
+        for (int xx = 0; xx < side; xx++) {
+            const uint8_t *p = sq + ((size_t)y * side + (v == 1 ? side - 1 - xx : xx)) * 3;
+            for (int c = 0; c < 3; c++)
+                dst[c * hw + (size_t)y * side + xx] = j->bb->info.in_scale * ((float)p[c] - j->bb->info.in_zero);
+        }
+    free(sq);
+    if (v >= 2) {
+        nn_augment_opts o;
+        nn_augment_defaults(&o);
+        if (!(a & SCREENING_AUG_GEOMETRY)) {
+            o.min_area = o.max_area = o.min_ratio = o.max_ratio = 1;
+            o.max_rotate_deg = 0, o.hflip = o.vflip = false;
+        }
+        if (!(a & SCREENING_AUG_COLOUR)) o.brightness = o.contrast = o.saturation = 0;
+        if (a & SCREENING_AUG_BLUR) o.max_blur = 1.5f;
+        if (a & SCREENING_AUG_NOISE) o.max_noise = 0.06f;
+        nn_augment(&r, &o, 3, side, side, aug, side, side, x);
+    }
+    return CORE_OK;
+}
+
 static void *worker(void *arg) {
     job *j = arg;
     nn_run *run = nn_run_new();
     int side = j->bb->info.height;
     float *x = malloc((size_t)3 * side * side * sizeof(float)), *aug = malloc((size_t)3 * side * side * sizeof(float));
-    nn_augment_opts opts;
-    nn_augment_defaults(&opts);
     vision_limits lim;
     vision_limits_defaults(&lim);
     lim.min_side = 64;
     lim.target_short_side = side;
+    int views = j->opt.views;
     for (size_t i; run && x && aug && !atomic_load(&j->failed) && (i = atomic_fetch_add(&j->next, 1)) < j->ds->count;) {
         core_error e = {0};
         char *bytes = NULL;
@@ -102,18 +197,11 @@ static void *worker(void *arg) {
         core_status rc = core_read_file(j->ds->items[i].path, &bytes, &len, &e);
         if (!rc) rc = vision_decode((uint8_t *)bytes, len, &lim, &img, NULL, NULL, &e);
         free(bytes);
-        for (int v = 0; !rc && v < j->views; v++) {
-            /* Views 0 and 1: as is and mirrored; from 2 on, augmented
-             * (crop, rotation, flips, colour), seeded by item and view. */
-            rc = screening_preprocess(j->bb, img.rgb, img.width, img.height, v == 1, v >= 2 ? aug : x, &e);
-            if (!rc && v >= 2) {
-                nn_rng r;
-                nn_rng_seed(&r, 0x5eed0000u + (uint64_t)i * 16u + (uint64_t)v);
-                nn_augment(&r, &opts, 3, side, side, aug, side, side, x);
-            }
+        for (int v = 0; !rc && v < views; v++) {
+            rc = view_input(j, i, j->opt.first_view + v, &img, x, aug, &e);
             const float *y = rc ? NULL : nn_run_forward(run, j->bb->net, 1, x, false, NULL, j->node + 1);
             if (!rc && !y) rc = core_fail(&e, CORE_ERR_NOMEM, NULL, "out of memory");
-            if (!rc) memcpy(j->feats + (i * (size_t)j->views + (size_t)v) * (size_t)j->dim, y, (size_t)j->dim * 4);
+            if (!rc) memcpy(j->feats + (i * (size_t)views + (size_t)v) * (size_t)j->dim, y, (size_t)j->dim * 4);
         }
         vision_image_free(&img);
         if (rc) {
@@ -135,14 +223,23 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-/* Cache key: backbone hash, views, node, and every item path in order. */
-static void cache_key(const screening_backbone *bb, const screening_dataset *ds, int views, int node, uint8_t key[32]) {
+/* Cache key: backbone hash, the options, and every item path in order. */
+static void cache_key(const screening_backbone *bb, const screening_dataset *ds, const screening_extract_opts *o,
+                      int node, uint8_t key[32]) {
     uint8_t acc[32];
-    memcpy(acc, bb->sha256, 32);
-    acc[0] ^= (uint8_t)views;
-    if (node != bb->info.features) acc[1] ^= (uint8_t)(node + 1), acc[2] ^= (uint8_t)((node + 1) >> 8);
+    char opts[96];
+    int n = snprintf(opts, sizeof opts, "v%d+%d n%d a%u w%d", o->views, o->first_view, node, o->augment,
+                     o->crop_watermark);
+    cs_crypto_sha256_2(acc, bb->sha256, 32, opts, (size_t)n);
     for (size_t i = 0; i < ds->count; i++) cs_crypto_sha256_2(acc, acc, 32, ds->items[i].path, strlen(ds->items[i].path));
     memcpy(key, acc, 32);
+}
+
+void screening_cache_path(const screening_backbone *bb, const screening_extract_opts *opt, const char *cache_dir,
+                          char *out, size_t n) {
+    snprintf(out, n, "%s/%s-node%d-v%d+%d-a%u-w%d.bin", cache_dir, bb->file,
+             opt->node < 0 ? bb->info.features : opt->node, opt->views, opt->first_view, opt->augment,
+             opt->crop_watermark);
 }
 
 int screening_node_dim(const screening_backbone *bb, int node) {
@@ -152,18 +249,27 @@ int screening_node_dim(const screening_backbone *bb, int node) {
 
 core_status screening_extract(screening_backbone *bb, const screening_dataset *ds, int views, int threads,
                               const char *cache_path, float **feats, core_error *err) {
-    return screening_extract_node(bb, ds, views, bb->info.features, threads, cache_path, feats, err);
+    screening_extract_opts o = {.views = views, .node = -1};
+    return screening_extract_with(bb, ds, &o, threads, cache_path, feats, err);
 }
 
 core_status screening_extract_node(screening_backbone *bb, const screening_dataset *ds, int views, int node,
                                    int threads, const char *cache_path, float **feats, core_error *err) {
+    screening_extract_opts o = {.views = views, .node = node};
+    return screening_extract_with(bb, ds, &o, threads, cache_path, feats, err);
+}
+
+core_status screening_extract_with(screening_backbone *bb, const screening_dataset *ds,
+                                   const screening_extract_opts *opt, int threads, const char *cache_path,
+                                   float **feats, core_error *err) {
     *feats = NULL;
-    if (node < 0 || node > bb->info.features)
+    int node = opt->node < 0 ? bb->info.features : opt->node;
+    if (node > bb->info.features || opt->views < 1 || opt->first_view < 0)
         return core_fail(err, CORE_ERR_INVALID, "model", "node %d is not a backbone node before the features", node);
     int dim = screening_node_dim(bb, node);
-    size_t total = ds->count * (size_t)views * (size_t)dim;
+    size_t total = ds->count * (size_t)opt->views * (size_t)dim;
     uint8_t key[32];
-    cache_key(bb, ds, views, node, key);
+    cache_key(bb, ds, opt, node, key);
     if (cache_path) {
         FILE *f = fopen(cache_path, "rb");
         uint8_t got[32];
@@ -178,7 +284,7 @@ core_status screening_extract_node(screening_backbone *bb, const screening_datas
         }
         if (f) fclose(f);
     }
-    job j = {.bb = bb, .ds = ds, .views = views, .dim = dim, .node = node};
+    job j = {.bb = bb, .ds = ds, .opt = *opt, .dim = dim, .node = node};
     j.feats = malloc(total * sizeof(float));
     if (!j.feats) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory for features");
     pthread_mutex_init(&j.lock, NULL);

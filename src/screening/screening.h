@@ -15,6 +15,7 @@
 #ifndef CARESYNC_SCREENING_H
 #define CARESYNC_SCREENING_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,9 @@ int screening_condition_count(void);
 const screening_condition *screening_condition_at(int i);
 /* Condition index of a data set's class (unknown classes: "other"). */
 int screening_condition_of(const char *set, const char *cls);
+/* Whether a data set's class is a skin cancer (melanoma, basal or squamous
+ * cell carcinoma): the lesions referral sensitivity is measured on. */
+bool screening_is_malignant(const char *cls);
 const char *screening_triage_code(screening_triage t);
 /* The triage level as one sentence for a person ("Ask a pharmacist or your GP."). */
 const char *screening_triage_label(screening_triage t);
@@ -48,6 +52,8 @@ typedef struct {
     int fine;             /* fine class index (dataset's class) */
     int condition;
     int test;             /* 1 = held-out test image */
+    bool malignant;       /* screening_is_malignant of its class */
+    int fitzpatrick;      /* skin type 1..6 where the set records it, else 0 */
 } screening_item;
 
 typedef struct {
@@ -58,7 +64,8 @@ typedef struct {
     int fine_count;
 } screening_dataset;
 
-/* The data sets used ("skin-infections-8", "isic-melanoma-10k", "dermnetnz"). */
+/* The data sets used ("skin-infections-8", "isic-melanoma-10k", "dermnetnz",
+ * "pad-ufes-20-subset"). */
 int screening_set_count(void);
 const char *screening_set_name(int i);
 /* Read every set's index.csv under data_dir. Sets that are absent are skipped;
@@ -73,6 +80,8 @@ core_status screening_backbone_open(const char *models_dir, const char *file, sc
                                     core_error *err);
 void screening_backbone_free(screening_backbone *bb);
 int screening_backbone_dim(const screening_backbone *bb);
+/* Its input: side × side pixels, a byte p becomes scale · (p − zero). */
+void screening_backbone_input(const screening_backbone *bb, int *side, float *scale, float *zero);
 /* The backbone's network (owned by bb), the node of its pooled features and
  * the reference a model file built on it stores. */
 nn_net *screening_backbone_net(screening_backbone *bb, int *features, nn_backbone *ref);
@@ -91,6 +100,43 @@ core_status screening_extract(screening_backbone *bb, const screening_dataset *d
  * screening_node_dim. The cache key includes the node. */
 core_status screening_extract_node(screening_backbone *bb, const screening_dataset *ds, int views, int node,
                                    int threads, const char *cache_path, float **feats, core_error *err);
+
+/* What a view of an image is made of. Views 0 and 1 are the photo as is and
+ * mirrored; views from 2 on are augmented copies built from the levers in
+ * `augment` (SCREENING_AUG_* bits), each seeded by item and view so that a
+ * cache can be rebuilt identically. DermNet NZ's watermark (bottom left of
+ * every photo) is cropped away from every view, train and test alike, when
+ * crop_watermark is set: a model must not learn a source's logo. */
+enum {
+    SCREENING_AUG_GEOMETRY = 1 << 0, /* random resized crop, rotation, flips */
+    SCREENING_AUG_COLOUR = 1 << 1,   /* brightness, contrast, saturation */
+    SCREENING_AUG_BLUR = 1 << 2,
+    SCREENING_AUG_NOISE = 1 << 3,
+    SCREENING_AUG_JPEG = 1 << 4,     /* re-encoded at a random quality 25–90 */
+    SCREENING_AUG_RESOLUTION = 1 << 5, /* taken at 56–180 px, then scaled back up */
+    SCREENING_AUG_ALL = (1 << 6) - 1,
+};
+typedef struct {
+    int views;          /* ≥ 1 */
+    int first_view;     /* extract views [first_view, first_view + views): a lever's copies apart */
+    int node;           /* backbone node; < 0: the pooled features */
+    unsigned augment;   /* SCREENING_AUG_* for views ≥ 2 (0: geometry + colour, the original recipe) */
+    bool crop_watermark;
+} screening_extract_opts;
+/* The general form of the two above (which use augment 0 and no watermark
+ * crop). The cache key covers every option. */
+core_status screening_extract_with(screening_backbone *bb, const screening_dataset *ds,
+                                   const screening_extract_opts *opt, int threads, const char *cache_path,
+                                   float **feats, core_error *err);
+/* The cache file name for these options under cache_dir (one naming for
+ * training, evaluation and the protocol, so they share extractions). */
+void screening_cache_path(const screening_backbone *bb, const screening_extract_opts *opt, const char *cache_dir,
+                          char *out, size_t n);
+/* The square a photo of data set `set` is cut to: the centre square, or for
+ * DermNet NZ's 4:3 photos the largest square right of its watermark
+ * (x from 5/16 of the width). */
+core_status screening_crop(const uint8_t *rgb, int w, int h, int set, bool crop_watermark, int side,
+                           uint8_t **out, core_error *err);
 int screening_node_dim(const screening_backbone *bb, int node);
 
 /* ---- training and evaluation ---- */
@@ -102,7 +148,15 @@ typedef struct {
     int threads;
     bool adjust; /* fit per-condition logit offsets (default false; calibrate.c) */
     bool finetune; /* also train the backbone's last block and final 1×1 convolution (default true) */
+    const char *backbone;  /* TFLite file in models_dir (default SCREENING_BACKBONE_DEFAULT) */
+    float fine_weight;     /* weight of the fine-class loss beside the conditions' (default 1) */
+    bool group_balance;    /* condition loss balanced over (source, condition) pairs, not conditions */
+    unsigned augment;      /* SCREENING_AUG_* for views ≥ 2 (0: geometry + colour) */
+    bool crop_watermark;   /* crop DermNet's watermark away (default true) */
+    const char *not_skin_dir; /* photos that are not skin, for the report only (may be NULL) */
+    const char *outside_path; /* the protocol's "right N in 10" per condition (JSON) to embed, or NULL */
 } screening_train_opts;
+#define SCREENING_BACKBONE_DEFAULT "mobilenet_v2_1.0_224_quant.tflite"
 void screening_train_defaults(screening_train_opts *o);
 
 /* Train the head on the training items, fit the temperature on a held-back
@@ -110,9 +164,31 @@ void screening_train_defaults(screening_train_opts *o);
  * report: malloc'd text with every metric (caller frees). */
 core_status screening_train(const char *data_dir, const char *models_dir, const char *out_path,
                             const screening_train_opts *o, const char *cache_dir, char **report, core_error *err);
-/* Evaluate a saved model on the held-out test images of every set. */
+/* The source-out protocol (protocol.c): for each data set, a head trained
+ * on every other set (frozen backbone features) is tested on that set's
+ * photos of the conditions it shares with the others, next to the same
+ * conditions' figures for a head trained on every set's training split
+ * ("same source"). Held-out photos of the sources a model was trained on
+ * overstate what a person at home gets; a source the model never saw is the
+ * closest thing here to photos from another clinic. */
+typedef struct {
+    const char *backbones;      /* comma-separated TFLite files; "a+b" concatenates their features */
+    screening_train_opts train; /* head recipe (frozen features) */
+    unsigned augment;           /* SCREENING_AUG_* levers, one extra view each (0: none) */
+    bool crop_watermark;
+    const char *not_skin_dir;   /* photos that are not skin (index.csv), or NULL */
+    const char *outside_path;   /* write the first configuration's per-condition "right N in 10" here (JSON), or NULL */
+} screening_protocol_opts;
+void screening_protocol_defaults(screening_protocol_opts *o);
+core_status screening_source_out(const char *data_dir, const char *models_dir, const char *cache_dir,
+                                 const screening_protocol_opts *po, char **report, core_error *err);
+
+/* Evaluate a saved model on the held-out test images of every set: per set
+ * its own classes and the conditions, "unsure", referral sensitivity and
+ * specificity, accuracy by skin tone and Fitzpatrick type, and the photos
+ * that are not skin listed in not_skin_dir/index.csv (may be NULL). */
 core_status screening_eval(const char *model_path, const char *data_dir, const char *models_dir, const char *cache_dir,
-                           int threads, char **report, core_error *err);
+                           int threads, const char *not_skin_dir, char **report, core_error *err);
 
 /* ---- calibration (calibrate.c) ----
  * logits: n rows of k. Softmax of logits / t into probs (n × k). */
@@ -142,6 +218,32 @@ double screening_ece(const float *probs, const int *label, size_t n, int k);
 void screening_metrics_report(screening_text *t, const char *title, const float *probs, const float *probs_cal,
                               const int *label, size_t n, int k, const char *const *names, screening_summary *sum);
 
+/* ---- safety-first triage (triage.c) ----
+ * The advice follows the risk, not only the top condition. Thresholds are
+ * fitted at training time (held-back malignant lesions of every source,
+ * ≥ 95 % sensitivity) and kept in the model file. */
+typedef struct {
+    float melanoma_above; /* P(melanoma) ≥ this: urgent, whatever the top condition */
+    float cancer_above;   /* P(melanoma) + P(skin cancer) ≥ this: at least "see a doctor soon" */
+    float benign_sure;    /* a mole or growth gets self-care only when P(benign) ≥ this */
+} screening_risk;
+typedef enum {
+    SCREENING_WHY_TOP,            /* the top condition's own triage */
+    SCREENING_WHY_UNSURE,         /* unsure or not skin: a professional should look */
+    SCREENING_WHY_MELANOMA_RISK,  /* melanoma cannot be ruled out */
+    SCREENING_WHY_CANCER_RISK,    /* a skin cancer cannot be ruled out */
+    SCREENING_WHY_LESION_NOT_SURE /* a spot or growth not sure to be harmless */
+} screening_why;
+/* Decide the triage from calibrated condition probabilities (one per
+ * condition), whether the answer is confident, and the thresholds; *why says
+ * which rule decided. */
+screening_triage screening_decide_triage(const float *probs, bool confident, const screening_risk *risk,
+                                         screening_why *why);
+const char *screening_why_code(screening_why w); /* "top_condition", "melanoma_risk", ... */
+const char *screening_why_text(screening_why w); /* one sentence for the person, "" for top_condition */
+/* Condition index of a code, -1 when unknown. */
+int screening_condition_index(const char *code);
+
 /* ---- the service's model ----
  * Loaded once at start (the model file and its backbone); assessments may
  * run on many threads at once (each borrows a run from a small pool). */
@@ -160,6 +262,11 @@ typedef enum { SCREENING_CONFIDENT, SCREENING_UNSURE_LOW_CONFIDENCE, SCREENING_U
 typedef struct {
     screening_rank top[3];
     screening_verdict verdict;
+    screening_triage triage; /* screening_decide_triage's answer */
+    screening_why why;
+    float melanoma, cancer;  /* P(melanoma), P(melanoma) + P(skin cancer) */
+    float ood_score;         /* distance from the skin photos the model knows (≥ 1: too far) */
+    int outside_in_10;       /* top condition right N in 10 on unseen sources; -1 unmeasured */
     float imagenet_top;   /* the backbone's ImageNet confidence (not-skin signal) */
     double seconds;       /* model time */
 } screening_result;

@@ -20,32 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "crypto/crypto.h"
 
 void screening_train_defaults(screening_train_opts *o) {
     *o = (screening_train_opts){.seed = 20261125, .epochs = 15, .hidden = 512, .batch = 64, .lr = 1e-3f,
                                 .weight_decay = 1e-2f, .dropout = 0.3f, .smoothing = 0.1f, .views = 2, .threads = 2,
-                                .adjust = false, .finetune = true};
-}
-
-static bool held_back(const char *path) {
-    uint8_t h[32];
-    cs_crypto_sha256(h, path, strlen(path));
-    return h[0] % 10 == 0;
-}
-
-static nn_net *head_new(int dim, int hidden, float dropout, int k) {
-    nn_net *h = nn_net_new(dim, 1, 1);
-    nn_node n[] = {{.op = NN_OP_DENSE, .in = NN_INPUT, .units = hidden, .bias = true},
-                   {.op = NN_OP_ACT, .in = 0, .act = NN_RELU},
-                   {.op = NN_OP_DROPOUT, .in = 1, .p = dropout},
-                   {.op = NN_OP_DENSE, .in = 2, .units = k, .bias = true}};
-    for (size_t i = 0; h && i < 4; i++)
-        if (nn_net_add(h, &n[i]) != (int)i) {
-            nn_net_free(h);
-            return NULL;
-        }
-    return h;
+                                .adjust = false, .finetune = true, .backbone = SCREENING_BACKBONE_DEFAULT,
+                                .fine_weight = 1.0f, .group_balance = false,
+                                .augment = 0, .crop_watermark = true, .not_skin_dir = NULL};
 }
 
 /* Append src's nodes to dst, src's input read from dst's node `input`,
@@ -75,10 +56,15 @@ static int last_block_input(nn_net *net, int features) {
     return -1;
 }
 
-static char *meta_json(const screening_dataset *ds, float temp, float temp_c, const float *bias, int features,
-                       int hin, int imagenet, int head_first,
-                       const screening_train_opts *o, float in_scale, float in_zero, int size, float unsure_below,
-                       const screening_ood_rule *od) {
+static json_t *floats_json(const float *v, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+static char *meta_json(const screening_dataset *ds, const screening_judge *j, int features, int hin, int imagenet,
+                       int head_first, int ood_node, const screening_train_opts *o, float in_scale, float in_zero,
+                       int size, json_t *outside) {
     json_t *classes = json_array(), *fc = json_array(), *conds = json_array();
     for (int c = 0; c < ds->fine_count; c++) {
         json_array_append_new(classes, json_string(ds->fine_names[c]));
@@ -94,28 +80,45 @@ static char *meta_json(const screening_dataset *ds, float temp, float temp_c, co
     }
     json_t *m = json_pack("{s:o, s:o, s:o, s:f, s:i, s:i, s:i, s:f, s:f, s:{s:i, s:f, s:f, s:s}, s:{s:I, s:i, s:i, s:f, "
                           "s:f, s:f, s:f, s:i}}",
-                          "classes", classes, "fine_condition", fc, "conditions", conds, "temperature", (double)temp,
+                          "classes", classes, "fine_condition", fc, "conditions", conds, "temperature", (double)j->temp,
                           "features_node", features, "imagenet_node", imagenet, "head_first", head_first,
-                          "unsure_below", (double)unsure_below, "not_skin_above", (double)od->above, "input", "size", size, "scale", (double)in_scale,
-                          "zero", (double)in_zero, "crop", "centre square", "train", "seed", (json_int_t)o->seed,
-                          "epochs", o->epochs, "hidden", o->hidden, "lr", (double)o->lr, "weight_decay",
-                          (double)o->weight_decay, "dropout", (double)o->dropout, "smoothing", (double)o->smoothing,
-                          "views", o->views);
+                          "unsure_below", (double)j->unsure_below, "not_skin_above", (double)j->od.above, "input",
+                          "size", size, "scale", (double)in_scale, "zero", (double)in_zero, "crop", "centre square",
+                          "train", "seed", (json_int_t)o->seed, "epochs", o->epochs, "hidden", o->hidden, "lr",
+                          (double)o->lr, "weight_decay", (double)o->weight_decay, "dropout", (double)o->dropout,
+                          "smoothing", (double)o->smoothing, "views", o->views);
+    if (!m) return NULL;
     json_object_set_new(m, "fine_count", json_integer(ds->fine_count));
     json_t *sk = json_array();
     for (int c = 0; c < 1024; c++)
-        if (od->skin[c]) json_array_append_new(sk, json_integer(c));
+        if (j->od.skin[c]) json_array_append_new(sk, json_integer(c));
     json_object_set_new(m, "skin_imagenet_classes", sk);
-    json_object_set_new(m, "temperature_conditions", json_real(temp_c));
-    json_t *cb = json_array();
-    for (int c = 0; c < screening_condition_count(); c++) json_array_append_new(cb, json_real(bias[c]));
-    json_object_set_new(m, "condition_bias", cb);
+    json_object_set_new(m, "temperature_conditions", json_real(j->temp_c));
+    json_object_set_new(m, "condition_bias", floats_json(j->bias, screening_condition_count()));
     json_object_set_new(m, "head_input_node", json_integer(hin));
-    json_object_set_new(json_object_get(m, "train"), "finetune", json_boolean(o->finetune));
+    json_object_set_new(m, "backbone", json_string(o->backbone));
+    if (outside) json_object_set(m, "outside_right_in_10", outside);
+    json_t *tr = json_object_get(m, "train");
+    json_object_set_new(tr, "finetune", json_boolean(o->finetune));
+    json_object_set_new(tr, "augment", json_integer(o->augment));
+    json_object_set_new(tr, "crop_watermark", json_boolean(o->crop_watermark));
+    json_object_set_new(m, "risk", json_pack("{s:f, s:f, s:f}", "melanoma_above", (double)j->risk.melanoma_above,
+                                             "cancer_above", (double)j->risk.cancer_above, "benign_sure",
+                                             (double)j->risk.benign_sure));
+    json_object_set_new(m, "ood", json_pack("{s:i, s:i, s:o, s:o, s:f, s:f, s:o}", "node", ood_node, "m", j->ood.m,
+                                            "mean", floats_json(j->ood.mean, j->ood.dim), "var",
+                                            floats_json(j->ood.var, j->ood.m), "res_var", (double)j->ood.res_var,
+                                            "above", (double)j->ood.above, "centres",
+                                            floats_json(j->ood.centre, j->ood.classes * j->ood.m)));
     char *s = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     return s;
 }
+
+/* Skin photos far from the training photos are as suspect as cats: the
+ * threshold is this quantile of the held-back skin photos' distances. */
+#define OOD_COMPONENTS 128
+#define OOD_QUANTILE 0.99
 
 core_status screening_train(const char *data_dir, const char *models_dir, const char *out_path,
                             const screening_train_opts *o, const char *cache_dir, char **report, core_error *err) {
@@ -124,17 +127,14 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
     core_status rc = screening_dataset_load(data_dir, &ds, err);
     if (rc) return rc;
     screening_backbone *bb = NULL;
-    float *feats = NULL;
-    nn_net *head = NULL, *imnet = NULL;
-    size_t *tr = NULL, *va = NULL;
+    float *feats = NULL, *pooled = NULL, *lo = NULL, *lf = NULL, *lc = NULL, *pc = NULL, *dist = NULL;
+    size_t *tr = NULL, *va = NULL, *tr0 = NULL;
     int *va_lab = NULL;
-    float *va_log = NULL, *cw = NULL, *ccw = NULL;
-    nn_param ps[32];
-    float *m[32] = {0}, *v[32] = {0};
+    const screening_item **va_items = NULL;
+    screening_judge j = {0};
     screening_text t = {0};
-    if ((rc = screening_backbone_open(models_dir, SCREENING_BACKBONE_FILE, &bb, err))) goto done;
-    char cache[4096];
-    if (cache_dir) snprintf(cache, sizeof cache, "%s/features-v%d.bin", cache_dir, o->views);
+    char *meta = NULL;
+    if ((rc = screening_backbone_open(models_dir, o->backbone, &bb, err))) goto done;
     int features;
     nn_backbone ref;
     nn_net *net = screening_backbone_net(bb, &features, &ref);
@@ -146,184 +146,209 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
         rc = core_fail(err, CORE_ERR_INVALID, "models", "the backbone has no residual block to fine-tune");
         goto done;
     }
-    if (cache_dir && hin != features)
-        snprintf(cache, sizeof cache, "%s/node%d-v%d.bin", cache_dir, hin, o->views);
-    if ((rc = screening_extract_node(bb, &ds, o->views, hin, o->threads, cache_dir ? cache : NULL, &feats, err)))
-        goto done;
-    int dim = screening_node_dim(bb, hin), k = ds.fine_count;
-    /* Rows: every view of the training images; the held-back tenth (view 0) for the temperature. */
-    size_t ntr = 0, nva = 0;
+    char cache[4096];
+    screening_extract_opts eo = {.views = o->views, .node = hin, .augment = o->augment,
+                                 .crop_watermark = o->crop_watermark};
+    if (cache_dir) screening_cache_path(bb, &eo, cache_dir, cache, sizeof cache);
+    if ((rc = screening_extract_with(bb, &ds, &eo, o->threads, cache_dir ? cache : NULL, &feats, err))) goto done;
+    int dim = screening_node_dim(bb, hin), k = ds.fine_count, nc = screening_condition_count();
+    screening_rows R = {feats, dim, o->views, &ds};
+    /* Rows: every view of the training images; the held-back tenth (view 0)
+     * for the temperature, the risk thresholds and the skin model's threshold. */
+    size_t ntr = 0, nva = 0, ntr0 = 0;
     tr = malloc(ds.count * (size_t)o->views * sizeof *tr);
+    tr0 = malloc(ds.count * sizeof *tr0);
     va = malloc(ds.count * sizeof *va);
-    size_t *count = calloc((size_t)k, sizeof *count);
+    va_items = malloc(ds.count * sizeof *va_items);
+    if (!tr || !tr0 || !va || !va_items) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        goto done;
+    }
     for (size_t i = 0; i < ds.count; i++) {
         if (ds.items[i].test) continue;
-        if (held_back(ds.items[i].path)) {
+        if (screening_held_back(ds.items[i].path)) {
+            va_items[nva] = &ds.items[i];
             va[nva++] = i * (size_t)o->views;
         } else {
+            tr0[ntr0++] = i * (size_t)o->views;
             for (int w = 0; w < o->views; w++) tr[ntr++] = i * (size_t)o->views + (size_t)w;
-            count[ds.items[i].fine]++;
         }
     }
-    /* Class weights ∝ 1/√frequency, mean 1: the ten thousand ISIC images
-     * must not drown the 40-image DermNet topics, nor the reverse. */
-    cw = malloc((size_t)k * sizeof *cw);
-    double wsum = 0;
-    for (int c = 0; c < k; c++) wsum += cw[c] = count[c] ? 1.0f / sqrtf((float)count[c]) : 0;
-    for (int c = 0; c < k; c++) cw[c] = (float)(cw[c] * k / wsum);
-    free(count);
+    if (!nva || !ntr) {
+        rc = core_fail(err, CORE_ERR_INVALID, "data", "too few training photos");
+        goto done;
+    }
     nn_set_threads(o->threads);
     nn_rng rng;
     nn_rng_seed(&rng, o->seed);
-    /* Condition weights ∝ 1/frequency (balanced): the product's answer is
-     * a condition, and "other" alone has half the DermNet images. */
-    int nc = screening_condition_count();
-    size_t ccount[32] = {0};
-    for (size_t i = 0; i < ntr; i++) ccount[ds.items[tr[i] / o->views].condition]++;
-    ccw = malloc((size_t)nc * sizeof *ccw);
-    wsum = 0;
-    for (int c = 0; c < nc; c++) wsum += ccw[c] = ccount[c] ? 1.0f / (float)ccount[c] : 0;
-    for (int c = 0; c < nc; c++) ccw[c] = (float)(ccw[c] * nc / wsum);
-    nn_net *mlp = head_new(screening_backbone_dim(bb), o->hidden, o->dropout, k + nc);
+    nn_net *mlp = screening_head_new(screening_backbone_dim(bb), o->hidden, o->dropout, k + nc);
     if (mlp) nn_net_init(mlp, &rng);
     size_t tail_params = 0;
     if (mlp && hin != features) {
         /* pretrained tail (weights copied) + the freshly initialised MLP */
-        head = nn_net_slice(net, hin, hin + 1, features + 1);
+        j.head = nn_net_slice(net, hin, hin + 1, features + 1);
         nn_param tp[32];
-        if (head) tail_params = nn_net_params(head, tp, 32);
-        if (head && !append_net(head, mlp, nn_net_count(head) - 1)) nn_net_free(head), head = NULL;
+        if (j.head) tail_params = nn_net_params(j.head, tp, 32);
+        if (j.head && !append_net(j.head, mlp, nn_net_count(j.head) - 1)) nn_net_free(j.head), j.head = NULL;
         nn_net_free(mlp);
     } else {
-        head = mlp;
+        j.head = mlp;
     }
-    if (!head) {
+    int imagenet = nn_net_count(net) - 1;
+    j.imnet = nn_net_slice(net, hin, hin + 1, imagenet + 1);
+    j.pool = hin == features ? NULL : nn_net_slice(net, hin, hin + 1, features + 1);
+    if (!j.head || !j.imnet || (hin != features && !j.pool)) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory or no ImageNet classifier on the features");
+        goto done;
+    }
+    if ((rc = screening_fit_head(j.head, tail_params, &R, tr, ntr, o, &rng, &t, err))) goto done;
+    /* Temperatures (fine, conditions) on the held-back tenth. */
+    lo = screening_head_logits(j.head, feats, va, nva, dim, k + nc);
+    lf = malloc(nva * (size_t)k * 4), lc = malloc(nva * (size_t)nc * 4), pc = malloc(nva * (size_t)nc * 4);
+    va_lab = malloc(nva * sizeof *va_lab);
+    int *va_set = malloc(nva * sizeof *va_set);
+    if (!lo || !lf || !lc || !pc || !va_lab || !va_set) {
+        free(va_set);
         rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         goto done;
     }
-    size_t np = nn_net_params(head, ps, 32);
-    for (size_t p = 0; p < np; p++) m[p] = calloc(ps[p].n, 4), v[p] = calloc(ps[p].n, 4);
-    nn_adamw opt;
-    nn_adamw_init(&opt, o->lr, o->weight_decay);
-    int B = o->batch;
-    int ko = k + nc;
-    float *x = malloc((size_t)B * dim * 4), *dl = malloc((size_t)B * ko * 4);
-    float *lf = malloc((size_t)B * k * 4), *lc = malloc((size_t)B * nc * 4), *df = malloc((size_t)B * k * 4),
-          *dc = malloc((size_t)B * nc * 4);
-    int32_t *y = malloc((size_t)B * sizeof *y), *yc = malloc((size_t)B * sizeof *yc);
-    nn_run *run = nn_run_new();
-    int64_t steps = (int64_t)o->epochs * (int64_t)((ntr + B - 1) / B), step = 0;
-    for (int ep = 0; ep < o->epochs; ep++) {
-        for (size_t i = ntr; i > 1; i--) { /* Fisher–Yates with the seeded generator */
-            size_t j = nn_rng_next(&rng) % i, tmp = tr[i - 1];
-            tr[i - 1] = tr[j], tr[j] = tmp;
-        }
-        double loss = 0;
-        for (size_t i = 0; i < ntr; i += (size_t)B, step++) {
-            int b = (int)(ntr - i < (size_t)B ? ntr - i : (size_t)B);
-            for (int j = 0; j < b; j++) {
-                memcpy(x + (size_t)j * dim, feats + tr[i + j] * (size_t)dim, (size_t)dim * 4);
-                y[j] = ds.items[tr[i + j] / o->views].fine;
-                yc[j] = ds.items[tr[i + j] / o->views].condition;
-            }
-            const float *lo = nn_run_forward(run, head, b, x, true, &rng, 0);
-            /* Two losses on one output: fine classes and conditions. */
-            screening_split_logits(lo, (size_t)b, k, nc, lf, lc);
-            loss += (nn_softmax_ce(b, k, lf, y, o->smoothing, cw, df, NULL) +
-                     nn_softmax_ce(b, nc, lc, yc, o->smoothing, ccw, dc, NULL)) * b;
-            for (int j = 0; j < b; j++) {
-                memcpy(dl + (size_t)j * ko, df + (size_t)j * k, (size_t)k * 4);
-                memcpy(dl + (size_t)j * ko + k, dc + (size_t)j * nc, (size_t)nc * 4);
-            }
-            nn_net_zero_grad(head);
-            nn_run_backward(run, head, dl);
-            float lr = nn_cosine_lr(o->lr, o->lr * 0.01f, step, steps / 20, steps);
-            nn_adamw_tick(&opt);
-            for (size_t p = 0; p < np; p++) {
-                /* pretrained layers move ten times slower than the new head */
-                opt.lr = p < tail_params ? lr * 0.1f : lr;
-                nn_adamw_step(&opt, ps[p].n, ps[p].w, ps[p].g, m[p], v[p], ps[p].decay);
-            }
-        }
-        if (ep == 0 || ep == o->epochs - 1 || (ep + 1) % 10 == 0)
-            screening_text_printf(&t, "epoch %d: training loss %.4f\n", ep + 1, loss / (double)ntr);
-    }
-    nn_run_free(run);
-    free(x), free(dl), free(y), free(yc), free(lf), free(lc), free(df), free(dc);
-    /* Temperatures (fine, conditions) on the held-back tenth. */
-    float *va_all = screening_head_logits(head, feats, va, nva, dim, ko);
-    va_log = malloc((nva ? nva : 1) * (size_t)k * 4);
-    float *va_c = malloc((nva ? nva : 1) * (size_t)nc * 4);
-    screening_split_logits(va_all, nva, k, nc, va_log, va_c);
-    free(va_all);
-    va_lab = malloc((nva ? nva : 1) * sizeof *va_lab);
-    for (size_t i = 0; i < nva; i++) va_lab[i] = ds.items[va[i] / o->views].fine;
-    float temp = nva ? screening_fit_temperature(va_log, va_lab, nva, k) : 1.0f;
+    screening_split_logits(lo, nva, k, nc, lf, lc);
+    for (size_t i = 0; i < nva; i++) va_lab[i] = va_items[i]->fine;
+    j.temp = screening_fit_temperature(lf, va_lab, nva, k);
     /* Conditions: offsets for balanced accuracy per data set, then the
      * temperature on the adjusted logits (calibrate.c says why). */
-    int *va_set = malloc((nva ? nva : 1) * sizeof *va_set);
-    for (size_t i = 0; i < nva; i++) {
-        va_lab[i] = ds.items[va[i] / o->views].condition;
-        va_set[i] = ds.items[va[i] / o->views].set;
-    }
-    float bias[32] = {0};
-    if (nva && o->adjust) screening_fit_bias(va_c, va_lab, va_set, nva, nc, bias);
+    for (size_t i = 0; i < nva; i++) va_lab[i] = va_items[i]->condition, va_set[i] = va_items[i]->set;
+    if (o->adjust) screening_fit_bias(lc, va_lab, va_set, nva, nc, j.bias);
     free(va_set);
     for (size_t i = 0; i < nva; i++)
-        for (int c = 0; c < nc; c++) va_c[i * nc + c] += bias[c];
-    float temp_c = nva ? screening_fit_temperature(va_c, va_lab, nva, nc) : 1.0f;
-    free(va_c);
+        for (int c = 0; c < nc; c++) lc[i * nc + c] += j.bias[c];
+    j.temp_c = screening_fit_temperature(lc, va_lab, nva, nc);
     if (o->adjust) {
         screening_text_printf(&t, "condition offsets (held-back balanced accuracy):");
-        for (int c = 0; c < nc; c++) screening_text_printf(&t, " %s %+.2f", screening_condition_at(c)->code, bias[c]);
+        for (int c = 0; c < nc; c++) screening_text_printf(&t, " %s %+.2f", screening_condition_at(c)->code, j.bias[c]);
         screening_text_printf(&t, "\n");
     }
-    const float unsure_below = 0.5f;
+    /* Risk thresholds: ≥ 95 % of held-back malignant lesions of every set referred. */
+    screening_softmax_t(lc, nva, nc, j.temp_c, pc);
+    screening_fit_risk(pc, va_items, nva, 0.95, &j.risk);
+    j.unsure_below = 0.5f;
     screening_text_printf(&t,
                           "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f (fine "
-                          "classes), %.2f (conditions)\n",
-                          ntr, o->views, nva, temp, temp_c);
-    int imagenet = nn_net_count(net) - 1, first = nn_net_count(net);
-    imnet = nn_net_slice(net, hin, hin + 1, imagenet + 1);
-    if (!imnet) {
-        rc = core_fail(err, CORE_ERR_INVALID, "models", "the backbone has no ImageNet classifier on its features");
-        goto done;
-    }
-    /* The "not skin" rule: the held-back skin photos' ImageNet top-1 classes. */
-    screening_ood_rule od = {0};
-    od.above = 0.5f;
-    if (nva) {
-        int ik = nn_net_shape(imnet, nn_net_count(imnet) - 1).c, *cls = malloc(nva * sizeof *cls), distinct = 0;
-        float *il = screening_head_logits(imnet, feats, va, nva, dim, ik), *itop = screening_top_prob(il, nva, ik, cls);
+                          "classes), %.2f (conditions); referral thresholds: melanoma %.3f, melanoma + skin cancer "
+                          "%.3f\n",
+                          ntr, o->views, nva, (double)j.temp, (double)j.temp_c, (double)j.risk.melanoma_above,
+                          (double)j.risk.cancer_above);
+    /* The "not skin" rules. (1) the held-back skin photos' ImageNet top-1 classes. */
+    j.od.above = 0.5f;
+    {
+        int ik = nn_net_shape(j.imnet, nn_net_count(j.imnet) - 1).c, *cls = malloc(nva * sizeof *cls), distinct = 0;
+        float *il = screening_head_logits(j.imnet, feats, va, nva, dim, ik), *itop = il && cls ? screening_top_prob(il, nva, ik, cls) : NULL;
+        if (!itop) {
+            free(il), free(cls);
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+            goto done;
+        }
         for (size_t i = 0; i < nva; i++)
-            if (cls[i] < 1024 && !od.skin[cls[i]]) od.skin[cls[i]] = true, distinct++;
+            if (cls[i] < 1024 && !j.od.skin[cls[i]]) j.od.skin[cls[i]] = true, distinct++;
         qsort(itop, nva, sizeof *itop, screening_cmp_float);
         screening_text_printf(&t,
                               "ImageNet on held-back skin photos: top-1 confidence median %.2f, 98th percentile %.2f; "
                               "%d distinct top-1 classes (any other at ≥ %.2f means \"not skin\")\n",
-                              itop[nva / 2], itop[(size_t)(0.98 * (double)(nva - 1))], distinct, od.above);
+                              (double)itop[nva / 2], (double)itop[(size_t)(0.98 * (double)(nva - 1))], distinct,
+                              (double)j.od.above);
         free(il), free(itop), free(cls);
     }
-    screening_evaluate(&t, &ds, head, imnet, feats, o->views, dim, temp, temp_c, bias, unsure_below, &od);
-    screening_not_skin_report(&t, models_dir, bb, hin, head, imnet, temp_c, bias, unsure_below, &od);
-    /* The whole network: backbone (referenced) + head on its pooled features
-     * (or on the last block's input, with the fine-tuned copies). */
-    if (!append_net(net, head, hin)) {
+    /* (2) distance from the training photos' pooled features. */
+    int pd = screening_backbone_dim(bb);
+    size_t *all = malloc((ntr0 + nva) * sizeof *all);
+    if (all) {
+        memcpy(all, tr0, ntr0 * sizeof *all);
+        memcpy(all + ntr0, va, nva * sizeof *all);
+    }
+    if (j.pool) {
+        pooled = all ? screening_head_logits(j.pool, feats, all, ntr0 + nva, dim, pd) : NULL;
+    } else if (all && (pooled = malloc((ntr0 + nva) * (size_t)pd * sizeof *pooled))) {
+        for (size_t i = 0; i < ntr0 + nva; i++) memcpy(pooled + i * (size_t)pd, feats + all[i] * (size_t)dim, (size_t)pd * 4);
+    }
+    free(all);
+    if (!pooled) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        goto done;
+    }
+    size_t *seq = malloc(ntr0 * sizeof *seq);
+    if (!seq) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        goto done;
+    }
+    int *lab0 = malloc(ntr0 * sizeof *lab0);
+    for (size_t i = 0; lab0 && i < ntr0; i++) seq[i] = i, lab0[i] = ds.items[tr0[i] / (size_t)o->views].condition;
+    rc = lab0 ? screening_ood_fit(pooled, seq, lab0, ntr0, pd, OOD_COMPONENTS, &j.ood, err)
+              : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    free(seq), free(lab0);
+    if (rc) goto done;
+    dist = malloc(nva * sizeof *dist);
+    if (!dist) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < nva; i++) dist[i] = screening_ood_score(&j.ood, pooled + (ntr0 + i) * (size_t)pd);
+    qsort(dist, nva, sizeof *dist, screening_cmp_float);
+    j.ood.above = dist[(size_t)(OOD_QUANTILE * (double)(nva - 1))];
+    screening_text_printf(&t,
+                          "distance from training photos (%d principal directions): held-back skin median %.2f, "
+                          "threshold %.2f (%.0fth percentile)\n",
+                          OOD_COMPONENTS, (double)dist[nva / 2], (double)j.ood.above, OOD_QUANTILE * 100);
+    if ((rc = screening_evaluate(&t, &ds, &j, feats, o->views, dim, bb, hin, o->crop_watermark, o->not_skin_dir,
+                                 o->threads, cache_dir, err)))
+        goto done;
+    /* The whole network: backbone (referenced), the skin model's projection
+     * on the pooled features, then the head on the head input. */
+    int first = nn_net_count(net);
+    nn_node pn = {.op = NN_OP_DENSE, .in = features, .units = j.ood.m, .bias = true};
+    int ood_node = nn_net_add(net, &pn);
+    size_t nw = 0, nb = 0;
+    float *pw = ood_node >= 0 ? nn_net_tensor(net, ood_node, 0, &nw) : NULL,
+          *pb = ood_node >= 0 ? nn_net_tensor(net, ood_node, 1, &nb) : NULL;
+    if (!pw || !pb || nw != (size_t)j.ood.m * pd || nb != (size_t)j.ood.m) {
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "cannot assemble the model");
+        goto done;
+    }
+    memcpy(pw, j.ood.basis, nw * sizeof *pw);
+    for (int q = 0; q < j.ood.m; q++) {
+        double b = 0;
+        for (int d = 0; d < pd; d++) b -= (double)j.ood.basis[(size_t)q * pd + d] * j.ood.mean[d];
+        pb[q] = (float)b;
+    }
+    int head_first = nn_net_count(net);
+    if (!append_net(net, j.head, hin)) {
         rc = core_fail(err, CORE_ERR_NOMEM, NULL, "cannot assemble the model");
         goto done;
     }
     nn_net_set_frozen(net, first);
-    char *meta = meta_json(&ds, temp, temp_c, bias, features, hin, imagenet, first, o, 1.0f / 128, 128, 224,
-                           unsure_below, &od);
+    int side;
+    float in_scale, in_zero;
+    screening_backbone_input(bb, &side, &in_scale, &in_zero);
+    json_t *outside = NULL;
+    if (o->outside_path) {
+        json_error_t je;
+        json_t *doc = json_load_file(o->outside_path, JSON_REJECT_DUPLICATES, &je);
+        outside = json_incref(json_object_get(doc, "outside_right_in_10"));
+        json_decref(doc);
+        if (!json_is_object(outside)) {
+            json_decref(outside);
+            rc = core_fail(err, CORE_ERR_INVALID, "outside", "%s has no outside_right_in_10 object", o->outside_path);
+            goto done;
+        }
+    }
+    meta = meta_json(&ds, &j, features, hin, imagenet, head_first, ood_node, o, in_scale, in_zero, side, outside);
+    json_decref(outside);
     rc = meta ? nn_model_save(out_path, net, meta, &ref, err) : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-    free(meta);
 done:
-    for (int p = 0; p < 32; p++) free(m[p]), free(v[p]);
-    free(tr), free(va), free(va_lab), free(va_log), free(cw), free(ccw), free(feats);
-    nn_net_free(head);
-    nn_net_free(imnet);
+    free(meta);
+    free(tr), free(tr0), free(va), free(va_lab), free(va_items), free(feats), free(pooled), free(lo), free(lf), free(lc),
+        free(pc), free(dist);
+    screening_judge_free(&j);
     screening_backbone_free(bb);
     screening_dataset_free(&ds);
     return screening_report_finish(&t, rc, report);
 }
-

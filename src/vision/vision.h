@@ -86,6 +86,12 @@ core_status vision_assess(const vision_image *img, vision_quality *q, core_error
 const char *vision_issue_code(vision_issue i);    /* "too_blurry", "too_dark", … */
 const char *vision_issue_advice(vision_issue i);  /* a sentence for the person */
 
+/* Skin tone as the Individual Typology Angle in degrees (tone.c), from the
+ * skin-coloured pixels around the centre of the photo; NAN when too little
+ * of the photo is skin. For reporting accuracy by skin tone. */
+core_status vision_skin_ita(const vision_image *img, double *ita, core_error *err);
+/* The usual six ITA groups ("very light (ITA > 55)", ..., "dark (< -30)"; "unknown" for NAN). */
+const char *vision_ita_group(double ita);
 /* Encode pixels (only) as a baseline JPEG; *out is malloc'd, caller frees. */
 core_status vision_encode_jpeg(const vision_image *img, int quality, uint8_t **out, size_t *len, core_error *err);
 
