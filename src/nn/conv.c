@@ -13,9 +13,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Width padding: the height's unless the convolution pads per axis. */
+static inline int pad_w(const nn_conv *c) { return c->axis_pad ? c->pad_w : c->pad; }
+static inline int pad_w_end(const nn_conv *c) { return c->axis_pad ? c->pad_w_end : c->pad_end; }
+
 nn_shape nn_conv_out(const nn_conv *c, nn_shape in) {
-    int ph = 2 * c->pad + c->pad_end;
-    nn_shape o = {in.n, c->out_c, (in.h + ph - c->kh) / c->stride + 1, (in.w + ph - c->kw) / c->stride + 1};
+    int ph = 2 * c->pad + c->pad_end, pw = 2 * pad_w(c) + pad_w_end(c);
+    nn_shape o = {in.n, c->out_c, (in.h + ph - c->kh) / c->stride + 1, (in.w + pw - c->kw) / c->stride + 1};
     return o;
 }
 
@@ -46,7 +50,7 @@ static void im2col(const nn_conv *c, nn_shape in, nn_shape o, const float *x, in
                         continue;
                     }
                     for (int ox = 0; ox < o.w; ox++) {
-                        int ix = ox * c->stride - c->pad + kx;
+                        int ix = ox * c->stride - pad_w(c) + kx;
                         r[ox] = ix < 0 || ix >= in.w ? 0.0f : plane[(size_t)iy * in.w + ix];
                     }
                 }
@@ -65,7 +69,7 @@ static void col2im(const nn_conv *c, nn_shape in, nn_shape o, const float *col, 
                     int iy = oy * c->stride - c->pad + ky;
                     if (iy < 0 || iy >= in.h) continue;
                     for (int ox = 0; ox < o.w; ox++) {
-                        int ix = ox * c->stride - c->pad + kx;
+                        int ix = ox * c->stride - pad_w(c) + kx;
                         if (ix >= 0 && ix < in.w) plane[(size_t)iy * in.w + ix] += row[(size_t)oy * o.w + ox];
                     }
                 }
@@ -164,7 +168,7 @@ static void dw_forward_part(void *arg, int c0, int c1) {
     const nn_conv *c = j->c;
     nn_shape in = j->in, o = j->o;
     int s = c->stride;
-    bool three = c->kh == 3 && c->kw == 3 && j->zero;
+    bool three = c->kh == 3 && c->kw == 3 && j->zero && pad_w(c) == c->pad; /* dw3 pads both axes alike */
     for (int n = 0; n < in.n; n++)
         for (int ch = c0; ch < c1; ch++) {
             const float *plane = j->x + ((size_t)n * in.c + ch) * in.h * in.w;
@@ -184,9 +188,9 @@ static void dw_forward_part(void *arg, int c0, int c1) {
                     const float *irow = plane + (size_t)iy * in.w;
                     for (int kx = 0; kx < c->kw; kx++) {
                         int lo, hi;
-                        tap_range(kx, s, c->pad, in.w, o.w, &lo, &hi);
+                        tap_range(kx, s, pad_w(c), in.w, o.w, &lo, &hi);
                         float wk = k[ky * c->kw + kx];
-                        const float *src = irow + kx - c->pad;
+                        const float *src = irow + kx - pad_w(c);
                         if (s == 1)
                             for (int ox = lo; ox < hi; ox++) orow[ox] += wk * src[ox];
                         else
@@ -226,7 +230,7 @@ static void dw_backward_part(void *arg, int c0, int c1) {
             /* Stride 1, 3×3: the input gradient is the output gradient
              * correlated with the kernel turned by 180°, padded by 2 − pad —
              * the forward row loop again, written once per element. */
-            bool dx3 = dplane && j->zero && c->kh == 3 && c->kw == 3 && s == 1 && c->pad <= 2;
+            bool dx3 = dplane && j->zero && c->kh == 3 && c->kw == 3 && s == 1 && c->pad <= 2 && pad_w(c) == c->pad;
             if (dx3) {
                 float flip[9];
                 for (int t = 0; t < 9; t++) flip[t] = k[8 - t];
@@ -253,14 +257,14 @@ static void dw_backward_part(void *arg, int c0, int c1) {
                     float *drow = dplane ? dplane + (size_t)iy * in.w : NULL;
                     for (int kx = 0; kx < c->kw; kx++) {
                         int lo, hi;
-                        tap_range(kx, s, c->pad, in.w, o.w, &lo, &hi);
-                        const float *src = irow + kx - c->pad;
+                        tap_range(kx, s, pad_w(c), in.w, o.w, &lo, &hi);
+                        const float *src = irow + kx - pad_w(c);
                         float acc = 0, wk = k[ky * c->kw + kx];
 #pragma omp simd reduction(+ : acc)
                         for (int ox = lo; ox < hi; ox++) acc += grow[ox] * src[ox * s];
                         dk[ky * c->kw + kx] += acc;
                         if (drow && !dx3) {
-                            float *dst = drow + kx - c->pad;
+                            float *dst = drow + kx - pad_w(c);
                             for (int ox = lo; ox < hi; ox++) dst[ox * s] += grow[ox] * wk;
                         }
                     }
@@ -273,7 +277,7 @@ static void dw_forward(const nn_conv *c, nn_shape in, nn_shape o, const float *x
                        int act, float *y) {
     /* One zero row per layer, shared by the threads (read only); without
      * it the generic loop runs. */
-    float *zero = c->kh == 3 && c->kw == 3 ? calloc((size_t)in.w, sizeof *zero) : NULL;
+    float *zero = c->kh == 3 && c->kw == 3 && pad_w(c) == c->pad ? calloc((size_t)in.w, sizeof *zero) : NULL;
     dw_job j = {.c = c, .in = in, .o = o, .x = x, .w = w, .b = b, .y = y, .act = act, .zero = zero};
     act_clamp(act, &j.lo, &j.hi);
     nn_parallel(in.c, dw_forward_part, &j);
@@ -302,7 +306,8 @@ void nn_conv_forward_act(const nn_conv *c, nn_shape in, const float *x, const fl
     }
     int icg = c->in_c / c->groups, ocg = c->out_c / c->groups;
     int k = icg * c->kh * c->kw, p = o.h * o.w;
-    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && c->pad_end == 0;
+    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && c->pad_end == 0 && pad_w(c) == 0 &&
+                     pad_w_end(c) == 0;
     float lo = -INFINITY, hi = INFINITY;
     bool clamp = act != NN_ACT_NONE && act_clamp(act, &lo, &hi);
     for (int n = 0; n < in.n; n++) {
@@ -340,7 +345,8 @@ void nn_conv_backward(const nn_conv *c, nn_shape in, const float *x, const float
     }
     int icg = c->in_c / c->groups, ocg = c->out_c / c->groups;
     int k = icg * c->kh * c->kw, p = o.h * o.w;
-    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && c->pad_end == 0;
+    bool pointwise = c->kh == 1 && c->kw == 1 && c->stride == 1 && c->pad == 0 && c->pad_end == 0 && pad_w(c) == 0 &&
+                     pad_w_end(c) == 0;
     float *col = ws, *dcol = ws + (size_t)k * p;
     if (dx) memset(dx, 0, nn_count(in) * sizeof *dx);
     for (int n = 0; n < in.n; n++) {

@@ -227,7 +227,7 @@ void nn_maxpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y,
                 }
                 size_t oi = (size_t)nc * o.h * o.w + (size_t)oy * o.w + ox;
                 y[oi] = at < 0 ? 0 : best;
-                argmax[oi] = at;
+                if (argmax) argmax[oi] = at;
             }
     }
 }
@@ -242,9 +242,21 @@ void nn_maxpool_backward(nn_shape in, nn_shape out, const int32_t *argmax, const
         }
 }
 
+/* The window's pixels inside the input along one axis, for exclude_pad. */
+static int pool_span(const nn_pool *p, int o, int len) {
+    int a = o * p->stride - p->pad, b = a + p->k;
+    return (b < len ? b : len) - (a > 0 ? a : 0);
+}
+
+/* 1 / the divisor for output (oy, ox). */
+static float pool_inv(const nn_pool *p, nn_shape in, int oy, int ox) {
+    if (!p->exclude_pad) return 1.0f / (float)(p->k * p->k);
+    int n = pool_span(p, oy, in.h) * pool_span(p, ox, in.w);
+    return n > 0 ? 1.0f / (float)n : 0.0f;
+}
+
 void nn_avgpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y) {
     nn_shape o = nn_pool_out(p, in);
-    float inv = 1.0f / (float)(p->k * p->k);
     for (int nc = 0; nc < in.n * in.c; nc++) {
         const float *plane = x + (size_t)nc * in.h * in.w;
         for (int oy = 0; oy < o.h; oy++)
@@ -258,20 +270,19 @@ void nn_avgpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y)
                         if (ix >= 0 && ix < in.w) s += plane[(size_t)iy * in.w + ix];
                     }
                 }
-                y[(size_t)nc * o.h * o.w + (size_t)oy * o.w + ox] = s * inv;
+                y[(size_t)nc * o.h * o.w + (size_t)oy * o.w + ox] = s * pool_inv(p, in, oy, ox);
             }
     }
 }
 
 void nn_avgpool_backward(const nn_pool *p, nn_shape in, const float *dy, float *dx) {
     nn_shape o = nn_pool_out(p, in);
-    float inv = 1.0f / (float)(p->k * p->k);
     memset(dx, 0, nn_count(in) * sizeof *dx);
     for (int nc = 0; nc < in.n * in.c; nc++) {
         float *plane = dx + (size_t)nc * in.h * in.w;
         for (int oy = 0; oy < o.h; oy++)
             for (int ox = 0; ox < o.w; ox++) {
-                float g = dy[(size_t)nc * o.h * o.w + (size_t)oy * o.w + ox] * inv;
+                float g = dy[(size_t)nc * o.h * o.w + (size_t)oy * o.w + ox] * pool_inv(p, in, oy, ox);
                 for (int ky = 0; ky < p->k; ky++) {
                     int iy = oy * p->stride - p->pad + ky;
                     if (iy < 0 || iy >= in.h) continue;
@@ -337,4 +348,23 @@ void nn_dropout_backward(float p, size_t n, const uint8_t *mask, const float *dy
 
 void nn_add_forward(size_t n, const float *a, const float *b, float *y) {
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+/* ---- channel concatenation ----
+ * NCHW keeps each sample's channels contiguous, so concatenating along
+ * channels is two block copies per sample; backward is the same split. */
+void nn_concat_forward(int n, int ca, int cb, size_t hw, const float *a, const float *b, float *y) {
+    size_t na = (size_t)ca * hw, nb = (size_t)cb * hw;
+    for (int i = 0; i < n; i++) {
+        memcpy(y + (size_t)i * (na + nb), a + (size_t)i * na, na * sizeof *y);
+        memcpy(y + (size_t)i * (na + nb) + na, b + (size_t)i * nb, nb * sizeof *y);
+    }
+}
+
+void nn_concat_backward(int n, int ca, int cb, size_t hw, const float *dy, float *da, float *db) {
+    size_t na = (size_t)ca * hw, nb = (size_t)cb * hw;
+    for (int i = 0; i < n; i++) {
+        if (da) memcpy(da + (size_t)i * na, dy + (size_t)i * (na + nb), na * sizeof *dy);
+        if (db) memcpy(db + (size_t)i * nb, dy + (size_t)i * (na + nb) + na, nb * sizeof *dy);
+    }
 }
