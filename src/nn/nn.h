@@ -270,6 +270,41 @@ typedef struct {
 } nn_tflite_info;
 core_status nn_tflite_read(const uint8_t *bytes, size_t len, nn_net **net, nn_tflite_info *info, core_error *err);
 
+/* ==== TensorFlow.js import ====
+ * Build a float network from a TF.js model: a Keras layers model (Conv2D,
+ * DepthwiseConv2D, BatchNormalization, Activation/ReLU, ZeroPadding2D,
+ * Max/AveragePooling2D, GlobalAveragePooling2D, Concatenate, Add, Flatten
+ * of a 1×1 map, Dropout, Dense) or a converter graph model (Conv2D,
+ * DepthwiseConv2dNative and their fused forms with BiasAdd[+Relu/Relu6],
+ * Relu/Relu6, AddV2, Max/AvgPool, ConcatV2, MatMul/_FusedMatMul,
+ * Squeeze/Reshape/Identity of vectors, scalar Mul/Sub/Add/RealDiv of the
+ * input, which go into in_scale/in_zero). Weights may be float32 or
+ * quantised (uint8/uint16 with min and scale, float16). The network outputs
+ * logits (a final softmax is left out). Anything else is refused with the
+ * layer's name and class.
+ *
+ * A pixel byte p becomes in_scale · (p − in_zero) at the network input. The
+ * model does not record it: the reader assumes nsfwjs's convention (pixels
+ * divided by 255 before the model) and folds the graph's own input
+ * arithmetic into it. features is the node of the globally pooled features
+ * (-1 if none), output the node of the logits.
+ *
+ * nn_tfjs_read: model_path names model.json (weight shards are the
+ * manifest's plain file names in the same directory) or an nsfwjs bundle,
+ * model.min.js (shards NAME.min.js, each exporting base64). nn_tfjs_parse:
+ * the model text (either form) and the weight bytes (every shard, in
+ * manifest order, concatenated), both borrowed. *net is the caller's
+ * (nn_net_free); on failure it is NULL and err says why. */
+typedef struct {
+    int height, width;     /* input size */
+    float in_scale, in_zero;
+    int features;          /* node of the pooled features, -1 if none */
+    int output;            /* node of the logits */
+} nn_tfjs_info;
+core_status nn_tfjs_read(const char *model_path, nn_net **net, nn_tfjs_info *info, core_error *err);
+core_status nn_tfjs_parse(const char *model, size_t len, const uint8_t *weights, size_t wlen, nn_net **net,
+                          nn_tfjs_info *info, core_error *err);
+
 /* ==== model files ====
  * One network, its weights, a JSON metadata object (must hold "classes":
  * one name per network output; the rest — triage levels, preprocessing — is
