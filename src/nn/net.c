@@ -39,7 +39,7 @@ struct nn_run {
     float **y, **dy;          /* per node */
     float **save_mean, **save_invstd; /* BN in training */
     uint8_t **mask;           /* dropout */
-    int32_t **argmax;         /* max pooling (always kept: backward may follow an inference forward) */
+    int32_t **argmax;         /* max pooling, in training (an inference forward runs a faster loop without) */
     size_t *ycap, *dycap, *amcap;
     float *ws, *scratch, *scratch2;
     size_t wscap, scratchcap, scratch2cap;
@@ -47,6 +47,7 @@ struct nn_run {
     int last;                 /* index of the last node computed */
     bool trained;             /* the last forward was in training mode */
     bool fused;               /* ... and fused a convolution into its activation */
+    bool blind;               /* ... and ran max pooling without recording argmax */
     int *readers;             /* per node: how many nodes read its output */
 };
 
@@ -330,6 +331,7 @@ static const float *forward(nn_run *r, nn_net *net, int n, const float *x, bool 
     r->x = x;
     r->trained = train;
     r->fused = false;
+    r->blind = false;
     for (int i = 0; i < net->count; i++) r->readers[i] = 0;
     for (int i = 0; i < end; i++) {
         const nn_node *d = &net->nodes[i].d;
@@ -386,6 +388,11 @@ static const float *forward(nn_run *r, nn_net *net, int n, const float *x, bool 
         case NN_OP_ADD: nn_add_forward(on, in, nd->d.in2 == NN_INPUT ? x : r->y[nd->d.in2], y); break;
         case NN_OP_GAP: nn_gap_forward(is, in, y); break;
         case NN_OP_MAXPOOL:
+            if (fuse && !train) { /* backward, if it comes, forwards again (fuse false) */
+                nn_maxpool_forward(&nd->d.pool, is, in, y, NULL);
+                r->blind = true;
+                break;
+            }
             if (on > r->amcap[i] || !r->argmax[i]) {
                 free(r->argmax[i]);
                 r->argmax[i] = malloc(on * sizeof(int32_t));
@@ -436,8 +443,9 @@ static void deliver(nn_run *r, bool *written, int to, const float *g, size_t n) 
 
 bool nn_run_backward(nn_run *r, nn_net *net, const float *dout) {
     /* Backward through an inference forward (gradient checks do it) needs
-     * the pre-activation outputs that fusion skipped: compute them. */
-    if (r->fused && !forward(r, net, r->n, r->x, false, NULL, r->last + 1, false)) return false;
+     * the pre-activation outputs that fusion skipped and the max-pooling
+     * argmax that was not recorded: compute them. */
+    if ((r->fused || r->blind) && !forward(r, net, r->n, r->x, false, NULL, r->last + 1, false)) return false;
     int last = r->last, first = net->frozen;
     if (!r->y || last < first) return true; /* nothing trainable was run */
     bool *written = calloc((size_t)last + 1, sizeof(bool));
