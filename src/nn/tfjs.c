@@ -51,6 +51,7 @@
 #define MAX_TEXT ((size_t)64 << 20)
 #define MAX_WEIGHTS ((size_t)512 << 20)
 #define MAX_DEPTH 512
+#define MAX_NODES 100000
 
 static core_status bad(core_error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static core_status bad(core_error *err, const char *fmt, ...) {
@@ -245,6 +246,7 @@ typedef struct {
     json_t *root;
     weight *w;
     size_t nw;
+    json_t *windex;     /* name → index in w */
     const uint8_t *data;
     size_t dlen;
     nn_net *net;
@@ -253,9 +255,8 @@ typedef struct {
 } rd;
 
 static const weight *find_weight(rd *r, const char *name) {
-    for (size_t i = 0; i < r->nw; i++)
-        if (!strcmp(r->w[i].name, name)) return &r->w[i];
-    return NULL;
+    json_t *i = r->windex ? json_object_get(r->windex, name) : NULL;
+    return i ? &r->w[json_integer_value(i)] : NULL;
 }
 
 static float half_to_float(uint16_t h) {
@@ -311,8 +312,10 @@ static core_status read_manifest(rd *r, json_t *manifest) {
         if (!json_is_array(ws)) return bad(r->err, "TF.js model: a manifest group without weights");
         cap += json_array_size(ws);
     }
+    if (cap > MAX_NODES) return bad(r->err, "TF.js model: too many weights");
     r->w = calloc(cap ? cap : 1, sizeof *r->w);
-    if (!r->w) return core_fail(r->err, CORE_ERR_NOMEM, NULL, "out of memory reading the model");
+    r->windex = json_object();
+    if (!r->w || !r->windex) return core_fail(r->err, CORE_ERR_NOMEM, NULL, "out of memory reading the model");
     for (size_t g = 0; g < json_array_size(manifest); g++) {
         json_t *ws = json_object_get(json_array_get(manifest, g), "weights");
         for (size_t k = 0; k < json_array_size(ws); k++) {
@@ -356,6 +359,9 @@ static core_status read_manifest(rd *r, json_t *manifest) {
             }
             w->off = total;
             total += w->count * esz;
+            if (json_object_get(r->windex, w->name)) return bad(r->err, "TF.js model: two weights are named %s", w->name);
+            if (json_object_set_new(r->windex, w->name, json_integer((json_int_t)r->nw)))
+                return core_fail(r->err, CORE_ERR_NOMEM, NULL, "out of memory reading the model");
             r->nw++;
         }
     }
@@ -382,18 +388,23 @@ typedef struct {
     bool folded;         /* layers models: a batch norm folded into the convolution it reads */
 } tensor;
 
+/* Tensors by name: a jansson object as the hash table (name → index of the
+ * latest tensor of that name), so that lookups stay O(1) in models of
+ * thousands of layers. */
 typedef struct {
     tensor *t;
     size_t n, cap;
+    json_t *index;
 } tmap;
 
 static tensor *tfind(tmap *m, const char *name) {
-    for (size_t i = m->n; i-- > 0;)
-        if (!strcmp(m->t[i].name, name)) return &m->t[i];
-    return NULL;
+    json_t *i = m->index ? json_object_get(m->index, name) : NULL;
+    return i ? &m->t[json_integer_value(i)] : NULL;
 }
 
 static tensor *tadd(tmap *m, const char *name, int node) {
+    if (!m->index && !(m->index = json_object())) return NULL;
+    if (m->n >= MAX_NODES || json_object_set_new(m->index, name, json_integer((json_int_t)m->n))) return NULL;
     if (m->n == m->cap) {
         size_t cap = m->cap ? 2 * m->cap : 64;
         tensor *nt = realloc(m->t, cap * sizeof *nt);
@@ -515,6 +526,10 @@ static int build_dense(rd *r, int in, const weight *w, const weight *bias, const
 static int build_pool(rd *r, int in, bool avg, int kh, int kw, int sh, int sw, bool same, const char *name,
                       core_status *rc) {
     nn_shape is = nn_net_shape(r->net, in);
+    if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || kh > 64 || kw > 64 || sh > 64 || sw > 64) {
+        *rc = bad(r->err, "TF.js model: %s: pooling window or stride out of range", name);
+        return -1;
+    }
     if (avg && !same && kh == is.h && kw == is.w) {
         nn_node d = {.op = NN_OP_GAP, .in = in};
         int k = add_node(r, &d, name, rc);
@@ -574,20 +589,27 @@ static int inbound(json_t *layer, const char **names, int max) {
 
 #define MAX_IN 16
 
-/* How many layers read layer `name`, and the first of them. */
-static int readers(json_t *layers, const char *name, json_t **first) {
-    int n = 0;
-    *first = NULL;
-    for (size_t i = 0; i < json_array_size(layers); i++) {
+/* For every layer name, how many layers read it and the first of them:
+ * name → [count, index], computed once. */
+static json_t *reader_table(json_t *layers) {
+    json_t *t = json_object();
+    for (size_t i = 0; t && i < json_array_size(layers); i++) {
         const char *in[MAX_IN];
         int k = inbound(json_array_get(layers, i), in, MAX_IN);
-        for (int j = 0; j < k; j++)
-            if (!strcmp(in[j], name)) {
-                if (!n) *first = json_array_get(layers, i);
-                n++;
-            }
+        for (int j = 0; j < k; j++) {
+            json_t *e = json_object_get(t, in[j]);
+            if (e) json_array_set_new(e, 0, json_integer(json_integer_value(json_array_get(e, 0)) + 1));
+            else json_object_set_new(t, in[j], json_pack("[i,I]", 1, (json_int_t)i));
+        }
     }
-    return n;
+    return t;
+}
+
+/* How many layers read layer `name`, and the first of them. */
+static int readers(json_t *table, json_t *layers, const char *name, json_t **first) {
+    json_t *e = json_object_get(table, name);
+    *first = e ? json_array_get(layers, (size_t)json_integer_value(json_array_get(e, 1))) : NULL;
+    return e ? (int)json_integer_value(json_array_get(e, 0)) : 0;
 }
 
 static bool is_output(json_t *config, const char *name) {
@@ -606,6 +628,8 @@ static bool act_of(const char *a, int *act) {
     return true;
 }
 
+static core_status layers_body(rd *r, json_t *config, json_t *layers, bool sequential, json_t *rtab, tmap *m);
+
 static core_status layers_model(rd *r, json_t *topo, tmap *m) {
     json_t *mc = json_object_get(topo, "model_config");
     if (!mc) mc = topo;
@@ -615,6 +639,15 @@ static core_status layers_model(rd *r, json_t *topo, tmap *m) {
     json_t *layers = sequential && json_is_array(config) ? config : json_object_get(config, "layers");
     if (!cls || (strcmp(cls, "Model") && strcmp(cls, "Functional") && !sequential) || !json_is_array(layers))
         return bad(r->err, "TF.js model: model class %s is not supported", cls ? cls : "(none)");
+    if (json_array_size(layers) > MAX_NODES) return bad(r->err, "TF.js model: too many layers");
+    json_t *rtab = reader_table(layers);
+    if (!rtab) return core_fail(r->err, CORE_ERR_NOMEM, NULL, "out of memory reading the model");
+    core_status rc = layers_body(r, config, layers, sequential, rtab, m);
+    json_decref(rtab);
+    return rc;
+}
+
+static core_status layers_body(rd *r, json_t *config, json_t *layers, bool sequential, json_t *rtab, tmap *m) {
     json_t *out_layer = NULL;
     core_status rc = CORE_OK;
     int prev = -2; /* Sequential: the previous layer's tensor index */
@@ -711,8 +744,10 @@ static core_status layers_model(rd *r, json_t *topo, tmap *m) {
             }
             /* Fold the batch norm that alone reads this convolution. */
             json_t *rdr;
-            if (act == NN_ACT_NONE && !sequential && readers(layers, name, &rdr) == 1 &&
-                !strcmp(json_string_value(json_object_get(rdr, "class_name")), "BatchNormalization")) {
+            const char *rcls = NULL;
+            if (act == NN_ACT_NONE && !sequential && readers(rtab, layers, name, &rdr) == 1)
+                rcls = json_string_value(json_object_get(rdr, "class_name"));
+            if (rcls && !strcmp(rcls, "BatchNormalization")) {
                 json_t *bc = json_object_get(rdr, "config");
                 const char *bn = json_string_value(json_object_get(rdr, "name"));
                 json_t *axis = json_object_get(bc, "axis");
@@ -900,7 +935,8 @@ static bool attr_str(json_t *v, char *out, size_t cap) {
     if (!s) return false;
     sbuf b = {0};
     bool ok = b64_decode(s, strlen(s), 0, &b) && b.n < cap;
-    if (ok) memcpy(out, b.b, b.n), out[b.n] = 0;
+    if (ok && b.n) memcpy(out, b.b, b.n);
+    if (ok) out[b.n] = 0;
     free(b.b);
     return ok;
 }
@@ -1098,6 +1134,7 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
 static core_status graph_model(rd *r, json_t *topo, tmap *m, json_t *root) {
     json_t *nodes = json_object_get(topo, "node");
     if (!json_is_array(nodes) || json_array_size(nodes) == 0) return bad(r->err, "TF.js model: no graph nodes");
+    if (json_array_size(nodes) > MAX_NODES) return bad(r->err, "TF.js model: too many graph nodes");
     size_t n = json_array_size(nodes);
     bool *done = calloc(n, sizeof *done);
     if (!done) return core_fail(r->err, CORE_ERR_NOMEM, NULL, "out of memory");
@@ -1140,7 +1177,7 @@ static core_status parse_topology(const char *text, size_t len, json_t **root, b
     size_t rest, end;
     const char *p = bundle_payload(text, len, &rest);
     if (!p) return bad(err, "TF.js model: neither JSON nor a module exporting it");
-    *bundle = p[-1] == '=';
+    *bundle = p > text && p[-1] == '='; /* found after ".exports=" */
     char *json = js_to_json(p, rest, &end);
     if (!json) return bad(err, "TF.js model: the model text is not a JSON object");
     json_error_t je;
@@ -1170,6 +1207,8 @@ static core_status build(json_t *root, const uint8_t *weights, size_t wlen, nn_n
     }
     if (!rc && info->in_scale == 0) info->in_scale = 1.0f / 255, info->in_zero = 0;
     free(m.t);
+    json_decref(m.index);
+    json_decref(r.windex);
     free(r.w);
     if (rc) {
         nn_net_free(r.net);
