@@ -42,6 +42,7 @@ bench:
 	CARESYNC_BIN=$(CURDIR)/build-bench/caresync bench/http/run.sh
 	./build-bench/ledger_bench
 	bench/vision/run.sh build-bench
+	./build-bench/tfjs_bench
 	./build-bench/surveil_bench
 
 clean:
