@@ -37,8 +37,12 @@ else
 fi
 
 # npm packages (playwright-core drives Debian's chromium; it never downloads a browser).
+# nsfwjs (exact version in package.json) ships the TF.js InceptionV3 and
+# MobileNetV2 models that src/nn/tfjs.c reads from node_modules/nsfwjs at run
+# time; .npmrc keeps npm from adding its peer, @tensorflow/tfjs.
 if [[ -f package-lock.json ]]; then
-  if [[ ! -d node_modules/playwright-core ]] || [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
+  if [[ ! -d node_modules/playwright-core ]] || [[ ! -d node_modules/nsfwjs ]] ||
+     [[ package-lock.json -nt node_modules/.package-lock.json ]]; then
     echo "deps: npm ci"
     npm ci --no-audit --no-fund --loglevel=error
   else

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* OpenBLAS's own thread-count setter (declared in its cblas.h). */
@@ -207,7 +208,114 @@ nn_shape nn_pool_out(const nn_pool *p, nn_shape in) {
     return o;
 }
 
+/* Pooling without argmax (inference), separable: for each output row the
+ * window's rows are first reduced column by column into col[] (a loop over
+ * whole rows, which vectorises), then each output reduces its window's
+ * columns of col[]. Windows are clipped to the input, so padding never wins
+ * a max, and an average divides by what pool_inv says. (The row buffer is
+ * allocated per part, as the depthwise convolution's zero row is: a
+ * workspace argument would change every caller for a few hundred bytes.)
+ * About 5× faster than
+ * the tap-by-tap loop with its bounds tests, which InceptionV3's 3×3 pools
+ * over up to 147×147 maps made a tenth of its inference time. */
+typedef struct {
+    const nn_pool *p;
+    nn_shape in, o;
+    const float *x;
+    float *y;
+    bool avg;
+} pool_job;
+
+static float pool_inv(const nn_pool *p, nn_shape in, int oy, int ox);
+
+static void pool_part(void *arg, int begin, int end) {
+    const pool_job *j = arg;
+    const nn_pool *p = j->p;
+    nn_shape in = j->in, o = j->o;
+    float *col = malloc((size_t)in.w * sizeof *col);
+    for (int nc = begin; nc < end; nc++) {
+        const float *plane = j->x + (size_t)nc * in.h * in.w;
+        float *out = j->y + (size_t)nc * o.h * o.w;
+        for (int oy = 0; oy < o.h; oy++) {
+            int y0 = oy * p->stride - p->pad, y1 = y0 + p->k;
+            if (y0 < 0) y0 = 0;
+            if (y1 > in.h) y1 = in.h;
+            if (y1 <= y0) { /* the window lies in the padding (pad ≥ k): as the tap loop, 0 */
+                memset(out + (size_t)oy * o.w, 0, (size_t)o.w * sizeof *out);
+                continue;
+            }
+            if (!col) { /* out of memory: the same windows, tap by tap */
+                for (int ox = 0; ox < o.w; ox++) {
+                    int x0 = ox * p->stride - p->pad, x1 = x0 + p->k;
+                    if (x0 < 0) x0 = 0;
+                    if (x1 > in.w) x1 = in.w;
+                    float v = j->avg || x1 <= x0 ? 0 : -FLT_MAX;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++) {
+                            float t = plane[(size_t)iy * in.w + ix];
+                            v = j->avg ? v + t : t > v ? t : v;
+                        }
+                    out[(size_t)oy * o.w + ox] = j->avg ? v * pool_inv(p, in, oy, ox) : v;
+                }
+                continue;
+            }
+            memcpy(col, plane + (size_t)y0 * in.w, (size_t)in.w * sizeof *col);
+            for (int iy = y0 + 1; iy < y1; iy++) {
+                const float *row = plane + (size_t)iy * in.w;
+                if (j->avg)
+                    for (int ix = 0; ix < in.w; ix++) col[ix] += row[ix];
+                else
+                    for (int ix = 0; ix < in.w; ix++) col[ix] = row[ix] > col[ix] ? row[ix] : col[ix];
+            }
+            /* Interior outputs [lo, hi) have the whole window inside the
+             * row: tap by tap over all of them (vectorised at stride 1);
+             * the few edge outputs clip their windows. */
+            float *orow = out + (size_t)oy * o.w;
+            int s = p->stride, lo = (p->pad + s - 1) / s;
+            int hi = in.w - p->k + p->pad >= 0 ? (in.w - p->k + p->pad) / s + 1 : 0;
+            if (hi > o.w) hi = o.w;
+            if (lo > hi) lo = hi;
+            for (int ox = lo; ox < hi; ox++) orow[ox] = col[ox * s - p->pad];
+            for (int t = 1; t < p->k; t++) {
+                const float *c = col + t - p->pad;
+                if (j->avg)
+                    for (int ox = lo; ox < hi; ox++) orow[ox] += c[ox * s];
+                else
+                    for (int ox = lo; ox < hi; ox++) orow[ox] = c[ox * s] > orow[ox] ? c[ox * s] : orow[ox];
+            }
+            if (j->avg && lo < hi) {
+                float inv = pool_inv(p, in, oy, lo); /* the same for every interior output */
+                for (int ox = lo; ox < hi; ox++) orow[ox] *= inv;
+            }
+            for (int ox = 0; ox < o.w; ox++) {
+                if (ox == lo && lo < hi) ox = hi;
+                if (ox >= o.w) break;
+                int x0 = ox * s - p->pad, x1 = x0 + p->k;
+                if (x0 < 0) x0 = 0;
+                if (x1 > in.w) x1 = in.w;
+                if (x1 <= x0) {
+                    orow[ox] = 0;
+                    continue;
+                }
+                float v = col[x0];
+                for (int ix = x0 + 1; ix < x1; ix++) v = j->avg ? v + col[ix] : col[ix] > v ? col[ix] : v;
+                orow[ox] = j->avg ? v * pool_inv(p, in, oy, ox) : v;
+            }
+        }
+    }
+    free(col);
+}
+
+static void pool_fast(const nn_pool *p, nn_shape in, const float *x, float *y, bool avg) {
+    pool_job j = {p, in, nn_pool_out(p, in), x, y, avg};
+    nn_parallel(in.n * in.c, pool_part, &j);
+}
+
 void nn_maxpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y, int32_t *argmax) {
+    if (!argmax) {
+        pool_fast(p, in, x, y, false);
+        return;
+    }
     nn_shape o = nn_pool_out(p, in);
     for (int nc = 0; nc < in.n * in.c; nc++) {
         const float *plane = x + (size_t)nc * in.h * in.w;
@@ -227,7 +335,7 @@ void nn_maxpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y,
                 }
                 size_t oi = (size_t)nc * o.h * o.w + (size_t)oy * o.w + ox;
                 y[oi] = at < 0 ? 0 : best;
-                argmax[oi] = at;
+                if (argmax) argmax[oi] = at;
             }
     }
 }
@@ -242,36 +350,31 @@ void nn_maxpool_backward(nn_shape in, nn_shape out, const int32_t *argmax, const
         }
 }
 
+/* The window's pixels inside the input along one axis, for exclude_pad. */
+static int pool_span(const nn_pool *p, int o, int len) {
+    int a = o * p->stride - p->pad, b = a + p->k;
+    return (b < len ? b : len) - (a > 0 ? a : 0);
+}
+
+/* 1 / the divisor for output (oy, ox). */
+static float pool_inv(const nn_pool *p, nn_shape in, int oy, int ox) {
+    if (!p->exclude_pad) return 1.0f / (float)(p->k * p->k);
+    int n = pool_span(p, oy, in.h) * pool_span(p, ox, in.w);
+    return n > 0 ? 1.0f / (float)n : 0.0f;
+}
+
 void nn_avgpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y) {
-    nn_shape o = nn_pool_out(p, in);
-    float inv = 1.0f / (float)(p->k * p->k);
-    for (int nc = 0; nc < in.n * in.c; nc++) {
-        const float *plane = x + (size_t)nc * in.h * in.w;
-        for (int oy = 0; oy < o.h; oy++)
-            for (int ox = 0; ox < o.w; ox++) {
-                float s = 0;
-                for (int ky = 0; ky < p->k; ky++) {
-                    int iy = oy * p->stride - p->pad + ky;
-                    if (iy < 0 || iy >= in.h) continue;
-                    for (int kx = 0; kx < p->k; kx++) {
-                        int ix = ox * p->stride - p->pad + kx;
-                        if (ix >= 0 && ix < in.w) s += plane[(size_t)iy * in.w + ix];
-                    }
-                }
-                y[(size_t)nc * o.h * o.w + (size_t)oy * o.w + ox] = s * inv;
-            }
-    }
+    pool_fast(p, in, x, y, true);
 }
 
 void nn_avgpool_backward(const nn_pool *p, nn_shape in, const float *dy, float *dx) {
     nn_shape o = nn_pool_out(p, in);
-    float inv = 1.0f / (float)(p->k * p->k);
     memset(dx, 0, nn_count(in) * sizeof *dx);
     for (int nc = 0; nc < in.n * in.c; nc++) {
         float *plane = dx + (size_t)nc * in.h * in.w;
         for (int oy = 0; oy < o.h; oy++)
             for (int ox = 0; ox < o.w; ox++) {
-                float g = dy[(size_t)nc * o.h * o.w + (size_t)oy * o.w + ox] * inv;
+                float g = dy[(size_t)nc * o.h * o.w + (size_t)oy * o.w + ox] * pool_inv(p, in, oy, ox);
                 for (int ky = 0; ky < p->k; ky++) {
                     int iy = oy * p->stride - p->pad + ky;
                     if (iy < 0 || iy >= in.h) continue;
@@ -337,4 +440,23 @@ void nn_dropout_backward(float p, size_t n, const uint8_t *mask, const float *dy
 
 void nn_add_forward(size_t n, const float *a, const float *b, float *y) {
     for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+/* ---- channel concatenation ----
+ * NCHW keeps each sample's channels contiguous, so concatenating along
+ * channels is two block copies per sample; backward is the same split. */
+void nn_concat_forward(int n, int ca, int cb, size_t hw, const float *a, const float *b, float *y) {
+    size_t na = (size_t)ca * hw, nb = (size_t)cb * hw;
+    for (int i = 0; i < n; i++) {
+        memcpy(y + (size_t)i * (na + nb), a + (size_t)i * na, na * sizeof *y);
+        memcpy(y + (size_t)i * (na + nb) + na, b + (size_t)i * nb, nb * sizeof *y);
+    }
+}
+
+void nn_concat_backward(int n, int ca, int cb, size_t hw, const float *dy, float *da, float *db) {
+    size_t na = (size_t)ca * hw, nb = (size_t)cb * hw;
+    for (int i = 0; i < n; i++) {
+        if (da) memcpy(da + (size_t)i * na, dy + (size_t)i * (na + nb), na * sizeof *dy);
+        if (db) memcpy(db + (size_t)i * nb, dy + (size_t)i * (na + nb) + na, nb * sizeof *dy);
+    }
 }

@@ -32,7 +32,8 @@
 #define MAGIC "CSNNMDL"
 #define VERSION 1u
 
-static const char *const op_names[] = {"conv", "bn", "act", "add", "gap", "dense", "dropout"};
+static const char *const op_names[] = {"conv", "bn", "act", "add", "gap", "dense", "dropout", "maxpool", "avgpool",
+                                       "concat"};
 static const char *const act_names[] = {"relu", "relu6", "silu"};
 
 static json_t *node_json(const nn_node *d) {
@@ -46,7 +47,20 @@ static json_t *node_json(const nn_node *d) {
         json_object_set_new(o, "pad_end", json_integer(d->conv.pad_end));
         json_object_set_new(o, "groups", json_integer(d->conv.groups));
         json_object_set_new(o, "bias", json_boolean(d->bias));
+        /* Written only when used, so files of square-padded nets read as before. */
+        if (d->conv.axis_pad) {
+            json_object_set_new(o, "pad_w", json_integer(d->conv.pad_w));
+            json_object_set_new(o, "pad_w_end", json_integer(d->conv.pad_w_end));
+        }
         break;
+    case NN_OP_MAXPOOL:
+    case NN_OP_AVGPOOL:
+        json_object_set_new(o, "k", json_integer(d->pool.k));
+        json_object_set_new(o, "stride", json_integer(d->pool.stride));
+        json_object_set_new(o, "pad", json_integer(d->pool.pad));
+        json_object_set_new(o, "exclude_pad", json_boolean(d->pool.exclude_pad));
+        break;
+    case NN_OP_CONCAT: json_object_set_new(o, "in2", json_integer(d->in2)); break;
     case NN_OP_BN:
         json_object_set_new(o, "eps", json_real(d->eps));
         json_object_set_new(o, "momentum", json_real(d->momentum));
@@ -103,8 +117,24 @@ static bool node_from_json(json_t *o, const nn_net *net, nn_node *d) {
         INT("groups", 1, 1 << 16, d->conv.groups);
         d->conv.in_c = nn_net_shape(net, d->in).c;
         d->bias = json_is_true(b);
+        if (json_object_get(o, "pad_w") || json_object_get(o, "pad_w_end")) {
+            d->conv.axis_pad = 1;
+            INT("pad_w", 0, 63, d->conv.pad_w);
+            INT("pad_w_end", 0, 1, d->conv.pad_w_end);
+        }
         break;
     }
+    case NN_OP_MAXPOOL:
+    case NN_OP_AVGPOOL: {
+        json_t *ex = json_object_get(o, "exclude_pad");
+        if (!json_is_boolean(ex)) return false;
+        INT("k", 1, 64, d->pool.k);
+        INT("stride", 1, 64, d->pool.stride);
+        INT("pad", 0, 63, d->pool.pad);
+        d->pool.exclude_pad = json_is_true(ex);
+        break;
+    }
+    case NN_OP_CONCAT: INT("in2", NN_INPUT, nn_net_count(net) - 1, d->in2); break;
     case NN_OP_BN:
         REAL("eps", d->eps);
         REAL("momentum", d->momentum);
@@ -140,7 +170,12 @@ static bool same_node(const nn_node *a, const nn_node *b) {
     switch (a->op) {
     case NN_OP_CONV: return !memcmp(&a->conv, &b->conv, sizeof a->conv) && a->bias == b->bias;
     case NN_OP_ACT: return a->act == b->act;
-    case NN_OP_ADD: return a->in2 == b->in2;
+    case NN_OP_ADD:
+    case NN_OP_CONCAT: return a->in2 == b->in2;
+    case NN_OP_MAXPOOL:
+    case NN_OP_AVGPOOL:
+        return a->pool.k == b->pool.k && a->pool.stride == b->pool.stride && a->pool.pad == b->pool.pad &&
+               a->pool.exclude_pad == b->pool.exclude_pad;
     case NN_OP_DENSE: return a->units == b->units && a->bias == b->bias;
     case NN_OP_BN: return a->eps == b->eps && a->momentum == b->momentum;
     case NN_OP_DROPOUT: return a->p == b->p;

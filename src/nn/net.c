@@ -6,7 +6,11 @@
  * a list in execution order makes forward a loop and backward the same loop
  * reversed. A node's gradient can have several consumers (a shortcut feeds
  * both the next block and an ADD), so backward accumulates: the first
- * consumer to reach an input writes its gradient, later ones add to it. */
+ * consumer to reach an input writes its gradient, later ones add to it.
+ * Inception's branches fit the same list: each branch is a run of nodes
+ * and the branches meet in CONCAT nodes, two inputs at a time (a four-way
+ * concatenation is three nodes; the copies cost little next to the
+ * convolutions, and two-input nodes keep backward's bookkeeping as for ADD). */
 #include "nn/nn.h"
 
 #include <math.h>
@@ -35,13 +39,15 @@ struct nn_run {
     float **y, **dy;          /* per node */
     float **save_mean, **save_invstd; /* BN in training */
     uint8_t **mask;           /* dropout */
-    size_t *ycap, *dycap;
-    float *ws, *scratch;
-    size_t wscap, scratchcap;
+    int32_t **argmax;         /* max pooling, in training (an inference forward runs a faster loop without) */
+    size_t *ycap, *dycap, *amcap;
+    float *ws, *scratch, *scratch2;
+    size_t wscap, scratchcap, scratch2cap;
     const float *x;
     int last;                 /* index of the last node computed */
     bool trained;             /* the last forward was in training mode */
     bool fused;               /* ... and fused a convolution into its activation */
+    bool blind;               /* ... and ran max pooling without recording argmax */
     int *readers;             /* per node: how many nodes read its output */
 };
 
@@ -117,9 +123,30 @@ int nn_net_add(nn_net *net, const nn_node *src) {
         const nn_conv *c = &d.conv;
         if (c->in_c != in.c || c->out_c <= 0 || c->kh <= 0 || c->kw <= 0 || c->stride <= 0 || c->pad < 0 ||
             c->pad_end < 0 || c->groups <= 0 || c->in_c % c->groups || c->out_c % c->groups || c->kh > 64 ||
-            c->kw > 64 || c->pad >= c->kh || c->pad >= c->kw || c->pad_end > 1 || c->stride > 64)
+            c->kw > 64 || c->pad >= c->kh || c->pad_end > 1 || c->stride > 64 || (c->axis_pad != 0 && c->axis_pad != 1))
             return -1;
+        int pw = c->axis_pad ? c->pad_w : c->pad, pwe = c->axis_pad ? c->pad_w_end : c->pad_end;
+        if (pw < 0 || pw >= c->kw || pwe < 0 || pwe > 1) return -1;
+        /* The window must fit the padded input at least once (C's division
+         * would otherwise round a negative count up to one output). */
+        if (in.h + 2 * c->pad + c->pad_end < c->kh || in.w + 2 * pw + pwe < c->kw) return -1;
         out = nn_conv_out(c, in);
+        break;
+    }
+    case NN_OP_MAXPOOL:
+    case NN_OP_AVGPOOL: {
+        const nn_pool *p = &d.pool;
+        if (p->k < 1 || p->k > 64 || p->stride < 1 || p->stride > 64 || p->pad < 0 || p->pad >= p->k ||
+            in.h + 2 * p->pad < p->k || in.w + 2 * p->pad < p->k)
+            return -1;
+        out = nn_pool_out(p, in);
+        break;
+    }
+    case NN_OP_CONCAT: {
+        if (d.in2 < NN_INPUT || d.in2 >= net->count) return -1;
+        nn_shape b = nn_net_shape(net, d.in2);
+        if (b.h != in.h || b.w != in.w) return -1;
+        out.c = in.c + b.c;
         break;
     }
     case NN_OP_BN:
@@ -227,19 +254,23 @@ static void run_release(nn_run *r) {
         free(r->save_mean[i]);
         free(r->save_invstd[i]);
         free(r->mask[i]);
+        free(r->argmax[i]);
     }
     free(r->y);
     free(r->dy);
     free(r->save_mean);
     free(r->save_invstd);
     free(r->mask);
+    free(r->argmax);
+    free(r->amcap);
     free(r->ycap);
     free(r->dycap);
     free(r->readers);
     r->readers = NULL;
     r->y = r->dy = r->save_mean = r->save_invstd = NULL;
     r->mask = NULL;
-    r->ycap = r->dycap = NULL;
+    r->argmax = NULL;
+    r->ycap = r->dycap = r->amcap = NULL;
     r->count = 0;
 }
 
@@ -248,6 +279,7 @@ void nn_run_free(nn_run *r) {
     run_release(r);
     free(r->ws);
     free(r->scratch);
+    free(r->scratch2);
     free(r);
 }
 
@@ -259,11 +291,14 @@ static bool run_size(nn_run *r, int count) {
     r->save_mean = calloc((size_t)count, sizeof(float *));
     r->save_invstd = calloc((size_t)count, sizeof(float *));
     r->mask = calloc((size_t)count, sizeof(uint8_t *));
+    r->argmax = calloc((size_t)count, sizeof(int32_t *));
+    r->amcap = calloc((size_t)count, sizeof(size_t));
     r->ycap = calloc((size_t)count, sizeof(size_t));
     r->dycap = calloc((size_t)count, sizeof(size_t));
     r->readers = calloc((size_t)count, sizeof(int));
     r->count = count;
-    return r->y && r->dy && r->save_mean && r->save_invstd && r->mask && r->ycap && r->dycap && r->readers;
+    return r->y && r->dy && r->save_mean && r->save_invstd && r->mask && r->argmax && r->amcap && r->ycap && r->dycap &&
+           r->readers;
 }
 
 /* Grow *buf to hold n floats (contents not kept). */
@@ -296,11 +331,12 @@ static const float *forward(nn_run *r, nn_net *net, int n, const float *x, bool 
     r->x = x;
     r->trained = train;
     r->fused = false;
+    r->blind = false;
     for (int i = 0; i < net->count; i++) r->readers[i] = 0;
     for (int i = 0; i < end; i++) {
         const nn_node *d = &net->nodes[i].d;
         if (d->in >= 0) r->readers[d->in]++;
-        if (d->op == NN_OP_ADD && d->in2 >= 0) r->readers[d->in2]++;
+        if ((d->op == NN_OP_ADD || d->op == NN_OP_CONCAT) && d->in2 >= 0) r->readers[d->in2]++;
     }
     for (int i = 0; i < end; i++) {
         node *nd = &net->nodes[i];
@@ -351,6 +387,26 @@ static const float *forward(nn_run *r, nn_net *net, int n, const float *x, bool 
         case NN_OP_ACT: nn_act_forward(nd->d.act, on, in, y); break;
         case NN_OP_ADD: nn_add_forward(on, in, nd->d.in2 == NN_INPUT ? x : r->y[nd->d.in2], y); break;
         case NN_OP_GAP: nn_gap_forward(is, in, y); break;
+        case NN_OP_MAXPOOL:
+            if (fuse && !train) { /* backward, if it comes, forwards again (fuse false) */
+                nn_maxpool_forward(&nd->d.pool, is, in, y, NULL);
+                r->blind = true;
+                break;
+            }
+            if (on > r->amcap[i] || !r->argmax[i]) {
+                free(r->argmax[i]);
+                r->argmax[i] = malloc(on * sizeof(int32_t));
+                r->amcap[i] = r->argmax[i] ? on : 0;
+                if (!r->argmax[i]) return NULL;
+            }
+            nn_maxpool_forward(&nd->d.pool, is, in, y, r->argmax[i]);
+            break;
+        case NN_OP_AVGPOOL: nn_avgpool_forward(&nd->d.pool, is, in, y); break;
+        case NN_OP_CONCAT: {
+            nn_shape bs = nn_net_shape(net, nd->d.in2);
+            nn_concat_forward(n, is.c, bs.c, (size_t)is.h * is.w, in, nd->d.in2 == NN_INPUT ? x : r->y[nd->d.in2], y);
+            break;
+        }
         case NN_OP_DENSE:
             nn_dense_forward(n, (int)(nn_count(is) / (size_t)n), nd->d.units, in, nd->t[0], nd->t[1], y);
             break;
@@ -387,8 +443,9 @@ static void deliver(nn_run *r, bool *written, int to, const float *g, size_t n) 
 
 bool nn_run_backward(nn_run *r, nn_net *net, const float *dout) {
     /* Backward through an inference forward (gradient checks do it) needs
-     * the pre-activation outputs that fusion skipped: compute them. */
-    if (r->fused && !forward(r, net, r->n, r->x, false, NULL, r->last + 1, false)) return false;
+     * the pre-activation outputs that fusion skipped and the max-pooling
+     * argmax that was not recorded: compute them. */
+    if ((r->fused || r->blind) && !forward(r, net, r->n, r->x, false, NULL, r->last + 1, false)) return false;
     int last = r->last, first = net->frozen;
     if (!r->y || last < first) return true; /* nothing trainable was run */
     bool *written = calloc((size_t)last + 1, sizeof(bool));
@@ -450,6 +507,33 @@ bool nn_run_backward(nn_run *r, nn_net *net, const float *dout) {
         case NN_OP_GAP:
             if (dx) nn_gap_backward(is, dy, dx);
             break;
+        case NN_OP_MAXPOOL:
+            if (dx) nn_maxpool_backward(is, os, r->argmax[i], dy, dx);
+            break;
+        case NN_OP_AVGPOOL:
+            if (dx) nn_avgpool_backward(&nd->d.pool, is, dy, dx);
+            break;
+        case NN_OP_CONCAT: {
+            /* As ADD: in's part first (so that in2 = in adds to it), then
+             * in2's, straight into its gradient when that is still unwritten. */
+            int cb = nn_net_shape(net, nd->d.in2).c;
+            size_t hw = (size_t)is.h * is.w;
+            if (dx) nn_concat_backward(r->n, is.c, cb, hw, dy, dx, NULL);
+            if (dx && dx != r->scratch) written[nd->d.in] = true;
+            if (nd->d.in2 >= first) {
+                size_t n2 = (size_t)r->n * cb * hw;
+                if (!written[nd->d.in2]) {
+                    nn_concat_backward(r->n, is.c, cb, hw, dy, NULL, r->dy[nd->d.in2]);
+                    written[nd->d.in2] = true;
+                } else if (!(ok = reserve(&r->scratch2, &r->scratch2cap, n2))) {
+                    break;
+                } else {
+                    nn_concat_backward(r->n, is.c, cb, hw, dy, NULL, r->scratch2);
+                    deliver(r, written, nd->d.in2, r->scratch2, n2);
+                }
+            }
+            break;
+        }
         case NN_OP_DENSE:
             nn_dense_backward(r->n, (int)(inn / (size_t)r->n), nd->d.units, x, nd->t[0], dy, dx, nd->g[0], nd->g[1]);
             break;
@@ -474,7 +558,7 @@ nn_net *nn_net_slice(nn_net *net, int input, int first, int end) {
     nn_net *s = nn_net_new(in.c, in.h, in.w);
     for (int i = first; s && i < end; i++) {
         nn_node d = net->nodes[i].d;
-        int *refs[2] = {&d.in, d.op == NN_OP_ADD ? &d.in2 : NULL};
+        int *refs[2] = {&d.in, d.op == NN_OP_ADD || d.op == NN_OP_CONCAT ? &d.in2 : NULL};
         bool ok = true;
         for (int r = 0; r < 2; r++) {
             if (!refs[r]) continue;

@@ -47,8 +47,16 @@ void nn_init_he(nn_rng *r, float *w, size_t n, int fan_in);
 /* ---- convolution (groups: 1 = dense, in_c = depthwise) ----
  * weights [out_c][in_c / groups][kh][kw], bias [out_c] or NULL.
  * pad is added before (top/left); pad_end extra after (bottom/right), for
- * TensorFlow's "SAME" padding, which puts the odd pixel at the end. */
-typedef struct { int in_c, out_c, kh, kw, stride, pad, groups, pad_end; } nn_conv;
+ * TensorFlow's "SAME" padding, which puts the odd pixel at the end.
+ * With axis_pad ≠ 0, pad and pad_end are the height's only and pad_w and
+ * pad_w_end the width's: a "SAME" 1×7 kernel pads 3 columns and no rows.
+ * (A flag rather than new per-axis fields replacing pad, so that every
+ * existing description, which leaves the trailing fields zero, keeps its
+ * meaning.) All fields are int: descriptions are compared with memcmp. */
+typedef struct {
+    int in_c, out_c, kh, kw, stride, pad, groups, pad_end;
+    int axis_pad, pad_w, pad_w_end;
+} nn_conv;
 typedef enum { NN_RELU, NN_RELU6, NN_SILU } nn_act;
 #define NN_ACT_NONE (-1)
 nn_shape nn_conv_out(const nn_conv *c, nn_shape in);
@@ -79,13 +87,21 @@ void nn_bn_backward(nn_shape s, const float *x, const float *gamma, const float 
 void nn_act_forward(nn_act a, size_t n, const float *x, float *y);
 void nn_act_backward(nn_act a, size_t n, const float *x, const float *dy, float *dx);
 
-/* ---- pooling ---- */
-typedef struct { int k, stride, pad; } nn_pool;
+/* ---- pooling ----
+ * A k×k window moved by stride, pad rows/columns on every side. */
+typedef struct {
+    int k, stride, pad;
+    /* Average pooling: divide by the window's pixels inside the input only
+     * (TensorFlow's "SAME" average pooling), not by k². */
+    bool exclude_pad;
+} nn_pool;
 nn_shape nn_pool_out(const nn_pool *p, nn_shape in);
-/* Max pooling records the winning input index per output (argmax, caller-owned). */
+/* Max pooling records the winning input index per output (argmax,
+ * caller-owned; NULL when no backward will follow). Padding never wins. */
 void nn_maxpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y, int32_t *argmax);
 void nn_maxpool_backward(nn_shape in, nn_shape out, const int32_t *argmax, const float *dy, float *dx);
-/* Average pooling divides by the full window (padding counts as zeros). */
+/* Average pooling divides by the full window (padding counts as zeros)
+ * unless p->exclude_pad. */
 void nn_avgpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y);
 void nn_avgpool_backward(const nn_pool *p, nn_shape in, const float *dy, float *dx);
 /* Global average pooling: (n, c, h, w) → (n, c). */
@@ -103,6 +119,12 @@ void nn_dropout_backward(float p, size_t n, const uint8_t *mask, const float *dy
 
 /* ---- residual add: y = a + b; its backward passes dy to both inputs ---- */
 void nn_add_forward(size_t n, const float *a, const float *b, float *y);
+
+/* ---- channel concatenation of two NCHW tensors of the same n, h, w ----
+ * y (n, ca + cb, h, w) = a (n, ca, h, w) then b (n, cb, h, w) per sample;
+ * backward splits dy back into da and db (either may be NULL). hw = h·w. */
+void nn_concat_forward(int n, int ca, int cb, size_t hw, const float *a, const float *b, float *y);
+void nn_concat_backward(int n, int ca, int cb, size_t hw, const float *dy, float *da, float *db);
 
 /* ---- softmax cross-entropy ----
  * logits [n][k]; labels [n]; smoothing ε spreads ε over all classes;
@@ -160,7 +182,11 @@ float nn_cosine_lr(float base, float min_lr, int64_t t, int64_t warmup, int64_t 
  * Nodes below the net's frozen boundary are fixed: no gradients, batch norm
  * uses running statistics, and backward stops there. */
 #define NN_INPUT (-1)
-typedef enum { NN_OP_CONV, NN_OP_BN, NN_OP_ACT, NN_OP_ADD, NN_OP_GAP, NN_OP_DENSE, NN_OP_DROPOUT } nn_op;
+/* New ops go at the end: model files name ops, but tests and tools index by value. */
+typedef enum {
+    NN_OP_CONV, NN_OP_BN, NN_OP_ACT, NN_OP_ADD, NN_OP_GAP, NN_OP_DENSE, NN_OP_DROPOUT,
+    NN_OP_MAXPOOL, NN_OP_AVGPOOL, NN_OP_CONCAT
+} nn_op;
 
 typedef struct nn_net nn_net;
 typedef struct nn_run nn_run;
@@ -168,8 +194,9 @@ typedef struct nn_run nn_run;
 /* A read-only description of one node, for saving and comparing graphs. */
 typedef struct {
     nn_op op;
-    int in, in2;         /* producer node(s); in2 only for ADD */
+    int in, in2;         /* producer node(s); in2 only for ADD and CONCAT (in's channels first) */
     nn_conv conv;        /* CONV */
+    nn_pool pool;        /* MAXPOOL, AVGPOOL */
     bool bias;           /* CONV, DENSE */
     nn_act act;          /* ACT */
     float eps, momentum; /* BN */
@@ -244,6 +271,41 @@ typedef struct {
     int output;            /* node of the logits */
 } nn_tflite_info;
 core_status nn_tflite_read(const uint8_t *bytes, size_t len, nn_net **net, nn_tflite_info *info, core_error *err);
+
+/* ==== TensorFlow.js import ====
+ * Build a float network from a TF.js model: a Keras layers model (Conv2D,
+ * DepthwiseConv2D, BatchNormalization, Activation/ReLU, ZeroPadding2D,
+ * Max/AveragePooling2D, GlobalAveragePooling2D, Concatenate, Add, Flatten
+ * of a 1×1 map, Dropout, Dense) or a converter graph model (Conv2D,
+ * DepthwiseConv2dNative and their fused forms with BiasAdd[+Relu/Relu6],
+ * Relu/Relu6, AddV2, Max/AvgPool, ConcatV2, MatMul/_FusedMatMul,
+ * Squeeze/Reshape/Identity of vectors, scalar Mul/Sub/Add/RealDiv of the
+ * input, which go into in_scale/in_zero). Weights may be float32 or
+ * quantised (uint8/uint16 with min and scale, float16). The network outputs
+ * logits (a final softmax is left out). Anything else is refused with the
+ * layer's name and class.
+ *
+ * A pixel byte p becomes in_scale · (p − in_zero) at the network input. The
+ * model does not record it: the reader assumes nsfwjs's convention (pixels
+ * divided by 255 before the model) and folds the graph's own input
+ * arithmetic into it. features is the node of the globally pooled features
+ * (-1 if none), output the node of the logits.
+ *
+ * nn_tfjs_read: model_path names model.json (weight shards are the
+ * manifest's plain file names in the same directory) or an nsfwjs bundle,
+ * model.min.js (shards NAME.min.js, each exporting base64). nn_tfjs_parse:
+ * the model text (either form) and the weight bytes (every shard, in
+ * manifest order, concatenated), both borrowed. *net is the caller's
+ * (nn_net_free); on failure it is NULL and err says why. */
+typedef struct {
+    int height, width;     /* input size */
+    float in_scale, in_zero;
+    int features;          /* node of the pooled features, -1 if none */
+    int output;            /* node of the logits */
+} nn_tfjs_info;
+core_status nn_tfjs_read(const char *model_path, nn_net **net, nn_tfjs_info *info, core_error *err);
+core_status nn_tfjs_parse(const char *model, size_t len, const uint8_t *weights, size_t wlen, nn_net **net,
+                          nn_tfjs_info *info, core_error *err);
 
 /* ==== model files ====
  * One network, its weights, a JSON metadata object (must hold "classes":

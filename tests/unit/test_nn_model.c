@@ -26,10 +26,10 @@ static int add(nn_net *net, nn_node n) {
 /* A small residual net with random weights and non-trivial BN statistics. */
 static nn_net *small_net(uint64_t seed) {
     nn_net *net = nn_net_new(3, 12, 12);
-    int a = add(net, (nn_node){.op = NN_OP_CONV, .in = NN_INPUT, .conv = {3, 6, 3, 3, 2, 0, 1, 1}, .bias = true});
+    int a = add(net, (nn_node){.op = NN_OP_CONV, .in = NN_INPUT, .conv = {3, 6, 3, 3, 2, 0, 1, 1, 0, 0, 0}, .bias = true});
     int b = add(net, (nn_node){.op = NN_OP_BN, .in = a, .eps = 1e-3f, .momentum = 0.1f});
     int c = add(net, (nn_node){.op = NN_OP_ACT, .in = b, .act = NN_RELU6});
-    int d = add(net, (nn_node){.op = NN_OP_CONV, .in = c, .conv = {6, 6, 3, 3, 1, 1, 6, 0}});
+    int d = add(net, (nn_node){.op = NN_OP_CONV, .in = c, .conv = {6, 6, 3, 3, 1, 1, 6, 0, 0, 0, 0}});
     int e = add(net, (nn_node){.op = NN_OP_ADD, .in = d, .in2 = c});
     int f = add(net, (nn_node){.op = NN_OP_GAP, .in = e});
     int g = add(net, (nn_node){.op = NN_OP_DROPOUT, .in = f, .p = 0.2f});
@@ -91,6 +91,44 @@ static void test_round_trip(void **state) {
     err = (core_error){0};
     assert_int_equal(nn_model_save(p, net, "{\"classes\":[\"a\"]}", NULL, &err), CORE_ERR_INVALID);
     assert_int_equal(nn_model_save(p, net, "not json", NULL, &err), CORE_ERR_INVALID);
+    nn_net_free(net);
+}
+
+/* The pooling and concatenation nodes and per-axis padding survive a save
+ * and load (an Inception block on the small net's first layers). */
+static void test_round_trip_inception_ops(void **state) {
+    (void)state;
+    nn_net *net = nn_net_new(3, 12, 12);
+    int a = add(net, (nn_node){.op = NN_OP_CONV, .in = NN_INPUT, .conv = {3, 4, 1, 7, 1, 0, 1, 0, 1, 3, 0}, .bias = true});
+    int b = add(net, (nn_node){.op = NN_OP_MAXPOOL, .in = a, .pool = {3, 1, 1, false}});
+    int c = add(net, (nn_node){.op = NN_OP_AVGPOOL, .in = a, .pool = {3, 1, 1, true}});
+    int d = add(net, (nn_node){.op = NN_OP_CONCAT, .in = b, .in2 = c});
+    int e = add(net, (nn_node){.op = NN_OP_MAXPOOL, .in = d, .pool = {3, 2, 0, false}});
+    int f = add(net, (nn_node){.op = NN_OP_GAP, .in = e});
+    add(net, (nn_node){.op = NN_OP_DENSE, .in = f, .units = 4, .bias = true});
+    nn_rng r;
+    nn_rng_seed(&r, 9);
+    nn_net_init(net, &r);
+    char p[512];
+    path_of(p, sizeof p, "inc.csm");
+    core_error err = {0};
+    assert_int_equal(nn_model_save(p, net, META, NULL, &err), CORE_OK);
+    nn_net *back;
+    char *meta;
+    assert_int_equal(nn_model_load(p, NULL, &back, &meta, &err), CORE_OK);
+    assert_int_equal(nn_net_count(back), nn_net_count(net));
+    assert_int_equal(nn_net_node(back, 0)->conv.axis_pad, 1);
+    assert_int_equal(nn_net_node(back, 0)->conv.pad_w, 3);
+    assert_true(nn_net_node(back, 2)->pool.exclude_pad);
+    assert_int_equal(nn_net_node(back, 3)->in2, c);
+    size_t n1, n2;
+    float *y1 = forward(net, &n1), *y2 = forward(back, &n2);
+    assert_int_equal(n1, n2);
+    assert_memory_equal(y1, y2, n1 * sizeof(float));
+    free(y1);
+    free(y2);
+    free(meta);
+    nn_net_free(back);
     nn_net_free(net);
 }
 
@@ -246,6 +284,7 @@ int main(void) {
     assert_int_equal(core_mkdirs(dir, NULL), CORE_OK);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_round_trip_inception_ops),
         cmocka_unit_test(test_damage_refused),
         cmocka_unit_test(test_backbone_reference),
     };

@@ -20,7 +20,7 @@ static nn_net *residual_net(void) {
     assert_non_null(net);
     nn_node n;
     memset(&n, 0, sizeof n);
-    n.op = NN_OP_CONV, n.in = NN_INPUT, n.conv = (nn_conv){C, 4, 3, 3, 1, 1, 1, 0}, n.bias = true;
+    n.op = NN_OP_CONV, n.in = NN_INPUT, n.conv = (nn_conv){C, 4, 3, 3, 1, 1, 1, 0, 0, 0, 0}, n.bias = true;
     assert_int_equal(nn_net_add(net, &n), 0);
     memset(&n, 0, sizeof n);
     n.op = NN_OP_BN, n.in = 0, n.eps = 1e-3f, n.momentum = 0.1f;
@@ -29,7 +29,7 @@ static nn_net *residual_net(void) {
     n.op = NN_OP_ACT, n.in = 1, n.act = NN_RELU6;
     assert_int_equal(nn_net_add(net, &n), 2);
     memset(&n, 0, sizeof n);
-    n.op = NN_OP_CONV, n.in = 2, n.conv = (nn_conv){4, 4, 3, 3, 1, 1, 4, 0}, n.bias = true;
+    n.op = NN_OP_CONV, n.in = 2, n.conv = (nn_conv){4, 4, 3, 3, 1, 1, 4, 0, 0, 0, 0}, n.bias = true;
     assert_int_equal(nn_net_add(net, &n), 3);
     memset(&n, 0, sizeof n);
     n.op = NN_OP_ACT, n.in = 3, n.act = NN_SILU;
@@ -38,7 +38,7 @@ static nn_net *residual_net(void) {
     n.op = NN_OP_ADD, n.in = 4, n.in2 = 2;
     assert_int_equal(nn_net_add(net, &n), 5);
     memset(&n, 0, sizeof n);
-    n.op = NN_OP_CONV, n.in = 5, n.conv = (nn_conv){4, 5, 1, 1, 2, 0, 1, 0}, n.bias = false;
+    n.op = NN_OP_CONV, n.in = 5, n.conv = (nn_conv){4, 5, 1, 1, 2, 0, 1, 0, 0, 0, 0}, n.bias = false;
     assert_int_equal(nn_net_add(net, &n), 6);
     memset(&n, 0, sizeof n);
     n.op = NN_OP_GAP, n.in = 6;
@@ -71,10 +71,56 @@ static float loss_of(ctx *c, float *dlogits) {
     return nn_softmax_ce(B, K, logits, c->y, 0.1f, NULL, dlogits, NULL);
 }
 
-static void setup(ctx *c, uint64_t seed) {
+/* An Inception block: input → conv3x3 → silu ─┬→ conv1x7 (pad across) → conv7x1 (pad down) ─┐
+ *                                              ├→ maxpool3x3 s1 ─────────────────────────────┤ concat
+ *                                              └→ avgpool3x3 s1 (padding excluded) ──────────┘
+ *   → concat(·, itself) → maxpool3x3 s2 → gap → dense. The self-concatenation
+ * makes one node reach a CONCAT twice (gradients must add). */
+static nn_net *inception_net(void) {
+    nn_net *net = nn_net_new(C, H, H);
+    assert_non_null(net);
+    nn_node n;
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_CONV, n.in = NN_INPUT, n.conv = (nn_conv){C, 4, 3, 3, 1, 1, 1, 0, 0, 0, 0}, n.bias = true;
+    assert_int_equal(nn_net_add(net, &n), 0);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_ACT, n.in = 0, n.act = NN_SILU; /* smooth: max pooling's finite differences see no ReLU ties */
+    assert_int_equal(nn_net_add(net, &n), 1);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_CONV, n.in = 1, n.conv = (nn_conv){4, 3, 1, 7, 1, 0, 1, 0, 1, 3, 0}, n.bias = true;
+    assert_int_equal(nn_net_add(net, &n), 2);
+    n.in = 2, n.conv = (nn_conv){3, 3, 7, 1, 1, 3, 1, 0, 1, 0, 0};
+    assert_int_equal(nn_net_add(net, &n), 3);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_MAXPOOL, n.in = 1, n.pool = (nn_pool){3, 1, 1, false};
+    assert_int_equal(nn_net_add(net, &n), 4);
+    n.op = NN_OP_AVGPOOL, n.pool.exclude_pad = true;
+    assert_int_equal(nn_net_add(net, &n), 5);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_CONCAT, n.in = 3, n.in2 = 4;
+    assert_int_equal(nn_net_add(net, &n), 6);
+    n.in = 6, n.in2 = 5;
+    assert_int_equal(nn_net_add(net, &n), 7);
+    n.in = 7, n.in2 = 7;
+    assert_int_equal(nn_net_add(net, &n), 8);
+    assert_int_equal(nn_net_shape(net, 8).c, 2 * (3 + 4 + 4));
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_MAXPOOL, n.in = 8, n.pool = (nn_pool){3, 2, 0, false};
+    assert_int_equal(nn_net_add(net, &n), 9);
+    assert_int_equal(nn_net_shape(net, 9).h, 3);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_GAP, n.in = 9;
+    assert_int_equal(nn_net_add(net, &n), 10);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_DENSE, n.in = 10, n.units = K, n.bias = true;
+    assert_int_equal(nn_net_add(net, &n), 11);
+    return net;
+}
+
+static void setup_net(ctx *c, uint64_t seed, nn_net *(*build)(void)) {
     nn_rng r;
     nn_rng_seed(&r, seed);
-    c->net = residual_net();
+    c->net = build();
     c->run = nn_run_new();
     nn_net_init(c->net, &r);
     /* Non-trivial batch-norm affine parameters and biases. */
@@ -88,6 +134,8 @@ static void setup(ctx *c, uint64_t seed) {
     for (size_t i = 0; i < sizeof c->x / sizeof c->x[0]; i++) c->x[i] = nn_rng_normal(&r);
     for (int i = 0; i < B; i++) c->y[i] = (int32_t)(nn_rng_next(&r) % K);
 }
+
+static void setup(ctx *c, uint64_t seed) { setup_net(c, seed, residual_net); }
 
 static void teardown(ctx *c) {
     nn_run_free(c->run);
@@ -135,6 +183,49 @@ static void test_residual_net_gradients(void **state) {
     teardown(&c);
 }
 
+/* Pooling and concatenation nodes and per-axis padding, gradients through
+ * every branch; and the same net sliced after its first node still agrees. */
+static void test_inception_net_gradients(void **state) {
+    (void)state;
+    ctx c;
+    setup_net(&c, 5, inception_net);
+    int checked = 0;
+    check_all_params(&c, &checked);
+    fprintf(stderr, "inception block: %d parameter gradients checked\n", checked);
+    assert_true(checked > 100);
+    /* Refusals: a concatenation of different map sizes, a pool window
+     * larger than the padded input, a width padding not below the kernel. */
+    nn_node n;
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_CONCAT, n.in = 8, n.in2 = 9;
+    assert_int_equal(nn_net_add(c.net, &n), -1);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_AVGPOOL, n.in = 9, n.pool = (nn_pool){5, 1, 0, false};
+    assert_int_equal(nn_net_add(c.net, &n), -1);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_CONV, n.in = 9, n.conv = (nn_conv){22, 2, 1, 3, 1, 0, 1, 0, 1, 3, 0};
+    assert_int_equal(nn_net_add(c.net, &n), -1);
+    /* Inference output equals a slice from node 1 fed node 1's output. */
+    float *x = c.x;
+    const float *y = nn_run_forward(c.run, c.net, B, x, false, NULL, 0);
+    assert_non_null(y);
+    float full[B * K];
+    memcpy(full, y, sizeof full);
+    nn_shape s1 = nn_net_shape(c.net, 1);
+    float *h1 = malloc((size_t)B * nn_count(s1) * sizeof(float));
+    memcpy(h1, nn_run_output(c.run, 1), (size_t)B * nn_count(s1) * sizeof(float));
+    nn_net *tail = nn_net_slice(c.net, 1, 2, nn_net_count(c.net));
+    assert_non_null(tail);
+    nn_run *run = nn_run_new();
+    const float *y2 = nn_run_forward(run, tail, B, h1, false, NULL, 0);
+    assert_non_null(y2);
+    for (int i = 0; i < B * K; i++) assert_float_equal(full[i], y2[i], 1e-5);
+    nn_run_free(run);
+    nn_net_free(tail);
+    free(h1);
+    teardown(&c);
+}
+
 static void test_frozen_boundary(void **state) {
     (void)state;
     ctx c;
@@ -167,7 +258,7 @@ static void test_refusals(void **state) {
     nn_net *net = nn_net_new(3, 16, 16);
     nn_node n;
     memset(&n, 0, sizeof n);
-    n.op = NN_OP_CONV, n.in = NN_INPUT, n.conv = (nn_conv){4, 8, 3, 3, 1, 1, 1, 0}; /* wrong in_c */
+    n.op = NN_OP_CONV, n.in = NN_INPUT, n.conv = (nn_conv){4, 8, 3, 3, 1, 1, 1, 0, 0, 0, 0}; /* wrong in_c */
     assert_int_equal(nn_net_add(net, &n), -1);
     n.conv.in_c = 3, n.conv.groups = 2; /* 3 channels don't split in 2 groups */
     assert_int_equal(nn_net_add(net, &n), -1);
@@ -195,7 +286,7 @@ static float train_stripes(uint64_t seed, float *acc, float **weights, size_t *n
     nn_net *net = nn_net_new(1, S, S);
     nn_node n;
     memset(&n, 0, sizeof n);
-    n.op = NN_OP_CONV, n.in = NN_INPUT, n.conv = (nn_conv){1, 4, 3, 3, 1, 1, 1, 0}, n.bias = true;
+    n.op = NN_OP_CONV, n.in = NN_INPUT, n.conv = (nn_conv){1, 4, 3, 3, 1, 1, 1, 0, 0, 0, 0}, n.bias = true;
     nn_net_add(net, &n);
     memset(&n, 0, sizeof n);
     n.op = NN_OP_BN, n.in = 0, n.eps = 1e-5f, n.momentum = 0.1f;
@@ -302,8 +393,8 @@ static void test_fused_inference(void **state) {
     (void)state;
     nn_net *net = nn_net_new(C, 9, 11);
     assert_non_null(net);
-    const nn_conv convs[4] = {{C, 4, 3, 3, 1, 1, 1, 0}, {4, 4, 3, 3, 1, 1, 4, 0}, {4, 5, 1, 1, 1, 0, 1, 0},
-                              {5, 3, 3, 3, 2, 0, 1, 1}};
+    const nn_conv convs[4] = {{C, 4, 3, 3, 1, 1, 1, 0, 0, 0, 0}, {4, 4, 3, 3, 1, 1, 4, 0, 0, 0, 0},
+                              {4, 5, 1, 1, 1, 0, 1, 0, 0, 0, 0}, {5, 3, 3, 3, 2, 0, 1, 1, 0, 0, 0}};
     const nn_act acts[4] = {NN_RELU6, NN_RELU, NN_SILU, NN_RELU6};
     for (int l = 0; l < 4; l++) {
         nn_node n;
@@ -365,6 +456,7 @@ static void test_fused_inference(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_residual_net_gradients),
+        cmocka_unit_test(test_inception_net_gradients),
         cmocka_unit_test(test_frozen_boundary),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_slice),
