@@ -17,7 +17,7 @@ static void usage(FILE *f, const char *cmd) {
             "usage: caresync %s [options]\n"
             "\n"
             "  --data DIR      data sets (default ../shared/data)\n"
-            "  --models DIR    pretrained backbone (default ../shared/models)\n"
+            "  --models DIRS   where backbones are, colon-separated (default ../shared/models:node_modules)\n"
             "  --model FILE    the model file (default models/screening.csm)\n"
             "  --cache DIR     where image features are cached (default var/cache)\n"
             "  --threads N     worker threads (default 2)\n"
@@ -87,7 +87,7 @@ static int run(int argc, char **argv, bool train) {
         {"outside", required_argument, NULL, 'O'},
         {"fine-weight", required_argument, NULL, 'f'}, {"group-balance", no_argument, NULL, 'g'},
         {0}};
-    const char *data = "../shared/data", *models = "../shared/models", *model = "models/screening.csm",
+    const char *data = "../shared/data", *models = "../shared/models:node_modules", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL;
     screening_train_opts o;
     screening_train_defaults(&o);
@@ -136,6 +136,7 @@ static int run(int argc, char **argv, bool train) {
     char *report = NULL;
     if (!o.not_skin_dir) o.not_skin_dir = po.not_skin_dir = "var/not-skin";
     po.train.threads = o.threads;
+    po.train.views = o.views > 2 ? 2 : o.views;
     po.train.seed = o.seed;
     if (epochs_set) po.train.epochs = o.epochs;
     if (cs_crypto_init(&err) || core_mkdirs(cache, &err) ||

@@ -11,7 +11,7 @@
 #define CARESYNC_DEFAULT_MODEL "models/screening.csm"
 #endif
 #ifndef CARESYNC_DEFAULT_BACKBONE_DIR
-#define CARESYNC_DEFAULT_BACKBONE_DIR "../shared/models"
+#define CARESYNC_DEFAULT_BACKBONE_DIR "../shared/models:node_modules"
 #endif
 #ifndef CARESYNC_ISO_CODES_DIR
 #define CARESYNC_ISO_CODES_DIR "/usr/share/iso-codes/json"

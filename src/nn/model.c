@@ -311,7 +311,7 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
         json_t *file = json_object_get(bb, "file"), *sha = json_object_get(bb, "sha256"), *k = json_object_get(bb, "nodes");
         const char *fn = json_string_value(file);
         if (!fn || !json_is_string(sha) || strlen(json_string_value(sha)) != 64 || !json_is_integer(k) ||
-            strchr(fn, '/') || fn[0] == '.' || json_integer_value(k) < 1 ||
+            strstr(fn, "..") || fn[0] == '/' || fn[0] == '.' || json_integer_value(k) < 1 ||
             json_integer_value(k) > (json_int_t)json_array_size(nodes)) {
             rc = refuse(err, "malformed backbone reference");
             goto done;
@@ -321,11 +321,19 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
             rc = core_fail(err, CORE_ERR_NOT_FOUND, "backbone", "the model needs the backbone %s; no directory given", fn);
             goto done;
         }
+        /* backbone_dir is a colon-separated list: the first that has it. */
         char path[4096], *bytes = NULL;
         size_t len;
-        snprintf(path, sizeof path, "%s/%s", backbone_dir, fn);
-        if (core_read_file(path, &bytes, &len, NULL) != CORE_OK) {
-            rc = core_fail(err, CORE_ERR_NOT_FOUND, "backbone", "the model's backbone %s was not found", path);
+        bool found = false;
+        for (const char *p = backbone_dir; *p && !found;) {
+            size_t l = strcspn(p, ":");
+            snprintf(path, sizeof path, "%.*s/%s", (int)l, p, fn);
+            found = core_read_file(path, &bytes, &len, NULL) == CORE_OK;
+            p += l + (p[l] == ':');
+        }
+        if (!found) {
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, "backbone", "the model's backbone %s was not found in %s", fn,
+                           backbone_dir);
             goto done;
         }
         uint8_t got[32];
@@ -337,8 +345,16 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
             rc = refuse(err, "the backbone file's SHA-256 differs from the one the model was trained on");
             goto done;
         }
-        nn_tflite_info info;
-        rc = nn_tflite_read((uint8_t *)bytes, len, &net, &info, err);
+        /* A TF.js model (nsfwjs: model.min.js, its weights in shard files
+         * beside it, pinned by package-lock's integrity hash) or TFLite. */
+        size_t fl = strlen(fn);
+        if ((fl > 3 && !strcmp(fn + fl - 3, ".js")) || (fl > 5 && !strcmp(fn + fl - 5, ".json"))) {
+            nn_tfjs_info info;
+            rc = nn_tfjs_read(path, &net, &info, err);
+        } else {
+            nn_tflite_info info;
+            rc = nn_tflite_read((uint8_t *)bytes, len, &net, &info, err);
+        }
         free(bytes);
         if (rc) goto done;
         nn_shape s = nn_net_shape(net, NN_INPUT);

@@ -312,7 +312,9 @@ core_status nn_tfjs_parse(const char *model, size_t len, const uint8_t *weights,
  * one name per network output; the rest — triage levels, preprocessing — is
  * the caller's), and a SHA-256 over everything. A model may be built on a
  * backbone it does not contain: the TFLite file named by `file` (looked up
- * in backbone_dir, its SHA-256 checked) supplies the first `nodes` nodes,
+ * in backbone_dir, a colon-separated list of directories, its SHA-256
+ * checked; a name ending .js or .json is a TF.js model, read with the
+ * weight shards beside it) supplies the first `nodes` nodes,
  * whose descriptions must match the ones saved. Loading refuses, with a
  * message, a wrong magic, version (CORE_ERR_VERSION), checksum, header,
  * layer, weight count, non-finite weight, or backbone. *net and *meta (a

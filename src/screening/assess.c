@@ -135,6 +135,8 @@ fail:
     return rc;
 }
 
+int screening_model_side(const screening_model *m) { return m->size; }
+
 void screening_model_free(screening_model *m) {
     if (!m) return;
     for (int i = 0; i < m->pooled; i++) nn_run_free(m->pool[i]);

@@ -147,9 +147,11 @@ core_status screening_desk_assess(screening_desk *d, int64_t user, const uint8_t
         if (err) err->retry_after = retry > 0 ? retry : 1;
         return rc;
     }
+    /* The model reads side × side; the copy that is kept is 224 px. */
+    int side = d->model ? screening_model_side(d->model) : 224;
     vision_limits lim;
     vision_limits_defaults(&lim);
-    lim.target_short_side = 224;
+    lim.target_short_side = side > 224 ? side : 224;
     vision_image img = {0};
     vision_refusal why = VISION_OK;
     core_status rc = vision_decode(bytes, len, &lim, &img, NULL, &why, err);
@@ -175,11 +177,17 @@ core_status screening_desk_assess(screening_desk *d, int64_t user, const uint8_t
                        "screening is not available on this server (no model installed); please see a professional");
         goto out;
     }
-    /* What the model sees is also the copy that is kept: crop once. */
-    vision_image sq = {0};
+    /* What the model sees is also the copy that is kept (at 224 px). */
+    vision_image sq = {0}, big = {0};
     screening_result r;
-    if ((rc = vision_center_square(&img, 224, &sq, err))) goto out;
-    if ((rc = screening_assess_rgb(d->model, sq.rgb, sq.width, sq.height, &r, err))) {
+    if ((rc = vision_center_square(&img, side, side == 224 ? &sq : &big, err))) goto out;
+    if (side != 224 && (rc = vision_resize(&big, 224, 224, &sq, err))) {
+        vision_image_free(&big);
+        goto out;
+    }
+    rc = screening_assess_rgb(d->model, side == 224 ? sq.rgb : big.rgb, side, side, &r, err);
+    vision_image_free(&big);
+    if (rc) {
         vision_image_free(&sq);
         goto out;
     }

@@ -196,13 +196,14 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
         snprintf(title, sizeof title, "%s — its own %d classes", screening_set_name(s), nl);
         screening_metrics_report(t, title, qt, NULL, lab, n, nl, lnames, NULL);
         /* (b) the product's view: the condition outputs, verdicts, triage. */
-        size_t unsure = 0, not_skin = 0, mal = 0, mal_ref = 0, mal_urgent = 0, mal_self = 0, ben = 0, ben_ref = 0;
+        size_t by_distance = 0, unsure = 0, not_skin = 0, mal = 0, mal_ref = 0, mal_urgent = 0, mal_self = 0, ben = 0, ben_ref = 0;
         int mole = screening_condition_index("benign_mole"), growth = screening_condition_index("harmless_growth");
         for (size_t i = 0; i < n; i++) {
             const screening_item *it = &ds->items[rows[i] / views];
             lab[i] = it->condition;
             unsure += jd.verdict[i] != SCREENING_CONFIDENT;
             not_skin += jd.verdict[i] == SCREENING_UNSURE_NOT_SKIN;
+            by_distance += jd.ood[i] >= 1;
             if (it->malignant) {
                 mal++;
                 mal_ref += jd.triage[i] >= TRIAGE_DOCTOR_SOON;
@@ -225,9 +226,9 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
         char a[48] = "–", b[48] = "–";
         if (mal) snprintf(a, sizeof a, "%zu (%.3f)", mal_ref, (double)mal_ref / (double)mal);
         if (ben) snprintf(b, sizeof b, "%zu (%.3f)", ben_ref, (double)ben_ref / (double)ben);
-        screening_text_printf(&refer, "| %s | %zu | %s | %zu | %zu | %zu | %s | %zu of %zu (%.1f%%) |\n",
+        screening_text_printf(&refer, "| %s | %zu | %s | %zu | %zu | %zu | %s | %zu of %zu (%.1f%%; %zu by distance) |\n",
                               screening_set_name(s), mal, a, mal_urgent, mal_self, ben, b, not_skin, n,
-                              100.0 * not_skin / n);
+                              100.0 * not_skin / n, by_distance);
         screening_judged_free(&jd);
         free(lo), free(lg), free(lc), free(pt), free(lab), free(qt), free(rows);
     }
@@ -297,6 +298,15 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
                               "confident condition: **%zu (%.1f%%)** (goal ≤ 1 %%); refused as not skin: %zu by "
                               "feature distance, %zu more by the ImageNet rule; confident and urgent: %zu\n",
                               not_skin_dir, nn, confident, 100.0 * confident / nn, by_ood, by_imagenet, urgent);
+        int shown = 0;
+        for (size_t i = 0; i < nn && shown < 12; i++)
+            if (jd.verdict[i] == SCREENING_CONFIDENT) {
+                int top = cond_index_top(jd.probs + i * nc, nc);
+                screening_text_printf(t, "%s- %s → %s %.2f (distance %.2f)\n", shown ? "" : "\nconfident answers:\n",
+                                      paths[i], screening_condition_at(top)->code, (double)jd.probs[i * nc + top],
+                                      (double)jd.ood[i]);
+                shown++;
+            }
     }
     screening_judged_free(&jd);
     free(nf), free(nrows), free(ns.items);

@@ -21,14 +21,36 @@ struct screening_backbone {
     uint8_t sha256[32];
 };
 
-core_status screening_backbone_open(const char *dir, const char *file, screening_backbone **out, core_error *err) {
+/* A backbone is a TFLite file (../shared/models) or a TF.js model
+ * (node_modules/nsfwjs/dist/models/<name>/model.min.js, read with its weight
+ * shards); dirs is a colon-separated search list. */
+static bool is_tfjs(const char *file) {
+    size_t n = strlen(file);
+    return (n > 3 && !strcmp(file + n - 3, ".js")) || (n > 5 && !strcmp(file + n - 5, ".json"));
+}
+
+core_status screening_backbone_find(const char *dirs, const char *file, char *path, size_t n) {
+    for (const char *p = dirs; *p;) {
+        size_t l = strcspn(p, ":");
+        snprintf(path, n, "%.*s/%s", (int)l, p, file);
+        FILE *f = fopen(path, "rb");
+        if (f) {
+            fclose(f);
+            return CORE_OK;
+        }
+        p += l + (p[l] == ':');
+    }
+    return CORE_ERR_NOT_FOUND;
+}
+
+core_status screening_backbone_open(const char *dirs, const char *file, screening_backbone **out, core_error *err) {
     *out = NULL;
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, file);
     char *bytes;
     size_t len;
-    if (core_read_file(path, &bytes, &len, NULL) != CORE_OK)
-        return core_fail(err, CORE_ERR_NOT_FOUND, "models", "the backbone %s was not found", path);
+    if (strstr(file, "..") || screening_backbone_find(dirs, file, path, sizeof path) != CORE_OK ||
+        core_read_file(path, &bytes, &len, NULL) != CORE_OK)
+        return core_fail(err, CORE_ERR_NOT_FOUND, "models", "the backbone %s was not found in %s", file, dirs);
     screening_backbone *bb = calloc(1, sizeof *bb);
     if (!bb) {
         free(bytes);
@@ -36,7 +58,16 @@ core_status screening_backbone_open(const char *dir, const char *file, screening
     }
     cs_crypto_sha256(bb->sha256, bytes, len);
     snprintf(bb->file, sizeof bb->file, "%s", file);
-    core_status rc = nn_tflite_read((uint8_t *)bytes, len, &bb->net, &bb->info, err);
+    core_status rc;
+    if (is_tfjs(file)) {
+        nn_tfjs_info ti;
+        rc = nn_tfjs_read(path, &bb->net, &ti, err);
+        if (!rc)
+            bb->info = (nn_tflite_info){.height = ti.height, .width = ti.width, .in_scale = ti.in_scale,
+                                        .in_zero = ti.in_zero, .features = ti.features, .output = ti.output};
+    } else {
+        rc = nn_tflite_read((uint8_t *)bytes, len, &bb->net, &bb->info, err);
+    }
     free(bytes);
     if (!rc && bb->info.features < 0) rc = core_fail(err, CORE_ERR_INVALID, "models", "%s has no pooled features", file);
     if (rc) {
@@ -237,7 +268,11 @@ static void cache_key(const screening_backbone *bb, const screening_dataset *ds,
 
 void screening_cache_path(const screening_backbone *bb, const screening_extract_opts *opt, const char *cache_dir,
                           char *out, size_t n) {
-    snprintf(out, n, "%s/%s-node%d-v%d+%d-a%u-w%d.bin", cache_dir, bb->file,
+    char name[256];
+    snprintf(name, sizeof name, "%s", bb->file);
+    for (char *c = name; *c; c++)
+        if (*c == '/') *c = '_';
+    snprintf(out, n, "%s/%s-node%d-v%d+%d-a%u-w%d.bin", cache_dir, name,
              opt->node < 0 ? bb->info.features : opt->node, opt->views, opt->first_view, opt->augment,
              opt->crop_watermark);
 }

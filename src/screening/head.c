@@ -155,11 +155,12 @@ static float quantile_for(float *v, size_t m, double sensitivity) {
 }
 
 /* The threshold that refers ≥ sensitivity of the positives of every set
- * with at least 20 of them, and of the positives of the smaller sets taken
- * together (a set with 12 held-back melanomas would otherwise set the
- * threshold by its single hardest photo): the lowest of those values. */
+ * with at least 20 of them, and (pool_small, or when no set has 20) of the
+ * positives of the smaller sets taken together — a set with 12 held-back
+ * melanomas would otherwise set the threshold by its single hardest photo:
+ * the lowest of those values. */
 static float threshold_for(const float *score, const bool *pos, const screening_item *const *items, size_t n,
-                           double sensitivity, float dflt) {
+                           double sensitivity, bool pool_small, float dflt) {
     float best = INFINITY, *v = malloc((n ? n : 1) * sizeof *v), *small = malloc((n ? n : 1) * sizeof *small);
     size_t ns = 0;
     if (!v || !small) {
@@ -178,7 +179,7 @@ static float threshold_for(const float *score, const bool *pos, const screening_
             ns += m;
         }
     }
-    if (ns >= 5) {
+    if (ns >= 5 && (pool_small || !isfinite(best))) {
         float t = quantile_for(small, ns, sensitivity);
         if (t < best) best = t;
     }
@@ -201,8 +202,12 @@ void screening_fit_risk(const float *probs, const screening_item *const *items, 
             is_mel[i] = items[i]->condition == mel;
             is_mal[i] = items[i]->malignant;
         }
-        risk->melanoma_above = threshold_for(pm, is_mel, items, n, sensitivity, 0.2f);
-        risk->cancer_above = threshold_for(pc, is_mal, items, n, sensitivity, 0.2f);
+        /* Referral ("see a doctor soon", within days) covers every
+         * malignant lesion, the small sets' included; "urgent" is the
+         * melanoma tier and is fitted where melanomas are many (with a
+         * dozen, the hardest photo would make every mole urgent). */
+        risk->melanoma_above = threshold_for(pm, is_mel, items, n, sensitivity, false, 0.2f);
+        risk->cancer_above = threshold_for(pc, is_mal, items, n, sensitivity, true, 0.2f);
         /* Self-care for a mole or growth needs more certainty than any
          * held-back malignant lesion that slipped under both thresholds had:
          * none of them would have been told to look after it at home. */

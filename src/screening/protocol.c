@@ -165,7 +165,7 @@ static core_status features_for(const char *spec, const char *models_dir, const 
     int nlev = 0, lev[8];
     for (int b = 0; b < 6; b++)
         if (po->augment & (1u << b)) lev[nlev++] = 1 << b;
-    int V = 2 + nlev, D = 0;
+    int base = po->train.views >= 2 ? 2 : 1, V = base + nlev, D = 0;
     float *parts[4][9] = {{0}};
     int dims[4] = {0};
     core_status rc = CORE_OK;
@@ -175,7 +175,7 @@ static core_status features_for(const char *spec, const char *models_dir, const 
         dims[b] = screening_backbone_dim(bb);
         D += dims[b];
         for (int v = 0; v < 1 + nlev && !rc; v++) {
-            screening_extract_opts eo = {.views = v ? 1 : 2, .first_view = v ? 2 : 0, .node = -1,
+            screening_extract_opts eo = {.views = v ? 1 : base, .first_view = v ? 2 : 0, .node = -1,
                                          .augment = v ? (unsigned)lev[v - 1] : 0, .crop_watermark = po->crop_watermark};
             char cache[4096];
             if (cache_dir) screening_cache_path(bb, &eo, cache_dir, cache, sizeof cache);
@@ -189,8 +189,8 @@ static core_status features_for(const char *spec, const char *models_dir, const 
         for (int v = 0; v < V; v++) {
             float *dst = f + (i * (size_t)V + (size_t)v) * (size_t)D;
             for (int b = 0, off = 0; b < nb; off += dims[b], b++) {
-                const float *src = v < 2 ? parts[b][0] + (i * 2 + (size_t)v) * (size_t)dims[b]
-                                         : parts[b][v - 1] + i * (size_t)dims[b];
+                const float *src = v < base ? parts[b][0] + (i * (size_t)base + (size_t)v) * (size_t)dims[b]
+                                            : parts[b][v - base + 1] + i * (size_t)dims[b];
                 memcpy(dst + off, src, (size_t)dims[b] * sizeof *dst);
             }
         }
@@ -222,12 +222,13 @@ core_status screening_source_out(const char *data_dir, const char *models_dir, c
         if ((rc = features_for(spec, models_dir, cache_dir, &ds, po, &feats, &dim, &views, err))) break;
         screening_rows R = {feats, dim, views, &ds};
         screening_text_printf(&t,
-                              "\n## Source-out: %s (%d features; watermark %s; %d views: as is, mirrored%s%s)\n\n"
+                              "\n## Source-out: %s (%d features; watermark %s; %d views: as is%s%s%s)\n\n"
                               "| left out | conditions tested | photos | same-source bal. acc. | **source-out bal. "
                               "acc.** | source-out unsure | malignant referred (same → out) | benign moles referred "
                               "(out) | malignant told self-care (out) |\n|---|---|---|---|---|---|---|---|---|\n",
                               spec, dim, po->crop_watermark ? "cropped away" : "kept", views,
-                              views > 2 ? ", one per lever " : "", views > 2 ? "(see --augment)" : "");
+                              po->train.views >= 2 ? ", mirrored" : "", views > po->train.views ? ", one per lever " : "",
+                              views > po->train.views ? "(see --augment)" : "");
         double mean_out = 0;
         int folds = 0;
         size_t said[32] = {0}, said_right[32] = {0};

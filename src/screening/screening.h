@@ -75,9 +75,12 @@ void screening_dataset_free(screening_dataset *ds);
 
 /* ---- features from the backbone ---- */
 typedef struct screening_backbone screening_backbone;
-/* Read the TFLite backbone (dir/file); *out is the caller's. */
-core_status screening_backbone_open(const char *models_dir, const char *file, screening_backbone **out,
-                                    core_error *err);
+/* Read a backbone: a TFLite file, or a TF.js model (file ending .js or
+ * .json, e.g. "nsfwjs/dist/models/inception_v3/model.min.js"), looked up in
+ * the colon-separated directories dirs; *out is the caller's. */
+core_status screening_backbone_open(const char *dirs, const char *file, screening_backbone **out, core_error *err);
+/* The first dirs/file that exists, into path. */
+core_status screening_backbone_find(const char *dirs, const char *file, char *path, size_t n);
 void screening_backbone_free(screening_backbone *bb);
 int screening_backbone_dim(const screening_backbone *bb);
 /* Its input: side × side pixels, a byte p becomes scale · (p − zero). */
@@ -251,6 +254,8 @@ typedef struct screening_model screening_model;
 core_status screening_model_load(const char *model_path, const char *models_dir, screening_model **out,
                                  core_error *err);
 void screening_model_free(screening_model *m);
+/* The side of the square the model reads (224 for MobileNets, 299 for InceptionV3). */
+int screening_model_side(const screening_model *m);
 
 typedef struct {
     int condition;        /* index for screening_condition_at */

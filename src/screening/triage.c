@@ -3,9 +3,10 @@
  *
  * Why thresholds on probabilities and not only the top class: a melanoma
  * that the model ranks second at 0.3 is still a melanoma in three photos of
- * ten like it. The thresholds are chosen for ≥ 95 % sensitivity on held-back
- * malignant lesions of every source (train.c), so most "urgent" answers for
- * moles are false alarms by design; that is the trade the product makes. */
+ * ten like it. The referral threshold is chosen for ≥ 95 % sensitivity on
+ * held-back malignant lesions of every source (head.c, screening_fit_risk),
+ * so many referrals of moles are false alarms by design; that is the trade
+ * the product makes. */
 #include "screening/screening.h"
 
 #include <string.h>
@@ -69,8 +70,7 @@ const char *screening_why_text(screening_why w) {
         return "Whatever it most looks like, the screening cannot rule out a melanoma in this photo: please have it "
                "examined by a doctor within two weeks.";
     case SCREENING_WHY_CANCER_RISK:
-        return "The screening cannot rule out a skin cancer in this photo: please show it to a doctor within a few "
-               "weeks.";
+        return "The screening cannot rule out a skin cancer in this photo: please show it to a doctor soon.";
     case SCREENING_WHY_LESION_NOT_SURE:
         return "The screening is not sure this spot is harmless: please have it checked by a doctor.";
     }

@@ -103,6 +103,7 @@ try {
   check(/not a diagnosis/.test(await page.textContent('#result-notice')), 'not-a-diagnosis notice');
   check((await page.textContent('#result-advice')).length > 40, 'advice');
   check((await page.textContent('#result-triage')).length > 10, 'triage');
+  check((await page.textContent('#result-meaning')).length > 10, 'what the result means');
   check(Number(await page.getAttribute('#upload-progress', 'value')) === 100, 'upload progress reached 100');
   log(`result: ${(await page.textContent('#result-verdict')).trim()}`);
   await snap('result');

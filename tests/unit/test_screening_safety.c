@@ -184,7 +184,8 @@ static bool load_model(void) {
     }
     fclose(f);
     core_error err = {0};
-    if (screening_model_load("models/screening.csm", TEST_SHARED_DIR "/models", &model, &err) != CORE_OK)
+    if (screening_model_load(TEST_SOURCE_DIR "/models/screening.csm",
+                             TEST_SHARED_DIR "/models:" TEST_SOURCE_DIR "/node_modules", &model, &err) != CORE_OK)
         fail_msg("the bundled model does not load: %s", err.message);
     return true;
 }

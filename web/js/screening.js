@@ -39,6 +39,9 @@ function show(screening) {
   }));
   $('#result-advice').textContent = screening.advice;
   $('#result-triage').textContent = screening.triage_label;
+  // what the result means: how often results like it were right on photos
+  // from clinics the screening never saw
+  $('#result-meaning').textContent = screening.meaning || '';
   saveButton.disabled = false;
   savePhoto.disabled = false;
   savePhoto.checked = false;
