@@ -40,7 +40,8 @@ static int shared_conditions(const screening_dataset *ds, int s, bool *shared) {
 typedef struct {
     size_t n, unsure, mal, mal_referred, benign, benign_referred, self_care_mal;
     size_t said[32], said_right[32]; /* confident answers per condition, and how many were right */
-    double bal_acc;
+    double bal_acc;    /* top-1 over every condition: what the product shows */
+    double bal_shared; /* top-1 among the shared conditions only: is the signal there at all? */
 } fold_result;
 
 /* Train on rows of `train_set` items, calibrate on their held-back tenth,
@@ -112,7 +113,7 @@ static core_status run_fold(const screening_rows *R, const bool *train_item, con
     }
     screening_split_logits(lo, nte, k, nc, lf, lc);
     screening_softmax_t(lc, nte, nc, temp, pc);
-    size_t per[32] = {0}, right[32] = {0};
+    size_t per[32] = {0}, right[32] = {0}, right_shared[32] = {0};
     int mole = screening_condition_index("benign_mole"), growth = screening_condition_index("harmless_growth");
     for (size_t i = 0; i < nte; i++) {
         const screening_item *it = &ds->items[te[i] / (size_t)R->views];
@@ -122,6 +123,10 @@ static core_status run_fold(const screening_rows *R, const bool *train_item, con
             if (p[c] > p[top]) top = c;
         per[it->condition]++;
         right[it->condition] += top == it->condition;
+        int ts = -1;
+        for (int c = 0; c < nc; c++)
+            if (shared[c] && (ts < 0 || p[c] > p[ts])) ts = c;
+        right_shared[it->condition] += ts == it->condition;
         bool confident = p[top] >= 0.5f;
         res->unsure += !confident;
         /* only answers that could be right here: a condition this fold tests */
@@ -139,10 +144,11 @@ static core_status run_fold(const screening_rows *R, const bool *train_item, con
     }
     res->n = nte;
     int m = 0;
-    double sum = 0;
+    double sum = 0, sum_s = 0;
     for (int c = 0; c < nc; c++)
-        if (shared[c] && per[c]) sum += (double)right[c] / (double)per[c], m++;
+        if (shared[c] && per[c]) sum += (double)right[c] / (double)per[c], sum_s += (double)right_shared[c] / (double)per[c], m++;
     res->bal_acc = m ? sum / m : NAN;
+    res->bal_shared = m ? sum_s / m : NAN;
 done:
     free(tr), free(va), free(te), free(va_items), free(lo), free(lf), free(lc), free(pc);
     nn_net_free(head);
@@ -224,8 +230,9 @@ core_status screening_source_out(const char *data_dir, const char *models_dir, c
         screening_text_printf(&t,
                               "\n## Source-out: %s (%d features; watermark %s; %d views: as is%s%s%s)\n\n"
                               "| left out | conditions tested | photos | same-source bal. acc. | **source-out bal. "
-                              "acc.** | source-out unsure | malignant referred (same → out) | benign moles referred "
-                              "(out) | malignant told self-care (out) |\n|---|---|---|---|---|---|---|---|---|\n",
+                              "acc.** | source-out among shared only | source-out unsure | malignant referred (same → out) | "
+                              "benign moles referred (out) | malignant told self-care (out) |\n"
+                              "|---|---|---|---|---|---|---|---|---|---|\n",
                               spec, dim, po->crop_watermark ? "cropped away" : "kept", views,
                               po->train.views >= 2 ? ", mirrored" : "", views > po->train.views ? ", one per lever " : "",
                               views > po->train.views ? "(see --augment)" : "");
@@ -261,8 +268,8 @@ core_status screening_source_out(const char *data_dir, const char *models_dir, c
             if (same.mal) snprintf(sm, sizeof sm, "%zu/%zu", same.mal_referred, same.mal);
             if (out.mal) snprintf(om, sizeof om, "%zu/%zu (%.2f)", out.mal_referred, out.mal, (double)out.mal_referred / (double)out.mal);
             if (out.benign) snprintf(bm, sizeof bm, "%zu/%zu", out.benign_referred, out.benign);
-            screening_text_printf(&t, "| %s | %s | %zu | %.3f | **%.3f** | %.1f%% | %s → %s | %s | %zu |\n",
-                                  screening_set_name(s), names, out.n, same.bal_acc, out.bal_acc,
+            screening_text_printf(&t, "| %s | %s | %zu | %.3f | **%.3f** | %.3f | %.1f%% | %s → %s | %s | %zu |\n",
+                                  screening_set_name(s), names, out.n, same.bal_acc, out.bal_acc, out.bal_shared,
                                   out.n ? 100.0 * (double)out.unsure / (double)out.n : 0.0, sm, om, bm,
                                   out.self_care_mal);
             mean_out += out.bal_acc, folds++;

@@ -68,11 +68,22 @@ static void test_dataset_reader(void **state) {
                   "Scabies/1.jpg,Scabies,256,192,32aa\r\n" /* 0x32 < 0x33: test */
                   "Scabies/2.jpg,Scabies,256,192,33aa\r\n" /* train */
                   "Vitiligo/3.jpg,Vitiligo,256,192,ffaa\r\n");
+    /* PAD-UFES: its label column is "diagnostic", skin types "2.0" or blank. */
+    snprintf(p, sizeof p, "%s/pad-ufes-20-subset", dir);
+    assert_int_equal(core_mkdirs(p, NULL), CORE_OK);
+    snprintf(p, sizeof p, "%s/pad-ufes-20-subset/index.csv", dir);
+    write_file(p, "path,diagnostic,split,patient_id,lesion_id,fitzpatrick,age\n"
+                  "images/a.jpg,MEL,test,PAT_1,1,2.0,60\n"
+                  "images/b.jpg,SEK,train,PAT_2,2,,70\n");
     screening_dataset ds;
     core_error err = {0};
     assert_int_equal(screening_dataset_load(dir, &ds, &err), CORE_OK);
-    assert_int_equal(ds.count, 5);
-    assert_int_equal(ds.fine_count, 4);
+    assert_int_equal(ds.count, 7);
+    assert_int_equal(ds.items[5].condition, cond("melanoma"));
+    assert_true(ds.items[5].malignant && ds.items[5].test && ds.items[5].fitzpatrick == 2);
+    assert_true(!ds.items[6].malignant && !ds.items[6].test && ds.items[6].fitzpatrick == 0);
+    assert_int_equal(ds.items[6].condition, cond("harmless_growth"));
+    assert_int_equal(ds.fine_count, 6);
     assert_string_equal(ds.fine_names[0], "skin-infections-8/ringworm");
     assert_int_equal(ds.items[0].test, 0);
     assert_int_equal(ds.items[1].test, 1);

@@ -240,14 +240,11 @@ static void test_model_on_pad(void **state) {
         skip();
     }
     char line[2048];
-    size_t n = 0, refused = 0, mal = 0, self_care_mal = 0, seen = 0;
+    size_t n = 0, refused = 0, mal = 0, self_care_mal = 0;
     assert_non_null(fgets(line, sizeof line, f));
     while (fgets(line, sizeof line, f)) {
         char *path = strtok(line, ","), *dx = strtok(NULL, ","), *split = strtok(NULL, ",");
         if (!path || !dx || !split || strcmp(split, "test")) continue;
-        /* every malignant lesion; every third other photo (a sanitizer
-         * build runs the network slowly) */
-        if (!screening_is_malignant(dx) && ++seen % 3) continue;
         char full[1024];
         snprintf(full, sizeof full, "%s/data/pad-ufes-20-subset/%s", TEST_SHARED_DIR, path);
         screening_result r;
@@ -259,8 +256,11 @@ static void test_model_on_pad(void **state) {
     fclose(f);
     fprintf(stderr, "PAD-UFES test: %zu photos, %zu refused as not skin, %zu malignant, %zu of them self-care\n", n,
             refused, mal, self_care_mal);
-    assert_true(n > 50 && mal > 20);
+    assert_true(n > 100 && mal > 20);
     assert_int_equal(self_care_mal, 0);
+    /* The product's goal is ≤ 3 % of skin photos refused over every source
+     * (docs/MODEL.md reports each); this guards against a regression on the
+     * phone photos, the closest to what people send. */
     assert_true(refused * 100 <= n * 5);
 }
 
