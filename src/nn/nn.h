@@ -296,13 +296,9 @@ core_status nn_tflite_read(const uint8_t *bytes, size_t len, nn_net **net, nn_tf
  * model.min.js (shards NAME.min.js, each exporting base64). nn_tfjs_parse:
  * the model text (either form) and the weight bytes (every shard, in
  * manifest order, concatenated), both borrowed. *net is the caller's
- * (nn_net_free); on failure it is NULL and err says why. */
-typedef struct {
-    int height, width;     /* input size */
-    float in_scale, in_zero;
-    int features;          /* node of the pooled features, -1 if none */
-    int output;            /* node of the logits */
-} nn_tfjs_info;
+ * (nn_net_free); on failure it is NULL and err says why. The info is the
+ * same as an imported TFLite model's. */
+typedef nn_tflite_info nn_tfjs_info;
 core_status nn_tfjs_read(const char *model_path, nn_net **net, nn_tfjs_info *info, core_error *err);
 core_status nn_tfjs_parse(const char *model, size_t len, const uint8_t *weights, size_t wlen, nn_net **net,
                           nn_tfjs_info *info, core_error *err);

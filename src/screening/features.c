@@ -60,11 +60,7 @@ core_status screening_backbone_open(const char *dirs, const char *file, screenin
     snprintf(bb->file, sizeof bb->file, "%s", file);
     core_status rc;
     if (is_tfjs(file)) {
-        nn_tfjs_info ti;
-        rc = nn_tfjs_read(path, &bb->net, &ti, err);
-        if (!rc)
-            bb->info = (nn_tflite_info){.height = ti.height, .width = ti.width, .in_scale = ti.in_scale,
-                                        .in_zero = ti.in_zero, .features = ti.features, .output = ti.output};
+        rc = nn_tfjs_read(path, &bb->net, &bb->info, err);
     } else {
         rc = nn_tflite_read((uint8_t *)bytes, len, &bb->net, &bb->info, err);
     }

@@ -40,7 +40,8 @@ typedef struct {
     float res_var; /* variance per remaining dimension */
     float above;   /* raw distance at the threshold: score = distance / above, ≥ 1 is too far */
 } screening_ood;
-/* label: the condition of each row (NULL: one Gaussian for all). */
+/* label: the condition of each row (NULL: one Gaussian for all). *o is
+ * overwritten (free an earlier fit first); on failure it holds nothing. */
 core_status screening_ood_fit(const float *feats, const size_t *rows, const int *label, size_t n, int dim, int m,
                               screening_ood *o, core_error *err);
 /* Raw distance from the projections proj (m values: basis · (x − mean)) and x. */

@@ -139,8 +139,9 @@ static void test_ood_distance(void **state) {
         proj[q] = (float)a;
     }
     assert_true(fabsf(screening_ood_distance(&o, proj, far) / o.above - screening_ood_score(&o, far)) < 1e-3f);
-    assert_int_equal(screening_ood_fit(x, rows, NULL, 1, D, 8, &o, &err), CORE_ERR_INVALID);
     screening_ood_free(&o);
+    assert_int_equal(screening_ood_fit(x, rows, NULL, 1, D, 8, &o, &err), CORE_ERR_INVALID);
+    assert_null(o.mean);
     free(x);
 }
 
