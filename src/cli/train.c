@@ -26,6 +26,7 @@ static void usage(FILE *f, const char *cmd) {
             "                  condition's confident answers were right on unseen sources\n"
             "  --fine-weight W weight of the per-data-set class loss beside the conditions' (default 1)\n"
             "  --group-balance balance the condition loss over (data set, condition) pairs\n"
+            "  --hidden N      units of the head's hidden layer (default 512)\n"
             "  --not-skin DIR  photos that are not skin (DIR/index.csv; default var/not-skin,\n"
             "                  gathered by scripts/not-skin-photos.sh): reported, never tuned on\n",
             cmd);
@@ -86,6 +87,7 @@ static int run(int argc, char **argv, bool train) {
         {"backbone", required_argument, NULL, 'K'}, {"not-skin", required_argument, NULL, 'N'},
         {"outside", required_argument, NULL, 'O'},
         {"fine-weight", required_argument, NULL, 'f'}, {"group-balance", no_argument, NULL, 'g'},
+        {"hidden", required_argument, NULL, 'H'},
         {0}};
     const char *data = "../shared/data", *models = "../shared/models:node_modules", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL;
@@ -121,6 +123,7 @@ static int run(int argc, char **argv, bool train) {
         case 'O': o.outside_path = po.outside_path = optarg; break;
         case 'f': o.fine_weight = po.train.fine_weight = strtof(optarg, NULL); break;
         case 'g': o.group_balance = po.train.group_balance = true; break;
+        case 'H': o.hidden = po.train.hidden = atoi(optarg); break;
         case 'v': o.views = atoi(optarg); break;
         case 'A': o.adjust = true; break;
         case 'F': o.finetune = false; break;
@@ -128,7 +131,8 @@ static int run(int argc, char **argv, bool train) {
         default: usage(stderr, argv[0]); return 2;
         }
     }
-    if (optind != argc || !(o.fine_weight >= 0 && o.fine_weight <= 10) || o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 || o.views > 8) {
+    if (optind != argc || !(o.fine_weight >= 0 && o.fine_weight <= 10) || o.hidden < 1 || o.hidden > 4096 ||
+        o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 || o.views > 8) {
         usage(stderr, argv[0]);
         return 2;
     }

@@ -322,25 +322,28 @@ char **screening_not_skin_list(const char *dir, size_t *count) {
     FILE *f = fopen(path, "r");
     if (!f) return NULL;
     char **list = NULL;
-    size_t cap = 0;
-    bool first = true;
-    while (fgets(line, sizeof line, f)) {
+    size_t n = 0, cap = 0;
+    bool first = true, ok = true;
+    while (ok && fgets(line, sizeof line, f)) {
         line[strcspn(line, ",\r\n")] = 0;
-        if (first && !strcmp(line, "path")) {
-            first = false;
-            continue;
-        }
+        bool header = first && !strcmp(line, "path");
         first = false;
-        if (!line[0]) continue;
-        if (*count == cap) {
+        if (header || !line[0]) continue;
+        if (n == cap) {
             char **l = realloc(list, (cap = cap ? cap * 2 : 256) * sizeof *l);
-            if (!l) break;
+            if (!(ok = l != NULL)) break;
             list = l;
         }
-        if (!(list[*count] = strdup(line))) break;
-        ++*count;
+        ok = (list[n] = strdup(line)) != NULL;
+        n += ok;
     }
     fclose(f);
+    if (!ok) { /* all or nothing: a partial set would report a wrong rate */
+        for (size_t i = 0; i < n; i++) free(list[i]);
+        free(list);
+        return NULL;
+    }
+    *count = n;
     return list;
 }
 

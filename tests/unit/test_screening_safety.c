@@ -171,6 +171,56 @@ static void test_skin_tone(void **state) {
     free(green.rgb);
 }
 
+/* DermNet's photos are cut right of the watermark; other sets' to the
+ * centre square. A red mark at the bottom left must vanish from DermNet's
+ * crop and stay in another set's. */
+static void test_watermark_crop(void **state) {
+    (void)state;
+    int w = 256, h = 192, dermnet = -1, isic = -1;
+    for (int i = 0; i < screening_set_count(); i++) {
+        if (!strcmp(screening_set_name(i), "dermnetnz")) dermnet = i;
+        if (!strcmp(screening_set_name(i), "isic-melanoma-10k")) isic = i;
+    }
+    assert_true(dermnet >= 0 && isic >= 0);
+    uint8_t *rgb = malloc((size_t)w * h * 3);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            uint8_t *p = rgb + ((size_t)y * w + x) * 3;
+            bool mark = x >= 40 && x < 76 && y >= 128 && y < 180;
+            p[0] = mark ? 255 : 128, p[1] = mark ? 0 : 128, p[2] = mark ? 0 : 128;
+        }
+    uint8_t *a = NULL, *b = NULL;
+    assert_int_equal(screening_crop(rgb, w, h, dermnet, true, 64, &a, NULL), CORE_OK);
+    assert_int_equal(screening_crop(rgb, w, h, isic, true, 64, &b, NULL), CORE_OK);
+    int red_a = 0, red_b = 0;
+    for (int i = 0; i < 64 * 64; i++) red_a += a[i * 3] > 160, red_b += b[i * 3] > 160;
+    assert_int_equal(red_a, 0);
+    assert_true(red_b > 20);
+    free(a), free(b), free(rgb);
+}
+
+/* The not-skin list: header and blank lines skipped, first column kept. */
+static void test_not_skin_list(void **state) {
+    (void)state;
+    char dir[256], p[300];
+    testutil_tmpdir(dir);
+    snprintf(p, sizeof p, "%s/index.csv", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("path,source,licence\n/a/tree.jpg,apt:x,PD\n\n/b/sea.png,npm:y,CC0\n", f);
+    fclose(f);
+    size_t n = 0;
+    char **list = screening_not_skin_list(dir, &n);
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0], "/a/tree.jpg");
+    assert_string_equal(list[1], "/b/sea.png");
+    for (size_t i = 0; i < n; i++) free(list[i]);
+    free(list);
+    assert_null(screening_not_skin_list("/nonexistent", &n));
+    assert_int_equal(n, 0);
+    testutil_rmdir(dir);
+}
+
 /* ---- the bundled model on real photos ---- */
 static screening_model *model;
 
@@ -277,6 +327,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_triage_rule),   cmocka_unit_test(test_fit_risk),
         cmocka_unit_test(test_ood_distance),  cmocka_unit_test(test_skin_tone),
+        cmocka_unit_test(test_watermark_crop), cmocka_unit_test(test_not_skin_list),
         cmocka_unit_test(test_model_not_skin), cmocka_unit_test(test_model_on_pad),
     };
     return cmocka_run_group_tests(tests, NULL, teardown);
