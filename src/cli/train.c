@@ -1,8 +1,10 @@
 /* caresync train / caresync eval — build the screening model from the
  * photographs in ../shared/data and report how well it does on held-out
- * images. The bundled model (models/screening.csm) is made by
- *   caresync train --seed 20261125
- * (docs/MODEL.md records the command, the seed and the figures). */
+ * images and, with --protocol source-out, on data sets it never saw. The
+ * bundled model (models/screening.csm) is made by
+ *   caresync eval --protocol source-out --group-balance --hidden 128 --outside models/outside.json
+ *   caresync train --frozen --group-balance --hidden 128 --epochs 12 --seed 20261125 --outside models/outside.json
+ * (docs/MODEL.md records the commands, the seed and the figures). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,8 +27,9 @@ static void usage(FILE *f, const char *cmd) {
             "  --outside FILE  eval --protocol source-out writes, train embeds, how often each\n"
             "                  condition's confident answers were right on unseen sources\n"
             "  --fine-weight W weight of the per-data-set class loss beside the conditions' (default 1)\n"
-            "  --group-balance balance the condition loss over (data set, condition) pairs\n"
-            "  --hidden N      units of the head's hidden layer (default 512)\n"
+            "  --group-balance balance the condition loss over (data set, condition) pairs (default)\n"
+            "  --class-balance balance it over conditions only\n"
+            "  --hidden N      units of the head's hidden layer (default 128)\n"
             "  --not-skin DIR  photos that are not skin (DIR/index.csv; default var/not-skin,\n"
             "                  gathered by scripts/not-skin-photos.sh): reported, never tuned on\n",
             cmd);
@@ -39,15 +42,16 @@ static void usage(FILE *f, const char *cmd) {
                    "  --augment L     source-out: levers, one augmented view each: geometry,colour,\n"
                    "                  blur,noise,jpeg,resolution or all (default none)\n"
                    "  --keep-watermark  source-out: do not crop DermNet's watermark away\n"
-                   "  --epochs N      source-out: head epochs (default 12)\n");
+                   "  --epochs N      source-out: head epochs (default 12)\n"
+                   "  (the head recipe options of train apply to the protocol's heads too)\n");
     if (!strcmp(cmd, "train"))
         fprintf(f, "  --seed N        random seed (default 20261125)\n"
-                   "  --epochs N      passes over the training images (default 15)\n"
+                   "  --epochs N      passes over the training images (default 12)\n"
                    "  --views N       1 = as is, 2 = also mirrored, 3-8 = also augmented copies\n"
                    "                  (random crop, rotation, flips, colour; default 2)\n"
-                   "  --frozen        train the head only, on the pooled features; by default the\n"
-                   "                  backbone's last block and its 1×1 convolution to 1280 are\n"
-                   "                  trained too (on cached activations of the block's input)\n"
+                   "  --frozen        train the head only, on the pooled features (the default)\n"
+                   "  --finetune      also train copies of the backbone's last block and its 1×1\n"
+                   "                  convolution (on cached activations of the block's input)\n"
                    "  --backbone F    TFLite backbone in --models (default mobilenet_v2_1.0_224_quant.tflite)\n"
                    "  --augment L     levers for views 3-8: geometry,colour,blur,noise,jpeg,resolution\n"
                    "                  or all (default geometry,colour)\n"
@@ -87,7 +91,8 @@ static int run(int argc, char **argv, bool train) {
         {"backbone", required_argument, NULL, 'K'}, {"not-skin", required_argument, NULL, 'N'},
         {"outside", required_argument, NULL, 'O'},
         {"fine-weight", required_argument, NULL, 'f'}, {"group-balance", no_argument, NULL, 'g'},
-        {"hidden", required_argument, NULL, 'H'},
+        {"hidden", required_argument, NULL, 'H'}, {"finetune", no_argument, NULL, 'T'},
+        {"class-balance", no_argument, NULL, 'C'},
         {0}};
     const char *data = "../shared/data", *models = "../shared/models:node_modules", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL;
@@ -124,6 +129,8 @@ static int run(int argc, char **argv, bool train) {
         case 'f': o.fine_weight = po.train.fine_weight = strtof(optarg, NULL); break;
         case 'g': o.group_balance = po.train.group_balance = true; break;
         case 'H': o.hidden = po.train.hidden = atoi(optarg); break;
+        case 'T': o.finetune = true; break;
+        case 'C': o.group_balance = po.train.group_balance = false; break;
         case 'v': o.views = atoi(optarg); break;
         case 'A': o.adjust = true; break;
         case 'F': o.finetune = false; break;

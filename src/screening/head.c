@@ -215,7 +215,16 @@ void screening_fit_risk(const float *probs, const screening_item *const *items, 
         for (size_t i = 0; i < n; i++) {
             if (!is_mal[i] || pm[i] >= risk->melanoma_above || pc[i] >= risk->cancer_above) continue;
             float benign = probs[i * nc + mole] + probs[i * nc + growth] + 1e-3f;
-            if (benign > risk->benign_sure) risk->benign_sure = benign > 1.0f ? 1.0f : benign;
+            /* past 1: a float probability can round to 1, so "never" */
+            if (benign > risk->benign_sure) risk->benign_sure = benign >= 1.0f ? 1.01f : benign;
+        }
+        /* Nor anything else: a held-back malignant lesion that the top
+         * condition would send home (acne, say) lowers the referral
+         * threshold to below its own risk. */
+        for (size_t i = 0; i < n; i++) {
+            screening_why why;
+            if (is_mal[i] && screening_decide_triage(probs + i * nc, true, risk, &why) == TRIAGE_SELF_CARE)
+                risk->cancer_above = pc[i] * 0.999f;
         }
     }
     free(pm), free(pc), free(is_mel), free(is_mal);

@@ -17,8 +17,7 @@
 
 void screening_protocol_defaults(screening_protocol_opts *o) {
     screening_train_defaults(&o->train);
-    o->train.epochs = 12;
-    o->train.finetune = false;
+    o->train.finetune = false; /* the protocol always trains heads on pooled features */
     o->backbones = SCREENING_BACKBONE_FILE;
     o->augment = 0;
     o->crop_watermark = true;
@@ -42,6 +41,7 @@ typedef struct {
     size_t said[32], said_right[32]; /* confident answers per condition, and how many were right */
     double bal_acc;    /* top-1 over every condition: what the product shows */
     double bal_shared; /* top-1 among the shared conditions only: is the signal there at all? */
+    double bal_no_other; /* top-1 over every condition but "other": how much "other" takes */
 } fold_result;
 
 /* Train on rows of `train_set` items, calibrate on their held-back tenth,
@@ -100,7 +100,7 @@ static core_status run_fold(const screening_rows *R, const bool *train_item, con
     }
     screening_softmax_t(lc, nva, nc, temp, pc);
     screening_risk risk;
-    screening_fit_risk(pc, va_items, nva, 0.95, &risk);
+    screening_fit_risk(pc, va_items, nva, SCREENING_REFERRAL_SENSITIVITY, &risk);
     free(lo), free(lf), free(lc), free(pc);
     lo = lf = lc = pc = NULL;
     /* Test. */
@@ -113,7 +113,8 @@ static core_status run_fold(const screening_rows *R, const bool *train_item, con
     }
     screening_split_logits(lo, nte, k, nc, lf, lc);
     screening_softmax_t(lc, nte, nc, temp, pc);
-    size_t per[32] = {0}, right[32] = {0}, right_shared[32] = {0};
+    size_t per[32] = {0}, right[32] = {0}, right_shared[32] = {0}, right_no_other[32] = {0};
+    int other = screening_condition_index("other");
     int mole = screening_condition_index("benign_mole"), growth = screening_condition_index("harmless_growth");
     for (size_t i = 0; i < nte; i++) {
         const screening_item *it = &ds->items[te[i] / (size_t)R->views];
@@ -127,6 +128,10 @@ static core_status run_fold(const screening_rows *R, const bool *train_item, con
         for (int c = 0; c < nc; c++)
             if (shared[c] && (ts < 0 || p[c] > p[ts])) ts = c;
         right_shared[it->condition] += ts == it->condition;
+        int tn = -1;
+        for (int c = 0; c < nc; c++)
+            if (c != other && (tn < 0 || p[c] > p[tn])) tn = c;
+        right_no_other[it->condition] += tn == it->condition;
         bool confident = p[top] >= 0.5f;
         res->unsure += !confident;
         /* only answers that could be right here: a condition this fold tests */
@@ -144,9 +149,13 @@ static core_status run_fold(const screening_rows *R, const bool *train_item, con
     }
     res->n = nte;
     int m = 0;
-    double sum = 0, sum_s = 0;
+    double sum = 0, sum_s = 0, sum_n = 0;
     for (int c = 0; c < nc; c++)
-        if (shared[c] && per[c]) sum += (double)right[c] / (double)per[c], sum_s += (double)right_shared[c] / (double)per[c], m++;
+        if (shared[c] && per[c]) {
+            sum += (double)right[c] / (double)per[c], sum_s += (double)right_shared[c] / (double)per[c];
+            sum_n += (double)right_no_other[c] / (double)per[c], m++;
+        }
+    res->bal_no_other = m ? sum_n / m : NAN;
     res->bal_acc = m ? sum / m : NAN;
     res->bal_shared = m ? sum_s / m : NAN;
 done:
@@ -230,9 +239,9 @@ core_status screening_source_out(const char *data_dir, const char *models_dir, c
         screening_text_printf(&t,
                               "\n## Source-out: %s (%d features; watermark %s; %d views: as is%s%s%s)\n\n"
                               "| left out | conditions tested | photos | same-source bal. acc. | **source-out bal. "
-                              "acc.** | source-out among shared only | source-out unsure | malignant referred (same → out) | "
+                              "acc.** | source-out without \"other\" | source-out among shared only | source-out unsure | malignant referred (same → out) | "
                               "benign moles referred (out) | malignant told self-care (out) |\n"
-                              "|---|---|---|---|---|---|---|---|---|---|\n",
+                              "|---|---|---|---|---|---|---|---|---|---|---|\n",
                               spec, dim, po->crop_watermark ? "cropped away" : "kept", views,
                               po->train.views >= 2 ? ", mirrored" : "", views > po->train.views ? ", one per lever " : "",
                               views > po->train.views ? "(see --augment)" : "");
@@ -268,8 +277,9 @@ core_status screening_source_out(const char *data_dir, const char *models_dir, c
             if (same.mal) snprintf(sm, sizeof sm, "%zu/%zu", same.mal_referred, same.mal);
             if (out.mal) snprintf(om, sizeof om, "%zu/%zu (%.2f)", out.mal_referred, out.mal, (double)out.mal_referred / (double)out.mal);
             if (out.benign) snprintf(bm, sizeof bm, "%zu/%zu", out.benign_referred, out.benign);
-            screening_text_printf(&t, "| %s | %s | %zu | %.3f | **%.3f** | %.3f | %.1f%% | %s → %s | %s | %zu |\n",
-                                  screening_set_name(s), names, out.n, same.bal_acc, out.bal_acc, out.bal_shared,
+            screening_text_printf(&t, "| %s | %s | %zu | %.3f | **%.3f** | %.3f | %.3f | %.1f%% | %s → %s | %s | %zu |\n",
+                                  screening_set_name(s), names, out.n, same.bal_acc, out.bal_acc, out.bal_no_other,
+                                  out.bal_shared,
                                   out.n ? 100.0 * (double)out.unsure / (double)out.n : 0.0, sm, om, bm,
                                   out.self_care_mal);
             mean_out += out.bal_acc, folds++;

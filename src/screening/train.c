@@ -21,11 +21,14 @@
 #include <string.h>
 
 
+/* The bundled recipe, chosen on the source-out protocol (docs/MODEL.md):
+ * a frozen backbone, a 128-unit head, the condition loss balanced over
+ * (data set, condition) pairs, DermNet's watermark cropped away. */
 void screening_train_defaults(screening_train_opts *o) {
-    *o = (screening_train_opts){.seed = 20261125, .epochs = 15, .hidden = 512, .batch = 64, .lr = 1e-3f,
+    *o = (screening_train_opts){.seed = 20261125, .epochs = 12, .hidden = 128, .batch = 64, .lr = 1e-3f,
                                 .weight_decay = 1e-2f, .dropout = 0.3f, .smoothing = 0.1f, .views = 2, .threads = 2,
-                                .adjust = false, .finetune = true, .backbone = SCREENING_BACKBONE_DEFAULT,
-                                .fine_weight = 1.0f, .group_balance = false,
+                                .adjust = false, .finetune = false, .backbone = SCREENING_BACKBONE_DEFAULT,
+                                .fine_weight = 1.0f, .group_balance = true,
                                 .augment = 0, .crop_watermark = true, .not_skin_dir = NULL};
 }
 
@@ -228,9 +231,9 @@ core_status screening_train(const char *data_dir, const char *models_dir, const 
         for (int c = 0; c < nc; c++) screening_text_printf(&t, " %s %+.2f", screening_condition_at(c)->code, j.bias[c]);
         screening_text_printf(&t, "\n");
     }
-    /* Risk thresholds: ≥ 95 % of held-back malignant lesions of every set referred. */
+    /* Risk thresholds: ≥ SCREENING_REFERRAL_SENSITIVITY of held-back malignant lesions of every set referred. */
     screening_softmax_t(lc, nva, nc, j.temp_c, pc);
-    screening_fit_risk(pc, va_items, nva, 0.95, &j.risk);
+    screening_fit_risk(pc, va_items, nva, SCREENING_REFERRAL_SENSITIVITY, &j.risk);
     j.unsure_below = 0.5f;
     screening_text_printf(&t,
                           "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f (fine "
