@@ -81,43 +81,18 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
         goto fail;
     }
     if ((rc = screening_condition_bias(meta, m->bias, err))) goto fail;
-    json_t *risk = json_object_get(meta, "risk"), *ood = json_object_get(meta, "ood");
     json_t *outside = json_object_get(meta, "outside_right_in_10");
     for (int c = 0; c < screening_condition_count(); c++) {
         json_t *v = json_object_get(outside, screening_condition_at(c)->code);
         m->outside[c] = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 10
                             ? (int)json_integer_value(v) : -1;
     }
-    m->risk.melanoma_above = (float)json_number_value(json_object_get(risk, "melanoma_above"));
-    m->risk.cancer_above = (float)json_number_value(json_object_get(risk, "cancer_above"));
-    m->risk.benign_sure = (float)json_number_value(json_object_get(risk, "benign_sure"));
-    m->ood_node = (int)json_integer_value(json_object_get(ood, "node"));
-    json_t *mean = json_object_get(ood, "mean"), *var = json_object_get(ood, "var");
-    m->ood.m = (int)json_integer_value(json_object_get(ood, "m"));
-    m->ood.dim = (int)json_array_size(mean);
-    m->ood.res_var = (float)json_number_value(json_object_get(ood, "res_var"));
-    m->ood.above = (float)json_number_value(json_object_get(ood, "above"));
-    bool ood_ok = risk && m->risk.benign_sure > 0 && m->ood_node > m->features && m->ood_node < nn_net_count(net) &&
-                  nn_net_node(net, m->ood_node)->in == m->features && m->ood.m >= 1 && m->ood.m <= 256 &&
-                  nn_net_shape(net, m->ood_node).c == m->ood.m && m->ood.dim == nn_net_shape(net, m->features).c &&
-                  json_array_size(var) == (size_t)m->ood.m && m->ood.res_var > 0 && m->ood.above > 0;
-    if (ood_ok) {
-        m->ood.mean = malloc((size_t)m->ood.dim * sizeof(float));
-        m->ood.var = malloc((size_t)m->ood.m * sizeof(float));
-        if (!m->ood.mean || !m->ood.var) {
-            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory loading the screening model");
-            goto fail;
-        }
-        for (int d = 0; d < m->ood.dim; d++) m->ood.mean[d] = (float)json_number_value(json_array_get(mean, (size_t)d));
-        for (int q = 0; q < m->ood.m; q++) ood_ok &= (m->ood.var[q] = (float)json_number_value(json_array_get(var, (size_t)q))) > 0;
-        if ((rc = screening_ood_centres(ood, &m->ood, err))) goto fail;
-    }
-    if (!ood_ok) {
-        rc = core_fail(err, CORE_ERR_INVALID, "model",
-                       "%s: the model has no triage thresholds or skin-distance block (retrain it with caresync train)",
+    if (!screening_risk_from_meta(meta, &m->risk)) {
+        rc = core_fail(err, CORE_ERR_INVALID, "model", "%s: the model has no triage thresholds (retrain it with caresync train)",
                        path);
         goto fail;
     }
+    if ((rc = screening_ood_from_model(net, meta, m->features, false, &m->ood, &m->ood_node, err))) goto fail;
     json_t *sk = json_object_get(meta, "skin_imagenet_classes");
     for (size_t i = 0; i < json_array_size(sk); i++) {
         json_int_t c = json_integer_value(json_array_get(sk, i));

@@ -347,41 +347,6 @@ char **screening_not_skin_list(const char *dir, size_t *count) {
     return list;
 }
 
-/* The ood block of a model's metadata, with the projection read from its
- * DENSE node (the basis, for scoring features outside the network). */
-static core_status ood_from_model(nn_net *net, const json_t *meta, screening_ood *o, core_error *err) {
-    const json_t *j = json_object_get(meta, "ood");
-    int node = (int)json_integer_value(json_object_get(j, "node")), m = (int)json_integer_value(json_object_get(j, "m"));
-    const json_t *mean = json_object_get(j, "mean"), *var = json_object_get(j, "var");
-    size_t nw = 0, nb = 0;
-    float *w = node > 0 && node < nn_net_count(net) ? nn_net_tensor(net, node, 0, &nw) : NULL;
-    float *b = w ? nn_net_tensor(net, node, 1, &nb) : NULL;
-    int dim = (int)json_array_size(mean);
-    memset(o, 0, sizeof *o);
-    if (!w || !b || m < 1 || m > 256 || dim < 1 || nw != (size_t)m * dim || json_array_size(var) != (size_t)m)
-        return core_fail(err, CORE_ERR_INVALID, "model", "the model lacks a valid skin-distance block (ood)");
-    o->dim = dim, o->m = m;
-    o->mean = malloc((size_t)dim * sizeof *o->mean);
-    o->var = malloc((size_t)m * sizeof *o->var);
-    o->basis = malloc(nw * sizeof *o->basis);
-    if (!o->mean || !o->var || !o->basis) {
-        screening_ood_free(o);
-        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-    }
-    for (int d = 0; d < dim; d++) o->mean[d] = (float)json_number_value(json_array_get(mean, (size_t)d));
-    for (int q = 0; q < m; q++) o->var[q] = (float)json_number_value(json_array_get(var, (size_t)q));
-    memcpy(o->basis, w, nw * sizeof *w);
-    o->res_var = (float)json_number_value(json_object_get(j, "res_var"));
-    o->above = (float)json_number_value(json_object_get(j, "above"));
-    if (!(o->res_var > 0) || !(o->above > 0)) {
-        screening_ood_free(o);
-        return core_fail(err, CORE_ERR_INVALID, "model", "the model's skin-distance block is malformed");
-    }
-    core_status rc = screening_ood_centres(j, o, err);
-    if (rc) screening_ood_free(o);
-    return rc;
-}
-
 core_status screening_eval(const char *model_path, const char *data_dir, const char *models_dir, const char *cache_dir,
                            int threads, const char *not_skin_dir, char **report, core_error *err) {
     *report = NULL;
@@ -397,8 +362,7 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
     if (rc) return rc;
     if ((rc = nn_model_load(model_path, models_dir, &net, &meta_text, err))) goto done;
     meta = json_loads(meta_text, 0, NULL);
-    json_t *classes = json_object_get(meta, "classes"), *train = json_object_get(meta, "train"),
-           *risk = json_object_get(meta, "risk");
+    json_t *classes = json_object_get(meta, "classes"), *train = json_object_get(meta, "train");
     j.temp = (float)json_number_value(json_object_get(meta, "temperature"));
     j.temp_c = (float)json_number_value(json_object_get(meta, "temperature_conditions"));
     json_int_t fine = json_integer_value(json_object_get(meta, "fine_count"));
@@ -408,13 +372,10 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
     int hin = (int)json_integer_value(json_object_get(meta, "head_input_node"));
     const char *backbone = json_string_value(json_object_get(meta, "backbone"));
     bool crop_watermark = json_is_true(json_object_get(train, "crop_watermark"));
-    j.risk.melanoma_above = (float)json_number_value(json_object_get(risk, "melanoma_above"));
-    j.risk.cancer_above = (float)json_number_value(json_object_get(risk, "cancer_above"));
-    j.risk.benign_sure = (float)json_number_value(json_object_get(risk, "benign_sure"));
     /* The data's classes must be the model's, in the same order. */
     bool same = fine == ds.fine_count && json_array_size(classes) == (size_t)(fine + screening_condition_count()) &&
                 j.temp > 0 && j.temp_c > 0 && first > 0 && first < nn_net_count(net) && hin >= 0 && hin <= features &&
-                backbone && risk;
+                backbone && screening_risk_from_meta(meta, &j.risk);
     for (int c = 0; same && c < ds.fine_count; c++)
         same = !strcmp(json_string_value(json_array_get(classes, (size_t)c)) ?: "", ds.fine_names[c]);
     if (!same) {
@@ -454,7 +415,9 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
         json_int_t c = json_integer_value(json_array_get(sk, i));
         if (c >= 0 && c < 1024) j.od.skin[c] = true;
     }
-    if ((rc = screening_condition_bias(meta, j.bias, err)) || (rc = ood_from_model(net, meta, &j.ood, err))) goto done;
+    int ood_node;
+    if ((rc = screening_condition_bias(meta, j.bias, err)) || (rc = screening_ood_from_model(net, meta, features, true, &j.ood, &ood_node, err)))
+        goto done;
     nn_set_threads(threads);
     screening_text_printf(&t, "model %s (backbone %s), temperature %.2f\n", model_path, backbone, (double)j.temp);
     rc = screening_evaluate(&t, &ds, &j, feats, views, dim, bb, hin, crop_watermark, not_skin_dir, threads, cache_dir,

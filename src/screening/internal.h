@@ -52,6 +52,14 @@ void screening_ood_free(screening_ood *o);
 /* Read the condition centres of a model's "ood" metadata (classes × m
  * numbers, or none) into o (m set); CORE_ERR_INVALID when malformed. */
 core_status screening_ood_centres(const json_t *ood, screening_ood *o, core_error *err);
+/* The distance model of a saved model: its metadata's "ood" block and the
+ * DENSE node (*node) on the pooled features (node `features`) that holds
+ * the projection, copied into o->basis when with_basis (evaluation; the
+ * service reads the projection from the forward pass). Validated whole. */
+core_status screening_ood_from_model(nn_net *net, const json_t *meta, int features, bool with_basis, screening_ood *o,
+                                     int *node, core_error *err);
+/* The referral thresholds of a model's metadata; false when absent. */
+bool screening_risk_from_meta(const json_t *meta, screening_risk *r);
 
 /* Everything that turns head-input activations into an answer, as the
  * service applies it (assess.c), for evaluation on cached activations. */

@@ -184,3 +184,43 @@ core_status screening_ood_centres(const json_t *ood, screening_ood *o, core_erro
     o->classes = (int)(n / (size_t)o->m);
     return CORE_OK;
 }
+
+core_status screening_ood_from_model(nn_net *net, const json_t *meta, int features, bool with_basis, screening_ood *o,
+                                     int *node, core_error *err) {
+    memset(o, 0, sizeof *o);
+    const json_t *j = json_object_get(meta, "ood"), *mean = json_object_get(j, "mean"), *var = json_object_get(j, "var");
+    int nd = (int)json_integer_value(json_object_get(j, "node")), m = (int)json_integer_value(json_object_get(j, "m"));
+    int dim = (int)json_array_size(mean);
+    bool ok = nd > features && features >= 0 && nd < nn_net_count(net) && nn_net_node(net, nd)->op == NN_OP_DENSE &&
+              nn_net_node(net, nd)->in == features && m >= 1 && m <= 256 && nn_net_shape(net, nd).c == m &&
+              dim == nn_net_shape(net, features).c && json_array_size(var) == (size_t)m;
+    o->res_var = (float)json_number_value(json_object_get(j, "res_var"));
+    o->above = (float)json_number_value(json_object_get(j, "above"));
+    if (!ok || !(o->res_var > 0) || !(o->above > 0))
+        return core_fail(err, CORE_ERR_INVALID, "model",
+                         "the model has no valid skin-distance block (retrain it with caresync train)");
+    o->dim = dim, o->m = m;
+    o->mean = malloc((size_t)dim * sizeof *o->mean);
+    o->var = malloc((size_t)m * sizeof *o->var);
+    size_t nw = 0;
+    const float *w = nn_net_tensor(net, nd, 0, &nw);
+    if (with_basis && (o->basis = malloc((size_t)m * dim * sizeof *o->basis)) && w) memcpy(o->basis, w, nw * sizeof *w);
+    core_status rc = CORE_OK;
+    if (!o->mean || !o->var || (with_basis && !o->basis)) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    for (int d = 0; !rc && d < dim; d++) o->mean[d] = (float)json_number_value(json_array_get(mean, (size_t)d));
+    for (int q = 0; !rc && q < m; q++)
+        if (!((o->var[q] = (float)json_number_value(json_array_get(var, (size_t)q))) > 0))
+            rc = core_fail(err, CORE_ERR_INVALID, "model", "a skin-distance variance is not positive");
+    if (!rc) rc = screening_ood_centres(j, o, err);
+    if (rc) screening_ood_free(o);
+    else *node = nd;
+    return rc;
+}
+
+bool screening_risk_from_meta(const json_t *meta, screening_risk *r) {
+    const json_t *j = json_object_get(meta, "risk");
+    r->melanoma_above = (float)json_number_value(json_object_get(j, "melanoma_above"));
+    r->cancer_above = (float)json_number_value(json_object_get(j, "cancer_above"));
+    r->benign_sure = (float)json_number_value(json_object_get(j, "benign_sure"));
+    return json_is_object(j) && r->benign_sure > 0;
+}
