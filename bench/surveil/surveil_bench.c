@@ -400,12 +400,15 @@ static void aggregates(const char *dir, int64_t total) {
     printf("load (surveil_add_counts, one transaction): %.2f s (%.0f rows/s)\n", t_load, (double)rows / t_load);
 
     const char *const *codes = conditions;
+    const char **row_codes = xmalloc(nstates * sizeof *row_codes);
+    for (size_t s = 0; s < nstates; s++) row_codes[s] = surveil_demo_region(s, &(int){0});
     printf("%-10s %10s %10s %10s %10s %10s   %s\n", "epsilon", "build", "json", "dumps", "csv", "total",
            "cells published / suppressed, JSON and CSV bytes");
     for (int e = 0; e <= 1; e++) {
         surveil_query q = {.country = "US", .week_from = week0, .week_to = week0 + AGG_WEEKS - 1,
                            .conditions = codes, .n_conditions = NCOND, .k = 11, .base_k = 11,
-                           .epsilon = e};
+                           .epsilon = e, .sealed_through = week0 + AGG_WEEKS - 1, .regions = row_codes,
+                           .n_regions = nstates};
         double best[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
         size_t published = 0, json_bytes = 0, csv_bytes = 0;
         for (int rep = 0; rep < 3; rep++) {
@@ -446,6 +449,7 @@ static void aggregates(const char *dir, int64_t total) {
     free(order);
     free(w);
     free(count);
+    free(row_codes);
     free(c);
 }
 

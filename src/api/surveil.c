@@ -28,6 +28,10 @@ static bool analyst(http_request *rq, api_context *c, accounts_session *sess, bo
     return false;
 }
 
+/* The latest week anything built from the counts may show (surveil.h,
+ * "sealed weeks"). */
+static int sealed(const api_context *c) { return surveil_sealed_through(core_now(), c->cfg->surveil_seal_delay); }
+
 /* Every screening condition code, in the model's order: the columns. */
 static size_t condition_codes(const char **out, size_t cap) {
     size_t n = 0;
@@ -129,19 +133,38 @@ static char *release(http_request *rq, api_context *c, const char *org_label, co
  * release (*view, NULL for all). Responds 422 and returns false on bad
  * input. */
 static bool parse_query(http_request *rq, api_context *c, surveil_query *q, const char **conds, size_t cap,
-                        bool allow_epsilon, const char *country, const char **view) {
+                        const char **regs, size_t regcap, bool allow_epsilon, const char *country, const char **view) {
     memset(q, 0, sizeof *q);
     core_error err = {0};
     if (!country) country = http_query(rq, "country");
-    if (!country || strlen(country) != 2) {
-        http_respond_error(rq, 422, "validation_failed", "country", "country must be an ISO 3166-1 alpha-2 code such as US");
+    const json_t *subs = country && strlen(country) == 2 ? regions_subdivisions(c->regs, country) : NULL;
+    if (!subs || json_array_size(subs) == 0 || json_array_size(subs) > regcap) {
+        http_respond_error(rq, 422, "validation_failed", "country",
+                           "country must be an ISO 3166-1 alpha-2 code such as US, of a country with subdivisions");
         return false;
     }
     memcpy(q->country, country, 3);
-    int now = surveil_week_of_time(core_now());
+    /* Rows: every subdivision, whether or not it has data (surveil_query). */
+    size_t i;
+    const json_t *s;
+    json_array_foreach(subs, i, s) regs[i] = json_string_value(json_object_get(s, "code"));
+    q->regions = regs;
+    q->n_regions = json_array_size(subs);
+    /* Only sealed weeks: the default period ends with the latest one, and a
+     * later week asked for is refused rather than shown half-filled. */
+    q->sealed_through = sealed(c);
     const char *from = http_query(rq, "from"), *to = http_query(rq, "to");
-    q->week_to = now;
+    q->week_to = q->sealed_through;
     if (to && surveil_week_parse(to, &q->week_to, &err)) goto bad;
+    if (q->week_to > q->sealed_through) {
+        char wk[9];
+        surveil_week_format(q->sealed_through, wk);
+        http_respond_error(rq, 422, "week_not_released", "to",
+                           "that week is not released yet: a week's counts are released once it has ended and "
+                           "%d hours have passed (the latest released week is %s)",
+                           c->cfg->surveil_seal_delay / 3600, wk);
+        return false;
+    }
     q->week_from = q->week_to - 11;
     if (from && surveil_week_parse(from, &q->week_from, &err)) {
         snprintf(err.field, sizeof err.field, "from");
@@ -240,6 +263,53 @@ static void pick_consent(void *ud, const ledger_consent *cn) {
     p->hit = true;
 }
 
+/* Write the queued reward records to the ledger once there is a whole
+ * batch: all of them, in random order, one after another, so the ledger
+ * shows a batch of contributors and not when each one shared. A record the
+ * ledger refuses for good (its consent was revoked or expired before the
+ * batch was written, or it is already there after a crash) leaves the
+ * queue; the count it came with stays, as it was shared under an active
+ * consent. On any other failure (storage) the rest stays queued for the
+ * next attempt. *left: how many are still queued. */
+static pthread_mutex_t pay_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void api_surveil_pay_rewards(api_context *c, size_t *left) {
+    enum { CAP = 4096 };
+    surveil_reward *batch = malloc(CAP * sizeof *batch);
+    core_error err = {0};
+    size_t n = 0;
+    pthread_mutex_lock(&pay_lock);
+    core_status rc = batch ? CORE_OK : core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory");
+    if (!rc) rc = surveil_rewards_pending(c->st, (size_t)c->cfg->surveil_reward_batch, batch, CAP, &n, &err);
+    uint64_t rewards[LEDGER_CATEGORIES];
+    if (!rc && n) rc = ledger_get_rewards(c->led, rewards, &err);
+    for (size_t i = 0; i < n && !rc; i++) {
+        ledger_tx tx = {.kind = LEDGER_TX_CONTRIBUTE};
+        memcpy(tx.u.contribute.contributor, batch[i].contributor, 32);
+        memcpy(tx.u.contribute.grant, batch[i].grant, 32);
+        tx.u.contribute.category = LEDGER_CAT_SCREENING;
+        memcpy(tx.u.contribute.commitment, batch[i].commitment, 32);
+        tx.u.contribute.reward = rewards[LEDGER_CAT_SCREENING];
+        ledger_receipt receipt;
+        core_error e = {0};
+        core_status s = ledger_sign_submit(c->led, &tx, c->node_sk, &receipt, &e);
+        if (s == CORE_OK || s == CORE_ERR_CONFLICT || s == CORE_ERR_FORBIDDEN || s == CORE_ERR_NOT_FOUND) {
+            if (s) core_log(CORE_LOG_WARN, "a queued reward was refused by the ledger and dropped: %s", e.message);
+            rc = surveil_rewards_done(c->st, batch[i].commitment, &err);
+        } else {
+            err = e;
+            rc = s;
+        }
+    }
+    if (rc) core_log(CORE_LOG_WARN, "rewards stay queued: %s", err.message);
+    free(batch);
+    size_t q = 0;
+    core_error e2 = {0};
+    if (surveil_rewards_queued(c->st, &q, &e2)) q = 0;
+    pthread_mutex_unlock(&pay_lock);
+    if (left) *left = q;
+}
+
 void api_screenings_contribute(http_request *rq, void *ctx) {
     api_context *c = ctx;
     accounts_session sess;
@@ -302,7 +372,21 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
     memset(markin + 32, 0, 64);
     memcpy(markin + 32, sid, strnlen(sid, 64));
     cs_crypto_hash(mark, "caresync-contribution-mark", markin, sizeof markin);
-    core_status rc = surveil_add(c->st, &sc, mark, false, &err);
+    /* The reward's ledger record waits in the queue with the others
+     * (surveil.h, "batched rewards"); the count goes into the open week. */
+    uint8_t salt[16];
+    cs_crypto_random(salt, sizeof salt);
+    surveil_reward reward;
+    memcpy(reward.contributor, pk, 32);
+    memcpy(reward.grant, pick.found.grant, 32);
+    surveil_commitment(&sc, salt, reward.commitment);
+    uint64_t rewards[LEDGER_CATEGORIES];
+    core_status rc = ledger_get_rewards(c->led, rewards, &err);
+    if (!rc) rc = surveil_add(c->st, &sc, mark, sealed(c), &reward, &err);
+    if (rc == CORE_ERR_CONFLICT && strcmp(err.field, "week") == 0) {
+        http_respond_error(rq, 409, "week_closed", "week", "%s; take a new photo to share", err.message);
+        goto done;
+    }
     if (rc == CORE_ERR_CONFLICT) {
         http_respond_error(rq, 409, "already_shared", NULL, "this result was already shared");
         goto done;
@@ -311,37 +395,20 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
         api_fail(rq, &err, NULL);
         goto done;
     }
-    uint64_t rewards[LEDGER_CATEGORIES];
-    uint8_t salt[16];
-    cs_crypto_random(salt, sizeof salt);
-    ledger_tx tx = {.kind = LEDGER_TX_CONTRIBUTE};
-    memcpy(tx.u.contribute.contributor, pk, 32);
-    memcpy(tx.u.contribute.grant, pick.found.grant, 32);
-    tx.u.contribute.category = LEDGER_CAT_SCREENING;
-    surveil_commitment(&sc, salt, tx.u.contribute.commitment);
-    ledger_receipt receipt;
-    rc = ledger_get_rewards(c->led, rewards, &err);
-    if (!rc) {
-        tx.u.contribute.reward = rewards[LEDGER_CAT_SCREENING];
-        rc = ledger_sign_submit(c->led, &tx, c->node_sk, &receipt, &err);
-    }
-    if (rc) {
-        core_error e2 = {0};
-        surveil_remove(c->st, &sc, mark, &e2); /* not recorded: not counted */
-        api_ledger_fail(rq, &err);
-        goto done;
-    }
+    size_t queued = 0;
+    api_surveil_pay_rewards(c, &queued);
     char wk[9], salthex[33], text[160];
     surveil_week_format(sc.week, wk);
     cs_crypto_hex(salt, 16, salthex);
     surveil_contribution_text(&sc, text, sizeof text);
     http_respond_json(rq, 201,
-                      json_pack("{s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:o, s:I, s:{s:o, s:I}}", "contribution",
+                      json_pack("{s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:o, s:I, s:{s:s, s:i, s:I}}", "contribution",
                                 "condition", sc.condition, "region", sc.region, "week", wk, "age_band",
                                 surveil_age_band_name(sc.age_band), "source", surveil_source_name(sc.source), "text",
-                                text, "salt", salthex, "commitment", api_hex(tx.u.contribute.commitment, 32), "reward",
-                                (json_int_t)tx.u.contribute.reward, "receipt", "txid", api_hex(receipt.txid, 32),
-                                "block", (json_int_t)receipt.height));
+                                text, "salt", salthex, "commitment", api_hex(reward.commitment, 32), "reward",
+                                (json_int_t)rewards[LEDGER_CAT_SCREENING], "payment", "status",
+                                queued ? "queued" : "paid", "batch", c->cfg->surveil_reward_batch, "queued",
+                                (json_int_t)queued));
 done:
     if (have_sk) cs_crypto_wipe(sk, sizeof sk);
     free(doc);
@@ -367,13 +434,14 @@ void api_surveil_overview(http_request *rq, void *ctx) {
     int first = 0, last = 0;
     core_error err = {0};
     json_t *extent = json_null();
-    core_status rc = surveil_extent(c->st, &first, &last, &err);
+    int through = sealed(c);
+    core_status rc = surveil_extent(c->st, through, &first, &last, &err);
     if (!rc) {
         char a[9], b[9];
         surveil_week_format(first, a);
         surveil_week_format(last, b);
         extent = json_pack("{s:s, s:s}", "from", a, "to", b);
-        rc = surveil_countries(c->st, add_country, countries, &err);
+        rc = surveil_countries(c->st, through, add_country, countries, &err);
     } else if (rc == CORE_ERR_NOT_FOUND) {
         rc = CORE_OK;
     }
@@ -383,11 +451,13 @@ void api_surveil_overview(http_request *rq, void *ctx) {
         json_decref(extent);
         api_fail(rq, &err, NULL);
     } else {
-        char now[9];
+        char now[9], latest[9];
         surveil_week_format(surveil_week_of_time(core_now()), now);
+        surveil_week_format(through, latest);
         http_respond_json(rq, 200,
-                          json_pack("{s:o, s:o, s:o, s:s, s:i, s:[s,s,s,s,s]}", "conditions", conds, "countries",
-                                    countries, "extent", extent, "current_week", now, "k", c->cfg->surveil_k, "methods",
+                          json_pack("{s:o, s:o, s:o, s:s, s:s, s:i, s:i, s:[s,s,s,s,s]}", "conditions", conds,
+                                    "countries", countries, "extent", extent, "current_week", now, "latest_week", latest,
+                                    "seal_delay_s", c->cfg->surveil_seal_delay, "k", c->cfg->surveil_k, "methods",
                                     "c1", "c2", "c3", "cusum", "farrington"));
     }
     accounts_session_wipe(&sess);
@@ -398,8 +468,8 @@ void api_surveil_aggregates(http_request *rq, void *ctx) {
     accounts_session sess;
     if (!analyst(rq, c, &sess, false)) return;
     surveil_query q;
-    const char *conds[64], *view;
-    if (parse_query(rq, c, &q, conds, 64, false, NULL, &view)) {
+    const char *conds[64], *view, *regs[1024];
+    if (parse_query(rq, c, &q, conds, 64, regs, 1024, false, NULL, &view)) {
         uint8_t org[32];
         analysts_org(c, org);
         char *body = release(rq, c, "analysts", org, ANALYSTS_ORG_NAME, &q);
@@ -414,7 +484,7 @@ static bool detect_series(http_request *rq, api_context *c, const char *region, 
                           const surveil_params *p, int from, int to, json_t *ub, json_t *alarm, json_t **note) {
     core_error err = {0};
     int first, last;
-    core_status rc = surveil_extent(c->st, &first, &last, &err);
+    core_status rc = surveil_extent(c->st, to, &first, &last, &err);
     if (rc == CORE_ERR_NOT_FOUND || first > to) first = from;
     else if (rc) {
         api_fail(rq, &err, NULL);
@@ -488,9 +558,9 @@ void api_surveil_series(http_request *rq, void *ctx) {
      * chart can never publish a value the table suppressed. */
     char country[3] = {region[0], region[1], 0};
     surveil_query q;
-    const char *conds[64];
+    const char *conds[64], *regs[1024];
     const char *condition;
-    if (!parse_query(rq, c, &q, conds, 64, false, country, &condition)) goto done;
+    if (!parse_query(rq, c, &q, conds, 64, regs, 1024, false, country, &condition)) goto done;
     uint8_t org[32];
     analysts_org(c, org);
     char *body = release(rq, c, "analysts", org, ANALYSTS_ORG_NAME, &q);
@@ -538,23 +608,30 @@ done:
     accounts_session_wipe(&sess);
 }
 
-/* Alerts are rescanned when the data changed since the last scan. */
+/* Alerts are rescanned when the sealed data changed since the last scan:
+ * new data, or a newly sealed week. They look at sealed weeks only, so an
+ * alert never appears because of one contribution to an open week. */
 static pthread_mutex_t scan_lock = PTHREAD_MUTEX_INITIALIZER;
 static int64_t scanned_version = -1;
+static int scanned_week = -1;
 
 static core_status rescan(api_context *c, core_error *err) {
     int64_t v;
     core_status rc = surveil_data_version(c->st, &v, err);
     if (rc) return rc;
     pthread_mutex_lock(&scan_lock);
-    if (v != scanned_version) {
-        int first, last, now = surveil_week_of_time(core_now());
-        core_status e = surveil_extent(c->st, &first, &last, err);
+    int now = sealed(c);
+    if (v != scanned_version || now != scanned_week) {
+        int first, last;
+        core_status e = surveil_extent(c->st, now, &first, &last, err);
         surveil_params p;
         surveil_alert_params(e == CORE_OK ? now - first + 1 : 0, &p);
         int added;
         rc = e && e != CORE_ERR_NOT_FOUND ? e : surveil_scan(c->st, &p, now, 8, c->cfg->surveil_k, &added, err);
-        if (!rc) scanned_version = v;
+        if (!rc) {
+            scanned_version = v;
+            scanned_week = now;
+        }
     }
     pthread_mutex_unlock(&scan_lock);
     return rc;
@@ -634,8 +711,8 @@ void api_org_aggregates(http_request *rq, void *ctx) {
         return;
     }
     surveil_query q;
-    const char *conds[64], *view;
-    if (!parse_query(rq, c, &q, conds, 64, true, NULL, &view)) return;
+    const char *conds[64], *view, *regs[1024];
+    if (!parse_query(rq, c, &q, conds, 64, regs, 1024, true, NULL, &view)) return;
     char label[80];
     char hex[65];
     cs_crypto_hex(org, 32, hex);

@@ -3,6 +3,7 @@
  * a newcomer sees a living dashboard. Refuses to add a second year on top
  * of data that is already there unless --force. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +66,7 @@ int cli_demo(int argc, char **argv) {
     int status = 1;
     if (cs_crypto_init(&err) || core_mkdirs(data_dir, &err) || store_open(dbpath, 1, &st, &err)) goto out;
     int first, last;
-    core_status rc = surveil_extent(st, &first, &last, &err);
+    core_status rc = surveil_extent(st, INT_MAX, &first, &last, &err);
     if (rc == CORE_OK && if_empty) {
         status = 0;
         goto out;
@@ -80,7 +81,12 @@ int cli_demo(int argc, char **argv) {
     size_t n = 0;
     for (int i = 0; i < screening_condition_count() && n < 64; i++) codes[n++] = screening_condition_at(i)->code;
     surveil_demo_summary sum;
-    int now = surveil_week_of_time(core_now());
+    /* The synthetic year ends with the latest week a server on the default
+     * settings releases (surveil.h, "sealed weeks"), so the dashboard shows
+     * all of it, the injected outbreaks included. */
+    core_config defaults;
+    core_config_defaults(&defaults);
+    int now = surveil_sealed_through(core_now(), defaults.surveil_seal_delay);
     if (surveil_demo_fill(st, codes, n, now, (int)weeks, (unsigned)seed, &sum, &err)) goto out;
     char a[9], b[9];
     surveil_week_format(now - (int)weeks + 1, a);

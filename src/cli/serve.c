@@ -16,6 +16,7 @@
 #include "ledger/ledger.h"
 #include "regions/regions.h"
 #include "store/store.h"
+#include "surveil/surveil.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -49,6 +50,10 @@ static void usage(FILE *f) {
             "  --screenings-window SECONDS  (default 600)\n"
             "  --small-cell-k K         surveillance releases suppress counts below K (default 11)\n"
             "  --privacy-budget E       total differential-privacy epsilon per organisation (default 10)\n"
+            "  --seal-delay SECONDS     a week's surveillance counts are released this long after it ends\n"
+            "                           (default 86400, at least 3600)\n"
+            "  --reward-batch N         contributions' rewards go to the ledger in batches of at least N\n"
+            "                           (default 11)\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n");
 }
 
@@ -65,7 +70,7 @@ int cli_serve(int argc, char **argv) {
     core_config_defaults(&cfg);
     enum { O_HOST = 256, O_PORT, O_DATA, O_WEB, O_CERT, O_KEY, O_THREADS, O_BODY, O_TTL, O_FAIL, O_FAILIP,
            O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH, O_BATCHMAX, O_REWARDS, O_MODEL, O_BACKBONE,
-           O_SCREENS, O_SCREENWIN, O_SURVK, O_BUDGET };
+           O_SCREENS, O_SCREENWIN, O_SURVK, O_BUDGET, O_SEAL, O_RBATCH };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
         {"data-dir", required_argument, 0, O_DATA},    {"web-dir", required_argument, 0, O_WEB},
@@ -83,6 +88,8 @@ int cli_serve(int argc, char **argv) {
         {"screenings-window", required_argument, 0, O_SCREENWIN},
         {"small-cell-k", required_argument, 0, O_SURVK},
         {"privacy-budget", required_argument, 0, O_BUDGET},
+        {"seal-delay", required_argument, 0, O_SEAL},
+        {"reward-batch", required_argument, 0, O_RBATCH},
         {0, 0, 0, 0},
     };
     long v = 0, batch_ms = 10, batch_max = 4096;
@@ -124,6 +131,8 @@ int cli_serve(int argc, char **argv) {
         case O_SCREENWIN: ok = parse_int(optarg, 1, 86400, &v); cfg.screen_window = (int)v; break;
         case O_SURVK: ok = parse_int(optarg, 1, 1000, &v); cfg.surveil_k = (int)v; break;
         case O_BUDGET: ok = parse_int(optarg, 0, 1000, &v); cfg.surveil_budget = (double)v; break;
+        case O_SEAL: ok = parse_int(optarg, SURVEIL_SEAL_DELAY_MIN, 60L * 86400, &v); cfg.surveil_seal_delay = (int)v; break;
+        case O_RBATCH: ok = parse_int(optarg, 1, 10000, &v); cfg.surveil_reward_batch = (int)v; break;
         case O_REWARDS: {
             char buf[128], *save = NULL, *tok;
             snprintf(buf, sizeof buf, "%s", optarg);

@@ -39,4 +39,10 @@ void core_config_defaults(core_config *cfg) {
     cfg->screen_window = 10 * 60;
     cfg->surveil_k = 11;
     cfg->surveil_budget = 10.0;
+    /* A week is released a day after it ends (surveil.h, "sealed weeks"):
+     * long enough for a result shared just before midnight on Sunday, short
+     * enough that weekly surveillance stays timely. Rewards are paid in
+     * batches as large as the smallest published count. */
+    cfg->surveil_seal_delay = 86400;
+    cfg->surveil_reward_batch = 11;
 }

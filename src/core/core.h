@@ -78,6 +78,8 @@ typedef struct {
     int screen_window;          /* seconds */
     int surveil_k;              /* small-cell threshold of every release (11) */
     double surveil_budget;      /* total epsilon an organisation may spend (10) */
+    int surveil_seal_delay;     /* seconds after a week ends before it is released (86400) */
+    int surveil_reward_batch;   /* contributions' rewards go to the ledger in batches of at least this (11) */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

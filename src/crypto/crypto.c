@@ -11,6 +11,7 @@ core_status cs_crypto_init(core_error *err) {
 }
 
 void cs_crypto_random(void *buf, size_t n) { randombytes_buf(buf, n); }
+uint32_t cs_crypto_uniform(uint32_t upper) { return upper < 2 ? 0 : randombytes_uniform(upper); }
 void cs_crypto_wipe(void *buf, size_t n) { sodium_memzero(buf, n); }
 bool cs_crypto_equal(const void *a, const void *b, size_t n) { return sodium_memcmp(a, b, n) == 0; }
 

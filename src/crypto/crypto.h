@@ -18,6 +18,8 @@
 core_status cs_crypto_init(core_error *err);
 
 void cs_crypto_random(void *buf, size_t n);
+/* A uniform random number in [0, upper) (no modulo bias); 0 when upper < 2. */
+uint32_t cs_crypto_uniform(uint32_t upper);
 void cs_crypto_wipe(void *buf, size_t n);
 /* Constant-time equality of two n-byte buffers. */
 bool cs_crypto_equal(const void *a, const void *b, size_t n);

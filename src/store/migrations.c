@@ -114,6 +114,13 @@ static const char *const migrations[] = {
     "  acked_by TEXT,"
     "  acked_at INTEGER,"
     "  UNIQUE (region, condition, week, method));",
+    /* 7: contributions' reward records wait here until a whole batch goes
+     * to the ledger at once (surveil/pool.c). Keyed by the commitment
+     * (random-looking) and WITHOUT ROWID: no arrival order is kept. */
+    "CREATE TABLE surveil_reward_queue ("
+    "  commitment BLOB PRIMARY KEY,"
+    "  contributor BLOB NOT NULL,"
+    "  grant BLOB NOT NULL) WITHOUT ROWID;",
 };
 
 static const store_schema app_schema = {

@@ -66,7 +66,7 @@ core_status surveil_scan(store *st, const surveil_params *p, int week_now, int r
                          core_error *err) {
     *added = 0;
     int first, last;
-    core_status rc = surveil_extent(st, &first, &last, err);
+    core_status rc = surveil_extent(st, week_now, &first, &last, err);
     if (rc == CORE_ERR_NOT_FOUND) return CORE_OK;
     if (rc) return rc;
     if (week_now < first) return CORE_OK;

@@ -98,10 +98,27 @@ static int mark_put(store *st, sqlite3 *db, const uint8_t mark[32], core_error *
     return sqlite3_changes(db) == 1;
 }
 
-core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t *mark, bool synthetic,
-                        core_error *err) {
+static core_status queue_put(store *st, sqlite3 *db, const surveil_reward *r, core_error *err) {
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db, "INSERT INTO surveil_reward_queue VALUES (?1, ?2, ?3)", &q, err);
+    if (rc) return rc;
+    sqlite3_bind_blob(q, 1, r->commitment, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, r->contributor, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 3, r->grant, 32, SQLITE_STATIC);
+    int s = sqlite3_step(q);
+    sqlite3_reset(q);
+    return s == SQLITE_DONE ? CORE_OK : store_error(db, err);
+}
+
+core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t *mark, int sealed_through,
+                        const surveil_reward *reward, core_error *err) {
     core_status rc = surveil_contribution_check(c, err);
     if (rc) return rc;
+    if (c->week <= sealed_through) {
+        char wk[9];
+        surveil_week_format(c->week, wk);
+        return core_fail(err, CORE_ERR_CONFLICT, "week", "week %s is closed: its counts are final", wk);
+    }
     sqlite3 *db = store_acquire(st);
     if ((rc = store_begin(db, err))) {
         store_release(st, db);
@@ -112,8 +129,11 @@ core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t 
         if (m < 0) rc = err->code;
         else if (m == 0) rc = core_fail(err, CORE_ERR_CONFLICT, "contribution", "this was already shared");
     }
-    if (!rc) rc = bump(st, db, c, 1, synthetic, err);
-    if (!rc) rc = version_bump(db, err);
+    /* No version bump: the week is open, so no release, series or alert can
+     * include this count until it is sealed, and the sealed data (what the
+     * version keys) is unchanged. */
+    if (!rc) rc = bump(st, db, c, 1, false, err);
+    if (!rc && reward) rc = queue_put(st, db, reward, err);
     if (!rc) rc = store_commit(db, err);
     if (rc) store_rollback(db);
     store_release(st, db);
@@ -132,26 +152,6 @@ core_status surveil_add_counts(store *st, const surveil_contribution *c, const i
     }
     for (size_t i = 0; i < n && !rc; i++)
         if (counts[i] > 0) rc = bump(st, db, &c[i], counts[i], synthetic, err);
-    if (!rc) rc = version_bump(db, err);
-    if (!rc) rc = store_commit(db, err);
-    if (rc) store_rollback(db);
-    store_release(st, db);
-    return rc;
-}
-
-core_status surveil_remove(store *st, const surveil_contribution *c, const uint8_t *mark, core_error *err) {
-    sqlite3 *db = store_acquire(st);
-    core_status rc = store_begin(db, err);
-    if (!rc) rc = bump(st, db, c, -1, false, err);
-    if (!rc && mark) {
-        sqlite3_stmt *q;
-        rc = store_prepare_cached(st, db, "DELETE FROM surveil_marks WHERE mark = ?1", &q, err);
-        if (!rc) {
-            sqlite3_bind_blob(q, 1, mark, 32, SQLITE_STATIC);
-            if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
-            sqlite3_reset(q);
-        }
-    }
     if (!rc) rc = version_bump(db, err);
     if (!rc) rc = store_commit(db, err);
     if (rc) store_rollback(db);
@@ -211,12 +211,14 @@ core_status surveil_series(store *st, const char *region, const char *condition,
     return rc;
 }
 
-core_status surveil_countries(store *st, surveil_country_fn fn, void *ud, core_error *err) {
+core_status surveil_countries(store *st, int through, surveil_country_fn fn, void *ud, core_error *err) {
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(
-        st, db, "SELECT DISTINCT substr(region, 1, 2) FROM surveil_counts WHERE n > 0 ORDER BY 1", &q, err);
+        st, db, "SELECT DISTINCT substr(region, 1, 2) FROM surveil_counts WHERE n > 0 AND week <= ?1 ORDER BY 1", &q,
+        err);
     if (!rc) {
+        sqlite3_bind_int(q, 1, through);
         int s;
         while ((s = sqlite3_step(q)) == SQLITE_ROW) fn(ud, (const char *)sqlite3_column_text(q, 0));
         if (s != SQLITE_DONE) rc = store_error(db, err);
@@ -226,17 +228,83 @@ core_status surveil_countries(store *st, surveil_country_fn fn, void *ud, core_e
     return rc;
 }
 
-core_status surveil_extent(store *st, int *first, int *last, core_error *err) {
+core_status surveil_extent(store *st, int through, int *first, int *last, core_error *err) {
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(st, db, "SELECT min(week), max(week) FROM surveil_counts WHERE n > 0", &q, err);
+    core_status rc = store_prepare_cached(
+        st, db, "SELECT min(week), max(week) FROM surveil_counts WHERE n > 0 AND week <= ?1", &q, err);
     if (!rc) {
+        sqlite3_bind_int(q, 1, through);
         if (sqlite3_step(q) != SQLITE_ROW) rc = store_error(db, err);
         else if (sqlite3_column_type(q, 0) == SQLITE_NULL) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no data yet");
         else {
             *first = sqlite3_column_int(q, 0);
             *last = sqlite3_column_int(q, 1);
         }
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    return rc;
+}
+
+/* ---- the reward queue ---- */
+
+core_status surveil_rewards_queued(store *st, size_t *n, core_error *err) {
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db, "SELECT count(*) FROM surveil_reward_queue", &q, err);
+    if (!rc) {
+        if (sqlite3_step(q) == SQLITE_ROW) *n = (size_t)sqlite3_column_int64(q, 0);
+        else rc = store_error(db, err);
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_rewards_pending(store *st, size_t min, surveil_reward *out, size_t cap, size_t *n,
+                                    core_error *err) {
+    *n = 0;
+    size_t queued = 0;
+    core_status rc = surveil_rewards_queued(st, &queued, err);
+    if (rc || queued < min || min == 0) return rc;
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    /* The table is keyed by commitment (WITHOUT ROWID), so it keeps no
+     * arrival order; the shuffle below makes the order on the ledger random
+     * rather than sorted by commitment. */
+    rc = store_prepare_cached(st, db, "SELECT commitment, contributor, grant FROM surveil_reward_queue", &q, err);
+    if (!rc) {
+        int s;
+        while (*n < cap && (s = sqlite3_step(q)) == SQLITE_ROW) {
+            surveil_reward *r = &out[*n];
+            if (sqlite3_column_bytes(q, 0) != 32 || sqlite3_column_bytes(q, 1) != 32 || sqlite3_column_bytes(q, 2) != 32)
+                continue; /* cannot be written by this code; never hand out a short key */
+            memcpy(r->commitment, sqlite3_column_blob(q, 0), 32);
+            memcpy(r->contributor, sqlite3_column_blob(q, 1), 32);
+            memcpy(r->grant, sqlite3_column_blob(q, 2), 32);
+            (*n)++;
+        }
+        if (*n < cap && s != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_reset(q);
+    }
+    store_release(st, db);
+    for (size_t i = *n; i > 1; i--) { /* Fisher-Yates with libsodium's uniform draw */
+        size_t j = cs_crypto_uniform((uint32_t)i);
+        surveil_reward t = out[i - 1];
+        out[i - 1] = out[j];
+        out[j] = t;
+    }
+    return rc;
+}
+
+core_status surveil_rewards_done(store *st, const uint8_t commitment[32], core_error *err) {
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db, "DELETE FROM surveil_reward_queue WHERE commitment = ?1", &q, err);
+    if (!rc) {
+        sqlite3_bind_blob(q, 1, commitment, 32, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
         sqlite3_reset(q);
     }
     store_release(st, db);

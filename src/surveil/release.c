@@ -63,31 +63,29 @@ static void bind_country_weeks(sqlite3_stmt *q, const surveil_release *r, const 
     sqlite3_bind_int(q, 3, r->week_to);
 }
 
-static core_status load_regions(store *st, sqlite3 *db, surveil_release *r, const char *pattern, core_error *err) {
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(st, db,
-                                          "SELECT DISTINCT region FROM surveil_counts WHERE region >= ?1 AND region < ?4 "
-                                          "AND week BETWEEN ?2 AND ?3 AND n > 0 ORDER BY region",
-                                          &q, err);
-    if (rc) return rc;
-    bind_country_weeks(q, r, pattern);
-    size_t cap = 0;
-    int s;
-    while ((s = sqlite3_step(q)) == SQLITE_ROW) {
-        if (r->n_regions == cap) {
-            cap = cap ? cap * 2 : 64;
-            void *p = realloc(r->regions, cap * sizeof *r->regions);
-            if (!p) {
-                sqlite3_reset(q);
-                return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-            }
-            r->regions = p;
-        }
-        snprintf(r->regions[r->n_regions++], 8, "%s", (const char *)sqlite3_column_text(q, 0));
+static int region_cmp(const void *a, const void *b) { return strcmp(a, b); }
+
+/* The rows are the caller's list (every subdivision of the country), never
+ * the regions that happen to have data: a row appearing once its first
+ * contribution is sealed would say where that contributor lives. */
+static core_status copy_regions(surveil_release *r, const surveil_query *q, core_error *err) {
+    if (q->n_regions == 0 || q->n_regions > 10000 || !q->regions)
+        return core_fail(err, CORE_ERR_INVALID, "country", "no subdivisions known for this country");
+    r->regions = calloc(q->n_regions, sizeof *r->regions);
+    if (!r->regions) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    size_t pl = strlen(r->country);
+    for (size_t i = 0; i < q->n_regions; i++) {
+        const char *code = q->regions[i];
+        size_t l = strlen(code);
+        if (l < 4 || l >= sizeof r->regions[0] || strncmp(code, r->country, pl) != 0 || code[pl] != '-')
+            return core_fail(err, CORE_ERR_INVALID, "regions", "'%s' is not a subdivision of %s", code, r->country);
+        memcpy(r->regions[r->n_regions++], code, l + 1);
     }
-    if (s != SQLITE_DONE) rc = store_error(db, err);
-    sqlite3_reset(q);
-    return rc;
+    qsort(r->regions, r->n_regions, sizeof *r->regions, region_cmp);
+    for (size_t i = 1; i < r->n_regions; i++)
+        if (strcmp(r->regions[i - 1], r->regions[i]) == 0)
+            return core_fail(err, CORE_ERR_INVALID, "regions", "'%s' is listed twice", r->regions[i]);
+    return CORE_OK;
 }
 
 static core_status load_counts(store *st, sqlite3 *db, surveil_release *r, const char *pattern, core_error *err) {
@@ -121,6 +119,11 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
         return core_fail(err, CORE_ERR_INVALID, "country", "country must be an ISO 3166-1 alpha-2 code such as US");
     if (q->week_to < q->week_from) return core_fail(err, CORE_ERR_INVALID, "to", "the period ends before it starts");
     if (q->week_to - q->week_from >= 520) return core_fail(err, CORE_ERR_INVALID, "from", "at most 520 weeks at once");
+    if (q->week_to > q->sealed_through) {
+        char wk[9];
+        surveil_week_format(q->sealed_through, wk);
+        return core_fail(err, CORE_ERR_INVALID, "to", "only closed weeks are released (the latest is %s)", wk);
+    }
     if (q->k < 1 || q->k > 1000) return core_fail(err, CORE_ERR_INVALID, "k", "k must be from 1 to 1000");
     if (q->base_k > q->k) return core_fail(err, CORE_ERR_INVALID, "k", "k must be at least %d", q->base_k);
     if (!(q->epsilon >= 0 && q->epsilon <= 10))
@@ -148,7 +151,7 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
     /* one read transaction: the regions and the counts agree */
     if (!rc && sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) rc = store_error(db, err);
     if (!rc) {
-        rc = load_regions(st, db, r, pattern, err);
+        rc = copy_regions(r, q, err);
         size_t weeks = (size_t)(r->week_to - r->week_from + 1);
         if (!rc) {
             r->grids = calloc(weeks, sizeof *r->grids);

@@ -210,20 +210,60 @@ core_status surveil_contribution_check(const surveil_contribution *c, core_error
 size_t surveil_contribution_text(const surveil_contribution *c, char *out, size_t cap);
 void surveil_commitment(const surveil_contribution *c, const uint8_t salt[16], uint8_t out[32]);
 
-/* Count one contribution. mark (32 bytes, may be NULL) names the datum it
- * came from, as a keyed hash the caller computes; a mark seen before is
- * CORE_ERR_CONFLICT and nothing is counted. synthetic marks demo data. */
-core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t *mark, bool synthetic,
-                        core_error *err);
+/* ---- sealed weeks and batched rewards ----
+ * Why (docs/SURVEILLANCE.md, "Releases and the public ledger"): the ledger is
+ * public and shows every contribution's wallet and time. If releases moved
+ * with each contribution, an analyst could take a release, wait for one
+ * contribution on the ledger, take another, and read that wallet's region,
+ * condition and week off the difference. So:
+ *  - a week is *open* while it runs and for `delay` seconds after it ends,
+ *    then *sealed*: only sealed weeks ever leave the service (releases,
+ *    series, alerts, the countries and weeks with data), and a sealed week's
+ *    counts never change again, so two releases differ only by whole weeks;
+ *  - a contribution's ledger record (its reward) is not written when it is
+ *    made but queued, and the queue goes to the ledger only when it holds a
+ *    whole batch, in random order, so the ledger shows batches of at least
+ *    `batch` contributors and never when one contribution arrived.
+ * delay must exceed the time a screening result can still be shared (the
+ * desk keeps results an hour), so no contribution is ever late for its week. */
+#define SURVEIL_SEAL_DELAY_MIN 3600
+/* The latest sealed week at time now. */
+int surveil_sealed_through(int64_t now, int64_t delay);
+
+/* What the ledger will record for a contribution (its reward transaction's
+ * body): the contributor's wallet, the consent it was shared under and the
+ * salted commitment. Nothing here names the five facts. */
+typedef struct {
+    uint8_t contributor[32];
+    uint8_t grant[32];
+    uint8_t commitment[32];
+} surveil_reward;
+
+/* Count one contribution and queue its reward record, in one transaction.
+ * mark (32 bytes, may be NULL) names the datum it came from, as a keyed hash
+ * the caller computes; a mark seen before is CORE_ERR_CONFLICT (field
+ * "contribution") and nothing is counted. A week at or before sealed_through
+ * is CORE_ERR_CONFLICT (field "week"): sealed weeks never change. reward may
+ * be NULL (nothing queued). Counting into an open week does not change the
+ * data version: nothing that leaves the service can see it yet. */
+core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t *mark, int sealed_through,
+                        const surveil_reward *reward, core_error *err);
 /* Many at once in one transaction (demo data, benchmarks): counts[i] of
- * contributions[i]. */
+ * contributions[i], into any week (demo data is synthetic and flagged as
+ * such in everything built from it); bumps the data version. */
 core_status surveil_add_counts(store *st, const surveil_contribution *c, const int64_t *counts, size_t n,
                                bool synthetic, core_error *err);
-/* Take back one unit of a count (the ledger refused the contribution
- * after it was counted). */
-core_status surveil_remove(store *st, const surveil_contribution *c, const uint8_t *mark, core_error *err);
-/* Goes up with every change to the counts (releases and alerts key on it). */
+/* Goes up with every change to sealed data (releases and alerts key on it). */
 core_status surveil_data_version(store *st, int64_t *out, core_error *err);
+
+/* The queued reward records, when at least min are queued (else *n = 0): up
+ * to cap of them into out, in a random order. They stay queued until
+ * surveil_rewards_done removes each, so a crash mid-batch loses none (the
+ * ledger refuses a commitment it already holds, which also counts as done). */
+core_status surveil_rewards_pending(store *st, size_t min, surveil_reward *out, size_t cap, size_t *n,
+                                    core_error *err);
+core_status surveil_rewards_done(store *st, const uint8_t commitment[32], core_error *err);
+core_status surveil_rewards_queued(store *st, size_t *n, core_error *err);
 
 /* ---- queries and releases ---- */
 typedef struct {
@@ -234,6 +274,10 @@ typedef struct {
     int k;                    /* small-cell threshold (>= base_k) */
     int base_k;               /* the service's threshold (11): the pattern every release starts from */
     double epsilon;           /* 0: exact counts; > 0: two-sided geometric noise first */
+    int sealed_through;       /* the latest sealed week: week_to beyond it is refused */
+    const char *const *regions; /* the rows (borrowed): every subdivision of the country, so that which
+                                   rows a release has never depends on the data */
+    size_t n_regions;
 } surveil_query;
 
 typedef struct surveil_release surveil_release;
@@ -288,11 +332,12 @@ core_status surveil_budget_spent(store *st, const char *org, double *spent, core
  * for week_to - week_from + 1 values. *synthetic: any demo data in them. */
 core_status surveil_series(store *st, const char *region, const char *condition, int week_from, int week_to,
                            double *out, bool *synthetic, core_error *err);
-/* The countries (ISO 3166-1 alpha-2) with any data, in order. */
+/* The countries (ISO 3166-1 alpha-2) with data in weeks up to through, in order. */
 typedef void (*surveil_country_fn)(void *ud, const char *country);
-core_status surveil_countries(store *st, surveil_country_fn fn, void *ud, core_error *err);
-/* First and last week with data; CORE_ERR_NOT_FOUND when there is none. */
-core_status surveil_extent(store *st, int *first, int *last, core_error *err);
+core_status surveil_countries(store *st, int through, surveil_country_fn fn, void *ud, core_error *err);
+/* First and last week with data, among weeks up to through;
+ * CORE_ERR_NOT_FOUND when there is none. */
+core_status surveil_extent(store *st, int through, int *first, int *last, core_error *err);
 
 typedef struct {
     int64_t id;
@@ -309,7 +354,8 @@ typedef struct {
 } surveil_alert;
 
 /* Run p over every (region, condition) series with data and store an alert
- * for each alarm in the last `recent` weeks up to week_now whose week holds
+ * for each alarm in the last `recent` weeks up to week_now (the latest
+ * sealed week: nothing later is read) whose week holds
  * at least min_count cases (alerts already stored stay as they are). With
  * min_count = the release threshold k, an alert never points at a count the
  * dashboard suppresses, and tiny counts do not flood analysts. *added

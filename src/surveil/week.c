@@ -66,3 +66,8 @@ core_status surveil_week_parse(const char *text, int *week, core_error *err) {
     *week = first + w - 1;
     return CORE_OK;
 }
+
+/* Week W ends when W + 1 starts; it is sealed once delay more seconds have
+ * passed, so the latest sealed week is the one before the week holding
+ * now - delay. */
+int surveil_sealed_through(int64_t now, int64_t delay) { return surveil_week_of_time(now - delay) - 1; }

@@ -14,7 +14,8 @@ export const WEB_DIR = process.env.CARESYNC_WEB_DIR || new URL('../../web', impo
 export async function startServer(extra = [], opts = {}) {
   const dataDir = opts.dataDir || mkdtempSync(join(tmpdir(), 'caresync-it-'));
   const args = ['serve', '--port', '0', '--data-dir', dataDir, '--web-dir', WEB_DIR, '--log-level', 'warn', ...extra];
-  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // opts.env: extra environment (e.g. libfaketime to run the server days later)
+  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; });
   const line = await new Promise((resolve, reject) => {

@@ -65,14 +65,17 @@ test('only analysts and admins see surveillance data', async () => {
 
 test('aggregates: nothing below k, suppressed values null, CSV = JSON, same question same answer', async () => {
   const ov = (await analyst.get('/api/surveil/overview')).json;
-  const q = `/api/surveil/aggregates?country=US&to=${ov.current_week}`;
+  const q = `/api/surveil/aggregates?country=US&to=${ov.latest_week}`;
   const r = await analyst.get(q);
   assert.equal(r.status, 200, r.text);
   const rel = r.json;
   assert.equal(rel.synthetic, true);
   assert.equal(rel.k, K);
   assert.equal(rel.weeks.length, 12);
-  assert.equal(rel.regions.length, 51);
+  // rows: every ISO 3166-2 subdivision of the country, with data or not
+  const iso = (await analyst.get('/api/regions?country=US')).json;
+  const isoCodes = (iso.subdivisions || iso).map((x) => x.code).sort();
+  assert.deepEqual(rel.regions, isoCodes);
   const nums = numbers(rel);
   assert.ok(nums.some((v) => v === null), 'small states have suppressed cells');
   assert.ok(nums.filter((v) => v !== null).every((v) => v === 0 || v >= K), 'no released value below k');
@@ -112,7 +115,8 @@ test('aggregates: nothing below k, suppressed values null, CSV = JSON, same ques
   assert.ok(!fcsv.some((l) => l.split(',')[2] === 'all'));
   // bad input: stable error codes, nothing released
   for (const [path, field] of [['?country=USA', 'country'], ['?country=US&from=2026-W60', 'from'],
-    ['?country=US&condition=leprosy', 'condition'], ['?country=US&k=3', 'k'], ['?country=US&epsilon=1', 'epsilon']]) {
+    ['?country=US&condition=leprosy', 'condition'], ['?country=US&k=3', 'k'], ['?country=US&epsilon=1', 'epsilon'],
+    [`?country=US&to=${ov.current_week}`, 'to']]) {
     const b = await analyst.get('/api/surveil/aggregates' + path);
     assert.equal(b.status, 422, path);
     assert.equal(errorOf(b).field, field, path);
@@ -133,7 +137,7 @@ test('every release is on the ledger, to a registered organisation', async () =>
 
 test('series: the outbreak in Florida alarms; observed values are the release\'s', async () => {
   const ov = (await analyst.get('/api/surveil/overview')).json;
-  const r = await analyst.get(`/api/surveil/series?region=US-FL&condition=fungal&method=c2&to=${ov.current_week}`);
+  const r = await analyst.get(`/api/surveil/series?region=US-FL&condition=fungal&method=c2&to=${ov.latest_week}`);
   assert.equal(r.status, 200, r.text);
   const s = r.json;
   assert.equal(s.weeks.length, 12);
@@ -207,7 +211,7 @@ test('organisations: token API, epsilon per release, budget enforced', async () 
 
 test('no analytics row, release or export names a person', async () => {
   const ov = (await analyst.get('/api/surveil/overview')).json;
-  const exp = await analyst.get(`/api/surveil/aggregates?country=US&to=${ov.current_week}&format=csv`);
+  const exp = await analyst.get(`/api/surveil/aggregates?country=US&to=${ov.latest_week}&format=csv`);
   assert.ok(!exp.text.includes('petra-unique-name'));
   const db = join(srv.dataDir, 'caresync.db');
   const dump = (t) => execFileSync('sqlite3', [db, `.dump ${t}`], { encoding: 'utf8', maxBuffer: 1 << 28 });

@@ -498,28 +498,49 @@ static void contributions_are_counted_once(void **state) {
     int w = surveil_week_of_date(2026, 11, 23);
     surveil_contribution c = contrib("fungal", "US-CA", w);
     uint8_t mark[32] = {1};
+    surveil_reward rw = {.contributor = {7}, .grant = {8}, .commitment = {9}};
     int64_t v0, v1;
+    size_t queued;
     assert_int_equal(surveil_data_version(f->st, &v0, &err), CORE_OK);
-    assert_int_equal(surveil_add(f->st, &c, mark, false, &err), CORE_OK);
-    assert_int_equal(surveil_add(f->st, &c, mark, false, &err), CORE_ERR_CONFLICT);
+    /* a sealed week is refused, whole: nothing counted, nothing queued */
+    assert_int_equal(surveil_add(f->st, &c, mark, w, &rw, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "week");
+    assert_int_equal(surveil_rewards_queued(f->st, &queued, &err), CORE_OK);
+    assert_int_equal(queued, 0);
+    /* the open week: counted, the reward queued; a second time: refused */
+    assert_int_equal(surveil_add(f->st, &c, mark, w - 1, &rw, &err), CORE_OK);
+    assert_int_equal(surveil_add(f->st, &c, mark, w - 1, NULL, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "contribution");
+    /* counting into an open week leaves the version (what releases key on) alone */
     assert_int_equal(surveil_data_version(f->st, &v1, &err), CORE_OK);
-    assert_int_equal(v1, v0 + 1);
+    assert_int_equal(v1, v0);
     double x[1];
     bool syn;
     assert_int_equal(surveil_series(f->st, "US-CA", "fungal", w, w, x, &syn, &err), CORE_OK);
     assert_true(x[0] == 1 && !syn);
     assert_int_equal(surveil_series(f->st, "US", NULL, w, w, x, &syn, &err), CORE_OK);
     assert_true(x[0] == 1);
-    /* the ledger refused it: take it back, and the same datum may come again */
-    assert_int_equal(surveil_remove(f->st, &c, mark, &err), CORE_OK);
-    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", w, w, x, &syn, &err), CORE_OK);
-    assert_true(x[0] == 0);
-    assert_int_equal(surveil_add(f->st, &c, mark, false, &err), CORE_OK);
+    /* the count is not visible to anything bounded by the sealed weeks */
+    int first, last;
+    assert_int_equal(surveil_extent(f->st, w - 1, &first, &last, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(surveil_extent(f->st, w, &first, &last, &err), CORE_OK);
+    assert_int_equal(last, w);
+    /* the queue hands out nothing below a batch, then everything */
+    surveil_reward out[4];
+    size_t n;
+    assert_int_equal(surveil_rewards_pending(f->st, 2, out, 4, &n, &err), CORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(surveil_rewards_pending(f->st, 1, out, 4, &n, &err), CORE_OK);
+    assert_int_equal(n, 1);
+    assert_memory_equal(&out[0], &rw, sizeof rw);
+    assert_int_equal(surveil_rewards_done(f->st, rw.commitment, &err), CORE_OK);
+    assert_int_equal(surveil_rewards_queued(f->st, &queued, &err), CORE_OK);
+    assert_int_equal(queued, 0);
     /* malformed contributions are refused whole */
     surveil_contribution bad = contrib("Fungal!", "US-CA", w);
-    assert_int_equal(surveil_add(f->st, &bad, NULL, false, &err), CORE_ERR_INVALID);
+    assert_int_equal(surveil_add(f->st, &bad, NULL, w - 1, NULL, &err), CORE_ERR_INVALID);
     bad = contrib("fungal", "us-ca", w);
-    assert_int_equal(surveil_add(f->st, &bad, NULL, false, &err), CORE_ERR_INVALID);
+    assert_int_equal(surveil_add(f->st, &bad, NULL, w - 1, NULL, &err), CORE_ERR_INVALID);
     assert_string_equal(err.field, "region");
     /* age bands */
     assert_int_equal(surveil_age_band(2024, 2026), 0);
@@ -563,8 +584,10 @@ static void releases_are_suppressed_and_logged(void **state) {
     core_error err = {0};
     int w0 = surveil_week_of_date(2026, 1, 5);
     fill(f->st, w0, 4);
+    /* rows are the caller's list (here with US-WA, which has no data) */
+    static const char *const rows[] = {"US-OR", "US-CA", "US-NV", "US-WA"};
     surveil_query q = {.country = "US", .week_from = w0, .week_to = w0 + 3, .conditions = conds, .n_conditions = 3,
-                       .k = 11};
+                       .k = 11, .sealed_through = w0 + 3, .regions = rows, .n_regions = 4};
     surveil_release *r;
     assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_OK);
     json_t *j = surveil_release_json(r);
@@ -677,6 +700,33 @@ static void releases_are_suppressed_and_logged(void **state) {
     q.k = 11;
     q.week_to = q.week_from - 1;
     assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_ERR_INVALID);
+    /* a week not yet sealed is never released */
+    q.week_to = q.week_from + 3;
+    q.sealed_through = q.week_to - 1;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "to");
+    q.sealed_through = q.week_to;
+    /* rows must be the country's subdivisions, each once */
+    static const char *const foreign[] = {"US-CA", "MX-CMX"}, *const twice[] = {"US-CA", "US-CA"};
+    q.regions = foreign;
+    q.n_regions = 2;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_ERR_INVALID);
+    q.regions = twice;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_ERR_INVALID);
+    q.n_regions = 0;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_ERR_INVALID);
+}
+
+/* A week is sealed `delay` seconds after it ends (Monday 00:00 UTC), not a
+ * second earlier. */
+static void weeks_seal_after_the_delay(void **state) {
+    (void)state;
+    int w = surveil_week_of_date(2026, 11, 30); /* 2026-W49 */
+    int64_t end = surveil_week_start(w + 1), day = 86400;
+    assert_int_equal(surveil_sealed_through(end + day - 1, day), w - 1);
+    assert_int_equal(surveil_sealed_through(end + day, day), w);
+    assert_int_equal(surveil_sealed_through(end - 1, 0), w - 1);
+    assert_int_equal(surveil_sealed_through(end + 8 * day, day), w + 1);
 }
 
 static void the_analytics_store_holds_no_identifier(void **state) {
@@ -698,6 +748,19 @@ static void the_analytics_store_holds_no_identifier(void **state) {
     sqlite3_finalize(q);
     /* WITHOUT ROWID: no insertion order to line up with the ledger */
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT rowid FROM surveil_counts", -1, &q, NULL), SQLITE_ERROR);
+    /* the reward queue holds what the ledger will show (wallet, consent,
+     * salted commitment), none of the five facts, and no arrival order */
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('surveil_reward_queue') ORDER BY cid",
+                                        -1, &q, NULL), SQLITE_OK);
+    const char *queue_cols[] = {"commitment", "contributor", "grant"};
+    i = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        assert_true(i < 3);
+        assert_string_equal((const char *)sqlite3_column_text(q, 0), queue_cols[i++]);
+    }
+    assert_int_equal(i, 3);
+    sqlite3_finalize(q);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT rowid FROM surveil_reward_queue", -1, &q, NULL), SQLITE_ERROR);
     store_release(f->st, db);
     (void)err;
 }
@@ -783,6 +846,7 @@ int main(void) {
         cmocka_unit_test(noisy_grid_is_consistent),
         cmocka_unit_test_setup_teardown(contributions_are_counted_once, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(releases_are_suppressed_and_logged, db_setup, db_teardown),
+        cmocka_unit_test(weeks_seal_after_the_delay),
         cmocka_unit_test_setup_teardown(the_analytics_store_holds_no_identifier, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(alerts_are_raised_and_acknowledged, db_setup, db_teardown),
         cmocka_unit_test(alerts_pick_their_method_by_history),

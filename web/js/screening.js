@@ -111,8 +111,13 @@ shareButton.addEventListener('click', async () => {
   try {
     const r = await api('POST', `/api/screenings/${encodeURIComponent(current.id)}/contribute`, {});
     const c = r.contribution;
+    // Rewards go to the ledger in batches, so the public ledger never shows
+    // when one person shared (docs/SURVEILLANCE.md).
+    const paid = r.payment.status === 'paid'
+      ? `You earned ${r.reward} tokens (`
+      : `You will earn ${r.reward} tokens when the next batch of ${r.payment.batch} shared results is written to the ledger (`;
     shareMessage.replaceChildren(`Shared: ${c.condition} in ${c.region}, week ${c.week}, age ${c.age_band}. `,
-      `You earned ${r.reward} tokens (`, el('a', { href: '/wallet' }, 'wallet'), ').');
+      paid, el('a', { href: '/wallet' }, 'wallet'), ').');
   } catch (err) {
     const hint = err.code === 'consent_required' ? el('a', { href: '/consents' }, 'Give a consent')
       : err.code === 'region_required' ? el('a', { href: '/profile' }, 'Set your home region') : null;

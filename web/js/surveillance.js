@@ -341,14 +341,15 @@ async function main() {
   const countries = ov.countries.length ? ov.countries : ['US'];
   f.country.replaceChildren(...countries.map((c) => el('option', { value: c }, c)));
   for (const c of ov.conditions) f.condition.append(el('option', { value: c.code }, c.name));
-  const to = ov.extent ? ov.extent.to : ov.current_week;
+  // Only closed weeks are released (a day after they end): the latest one.
+  const to = ov.latest_week;
   f.to.value = to;
   f.from.value = addWeeks(to, -25);
   f.addEventListener('submit', (e) => {
     e.preventDefault();
     refresh().catch(showError);
   });
-  if (!ov.extent) message('No data has been shared yet. On a test instance, `caresync demo-data` adds a synthetic year.', 'info');
+  if (!ov.extent) message(`No data released yet. A week's counts are released ${Math.round(ov.seal_delay_s / 3600)} hours after it ends (the latest released week is ${ov.latest_week}). On a test instance, \`caresync demo-data\` adds a synthetic year.`, 'info');
   await refresh();
 }
 
