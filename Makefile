@@ -22,9 +22,13 @@ run: build
 	./$(BUILD)/caresync serve --data-dir var
 
 # clang for the test build: ASan+UBSan and libFuzzer from one compiler. The
-# `build` prerequisite also compiles everything with the default compiler
-# (gcc), which `make run` uses and whose warnings differ from clang's.
+# unit tests are also built and run with the default compiler (gcc, what
+# `make run` uses), whose warnings differ from clang's, in $(GCC_TEST_BUILD).
+GCC_TEST_BUILD ?= build-gcc
 test: build
+	cmake -S . -B $(GCC_TEST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCARESYNC_TESTS=ON >/dev/null
+	cmake --build $(GCC_TEST_BUILD) -j$(JOBS)
+	cd $(GCC_TEST_BUILD) && ctest --output-on-failure -j$(JOBS) -R '^unit_'
 	CC=clang cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=Debug -DCARESYNC_SANITIZE=ON -DCARESYNC_FUZZ=ON >/dev/null
 	cmake --build $(TEST_BUILD) -j$(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS)
@@ -46,4 +50,4 @@ bench:
 	./build-bench/surveil_bench
 
 clean:
-	rm -rf $(BUILD) $(TEST_BUILD) build-bench
+	rm -rf $(BUILD) $(TEST_BUILD) $(GCC_TEST_BUILD) build-bench

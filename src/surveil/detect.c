@@ -140,7 +140,7 @@ core_status surveil_params_set(surveil_params *p, const char *key, const char *v
         if (st == CORE_OK) p->power = (surveil_power)i;
         return st;
     }
-    if (!strcmp(key, "no-periods")) return integer(key, v, 1, 16, &p->no_periods, err);
+    if (!strcmp(key, "no-periods")) return integer(key, v, 1, SURVEIL_MAX_PERIODS, &p->no_periods, err);
     if (!strcmp(key, "past-weeks")) return integer(key, v, 0, 520, &p->past_weeks, err);
     if (!strcmp(key, "threshold")) {
         st = choice(key, v, thresholds, 3, &i, err);

@@ -115,11 +115,11 @@ static void invert_r(surveil_glm *g) {
     const double *L = g->chol;
     double *ri = g->rinv;
     for (int c = 0; c < p; c++) { /* solve L x = e_c: x = column c of L^-1 */
-        double x[16];
+        double x[SURVEIL_GLM_COLS];
         for (int i = 0; i < p; i++) {
             double s = i == c ? 1.0 : 0.0;
-            for (int k = c; k < i; k++) s -= L[i * 16 + k] * x[k];
-            x[i] = i < c ? 0.0 : s / L[i * 16 + i];
+            for (int k = c; k < i; k++) s -= L[i * SURVEIL_GLM_COLS + k] * x[k];
+            x[i] = i < c ? 0.0 : s / L[i * SURVEIL_GLM_COLS + i];
         }
         /* (L^-1)[i][c] = x[i] => (R^-1)[c][i] = x[i]: stored column-major at ri[i * p + c] */
         for (int i = 0; i < p; i++) ri[(size_t)i * p + c] = x[i];
@@ -134,9 +134,9 @@ static void invert_r(surveil_glm *g) {
  * others. */
 static int least_squares(surveil_glm *g, double *b) {
     int n = g->n, p = g->p;
-    double A[16 * 16], r[16] = {0}, L[16 * 16];
-    memset(A, 0, (size_t)p * 16 * sizeof *A); /* rows 0..p-1 are all that is used */
-    memset(L, 0, (size_t)p * 16 * sizeof *L);
+    double A[SURVEIL_GLM_COLS * SURVEIL_GLM_COLS], r[SURVEIL_GLM_COLS] = {0}, L[SURVEIL_GLM_COLS * SURVEIL_GLM_COLS];
+    memset(A, 0, (size_t)p * SURVEIL_GLM_COLS * sizeof *A); /* rows 0..p-1 are all that is used */
+    memset(L, 0, (size_t)p * SURVEIL_GLM_COLS * sizeof *L);
     for (int i = 0; i < n; i++) {
         double w = g->wt[i], wz = w * g->z[i];
         const int *c = g->sp_col + (size_t)i * p;
@@ -144,39 +144,39 @@ static int least_squares(surveil_glm *g, double *b) {
         for (int a = 0; a < g->sp_n[i]; a++) {
             r[c[a]] += wz * v[a];
             double wa = w * v[a];
-            for (int q = 0; q <= a; q++) A[c[a] * 16 + c[q]] += wa * v[q]; /* lower triangle: c ascending */
+            for (int q = 0; q <= a; q++) A[c[a] * SURVEIL_GLM_COLS + c[q]] += wa * v[q]; /* lower triangle: c ascending */
         }
     }
     for (int j = 0; j < p; j++) {
-        double d = A[j * 16 + j];
-        for (int k = 0; k < j; k++) d -= L[j * 16 + k] * L[j * 16 + k];
-        if (!(d > 1e-14 * A[j * 16 + j]) || !(A[j * 16 + j] > 0)) return -1;
+        double d = A[j * SURVEIL_GLM_COLS + j];
+        for (int k = 0; k < j; k++) d -= L[j * SURVEIL_GLM_COLS + k] * L[j * SURVEIL_GLM_COLS + k];
+        if (!(d > 1e-14 * A[j * SURVEIL_GLM_COLS + j]) || !(A[j * SURVEIL_GLM_COLS + j] > 0)) return -1;
         double ljj = sqrt(d);
-        L[j * 16 + j] = ljj;
+        L[j * SURVEIL_GLM_COLS + j] = ljj;
         for (int i = j + 1; i < p; i++) {
-            double s = A[i * 16 + j];
-            for (int k = 0; k < j; k++) s -= L[i * 16 + k] * L[j * 16 + k];
-            L[i * 16 + j] = s / ljj;
+            double s = A[i * SURVEIL_GLM_COLS + j];
+            for (int k = 0; k < j; k++) s -= L[i * SURVEIL_GLM_COLS + k] * L[j * SURVEIL_GLM_COLS + k];
+            L[i * SURVEIL_GLM_COLS + j] = s / ljj;
         }
     }
-    double y[16];
+    double y[SURVEIL_GLM_COLS];
     for (int i = 0; i < p; i++) { /* L y = r */
         double s = r[i];
-        for (int k = 0; k < i; k++) s -= L[i * 16 + k] * y[k];
-        y[i] = s / L[i * 16 + i];
+        for (int k = 0; k < i; k++) s -= L[i * SURVEIL_GLM_COLS + k] * y[k];
+        y[i] = s / L[i * SURVEIL_GLM_COLS + i];
     }
     for (int i = p - 1; i >= 0; i--) { /* L' b = y */
         double s = y[i];
-        for (int k = i + 1; k < p; k++) s -= L[k * 16 + i] * b[k];
-        b[i] = s / L[i * 16 + i];
+        for (int k = i + 1; k < p; k++) s -= L[k * SURVEIL_GLM_COLS + i] * b[k];
+        b[i] = s / L[i * SURVEIL_GLM_COLS + i];
     }
-    memcpy(g->chol, L, (size_t)p * 16 * sizeof *L); /* R^-1 is needed only from the last iteration's */
+    memcpy(g->chol, L, (size_t)p * SURVEIL_GLM_COLS * sizeof *L); /* R^-1 is needed only from the last iteration's */
     return 0;
 }
 
 int surveil_glm_fit(surveil_glm *g) {
     int n = g->n, p = g->p;
-    if (n < 1 || p < 1 || p > 16 || n > g->n_max || p > g->p_max) return -1;
+    if (n < 1 || p < 1 || p > SURVEIL_GLM_COLS || n > g->n_max || p > g->p_max) return -1;
     for (int i = 0; i < n; i++) {
         g->ylogy[i] = g->y[i] > 0 ? g->y[i] * log(g->y[i]) : 0;
         g->eta[i] = log(g->y[i] + 0.1);
@@ -257,7 +257,7 @@ double surveil_glm_coef_var(const surveil_glm *g, int j) {
 }
 
 double surveil_glm_hat(const surveil_glm *g, int i) {
-    double x0[16];
+    double x0[SURVEIL_GLM_COLS];
     double w = sqrt(g->wt[i]);
     for (int j = 0; j < g->p; j++) x0[j] = g->X[(size_t)j * g->n + i] * w;
     double h = surveil_glm_xvar(g, x0);

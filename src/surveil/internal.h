@@ -12,6 +12,12 @@
  * dispersion, standard errors and hat values R reports are computed from
  * exactly those, and they differ from the converged values by more than the
  * 1e-6 we promise. Buffers are sized for n_max rows and p_max columns. */
+/* Columns the GLM's normal equations hold on the stack. Farrington needs
+ * intercept + trend + (no_periods - 1) period dummies, so the periods a
+ * user may ask for are bounded by it (surveil.h, SURVEIL_MAX_PERIODS). */
+#define SURVEIL_GLM_COLS 16
+_Static_assert(SURVEIL_MAX_PERIODS + 1 <= SURVEIL_GLM_COLS, "Farrington's design must fit the GLM");
+
 typedef struct {
     int n_max, p_max;
     int n, p;
@@ -23,7 +29,8 @@ typedef struct {
     double *wt;       /* n working weights (w^2) of the last iteration */
     double *ylogy;    /* n: y log y, for the deviance */
     double *rinv;     /* p x p inverse of the last iteration's R, column-major */
-    double chol[16 * 16]; /* the last iteration's Cholesky factor of X'WX (row-major, stride 16) */
+    double chol[SURVEIL_GLM_COLS * SURVEIL_GLM_COLS]; /* the last iteration's Cholesky factor of X'WX
+                                                        (row-major, stride SURVEIL_GLM_COLS) */
     double *sp_val;   /* n x p scratch: each row's nonzero values ... */
     int *sp_col;      /* ... their columns ... */
     int *sp_n;        /* ... and how many */

@@ -112,6 +112,9 @@ core_status surveil_detect(const surveil_params *p, const double *counts, size_t
  * of counts (finite, >= 0; an empty cell is an error, not a zero). At most
  * SURVEIL_TABLE_MAX_CELLS cells, any number of columns. */
 #define SURVEIL_TABLE_MAX_CELLS (1u << 24)
+/* Farrington's no-periods: 1 .. this (its GLM holds intercept, trend and
+ * one column per further period). */
+#define SURVEIL_MAX_PERIODS 15
 typedef struct surveil_table surveil_table;
 
 core_status surveil_table_parse_csv(const char *text, size_t len, surveil_table **out, core_error *err);

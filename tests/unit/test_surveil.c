@@ -794,6 +794,36 @@ static void alerts_pick_their_method_by_history(void **state) {
     assert_true(first <= N - 8); /* all of the last eight weeks are evaluated */
 }
 
+/* Regression: no-periods 16 used to be accepted, and with the trend (the
+ * default) the design had 17 columns for a GLM that holds 16, so every week
+ * came out NA with exit status 0. The limit is now where the parameter is
+ * accepted, and the largest allowed value runs. */
+static void farrington_periods_fit_the_glm(void **state) {
+    (void)state;
+    surveil_params p;
+    core_error err = {0};
+    surveil_params_init(&p, SURVEIL_FARRINGTON);
+    char big[8];
+    snprintf(big, sizeof big, "%d", SURVEIL_MAX_PERIODS + 1);
+    assert_int_equal(surveil_params_set(&p, "no-periods", big, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "no-periods");
+    char most[8];
+    snprintf(most, sizeof most, "%d", SURVEIL_MAX_PERIODS);
+    assert_int_equal(surveil_params_set(&p, "no-periods", most, &err), CORE_OK);
+    assert_int_equal(surveil_params_set(&p, "trend", "true", &err), CORE_OK);
+    enum { N = 7 * 52 };
+    double x[N];
+    surveil_point out[N];
+    size_t first;
+    const double pi = 3.14159265358979323846;
+    for (int i = 0; i < N; i++) x[i] = round(30 + 8 * sin(2 * pi * i / 52.0) + 0.02 * i + (i * 7) % 5);
+    assert_int_equal(surveil_detect(&p, x, N, &first, out, &err), CORE_OK);
+    size_t defined = 0;
+    for (size_t t = 0; t < N - first; t++) defined += !isnan(out[t].upperbound) && out[t].alarm >= 0;
+    assert_true(N - first >= 52);
+    assert_int_equal(defined, N - first); /* every evaluated week gets an answer */
+}
+
 static void alerts_are_raised_and_acknowledged(void **state) {
     db_fixture *f = *state;
     core_error err = {0};
@@ -847,6 +877,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(contributions_are_counted_once, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(releases_are_suppressed_and_logged, db_setup, db_teardown),
         cmocka_unit_test(weeks_seal_after_the_delay),
+        cmocka_unit_test(farrington_periods_fit_the_glm),
         cmocka_unit_test_setup_teardown(the_analytics_store_holds_no_identifier, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(alerts_are_raised_and_acknowledged, db_setup, db_teardown),
         cmocka_unit_test(alerts_pick_their_method_by_history),
