@@ -10,7 +10,7 @@ pkgs=(build-essential cmake pkg-config
       libmicrohttpd-dev libsodium-dev libsqlite3-dev libjansson-dev iso-codes   # service
       libturbojpeg0-dev libpng-dev libwebp-dev libheif-dev libexif-dev          # photo intake
       libopenblas-dev                                                           # nn (BLAS)
-      r-mathlib                                                                 # surveil (R's distributions)
+      r-mathlib libcsv-dev                                                      # surveil (R's distributions, RFC 4180 CSV)
       libcmocka-dev clang libclang-rt-14-dev sqlite3 openssl curl faketime      # tests, fuzzing
       nodejs npm chromium)                                                      # browser tests
 if [[ "${1:-}" == "bench" ]]; then pkgs+=(wrk nginx-light python3-torch python3-torchvision r-cran-surveillance); fi

@@ -94,6 +94,7 @@ int cli_admin(int argc, char **argv) {
     char dbpath[4096], password[300] = "";
     snprintf(dbpath, sizeof dbpath, "%s/caresync.db", data_dir);
     int status = 1;
+    cli_data_dir_warn(data_dir);
     if (cs_crypto_init(&err) || core_mkdirs(data_dir, &err) || store_open(dbpath, 1, &st, &err) ||
         accounts_open(st, NULL, &acc, &err))
         goto out;

@@ -13,4 +13,9 @@ int cli_eval(int argc, char **argv);
 int cli_surveil(int argc, char **argv);
 int cli_demo(int argc, char **argv);
 
+/* Log a warning for each part of a data directory (the directory, its
+ * databases, keys/) whose mode is wider than 0700 (directories) or 0600
+ * (files). Never fails: an existing directory is the operator's. */
+void cli_data_dir_warn(const char *data_dir);
+
 #endif

@@ -64,6 +64,7 @@ int cli_demo(int argc, char **argv) {
     char dbpath[4096];
     snprintf(dbpath, sizeof dbpath, "%s/caresync.db", data_dir);
     int status = 1;
+    cli_data_dir_warn(data_dir);
     if (cs_crypto_init(&err) || core_mkdirs(data_dir, &err) || store_open(dbpath, 1, &st, &err)) goto out;
     int first, last;
     core_status rc = surveil_extent(st, INT_MAX, &first, &last, &err);

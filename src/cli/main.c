@@ -1,6 +1,7 @@
 /* caresync — entry point: dispatch to a subcommand. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 #include "core/core.h"
@@ -32,6 +33,15 @@ int main(int argc, char **argv) {
         printf("caresync %s\n", core_version());
         return 0;
     }
+    /* Every command that writes the data directory (databases, their WAL and
+     * shared memory, keys, the lock) makes it private to the service's user:
+     * directories 0700, files 0600. SQLite and libsodium create files with
+     * 0644 & ~umask, so the umask is what decides, for files made by any
+     * library; it is set here, before anything is opened. `train`, `eval`
+     * and `surveil` write models, caches and reports meant to be shared. */
+    static const char *const writers[] = {"serve", "admin", "keygen", "ledger", "demo-data"};
+    for (size_t i = 0; i < sizeof writers / sizeof *writers; i++)
+        if (strcmp(argv[1], writers[i]) == 0) umask(077);
     if (strcmp(argv[1], "serve") == 0) return cli_serve(argc - 1, argv + 1);
     if (strcmp(argv[1], "admin") == 0) return cli_admin(argc - 1, argv + 1);
     if (strcmp(argv[1], "ledger") == 0) return cli_ledger(argc - 1, argv + 1);

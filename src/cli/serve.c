@@ -188,7 +188,13 @@ int cli_serve(int argc, char **argv) {
     lopt.batch_max = (int)batch_max;
     for (int i = 0; i < LEDGER_CATEGORIES; i++) lopt.genesis_reward[i] = (uint64_t)rewards[i];
     bool made_node = false, made_admin = false;
-    if (cs_crypto_init(&err) || core_mkdirs(cfg.data_dir, &err) || core_mkdirs(keydir, &err) ||
+    /* The lock comes before anything in the directory is opened: a second
+     * server on the same data would share SQLite files with the first but
+     * not its ledger producer, session cache or memo, and its writes fail. */
+    int lockfd = -1;
+    cli_data_dir_warn(cfg.data_dir);
+    if (cs_crypto_init(&err) || core_mkdirs(cfg.data_dir, &err) || core_lock_dir(cfg.data_dir, &lockfd, &err) ||
+        core_mkdirs(keydir, &err) ||
         store_open(dbpath, cfg.threads + 1, &st, &err) || regions_load(cfg.iso_codes_dir, &regs, &err) ||
         ledger_key_load_or_create(nodepath, lopt.node_pk, lopt.node_sk, &made_node, &err) ||
         ledger_key_load_or_create(adminpath, lopt.admin_pk, lopt.admin_sk, &made_admin, &err) ||
@@ -263,6 +269,7 @@ out:
     accounts_close(acc);
     regions_free(regs);
     store_close(st);
+    core_unlock_dir(lockfd); /* last: the files are closed, another server may open them */
     if (!status) core_log(CORE_LOG_INFO, "stopped cleanly");
     return status;
 }

@@ -3,6 +3,7 @@
  * detectors on a CSV of weekly counts and prints, per series and week, the
  * count, the method's upper bound and whether it alarms, so every number
  * CareSync shows can be checked by hand or against R `surveillance`. */
+#include <csv.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +15,11 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: caresync surveil detect --method METHOD [--PARAM VALUE]... FILE.csv\n"
             "\n"
-            "FILE.csv ('-' reads stdin): a header row, then one row per week. A first column\n"
-            "named week/date/time/t/period (or holding labels) names the weeks; every other\n"
-            "column is one series of counts.\n"
+            "FILE.csv ('-' reads stdin): RFC 4180 CSV (quotes, CRLF, a UTF-8 BOM; R's\n"
+            "write.csv output as is), a header row, then one row per week. A first column\n"
+            "named week/date/time/t/period/label (or holding labels) names the weeks; R's\n"
+            "row names (first header \"\") are dropped; every other column is one series of\n"
+            "counts (no NA: every week needs a count).\n"
             "\n"
             "METHOD: c1, c2, c3 (EARS), cusum, farrington (improved Farrington, Noufaily 2013).\n"
             "Results equal R surveillance 1.20 (earsC, cusum, farringtonFlexible) with the\n"
@@ -37,6 +40,13 @@ static void usage(FILE *f) {
             "\n"
             "Output (CSV): series,week,observed,upperbound,alarm,statistic,expected\n"
             "(NA where the method gives none). Exit 0, or 1 on bad input with the reason.\n");
+}
+
+/* A name or label as one CSV cell: quoted (RFC 4180, by libcsv) only when
+ * it holds a comma or a quote, so plain names print as before. */
+static void print_cell(const char *s) {
+    if (strpbrk(s, ",\"")) csv_fwrite(stdout, s, strlen(s));
+    else fputs(s, stdout);
 }
 
 static void print_num(double v) {
@@ -146,8 +156,11 @@ static int detect(int argc, char **argv) {
             const surveil_point *o = &out[i - first];
             if (alarms_only && o->alarm != 1) continue;
             const char *label = surveil_table_label(t, i);
-            if (label) printf("%s,%s,", surveil_table_name(t, j), label);
-            else printf("%s,%zu,", surveil_table_name(t, j), i + 1);
+            print_cell(surveil_table_name(t, j));
+            putchar(',');
+            if (label) print_cell(label);
+            else printf("%zu", i + 1);
+            putchar(',');
             print_num(x[i]);
             putchar(',');
             print_num(o->upperbound);

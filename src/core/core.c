@@ -2,12 +2,15 @@
 #include "core/core.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifndef CARESYNC_VERSION
 #define CARESYNC_VERSION "0.0.0"
@@ -146,4 +149,49 @@ core_status core_mkdirs(const char *path, core_error *err) {
     if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
         return core_fail(err, CORE_ERR_IO, NULL, "cannot create %s: %s", tmp, strerror(errno));
     return CORE_OK;
+}
+
+unsigned core_mode_excess(const char *path, unsigned max) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    return (unsigned)(sb.st_mode & 07777) & ~max;
+}
+
+core_status core_lock_dir(const char *dir, int *fd, core_error *err) {
+    *fd = -1;
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/caresync.lock", dir) >= (int)sizeof path)
+        return core_fail(err, CORE_ERR_INVALID, NULL, "path too long");
+    /* No O_TRUNC: the file may be another server's, whose pid it holds. */
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (f < 0) return core_fail(err, CORE_ERR_IO, NULL, "cannot open %s: %s", path, strerror(errno));
+    /* flock, not fcntl: an fcntl lock is dropped when the process closes any
+     * descriptor of the file, and belongs to the process, so a second open in
+     * the same process would not be refused. */
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = e == EWOULDBLOCK ? pread(f, pid, sizeof pid - 1, 0) : -1;
+        close(f);
+        if (e != EWOULDBLOCK) return core_fail(err, CORE_ERR_IO, NULL, "cannot lock %s: %s", path, strerror(e));
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        return core_fail(err, CORE_ERR_CONFLICT, NULL,
+                         "data directory %s is in use by another caresync serve%s%s (lock file %s); "
+                         "one data directory serves one process",
+                         dir, pid[0] ? ", pid " : "", pid, path);
+    }
+    char line[32];
+    int len = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+    /* The pid is only for the message above; failing to write it is harmless. */
+    if (ftruncate(f, 0) == 0) {
+        ssize_t w = pwrite(f, line, (size_t)len, 0);
+        (void)w;
+    }
+    *fd = f;
+    return CORE_OK;
+}
+
+void core_unlock_dir(int fd) {
+    if (fd >= 0) close(fd);
 }

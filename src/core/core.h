@@ -55,6 +55,22 @@ core_status core_read_file(const char *path, char **out, size_t *len, core_error
 /* Make a directory and its parents (mode 0700). */
 core_status core_mkdirs(const char *path, core_error *err);
 
+/* The data directory is private to the service's user: the directory and
+ * its subdirectories 0700, its files 0600 (the process sets umask 077 before
+ * writing; see cli/main.c). core_mode_excess() gives the permission bits of
+ * path beyond max (0 when there are none or path does not exist), so callers
+ * can warn about an existing directory made by something else. */
+unsigned core_mode_excess(const char *path, unsigned max);
+
+/* One data directory, one server: take an exclusive flock() on
+ * DIR/caresync.lock (created 0600) without waiting. On success *fd is the
+ * open lock file (close-on-exec); the lock lasts until it is closed or the
+ * process ends, so the caller keeps it open for its lifetime and releases
+ * it with core_unlock_dir(). The holder's pid is written into the file for
+ * the message a second taker gets: CORE_ERR_CONFLICT. */
+core_status core_lock_dir(const char *dir, int *fd, core_error *err);
+void core_unlock_dir(int fd);
+
 /* Service configuration. core_config_defaults() gives the embedded defaults:
  * 127.0.0.1:8080, data in ./var, web assets from the source tree. Strings are
  * borrowed (argv or literals), never freed by core. */

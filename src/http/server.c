@@ -293,7 +293,7 @@ core_status http_server_start(const http_options *opt, const http_router *router
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
                             MHD_OPTION_CONNECTION_TIMEOUT, 30u,
                             MHD_OPTION_CONNECTION_LIMIT, 1000u,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
+                            /* no ADDRESS_REUSE (SO_REUSEPORT: a second server could share the port) */
                             MHD_OPTION_ARRAY, s->tls ? tls_opts : &tls_opts[2],
                             MHD_OPTION_END);
     if (!s->d) {

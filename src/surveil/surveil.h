@@ -106,11 +106,15 @@ core_status surveil_detect(const surveil_params *p, const double *counts, size_t
                            surveil_point *out, core_error *err);
 
 /* ---- weekly series from CSV (untrusted input: `caresync surveil detect`) ----
- * A header row, then one row per week, comma-separated, no quoting. A first
- * column headed week, date, time, t or period, or holding anything other
- * than numbers, is kept as the weeks' labels; every other column is a series
- * of counts (finite, >= 0; an empty cell is an error, not a zero). At most
- * SURVEIL_TABLE_MAX_CELLS cells, any number of columns. */
+ * RFC 4180 CSV read with libcsv (quoted cells, doubled quotes, CRLF or LF, a
+ * UTF-8 BOM, blank lines ignored): a header row, then one row per week. A
+ * first column headed week, date, time, t, period or label, or holding
+ * anything other than numbers, is kept as the weeks' labels; R's write.csv
+ * row names (a first column headed "") are dropped, or are the labels when
+ * they are not numbers; every other column is a series of counts (finite,
+ * >= 0; an empty cell or NA is an error, not a zero). Cells are at most 127
+ * characters without control characters (so no line break inside quotes).
+ * At most SURVEIL_TABLE_MAX_CELLS cells, any number of columns. */
 #define SURVEIL_TABLE_MAX_CELLS (1u << 24)
 /* Farrington's no-periods: 1 .. this (its GLM holds intercept, trend and
  * one column per further period). */

@@ -160,9 +160,15 @@ async function phoneFlow(browser, watch, base, user) {
   checkEqual(landing.status(), 200, 'GET /');
   await checkCsp(landing, '/');
   await page.locator('h1').waitFor();
-  check(/private/i.test(await page.locator('h1').textContent()), 'landing page headline');
+  const headline = await page.locator('h1').textContent();
+  check(/skin/i.test(headline) && /private/i.test(headline), 'landing page headline: screening first, then privacy');
   const body = await page.locator('main').textContent();
-  for (const word of ['Skin screening', 'consent', 'utbreak']) check(body.includes(word), `landing page mentions "${word}"`);
+  for (const word of ['Skin screening', 'not a diagnosis', 'Private health records', 'consent', 'Outbreak surveillance'])
+    check(body.includes(word), `landing page mentions "${word}"`);
+  // What the product does today, screening first; nothing offered as "coming".
+  const cards = await page.locator('main .card h3').allTextContents();
+  checkEqual(cards[0], 'Skin screening', 'first thing the landing page offers');
+  check(!/coming/i.test(body), 'landing page lists nothing as coming');
   await noHorizontalScroll(page, 'landing');
   await shot(page, 'phone-landing');
   watch.assertClean('landing');

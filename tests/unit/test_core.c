@@ -1,7 +1,9 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -61,6 +63,37 @@ static void read_file_and_mkdirs(void **state) {
     testutil_rmdir(dir);
 }
 
+/* The data directory's lock: a second taker (another open of the file, as
+ * another process would make) is refused with the holder's pid; closing the
+ * holder frees it. Modes beyond the allowed ones are reported. */
+static void data_dir_lock_and_modes(void **state) {
+    (void)state;
+    char dir[256], path[512];
+    testutil_tmpdir(dir);
+    core_error err = {0};
+    int a = -1, b = -1;
+    assert_int_equal(core_lock_dir(dir, &a, &err), CORE_OK);
+    assert_true(a >= 0);
+    assert_int_equal(core_lock_dir(dir, &b, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(b, -1);
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %ld", (long)getpid());
+    assert_non_null(strstr(err.message, pid));
+    core_unlock_dir(a);
+    assert_int_equal(core_lock_dir(dir, &b, &err), CORE_OK);
+    core_unlock_dir(b);
+
+    snprintf(path, sizeof path, "%s/caresync.lock", dir);
+    assert_int_equal(core_mode_excess(path, 0600), 0); /* created 0600 whatever the umask */
+    assert_int_equal(chmod(path, 0644), 0);
+    assert_int_equal(core_mode_excess(path, 0600), 0044);
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(core_mode_excess(dir, 0700), 0055);
+    snprintf(path, sizeof path, "%s/absent", dir);
+    assert_int_equal(core_mode_excess(path, 0600), 0);
+    testutil_rmdir(dir);
+}
+
 static void config_defaults_are_safe(void **state) {
     (void)state;
     core_config cfg;
@@ -77,6 +110,7 @@ int main(void) {
         cmocka_unit_test(fail_fills_error),
         cmocka_unit_test(time_format_is_rfc3339),
         cmocka_unit_test(read_file_and_mkdirs),
+        cmocka_unit_test(data_dir_lock_and_modes),
         cmocka_unit_test(config_defaults_are_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -248,14 +248,144 @@ static void csv_reader(void **state) {
     assert_int_equal(surveil_table_series(t), 1);
     surveil_table_free(t);
 
-    const char *bad[] = {"", "a,b\n", "a,b\n1,2,3\n", "a\n-1\n", "a\nx\n", "a,b\n1,\n", "a\n\"1\"\n", "a\n1e999\n"};
+    /* RFC 4180: a quoted count is the count (it was refused before quoting
+     * was read); what is malformed CSV, or no count, is refused below. */
+    const char *quoted = "a\n\"1\"\n\" 2 \"\n";
+    assert_int_equal(surveil_table_parse_csv(quoted, strlen(quoted), &t, &err), CORE_OK);
+    assert_true(surveil_table_counts(t, 0)[0] == 1 && surveil_table_counts(t, 0)[1] == 2);
+    surveil_table_free(t);
+
+    static char huge[200000]; /* one quoted cell far over the limit: refused, not buffered */
+    memcpy(huge, "a\n\"", 3);
+    memset(huge + 3, '7', sizeof huge - 5);
+    memcpy(huge + sizeof huge - 2, "\"", 2);
+    const char *bad[] = {"", "a,b\n", "a,b\n1,2,3\n", "a\n-1\n", "a\nx\n", "a,b\n1,\n", "a\n1e999\n",
+                         "a\n\"1\n",            /* quote never closed */
+                         "a\n1\"2\n",           /* quote inside a bare cell */
+                         "a\n\"1\"2\n",          /* text after the closing quote */
+                         "a,b\n\"x\ny\",1\n",     /* line break inside quotes: names are printed back */
+                         "a\nNA\n",             /* R's missing value */
+                         "a,b\n1,2\n3\0,4\n",     /* NUL */
+                         "\xEF\xBB\xBF\n",        /* only a BOM */
+                         huge};
+    const size_t bad_len[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 0, sizeof huge - 1};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         t = (surveil_table *)0x1;
         memset(&err, 0, sizeof err);
-        assert_int_equal(surveil_table_parse_csv(bad[i], strlen(bad[i]), &t, &err), CORE_ERR_INVALID);
+        size_t len = bad_len[i] ? bad_len[i] : strlen(bad[i]);
+        assert_int_equal(surveil_table_parse_csv(bad[i], len, &t, &err), CORE_ERR_INVALID);
         assert_null(t);
         assert_true(err.message[0] != 0);
     }
+    /* messages name the line (and the column when one cell is at fault) */
+    const char *na = "\"\",\"week\",\"n\"\n\"1\",\"2024-W01\",3\n\"2\",\"2024-W02\",NA\n";
+    assert_int_equal(surveil_table_parse_csv(na, strlen(na), &t, &err), CORE_ERR_INVALID);
+    assert_non_null(strstr(err.message, "line 3, column 3"));
+    assert_non_null(strstr(err.message, "NA"));
+    const char *open = "a\n1\n\"2\n3\n";
+    assert_int_equal(surveil_table_parse_csv(open, strlen(open), &t, &err), CORE_ERR_INVALID);
+    assert_non_null(strstr(err.message, "quot"));
+    const char *stray = "a\n1\n2\"\n3\n";
+    assert_int_equal(surveil_table_parse_csv(stray, strlen(stray), &t, &err), CORE_ERR_INVALID);
+    assert_non_null(strstr(err.message, "line 3"));
+    assert_int_equal(surveil_table_parse_csv(huge, sizeof huge - 1, &t, &err), CORE_ERR_INVALID);
+    assert_non_null(strstr(err.message, "longer than"));
+}
+
+/* The same weeks written by hand, without quotes or row names. */
+static const char *const plain_equivalent =
+    "week,north,\"Kent, East\"\n"
+    "2024-W01,3,0\n2024-W02,5,1\n2024-W03,4,0\n2024-W04,6,2\n2024-W05,3,1\n2024-W06,5,0\n2024-W07,4,1\n"
+    "2024-W08,7,1\n2024-W09,5,0\n2024-W10,4,2\n2024-W11,6,1\n2024-W12,5,0\n2024-W13,4,1\n2024-W14,21,1\n"
+    "2024-W15,18,0\n2024-W16,6,12\n";
+
+static void same_table(const surveil_table *a, const surveil_table *b) {
+    assert_int_equal(surveil_table_weeks(a), surveil_table_weeks(b));
+    assert_int_equal(surveil_table_series(a), surveil_table_series(b));
+    for (size_t j = 0; j < surveil_table_series(a); j++) {
+        assert_string_equal(surveil_table_name(a, j), surveil_table_name(b, j));
+        assert_memory_equal(surveil_table_counts(a, j), surveil_table_counts(b, j),
+                            surveil_table_weeks(a) * sizeof(double));
+    }
+    for (size_t i = 0; i < surveil_table_weeks(a); i++)
+        assert_string_equal(surveil_table_label(a, i), surveil_table_label(b, i));
+}
+
+/* tests/fixtures/surveil/r-write-csv.csv is byte for byte what R's
+ * write.csv(d, file) writes for a data frame of a character week column and
+ * two count columns (one named "Kent, East"): every header and the row names
+ * quoted, the row names first under "", labels quoted, numbers bare. It was
+ * refused before ("quotes and control characters are not supported"). */
+static void csv_as_r_writes_it(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/r-write-csv.csv", TEST_FIXTURE_DIR);
+    size_t len;
+    char *text = slurp(path, &len);
+    assert_non_null(text);
+    assert_int_equal(text[0], '"'); /* the fixture is R's format, not the plain one */
+    core_error err = {0};
+    surveil_table *r = NULL, *plain = NULL;
+    if (surveil_table_parse_csv(text, len, &r, &err) != CORE_OK) print_error("%s: %s\n", path, err.message);
+    assert_non_null(r);
+    assert_int_equal(surveil_table_weeks(r), 16);
+    assert_int_equal(surveil_table_series(r), 2); /* the row names are not a series */
+    assert_string_equal(surveil_table_name(r, 0), "north");
+    assert_string_equal(surveil_table_name(r, 1), "Kent, East");
+    assert_string_equal(surveil_table_label(r, 0), "2024-W01");
+    assert_string_equal(surveil_table_label(r, 15), "2024-W16");
+    assert_true(surveil_table_counts(r, 0)[13] == 21);
+    assert_true(surveil_table_counts(r, 1)[15] == 12);
+    assert_int_equal(surveil_table_parse_csv(plain_equivalent, strlen(plain_equivalent), &plain, &err), CORE_OK);
+    same_table(r, plain);
+
+    /* The detectors see the same series: C1 flags the same weeks. */
+    surveil_params p;
+    surveil_params_init(&p, SURVEIL_C1);
+    surveil_point a[16], b[16];
+    size_t fa, fb, alarms = 0;
+    for (size_t j = 0; j < 2; j++) {
+        assert_int_equal(surveil_detect(&p, surveil_table_counts(r, j), 16, &fa, a, &err), CORE_OK);
+        assert_int_equal(surveil_detect(&p, surveil_table_counts(plain, j), 16, &fb, b, &err), CORE_OK);
+        assert_int_equal(fa, fb);
+        for (size_t i = 0; i < 16 - fa; i++) {
+            assert_int_equal(a[i].alarm, b[i].alarm);
+            assert_true(a[i].upperbound == b[i].upperbound);
+            alarms += a[i].alarm == 1;
+        }
+    }
+    assert_true(alarms > 0); /* week 14's 21 and week 16's 12 stand out */
+
+    /* As saved on Windows or by Excel ("CSV UTF-8"): a BOM, CRLF line ends,
+     * an empty last line. Same table. */
+    char *win = malloc(3 + 2 * len + 3);
+    assert_non_null(win);
+    size_t w = 0;
+    memcpy(win, "\xEF\xBB\xBF", 3);
+    w = 3;
+    for (size_t i = 0; i < len; i++) {
+        if (text[i] == '\n') win[w++] = '\r';
+        win[w++] = text[i];
+    }
+    memcpy(win + w, "\r\n", 2);
+    w += 2;
+    surveil_table *crlf = NULL;
+    assert_int_equal(surveil_table_parse_csv(win, w, &crlf, &err), CORE_OK);
+    same_table(crlf, plain);
+    surveil_table_free(crlf);
+    free(win);
+
+    /* Row names that are not numbers (R's rownames(d) <- weeks) are the labels. */
+    const char *named = "\"\",\"north\"\n\"2024-W01\",3\n\"2024-W02\",5\n";
+    surveil_table *nt = NULL;
+    assert_int_equal(surveil_table_parse_csv(named, strlen(named), &nt, &err), CORE_OK);
+    assert_int_equal(surveil_table_series(nt), 1);
+    assert_string_equal(surveil_table_label(nt, 1), "2024-W02");
+    surveil_table_free(nt);
+
+    surveil_table_free(plain);
+    surveil_table_free(r);
+    free(text);
 }
 
 /* ---- weeks ---- */
@@ -869,6 +999,7 @@ int main(void) {
         cmocka_unit_test(parameters_are_validated),
         cmocka_unit_test(an_outbreak_alarms),
         cmocka_unit_test(csv_reader),
+        cmocka_unit_test(csv_as_r_writes_it),
         cmocka_unit_test(iso_weeks),
         cmocka_unit_test(suppression_protects_random_tables),
         cmocka_unit_test(a_lone_small_cell_gets_a_complement),
