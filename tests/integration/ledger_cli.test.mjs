@@ -95,3 +95,142 @@ test('verify passes on a live ledger, and names the transaction whose bytes were
     srv.cleanup();
   }
 });
+
+// ---- Proof documents are checked in full ----
+
+// Every one-field edit we can enumerate of a document: each value changed
+// (a hex character flipped, a digit changed, a number bumped either way, a
+// string extended, null/booleans swapped), each member removed, an unknown
+// member added to each object, each array element dropped and one added.
+function* edits(doc) {
+  const paths = [];
+  const walk = (v, path) => {
+    paths.push(path);
+    if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...path, i]));
+    else if (v && typeof v === 'object') for (const k of Object.keys(v)) walk(v[k], [...path, k]);
+  };
+  walk(doc, []);
+  const at = (root, path) => path.reduce((o, k) => o[k], root);
+  const edited = (path, fn, what) => {
+    const copy = structuredClone(doc);
+    if (path.length === 0) fn(copy, null, null);
+    else fn(copy, at(copy, path.slice(0, -1)), path[path.length - 1]);
+    return { what: `${what} at ${path.join('.') || '(root)'}`, doc: copy };
+  };
+  for (const path of paths) {
+    const v = at(doc, path);
+    const set = (nv, what) => edited(path, (c, parent, key) => { parent[key] = nv; }, what);
+    if (path.length) {
+      if (typeof v === 'string') {
+        if (/^[0-9a-f]+$/.test(v)) {
+          for (const i of new Set([0, v.length >> 1, v.length - 1])) {
+            const ch = v[i] === 'f' ? '0' : (parseInt(v[i], 16) + 1).toString(16);
+            yield set(v.slice(0, i) + ch + v.slice(i + 1), `hex char ${i} flipped`);
+          }
+          if (/[a-f]/.test(v)) yield set(v.toUpperCase(), 'hex upper-cased (same bytes)');
+        }
+        yield set('', 'string emptied');
+        const d = v.search(/[0-9]/);
+        if (d >= 0 && !/^[0-9a-f]+$/.test(v)) yield set(v.slice(0, d) + ((+v[d] + 1) % 10) + v.slice(d + 1), 'digit changed');
+        if (d < 0) yield set(v + 'x', 'string changed');
+      } else if (typeof v === 'number') {
+        yield set(v + 1, 'number bumped');
+        if (v > 0) yield set(v - 1, 'number lowered');
+        yield set(String(v), 'number as a string');
+      } else if (v === null) yield set(0, 'null replaced');
+      else if (typeof v === 'boolean') yield set(!v, 'boolean flipped');
+      if (v !== null) yield set(null, 'value nulled');
+      const parentIsArray = Array.isArray(at(doc, path.slice(0, -1)));
+      yield edited(path, (c, parent, key) => { if (parentIsArray) parent.splice(key, 1); else delete parent[key]; },
+        parentIsArray ? 'element removed' : 'field removed');
+    }
+    if (Array.isArray(v)) {
+      yield edited(path, (c, parent, key) => {
+        const arr = parent ? parent[key] : c;
+        arr.push(arr.length ? arr[arr.length - 1] : 'ab'.repeat(32));
+      }, 'element added');
+    } else if (v && typeof v === 'object') {
+      yield edited(path, (c, parent, key) => { (parent ? parent[key] : c).unexpected = 1; }, 'unknown field added');
+    }
+  }
+}
+
+test('every one-field edit of a consent receipt, a record anchor and an inclusion proof is refused', async () => {
+  const srv = await startServer();
+  const dir = mkdtempSync(join(tmpdir(), 'proof-edits-'));
+  try {
+    const c = new Client(srv.base);
+    await c.signup(`edits${process.pid % 1000}`);
+    const g = await c.post('/api/consents', { scope: ['screening', 'symptoms'], purpose: 'research', expires_in_days: 30 });
+    assert.equal(g.status, 201, g.text);
+    const rec = await c.post('/api/records', { kind: 'allergy', title: 'Peanuts', details: 'since 2001' });
+    assert.equal(rec.status, 201, rec.text);
+    const anchored = await c.post(`/api/records/${rec.json.record.id}/anchor`);
+    assert.equal(anchored.status, 201, anchored.text);
+    // Later blocks, so the holding blocks are not the tree head.
+    for (let i = 0; i < 3; i++)
+      assert.equal((await c.post('/api/consents', { scope: ['conditions'], purpose: 'research' })).status, 201);
+    const node = (await c.get('/api/ledger')).json.node_key;
+    const txid = g.json.receipt.txid;
+    const cli = run('ledger', 'proof', txid, '--data-dir', srv.dataDir);
+    assert.equal(cli.status, 0, cli.stderr);
+    const docs = {
+      receipt: (await c.get(`/api/consents/${txid}/receipt`)).json,
+      anchor: (await c.get(`/api/records/${rec.json.record.id}/anchor`)).json,
+      explorer: (await c.get(`/api/ledger/proof/${anchored.json.anchor.receipt.txid}`)).json,
+      proof: JSON.parse(cli.stdout),
+    };
+    assert.equal(docs.receipt.format, 'caresync-consent-receipt-v2');
+    assert.equal(docs.anchor.format, 'caresync-record-anchor-v2');
+    assert.equal(docs.receipt.consent.granted_block, g.json.receipt.block);
+    assert.ok(docs.proof.tx_block.block.height < docs.proof.tree_head.block.height, 'the tx should not be in the head block');
+    let total = 0;
+    for (const [name, doc] of Object.entries(docs)) {
+      const orig = join(dir, `${name}.json`);
+      writeFileSync(orig, JSON.stringify(doc));
+      const ok = run('ledger', 'verify-proof', orig, '--node-key', node);
+      assert.equal(ok.status, 0, `${name}: ${ok.stderr}`);
+      assert.match(ok.stdout, /proof OK/);
+      const files = [], whats = new Map();
+      for (const e of edits(doc)) {
+        const f = join(dir, `${name}-${files.length}.json`);
+        writeFileSync(f, JSON.stringify(e.doc));
+        files.push(f);
+        whats.set(f, e.what);
+      }
+      // One process checks them all and gives one verdict per file; with and
+      // without a trusted key (an edit must not depend on --node-key to fail).
+      for (const extra of [['--node-key', node], []]) {
+        const r = run('ledger', 'verify-proof', ...files, ...extra);
+        assert.equal(r.status, 1);
+        const passed = files.filter((f) => r.stdout.includes(`${f}: proof OK`));
+        assert.deepEqual(passed.map((f) => `${name}: ${whats.get(f)}`), [], 'edited documents that verified');
+        const refused = files.filter((f) => r.stderr.includes(`verify-proof: ${f}: INVALID: `));
+        assert.equal(refused.length, files.length, `${name}: every edit must be refused with a reason`);
+      }
+      total += files.length;
+      // Readable copies get the sentences people know.
+      if (name === 'receipt') {
+        const e = structuredClone(doc);
+        e.consent.granted_block += 1;
+        writeFileSync(orig, JSON.stringify(e));
+        assert.match(run('ledger', 'verify-proof', orig).stderr, /consent \(consent.granted_block\) differs from the proven grant/);
+        const e2 = structuredClone(doc);
+        e2.proof.tree_head.block.time_ms += 1;
+        writeFileSync(orig, JSON.stringify(e2));
+        assert.match(run('ledger', 'verify-proof', orig).stderr, /field proof.tree_head.block.time_ms differs/);
+      }
+    }
+    assert.ok(total > 1000, `only ${total} edits enumerated`);
+    console.log(`# ${total} one-field edits, all refused`);
+    // A v1 document (the old format, with unchecked fields) is refused.
+    writeFileSync(join(dir, 'v1.json'), JSON.stringify({ ...docs.receipt, format: 'caresync-consent-receipt-v1' }));
+    const v1 = run('ledger', 'verify-proof', join(dir, 'v1.json'));
+    assert.equal(v1.status, 1);
+    assert.match(v1.stderr, /v1 document/);
+  } finally {
+    await srv.stop();
+    srv.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
