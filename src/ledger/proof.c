@@ -260,9 +260,11 @@ core_status ledger_document_check(const json_t *doc, const uint8_t *trusted_node
     if (rc) {
         /* Name the field within the document, not within the proof. */
         if (err && k != LEDGER_DOC_PROOF) {
-            char f[sizeof err->field];
+            char f[sizeof err->field + 16];
             snprintf(f, sizeof f, "%s%s%s", member_path(k), err->field[0] ? "." : "", err->field);
-            memcpy(err->field, f, sizeof f);
+            size_t n = strlen(f) < sizeof err->field ? strlen(f) : sizeof err->field - 1;
+            memcpy(err->field, f, n);
+            err->field[n] = 0;
         }
         return rc;
     }
