@@ -74,14 +74,9 @@ void api_records_anchor_proof(http_request *rq, void *ctx) {
                 char disp[96];
                 snprintf(disp, sizeof disp, "attachment; filename=\"record-anchor-%.12s.json\"", http_param(rq, "id"));
                 http_add_header(rq, "Content-Disposition", disp);
-                http_respond_json(rq, 200,
-                                  json_pack("{s:s, s:s%, s:o, s:o, s:o, s:s}", "format", "caresync-record-anchor-v1",
-                                            "record_text", fp.text, fp.len, "salt", api_hex(fp.salt, 32), "commitment",
-                                            api_hex(fp.commitment, 32), "proof", ledger_proof_to_json(p),
-                                            "how_to_verify",
-                                            "SHA-256(salt bytes ‖ record_text bytes) must equal commitment, which "
-                                            "must be the anchor transaction's; then caresync ledger verify-proof FILE "
-                                            "checks the transaction is in the signed log"));
+                json_t *doc = ledger_record_anchor_to_json(p, fp.text, fp.len, fp.salt);
+                if (doc) http_respond_json(rq, 200, doc);
+                else http_respond_error(rq, 500, "internal", NULL, "the anchor proof could not be built");
             }
             free(p);
             records_fingerprint_free(&fp);

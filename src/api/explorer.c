@@ -173,8 +173,10 @@ void api_ledger_consistency(http_request *rq, void *ctx) {
     }
     uint64_t from = 0, to = head.tree_size;
     const char *f = http_query(rq, "from"), *t = http_query(rq, "to");
-    if (!parse_u64(f, &from) || from < 1) {
-        http_respond_error(rq, 422, "validation_failed", "from", "from must be a tree size of at least 1");
+    /* from=0 is allowed (RFC 6962: an empty proof; the empty tree is a
+     * prefix of every tree). */
+    if (!parse_u64(f, &from)) {
+        http_respond_error(rq, 422, "validation_failed", "from", "from must be a tree size");
         return;
     }
     if (t && !parse_u64(t, &to)) {

@@ -346,16 +346,15 @@ void api_consents_receipt(http_request *rq, void *ctx) {
             if (!p) core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory");
             api_fail(rq, &err, NULL);
         } else {
-            char id[65], node[65], how[256], disp[128];
+            /* Rendered by the ledger from the proof alone, so verify-proof can
+             * hold every field to the proven bytes (status is left out). */
+            char id[65], disp[128];
             cs_crypto_hex(cn.grant, 32, id);
-            cs_crypto_hex(ledger_node_key(c->led), 32, node);
-            snprintf(how, sizeof how, "caresync ledger verify-proof consent-%.16s.json --node-key %s", id, node);
             snprintf(disp, sizeof disp, "attachment; filename=\"consent-%.16s.json\"", id);
-            json_t *doc = json_pack("{s:s, s:o, s:o, s:s, s:s, s:o}", "format", "caresync-consent-receipt-v1", "issued_at",
-                                    api_time(core_now()), "consent", consent_json(&cn), "node_key", node, "how_to_verify",
-                                    how, "proof", ledger_proof_to_json(p));
+            json_t *doc = ledger_consent_receipt_to_json(p);
             http_add_header(rq, "Content-Disposition", disp);
-            http_respond_json(rq, 200, doc);
+            if (doc) http_respond_json(rq, 200, doc);
+            else http_respond_error(rq, 500, "internal", NULL, "the consent receipt could not be built");
         }
         free(p);
     }

@@ -741,8 +741,11 @@ core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proo
     /* The tx row may be visible a moment before the producer publishes the
      * new head; then the block that holds it is the tree head to prove to. */
     if (seq >= out->head.tree_size && (rc = ledger_get_block(l, height, &out->head, err))) return rc;
+    if ((rc = ledger_get_block(l, height, &out->block, err))) return rc;
     pthread_mutex_lock(&l->tree_lock);
     rc = ledger_tree_inclusion(l->tree, seq, out->head.tree_size, out->path, &out->path_len, err);
+    if (!rc)
+        rc = ledger_tree_consistency(l->tree, out->block.tree_size, out->head.tree_size, out->cons, &out->cons_len, err);
     pthread_mutex_unlock(&l->tree_lock);
     return rc;
 }

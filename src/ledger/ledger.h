@@ -154,8 +154,9 @@ void ledger_merkle_node(const uint8_t left[LEDGER_HASH], const uint8_t right[LED
 bool ledger_merkle_verify_inclusion(uint64_t index, uint64_t size, const uint8_t leaf[LEDGER_HASH],
                                     const uint8_t (*path)[LEDGER_HASH], size_t n,
                                     const uint8_t root[LEDGER_HASH]);
-/* size1 = 0 is refused: a consistency proof from the empty tree proves
- * nothing, and no CareSync log is ever empty (genesis). */
+/* size1 = 0 follows RFC 6962: the empty tree is a prefix of every tree, so
+ * the proof must be empty and root1 must be the empty tree's hash
+ * (SHA-256 of nothing), which is what a prover reports for size 0. */
 bool ledger_merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root1[LEDGER_HASH],
                                       const uint8_t root2[LEDGER_HASH],
                                       const uint8_t (*proof)[LEDGER_HASH], size_t n);
@@ -310,14 +311,20 @@ core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err);
 /* The reward per contribution of each category in the params in force. */
 core_status ledger_get_rewards(ledger *l, uint64_t reward[LEDGER_CATEGORIES], core_error *err);
 
-/* Inclusion proof of txid against the latest block (the signed tree head). */
+/* Inclusion proof of txid against the latest block (the signed tree head).
+ * The header of the block that holds the transaction travels with it, tied
+ * to head by a consistency proof, so the block height a document shows is
+ * proven too, not just asserted. */
 typedef struct {
     uint8_t tx[LEDGER_TX_MAX];
     size_t tx_len;
-    uint64_t index, height; /* leaf index; block that holds the tx */
+    uint64_t index, height; /* leaf index; block that holds the tx (= block.height) */
     size_t path_len;
     uint8_t path[LEDGER_PROOF_MAX][LEDGER_HASH];
     ledger_block head;      /* signed tree head the proof leads to */
+    ledger_block block;     /* signed header of the block that holds the tx */
+    size_t cons_len;        /* consistency proof block.tree_size → head.tree_size */
+    uint8_t cons[LEDGER_PROOF_MAX][LEDGER_HASH];
 } ledger_proof;
 core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err);
 /* Consistency proof that the log of size1 is a prefix of the log of size2
@@ -329,11 +336,44 @@ core_status ledger_prove_consistency(ledger *l, uint64_t size1, uint64_t size2, 
 
 /* Self-contained JSON form (a consent receipt embeds it) and its checker.
  * Verification needs no ledger: decode the tx, check its signature, recompute
- * the leaf, walk the path to head.root, check the head's signature; if
- * trusted_node is non-NULL the head must be signed by that key. */
+ * the leaf, walk the path to head.root, check both headers' signatures, that
+ * the leaf lies in the holding block's range and that the block's tree is a
+ * prefix of head's (consistency proof); if trusted_node is non-NULL both
+ * headers must be signed by that key. from_json reads only the byte fields
+ * (tx, leaf_index, block_height, path, the encoded headers, the consistency
+ * path); ledger_document_check is what holds every other field to them. */
 json_t *ledger_proof_to_json(const ledger_proof *p);
 core_status ledger_proof_from_json(const json_t *j, ledger_proof *out, core_error *err);
 core_status ledger_proof_check(const ledger_proof *p, const uint8_t *trusted_node, core_error *err);
+
+/* The documents built around a proof. Each is rendered from the proof
+ * alone (plus, for an anchor, the record text and salt whose commitment it
+ * proves), so the service that serves them and the checker that reads them
+ * agree byte for byte on every field. New reference; NULL on OOM or when
+ * the proven transaction is of the wrong kind. */
+json_t *ledger_consent_receipt_to_json(const ledger_proof *p);
+json_t *ledger_record_anchor_to_json(const ledger_proof *p, const char *text, size_t text_len,
+                                     const uint8_t salt[LEDGER_HASH]);
+
+typedef enum {
+    LEDGER_DOC_PROOF = 1,       /* a bare proof (caresync ledger proof) */
+    LEDGER_DOC_EXPLORER,        /* {proof}, as GET /api/ledger/proof/{txid} serves it */
+    LEDGER_DOC_CONSENT_RECEIPT, /* GET /api/consents/{id}/receipt */
+    LEDGER_DOC_RECORD_ANCHOR,   /* GET /api/records/{id}/anchor */
+} ledger_doc_kind;
+/* Check a whole document: the proof's bytes and signatures as
+ * ledger_proof_check, the kind-specific facts (a receipt proves a grant; an
+ * anchor's SHA-256(salt ‖ record_text) is the anchored commitment), then
+ * render the document again from what was proven and require it to equal
+ * doc exactly: a field edited, removed or added is refused (CORE_ERR_CRYPTO,
+ * err->field naming its path). On success *kind and *out describe it. */
+core_status ledger_document_check(const json_t *doc, const uint8_t *trusted_node, ledger_doc_kind *kind,
+                                  ledger_proof *out, core_error *err);
+
+/* A block header as the explorer serves it (ledger_block_to_json): every
+ * field is read, the header re-encoded, its hash must equal "hash" and no
+ * other member may appear. The signature is not checked here. */
+core_status ledger_block_from_json(const json_t *j, ledger_block *out, core_error *err);
 /* The same proof, read from a ledger file without opening a live ledger
  * (read-only, safe while a server is running on the file). */
 core_status ledger_prove_file(const char *path, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err);
@@ -347,6 +387,12 @@ typedef struct {
     int64_t bad_height;  /* -1 when not block-specific */
     int64_t bad_seq;     /* -1 when not transaction-specific */
     char bad_txid[2 * LEDGER_HASH + 1];
+    /* What an auditor pins: the genesis header's hash, the admin key in
+     * force at the end, and every key that proposed a block. */
+    uint8_t genesis[LEDGER_HASH];
+    uint8_t admin[LEDGER_KEY];
+    size_t n_proposers;
+    uint8_t proposers[LEDGER_MAX_NODES][LEDGER_KEY];
 } ledger_verify_report;
 
 /* Replay the ledger at path from genesis on a fresh state: header chain,
@@ -355,5 +401,18 @@ typedef struct {
  * threads (≥1) verify signatures in parallel. The file is opened read-only.
  * CORE_ERR_CRYPTO/CORE_ERR_INVALID with report->bad_* naming the culprit. */
 core_status ledger_verify_file(const char *path, int threads, ledger_verify_report *report, core_error *err);
+
+/* What an auditor pins, having learnt it out of band (or from an earlier
+ * verify): without pins a ledger re-signed end to end with fresh keys
+ * verifies, since genesis names its own keys. */
+typedef struct {
+    const uint8_t (*nodes)[LEDGER_KEY]; /* every block must be proposed by one of these (n_nodes > 0) */
+    size_t n_nodes;
+    const uint8_t *genesis;             /* NULL, or the hash genesis block's header must have */
+} ledger_verify_pins;
+/* ledger_verify_file, plus the pins (NULL: none). On success (and as far as
+ * the replay got on failure) the report names what to pin. */
+core_status ledger_verify_file_pinned(const char *path, int threads, const ledger_verify_pins *pins,
+                                      ledger_verify_report *report, core_error *err);
 
 #endif

@@ -68,7 +68,15 @@ bool ledger_merkle_verify_inclusion(uint64_t index, uint64_t size, const uint8_t
 bool ledger_merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root1[LEDGER_HASH],
                                       const uint8_t root2[LEDGER_HASH], const uint8_t (*proof)[LEDGER_HASH],
                                       size_t n) {
-    if (size1 == 0 || size1 > size2) return false;
+    if (size1 > size2) return false;
+    if (size1 == 0) {
+        /* RFC 6962: the empty tree is a prefix of every tree; the proof is
+         * empty. root1 is still checked, so a document showing one shows the
+         * empty tree's hash, MTH({}) = SHA-256(). */
+        uint8_t empty[LEDGER_HASH];
+        cs_crypto_sha256(empty, "", 0);
+        return n == 0 && cs_crypto_equal(root1, empty, LEDGER_HASH) && (size2 > 0 || cs_crypto_equal(root2, empty, LEDGER_HASH));
+    }
     if (size1 == size2) return n == 0 && cs_crypto_equal(root1, root2, LEDGER_HASH);
     if (n == 0) return false;
     /* When size1 is a power of two the old root is itself a node of the new
@@ -211,9 +219,11 @@ static void subproof(const ledger_tree *t, uint64_t m, uint64_t start, uint64_t 
 core_status ledger_tree_consistency(const ledger_tree *t, uint64_t size1, uint64_t size2, uint8_t out[][LEDGER_HASH],
                                     size_t *n, core_error *err) {
     *n = 0;
-    if (size1 == 0 || size1 > size2 || size2 > t->size)
+    if (size1 > size2 || size2 > t->size)
         return core_fail(err, CORE_ERR_INVALID, "size", "no consistency proof from %llu to %llu",
                          (unsigned long long)size1, (unsigned long long)size2);
-    if (size1 < size2) subproof(t, size1, 0, size2, true, out, n);
+    /* From the empty tree the proof is empty (RFC 6962 §2.1.2 defines
+     * PROOF(m, D[n]) for 0 < m < n; m = 0 needs nothing). */
+    if (size1 > 0 && size1 < size2) subproof(t, size1, 0, size2, true, out, n);
     return CORE_OK;
 }

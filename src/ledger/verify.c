@@ -1,7 +1,9 @@
 /* ledger — offline verification of a whole ledger file, and offline proofs.
  *
  * verify trusts nothing in the file except the genesis block's claim of who
- * the admin and nodes are (an operator compares those keys out of band). It
+ * the admin and nodes are; it reports the genesis hash and the keys, and an
+ * auditor who learnt them out of band pins them (ledger_verify_pins), which
+ * is what tells the real ledger from one re-signed with fresh keys. It
  * replays every block into a fresh in-memory database with the very state
  * machine the producer uses, so any stored byte that disagrees — a header, a
  * signature, a transaction body, its id, its place in the log, or a row of
@@ -117,8 +119,21 @@ static core_status compare_table(sqlite3 *mem, const char *table, const char *ke
     return s == SQLITE_DONE ? CORE_OK : store_error(mem, err);
 }
 
-static core_status replay(sqlite3 *disk, sqlite3 *mem, ledger_state *state, int threads, ledger_verify_report *r,
-                          core_error *err) {
+static bool pinned_node(const ledger_verify_pins *pins, const uint8_t key[LEDGER_KEY]) {
+    if (!pins || pins->n_nodes == 0) return true;
+    for (size_t i = 0; i < pins->n_nodes; i++)
+        if (cs_crypto_equal(pins->nodes[i], key, LEDGER_KEY)) return true;
+    return false;
+}
+
+static void note_proposer(ledger_verify_report *r, const uint8_t key[LEDGER_KEY]) {
+    for (size_t i = 0; i < r->n_proposers; i++)
+        if (memcmp(r->proposers[i], key, LEDGER_KEY) == 0) return;
+    if (r->n_proposers < LEDGER_MAX_NODES) memcpy(r->proposers[r->n_proposers++], key, LEDGER_KEY);
+}
+
+static core_status replay(sqlite3 *disk, sqlite3 *mem, ledger_state *state, int threads, const ledger_verify_pins *pins,
+                          ledger_verify_report *r, core_error *err) {
     sqlite3_stmt *qb = NULL, *qt = NULL;
     core_status rc = store_prepare(disk, "SELECT height, hash, header FROM blocks ORDER BY height", &qb, err);
     if (!rc) rc = store_prepare(disk, "SELECT seq, txid, height, body FROM txs WHERE seq >= ?1 ORDER BY seq LIMIT ?2", &qt, err);
@@ -156,6 +171,25 @@ static core_status replay(sqlite3 *disk, sqlite3 *mem, ledger_state *state, int 
         else if (b.tx_count == 0 || b.tree_size != base + b.tx_count)
             rc = bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "transaction count does not match the tree size", NULL);
         if (rc) break;
+        /* The pins: a ledger re-signed with fresh keys passes every check
+         * above, since its genesis names its own keys; only keys learnt out
+         * of band tell it apart. */
+        char hex[2 * LEDGER_HASH + 1];
+        if (b.height == 0) {
+            memcpy(r->genesis, hash, LEDGER_HASH);
+            if (pins && pins->genesis && !cs_crypto_equal(pins->genesis, hash, LEDGER_HASH)) {
+                cs_crypto_hex(hash, LEDGER_HASH, hex);
+                rc = bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "genesis is not the pinned one (--genesis); its hash is", hex);
+                break;
+            }
+        }
+        if (!pinned_node(pins, b.proposer)) {
+            cs_crypto_hex(b.proposer, LEDGER_KEY, hex);
+            rc = bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block is signed by a key that is not a pinned node key (--node-key)",
+                     hex);
+            break;
+        }
+        note_proposer(r, b.proposer);
 
         /* Load the block's transactions and check their signatures in parallel. */
         if (b.tx_count > vcap) {
@@ -223,6 +257,7 @@ static core_status replay(sqlite3 *disk, sqlite3 *mem, ledger_state *state, int 
             for (int k = 0; k < params.u.params.n_nodes; k++)
                 if (cs_crypto_equal(params.u.params.nodes[k], b.proposer, LEDGER_KEY)) proposer_ok = true;
         sqlite3_finalize(qp);
+        if (proposer_ok) memcpy(r->admin, params.u.params.admin, LEDGER_KEY);
         if (!proposer_ok) {
             rc = bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block proposer is not a node key", NULL);
             break;
@@ -254,6 +289,11 @@ static core_status replay(sqlite3 *disk, sqlite3 *mem, ledger_state *state, int 
 }
 
 core_status ledger_verify_file(const char *path, int threads, ledger_verify_report *r, core_error *err) {
+    return ledger_verify_file_pinned(path, threads, NULL, r, err);
+}
+
+core_status ledger_verify_file_pinned(const char *path, int threads, const ledger_verify_pins *pins,
+                                      ledger_verify_report *r, core_error *err) {
     memset(r, 0, sizeof *r);
     r->bad_height = r->bad_seq = -1;
     double t0 = core_monotonic();
@@ -268,7 +308,7 @@ core_status ledger_verify_file(const char *path, int threads, ledger_verify_repo
     /* The disk connection holds one read transaction for the whole replay,
      * so a server writing meanwhile cannot show us half a block. */
     if (!rc && sqlite3_exec(disk, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) rc = store_error(disk, err);
-    if (!rc) rc = replay(disk, mem, state, threads, r, err);
+    if (!rc) rc = replay(disk, mem, state, threads, pins, r, err);
     if (!rc) {
         /* Compare derived state. ATTACH needs the path quoted as a literal. */
         char *sql = sqlite3_mprintf("ATTACH DATABASE 'file:%q?mode=ro' AS disk", path);
@@ -351,7 +391,16 @@ core_status ledger_prove_file(const char *path, const uint8_t txid[LEDGER_HASH],
     if (!rc && !found) rc = core_fail(err, CORE_ERR_NOT_FOUND, "txid", "no such transaction in the ledger");
     if (!rc && ledger_tree_size(tree) != out->head.tree_size)
         rc = core_fail(err, CORE_ERR_INVALID, "txs", "the log is shorter than the last block says; run caresync ledger verify");
+    if (!rc && !(rc = store_prepare(db, "SELECT header FROM blocks WHERE height = ?1", &q, err))) {
+        sqlite3_bind_int64(q, 1, (int64_t)out->height);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            rc = ledger_block_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), &out->block, err);
+        else
+            rc = core_fail(err, CORE_ERR_INVALID, "blocks", "the block holding the transaction is missing; run caresync ledger verify");
+        sqlite3_finalize(q);
+    }
     if (!rc) rc = ledger_tree_inclusion(tree, out->index, out->head.tree_size, out->path, &out->path_len, err);
+    if (!rc) rc = ledger_tree_consistency(tree, out->block.tree_size, out->head.tree_size, out->cons, &out->cons_len, err);
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     ledger_tree_free(tree);
     sqlite3_close(db);

@@ -241,7 +241,7 @@ async function phoneFlow(browser, watch, base, user, nodeKey) {
   await download.saveAs(receiptFile);
   check(!(await download.failure()), `download failed: ${await download.failure()}`);
   const doc = JSON.parse(readFileSync(receiptFile, 'utf8'));
-  checkEqual(doc.format, 'caresync-consent-receipt-v1', 'receipt format');
+  checkEqual(doc.format, 'caresync-consent-receipt-v2', 'receipt format');
   checkEqual(doc.consent?.id, grantTxid, 'receipt consent id');
   checkEqual(JSON.stringify([...doc.consent.scope].sort()), JSON.stringify(['conditions', 'symptoms']), 'receipt scope');
   checkEqual(doc.consent.purpose, 'public_health_surveillance', 'receipt purpose');

@@ -40,6 +40,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!j) return 0;
         static ledger_proof p;
         if (ledger_proof_from_json(j, &p, NULL) == CORE_OK) (void)ledger_proof_check(&p, NULL, NULL);
+        (void)ledger_document_check(j, NULL, NULL, &p, NULL);
+        ledger_block b;
+        (void)ledger_block_from_json(j, &b, NULL);
         json_decref(j);
     }
     return 0;

@@ -86,7 +86,7 @@ const MATRIX = [
   { method: 'POST', path: '/api/records/{id}/anchor', expect: personOnly(201, 404), guard: 'ownerRecord',
     check: (r) => /^[0-9a-f]{64}$/.test(r.json.anchor.commitment) },
   { method: 'GET', path: '/api/records/{id}/anchor', expect: personOnly(200, 404), guard: 'ownerRecord',
-    check: (r) => r.json.format === 'caresync-record-anchor-v1' && JSON.parse(r.json.record_text).title === 'overwritten by owner' },
+    check: (r) => r.json.format === 'caresync-record-anchor-v2' && JSON.parse(r.json.record_text).title === 'overwritten by owner' },
   { method: 'GET', path: '/api/export', expect: personOnly(200),
     check: (r, ctx, role) => r.json.format === 'caresync-export-1' && r.json.user.username === ctx.names[role] &&
       /attachment/.test(r.headers.get('content-disposition') || '') },
@@ -108,7 +108,7 @@ const MATRIX = [
     body: () => ({ scope: ['screening'], purpose: 'public_health_surveillance', expires_in_days: 30 }),
     check: (r) => r.json.consent.status === 'active' && HEX64.test(r.json.receipt.txid) },
   { method: 'GET', path: '/api/consents/{consent}/receipt', expect: personOnly(200, 404),
-    check: (r, ctx) => r.json.format === 'caresync-consent-receipt-v1' && r.json.consent.id === ctx.consent &&
+    check: (r, ctx) => r.json.format === 'caresync-consent-receipt-v2' && r.json.consent.id === ctx.consent &&
       r.json.proof.txid === ctx.consent && /attachment/.test(r.headers.get('content-disposition') || '') },
   { method: 'POST', path: '/api/consents/{consent}/revoke', expect: personOnly(200, 404),
     check: (r, ctx) => r.json.consent.id === ctx.consent && r.json.consent.status === 'revoked' },

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, existsSync, readdirSync, rmSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { startServer, Client, createStaff, errorOf, BIN } from './harness.mjs';
 
@@ -72,7 +72,12 @@ test('revoke: twice is 409 ledger_conflict; someone else\'s or unknown is 404', 
   // The receipt of a revoked grant still proves the grant was recorded.
   const rc = await alice.get(`/api/consents/${id}/receipt`);
   assert.equal(rc.status, 200);
-  assert.equal(rc.json.consent.status, 'revoked');
+  // It states only what the proof covers: not the status, which the later
+  // revocation (a separate transaction) changed.
+  assert.equal(rc.json.consent.id, id);
+  assert.equal(rc.json.consent.status, undefined);
+  assert.equal(rc.json.consent.revoked_block, undefined);
+  assert.equal(rc.json.consent.granted_block, g.json.receipt.block);
 });
 
 test('wallet: bad recipients and amounts are 422/404; balances never go negative', async () => {
@@ -102,7 +107,13 @@ test('explorer: bad heights, txids and paging are clean errors', async () => {
   expectError(await anon.get('/api/ledger/blocks?before=x'), 422, 'validation_failed', 'before');
   expectError(await anon.post('/api/ledger', {}), 405, 'method_not_allowed');
   expectError(await anon.get('/api/ledger/consistency'), 422, 'validation_failed', 'from');
-  expectError(await anon.get('/api/ledger/consistency?from=0'), 422, 'validation_failed', 'from');
+  expectError(await anon.get('/api/ledger/consistency?from=x'), 422, 'validation_failed', 'from');
+  // from=0 follows RFC 6962: the empty tree is a prefix of every tree, the
+  // proof is empty and from_root is the empty tree's hash, SHA-256().
+  const c0 = await anon.get('/api/ledger/consistency?from=0');
+  assert.equal(c0.status, 200, c0.text);
+  assert.deepEqual(c0.json.consistency.proof, []);
+  assert.equal(c0.json.consistency.from_root, createHash('sha256').update('').digest('hex'));
   expectError(await anon.get('/api/ledger/consistency?from=3&to=2'), 422, 'validation_failed');
   expectError(await anon.get('/api/ledger/consistency?from=1&to=999999'), 422, 'validation_failed', 'to');
   // Old tree heads (the block headers) are consistent with the latest one.

@@ -678,6 +678,187 @@ static void *sign_many(void *arg) {
     return NULL;
 }
 
+/* The holding block makes block_height a proven fact; documents are held
+ * to their bytes field by field (the integration test enumerates every
+ * one-field edit of real documents; here the library calls directly). */
+static void test_proof_documents(void **state) {
+    fixture *f = *state;
+    key a;
+    keygen(&a);
+    register_wallet(f, &a);
+    uint8_t g[32];
+    grant(f, &a, 5, (uint64_t)core_now() + 600, g);
+    const char text[] = "{\"title\":\"Peanuts\"}";
+    uint8_t salt[32], commitment[32];
+    memset(salt, 0x5a, sizeof salt);
+    cs_crypto_sha256_2(commitment, salt, sizeof salt, text, strlen(text));
+    ledger_tx tx = {.kind = LEDGER_TX_ANCHOR};
+    memcpy(tx.u.anchor.commitment, commitment, 32);
+    ledger_receipt ar;
+    assert_int_equal(send(f, &a, &tx, &ar), CORE_OK);
+    for (int i = 0; i < 3; i++) {
+        ledger_tx t2 = {.kind = LEDGER_TX_ANCHOR};
+        memset(t2.u.anchor.commitment, 0x60 + i, 32);
+        assert_int_equal(send(f, &a, &t2, NULL), CORE_OK);
+    }
+    static ledger_proof p, q, r;
+    core_error err = {0};
+    assert_int_equal(ledger_prove(f->l, g, &p, &err), CORE_OK);
+    assert_true(p.block.height < p.head.height);
+    assert_int_equal(p.block.height, p.height);
+    assert_true(p.cons_len > 0);
+    /* The file-based prover gives the same document. */
+    assert_int_equal(ledger_prove_file(f->path, g, &r, &err), CORE_OK);
+    json_t *j1 = ledger_proof_to_json(&p), *j2 = ledger_proof_to_json(&r);
+    assert_true(json_equal(j1, j2));
+    json_decref(j2);
+    /* Each byte-level part is proven: holding block, its height, the link. */
+    q = p;
+    q.height++;
+    assert_int_equal(ledger_proof_check(&q, NULL, &err), CORE_ERR_CRYPTO);
+    q = p;
+    q.block.time_ms++;
+    assert_int_equal(ledger_proof_check(&q, NULL, &err), CORE_ERR_CRYPTO);
+    q = p;
+    q.cons[0][0] ^= 1;
+    assert_int_equal(ledger_proof_check(&q, NULL, &err), CORE_ERR_CRYPTO);
+    assert_string_equal(err.field, "tx_block_to_head");
+    q = p;
+    q.block = q.head; /* a real signed header, but not the one holding the leaf */
+    q.height = q.head.height;
+    q.cons_len = 0;
+    assert_int_equal(ledger_proof_check(&q, NULL, &err), CORE_ERR_CRYPTO);
+    assert_string_equal(err.field, "tx_block");
+
+    /* The three documents verify, and say what they are. */
+    json_t *receipt = ledger_consent_receipt_to_json(&p);
+    assert_non_null(receipt);
+    assert_null(ledger_record_anchor_to_json(&p, text, strlen(text), salt)); /* a grant is not an anchor */
+    static ledger_proof pa;
+    assert_int_equal(ledger_prove(f->l, ar.txid, &pa, &err), CORE_OK);
+    assert_null(ledger_consent_receipt_to_json(&pa));
+    json_t *anchor = ledger_record_anchor_to_json(&pa, text, strlen(text), salt);
+    assert_non_null(anchor);
+    json_t *docs[] = {j1, receipt, anchor};
+    ledger_doc_kind kinds[] = {LEDGER_DOC_PROOF, LEDGER_DOC_CONSENT_RECEIPT, LEDGER_DOC_RECORD_ANCHOR};
+    for (int d = 0; d < 3; d++) {
+        ledger_doc_kind k = 0;
+        if (ledger_document_check(docs[d], f->node.pk, &k, &q, &err)) fail_msg("document %d: %s", d, err.message);
+        assert_int_equal(k, kinds[d]);
+        /* Any top-level member removed, or one added, is refused. */
+        const char *name;
+        json_t *v;
+        json_object_foreach(docs[d], name, v) {
+            json_t *e = json_deep_copy(docs[d]);
+            json_object_del(e, name);
+            assert_int_not_equal(ledger_document_check(e, NULL, &k, &q, &err), CORE_OK);
+            json_decref(e);
+        }
+        json_t *e = json_deep_copy(docs[d]);
+        json_object_set_new(e, "issued_at", json_string("2030-01-01T00:00:00Z"));
+        assert_int_equal(ledger_document_check(e, NULL, &k, &q, &err), CORE_ERR_CRYPTO);
+        assert_string_equal(err.field, "issued_at");
+        json_decref(e);
+    }
+    /* A readable field the bytes contradict names its path. */
+    json_t *e = json_deep_copy(receipt);
+    json_object_set_new(json_object_get(e, "consent"), "granted_block", json_integer((json_int_t)p.height + 1));
+    assert_int_equal(ledger_document_check(e, NULL, NULL, &q, &err), CORE_ERR_CRYPTO);
+    assert_string_equal(err.field, "consent.granted_block");
+    json_decref(e);
+    e = json_deep_copy(anchor);
+    json_object_set_new(e, "record_text", json_string("{\"title\":\"Walnuts\"}"));
+    assert_int_equal(ledger_document_check(e, NULL, NULL, &q, &err), CORE_ERR_CRYPTO);
+    assert_string_equal(err.field, "record_text");
+    json_decref(e);
+    /* A block header as the explorer shows it reads back exactly; any
+     * member edited or added is refused. */
+    json_t *bj = ledger_block_to_json(&p.head);
+    ledger_block back;
+    assert_int_equal(ledger_block_from_json(bj, &back, &err), CORE_OK);
+    uint8_t e1[LEDGER_BLOCK_BYTES], e2[LEDGER_BLOCK_BYTES];
+    ledger_block_encode(&p.head, e1);
+    ledger_block_encode(&back, e2);
+    assert_memory_equal(e1, e2, sizeof e1);
+    json_object_set_new(bj, "time_ms", json_integer((json_int_t)p.head.time_ms + 1));
+    assert_int_equal(ledger_block_from_json(bj, &back, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "hash");
+    json_decref(bj);
+    bj = ledger_block_to_json(&p.head);
+    json_object_set_new(bj, "note", json_true());
+    assert_int_equal(ledger_block_from_json(bj, &back, &err), CORE_ERR_INVALID);
+    json_decref(bj);
+    json_decref(j1);
+    json_decref(receipt);
+    json_decref(anchor);
+}
+
+/* A ledger re-signed end to end with fresh keys: the same wallet
+ * transactions (byte for byte) under a new admin and node. Unpinned it
+ * verifies, as it must (genesis names its own keys); pinned to the real
+ * node key or genesis it is refused. */
+static void test_resigned_ledger_and_pins(void **state) {
+    fixture *f = *state;
+    key w;
+    keygen(&w);
+    uint8_t txs[6][LEDGER_TX_MAX];
+    size_t lens[6];
+    for (int i = 0; i < 6; i++) {
+        ledger_tx tx = {.kind = i == 0 ? LEDGER_TX_REGISTER_WALLET : i % 2 ? LEDGER_TX_GRANT : LEDGER_TX_ANCHOR};
+        if (tx.kind == LEDGER_TX_GRANT) {
+            tx.u.grant.scope = 1;
+            tx.u.grant.purpose = LEDGER_PURPOSE_RESEARCH;
+            tx.u.grant.expires = (uint64_t)core_now() + 3600;
+        } else if (tx.kind == LEDGER_TX_ANCHOR) {
+            memset(tx.u.anchor.commitment, 0x70 + i, 32);
+        }
+        tx.nonce = ++w.nonce;
+        lens[i] = ledger_tx_sign(&tx, w.sk, txs[i], sizeof txs[i]);
+        assert_true(lens[i] > 0);
+        ledger_receipt r;
+        assert_int_equal(ledger_submit(f->l, txs[i], lens[i], &r, NULL), CORE_OK);
+    }
+    ledger_close(f->l);
+    f->l = NULL;
+    ledger_verify_report rep;
+    core_error err = {0};
+    if (ledger_verify_file(f->path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
+    uint8_t genesis[32];
+    memcpy(genesis, rep.genesis, 32);
+    assert_memory_equal(rep.admin, f->admin.pk, 32);
+    assert_int_equal(rep.n_proposers, 1);
+    assert_memory_equal(rep.proposers[0], f->node.pk, 32);
+
+    /* The forgery: fresh admin and node keys, every block signed anew. */
+    fixture g = {0};
+    snprintf(g.dir, sizeof g.dir, "%s", f->dir);
+    snprintf(g.path, sizeof g.path, "%s/forged.db", f->dir);
+    keygen(&g.node);
+    keygen(&g.admin);
+    g.l = reopen(&g, 1);
+    for (int i = 0; i < 6; i++) {
+        ledger_receipt r;
+        assert_int_equal(ledger_submit(g.l, txs[i], lens[i], &r, NULL), CORE_OK);
+    }
+    ledger_close(g.l);
+    if (ledger_verify_file(g.path, 2, &rep, &err)) fail_msg("forged verify: %s", err.message);
+    assert_memory_not_equal(rep.genesis, genesis, 32);
+    assert_memory_equal(rep.proposers[0], g.node.pk, 32);
+
+    const uint8_t(*real)[LEDGER_KEY] = (const uint8_t(*)[LEDGER_KEY])f->node.pk;
+    ledger_verify_pins node_pin = {.nodes = real, .n_nodes = 1};
+    assert_int_equal(ledger_verify_file_pinned(g.path, 2, &node_pin, &rep, &err), CORE_ERR_CRYPTO);
+    assert_int_equal(rep.bad_height, 0);
+    assert_non_null(strstr(err.message, "not a pinned node key"));
+    ledger_verify_pins genesis_pin = {.genesis = genesis};
+    assert_int_equal(ledger_verify_file_pinned(g.path, 2, &genesis_pin, &rep, &err), CORE_ERR_CRYPTO);
+    assert_non_null(strstr(err.message, "genesis is not the pinned one"));
+    /* The real ledger passes both pins. */
+    ledger_verify_pins both = {.nodes = real, .n_nodes = 1, .genesis = genesis};
+    if (ledger_verify_file_pinned(f->path, 2, &both, &rep, &err)) fail_msg("pinned verify: %s", err.message);
+    f->l = reopen(f, 1);
+}
+
 static void test_concurrent_sign_submit(void **state) {
     fixture *f = *state;
     key org;
@@ -773,6 +954,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_random_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proofs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_proof_documents, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_resigned_ledger_and_pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_sign_submit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consensus_hook, setup, teardown),
     };

@@ -323,9 +323,22 @@ static void test_every_size(void **state) {
     core_error err = {0};
     assert_int_equal(ledger_tree_inclusion(t, N, N, p, &n, &err), CORE_ERR_INVALID);
     assert_int_equal(ledger_tree_inclusion(t, 0, N + 1, p, &n, &err), CORE_ERR_INVALID);
-    assert_int_equal(ledger_tree_consistency(t, 0, 5, p, &n, &err), CORE_ERR_INVALID);
     assert_int_equal(ledger_tree_consistency(t, 6, 5, p, &n, &err), CORE_ERR_INVALID);
-    assert_false(ledger_merkle_verify_consistency(0, 5, roots[0], roots[5], NULL, 0));
+    assert_int_equal(ledger_tree_consistency(t, 5, N + 1, p, &n, &err), CORE_ERR_INVALID);
+    /* From the empty tree (RFC 6962): the proof is empty and always holds;
+     * a non-empty proof, or an old root that is not the empty tree's, is
+     * refused. roots[0] is MTH({}) = SHA-256(). */
+    for (uint64_t size = 0; size <= N; size++) {
+        n = 99;
+        assert_int_equal(ledger_tree_consistency(t, 0, size, p, &n, &err), CORE_OK);
+        assert_int_equal(n, 0);
+        assert_true(ledger_merkle_verify_consistency(0, size, roots[0], roots[size], NULL, 0));
+        if (size > 0) {
+            assert_false(ledger_merkle_verify_consistency(0, size, roots[1], roots[size], NULL, 0));
+            assert_false(ledger_merkle_verify_consistency(0, size, roots[0], roots[size], (const uint8_t(*)[32])roots, 1));
+        }
+    }
+    assert_false(ledger_merkle_verify_consistency(0, 0, roots[0], roots[1], NULL, 0));
     ledger_tree_free(t);
 }
 
