@@ -78,6 +78,13 @@ typedef struct {
     int screen_window;          /* seconds */
     int surveil_k;              /* small-cell threshold of every release (11) */
     double surveil_budget;      /* total epsilon an organisation may spend (10) */
+    /* Connection limits (see docs/API.md "Limits"): what one client, or many
+     * slow ones, can hold of the server. */
+    int max_connections;        /* all clients together (2000) */
+    int per_ip_connections;     /* from one client address (64) */
+    int head_timeout;           /* seconds to receive a whole request head (10) */
+    int idle_timeout;           /* seconds without a byte before a connection is closed (30) */
+    int min_body_rate;          /* bytes/s a body must average once head_timeout has passed (1024) */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

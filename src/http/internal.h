@@ -30,6 +30,7 @@ struct http_request {
     char *hname[HTTP_MAX_EXTRA_HEADERS];
     char *hvalue[HTTP_MAX_EXTRA_HEADERS];
     struct MHD_Response *response; /* built by respond_*, queued by the server */
+    struct conn_watch *watch;      /* the connection's watchdog entry, or NULL */
     int status;
 };
 
