@@ -557,7 +557,8 @@ core_status http_server_start(const http_options *opt, const http_router *router
     /* The connection's memory pool holds the request head. It must be larger
      * than the limits checked in check_head (8 KiB target + 16 KiB fields
      * and libmicrohttpd's bookkeeping) so those limits are reached first and
-     * answered as JSON; a head past the pool (about 60 KiB) gets
+     * answered as JSON; a head past the pool (about 120 KiB, less with
+     * thousands of tiny fields, each costing ~56 bytes of bookkeeping) gets
      * libmicrohttpd's built-in 414/431 page, which no option replaces. */
     s->d = MHD_start_daemon(flags, (uint16_t)opt->port, NULL, NULL, on_request, s,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -569,7 +570,7 @@ core_status http_server_start(const http_options *opt, const http_router *router
                             MHD_OPTION_CONNECTION_TIMEOUT, s->opt.idle_timeout,
                             MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections,
                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.per_ip_connections,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64u << 10),
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128u << 10),
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u,
                             MHD_OPTION_ARRAY, s->tls ? tls_opts : &tls_opts[3],
                             MHD_OPTION_END);
