@@ -35,6 +35,7 @@ test: build
 
 fuzz: test
 	$(TEST_BUILD)/tests/fuzz_json -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus tests/fuzz/corpus
+	$(TEST_BUILD)/tests/fuzz_url -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus-url tests/fuzz/corpus_url
 	$(TEST_BUILD)/tests/fuzz_ledger_tx -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus-ledger tests/fuzz/corpus_ledger
 	$(TEST_BUILD)/tests/fuzz_surveil_csv -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus-surveil tests/fuzz/corpus_surveil
 	$(TEST_BUILD)/tests/fuzz_nn_tfjs -max_total_time=$${FUZZ_SECONDS:-300} -max_len=16384 $(TEST_BUILD)/fuzz-corpus-tfjs tests/fuzz/corpus_nn_tfjs

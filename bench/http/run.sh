@@ -62,8 +62,9 @@ trap 'exit 143' TERM
 
 # ---- caresync ----------------------------------------------------------------------------------
 mkdir -p "$WORK/data"
+# wrk's connections all come from 127.0.0.1: lift the per-address limit above them.
 "$CARESYNC_BIN" serve --port 0 --data-dir "$WORK/data" --web-dir "$ROOT/web" --threads 2 --log-level warn \
-  >"$WORK/caresync.out" 2>"$WORK/caresync.err" &
+  --max-connections-per-ip $((CONNS + 16)) >"$WORK/caresync.out" 2>"$WORK/caresync.err" &
 CS_PID=$!
 CS_PORT=""
 for _ in $(seq 100); do

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "accounts/accounts.h"
 #include "api/api.h"
@@ -54,6 +55,13 @@ static void usage(FILE *f) {
             "                           (default 86400, at least 3600)\n"
             "  --reward-batch N         contributions' rewards go to the ledger in batches of at least N\n"
             "                           (default 11)\n"
+            "  --max-connections N      open connections, all clients together (default 2000)\n"
+            "  --max-connections-per-ip N  open connections from one client address (default 64)\n"
+            "  --head-timeout SECONDS   time to send a whole request head, however slowly bytes\n"
+            "                           come; also the keep-alive idle time (default 10)\n"
+            "  --idle-timeout SECONDS   close a connection silent this long mid-request (default 30)\n"
+            "  --min-body-rate BYTES    bytes/s a request body must average after --head-timeout\n"
+            "                           (default 1024)\n"
             "  --log-level LEVEL        debug, info, warn or error (default info)\n");
 }
 
@@ -65,12 +73,40 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
     return true;
 }
 
+/* Each connection is a descriptor; the database, ledger, model and static
+ * files need more. Raise the soft limit toward the hard one so the
+ * connection limit can be reached, and lower the limit (with a warning) if
+ * the hard one is too small: running out of descriptors would refuse
+ * legitimate clients where the connection limit refuses only the excess. */
+#define SPARE_FDS 256
+static long fit_connections(long want) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return want;
+    rlim_t need = (rlim_t)want + SPARE_FDS;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        rlim_t cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+        if (cur > rl.rlim_cur) {
+            rl.rlim_cur = cur;
+            setrlimit(RLIMIT_NOFILE, &rl);
+            getrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        long fit = (long)rl.rlim_cur > 2 * SPARE_FDS ? (long)rl.rlim_cur - SPARE_FDS : (long)rl.rlim_cur / 2;
+        core_log(CORE_LOG_WARN, "only %ld file descriptors: serving at most %ld connections instead of %ld",
+                 (long)rl.rlim_cur, fit, want);
+        return fit;
+    }
+    return want;
+}
+
 int cli_serve(int argc, char **argv) {
     core_config cfg;
     core_config_defaults(&cfg);
     enum { O_HOST = 256, O_PORT, O_DATA, O_WEB, O_CERT, O_KEY, O_THREADS, O_BODY, O_TTL, O_FAIL, O_FAILIP,
            O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH, O_BATCHMAX, O_REWARDS, O_MODEL, O_BACKBONE,
-           O_SCREENS, O_SCREENWIN, O_SURVK, O_BUDGET, O_SEAL, O_RBATCH };
+           O_SCREENS, O_SCREENWIN, O_SURVK, O_BUDGET, O_SEAL, O_RBATCH,
+           O_MAXCONN, O_PERIP, O_HEADTO, O_IDLETO, O_BODYRATE };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
         {"data-dir", required_argument, 0, O_DATA},    {"web-dir", required_argument, 0, O_WEB},
@@ -90,6 +126,11 @@ int cli_serve(int argc, char **argv) {
         {"privacy-budget", required_argument, 0, O_BUDGET},
         {"seal-delay", required_argument, 0, O_SEAL},
         {"reward-batch", required_argument, 0, O_RBATCH},
+        {"max-connections", required_argument, 0, O_MAXCONN},
+        {"max-connections-per-ip", required_argument, 0, O_PERIP},
+        {"head-timeout", required_argument, 0, O_HEADTO},
+        {"idle-timeout", required_argument, 0, O_IDLETO},
+        {"min-body-rate", required_argument, 0, O_BODYRATE},
         {0, 0, 0, 0},
     };
     long v = 0, batch_ms = 10, batch_max = 4096;
@@ -133,6 +174,11 @@ int cli_serve(int argc, char **argv) {
         case O_BUDGET: ok = parse_int(optarg, 0, 1000, &v); cfg.surveil_budget = (double)v; break;
         case O_SEAL: ok = parse_int(optarg, SURVEIL_SEAL_DELAY_MIN, 60L * 86400, &v); cfg.surveil_seal_delay = (int)v; break;
         case O_RBATCH: ok = parse_int(optarg, 1, 10000, &v); cfg.surveil_reward_batch = (int)v; break;
+        case O_MAXCONN: ok = parse_int(optarg, 1, 1000000, &v); cfg.max_connections = (int)v; break;
+        case O_PERIP: ok = parse_int(optarg, 1, 1000000, &v); cfg.per_ip_connections = (int)v; break;
+        case O_HEADTO: ok = parse_int(optarg, 1, 3600, &v); cfg.head_timeout = (int)v; break;
+        case O_IDLETO: ok = parse_int(optarg, 1, 3600, &v); cfg.idle_timeout = (int)v; break;
+        case O_BODYRATE: ok = parse_int(optarg, 1, 1L << 30, &v); cfg.min_body_rate = (int)v; break;
         case O_REWARDS: {
             char buf[128], *save = NULL, *tok;
             snprintf(buf, sizeof buf, "%s", optarg);
@@ -233,7 +279,11 @@ int cli_serve(int argc, char **argv) {
     api_context ctx = {.cfg = &cfg, .st = st, .acc = acc, .regs = regs, .led = led, .admin_sk = lopt.admin_sk,
                        .node_sk = lopt.node_sk, .desk = desk, .started = core_monotonic()};
     http_options hopt = {.host = cfg.host, .port = cfg.port, .threads = cfg.threads, .max_body = cfg.max_body,
-                         .web_dir = cfg.web_dir, .tls_cert = cfg.tls_cert, .tls_key = cfg.tls_key};
+                         .web_dir = cfg.web_dir, .tls_cert = cfg.tls_cert, .tls_key = cfg.tls_key,
+                         .max_connections = (unsigned)fit_connections(cfg.max_connections),
+                         .per_ip_connections = (unsigned)cfg.per_ip_connections,
+                         .head_timeout = (unsigned)cfg.head_timeout, .idle_timeout = (unsigned)cfg.idle_timeout,
+                         .min_body_rate = (unsigned)cfg.min_body_rate};
     if (http_server_start(&hopt, router, &ctx, &srv, &err)) goto out;
 
     bool tls = http_server_tls(srv);

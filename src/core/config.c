@@ -45,4 +45,13 @@ void core_config_defaults(core_config *cfg) {
      * batches as large as the smallest published count. */
     cfg->surveil_seal_delay = 86400;
     cfg->surveil_reward_batch = 11;
+    /* Headroom against slow clients: one address holds at most 64 sockets
+     * (a clinic's browsers behind one NAT fit), so filling all 2000 takes
+     * dozens of addresses, and a socket that dribbles its request head is
+     * cut after 10 s however steadily its bytes come. */
+    cfg->max_connections = 2000;
+    cfg->per_ip_connections = 64;
+    cfg->head_timeout = 10;
+    cfg->idle_timeout = 30;
+    cfg->min_body_rate = 1024;
 }

@@ -96,6 +96,13 @@ typedef struct {
     double surveil_budget;      /* total epsilon an organisation may spend (10) */
     int surveil_seal_delay;     /* seconds after a week ends before it is released (86400) */
     int surveil_reward_batch;   /* contributions' rewards go to the ledger in batches of at least this (11) */
+    /* Connection limits (see docs/API.md "Limits"): what one client, or many
+     * slow ones, can hold of the server. */
+    int max_connections;        /* all clients together (2000) */
+    int per_ip_connections;     /* from one client address (64) */
+    int head_timeout;           /* seconds to receive a whole request head (10) */
+    int idle_timeout;           /* seconds without a byte before a connection is closed (30) */
+    int min_body_rate;          /* bytes/s a body must average once head_timeout has passed (1024) */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

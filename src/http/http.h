@@ -52,6 +52,16 @@ typedef struct {
     const char *web_dir;    /* static files; NULL disables them */
     const char *tls_cert;   /* PEM paths; both or neither */
     const char *tls_key;
+    /* Connection limits; 0 takes the default in brackets. */
+    unsigned max_connections;    /* all clients together [2000] */
+    unsigned per_ip_connections; /* from one client address [64] */
+    unsigned head_timeout;       /* seconds from accepting a connection, or from the end of its
+                                    previous request, to the end of the next request head; this
+                                    also covers the TLS handshake and bounds keep-alive idling [10] */
+    unsigned idle_timeout;       /* seconds without a byte either way while a body is received or a
+                                    response is sent [30] */
+    unsigned min_body_rate;      /* a body must arrive at >= this many bytes/s on average, after a
+                                    grace of head_timeout seconds [1024] */
 } http_options;
 
 /* Router is borrowed and must outlive the server. */
@@ -61,6 +71,20 @@ int http_server_port(const http_server *s);
 bool http_server_tls(const http_server *s);
 /* Stop accepting, let in-flight requests finish, free. Accepts NULL. */
 void http_server_stop(http_server *s);
+
+/* ---- request validation ------------------------------------------------ */
+/* The server checks the decoded path and every query name and value with
+ * this before routing, and answers 400 invalid_url when it fails, so every
+ * handler sees only text that JSON can carry: well-formed UTF-8 (RFC 3629:
+ * no overlong forms, surrogates or code points past U+10FFFF) without C0
+ * control characters or DEL. Pure; fuzzed by tests/fuzz/fuzz_url.c. */
+bool http_text_valid(const char *s, size_t len);
+/* Limits of a request head the server answers itself, as JSON: a request
+ * target longer than HTTP_MAX_TARGET bytes is 414 uri_too_long, header
+ * fields (names and values) over HTTP_MAX_HEADERS bytes are 431
+ * headers_too_large. */
+#define HTTP_MAX_TARGET (8u << 10)
+#define HTTP_MAX_HEADERS (16u << 10)
 
 /* ---- request accessors -------------------------------------------------- */
 const char *http_method(const http_request *rq);

@@ -30,6 +30,9 @@ struct http_request {
     char *hname[HTTP_MAX_EXTRA_HEADERS];
     char *hvalue[HTTP_MAX_EXTRA_HEADERS];
     struct MHD_Response *response; /* built by respond_*, queued by the server */
+    struct conn_watch *watch;      /* the connection's watchdog entry, or NULL; valid until
+                                      on_completed (libmicrohttpd completes a request before it
+                                      reports its connection closed, which frees the entry) */
     int status;
 };
 

@@ -116,9 +116,24 @@ void http_respond_error(http_request *rq, int status, const char *code, const ch
     char msg[256];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    /* A message cut to fit must not end inside a UTF-8 sequence: jansson
+     * refuses such a string, and the error would become a 500. */
+    if (n >= (int)sizeof msg) {
+        size_t len = sizeof msg - 1, i = len;
+        while (i > 0 && ((unsigned char)msg[i - 1] & 0xc0) == 0x80) i--;
+        if (i > 0 && (unsigned char)msg[i - 1] >= 0xc0) {
+            unsigned char lead = (unsigned char)msg[i - 1];
+            size_t need = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+            if (len - (i - 1) < need) msg[i - 1] = '\0';
+        }
+    }
     json_t *e = json_pack("{s:s,s:s}", "code", code, "message", msg);
+    /* A message quoting client text that is not UTF-8 (never after the
+     * server's checks, but handlers quote what they like): keep the status
+     * and code, drop the quote. */
+    if (!e) e = json_pack("{s:s,s:s}", "code", code, "message", "the request could not be processed");
     if (e && field && *field) json_object_set_new(e, "field", json_string(field));
     http_respond_json(rq, status, json_pack("{s:o}", "error", e));
 }

@@ -7,17 +7,53 @@
  *   middle calls: body chunks, appended up to max_body; a declared
  *     Content-Length over the limit is answered 413 on the first call.
  *   last call (no more data): route, run the handler, queue its response.
- * on_completed frees the request however it ended. */
+ * on_completed frees the request however it ended.
+ *
+ * Slow clients. libmicrohttpd's own connection timeout is restarted by every
+ * byte, so a socket that sends one header byte every few seconds would be
+ * held for ever. Here:
+ *   - MHD_OPTION_PER_IP_CONNECTION_LIMIT caps the sockets of one client
+ *     address (over it, libmicrohttpd closes the new socket at accept), and
+ *     MHD_OPTION_CONNECTION_LIMIT all of them together;
+ *   - a watchdog thread (below) cuts a connection whose request head has not
+ *     been received within head_timeout seconds of the connection being
+ *     accepted or of its previous request being completed, and one whose
+ *     body arrives slower than min_body_rate on average after that grace.
+ * Guarantees: no connection waits for a request head (TLS handshake
+ * included) longer than head_timeout + WATCH_TICK, however its bytes are
+ * spaced; a body is received at min_body_rate or the connection is cut; a
+ * stalled body or response is closed after idle_timeout without a byte.
+ * Not covered: a client that reads its response slowly but steadily (the
+ * response is built in full before it is sent, so that costs a socket and
+ * memory, never a thread). */
 #include "http/internal.h"
 
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <strings.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
+
+/* What the watchdog knows of one connection (MHD's socket context). */
+typedef enum { WATCH_HEAD, WATCH_BODY, WATCH_BUSY } watch_phase;
+typedef struct conn_watch {
+    struct conn_watch *prev, *next;
+    MHD_socket fd;
+    watch_phase phase;
+    double since;        /* start of the phase (core_monotonic) */
+    size_t body_bytes;   /* WATCH_BODY: received so far */
+    size_t target_len;   /* raw request target of the current request, from the URI log */
+    bool target_nul;     /* ... and it holds %00, which decoding would turn into a cut */
+    bool cut;            /* shut down by the watchdog */
+} conn_watch;
+
+/* How often the watchdog looks; the deadlines are this much late at most. */
+#define WATCH_TICK 0.2
 
 struct http_server {
     struct MHD_Daemon *d;
@@ -29,6 +65,13 @@ struct http_server {
     char *cert_pem, *key_pem;
     atomic_int inflight;   /* requests begun and not yet completed */
     atomic_bool stopping;
+    /* The watchdog: every live connection is on the list, guarded by
+     * watch_lock, from MHD's STARTED notification to its CLOSED one. */
+    pthread_mutex_t watch_lock;
+    pthread_cond_t watch_cond;
+    pthread_t watch_thread;
+    bool watch_running, watch_stop;
+    conn_watch *watch_head;
 };
 
 /* Bodies declared over the limit are read and discarded up to this size so
@@ -124,6 +167,186 @@ static void client_address(struct MHD_Connection *conn, char out[64]) {
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out, 64);
 }
 
+/* ---- the watchdog --------------------------------------------------------- */
+static conn_watch *watch_of(struct MHD_Connection *conn) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void watch_set(http_server *s, conn_watch *w, watch_phase phase) {
+    if (!w) return;
+    pthread_mutex_lock(&s->watch_lock);
+    w->phase = phase;
+    w->since = core_monotonic();
+    w->body_bytes = 0;
+    pthread_mutex_unlock(&s->watch_lock);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+    http_server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        conn_watch *w = calloc(1, sizeof *w);
+        /* Without memory to watch it, a connection is not served at all:
+         * an unwatched one could be held open for ever. */
+        if (!w || !ci) {
+            free(w);
+            if (ci) shutdown(ci->connect_fd, SHUT_RDWR);
+            return;
+        }
+        w->fd = ci->connect_fd;
+        w->phase = WATCH_HEAD;
+        w->since = core_monotonic();
+        pthread_mutex_lock(&s->watch_lock);
+        w->next = s->watch_head;
+        if (w->next) w->next->prev = w;
+        s->watch_head = w;
+        pthread_mutex_unlock(&s->watch_lock);
+        *socket_context = w;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        conn_watch *w = *socket_context;
+        if (!w) return;
+        /* libmicrohttpd sends CLOSED before it closes the socket, so while
+         * an entry is on the list (under the lock) its fd is still this
+         * connection's and shutdown() cannot hit a reused descriptor. */
+        pthread_mutex_lock(&s->watch_lock);
+        if (w->prev) w->prev->next = w->next;
+        else s->watch_head = w->next;
+        if (w->next) w->next->prev = w->prev;
+        pthread_mutex_unlock(&s->watch_lock);
+        free(w);
+        *socket_context = NULL;
+    }
+}
+
+/* The raw request target, before libmicrohttpd decodes it: its length (for
+ * 414) and whether it encodes a NUL byte, which decoding turns into a silent
+ * end of string ("/api/records/1%00x" would reach us as "/api/records/1").
+ * The return value becomes con_cls; NULL keeps our allocation in on_request.
+ * Only this connection's thread reads or writes these two fields. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+    (void)cls;
+    conn_watch *w = watch_of(conn);
+    if (w) {
+        w->target_len = strlen(uri);
+        w->target_nul = strstr(uri, "%00") != NULL;
+    }
+    return NULL;
+}
+
+/* Cut connections past their deadline. shutdown() rather than close(): the
+ * descriptor stays libmicrohttpd's, which sees end-of-stream on its next
+ * read and closes the connection in its own thread, as if the client had
+ * gone. Nothing is sent: the request head is incomplete, and writing from
+ * this thread could interleave with libmicrohttpd's own writes. */
+static void *watchdog(void *arg) {
+    http_server *s = arg;
+    double head = s->opt.head_timeout, rate = s->opt.min_body_rate;
+    pthread_mutex_lock(&s->watch_lock);
+    while (!s->watch_stop) {
+        double now = core_monotonic();
+        for (conn_watch *w = s->watch_head; w; w = w->next) {
+            if (w->cut || w->phase == WATCH_BUSY) continue;
+            double deadline = w->since + head;
+            if (w->phase == WATCH_BODY) deadline += (double)w->body_bytes / rate;
+            if (now > deadline) {
+                w->cut = true;
+                shutdown(w->fd, SHUT_RDWR);
+                core_log(CORE_LOG_DEBUG, "http: cut a connection: request %s too slow",
+                         w->phase == WATCH_HEAD ? "head" : "body");
+            }
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long ns = ts.tv_nsec + (long)(WATCH_TICK * 1e9);
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&s->watch_cond, &s->watch_lock, &ts);
+    }
+    pthread_mutex_unlock(&s->watch_lock);
+    return NULL;
+}
+
+/* ---- checks on the request head, before routing ---------------------------- */
+typedef struct {
+    int content_length, transfer_encoding;
+    const char *te;
+    size_t fields;       /* bytes of header names and values */
+    const char *bad_name; /* a query parameter that failed http_text_valid */
+    bool bad;
+} head_scan;
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    head_scan *h = cls;
+    if (strcasecmp(key, "Content-Length") == 0) h->content_length++;
+    if (strcasecmp(key, "Transfer-Encoding") == 0) {
+        h->transfer_encoding++;
+        h->te = value;
+    }
+    return MHD_YES;
+}
+
+static enum MHD_Result scan_query(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
+    (void)kind;
+    head_scan *h = cls;
+    bool key_ok = key && http_text_valid(key, strlen(key));
+    if (key_ok && (!value || http_text_valid(value, strlen(value)))) return MHD_YES;
+    h->bad = true;
+    h->bad_name = key_ok ? key : NULL;
+    return MHD_NO;
+}
+
+/* Refuse what must not reach a handler. Returns false after responding. */
+static bool check_head(http_request *rq, const char *url) {
+    struct MHD_Connection *conn = rq->conn;
+    conn_watch *w = watch_of(conn);
+    /* Any of these answers ends the connection: what follows on it cannot
+     * be trusted to start where we think it does. */
+    size_t target = w && w->target_len ? w->target_len : strlen(url);
+    if (target > HTTP_MAX_TARGET) {
+        http_add_header(rq, "Connection", "close");
+        http_respond_error(rq, 414, "uri_too_long", NULL, "the request target exceeds %u bytes", HTTP_MAX_TARGET);
+        return false;
+    }
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (ci && ci->header_size > target + HTTP_MAX_HEADERS) {
+        http_add_header(rq, "Connection", "close");
+        http_respond_error(rq, 431, "headers_too_large", NULL, "the request header fields exceed %u bytes",
+                           HTTP_MAX_HEADERS);
+        return false;
+    }
+    /* RFC 9112 6.1 and 6.3: a message with both Content-Length and
+     * Transfer-Encoding, or with either of them twice, is how requests are
+     * smuggled past a proxy that frames them differently from us. */
+    head_scan h = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &h);
+    if ((h.content_length && h.transfer_encoding) || h.content_length > 1 || h.transfer_encoding > 1) {
+        http_add_header(rq, "Connection", "close");
+        http_respond_error(rq, 400, "bad_framing", NULL,
+                           "send a body with either one Content-Length or Transfer-Encoding: chunked, not both");
+        return false;
+    }
+    if (h.transfer_encoding && strcasecmp(h.te, "chunked") != 0) {
+        http_add_header(rq, "Connection", "close");
+        http_respond_error(rq, 501, "not_implemented", NULL, "the only transfer coding accepted is chunked");
+        return false;
+    }
+    if ((w && w->target_nul) || !http_text_valid(url, strlen(url))) {
+        http_respond_error(rq, 400, "invalid_url", NULL,
+                           "the URL is not valid UTF-8 or holds control characters (%%00 included)");
+        return false;
+    }
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, scan_query, &h);
+    if (h.bad) {
+        http_respond_error(rq, 400, "invalid_url", h.bad_name,
+                           "a query parameter is not valid UTF-8 or holds control characters");
+        return false;
+    }
+    return true;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls) {
@@ -142,9 +365,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         *con_cls = rq;
         atomic_fetch_add(&s->inflight, 1);
+        rq->watch = watch_of(conn);
+        watch_set(s, rq->watch, WATCH_BODY);
         if (atomic_load(&s->stopping)) {
             http_add_header(rq, "Retry-After", "5");
             http_respond_error(rq, 503, "shutting_down", NULL, "the server is restarting; try again in a moment");
+            watch_set(s, rq->watch, WATCH_BUSY);
+            return queue(rq);
+        }
+        if (!check_head(rq, url)) {
+            watch_set(s, rq->watch, WATCH_BUSY);
             return queue(rq);
         }
         /* The route decides the body limit (uploads take more than JSON). */
@@ -161,12 +391,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
              * before it sends anything. Otherwise drain (see DRAIN_LIMIT). */
             if ((expect && strcasecmp(expect, "100-continue") == 0) || declared > DRAIN_LIMIT) {
                 dispatch(s, rq);
+                watch_set(s, rq->watch, WATCH_BUSY);
                 return queue(rq);
             }
         }
         return MHD_YES;
     }
     if (*upload_data_size) {
+        if (rq->watch) {
+            pthread_mutex_lock(&s->watch_lock);
+            rq->watch->body_bytes += *upload_data_size;
+            pthread_mutex_unlock(&s->watch_lock);
+        }
         if (rq->responded) { *upload_data_size = 0; return MHD_YES; }
         if (!rq->too_large && rq->body_len + *upload_data_size > rq->limit) rq->too_large = true;
         if (rq->too_large) {
@@ -195,6 +431,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    watch_set(s, rq->watch, WATCH_BUSY);
     if (rq->responded) return MHD_YES; /* 413 already queued */
     dispatch(s, rq);
     return queue(rq);
@@ -207,6 +444,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     http_request *rq = *con_cls;
     if (!rq) return;
+    /* A kept-alive connection now waits for its next request head. */
+    watch_set(rq->server, rq->watch, WATCH_HEAD);
     atomic_fetch_sub(&rq->server->inflight, 1);
     free(rq->body);
     json_decref(rq->json);
@@ -230,7 +469,22 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 #pragma GCC diagnostic pop
     size_t n = strlen(msg);
     if (n && msg[n - 1] == '\n') msg[n - 1] = '\0';
-    core_log(CORE_LOG_WARN, "http: %s", msg);
+    /* What a single client does to its own connection (hangs up, sends an
+     * oversized head, is cut by the watchdog) is debug noise; a flood of
+     * slow clients must not become a flood of log lines. Refusals at the
+     * connection limits are worth a warning, once per 10 s. */
+    static const char *const client_noise[] = {"closed by remote", "forcibly closed", "socket is closed",
+                                               "Error processing request"};
+    core_log_level level = CORE_LOG_WARN;
+    for (size_t i = 0; i < sizeof client_noise / sizeof client_noise[0]; i++)
+        if (strstr(msg, client_noise[i])) level = CORE_LOG_DEBUG;
+    if (strstr(msg, "connection limit")) {
+        static _Atomic double last_warned = -1e9;
+        double now = core_monotonic(), last = atomic_load(&last_warned);
+        if (now - last < 10.0 || !atomic_compare_exchange_strong(&last_warned, &last, now)) level = CORE_LOG_DEBUG;
+        else snprintf(msg, sizeof msg, "refusing connections over the total or per-address limit (logged once per 10 s)");
+    }
+    core_log(level, "http: %s", msg);
 }
 
 static bool is_loopback(const char *host) {
@@ -281,22 +535,53 @@ core_status http_server_start(const http_options *opt, const http_router *router
     }
     if (s->tls) flags |= MHD_USE_TLS;
 
+    /* Forward-secret AEAD only: TLS 1.3, and TLS 1.2 with ECDHE and AES-GCM
+     * or ChaCha20-Poly1305. No RSA key exchange, no CBC, no SHA-1 MACs, no
+     * TLS 1.1 or older; the server's order wins. */
+    static const char tls_priorities[] =
+        "SECURE128:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:"
+        "-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:+CHACHA20-POLY1305:-MAC-ALL:+AEAD:%SERVER_PRECEDENCE";
     struct MHD_OptionItem tls_opts[] = {
         {MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem},
         {MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)tls_priorities},
         {MHD_OPTION_END, 0, NULL},
     };
+    if (!s->opt.max_connections) s->opt.max_connections = 2000;
+    if (!s->opt.per_ip_connections) s->opt.per_ip_connections = 64;
+    if (!s->opt.head_timeout) s->opt.head_timeout = 10;
+    if (!s->opt.idle_timeout) s->opt.idle_timeout = 30;
+    if (!s->opt.min_body_rate) s->opt.min_body_rate = 1024;
+    pthread_mutex_init(&s->watch_lock, NULL);
+    pthread_cond_init(&s->watch_cond, NULL);
+    /* The connection's memory pool holds the request head. It must be larger
+     * than the limits checked in check_head (8 KiB target + 16 KiB fields
+     * and libmicrohttpd's bookkeeping) so those limits are reached first and
+     * answered as JSON; a head past the pool (about 120 KiB, less with
+     * thousands of tiny fields, each costing ~56 bytes of bookkeeping) gets
+     * libmicrohttpd's built-in 414/431 page, which no option replaces. */
     s->d = MHD_start_daemon(flags, (uint16_t)opt->port, NULL, NULL, on_request, s,
                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
                             MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opt->threads > 0 ? opt->threads : 2),
                             MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                            MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                            MHD_OPTION_CONNECTION_LIMIT, 1000u,
+                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+                            MHD_OPTION_CONNECTION_TIMEOUT, s->opt.idle_timeout,
+                            MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections,
+                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.per_ip_connections,
+                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128u << 10),
                             /* no ADDRESS_REUSE (SO_REUSEPORT: a second server could share the port) */
-                            MHD_OPTION_ARRAY, s->tls ? tls_opts : &tls_opts[2],
+                            MHD_OPTION_ARRAY, s->tls ? tls_opts : &tls_opts[3],
                             MHD_OPTION_END);
+    if (s->d && pthread_create(&s->watch_thread, NULL, watchdog, s) == 0) s->watch_running = true;
+    if (s->d && !s->watch_running) {
+        MHD_stop_daemon(s->d);
+        s->d = NULL;
+    }
     if (!s->d) {
+        pthread_mutex_destroy(&s->watch_lock);
+        pthread_cond_destroy(&s->watch_cond);
         free(s->cert_pem); free(s->key_pem); free(s);
         return core_fail(err, CORE_ERR_IO, NULL, "cannot listen on %s port %d (in use, or bad TLS files?)", host,
                          opt->port);
@@ -319,6 +604,14 @@ void http_server_stop(http_server *s) {
     while (atomic_load(&s->inflight) > 0 && core_monotonic() - t0 < 10.0) usleep(5000);
     MHD_stop_daemon(s->d);
     if (fd != MHD_INVALID_SOCKET) close(fd);
+    /* Every connection is closed now, so the watch list is empty. */
+    pthread_mutex_lock(&s->watch_lock);
+    s->watch_stop = true;
+    pthread_cond_signal(&s->watch_cond);
+    pthread_mutex_unlock(&s->watch_lock);
+    pthread_join(s->watch_thread, NULL);
+    pthread_mutex_destroy(&s->watch_lock);
+    pthread_cond_destroy(&s->watch_cond);
     free(s->cert_pem);
     free(s->key_pem);
     free(s);

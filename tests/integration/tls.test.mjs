@@ -158,3 +158,30 @@ test('with TLS, a non-loopback bind address is allowed', { skip: NO_OPENSSL }, a
     s.cleanup();
   }
 });
+
+// Only forward-secret AEAD suites: TLS 1.3, and TLS 1.2 with ECDHE and
+// AES-GCM or ChaCha20-Poly1305 (the GnuTLS priority string in server.c).
+test('TLS refuses static-RSA, DHE and CBC suites; ECDHE with AES-GCM and TLS 1.3 work', { skip: NO_OPENSSL }, () => {
+  const u = new URL(srv.base);
+  const hello = (...args) => {
+    const r = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${u.port}`, ...args],
+      { input: '', encoding: 'utf8', timeout: 15000 });
+    const m = (r.stdout || '').match(/Cipher is (\S+)/);
+    return { status: r.status, cipher: m && m[1] !== '(NONE)' ? m[1] : null, out: r.stdout + r.stderr };
+  };
+  for (const refused of [['-tls1_2', '-cipher', 'AES128-SHA'], ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA'],
+    ['-tls1_2', '-cipher', 'AES128-GCM-SHA256'], ['-tls1_2', '-cipher', 'DHE-RSA-AES128-GCM-SHA256'],
+    ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA256']]) {
+    const r = hello(...refused);
+    assert.equal(r.cipher, null, `${refused.join(' ')} was accepted: ${r.cipher}`);
+    assert.notEqual(r.status, 0, `${refused.join(' ')}: ${r.out.slice(0, 400)}`);
+  }
+  for (const [args, cipher] of [[['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256'], 'ECDHE-RSA-AES128-GCM-SHA256'],
+    [['-tls1_2', '-cipher', 'ECDHE-RSA-CHACHA20-POLY1305'], 'ECDHE-RSA-CHACHA20-POLY1305'],
+    [['-tls1_3'], null]]) {
+    const r = hello(...args);
+    assert.equal(r.status, 0, `${args.join(' ')} failed: ${r.out.slice(0, 400)}`);
+    if (cipher) assert.equal(r.cipher, cipher);
+    else assert.match(r.cipher || '', /^TLS_(AES_(128|256)_GCM|CHACHA20_POLY1305)_SHA(256|384)$/, r.out.slice(0, 400));
+  }
+});

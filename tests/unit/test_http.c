@@ -61,10 +61,41 @@ static void json_body_parser(void **state) {
     assert_null(http_parse_json_object(deep, 100000, msg, sizeof msg));
 }
 
+/* The check every path and query value passes before routing. */
+static void url_text_validation(void **state) {
+    (void)state;
+#define OK(lit) assert_true(http_text_valid(lit, sizeof lit - 1))
+#define BAD(lit) assert_false(http_text_valid(lit, sizeof lit - 1))
+    OK("");
+    OK("/api/regions");
+    OK("caf\xc3\xa9");                 /* U+00E9 */
+    OK("\xe2\x82\xac");                 /* U+20AC */
+    OK("\xf0\x9f\x98\x80");             /* U+1F600 */
+    OK("\xf4\x8f\xbf\xbf");             /* U+10FFFF, the last code point */
+    OK("\xed\x9f\xbf");                 /* U+D7FF, just below the surrogates */
+    BAD("\xff");                        /* the outside test's %ff */
+    BAD("\x80");                        /* a lone continuation byte */
+    BAD("\xc0\xaf");                    /* overlong '/' */
+    BAD("\xc1\xbf");                    /* overlong */
+    BAD("\xe0\x80\xaf");                /* overlong, three bytes */
+    BAD("\xf0\x80\x80\xaf");            /* overlong, four bytes */
+    BAD("\xed\xa0\x80");                /* U+D800, a surrogate */
+    BAD("\xf4\x90\x80\x80");            /* past U+10FFFF */
+    BAD("\xe2\x82");                    /* cut short */
+    BAD("a\xc3");                       /* cut short at the end */
+    BAD("\xc3(");                       /* a bad continuation */
+    BAD("a\nb");                        /* controls */
+    BAD("a\x7f");
+    BAD("a\x00b");                      /* NUL inside the length */
+#undef OK
+#undef BAD
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(router_matches_params_and_methods),
         cmocka_unit_test(json_body_parser),
+        cmocka_unit_test(url_text_validation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
