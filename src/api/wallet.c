@@ -305,7 +305,20 @@ void api_consents_list(http_request *rq, void *ctx) {
     accounts_session_wipe(&sess);
 }
 
-/* Parse {scope:[names], purpose, grantee, expires_in_days} into tx. */
+typedef struct { const uint8_t *want; bool found; } org_find;
+
+static void find_org(void *ud, const uint8_t pk[LEDGER_KEY], const char *name, uint64_t height) {
+    org_find *f = ud;
+    (void)name;
+    (void)height;
+    if (memcmp(pk, f->want, LEDGER_KEY) == 0) f->found = true;
+}
+
+/* Parse {scope:[names], purpose, grantee, expires_in_days} into tx, and make
+ * the ledger's own checks of a grant (a known organisation, an expiry in
+ * the future) here first: a first consent registers the wallet, and a
+ * consent the ledger would refuse must not leave that registration behind.
+ * (Organisations are never removed, so the check cannot go stale.) */
 static bool parse_grant(http_request *rq, api_context *c, const json_t *body, ledger_tx *tx) {
     json_t *scope = json_object_get(body, "scope"), *v;
     size_t i;
@@ -348,7 +361,19 @@ static bool parse_grant(http_request *rq, api_context *c, const json_t *body, le
         return false;
     }
     tx->u.grant.expires = (uint64_t)(core_now() + d * 86400);
-    (void)c;
+    static const uint8_t pool[32];
+    if (memcmp(tx->u.grant.grantee, pool, 32) != 0) {
+        org_find f = {.want = tx->u.grant.grantee};
+        core_error err = {0};
+        if (ledger_list_orgs(c->led, find_org, &f, &err)) {
+            api_fail(rq, &err, NULL);
+            return false;
+        }
+        if (!f.found) {
+            http_respond_error(rq, 404, "not_found", NULL, "grantee is not a registered organisation");
+            return false;
+        }
+    }
     return true;
 }
 

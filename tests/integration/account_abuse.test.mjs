@@ -97,6 +97,9 @@ test('sign-up writes nothing to the ledger; the first consent registers the wall
   assert.deepEqual((await p.get('/api/consents')).json.consents, []);
   expectError(await p.post(`/api/consents/${'ab'.repeat(32)}/revoke`), 404, 'not_found');
   expectError(await p.post('/api/wallet/redeem', { amount: 1 }), 422, 'validation_failed', 'amount');
+  // A first consent the ledger would refuse (no such organisation) leaves no registration behind.
+  expectError(await p.post('/api/consents', { scope: ['screening'], purpose: 'research', grantee: 'cd'.repeat(32) }),
+    404, 'not_found');
   let after = await ledger();
   assert.equal(after.tree_head.tree_size, before.tree_head.tree_size, 'sign-up (or a read) wrote a ledger transaction');
   assert.equal(after.totals.wallets, before.totals.wallets);
