@@ -2,6 +2,7 @@
 #include "accounts/accounts.h"
 #include "accounts/internal.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,10 @@ void accounts_options_defaults(accounts_options *opt) {
     opt->max_failures = 5;
     opt->max_failures_ip = 20;
     opt->window = 15 * 60;
+    opt->max_failures_account = 50;
+    opt->account_window = 3600;
+    opt->signup_max = 20;
+    opt->signup_window = 3600;
     opt->kdf = cs_crypto_kdf_default();
 }
 
@@ -238,9 +243,13 @@ static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const
     return rc;
 }
 
-core_status accounts_create(accounts *a, const char *username, const char *password, accounts_role role,
-                            char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
-                            char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
+static void client_key(const char *prefix, const char *client, char out[80]);
+static core_status signup_check(accounts *a, sqlite3 *db, const char *key, core_error *err);
+
+/* limit_key non-NULL: a sign-up from the network, counted under that key. */
+static core_status create_account(accounts *a, const char *username, const char *password, accounts_role role,
+                                  const char *limit_key, char recovery[CS_CRYPTO_RECOVERY_TEXT],
+                                  accounts_session *sess, char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
     char name[ACCOUNTS_USERNAME_MAX + 1];
     core_status rc = accounts_validate_username(username, name, err);
     if (!rc) rc = accounts_validate_password(password, err);
@@ -256,6 +265,11 @@ core_status accounts_create(accounts *a, const char *username, const char *passw
     sqlite3 *db = store_acquire(a->st);
     sqlite3_stmt *st = NULL;
     if (!rc) rc = store_begin(db, err);
+    /* Checked again inside the write transaction (BEGIN IMMEDIATE serialises
+     * writers), and taken in it: concurrent sign-ups cannot all pass the
+     * early check and overshoot, and a sign-up that fails takes nothing. */
+    if (!rc && limit_key) rc = signup_check(a, db, limit_key, err);
+    if (!rc && limit_key) rc = accounts_throttle_fail(db, limit_key, a->opt.signup_window, err);
     if (!rc) rc = store_prepare(db, "INSERT INTO users(username, role, created_at, pw_salt, pw_ops, pw_mem, "
                                     "pw_verifier, dk_pw, rc_salt, dk_rc) VALUES (?,?,?,?,?,?,?,?,?,?)", &st, err);
     if (!rc) {
@@ -287,6 +301,43 @@ core_status accounts_create(accounts *a, const char *username, const char *passw
     return rc;
 }
 
+core_status accounts_create(accounts *a, const char *username, const char *password, accounts_role role,
+                            char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
+                            char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
+    return create_account(a, username, password, role, NULL, recovery, sess, token, err);
+}
+
+/* The sign-up budget reuses the throttle counters: each created account is
+ * one "hit" in a fixed window. */
+static core_status signup_check(accounts *a, sqlite3 *db, const char *key, core_error *err) {
+    core_error e = {0};
+    core_status rc = accounts_throttle_check(db, key, a->opt.signup_max, a->opt.signup_window, &e);
+    if (rc == CORE_ERR_THROTTLED) {
+        core_fail(err, rc, NULL, "too many new accounts from this network; try again in %d seconds", e.retry_after);
+        if (err) err->retry_after = e.retry_after;
+    } else if (rc && err) {
+        *err = e;
+    }
+    return rc;
+}
+
+core_status accounts_signup(accounts *a, const char *username, const char *password, const char *client,
+                            char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
+                            char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
+    char key[80];
+    client_key("signup:", client, key);
+    /* Refuse early, before the two Argon2id-sized steps of account creation,
+     * so a flood over the limit costs almost nothing. */
+    sqlite3 *db = store_acquire(a->st);
+    core_status rc = signup_check(a, db, key, err);
+    store_release(a->st, db);
+    if (rc) {
+        cs_crypto_wipe(recovery, CS_CRYPTO_RECOVERY_TEXT);
+        return rc;
+    }
+    return create_account(a, username, password, ACCOUNTS_PERSON, key, recovery, sess, token, err);
+}
+
 /* Verify password against u and unwrap its data key. CORE_ERR_AUTH on mismatch. */
 static core_status unlock_with_password(const user_row *u, const char *password, uint8_t dk[32], core_error *err) {
     uint8_t key[32], verifier[32];
@@ -305,22 +356,65 @@ static core_status unlock_with_password(const user_row *u, const char *password,
     return rc;
 }
 
-static void throttle_keys(const char *username, const char *client, char acct[64], char addr[80]) {
-    snprintf(acct, 64, "acct:%s", username);
-    snprintf(addr, 80, "addr:%s", client ? client : "unknown");
+/* The counter key for a client address: IPv4 as is (also when mapped into
+ * IPv6), IPv6 by its /64 — one subscriber usually holds a whole /64, so
+ * counting single addresses would let them step around every limit. */
+static void client_key(const char *prefix, const char *client, char out[80]) {
+    struct in6_addr a6;
+    char text[INET6_ADDRSTRLEN];
+    if (client && strchr(client, ':') && inet_pton(AF_INET6, client, &a6) == 1) {
+        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        if (memcmp(a6.s6_addr, v4mapped, 12) == 0) {
+            snprintf(out, 80, "%s%u.%u.%u.%u", prefix, a6.s6_addr[12], a6.s6_addr[13], a6.s6_addr[14], a6.s6_addr[15]);
+            return;
+        }
+        memset(a6.s6_addr + 8, 0, 8);
+        if (inet_ntop(AF_INET6, &a6, text, sizeof text)) {
+            snprintf(out, 80, "%s%s/64", prefix, text);
+            return;
+        }
+    }
+    snprintf(out, 80, "%s%s", prefix, client ? client : "unknown");
 }
 
-/* Refuse early (before Argon2id) if either counter is over its limit. */
-static core_status throttle_check_both(accounts *a, sqlite3 *db, const char *acct, const char *addr, core_error *err) {
-    core_status rc = accounts_throttle_check(db, acct, a->opt.max_failures, a->opt.window, err);
-    if (!rc) rc = accounts_throttle_check(db, addr, a->opt.max_failures_ip, a->opt.window, err);
+/* Login throttling keys for one attempt.
+ *
+ * A lock on the account alone lets anyone lock a person out by typing wrong
+ * passwords (and used to block the recovery-code reset too). So the tight
+ * budget is per (account, address): the address that keeps failing is shut
+ * out of that account, while the owner elsewhere still gets in. The address
+ * budget stops one client spraying many names; the account budget, larger
+ * and over a longer window, bounds guessing spread over many addresses. */
+typedef struct {
+    char acct[64];  /* acct:NAME          every failure against the account */
+    char pair[160]; /* pair:NAME|ADDRKEY  this address against this account */
+    char addr[96];  /* addr:ADDRKEY       this address against any account */
+} throttle_keys_t;
+
+static void throttle_keys(const char *username, const char *client, throttle_keys_t *k) {
+    char ak[80];
+    client_key("", client, ak);
+    snprintf(k->acct, sizeof k->acct, "acct:%s", username);
+    snprintf(k->pair, sizeof k->pair, "pair:%s|%s", username, ak);
+    snprintf(k->addr, sizeof k->addr, "addr:%s", ak);
+}
+
+/* Refuse early (before Argon2id) if a counter is over its limit. with_account:
+ * also the account's global budget (not for the recovery-code reset). */
+static core_status throttle_check_all(accounts *a, sqlite3 *db, const throttle_keys_t *k, bool with_account,
+                                      core_error *err) {
+    core_status rc = accounts_throttle_check(db, k->pair, a->opt.max_failures, a->opt.window, err);
+    if (!rc) rc = accounts_throttle_check(db, k->addr, a->opt.max_failures_ip, a->opt.window, err);
+    if (!rc && with_account)
+        rc = accounts_throttle_check(db, k->acct, a->opt.max_failures_account, a->opt.account_window, err);
     return rc;
 }
 
-static void throttle_fail_both(accounts *a, sqlite3 *db, const char *acct, const char *addr) {
+static void throttle_fail_all(accounts *a, sqlite3 *db, const throttle_keys_t *k, bool with_account) {
     core_error ignored = {0};
-    accounts_throttle_fail(db, acct, a->opt.window, &ignored);
-    accounts_throttle_fail(db, addr, a->opt.window, &ignored);
+    accounts_throttle_fail(db, k->pair, a->opt.window, &ignored);
+    accounts_throttle_fail(db, k->addr, a->opt.window, &ignored);
+    if (with_account) accounts_throttle_fail(db, k->acct, a->opt.account_window, &ignored);
 }
 
 /* Spend the same Argon2id time for unknown names so response timing does
@@ -338,13 +432,13 @@ core_status accounts_login(accounts *a, const char *username, const char *passwo
         return core_fail(err, CORE_ERR_INVALID, "password", "enter your password");
     if (accounts_validate_username(username, name, NULL) != CORE_OK)
         return core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or password");
-    char acct[64], addr[80];
-    throttle_keys(name, client, acct, addr);
+    throttle_keys_t keys;
+    throttle_keys(name, client, &keys);
 
     sqlite3 *db = store_acquire(a->st);
     user_row u;
     uint8_t dk[32];
-    core_status rc = throttle_check_both(a, db, acct, addr, err);
+    core_status rc = throttle_check_all(a, db, &keys, true, err);
     if (rc) goto done;
     rc = load_user(db, name, -1, &u, err);
     if (rc == CORE_ERR_NOT_FOUND) {
@@ -358,14 +452,17 @@ core_status accounts_login(accounts *a, const char *username, const char *passwo
                 /* Expired sessions are swept here, the one place they accumulate. */
                 sqlite3_exec(db, "DELETE FROM sessions WHERE expires_at < strftime('%s','now')", NULL, NULL, NULL);
                 rc = open_session(a, db, u.id, u.username, u.role, dk, sess, token, err);
+                /* Only this address's count for the account is forgiven: the
+                 * account's global count must keep bounding guesses made
+                 * from elsewhere, however often the owner logs in. */
                 core_error ignored = {0};
-                if (!rc) accounts_throttle_clear(db, acct, &ignored);
+                if (!rc) accounts_throttle_clear(db, keys.pair, &ignored);
                 if (!rc) rc = store_commit(db, err);
             }
         }
         user_row_free(&u);
     }
-    if (rc == CORE_ERR_AUTH) throttle_fail_both(a, db, acct, addr);
+    if (rc == CORE_ERR_AUTH) throttle_fail_all(a, db, &keys, true);
 done:
     cs_crypto_wipe(dk, sizeof dk);
     store_release(a->st, db);
@@ -463,6 +560,20 @@ core_status accounts_logout(accounts *a, const accounts_session *sess, core_erro
     return rc;
 }
 
+core_status accounts_end_other_sessions(accounts *a, const accounts_session *sess, int *ended, core_error *err) {
+    sqlite3 *db = store_acquire(a->st);
+    core_status rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2", sess->user_id,
+                                sess->id_hash, err);
+    int n = rc ? 0 : sqlite3_changes(db);
+    store_release(a->st, db);
+    /* Also when the DELETE failed, as logout: ended sessions must not keep
+     * serving from the cache. */
+    session_cache_drop_user(a->cache, sess->user_id, sess->id_hash);
+    store_user_changed(a->st, sess->user_id);
+    if (ended) *ended = n;
+    return rc;
+}
+
 /* Store a new password wrapping (and optionally a new recovery wrapping). */
 static core_status update_wrapping(sqlite3 *db, const accounts *a, int64_t id, const pw_wrap *pw, const rc_wrap *rw,
                                    core_error *err) {
@@ -489,9 +600,9 @@ static core_status update_wrapping(sqlite3 *db, const accounts *a, int64_t id, c
 /* Re-check the password of the session's account, with throttling. */
 static core_status recheck_password(accounts *a, sqlite3 *db, const accounts_session *sess, const char *password,
                                     const char *client, user_row *u, uint8_t dk[32], core_error *err) {
-    char acct[64], addr[80];
-    throttle_keys(sess->username, client, acct, addr);
-    core_status rc = throttle_check_both(a, db, acct, addr, err);
+    throttle_keys_t keys;
+    throttle_keys(sess->username, client, &keys);
+    core_status rc = throttle_check_all(a, db, &keys, true, err);
     if (rc) return rc;
     rc = load_user(db, NULL, sess->user_id, u, err);
     if (rc == CORE_ERR_NOT_FOUND) return core_fail(err, CORE_ERR_AUTH, NULL, "the account no longer exists");
@@ -499,7 +610,7 @@ static core_status recheck_password(accounts *a, sqlite3 *db, const accounts_ses
     if (!password || strlen(password) > 256) rc = core_fail(err, CORE_ERR_AUTH, "password", "wrong password");
     else rc = unlock_with_password(u, password, dk, err);
     if (rc == CORE_ERR_AUTH) {
-        throttle_fail_both(a, db, acct, addr);
+        throttle_fail_all(a, db, &keys, true);
         core_fail(err, CORE_ERR_AUTH, "current_password", "the current password is wrong");
     }
     if (rc) user_row_free(u);
@@ -539,15 +650,15 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
     if (rc) { snprintf(err->field, sizeof err->field, "new_password"); return rc; }
     if (accounts_validate_username(username, name, NULL) != CORE_OK)
         return core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or recovery code");
-    char acct[64], addr[80];
-    throttle_keys(name, client, acct, addr);
+    throttle_keys_t keys;
+    throttle_keys(name, client, &keys);
     sqlite3 *db = store_acquire(a->st);
     user_row u;
     bool loaded = false;
     uint8_t raw[CS_CRYPTO_RECOVERY_RAW], key[32], dk[32];
     pw_wrap pw = {0};
     rc_wrap rw = {0};
-    rc = throttle_check_both(a, db, acct, addr, err);
+    rc = throttle_check_all(a, db, &keys, false, err);
     if (!rc) {
         rc = load_user(db, name, -1, &u, err);
         loaded = rc == CORE_OK;
@@ -563,15 +674,18 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
         else memcpy(dk, plain, 32);
         if (plain) { cs_crypto_wipe(plain, n); free(plain); }
     }
-    if (rc == CORE_ERR_AUTH) throttle_fail_both(a, db, acct, addr);
+    if (rc == CORE_ERR_AUTH) throttle_fail_all(a, db, &keys, false);
     if (!rc) rc = wrap_password(a, next, dk, &pw, err);
     if (!rc) rc = wrap_recovery(dk, new_recovery, &rw, err);
     if (!rc) rc = store_begin(db, err);
     if (!rc) rc = update_wrapping(db, a, u.id, &pw, &rw, err);
     if (!rc) rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1", u.id, NULL, err);
     if (!rc) {
+        /* The password that failures were guessing at is gone: its global
+         * count goes too, so the owner is not locked out of the new one. */
         core_error ignored = {0};
-        accounts_throttle_clear(db, acct, &ignored);
+        accounts_throttle_clear(db, keys.pair, &ignored);
+        accounts_throttle_clear(db, keys.acct, &ignored);
         rc = store_commit(db, err);
         if (!rc) session_cache_drop_user(a->cache, u.id, NULL);
         if (!rc) store_user_changed(a->st, u.id);

@@ -21,11 +21,23 @@ typedef enum { ACCOUNTS_PERSON, ACCOUNTS_CLINICIAN, ACCOUNTS_ANALYST, ACCOUNTS_A
 #define ACCOUNTS_USERNAME_MAX 32
 #define ACCOUNTS_TOKEN_TEXT 44 /* 32 bytes, URL-safe base64, NUL */
 
+/* Throttling (see throttle_* in accounts.c for why it is shaped so):
+ *   per (account, client address)  max_failures per window: the attacker's
+ *       own address is locked out of that account, nobody else;
+ *   per client address             max_failures_ip per window, across names;
+ *   per account, from everywhere   max_failures_account per account_window:
+ *       a slower budget that bounds guessing from many addresses;
+ *   sign-ups per client address    signup_max per signup_window.
+ * IPv6 clients are counted per /64, the block one subscriber usually gets. */
 typedef struct {
     int session_ttl;      /* seconds a session lives */
-    int max_failures;     /* failed logins per account per window before 429 */
+    int max_failures;     /* failed logins per (account, address) per window before 429 */
     int max_failures_ip;  /* failed logins per client address per window */
     int window;           /* seconds */
+    int max_failures_account; /* failed logins per account from all addresses per account_window */
+    int account_window;   /* seconds */
+    int signup_max;       /* accounts created per client address per signup_window */
+    int signup_window;    /* seconds */
     cs_crypto_kdf_cost kdf;
 } accounts_options;
 
@@ -47,7 +59,9 @@ typedef struct {
 } accounts_session;
 
 /* The accounts object borrows st (which must outlive it). opt may be NULL for
- * defaults (12 h sessions, 5 per account / 20 per address per 15 min). */
+ * defaults (12 h sessions; 5 failures per account and address / 20 per
+ * address per 15 min, 50 per account per hour; 20 sign-ups per address per
+ * hour). */
 core_status accounts_open(store *st, const accounts_options *opt, accounts **out, core_error *err);
 void accounts_close(accounts *a);
 void accounts_options_defaults(accounts_options *opt);
@@ -66,9 +80,20 @@ core_status accounts_create(accounts *a, const char *username, const char *passw
                             char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
                             char token[ACCOUNTS_TOKEN_TEXT], core_error *err);
 
+/* Sign-up from the network: a person account (accounts_create with
+ * ACCOUNTS_PERSON) from client, at most signup_max per client address per
+ * signup_window. The count is checked and taken in the transaction that
+ * inserts the user, so concurrent sign-ups cannot overshoot it; only
+ * created accounts count. CORE_ERR_THROTTLED with err->retry_after over the
+ * limit. */
+core_status accounts_signup(accounts *a, const char *username, const char *password, const char *client,
+                            char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
+                            char token[ACCOUNTS_TOKEN_TEXT], core_error *err);
+
 /* Check the password and open a session. client is the caller's address, for
  * throttling. CORE_ERR_AUTH for a wrong name or password (indistinguishable),
- * CORE_ERR_THROTTLED with err->retry_after when over the limit. */
+ * CORE_ERR_THROTTLED with err->retry_after when this address is over its
+ * budget for the account or overall, or the account over its global one. */
 core_status accounts_login(accounts *a, const char *username, const char *password, const char *client,
                            accounts_session *sess, char token[ACCOUNTS_TOKEN_TEXT], core_error *err);
 
@@ -76,6 +101,9 @@ core_status accounts_login(accounts *a, const char *username, const char *passwo
  * token is unknown, malformed or expired. */
 core_status accounts_authenticate(accounts *a, const char *token, accounts_session *sess, core_error *err);
 core_status accounts_logout(accounts *a, const accounts_session *sess, core_error *err);
+/* End every session of the account except sess's own; *ended (may be NULL)
+ * receives how many. */
+core_status accounts_end_other_sessions(accounts *a, const accounts_session *sess, int *ended, core_error *err);
 
 /* Re-wrap the data key under a new password; ends the account's other sessions. */
 core_status accounts_change_password(accounts *a, const accounts_session *sess, const char *current,
@@ -83,7 +111,10 @@ core_status accounts_change_password(accounts *a, const accounts_session *sess, 
 
 /* Forgotten password: the recovery code unwraps the data key, which is re-wrapped
  * under the new password. The used code is spent: new_recovery receives a fresh
- * one. Ends every session of the account. Throttled like login. */
+ * one. Ends every session of the account. Throttled per (account, address)
+ * and per address like login, but not by the account's global budget: a
+ * 160-bit code cannot be guessed, and others' failures must not stop the
+ * owner's reset. */
 core_status accounts_reset_password(accounts *a, const char *username, const char *recovery,
                                     const char *next, const char *client,
                                     char new_recovery[CS_CRYPTO_RECOVERY_TEXT], core_error *err);

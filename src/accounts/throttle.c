@@ -17,7 +17,7 @@ core_status accounts_throttle_check(sqlite3 *db, const char *key, int limit, int
         if (failures >= limit && left > 0) {
             rc = core_fail(err, CORE_ERR_THROTTLED, NULL,
                            "too many failed attempts; try again in %lld seconds", (long long)left);
-            err->retry_after = (int)left;
+            if (err) err->retry_after = (int)left;
         }
     } else if (step != SQLITE_DONE) {
         rc = store_error(db, err);

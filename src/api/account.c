@@ -22,6 +22,23 @@ void api_password(http_request *rq, void *ctx) {
     accounts_session_wipe(&sess);
 }
 
+/* POST /api/account/sessions/revoke-others → 200 {ended: n}: every other
+ * session of the account ends at once (a lost phone, a shared computer);
+ * the caller's own goes on. No password is asked: it only takes access away.
+ * Should a thief's session use it against the owner, the owner logs in again
+ * and changes the password, which the thief cannot (it re-checks the old
+ * one) and which ends the thief's session too. */
+void api_account_sessions_revoke_others(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, true)) return;
+    core_error err = {0};
+    int ended = 0;
+    if (accounts_end_other_sessions(c->acc, &sess, &ended, &err)) api_fail(rq, &err, NULL);
+    else http_respond_json(rq, 200, json_pack("{s:i}", "ended", ended));
+    accounts_session_wipe(&sess);
+}
+
 /* Before an account goes: revoke its active consents (no contribution may
  * follow a deletion) and burn its tokens (its wallet key is about to be
  * shredded, so they could never be spent again and would inflate supply). */
@@ -37,8 +54,15 @@ static void collect_active(void *ud, const ledger_consent *cn) {
 static core_status settle_wallet(void *ud, const accounts_session *sess, core_error *err) {
     settle_ctx *s = ud;
     uint8_t pk[32], sk[64];
-    core_status rc = api_wallet_ensure(s->c, sess, pk, sk, err);
+    bool registered;
+    core_status rc = api_wallet_lookup(s->c, sess, pk, sk, &registered, err);
     if (rc) return rc;
+    /* A wallet never put on the ledger has no consents and no tokens: there
+     * is nothing to settle, and it must not be registered now. */
+    if (!registered) {
+        cs_crypto_wipe(sk, sizeof sk);
+        return CORE_OK;
+    }
     do {
         s->n = 0;
         s->more = false;

@@ -22,8 +22,19 @@ void api_records_anchor(http_request *rq, void *ctx) {
     records_fingerprint fp;
     core_error err = {0};
     if (api_require_person(rq, &sess)) {
+        uint8_t txid[32];
+        core_status found = CORE_ERR_NOT_FOUND;
         if (records_fingerprint_get(c->st, &sess, http_param(rq, "id"), &fp, &err)) {
             api_fail(rq, &err, NULL);
+        } else if ((found = ledger_find_commitment(c->led, fp.commitment, txid, &err)) != CORE_ERR_NOT_FOUND) {
+            /* Checked before api_wallet, which may register the wallet (a
+             * first anchor): an anchor the ledger would refuse must not
+             * leave a registration behind. */
+            if (found == CORE_OK)
+                http_respond_error(rq, 409, "ledger_conflict", "commitment", "this version of the record is already anchored");
+            else
+                api_fail(rq, &err, NULL);
+            records_fingerprint_free(&fp);
         } else {
             if (api_wallet(rq, c, &sess, pk, sk)) {
                 ledger_tx tx = {.kind = LEDGER_TX_ANCHOR};

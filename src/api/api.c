@@ -15,6 +15,7 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "GET", "/api/session", api_session_get);
     ok &= http_router_add(r, "POST", "/api/account/password", api_password);
     ok &= http_router_add(r, "DELETE", "/api/account", api_account_delete);
+    ok &= http_router_add(r, "POST", "/api/account/sessions/revoke-others", api_account_sessions_revoke_others);
     ok &= http_router_add(r, "GET", "/api/profile", api_profile_get);
     ok &= http_router_add(r, "PUT", "/api/profile", api_profile_put);
     ok &= http_router_add(r, "GET", "/api/records", api_records_list);

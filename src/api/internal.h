@@ -21,10 +21,20 @@ const char *api_str(const json_t *obj, const char *key);
 json_t *api_user_json(const accounts_session *sess);
 
 /* The caller's ledger wallet, created and registered on the ledger on first
- * use. sk may be NULL; when not, the caller wipes it. Responds on failure. */
+ * use: for paths that need a registered wallet (consent, anchor, showing the
+ * wallet's key). sk may be NULL; when not, the caller wipes it. Responds on
+ * failure. */
 bool api_wallet(http_request *rq, api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64]);
 core_status api_wallet_ensure(api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64],
                               core_error *err);
+/* The caller's wallet keys and whether the ledger knows the wallet yet,
+ * without registering it: for reads and for writes that a wallet not on the
+ * ledger could not make anyway. The keypair is made (in caresync.db only) if
+ * the account has none. _keys responds on failure. */
+core_status api_wallet_lookup(api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64],
+                              bool *registered, core_error *err);
+bool api_wallet_keys(http_request *rq, api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64],
+                     bool *registered);
 /* Map a ledger receipt failure (rule rejection) to the error response. */
 void api_ledger_fail(http_request *rq, const core_error *err);
 json_t *api_hex(const uint8_t *p, size_t n);
@@ -41,6 +51,7 @@ void api_reset(http_request *rq, void *ctx);
 void api_session_get(http_request *rq, void *ctx);
 void api_password(http_request *rq, void *ctx);
 void api_account_delete(http_request *rq, void *ctx);
+void api_account_sessions_revoke_others(http_request *rq, void *ctx);
 void api_profile_get(http_request *rq, void *ctx);
 void api_profile_put(http_request *rq, void *ctx);
 void api_records_list(http_request *rq, void *ctx);

@@ -332,7 +332,10 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
                            "an unsure result is not shared: it would add noise, not signal");
         goto done;
     }
-    if (!api_wallet(rq, c, &sess, pk, sk)) goto done;
+    /* Looked up, not registered: a wallet not on the ledger has no consent,
+     * and the answer below is consent_required. */
+    bool registered;
+    if (!api_wallet_keys(rq, c, &sess, pk, sk, &registered)) goto done;
     have_sk = true;
     consent_pick pick = {.now = core_now()};
     if (ledger_list_consents(c->led, pk, pick_consent, &pick, &err)) {

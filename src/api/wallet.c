@@ -1,6 +1,16 @@
 /* api — the person's side of the ledger: wallet (balance, history,
  * transfer, redeem) and consents (grant, list, revoke, receipt).
  *
+ * A wallet goes on the ledger (a register_wallet transaction, permanent like
+ * everything there) at its first use — the first consent or record anchor,
+ * or the first look at the wallet, which is how a person learns the key
+ * others send tokens to — never at sign-up, so an account that is abandoned
+ * or made in a flood leaves nothing permanent behind. Paths that cannot
+ * succeed for a wallet not on the ledger (transfer and redeem need tokens;
+ * revoke, receipts and contributions need a consent; the consent list is
+ * empty) look the wallet up without registering it and answer as the ledger
+ * would.
+ *
  * The server signs for the person with their wallet key, which it can only
  * unseal inside an authenticated request (the seed is sealed under the data
  * key). Every write answers only after the transaction is in a durably
@@ -34,18 +44,37 @@ void api_ledger_fail(http_request *rq, const core_error *err) {
     api_fail(rq, err, NULL);
 }
 
+core_status api_wallet_lookup(api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64],
+                              bool *registered, core_error *err) {
+    bool created;
+    *registered = false;
+    /* The keypair itself lives in caresync.db (made on first use, sealed under
+     * the data key, shredded with the account): nothing permanent yet. */
+    core_status rc = accounts_wallet(c->acc, sess, pk, sk, &created, err);
+    if (rc) return rc;
+    ledger_account acct;
+    core_error e = {0};
+    rc = ledger_get_account(c->led, pk, &acct, &e);
+    if (rc == CORE_ERR_NOT_FOUND) rc = CORE_OK;
+    else if (rc) { if (err) *err = e; }
+    else *registered = acct.wallet;
+    if (rc && sk) cs_crypto_wipe(sk, 64);
+    return rc;
+}
+
 core_status api_wallet_ensure(api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64],
                               core_error *err) {
     uint8_t tmp[64];
     uint8_t *key = sk ? sk : tmp;
-    bool created;
-    core_status rc = accounts_wallet(c->acc, sess, pk, key, &created, err);
-    if (rc) return rc;
+    bool registered;
+    core_status rc = api_wallet_lookup(c, sess, pk, key, &registered, err);
     /* Register on the ledger the first time (or if an earlier attempt was
-     * interrupted after the key was stored). */
-    ledger_account acct;
-    rc = ledger_get_account(c->led, pk, &acct, err);
-    if (rc == CORE_ERR_NOT_FOUND || (!rc && !acct.wallet)) {
+     * interrupted after the key was stored). Idempotent: of concurrent first
+     * uses, the ledger's producer applies one register_wallet and refuses
+     * the others as "already registered", which is success here. The
+     * nonces ledger_sign_submit hands out stay strictly increasing either
+     * way, so the callers' own transactions follow in order. */
+    if (!rc && !registered) {
         ledger_tx tx = {.kind = LEDGER_TX_REGISTER_WALLET};
         ledger_receipt r;
         rc = ledger_sign_submit(c->led, &tx, key, &r, err);
@@ -54,6 +83,14 @@ core_status api_wallet_ensure(api_context *c, const accounts_session *sess, uint
     cs_crypto_wipe(tmp, sizeof tmp);
     if (rc && sk) cs_crypto_wipe(sk, 64);
     return rc;
+}
+
+bool api_wallet_keys(http_request *rq, api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64],
+                     bool *registered) {
+    core_error err = {0};
+    if (api_wallet_lookup(c, sess, pk, sk, registered, &err) == CORE_OK) return true;
+    api_fail(rq, &err, NULL);
+    return false;
 }
 
 bool api_wallet(http_request *rq, api_context *c, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64]) {
@@ -93,6 +130,8 @@ void api_wallet_get(http_request *rq, void *ctx) {
     accounts_session sess;
     if (!api_session(rq, c, &sess, false)) return;
     uint8_t pk[32];
+    /* Showing the wallet is a first use: the key shown must be able to
+     * receive transfers, which the ledger allows only to registered wallets. */
     if (api_wallet(rq, c, &sess, pk, NULL)) {
         core_error err = {0};
         ledger_account acct;
@@ -121,6 +160,31 @@ static bool amount_of(http_request *rq, const json_t *body, uint64_t *out) {
     return true;
 }
 
+/* A wallet not on the ledger holds no tokens, so a transfer or redeem from it
+ * must fail. Answer exactly as the ledger's rules would (in their order:
+ * yourself, unknown recipient, balance) instead of registering the wallet
+ * just to have the ledger refuse. */
+static void refuse_unregistered(http_request *rq, api_context *c, const ledger_tx *tx, const uint8_t pk[32]) {
+    if (tx->kind == LEDGER_TX_TRANSFER) {
+        ledger_account to;
+        core_error err = {0};
+        core_status rc = ledger_get_account(c->led, tx->u.transfer.to, &to, &err);
+        if (memcmp(tx->u.transfer.to, pk, 32) == 0) {
+            http_respond_error(rq, 422, "validation_failed", "to", "cannot transfer to yourself");
+            return;
+        }
+        if (rc == CORE_ERR_NOT_FOUND || (!rc && !to.wallet)) {
+            http_respond_error(rq, 404, "not_found", NULL, "recipient is not a registered wallet");
+            return;
+        }
+        if (rc) {
+            api_fail(rq, &err, NULL);
+            return;
+        }
+    }
+    http_respond_error(rq, 422, "validation_failed", "amount", "insufficient balance (0 available)");
+}
+
 static void sign_and_answer(http_request *rq, api_context *c, ledger_tx *tx, const uint8_t sk[64], int status) {
     core_error err = {0};
     ledger_receipt r;
@@ -134,14 +198,16 @@ void api_wallet_transfer(http_request *rq, void *ctx) {
     if (!api_session(rq, c, &sess, true)) return;
     json_t *body = http_json_body(rq);
     uint8_t pk[32], sk[64];
+    bool registered;
     ledger_tx tx = {.kind = LEDGER_TX_TRANSFER};
     if (body && amount_of(rq, body, &tx.u.transfer.amount)) {
         const char *to = api_str(body, "to");
         static const uint8_t zero[32];
         if (!to || !cs_crypto_unhex(to, tx.u.transfer.to, 32) || memcmp(tx.u.transfer.to, zero, 32) == 0) {
             http_respond_error(rq, 422, "validation_failed", "to", "to must be a wallet public key (64 hex digits)");
-        } else if (api_wallet(rq, c, &sess, pk, sk)) {
-            sign_and_answer(rq, c, &tx, sk, 200);
+        } else if (api_wallet_keys(rq, c, &sess, pk, sk, &registered)) {
+            if (registered) sign_and_answer(rq, c, &tx, sk, 200);
+            else refuse_unregistered(rq, c, &tx, pk);
             cs_crypto_wipe(sk, sizeof sk);
         }
     }
@@ -154,9 +220,11 @@ void api_wallet_redeem(http_request *rq, void *ctx) {
     if (!api_session(rq, c, &sess, true)) return;
     json_t *body = http_json_body(rq);
     uint8_t pk[32], sk[64];
+    bool registered;
     ledger_tx tx = {.kind = LEDGER_TX_REDEEM};
-    if (body && amount_of(rq, body, &tx.u.redeem.amount) && api_wallet(rq, c, &sess, pk, sk)) {
-        sign_and_answer(rq, c, &tx, sk, 200);
+    if (body && amount_of(rq, body, &tx.u.redeem.amount) && api_wallet_keys(rq, c, &sess, pk, sk, &registered)) {
+        if (registered) sign_and_answer(rq, c, &tx, sk, 200);
+        else refuse_unregistered(rq, c, &tx, pk);
         cs_crypto_wipe(sk, sizeof sk);
     }
     accounts_session_wipe(&sess);
@@ -223,7 +291,8 @@ void api_consents_list(http_request *rq, void *ctx) {
     accounts_session sess;
     if (!api_session(rq, c, &sess, false)) return;
     uint8_t pk[32];
-    if (api_require_person(rq, &sess) && api_wallet(rq, c, &sess, pk, NULL)) {
+    bool registered; /* a wallet not on the ledger simply has no consents */
+    if (api_require_person(rq, &sess) && api_wallet_keys(rq, c, &sess, pk, NULL, &registered)) {
         consent_ctx x = {.list = json_array()};
         core_error err = {0};
         if (ledger_list_consents(c->led, pk, add_consent, &x, &err)) {
@@ -236,7 +305,20 @@ void api_consents_list(http_request *rq, void *ctx) {
     accounts_session_wipe(&sess);
 }
 
-/* Parse {scope:[names], purpose, grantee, expires_in_days} into tx. */
+typedef struct { const uint8_t *want; bool found; } org_find;
+
+static void find_org(void *ud, const uint8_t pk[LEDGER_KEY], const char *name, uint64_t height) {
+    org_find *f = ud;
+    (void)name;
+    (void)height;
+    if (memcmp(pk, f->want, LEDGER_KEY) == 0) f->found = true;
+}
+
+/* Parse {scope:[names], purpose, grantee, expires_in_days} into tx, and make
+ * the ledger's own checks of a grant (a known organisation, an expiry in
+ * the future) here first: a first consent registers the wallet, and a
+ * consent the ledger would refuse must not leave that registration behind.
+ * (Organisations are never removed, so the check cannot go stale.) */
 static bool parse_grant(http_request *rq, api_context *c, const json_t *body, ledger_tx *tx) {
     json_t *scope = json_object_get(body, "scope"), *v;
     size_t i;
@@ -279,7 +361,19 @@ static bool parse_grant(http_request *rq, api_context *c, const json_t *body, le
         return false;
     }
     tx->u.grant.expires = (uint64_t)(core_now() + d * 86400);
-    (void)c;
+    static const uint8_t pool[32];
+    if (memcmp(tx->u.grant.grantee, pool, 32) != 0) {
+        org_find f = {.want = tx->u.grant.grantee};
+        core_error err = {0};
+        if (ledger_list_orgs(c->led, find_org, &f, &err)) {
+            api_fail(rq, &err, NULL);
+            return false;
+        }
+        if (!f.found) {
+            http_respond_error(rq, 404, "not_found", NULL, "grantee is not a registered organisation");
+            return false;
+        }
+    }
     return true;
 }
 
@@ -312,8 +406,9 @@ void api_consents_revoke(http_request *rq, void *ctx) {
     accounts_session sess;
     if (!api_session(rq, c, &sess, true)) return;
     uint8_t pk[32], sk[64];
+    bool registered; /* not on the ledger: no consent, so my_consent answers 404 */
     ledger_consent cn;
-    if (api_require_person(rq, &sess) && api_wallet(rq, c, &sess, pk, sk)) {
+    if (api_require_person(rq, &sess) && api_wallet_keys(rq, c, &sess, pk, sk, &registered)) {
         if (my_consent(rq, c, pk, &cn)) {
             ledger_tx tx = {.kind = LEDGER_TX_REVOKE};
             memcpy(tx.u.revoke.grant, cn.grant, 32);
@@ -338,8 +433,10 @@ void api_consents_receipt(http_request *rq, void *ctx) {
     accounts_session sess;
     if (!api_session(rq, c, &sess, false)) return;
     uint8_t pk[32];
+    bool registered;
     ledger_consent cn;
-    if (api_require_person(rq, &sess) && api_wallet(rq, c, &sess, pk, NULL) && my_consent(rq, c, pk, &cn)) {
+    if (api_require_person(rq, &sess) && api_wallet_keys(rq, c, &sess, pk, NULL, &registered) &&
+        my_consent(rq, c, pk, &cn)) {
         ledger_proof *p = malloc(sizeof *p);
         core_error err = {0};
         if (!p || ledger_prove(c->led, cn.grant, p, &err)) {

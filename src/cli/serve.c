@@ -32,9 +32,16 @@ static void usage(FILE *f) {
             "  --threads N              HTTP worker threads (default 4)\n"
             "  --max-body BYTES         request body limit (default 65536)\n"
             "  --session-ttl SECONDS    session lifetime (default 43200)\n"
-            "  --login-max-failures N   failed logins per account per window (default 5)\n"
+            "  --login-max-failures N   failed logins per account from one client address per window\n"
+            "                           (default 5)\n"
             "  --login-max-failures-ip N  failed logins per client address per window (default 20)\n"
             "  --login-window SECONDS   throttling window (default 900)\n"
+            "  --login-max-failures-account N  failed logins per account from all addresses per\n"
+            "                           account window (default 50)\n"
+            "  --login-account-window SECONDS  (default 3600)\n"
+            "  --signups-per-window N   new accounts per client address (IPv6: per /64) per window\n"
+            "                           (default 20)\n"
+            "  --signups-window SECONDS (default 3600)\n"
             "  --iso-codes-dir DIR      Debian iso-codes JSON (default /usr/share/iso-codes/json)\n"
             "  --node-key FILE          ledger node key (default DATA/keys/node.key, created if absent)\n"
             "  --admin-key FILE         ledger admin key (default DATA/keys/admin.key, created if absent)\n"
@@ -106,7 +113,8 @@ int cli_serve(int argc, char **argv) {
     enum { O_HOST = 256, O_PORT, O_DATA, O_WEB, O_CERT, O_KEY, O_THREADS, O_BODY, O_TTL, O_FAIL, O_FAILIP,
            O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH, O_BATCHMAX, O_REWARDS, O_MODEL, O_BACKBONE,
            O_SCREENS, O_SCREENWIN, O_SURVK, O_BUDGET, O_SEAL, O_RBATCH,
-           O_MAXCONN, O_PERIP, O_HEADTO, O_IDLETO, O_BODYRATE };
+           O_MAXCONN, O_PERIP, O_HEADTO, O_IDLETO, O_BODYRATE, O_FAILACCT, O_ACCTWIN,
+           O_SIGNUPS, O_SIGNUPWIN };
     static const struct option opts[] = {
         {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
         {"data-dir", required_argument, 0, O_DATA},    {"web-dir", required_argument, 0, O_WEB},
@@ -131,6 +139,10 @@ int cli_serve(int argc, char **argv) {
         {"head-timeout", required_argument, 0, O_HEADTO},
         {"idle-timeout", required_argument, 0, O_IDLETO},
         {"min-body-rate", required_argument, 0, O_BODYRATE},
+        {"login-max-failures-account", required_argument, 0, O_FAILACCT},
+        {"login-account-window", required_argument, 0, O_ACCTWIN},
+        {"signups-per-window", required_argument, 0, O_SIGNUPS},
+        {"signups-window", required_argument, 0, O_SIGNUPWIN},
         {0, 0, 0, 0},
     };
     long v = 0, batch_ms = 10, batch_max = 4096;
@@ -153,6 +165,10 @@ int cli_serve(int argc, char **argv) {
         case O_FAIL: ok = parse_int(optarg, 1, 1000000, &v); cfg.login_max_failures = (int)v; break;
         case O_FAILIP: ok = parse_int(optarg, 1, 1000000, &v); cfg.login_max_failures_ip = (int)v; break;
         case O_WINDOW: ok = parse_int(optarg, 1, 86400, &v); cfg.login_window = (int)v; break;
+        case O_FAILACCT: ok = parse_int(optarg, 1, 1000000, &v); cfg.login_max_failures_account = (int)v; break;
+        case O_ACCTWIN: ok = parse_int(optarg, 1, 7L * 86400, &v); cfg.login_account_window = (int)v; break;
+        case O_SIGNUPS: ok = parse_int(optarg, 1, 1000000, &v); cfg.signup_per_window = (int)v; break;
+        case O_SIGNUPWIN: ok = parse_int(optarg, 1, 7L * 86400, &v); cfg.signup_window = (int)v; break;
         case O_ISO: cfg.iso_codes_dir = optarg; break;
         case O_LOG:
             if (strcmp(optarg, "debug") == 0) core_log_set_level(CORE_LOG_DEBUG);
@@ -254,6 +270,10 @@ int cli_serve(int argc, char **argv) {
     aopt.max_failures = cfg.login_max_failures;
     aopt.max_failures_ip = cfg.login_max_failures_ip;
     aopt.window = cfg.login_window;
+    aopt.max_failures_account = cfg.login_max_failures_account;
+    aopt.account_window = cfg.login_account_window;
+    aopt.signup_max = cfg.signup_per_window;
+    aopt.signup_window = cfg.signup_window;
     if (accounts_open(st, &aopt, &acc, &err)) goto out;
     /* The screening model is optional: without it the rest of the service
      * runs and screenings answer 503 model_unavailable. */

@@ -33,6 +33,10 @@ void core_config_defaults(core_config *cfg) {
     cfg->login_max_failures = 5;
     cfg->login_max_failures_ip = 20;
     cfg->login_window = 15 * 60;
+    cfg->login_max_failures_account = 50;
+    cfg->login_account_window = 3600;
+    cfg->signup_per_window = 20;
+    cfg->signup_window = 3600;
     cfg->model_path = CARESYNC_DEFAULT_MODEL;
     cfg->backbone_dir = CARESYNC_DEFAULT_BACKBONE_DIR;
     cfg->screen_per_window = 20;

@@ -85,9 +85,13 @@ typedef struct {
     int threads;
     size_t max_body;
     int session_ttl;            /* seconds */
-    int login_max_failures;     /* per account within login_window */
+    int login_max_failures;     /* per (account, client address) within login_window */
     int login_max_failures_ip;  /* per client address within login_window */
     int login_window;           /* seconds */
+    int login_max_failures_account; /* per account from all addresses within login_account_window */
+    int login_account_window;   /* seconds */
+    int signup_per_window;      /* new accounts per client address per signup_window */
+    int signup_window;          /* seconds */
     const char *model_path;     /* screening model file (a missing one disables screening) */
     const char *backbone_dir;   /* where the model's pretrained backbone is (../shared/models) */
     int screen_per_window;      /* photos per account per screen_window */

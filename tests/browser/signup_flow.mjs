@@ -377,6 +377,21 @@ async function desktopFlow(browser, watch, base, user, staff) {
   await expectPath(page, '/account');
   await page.locator('#account-page').waitFor({ state: 'visible' });
   await shot(page, 'desktop-account');
+  // "Log out everywhere else": a second session (another device) ends, this one goes on.
+  const elsewhere = await fetch(`${base}/api/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ username: user.name, password: user.newPassword }) });
+  checkEqual(elsewhere.status, 200, 'log-in from another device');
+  const elsewhereCookie = elsewhere.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const probe = () => fetch(`${base}/api/session`, { headers: { Cookie: elsewhereCookie } });
+  checkEqual((await probe()).status, 200, 'the other device is logged in');
+  await page.click('#sessions-form button[type="submit"]');
+  await page.locator('#sessions-message.is-ok').waitFor();
+  check(/Logged out \d+ other session/.test(await page.locator('#sessions-message').textContent()),
+    `sessions message: ${await page.locator('#sessions-message').textContent()}`);
+  checkEqual((await probe()).status, 401, 'the other device was logged out');
+  checkEqual((await context.request.get(`${base}/api/session`)).status(), 200, 'this device is still logged in');
+  await shot(page, 'desktop-account-sessions-ended');
+  watch.assertClean('log out everywhere else');
   await page.fill('#delete-password', 'definitely wrong');
   done = watch.allowHttpError(401, '/api/account');
   const forbiddenToo = watch.allowHttpError(403, '/api/account');

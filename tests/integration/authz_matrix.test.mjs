@@ -155,6 +155,9 @@ const MATRIX = [
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
     body: () => ({ current_password: PW, new_password: PW2 }), check: (r) => r.json.ok === true },
+  // Ends the account's other sessions: a throwaway account, so the shared ones live.
+  { method: 'POST', path: '/api/account/sessions/revoke-others', expect: anySession(200), session: 'throwaway',
+    check: (r) => r.json.ended === 0 },
   { method: 'DELETE', path: '/api/account', expect: anySession(200), session: 'throwaway',
     body: () => ({ password: PW }), check: (r) => r.json.deleted === true },
 ];
@@ -349,7 +352,8 @@ const CSRF_ROWS = MATRIX.filter((row) => row.method !== 'GET' && row.expect.anon
 test('CSRF rows cover every state-changing session endpoint', () => {
   const labels = CSRF_ROWS.map(labelOf).sort();
   assert.deepEqual(labels, [
-    'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password', 'POST /api/admin/orgs',
+    'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password',
+    'POST /api/account/sessions/revoke-others', 'POST /api/admin/orgs',
     `POST /api/admin/orgs/${'ab'.repeat(32)}/tokens`,
     'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke', 'POST /api/records',
     'POST /api/records/{id}/anchor', 'POST /api/screenings',
@@ -382,6 +386,7 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
   const bodies = {
     'POST /api/auth/logout': undefined,
     'POST /api/account/password': { current_password: PW, new_password: PW2 },
+    'POST /api/account/sessions/revoke-others': undefined,
     'DELETE /api/account': { password: PW },
     'PUT /api/profile': { display_name: 'Attacker', birth_year: 2000, sex: 'male', region: null },
     'POST /api/records': { kind: 'note', title: 'forged' },

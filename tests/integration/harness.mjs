@@ -13,7 +13,11 @@ export const WEB_DIR = process.env.CARESYNC_WEB_DIR || new URL('../../web', impo
 // it prints its listening line (port 0 lets the kernel pick a free port).
 export async function startServer(extra = [], opts = {}) {
   const dataDir = opts.dataDir || mkdtempSync(join(tmpdir(), 'caresync-it-'));
-  const args = ['serve', '--port', '0', '--data-dir', dataDir, '--web-dir', WEB_DIR, '--log-level', 'warn', ...extra];
+  // Every client of a test server is 127.0.0.1, so one test file's sign-ups
+  // all count against one address's limit (20 an hour by default). Tests get
+  // a high one unless they pass their own --signups-per-window.
+  const signups = extra.includes('--signups-per-window') ? [] : ['--signups-per-window', '100000'];
+  const args = ['serve', '--port', '0', '--data-dir', dataDir, '--web-dir', WEB_DIR, '--log-level', 'warn', ...signups, ...extra];
   // opts.env: extra environment (e.g. libfaketime to run the server days later)
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...(opts.env || {}) } });
   let stderr = '';

@@ -136,7 +136,7 @@ test('a real photo gets top three conditions, triage, advice and the notice; onl
     assert.deepEqual(again.json.screening, s);
     await expectError(await bob.get(`/api/screenings/${s.id}`), 404, 'not_found', "another person's screening");
     // Saved into the private record: without the photo, then with it.
-    await expectError(await alice.post(`/api/screenings/${s.id}/save`, { with_photo: 'yes' }), 422, 'invalid',
+    await expectError(await alice.post(`/api/screenings/${s.id}/save`, { with_photo: 'yes' }), 422, 'validation_failed',
       'with_photo not a boolean');
     await expectError(await bob.post(`/api/screenings/${s.id}/save`, { with_photo: true }), 404, 'not_found',
       "saving another person's screening");
@@ -150,10 +150,25 @@ test('a real photo gets top three conditions, triage, advice and the notice; onl
     assert.ok(noted.details.includes(s.triage_label) && /not a diagnosis/.test(noted.details), noted.details);
     assert.equal(noted.photo, undefined);
     await expectError(await alice.get(`/api/records/${noted.id}/photo`), 404, 'not_found', 'a record without photo');
+    // Saving the same again returns the first record (200), not a second copy.
+    const count = async () => (await alice.get('/api/records')).json.records.length;
+    const n = await count();
+    const repeat = await alice.post(`/api/screenings/${s.id}/save`, { with_photo: false });
+    assert.equal(repeat.status, 200, repeat.text);
+    assert.deepEqual(repeat.json.record, noted);
+    assert.equal(await count(), n, 'a repeated save made a second record');
     const withPhoto = await alice.post(`/api/screenings/${s.id}/save`, { with_photo: true });
     assert.equal(withPhoto.status, 201, withPhoto.text);
     const kept = withPhoto.json.record;
     assert.equal(kept.photo.type, 'image/jpeg');
+    assert.notEqual(kept.id, noted.id);
+    // Concurrent repeats (a double tap) also get that one record.
+    const taps = await Promise.all([1, 2, 3].map(() => alice.post(`/api/screenings/${s.id}/save`, { with_photo: true })));
+    for (const t of taps) {
+      assert.equal(t.status, 200, t.text);
+      assert.equal(t.json.record.id, kept.id);
+    }
+    assert.equal(await count(), n + 1);
     const img = await alice.get(`/api/records/${kept.id}/photo`);
     assert.equal(img.status, 200);
     assert.equal(img.headers.get('content-type'), 'image/jpeg');
@@ -169,6 +184,11 @@ test('a real photo gets top three conditions, triage, advice and the notice; onl
     // Deleting the entry deletes its photo.
     assert.equal((await alice.del(`/api/records/${kept.id}`)).status, 200);
     await expectError(await alice.get(`/api/records/${kept.id}/photo`), 404, 'not_found', 'a deleted photo');
+    // Once the first record is deleted, saving again makes a new one.
+    const resaved = await alice.post(`/api/screenings/${s.id}/save`, { with_photo: true });
+    assert.equal(resaved.status, 201, resaved.text);
+    assert.notEqual(resaved.json.record.id, kept.id);
+    assert.equal((await alice.del(`/api/records/${resaved.json.record.id}`)).status, 200);
     // The photo's metadata went nowhere: no byte of the GPS marker on disk.
     const files = [];
     const walk = (d) => { for (const e of readdirSync(d, { withFileTypes: true })) e.isDirectory() ? walk(join(d, e.name)) : files.push(join(d, e.name)); };

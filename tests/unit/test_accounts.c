@@ -108,9 +108,13 @@ static void throttling_per_account_and_address(void **state) {
     assert_int_equal(accounts_create(f->acc, "carol", PW, ACCOUNTS_PERSON, rc_text, NULL, NULL, &err), CORE_OK);
     for (int i = 0; i < 3; i++)
         assert_int_equal(accounts_login(f->acc, "carol", "bad password", "10.0.0.3", &s, token, &err), CORE_ERR_AUTH);
-    /* fourth attempt refused before the password is even checked, right or wrong */
-    assert_int_equal(accounts_login(f->acc, "carol", PW, "10.0.0.4", &s, token, &err), CORE_ERR_THROTTLED);
+    /* fourth attempt from the failing address refused before the password is
+     * even checked, right or wrong */
+    assert_int_equal(accounts_login(f->acc, "carol", PW, "10.0.0.3", &s, token, &err), CORE_ERR_THROTTLED);
     assert_true(err.retry_after > 0 && err.retry_after <= 900);
+    assert_int_equal(accounts_login(f->acc, "carol", "bad password", "10.0.0.3", &s, token, &err), CORE_ERR_THROTTLED);
+    /* ... but those failures do not lock the owner out from elsewhere */
+    assert_int_equal(accounts_login(f->acc, "carol", PW, "10.0.0.4", &s, token, &err), CORE_OK);
     /* per address: 5 failures from one address across different names */
     for (int i = 0; i < 2; i++)
         assert_int_equal(accounts_login(f->acc, "nobody", "bad password", "10.0.0.3", &s, token, &err), CORE_ERR_AUTH);
@@ -219,6 +223,121 @@ static void password_and_data_key_never_stored_in_clear(void **state) {
     assert_false(testutil_file_contains(wal, rc_text, strlen(rc_text)));
 }
 
+/* An options set on the fixture's store, for limits the fixture does not set. */
+static accounts *open_with(fixture *f, void (*tweak)(accounts_options *)) {
+    accounts_options opt;
+    accounts_options_defaults(&opt);
+    opt.max_failures = 3;
+    opt.max_failures_ip = 5;
+    tweak(&opt);
+    accounts *a = NULL;
+    assert_int_equal(accounts_open(f->st, &opt, &a, NULL), CORE_OK);
+    return a;
+}
+
+static void small_account_budget(accounts_options *o) { o->max_failures_account = 4; }
+
+static void global_account_budget_and_reset(void **state) {
+    fixture *f = *state;
+    accounts *a = open_with(f, small_account_budget);
+    char rc1[CS_CRYPTO_RECOVERY_TEXT], rc2[CS_CRYPTO_RECOVERY_TEXT], token[ACCOUNTS_TOKEN_TEXT];
+    accounts_session s;
+    core_error err = {0};
+    assert_int_equal(accounts_create(a, "kim", PW, ACCOUNTS_PERSON, rc1, NULL, NULL, &err), CORE_OK);
+    /* an attacker's address exhausts its own budget for the account ... */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(accounts_login(a, "kim", "bad password", "10.7.0.1", &s, token, &err), CORE_ERR_AUTH);
+    assert_int_equal(accounts_login(a, "kim", PW, "10.7.0.1", &s, token, &err), CORE_ERR_THROTTLED);
+    /* ... and the recovery code still works from the owner's address */
+    assert_int_equal(accounts_reset_password(a, "kim", rc1, "kim's new password", "10.7.0.9", rc2, &err), CORE_OK);
+    /* guesses spread over addresses meet the account's global budget (4) */
+    assert_int_equal(accounts_login(a, "kim", "bad password", "10.7.0.2", &s, token, &err), CORE_ERR_AUTH);
+    assert_int_equal(accounts_login(a, "kim", "bad password", "10.7.0.3", &s, token, &err), CORE_ERR_AUTH);
+    assert_int_equal(accounts_login(a, "kim", "bad password", "10.7.0.4", &s, token, &err), CORE_ERR_AUTH);
+    assert_int_equal(accounts_login(a, "kim", "bad password", "10.7.0.5", &s, token, &err), CORE_ERR_AUTH);
+    assert_int_equal(accounts_login(a, "kim", "kim's new password", "10.7.0.6", &s, token, &err), CORE_ERR_THROTTLED);
+    assert_true(err.retry_after > 900 && err.retry_after <= 3600);
+    /* the recovery code is not held by that budget (160 bits cannot be
+     * guessed), and a reset starts it afresh: the guessed password is gone */
+    assert_int_equal(accounts_reset_password(a, "kim", rc2, "kim's third password", "10.7.0.6", rc1, &err), CORE_OK);
+    assert_int_equal(accounts_login(a, "kim", "kim's third password", "10.7.0.6", &s, token, &err), CORE_OK);
+    /* the attacker's first address is still shut out of the account */
+    assert_int_equal(accounts_login(a, "kim", "kim's third password", "10.7.0.1", &s, token, &err), CORE_ERR_THROTTLED);
+    accounts_close(a);
+}
+
+static void two_signups(accounts_options *o) { o->signup_max = 2; }
+
+static int64_t count_users(fixture *f) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM users", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    return n;
+}
+
+static void signups_are_limited_per_address(void **state) {
+    fixture *f = *state;
+    accounts *a = open_with(f, two_signups);
+    char rc[CS_CRYPTO_RECOVERY_TEXT], token[ACCOUNTS_TOKEN_TEXT];
+    accounts_session s;
+    core_error err = {0};
+    assert_int_equal(accounts_signup(a, "su1", PW, "10.9.0.1", rc, &s, token, &err), CORE_OK);
+    assert_int_equal(s.role, ACCOUNTS_PERSON);
+    /* a refused sign-up (name taken) takes nothing from the budget */
+    assert_int_equal(accounts_signup(a, "su1", PW, "10.9.0.1", rc, &s, token, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(accounts_signup(a, "su2", PW, "10.9.0.1", rc, &s, token, &err), CORE_OK);
+    int64_t users = count_users(f);
+    assert_int_equal(accounts_signup(a, "su3", PW, "10.9.0.1", rc, &s, token, &err), CORE_ERR_THROTTLED);
+    assert_true(err.retry_after > 0 && err.retry_after <= 3600);
+    assert_int_equal(count_users(f), users); /* nothing written */
+    /* the same address written as IPv4-mapped IPv6 is the same address */
+    assert_int_equal(accounts_signup(a, "su3", PW, "::ffff:10.9.0.1", rc, &s, token, &err), CORE_ERR_THROTTLED);
+    /* another address still signs up */
+    assert_int_equal(accounts_signup(a, "su3", PW, "10.9.0.2", rc, &s, token, &err), CORE_OK);
+    /* IPv6 counts per /64 */
+    assert_int_equal(accounts_signup(a, "su4", PW, "2001:db8:1:2::1", rc, &s, token, &err), CORE_OK);
+    assert_int_equal(accounts_signup(a, "su5", PW, "2001:db8:1:2:aaaa::2", rc, &s, token, &err), CORE_OK);
+    assert_int_equal(accounts_signup(a, "su6", PW, "2001:db8:1:2:ffff:1:2:3", rc, &s, token, &err), CORE_ERR_THROTTLED);
+    assert_int_equal(accounts_signup(a, "su6", PW, "2001:db8:1:3::1", rc, &s, token, &err), CORE_OK);
+    /* staff accounts made by the operator are not counted */
+    assert_int_equal(accounts_create(a, "staff1", PW, ACCOUNTS_CLINICIAN, rc, NULL, NULL, &err), CORE_OK);
+    /* the window ends */
+    sqlite3 *db = store_acquire(f->st);
+    assert_int_equal(sqlite3_exec(db, "UPDATE login_throttle SET window_start = window_start - 3600", 0, 0, 0), SQLITE_OK);
+    store_release(f->st, db);
+    assert_int_equal(accounts_signup(a, "su7", PW, "10.9.0.1", rc, &s, token, &err), CORE_OK);
+    accounts_close(a);
+}
+
+static void end_other_sessions_keeps_the_current_one(void **state) {
+    fixture *f = *state;
+    char rc[CS_CRYPTO_RECOVERY_TEXT], t1[ACCOUNTS_TOKEN_TEXT], t2[ACCOUNTS_TOKEN_TEXT], t3[ACCOUNTS_TOKEN_TEXT],
+        t4[ACCOUNTS_TOKEN_TEXT];
+    accounts_session s1, s2, s3, s4, x;
+    core_error err = {0};
+    assert_int_equal(accounts_create(f->acc, "lena", PW, ACCOUNTS_PERSON, rc, &s1, t1, &err), CORE_OK);
+    assert_int_equal(accounts_login(f->acc, "lena", PW, "10.8.0.1", &s2, t2, &err), CORE_OK);
+    assert_int_equal(accounts_login(f->acc, "lena", PW, "10.8.0.2", &s3, t3, &err), CORE_OK);
+    assert_int_equal(accounts_create(f->acc, "mona", PW, ACCOUNTS_PERSON, rc, &s4, t4, &err), CORE_OK);
+    /* warm the session cache, so the test also proves it is dropped */
+    assert_int_equal(accounts_authenticate(f->acc, t1, &x, &err), CORE_OK);
+    assert_int_equal(accounts_authenticate(f->acc, t3, &x, &err), CORE_OK);
+    int ended = -1;
+    assert_int_equal(accounts_end_other_sessions(f->acc, &s2, &ended, &err), CORE_OK);
+    assert_int_equal(ended, 2);
+    assert_int_equal(accounts_authenticate(f->acc, t1, &x, &err), CORE_ERR_AUTH);
+    assert_int_equal(accounts_authenticate(f->acc, t3, &x, &err), CORE_ERR_AUTH);
+    assert_int_equal(accounts_authenticate(f->acc, t2, &x, &err), CORE_OK);
+    assert_memory_equal(x.data_key, s1.data_key, 32);
+    assert_int_equal(accounts_authenticate(f->acc, t4, &x, &err), CORE_OK); /* another account untouched */
+    assert_int_equal(accounts_end_other_sessions(f->acc, &s2, &ended, &err), CORE_OK);
+    assert_int_equal(ended, 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(validation_rules),
@@ -230,6 +349,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(delete_destroys_keys_and_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(expired_sessions_are_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(password_and_data_key_never_stored_in_clear, setup, teardown),
+        cmocka_unit_test_setup_teardown(global_account_budget_and_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(signups_are_limited_per_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(end_other_sessions_keeps_the_current_one, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-// Account settings: change password, log out, delete the account.
+// Account settings: change password, log out other devices, log out, delete
+// the account.
 import { api, deleteAccount, logout } from './api.js';
 import { $, el } from './dom.js';
 import { setNavUser, startPage } from './nav.js';
@@ -35,6 +36,19 @@ pwForm.addEventListener('submit', (event) => {
       }
       return err.message;
     },
+  });
+});
+
+// Ends every other session of the account; this one goes on.
+const sessionsForm = $('#sessions-form');
+sessionsForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  submitting(sessionsForm, async () => {
+    const { ended } = await api('POST', '/api/account/sessions/revoke-others');
+    let text = `Logged out ${ended} other sessions. You are still logged in here.`;
+    if (ended === 0) text = 'No other device was logged in. You are still logged in here.';
+    else if (ended === 1) text = 'Logged out 1 other session. You are still logged in here.';
+    showOk(sessionsForm, text);
   });
 });
 
