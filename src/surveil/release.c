@@ -307,6 +307,38 @@ json_t *surveil_release_view(const json_t *rel, const char *condition) {
     return out;
 }
 
+static size_t index_of(const json_t *names, const char *want) {
+    size_t i;
+    const json_t *v;
+    json_array_foreach(names, i, v) if (json_is_string(v) && strcmp(json_string_value(v), want) == 0) return i;
+    return SIZE_MAX;
+}
+
+core_status surveil_release_observed(const json_t *rel, const char *region, const char *condition, json_t *weeks,
+                                     json_t *observed, core_error *err) {
+    const char *country = json_string_value(json_object_get(rel, "country"));
+    const json_t *wks = json_object_get(rel, "weeks");
+    if (!country || !json_is_array(wks) || !json_is_array(observed) || (weeks && !json_is_array(weeks)))
+        return core_fail(err, CORE_ERR_INVALID, NULL, "not a release");
+    size_t ci = SIZE_MAX;
+    if (condition && (ci = index_of(json_object_get(rel, "conditions"), condition)) == SIZE_MAX)
+        return core_fail(err, CORE_ERR_INVALID, "condition", "'%s' is not one of the release's conditions", condition);
+    bool whole = strcmp(region, country) == 0;
+    size_t ri = whole ? SIZE_MAX : index_of(json_object_get(rel, "regions"), region);
+    size_t i;
+    const json_t *wk;
+    json_array_foreach(wks, i, wk) {
+        if (weeks) json_array_append(weeks, json_object_get(wk, "week"));
+        const json_t *v;
+        if (whole) v = condition ? json_array_get(json_object_get(wk, "condition_totals"), ci) : json_object_get(wk, "total");
+        else if (ri == SIZE_MAX) v = NULL; /* not a row of the release: no data there */
+        else if (condition) v = json_array_get(json_array_get(json_object_get(wk, "cells"), ri), ci);
+        else v = json_array_get(json_object_get(wk, "region_totals"), ri);
+        json_array_append_new(observed, v ? json_incref((json_t *)v) : json_integer(0));
+    }
+    return CORE_OK;
+}
+
 /* CSV from the JSON form, so an export holds exactly the numbers shown
  * (and a release kept in the log can be exported again byte for byte). */
 char *surveil_release_csv(const json_t *rel) {

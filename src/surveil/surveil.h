@@ -310,6 +310,16 @@ json_t *surveil_release_json(const surveil_release *r);
  * from the full release, so a view never publishes a number the full
  * release suppressed. NULL if the condition is not a column. */
 json_t *surveil_release_view(const json_t *release_json, const char *condition);
+/* The series a release shows for one region (a subdivision, or the whole
+ * country: region = the release's country) and condition (NULL: all):
+ * appends each week's label to weeks (may be NULL) and its value, taken
+ * unchanged from the release, to observed — null where the release
+ * suppressed it, 0 for a region that is not one of its rows. Reading the
+ * logged body is what keeps a chart from showing a number the table
+ * suppressed. CORE_ERR_INVALID if release is not a release or condition
+ * not one of its columns. */
+core_status surveil_release_observed(const json_t *release_json, const char *region, const char *condition,
+                                     json_t *weeks, json_t *observed, core_error *err);
 /* A release's JSON as CSV: week,region,condition,count,status,synthetic,
  * one line per value (totals as region = the country, condition = "all" —
  * a view of one condition has no "all" column; a suppressed value has an

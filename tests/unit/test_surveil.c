@@ -849,6 +849,55 @@ static void releases_are_suppressed_and_logged(void **state) {
 
 /* A week is sealed `delay` seconds after it ends (Monday 00:00 UTC), not a
  * second earlier. */
+/* A chart's series read off a logged release: the release's own values,
+ * so a chart never shows what the table suppressed. */
+static void a_release_reads_back_as_series(void **state) {
+    db_fixture *f = *state;
+    core_error err = {0};
+    int w0 = surveil_week_of_date(2026, 1, 5);
+    fill(f->st, w0, 4);
+    static const char *const rows[] = {"US-OR", "US-CA", "US-NV", "US-WA"};
+    surveil_query q = {.country = "US", .week_from = w0, .week_to = w0 + 3, .conditions = conds, .n_conditions = 3,
+                       .k = 11, .sealed_through = w0 + 3, .regions = rows, .n_regions = 4};
+    surveil_release *r;
+    assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_OK);
+    json_t *rel = surveil_release_json(r);
+    surveil_release_free(r);
+    struct { const char *region, *condition; } ask[] = {
+        {"US", NULL}, {"US", "eczema"}, {"US-CA", "eczema"}, {"US-CA", NULL}, {"US-NV", "fungal"}, {"US-NV", NULL},
+        {"US-TX", NULL}};
+    for (size_t a = 0; a < sizeof ask / sizeof ask[0]; a++) {
+        json_t *weeks = json_array(), *obs = json_array();
+        assert_int_equal(surveil_release_observed(rel, ask[a].region, ask[a].condition, weeks, obs, &err), CORE_OK);
+        assert_int_equal(json_array_size(obs), 4);
+        assert_int_equal(json_array_size(weeks), 4);
+        double exact[4];
+        assert_int_equal(surveil_series(f->st, ask[a].region, ask[a].condition, w0, w0 + 3, exact, NULL, &err), CORE_OK);
+        for (size_t i = 0; i < 4; i++) {
+            char wk[9];
+            surveil_week_format(w0 + (int)i, wk);
+            assert_string_equal(json_string_value(json_array_get(weeks, i)), wk);
+            const json_t *v = json_array_get(obs, i);
+            if (!strcmp(ask[a].region, "US-NV")) assert_true(json_is_null(v)); /* 3: suppressed */
+            else if (!strcmp(ask[a].region, "US-TX")) assert_true(json_is_integer(v) && json_integer_value(v) == 0);
+            else assert_true(json_is_integer(v) && json_integer_value(v) == (json_int_t)exact[i]);
+        }
+        json_decref(weeks);
+        json_decref(obs);
+    }
+    /* weeks may be left out; a condition not in the release, or no release, is refused */
+    json_t *obs = json_array();
+    assert_int_equal(surveil_release_observed(rel, "US-CA", "viral", NULL, obs, &err), CORE_OK);
+    assert_int_equal(json_integer_value(json_array_get(obs, 0)), 30);
+    assert_int_equal(surveil_release_observed(rel, "US-CA", "measles", NULL, obs, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "condition");
+    json_t *empty = json_object();
+    assert_int_equal(surveil_release_observed(empty, "US", NULL, NULL, obs, &err), CORE_ERR_INVALID);
+    json_decref(empty);
+    json_decref(obs);
+    json_decref(rel);
+}
+
 static void weeks_seal_after_the_delay(void **state) {
     (void)state;
     int w = surveil_week_of_date(2026, 11, 30); /* 2026-W49 */
@@ -1007,6 +1056,7 @@ int main(void) {
         cmocka_unit_test(noisy_grid_is_consistent),
         cmocka_unit_test_setup_teardown(contributions_are_counted_once, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(releases_are_suppressed_and_logged, db_setup, db_teardown),
+        cmocka_unit_test_setup_teardown(a_release_reads_back_as_series, db_setup, db_teardown),
         cmocka_unit_test(weeks_seal_after_the_delay),
         cmocka_unit_test(farrington_periods_fit_the_glm),
         cmocka_unit_test_setup_teardown(the_analytics_store_holds_no_identifier, db_setup, db_teardown),
