@@ -11,6 +11,7 @@
 #include "ledger/ledger.h"
 #include "regions/regions.h"
 #include "screening/screening.h"
+#include "share/share.h"
 #include "store/store.h"
 
 /* Everything a handler needs; all borrowed, owned by the caller of api_register. */
@@ -23,6 +24,7 @@ typedef struct {
     const uint8_t *admin_sk; /* the ledger admin key (64 bytes): registers organisations */
     const uint8_t *node_sk;  /* the node key (64 bytes): signs contributions and releases */
     screening_desk *desk;    /* screenings (model may be absent: answers 503) */
+    share *share;            /* surveillance: contributions, rewards, releases, alerts */
     double started; /* core_monotonic() at start, for uptime */
 } api_context;
 

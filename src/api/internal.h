@@ -83,8 +83,6 @@ void api_ledger_proof(http_request *rq, void *ctx);
 void api_ledger_orgs(http_request *rq, void *ctx);
 void api_ledger_consistency(http_request *rq, void *ctx);
 void api_screenings_contribute(http_request *rq, void *ctx);
-/* Pay the queued rewards if a whole batch waits (api/surveil.c); *left: still queued. */
-void api_surveil_pay_rewards(api_context *c, size_t *left);
 void api_surveil_overview(http_request *rq, void *ctx);
 void api_surveil_aggregates(http_request *rq, void *ctx);
 void api_surveil_series(http_request *rq, void *ctx);

@@ -11,6 +11,7 @@
 #include "accounts/accounts.h"
 #include "api/api.h"
 #include "screening/screening.h"
+#include "share/share.h"
 #include "cli/cli.h"
 #include "crypto/crypto.h"
 #include "http/http.h"
@@ -234,6 +235,7 @@ int cli_serve(int argc, char **argv) {
     screening_desk *desk = NULL;
     http_server *srv = NULL;
     ledger *led = NULL;
+    share *shr = NULL;
     int status = 1;
     char dbpath[4096], ledpath[4096], keydir[4096], nodepath[4200], adminpath[4200];
     snprintf(dbpath, sizeof dbpath, "%s/caresync.db", cfg.data_dir);
@@ -275,6 +277,9 @@ int cli_serve(int argc, char **argv) {
     aopt.signup_max = cfg.signup_per_window;
     aopt.signup_window = cfg.signup_window;
     if (accounts_open(st, &aopt, &acc, &err)) goto out;
+    share_options sopt = {st, led, lopt.node_sk, lopt.admin_sk, cfg.surveil_k, cfg.surveil_budget,
+                          cfg.surveil_seal_delay, cfg.surveil_reward_batch};
+    if (share_open(&sopt, &shr, &err)) goto out;
     /* The screening model is optional: without it the rest of the service
      * runs and screenings answer 503 model_unavailable. */
     {
@@ -297,7 +302,7 @@ int cli_serve(int argc, char **argv) {
         goto out;
     }
     api_context ctx = {.cfg = &cfg, .st = st, .acc = acc, .regs = regs, .led = led, .admin_sk = lopt.admin_sk,
-                       .node_sk = lopt.node_sk, .desk = desk, .started = core_monotonic()};
+                       .node_sk = lopt.node_sk, .desk = desk, .share = shr, .started = core_monotonic()};
     http_options hopt = {.host = cfg.host, .port = cfg.port, .threads = cfg.threads, .max_body = cfg.max_body,
                          .web_dir = cfg.web_dir, .tls_cert = cfg.tls_cert, .tls_key = cfg.tls_key,
                          .max_connections = (unsigned)fit_connections(cfg.max_connections),
@@ -330,6 +335,7 @@ out:
     if (status && err.code) fprintf(stderr, "caresync serve: %s\n", err.message);
     /* HTTP first (no new submissions), then the ledger seals what is pending. */
     http_server_stop(srv);
+    share_close(shr);
     ledger_close(led);
     cs_crypto_wipe(lopt.node_sk, sizeof lopt.node_sk);
     cs_crypto_wipe(lopt.admin_sk, sizeof lopt.admin_sk);

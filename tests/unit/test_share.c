@@ -1,0 +1,691 @@
+/* share: each step of the sharing and releasing workflow on a real store
+ * (caresync.db with its migrations) and a real ledger, both in a temporary
+ * directory with freshly generated keys. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "crypto/crypto.h"
+#include "ledger/ledger.h"
+#include "share/share.h"
+#include "store/store.h"
+#include "surveil/surveil.h"
+
+#define DAY 86400
+
+typedef struct { uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET]; } key;
+
+typedef struct {
+    char dir[256];
+    key node, admin;
+    store *st;
+    ledger *led;
+    share *sh;
+    int64_t now;
+} fixture;
+
+static void open_share(fixture *f, double budget, int batch) {
+    share_close(f->sh);
+    f->sh = NULL;
+    share_options o = {.st = f->st, .led = f->led, .node_sk = f->node.sk, .admin_sk = f->admin.sk, .k = 11,
+                       .budget = budget, .seal_delay = DAY, .reward_batch = batch};
+    core_error err = {0};
+    if (share_open(&o, &f->sh, &err)) fail_msg("share_open: %s", err.message);
+}
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    testutil_tmpdir(f->dir);
+    char path[300];
+    core_error err = {0};
+    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
+    if (store_open(path, 2, &f->st, &err)) return -1;
+    ledger_keypair(f->node.pk, f->node.sk);
+    ledger_keypair(f->admin.pk, f->admin.sk);
+    ledger_options o;
+    ledger_options_defaults(&o);
+    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
+    o.path = path;
+    o.batch_ms = 1;
+    memcpy(o.node_pk, f->node.pk, 32);
+    memcpy(o.node_sk, f->node.sk, 64);
+    memcpy(o.admin_pk, f->admin.pk, 32);
+    memcpy(o.admin_sk, f->admin.sk, 64);
+    if (ledger_open(&o, &f->led, &err)) return -1;
+    f->now = core_now();
+    open_share(f, 1.0, 3);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    share_close(f->sh);
+    ledger_close(f->led);
+    store_close(f->st);
+    testutil_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- ledger helpers: the wallet signs for itself, as the server does for
+ * the keys it holds ---- */
+
+static void submit(fixture *f, const key *k, ledger_tx *tx, uint8_t txid[32]) {
+    ledger_receipt r;
+    core_error err = {0};
+    if (ledger_sign_submit(f->led, tx, k->sk, &r, &err)) fail_msg("%s: %s", ledger_tx_kind_name(tx->kind), err.message);
+    if (txid) memcpy(txid, r.txid, 32);
+}
+
+static key wallet(fixture *f) {
+    key k;
+    ledger_keypair(k.pk, k.sk);
+    ledger_tx tx = {.kind = LEDGER_TX_REGISTER_WALLET};
+    submit(f, &k, &tx, NULL);
+    return k;
+}
+
+static void grant(fixture *f, const key *k, uint32_t scope, ledger_purpose purpose, int64_t expires, uint8_t id[32]) {
+    ledger_tx tx = {.kind = LEDGER_TX_GRANT};
+    tx.u.grant.scope = scope;
+    tx.u.grant.purpose = (uint8_t)purpose;
+    tx.u.grant.expires = (uint64_t)expires;
+    submit(f, k, &tx, id);
+}
+
+static void revoke(fixture *f, const key *k, const uint8_t id[32]) {
+    ledger_tx tx = {.kind = LEDGER_TX_REVOKE};
+    memcpy(tx.u.revoke.grant, id, 32);
+    submit(f, k, &tx, NULL);
+}
+
+/* A wallet with an active public-health consent covering screening results. */
+static key consenting(fixture *f, uint8_t id[32]) {
+    key k = wallet(f);
+    uint8_t tmp[32];
+    grant(f, &k, 1u << LEDGER_CAT_SCREENING, LEDGER_PURPOSE_SURVEILLANCE, f->now + 30 * DAY, id ? id : tmp);
+    return k;
+}
+
+static int64_t balance(fixture *f, const key *k) {
+    ledger_account a;
+    core_error err = {0};
+    core_status rc = ledger_get_account(f->led, k->pk, &a, &err);
+    assert_int_equal(rc, CORE_OK);
+    return a.balance;
+}
+
+static uint64_t tree_size(fixture *f) {
+    ledger_block h;
+    assert_int_equal(ledger_head(f->led, &h, NULL), CORE_OK);
+    return h.tree_size;
+}
+
+static share_contribution_input input(const fixture *f, const key *k, const char *result_id) {
+    share_contribution_input in = {.condition = "fungal", .region = "US-CA", .created = f->now, .birth_year = 1990,
+                                   .result_id = result_id, .year = 2026, .now = f->now};
+    memcpy(in.wallet, k->pk, 32);
+    return in;
+}
+
+static double count_of(fixture *f, const char *region, const char *condition, int week) {
+    double x = -1;
+    core_error err = {0};
+    assert_int_equal(surveil_series(f->st, region, condition, week, week, &x, NULL, &err), CORE_OK);
+    return x;
+}
+
+static size_t queued(fixture *f) {
+    size_t n = 99;
+    assert_int_equal(surveil_rewards_queued(f->st, &n, NULL), CORE_OK);
+    return n;
+}
+
+/* ---- contributing ---- */
+
+/* Only an active consent for public-health surveillance that covers
+ * screening results lets a result in; the others are passed over. */
+static void the_consent_is_chosen(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    share_receipt r;
+    key k = wallet(f);
+    share_contribution_input in = input(f, &k, "r1");
+    /* none at all */
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_FORBIDDEN);
+    assert_string_equal(err.field, "consent");
+    /* research, not surveillance; surveillance of other categories only */
+    uint8_t research[32], other[32], revoked[32], expiring[32], good[32];
+    grant(f, &k, LEDGER_SCOPE_ALL, LEDGER_PURPOSE_RESEARCH, f->now + 30 * DAY, research);
+    grant(f, &k, LEDGER_SCOPE_ALL & ~(1u << LEDGER_CAT_SCREENING), LEDGER_PURPOSE_SURVEILLANCE, f->now + 30 * DAY,
+          other);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_FORBIDDEN);
+    assert_string_equal(err.field, "consent");
+    /* the right kind, but revoked */
+    grant(f, &k, 1u << LEDGER_CAT_SCREENING, LEDGER_PURPOSE_SURVEILLANCE, f->now + 30 * DAY, revoked);
+    revoke(f, &k, revoked);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_FORBIDDEN);
+    /* the right kind, expired by the time the result is shared */
+    grant(f, &k, 1u << LEDGER_CAT_SCREENING, LEDGER_PURPOSE_SURVEILLANCE, f->now + 60, expiring);
+    share_contribution_input later = in;
+    later.now = later.created = f->now + 120;
+    assert_int_equal(share_contribute(f->sh, &later, &r, &err), CORE_ERR_FORBIDDEN);
+    assert_string_equal(err.field, "consent");
+    /* nothing of any of that was counted or queued */
+    assert_true(count_of(f, "US-CA", "fungal", surveil_week_of_time(f->now)) == 0);
+    assert_int_equal(queued(f), 0);
+    /* the one that fits is the one the reward names */
+    grant(f, &k, (1u << LEDGER_CAT_SCREENING) | (1u << LEDGER_CAT_SYMPTOMS), LEDGER_PURPOSE_SURVEILLANCE,
+          f->now + 30 * DAY, good);
+    assert_int_equal(share_contribute(f->sh, &later, &r, &err), CORE_OK);
+    assert_memory_equal(r.grant, good, 32);
+    /* consent comes first, then the region */
+    share_contribution_input nowhere = input(f, &k, "r2");
+    nowhere.region = NULL;
+    assert_int_equal(share_contribute(f->sh, &nowhere, &r, &err), CORE_ERR_NOT_FOUND);
+    assert_string_equal(err.field, "region");
+    key stranger = wallet(f);
+    share_contribution_input both = input(f, &stranger, "r3");
+    both.region = NULL;
+    assert_int_equal(share_contribute(f->sh, &both, &r, &err), CORE_ERR_FORBIDDEN);
+}
+
+/* A contribution is its five facts counted into the open week and a reward
+ * queued: nothing reaches the ledger below a batch. */
+static void a_contribution_is_counted_and_queued(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    share_receipt r;
+    key k = consenting(f, NULL);
+    uint64_t size0 = tree_size(f);
+    share_contribution_input in = input(f, &k, "r1");
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    int week = surveil_week_of_time(f->now);
+    assert_int_equal(r.contribution.week, week);
+    assert_string_equal(r.contribution.condition, "fungal");
+    assert_string_equal(r.contribution.region, "US-CA");
+    assert_int_equal(r.contribution.age_band, surveil_age_band(1990, 2026));
+    assert_int_equal(r.contribution.source, SURVEIL_SOURCE_MODEL);
+    uint8_t c[32];
+    surveil_commitment(&r.contribution, r.salt, c);
+    assert_memory_equal(c, r.commitment, 32); /* the salt the person gets opens the commitment */
+    uint64_t rewards[LEDGER_CATEGORIES];
+    assert_int_equal(ledger_get_rewards(f->led, rewards, NULL), CORE_OK);
+    assert_true(r.reward == rewards[LEDGER_CAT_SCREENING] && r.reward > 0);
+    assert_int_equal(r.payout.paid, 0);
+    assert_int_equal(r.payout.left, 1);
+    assert_int_equal(r.pay_error.code, CORE_OK);
+    /* a second result of the same person: counted and queued too */
+    in = input(f, &k, "r2");
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    assert_int_equal(r.payout.left, 2);
+    assert_true(count_of(f, "US-CA", "fungal", week) == 2);
+    assert_int_equal(queued(f), 2);
+    /* ... and nothing on the ledger: no transaction, no reward yet */
+    assert_int_equal(tree_size(f), size0);
+    assert_int_equal(balance(f, &k), 0);
+    /* the same result again is refused, whole */
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "contribution");
+    /* a result from a sealed week is refused, whole */
+    in = input(f, &k, "r3");
+    in.created = f->now - 30 * DAY;
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "week");
+    assert_true(count_of(f, "US-CA", "fungal", week) == 2);
+    assert_int_equal(queued(f), 2);
+}
+
+/* The contribution that fills a batch pays it: every reward on the ledger,
+ * the queue empty. */
+static void a_full_batch_is_paid(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    share_receipt r[3];
+    key k[3];
+    for (int i = 0; i < 3; i++) {
+        k[i] = consenting(f, NULL);
+        share_contribution_input in = input(f, &k[i], "r1");
+        assert_int_equal(share_contribute(f->sh, &in, &r[i], &err), CORE_OK);
+    }
+    assert_int_equal(r[1].payout.paid, 0);
+    assert_int_equal(r[1].payout.left, 2);
+    assert_int_equal(r[2].payout.paid, 3);
+    assert_int_equal(r[2].payout.dropped, 0);
+    assert_int_equal(r[2].payout.left, 0);
+    assert_int_equal(queued(f), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(balance(f, &k[i]), (int64_t)r[i].reward);
+        uint8_t txid[32], *buf = NULL;
+        size_t len;
+        assert_int_equal(ledger_find_commitment(f->led, r[i].commitment, txid, &err), CORE_OK);
+        assert_int_equal(ledger_get_tx(f->led, txid, &buf, &len, NULL, NULL, &err), CORE_OK);
+        ledger_tx tx;
+        assert_int_equal(ledger_tx_decode(buf, len, &tx, &err), CORE_OK);
+        free(buf);
+        assert_int_equal(tx.kind, LEDGER_TX_CONTRIBUTE);
+        assert_memory_equal(tx.u.contribute.contributor, k[i].pk, 32);
+        assert_memory_equal(tx.signer, f->node.pk, 32);
+        assert_memory_equal(tx.u.contribute.grant, r[i].grant, 32);
+    }
+    share_stats s;
+    share_get_stats(f->sh, &s);
+    assert_int_equal(s.rewards_paid, 3);
+    /* an empty queue: a round pays nothing and fails nothing */
+    share_payout p;
+    assert_int_equal(share_pay_rewards(f->sh, &p, &err), CORE_OK);
+    assert_true(p.paid == 0 && p.dropped == 0 && p.left == 0);
+}
+
+/* A reward whose consent was revoked before its batch was written is
+ * refused by the ledger and leaves the queue; the count it came with stays,
+ * as it was shared under an active consent. */
+static void a_reward_revoked_before_its_batch_is_dropped(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    share_receipt r;
+    uint8_t id[32];
+    key a = consenting(f, id), b = consenting(f, NULL), c = consenting(f, NULL);
+    share_contribution_input in = input(f, &a, "r1");
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    revoke(f, &a, id);
+    in = input(f, &b, "r1");
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    in = input(f, &c, "r1");
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    assert_int_equal(r.payout.paid, 2);
+    assert_int_equal(r.payout.dropped, 1);
+    assert_int_not_equal(r.payout.dropped_why.code, CORE_OK);
+    assert_int_equal(r.payout.left, 0);
+    assert_int_equal(queued(f), 0);
+    assert_int_equal(balance(f, &a), 0);
+    assert_int_equal(balance(f, &b), (int64_t)r.reward);
+    assert_int_equal(balance(f, &c), (int64_t)r.reward);
+    assert_true(count_of(f, "US-CA", "fungal", surveil_week_of_time(f->now)) == 3);
+    share_stats s;
+    share_get_stats(f->sh, &s);
+    assert_int_equal(s.rewards_dropped, 1);
+}
+
+/* ---- releasing ---- */
+
+static const char *const conds[] = {"fungal", "eczema", "viral"};
+static const char *const rows[] = {"US-CA", "US-NV", "US-OR", "US-WA"};
+
+static surveil_contribution contrib(const char *cond, const char *region, int week) {
+    surveil_contribution c = {.week = week, .age_band = 3, .source = SURVEIL_SOURCE_MODEL};
+    snprintf(c.condition, sizeof c.condition, "%s", cond);
+    snprintf(c.region, sizeof c.region, "%s", region);
+    return c;
+}
+
+/* Sealed weeks w0 .. w0 + weeks - 1: CA many of everything, NV a few
+ * fungal, OR moderate. */
+static void fill(fixture *f, int w0, int weeks) {
+    core_error err = {0};
+    for (int w = w0; w < w0 + weeks; w++) {
+        surveil_contribution c[6] = {contrib("fungal", "US-CA", w), contrib("eczema", "US-CA", w),
+                                     contrib("viral", "US-CA", w),  contrib("fungal", "US-NV", w),
+                                     contrib("fungal", "US-OR", w), contrib("eczema", "US-OR", w)};
+        int64_t n[6] = {40 + w % 7, 25, 30, 3, 14, 12};
+        assert_int_equal(surveil_add_counts(f->st, c, n, 6, false, &err), CORE_OK);
+    }
+}
+
+static surveil_query query(fixture *f, int weeks, double epsilon) {
+    int through = share_sealed_through(f->sh, f->now);
+    surveil_query q = {.country = "US", .week_from = through - weeks + 1, .week_to = through, .conditions = conds,
+                       .n_conditions = 3, .k = 11, .base_k = 11, .epsilon = epsilon, .sealed_through = through,
+                       .regions = rows, .n_regions = 4};
+    return q;
+}
+
+static share_org registered_org(fixture *f, const char *name) {
+    share_org o = {0};
+    uint8_t sk[LEDGER_SECRET];
+    ledger_keypair(o.key, sk);
+    snprintf(o.name, sizeof o.name, "%s", name);
+    ledger_tx tx = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(tx.u.org.org, o.key, 32);
+    snprintf(tx.u.org.name, sizeof tx.u.org.name, "%s", name);
+    submit(f, &f->admin, &tx, NULL);
+    return o;
+}
+
+static int64_t logged_releases(fixture *f) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM surveil_releases", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    return n;
+}
+
+/* The same question on the same data is the logged body, byte for byte
+ * (noise included), costing no budget and no ledger record. */
+static void a_repeated_release_is_the_same_and_free(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    int through = share_sealed_through(f->sh, f->now);
+    fill(f, through - 5, 6);
+    share_org org = registered_org(f, "Northland Public Health");
+    surveil_query q = query(f, 6, 0.5);
+    char *a = NULL, *b = NULL;
+    assert_int_equal(share_release(f->sh, &org, &q, &a, &err), CORE_OK);
+    json_t *j = json_loads(a, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "release"), "organisation")),
+                        "Northland Public Health");
+    assert_int_equal(json_array_size(json_object_get(j, "weeks")), 6);
+    json_decref(j);
+    uint64_t size = tree_size(f);
+    int64_t logged = logged_releases(f);
+    assert_int_equal(share_release(f->sh, &org, &q, &b, &err), CORE_OK);
+    assert_string_equal(a, b);
+    assert_int_equal(tree_size(f), size);
+    assert_int_equal(logged_releases(f), logged);
+    char label[80], hex[65];
+    cs_crypto_hex(org.key, 32, hex);
+    snprintf(label, sizeof label, "org:%s", hex);
+    double spent = 0;
+    assert_int_equal(surveil_budget_spent(f->st, label, &spent, &err), CORE_OK);
+    assert_true(fabs(spent - 0.5) < 1e-9);
+    free(a);
+    free(b);
+}
+
+/* Over budget: refused with field "epsilon", nothing logged, nothing on the
+ * ledger, nothing more spent. */
+static void an_exhausted_budget_refuses_and_logs_nothing(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    int through = share_sealed_through(f->sh, f->now);
+    fill(f, through - 5, 6);
+    share_org org = registered_org(f, "Northland Public Health");
+    surveil_query q = query(f, 6, 0.6);
+    char *body = NULL;
+    assert_int_equal(share_release(f->sh, &org, &q, &body, &err), CORE_OK);
+    free(body);
+    body = NULL;
+    uint64_t size = tree_size(f);
+    int64_t logged = logged_releases(f);
+    q = query(f, 4, 0.6); /* another question: 0.6 more would exceed 1.0 */
+    assert_int_equal(share_release(f->sh, &org, &q, &body, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "epsilon");
+    assert_null(body);
+    assert_int_equal(tree_size(f), size);
+    assert_int_equal(logged_releases(f), logged);
+    char label[80], hex[65];
+    cs_crypto_hex(org.key, 32, hex);
+    snprintf(label, sizeof label, "org:%s", hex);
+    double spent = 0;
+    assert_int_equal(surveil_budget_spent(f->st, label, &spent, &err), CORE_OK);
+    assert_true(fabs(spent - 0.6) < 1e-9);
+    /* exact counts cost nothing and still go out */
+    q = query(f, 4, 0);
+    assert_int_equal(share_release(f->sh, &org, &q, &body, &err), CORE_OK);
+    free(body);
+}
+
+typedef struct {
+    const uint8_t *key;
+    int n, total;
+    uint64_t height;
+    char name[LEDGER_NAME_MAX + 1];
+} org_count;
+
+static void count_org(void *ud, const uint8_t pk[LEDGER_KEY], const char *name, uint64_t height) {
+    org_count *c = ud;
+    c->total++;
+    if (memcmp(pk, c->key, 32) != 0) return;
+    c->n++;
+    c->height = height;
+    snprintf(c->name, sizeof c->name, "%s", name);
+}
+
+/* The analysts' organisation — known by its key, derived from the node
+ * key — is registered on its first release and never again; another key
+ * under the same name is not registered at all. */
+static void the_analysts_are_registered_once(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    int through = share_sealed_through(f->sh, f->now);
+    fill(f, through - 5, 6);
+    share_org analysts;
+    share_analysts_org(f->sh, &analysts);
+    assert_string_equal(analysts.name, "CareSync analysts");
+    uint8_t want[32];
+    cs_crypto_hash(want, "caresync-analysts-org", f->node.pk, 32);
+    assert_memory_equal(analysts.key, want, 32);
+    org_count c = {.key = analysts.key};
+    assert_int_equal(ledger_list_orgs(f->led, count_org, &c, &err), CORE_OK);
+    assert_int_equal(c.n, 0);
+    /* an impostor: the name, another key */
+    share_org impostor = analysts;
+    impostor.key[0] ^= 1;
+    surveil_query q = query(f, 6, 0);
+    char *body = NULL;
+    assert_int_equal(share_release(f->sh, &impostor, &q, &body, &err), CORE_ERR_NOT_FOUND);
+    assert_string_equal(err.field, "org");
+    assert_null(body);
+    memset(&c, 0, sizeof c);
+    c.key = analysts.key;
+    assert_int_equal(ledger_list_orgs(f->led, count_org, &c, &err), CORE_OK);
+    assert_int_equal(c.total, 0);
+    /* the analysts' first release registers them */
+    assert_int_equal(share_release(f->sh, &analysts, &q, &body, &err), CORE_OK);
+    free(body);
+    memset(&c, 0, sizeof c);
+    c.key = analysts.key;
+    assert_int_equal(ledger_list_orgs(f->led, count_org, &c, &err), CORE_OK);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.total, 1);
+    assert_string_equal(c.name, "CareSync analysts");
+    uint64_t height = c.height;
+    /* the next one (another question) does not register them again */
+    q = query(f, 3, 0);
+    assert_int_equal(share_release(f->sh, &analysts, &q, &body, &err), CORE_OK);
+    free(body);
+    memset(&c, 0, sizeof c);
+    c.key = analysts.key;
+    assert_int_equal(ledger_list_orgs(f->led, count_org, &c, &err), CORE_OK);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.height, height);
+    share_org found;
+    assert_int_equal(share_org_lookup(f->sh, analysts.key, &found, &err), CORE_OK);
+    assert_string_equal(found.name, "CareSync analysts");
+    assert_int_equal(share_org_lookup(f->sh, impostor.key, &found, &err), CORE_ERR_NOT_FOUND);
+}
+
+/* The release policy as text comes in: sealed weeks only, k and epsilon in
+ * range, a condition as a view of the full release. */
+static void questions_make_queries(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    surveil_query q;
+    const char *view = "x";
+    share_question in = {.country = "US", .regions = rows, .n_regions = 4, .conditions = conds, .n_conditions = 3,
+                         .now = f->now};
+    int through = share_sealed_through(f->sh, f->now);
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_OK);
+    assert_true(q.week_to == through && q.week_from == through - 11 && q.sealed_through == through);
+    assert_true(q.k == 11 && q.base_k == 11 && q.epsilon == 0 && q.n_conditions == 3 && q.n_regions == 4);
+    assert_null(view);
+    char wk[9];
+    surveil_week_format(through + 1, wk);
+    in.to = wk;
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_ERR_NOT_FOUND);
+    assert_string_equal(err.field, "to");
+    in.to = "2026-W99";
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_ERR_INVALID);
+    in.to = NULL;
+    in.from = "soon";
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "from");
+    in.from = NULL;
+    in.condition = "measles";
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "condition");
+    in.condition = "eczema";
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_OK);
+    assert_string_equal(view, "eczema");
+    assert_int_equal(q.n_conditions, 3); /* the release still holds every condition */
+    in.k = "10";
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "k");
+    in.k = "20";
+    in.epsilon = "0.5";
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "epsilon");
+    in.allow_epsilon = true;
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_OK);
+    assert_true(q.k == 20 && q.base_k == 11 && q.epsilon == 0.5);
+    in.epsilon = "11";
+    assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_ERR_INVALID);
+}
+
+/* ---- detection ---- */
+
+static void series_are_detected_on_exact_counts(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    int through = share_sealed_through(f->sh, f->now);
+    surveil_params p;
+    surveil_params_init(&p, SURVEIL_C2);
+    surveil_point pts[4];
+    char note[SHARE_NOTE_MAX];
+    /* two weeks of data: C2 cannot run; that is a note, not an error */
+    fill(f, through - 1, 2);
+    assert_int_equal(share_series_detect(f->sh, "US-OR", "eczema", &p, through - 3, through, pts, note, &err),
+                     CORE_OK);
+    assert_true(note[0] != 0);
+    for (int i = 0; i < 4; i++) assert_true(isnan(pts[i].upperbound) && pts[i].alarm == -1);
+    /* thirty weeks and an outbreak in the last one */
+    fill(f, through - 29, 28);
+    surveil_contribution c = contrib("eczema", "US-OR", through);
+    int64_t more = 60;
+    assert_int_equal(surveil_add_counts(f->st, &c, &more, 1, false, &err), CORE_OK);
+    assert_int_equal(share_series_detect(f->sh, "US-OR", "eczema", &p, through - 3, through, pts, note, &err),
+                     CORE_OK);
+    assert_string_equal(note, "");
+    assert_int_equal(pts[3].alarm, 1);
+    assert_int_equal(pts[2].alarm, 0);
+    assert_true(pts[3].upperbound >= 12 && pts[3].upperbound < 72);
+    /* the whole series as the dashboard gets it */
+    share_org analysts;
+    share_analysts_org(f->sh, &analysts);
+    surveil_query q = query(f, 4, 0);
+    json_t *s = NULL;
+    assert_int_equal(share_series(f->sh, &analysts, &q, "US-OR", "eczema", &p, &s, &err), CORE_OK);
+    const json_t *obs = json_object_get(s, "observed"), *alarm = json_object_get(s, "alarm");
+    assert_int_equal(json_array_size(obs), 4);
+    /* what the release shows: the exact count, or null where it suppressed it */
+    for (int i = 0; i < 4; i++) {
+        const json_t *v = json_array_get(obs, (size_t)i);
+        assert_true(json_is_null(v) || json_integer_value(v) == (json_int_t)count_of(f, "US-OR", "eczema", through - 3 + i));
+    }
+    assert_int_equal(json_array_size(json_object_get(s, "weeks")), 4);
+    assert_true(json_is_true(json_array_get(alarm, 3)));
+    assert_string_equal(json_string_value(json_object_get(s, "method")), "c2");
+    assert_true(json_is_null(json_object_get(s, "note")));
+    json_decref(s);
+}
+
+static void count_alert(void *ud, const surveil_alert *a) {
+    int *n = ud;
+    (void)a;
+    (*n)++;
+}
+
+static int alerts_now(fixture *f, int64_t now) {
+    int n = 0;
+    core_error err = {0};
+    if (share_alerts(f->sh, now, false, count_alert, &n, &err)) fail_msg("share_alerts: %s", err.message);
+    return n;
+}
+
+static uint64_t scans(fixture *f) {
+    share_stats s;
+    share_get_stats(f->sh, &s);
+    return s.scans;
+}
+
+/* Alerts are rescanned when the sealed data changed (the data version) or
+ * a week was newly sealed, and not otherwise: counts into an open week
+ * change neither. */
+static void alerts_are_rescanned_only_when_sealed_data_change(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    int through = share_sealed_through(f->sh, f->now);
+    fill(f, through - 29, 30);
+    surveil_contribution c = contrib("eczema", "US-OR", through);
+    int64_t more = 60;
+    assert_int_equal(surveil_add_counts(f->st, &c, &more, 1, false, &err), CORE_OK);
+    int first = alerts_now(f, f->now);
+    assert_true(first >= 1);
+    assert_int_equal(scans(f), 1);
+    assert_int_equal(alerts_now(f, f->now), first);
+    assert_int_equal(scans(f), 1);
+    /* an outbreak in the open week: counted, but the sealed data did not change */
+    c = contrib("eczema", "US-OR", through + 1);
+    for (int i = 0; i < 72; i++) {
+        uint8_t mark[32] = {(uint8_t)i, 0xa1};
+        assert_int_equal(surveil_add(f->st, &c, mark, through, NULL, &err), CORE_OK);
+    }
+    assert_int_equal(alerts_now(f, f->now), first);
+    assert_int_equal(scans(f), 1);
+    /* a week later that week is sealed: rescanned, and it alarms */
+    int64_t later = f->now + 7 * DAY;
+    assert_int_equal(share_sealed_through(f->sh, later), through + 1);
+    assert_true(alerts_now(f, later) > first);
+    assert_int_equal(scans(f), 2);
+    assert_int_equal(alerts_now(f, later), alerts_now(f, later));
+    assert_int_equal(scans(f), 2);
+    /* new sealed data (the version moves): rescanned */
+    c = contrib("viral", "US-NV", through - 3);
+    more = 1;
+    assert_int_equal(surveil_add_counts(f->st, &c, &more, 1, false, &err), CORE_OK);
+    alerts_now(f, later);
+    assert_int_equal(scans(f), 3);
+}
+
+static void options_are_checked(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    share *s = NULL;
+    share_options o = {.st = f->st, .led = f->led, .node_sk = f->node.sk, .admin_sk = f->admin.sk, .k = 11,
+                       .budget = 1, .seal_delay = DAY, .reward_batch = 0};
+    assert_int_equal(share_open(&o, &s, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "reward_batch");
+    assert_null(s);
+    o.reward_batch = 1;
+    o.led = NULL;
+    assert_int_equal(share_open(&o, &s, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "led");
+    share_close(NULL);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(the_consent_is_chosen, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_contribution_is_counted_and_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_full_batch_is_paid, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_reward_revoked_before_its_batch_is_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_repeated_release_is_the_same_and_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_exhausted_budget_refuses_and_logs_nothing, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_analysts_are_registered_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(questions_make_queries, setup, teardown),
+        cmocka_unit_test_setup_teardown(series_are_detected_on_exact_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(alerts_are_rescanned_only_when_sealed_data_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(options_are_checked, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
