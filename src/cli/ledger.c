@@ -135,7 +135,7 @@ static int verify_one_proof(const char *file, const uint8_t *node, bool named) {
     ledger_tx tx;
     ledger_tx_decode(p->tx, p->tx_len, &tx, NULL);
     json_t *mine = ledger_tx_to_json(&tx);
-    char *text = mine ? json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *text = mine ? core_json_dumps(mine, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (text) printf("%s%sproven transaction: %s\n", pre, sep, text);
     free(text);
     json_decref(mine);

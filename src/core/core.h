@@ -52,6 +52,13 @@ double core_monotonic(void);
 void core_format_time(int64_t t, char out[32]);
 /* Read a whole file; *out is malloc'd and NUL-terminated, caller frees. */
 core_status core_read_file(const char *path, char **out, size_t *len, core_error *err);
+
+/* json_dumps (jansson flags), but NULL rather than a damaged text when an
+ * allocation fails mid-way (jansson 2.14 can return a text with a key
+ * missing; see json.c). Use it for every JSON text the service keeps or
+ * sends. malloc'd. */
+struct json_t;
+char *core_json_dumps(const struct json_t *json, size_t flags);
 /* Make a directory and its parents (mode 0700). */
 core_status core_mkdirs(const char *path, core_error *err);
 

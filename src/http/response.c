@@ -59,7 +59,7 @@ static void wipe_free(void *text) {
 bool http_responded(const http_request *rq) { return rq->responded; }
 
 void http_respond_json(http_request *rq, int status, json_t *body) {
-    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    char *text = body ? core_json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (!text) {
         static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";

@@ -218,7 +218,7 @@ core_status nn_model_save(const char *path, nn_net *net, const char *meta_text, 
         cs_crypto_hex(bb->sha256, 32, sha);
         json_object_set_new(h, "backbone", json_pack("{s:s, s:s, s:i}", "file", bb->file, "sha256", sha, "nodes", first));
     }
-    char *ht = json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
+    char *ht = core_json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(h);
     if (!ht) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory saving the model");
     size_t hl = strlen(ht), pad = (4 - (16 + hl) % 4) % 4, floats = 0;
@@ -421,7 +421,7 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
         goto done;
     }
     nn_net_set_frozen(net, (int)frz);
-    *meta_out = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+    *meta_out = core_json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
     if (!*meta_out) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory loading the model");
 done:
     json_decref(h);

@@ -21,7 +21,7 @@ core_status records_fingerprint_get(store *st, const accounts_session *sess, con
     json_t *rec = NULL;
     core_status rc = records_get(st, sess, id, &rec, err);
     if (rc) return rc;
-    out->text = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    out->text = core_json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(rec);
     if (!out->text) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     out->len = strlen(out->text);

@@ -22,7 +22,7 @@ static void make_ad(char ad[96], const char *what, int64_t user_id, const char *
 
 static core_status seal_json(const accounts_session *sess, const char *ad, const json_t *v, uint8_t **out,
                              size_t *outlen, core_error *err) {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    char *text = core_json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
     if (!text) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     core_status rc = cs_crypto_seal(sess->data_key, ad, strlen(ad), text, strlen(text), out, outlen, err);
     cs_crypto_wipe(text, strlen(text));
@@ -102,14 +102,17 @@ core_status records_profile_put(store *st, const regions *regs, const accounts_s
     return rc;
 }
 
-/* Decorate a decrypted entry with its id and timestamps. */
-static void decorate(json_t *e, const char *id, int64_t created, int64_t updated) {
+/* Decorate a decrypted entry with its id and timestamps. jansson reports a
+ * failed allocation only through return values: an entry missing its id
+ * must not be answered, so this fails whole. */
+static core_status decorate(json_t *e, const char *id, int64_t created, int64_t updated, core_error *err) {
     char c[32], u[32];
     core_format_time(created, c);
     core_format_time(updated, u);
-    json_object_set_new(e, "id", json_string(id));
-    json_object_set_new(e, "created_at", json_string(c));
-    json_object_set_new(e, "updated_at", json_string(u));
+    if (json_object_set_new(e, "id", json_string(id)) || json_object_set_new(e, "created_at", json_string(c)) ||
+        json_object_set_new(e, "updated_at", json_string(u)))
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    return CORE_OK;
 }
 
 static bool valid_id(const char *id) {
@@ -137,8 +140,12 @@ core_status records_list(store *st, const accounts_session *sess, json_t **out_a
         json_t *e = NULL;
         rc = open_json(sess, ad, sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1), &e, err);
         if (rc) break;
-        decorate(e, id, sqlite3_column_int64(q, 2), sqlite3_column_int64(q, 3));
-        json_array_append_new(arr, e);
+        rc = decorate(e, id, sqlite3_column_int64(q, 2), sqlite3_column_int64(q, 3), err);
+        if (rc) {
+            json_decref(e);
+            break;
+        }
+        if (json_array_append_new(arr, e)) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
     sqlite3_finalize(q);
     store_release(st, db);
@@ -309,7 +316,11 @@ core_status records_get(store *st, const accounts_session *sess, const char *id,
     int64_t created = 0, updated = 0;
     rc = read_entry(db, sess, id, out, &created, &updated, err);
     store_release(st, db);
-    if (!rc) decorate(*out, id, created, updated);
+    if (!rc) rc = decorate(*out, id, created, updated, err);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
     return rc;
 }
 
@@ -360,8 +371,11 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
         char hex[65];
         cs_crypto_sha256(digest, photo, photo_len);
         cs_crypto_hex(digest, sizeof digest, hex);
-        json_object_set_new(e, "photo", json_pack("{s:s,s:I,s:s}", "type", "image/jpeg", "bytes",
-                                                  (json_int_t)photo_len, "sha256", hex));
+        if (json_object_set_new(e, "photo", json_pack("{s:s,s:I,s:s}", "type", "image/jpeg", "bytes",
+                                                      (json_int_t)photo_len, "sha256", hex))) {
+            json_decref(e);
+            return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        }
     }
 
     char new_id[RECORDS_ID_TEXT];
@@ -384,12 +398,17 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
         int64_t was_updated;
         rc = read_entry(db, sess, id, &old, &created, &was_updated, err);
         json_t *old_photo = old ? json_object_get(old, "photo") : NULL;
-        if (old_photo) json_object_set(e, "photo", old_photo);
+        if (!rc && old_photo && json_object_set(e, "photo", old_photo))
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         json_decref(old);
     }
     char ad[96];
     make_ad(ad, "record", sess->user_id, id);
     if (!rc) rc = seal_json(sess, ad, e, &sealed, &len, err);
+    /* The answer is made before the commit (e is sealed already): once the
+     * write is committed nothing may fail, or a caller told "failed" would
+     * retry a write that stands. */
+    if (!rc) rc = decorate(e, id, created, now, err);
     if (!rc) rc = store_prepare(db, create
         ? "INSERT INTO records(id, user_id, sealed, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"
         : "UPDATE records SET sealed = ?3, updated_at = ?4 WHERE id = ?1 AND user_id = ?2", &q, err);
@@ -412,7 +431,6 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
     store_user_changed(st, sess->user_id);
     free(sealed);
     if (rc) { json_decref(e); return rc; }
-    decorate(e, id, created, now);
     *out = e;
     return CORE_OK;
 }
@@ -500,7 +518,8 @@ core_status records_export(store *st, const accounts_session *sess, json_t **out
         char *b64 = malloc(cs_crypto_b64_len(n));
         if (b64) {
             cs_crypto_b64(jpeg, n, b64);
-            json_object_set_new(json_object_get(e, "photo"), "jpeg_base64url", json_string(b64));
+            if (json_object_set_new(json_object_get(e, "photo"), "jpeg_base64url", json_string(b64)))
+                rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
             free(b64);
         } else {
             rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");

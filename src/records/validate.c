@@ -32,14 +32,20 @@ static bool has_control(const char *s, bool allow_newlines) {
     return false;
 }
 
+/* Add key: v to out. jansson reports a failed allocation only through the
+ * return value (and frees v); a record missing a field must never be
+ * sealed and stored, so every field goes through here. */
+static core_status put(json_t *out, const char *key, json_t *v, core_error *err) {
+    return json_object_set_new(out, key, v) == 0 ? CORE_OK : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+}
+
 /* A string field: required or optional (null/absent → JSON null). */
 static core_status text_field(const json_t *in, const char *key, bool required, size_t max, bool multiline,
                               json_t *out, core_error *err) {
     const json_t *v = json_object_get(in, key);
     if (!v || json_is_null(v)) {
         if (required) return core_fail(err, CORE_ERR_INVALID, key, "%s is required", key);
-        json_object_set_new(out, key, json_null());
-        return CORE_OK;
+        return put(out, key, json_null(), err);
     }
     if (!json_is_string(v)) return core_fail(err, CORE_ERR_INVALID, key, "%s must be text", key);
     const char *s = json_string_value(v);
@@ -48,9 +54,7 @@ static core_status text_field(const json_t *in, const char *key, bool required, 
     if (required && n == 0) return core_fail(err, CORE_ERR_INVALID, key, "%s must not be empty", key);
     if (n > max) return core_fail(err, CORE_ERR_INVALID, key, "%s must be at most %zu characters", key, max);
     if (has_control(s, multiline)) return core_fail(err, CORE_ERR_INVALID, key, "%s contains control characters", key);
-    if (!required && n == 0) json_object_set_new(out, key, json_null());
-    else json_object_set_new(out, key, json_string(s));
-    return CORE_OK;
+    return put(out, key, !required && n == 0 ? json_null() : json_string(s), err);
 }
 
 static bool valid_date(const char *s) {
@@ -71,16 +75,14 @@ static core_status date_field(const json_t *in, const char *key, bool required, 
     const json_t *v = json_object_get(in, key);
     if (!v || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0)) {
         if (required) return core_fail(err, CORE_ERR_INVALID, key, "%s (the date it started) is required", key);
-        json_object_set_new(out, key, json_null());
-        return CORE_OK;
+        return put(out, key, json_null(), err);
     }
     if (!json_is_string(v) || !valid_date(json_string_value(v)))
         return core_fail(err, CORE_ERR_INVALID, key, "%s must be a date written YYYY-MM-DD", key);
     /* ISO dates of equal length compare correctly as strings. */
     if (strcmp(json_string_value(v), today) > 0)
         return core_fail(err, CORE_ERR_INVALID, key, "%s cannot be in the future", key);
-    json_object_set_new(out, key, json_string(json_string_value(v)));
-    return CORE_OK;
+    return put(out, key, json_string(json_string_value(v)), err);
 }
 
 static int one_of(const char *s, const char *const *list, size_t n) {
@@ -98,9 +100,9 @@ core_status records_validate_entry(const json_t *in, const char *today, json_t *
                          "kind must be one of condition, symptom, medication, allergy, note");
     json_t *o = json_object();
     if (!o) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-    json_object_set_new(o, "kind", json_string(json_string_value(kind)));
     bool symptom = strcmp(json_string_value(kind), "symptom") == 0;
-    core_status rc = text_field(in, "title", true, 200, false, o, err);
+    core_status rc = put(o, "kind", json_string(json_string_value(kind)), err);
+    if (!rc) rc = text_field(in, "title", true, 200, false, o, err);
     if (!rc) rc = text_field(in, "details", false, 10000, true, o, err);
     if (!rc) rc = date_field(in, "onset", symptom, today, o, err);
     if (!rc) rc = date_field(in, "ended", false, today, o, err);
@@ -124,25 +126,25 @@ core_status records_validate_profile(const json_t *in, const regions *regs, int 
     core_status rc = text_field(in, "display_name", false, 100, false, o, err);
     if (!rc) {
         const json_t *y = json_object_get(in, "birth_year");
-        if (!y || json_is_null(y)) json_object_set_new(o, "birth_year", json_null());
+        if (!y || json_is_null(y)) rc = put(o, "birth_year", json_null(), err);
         else if (!json_is_integer(y) || json_integer_value(y) < 1900 || json_integer_value(y) > this_year)
             rc = core_fail(err, CORE_ERR_INVALID, "birth_year", "birth_year must be a year between 1900 and %d",
                            this_year);
-        else json_object_set_new(o, "birth_year", json_integer(json_integer_value(y)));
+        else rc = put(o, "birth_year", json_integer(json_integer_value(y)), err);
     }
     if (!rc) {
         const json_t *s = json_object_get(in, "sex");
-        if (!s || json_is_null(s)) json_object_set_new(o, "sex", json_null());
+        if (!s || json_is_null(s)) rc = put(o, "sex", json_null(), err);
         else if (!json_is_string(s) || one_of(json_string_value(s), sexes, 4) < 0)
             rc = core_fail(err, CORE_ERR_INVALID, "sex", "sex must be one of female, male, intersex, unspecified");
-        else json_object_set_new(o, "sex", json_string(json_string_value(s)));
+        else rc = put(o, "sex", json_string(json_string_value(s)), err);
     }
     if (!rc) {
         const json_t *r = json_object_get(in, "region");
-        if (!r || json_is_null(r)) json_object_set_new(o, "region", json_null());
+        if (!r || json_is_null(r)) rc = put(o, "region", json_null(), err);
         else if (!json_is_string(r) || (regs && !regions_is_subdivision(regs, json_string_value(r))))
             rc = core_fail(err, CORE_ERR_INVALID, "region", "region must be an ISO 3166-2 subdivision code such as NZ-AUK");
-        else json_object_set_new(o, "region", json_string(json_string_value(r)));
+        else rc = put(o, "region", json_string(json_string_value(r)), err);
     }
     if (rc) { json_decref(o); return rc; }
     *out = o;

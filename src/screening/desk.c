@@ -130,7 +130,7 @@ static char *result_json(const char *id, const screening_result *r, const vision
         "worried, or it gets worse, see a doctor.",
         "model", "seconds", r->seconds, "imagenet_confidence", (double)r->imagenet_top, "distance",
         (double)((int)(r->ood_score * 1000 + 0.5f)) / 1000.0);
-    char *s = json_dumps(doc, JSON_COMPACT);
+    char *s = core_json_dumps(doc, JSON_COMPACT);
     json_decref(doc);
     return s;
 }

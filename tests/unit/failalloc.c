@@ -1,0 +1,71 @@
+/* See failalloc.h. The counter is process-wide and not thread-safe on
+ * purpose: the scenarios that use it run on one thread (SQLite's and
+ * CareSync's pools are not exercised concurrently here). */
+#include "failalloc.h"
+
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+char *__real_strndup(const char *s, size_t n);
+
+static long countdown; /* 0: disarmed */
+static bool fired;
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FAILALLOC_TRACE 1
+void __sanitizer_print_stack_trace(void);
+#endif
+#endif
+
+static bool fail_now(void) {
+    if (countdown <= 0) return false;
+    if (--countdown > 0) return false;
+    fired = true;
+#ifdef FAILALLOC_TRACE
+    /* FAILALLOC_TRACE=1 in the environment: where each injected failure
+     * happened, to find the caller that ignored it. */
+    static int trace = -1;
+    if (trace < 0) trace = getenv("FAILALLOC_TRACE") != NULL;
+    if (trace) __sanitizer_print_stack_trace();
+#endif
+    return true;
+}
+
+void failalloc_arm(long n) {
+    countdown = n > 0 ? n : 0;
+    fired = false;
+}
+
+bool failalloc_fired(void) { return fired; }
+
+void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(n, size); }
+void *__wrap_realloc(void *p, size_t n) { return fail_now() ? NULL : __real_realloc(p, n); }
+char *__wrap_strdup(const char *s) { return fail_now() ? NULL : __real_strdup(s); }
+char *__wrap_strndup(const char *s, size_t n) { return fail_now() ? NULL : __real_strndup(s, n); }
+
+static void *json_alloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
+
+/* SQLite: its default allocator, with the counter in front of the calls
+ * that can fail. */
+static sqlite3_mem_methods base;
+static void *sq_malloc(int n) { return fail_now() ? NULL : base.xMalloc(n); }
+static void *sq_realloc(void *p, int n) { return fail_now() ? NULL : base.xRealloc(p, n); }
+
+void failalloc_install(void) {
+    json_set_alloc_funcs(json_alloc, free);
+    if (sqlite3_config(SQLITE_CONFIG_GETMALLOC, &base) == SQLITE_OK) {
+        sqlite3_mem_methods m = base;
+        m.xMalloc = sq_malloc;
+        m.xRealloc = sq_realloc;
+        sqlite3_config(SQLITE_CONFIG_MALLOC, &m);
+    }
+}

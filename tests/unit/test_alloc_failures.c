@@ -1,0 +1,326 @@
+/* Allocation failure at every point (issue 12.3): each scenario is run with
+ * its 1st, 2nd, 3rd … allocation failing (failalloc.h) until it completes
+ * without meeting the failure. At every point the call must return (an
+ * error, or success where the allocation was optional), ASan/LSan must see no
+ * crash and no leak, and the data must be as before the call or as after it
+ * — never half-written. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "failalloc.h"
+#include "records/records.h"
+#include "surveil/surveil.h"
+#include "testutil.h"
+#include "vision/vision.h"
+
+/* Runs scenario(ctx) with the n-th allocation failing for n = 1, 2, …; the
+ * scenario checks its own invariants. Returns how many points were tried. */
+typedef void (*scenario_fn)(void *ctx, bool *fired);
+static long every_point(scenario_fn fn, void *ctx) {
+    long n = 1;
+    for (;; n++) {
+        bool fired = false;
+        fn(ctx, &fired);
+        if (!fired) break;
+        assert_true(n < 200000); /* a scenario that never completes is a bug in it */
+    }
+    return n;
+}
+
+/* ---- a person's store: accounts made once, outside the armed region ---- */
+
+typedef struct {
+    char dir[256], path[512];
+    store *st;
+    accounts *acc;
+    regions *regs;
+    accounts_session alice;
+    char entry_id[64];
+    long n; /* the point this run fails at */
+} person_fixture;
+
+static int person_setup(void **state) {
+    person_fixture *f = calloc(1, sizeof *f);
+    testutil_tmpdir(f->dir);
+    snprintf(f->path, sizeof f->path, "%s/db", f->dir);
+    char rc_text[CS_CRYPTO_RECOVERY_TEXT], t[ACCOUNTS_TOKEN_TEXT];
+    if (cs_crypto_init(NULL) || store_open(f->path, 2, &f->st, NULL) || accounts_open(f->st, NULL, &f->acc, NULL) ||
+        regions_load(TEST_ISO_CODES_DIR, &f->regs, NULL) ||
+        accounts_create(f->acc, "alice", "correct horse battery", ACCOUNTS_PERSON, rc_text, &f->alice, t, NULL))
+        return -1;
+    json_t *in = json_pack("{s:s, s:s}", "kind", "note", "title", "first");
+    json_t *out = NULL;
+    core_status rc = records_create(f->st, &f->alice, in, &out, NULL);
+    json_decref(in);
+    if (rc) return -1;
+    snprintf(f->entry_id, sizeof f->entry_id, "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    *state = f;
+    return 0;
+}
+
+static int person_teardown(void **state) {
+    person_fixture *f = *state;
+    accounts_session_wipe(&f->alice);
+    regions_free(f->regs);
+    accounts_close(f->acc);
+    store_close(f->st);
+    testutil_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static size_t entry_count(person_fixture *f) {
+    json_t *list = NULL;
+    assert_int_equal(records_list(f->st, &f->alice, &list, NULL), CORE_OK);
+    size_t n = json_array_size(list);
+    json_decref(list);
+    return n;
+}
+
+static void create_entry(void *ctx, bool *fired) {
+    person_fixture *f = ctx;
+    size_t before = entry_count(f);
+    json_t *in = json_pack("{s:s, s:s}", "kind", "note", "title", "an entry written while memory runs out");
+    json_t *out = NULL;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = records_create(f->st, &f->alice, in, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    json_decref(in);
+    json_decref(out);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    if (rc) assert_true(err.message[0]); /* a failure says what */
+    assert_int_equal(entry_count(f), before + (rc == CORE_OK)); /* written whole, or not at all */
+}
+
+static void records_create_survives_every_failure(void **state) {
+    person_fixture *f = *state;
+    long points = every_point(create_entry, f);
+    print_message("records_create: %ld allocation points\n", points);
+}
+
+static void update_entry(void *ctx, bool *fired) {
+    person_fixture *f = ctx;
+    char text[64];
+    snprintf(text, sizeof text, "version %ld", f->n + 1);
+    json_t *in = json_pack("{s:s, s:s}", "kind", "note", "title", text);
+    json_t *out = NULL;
+    core_error err = {0};
+    json_t *old = NULL;
+    assert_int_equal(records_get(f->st, &f->alice, f->entry_id, &old, NULL), CORE_OK);
+    failalloc_arm(++f->n);
+    core_status rc = records_update(f->st, &f->alice, f->entry_id, in, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    json_decref(in);
+    json_decref(out);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    json_t *now = NULL;
+    assert_int_equal(records_get(f->st, &f->alice, f->entry_id, &now, NULL), CORE_OK);
+    const char *was = json_string_value(json_object_get(old, "title"));
+    const char *is = json_string_value(json_object_get(now, "title"));
+    assert_non_null(is);
+    /* the old text or the new one, never something between */
+    assert_string_equal(is, rc == CORE_OK ? text : was);
+    json_decref(old);
+    json_decref(now);
+}
+
+static void records_update_survives_every_failure(void **state) {
+    person_fixture *f = *state;
+    long points = every_point(update_entry, f);
+    print_message("records_update: %ld allocation points\n", points);
+}
+
+static void export_all(void *ctx, bool *fired) {
+    person_fixture *f = ctx;
+    json_t *out = NULL;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = records_export(f->st, &f->alice, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    if (rc) assert_null(out);
+    json_decref(out);
+}
+
+static void records_export_survives_every_failure(void **state) {
+    person_fixture *f = *state;
+    print_message("records_export: %ld allocation points\n", every_point(export_all, f));
+}
+
+/* ---- surveillance: counting + queueing is one transaction; releases ---- */
+
+typedef struct {
+    char dir[256], path[512];
+    store *st;
+    long n;
+    int week;
+} pool_fixture;
+
+static int pool_setup(void **state) {
+    pool_fixture *f = calloc(1, sizeof *f);
+    testutil_tmpdir(f->dir);
+    snprintf(f->path, sizeof f->path, "%s/db", f->dir);
+    if (cs_crypto_init(NULL) || store_open(f->path, 2, &f->st, NULL)) return -1;
+    f->week = surveil_week_of_date(2026, 11, 23);
+    *state = f;
+    return 0;
+}
+
+static int pool_teardown(void **state) {
+    pool_fixture *f = *state;
+    store_close(f->st);
+    testutil_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static surveil_contribution fungal_ca(int week) {
+    surveil_contribution c = {.week = week, .age_band = 3, .source = SURVEIL_SOURCE_MODEL};
+    snprintf(c.condition, sizeof c.condition, "fungal");
+    snprintf(c.region, sizeof c.region, "US-CA");
+    return c;
+}
+
+static void add_one(void *ctx, bool *fired) {
+    pool_fixture *f = ctx;
+    surveil_contribution c = fungal_ca(f->week);
+    surveil_reward rw;
+    memset(&rw, 0, sizeof rw);
+    uint8_t mark[32] = {0};
+    long id = ++f->n;
+    memcpy(mark, &id, sizeof id); /* a new datum each run */
+    memcpy(rw.commitment, &id, sizeof id);
+    rw.contributor[0] = rw.grant[0] = 1;
+    double before, after;
+    size_t q0, q1;
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", f->week, f->week, &before, NULL, NULL), CORE_OK);
+    assert_int_equal(surveil_rewards_queued(f->st, &q0, NULL), CORE_OK);
+    core_error err = {0};
+    failalloc_arm(id);
+    core_status rc = surveil_add(f->st, &c, mark, f->week - 1, &rw, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", f->week, f->week, &after, NULL, NULL), CORE_OK);
+    assert_int_equal(surveil_rewards_queued(f->st, &q1, NULL), CORE_OK);
+    /* counted and queued together, or neither */
+    int counted = (int)(after - before), queued = (int)(q1 - q0);
+    assert_int_equal(counted, rc == CORE_OK);
+    assert_int_equal(queued, rc == CORE_OK);
+}
+
+static void surveil_add_survives_every_failure(void **state) {
+    pool_fixture *f = *state;
+    print_message("surveil_add: %ld allocation points\n", every_point(add_one, f));
+}
+
+static void release_once(void *ctx, bool *fired) {
+    pool_fixture *f = ctx;
+    static const char *const conds[] = {"fungal", "eczema"}, *const rows[] = {"US-CA", "US-NV", "US-OR"};
+    surveil_query q = {.country = "US", .week_from = f->week - 3, .week_to = f->week, .conditions = conds,
+                       .n_conditions = 2, .k = 11, .base_k = 11, .sealed_through = f->week, .regions = rows,
+                       .n_regions = 3};
+    surveil_release *r = NULL;
+    core_error err = {0};
+    uint8_t seed[32] = {7};
+    failalloc_arm(++f->n);
+    core_status rc = surveil_release_build(f->st, &q, seed, &r, &err);
+    json_t *j = rc ? NULL : surveil_release_json(r);
+    char *csv = j ? surveil_release_csv(j) : NULL;
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_true(rc == CORE_OK && j && csv);
+    if (rc) assert_null(r);
+    free(csv);
+    json_decref(j);
+    surveil_release_free(r);
+}
+
+static void surveil_release_survives_every_failure(void **state) {
+    pool_fixture *f = *state;
+    surveil_contribution c[3] = {fungal_ca(f->week), fungal_ca(f->week - 1), fungal_ca(f->week - 2)};
+    snprintf(c[1].region, sizeof c[1].region, "US-NV");
+    int64_t n[3] = {40, 3, 17};
+    assert_int_equal(surveil_add_counts(f->st, c, n, 3, false, NULL), CORE_OK);
+    print_message("surveil release: %ld allocation points\n", every_point(release_once, f));
+}
+
+/* ---- untrusted bytes: a CSV series and a photo ---- */
+
+typedef struct {
+    char *bytes;
+    size_t len;
+    long n;
+} bytes_fixture;
+
+static void parse_and_detect(void *ctx, bool *fired) {
+    bytes_fixture *b = ctx;
+    surveil_table *t = NULL;
+    core_error err = {0};
+    failalloc_arm(++b->n);
+    core_status rc = surveil_table_parse_csv(b->bytes, b->len, &t, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    if (rc) assert_null(t);
+    surveil_table_free(t);
+}
+
+static void surveil_csv_survives_every_failure(void **state) {
+    (void)state;
+    bytes_fixture b = {0};
+    assert_int_equal(core_read_file(TEST_CORPUS_SURVEIL "/r_write_csv.csv", &b.bytes, &b.len, NULL), CORE_OK);
+    print_message("surveil_table_parse_csv: %ld allocation points\n", every_point(parse_and_detect, &b));
+    free(b.bytes);
+}
+
+static void decode_photo(void *ctx, bool *fired) {
+    bytes_fixture *b = ctx;
+    vision_image img;
+    memset(&img, 0, sizeof img);
+    core_error err = {0};
+    vision_limits lim;
+    vision_limits_defaults(&lim);
+    lim.min_side = 1; /* the corpus photos are tiny */
+    failalloc_arm(++b->n);
+    core_status rc = vision_decode((const uint8_t *)b->bytes, b->len, &lim, &img, NULL, NULL, &err);
+    vision_quality q;
+    if (!rc) rc = vision_assess(&img, &q, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    vision_image_free(&img);
+}
+
+static void vision_decode_survives_every_failure(void **state) {
+    (void)state;
+    static const char *const files[] = {"exif-rotated.jpg", "small.png", "small.webp", "small.heic"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", TEST_CORPUS_VISION, files[i]);
+        bytes_fixture b = {0};
+        assert_int_equal(core_read_file(path, &b.bytes, &b.len, NULL), CORE_OK);
+        print_message("vision_decode + assess, %s: %ld allocation points\n", files[i], every_point(decode_photo, &b));
+        free(b.bytes);
+    }
+}
+
+int main(void) {
+    failalloc_install();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(records_create_survives_every_failure, person_setup, person_teardown),
+        cmocka_unit_test_setup_teardown(records_update_survives_every_failure, person_setup, person_teardown),
+        cmocka_unit_test_setup_teardown(records_export_survives_every_failure, person_setup, person_teardown),
+        cmocka_unit_test_setup_teardown(surveil_add_survives_every_failure, pool_setup, pool_teardown),
+        cmocka_unit_test_setup_teardown(surveil_release_survives_every_failure, pool_setup, pool_teardown),
+        cmocka_unit_test(surveil_csv_survives_every_failure),
+        cmocka_unit_test(vision_decode_survives_every_failure),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
