@@ -75,7 +75,7 @@ static void respond_release(http_request *rq, api_context *c, const share_org *o
     json_t *full = json_loads(body, 0, NULL), *j = view && full ? surveil_release_view(full, view) : json_incref(full);
     free(body);
     json_decref(full);
-    char *out = !j ? NULL : csv ? surveil_release_csv(j) : json_dumps(j, JSON_COMPACT);
+    char *out = !j ? NULL : csv ? surveil_release_csv(j) : core_json_dumps(j, JSON_COMPACT);
     const char *what = j && csv ? "written as CSV" : "read back";
     json_decref(j);
     if (!out) {

@@ -136,7 +136,7 @@ core_status share_release(share *s, const share_org *org, const surveil_query *q
     char *text = NULL;
     if (j) {
         json_object_set_new(j, "release", json_pack("{s:s, s:s}", "fingerprint", fphex, "organisation", org->name));
-        text = json_dumps(j, JSON_COMPACT);
+        text = core_json_dumps(j, JSON_COMPACT);
         json_decref(j);
     }
     int64_t id = 0;
