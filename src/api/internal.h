@@ -86,6 +86,7 @@ void api_screenings_contribute(http_request *rq, void *ctx);
 /* Pay the queued rewards if a whole batch waits (api/surveil.c); *left: still queued. */
 void api_surveil_pay_rewards(api_context *c, size_t *left);
 void api_surveil_overview(http_request *rq, void *ctx);
+void api_surveil_weeks(http_request *rq, void *ctx);
 void api_surveil_aggregates(http_request *rq, void *ctx);
 void api_surveil_series(http_request *rq, void *ctx);
 void api_surveil_alerts(http_request *rq, void *ctx);
