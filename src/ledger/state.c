@@ -442,6 +442,8 @@ static core_status effect_revoke(ledger_state *s, tx_ctx *c, core_error *err) {
 static core_status effect_contribute(ledger_state *s, tx_ctx *c, core_error *err) {
     const ledger_tx *tx = c->tx;
     uint64_t reward = tx->u.contribute.reward;
+    /* the contributor's row and the signer's are written separately */
+    assert(memcmp(tx->signer, tx->u.contribute.contributor, LEDGER_KEY) != 0);
     /* check_contribute bounded both sums by LEDGER_AMOUNT_MAX */
     assert(reward <= LEDGER_AMOUNT_MAX - s->minted && reward <= LEDGER_AMOUNT_MAX - (uint64_t)c->other.balance);
     c->other.balance += (int64_t)reward;
@@ -455,6 +457,7 @@ static core_status effect_contribute(ledger_state *s, tx_ctx *c, core_error *err
 static core_status effect_transfer(ledger_state *s, tx_ctx *c, core_error *err) {
     const ledger_tx *tx = c->tx;
     int64_t amount = (int64_t)tx->u.transfer.amount;
+    assert(memcmp(tx->u.transfer.to, tx->signer, LEDGER_KEY) != 0); /* two rows, as for contribute */
     c->me.balance -= amount;
     c->other.balance += amount;
     assert(c->me.balance >= 0 && c->other.balance >= 0); /* check_transfer: covered, no overflow */
