@@ -16,6 +16,7 @@
  * applying a block and committing it) and everything else stays. */
 #include "ledger/internal.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,12 +46,17 @@ struct ledger {
     pthread_mutex_t tree_lock;
     ledger_tree *tree;
 
-    pthread_mutex_t lock;    /* queue, head, stats, closing */
+    pthread_mutex_t lock;    /* queue, head, stats, closing, failed */
     pthread_cond_t work, done;
     pending *qhead, *qtail;
     size_t qlen;
     double oldest;           /* monotonic arrival of qhead */
     bool closing;
+    /* The state could not be reloaded after a rollback, so the producer's
+     * params and supply may be a rolled-back block's: every write and every
+     * read of derived state is refused with `failure` until a restart. */
+    bool failed;
+    core_error failure;
     bool have_head;
     ledger_block head;
     ledger_stats stats;
@@ -62,17 +68,20 @@ struct ledger {
     size_t nonce_cap, nonce_used;
 };
 
-void ledger_options_defaults(ledger_options *opt) {
-    memset(opt, 0, sizeof *opt);
-    opt->path = "var/ledger.db";
-    opt->batch_ms = 10;
-    opt->batch_max = 4096;
-    opt->readers = 4;
-    opt->genesis_reward[LEDGER_CAT_SCREENING] = 10;
-    opt->genesis_reward[LEDGER_CAT_CONDITIONS] = 5;
-    opt->genesis_reward[LEDGER_CAT_SYMPTOMS] = 5;
-    opt->genesis_reward[LEDGER_CAT_DEMOGRAPHICS] = 2;
-}
+/* Every default of the ledger lives here and nowhere else: callers (serve,
+ * the CLI, tests, the benchmark) start from ledger_options_defaults(). */
+static const ledger_options defaults = {
+    .path = "var/ledger.db",
+    .batch_ms = 10,
+    .batch_max = 4096,
+    .readers = 4,
+    .genesis_reward = {[LEDGER_CAT_SCREENING] = 10,
+                       [LEDGER_CAT_CONDITIONS] = 5,
+                       [LEDGER_CAT_SYMPTOMS] = 5,
+                       [LEDGER_CAT_DEMOGRAPHICS] = 2},
+};
+
+void ledger_options_defaults(ledger_options *opt) { *opt = defaults; }
 
 const uint8_t *ledger_node_key(const ledger *l) { return l->opt.node_pk; }
 
@@ -90,98 +99,137 @@ static void fail_item(pending *p, core_status code, const core_error *e) {
     p->rcpt->error.code = code;
 }
 
-static void seal(ledger *l, pending *batch) {
-    core_error err = {0};
-    size_t n = 0;
-    for (pending *p = batch; p; p = p->next) n++;
-    uint8_t (*ids)[LEDGER_HASH] = malloc((n ? n : 1) * LEDGER_HASH);
-    pending **accepted = malloc((n ? n : 1) * sizeof *accepted);
+/* CORE_OK, or the failed ledger's refusal (CORE_ERR_STORAGE) in err. */
+static core_status check_usable(ledger *l, core_error *err) {
+    pthread_mutex_lock(&l->lock);
+    bool failed = l->failed;
+    core_error why = l->failure;
+    pthread_mutex_unlock(&l->lock);
+    if (!failed) return CORE_OK;
+    if (err) *err = why;
+    return CORE_ERR_STORAGE;
+}
 
+/* One block in the making. */
+typedef struct {
+    ledger_block b;
+    uint64_t base;                /* tree size before this block */
+    size_t ok;                    /* transactions accepted so far */
+    uint8_t (*ids)[LEDGER_HASH];  /* their ids, in order */
+    pending **accepted;
+    core_error err;               /* why the block failed as a whole */
+} block_work;
+
+/* The next header's position, chained to the current head. */
+static void start_block(ledger *l, block_work *w) {
     pthread_mutex_lock(&l->lock);
     ledger_block prev = l->head;
     bool have_prev = l->have_head;
     pthread_mutex_unlock(&l->lock);
+    w->b.height = have_prev ? prev.height + 1 : 0;
+    if (have_prev) ledger_block_hash(&prev, w->b.prev);
+    w->b.time_ms = now_ms();
+    if (have_prev && w->b.time_ms < prev.time_ms) w->b.time_ms = prev.time_ms; /* clock stepped back */
+    w->base = have_prev ? prev.tree_size : 0;
+}
 
-    ledger_block b = {0};
-    b.height = have_prev ? prev.height + 1 : 0;
-    if (have_prev) ledger_block_hash(&prev, b.prev);
-    b.time_ms = now_ms();
-    if (have_prev && b.time_ms < prev.time_ms) b.time_ms = prev.time_ms; /* clock stepped back */
-    uint64_t base = have_prev ? prev.tree_size : 0;
-
-    core_status fatal = CORE_OK;
-    size_t ok = 0;
-    if (!ids || !accepted) {
-        fatal = core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory sealing a block");
-    } else if ((fatal = store_begin(l->wdb, &err)) == CORE_OK) {
-        for (pending *p = batch; p && !fatal; p = p->next) {
-            core_error e = {0};
-            ledger_tx_id(p->buf, p->len, p->rcpt->txid);
-            core_status rc = ledger_state_apply(l->state, &p->tx, p->buf, p->len, p->rcpt->txid, base + ok, b.height,
-                                                b.time_ms, &e);
-            if (rc == CORE_ERR_STORAGE || rc == CORE_ERR_NOMEM) {
-                fatal = rc;
-                err = e;
-            } else if (rc) {
-                fail_item(p, rc, &e);
-            } else {
-                memcpy(ids[ok], p->rcpt->txid, LEDGER_HASH);
-                accepted[ok++] = p;
-            }
+/* Apply each pending transaction to the state inside the block's SQLite
+ * transaction. A transaction the rules reject fails alone (it left nothing);
+ * a storage failure or OOM fails the whole block. */
+static core_status apply_batch(ledger *l, pending *batch, block_work *w) {
+    core_status fatal = store_begin(l->wdb, &w->err);
+    for (pending *p = batch; p && !fatal; p = p->next) {
+        core_error e = {0};
+        ledger_tx_id(p->buf, p->len, p->rcpt->txid);
+        core_status rc = ledger_state_apply(l->state, &p->tx, p->buf, p->len, p->rcpt->txid, w->base + w->ok,
+                                            w->b.height, w->b.time_ms, &e);
+        if (rc == CORE_ERR_STORAGE || rc == CORE_ERR_NOMEM) {
+            fatal = rc;
+            w->err = e;
+        } else if (rc) {
+            fail_item(p, rc, &e);
+        } else {
+            memcpy(w->ids[w->ok], p->rcpt->txid, LEDGER_HASH);
+            w->accepted[w->ok++] = p;
         }
     }
+    return fatal;
+}
 
-    if (!fatal && ok > 0) {
-        pthread_mutex_lock(&l->tree_lock);
-        for (size_t i = 0; i < ok && !fatal; i++) fatal = ledger_tree_append(l->tree, ids[i], &err);
-        if (!fatal) ledger_tree_root(l->tree, base + ok, b.root);
-        pthread_mutex_unlock(&l->tree_lock);
-        b.tx_count = (uint32_t)ok;
-        b.tree_size = base + ok;
-        ledger_block_sign(&b, l->opt.node_sk);
-        if (!fatal) fatal = ledger_state_finish_block(l->state, &b, &err);
-        if (!fatal && l->opt.consensus && l->opt.consensus->propose) {
-            const uint8_t **bufs = malloc(ok * sizeof *bufs);
-            size_t *lens = malloc(ok * sizeof *lens);
-            if (!bufs || !lens) {
-                fatal = core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory proposing a block");
-            } else {
-                for (size_t i = 0; i < ok; i++) {
-                    bufs[i] = accepted[i]->buf;
-                    lens[i] = accepted[i]->len;
-                }
-                fatal = l->opt.consensus->propose(l->opt.consensus->ud, &b, bufs, lens, ok, &err);
-                if (fatal && !err.message[0]) core_fail(&err, fatal, NULL, "the block was not accepted by consensus");
-            }
-            free(bufs);
-            free(lens);
+/* Hand the block to the consensus, when there is one. */
+static core_status propose_block(ledger *l, block_work *w) {
+    if (!l->opt.consensus || !l->opt.consensus->propose) return CORE_OK;
+    const uint8_t **bufs = malloc(w->ok * sizeof *bufs);
+    size_t *lens = malloc(w->ok * sizeof *lens);
+    core_status rc;
+    if (!bufs || !lens) {
+        rc = core_fail(&w->err, CORE_ERR_NOMEM, NULL, "out of memory proposing a block");
+    } else {
+        for (size_t i = 0; i < w->ok; i++) {
+            bufs[i] = w->accepted[i]->buf;
+            lens[i] = w->accepted[i]->len;
         }
-        if (!fatal) fatal = store_commit(l->wdb, &err); /* the fsync that makes the block durable */
+        rc = l->opt.consensus->propose(l->opt.consensus->ud, &w->b, bufs, lens, w->ok, &w->err);
+        if (rc && !w->err.message[0]) core_fail(&w->err, rc, NULL, "the block was not accepted by consensus");
     }
+    free(bufs);
+    free(lens);
+    return rc;
+}
 
-    if (fatal || ok == 0) {
-        store_rollback(l->wdb);
-        pthread_mutex_lock(&l->tree_lock);
-        ledger_tree_truncate(l->tree, base);
-        pthread_mutex_unlock(&l->tree_lock);
-        core_error e2 = {0};
-        ledger_state_load(l->state, &e2); /* params and supply as committed */
-        if (fatal)
-            for (pending *p = batch; p; p = p->next)
-                if (p->rcpt->status == CORE_OK) fail_item(p, fatal, &err);
-    }
+/* Append the accepted ids to the Merkle log, sign the header (the signed
+ * tree head), write it, let the consensus accept it and commit. */
+static core_status finish_block(ledger *l, block_work *w) {
+    assert(w->ok > 0); /* an empty block is never sealed */
+    core_status rc = CORE_OK;
+    pthread_mutex_lock(&l->tree_lock);
+    assert(ledger_tree_size(l->tree) == w->base); /* the producer is the tree's only writer */
+    for (size_t i = 0; i < w->ok && !rc; i++) rc = ledger_tree_append(l->tree, w->ids[i], &w->err);
+    if (!rc) ledger_tree_root(l->tree, w->base + w->ok, w->b.root);
+    pthread_mutex_unlock(&l->tree_lock);
+    if (rc) return rc;
+    w->b.tx_count = (uint32_t)w->ok;
+    w->b.tree_size = w->base + w->ok;
+    ledger_block_sign(&w->b, l->opt.node_sk);
+    rc = ledger_state_finish_block(l->state, &w->b, &w->err);
+    if (!rc) rc = propose_block(l, w);
+    if (!rc) rc = store_commit(l->wdb, &w->err); /* the fsync that makes the block durable */
+    return rc;
+}
 
+/* Undo an unsealed block: the SQLite transaction, the tree's new leaves and
+ * the in-memory state (params and supply as committed). A state that cannot
+ * be reloaded may hold the rolled-back block's supply, so the ledger stops
+ * taking writes rather than build the next block on it. */
+static void roll_back(ledger *l, const block_work *w) {
+    store_rollback(l->wdb);
+    pthread_mutex_lock(&l->tree_lock);
+    ledger_tree_truncate(l->tree, w->base);
+    pthread_mutex_unlock(&l->tree_lock);
+    core_error e = {0};
+    if (ledger_state_load(l->state, &e) == CORE_OK) return;
     pthread_mutex_lock(&l->lock);
-    if (!fatal && ok > 0) {
-        for (size_t i = 0; i < ok; i++) {
-            accepted[i]->rcpt->seq = base + i;
-            accepted[i]->rcpt->height = b.height;
+    if (!l->failed) {
+        l->failed = true;
+        core_fail(&l->failure, CORE_ERR_STORAGE, NULL, "the ledger's state could not be reloaded; restart (%.150s)",
+                  e.message);
+    }
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* Publish the outcome and wake every submitter of the batch. */
+static void publish(ledger *l, pending *batch, const block_work *w, core_status fatal) {
+    pthread_mutex_lock(&l->lock);
+    if (!fatal && w->ok > 0) {
+        for (size_t i = 0; i < w->ok; i++) {
+            w->accepted[i]->rcpt->seq = w->base + i;
+            w->accepted[i]->rcpt->height = w->b.height;
         }
-        l->head = b;
+        l->head = w->b;
         l->have_head = true;
         l->stats.blocks++;
         l->stats.commits++;
-        l->stats.committed += ok;
+        l->stats.committed += w->ok;
     }
     for (pending *p = batch; p; p = p->next) {
         if (p->rcpt->status) l->stats.rejected++;
@@ -189,8 +237,30 @@ static void seal(ledger *l, pending *batch) {
     }
     pthread_cond_broadcast(&l->done);
     pthread_mutex_unlock(&l->lock);
-    free(ids);
-    free(accepted);
+}
+
+static void seal(ledger *l, pending *batch) {
+    block_work w = {0};
+    size_t n = 0;
+    for (pending *p = batch; p; p = p->next) n++;
+    core_status fatal = check_usable(l, &w.err);
+    if (!fatal) {
+        w.ids = malloc((n ? n : 1) * LEDGER_HASH);
+        w.accepted = malloc((n ? n : 1) * sizeof *w.accepted);
+        if (!w.ids || !w.accepted) fatal = core_fail(&w.err, CORE_ERR_NOMEM, NULL, "out of memory sealing a block");
+    }
+    if (!fatal) {
+        start_block(l, &w);
+        fatal = apply_batch(l, batch, &w);
+        if (!fatal && w.ok > 0) fatal = finish_block(l, &w);
+        if (fatal || w.ok == 0) roll_back(l, &w);
+    }
+    if (fatal)
+        for (pending *p = batch; p; p = p->next)
+            if (p->rcpt->status == CORE_OK) fail_item(p, fatal, &w.err);
+    publish(l, batch, &w, fatal);
+    free(w.ids);
+    free(w.accepted);
 }
 
 static void *producer_main(void *arg) {
@@ -362,6 +432,17 @@ void ledger_get_stats(ledger *l, ledger_stats *out) {
 
 /* ---- submission ---- */
 
+/* Why nothing more may be queued (l->lock held): the ledger is closing, or
+ * failed. CORE_OK when it takes transactions. */
+static core_status refusal_locked(ledger *l, core_error *err) {
+    if (l->failed) {
+        if (err) *err = l->failure;
+        return CORE_ERR_STORAGE;
+    }
+    if (l->closing) return core_fail(err, CORE_ERR_IO, NULL, "the ledger is shutting down");
+    return CORE_OK;
+}
+
 static void enqueue_locked(ledger *l, pending *p) {
     if (!l->qhead) l->oldest = core_monotonic();
     if (l->qtail) l->qtail->next = p;
@@ -395,8 +476,7 @@ core_status ledger_submit_many(ledger *l, const uint8_t *const *txs, const size_
     pthread_mutex_lock(&l->lock);
     for (size_t i = 0; i < n; i++) {
         if (items[i].done) continue;
-        if (l->closing) {
-            items[i].rcpt->status = core_fail(&items[i].rcpt->error, CORE_ERR_IO, NULL, "the ledger is shutting down");
+        if ((items[i].rcpt->status = refusal_locked(l, &items[i].rcpt->error))) {
             items[i].done = true;
             continue;
         }
@@ -476,10 +556,12 @@ core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER
     pending p = {.buf = buf, .len = len, .tx = *tx, .rcpt = receipt};
     ledger_tx_id(buf, len, receipt->txid);
     pthread_mutex_lock(&l->lock);
-    if (l->closing) {
+    if ((rc = refusal_locked(l, &receipt->error))) {
         pthread_mutex_unlock(&l->lock);
         pthread_mutex_unlock(&l->nonce_lock);
-        return core_fail(err, CORE_ERR_IO, NULL, "the ledger is shutting down");
+        receipt->status = rc;
+        if (err) *err = receipt->error;
+        return rc;
     }
     enqueue_locked(l, &p);
     pthread_cond_signal(&l->work);
@@ -500,224 +582,265 @@ core_status ledger_head(ledger *l, ledger_block *out, core_error *err) {
     return have ? CORE_OK : core_fail(err, CORE_ERR_NOT_FOUND, NULL, "the ledger has no blocks");
 }
 
-core_status ledger_get_block(ledger *l, uint64_t height, ledger_block *out, core_error *err) {
+/* Every read below is one pattern: borrow a pooled connection, run one
+ * cached statement with its parameters, hand each row to a callback, give
+ * the connection back. query() is that pattern, once.
+ *
+ * Reads of derived state (signers, consents, postings, commitments, orgs,
+ * meta) are refused while the ledger is failed: the producer could not
+ * reload its view of them, so the ledger does not vouch for them either.
+ * The log (blocks, transactions) is what was committed and stays readable. */
+typedef enum { READ_LOG, READ_DERIVED } read_kind;
+
+typedef struct {
+    const void *blob; /* NULL: bind num */
+    int len;
+    int64_t num;
+} qarg;
+#define QBLOB(p, n) ((qarg){.blob = (p), .len = (n)})
+#define QINT(v) ((qarg){.num = (int64_t)(v)})
+
+/* Called for each row; a status other than CORE_OK stops the query. */
+typedef core_status (*row_fn)(sqlite3_stmt *q, void *ud, core_error *err);
+
+/* sql must be a string literal (the statement cache is keyed by its
+ * address). *rows, if given, receives how many rows were handed to row(). */
+static core_status query(ledger *l, read_kind kind, const char *sql, const qarg *args, int nargs, row_fn row, void *ud,
+                         size_t *rows, core_error *err) {
+    if (rows) *rows = 0;
+    core_status rc = kind == READ_DERIVED ? check_usable(l, err) : CORE_OK;
+    if (rc) return rc;
     sqlite3 *db = store_acquire(l->st);
     sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(l->st, db, "SELECT header FROM blocks WHERE height = ?1", &q, err);
-    if (!rc) {
-        sqlite3_bind_int64(q, 1, (int64_t)height);
-        int s = sqlite3_step(q);
-        if (s == SQLITE_ROW)
-            rc = ledger_block_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), out, err);
-        else if (s == SQLITE_DONE)
-            rc = core_fail(err, CORE_ERR_NOT_FOUND, "height", "no block at height %llu", (unsigned long long)height);
-        else
-            rc = store_error(db, err);
+    if ((rc = store_prepare_cached(l->st, db, sql, &q, err))) {
+        store_release(l->st, db);
+        return rc;
     }
-    store_release(l->st, db);
+    for (int i = 0; i < nargs; i++) {
+        if (args[i].blob) sqlite3_bind_blob(q, i + 1, args[i].blob, args[i].len, SQLITE_STATIC);
+        else sqlite3_bind_int64(q, i + 1, args[i].num);
+    }
+    int step;
+    while ((step = sqlite3_step(q)) == SQLITE_ROW) {
+        if (rows) (*rows)++;
+        if ((rc = row(q, ud, err))) break;
+    }
+    if (!rc && step != SQLITE_DONE) rc = store_error(db, err);
+    store_release(l->st, db); /* resets q */
     return rc;
 }
 
-static core_status copy_tx(sqlite3_stmt *q, int col, uint8_t **buf, size_t *len, core_error *err) {
+static core_status block_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    return ledger_block_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), ud, err);
+}
+
+core_status ledger_get_block(ledger *l, uint64_t height, ledger_block *out, core_error *err) {
+    size_t rows;
+    const qarg a[] = {QINT(height)};
+    core_status rc = query(l, READ_LOG, "SELECT header FROM blocks WHERE height = ?1", a, 1, block_row, out, &rows, err);
+    if (!rc && rows == 0)
+        rc = core_fail(err, CORE_ERR_NOT_FOUND, "height", "no block at height %llu", (unsigned long long)height);
+    return rc;
+}
+
+/* A transaction row: (seq, height, body) with seq optional. */
+typedef struct {
+    bool has_seq;
+    uint64_t *seq, *height;
+    uint8_t **buf;
+    size_t *len;
+} tx_out;
+
+static core_status tx_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    tx_out *o = ud;
+    int col = 0;
+    if (o->has_seq) {
+        if (o->seq) *o->seq = (uint64_t)sqlite3_column_int64(q, col);
+        col++;
+    }
+    if (o->height) *o->height = (uint64_t)sqlite3_column_int64(q, col);
+    col++;
     int n = sqlite3_column_bytes(q, col);
-    *buf = malloc(n > 0 ? (size_t)n : 1);
-    if (!*buf) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-    if (n > 0) memcpy(*buf, sqlite3_column_blob(q, col), (size_t)n);
-    *len = (size_t)n;
+    free(*o->buf); /* a unique key gives one row; never leak a second */
+    *o->buf = malloc(n > 0 ? (size_t)n : 1);
+    if (!*o->buf) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    if (n > 0) memcpy(*o->buf, sqlite3_column_blob(q, col), (size_t)n);
+    *o->len = (size_t)n;
     return CORE_OK;
 }
 
 core_status ledger_get_tx(ledger *l, const uint8_t txid[LEDGER_HASH], uint8_t **buf, size_t *len, uint64_t *seq,
                           uint64_t *height, core_error *err) {
     *buf = NULL;
-    sqlite3 *db = store_acquire(l->st);
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(l->st, db, "SELECT seq, height, body FROM txs WHERE txid = ?1", &q, err);
-    if (!rc) {
-        sqlite3_bind_blob(q, 1, txid, LEDGER_HASH, SQLITE_STATIC);
-        int s = sqlite3_step(q);
-        if (s == SQLITE_ROW) {
-            if (seq) *seq = (uint64_t)sqlite3_column_int64(q, 0);
-            if (height) *height = (uint64_t)sqlite3_column_int64(q, 1);
-            rc = copy_tx(q, 2, buf, len, err);
-        } else {
-            rc = s == SQLITE_DONE ? core_fail(err, CORE_ERR_NOT_FOUND, "txid", "no such transaction") : store_error(db, err);
-        }
+    size_t rows;
+    tx_out o = {true, seq, height, buf, len};
+    const qarg a[] = {QBLOB(txid, LEDGER_HASH)};
+    core_status rc =
+        query(l, READ_LOG, "SELECT seq, height, body FROM txs WHERE txid = ?1", a, 1, tx_row, &o, &rows, err);
+    if (!rc && rows == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, "txid", "no such transaction");
+    if (rc) {
+        free(*buf);
+        *buf = NULL;
     }
-    store_release(l->st, db);
     return rc;
 }
 
 core_status ledger_get_tx_at(ledger *l, uint64_t seq, uint8_t **buf, size_t *len, uint64_t *height, core_error *err) {
     *buf = NULL;
-    sqlite3 *db = store_acquire(l->st);
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(l->st, db, "SELECT height, body FROM txs WHERE seq = ?1", &q, err);
-    if (!rc) {
-        sqlite3_bind_int64(q, 1, (int64_t)seq);
-        int s = sqlite3_step(q);
-        if (s == SQLITE_ROW) {
-            if (height) *height = (uint64_t)sqlite3_column_int64(q, 0);
-            rc = copy_tx(q, 1, buf, len, err);
-        } else {
-            rc = s == SQLITE_DONE ? core_fail(err, CORE_ERR_NOT_FOUND, "seq", "no such transaction") : store_error(db, err);
-        }
+    size_t rows;
+    tx_out o = {false, NULL, height, buf, len};
+    const qarg a[] = {QINT(seq)};
+    core_status rc = query(l, READ_LOG, "SELECT height, body FROM txs WHERE seq = ?1", a, 1, tx_row, &o, &rows, err);
+    if (!rc && rows == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, "seq", "no such transaction");
+    if (rc) {
+        free(*buf);
+        *buf = NULL;
     }
-    store_release(l->st, db);
     return rc;
+}
+
+static core_status account_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    (void)err;
+    ledger_account *out = ud;
+    out->nonce = (uint64_t)sqlite3_column_int64(q, 0);
+    out->wallet = sqlite3_column_int(q, 1) != 0;
+    out->balance = sqlite3_column_int64(q, 2);
+    return CORE_OK;
 }
 
 core_status ledger_get_account(ledger *l, const uint8_t pk[LEDGER_KEY], ledger_account *out, core_error *err) {
     memset(out, 0, sizeof *out);
-    sqlite3 *db = store_acquire(l->st);
-    sqlite3_stmt *q;
-    core_status rc =
-        store_prepare_cached(l->st, db, "SELECT nonce, wallet, balance FROM signers WHERE pubkey = ?1", &q, err);
-    if (!rc) {
-        sqlite3_bind_blob(q, 1, pk, LEDGER_KEY, SQLITE_STATIC);
-        int s = sqlite3_step(q);
-        if (s == SQLITE_ROW) {
-            out->nonce = (uint64_t)sqlite3_column_int64(q, 0);
-            out->wallet = sqlite3_column_int(q, 1) != 0;
-            out->balance = sqlite3_column_int64(q, 2);
-        } else {
-            rc = s == SQLITE_DONE ? core_fail(err, CORE_ERR_NOT_FOUND, "wallet", "unknown key") : store_error(db, err);
-        }
-    }
-    store_release(l->st, db);
+    size_t rows;
+    const qarg a[] = {QBLOB(pk, LEDGER_KEY)};
+    core_status rc = query(l, READ_DERIVED, "SELECT nonce, wallet, balance FROM signers WHERE pubkey = ?1", a, 1,
+                           account_row, out, &rows, err);
+    if (!rc && rows == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, "wallet", "unknown key");
     return rc;
+}
+
+typedef struct { ledger_consent_fn fn; void *ud; } consent_cb;
+
+static core_status consent_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    (void)err;
+    const consent_cb *cb = ud;
+    if (sqlite3_column_bytes(q, 0) != LEDGER_HASH || sqlite3_column_bytes(q, 3) != LEDGER_KEY) return CORE_OK;
+    ledger_consent c = {0};
+    memcpy(c.grant, sqlite3_column_blob(q, 0), LEDGER_HASH);
+    c.scope = (uint32_t)sqlite3_column_int64(q, 1);
+    c.purpose = (uint8_t)sqlite3_column_int(q, 2);
+    memcpy(c.grantee, sqlite3_column_blob(q, 3), LEDGER_KEY);
+    c.expires = (uint64_t)sqlite3_column_int64(q, 4);
+    c.granted_height = (uint64_t)sqlite3_column_int64(q, 5);
+    c.revoked_height = (uint64_t)sqlite3_column_int64(q, 6);
+    cb->fn(cb->ud, &c);
+    return CORE_OK;
 }
 
 core_status ledger_list_consents(ledger *l, const uint8_t owner[LEDGER_KEY], ledger_consent_fn fn, void *ud,
                                  core_error *err) {
-    sqlite3 *db = store_acquire(l->st);
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(l->st, db,
-                                          "SELECT grant_txid, scope, purpose, grantee, expires, granted_height, "
-                                          "revoked_height FROM consents WHERE owner = ?1 ORDER BY granted_height DESC",
-                                          &q, err);
-    if (!rc) {
-        sqlite3_bind_blob(q, 1, owner, LEDGER_KEY, SQLITE_STATIC);
-        int s;
-        while ((s = sqlite3_step(q)) == SQLITE_ROW) {
-            ledger_consent c = {0};
-            if (sqlite3_column_bytes(q, 0) != LEDGER_HASH || sqlite3_column_bytes(q, 3) != LEDGER_KEY) continue;
-            memcpy(c.grant, sqlite3_column_blob(q, 0), LEDGER_HASH);
-            c.scope = (uint32_t)sqlite3_column_int64(q, 1);
-            c.purpose = (uint8_t)sqlite3_column_int(q, 2);
-            memcpy(c.grantee, sqlite3_column_blob(q, 3), LEDGER_KEY);
-            c.expires = (uint64_t)sqlite3_column_int64(q, 4);
-            c.granted_height = (uint64_t)sqlite3_column_int64(q, 5);
-            c.revoked_height = (uint64_t)sqlite3_column_int64(q, 6);
-            fn(ud, &c);
-        }
-        if (s != SQLITE_DONE) rc = store_error(db, err);
-    }
-    store_release(l->st, db);
-    return rc;
+    consent_cb cb = {fn, ud};
+    const qarg a[] = {QBLOB(owner, LEDGER_KEY)};
+    return query(l, READ_DERIVED,
+                 "SELECT grant_txid, scope, purpose, grantee, expires, granted_height, "
+                 "revoked_height FROM consents WHERE owner = ?1 ORDER BY granted_height DESC",
+                 a, 1, consent_row, &cb, NULL, err);
+}
+
+typedef struct { ledger_history_fn fn; void *ud; } history_cb;
+
+static core_status history_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    (void)err;
+    const history_cb *cb = ud;
+    ledger_tx tx;
+    if (ledger_tx_decode(sqlite3_column_blob(q, 2), (size_t)sqlite3_column_bytes(q, 2), &tx, NULL)) return CORE_OK;
+    cb->fn(cb->ud, (uint64_t)sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1), &tx,
+           (uint64_t)sqlite3_column_int64(q, 3));
+    return CORE_OK;
 }
 
 core_status ledger_history(ledger *l, const uint8_t pk[LEDGER_KEY], int limit, ledger_history_fn fn, void *ud,
                            core_error *err) {
-    sqlite3 *db = store_acquire(l->st);
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(l->st, db,
-                                          "SELECT p.seq, p.delta, t.body, t.height FROM postings p JOIN txs t "
-                                          "ON t.seq = p.seq WHERE p.wallet = ?1 ORDER BY p.seq DESC LIMIT ?2",
-                                          &q, err);
-    if (!rc) {
-        sqlite3_bind_blob(q, 1, pk, LEDGER_KEY, SQLITE_STATIC);
-        sqlite3_bind_int(q, 2, limit > 0 ? limit : 100);
-        int s;
-        while ((s = sqlite3_step(q)) == SQLITE_ROW) {
-            ledger_tx tx;
-            if (ledger_tx_decode(sqlite3_column_blob(q, 2), (size_t)sqlite3_column_bytes(q, 2), &tx, NULL)) continue;
-            fn(ud, (uint64_t)sqlite3_column_int64(q, 0), sqlite3_column_int64(q, 1), &tx,
-               (uint64_t)sqlite3_column_int64(q, 3));
-        }
-        if (s != SQLITE_DONE) rc = store_error(db, err);
+    history_cb cb = {fn, ud};
+    const qarg a[] = {QBLOB(pk, LEDGER_KEY), QINT(limit > 0 ? limit : LEDGER_HISTORY_LIMIT)};
+    return query(l, READ_DERIVED,
+                 "SELECT p.seq, p.delta, t.body, t.height FROM postings p JOIN txs t "
+                 "ON t.seq = p.seq WHERE p.wallet = ?1 ORDER BY p.seq DESC LIMIT ?2",
+                 a, 2, history_row, &cb, NULL, err);
+}
+
+static core_status commitment_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    (void)err;
+    uint8_t **txid = ud; /* set to NULL once found */
+    if (*txid && sqlite3_column_bytes(q, 0) == LEDGER_HASH) {
+        memcpy(*txid, sqlite3_column_blob(q, 0), LEDGER_HASH);
+        *txid = NULL;
     }
-    store_release(l->st, db);
-    return rc;
+    return CORE_OK;
 }
 
 core_status ledger_find_commitment(ledger *l, const uint8_t commitment[LEDGER_HASH], uint8_t txid[LEDGER_HASH],
                                    core_error *err) {
-    sqlite3 *db = store_acquire(l->st);
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(l->st, db,
-                                          "SELECT t.txid FROM commitments c JOIN txs t ON t.seq = c.seq "
-                                          "WHERE c.commitment = ?1",
-                                          &q, err);
-    if (!rc) {
-        sqlite3_bind_blob(q, 1, commitment, LEDGER_HASH, SQLITE_STATIC);
-        int s = sqlite3_step(q);
-        if (s == SQLITE_ROW && sqlite3_column_bytes(q, 0) == LEDGER_HASH) memcpy(txid, sqlite3_column_blob(q, 0), LEDGER_HASH);
-        else if (s == SQLITE_ROW || s == SQLITE_DONE) rc = core_fail(err, CORE_ERR_NOT_FOUND, "commitment", "not on the ledger");
-        else rc = store_error(db, err);
-    }
-    store_release(l->st, db);
+    uint8_t *slot = txid;
+    const qarg a[] = {QBLOB(commitment, LEDGER_HASH)};
+    core_status rc = query(l, READ_DERIVED,
+                           "SELECT t.txid FROM commitments c JOIN txs t ON t.seq = c.seq WHERE c.commitment = ?1", a, 1,
+                           commitment_row, &slot, NULL, err);
+    if (!rc && slot) rc = core_fail(err, CORE_ERR_NOT_FOUND, "commitment", "not on the ledger");
     return rc;
 }
 
+typedef struct { ledger_org_fn fn; void *ud; } org_cb;
+
+static core_status org_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    (void)err;
+    const org_cb *cb = ud;
+    if (sqlite3_column_bytes(q, 0) == LEDGER_KEY)
+        cb->fn(cb->ud, sqlite3_column_blob(q, 0), (const char *)sqlite3_column_text(q, 1),
+               (uint64_t)sqlite3_column_int64(q, 2));
+    return CORE_OK;
+}
+
 core_status ledger_list_orgs(ledger *l, ledger_org_fn fn, void *ud, core_error *err) {
-    sqlite3 *db = store_acquire(l->st);
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(l->st, db, "SELECT pubkey, name, height FROM orgs ORDER BY name", &q, err);
-    if (!rc) {
-        int s;
-        while ((s = sqlite3_step(q)) == SQLITE_ROW)
-            if (sqlite3_column_bytes(q, 0) == LEDGER_KEY)
-                fn(ud, sqlite3_column_blob(q, 0), (const char *)sqlite3_column_text(q, 1),
-                   (uint64_t)sqlite3_column_int64(q, 2));
-        if (s != SQLITE_DONE) rc = store_error(db, err);
-    }
-    store_release(l->st, db);
-    return rc;
+    org_cb cb = {fn, ud};
+    return query(l, READ_DERIVED, "SELECT pubkey, name, height FROM orgs ORDER BY name", NULL, 0, org_row, &cb, NULL,
+                 err);
+}
+
+static core_status totals_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    (void)err;
+    ledger_totals *out = ud;
+    out->minted = (uint64_t)sqlite3_column_int64(q, 0);
+    out->burned = (uint64_t)sqlite3_column_int64(q, 1);
+    out->wallets = (uint64_t)sqlite3_column_int64(q, 2);
+    out->consents_active = (uint64_t)sqlite3_column_int64(q, 3);
+    out->orgs = (uint64_t)sqlite3_column_int64(q, 4);
+    return CORE_OK;
 }
 
 core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err) {
     memset(out, 0, sizeof *out);
-    sqlite3 *db = store_acquire(l->st);
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(
-        l->st, db,
-        "SELECT (SELECT value FROM meta WHERE key = 'minted'), (SELECT value FROM meta WHERE key = 'burned'),"
-        " (SELECT count(*) FROM signers WHERE wallet), (SELECT count(*) FROM consents WHERE revoked_height = 0"
-        " AND expires > ?1), (SELECT count(*) FROM orgs)",
-        &q, err);
-    if (!rc) {
-        sqlite3_bind_int64(q, 1, core_now());
-        if (sqlite3_step(q) == SQLITE_ROW) {
-            out->minted = (uint64_t)sqlite3_column_int64(q, 0);
-            out->burned = (uint64_t)sqlite3_column_int64(q, 1);
-            out->wallets = (uint64_t)sqlite3_column_int64(q, 2);
-            out->consents_active = (uint64_t)sqlite3_column_int64(q, 3);
-            out->orgs = (uint64_t)sqlite3_column_int64(q, 4);
-        } else {
-            rc = store_error(db, err);
-        }
-    }
-    store_release(l->st, db);
+    const qarg a[] = {QINT(core_now())};
+    return query(l, READ_DERIVED,
+                 "SELECT (SELECT value FROM meta WHERE key = 'minted'), (SELECT value FROM meta WHERE key = 'burned'),"
+                 " (SELECT count(*) FROM signers WHERE wallet), (SELECT count(*) FROM consents WHERE revoked_height = 0"
+                 " AND expires > ?1), (SELECT count(*) FROM orgs)",
+                 a, 1, totals_row, out, NULL, err);
+}
+
+static core_status rewards_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    uint64_t *reward = ud;
+    ledger_tx p;
+    core_status rc = ledger_tx_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), &p, err);
+    if (!rc && p.kind == LEDGER_TX_PARAMS) memcpy(reward, p.u.params.reward, LEDGER_CATEGORIES * sizeof *reward);
     return rc;
 }
 
 core_status ledger_get_rewards(ledger *l, uint64_t reward[LEDGER_CATEGORIES], core_error *err) {
     memset(reward, 0, LEDGER_CATEGORIES * sizeof *reward);
-    sqlite3 *db = store_acquire(l->st);
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(l->st, db, "SELECT value FROM meta WHERE key = 'params'", &q, err);
-    if (!rc) {
-        if (sqlite3_step(q) == SQLITE_ROW) {
-            ledger_tx p;
-            rc = ledger_tx_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), &p, err);
-            if (!rc && p.kind == LEDGER_TX_PARAMS) memcpy(reward, p.u.params.reward, LEDGER_CATEGORIES * sizeof *reward);
-        } else {
-            rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "the ledger has no params yet");
-        }
-        sqlite3_reset(q);
-    }
-    store_release(l->st, db);
+    size_t rows;
+    core_status rc = query(l, READ_DERIVED, "SELECT value FROM meta WHERE key = 'params'", NULL, 0, rewards_row, reward,
+                           &rows, err);
+    if (!rc && rows == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "the ledger has no params yet");
     return rc;
 }
 

@@ -16,6 +16,7 @@
  * so a transaction signature can never be replayed as a block signature. */
 #include "ledger/internal.h"
 
+#include <assert.h>
 #include <string.h>
 
 #include "crypto/crypto.h"
@@ -407,7 +408,8 @@ void ledger_block_hash(const ledger_block *b, uint8_t out[LEDGER_HASH]) {
 /* ---- JSON views ---- */
 
 static json_t *hexj(const uint8_t *p, size_t n) {
-    char s[2 * 64 + 1];
+    char s[2 * LEDGER_SIG + 1];
+    assert(n <= LEDGER_SIG); /* keys, hashes and signatures only */
     cs_crypto_hex(p, n, s);
     return json_string(s);
 }
@@ -422,11 +424,36 @@ json_t *ledger_block_to_json(const ledger_block *b) {
                      hexj(b->sig, LEDGER_SIG));
 }
 
+/* NULL on OOM, never a list missing a category. */
 static json_t *scope_json(uint32_t scope) {
     json_t *a = json_array();
     for (int c = 0; a && c < LEDGER_CATEGORIES; c++)
-        if (scope & (1u << c)) json_array_append_new(a, json_string(ledger_category_name((ledger_category)c)));
+        if ((scope & (1u << c)) && json_array_append_new(a, json_string(ledger_category_name((ledger_category)c)))) {
+            json_decref(a);
+            a = NULL;
+        }
     return a;
+}
+
+static json_t *params_nodes_json(const ledger_tx *tx) {
+    json_t *nodes = json_array();
+    for (int i = 0; nodes && i < tx->u.params.n_nodes; i++)
+        if (json_array_append_new(nodes, hexj(tx->u.params.nodes[i], LEDGER_KEY))) {
+            json_decref(nodes);
+            nodes = NULL;
+        }
+    return nodes;
+}
+
+static json_t *params_reward_json(const ledger_tx *tx) {
+    json_t *reward = json_object();
+    for (int c = 0; reward && c < LEDGER_CATEGORIES; c++)
+        if (json_object_set_new(reward, ledger_category_name((ledger_category)c),
+                                json_integer((json_int_t)tx->u.params.reward[c]))) {
+            json_decref(reward);
+            reward = NULL;
+        }
+    return reward;
 }
 
 json_t *ledger_tx_to_json(const ledger_tx *tx) {
@@ -435,17 +462,10 @@ json_t *ledger_tx_to_json(const ledger_tx *tx) {
     if (!j) return NULL;
     json_t *body = NULL;
     switch (tx->kind) {
-    case LEDGER_TX_PARAMS: {
-        json_t *nodes = json_array(), *reward = json_object();
-        for (int i = 0; nodes && i < tx->u.params.n_nodes; i++)
-            json_array_append_new(nodes, hexj(tx->u.params.nodes[i], LEDGER_KEY));
-        for (int c = 0; reward && c < LEDGER_CATEGORIES; c++)
-            json_object_set_new(reward, ledger_category_name((ledger_category)c),
-                                json_integer((json_int_t)tx->u.params.reward[c]));
-        body = json_pack("{s:o, s:o, s:o}", "admin", hexj(tx->u.params.admin, LEDGER_KEY), "nodes", nodes,
-                         "reward", reward);
+    case LEDGER_TX_PARAMS: /* json_pack fails on a NULL "o" and releases the others */
+        body = json_pack("{s:o, s:o, s:o}", "admin", hexj(tx->u.params.admin, LEDGER_KEY), "nodes",
+                         params_nodes_json(tx), "reward", params_reward_json(tx));
         break;
-    }
     case LEDGER_TX_REGISTER_WALLET: body = json_object(); break;
     case LEDGER_TX_ANCHOR: body = json_pack("{s:o}", "commitment", hexj(tx->u.anchor.commitment, LEDGER_HASH)); break;
     case LEDGER_TX_GRANT: {

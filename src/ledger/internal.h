@@ -21,8 +21,14 @@ const store_schema *ledger_schema(void);
 typedef struct ledger_state ledger_state;
 core_status ledger_state_open(sqlite3 *db, ledger_state **out, core_error *err);
 void ledger_state_close(ledger_state *s);
-/* (Re)read params and supply counters from the database, e.g. after a rollback. */
+/* (Re)read params and supply counters from the database, e.g. after a rollback.
+ * On failure the in-memory state is unusable (it may hold a rolled-back
+ * block's supply) and apply() refuses until a load succeeds. */
 core_status ledger_state_load(ledger_state *s, core_error *err);
+/* Test-only fault injection: while positive, each ledger_state_load() fails
+ * with CORE_ERR_STORAGE, as a failing disk would, and counts it down. Only
+ * tests set it; it is zero otherwise. */
+extern _Atomic int ledger_fault_state_load;
 core_status ledger_state_apply(ledger_state *s, const ledger_tx *tx, const uint8_t *enc, size_t len,
                                const uint8_t txid[LEDGER_HASH], uint64_t seq, uint64_t height, uint64_t time_ms,
                                core_error *err);

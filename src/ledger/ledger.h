@@ -211,9 +211,11 @@ typedef struct {
 typedef struct {
     const char *path;     /* ledger.db */
     const ledger_consensus *consensus; /* NULL: single node */
-    int batch_ms;         /* seal pending transactions at least this often (default 10) */
-    int batch_max;        /* ... or as soon as this many are pending (default 4096) */
-    int readers;          /* read connections (default 4) */
+    /* Defaults for every field: ledger_options_defaults(), the one place
+     * they are written down. */
+    int batch_ms;         /* seal pending transactions at least this often (ms, ≥ 0) */
+    int batch_max;        /* ... or as soon as this many are pending (≥ 1) */
+    int readers;          /* read connections (≥ 1) */
     /* Node key: signs blocks, contributions and releases. Required. */
     uint8_t node_pk[LEDGER_KEY];
     uint8_t node_sk[LEDGER_SECRET];
@@ -224,6 +226,8 @@ typedef struct {
     uint64_t genesis_reward[LEDGER_CATEGORIES];
 } ledger_options;
 
+/* Fill opt with every default (path, batching, readers, genesis rewards);
+ * keys are left zero for the caller. */
 void ledger_options_defaults(ledger_options *opt);
 
 /* Open (creating and writing genesis if new) and start the block producer. */
@@ -293,7 +297,8 @@ core_status ledger_list_consents(ledger *l, const uint8_t owner[LEDGER_KEY], led
                                  core_error *err);
 
 /* Wallet history, newest first: every transaction that touched pk, with the
- * balance change it caused. */
+ * balance change it caused; at most limit rows (limit ≤ 0: LEDGER_HISTORY_LIMIT). */
+#define LEDGER_HISTORY_LIMIT 100
 typedef void (*ledger_history_fn)(void *ud, uint64_t seq, int64_t delta, const ledger_tx *tx, uint64_t height);
 core_status ledger_history(ledger *l, const uint8_t pk[LEDGER_KEY], int limit, ledger_history_fn fn, void *ud,
                            core_error *err);

@@ -9,6 +9,7 @@
  * either one lookup or a split into O(log n) lookups. */
 #include "ledger/internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -150,6 +151,7 @@ core_status ledger_tree_append(ledger_tree *t, const uint8_t leaf[LEDGER_HASH], 
 }
 
 void ledger_tree_truncate(ledger_tree *t, uint64_t size) {
+    assert(size <= t->size);
     if (size < t->size) t->size = size; /* complete subtrees inside the prefix are unchanged */
 }
 
@@ -158,6 +160,7 @@ void ledger_tree_truncate(ledger_tree *t, uint64_t size) {
  * range is always a stored complete subtree. */
 static void mth(const ledger_tree *t, uint64_t start, uint64_t n, uint8_t out[LEDGER_HASH]) {
     if (n == 0) { cs_crypto_sha256(out, "", 0); return; }
+    assert(start + n <= t->size);
     if ((n & (n - 1)) == 0 && start % n == 0) {
         int k = __builtin_ctzll(n);
         memcpy(out, t->level[k][start >> k], LEDGER_HASH);
@@ -171,7 +174,8 @@ static void mth(const ledger_tree *t, uint64_t start, uint64_t n, uint8_t out[LE
 }
 
 void ledger_tree_root(const ledger_tree *t, uint64_t size, uint8_t out[LEDGER_HASH]) {
-    if (size > t->size) size = t->size;
+    assert(size <= t->size);
+    if (size > t->size) size = t->size; /* the contract is broken; never read past the tree */
     mth(t, 0, size, out);
 }
 
@@ -180,13 +184,11 @@ static void path(const ledger_tree *t, uint64_t m, uint64_t start, uint64_t n, u
                  size_t *len) {
     if (n <= 1) return;
     uint64_t k = split_point(n);
-    if (m < k) {
-        path(t, m, start, k, out, len);
-        mth(t, start + k, n - k, out[(*len)++]);
-    } else {
-        path(t, m - k, start + k, n - k, out, len);
-        mth(t, start, k, out[(*len)++]);
-    }
+    if (m < k) path(t, m, start, k, out, len);
+    else path(t, m - k, start + k, n - k, out, len);
+    assert(*len < LEDGER_PROOF_MAX); /* one element per level, and n < 2^64 */
+    if (m < k) mth(t, start + k, n - k, out[(*len)++]);
+    else mth(t, start, k, out[(*len)++]);
 }
 
 core_status ledger_tree_inclusion(const ledger_tree *t, uint64_t index, uint64_t size, uint8_t out[][LEDGER_HASH],
@@ -202,6 +204,7 @@ core_status ledger_tree_inclusion(const ledger_tree *t, uint64_t index, uint64_t
 /* SUBPROOF(m, D[start : start+n], b) of RFC 6962 §2.1.2. */
 static void subproof(const ledger_tree *t, uint64_t m, uint64_t start, uint64_t n, bool b, uint8_t out[][LEDGER_HASH],
                      size_t *len) {
+    assert(*len < LEDGER_PROOF_MAX); /* at most one element per level, and n < 2^64 */
     if (m == n) {
         if (!b) mth(t, start, n, out[(*len)++]);
         return;

@@ -18,6 +18,7 @@
  * that content out. */
 #include "ledger/internal.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,6 +33,7 @@
 
 static json_t *hexj(const uint8_t *p, size_t n) {
     char s[2 * LEDGER_TX_MAX + 1];
+    assert(n <= LEDGER_TX_MAX); /* the longest thing shown in hex is a transaction */
     cs_crypto_hex(p, n, s);
     return json_string(s);
 }
@@ -42,9 +44,14 @@ static json_t *header_json(const ledger_block *b) {
     return json_pack("{s:o, s:o}", "encoded", hexj(enc, LEDGER_BLOCK_BYTES), "block", ledger_block_to_json(b));
 }
 
+/* NULL on OOM, never a shortened path. */
 static json_t *hashes_json(const uint8_t (*h)[LEDGER_HASH], size_t n) {
     json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) json_array_append_new(a, hexj(h[i], LEDGER_HASH));
+    for (size_t i = 0; a && i < n; i++)
+        if (json_array_append_new(a, hexj(h[i], LEDGER_HASH))) {
+            json_decref(a);
+            a = NULL;
+        }
     return a;
 }
 
@@ -271,7 +278,9 @@ core_status ledger_document_check(const json_t *doc, const uint8_t *trusted_node
     if ((rc = ledger_proof_check(out, trusted_node, err))) return rc;
     json_t *want = NULL;
     ledger_tx tx;
-    ledger_tx_decode(out->tx, out->tx_len, &tx, NULL); /* decoded by the check above */
+    core_status decoded = ledger_tx_decode(out->tx, out->tx_len, &tx, NULL);
+    assert(decoded == CORE_OK); /* ledger_proof_check decoded it */
+    (void)decoded;
     switch (k) {
     case LEDGER_DOC_PROOF: want = ledger_proof_to_json(out); break;
     case LEDGER_DOC_EXPLORER: want = json_pack("{s:o}", "proof", ledger_proof_to_json(out)); break;

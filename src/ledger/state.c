@@ -11,6 +11,7 @@
  * rejected transaction thus leaves nothing behind and needs no savepoint. */
 #include "ledger/internal.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,7 @@ static const char *const sql[Q_COUNT] = {
 struct ledger_state {
     sqlite3 *db;
     sqlite3_stmt *q[Q_COUNT];
+    bool loaded;      /* the last load succeeded: the fields below are the committed ones */
     bool have_params;
     ledger_tx params; /* the params transaction in force */
     uint64_t minted, burned;
@@ -105,49 +107,68 @@ static core_status exists(ledger_state *s, int which, const uint8_t *key, size_t
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? CORE_OK : db_fail(s, err);
 }
 
-static core_status meta_get_blob(ledger_state *s, const char *key, const void **v, int *n) {
+/* The meta row for key; *v is NULL when there is none. The blob stays valid
+ * until meta_done(). */
+static core_status meta_get_blob(ledger_state *s, const char *key, const void **v, int *n, core_error *err) {
     sqlite3_stmt *q = s->q[Q_META_GET];
     sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(q);
+    *v = NULL;
+    *n = 0;
     if (rc == SQLITE_ROW) {
         *v = sqlite3_column_blob(q, 0);
         *n = sqlite3_column_bytes(q, 0);
-        return CORE_OK; /* caller resets */
+        return CORE_OK;
     }
-    *v = NULL;
-    *n = 0;
-    return rc == SQLITE_DONE ? CORE_OK : CORE_ERR_STORAGE;
+    return rc == SQLITE_DONE ? CORE_OK : db_fail(s, err);
 }
 
-static uint64_t meta_u64(ledger_state *s, const char *key) {
-    const void *v;
-    int n;
-    uint64_t out = 0;
-    if (meta_get_blob(s, key, &v, &n) == CORE_OK) out = (uint64_t)sqlite3_column_int64(s->q[Q_META_GET], 0);
+static void meta_done(ledger_state *s) {
     sqlite3_reset(s->q[Q_META_GET]);
     sqlite3_clear_bindings(s->q[Q_META_GET]);
-    return out;
 }
+
+/* A counter (absent: 0). */
+static core_status meta_u64(ledger_state *s, const char *key, uint64_t *out, core_error *err) {
+    const void *v;
+    int n;
+    core_status rc = meta_get_blob(s, key, &v, &n, err);
+    *out = !rc && v ? (uint64_t)sqlite3_column_int64(s->q[Q_META_GET], 0) : 0;
+    meta_done(s);
+    return rc;
+}
+
+_Atomic int ledger_fault_state_load;
 
 core_status ledger_state_load(ledger_state *s, core_error *err) {
+    s->loaded = false;
+    if (ledger_fault_state_load > 0) {
+        ledger_fault_state_load--;
+        return core_fail(err, CORE_ERR_STORAGE, NULL, "injected fault: state reload failed");
+    }
+    /* Read into locals and install only when everything was read, so a
+     * failure cannot leave half old and half new values behind. */
+    ledger_tx params;
+    bool have = false;
     const void *v;
     int n;
-    s->have_params = false;
-    core_status rc = meta_get_blob(s, "params", &v, &n);
-    if (rc) {
-        sqlite3_reset(s->q[Q_META_GET]);
-        return db_fail(s, err);
+    core_status rc = meta_get_blob(s, "params", &v, &n, err);
+    if (!rc && v) {
+        rc = ledger_tx_decode(v, (size_t)n, &params, err);
+        if (!rc && params.kind != LEDGER_TX_PARAMS)
+            rc = core_fail(err, CORE_ERR_INVALID, "params", "stored params are not a params transaction");
+        have = rc == CORE_OK;
     }
-    if (v) {
-        rc = ledger_tx_decode(v, (size_t)n, &s->params, err);
-        s->have_params = rc == CORE_OK && s->params.kind == LEDGER_TX_PARAMS;
-    }
-    sqlite3_reset(s->q[Q_META_GET]);
-    sqlite3_clear_bindings(s->q[Q_META_GET]);
+    meta_done(s);
+    uint64_t minted = 0, burned = 0;
+    if (!rc) rc = meta_u64(s, "minted", &minted, err);
+    if (!rc) rc = meta_u64(s, "burned", &burned, err);
     if (rc) return rc;
-    if (v && !s->have_params) return core_fail(err, CORE_ERR_INVALID, "params", "stored params are not a params transaction");
-    s->minted = meta_u64(s, "minted");
-    s->burned = meta_u64(s, "burned");
+    s->have_params = have;
+    if (have) s->params = params;
+    s->minted = minted;
+    s->burned = burned;
+    s->loaded = true;
     return CORE_OK;
 }
 
@@ -232,191 +253,306 @@ static bool zero_key(const uint8_t *k) {
     return acc == 0;
 }
 
+/* ---- one transaction: checks, then effects ----
+ *
+ * Each kind has a check (reads only: it may fill the context's rows, never
+ * write) and an effect (writes only what its check allowed). apply() runs
+ * the common checks and the kind's check to completion before the first
+ * write, which is what lets a rejected transaction leave nothing. */
+
+typedef struct {
+    const ledger_tx *tx;
+    const uint8_t *enc; /* the exact bytes, stored as the tx row */
+    size_t len;
+    const uint8_t *txid;
+    uint64_t seq, height, time_ms;
+    signer_row me;    /* the signer */
+    signer_row other; /* the contributor or the recipient, for the kinds that have one */
+} tx_ctx;
+
+typedef core_status (*tx_check_fn)(ledger_state *s, tx_ctx *c, core_error *err);
+typedef core_status (*tx_effect_fn)(ledger_state *s, tx_ctx *c, core_error *err);
+
+static core_status check_params(ledger_state *s, tx_ctx *c, core_error *err) {
+    if (s->have_params && !is_admin(s, c->tx->signer))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only the admin key may change parameters");
+    if (!s->have_params && c->seq != 0)
+        return core_fail(err, CORE_ERR_INVALID, "kind", "genesis parameters must be the first transaction");
+    return CORE_OK;
+}
+
+static core_status check_register_wallet(ledger_state *s, tx_ctx *c, core_error *err) {
+    (void)s;
+    if (c->me.wallet) return core_fail(err, CORE_ERR_CONFLICT, "signer", "wallet is already registered");
+    return CORE_OK;
+}
+
+static core_status check_anchor(ledger_state *s, tx_ctx *c, core_error *err) {
+    bool found = false;
+    core_status rc = exists(s, Q_COMMIT_GET, c->tx->u.anchor.commitment, LEDGER_HASH, &found, err);
+    if (rc) return rc;
+    if (found) return core_fail(err, CORE_ERR_CONFLICT, "commitment", "this commitment is already on the ledger");
+    return CORE_OK;
+}
+
+static core_status check_grant(ledger_state *s, tx_ctx *c, core_error *err) {
+    if (!zero_key(c->tx->u.grant.grantee)) {
+        bool found = false;
+        core_status rc = exists(s, Q_ORG_GET, c->tx->u.grant.grantee, LEDGER_KEY, &found, err);
+        if (rc) return rc;
+        if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "grantee", "grantee is not a registered organisation");
+    }
+    if (c->tx->u.grant.expires <= c->time_ms / 1000)
+        return core_fail(err, CORE_ERR_INVALID, "expires", "consent would already be expired");
+    return CORE_OK;
+}
+
+static core_status check_revoke(ledger_state *s, tx_ctx *c, core_error *err) {
+    consent_row consent;
+    core_status rc = consent_get(s, c->tx->u.revoke.grant, &consent, err);
+    if (rc) return rc;
+    if (!consent.found) return core_fail(err, CORE_ERR_NOT_FOUND, "grant", "no such consent");
+    if (memcmp(consent.owner, c->tx->signer, LEDGER_KEY) != 0)
+        return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "only the person who granted a consent may revoke it");
+    if (consent.revoked_height) return core_fail(err, CORE_ERR_CONFLICT, "grant", "consent is already revoked");
+    if (!consent_active(&consent, c->time_ms)) return core_fail(err, CORE_ERR_CONFLICT, "grant", "consent has expired");
+    return CORE_OK;
+}
+
+static core_status check_contribute(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    const uint8_t cat = tx->u.contribute.category;
+    assert(cat < LEDGER_CATEGORIES); /* the decoder refuses any other */
+    if (!is_node(s, tx->signer))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may record contributions");
+    /* signer and contributor rows are written separately by the effect */
+    if (memcmp(tx->signer, tx->u.contribute.contributor, LEDGER_KEY) == 0)
+        return core_fail(err, CORE_ERR_FORBIDDEN, "contributor", "a node cannot reward itself");
+    core_status rc = signer_get(s, tx->u.contribute.contributor, &c->other, err);
+    if (rc) return rc;
+    if (!c->other.wallet)
+        return core_fail(err, CORE_ERR_NOT_FOUND, "contributor", "contributor is not a registered wallet");
+    consent_row consent;
+    if ((rc = consent_get(s, tx->u.contribute.grant, &consent, err))) return rc;
+    if (!consent_active(&consent, c->time_ms) || memcmp(consent.owner, tx->u.contribute.contributor, LEDGER_KEY) != 0 ||
+        !(consent.scope & (1u << cat)))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "no active consent of the contributor covers %s",
+                         ledger_category_name((ledger_category)cat));
+    if (tx->u.contribute.reward != s->params.u.params.reward[cat])
+        return core_fail(err, CORE_ERR_INVALID, "reward", "reward %llu does not match the rule in force (%llu)",
+                         (unsigned long long)tx->u.contribute.reward, (unsigned long long)s->params.u.params.reward[cat]);
+    bool found = false;
+    if ((rc = exists(s, Q_COMMIT_GET, tx->u.contribute.commitment, LEDGER_HASH, &found, err))) return rc;
+    if (found) return core_fail(err, CORE_ERR_CONFLICT, "commitment", "this datum was already contributed");
+    if (tx->u.contribute.reward > LEDGER_AMOUNT_MAX - s->minted ||
+        tx->u.contribute.reward > LEDGER_AMOUNT_MAX - (uint64_t)c->other.balance)
+        return core_fail(err, CORE_ERR_INVALID, "reward", "token supply limit reached");
+    return CORE_OK;
+}
+
+static core_status check_transfer(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    if (memcmp(tx->u.transfer.to, tx->signer, LEDGER_KEY) == 0)
+        return core_fail(err, CORE_ERR_INVALID, "to", "cannot transfer to yourself");
+    core_status rc = signer_get(s, tx->u.transfer.to, &c->other, err);
+    if (rc) return rc;
+    if (!c->other.wallet) return core_fail(err, CORE_ERR_NOT_FOUND, "to", "recipient is not a registered wallet");
+    if (tx->u.transfer.amount > (uint64_t)c->me.balance)
+        return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)", (long long)c->me.balance);
+    if (tx->u.transfer.amount > LEDGER_AMOUNT_MAX - (uint64_t)c->other.balance)
+        return core_fail(err, CORE_ERR_INVALID, "amount", "recipient balance would overflow");
+    return CORE_OK;
+}
+
+static core_status check_redeem(ledger_state *s, tx_ctx *c, core_error *err) {
+    (void)s;
+    if (c->tx->u.redeem.amount > (uint64_t)c->me.balance)
+        return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)", (long long)c->me.balance);
+    return CORE_OK;
+}
+
+static core_status check_register_org(ledger_state *s, tx_ctx *c, core_error *err) {
+    if (!is_admin(s, c->tx->signer))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only the admin key may register organisations");
+    bool found = false;
+    core_status rc = exists(s, Q_ORG_GET, c->tx->u.org.org, LEDGER_KEY, &found, err);
+    if (rc) return rc;
+    if (found) return core_fail(err, CORE_ERR_CONFLICT, "org", "organisation is already registered");
+    return CORE_OK;
+}
+
+static core_status check_release(ledger_state *s, tx_ctx *c, core_error *err) {
+    if (!is_node(s, c->tx->signer))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may record releases");
+    bool found = false;
+    core_status rc = exists(s, Q_ORG_GET, c->tx->u.release.org, LEDGER_KEY, &found, err);
+    if (rc) return rc;
+    if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "org", "organisation is not registered");
+    return CORE_OK;
+}
+
+static core_status put_commitment(ledger_state *s, const uint8_t commitment[LEDGER_HASH], uint64_t seq, core_error *err) {
+    sqlite3_stmt *q = s->q[Q_COMMIT_PUT];
+    sqlite3_bind_blob(q, 1, commitment, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (int64_t)seq);
+    return step_done(s, q, err);
+}
+
+static core_status effect_params(ledger_state *s, tx_ctx *c, core_error *err) {
+    s->params = *c->tx;
+    s->have_params = true;
+    sqlite3_stmt *q = s->q[Q_META_PUT];
+    sqlite3_bind_text(q, 1, "params", -1, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, c->enc, (int)c->len, SQLITE_STATIC);
+    return step_done(s, q, err);
+}
+
+static core_status effect_register_wallet(ledger_state *s, tx_ctx *c, core_error *err) {
+    c->me.wallet = true;
+    return posting(s, c->tx->signer, c->seq, 0, err);
+}
+
+static core_status effect_anchor(ledger_state *s, tx_ctx *c, core_error *err) {
+    core_status rc = put_commitment(s, c->tx->u.anchor.commitment, c->seq, err);
+    return rc ? rc : posting(s, c->tx->signer, c->seq, 0, err);
+}
+
+static core_status effect_grant(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    sqlite3_stmt *q = s->q[Q_CONSENT_PUT];
+    sqlite3_bind_blob(q, 1, c->txid, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, tx->signer, LEDGER_KEY, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, tx->u.grant.scope);
+    sqlite3_bind_int(q, 4, tx->u.grant.purpose);
+    sqlite3_bind_blob(q, 5, tx->u.grant.grantee, LEDGER_KEY, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 6, (int64_t)tx->u.grant.expires);
+    sqlite3_bind_int64(q, 7, (int64_t)c->height);
+    core_status rc = step_done(s, q, err);
+    return rc ? rc : posting(s, tx->signer, c->seq, 0, err);
+}
+
+static core_status effect_revoke(ledger_state *s, tx_ctx *c, core_error *err) {
+    sqlite3_stmt *q = s->q[Q_CONSENT_REVOKE];
+    sqlite3_bind_blob(q, 1, c->tx->u.revoke.grant, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (int64_t)c->height);
+    core_status rc = step_done(s, q, err);
+    return rc ? rc : posting(s, c->tx->signer, c->seq, 0, err);
+}
+
+static core_status effect_contribute(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    uint64_t reward = tx->u.contribute.reward;
+    /* the contributor's row and the signer's are written separately */
+    assert(memcmp(tx->signer, tx->u.contribute.contributor, LEDGER_KEY) != 0);
+    /* check_contribute bounded both sums by LEDGER_AMOUNT_MAX */
+    assert(reward <= LEDGER_AMOUNT_MAX - s->minted && reward <= LEDGER_AMOUNT_MAX - (uint64_t)c->other.balance);
+    c->other.balance += (int64_t)reward;
+    s->minted += reward;
+    core_status rc = put_commitment(s, tx->u.contribute.commitment, c->seq, err);
+    if (!rc) rc = signer_put(s, tx->u.contribute.contributor, &c->other, err);
+    if (!rc) rc = posting(s, tx->u.contribute.contributor, c->seq, (int64_t)reward, err);
+    return rc;
+}
+
+static core_status effect_transfer(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    int64_t amount = (int64_t)tx->u.transfer.amount;
+    assert(memcmp(tx->u.transfer.to, tx->signer, LEDGER_KEY) != 0); /* two rows, as for contribute */
+    c->me.balance -= amount;
+    c->other.balance += amount;
+    assert(c->me.balance >= 0 && c->other.balance >= 0); /* check_transfer: covered, no overflow */
+    core_status rc = signer_put(s, tx->u.transfer.to, &c->other, err);
+    if (!rc) rc = posting(s, tx->signer, c->seq, -amount, err);
+    if (!rc) rc = posting(s, tx->u.transfer.to, c->seq, amount, err);
+    return rc;
+}
+
+static core_status effect_redeem(ledger_state *s, tx_ctx *c, core_error *err) {
+    uint64_t amount = c->tx->u.redeem.amount;
+    c->me.balance -= (int64_t)amount;
+    assert(c->me.balance >= 0); /* check_redeem: covered */
+    s->burned += amount;
+    return posting(s, c->tx->signer, c->seq, -(int64_t)amount, err);
+}
+
+static core_status effect_register_org(ledger_state *s, tx_ctx *c, core_error *err) {
+    sqlite3_stmt *q = s->q[Q_ORG_PUT];
+    sqlite3_bind_blob(q, 1, c->tx->u.org.org, LEDGER_KEY, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, c->tx->u.org.name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, (int64_t)c->height);
+    return step_done(s, q, err);
+}
+
+static core_status effect_release(ledger_state *s, tx_ctx *c, core_error *err) {
+    (void)s, (void)c, (void)err;
+    return CORE_OK; /* the tx row is the record */
+}
+
+/* Per kind: whether the signer must be a registered wallet, the check and
+ * the effect. Indexed by ledger_tx_kind. */
+static const struct {
+    bool needs_wallet;
+    tx_check_fn check;
+    tx_effect_fn effect;
+} kinds[LEDGER_TX_KIND_MAX + 1] = {
+    [LEDGER_TX_PARAMS] = {false, check_params, effect_params},
+    [LEDGER_TX_REGISTER_WALLET] = {false, check_register_wallet, effect_register_wallet},
+    [LEDGER_TX_ANCHOR] = {true, check_anchor, effect_anchor},
+    [LEDGER_TX_GRANT] = {true, check_grant, effect_grant},
+    [LEDGER_TX_REVOKE] = {true, check_revoke, effect_revoke},
+    [LEDGER_TX_CONTRIBUTE] = {false, check_contribute, effect_contribute},
+    [LEDGER_TX_TRANSFER] = {true, check_transfer, effect_transfer},
+    [LEDGER_TX_REDEEM] = {true, check_redeem, effect_redeem},
+    [LEDGER_TX_REGISTER_ORG] = {false, check_register_org, effect_register_org},
+    [LEDGER_TX_RELEASE] = {false, check_release, effect_release},
+};
+
+/* Every rule, reads only. */
+static core_status check_tx(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    core_status rc = signer_get(s, tx->signer, &c->me, err);
+    if (rc) return rc;
+    if (tx->nonce <= c->me.nonce)
+        return core_fail(err, CORE_ERR_CONFLICT, "nonce", "nonce %llu was already used (last is %llu): replay rejected",
+                         (unsigned long long)tx->nonce, (unsigned long long)c->me.nonce);
+    if (!s->have_params && tx->kind != LEDGER_TX_PARAMS)
+        return core_fail(err, CORE_ERR_INVALID, "kind", "the ledger has no genesis parameters yet");
+    if (kinds[tx->kind].needs_wallet && !c->me.wallet)
+        return core_fail(err, CORE_ERR_NOT_FOUND, "signer", "the signing key is not a registered wallet");
+    return kinds[tx->kind].check(s, c, err);
+}
+
+/* The writes: the tx row, the kind's effect, the signer's new nonce. */
+static core_status apply_effects(ledger_state *s, tx_ctx *c, core_error *err) {
+    sqlite3_stmt *q = s->q[Q_TX_PUT];
+    sqlite3_bind_int64(q, 1, (int64_t)c->seq);
+    sqlite3_bind_blob(q, 2, c->txid, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, (int64_t)c->height);
+    sqlite3_bind_blob(q, 4, c->enc, (int)c->len, SQLITE_STATIC);
+    core_status rc = step_done(s, q, err);
+    if (rc) return rc;
+    c->me.nonce = c->tx->nonce;
+    if ((rc = kinds[c->tx->kind].effect(s, c, err))) return rc;
+    return signer_put(s, c->tx->signer, &c->me, err);
+}
+
 core_status ledger_state_apply(ledger_state *s, const ledger_tx *tx, const uint8_t *enc, size_t len,
                                const uint8_t txid[LEDGER_HASH], uint64_t seq, uint64_t height, uint64_t time_ms,
                                core_error *err) {
-    core_status rc;
-    signer_row me, other = {0};
-    if ((rc = signer_get(s, tx->signer, &me, err))) return rc;
-
-    /* ---- checks (reads only) ---- */
-    if (tx->nonce <= me.nonce)
-        return core_fail(err, CORE_ERR_CONFLICT, "nonce", "nonce %llu was already used (last is %llu): replay rejected",
-                         (unsigned long long)tx->nonce, (unsigned long long)me.nonce);
-    if (!s->have_params && tx->kind != LEDGER_TX_PARAMS)
-        return core_fail(err, CORE_ERR_INVALID, "kind", "the ledger has no genesis parameters yet");
-    bool needs_wallet = tx->kind == LEDGER_TX_ANCHOR || tx->kind == LEDGER_TX_GRANT || tx->kind == LEDGER_TX_REVOKE ||
-                        tx->kind == LEDGER_TX_TRANSFER || tx->kind == LEDGER_TX_REDEEM;
-    if (needs_wallet && !me.wallet)
-        return core_fail(err, CORE_ERR_NOT_FOUND, "signer", "the signing key is not a registered wallet");
-
-    bool found = false;
-    consent_row consent;
-    switch (tx->kind) {
-    case LEDGER_TX_PARAMS:
-        if (s->have_params && !is_admin(s, tx->signer))
-            return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only the admin key may change parameters");
-        if (!s->have_params && seq != 0)
-            return core_fail(err, CORE_ERR_INVALID, "kind", "genesis parameters must be the first transaction");
-        break;
-    case LEDGER_TX_REGISTER_WALLET:
-        if (me.wallet) return core_fail(err, CORE_ERR_CONFLICT, "signer", "wallet is already registered");
-        break;
-    case LEDGER_TX_ANCHOR:
-        if ((rc = exists(s, Q_COMMIT_GET, tx->u.anchor.commitment, LEDGER_HASH, &found, err))) return rc;
-        if (found) return core_fail(err, CORE_ERR_CONFLICT, "commitment", "this commitment is already on the ledger");
-        break;
-    case LEDGER_TX_GRANT:
-        if (!zero_key(tx->u.grant.grantee)) {
-            if ((rc = exists(s, Q_ORG_GET, tx->u.grant.grantee, LEDGER_KEY, &found, err))) return rc;
-            if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "grantee", "grantee is not a registered organisation");
-        }
-        if (tx->u.grant.expires <= time_ms / 1000)
-            return core_fail(err, CORE_ERR_INVALID, "expires", "consent would already be expired");
-        break;
-    case LEDGER_TX_REVOKE:
-        if ((rc = consent_get(s, tx->u.revoke.grant, &consent, err))) return rc;
-        if (!consent.found) return core_fail(err, CORE_ERR_NOT_FOUND, "grant", "no such consent");
-        if (memcmp(consent.owner, tx->signer, LEDGER_KEY) != 0)
-            return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "only the person who granted a consent may revoke it");
-        if (consent.revoked_height) return core_fail(err, CORE_ERR_CONFLICT, "grant", "consent is already revoked");
-        if (!consent_active(&consent, time_ms)) return core_fail(err, CORE_ERR_CONFLICT, "grant", "consent has expired");
-        break;
-    case LEDGER_TX_CONTRIBUTE: {
-        const uint8_t cat = tx->u.contribute.category;
-        if (!is_node(s, tx->signer))
-            return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may record contributions");
-        /* signer and contributor rows are written separately below */
-        if (memcmp(tx->signer, tx->u.contribute.contributor, LEDGER_KEY) == 0)
-            return core_fail(err, CORE_ERR_FORBIDDEN, "contributor", "a node cannot reward itself");
-        if ((rc = signer_get(s, tx->u.contribute.contributor, &other, err))) return rc;
-        if (!other.wallet) return core_fail(err, CORE_ERR_NOT_FOUND, "contributor", "contributor is not a registered wallet");
-        if ((rc = consent_get(s, tx->u.contribute.grant, &consent, err))) return rc;
-        if (!consent_active(&consent, time_ms) || memcmp(consent.owner, tx->u.contribute.contributor, LEDGER_KEY) != 0 ||
-            !(consent.scope & (1u << cat)))
-            return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "no active consent of the contributor covers %s",
-                             ledger_category_name((ledger_category)cat));
-        if (tx->u.contribute.reward != s->params.u.params.reward[cat])
-            return core_fail(err, CORE_ERR_INVALID, "reward", "reward %llu does not match the rule in force (%llu)",
-                             (unsigned long long)tx->u.contribute.reward,
-                             (unsigned long long)s->params.u.params.reward[cat]);
-        if ((rc = exists(s, Q_COMMIT_GET, tx->u.contribute.commitment, LEDGER_HASH, &found, err))) return rc;
-        if (found) return core_fail(err, CORE_ERR_CONFLICT, "commitment", "this datum was already contributed");
-        if (tx->u.contribute.reward > LEDGER_AMOUNT_MAX - s->minted ||
-            tx->u.contribute.reward > LEDGER_AMOUNT_MAX - (uint64_t)other.balance)
-            return core_fail(err, CORE_ERR_INVALID, "reward", "token supply limit reached");
-        break;
-    }
-    case LEDGER_TX_TRANSFER:
-        if (memcmp(tx->u.transfer.to, tx->signer, LEDGER_KEY) == 0)
-            return core_fail(err, CORE_ERR_INVALID, "to", "cannot transfer to yourself");
-        if ((rc = signer_get(s, tx->u.transfer.to, &other, err))) return rc;
-        if (!other.wallet) return core_fail(err, CORE_ERR_NOT_FOUND, "to", "recipient is not a registered wallet");
-        if (tx->u.transfer.amount > (uint64_t)me.balance)
-            return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)", (long long)me.balance);
-        if (tx->u.transfer.amount > LEDGER_AMOUNT_MAX - (uint64_t)other.balance)
-            return core_fail(err, CORE_ERR_INVALID, "amount", "recipient balance would overflow");
-        break;
-    case LEDGER_TX_REDEEM:
-        if (tx->u.redeem.amount > (uint64_t)me.balance)
-            return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)", (long long)me.balance);
-        break;
-    case LEDGER_TX_REGISTER_ORG:
-        if (!is_admin(s, tx->signer))
-            return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only the admin key may register organisations");
-        if ((rc = exists(s, Q_ORG_GET, tx->u.org.org, LEDGER_KEY, &found, err))) return rc;
-        if (found) return core_fail(err, CORE_ERR_CONFLICT, "org", "organisation is already registered");
-        break;
-    case LEDGER_TX_RELEASE:
-        if (!is_node(s, tx->signer)) return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may record releases");
-        if ((rc = exists(s, Q_ORG_GET, tx->u.release.org, LEDGER_KEY, &found, err))) return rc;
-        if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "org", "organisation is not registered");
-        break;
-    }
-
-    /* ---- effects (writes) ---- */
-    sqlite3_stmt *q = s->q[Q_TX_PUT];
-    sqlite3_bind_int64(q, 1, (int64_t)seq);
-    sqlite3_bind_blob(q, 2, txid, LEDGER_HASH, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 3, (int64_t)height);
-    sqlite3_bind_blob(q, 4, enc, (int)len, SQLITE_STATIC);
-    if ((rc = step_done(s, q, err))) return rc;
-
-    me.nonce = tx->nonce;
-    switch (tx->kind) {
-    case LEDGER_TX_PARAMS: {
-        s->params = *tx;
-        s->have_params = true;
-        q = s->q[Q_META_PUT];
-        sqlite3_bind_text(q, 1, "params", -1, SQLITE_STATIC);
-        sqlite3_bind_blob(q, 2, enc, (int)len, SQLITE_STATIC);
-        if ((rc = step_done(s, q, err))) return rc;
-        break;
-    }
-    case LEDGER_TX_REGISTER_WALLET:
-        me.wallet = true;
-        if ((rc = posting(s, tx->signer, seq, 0, err))) return rc;
-        break;
-    case LEDGER_TX_ANCHOR:
-        q = s->q[Q_COMMIT_PUT];
-        sqlite3_bind_blob(q, 1, tx->u.anchor.commitment, LEDGER_HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 2, (int64_t)seq);
-        if ((rc = step_done(s, q, err)) || (rc = posting(s, tx->signer, seq, 0, err))) return rc;
-        break;
-    case LEDGER_TX_GRANT:
-        q = s->q[Q_CONSENT_PUT];
-        sqlite3_bind_blob(q, 1, txid, LEDGER_HASH, SQLITE_STATIC);
-        sqlite3_bind_blob(q, 2, tx->signer, LEDGER_KEY, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 3, tx->u.grant.scope);
-        sqlite3_bind_int(q, 4, tx->u.grant.purpose);
-        sqlite3_bind_blob(q, 5, tx->u.grant.grantee, LEDGER_KEY, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 6, (int64_t)tx->u.grant.expires);
-        sqlite3_bind_int64(q, 7, (int64_t)height);
-        if ((rc = step_done(s, q, err)) || (rc = posting(s, tx->signer, seq, 0, err))) return rc;
-        break;
-    case LEDGER_TX_REVOKE:
-        q = s->q[Q_CONSENT_REVOKE];
-        sqlite3_bind_blob(q, 1, tx->u.revoke.grant, LEDGER_HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 2, (int64_t)height);
-        if ((rc = step_done(s, q, err)) || (rc = posting(s, tx->signer, seq, 0, err))) return rc;
-        break;
-    case LEDGER_TX_CONTRIBUTE: {
-        uint64_t reward = tx->u.contribute.reward;
-        other.balance += (int64_t)reward;
-        s->minted += reward;
-        q = s->q[Q_COMMIT_PUT];
-        sqlite3_bind_blob(q, 1, tx->u.contribute.commitment, LEDGER_HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 2, (int64_t)seq);
-        if ((rc = step_done(s, q, err)) || (rc = signer_put(s, tx->u.contribute.contributor, &other, err)) ||
-            (rc = posting(s, tx->u.contribute.contributor, seq, (int64_t)reward, err)))
-            return rc;
-        break;
-    }
-    case LEDGER_TX_TRANSFER: {
-        int64_t amount = (int64_t)tx->u.transfer.amount;
-        me.balance -= amount;
-        other.balance += amount;
-        if ((rc = signer_put(s, tx->u.transfer.to, &other, err)) || (rc = posting(s, tx->signer, seq, -amount, err)) ||
-            (rc = posting(s, tx->u.transfer.to, seq, amount, err)))
-            return rc;
-        break;
-    }
-    case LEDGER_TX_REDEEM:
-        me.balance -= (int64_t)tx->u.redeem.amount;
-        s->burned += tx->u.redeem.amount;
-        if ((rc = posting(s, tx->signer, seq, -(int64_t)tx->u.redeem.amount, err))) return rc;
-        break;
-    case LEDGER_TX_REGISTER_ORG:
-        q = s->q[Q_ORG_PUT];
-        sqlite3_bind_blob(q, 1, tx->u.org.org, LEDGER_KEY, SQLITE_STATIC);
-        sqlite3_bind_text(q, 2, tx->u.org.name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 3, (int64_t)height);
-        if ((rc = step_done(s, q, err))) return rc;
-        break;
-    case LEDGER_TX_RELEASE:
-        break;
-    }
-    return signer_put(s, tx->signer, &me, err);
+    /* A state whose reload failed may hold a rolled-back block's params or
+     * supply: nothing may be decided on it. */
+    if (!s->loaded)
+        return core_fail(err, CORE_ERR_STORAGE, NULL, "the ledger's state could not be reloaded; restart");
+    if (tx->kind < LEDGER_TX_PARAMS || tx->kind > LEDGER_TX_KIND_MAX)
+        return core_fail(err, CORE_ERR_INVALID, "kind", "unknown transaction kind");
+    tx_ctx c = {.tx = tx, .enc = enc, .len = len, .txid = txid, .seq = seq, .height = height, .time_ms = time_ms};
+#ifndef NDEBUG
+    const int changes = sqlite3_total_changes(s->db);
+#endif
+    core_status rc = check_tx(s, &c, err);
+    assert(sqlite3_total_changes(s->db) == changes); /* checks only read */
+    if (rc) return rc;
+    return apply_effects(s, &c, err);
 }
 
 static core_status meta_put_u64(ledger_state *s, const char *key, uint64_t v, core_error *err) {
@@ -427,6 +563,8 @@ static core_status meta_put_u64(ledger_state *s, const char *key, uint64_t v, co
 }
 
 core_status ledger_state_finish_block(ledger_state *s, const ledger_block *b, core_error *err) {
+    if (!s->loaded) /* its supply counters would be stale */
+        return core_fail(err, CORE_ERR_STORAGE, NULL, "the ledger's state could not be reloaded; restart");
     uint8_t enc[LEDGER_BLOCK_BYTES], hash[LEDGER_HASH];
     ledger_block_encode(b, enc);
     ledger_block_hash(b, hash);

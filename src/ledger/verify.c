@@ -10,6 +10,7 @@
  * derived state — is found and named. */
 #include "ledger/internal.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,159 +133,205 @@ static void note_proposer(ledger_verify_report *r, const uint8_t key[LEDGER_KEY]
     if (r->n_proposers < LEDGER_MAX_NODES) memcpy(r->proposers[r->n_proposers++], key, LEDGER_KEY);
 }
 
+/* Where the replay is: the last good header and the buffer of the block's
+ * transactions being checked. */
+typedef struct {
+    sqlite3 *disk, *mem;
+    ledger_state *state;
+    int threads;
+    const ledger_verify_pins *pins;
+    ledger_verify_report *r;
+    sqlite3_stmt *qt; /* a block's transactions: seq >= ?1 LIMIT ?2 */
+    ledger_tree *tree;
+    vtx *v;
+    size_t vcap;
+    ledger_block prev;
+    bool have_prev;
+} replay_ctx;
+
+/* The header of block h (stored hash, chain, signature, time, count) and
+ * the pins. */
+static core_status check_header(replay_ctx *x, int64_t h, const ledger_block *b, const void *stored_hash,
+                                int stored_hash_len, core_error *err) {
+    ledger_verify_report *r = x->r;
+    uint8_t hash[LEDGER_HASH];
+    ledger_block_hash(b, hash);
+    uint64_t expect_h = x->have_prev ? x->prev.height + 1 : 0;
+    uint8_t expect_prev[LEDGER_HASH] = {0};
+    if (x->have_prev) ledger_block_hash(&x->prev, expect_prev);
+    uint64_t base = x->have_prev ? x->prev.tree_size : 0;
+    if ((uint64_t)h != expect_h || b->height != expect_h)
+        return bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "height is out of sequence", NULL);
+    if (stored_hash_len != LEDGER_HASH || !cs_crypto_equal(stored_hash, hash, LEDGER_HASH))
+        return bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "stored block hash does not match the header", NULL);
+    if (!cs_crypto_equal(b->prev, expect_prev, LEDGER_HASH))
+        return bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "previous-block hash does not match: the chain is broken", NULL);
+    if (!ledger_block_check_signature(b))
+        return bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block signature is invalid", NULL);
+    if (x->have_prev && b->time_ms < x->prev.time_ms)
+        return bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "block time goes backwards", NULL);
+    if (b->tx_count == 0 || b->tree_size != base + b->tx_count)
+        return bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "transaction count does not match the tree size", NULL);
+    /* The pins: a ledger re-signed with fresh keys passes every check
+     * above, since its genesis names its own keys; only keys learnt out
+     * of band tell it apart. */
+    char hex[2 * LEDGER_HASH + 1];
+    if (b->height == 0) {
+        memcpy(r->genesis, hash, LEDGER_HASH);
+        if (x->pins && x->pins->genesis && !cs_crypto_equal(x->pins->genesis, hash, LEDGER_HASH)) {
+            cs_crypto_hex(hash, LEDGER_HASH, hex);
+            return bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "genesis is not the pinned one (--genesis); its hash is", hex);
+        }
+    }
+    if (!pinned_node(x->pins, b->proposer)) {
+        cs_crypto_hex(b->proposer, LEDGER_KEY, hex);
+        return bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block is signed by a key that is not a pinned node key (--node-key)",
+                   hex);
+    }
+    note_proposer(r, b->proposer);
+    return CORE_OK;
+}
+
+/* Read block h's transactions into x->v (bodies malloc'd; *n of them). */
+static core_status load_block_txs(replay_ctx *x, int64_t h, const ledger_block *b, uint64_t base, size_t *n,
+                                  core_error *err) {
+    *n = 0;
+    if (b->tx_count > x->vcap) {
+        vtx *nv = realloc(x->v, b->tx_count * sizeof *x->v);
+        if (!nv) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        x->v = nv;
+        x->vcap = b->tx_count;
+    }
+    core_status rc = CORE_OK;
+    sqlite3_stmt *qt = x->qt;
+    sqlite3_bind_int64(qt, 1, (int64_t)base);
+    sqlite3_bind_int64(qt, 2, b->tx_count);
+    int s;
+    while ((s = sqlite3_step(qt)) == SQLITE_ROW) {
+        assert(*n < b->tx_count); /* LIMIT tx_count */
+        vtx *t = &x->v[*n];
+        t->seq = (uint64_t)sqlite3_column_int64(qt, 0);
+        t->height = sqlite3_column_int64(qt, 2);
+        memset(t->txid, 0, LEDGER_HASH);
+        if (sqlite3_column_bytes(qt, 1) == LEDGER_HASH) memcpy(t->txid, sqlite3_column_blob(qt, 1), LEDGER_HASH);
+        t->len = (size_t)sqlite3_column_bytes(qt, 3);
+        t->body = malloc(t->len ? t->len : 1);
+        if (!t->body) { rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); break; }
+        if (t->len) memcpy(t->body, sqlite3_column_blob(qt, 3), t->len);
+        (*n)++;
+    }
+    sqlite3_reset(qt);
+    if (!rc && *n != b->tx_count)
+        rc = bad(x->r, err, CORE_ERR_INVALID, h, (int64_t)(base + *n), NULL, "transaction missing from the log", NULL);
+    return rc;
+}
+
+/* Check block h's n loaded transactions one by one and apply them. */
+static core_status replay_block_txs(replay_ctx *x, int64_t h, const ledger_block *b, uint64_t base, size_t n,
+                                    core_error *err) {
+    ledger_verify_report *r = x->r;
+    check_signatures(x->v, n, x->threads);
+    core_status rc = CORE_OK;
+    for (size_t i = 0; !rc && i < n; i++) {
+        vtx *t = &x->v[i];
+        ledger_tx tx;
+        uint8_t id[LEDGER_HASH];
+        ledger_tx_id(t->body, t->len, id);
+        core_error te = {0};
+        if (t->seq != base + i)
+            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)(base + i), NULL, "transaction missing from the log", NULL);
+        else if (t->height != h)
+            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction is filed under another block", NULL);
+        else if (ledger_tx_decode(t->body, t->len, &tx, &te))
+            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction does not decode", te.message);
+        else if (!t->sig_ok)
+            rc = bad(r, err, CORE_ERR_CRYPTO, h, (int64_t)t->seq, id, "transaction signature is invalid", NULL);
+        else if (!cs_crypto_equal(id, t->txid, LEDGER_HASH))
+            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "stored transaction id does not match its bytes", NULL);
+        else if (ledger_state_apply(x->state, &tx, t->body, t->len, id, t->seq, (uint64_t)h, b->time_ms, &te))
+            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction breaks the ledger rules", te.message);
+        else
+            rc = ledger_tree_append(x->tree, id, err);
+    }
+    return rc;
+}
+
+/* Blocks are proposed by a node key in force (checked after the genesis
+ * block has installed the first node set); notes the admin key in force. */
+static core_status check_proposer(replay_ctx *x, int64_t h, const ledger_block *b, core_error *err) {
+    ledger_tx params;
+    sqlite3_stmt *qp = NULL;
+    bool proposer_ok = false;
+    if (sqlite3_prepare_v2(x->mem, "SELECT value FROM meta WHERE key = 'params'", -1, &qp, NULL) == SQLITE_OK &&
+        sqlite3_step(qp) == SQLITE_ROW &&
+        ledger_tx_decode(sqlite3_column_blob(qp, 0), (size_t)sqlite3_column_bytes(qp, 0), &params, NULL) == CORE_OK)
+        for (int k = 0; k < params.u.params.n_nodes; k++)
+            if (cs_crypto_equal(params.u.params.nodes[k], b->proposer, LEDGER_KEY)) proposer_ok = true;
+    sqlite3_finalize(qp);
+    if (!proposer_ok) return bad(x->r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block proposer is not a node key", NULL);
+    memcpy(x->r->admin, params.u.params.admin, LEDGER_KEY);
+    return CORE_OK;
+}
+
+/* One stored block: header, transactions, root, proposer, derived state. */
+static core_status replay_block(replay_ctx *x, sqlite3_stmt *qb, core_error *err) {
+    int64_t h = sqlite3_column_int64(qb, 0);
+    ledger_block b;
+    core_error e = {0};
+    if (ledger_block_decode(sqlite3_column_blob(qb, 2), (size_t)sqlite3_column_bytes(qb, 2), &b, &e))
+        return bad(x->r, err, CORE_ERR_INVALID, h, -1, NULL, "header does not decode", e.message);
+    core_status rc = check_header(x, h, &b, sqlite3_column_blob(qb, 1), sqlite3_column_bytes(qb, 1), err);
+    if (rc) return rc;
+    uint64_t base = x->have_prev ? x->prev.tree_size : 0;
+    size_t n = 0;
+    rc = load_block_txs(x, h, &b, base, &n, err);
+    if (!rc) rc = replay_block_txs(x, h, &b, base, n, err);
+    for (size_t i = 0; i < n; i++) free(x->v[i].body);
+    if (rc) return rc;
+    uint8_t root[LEDGER_HASH];
+    ledger_tree_root(x->tree, b.tree_size, root);
+    if (!cs_crypto_equal(root, b.root, LEDGER_HASH))
+        return bad(x->r, err, CORE_ERR_INVALID, h, -1, NULL, "Merkle root does not match the block's transactions", NULL);
+    if ((rc = check_proposer(x, h, &b, err))) return rc;
+    if ((rc = ledger_state_finish_block(x->state, &b, err))) return rc;
+    x->prev = b;
+    x->have_prev = true;
+    x->r->blocks++;
+    x->r->txs += b.tx_count;
+    return CORE_OK;
+}
+
+/* Transactions beyond the last block were never sealed: tampering. */
+static core_status check_unsealed(replay_ctx *x, core_error *err) {
+    sqlite3_stmt *q = NULL;
+    core_status rc = CORE_OK;
+    if (store_prepare(x->disk, "SELECT seq FROM txs WHERE seq >= ?1 ORDER BY seq LIMIT 1", &q, err) == CORE_OK) {
+        sqlite3_bind_int64(q, 1, (int64_t)x->prev.tree_size);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            rc = bad(x->r, err, CORE_ERR_INVALID, (int64_t)x->prev.height, sqlite3_column_int64(q, 0), NULL,
+                     "transaction is not covered by any block", NULL);
+    }
+    sqlite3_finalize(q);
+    return rc;
+}
+
 static core_status replay(sqlite3 *disk, sqlite3 *mem, ledger_state *state, int threads, const ledger_verify_pins *pins,
                           ledger_verify_report *r, core_error *err) {
-    sqlite3_stmt *qb = NULL, *qt = NULL;
+    replay_ctx x = {.disk = disk, .mem = mem, .state = state, .threads = threads, .pins = pins, .r = r};
+    sqlite3_stmt *qb = NULL;
     core_status rc = store_prepare(disk, "SELECT height, hash, header FROM blocks ORDER BY height", &qb, err);
-    if (!rc) rc = store_prepare(disk, "SELECT seq, txid, height, body FROM txs WHERE seq >= ?1 ORDER BY seq LIMIT ?2", &qt, err);
-    ledger_tree *tree = ledger_tree_new();
-    vtx *v = NULL;
-    size_t vcap = 0;
-    if (!rc && !tree) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-    ledger_block prev = {0};
-    bool have_prev = false;
+    if (!rc) rc = store_prepare(disk, "SELECT seq, txid, height, body FROM txs WHERE seq >= ?1 ORDER BY seq LIMIT ?2", &x.qt, err);
+    x.tree = ledger_tree_new();
+    if (!rc && !x.tree) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     int s = SQLITE_DONE;
-    while (!rc && (s = sqlite3_step(qb)) == SQLITE_ROW) {
-        int64_t h = sqlite3_column_int64(qb, 0);
-        ledger_block b;
-        core_error e = {0};
-        if (ledger_block_decode(sqlite3_column_blob(qb, 2), (size_t)sqlite3_column_bytes(qb, 2), &b, &e)) {
-            rc = bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "header does not decode", e.message);
-            break;
-        }
-        uint8_t hash[LEDGER_HASH];
-        ledger_block_hash(&b, hash);
-        uint64_t expect_h = have_prev ? prev.height + 1 : 0;
-        uint8_t expect_prev[LEDGER_HASH] = {0};
-        if (have_prev) ledger_block_hash(&prev, expect_prev);
-        uint64_t base = have_prev ? prev.tree_size : 0;
-        if ((uint64_t)h != expect_h || b.height != expect_h)
-            rc = bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "height is out of sequence", NULL);
-        else if (sqlite3_column_bytes(qb, 1) != LEDGER_HASH || !cs_crypto_equal(sqlite3_column_blob(qb, 1), hash, LEDGER_HASH))
-            rc = bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "stored block hash does not match the header", NULL);
-        else if (!cs_crypto_equal(b.prev, expect_prev, LEDGER_HASH))
-            rc = bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "previous-block hash does not match: the chain is broken", NULL);
-        else if (!ledger_block_check_signature(&b))
-            rc = bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block signature is invalid", NULL);
-        else if (have_prev && b.time_ms < prev.time_ms)
-            rc = bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "block time goes backwards", NULL);
-        else if (b.tx_count == 0 || b.tree_size != base + b.tx_count)
-            rc = bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "transaction count does not match the tree size", NULL);
-        if (rc) break;
-        /* The pins: a ledger re-signed with fresh keys passes every check
-         * above, since its genesis names its own keys; only keys learnt out
-         * of band tell it apart. */
-        char hex[2 * LEDGER_HASH + 1];
-        if (b.height == 0) {
-            memcpy(r->genesis, hash, LEDGER_HASH);
-            if (pins && pins->genesis && !cs_crypto_equal(pins->genesis, hash, LEDGER_HASH)) {
-                cs_crypto_hex(hash, LEDGER_HASH, hex);
-                rc = bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "genesis is not the pinned one (--genesis); its hash is", hex);
-                break;
-            }
-        }
-        if (!pinned_node(pins, b.proposer)) {
-            cs_crypto_hex(b.proposer, LEDGER_KEY, hex);
-            rc = bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block is signed by a key that is not a pinned node key (--node-key)",
-                     hex);
-            break;
-        }
-        note_proposer(r, b.proposer);
-
-        /* Load the block's transactions and check their signatures in parallel. */
-        if (b.tx_count > vcap) {
-            vtx *nv = realloc(v, b.tx_count * sizeof *v);
-            if (!nv) { rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); break; }
-            v = nv;
-            vcap = b.tx_count;
-        }
-        size_t n = 0;
-        sqlite3_bind_int64(qt, 1, (int64_t)base);
-        sqlite3_bind_int64(qt, 2, b.tx_count);
-        while (!rc && (s = sqlite3_step(qt)) == SQLITE_ROW) {
-            vtx *t = &v[n];
-            t->seq = (uint64_t)sqlite3_column_int64(qt, 0);
-            t->height = sqlite3_column_int64(qt, 2);
-            memset(t->txid, 0, LEDGER_HASH);
-            if (sqlite3_column_bytes(qt, 1) == LEDGER_HASH) memcpy(t->txid, sqlite3_column_blob(qt, 1), LEDGER_HASH);
-            t->len = (size_t)sqlite3_column_bytes(qt, 3);
-            t->body = malloc(t->len ? t->len : 1);
-            if (!t->body) { rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); break; }
-            if (t->len) memcpy(t->body, sqlite3_column_blob(qt, 3), t->len);
-            n++;
-        }
-        sqlite3_reset(qt);
-        if (!rc && n != b.tx_count)
-            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)(base + n), NULL, "transaction missing from the log", NULL);
-        if (!rc) check_signatures(v, n, threads);
-        for (size_t i = 0; !rc && i < n; i++) {
-            vtx *t = &v[i];
-            ledger_tx tx;
-            uint8_t id[LEDGER_HASH];
-            ledger_tx_id(t->body, t->len, id);
-            core_error te = {0};
-            if (t->seq != base + i)
-                rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)(base + i), NULL, "transaction missing from the log", NULL);
-            else if (t->height != h)
-                rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction is filed under another block", NULL);
-            else if (ledger_tx_decode(t->body, t->len, &tx, &te))
-                rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction does not decode", te.message);
-            else if (!t->sig_ok)
-                rc = bad(r, err, CORE_ERR_CRYPTO, h, (int64_t)t->seq, id, "transaction signature is invalid", NULL);
-            else if (!cs_crypto_equal(id, t->txid, LEDGER_HASH))
-                rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "stored transaction id does not match its bytes", NULL);
-            else if (ledger_state_apply(state, &tx, t->body, t->len, id, t->seq, (uint64_t)h, b.time_ms, &te))
-                rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction breaks the ledger rules", te.message);
-            else
-                rc = ledger_tree_append(tree, id, err);
-        }
-        for (size_t i = 0; i < n; i++) free(v[i].body);
-        if (rc) break;
-        uint8_t root[LEDGER_HASH];
-        ledger_tree_root(tree, b.tree_size, root);
-        if (!cs_crypto_equal(root, b.root, LEDGER_HASH)) {
-            rc = bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "Merkle root does not match the block's transactions", NULL);
-            break;
-        }
-        /* Blocks are proposed by a node key in force (checked after the
-         * genesis block has installed the first node set). */
-        ledger_tx params;
-        sqlite3_stmt *qp = NULL;
-        bool proposer_ok = false;
-        if (sqlite3_prepare_v2(mem, "SELECT value FROM meta WHERE key = 'params'", -1, &qp, NULL) == SQLITE_OK &&
-            sqlite3_step(qp) == SQLITE_ROW &&
-            ledger_tx_decode(sqlite3_column_blob(qp, 0), (size_t)sqlite3_column_bytes(qp, 0), &params, NULL) == CORE_OK)
-            for (int k = 0; k < params.u.params.n_nodes; k++)
-                if (cs_crypto_equal(params.u.params.nodes[k], b.proposer, LEDGER_KEY)) proposer_ok = true;
-        sqlite3_finalize(qp);
-        if (proposer_ok) memcpy(r->admin, params.u.params.admin, LEDGER_KEY);
-        if (!proposer_ok) {
-            rc = bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block proposer is not a node key", NULL);
-            break;
-        }
-        if ((rc = ledger_state_finish_block(state, &b, err))) break;
-        prev = b;
-        have_prev = true;
-        r->blocks++;
-        r->txs += b.tx_count;
-    }
+    while (!rc && (s = sqlite3_step(qb)) == SQLITE_ROW) rc = replay_block(&x, qb, err);
     if (!rc && s != SQLITE_DONE) rc = store_error(disk, err);
-    if (!rc && !have_prev) rc = bad(r, err, CORE_ERR_INVALID, -1, -1, NULL, "the ledger has no blocks", NULL);
-    if (!rc) {
-        /* Transactions beyond the last block were never sealed: tampering. */
-        sqlite3_stmt *q = NULL;
-        if (store_prepare(disk, "SELECT seq FROM txs WHERE seq >= ?1 ORDER BY seq LIMIT 1", &q, err) == CORE_OK) {
-            sqlite3_bind_int64(q, 1, (int64_t)prev.tree_size);
-            if (sqlite3_step(q) == SQLITE_ROW)
-                rc = bad(r, err, CORE_ERR_INVALID, (int64_t)prev.height, sqlite3_column_int64(q, 0), NULL,
-                         "transaction is not covered by any block", NULL);
-        }
-        sqlite3_finalize(q);
-    }
+    if (!rc && !x.have_prev) rc = bad(r, err, CORE_ERR_INVALID, -1, -1, NULL, "the ledger has no blocks", NULL);
+    if (!rc) rc = check_unsealed(&x, err);
     sqlite3_finalize(qb);
-    sqlite3_finalize(qt);
-    ledger_tree_free(tree);
-    free(v);
+    sqlite3_finalize(x.qt);
+    ledger_tree_free(x.tree);
+    free(x.v);
     return rc;
 }
 

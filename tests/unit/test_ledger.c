@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "crypto/crypto.h"
+#include "ledger/internal.h" /* ledger_fault_state_load */
 #include "ledger/ledger.h"
 
 typedef struct { uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET]; uint64_t nonce; } key;
@@ -945,6 +948,120 @@ static void test_consensus_hook(void **state) {
     f->l = reopen(f, 1);
 }
 
+/* What a ledger that could not reload its state must do: refuse every write
+ * and every read of derived state with CORE_ERR_STORAGE, keep the log
+ * readable, and leave the file exactly as last committed. */
+static void expect_refused(fixture *f, key *w, const uint8_t grant_id[32]) {
+    core_error err = {0};
+    ledger_tx tx = {.kind = LEDGER_TX_ANCHOR};
+    memset(tx.u.anchor.commitment, 0x5a, 32);
+    uint8_t buf[LEDGER_TX_MAX];
+    tx.nonce = w->nonce + 1;
+    size_t len = ledger_tx_sign(&tx, w->sk, buf, sizeof buf);
+    ledger_receipt r;
+    assert_int_equal(ledger_submit(f->l, buf, len, &r, &err), CORE_ERR_STORAGE);
+    assert_non_null(strstr(err.message, "could not be reloaded; restart"));
+    assert_int_equal(r.status, CORE_ERR_STORAGE);
+    if (grant_id) assert_int_equal(contribute(f, w, grant_id, LEDGER_CAT_SYMPTOMS, 0x5b, &r), CORE_ERR_STORAGE);
+    ledger_account acct;
+    memset(&err, 0, sizeof err);
+    assert_int_equal(ledger_get_account(f->l, w->pk, &acct, &err), CORE_ERR_STORAGE);
+    assert_non_null(strstr(err.message, "could not be reloaded"));
+    ledger_totals t;
+    assert_int_equal(ledger_get_totals(f->l, &t, NULL), CORE_ERR_STORAGE);
+    uint64_t rewards[LEDGER_CATEGORIES];
+    assert_int_equal(ledger_get_rewards(f->l, rewards, NULL), CORE_ERR_STORAGE);
+    consent_tally ct = {0};
+    assert_int_equal(ledger_list_consents(f->l, w->pk, tally_consent, &ct, NULL), CORE_ERR_STORAGE);
+    history_tally ht = {0};
+    assert_int_equal(ledger_history(f->l, w->pk, 10, tally_history, &ht, NULL), CORE_ERR_STORAGE);
+    uint8_t txid[32];
+    assert_int_equal(ledger_find_commitment(f->l, tx.u.anchor.commitment, txid, NULL), CORE_ERR_STORAGE);
+    assert_int_equal(ct.total + ht.rows, 0);
+    /* The log is not derived state: blocks and transactions still read. */
+    ledger_block head, b;
+    assert_int_equal(ledger_head(f->l, &head, NULL), CORE_OK);
+    assert_int_equal(ledger_get_block(f->l, head.height, &b, NULL), CORE_OK);
+    assert_memory_equal(&b, &head, sizeof b);
+}
+
+/* Issue 12.3: a block refused after its contribution was applied (so the
+ * in-memory supply counted the reward), then the reload that restores the
+ * committed supply fails. Before the fix the next block was sealed on the
+ * stale supply: the stored "minted" exceeded the sum of balances and
+ * `ledger verify` failed. */
+static void test_reload_failure_refuses(void **state) {
+    fixture *f = *state;
+    ledger_close(f->l);
+    fake_consensus fc = {0};
+    ledger_consensus cons = {&fc, fake_propose};
+    ledger_options o;
+    ledger_options_defaults(&o);
+    o.path = f->path;
+    o.batch_ms = 1;
+    o.consensus = &cons;
+    memcpy(o.node_pk, f->node.pk, 32);
+    memcpy(o.node_sk, f->node.sk, 64);
+    core_error err = {0};
+    if (ledger_open(&o, &f->l, &err)) fail_msg("open: %s", err.message);
+    key a;
+    keygen(&a);
+    register_wallet(f, &a);
+    uint8_t g[32];
+    grant(f, &a, LEDGER_SCOPE_ALL, (uint64_t)core_now() + 3600, g);
+    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, 0x31, NULL), CORE_OK);
+    const int64_t committed = balance(f, &a);
+    assert_int_equal(committed, o.genesis_reward[LEDGER_CAT_SCREENING]);
+
+    fc.refuse = true;
+    ledger_fault_state_load = 1;
+    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_CONDITIONS, 0x32, NULL), CORE_ERR_IO);
+    assert_int_equal(ledger_fault_state_load, 0); /* the reload was attempted, and failed */
+    fc.refuse = false;
+    const int blocks = fc.blocks;
+    expect_refused(f, &a, g);
+    assert_int_equal(fc.blocks, blocks); /* nothing was even proposed */
+
+    /* Nothing was written on the stale state: the file verifies, and after a
+     * restart the supply is the committed one and writes go through again. */
+    ledger_close(f->l);
+    f->l = NULL;
+    ledger_verify_report rep;
+    if (ledger_verify_file(f->path, 1, &rep, &err)) fail_msg("verify: %s", err.message);
+    f->l = reopen(f, 1);
+    assert_int_equal(balance(f, &a), committed);
+    ledger_totals t;
+    assert_int_equal(ledger_get_totals(f->l, &t, NULL), CORE_OK);
+    assert_int_equal(t.minted, (uint64_t)committed);
+    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_CONDITIONS, 0x32, NULL), CORE_OK);
+    assert_int_equal(balance(f, &a), committed + (int64_t)o.genesis_reward[LEDGER_CAT_CONDITIONS]);
+    ledger_close(f->l);
+    if (ledger_verify_file(f->path, 1, &rep, &err)) fail_msg("verify: %s", err.message);
+    f->l = reopen(f, 1);
+}
+
+/* The same through a real fault: the stored params row is damaged behind
+ * the ledger's back, so the reload after a rejected transaction cannot
+ * decode it. Before the fix the ledger went on with no parameters and
+ * answered the next write "the ledger has no genesis parameters yet". */
+static void test_reload_corrupt_state_refuses(void **state) {
+    fixture *f = *state;
+    key a;
+    keygen(&a);
+    register_wallet(f, &a);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value = x'00' WHERE key = 'params'", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    /* A replayed nonce: rejected, the empty block rolled back, state reloaded. */
+    ledger_tx tx = {.kind = LEDGER_TX_ANCHOR};
+    memset(tx.u.anchor.commitment, 0x41, 32);
+    a.nonce = 0;
+    assert_int_equal(send(f, &a, &tx, NULL), CORE_ERR_CONFLICT);
+    expect_refused(f, &a, NULL);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec_roundtrip_and_rejects),
@@ -958,6 +1075,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_resigned_ledger_and_pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_sign_submit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consensus_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_failure_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reload_corrupt_state_refuses, setup, teardown),
     };
     assert_int_equal(cs_crypto_init(NULL), CORE_OK);
     return cmocka_run_group_tests(tests, NULL, NULL);
