@@ -6,6 +6,7 @@
 #define CARESYNC_CORE_H
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -52,6 +53,9 @@ double core_monotonic(void);
 void core_format_time(int64_t t, char out[32]);
 /* Read a whole file; *out is malloc'd and NUL-terminated, caller frees. */
 core_status core_read_file(const char *path, char **out, size_t *len, core_error *err);
+/* The same for an open stream (stdin, say) read to its end; name is for the
+ * error message. The stream stays open: the caller owns it. */
+core_status core_read_stream(FILE *f, const char *name, char **out, size_t *len, core_error *err);
 /* Make a directory and its parents (mode 0700). */
 core_status core_mkdirs(const char *path, core_error *err);
 

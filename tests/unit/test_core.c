@@ -105,6 +105,34 @@ static void config_defaults_are_safe(void **state) {
     assert_true(cfg.max_body >= 1024);
 }
 
+/* `caresync surveil detect -` reads stdin through core_read_stream (its own
+ * reader used to duplicate core_read_file): a stream larger than one read,
+ * NUL bytes kept (the length says where it ends), the stream left open. */
+static void read_stream_to_end(void **state) {
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    for (int i = 0; i < 30000; i++) fwrite("0123456789", 1, 10, f);
+    fputc(0, f);
+    fputs("tail", f);
+    rewind(f);
+    char *buf = NULL;
+    size_t len = 0;
+    core_error err = {0};
+    assert_int_equal(core_read_stream(f, "stdin", &buf, &len, &err), CORE_OK);
+    assert_int_equal(len, 300005);
+    assert_int_equal(buf[300000], 0);
+    assert_string_equal(buf + 300001, "tail");
+    assert_int_equal(buf[len], 0);
+    free(buf);
+    /* at the end: an empty text, and the stream is still the caller's */
+    assert_int_equal(core_read_stream(f, "stdin", &buf, &len, &err), CORE_OK);
+    assert_int_equal(len, 0);
+    assert_string_equal(buf, "");
+    free(buf);
+    assert_int_equal(fclose(f), 0);
+}
+
 /* Model files' fields are little-endian whatever the host: the helpers
  * write and read the bytes in that order (checked against fixed bytes, not
  * against the host's own layout). */
@@ -125,6 +153,7 @@ static void le_fields_byte_order(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(le_fields_byte_order),
+        cmocka_unit_test(read_stream_to_end),
         cmocka_unit_test(fail_fills_error),
         cmocka_unit_test(time_format_is_rfc3339),
         cmocka_unit_test(read_file_and_mkdirs),
