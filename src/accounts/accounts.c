@@ -144,7 +144,8 @@ static core_status load_user(sqlite3 *db, const char *username, int64_t id, user
         u->cost.mem = (uint64_t)sqlite3_column_int64(st, 5);
         u->dk_pw = blob_dup(st, 7, &u->dk_pw_len);
         u->dk_rc = blob_dup(st, 9, &u->dk_rc_len);
-        if (!blob_copy(st, 3, u->pw_salt, sizeof u->pw_salt) || !blob_copy(st, 6, u->verifier, ACCOUNTS_VERIFIER_BYTES) ||
+        if (!blob_copy(st, 3, u->pw_salt, sizeof u->pw_salt) ||
+            !blob_copy(st, 6, u->verifier, ACCOUNTS_VERIFIER_BYTES) ||
             !blob_copy(st, 8, u->rc_salt, sizeof u->rc_salt) || !u->dk_pw || !u->dk_rc)
             rc = core_fail(err, CORE_ERR_STORAGE, NULL, "account row is damaged");
     } else if (step == SQLITE_DONE) {
@@ -174,8 +175,8 @@ typedef struct {
     uint8_t *sealed; size_t sealed_len;
 } pw_wrap;
 
-static core_status wrap_password(const accounts *a, const char *password, const uint8_t dk[ACCOUNTS_DK_BYTES], pw_wrap *w,
-                                 core_error *err) {
+static core_status wrap_password(const accounts *a, const char *password, const uint8_t dk[ACCOUNTS_DK_BYTES],
+                                 pw_wrap *w, core_error *err) {
     uint8_t key[ACCOUNTS_KEK_BYTES];
     cs_crypto_random(w->salt, sizeof w->salt);
     core_status rc = cs_crypto_password_derive(password, strlen(password), w->salt, a->opt.kdf, key, w->verifier, err);
@@ -203,8 +204,8 @@ static core_status wrap_recovery(const uint8_t dk[ACCOUNTS_DK_BYTES], char text[
 
 /* Insert a session row for user u with data key dk; fill sess and token. */
 static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const char *username, accounts_role role,
-                                const uint8_t dk[ACCOUNTS_DK_BYTES], accounts_session *sess, char token[ACCOUNTS_TOKEN_TEXT],
-                                core_error *err) {
+                                const uint8_t dk[ACCOUNTS_DK_BYTES], accounts_session *sess,
+                                char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
     uint8_t raw[ACCOUNTS_TOKEN_RAW], key[ACCOUNTS_KEK_BYTES], csrf_raw[ACCOUNTS_TOKEN_RAW];
     cs_crypto_random(raw, sizeof raw);
     cs_crypto_random(csrf_raw, sizeof csrf_raw);
@@ -339,7 +340,8 @@ core_status accounts_signup(accounts *a, const char *username, const char *passw
 }
 
 /* Verify password against u and unwrap its data key. CORE_ERR_AUTH on mismatch. */
-static core_status unlock_with_password(const user_row *u, const char *password, uint8_t dk[ACCOUNTS_DK_BYTES], core_error *err) {
+static core_status unlock_with_password(const user_row *u, const char *password, uint8_t dk[ACCOUNTS_DK_BYTES],
+                                        core_error *err) {
     uint8_t key[ACCOUNTS_KEK_BYTES], verifier[ACCOUNTS_VERIFIER_BYTES];
     core_status rc = cs_crypto_password_derive(password, strlen(password), u->pw_salt, u->cost, key, verifier, err);
     if (!rc && !cs_crypto_equal(verifier, u->verifier, ACCOUNTS_VERIFIER_BYTES))
@@ -470,7 +472,8 @@ done:
 }
 
 /* Read the session row into e. CORE_ERR_AUTH if absent or expired. */
-static core_status load_session(accounts *a, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], session_entry *e, core_error *err) {
+static core_status load_session(accounts *a, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], session_entry *e,
+                                core_error *err) {
     sqlite3 *db = store_acquire(a->st);
     sqlite3_stmt *st = NULL;
     /* Runs on every cache miss: the statement is cached. */
@@ -669,7 +672,8 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
         uint8_t *plain = NULL;
         size_t n = 0;
         recovery_key(u.rc_salt, raw, key);
-        if (cs_crypto_open(key, AD_RC, strlen(AD_RC), u.dk_rc, u.dk_rc_len, &plain, &n, NULL) != CORE_OK || n != ACCOUNTS_DK_BYTES)
+        if (cs_crypto_open(key, AD_RC, strlen(AD_RC), u.dk_rc, u.dk_rc_len, &plain, &n, NULL) != CORE_OK ||
+            n != ACCOUNTS_DK_BYTES)
             rc = core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or recovery code");
         else memcpy(dk, plain, ACCOUNTS_DK_BYTES);
         if (plain) { cs_crypto_wipe(plain, n); free(plain); }

@@ -42,7 +42,8 @@ void session_cache_free(session_cache *c);
 /* Generation to pass to put: a put is refused if any drop happened since,
  * so a row read before a logout can never be cached after it. */
 uint64_t session_cache_generation(session_cache *c);
-bool session_cache_get(session_cache *c, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], int64_t now, session_entry *out);
+bool session_cache_get(session_cache *c, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], int64_t now,
+                       session_entry *out);
 void session_cache_put(session_cache *c, const session_entry *e, uint64_t generation);
 void session_cache_drop(session_cache *c, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES]);
 /* Drop every session of user_id except keep (may be NULL). */

@@ -192,7 +192,8 @@ static core_status train_features(train_ctx *c, const char *data_dir, const char
      * block's input activations, and then runs copies of the last block and
      * the 1×1 convolution to 1280 that are trained with it. */
     c->hin = o->finetune ? last_block_input(c->net, c->features) : c->features;
-    if (c->hin < 0) return core_fail(err, CORE_ERR_INVALID, "models", "the backbone has no residual block to fine-tune");
+    if (c->hin < 0)
+        return core_fail(err, CORE_ERR_INVALID, "models", "the backbone has no residual block to fine-tune");
     char cache[4096];
     screening_extract_opts eo = {.views = o->views, .node = c->hin, .augment = o->augment,
                                  .crop_watermark = o->crop_watermark};
@@ -340,7 +341,8 @@ static core_status train_distance_rule(train_ctx *c, core_error *err) {
     c->lab0 = malloc(ntr0 * sizeof *c->lab0);
     c->dist = malloc(nva * sizeof *c->dist);
     if (!c->pooled || !c->seq || !c->lab0 || !c->dist) return nomem(err);
-    for (size_t i = 0; i < ntr0; i++) c->seq[i] = i, c->lab0[i] = c->ds.items[c->tr0[i] / (size_t)c->o->views].condition;
+    for (size_t i = 0; i < ntr0; i++)
+        c->seq[i] = i, c->lab0[i] = c->ds.items[c->tr0[i] / (size_t)c->o->views].condition;
     core_status rc = screening_ood_fit(c->pooled, c->seq, c->lab0, ntr0, c->pd, OOD_COMPONENTS, &j->ood, err);
     if (rc) return rc;
     /* The threshold: the OOD_QUANTILE of all held-back photos. (The highest
