@@ -97,7 +97,7 @@ typedef struct {
     accounts_role role;
     uint8_t pw_salt[CS_CRYPTO_SALT_BYTES];
     cs_crypto_kdf_cost cost;
-    uint8_t verifier[32];
+    uint8_t verifier[ACCOUNTS_VERIFIER_BYTES];
     uint8_t *dk_pw; size_t dk_pw_len;
     uint8_t rc_salt[CS_CRYPTO_SALT_BYTES];
     uint8_t *dk_rc; size_t dk_rc_len;
@@ -144,7 +144,8 @@ static core_status load_user(sqlite3 *db, const char *username, int64_t id, user
         u->cost.mem = (uint64_t)sqlite3_column_int64(st, 5);
         u->dk_pw = blob_dup(st, 7, &u->dk_pw_len);
         u->dk_rc = blob_dup(st, 9, &u->dk_rc_len);
-        if (!blob_copy(st, 3, u->pw_salt, sizeof u->pw_salt) || !blob_copy(st, 6, u->verifier, 32) ||
+        if (!blob_copy(st, 3, u->pw_salt, sizeof u->pw_salt) ||
+            !blob_copy(st, 6, u->verifier, ACCOUNTS_VERIFIER_BYTES) ||
             !blob_copy(st, 8, u->rc_salt, sizeof u->rc_salt) || !u->dk_pw || !u->dk_rc)
             rc = core_fail(err, CORE_ERR_STORAGE, NULL, "account row is damaged");
     } else if (step == SQLITE_DONE) {
@@ -158,7 +159,7 @@ static core_status load_user(sqlite3 *db, const char *username, int64_t id, user
 }
 
 static void recovery_key(const uint8_t salt[CS_CRYPTO_SALT_BYTES], const uint8_t raw[CS_CRYPTO_RECOVERY_RAW],
-                         uint8_t key[32]) {
+                         uint8_t key[ACCOUNTS_KEK_BYTES]) {
     /* The recovery secret has 160 bits of entropy: a fast keyed hash suffices. */
     uint8_t in[CS_CRYPTO_SALT_BYTES + CS_CRYPTO_RECOVERY_RAW];
     memcpy(in, salt, CS_CRYPTO_SALT_BYTES);
@@ -170,16 +171,16 @@ static void recovery_key(const uint8_t salt[CS_CRYPTO_SALT_BYTES], const uint8_t
 /* Fresh password wrapping of dk: new salt, verifier and sealed key. */
 typedef struct {
     uint8_t salt[CS_CRYPTO_SALT_BYTES];
-    uint8_t verifier[32];
+    uint8_t verifier[ACCOUNTS_VERIFIER_BYTES];
     uint8_t *sealed; size_t sealed_len;
 } pw_wrap;
 
-static core_status wrap_password(const accounts *a, const char *password, const uint8_t dk[32], pw_wrap *w,
-                                 core_error *err) {
-    uint8_t key[32];
+static core_status wrap_password(const accounts *a, const char *password, const uint8_t dk[ACCOUNTS_DK_BYTES],
+                                 pw_wrap *w, core_error *err) {
+    uint8_t key[ACCOUNTS_KEK_BYTES];
     cs_crypto_random(w->salt, sizeof w->salt);
     core_status rc = cs_crypto_password_derive(password, strlen(password), w->salt, a->opt.kdf, key, w->verifier, err);
-    if (!rc) rc = cs_crypto_seal(key, AD_PW, strlen(AD_PW), dk, 32, &w->sealed, &w->sealed_len, err);
+    if (!rc) rc = cs_crypto_seal(key, AD_PW, strlen(AD_PW), dk, ACCOUNTS_DK_BYTES, &w->sealed, &w->sealed_len, err);
     cs_crypto_wipe(key, sizeof key);
     return rc;
 }
@@ -189,13 +190,13 @@ typedef struct {
     uint8_t *sealed; size_t sealed_len;
 } rc_wrap;
 
-static core_status wrap_recovery(const uint8_t dk[32], char text[CS_CRYPTO_RECOVERY_TEXT], rc_wrap *w,
+static core_status wrap_recovery(const uint8_t dk[ACCOUNTS_DK_BYTES], char text[CS_CRYPTO_RECOVERY_TEXT], rc_wrap *w,
                                  core_error *err) {
-    uint8_t raw[CS_CRYPTO_RECOVERY_RAW], key[32];
+    uint8_t raw[CS_CRYPTO_RECOVERY_RAW], key[ACCOUNTS_KEK_BYTES];
     cs_crypto_recovery_new(raw, text);
     cs_crypto_random(w->salt, sizeof w->salt);
     recovery_key(w->salt, raw, key);
-    core_status rc = cs_crypto_seal(key, AD_RC, strlen(AD_RC), dk, 32, &w->sealed, &w->sealed_len, err);
+    core_status rc = cs_crypto_seal(key, AD_RC, strlen(AD_RC), dk, ACCOUNTS_DK_BYTES, &w->sealed, &w->sealed_len, err);
     cs_crypto_wipe(raw, sizeof raw);
     cs_crypto_wipe(key, sizeof key);
     return rc;
@@ -203,9 +204,9 @@ static core_status wrap_recovery(const uint8_t dk[32], char text[CS_CRYPTO_RECOV
 
 /* Insert a session row for user u with data key dk; fill sess and token. */
 static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const char *username, accounts_role role,
-                                const uint8_t dk[32], accounts_session *sess, char token[ACCOUNTS_TOKEN_TEXT],
-                                core_error *err) {
-    uint8_t raw[32], key[32], csrf_raw[32];
+                                const uint8_t dk[ACCOUNTS_DK_BYTES], accounts_session *sess,
+                                char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
+    uint8_t raw[ACCOUNTS_TOKEN_RAW], key[ACCOUNTS_KEK_BYTES], csrf_raw[ACCOUNTS_TOKEN_RAW];
     cs_crypto_random(raw, sizeof raw);
     cs_crypto_random(csrf_raw, sizeof csrf_raw);
     memset(sess, 0, sizeof *sess);
@@ -215,14 +216,14 @@ static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const
     cs_crypto_b64(csrf_raw, sizeof csrf_raw, sess->csrf);
     uint8_t *sealed = NULL;
     size_t sealed_len = 0;
-    core_status rc = cs_crypto_seal(key, AD_SESS, strlen(AD_SESS), dk, 32, &sealed, &sealed_len, err);
+    core_status rc = cs_crypto_seal(key, AD_SESS, strlen(AD_SESS), dk, ACCOUNTS_DK_BYTES, &sealed, &sealed_len, err);
     cs_crypto_wipe(key, sizeof key);
     sqlite3_stmt *st = NULL;
     if (!rc) rc = store_prepare(db, "INSERT INTO sessions(id_hash, user_id, csrf, dk_sess, created_at, expires_at) "
                                     "VALUES (?, ?, ?, ?, ?, ?)", &st, err);
     if (!rc) {
         int64_t now = core_now();
-        sqlite3_bind_blob(st, 1, sess->id_hash, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 1, sess->id_hash, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, user_id);
         sqlite3_bind_text(st, 3, sess->csrf, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 4, sealed, (int)sealed_len, SQLITE_STATIC);
@@ -236,7 +237,7 @@ static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const
         sess->user_id = user_id;
         snprintf(sess->username, sizeof sess->username, "%s", username);
         sess->role = role;
-        memcpy(sess->data_key, dk, 32);
+        memcpy(sess->data_key, dk, ACCOUNTS_DK_BYTES);
         cs_crypto_b64(raw, sizeof raw, token);
     }
     cs_crypto_wipe(raw, sizeof raw);
@@ -255,7 +256,7 @@ static core_status create_account(accounts *a, const char *username, const char 
     if (!rc) rc = accounts_validate_password(password, err);
     if (rc) return rc;
 
-    uint8_t dk[32];
+    uint8_t dk[ACCOUNTS_DK_BYTES];
     cs_crypto_random(dk, sizeof dk);
     pw_wrap pw = {0};
     rc_wrap rw = {0};
@@ -279,7 +280,7 @@ static core_status create_account(accounts *a, const char *username, const char 
         sqlite3_bind_blob(st, 4, pw.salt, sizeof pw.salt, SQLITE_STATIC);
         sqlite3_bind_int64(st, 5, (sqlite3_int64)a->opt.kdf.ops);
         sqlite3_bind_int64(st, 6, (sqlite3_int64)a->opt.kdf.mem);
-        sqlite3_bind_blob(st, 7, pw.verifier, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 7, pw.verifier, ACCOUNTS_VERIFIER_BYTES, SQLITE_STATIC);
         sqlite3_bind_blob(st, 8, pw.sealed, (int)pw.sealed_len, SQLITE_STATIC);
         sqlite3_bind_blob(st, 9, rw.salt, sizeof rw.salt, SQLITE_STATIC);
         sqlite3_bind_blob(st, 10, rw.sealed, (int)rw.sealed_len, SQLITE_STATIC);
@@ -339,17 +340,18 @@ core_status accounts_signup(accounts *a, const char *username, const char *passw
 }
 
 /* Verify password against u and unwrap its data key. CORE_ERR_AUTH on mismatch. */
-static core_status unlock_with_password(const user_row *u, const char *password, uint8_t dk[32], core_error *err) {
-    uint8_t key[32], verifier[32];
+static core_status unlock_with_password(const user_row *u, const char *password, uint8_t dk[ACCOUNTS_DK_BYTES],
+                                        core_error *err) {
+    uint8_t key[ACCOUNTS_KEK_BYTES], verifier[ACCOUNTS_VERIFIER_BYTES];
     core_status rc = cs_crypto_password_derive(password, strlen(password), u->pw_salt, u->cost, key, verifier, err);
-    if (!rc && !cs_crypto_equal(verifier, u->verifier, 32))
+    if (!rc && !cs_crypto_equal(verifier, u->verifier, ACCOUNTS_VERIFIER_BYTES))
         rc = core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or password");
     if (!rc) {
         uint8_t *plain = NULL;
         size_t n = 0;
         rc = cs_crypto_open(key, AD_PW, strlen(AD_PW), u->dk_pw, u->dk_pw_len, &plain, &n, err);
-        if (!rc && n != 32) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "wrapped key has the wrong size");
-        if (!rc) memcpy(dk, plain, 32);
+        if (!rc && n != ACCOUNTS_DK_BYTES) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "wrapped key has the wrong size");
+        if (!rc) memcpy(dk, plain, ACCOUNTS_DK_BYTES);
         if (plain) { cs_crypto_wipe(plain, n); free(plain); }
     }
     cs_crypto_wipe(key, sizeof key);
@@ -420,7 +422,7 @@ static void throttle_fail_all(accounts *a, sqlite3 *db, const throttle_keys_t *k
 /* Spend the same Argon2id time for unknown names so response timing does
  * not reveal which usernames exist. */
 static void burn_kdf(const accounts *a, const char *password) {
-    uint8_t salt[CS_CRYPTO_SALT_BYTES] = {0}, k[32], v[32];
+    uint8_t salt[CS_CRYPTO_SALT_BYTES] = {0}, k[ACCOUNTS_KEK_BYTES], v[ACCOUNTS_VERIFIER_BYTES];
     core_error ignored = {0};
     cs_crypto_password_derive(password, strlen(password), salt, a->opt.kdf, k, v, &ignored);
 }
@@ -437,7 +439,7 @@ core_status accounts_login(accounts *a, const char *username, const char *passwo
 
     sqlite3 *db = store_acquire(a->st);
     user_row u;
-    uint8_t dk[32];
+    uint8_t dk[ACCOUNTS_DK_BYTES];
     core_status rc = throttle_check_all(a, db, &keys, true, err);
     if (rc) goto done;
     rc = load_user(db, name, -1, &u, err);
@@ -470,7 +472,8 @@ done:
 }
 
 /* Read the session row into e. CORE_ERR_AUTH if absent or expired. */
-static core_status load_session(accounts *a, const uint8_t id_hash[32], session_entry *e, core_error *err) {
+static core_status load_session(accounts *a, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], session_entry *e,
+                                core_error *err) {
     sqlite3 *db = store_acquire(a->st);
     sqlite3_stmt *st = NULL;
     /* Runs on every cache miss: the statement is cached. */
@@ -478,11 +481,11 @@ static core_status load_session(accounts *a, const uint8_t id_hash[32], session_
         "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess, s.expires_at FROM sessions s "
         "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ? AND s.expires_at > ?", &st, err);
     if (!rc) {
-        sqlite3_bind_blob(st, 1, id_hash, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 1, id_hash, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, core_now());
         int step = sqlite3_step(st);
         if (step == SQLITE_ROW) {
-            memcpy(e->id_hash, id_hash, 32);
+            memcpy(e->id_hash, id_hash, ACCOUNTS_SESSION_ID_BYTES);
             e->user_id = sqlite3_column_int64(st, 0);
             snprintf(e->username, sizeof e->username, "%s", (const char *)sqlite3_column_text(st, 1));
             if (!accounts_role_parse((const char *)sqlite3_column_text(st, 2), &e->role)) e->role = ACCOUNTS_PERSON;
@@ -502,11 +505,11 @@ static core_status load_session(accounts *a, const uint8_t id_hash[32], session_
 }
 
 core_status accounts_authenticate(accounts *a, const char *token, accounts_session *sess, core_error *err) {
-    uint8_t raw[32];
+    uint8_t raw[ACCOUNTS_TOKEN_RAW];
     memset(sess, 0, sizeof *sess);
     if (!token || !cs_crypto_unb64(token, raw, sizeof raw))
         return core_fail(err, CORE_ERR_AUTH, NULL, "not logged in");
-    uint8_t id_hash[32], key[32];
+    uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], key[ACCOUNTS_KEK_BYTES];
     cs_crypto_hash(id_hash, "caresync-session-id-v1", raw, sizeof raw);
     cs_crypto_hash(key, "caresync-session-key-v1", raw, sizeof raw);
     cs_crypto_hash(sess->view_key, "caresync-session-view-v1", raw, sizeof raw);
@@ -524,11 +527,11 @@ core_status accounts_authenticate(accounts *a, const char *token, accounts_sessi
         memcpy(sess->username, e.username, sizeof sess->username);
         sess->role = e.role;
         memcpy(sess->csrf, e.csrf, sizeof sess->csrf);
-        memcpy(sess->id_hash, id_hash, 32);
+        memcpy(sess->id_hash, id_hash, ACCOUNTS_SESSION_ID_BYTES);
         uint8_t *plain = NULL;
         size_t n = 0;
         rc = cs_crypto_open(key, AD_SESS, strlen(AD_SESS), e.sealed, e.sealed_len, &plain, &n, err);
-        if (!rc && n == 32) memcpy(sess->data_key, plain, 32);
+        if (!rc && n == ACCOUNTS_DK_BYTES) memcpy(sess->data_key, plain, ACCOUNTS_DK_BYTES);
         else if (!rc) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key has the wrong size");
         if (plain) { cs_crypto_wipe(plain, n); free(plain); }
     }
@@ -542,7 +545,7 @@ static core_status exec_bound(sqlite3 *db, const char *sql, int64_t id, const ui
     core_status rc = store_prepare(db, sql, &st, err);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
-    if (blob) sqlite3_bind_blob(st, 2, blob, 32, SQLITE_STATIC);
+    if (blob) sqlite3_bind_blob(st, 2, blob, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
     sqlite3_finalize(st);
     return rc;
@@ -586,7 +589,7 @@ static core_status update_wrapping(sqlite3 *db, const accounts *a, int64_t id, c
     sqlite3_bind_blob(st, 2, pw->salt, sizeof pw->salt, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)a->opt.kdf.ops);
     sqlite3_bind_int64(st, 4, (sqlite3_int64)a->opt.kdf.mem);
-    sqlite3_bind_blob(st, 5, pw->verifier, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 5, pw->verifier, ACCOUNTS_VERIFIER_BYTES, SQLITE_STATIC);
     sqlite3_bind_blob(st, 6, pw->sealed, (int)pw->sealed_len, SQLITE_STATIC);
     if (rw) {
         sqlite3_bind_blob(st, 7, rw->salt, sizeof rw->salt, SQLITE_STATIC);
@@ -599,7 +602,7 @@ static core_status update_wrapping(sqlite3 *db, const accounts *a, int64_t id, c
 
 /* Re-check the password of the session's account, with throttling. */
 static core_status recheck_password(accounts *a, sqlite3 *db, const accounts_session *sess, const char *password,
-                                    const char *client, user_row *u, uint8_t dk[32], core_error *err) {
+                                    const char *client, user_row *u, uint8_t dk[ACCOUNTS_DK_BYTES], core_error *err) {
     throttle_keys_t keys;
     throttle_keys(sess->username, client, &keys);
     core_status rc = throttle_check_all(a, db, &keys, true, err);
@@ -623,7 +626,7 @@ core_status accounts_change_password(accounts *a, const accounts_session *sess, 
     if (rc) { snprintf(err->field, sizeof err->field, "new_password"); return rc; }
     sqlite3 *db = store_acquire(a->st);
     user_row u;
-    uint8_t dk[32];
+    uint8_t dk[ACCOUNTS_DK_BYTES];
     pw_wrap pw = {0};
     rc = recheck_password(a, db, sess, current, client, &u, dk, err);
     if (!rc) {
@@ -655,7 +658,7 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
     sqlite3 *db = store_acquire(a->st);
     user_row u;
     bool loaded = false;
-    uint8_t raw[CS_CRYPTO_RECOVERY_RAW], key[32], dk[32];
+    uint8_t raw[CS_CRYPTO_RECOVERY_RAW], key[ACCOUNTS_KEK_BYTES], dk[ACCOUNTS_DK_BYTES];
     pw_wrap pw = {0};
     rc_wrap rw = {0};
     rc = throttle_check_all(a, db, &keys, false, err);
@@ -669,9 +672,10 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
         uint8_t *plain = NULL;
         size_t n = 0;
         recovery_key(u.rc_salt, raw, key);
-        if (cs_crypto_open(key, AD_RC, strlen(AD_RC), u.dk_rc, u.dk_rc_len, &plain, &n, NULL) != CORE_OK || n != 32)
+        if (cs_crypto_open(key, AD_RC, strlen(AD_RC), u.dk_rc, u.dk_rc_len, &plain, &n, NULL) != CORE_OK ||
+            n != ACCOUNTS_DK_BYTES)
             rc = core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or recovery code");
-        else memcpy(dk, plain, 32);
+        else memcpy(dk, plain, ACCOUNTS_DK_BYTES);
         if (plain) { cs_crypto_wipe(plain, n); free(plain); }
     }
     if (rc == CORE_ERR_AUTH) throttle_fail_all(a, db, &keys, false);
@@ -709,7 +713,7 @@ core_status accounts_delete_with(accounts *a, const accounts_session *sess, cons
                                  accounts_before_delete_fn before_delete, void *ud, core_error *err) {
     sqlite3 *db = store_acquire(a->st);
     user_row u;
-    uint8_t dk[32];
+    uint8_t dk[ACCOUNTS_DK_BYTES];
     core_status rc = recheck_password(a, db, sess, password, client, &u, dk, err);
     if (rc == CORE_ERR_AUTH && strcmp(err->field, "current_password") == 0)
         core_fail(err, CORE_ERR_AUTH, "password", "the password is wrong");

@@ -20,6 +20,9 @@ typedef enum { ACCOUNTS_PERSON, ACCOUNTS_CLINICIAN, ACCOUNTS_ANALYST, ACCOUNTS_A
 
 #define ACCOUNTS_USERNAME_MAX 32
 #define ACCOUNTS_TOKEN_TEXT 44 /* 32 bytes, URL-safe base64, NUL */
+/* A session is looked up by a keyed BLAKE2b-256 hash of its token (the token
+ * itself is only in the client's cookie). */
+#define ACCOUNTS_SESSION_ID_BYTES 32
 
 /* Throttling (see throttle_* in accounts.c for why it is shaped so):
  *   per (account, client address)  max_failures per window: the attacker's
@@ -53,7 +56,7 @@ typedef struct {
     char username[ACCOUNTS_USERNAME_MAX + 1];
     accounts_role role;
     char csrf[ACCOUNTS_TOKEN_TEXT];
-    uint8_t id_hash[32];
+    uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES];
     uint8_t data_key[CS_CRYPTO_KEY_BYTES];
     uint8_t view_key[CS_CRYPTO_KEY_BYTES];
 } accounts_session;

@@ -39,7 +39,7 @@ void session_cache_free(session_cache *c) {
     free(c);
 }
 
-static size_t index_of(const uint8_t id_hash[32]) {
+static size_t index_of(const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES]) {
     size_t v;
     memcpy(&v, id_hash, sizeof v);
     return v % SESSION_CACHE_SLOTS;
@@ -52,11 +52,11 @@ uint64_t session_cache_generation(session_cache *c) {
     return g;
 }
 
-bool session_cache_get(session_cache *c, const uint8_t id_hash[32], int64_t now, session_entry *out) {
+bool session_cache_get(session_cache *c, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], int64_t now, session_entry *out) {
     bool hit = false;
     pthread_mutex_lock(&c->lock);
     slot *s = &c->slots[index_of(id_hash)];
-    if (s->used && memcmp(s->e.id_hash, id_hash, 32) == 0) {
+    if (s->used && memcmp(s->e.id_hash, id_hash, ACCOUNTS_SESSION_ID_BYTES) == 0) {
         if (s->e.expires_at > now) {
             *out = s->e;
             hit = true;
@@ -81,11 +81,11 @@ void session_cache_put(session_cache *c, const session_entry *e, uint64_t genera
     pthread_mutex_unlock(&c->lock);
 }
 
-void session_cache_drop(session_cache *c, const uint8_t id_hash[32]) {
+void session_cache_drop(session_cache *c, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES]) {
     pthread_mutex_lock(&c->lock);
     c->generation++;
     slot *s = &c->slots[index_of(id_hash)];
-    if (s->used && memcmp(s->e.id_hash, id_hash, 32) == 0) s->used = false;
+    if (s->used && memcmp(s->e.id_hash, id_hash, ACCOUNTS_SESSION_ID_BYTES) == 0) s->used = false;
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -94,7 +94,7 @@ void session_cache_drop_user(session_cache *c, int64_t user_id, const uint8_t *k
     c->generation++;
     for (size_t i = 0; i < SESSION_CACHE_SLOTS; i++) {
         slot *s = &c->slots[i];
-        if (s->used && s->e.user_id == user_id && !(keep && memcmp(s->e.id_hash, keep, 32) == 0)) s->used = false;
+        if (s->used && s->e.user_id == user_id && !(keep && memcmp(s->e.id_hash, keep, ACCOUNTS_SESSION_ID_BYTES) == 0)) s->used = false;
     }
     pthread_mutex_unlock(&c->lock);
 }

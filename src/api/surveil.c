@@ -207,7 +207,7 @@ void api_surveil_weeks(http_request *rq, void *ctx) {
     if (!analyst(rq, c, &sess, false)) return;
     accounts_session_wipe(&sess);
     core_error err = {0};
-    int to = sealed(c);
+    int to = share_sealed_through(c->share, core_now());
     const char *to_text = http_query(rq, "to"), *count_text = http_query(rq, "count");
     if (to_text && surveil_week_parse(to_text, &to, &err)) {
         http_respond_error(rq, 422, "validation_failed", "to", "%s", err.message);

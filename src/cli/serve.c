@@ -1,9 +1,12 @@
 /* caresync serve — open storage, load regions, start HTTP, wait for a
  * signal, shut down cleanly. */
 #include <getopt.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -20,65 +23,254 @@
 #include "store/store.h"
 #include "surveil/surveil.h"
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: caresync serve [options]\n"
-            "\n"
-            "  --host ADDR              bind address (default 127.0.0.1; non-loopback needs TLS)\n"
-            "  --port N                 TCP port (default 8080; 0 picks a free one)\n"
-            "  --data-dir DIR           database directory (default ./var)\n"
-            "  --web-dir DIR            static web assets (default ./web or the source tree's)\n"
-            "  --tls-cert FILE          PEM certificate: serve HTTPS\n"
-            "  --tls-key FILE           PEM private key for --tls-cert\n"
-            "  --threads N              HTTP worker threads (default 4)\n"
-            "  --max-body BYTES         request body limit (default 65536)\n"
-            "  --session-ttl SECONDS    session lifetime (default 43200)\n"
-            "  --login-max-failures N   failed logins per account from one client address per window\n"
-            "                           (default 5)\n"
-            "  --login-max-failures-ip N  failed logins per client address per window (default 20)\n"
-            "  --login-window SECONDS   throttling window (default 900)\n"
-            "  --login-max-failures-account N  failed logins per account from all addresses per\n"
-            "                           account window (default 50)\n"
-            "  --login-account-window SECONDS  (default 3600)\n"
-            "  --signups-per-window N   new accounts per client address (IPv6: per /64) per window\n"
-            "                           (default 20)\n"
-            "  --signups-window SECONDS (default 3600)\n"
-            "  --iso-codes-dir DIR      Debian iso-codes JSON (default /usr/share/iso-codes/json)\n"
-            "  --node-key FILE          ledger node key (default DATA/keys/node.key, created if absent)\n"
-            "  --admin-key FILE         ledger admin key (default DATA/keys/admin.key, created if absent)\n"
-            "  --ledger-batch-ms N      seal pending ledger transactions at least every N ms (default 10)\n"
-            "  --ledger-batch-max N     ... or as soon as N are pending (default 4096)\n"
-            "  --genesis-rewards S,C,Y,D  tokens per contribution of screening, conditions, symptoms,\n"
-            "                           demographics data (default 10,5,5,2); written into the genesis\n"
-            "                           block of a new ledger, ignored for an existing one\n"
-            "  --model FILE             screening model (default the source tree's models/screening.csm;\n"
-            "                           missing: screening answers 503, everything else runs)\n"
-            "  --backbone-dir DIR       where the model's pretrained backbone is, colon-separated\n"
-            "                           (default ../shared/models:node_modules)\n"
-            "  --screenings-per-window N  photos per account per window (default 20)\n"
-            "  --screenings-window SECONDS  (default 600)\n"
-            "  --small-cell-k K         surveillance releases suppress counts below K (default 11)\n"
-            "  --privacy-budget E       total differential-privacy epsilon per organisation (default 10)\n"
-            "  --seal-delay SECONDS     a week's surveillance counts are released this long after it ends\n"
-            "                           (default 86400, at least 3600)\n"
-            "  --reward-batch N         contributions' rewards go to the ledger in batches of at least N\n"
-            "                           (default 11)\n"
-            "  --max-connections N      open connections, all clients together (default 2000)\n"
-            "  --max-connections-per-ip N  open connections from one client address (default 64)\n"
-            "  --head-timeout SECONDS   time to send a whole request head, however slowly bytes\n"
-            "                           come; also the keep-alive idle time (default 10)\n"
-            "  --idle-timeout SECONDS   close a connection silent this long mid-request (default 30)\n"
-            "  --min-body-rate BYTES    bytes/s a request body must average after --head-timeout\n"
-            "                           (default 1024)\n"
-            "  --log-level LEVEL        debug, info, warn or error (default info)\n");
+/* What the command line sets: the service configuration, the ledger's
+ * options (its defaults from ledger_options_defaults(), so they are stated
+ * once, in the ledger) and the key files. */
+typedef struct {
+    core_config cfg;
+    ledger_options lopt;
+    const char *node_key, *admin_key;
+} serve_settings;
+
+static void settings_defaults(serve_settings *s) {
+    memset(s, 0, sizeof *s);
+    core_config_defaults(&s->cfg);
+    ledger_options_defaults(&s->lopt);
 }
 
-static bool parse_int(const char *s, long lo, long hi, long *out) {
+/* How an option's value is stored at its field. */
+typedef enum {
+    ARG_STR,     /* const char * (borrowed from argv) */
+    ARG_INT,     /* int in [lo, hi] */
+    ARG_SIZE,    /* size_t in [lo, hi] */
+    ARG_DOUBLE,  /* double from a whole number in [lo, hi] */
+    ARG_REWARDS, /* LEDGER_CATEGORIES comma-separated uint64_t in [lo, hi] */
+    ARG_LOG,     /* log level name (no field) */
+    ARG_HELP,    /* no argument: print the usage */
+} arg_kind;
+
+/* One option: its name and argument, where and how its value goes, and its
+ * help. "{}" in the help is replaced by the field's default value, so the
+ * usage text shows the defaults the code uses. The getopt table, the usage
+ * text and the dispatch are all built from this one list. */
+typedef struct {
+    const char *name;
+    const char *metavar; /* NULL: takes no argument */
+    arg_kind kind;
+    size_t off;          /* offsetof(serve_settings, ...) */
+    long lo, hi;
+    const char *help;    /* lines after the first are indented under it */
+} serve_option;
+
+#define CFG(f) offsetof(serve_settings, cfg.f)
+#define LED(f) offsetof(serve_settings, lopt.f)
+#define DAY 86400L
+static const serve_option options[] = {
+    {"host", "ADDR", ARG_STR, CFG(host), 0, 0, "bind address (default 127.0.0.1; non-loopback needs TLS)"},
+    {"port", "N", ARG_INT, CFG(port), 0, 65535, "TCP port (default {}; 0 picks a free one)"},
+    {"data-dir", "DIR", ARG_STR, CFG(data_dir), 0, 0, "database directory (default ./{})"},
+    {"web-dir", "DIR", ARG_STR, CFG(web_dir), 0, 0,
+     "static web assets (default ./web, else ../web from the\n"
+     "executable's directory: the checkout's, for build/caresync)"},
+    {"tls-cert", "FILE", ARG_STR, CFG(tls_cert), 0, 0, "PEM certificate: serve HTTPS"},
+    {"tls-key", "FILE", ARG_STR, CFG(tls_key), 0, 0, "PEM private key for --tls-cert"},
+    {"threads", "N", ARG_INT, CFG(threads), 1, 256, "HTTP worker threads (default {})"},
+    {"max-body", "BYTES", ARG_SIZE, CFG(max_body), 1024, 64L << 20, "request body limit (default {})"},
+    {"session-ttl", "SECONDS", ARG_INT, CFG(session_ttl), 60, 30 * DAY, "session lifetime (default {})"},
+    {"login-max-failures", "N", ARG_INT, CFG(login_max_failures), 1, 1000000,
+     "failed logins per account from one client address per window\n(default {})"},
+    {"login-max-failures-ip", "N", ARG_INT, CFG(login_max_failures_ip), 1, 1000000,
+     "failed logins per client address per window (default {})"},
+    {"login-window", "SECONDS", ARG_INT, CFG(login_window), 1, DAY, "throttling window (default {})"},
+    {"login-max-failures-account", "N", ARG_INT, CFG(login_max_failures_account), 1, 1000000,
+     "failed logins per account from all addresses per\naccount window (default {})"},
+    {"login-account-window", "SECONDS", ARG_INT, CFG(login_account_window), 1, 7 * DAY, "(default {})"},
+    {"signups-per-window", "N", ARG_INT, CFG(signup_per_window), 1, 1000000,
+     "new accounts per client address (IPv6: per /64) per window\n(default {})"},
+    {"signups-window", "SECONDS", ARG_INT, CFG(signup_window), 1, 7 * DAY, "(default {})"},
+    {"iso-codes-dir", "DIR", ARG_STR, CFG(iso_codes_dir), 0, 0, "Debian iso-codes JSON (default {})"},
+    {"node-key", "FILE", ARG_STR, offsetof(serve_settings, node_key), 0, 0,
+     "ledger node key (default DATA/keys/node.key, created if absent)"},
+    {"admin-key", "FILE", ARG_STR, offsetof(serve_settings, admin_key), 0, 0,
+     "ledger admin key (default DATA/keys/admin.key, created if absent)"},
+    {"ledger-batch-ms", "N", ARG_INT, LED(batch_ms), 0, 10000,
+     "seal pending ledger transactions at least every N ms (default {})"},
+    {"ledger-batch-max", "N", ARG_INT, LED(batch_max), 1, 1000000, "... or as soon as N are pending (default {})"},
+    {"genesis-rewards", "S,C,Y,D", ARG_REWARDS, LED(genesis_reward), 0, 1000000000L,
+     "tokens per contribution of screening, conditions, symptoms,\n"
+     "demographics data (default {}); written into the genesis\n"
+     "block of a new ledger, ignored for an existing one"},
+    {"model", "FILE", ARG_STR, CFG(model_path), 0, 0,
+     "screening model (default models/screening.csm, else ../models/\n"
+     "screening.csm from the executable's directory; missing: screening\n"
+     "answers 503, everything else runs)"},
+    {"backbone-dir", "DIR", ARG_STR, CFG(backbone_dir), 0, 0,
+     "where the model's pretrained backbone is, colon-separated\n(default {})"},
+    {"screenings-per-window", "N", ARG_INT, CFG(screen_per_window), 1, 1000000,
+     "photos per account per window (default {})"},
+    {"screenings-window", "SECONDS", ARG_INT, CFG(screen_window), 1, DAY, "(default {})"},
+    {"small-cell-k", "K", ARG_INT, CFG(surveil_k), 1, 1000,
+     "surveillance releases suppress counts below K (default {})"},
+    {"privacy-budget", "E", ARG_DOUBLE, CFG(surveil_budget), 0, 1000,
+     "total differential-privacy epsilon per organisation (default {})"},
+    {"seal-delay", "SECONDS", ARG_INT, CFG(surveil_seal_delay), SURVEIL_SEAL_DELAY_MIN, 60 * DAY,
+     "a week's surveillance counts are released this long after it ends\n(default {}, at least 3600)"},
+    {"reward-batch", "N", ARG_INT, CFG(surveil_reward_batch), 1, 10000,
+     "contributions' rewards go to the ledger in batches of at least N\n(default {})"},
+    {"max-connections", "N", ARG_INT, CFG(max_connections), 1, 1000000,
+     "open connections, all clients together (default {})"},
+    {"max-connections-per-ip", "N", ARG_INT, CFG(per_ip_connections), 1, 1000000,
+     "open connections from one client address (default {})"},
+    {"head-timeout", "SECONDS", ARG_INT, CFG(head_timeout), 1, 3600,
+     "time to send a whole request head, however slowly bytes\n"
+     "come; also the keep-alive idle time (default {})"},
+    {"idle-timeout", "SECONDS", ARG_INT, CFG(idle_timeout), 1, 3600,
+     "close a connection silent this long mid-request (default {})"},
+    {"min-body-rate", "BYTES", ARG_INT, CFG(min_body_rate), 1, 1L << 30,
+     "bytes/s a request body must average after --head-timeout\n(default {})"},
+    {"log-level", "LEVEL", ARG_LOG, 0, 0, 0, "debug, info, warn or error (default info)"},
+    {"help", NULL, ARG_HELP, 0, 0, 0, "this text"},
+};
+#undef CFG
+#undef LED
+#undef DAY
+#define OPTION_COUNT (sizeof options / sizeof *options)
+_Static_assert(LEDGER_CATEGORIES == 4, "--genesis-rewards names four categories (S,C,Y,D)");
+
+/* The value of o's field in s as text (its default when s holds defaults). */
+static void field_text(const serve_settings *s, const serve_option *o, char *out, size_t cap) {
+    const char *at = (const char *)s + o->off;
+    switch (o->kind) {
+    case ARG_STR: {
+        const char *v;
+        memcpy(&v, at, sizeof v);
+        snprintf(out, cap, "%s", v ? v : "none");
+        break;
+    }
+    case ARG_INT: snprintf(out, cap, "%d", *(const int *)(const void *)at); break;
+    case ARG_SIZE: snprintf(out, cap, "%zu", *(const size_t *)(const void *)at); break;
+    case ARG_DOUBLE: snprintf(out, cap, "%g", *(const double *)(const void *)at); break;
+    case ARG_REWARDS: {
+        const uint64_t *r = (const uint64_t *)(const void *)at;
+        size_t n = 0;
+        out[0] = 0;
+        for (int i = 0; i < LEDGER_CATEGORIES && n < cap; i++)
+            n += (size_t)snprintf(out + n, cap - n, "%s%" PRIu64, i ? "," : "", r[i]);
+        break;
+    }
+    default: snprintf(out, cap, "%s", ""); break;
+    }
+}
+
+static void usage(FILE *f) {
+    serve_settings d;
+    settings_defaults(&d);
+    fprintf(f, "usage: caresync serve [options]\n\n");
+    for (size_t i = 0; i < OPTION_COUNT; i++) {
+        const serve_option *o = &options[i];
+        char head[64], dflt[8192];
+        snprintf(head, sizeof head, "--%s%s%s", o->name, o->metavar ? " " : "", o->metavar ? o->metavar : "");
+        fprintf(f, strlen(head) <= 24 ? "  %-24s " : "  %s  ", head);
+        field_text(&d, o, dflt, sizeof dflt);
+        for (const char *p = o->help; *p; p++) {
+            if (p[0] == '{' && p[1] == '}') fputs(dflt, f), p++;
+            else if (*p == '\n') fputs("\n                           ", f);
+            else fputc(*p, f);
+        }
+        fputc('\n', f);
+    }
+}
+
+static bool parse_long(const char *s, long lo, long hi, long *out) {
     char *end = NULL;
+    errno = 0;
     long v = strtol(s, &end, 10);
-    if (!*s || *end || v < lo || v > hi) return false;
+    if (!*s || *end || errno || v < lo || v > hi) return false;
     *out = v;
     return true;
+}
+
+/* Store arg as o's value in s; false when it is out of range or malformed. */
+static bool set_option(serve_settings *s, const serve_option *o, const char *arg) {
+    void *at = (char *)s + o->off;
+    long v = 0;
+    switch (o->kind) {
+    case ARG_STR: memcpy(at, &arg, sizeof arg); return true;
+    case ARG_INT:
+        if (!parse_long(arg, o->lo, o->hi, &v)) return false;
+        *(int *)at = (int)v;
+        return true;
+    case ARG_SIZE:
+        if (!parse_long(arg, o->lo, o->hi, &v)) return false;
+        *(size_t *)at = (size_t)v;
+        return true;
+    case ARG_DOUBLE:
+        if (!parse_long(arg, o->lo, o->hi, &v)) return false;
+        *(double *)at = (double)v;
+        return true;
+    case ARG_REWARDS: {
+        uint64_t r[LEDGER_CATEGORIES];
+        int n = 0;
+        for (const char *p = arg;; p++) {
+            char tok[32];
+            size_t l = strcspn(p, ",");
+            if (n == LEDGER_CATEGORIES || l >= sizeof tok) return false;
+            memcpy(tok, p, l);
+            tok[l] = 0;
+            if (!parse_long(tok, o->lo, o->hi, &v)) return false;
+            r[n++] = (uint64_t)v;
+            p += l;
+            if (!*p) break;
+        }
+        if (n != LEDGER_CATEGORIES) return false;
+        memcpy(at, r, sizeof r);
+        return true;
+    }
+    case ARG_LOG: {
+        static const struct { const char *name; core_log_level level; } levels[] = {
+            {"debug", CORE_LOG_DEBUG}, {"info", CORE_LOG_INFO}, {"warn", CORE_LOG_WARN}, {"error", CORE_LOG_ERROR}};
+        for (size_t i = 0; i < sizeof levels / sizeof *levels; i++)
+            if (strcmp(arg, levels[i].name) == 0) {
+                core_log_set_level(levels[i].level);
+                return true;
+            }
+        return false;
+    }
+    case ARG_HELP: return true;
+    }
+    return false;
+}
+
+/* Parse argv into s. Returns -1 to go on, else the exit status (0 after
+ * --help, 2 on a usage error with the reason printed). */
+static int parse_args(int argc, char **argv, serve_settings *s) {
+    struct option lo[OPTION_COUNT + 1];
+    for (size_t i = 0; i < OPTION_COUNT; i++)
+        lo[i] = (struct option){options[i].name, options[i].metavar ? required_argument : no_argument, NULL,
+                                256 + (int)i};
+    lo[OPTION_COUNT] = (struct option){0};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (c < 256 || c >= 256 + (int)OPTION_COUNT) {
+            usage(stderr);
+            return 2;
+        }
+        const serve_option *o = &options[c - 256];
+        if (o->kind == ARG_HELP) {
+            usage(stdout);
+            return 0;
+        }
+        if (!set_option(s, o, optarg)) {
+            fprintf(stderr, "caresync serve: bad value for --%s: %s\n", o->name, optarg);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "caresync serve: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    return -1;
 }
 
 /* Each connection is a descriptor; the database, ledger, model and static
@@ -108,114 +300,139 @@ static long fit_connections(long want) {
     return want;
 }
 
+/* Everything serve opens, closed by serve_close() in the reverse order. */
+typedef struct {
+    serve_settings *set;
+    char dbpath[4096], ledpath[4096], keydir[4096], nodepath[4200], adminpath[4200];
+    int lockfd;
+    store *st;
+    regions *regs;
+    accounts *acc;
+    http_router *router;
+    screening_model *model;
+    screening_desk *desk;
+    http_server *srv;
+    ledger *led;
+    share *shr;
+    api_context ctx;
+} serve_state;
+
+/* The data directory (locked), its database, regions, keys and ledger. */
+static core_status open_storage(serve_state *S, core_error *err) {
+    core_config *cfg = &S->set->cfg;
+    ledger_options *lopt = &S->set->lopt;
+    snprintf(S->dbpath, sizeof S->dbpath, "%s/caresync.db", cfg->data_dir);
+    snprintf(S->ledpath, sizeof S->ledpath, "%s/ledger.db", cfg->data_dir);
+    snprintf(S->keydir, sizeof S->keydir, "%s/keys", cfg->data_dir);
+    if (S->set->node_key) snprintf(S->nodepath, sizeof S->nodepath, "%s", S->set->node_key);
+    else snprintf(S->nodepath, sizeof S->nodepath, "%s/node.key", S->keydir);
+    if (S->set->admin_key) snprintf(S->adminpath, sizeof S->adminpath, "%s", S->set->admin_key);
+    else snprintf(S->adminpath, sizeof S->adminpath, "%s/admin.key", S->keydir);
+    lopt->path = S->ledpath;
+    bool made_node = false, made_admin = false;
+    /* The lock comes before anything in the directory is opened: a second
+     * server on the same data would share SQLite files with the first but
+     * not its ledger producer, session cache or memo, and its writes fail. */
+    cli_data_dir_warn(cfg->data_dir);
+    core_status rc = CORE_OK;
+    if ((rc = cs_crypto_init(err)) || (rc = core_mkdirs(cfg->data_dir, err)) ||
+        (rc = core_lock_dir(cfg->data_dir, &S->lockfd, err)) || (rc = core_mkdirs(S->keydir, err)) ||
+        (rc = store_open(S->dbpath, cfg->threads + 1, &S->st, err)) ||
+        (rc = regions_load(cfg->iso_codes_dir, &S->regs, err)) ||
+        (rc = ledger_key_load_or_create(S->nodepath, lopt->node_pk, lopt->node_sk, &made_node, err)) ||
+        (rc = ledger_key_load_or_create(S->adminpath, lopt->admin_pk, lopt->admin_sk, &made_admin, err)) ||
+        (rc = ledger_open(lopt, &S->led, err)))
+        return rc;
+    if (made_node) core_log(CORE_LOG_INFO, "created ledger node key %s", S->nodepath);
+    if (made_admin) core_log(CORE_LOG_INFO, "created ledger admin key %s", S->adminpath);
+    return CORE_OK;
+}
+
+/* Accounts, the screening desk (with the model when it loads) and the
+ * HTTP server. */
+static core_status start_service(serve_state *S, core_error *err) {
+    core_config *cfg = &S->set->cfg;
+    accounts_options aopt;
+    accounts_options_defaults(&aopt);
+    aopt.session_ttl = cfg->session_ttl;
+    aopt.max_failures = cfg->login_max_failures;
+    aopt.max_failures_ip = cfg->login_max_failures_ip;
+    aopt.window = cfg->login_window;
+    aopt.max_failures_account = cfg->login_max_failures_account;
+    aopt.account_window = cfg->login_account_window;
+    aopt.signup_max = cfg->signup_per_window;
+    aopt.signup_window = cfg->signup_window;
+    core_status rc = accounts_open(S->st, &aopt, &S->acc, err);
+    if (rc) return rc;
+    share_options sopt = {S->st, S->led, S->set->lopt.node_sk, S->set->lopt.admin_sk, cfg->surveil_k,
+                          cfg->surveil_budget, cfg->surveil_seal_delay, cfg->surveil_reward_batch};
+    if ((rc = share_open(&sopt, &S->shr, err))) return rc;
+    /* The screening model is optional: without it the rest of the service
+     * runs and screenings answer 503 model_unavailable. */
+    core_error merr = {0};
+    /* One thread per screening: requests already run on several HTTP
+     * threads at once, and kernels splitting across cores that are busy
+     * with other requests wait on each other (measured: 93 → 2 img/s
+     * under a concurrent load with 2 threads each, 13 ms alone at 1). */
+    nn_set_threads(1);
+    if (screening_model_load(cfg->model_path, cfg->backbone_dir, &S->model, &merr))
+        core_log(CORE_LOG_WARN, "screening disabled: %s", merr.message);
+    else
+        core_log(CORE_LOG_INFO, "screening model %s loaded (backbone from %s)", cfg->model_path, cfg->backbone_dir);
+    screening_desk_options dopt = {cfg->screen_per_window, cfg->screen_window, 3600};
+    if ((rc = screening_desk_new(S->model, &dopt, &S->desk, err))) return rc;
+    S->router = http_router_new();
+    if (!S->router || !api_register(S->router))
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "cannot build the route table");
+    S->ctx = (api_context){.cfg = cfg, .st = S->st, .acc = S->acc, .regs = S->regs, .led = S->led,
+                           .admin_sk = S->set->lopt.admin_sk, .node_sk = S->set->lopt.node_sk, .desk = S->desk,
+                           .share = S->shr, .started = core_monotonic()};
+    http_options hopt = {.host = cfg->host, .port = cfg->port, .threads = cfg->threads, .max_body = cfg->max_body,
+                         .web_dir = cfg->web_dir, .tls_cert = cfg->tls_cert, .tls_key = cfg->tls_key,
+                         .max_connections = (unsigned)fit_connections(cfg->max_connections),
+                         .per_ip_connections = (unsigned)cfg->per_ip_connections,
+                         .head_timeout = (unsigned)cfg->head_timeout, .idle_timeout = (unsigned)cfg->idle_timeout,
+                         .min_body_rate = (unsigned)cfg->min_body_rate};
+    return http_server_start(&hopt, S->router, &S->ctx, &S->srv, err);
+}
+
+static void log_started(const serve_state *S) {
+    const core_config *cfg = &S->set->cfg;
+    bool tls = http_server_tls(S->srv);
+    core_log(CORE_LOG_INFO, "caresync %s: database %s (schema v%d), web assets %s, %zu regions", core_version(),
+             S->dbpath, store_schema_version(S->st), cfg->web_dir, regions_subdivision_count(S->regs));
+    if (!tls) core_log(CORE_LOG_WARN, "no --tls-cert/--tls-key: plain HTTP, listening on loopback only");
+    char nodehex[2 * LEDGER_KEY + 1];
+    cs_crypto_hex(ledger_node_key(S->led), LEDGER_KEY, nodehex);
+    ledger_block head;
+    ledger_head(S->led, &head, NULL);
+    core_log(CORE_LOG_INFO, "ledger %s: height %llu, %llu transactions; node key %s", S->ledpath,
+             (unsigned long long)head.height, (unsigned long long)head.tree_size, nodehex);
+    printf("caresync listening on %s://%s:%d/\n", tls ? "https" : "http", cfg->host, http_server_port(S->srv));
+    fflush(stdout);
+}
+
+static void serve_close(serve_state *S) {
+    /* HTTP first (no new submissions), then the ledger seals what is pending. */
+    http_server_stop(S->srv);
+    share_close(S->shr);
+    ledger_close(S->led);
+    cs_crypto_wipe(S->set->lopt.node_sk, sizeof S->set->lopt.node_sk);
+    cs_crypto_wipe(S->set->lopt.admin_sk, sizeof S->set->lopt.admin_sk);
+    http_router_free(S->router);
+    screening_desk_free(S->desk);
+    screening_model_free(S->model);
+    accounts_close(S->acc);
+    regions_free(S->regs);
+    store_close(S->st);
+    core_unlock_dir(S->lockfd); /* last: the files are closed, another server may open them */
+}
+
 int cli_serve(int argc, char **argv) {
-    core_config cfg;
-    core_config_defaults(&cfg);
-    enum { O_HOST = 256, O_PORT, O_DATA, O_WEB, O_CERT, O_KEY, O_THREADS, O_BODY, O_TTL, O_FAIL, O_FAILIP,
-           O_WINDOW, O_ISO, O_LOG, O_HELP, O_NODEKEY, O_ADMINKEY, O_BATCH, O_BATCHMAX, O_REWARDS, O_MODEL, O_BACKBONE,
-           O_SCREENS, O_SCREENWIN, O_SURVK, O_BUDGET, O_SEAL, O_RBATCH,
-           O_MAXCONN, O_PERIP, O_HEADTO, O_IDLETO, O_BODYRATE, O_FAILACCT, O_ACCTWIN,
-           O_SIGNUPS, O_SIGNUPWIN };
-    static const struct option opts[] = {
-        {"host", required_argument, 0, O_HOST},        {"port", required_argument, 0, O_PORT},
-        {"data-dir", required_argument, 0, O_DATA},    {"web-dir", required_argument, 0, O_WEB},
-        {"tls-cert", required_argument, 0, O_CERT},    {"tls-key", required_argument, 0, O_KEY},
-        {"threads", required_argument, 0, O_THREADS},  {"max-body", required_argument, 0, O_BODY},
-        {"session-ttl", required_argument, 0, O_TTL},  {"login-max-failures", required_argument, 0, O_FAIL},
-        {"login-max-failures-ip", required_argument, 0, O_FAILIP},
-        {"login-window", required_argument, 0, O_WINDOW}, {"iso-codes-dir", required_argument, 0, O_ISO},
-        {"log-level", required_argument, 0, O_LOG},    {"help", no_argument, 0, O_HELP},
-        {"node-key", required_argument, 0, O_NODEKEY}, {"admin-key", required_argument, 0, O_ADMINKEY},
-        {"ledger-batch-ms", required_argument, 0, O_BATCH},
-        {"ledger-batch-max", required_argument, 0, O_BATCHMAX}, {"genesis-rewards", required_argument, 0, O_REWARDS},
-        {"model", required_argument, 0, O_MODEL},      {"backbone-dir", required_argument, 0, O_BACKBONE},
-        {"screenings-per-window", required_argument, 0, O_SCREENS},
-        {"screenings-window", required_argument, 0, O_SCREENWIN},
-        {"small-cell-k", required_argument, 0, O_SURVK},
-        {"privacy-budget", required_argument, 0, O_BUDGET},
-        {"seal-delay", required_argument, 0, O_SEAL},
-        {"reward-batch", required_argument, 0, O_RBATCH},
-        {"max-connections", required_argument, 0, O_MAXCONN},
-        {"max-connections-per-ip", required_argument, 0, O_PERIP},
-        {"head-timeout", required_argument, 0, O_HEADTO},
-        {"idle-timeout", required_argument, 0, O_IDLETO},
-        {"min-body-rate", required_argument, 0, O_BODYRATE},
-        {"login-max-failures-account", required_argument, 0, O_FAILACCT},
-        {"login-account-window", required_argument, 0, O_ACCTWIN},
-        {"signups-per-window", required_argument, 0, O_SIGNUPS},
-        {"signups-window", required_argument, 0, O_SIGNUPWIN},
-        {0, 0, 0, 0},
-    };
-    long v = 0, batch_ms = 10, batch_max = 4096;
-    long rewards[LEDGER_CATEGORIES] = {10, 5, 5, 2};
-    const char *node_key = NULL, *admin_key = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        bool ok = true;
-        switch (c) {
-        case O_HOST: cfg.host = optarg; break;
-        case O_PORT: ok = parse_int(optarg, 0, 65535, &v); cfg.port = (int)v; break;
-        case O_DATA: cfg.data_dir = optarg; break;
-        case O_WEB: cfg.web_dir = optarg; break;
-        case O_CERT: cfg.tls_cert = optarg; break;
-        case O_KEY: cfg.tls_key = optarg; break;
-        case O_THREADS: ok = parse_int(optarg, 1, 256, &v); cfg.threads = (int)v; break;
-        case O_BODY: ok = parse_int(optarg, 1024, 64L << 20, &v); cfg.max_body = (size_t)v; break;
-        case O_TTL: ok = parse_int(optarg, 60, 30L * 86400, &v); cfg.session_ttl = (int)v; break;
-        case O_FAIL: ok = parse_int(optarg, 1, 1000000, &v); cfg.login_max_failures = (int)v; break;
-        case O_FAILIP: ok = parse_int(optarg, 1, 1000000, &v); cfg.login_max_failures_ip = (int)v; break;
-        case O_WINDOW: ok = parse_int(optarg, 1, 86400, &v); cfg.login_window = (int)v; break;
-        case O_FAILACCT: ok = parse_int(optarg, 1, 1000000, &v); cfg.login_max_failures_account = (int)v; break;
-        case O_ACCTWIN: ok = parse_int(optarg, 1, 7L * 86400, &v); cfg.login_account_window = (int)v; break;
-        case O_SIGNUPS: ok = parse_int(optarg, 1, 1000000, &v); cfg.signup_per_window = (int)v; break;
-        case O_SIGNUPWIN: ok = parse_int(optarg, 1, 7L * 86400, &v); cfg.signup_window = (int)v; break;
-        case O_ISO: cfg.iso_codes_dir = optarg; break;
-        case O_LOG:
-            if (strcmp(optarg, "debug") == 0) core_log_set_level(CORE_LOG_DEBUG);
-            else if (strcmp(optarg, "info") == 0) core_log_set_level(CORE_LOG_INFO);
-            else if (strcmp(optarg, "warn") == 0) core_log_set_level(CORE_LOG_WARN);
-            else if (strcmp(optarg, "error") == 0) core_log_set_level(CORE_LOG_ERROR);
-            else ok = false;
-            break;
-        case O_HELP: usage(stdout); return 0;
-        case O_NODEKEY: node_key = optarg; break;
-        case O_ADMINKEY: admin_key = optarg; break;
-        case O_BATCH: ok = parse_int(optarg, 0, 10000, &batch_ms); break;
-        case O_BATCHMAX: ok = parse_int(optarg, 1, 1000000, &batch_max); break;
-        case O_MODEL: cfg.model_path = optarg; break;
-        case O_BACKBONE: cfg.backbone_dir = optarg; break;
-        case O_SCREENS: ok = parse_int(optarg, 1, 1000000, &v); cfg.screen_per_window = (int)v; break;
-        case O_SCREENWIN: ok = parse_int(optarg, 1, 86400, &v); cfg.screen_window = (int)v; break;
-        case O_SURVK: ok = parse_int(optarg, 1, 1000, &v); cfg.surveil_k = (int)v; break;
-        case O_BUDGET: ok = parse_int(optarg, 0, 1000, &v); cfg.surveil_budget = (double)v; break;
-        case O_SEAL: ok = parse_int(optarg, SURVEIL_SEAL_DELAY_MIN, 60L * 86400, &v); cfg.surveil_seal_delay = (int)v; break;
-        case O_RBATCH: ok = parse_int(optarg, 1, 10000, &v); cfg.surveil_reward_batch = (int)v; break;
-        case O_MAXCONN: ok = parse_int(optarg, 1, 1000000, &v); cfg.max_connections = (int)v; break;
-        case O_PERIP: ok = parse_int(optarg, 1, 1000000, &v); cfg.per_ip_connections = (int)v; break;
-        case O_HEADTO: ok = parse_int(optarg, 1, 3600, &v); cfg.head_timeout = (int)v; break;
-        case O_IDLETO: ok = parse_int(optarg, 1, 3600, &v); cfg.idle_timeout = (int)v; break;
-        case O_BODYRATE: ok = parse_int(optarg, 1, 1L << 30, &v); cfg.min_body_rate = (int)v; break;
-        case O_REWARDS: {
-            char buf[128], *save = NULL, *tok;
-            snprintf(buf, sizeof buf, "%s", optarg);
-            int n = 0;
-            for (tok = strtok_r(buf, ",", &save); ok && tok; tok = strtok_r(NULL, ",", &save))
-                ok = n < LEDGER_CATEGORIES && parse_int(tok, 0, 1000000000L, &rewards[n++]);
-            ok = ok && n == LEDGER_CATEGORIES;
-            break;
-        }
-        default: usage(stderr); return 2;
-        }
-        if (!ok) {
-            fprintf(stderr, "caresync serve: bad value for --%s: %s\n", opts[c - O_HOST].name, optarg);
-            return 2;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "caresync serve: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    serve_settings set;
+    settings_defaults(&set);
+    int status = parse_args(argc, argv, &set);
+    if (status >= 0) return status;
 
     /* Block the shutdown signals before any thread exists, so every thread
      * inherits the mask and only sigwait() below ever sees them. */
@@ -227,125 +444,18 @@ int cli_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
 
     core_error err = {0};
-    store *st = NULL;
-    regions *regs = NULL;
-    accounts *acc = NULL;
-    http_router *router = NULL;
-    screening_model *model = NULL;
-    screening_desk *desk = NULL;
-    http_server *srv = NULL;
-    ledger *led = NULL;
-    share *shr = NULL;
-    int status = 1;
-    char dbpath[4096], ledpath[4096], keydir[4096], nodepath[4200], adminpath[4200];
-    snprintf(dbpath, sizeof dbpath, "%s/caresync.db", cfg.data_dir);
-    snprintf(ledpath, sizeof ledpath, "%s/ledger.db", cfg.data_dir);
-    snprintf(keydir, sizeof keydir, "%s/keys", cfg.data_dir);
-    snprintf(nodepath, sizeof nodepath, "%s", node_key ? node_key : "");
-    snprintf(adminpath, sizeof adminpath, "%s", admin_key ? admin_key : "");
-    if (!node_key) snprintf(nodepath, sizeof nodepath, "%s/node.key", keydir);
-    if (!admin_key) snprintf(adminpath, sizeof adminpath, "%s/admin.key", keydir);
-    ledger_options lopt;
-    ledger_options_defaults(&lopt);
-    lopt.path = ledpath;
-    lopt.batch_ms = (int)batch_ms;
-    lopt.batch_max = (int)batch_max;
-    for (int i = 0; i < LEDGER_CATEGORIES; i++) lopt.genesis_reward[i] = (uint64_t)rewards[i];
-    bool made_node = false, made_admin = false;
-    /* The lock comes before anything in the directory is opened: a second
-     * server on the same data would share SQLite files with the first but
-     * not its ledger producer, session cache or memo, and its writes fail. */
-    int lockfd = -1;
-    cli_data_dir_warn(cfg.data_dir);
-    if (cs_crypto_init(&err) || core_mkdirs(cfg.data_dir, &err) || core_lock_dir(cfg.data_dir, &lockfd, &err) ||
-        core_mkdirs(keydir, &err) ||
-        store_open(dbpath, cfg.threads + 1, &st, &err) || regions_load(cfg.iso_codes_dir, &regs, &err) ||
-        ledger_key_load_or_create(nodepath, lopt.node_pk, lopt.node_sk, &made_node, &err) ||
-        ledger_key_load_or_create(adminpath, lopt.admin_pk, lopt.admin_sk, &made_admin, &err) ||
-        ledger_open(&lopt, &led, &err))
-        goto out;
-    if (made_node) core_log(CORE_LOG_INFO, "created ledger node key %s", nodepath);
-    if (made_admin) core_log(CORE_LOG_INFO, "created ledger admin key %s", adminpath);
-    accounts_options aopt;
-    accounts_options_defaults(&aopt);
-    aopt.session_ttl = cfg.session_ttl;
-    aopt.max_failures = cfg.login_max_failures;
-    aopt.max_failures_ip = cfg.login_max_failures_ip;
-    aopt.window = cfg.login_window;
-    aopt.max_failures_account = cfg.login_max_failures_account;
-    aopt.account_window = cfg.login_account_window;
-    aopt.signup_max = cfg.signup_per_window;
-    aopt.signup_window = cfg.signup_window;
-    if (accounts_open(st, &aopt, &acc, &err)) goto out;
-    share_options sopt = {st, led, lopt.node_sk, lopt.admin_sk, cfg.surveil_k, cfg.surveil_budget,
-                          cfg.surveil_seal_delay, cfg.surveil_reward_batch};
-    if (share_open(&sopt, &shr, &err)) goto out;
-    /* The screening model is optional: without it the rest of the service
-     * runs and screenings answer 503 model_unavailable. */
-    {
-        core_error merr = {0};
-        /* One thread per screening: requests already run on several HTTP
-         * threads at once, and kernels splitting across cores that are busy
-         * with other requests wait on each other (measured: 93 → 2 img/s
-         * under a concurrent load with 2 threads each, 13 ms alone at 1). */
-        nn_set_threads(1);
-        if (screening_model_load(cfg.model_path, cfg.backbone_dir, &model, &merr))
-            core_log(CORE_LOG_WARN, "screening disabled: %s", merr.message);
-        else
-            core_log(CORE_LOG_INFO, "screening model %s loaded (backbone from %s)", cfg.model_path, cfg.backbone_dir);
-        screening_desk_options dopt = {cfg.screen_per_window, cfg.screen_window, 3600};
-        if (screening_desk_new(model, &dopt, &desk, &err)) goto out;
+    serve_state S = {.set = &set, .lockfd = -1};
+    status = 1;
+    if (open_storage(&S, &err) == CORE_OK && start_service(&S, &err) == CORE_OK) {
+        log_started(&S);
+        int sig = 0;
+        sigwait(&stop, &sig);
+        core_log(CORE_LOG_INFO, "received %s: finishing in-flight requests and shutting down",
+                 sig == SIGINT ? "SIGINT" : "SIGTERM");
+        status = 0;
     }
-    router = http_router_new();
-    if (!router || !api_register(router)) {
-        core_fail(&err, CORE_ERR_NOMEM, NULL, "cannot build the route table");
-        goto out;
-    }
-    api_context ctx = {.cfg = &cfg, .st = st, .acc = acc, .regs = regs, .led = led, .admin_sk = lopt.admin_sk,
-                       .node_sk = lopt.node_sk, .desk = desk, .share = shr, .started = core_monotonic()};
-    http_options hopt = {.host = cfg.host, .port = cfg.port, .threads = cfg.threads, .max_body = cfg.max_body,
-                         .web_dir = cfg.web_dir, .tls_cert = cfg.tls_cert, .tls_key = cfg.tls_key,
-                         .max_connections = (unsigned)fit_connections(cfg.max_connections),
-                         .per_ip_connections = (unsigned)cfg.per_ip_connections,
-                         .head_timeout = (unsigned)cfg.head_timeout, .idle_timeout = (unsigned)cfg.idle_timeout,
-                         .min_body_rate = (unsigned)cfg.min_body_rate};
-    if (http_server_start(&hopt, router, &ctx, &srv, &err)) goto out;
-
-    bool tls = http_server_tls(srv);
-    core_log(CORE_LOG_INFO, "caresync %s: database %s (schema v%d), web assets %s, %zu regions", core_version(),
-             dbpath, store_schema_version(st), cfg.web_dir, regions_subdivision_count(regs));
-    if (!tls) core_log(CORE_LOG_WARN, "no --tls-cert/--tls-key: plain HTTP, listening on loopback only");
-    {
-        char nodehex[2 * LEDGER_KEY + 1];
-        cs_crypto_hex(ledger_node_key(led), LEDGER_KEY, nodehex);
-        ledger_block head;
-        ledger_head(led, &head, NULL);
-        core_log(CORE_LOG_INFO, "ledger %s: height %llu, %llu transactions; node key %s", ledpath,
-                 (unsigned long long)head.height, (unsigned long long)head.tree_size, nodehex);
-    }
-    printf("caresync listening on %s://%s:%d/\n", tls ? "https" : "http", cfg.host, http_server_port(srv));
-    fflush(stdout);
-
-    int sig = 0;
-    sigwait(&stop, &sig);
-    core_log(CORE_LOG_INFO, "received %s: finishing in-flight requests and shutting down",
-             sig == SIGINT ? "SIGINT" : "SIGTERM");
-    status = 0;
-out:
     if (status && err.code) fprintf(stderr, "caresync serve: %s\n", err.message);
-    /* HTTP first (no new submissions), then the ledger seals what is pending. */
-    http_server_stop(srv);
-    share_close(shr);
-    ledger_close(led);
-    cs_crypto_wipe(lopt.node_sk, sizeof lopt.node_sk);
-    cs_crypto_wipe(lopt.admin_sk, sizeof lopt.admin_sk);
-    http_router_free(router);
-    screening_desk_free(desk);
-    screening_model_free(model);
-    accounts_close(acc);
-    regions_free(regs);
-    store_close(st);
-    core_unlock_dir(lockfd); /* last: the files are closed, another server may open them */
+    serve_close(&S);
     if (!status) core_log(CORE_LOG_INFO, "stopped cleanly");
     return status;
 }

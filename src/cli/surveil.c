@@ -54,9 +54,17 @@ static void print_num(double v) {
     else printf("%.10g", v);
 }
 
-static int detect(int argc, char **argv) {
-    const char *path = NULL;
-    int method_set = 0, alarms_only = 0;
+/* What the command line asks for. */
+typedef struct {
+    surveil_params p;
+    const char *path;
+    int alarms_only;
+} detect_args;
+
+/* Parse the arguments into a. Returns -1 to go on, else the exit status
+ * (0 after --help, 2 on a usage error, with the reason printed). */
+static int parse_detect_args(int argc, char **argv, detect_args *a) {
+    int method_set = 0;
     surveil_method method = SURVEIL_C1;
     core_error err = {0};
     /* The method decides the defaults, so find it before the parameters. */
@@ -74,71 +82,69 @@ static int detect(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    surveil_params p;
-    surveil_params_init(&p, method);
+    surveil_params_init(&a->p, method);
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             usage(stdout);
             return 0;
         }
-        if (strcmp(a, "--alarms-only") == 0) {
-            alarms_only = 1;
-        } else if (strcmp(a, "--method") == 0) {
+        if (strcmp(arg, "--alarms-only") == 0) {
+            a->alarms_only = 1;
+        } else if (strcmp(arg, "--method") == 0) {
             i++;
-        } else if (strncmp(a, "--", 2) == 0 && a[2]) {
+        } else if (strncmp(arg, "--", 2) == 0 && arg[2]) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "caresync surveil detect: %s needs a value\n", a);
+                fprintf(stderr, "caresync surveil detect: %s needs a value\n", arg);
                 return 2;
             }
-            if (surveil_params_set(&p, a + 2, argv[++i], &err) != CORE_OK) {
+            if (surveil_params_set(&a->p, arg + 2, argv[++i], &err) != CORE_OK) {
                 fprintf(stderr, "caresync surveil detect: %s\n", err.message);
                 return 2;
             }
-        } else if (!path) {
-            path = a;
+        } else if (!a->path) {
+            a->path = arg;
         } else {
-            fprintf(stderr, "caresync surveil detect: one input file, please ('%s' is a second)\n", a);
+            fprintf(stderr, "caresync surveil detect: one input file, please ('%s' is a second)\n", arg);
             return 2;
         }
     }
-    if (!path) {
+    if (!a->path) {
         fprintf(stderr, "caresync surveil detect: no input file ('-' reads stdin)\n");
         return 2;
     }
-    char *text = NULL;
-    size_t len = 0;
-    if (strcmp(path, "-") == 0) {
-        size_t cap = 1 << 16;
-        text = malloc(cap);
-        for (size_t got; text && (got = fread(text + len, 1, cap - len - 1, stdin)) > 0;) {
-            len += got;
-            if (cap - len < 2) {
-                char *t = cap < (1u << 30) ? realloc(text, cap *= 2) : NULL;
-                if (!t) free(text);
-                text = t;
-            }
-        }
-        if (!text) {
-            fprintf(stderr, "caresync surveil detect: stdin is too large\n");
-            return 1;
-        }
-        text[len] = 0;
-    } else if (core_read_file(path, &text, &len, &err) != CORE_OK) {
-        fprintf(stderr, "caresync surveil detect: %s\n", err.message);
-        return 1;
+    return -1;
+}
+
+/* One series' evaluated weeks as CSV rows. */
+static void print_series(const surveil_table *t, size_t j, const double *x, size_t first, size_t n,
+                         const surveil_point *out, int alarms_only) {
+    for (size_t i = first; i < n; i++) {
+        const surveil_point *o = &out[i - first];
+        if (alarms_only && o->alarm != 1) continue;
+        const char *label = surveil_table_label(t, i);
+        print_cell(surveil_table_name(t, j));
+        putchar(',');
+        if (label) print_cell(label);
+        else printf("%zu", i + 1);
+        putchar(',');
+        print_num(x[i]);
+        putchar(',');
+        print_num(o->upperbound);
+        printf(",%s,", o->alarm < 0 ? "NA" : o->alarm ? "1" : "0");
+        print_num(o->stat);
+        putchar(',');
+        print_num(o->expected);
+        putchar('\n');
     }
-    surveil_table *t = NULL;
-    core_status st = surveil_table_parse_csv(text, len, &t, &err);
-    free(text);
-    if (st != CORE_OK) {
-        fprintf(stderr, "caresync surveil detect: %s: %s\n", path, err.message);
-        return 1;
-    }
+}
+
+/* Run the method over every series of t and print the results. */
+static int run_detect(const detect_args *a, const surveil_table *t) {
+    core_error err = {0};
     size_t n = surveil_table_weeks(t);
     surveil_point *out = malloc(n * sizeof *out);
     if (!out) {
-        surveil_table_free(t);
         fprintf(stderr, "caresync surveil detect: out of memory\n");
         return 1;
     }
@@ -147,33 +153,40 @@ static int detect(int argc, char **argv) {
     for (size_t j = 0; j < surveil_table_series(t) && rc == 0; j++) {
         const double *x = surveil_table_counts(t, j);
         size_t first;
-        if (surveil_detect(&p, x, n, &first, out, &err) != CORE_OK) {
+        if (surveil_detect(&a->p, x, n, &first, out, &err) != CORE_OK) {
             fprintf(stderr, "caresync surveil detect: series '%s': %s\n", surveil_table_name(t, j), err.message);
             rc = 1;
             break;
         }
-        for (size_t i = first; i < n; i++) {
-            const surveil_point *o = &out[i - first];
-            if (alarms_only && o->alarm != 1) continue;
-            const char *label = surveil_table_label(t, i);
-            print_cell(surveil_table_name(t, j));
-            putchar(',');
-            if (label) print_cell(label);
-            else printf("%zu", i + 1);
-            putchar(',');
-            print_num(x[i]);
-            putchar(',');
-            print_num(o->upperbound);
-            printf(",%s,", o->alarm < 0 ? "NA" : o->alarm ? "1" : "0");
-            print_num(o->stat);
-            putchar(',');
-            print_num(o->expected);
-            putchar('\n');
-        }
+        print_series(t, j, x, first, n, out, a->alarms_only);
     }
     free(out);
-    surveil_table_free(t);
     return rc;
+}
+
+static int detect(int argc, char **argv) {
+    detect_args a = {0};
+    int status = parse_detect_args(argc, argv, &a);
+    if (status >= 0) return status;
+    core_error err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    core_status st = strcmp(a.path, "-") == 0 ? core_read_stream(stdin, "stdin", &text, &len, &err)
+                                               : core_read_file(a.path, &text, &len, &err);
+    if (st != CORE_OK) {
+        fprintf(stderr, "caresync surveil detect: %s\n", err.message);
+        return 1;
+    }
+    surveil_table *t = NULL;
+    st = surveil_table_parse_csv(text, len, &t, &err);
+    free(text);
+    if (st != CORE_OK) {
+        fprintf(stderr, "caresync surveil detect: %s: %s\n", a.path, err.message);
+        return 1;
+    }
+    status = run_detect(&a, t);
+    surveil_table_free(t);
+    return status;
 }
 
 int cli_surveil(int argc, char **argv) {

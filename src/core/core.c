@@ -108,17 +108,15 @@ void core_format_time(int64_t t, char out[32]) {
     *o = '\0';
 }
 
-core_status core_read_file(const char *path, char **out, size_t *len, core_error *err) {
+core_status core_read_stream(FILE *f, const char *name, char **out, size_t *len, core_error *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return core_fail(err, CORE_ERR_IO, NULL, "cannot open %s: %s", path, strerror(errno));
     size_t cap = 8192, n = 0;
     char *buf = malloc(cap);
-    if (!buf) { fclose(f); return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); }
+    if (!buf) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     for (;;) {
         if (n + 1 >= cap) {
             char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); fclose(f); return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); }
+            if (!nb) { free(buf); return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); }
             buf = nb;
             cap *= 2;
         }
@@ -126,13 +124,20 @@ core_status core_read_file(const char *path, char **out, size_t *len, core_error
         n += r;
         if (r == 0) break;
     }
-    bool failed = ferror(f);
-    fclose(f);
-    if (failed) { free(buf); return core_fail(err, CORE_ERR_IO, NULL, "cannot read %s", path); }
+    if (ferror(f)) { free(buf); return core_fail(err, CORE_ERR_IO, NULL, "cannot read %s", name); }
     buf[n] = '\0';
     *out = buf;
     if (len) *len = n;
     return CORE_OK;
+}
+
+core_status core_read_file(const char *path, char **out, size_t *len, core_error *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return core_fail(err, CORE_ERR_IO, NULL, "cannot open %s: %s", path, strerror(errno));
+    core_status rc = core_read_stream(f, path, out, len, err);
+    fclose(f);
+    return rc;
 }
 
 core_status core_mkdirs(const char *path, core_error *err) {

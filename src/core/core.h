@@ -6,6 +6,7 @@
 #define CARESYNC_CORE_H
 
 #include <stdarg.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
@@ -52,6 +53,9 @@ double core_monotonic(void);
 void core_format_time(int64_t t, char out[32]);
 /* Read a whole file; *out is malloc'd and NUL-terminated, caller frees. */
 core_status core_read_file(const char *path, char **out, size_t *len, core_error *err);
+/* The same for an open stream (stdin, say) read to its end; name is for the
+ * error message. The stream stays open: the caller owns it. */
+core_status core_read_stream(FILE *f, const char *name, char **out, size_t *len, core_error *err);
 
 /* json_dumps (jansson flags), but NULL rather than a damaged text when an
  * allocation fails mid-way (jansson 2.14 can return a text with a key
@@ -61,6 +65,28 @@ struct json_t;
 char *core_json_dumps(const struct json_t *json, size_t flags);
 /* Make a directory and its parents (mode 0700). */
 core_status core_mkdirs(const char *path, core_error *err);
+
+/* Little-endian fields of file formats (nn model files), read and written
+ * byte by byte so a file means the same on any host. Floats are IEEE-754
+ * binary32 bit patterns, moved as a 32-bit integer. */
+static inline void core_put_le32(uint8_t *out, uint32_t v) {
+    out[0] = (uint8_t)v, out[1] = (uint8_t)(v >> 8), out[2] = (uint8_t)(v >> 16), out[3] = (uint8_t)(v >> 24);
+}
+static inline uint32_t core_get_le32(const uint8_t *in) {
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 | (uint32_t)in[3] << 24;
+}
+static inline void core_put_lef32(uint8_t *out, float f) {
+    uint32_t v;
+    _Static_assert(sizeof f == sizeof v, "float is binary32");
+    __builtin_memcpy(&v, &f, sizeof v);
+    core_put_le32(out, v);
+}
+static inline float core_get_lef32(const uint8_t *in) {
+    uint32_t v = core_get_le32(in);
+    float f;
+    __builtin_memcpy(&f, &v, sizeof f);
+    return f;
+}
 
 /* The data directory is private to the service's user: the directory and
  * its subdirectories 0700, its files 0600 (the process sets umask 077 before

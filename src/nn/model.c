@@ -234,9 +234,8 @@ core_status nn_model_save(const char *path, nn_net *net, const char *meta_text, 
         return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory saving the model");
     }
     memcpy(buf, MAGIC, 8);
-    uint32_t v = VERSION, l = (uint32_t)hl; /* little-endian hosts only (x86-64, arm64) */
-    memcpy(buf + 8, &v, 4);
-    memcpy(buf + 12, &l, 4);
+    core_put_le32(buf + 8, VERSION);
+    core_put_le32(buf + 12, (uint32_t)hl);
     memcpy(buf + 16, ht, hl);
     free(ht);
     size_t at = 16 + hl + pad;
@@ -245,8 +244,7 @@ core_status nn_model_save(const char *path, nn_net *net, const char *meta_text, 
             size_t n;
             float *t = nn_net_tensor(net, i, k, &n);
             if (!t) continue;
-            memcpy(buf + at, t, n * 4);
-            at += n * 4;
+            for (size_t j = 0; j < n; j++, at += 4) core_put_lef32(buf + at, t[j]);
         }
     cs_crypto_sha256(buf + at, buf, at);
     /* Write beside, then rename: a crash never leaves half a model. */
@@ -273,9 +271,7 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
     *out = NULL;
     *meta_out = NULL;
     if (n < 16 + 32 || memcmp(b, MAGIC, 8) != 0) return refuse(err, "not a CareSync model (bad magic)");
-    uint32_t v, hl;
-    memcpy(&v, b + 8, 4);
-    memcpy(&hl, b + 12, 4);
+    uint32_t v = core_get_le32(b + 8), hl = core_get_le32(b + 12);
     if (v != VERSION)
         return core_fail(err, CORE_ERR_VERSION, NULL, "the model file has format version %u; this build reads %u", v,
                          VERSION);
@@ -403,13 +399,13 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
                 rc = refuse(err, "weights are truncated");
                 goto done;
             }
-            memcpy(t, b + at, cnt * 4);
-            at += cnt * 4;
-            for (size_t j = 0; j < cnt; j++)
+            for (size_t j = 0; j < cnt; j++, at += 4) {
+                t[j] = core_get_lef32(b + at);
                 if (!isfinite(t[j])) {
                     rc = refuse(err, "weights contain NaN or infinity");
                     goto done;
                 }
+            }
         }
     if (at != end) {
         rc = refuse(err, "unexpected bytes after the weights");

@@ -150,6 +150,25 @@ core_status surveil_params_set(surveil_params *p, const char *key, const char *v
     return core_fail(err, CORE_ERR_INVALID, key, "unknown parameter '%s'", key);
 }
 
+/* The parameters that size a GLM or its data (Farrington's b, w, freq and
+ * no-periods: its rows are b·freq + w + 1 weeks, its columns 2 + no-periods
+ * at most; CUSUM's m = glm: rows are the weeks before the range) within
+ * the limits surveil_params_set accepts. A caller that fills the struct
+ * itself (the API's alerts, tests) meets the same limits, so an int never
+ * overflows sizing a buffer and the design always fits SURVEIL_GLM_COLS. */
+static core_status params_in_range(const surveil_params *p, core_error *err) {
+    static const struct { const char *key; int lo, hi; } lim[] = {
+        {"freq", 1, 366}, {"baseline", 3, 1 << 20}, {"b", 1, 50}, {"w", 0, 26},
+        {"no-periods", 1, SURVEIL_MAX_PERIODS}, {"past-weeks", -1, 520}, {"range-start", 0, 1 << 30}};
+    const int val[] = {p->freq, p->baseline, p->b, p->w, p->no_periods, p->past_weeks, p->range_start};
+    _Static_assert(sizeof val / sizeof *val == sizeof lim / sizeof *lim, "one value per limit");
+    for (size_t i = 0; i < sizeof lim / sizeof *lim; i++)
+        if (val[i] < lim[i].lo || val[i] > lim[i].hi)
+            return core_fail(err, CORE_ERR_INVALID, lim[i].key, "%s must be a whole number from %d to %d",
+                             lim[i].key, lim[i].lo, lim[i].hi);
+    return CORE_OK;
+}
+
 /* The first week (0-based) a method can evaluate; R's default range. */
 static size_t earliest(const surveil_params *p) {
     switch (p->method) {
@@ -171,6 +190,8 @@ core_status surveil_detect(const surveil_params *p, const double *counts, size_t
                              i + 1);
     if (!(p->alpha > 0 && p->alpha < 1))
         return core_fail(err, CORE_ERR_INVALID, "alpha", "alpha must lie strictly between 0 and 1");
+    core_status st = params_in_range(p, err);
+    if (st != CORE_OK) return st;
     if (p->method == SURVEIL_FARRINGTON) {
         if (2 * p->w + 1 > p->freq)
             return core_fail(err, CORE_ERR_INVALID, "w", "the reference window (2w+1 weeks) is longer than a year");

@@ -105,8 +105,55 @@ static void config_defaults_are_safe(void **state) {
     assert_true(cfg.max_body >= 1024);
 }
 
+/* `caresync surveil detect -` reads stdin through core_read_stream (its own
+ * reader used to duplicate core_read_file): a stream larger than one read,
+ * NUL bytes kept (the length says where it ends), the stream left open. */
+static void read_stream_to_end(void **state) {
+    (void)state;
+    FILE *f = tmpfile();
+    assert_non_null(f);
+    for (int i = 0; i < 30000; i++) fwrite("0123456789", 1, 10, f);
+    fputc(0, f);
+    fputs("tail", f);
+    rewind(f);
+    char *buf = NULL;
+    size_t len = 0;
+    core_error err = {0};
+    assert_int_equal(core_read_stream(f, "stdin", &buf, &len, &err), CORE_OK);
+    assert_int_equal(len, 300005);
+    assert_int_equal(buf[300000], 0);
+    assert_string_equal(buf + 300001, "tail");
+    assert_int_equal(buf[len], 0);
+    free(buf);
+    /* at the end: an empty text, and the stream is still the caller's */
+    assert_int_equal(core_read_stream(f, "stdin", &buf, &len, &err), CORE_OK);
+    assert_int_equal(len, 0);
+    assert_string_equal(buf, "");
+    free(buf);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Model files' fields are little-endian whatever the host: the helpers
+ * write and read the bytes in that order (checked against fixed bytes, not
+ * against the host's own layout). */
+static void le_fields_byte_order(void **state) {
+    (void)state;
+    uint8_t b[4];
+    core_put_le32(b, 0x11223344u);
+    assert_memory_equal(b, ((uint8_t[]){0x44, 0x33, 0x22, 0x11}), 4);
+    assert_int_equal(core_get_le32((const uint8_t[]){0x78, 0x56, 0x34, 0x12}), 0x12345678u);
+    assert_int_equal(core_get_le32((const uint8_t[]){0xff, 0xff, 0xff, 0xff}), 0xffffffffu);
+    core_put_lef32(b, 1.0f); /* binary32 0x3f800000 */
+    assert_memory_equal(b, ((uint8_t[]){0x00, 0x00, 0x80, 0x3f}), 4);
+    assert_true(core_get_lef32((const uint8_t[]){0x00, 0x00, 0x20, 0xc0}) == -2.5f);
+    core_put_lef32(b, -0.0f);
+    assert_memory_equal(b, ((uint8_t[]){0x00, 0x00, 0x00, 0x80}), 4);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(le_fields_byte_order),
+        cmocka_unit_test(read_stream_to_end),
         cmocka_unit_test(fail_fills_error),
         cmocka_unit_test(time_format_is_rfc3339),
         cmocka_unit_test(read_file_and_mkdirs),

@@ -279,6 +279,48 @@ static void test_backbone_reference(void **state) {
     nn_net_free(net);
 }
 
+/* The file's integers and floats are little-endian (the format says so):
+ * the version and header length as bytes, and the first weight as the
+ * bytes of its binary32 pattern, least significant first. On a big-endian
+ * host the old memcpy of host integers and floats wrote them reversed. */
+static void test_fields_little_endian(void **state) {
+    (void)state;
+    nn_net *net = small_net(7);
+    char p[512];
+    path_of(p, sizeof p, "le.csm");
+    core_error err = {0};
+    assert_int_equal(nn_model_save(p, net, META, NULL, &err), CORE_OK);
+    char *raw;
+    size_t n;
+    assert_int_equal(core_read_file(p, &raw, &n, &err), CORE_OK);
+    const uint8_t *b = (const uint8_t *)raw;
+    assert_memory_equal(b + 8, ((uint8_t[]){1, 0, 0, 0}), 4);
+    size_t hl = (size_t)b[12] | (size_t)b[13] << 8 | (size_t)b[14] << 16 | (size_t)b[15] << 24;
+    assert_true(16 + hl < n);
+    assert_int_equal(b[16], '{');
+    assert_int_equal(b[16 + hl - 1], '}');
+    size_t at = 16 + hl + (4 - (16 + hl) % 4) % 4, cnt;
+    const float *w = nn_net_tensor(net, 0, 0, &cnt);
+    assert_non_null(w);
+    uint32_t bits;
+    memcpy(&bits, &w[0], 4);
+    uint8_t want[4] = {(uint8_t)bits, (uint8_t)(bits >> 8), (uint8_t)(bits >> 16), (uint8_t)(bits >> 24)};
+    assert_memory_equal(b + at, want, 4);
+    /* and a file whose version is written most significant byte first is
+     * another version, not version 1 */
+    uint8_t *copy = malloc(n);
+    memcpy(copy, b, n);
+    memcpy(copy + 8, ((uint8_t[]){0, 0, 0, 1}), 4);
+    reseal(copy, n);
+    nn_net *back = NULL;
+    char *meta = NULL;
+    assert_int_equal(nn_model_parse(copy, n, NULL, &back, &meta, &err), CORE_ERR_VERSION);
+    assert_non_null(strstr(err.message, "16777216"));
+    free(copy);
+    free(raw);
+    nn_net_free(net);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/caresync-nn-model-%d", (int)getpid());
     assert_int_equal(core_mkdirs(dir, NULL), CORE_OK);
@@ -287,6 +329,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip_inception_ops),
         cmocka_unit_test(test_damage_refused),
         cmocka_unit_test(test_backbone_reference),
+        cmocka_unit_test(test_fields_little_endian),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[400];

@@ -1003,6 +1003,43 @@ static void farrington_periods_fit_the_glm(void **state) {
     assert_int_equal(defined, N - first); /* every evaluated week gets an answer */
 }
 
+/* Regression: surveil_detect trusted the GLM-sizing fields of a struct
+ * filled without surveil_params_set: no_periods past SURVEIL_MAX_PERIODS
+ * ran and answered NA for every week with CORE_OK, and a huge b overflowed
+ * the int that sizes the GLM's rows. Each is refused where it is accepted,
+ * naming the parameter. */
+static void detect_checks_glm_limits_of_a_filled_struct(void **state) {
+    (void)state;
+    enum { N = 7 * 52 };
+    double x[N];
+    surveil_point out[N];
+    size_t first;
+    for (int i = 0; i < N; i++) x[i] = 20 + (i * 7) % 5;
+    static const struct { const char *field; int value; } bad[] = {
+        {"no-periods", SURVEIL_MAX_PERIODS + 1}, {"no-periods", 0}, {"b", 1 << 28}, {"b", 0},
+        {"w", 27}, {"freq", 0}, {"freq", 1 << 28}, {"past-weeks", -2}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        surveil_params p;
+        surveil_params_init(&p, SURVEIL_FARRINGTON);
+        if (!strcmp(bad[i].field, "no-periods")) p.no_periods = bad[i].value;
+        else if (!strcmp(bad[i].field, "b")) p.b = bad[i].value;
+        else if (!strcmp(bad[i].field, "w")) p.w = bad[i].value;
+        else if (!strcmp(bad[i].field, "freq")) p.freq = bad[i].value;
+        else p.past_weeks = bad[i].value;
+        core_error err = {0};
+        assert_int_equal(surveil_detect(&p, x, N, &first, out, &err), CORE_ERR_INVALID);
+        assert_string_equal(err.field, bad[i].field);
+    }
+    /* CUSUM's seasonal GLM: a frequency of zero is refused too */
+    surveil_params p;
+    surveil_params_init(&p, SURVEIL_CUSUM);
+    p.m_glm = 1;
+    p.freq = 0;
+    core_error err = {0};
+    assert_int_equal(surveil_detect(&p, x, N, &first, out, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "freq");
+}
+
 static void alerts_are_raised_and_acknowledged(void **state) {
     db_fixture *f = *state;
     core_error err = {0};
@@ -1059,6 +1096,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(a_release_reads_back_as_series, db_setup, db_teardown),
         cmocka_unit_test(weeks_seal_after_the_delay),
         cmocka_unit_test(farrington_periods_fit_the_glm),
+        cmocka_unit_test(detect_checks_glm_limits_of_a_filled_struct),
         cmocka_unit_test_setup_teardown(the_analytics_store_holds_no_identifier, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(alerts_are_raised_and_acknowledged, db_setup, db_teardown),
         cmocka_unit_test(alerts_pick_their_method_by_history),
