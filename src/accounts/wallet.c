@@ -46,8 +46,8 @@ core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t p
     *created = false;
     char ad[64];
     wallet_ad(sess->user_id, ad);
-    store *stor = accounts_store(a);
-    sqlite3 *db = store_acquire(stor);
+    store *st = accounts_store(a);
+    sqlite3 *db = store_acquire(st);
     uint8_t *sealed = NULL;
     size_t sealed_len = 0;
     bool found = false;
@@ -78,7 +78,7 @@ core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t p
         if (!rc) rc = load(db, sess->user_id, pk, &sealed, &sealed_len, &found, err);
         if (!rc && !found) rc = core_fail(err, CORE_ERR_STORAGE, NULL, "wallet was not stored");
     }
-    store_release(stor, db);
+    store_release(st, db);
     if (!rc && sk) {
         uint8_t *seed = NULL;
         size_t n = 0;
