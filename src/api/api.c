@@ -49,6 +49,7 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "POST", "/api/screenings/{id}/save", api_screenings_save);
     ok &= http_router_add(r, "POST", "/api/screenings/{id}/contribute", api_screenings_contribute);
     ok &= http_router_add(r, "GET", "/api/surveil/overview", api_surveil_overview);
+    ok &= http_router_add(r, "GET", "/api/surveil/weeks", api_surveil_weeks);
     ok &= http_router_add(r, "GET", "/api/surveil/aggregates", api_surveil_aggregates);
     ok &= http_router_add(r, "GET", "/api/surveil/series", api_surveil_series);
     ok &= http_router_add(r, "GET", "/api/surveil/alerts", api_surveil_alerts);

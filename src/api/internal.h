@@ -84,6 +84,7 @@ void api_ledger_orgs(http_request *rq, void *ctx);
 void api_ledger_consistency(http_request *rq, void *ctx);
 void api_screenings_contribute(http_request *rq, void *ctx);
 void api_surveil_overview(http_request *rq, void *ctx);
+void api_surveil_weeks(http_request *rq, void *ctx);
 void api_surveil_aggregates(http_request *rq, void *ctx);
 void api_surveil_series(http_request *rq, void *ctx);
 void api_surveil_alerts(http_request *rq, void *ctx);

@@ -195,6 +195,52 @@ void api_surveil_overview(http_request *rq, void *ctx) {
     accounts_session_wipe(&sess);
 }
 
+/* The ISO weeks ending with `to` (default: the latest sealed week), oldest
+ * first. Week arithmetic lives in surveil/week.c only: the dashboard asks
+ * here for its default period instead of counting weeks in JavaScript, where
+ * a 53-week year is easy to get wrong. Calendar only, no counts: a week
+ * after the sealed ones is fine here (aggregates refuses it). */
+void api_surveil_weeks(http_request *rq, void *ctx) {
+    enum { MAX_WEEKS = 520 }; /* ten years: more than any detector looks back */
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!analyst(rq, c, &sess, false)) return;
+    accounts_session_wipe(&sess);
+    core_error err = {0};
+    int to = sealed(c);
+    const char *to_text = http_query(rq, "to"), *count_text = http_query(rq, "count");
+    if (to_text && surveil_week_parse(to_text, &to, &err)) {
+        http_respond_error(rq, 422, "validation_failed", "to", "%s", err.message);
+        return;
+    }
+    long count = 12;
+    if (count_text) {
+        char *end;
+        count = strtol(count_text, &end, 10);
+        if (!*count_text || *end || count < 1 || count > MAX_WEEKS) {
+            http_respond_error(rq, 422, "validation_failed", "count", "count must be a whole number from 1 to %d",
+                               MAX_WEEKS);
+            return;
+        }
+    }
+    int first = to - (int)count + 1;
+    if (first < surveil_week_of_date(1970, 1, 4)) {
+        http_respond_error(rq, 422, "validation_failed", "count", "weeks before 1970-W01 are not counted");
+        return;
+    }
+    json_t *weeks = json_array();
+    char wk[9];
+    for (int w = first; w <= to; w++) {
+        surveil_week_format(w, wk);
+        json_array_append_new(weeks, json_string(wk));
+    }
+    char from[9], last[9];
+    surveil_week_format(first, from);
+    surveil_week_format(to, last);
+    http_respond_json(rq, 200, json_pack("{s:s, s:s, s:i, s:o}", "from", from, "to", last, "count", (int)count,
+                                         "weeks", weeks));
+}
+
 void api_surveil_aggregates(http_request *rq, void *ctx) {
     api_context *c = ctx;
     accounts_session sess;

@@ -53,12 +53,28 @@ export function lintWebDir(dir, mustHave) {
     if (/\sstyle\s*=/i.test(text)) problems.push(`${f}: style= attribute`);
     if (/\son[a-z]+\s*=/i.test(text)) problems.push(`${f}: on*= event handler attribute`);
     if (/javascript:/i.test(text)) problems.push(`${f}: javascript: URL`);
+    // One layout (js/layout.js): a page holds its own content, the empty
+    // header placeholder and one module script that imports the layout;
+    // no copy of the header, navigation, skip link or common footer.
+    const scripts = [...text.matchAll(/<script\b[^>]*\bsrc\s*=\s*"\/js\/([\w-]+\.js)"/gi)].map((m) => m[1]);
+    if (scripts.length !== 1 || (text.match(/<script\b/gi) || []).length !== 1) problems.push(`${f}: not exactly one page script`);
+    else if (!/from '\.\/layout\.js'/.test(readFileSync(join(dir, 'js', scripts[0]), 'utf8'))) {
+      problems.push(`${f}: js/${scripts[0]} does not import ./layout.js`);
+    }
+    if ((text.match(/<header class="site-header" id="site-header"><\/header>/g) || []).length !== 1) {
+      problems.push(`${f}: no empty <header class="site-header" id="site-header"> placeholder`);
+    }
+    if (/site-header-inner|class="brand"|site-nav|skip-link|it is encrypted with a key only your password/.test(text)) {
+      problems.push(`${f}: repeats the layout (header, navigation, skip link or footer) that js/layout.js renders`);
+    }
   }
   const jsDir = join(dir, 'js');
   for (const f of readdirSync(jsDir).filter((n) => n.endsWith('.js'))) {
     const text = readFileSync(join(jsDir, f), 'utf8');
     if (/\.(innerHTML|outerHTML)\s*=|insertAdjacentHTML|document\.write/.test(text)) problems.push(`js/${f}: HTML injection API`);
     if (/\beval\s*\(|new Function\s*\(/.test(text)) problems.push(`js/${f}: eval`);
+    // ISO weeks are the server's (src/surveil/week.c, GET /api/surveil/weeks).
+    if (/getUTCDay|getDay\(\)|Date\.UTC\(/.test(text)) problems.push(`js/${f}: calendar arithmetic (ask the server)`);
   }
   if (problems.length) throw new Error(`web UI lint:\n  ${problems.join('\n  ')}`);
 }

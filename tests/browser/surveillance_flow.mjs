@@ -109,6 +109,15 @@ async function analystFlow(browser, watch, base, outbreak) {
   const suppressed = await page.locator('#map svg path[data-suppressed]').count();
   log(`map: ${regions} regions, ${suppressed} suppressed in the latest week (all conditions)`);
   await page.locator('#chart canvas').first().waitFor();
+  // The default period, counted back by the server (the page does no week
+  // arithmetic): half a year ending with the latest released week, i.e. the
+  // release behind the page lists 26 weeks from "From" to "To".
+  const period = { from: await page.inputValue('#f-from'), to: await page.inputValue('#f-to') };
+  const shownWeeks = await page.evaluate(async (p) => (await (await fetch(`/api/surveil/aggregates?country=US&from=${p.from}&to=${p.to}`)).json()).weeks.map((w) => w.week), period);
+  const latest = await page.evaluate(async () => (await (await fetch('/api/surveil/overview')).json()).latest_week);
+  checkEqual(period.to, latest, 'the period ends with the latest released week');
+  checkEqual(shownWeeks.length, 26, `26 weeks shown, ${period.from} to ${period.to}`);
+  checkEqual(shownWeeks[0], period.from, 'the release starts with the week in From');
   await shot(page, 'dashboard');
   watch.assertClean('dashboard');
 

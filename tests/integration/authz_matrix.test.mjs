@@ -139,6 +139,8 @@ const MATRIX = [
   // Surveillance: analysts and admins only; organisations by token only.
   { method: 'GET', path: '/api/surveil/overview', expect: E(401, 403, 403, 403, 200, 200),
     check: (r) => Array.isArray(r.json.conditions) && r.json.k === 11 },
+  { method: 'GET', path: '/api/surveil/weeks?to=2026-W02&count=3', expect: E(401, 403, 403, 403, 200, 200),
+    check: (r) => r.json.weeks.join() === '2025-W52,2026-W01,2026-W02' },
   { method: 'GET', path: '/api/surveil/aggregates?country=US', expect: E(401, 403, 403, 403, 200, 200),
     check: (r) => r.json.country === 'US' && r.json.k === 11 && Array.isArray(r.json.weeks) },
   { method: 'GET', path: '/api/surveil/series?region=US-CA', expect: E(401, 403, 403, 403, 200, 200),

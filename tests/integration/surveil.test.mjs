@@ -123,6 +123,41 @@ test('aggregates: nothing below k, suppressed values null, CSV = JSON, same ques
   }
 });
 
+// The dashboard takes its period from here rather than counting ISO weeks
+// itself. 2020 and 2026 are ISO years with 53 weeks.
+test('weeks: ISO weeks counted back by the server, across 53-week years; bad input refused', async () => {
+  const ov = (await analyst.get('/api/surveil/overview')).json;
+  const w = await analyst.get('/api/surveil/weeks');
+  assert.equal(w.status, 200, w.text);
+  assert.equal(w.json.to, ov.latest_week, 'the default ends with the latest released week');
+  assert.equal(w.json.weeks.length, 12);
+  assert.equal(w.json.weeks[0], w.json.from);
+  assert.equal(w.json.weeks.at(-1), w.json.to);
+  // the same weeks as a release of that period lists
+  const half = (await analyst.get(`/api/surveil/weeks?to=${ov.latest_week}&count=26`)).json;
+  const rel = await analyst.get(`/api/surveil/aggregates?country=US&from=${half.from}&to=${half.to}`);
+  assert.equal(rel.status, 200, rel.text);
+  assert.deepEqual(rel.json.weeks.map((x) => x.week), half.weeks);
+  assert.deepEqual((await analyst.get('/api/surveil/weeks?to=2021-W02&count=4')).json.weeks,
+    ['2020-W52', '2020-W53', '2021-W01', '2021-W02']);
+  assert.deepEqual((await analyst.get('/api/surveil/weeks?to=2027-W01&count=3')).json,
+    { from: '2026-W52', to: '2027-W01', count: 3, weeks: ['2026-W52', '2026-W53', '2027-W01'] });
+  const long = (await admin.get('/api/surveil/weeks?to=2026-W01&count=520')).json.weeks;
+  assert.equal(long.length, 520);
+  assert.equal(new Set(long).size, 520, 'no week twice');
+  assert.ok(long.every((x, i) => i === 0 || x > long[i - 1]), 'oldest first, each after the one before');
+  for (const [q, field] of [['to=2025-W53', 'to'], ['to=2026-W48x', 'to'], ['to=2026-48', 'to'], ['count=0', 'count'],
+    ['count=521', 'count'], ['count=12.5', 'count'], ['count=', 'count'], ['count=-3', 'count'],
+    ['to=1970-W02&count=3', 'count']]) {
+    const r = await analyst.get(`/api/surveil/weeks?${q}`);
+    assert.equal(r.status, 422, q);
+    assert.equal(errorOf(r).code, 'validation_failed', q);
+    assert.equal(errorOf(r).field, field, q);
+  }
+  assert.equal((await person.get('/api/surveil/weeks')).status, 403);
+  assert.equal((await new Client(srv.base).get('/api/surveil/weeks')).status, 401);
+});
+
 test('every release is on the ledger, to a registered organisation', async () => {
   const orgs = (await analyst.get('/api/ledger/orgs')).json.organisations;
   assert.ok(orgs.some((o) => o.name === 'CareSync analysts'));

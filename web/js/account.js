@@ -2,7 +2,7 @@
 // the account.
 import { api, deleteAccount, logout } from './api.js';
 import { $, el } from './dom.js';
-import { setNavUser, startPage } from './nav.js';
+import { setNavUser, startPage } from './layout.js';
 import { samePassword, showOk, submitting, validate, value } from './forms.js';
 
 const user = await startPage({ auth: 'required' });

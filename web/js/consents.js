@@ -3,7 +3,7 @@
 // Every change is a ledger transaction; its receipt (block, txid) is shown.
 import { api } from './api.js';
 import { $, el } from './dom.js';
-import { showStaffNotice, startPage } from './nav.js';
+import { showStaffNotice, startPage } from './layout.js';
 import { clearErrors, showError, submitting, validate, value } from './forms.js';
 import {
   STATUS_LABEL, blockLink, confirmInline, dateFromIso, purposeLabel, receiptNote, scopeText, shortHex, tokens,

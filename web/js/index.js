@@ -1,5 +1,5 @@
 // Landing page: offer "Open my records" instead of sign-up to a logged-in person.
-import { startPage } from './nav.js';
+import { startPage } from './layout.js';
 import { $ } from './dom.js';
 
 const user = await startPage({ auth: 'public' });

@@ -7,7 +7,7 @@
 // The API holds no personal data, and this page adds none.
 import { api } from './api.js';
 import { $, el } from './dom.js';
-import { startPage } from './nav.js';
+import { startPage } from './layout.js';
 import { showError, validate, value } from './forms.js';
 import {
   HEX64, blockHref, blockLink, categoryLabel, dateFromSeconds, hexCode, kindLabel, purposeLabel, scopeText,

@@ -1,7 +1,7 @@
 // Log-in: on success go to ?next= or the records (staff: account page).
 import { login } from './api.js';
 import { $, nextPath } from './dom.js';
-import { startPage } from './nav.js';
+import { startPage } from './layout.js';
 import { submitting, validate, value } from './forms.js';
 
 const NOTICES = {

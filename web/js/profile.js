@@ -2,7 +2,7 @@
 // ISO 3166-2 subdivision from /api/regions).
 import { api } from './api.js';
 import { $, el } from './dom.js';
-import { showStaffNotice, startPage } from './nav.js';
+import { showStaffNotice, startPage } from './layout.js';
 import { showError, showOk, submitting, validate, value } from './forms.js';
 
 const user = await startPage({ auth: 'required' });

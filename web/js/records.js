@@ -1,7 +1,7 @@
 // The person's health record entries: list, add, edit, delete.
 import { api } from './api.js';
 import { $, el, today } from './dom.js';
-import { showStaffNotice, startPage } from './nav.js';
+import { showStaffNotice, startPage } from './layout.js';
 import { clearErrors, showError, showOk, submitting, validate, value } from './forms.js';
 
 const KIND_LABEL = {

@@ -1,7 +1,7 @@
 // Password reset with the recovery code; shows the new recovery code once.
 import { resetPassword } from './api.js';
 import { $ } from './dom.js';
-import { startPage } from './nav.js';
+import { startPage } from './layout.js';
 import { samePassword, submitting, validate, value } from './forms.js';
 import { showRecoveryCode } from './recovery.js';
 

@@ -3,7 +3,7 @@
 // not-a-diagnosis notice, and save the result into the private record.
 import { api, upload } from './api.js';
 import { $, el } from './dom.js';
-import { startPage } from './nav.js';
+import { startPage } from './layout.js';
 
 await startPage({ auth: 'required' });
 const page = $('#screening-page');

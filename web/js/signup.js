@@ -1,7 +1,7 @@
 // Sign-up: create the account, then show the one-time recovery code.
 import { signup } from './api.js';
 import { $ } from './dom.js';
-import { startPage } from './nav.js';
+import { startPage } from './layout.js';
 import { samePassword, submitting, validate, value } from './forms.js';
 import { showRecoveryCode } from './recovery.js';
 

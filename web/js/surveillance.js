@@ -7,28 +7,12 @@
 // `make deps` (scripts/vendor.sh); their UMD builds are loaded here, in
 // order, as same-origin scripts (the CSP allows nothing else).
 import { api, ApiError } from './api.js';
-import { startPage } from './nav.js';
+import { startPage } from './layout.js';
 import { el, $ } from './dom.js';
 
 /* global d3, topojson, uPlot */
 const SVG = 'http://www.w3.org/2000/svg';
-const DAY = 864e5;
 const PALETTE = ['#eef4fb', '#c6dbef', '#9ecae1', '#6baed6', '#3182bd', '#08519c'];
-
-// ---- ISO weeks ("2026-W48") ----
-function weekStart(w) {
-  const [y, n] = w.split('-W').map(Number);
-  const jan4 = Date.UTC(y, 0, 4);
-  const dow = (new Date(jan4).getUTCDay() + 6) % 7;
-  return new Date(jan4 - dow * DAY + (n - 1) * 7 * DAY);
-}
-function isoWeek(d) {
-  const thu = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 3 - ((d.getUTCDay() + 6) % 7)));
-  const y = thu.getUTCFullYear();
-  const n = 1 + Math.floor((thu - Date.UTC(y, 0, 1)) / DAY / 7);
-  return `${y}-W${String(n).padStart(2, '0')}`;
-}
-const addWeeks = (w, k) => isoWeek(new Date(weekStart(w).getTime() + k * 7 * DAY));
 
 const state = { overview: null, release: null, region: null, names: {}, query: '' };
 
@@ -341,10 +325,12 @@ async function main() {
   const countries = ov.countries.length ? ov.countries : ['US'];
   f.country.replaceChildren(...countries.map((c) => el('option', { value: c }, c)));
   for (const c of ov.conditions) f.condition.append(el('option', { value: c.code }, c.name));
-  // Only closed weeks are released (a day after they end): the latest one.
-  const to = ov.latest_week;
-  f.to.value = to;
-  f.from.value = addWeeks(to, -25);
+  // Only closed weeks are released (a day after they end): half a year up to
+  // the latest one. The server counts the weeks back (ISO years of 52 or 53
+  // weeks); this page does no week arithmetic of its own.
+  const period = await api('GET', `/api/surveil/weeks?to=${encodeURIComponent(ov.latest_week)}&count=26`);
+  f.to.value = period.to;
+  f.from.value = period.from;
   f.addEventListener('submit', (e) => {
     e.preventDefault();
     refresh().catch(showError);

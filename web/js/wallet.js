@@ -2,7 +2,7 @@
 // forms to send and redeem tokens, each confirmed before it is sent.
 import { api } from './api.js';
 import { $, el } from './dom.js';
-import { startPage } from './nav.js';
+import { startPage } from './layout.js';
 import { clearErrors, showError, submitting, validate, value } from './forms.js';
 import { copyText } from './recovery.js';
 import {

@@ -1,7 +1,38 @@
-// Page start-up shared by every page: finds out who is logged in, builds the
-// navigation header, and (for private pages) sends visitors to log in.
+// The one layout of every page, and page start-up. A page holds only its
+// own <main> plus an empty <header class="site-header" id="site-header">
+// placeholder (styled, so the band keeps its place before this runs) and one
+// module script that imports this file. Importing it renders the skip link,
+// the header (brand and an empty navigation) and the footer at once; then
+// startPage() finds out who is logged in, fills the navigation for that role
+// (marking the current page), and for private pages sends visitors to log in.
+// Without JavaScript a page shows its content under an empty header band.
 import { getSession, hasSessionHint, logout } from './api.js';
 import { el } from './dom.js';
+
+const FOOTER = 'CareSync keeps your health record private: it is encrypted with a key only your password or recovery code can unlock.';
+
+// A page may carry its own <footer class="site-footer"> (the dashboard says
+// where its numbers are recorded); every other page gets the common one.
+function renderLayout() {
+  const main = document.querySelector('main');
+  let header = document.getElementById('site-header');
+  if (!header) {
+    header = el('header', { class: 'site-header', id: 'site-header' });
+    if (main) main.before(header); else document.body.prepend(header);
+  }
+  header.replaceChildren(el('div', { class: 'site-header-inner' },
+    el('a', { class: 'brand', href: '/' }, el('span', { class: 'brand-mark', 'aria-hidden': 'true' }, '✚'), 'CareSync'),
+    el('nav', { class: 'site-nav', id: 'site-nav', 'aria-label': 'Main' })));
+  if (main && !document.querySelector('.skip-link')) {
+    if (!main.id) main.id = 'main';
+    header.before(el('a', { class: 'skip-link', href: `#${main.id}` }, 'Skip to content'));
+  }
+  if (!document.querySelector('footer.site-footer')) {
+    document.body.append(el('footer', { class: 'site-footer' }, el('p', {}, FOOTER)));
+  }
+}
+
+renderLayout();
 
 // "Ledger" is the public explorer: shown to everyone.
 const LINKS = {
