@@ -46,8 +46,8 @@ core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t p
     *created = false;
     char ad[64];
     wallet_ad(sess->user_id, ad);
-    store *stor = accounts_store(a);
-    sqlite3 *db = store_acquire(stor);
+    store *st = accounts_store(a);
+    sqlite3 *db = store_acquire(st);
     uint8_t *sealed = NULL;
     size_t sealed_len = 0;
     bool found = false;
@@ -61,24 +61,24 @@ core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t p
         cs_crypto_wipe(nsk, sizeof nsk);
         uint8_t *nsealed = NULL;
         size_t nlen = 0;
-        sqlite3_stmt *st = NULL;
+        sqlite3_stmt *q = NULL;
         rc = cs_crypto_seal(sess->data_key, ad, strlen(ad), seed, sizeof seed, &nsealed, &nlen, err);
         cs_crypto_wipe(seed, sizeof seed);
         if (!rc) rc = store_prepare(db, "UPDATE users SET wallet_pk = ?2, wallet_seed = ?3 WHERE id = ?1 AND wallet_pk IS NULL",
-                                    &st, err);
+                                    &q, err);
         if (!rc) {
-            sqlite3_bind_int64(st, 1, sess->user_id);
-            sqlite3_bind_blob(st, 2, npk, 32, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 3, nsealed, (int)nlen, SQLITE_STATIC);
-            if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+            sqlite3_bind_int64(q, 1, sess->user_id);
+            sqlite3_bind_blob(q, 2, npk, 32, SQLITE_STATIC);
+            sqlite3_bind_blob(q, 3, nsealed, (int)nlen, SQLITE_STATIC);
+            if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
             else *created = sqlite3_changes(db) == 1;
         }
-        sqlite3_finalize(st);
+        sqlite3_finalize(q);
         free(nsealed);
         if (!rc) rc = load(db, sess->user_id, pk, &sealed, &sealed_len, &found, err);
         if (!rc && !found) rc = core_fail(err, CORE_ERR_STORAGE, NULL, "wallet was not stored");
     }
-    store_release(stor, db);
+    store_release(st, db);
     if (!rc && sk) {
         uint8_t *seed = NULL;
         size_t n = 0;

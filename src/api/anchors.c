@@ -23,10 +23,11 @@ void api_records_anchor(http_request *rq, void *ctx) {
     core_error err = {0};
     if (api_require_person(rq, &sess)) {
         uint8_t txid[32];
-        core_status found = CORE_ERR_NOT_FOUND;
-        if (records_fingerprint_get(c->st, &sess, http_param(rq, "id"), &fp, &err)) {
+        core_status got = records_fingerprint_get(c->st, &sess, http_param(rq, "id"), &fp, &err);
+        core_status found = got ? CORE_ERR_NOT_FOUND : ledger_find_commitment(c->led, fp.commitment, txid, &err);
+        if (got) {
             api_fail(rq, &err, NULL);
-        } else if ((found = ledger_find_commitment(c->led, fp.commitment, txid, &err)) != CORE_ERR_NOT_FOUND) {
+        } else if (found != CORE_ERR_NOT_FOUND) {
             /* Checked before api_wallet, which may register the wallet (a
              * first anchor): an anchor the ledger would refuse must not
              * leave a registration behind. */

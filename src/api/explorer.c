@@ -219,10 +219,11 @@ void api_admin_orgs_create(http_request *rq, void *ctx) {
     api_context *c = ctx;
     accounts_session sess;
     if (!api_session(rq, c, &sess, true)) return;
-    json_t *body;
-    if (sess.role != ACCOUNTS_ADMIN) {
+    bool admin = sess.role == ACCOUNTS_ADMIN;
+    json_t *body = admin ? http_json_body(rq) : NULL; /* responds itself when the body is bad */
+    if (!admin) {
         http_respond_error(rq, 403, "forbidden", NULL, "only administrators can register organisations");
-    } else if ((body = http_json_body(rq))) {
+    } else if (body) {
         ledger_tx tx = {.kind = LEDGER_TX_REGISTER_ORG};
         const char *name = api_str(body, "name"), *key = api_str(body, "public_key");
         if (!key || !cs_crypto_unhex(key, tx.u.org.org, 32)) {

@@ -230,7 +230,8 @@ void api_screenings_save(http_request *rq, void *ctx) {
         saved_finish(c->st, sess.user_id, sid, with_photo, NULL);
     }
     rc = CORE_OK;
-    if (!(result = json_loads(doc, 0, NULL)))
+    result = json_loads(doc, 0, NULL);
+    if (!result)
         rc = core_fail(&err, CORE_ERR_CRYPTO, NULL, "a kept screening could not be read");
     if (!rc && !(entry = entry_from_result(result))) rc = core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!rc)

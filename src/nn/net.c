@@ -473,14 +473,17 @@ bool nn_run_backward(nn_run *r, nn_net *net, const float *dout) {
         /* An input gradient is wanted only if its producer is trainable. */
         bool want = nd->d.in >= first;
         float *dx = NULL;
-        if (want) {
-            if (!written[nd->d.in]) dx = r->dy[nd->d.in];
-            else if (!(ok = reserve(&r->scratch, &r->scratchcap, inn))) break;
-            else dx = r->scratch;
+        if (want && !written[nd->d.in]) {
+            dx = r->dy[nd->d.in];
+        } else if (want) {
+            ok = reserve(&r->scratch, &r->scratchcap, inn);
+            if (!ok) break;
+            dx = r->scratch;
         }
         switch (nd->d.op) {
         case NN_OP_CONV:
-            if (!(ok = reserve(&r->ws, &r->wscap, nn_conv_workspace(&nd->d.conv, is)))) break;
+            ok = reserve(&r->ws, &r->wscap, nn_conv_workspace(&nd->d.conv, is));
+            if (!ok) break;
             nn_conv_backward(&nd->d.conv, is, x, nd->t[0], dy, dx, nd->g[0], nd->g[1], r->ws);
             break;
         case NN_OP_BN:
@@ -525,9 +528,9 @@ bool nn_run_backward(nn_run *r, nn_net *net, const float *dout) {
                 if (!written[nd->d.in2]) {
                     nn_concat_backward(r->n, is.c, cb, hw, dy, NULL, r->dy[nd->d.in2]);
                     written[nd->d.in2] = true;
-                } else if (!(ok = reserve(&r->scratch2, &r->scratch2cap, n2))) {
-                    break;
                 } else {
+                    ok = reserve(&r->scratch2, &r->scratch2cap, n2);
+                    if (!ok) break;
                     nn_concat_backward(r->n, is.c, cb, hw, dy, NULL, r->scratch2);
                     deliver(r, written, nd->d.in2, r->scratch2, n2);
                 }

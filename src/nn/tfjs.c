@@ -674,9 +674,11 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
         } else {
             nin = inbound(L, inames, MAX_IN);
             if (nin < 0) return bad(r->err, "TF.js model: layer %s has inputs this reader does not follow", name);
-            for (int i = 0; i < nin; i++)
-                if (!(in[i] = tfind(m, inames[i])) || in[i]->node == -2)
+            for (int i = 0; i < nin; i++) {
+                in[i] = tfind(m, inames[i]);
+                if (!in[i] || in[i]->node == -2)
                     return bad(r->err, "TF.js model: layer %s reads %s, which comes later or is no tensor", name, inames[i]);
+            }
         }
         /* The input: an InputLayer, or a Sequential model's first layer's
          * batch_input_shape. */
@@ -737,10 +739,12 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
                             .pad = in[0]->padded ? in[0]->pad : NULL};
             snprintf(wn, sizeof wn, dw ? "%s/depthwise_kernel" : "%s/kernel", name);
             nn_shape is = nn_net_shape(r->net, x);
-            if (!(cs.w = need(r, wn, 4, kh, kw, is.c, dw ? 1 : -1, &rc))) return rc;
+            cs.w = need(r, wn, 4, kh, kw, is.c, dw ? 1 : -1, &rc);
+            if (!cs.w) return rc;
             if (json_is_true(json_object_get(cfg, "use_bias"))) {
                 snprintf(wn, sizeof wn, "%s/bias", name);
-                if (!(cs.bias = need(r, wn, 1, dw ? is.c : cs.w->dims[3], 0, 0, 0, &rc))) return rc;
+                cs.bias = need(r, wn, 1, dw ? is.c : cs.w->dims[3], 0, 0, 0, &rc);
+                if (!cs.bias) return rc;
             }
             /* Fold the batch norm that alone reads this convolution. */
             json_t *rdr;
@@ -756,20 +760,25 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
                     json_is_number(json_object_get(bc, "epsilon"))) {
                     cs.eps = json_number_value(json_object_get(bc, "epsilon"));
                     snprintf(wn, sizeof wn, "%s/moving_mean", bn);
-                    if (!(cs.mean = need(r, wn, 1, co, 0, 0, 0, &rc))) return rc;
+                    cs.mean = need(r, wn, 1, co, 0, 0, 0, &rc);
+                    if (!cs.mean) return rc;
                     snprintf(wn, sizeof wn, "%s/moving_variance", bn);
-                    if (!(cs.var = need(r, wn, 1, co, 0, 0, 0, &rc))) return rc;
+                    cs.var = need(r, wn, 1, co, 0, 0, 0, &rc);
+                    if (!cs.var) return rc;
                     if (!json_is_false(json_object_get(bc, "scale"))) {
                         snprintf(wn, sizeof wn, "%s/gamma", bn);
-                        if (!(cs.gamma = need(r, wn, 1, co, 0, 0, 0, &rc))) return rc;
+                        cs.gamma = need(r, wn, 1, co, 0, 0, 0, &rc);
+                        if (!cs.gamma) return rc;
                     }
                     if (!json_is_false(json_object_get(bc, "center"))) {
                         snprintf(wn, sizeof wn, "%s/beta", bn);
-                        if (!(cs.beta = need(r, wn, 1, co, 0, 0, 0, &rc))) return rc;
+                        cs.beta = need(r, wn, 1, co, 0, 0, 0, &rc);
+                        if (!cs.beta) return rc;
                     }
                 }
             }
-            if ((node = build_conv(r, x, &cs, name, &rc)) < 0) return rc;
+            node = build_conv(r, x, &cs, name, &rc);
+            if (node < 0) return rc;
             if (cs.mean) {
                 /* The batch norm's name stands for the folded convolution. */
                 tensor *t = tadd(m, json_string_value(json_object_get(rdr, "name")), node);
@@ -784,7 +793,8 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
                 return bad(r->err, "TF.js model: %s: batch norm over an axis other than channels", name);
             double eps = json_number_value(json_object_get(cfg, "epsilon"));
             nn_node d = {.op = NN_OP_BN, .in = x, .eps = (float)(eps > 0 ? eps : 1e-3), .momentum = 0.01f};
-            if ((node = add_node(r, &d, name, &rc)) < 0) return rc;
+            node = add_node(r, &d, name, &rc);
+            if (node < 0) return rc;
             static const char *const slot[4] = {"gamma", "beta", "moving_mean", "moving_variance"};
             for (int s = 0; s < 4; s++) {
                 if ((s == 0 && json_is_false(json_object_get(cfg, "scale"))) ||
@@ -806,8 +816,9 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
                 return bad(r->err, "TF.js model: %s: activation %s", name, a);
             } else if (act == NN_ACT_NONE) {
                 same_tensor = true;
-            } else if ((node = build_act(r, x, (nn_act)act, name, &rc)) < 0) {
-                return rc;
+            } else {
+                node = build_act(r, x, (nn_act)act, name, &rc);
+                if (node < 0) return rc;
             }
             act = NN_ACT_NONE;
         } else if (!strcmp(lc, "ReLU")) {
@@ -816,7 +827,8 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
             double th = json_number_value(json_object_get(cfg, "threshold"));
             if (ns != 0 || th != 0 || (mv && !json_is_null(mv) && json_number_value(mv) != 6))
                 return bad(r->err, "TF.js model: %s: a ReLU other than max(0, x) or min(max(0, x), 6)", name);
-            if ((node = build_act(r, x, mv && !json_is_null(mv) ? NN_RELU6 : NN_RELU, name, &rc)) < 0) return rc;
+            node = build_act(r, x, mv && !json_is_null(mv) ? NN_RELU6 : NN_RELU, name, &rc);
+            if (node < 0) return rc;
         } else if (!strcmp(lc, "ZeroPadding2D")) {
             json_t *p = json_object_get(cfg, "padding");
             int v[4];
@@ -843,11 +855,13 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
             if (!st || json_is_null(st)) sh = kh, sw = kw;
             if (strcmp(padding, "same") && strcmp(padding, "valid"))
                 return bad(r->err, "TF.js model: %s: padding %s", name, padding);
-            if ((node = build_pool(r, x, lc[0] == 'A', kh, kw, sh, sw, !strcmp(padding, "same"), name, &rc)) < 0)
+            node = build_pool(r, x, lc[0] == 'A', kh, kw, sh, sw, !strcmp(padding, "same"), name, &rc);
+            if (node < 0)
                 return rc;
         } else if (!strcmp(lc, "GlobalAveragePooling2D")) {
             nn_node d = {.op = NN_OP_GAP, .in = x};
-            if ((node = add_node(r, &d, name, &rc)) < 0) return rc;
+            node = add_node(r, &d, name, &rc);
+            if (node < 0) return rc;
             r->info->features = node;
         } else if (!strcmp(lc, "Concatenate") || !strcmp(lc, "Add")) {
             bool cat = lc[0] == 'C';
@@ -858,7 +872,8 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
             node = x;
             for (int i = 1; i < nin; i++) {
                 nn_node d = {.op = cat ? NN_OP_CONCAT : NN_OP_ADD, .in = node, .in2 = in[i]->node};
-                if ((node = add_node(r, &d, name, &rc)) < 0) return rc;
+                node = add_node(r, &d, name, &rc);
+                if (node < 0) return rc;
             }
         } else if (!strcmp(lc, "Flatten") || !strcmp(lc, "Dropout")) {
             nn_shape is = nn_net_shape(r->net, x);
@@ -878,9 +893,11 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
             if (!w) return rc;
             if (json_is_true(json_object_get(cfg, "use_bias"))) {
                 snprintf(wn, sizeof wn, "%s/bias", name);
-                if (!(b = need(r, wn, 1, w->dims[1], 0, 0, 0, &rc))) return rc;
+                b = need(r, wn, 1, w->dims[1], 0, 0, 0, &rc);
+                if (!b) return rc;
             }
-            if ((node = build_dense(r, x, w, b, name, &rc)) < 0) return rc;
+            node = build_dense(r, x, w, b, name, &rc);
+            if (node < 0) return rc;
         } else {
             return bad(r->err, "TF.js model: layer %s is a %s, which this engine does not run", name, lc);
         }
@@ -966,7 +983,8 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
             return bad(r->err, "TF.js model: %s reads an output other than the first of a node", name);
         }
         if (nin == MAX_IN) return bad(r->err, "TF.js model: %s has too many inputs", name);
-        if (!(in[nin++] = tfind(m, n))) {
+        in[nin] = tfind(m, n);
+        if (!in[nin++]) {
             *deferred = true; /* its input comes later in the list */
             return CORE_OK;
         }
@@ -985,12 +1003,14 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
             if (v < 1 || v > 4096) return bad(r->err, "TF.js model: the input size must be fixed");
             d[k] = (int)v;
         }
-        if (!(r->net = nn_net_new(d[3], d[1], d[2])))
+        r->net = nn_net_new(d[3], d[1], d[2]);
+        if (!r->net)
             return core_fail(r->err, CORE_ERR_NOMEM, NULL, "out of memory reading the model");
         r->info->height = d[1], r->info->width = d[2];
         t.affine = true, t.a = 1, t.b = 0;
     } else if (!strcmp(op, "Const")) {
-        if (!(t.cw = find_weight(r, name))) return bad(r->err, "TF.js model: constant %s has no weights", name);
+        t.cw = find_weight(r, name);
+        if (!t.cw) return bad(r->err, "TF.js model: constant %s has no weights", name);
     } else if (!strcmp(op, "Identity") || !strcmp(op, "Squeeze") || !strcmp(op, "Reshape") || !strcmp(op, "Softmax")) {
         if (nin < 1 || in[0]->node == -2 || in[0]->affine)
             return bad(r->err, "TF.js model: %s (%s) of no computed tensor", name, op);
@@ -1025,7 +1045,8 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
         } else if (op[0] == 'A' && a->node != -2 && b->node != -2 && !a->affine && !b->affine && !a->softmax &&
                    !b->softmax) {
             nn_node d = {.op = NN_OP_ADD, .in = a->node, .in2 = b->node};
-            if ((t.node = add_node(r, &d, name, &rc)) < 0) return rc;
+            t.node = add_node(r, &d, name, &rc);
+            if (t.node < 0) return rc;
         } else {
             return bad(r->err, "TF.js model: %s: %s other than of the input by a scalar, or of two maps", name, op);
         }
@@ -1085,7 +1106,8 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
                 for (size_t i = 0; i < ww->count; i++)
                     if (!isfinite(wval(r, ww, i))) return bad(r->err, "TF.js model: %s: weights not finite", name);
             conv_spec cs = {.w = w, .bias = b, .stride = strides[1], .depthwise = isdw, .same = !strcmp(pad, "SAME")};
-            if ((t.node = build_conv(r, x, &cs, name, &rc)) < 0) return rc;
+            t.node = build_conv(r, x, &cs, name, &rc);
+            if (t.node < 0) return rc;
         } else if (!strcmp(op, "MatMul") || !strcmp(op, "_FusedMatMul")) {
             json_t *ta = json_object_get(attr(nd, "transpose_a"), "b"), *tb = json_object_get(attr(nd, "transpose_b"), "b");
             if (json_is_true(ta) || json_is_true(tb) || nin < 2 + (biasadd ? 1 : 0) || !in[1]->cw ||
@@ -1097,15 +1119,16 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
             for (const weight *ww = w; ww; ww = ww == w ? b : NULL)
                 for (size_t i = 0; i < ww->count; i++)
                     if (!isfinite(wval(r, ww, i))) return bad(r->err, "TF.js model: %s: weights not finite", name);
-            if ((t.node = build_dense(r, x, w, b, name, &rc)) < 0) return rc;
+            t.node = build_dense(r, x, w, b, name, &rc);
+            if (t.node < 0) return rc;
         } else if (!strcmp(op, "AvgPool") || !strcmp(op, "MaxPool")) {
             if (attr_ints(nd, "ksize", ks, 4) != 4 || ks[0] != 1 || ks[3] != 1)
                 return bad(r->err, "TF.js model: %s: malformed pooling window", name);
-            if ((t.node = build_pool(r, x, op[0] == 'A', ks[1], ks[2], strides[1], strides[2], !strcmp(pad, "SAME"), name,
-                                     &rc)) < 0)
-                return rc;
+            t.node = build_pool(r, x, op[0] == 'A', ks[1], ks[2], strides[1], strides[2], !strcmp(pad, "SAME"), name, &rc);
+            if (t.node < 0) return rc;
         } else if (!strcmp(op, "Relu") || !strcmp(op, "Relu6")) {
-            if ((t.node = build_act(r, x, op[4] ? NN_RELU6 : NN_RELU, name, &rc)) < 0) return rc;
+            t.node = build_act(r, x, op[4] ? NN_RELU6 : NN_RELU, name, &rc);
+            if (t.node < 0) return rc;
         } else if (!strcmp(op, "ConcatV2")) {
             /* Inputs: the tensors, then the axis (a constant). */
             if (nin < 3 || !in[nin - 1]->cw || in[nin - 1]->cw->count != 1)
@@ -1118,7 +1141,8 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
                 if (in[i]->node == -2 || in[i]->affine || in[i]->softmax)
                     return bad(r->err, "TF.js model: %s: concatenation of no computed tensor", name);
                 nn_node d = {.op = NN_OP_CONCAT, .in = t.node, .in2 = in[i]->node};
-                if ((t.node = add_node(r, &d, name, &rc)) < 0) return rc;
+                t.node = add_node(r, &d, name, &rc);
+                if (t.node < 0) return rc;
             }
         } else {
             return bad(r->err, "TF.js model: node %s is a %s, which this engine does not run", name, op);

@@ -28,7 +28,8 @@ static int fine_index(screening_dataset *ds, const char *set, const char *cls, i
     int *c = realloc(ds->fine_condition, (size_t)(ds->fine_count + 1) * sizeof *c);
     if (!c) return -1;
     ds->fine_condition = c;
-    if (!(n[ds->fine_count] = strdup(name))) return -1;
+    n[ds->fine_count] = strdup(name);
+    if (!n[ds->fine_count]) return -1;
     c[ds->fine_count] = screening_condition_of(sets[si], cls);
     return ds->fine_count++;
 }

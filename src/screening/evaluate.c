@@ -331,7 +331,8 @@ char **screening_not_skin_list(const char *dir, size_t *count) {
         if (header || !line[0]) continue;
         if (n == cap) {
             char **l = realloc(list, (cap = cap ? cap * 2 : 256) * sizeof *l);
-            if (!(ok = l != NULL)) break;
+            ok = l != NULL;
+            if (!ok) break;
             list = l;
         }
         ok = (list[n] = strdup(line)) != NULL;

@@ -175,7 +175,8 @@ core_status screening_ood_centres(const json_t *ood, screening_ood *o, core_erro
     if (!n) return CORE_OK;
     if (o->m < 1 || n % (size_t)o->m || n / (size_t)o->m > 64)
         return core_fail(err, CORE_ERR_INVALID, "model", "the skin-distance centres do not fit");
-    if (!(o->centre = malloc(n * sizeof *o->centre))) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    o->centre = malloc(n * sizeof *o->centre);
+    if (!o->centre) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const json_t *v = json_array_get(c, i);
         if (!json_is_number(v)) return core_fail(err, CORE_ERR_INVALID, "model", "a skin-distance centre is not a number");
@@ -204,13 +205,15 @@ core_status screening_ood_from_model(nn_net *net, const json_t *meta, int featur
     o->var = malloc((size_t)m * sizeof *o->var);
     size_t nw = 0;
     const float *w = nn_net_tensor(net, nd, 0, &nw);
-    if (with_basis && (o->basis = malloc((size_t)m * dim * sizeof *o->basis)) && w) memcpy(o->basis, w, nw * sizeof *w);
+    if (with_basis) o->basis = malloc((size_t)m * dim * sizeof *o->basis);
+    if (o->basis && w) memcpy(o->basis, w, nw * sizeof *w);
     core_status rc = CORE_OK;
     if (!o->mean || !o->var || (with_basis && !o->basis)) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     for (int d = 0; !rc && d < dim; d++) o->mean[d] = (float)json_number_value(json_array_get(mean, (size_t)d));
-    for (int q = 0; !rc && q < m; q++)
-        if (!((o->var[q] = (float)json_number_value(json_array_get(var, (size_t)q))) > 0))
-            rc = core_fail(err, CORE_ERR_INVALID, "model", "a skin-distance variance is not positive");
+    for (int q = 0; !rc && q < m; q++) {
+        o->var[q] = (float)json_number_value(json_array_get(var, (size_t)q));
+        if (!(o->var[q] > 0)) rc = core_fail(err, CORE_ERR_INVALID, "model", "a skin-distance variance is not positive");
+    }
     if (!rc) rc = screening_ood_centres(j, o, err);
     if (rc) screening_ood_free(o);
     else *node = nd;

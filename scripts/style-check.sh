@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The project's C style, checked (issue 12.7; docs/STYLE.md says why):
+#   1. clang-format (.clang-format) leaves every C file as it is: layout, and
+#      lines of at most 120 columns;
+#   2. an assignment inside an `if` condition is only the status idiom
+#      `if ((rc = f(...)))`; anything else is assigned first;
+#   3. a `store *` is named `st` (sqlite3 connections are `db`, statements `q`).
+# Exit 1 with the offending places listed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+CF=$(command -v clang-format || command -v clang-format-14 || true)
+if [[ -z "$CF" ]]; then echo "style: clang-format not installed (scripts/deps.sh installs it)" >&2; exit 1; fi
+mapfile -t files < <(git ls-files '*.c' '*.h' 2>/dev/null || find src tests bench -name '*.[ch]')
+bad=0
+if ! "$CF" --dry-run --Werror "${files[@]}" 2>/tmp/style-format.$$; then
+  echo "style: clang-format would change these (run: clang-format -i FILE):" >&2
+  grep -oE '^[^:]+:[0-9]+' /tmp/style-format.$$ | sort -u | head -40 >&2
+  bad=1
+fi
+rm -f /tmp/style-format.$$
+assign=$(grep -nE 'if \(!?\(+[A-Za-z_][A-Za-z0-9_>.-]*(\[[^]]*\])? = ' "${files[@]}" | grep -vE 'if \(!?\(rc = ' || true)
+if [[ -n "$assign" ]]; then
+  echo "style: assignment inside an if condition (only 'if ((rc = f()))' is allowed):" >&2
+  echo "$assign" >&2
+  bad=1
+fi
+names=$(grep -nE '\bstore \*[a-z_]+[,;)= ]' "${files[@]}" | grep -vE '\bstore \*st[,;)= ]' || true)
+if [[ -n "$names" ]]; then
+  echo "style: a 'store *' is named 'st':" >&2
+  echo "$names" >&2
+  bad=1
+fi
+exit $bad
