@@ -464,7 +464,8 @@ core_status ledger_submit_many(ledger *l, const uint8_t *const *txs, const size_
         p->len = lens[i];
         p->rcpt = r;
         p->done = true;
-        if ((r->status = ledger_tx_decode(txs[i], lens[i], &p->tx, &r->error))) continue;
+        r->status = ledger_tx_decode(txs[i], lens[i], &p->tx, &r->error);
+        if (r->status) continue;
         ledger_tx_id(txs[i], lens[i], r->txid);
         if (!ledger_tx_check_signature(txs[i], lens[i])) {
             r->status = core_fail(&r->error, CORE_ERR_CRYPTO, "sig", "the signature does not match the signer");

@@ -359,9 +359,12 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
             goto done;
         }
         nn_net_truncate(net, first);
-    } else if (!(net = nn_net_new(dims[0], dims[1], dims[2]))) {
-        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory loading the model");
-        goto done;
+    } else {
+        net = nn_net_new(dims[0], dims[1], dims[2]);
+        if (!net) {
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory loading the model");
+            goto done;
+        }
     }
     for (size_t i = 0; i < json_array_size(nodes); i++) {
         nn_node d;

@@ -333,8 +333,9 @@ static core_status train_distance_rule(train_ctx *c, core_error *err) {
     memcpy(c->all + ntr0, c->va, nva * sizeof *c->all);
     if (j->pool) {
         c->pooled = screening_head_logits(j->pool, c->feats, c->all, ntr0 + nva, c->dim, c->pd);
-    } else if ((c->pooled = malloc((ntr0 + nva) * pd * sizeof *c->pooled))) {
-        for (size_t i = 0; i < ntr0 + nva; i++)
+    } else {
+        c->pooled = malloc((ntr0 + nva) * pd * sizeof *c->pooled);
+        for (size_t i = 0; c->pooled && i < ntr0 + nva; i++)
             memcpy(c->pooled + i * pd, c->feats + c->all[i] * (size_t)c->dim, pd * sizeof *c->pooled);
     }
     c->seq = malloc(ntr0 * sizeof *c->seq);

@@ -160,7 +160,8 @@ static void header(reader *r) {
             r->st = core_fail(r->err, CORE_ERR_INVALID, "csv", "line %zu: column %zu has no name", r->line, j + 1);
             return;
         }
-        if (!(t->names[j] = strdup(name))) return fail_nomem(r);
+        t->names[j] = strdup(name);
+        if (!t->names[j]) return fail_nomem(r);
     }
 }
 
