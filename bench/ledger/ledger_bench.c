@@ -22,13 +22,20 @@
 #define WALLETS 64
 #define CHUNK 1024
 
-typedef struct { uint8_t pk[32], sk[64]; uint64_t nonce; } key;
+typedef struct {
+    uint8_t pk[32], sk[64];
+    uint64_t nonce;
+} key;
 
 static key wallets[WALLETS];
 static uint8_t (*txbuf)[160];
 static size_t *txlen;
 
-typedef struct { ledger *l; size_t from, to; size_t ok, bad; } job;
+typedef struct {
+    ledger *l;
+    size_t from, to;
+    size_t ok, bad;
+} job;
 
 static void *submitter(void *arg) {
     job *j = arg;
@@ -39,7 +46,8 @@ static void *submitter(void *arg) {
         for (size_t k = 0; k < n; k++) ptrs[k] = txbuf[i + k];
         ledger_submit_many(j->l, ptrs, txlen + i, n, r, NULL);
         for (size_t k = 0; k < n; k++) {
-            if (r[k].status == CORE_OK) j->ok++;
+            if (r[k].status == CORE_OK)
+                j->ok++;
             else {
                 if (j->bad++ < 3) fprintf(stderr, "rejected: %s\n", r[k].error.message);
             }
@@ -99,7 +107,8 @@ int main(int argc, char **argv) {
         ledger_tx tx = {.kind = LEDGER_TX_REGISTER_WALLET, .nonce = ++k->nonce};
         size_t len = ledger_tx_sign(&tx, k->sk, buf, sizeof buf);
         if (ledger_submit(l, buf, len, &r, &err)) die("register", &err);
-        tx = (ledger_tx){.kind = LEDGER_TX_GRANT, .nonce = ++k->nonce,
+        tx = (ledger_tx){.kind = LEDGER_TX_GRANT,
+                         .nonce = ++k->nonce,
                          .u.grant = {.scope = 1, .purpose = 1, .expires = (uint64_t)core_now() + 86400}};
         len = ledger_tx_sign(&tx, k->sk, buf, sizeof buf);
         if (ledger_submit(l, buf, len, &r, &err)) die("grant", &err);

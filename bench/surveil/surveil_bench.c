@@ -82,15 +82,15 @@ static const config configs[] = {
 
 typedef struct {
     /* C */
-    double c_seconds;        /* fastest pass over all series */
+    double c_seconds; /* fastest pass over all series */
     int passes;
-    size_t first;            /* 0-based first evaluated week */
-    size_t alarms, nas;      /* over all series */
+    size_t first;       /* 0-based first evaluated week */
+    size_t alarms, nas; /* over all series */
     /* R */
     int r_ran;
     size_t r_series;
     double r_seconds;
-    int r_first;             /* 1-based, as R reports it */
+    int r_first; /* 1-based, as R reports it */
     /* comparison */
     size_t points, alarm_diff, ub_diff;
     double worst_rel;
@@ -121,9 +121,9 @@ static double *make_series(size_t n_series) {
     set_seed(20261201u, 362436069u);
     for (size_t s = 0; s < n_series; s++) {
         double level = exp(log(0.5) + unif_rand() * (log(50) - log(0.5))); /* log-uniform 0.5 .. 50 */
-        double amp = 0.8 * unif_rand(), peak = 52 * unif_rand();         /* seasonal amplitude, peak week */
-        double trend = 0.1 * (unif_rand() - 0.5);                        /* -5 % .. +5 % a year */
-        double size = 2 + 48 * unif_rand();                               /* NB size: var = mu + mu^2/size */
+        double amp = 0.8 * unif_rand(), peak = 52 * unif_rand();           /* seasonal amplitude, peak week */
+        double trend = 0.1 * (unif_rand() - 0.5);                          /* -5 % .. +5 % a year */
+        double size = 2 + 48 * unif_rand();                                /* NB size: var = mu + mu^2/size */
         int ob_start = -1, ob_len = 0;
         double ob_k = 0;
         if (unif_rand() < 0.2) { /* an outbreak of 1-4 weeks in the last year, 2-6 sd strong */
@@ -195,8 +195,7 @@ static void *read_file(const char *path, size_t *bytes) {
 }
 
 /* Time one configuration over all series; write its results. */
-static void run_c(const config *c, const double *x, size_t n_series, surveil_point *out, const char *dir,
-                  result *res) {
+static void run_c(const config *c, const double *x, size_t n_series, surveil_point *out, const char *dir, result *res) {
     surveil_params p;
     config_params(c, &p);
     core_error err;
@@ -304,7 +303,13 @@ static void compare(const config *c, const char *dir, const double *x, size_t n_
                     printf("  MISMATCH %s: series s%zu (column %zu of series.csv), week %zu: count %.0f, "
                            "C upperbound %.17g alarm %s, R upperbound %.17g alarm %s\n",
                            c->name, s + 1, s + 2, res->first + i + 1, x[s * WEEKS + res->first + i], a,
-                           aa == INT32_MIN ? "NA" : aa ? "1" : "0", b, ba == INT32_MIN ? "NA" : ba ? "1" : "0");
+                           aa == INT32_MIN ? "NA"
+                           : aa            ? "1"
+                                           : "0",
+                           b,
+                           ba == INT32_MIN ? "NA"
+                           : ba            ? "1"
+                                           : "0");
             }
         }
     }
@@ -319,8 +324,8 @@ static void compare(const config *c, const char *dir, const double *x, size_t n_
 
 /* The demo data's model of the US (states and their populations, each
  * condition's share and season), from surveil/demo.c. */
-static const char *const conditions[] = {"fungal", "bacterial", "viral", "parasitic", "eczema",
-                                         "psoriasis", "acne_rosacea", "benign_mole", "melanoma", "other"};
+static const char *const conditions[] = {"fungal",    "bacterial",    "viral",       "parasitic", "eczema",
+                                         "psoriasis", "acne_rosacea", "benign_mole", "melanoma",  "other"};
 #define NCOND (sizeof conditions / sizeof *conditions)
 #define AGG_WEEKS 52
 
@@ -330,7 +335,9 @@ static const double source_mix[SURVEIL_SOURCES] = {0.60, 0.30, 0.10};
 static const double *frac_key;
 static int by_fraction_desc(const void *a, const void *b) {
     double x = frac_key[*(const size_t *)a], y = frac_key[*(const size_t *)b];
-    return x < y ? 1 : x > y ? -1 : (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+    return x < y   ? 1
+           : x > y ? -1
+                   : (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
 }
 
 static void aggregates(const char *dir, int64_t total) {
@@ -405,9 +412,16 @@ static void aggregates(const char *dir, int64_t total) {
     printf("%-10s %10s %10s %10s %10s %10s   %s\n", "epsilon", "build", "json", "dumps", "csv", "total",
            "cells published / suppressed, JSON and CSV bytes");
     for (int e = 0; e <= 1; e++) {
-        surveil_query q = {.country = "US", .week_from = week0, .week_to = week0 + AGG_WEEKS - 1,
-                           .conditions = codes, .n_conditions = NCOND, .k = 11, .base_k = 11,
-                           .epsilon = e, .sealed_through = week0 + AGG_WEEKS - 1, .regions = row_codes,
+        surveil_query q = {.country = "US",
+                           .week_from = week0,
+                           .week_to = week0 + AGG_WEEKS - 1,
+                           .conditions = codes,
+                           .n_conditions = NCOND,
+                           .k = 11,
+                           .base_k = 11,
+                           .epsilon = e,
+                           .sealed_through = week0 + AGG_WEEKS - 1,
+                           .regions = row_codes,
                            .n_regions = nstates};
         double best[4] = {INFINITY, INFINITY, INFINITY, INFINITY};
         size_t published = 0, json_bytes = 0, csv_bytes = 0;
@@ -434,10 +448,9 @@ static void aggregates(const char *dir, int64_t total) {
             surveil_release_free(r);
         }
         size_t cells = (size_t)AGG_WEEKS * (nstates + 1) * (NCOND + 1);
-        printf("%-10d %8.1fms %8.1fms %8.1fms %8.1fms %8.1fms   %zu / %zu of %zu, %zu B, %zu B\n", e,
-               best[0] * 1e3, best[1] * 1e3, best[2] * 1e3, best[3] * 1e3,
-               (best[0] + best[1] + best[2] + best[3]) * 1e3, published, cells - published, cells, json_bytes,
-               csv_bytes);
+        printf("%-10d %8.1fms %8.1fms %8.1fms %8.1fms %8.1fms   %zu / %zu of %zu, %zu B, %zu B\n", e, best[0] * 1e3,
+               best[1] * 1e3, best[2] * 1e3, best[3] * 1e3, (best[0] + best[1] + best[2] + best[3]) * 1e3, published,
+               cells - published, cells, json_bytes, csv_bytes);
     }
     printf("(country US, %d weeks, %zu conditions, k = 11; each figure the best of 3 runs; epsilon 1 draws its "
            "noise from the system CSPRNG as in production)\n",
@@ -462,15 +475,24 @@ int main(int argc, char **argv) {
     int run_r = 1, run_agg = 1;
     for (int a = 1; a < argc; a++) {
         const char *o = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
-        if (!strcmp(o, "--no-r")) run_r = 0;
-        else if (!strcmp(o, "--no-aggregate")) run_agg = 0;
-        else if (v && !strcmp(o, "--out")) dir = v, a++;
-        else if (v && !strcmp(o, "--r-script")) script = v, a++;
-        else if (v && !strcmp(o, "--series")) n_series = strtoul(v, NULL, 10), a++;
-        else if (v && !strcmp(o, "--r-stride")) r_stride = strtoul(v, NULL, 10), a++;
-        else if (v && !strcmp(o, "--r-farrington")) r_farrington = strtoul(v, NULL, 10), a++;
-        else if (v && !strcmp(o, "--r-chunk")) r_chunk = strtoul(v, NULL, 10), a++;
-        else if (v && !strcmp(o, "--contributions")) contributions = strtoll(v, NULL, 10), a++;
+        if (!strcmp(o, "--no-r"))
+            run_r = 0;
+        else if (!strcmp(o, "--no-aggregate"))
+            run_agg = 0;
+        else if (v && !strcmp(o, "--out"))
+            dir = v, a++;
+        else if (v && !strcmp(o, "--r-script"))
+            script = v, a++;
+        else if (v && !strcmp(o, "--series"))
+            n_series = strtoul(v, NULL, 10), a++;
+        else if (v && !strcmp(o, "--r-stride"))
+            r_stride = strtoul(v, NULL, 10), a++;
+        else if (v && !strcmp(o, "--r-farrington"))
+            r_farrington = strtoul(v, NULL, 10), a++;
+        else if (v && !strcmp(o, "--r-chunk"))
+            r_chunk = strtoul(v, NULL, 10), a++;
+        else if (v && !strcmp(o, "--contributions"))
+            contributions = strtoll(v, NULL, 10), a++;
         else {
             fprintf(stderr,
                     "usage: surveil_bench [--out DIR] [--series N] [--r-script PATH | --no-r] [--r-stride S]\n"
@@ -514,8 +536,8 @@ int main(int argc, char **argv) {
     }
     if (run_r) {
         char cmd[8800];
-        snprintf(cmd, sizeof cmd, "Rscript '%s' '%s' %zu %zu %zu %zu", script, dir, r_stride, far_stride,
-                 r_farrington, r_chunk);
+        snprintf(cmd, sizeof cmd, "Rscript '%s' '%s' %zu %zu %zu %zu", script, dir, r_stride, far_stride, r_farrington,
+                 r_chunk);
         printf("R: %s\n", cmd);
         fflush(stdout);
         snprintf(path, sizeof path, "%s/r_times.csv", dir);
@@ -523,15 +545,17 @@ int main(int argc, char **argv) {
         double t0 = now();
         int rc = system(cmd);
         printf("R side took %.0f s in all (reading the series, building sts objects, runs, writing)\n", now() - t0);
-        if (rc != 0) printf("(R comparison failed: Rscript exited with status %d; is r-cran-surveillance installed?)\n", rc);
-        else read_r_times(dir, res);
+        if (rc != 0)
+            printf("(R comparison failed: Rscript exited with status %d; is r-cran-surveillance installed?)\n", rc);
+        else
+            read_r_times(dir, res);
         for (size_t k = 0; k < NCONFIGS; k++)
             if (res[k].r_ran) compare(&configs[k], dir, x, n_series, &res[k]);
     }
 
     /* The table */
-    printf("\n%-11s %11s %10s %16s %10s %8s  %-28s %s\n", "method", "C, all", "C/series", "R/series (n)",
-           "R, all", "R/C", "alarms identical (points)", "upper bounds (1e-6 rel)");
+    printf("\n%-11s %11s %10s %16s %10s %8s  %-28s %s\n", "method", "C, all", "C/series", "R/series (n)", "R, all",
+           "R/C", "alarms identical (points)", "upper bounds (1e-6 rel)");
     for (size_t k = 0; k < NCONFIGS; k++) {
         result *r = &res[k];
         double c_per = r->c_seconds / (double)n_series;

@@ -30,8 +30,8 @@ static double per_image(nn_net *net, nn_run *run, const float *x, int upto, doub
     return 1e3 * t / reps;
 }
 
-static const char *const op_name[] = {"conv", "bn", "act", "add", "gap", "dense", "dropout", "maxpool", "avgpool",
-                                      "concat"};
+static const char *const op_name[] = {"conv",  "bn",      "act",     "add",     "gap",
+                                      "dense", "dropout", "maxpool", "avgpool", "concat"};
 
 /* Time per node kind: forward to node i minus forward to node i − 1 would
  * be noisy; instead slice each node into a one-node net and time it alone
@@ -66,7 +66,8 @@ static void breakdown(nn_net *net, int upto) {
     printf("  per node kind (alone, ms):");
     for (int k = 0; k < 10; k++)
         if (t_op[k] > 0.05) printf(" %s %.1f", op_name[k], t_op[k]);
-    printf("\n  convolutions: 1x1 %.1f ms (%.0f GFLOP/s), 3x3 %.1f ms (%.0f), 1xn/nx1 %.1f ms (%.0f), other %.1f ms (%.0f)\n",
+    printf("\n  convolutions: 1x1 %.1f ms (%.0f GFLOP/s), 3x3 %.1f ms (%.0f), 1xn/nx1 %.1f ms (%.0f), other %.1f ms "
+           "(%.0f)\n",
            conv_k[0], 2 * macs_k[0] / conv_k[0] / 1e6, conv_k[1], 2 * macs_k[1] / conv_k[1] / 1e6, conv_k[2],
            2 * macs_k[2] / conv_k[2] / 1e6, conv_k[3], 2 * macs_k[3] / conv_k[3] / 1e6);
 }

@@ -152,11 +152,14 @@ int main(int argc, char **argv) {
     printf("%-40s %10.1f GFLOP/s\n", "OpenBLAS SGEMM 1024^3, 1 thread", p1);
     printf("%-40s %10.1f GFLOP/s\n", "OpenBLAS SGEMM 1024^3, 2 threads", p2);
     double i11 = infer(net, 1, 1, &g);
-    printf("%-40s %10.1f img/s  %6.1f GFLOP/s (%.0f%% of SGEMM)\n", "inference batch 1, 1 thread", i11, g, 100 * g / p1);
+    printf("%-40s %10.1f img/s  %6.1f GFLOP/s (%.0f%% of SGEMM)\n", "inference batch 1, 1 thread", i11, g,
+           100 * g / p1);
     double i12 = infer(net, 1, 2, &g);
-    printf("%-40s %10.1f img/s  %6.1f GFLOP/s (%.0f%% of SGEMM)\n", "inference batch 1, 2 threads", i12, g, 100 * g / p2);
+    printf("%-40s %10.1f img/s  %6.1f GFLOP/s (%.0f%% of SGEMM)\n", "inference batch 1, 2 threads", i12, g,
+           100 * g / p2);
     double i16 = infer(net, 16, 2, &g);
-    printf("%-40s %10.1f img/s  %6.1f GFLOP/s (%.0f%% of SGEMM)\n", "inference batch 16, 2 threads", i16, g, 100 * g / p2);
+    printf("%-40s %10.1f img/s  %6.1f GFLOP/s (%.0f%% of SGEMM)\n", "inference batch 16, 2 threads", i16, g,
+           100 * g / p2);
     double tr1 = train_rate(net, 16, 1), tr2 = train_rate(net, 16, 2);
     printf("%-40s %10.1f img/s\n", "training batch 16, 1 thread", tr1);
     printf("%-40s %10.1f img/s\n", "training batch 16, 2 threads", tr2);

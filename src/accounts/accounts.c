@@ -21,13 +21,14 @@ struct accounts {
 
 static const char *const role_names[] = {"person", "clinician", "analyst", "admin"};
 
-const char *accounts_role_name(accounts_role role) {
-    return role <= ACCOUNTS_ADMIN ? role_names[role] : "unknown";
-}
+const char *accounts_role_name(accounts_role role) { return role <= ACCOUNTS_ADMIN ? role_names[role] : "unknown"; }
 
 bool accounts_role_parse(const char *name, accounts_role *out) {
     for (int i = 0; name && i <= ACCOUNTS_ADMIN; i++)
-        if (strcmp(name, role_names[i]) == 0) { *out = (accounts_role)i; return true; }
+        if (strcmp(name, role_names[i]) == 0) {
+            *out = (accounts_role)i;
+            return true;
+        }
     return false;
 }
 
@@ -48,8 +49,14 @@ core_status accounts_open(store *st, const accounts_options *opt, accounts **out
     if (!a) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     a->st = st;
     a->cache = session_cache_new();
-    if (!a->cache) { free(a); return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); }
-    if (opt) a->opt = *opt; else accounts_options_defaults(&a->opt);
+    if (!a->cache) {
+        free(a);
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
+    if (opt)
+        a->opt = *opt;
+    else
+        accounts_options_defaults(&a->opt);
     *out = a;
     return CORE_OK;
 }
@@ -75,8 +82,9 @@ core_status accounts_validate_username(const char *in, char out[ACCOUNTS_USERNAM
         if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
         bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '.' || c == '_' || c == '-'));
         if (!ok)
-            return core_fail(err, CORE_ERR_INVALID, "username",
-                             "username may use only letters, digits, '.', '_' and '-', and must start with a letter or digit");
+            return core_fail(
+                err, CORE_ERR_INVALID, "username",
+                "username may use only letters, digits, '.', '_' and '-', and must start with a letter or digit");
         out[i] = c;
     }
     out[n] = '\0';
@@ -98,9 +106,11 @@ typedef struct {
     uint8_t pw_salt[CS_CRYPTO_SALT_BYTES];
     cs_crypto_kdf_cost cost;
     uint8_t verifier[ACCOUNTS_VERIFIER_BYTES];
-    uint8_t *dk_pw; size_t dk_pw_len;
+    uint8_t *dk_pw;
+    size_t dk_pw_len;
     uint8_t rc_salt[CS_CRYPTO_SALT_BYTES];
-    uint8_t *dk_rc; size_t dk_rc_len;
+    uint8_t *dk_rc;
+    size_t dk_rc_len;
 } user_row;
 
 static void user_row_free(user_row *u) {
@@ -133,8 +143,10 @@ static core_status load_user(sqlite3 *db, const char *username, int64_t id, user
     snprintf(q, sizeof q, "%s%s", sql, username ? "username = ?" : "id = ?");
     core_status rc = store_prepare(db, q, &st, err);
     if (rc) return rc;
-    if (username) sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
-    else sqlite3_bind_int64(st, 1, id);
+    if (username)
+        sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, id);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
         u->id = sqlite3_column_int64(st, 0);
@@ -172,7 +184,8 @@ static void recovery_key(const uint8_t salt[CS_CRYPTO_SALT_BYTES], const uint8_t
 typedef struct {
     uint8_t salt[CS_CRYPTO_SALT_BYTES];
     uint8_t verifier[ACCOUNTS_VERIFIER_BYTES];
-    uint8_t *sealed; size_t sealed_len;
+    uint8_t *sealed;
+    size_t sealed_len;
 } pw_wrap;
 
 static core_status wrap_password(const accounts *a, const char *password, const uint8_t dk[ACCOUNTS_DK_BYTES],
@@ -187,7 +200,8 @@ static core_status wrap_password(const accounts *a, const char *password, const 
 
 typedef struct {
     uint8_t salt[CS_CRYPTO_SALT_BYTES];
-    uint8_t *sealed; size_t sealed_len;
+    uint8_t *sealed;
+    size_t sealed_len;
 } rc_wrap;
 
 static core_status wrap_recovery(const uint8_t dk[ACCOUNTS_DK_BYTES], char text[CS_CRYPTO_RECOVERY_TEXT], rc_wrap *w,
@@ -219,8 +233,11 @@ static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const
     core_status rc = cs_crypto_seal(key, AD_SESS, strlen(AD_SESS), dk, ACCOUNTS_DK_BYTES, &sealed, &sealed_len, err);
     cs_crypto_wipe(key, sizeof key);
     sqlite3_stmt *st = NULL;
-    if (!rc) rc = store_prepare(db, "INSERT INTO sessions(id_hash, user_id, csrf, dk_sess, created_at, expires_at) "
-                                    "VALUES (?, ?, ?, ?, ?, ?)", &st, err);
+    if (!rc)
+        rc = store_prepare(db,
+                           "INSERT INTO sessions(id_hash, user_id, csrf, dk_sess, created_at, expires_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           &st, err);
     if (!rc) {
         int64_t now = core_now();
         sqlite3_bind_blob(st, 1, sess->id_hash, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
@@ -249,8 +266,8 @@ static core_status signup_check(accounts *a, sqlite3 *db, const char *key, core_
 
 /* limit_key non-NULL: a sign-up from the network, counted under that key. */
 static core_status create_account(accounts *a, const char *username, const char *password, accounts_role role,
-                                  const char *limit_key, char recovery[CS_CRYPTO_RECOVERY_TEXT],
-                                  accounts_session *sess, char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
+                                  const char *limit_key, char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
+                                  char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
     char name[ACCOUNTS_USERNAME_MAX + 1];
     core_status rc = accounts_validate_username(username, name, err);
     if (!rc) rc = accounts_validate_password(password, err);
@@ -271,8 +288,11 @@ static core_status create_account(accounts *a, const char *username, const char 
      * early check and overshoot, and a sign-up that fails takes nothing. */
     if (!rc && limit_key) rc = signup_check(a, db, limit_key, err);
     if (!rc && limit_key) rc = accounts_throttle_fail(db, limit_key, a->opt.signup_window, err);
-    if (!rc) rc = store_prepare(db, "INSERT INTO users(username, role, created_at, pw_salt, pw_ops, pw_mem, "
-                                    "pw_verifier, dk_pw, rc_salt, dk_rc) VALUES (?,?,?,?,?,?,?,?,?,?)", &st, err);
+    if (!rc)
+        rc = store_prepare(db,
+                           "INSERT INTO users(username, role, created_at, pw_salt, pw_ops, pw_mem, "
+                           "pw_verifier, dk_pw, rc_salt, dk_rc) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           &st, err);
     if (!rc) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, accounts_role_name(role), -1, SQLITE_STATIC);
@@ -352,7 +372,10 @@ static core_status unlock_with_password(const user_row *u, const char *password,
         rc = cs_crypto_open(key, AD_PW, strlen(AD_PW), u->dk_pw, u->dk_pw_len, &plain, &n, err);
         if (!rc && n != ACCOUNTS_DK_BYTES) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "wrapped key has the wrong size");
         if (!rc) memcpy(dk, plain, ACCOUNTS_DK_BYTES);
-        if (plain) { cs_crypto_wipe(plain, n); free(plain); }
+        if (plain) {
+            cs_crypto_wipe(plain, n);
+            free(plain);
+        }
     }
     cs_crypto_wipe(key, sizeof key);
     return rc;
@@ -477,9 +500,11 @@ static core_status load_session(accounts *a, const uint8_t id_hash[ACCOUNTS_SESS
     sqlite3 *db = store_acquire(a->st);
     sqlite3_stmt *st = NULL;
     /* Runs on every cache miss: the statement is cached. */
-    core_status rc = store_prepare_cached(a->st, db,
-        "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess, s.expires_at FROM sessions s "
-        "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ? AND s.expires_at > ?", &st, err);
+    core_status rc =
+        store_prepare_cached(a->st, db,
+                             "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess, s.expires_at FROM sessions s "
+                             "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ? AND s.expires_at > ?",
+                             &st, err);
     if (!rc) {
         sqlite3_bind_blob(st, 1, id_hash, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, core_now());
@@ -491,8 +516,10 @@ static core_status load_session(accounts *a, const uint8_t id_hash[ACCOUNTS_SESS
             if (!accounts_role_parse((const char *)sqlite3_column_text(st, 2), &e->role)) e->role = ACCOUNTS_PERSON;
             snprintf(e->csrf, sizeof e->csrf, "%s", (const char *)sqlite3_column_text(st, 3));
             e->sealed_len = (size_t)sqlite3_column_bytes(st, 4);
-            if (e->sealed_len > sizeof e->sealed) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key is damaged");
-            else memcpy(e->sealed, sqlite3_column_blob(st, 4), e->sealed_len);
+            if (e->sealed_len > sizeof e->sealed)
+                rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key is damaged");
+            else
+                memcpy(e->sealed, sqlite3_column_blob(st, 4), e->sealed_len);
             e->expires_at = sqlite3_column_int64(st, 5);
         } else if (step == SQLITE_DONE) {
             rc = core_fail(err, CORE_ERR_AUTH, NULL, "not logged in, or the session has expired");
@@ -507,8 +534,7 @@ static core_status load_session(accounts *a, const uint8_t id_hash[ACCOUNTS_SESS
 core_status accounts_authenticate(accounts *a, const char *token, accounts_session *sess, core_error *err) {
     uint8_t raw[ACCOUNTS_TOKEN_RAW];
     memset(sess, 0, sizeof *sess);
-    if (!token || !cs_crypto_unb64(token, raw, sizeof raw))
-        return core_fail(err, CORE_ERR_AUTH, NULL, "not logged in");
+    if (!token || !cs_crypto_unb64(token, raw, sizeof raw)) return core_fail(err, CORE_ERR_AUTH, NULL, "not logged in");
     uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], key[ACCOUNTS_KEK_BYTES];
     cs_crypto_hash(id_hash, "caresync-session-id-v1", raw, sizeof raw);
     cs_crypto_hash(key, "caresync-session-key-v1", raw, sizeof raw);
@@ -531,9 +557,14 @@ core_status accounts_authenticate(accounts *a, const char *token, accounts_sessi
         uint8_t *plain = NULL;
         size_t n = 0;
         rc = cs_crypto_open(key, AD_SESS, strlen(AD_SESS), e.sealed, e.sealed_len, &plain, &n, err);
-        if (!rc && n == ACCOUNTS_DK_BYTES) memcpy(sess->data_key, plain, ACCOUNTS_DK_BYTES);
-        else if (!rc) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key has the wrong size");
-        if (plain) { cs_crypto_wipe(plain, n); free(plain); }
+        if (!rc && n == ACCOUNTS_DK_BYTES)
+            memcpy(sess->data_key, plain, ACCOUNTS_DK_BYTES);
+        else if (!rc)
+            rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key has the wrong size");
+        if (plain) {
+            cs_crypto_wipe(plain, n);
+            free(plain);
+        }
     }
     cs_crypto_wipe(key, sizeof key);
     if (rc) accounts_session_wipe(sess);
@@ -553,8 +584,8 @@ static core_status exec_bound(sqlite3 *db, const char *sql, int64_t id, const ui
 
 core_status accounts_logout(accounts *a, const accounts_session *sess, core_error *err) {
     sqlite3 *db = store_acquire(a->st);
-    core_status rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash = ?2", sess->user_id,
-                                sess->id_hash, err);
+    core_status rc =
+        exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash = ?2", sess->user_id, sess->id_hash, err);
     store_release(a->st, db);
     session_cache_drop(a->cache, sess->id_hash);
     /* Also when the DELETE failed: a session the user ended must not keep
@@ -565,8 +596,8 @@ core_status accounts_logout(accounts *a, const accounts_session *sess, core_erro
 
 core_status accounts_end_other_sessions(accounts *a, const accounts_session *sess, int *ended, core_error *err) {
     sqlite3 *db = store_acquire(a->st);
-    core_status rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2", sess->user_id,
-                                sess->id_hash, err);
+    core_status rc =
+        exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2", sess->user_id, sess->id_hash, err);
     int n = rc ? 0 : sqlite3_changes(db);
     store_release(a->st, db);
     /* Also when the DELETE failed, as logout: ended sessions must not keep
@@ -581,9 +612,12 @@ core_status accounts_end_other_sessions(accounts *a, const accounts_session *ses
 static core_status update_wrapping(sqlite3 *db, const accounts *a, int64_t id, const pw_wrap *pw, const rc_wrap *rw,
                                    core_error *err) {
     sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db,
-        rw ? "UPDATE users SET pw_salt=?2, pw_ops=?3, pw_mem=?4, pw_verifier=?5, dk_pw=?6, rc_salt=?7, dk_rc=?8 WHERE id=?1"
-           : "UPDATE users SET pw_salt=?2, pw_ops=?3, pw_mem=?4, pw_verifier=?5, dk_pw=?6 WHERE id=?1", &st, err);
+    core_status rc =
+        store_prepare(db,
+                      rw ? "UPDATE users SET pw_salt=?2, pw_ops=?3, pw_mem=?4, pw_verifier=?5, dk_pw=?6, rc_salt=?7, "
+                           "dk_rc=?8 WHERE id=?1"
+                         : "UPDATE users SET pw_salt=?2, pw_ops=?3, pw_mem=?4, pw_verifier=?5, dk_pw=?6 WHERE id=?1",
+                      &st, err);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_blob(st, 2, pw->salt, sizeof pw->salt, SQLITE_STATIC);
@@ -610,8 +644,10 @@ static core_status recheck_password(accounts *a, sqlite3 *db, const accounts_ses
     rc = load_user(db, NULL, sess->user_id, u, err);
     if (rc == CORE_ERR_NOT_FOUND) return core_fail(err, CORE_ERR_AUTH, NULL, "the account no longer exists");
     if (rc) return rc;
-    if (!password || strlen(password) > 256) rc = core_fail(err, CORE_ERR_AUTH, "password", "wrong password");
-    else rc = unlock_with_password(u, password, dk, err);
+    if (!password || strlen(password) > 256)
+        rc = core_fail(err, CORE_ERR_AUTH, "password", "wrong password");
+    else
+        rc = unlock_with_password(u, password, dk, err);
     if (rc == CORE_ERR_AUTH) {
         throttle_fail_all(a, db, &keys, true);
         core_fail(err, CORE_ERR_AUTH, "current_password", "the current password is wrong");
@@ -620,10 +656,13 @@ static core_status recheck_password(accounts *a, sqlite3 *db, const accounts_ses
     return rc;
 }
 
-core_status accounts_change_password(accounts *a, const accounts_session *sess, const char *current,
-                                     const char *next, const char *client, core_error *err) {
+core_status accounts_change_password(accounts *a, const accounts_session *sess, const char *current, const char *next,
+                                     const char *client, core_error *err) {
     core_status rc = accounts_validate_password(next, err);
-    if (rc) { snprintf(err->field, sizeof err->field, "new_password"); return rc; }
+    if (rc) {
+        snprintf(err->field, sizeof err->field, "new_password");
+        return rc;
+    }
     sqlite3 *db = store_acquire(a->st);
     user_row u;
     uint8_t dk[ACCOUNTS_DK_BYTES];
@@ -634,7 +673,8 @@ core_status accounts_change_password(accounts *a, const accounts_session *sess, 
         if (!rc) rc = store_begin(db, err);
         if (!rc) rc = update_wrapping(db, a, u.id, &pw, NULL, err);
         /* A changed password ends every other session: whoever knew the old one is out. */
-        if (!rc) rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2", u.id, sess->id_hash, err);
+        if (!rc)
+            rc = exec_bound(db, "DELETE FROM sessions WHERE user_id = ?1 AND id_hash <> ?2", u.id, sess->id_hash, err);
         if (!rc) rc = store_commit(db, err);
         if (!rc) session_cache_drop_user(a->cache, u.id, sess->id_hash);
         if (!rc) store_user_changed(a->st, u.id);
@@ -650,7 +690,10 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
                                     const char *client, char new_recovery[CS_CRYPTO_RECOVERY_TEXT], core_error *err) {
     char name[ACCOUNTS_USERNAME_MAX + 1];
     core_status rc = accounts_validate_password(next, err);
-    if (rc) { snprintf(err->field, sizeof err->field, "new_password"); return rc; }
+    if (rc) {
+        snprintf(err->field, sizeof err->field, "new_password");
+        return rc;
+    }
     if (accounts_validate_username(username, name, NULL) != CORE_OK)
         return core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or recovery code");
     throttle_keys_t keys;
@@ -675,8 +718,12 @@ core_status accounts_reset_password(accounts *a, const char *username, const cha
         if (cs_crypto_open(key, AD_RC, strlen(AD_RC), u.dk_rc, u.dk_rc_len, &plain, &n, NULL) != CORE_OK ||
             n != ACCOUNTS_DK_BYTES)
             rc = core_fail(err, CORE_ERR_AUTH, NULL, "wrong username or recovery code");
-        else memcpy(dk, plain, ACCOUNTS_DK_BYTES);
-        if (plain) { cs_crypto_wipe(plain, n); free(plain); }
+        else
+            memcpy(dk, plain, ACCOUNTS_DK_BYTES);
+        if (plain) {
+            cs_crypto_wipe(plain, n);
+            free(plain);
+        }
     }
     if (rc == CORE_ERR_AUTH) throttle_fail_all(a, db, &keys, false);
     if (!rc) rc = wrap_password(a, next, dk, &pw, err);
@@ -740,7 +787,10 @@ core_status accounts_list(accounts *a, accounts_user_fn fn, void *ud, core_error
     while (!rc) {
         int step = sqlite3_step(st);
         if (step == SQLITE_DONE) break;
-        if (step != SQLITE_ROW) { rc = store_error(db, err); break; }
+        if (step != SQLITE_ROW) {
+            rc = store_error(db, err);
+            break;
+        }
         accounts_role role;
         if (!accounts_role_parse((const char *)sqlite3_column_text(st, 1), &role)) role = ACCOUNTS_PERSON;
         fn(ud, (const char *)sqlite3_column_text(st, 0), role, sqlite3_column_int64(st, 2));

@@ -33,14 +33,14 @@ typedef enum { ACCOUNTS_PERSON, ACCOUNTS_CLINICIAN, ACCOUNTS_ANALYST, ACCOUNTS_A
  *   sign-ups per client address    signup_max per signup_window.
  * IPv6 clients are counted per /64, the block one subscriber usually gets. */
 typedef struct {
-    int session_ttl;      /* seconds a session lives */
-    int max_failures;     /* failed logins per (account, address) per window before 429 */
-    int max_failures_ip;  /* failed logins per client address per window */
-    int window;           /* seconds */
+    int session_ttl;          /* seconds a session lives */
+    int max_failures;         /* failed logins per (account, address) per window before 429 */
+    int max_failures_ip;      /* failed logins per client address per window */
+    int window;               /* seconds */
     int max_failures_account; /* failed logins per account from all addresses per account_window */
-    int account_window;   /* seconds */
-    int signup_max;       /* accounts created per client address per signup_window */
-    int signup_window;    /* seconds */
+    int account_window;       /* seconds */
+    int signup_max;           /* accounts created per client address per signup_window */
+    int signup_window;        /* seconds */
     cs_crypto_kdf_cost kdf;
 } accounts_options;
 
@@ -109,8 +109,8 @@ core_status accounts_logout(accounts *a, const accounts_session *sess, core_erro
 core_status accounts_end_other_sessions(accounts *a, const accounts_session *sess, int *ended, core_error *err);
 
 /* Re-wrap the data key under a new password; ends the account's other sessions. */
-core_status accounts_change_password(accounts *a, const accounts_session *sess, const char *current,
-                                     const char *next, const char *client, core_error *err);
+core_status accounts_change_password(accounts *a, const accounts_session *sess, const char *current, const char *next,
+                                     const char *client, core_error *err);
 
 /* Forgotten password: the recovery code unwraps the data key, which is re-wrapped
  * under the new password. The used code is spent: new_recovery receives a fresh
@@ -118,14 +118,13 @@ core_status accounts_change_password(accounts *a, const accounts_session *sess, 
  * and per address like login, but not by the account's global budget: a
  * 160-bit code cannot be guessed, and others' failures must not stop the
  * owner's reset. */
-core_status accounts_reset_password(accounts *a, const char *username, const char *recovery,
-                                    const char *next, const char *client,
-                                    char new_recovery[CS_CRYPTO_RECOVERY_TEXT], core_error *err);
+core_status accounts_reset_password(accounts *a, const char *username, const char *recovery, const char *next,
+                                    const char *client, char new_recovery[CS_CRYPTO_RECOVERY_TEXT], core_error *err);
 
 /* Delete the account after re-checking the password: the wrapped keys and all
  * rows go (crypto-shredding; SQLite's secure_delete zeroes the freed pages). */
-core_status accounts_delete(accounts *a, const accounts_session *sess, const char *password,
-                            const char *client, core_error *err);
+core_status accounts_delete(accounts *a, const accounts_session *sess, const char *password, const char *client,
+                            core_error *err);
 /* The same, running before_delete (if non-NULL) after the password check and
  * before anything is deleted — to settle what lives outside this database
  * (the ledger wallet). If it fails, nothing is deleted and its error is

@@ -32,7 +32,7 @@ typedef struct {
     char csrf[ACCOUNTS_TOKEN_TEXT];
     uint8_t sealed[ACCOUNTS_SEALED_SESSION_MAX];
     size_t sealed_len;
-    int64_t expires_at;  /* min(session expiry, cached + SESSION_CACHE_TTL) */
+    int64_t expires_at; /* min(session expiry, cached + SESSION_CACHE_TTL) */
 } session_entry;
 
 typedef struct session_cache session_cache;

@@ -40,7 +40,8 @@ core_status accounts_org_token_check(accounts *a, const char *token, uint8_t org
     store *st = accounts_store(a);
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(st, db, "SELECT org_key, name FROM org_tokens WHERE token_hash = ?1", &q, err);
+    core_status rc =
+        store_prepare_cached(st, db, "SELECT org_key, name FROM org_tokens WHERE token_hash = ?1", &q, err);
     if (!rc) {
         sqlite3_bind_blob(q, 1, hash, 32, SQLITE_STATIC);
         if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_bytes(q, 0) == 32) {

@@ -52,7 +52,8 @@ uint64_t session_cache_generation(session_cache *c) {
     return g;
 }
 
-bool session_cache_get(session_cache *c, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], int64_t now, session_entry *out) {
+bool session_cache_get(session_cache *c, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], int64_t now,
+                       session_entry *out) {
     bool hit = false;
     pthread_mutex_lock(&c->lock);
     slot *s = &c->slots[index_of(id_hash)];
@@ -94,7 +95,8 @@ void session_cache_drop_user(session_cache *c, int64_t user_id, const uint8_t *k
     c->generation++;
     for (size_t i = 0; i < SESSION_CACHE_SLOTS; i++) {
         slot *s = &c->slots[i];
-        if (s->used && s->e.user_id == user_id && !(keep && memcmp(s->e.id_hash, keep, ACCOUNTS_SESSION_ID_BYTES) == 0)) s->used = false;
+        if (s->used && s->e.user_id == user_id && !(keep && memcmp(s->e.id_hash, keep, ACCOUNTS_SESSION_ID_BYTES) == 0))
+            s->used = false;
     }
     pthread_mutex_unlock(&c->lock);
 }

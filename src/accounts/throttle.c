@@ -15,8 +15,8 @@ core_status accounts_throttle_check(sqlite3 *db, const char *key, int limit, int
         int64_t start = sqlite3_column_int64(st, 1);
         int64_t left = start + window - core_now();
         if (failures >= limit && left > 0) {
-            rc = core_fail(err, CORE_ERR_THROTTLED, NULL,
-                           "too many failed attempts; try again in %lld seconds", (long long)left);
+            rc = core_fail(err, CORE_ERR_THROTTLED, NULL, "too many failed attempts; try again in %lld seconds",
+                           (long long)left);
             if (err) err->retry_after = (int)left;
         }
     } else if (step != SQLITE_DONE) {
@@ -29,10 +29,11 @@ core_status accounts_throttle_check(sqlite3 *db, const char *key, int limit, int
 core_status accounts_throttle_fail(sqlite3 *db, const char *key, int window, core_error *err) {
     sqlite3_stmt *st = NULL;
     core_status rc = store_prepare(db,
-        "INSERT INTO login_throttle(key, failures, window_start) VALUES (?1, 1, ?2) "
-        "ON CONFLICT(key) DO UPDATE SET "
-        "  failures = CASE WHEN ?2 - window_start >= ?3 THEN 1 ELSE failures + 1 END,"
-        "  window_start = CASE WHEN ?2 - window_start >= ?3 THEN ?2 ELSE window_start END", &st, err);
+                                   "INSERT INTO login_throttle(key, failures, window_start) VALUES (?1, 1, ?2) "
+                                   "ON CONFLICT(key) DO UPDATE SET "
+                                   "  failures = CASE WHEN ?2 - window_start >= ?3 THEN 1 ELSE failures + 1 END,"
+                                   "  window_start = CASE WHEN ?2 - window_start >= ?3 THEN ?2 ELSE window_start END",
+                                   &st, err);
     if (rc) return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, core_now());

@@ -29,8 +29,10 @@ static core_status load(sqlite3 *db, int64_t user_id, uint8_t pk[32], uint8_t **
         memcpy(pk, sqlite3_column_blob(st, 0), 32);
         *sealed_len = (size_t)sqlite3_column_bytes(st, 1);
         *sealed = malloc(*sealed_len);
-        if (!*sealed) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-        else memcpy(*sealed, sqlite3_column_blob(st, 1), *sealed_len);
+        if (!*sealed)
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        else
+            memcpy(*sealed, sqlite3_column_blob(st, 1), *sealed_len);
         *found = rc == CORE_OK;
     } else if (step == SQLITE_DONE) {
         rc = core_fail(err, CORE_ERR_AUTH, NULL, "the account no longer exists");
@@ -64,14 +66,17 @@ core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t p
         sqlite3_stmt *q = NULL;
         rc = cs_crypto_seal(sess->data_key, ad, strlen(ad), seed, sizeof seed, &nsealed, &nlen, err);
         cs_crypto_wipe(seed, sizeof seed);
-        if (!rc) rc = store_prepare(db, "UPDATE users SET wallet_pk = ?2, wallet_seed = ?3 WHERE id = ?1 AND wallet_pk IS NULL",
-                                    &q, err);
+        if (!rc)
+            rc = store_prepare(
+                db, "UPDATE users SET wallet_pk = ?2, wallet_seed = ?3 WHERE id = ?1 AND wallet_pk IS NULL", &q, err);
         if (!rc) {
             sqlite3_bind_int64(q, 1, sess->user_id);
             sqlite3_bind_blob(q, 2, npk, 32, SQLITE_STATIC);
             sqlite3_bind_blob(q, 3, nsealed, (int)nlen, SQLITE_STATIC);
-            if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
-            else *created = sqlite3_changes(db) == 1;
+            if (sqlite3_step(q) != SQLITE_DONE)
+                rc = store_error(db, err);
+            else
+                *created = sqlite3_changes(db) == 1;
         }
         sqlite3_finalize(q);
         free(nsealed);
@@ -87,7 +92,8 @@ core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t p
         if (!rc) {
             uint8_t check[32];
             cs_crypto_sign_seed_keypair(seed, check, sk);
-            if (!cs_crypto_equal(check, pk, 32)) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "wallet key does not match");
+            if (!cs_crypto_equal(check, pk, 32))
+                rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "wallet key does not match");
         }
         if (seed) cs_crypto_wipe(seed, n);
         free(seed);

@@ -34,21 +34,30 @@ void api_account_sessions_revoke_others(http_request *rq, void *ctx) {
     if (!api_session(rq, c, &sess, true)) return;
     core_error err = {0};
     int ended = 0;
-    if (accounts_end_other_sessions(c->acc, &sess, &ended, &err)) api_fail(rq, &err, NULL);
-    else http_respond_json(rq, 200, json_pack("{s:i}", "ended", ended));
+    if (accounts_end_other_sessions(c->acc, &sess, &ended, &err))
+        api_fail(rq, &err, NULL);
+    else
+        http_respond_json(rq, 200, json_pack("{s:i}", "ended", ended));
     accounts_session_wipe(&sess);
 }
 
 /* Before an account goes: revoke its active consents (no contribution may
  * follow a deletion) and burn its tokens (its wallet key is about to be
  * shredded, so they could never be spent again and would inflate supply). */
-typedef struct { api_context *c; uint8_t grants[64][32]; int n; bool more; } settle_ctx;
+typedef struct {
+    api_context *c;
+    uint8_t grants[64][32];
+    int n;
+    bool more;
+} settle_ctx;
 
 static void collect_active(void *ud, const ledger_consent *cn) {
     settle_ctx *s = ud;
     if (cn->revoked_height || (int64_t)cn->expires <= core_now()) return;
-    if (s->n < 64) memcpy(s->grants[s->n++], cn->grant, 32);
-    else s->more = true;
+    if (s->n < 64)
+        memcpy(s->grants[s->n++], cn->grant, 32);
+    else
+        s->more = true;
 }
 
 static core_status settle_wallet(void *ud, const accounts_session *sess, core_error *err) {

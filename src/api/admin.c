@@ -5,8 +5,8 @@
 static void add_user(void *ud, const char *username, accounts_role role, int64_t created_at) {
     char t[32];
     core_format_time(created_at, t);
-    json_array_append_new(ud, json_pack("{s:s,s:s,s:s}", "username", username, "role", accounts_role_name(role),
-                                        "created_at", t));
+    json_array_append_new(
+        ud, json_pack("{s:s,s:s,s:s}", "username", username, "role", accounts_role_name(role), "created_at", t));
 }
 
 void api_admin_users(http_request *rq, void *ctx) {

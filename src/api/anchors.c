@@ -32,7 +32,8 @@ void api_records_anchor(http_request *rq, void *ctx) {
              * first anchor): an anchor the ledger would refuse must not
              * leave a registration behind. */
             if (found == CORE_OK)
-                http_respond_error(rq, 409, "ledger_conflict", "commitment", "this version of the record is already anchored");
+                http_respond_error(rq, 409, "ledger_conflict", "commitment",
+                                   "this version of the record is already anchored");
             else
                 api_fail(rq, &err, NULL);
             records_fingerprint_free(&fp);
@@ -48,10 +49,11 @@ void api_records_anchor(http_request *rq, void *ctx) {
                     else
                         api_ledger_fail(rq, &err);
                 } else {
-                    http_respond_json(rq, 201, json_pack("{s:{s:s, s:o, s:{s:o, s:I, s:I}}}", "anchor", "record_id",
-                                                         http_param(rq, "id"), "commitment", api_hex(fp.commitment, 32),
-                                                         "receipt", "txid", api_hex(r.txid, 32), "block",
-                                                         (json_int_t)r.height, "leaf_index", (json_int_t)r.seq));
+                    http_respond_json(rq, 201,
+                                      json_pack("{s:{s:s, s:o, s:{s:o, s:I, s:I}}}", "anchor", "record_id",
+                                                http_param(rq, "id"), "commitment", api_hex(fp.commitment, 32),
+                                                "receipt", "txid", api_hex(r.txid, 32), "block", (json_int_t)r.height,
+                                                "leaf_index", (json_int_t)r.seq));
                 }
                 cs_crypto_wipe(sk, sizeof sk);
             }
@@ -87,8 +89,10 @@ void api_records_anchor_proof(http_request *rq, void *ctx) {
                 snprintf(disp, sizeof disp, "attachment; filename=\"record-anchor-%.12s.json\"", http_param(rq, "id"));
                 http_add_header(rq, "Content-Disposition", disp);
                 json_t *doc = ledger_record_anchor_to_json(p, fp.text, fp.len, fp.salt);
-                if (doc) http_respond_json(rq, 200, doc);
-                else http_respond_error(rq, 500, "internal", NULL, "the anchor proof could not be built");
+                if (doc)
+                    http_respond_json(rq, 200, doc);
+                else
+                    http_respond_error(rq, 500, "internal", NULL, "the anchor proof could not be built");
             }
             free(p);
             records_fingerprint_free(&fp);

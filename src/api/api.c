@@ -62,18 +62,12 @@ bool api_register(http_router *r) {
 void api_fail(http_request *rq, const core_error *err, const char *conflict_code) {
     const char *field = err->field[0] ? err->field : NULL;
     switch (err->code) {
-    case CORE_ERR_INVALID:
-        http_respond_error(rq, 422, "validation_failed", field, "%s", err->message);
-        return;
-    case CORE_ERR_NOT_FOUND:
-        http_respond_error(rq, 404, "not_found", NULL, "%s", err->message);
-        return;
+    case CORE_ERR_INVALID: http_respond_error(rq, 422, "validation_failed", field, "%s", err->message); return;
+    case CORE_ERR_NOT_FOUND: http_respond_error(rq, 404, "not_found", NULL, "%s", err->message); return;
     case CORE_ERR_CONFLICT:
         http_respond_error(rq, 409, conflict_code ? conflict_code : "conflict", field, "%s", err->message);
         return;
-    case CORE_ERR_AUTH:
-        http_respond_error(rq, 401, "invalid_credentials", field, "%s", err->message);
-        return;
+    case CORE_ERR_AUTH: http_respond_error(rq, 401, "invalid_credentials", field, "%s", err->message); return;
     case CORE_ERR_THROTTLED: {
         char s[16];
         snprintf(s, sizeof s, "%d", err->retry_after > 0 ? err->retry_after : 60);
@@ -81,9 +75,7 @@ void api_fail(http_request *rq, const core_error *err, const char *conflict_code
         http_respond_error(rq, 429, "rate_limited", NULL, "%s", err->message);
         return;
     }
-    case CORE_ERR_FORBIDDEN:
-        http_respond_error(rq, 403, "forbidden", NULL, "%s", err->message);
-        return;
+    case CORE_ERR_FORBIDDEN: http_respond_error(rq, 403, "forbidden", NULL, "%s", err->message); return;
     default:
         /* Storage and crypto failures are logged with detail for operators;
          * the client gets a stable code and no internals. */

@@ -25,7 +25,7 @@ typedef struct {
     const uint8_t *node_sk;  /* the node key (64 bytes): signs contributions and releases */
     screening_desk *desk;    /* screenings (model may be absent: answers 503) */
     share *share;            /* surveillance: contributions, rewards, releases, alerts */
-    double started; /* core_monotonic() at start, for uptime */
+    double started;          /* core_monotonic() at start, for uptime */
 } api_context;
 
 /* Register every route. Handlers expect an api_context as the server ctx. */

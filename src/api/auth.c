@@ -19,8 +19,9 @@ void api_signup(http_request *rq, void *ctx) {
         return;
     }
     api_set_session_cookie(rq, c, token);
-    http_respond_json(rq, 201, json_pack("{s:o,s:s,s:s}", "user", api_user_json(&sess), "csrf_token", sess.csrf,
-                                         "recovery_code", recovery));
+    http_respond_json(
+        rq, 201,
+        json_pack("{s:o,s:s,s:s}", "user", api_user_json(&sess), "csrf_token", sess.csrf, "recovery_code", recovery));
     cs_crypto_wipe(recovery, sizeof recovery);
     cs_crypto_wipe(token, sizeof token);
     accounts_session_wipe(&sess);
@@ -39,7 +40,8 @@ void api_login(http_request *rq, void *ctx) {
     /* Optional: end every other session of the account once logged in. */
     const json_t *others = json_object_get(body, "end_other_sessions");
     if (others && !json_is_boolean(others)) {
-        http_respond_error(rq, 422, "validation_failed", "end_other_sessions", "end_other_sessions must be true or false");
+        http_respond_error(rq, 422, "validation_failed", "end_other_sessions",
+                           "end_other_sessions must be true or false");
         return;
     }
     char token[ACCOUNTS_TOKEN_TEXT];
@@ -68,7 +70,8 @@ void api_logout(http_request *rq, void *ctx) {
     accounts_session sess;
     if (!api_session(rq, c, &sess, true)) return;
     core_error err = {0};
-    if (accounts_logout(c->acc, &sess, &err)) api_fail(rq, &err, NULL);
+    if (accounts_logout(c->acc, &sess, &err))
+        api_fail(rq, &err, NULL);
     else {
         api_clear_session_cookie(rq);
         http_respond_json(rq, 200, json_pack("{s:b}", "ok", 1));

@@ -36,9 +36,10 @@ void api_ledger_summary(http_request *rq, void *ctx) {
     }
     http_respond_json(rq, 200,
                       json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I}}", "tree_head", ledger_block_to_json(&head),
-                                "node_key", api_hex(ledger_node_key(c->led), 32), "totals", "minted", (json_int_t)t.minted,
-                                "burned", (json_int_t)t.burned, "supply", (json_int_t)(t.minted - t.burned), "wallets",
-                                (json_int_t)t.wallets, "consents_active", (json_int_t)t.consents_active));
+                                "node_key", api_hex(ledger_node_key(c->led), 32), "totals", "minted",
+                                (json_int_t)t.minted, "burned", (json_int_t)t.burned, "supply",
+                                (json_int_t)(t.minted - t.burned), "wallets", (json_int_t)t.wallets, "consents_active",
+                                (json_int_t)t.consents_active));
 }
 
 /* Newest first: ?before=H (exclusive) &limit=N (1..50, default 20). */
@@ -118,8 +119,9 @@ void api_ledger_block(http_request *rq, void *ctx) {
         free(buf);
         if (j) json_array_append_new(txs, j);
     }
-    http_respond_json(rq, 200, json_pack("{s:o, s:o, s:I}", "block", ledger_block_to_json(&blk), "transactions", txs,
-                                         "offset", (json_int_t)offset));
+    http_respond_json(rq, 200,
+                      json_pack("{s:o, s:o, s:I}", "block", ledger_block_to_json(&blk), "transactions", txs, "offset",
+                                (json_int_t)offset));
 }
 
 static bool txid_param(http_request *rq, uint8_t id[32]) {
@@ -142,8 +144,10 @@ void api_ledger_tx(http_request *rq, void *ctx) {
     }
     json_t *j = tx_json(buf, len, seq, height);
     free(buf);
-    if (!j) http_respond_error(rq, 500, "internal", NULL, "stored transaction does not decode; run caresync ledger verify");
-    else http_respond_json(rq, 200, json_pack("{s:o}", "transaction", j));
+    if (!j)
+        http_respond_error(rq, 500, "internal", NULL, "stored transaction does not decode; run caresync ledger verify");
+    else
+        http_respond_json(rq, 200, json_pack("{s:o}", "transaction", j));
 }
 
 void api_ledger_proof(http_request *rq, void *ctx) {
@@ -157,8 +161,10 @@ void api_ledger_proof(http_request *rq, void *ctx) {
         api_fail(rq, &err, NULL);
         return;
     }
-    if (ledger_prove(c->led, id, p, &err)) api_fail(rq, &err, NULL);
-    else http_respond_json(rq, 200, json_pack("{s:o}", "proof", ledger_proof_to_json(p)));
+    if (ledger_prove(c->led, id, p, &err))
+        api_fail(rq, &err, NULL);
+    else
+        http_respond_json(rq, 200, json_pack("{s:o}", "proof", ledger_proof_to_json(p)));
     free(p);
 }
 
@@ -192,14 +198,14 @@ void api_ledger_consistency(http_request *rq, void *ctx) {
     }
     json_t *p = json_array();
     for (size_t i = 0; i < n; i++) json_array_append_new(p, api_hex(proof[i], 32));
-    http_respond_json(rq, 200, json_pack("{s:{s:I, s:I, s:o, s:o, s:o}}", "consistency", "from", (json_int_t)from, "to",
-                                         (json_int_t)to, "from_root", api_hex(r1, 32), "to_root", api_hex(r2, 32),
-                                         "proof", p));
+    http_respond_json(rq, 200,
+                      json_pack("{s:{s:I, s:I, s:o, s:o, s:o}}", "consistency", "from", (json_int_t)from, "to",
+                                (json_int_t)to, "from_root", api_hex(r1, 32), "to_root", api_hex(r2, 32), "proof", p));
 }
 
 static void add_org(void *ud, const uint8_t pk[32], const char *name, uint64_t height) {
-    json_array_append_new(ud, json_pack("{s:o, s:s, s:I}", "key", api_hex(pk, 32), "name", name, "registered_block",
-                                        (json_int_t)height));
+    json_array_append_new(
+        ud, json_pack("{s:o, s:s, s:I}", "key", api_hex(pk, 32), "name", name, "registered_block", (json_int_t)height));
 }
 
 void api_ledger_orgs(http_request *rq, void *ctx) {
@@ -230,8 +236,9 @@ void api_admin_orgs_create(http_request *rq, void *ctx) {
             http_respond_error(rq, 422, "validation_failed", "public_key",
                                "public_key must be the organisation's key (64 hex digits, from caresync keygen)");
         } else if (!name || strlen(name) < 1 || strlen(name) > LEDGER_NAME_MAX || name[0] == ' ' ||
-                   name[strlen(name) - 1] == ' ' || strspn(name, " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                                 "[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~") != strlen(name)) {
+                   name[strlen(name) - 1] == ' ' ||
+                   strspn(name, " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~") != strlen(name)) {
             http_respond_error(rq, 422, "validation_failed", "name",
                                "name must be 1-64 printable ASCII characters without leading or trailing spaces");
         } else {
@@ -241,9 +248,10 @@ void api_admin_orgs_create(http_request *rq, void *ctx) {
             if (ledger_sign_submit(c->led, &tx, c->admin_sk, &r, &err)) {
                 api_ledger_fail(rq, &err);
             } else {
-                http_respond_json(rq, 201, json_pack("{s:{s:s, s:s, s:I}, s:{s:o, s:I}}", "organisation", "key", key,
-                                                     "name", name, "registered_block", (json_int_t)r.height, "receipt",
-                                                     "txid", api_hex(r.txid, 32), "block", (json_int_t)r.height));
+                http_respond_json(rq, 201,
+                                  json_pack("{s:{s:s, s:s, s:I}, s:{s:o, s:I}}", "organisation", "key", key, "name",
+                                            name, "registered_block", (json_int_t)r.height, "receipt", "txid",
+                                            api_hex(r.txid, 32), "block", (json_int_t)r.height));
             }
         }
     }

@@ -14,10 +14,10 @@ typedef core_status (*record_op)(api_context *c, const accounts_session *sess, h
                                  json_t **out, core_error *err);
 
 typedef struct {
-    bool write;       /* state-changing: CSRF required */
-    bool body;        /* parse a JSON body first */
-    int status;       /* success status */
-    const char *key;  /* success: {key: result} */
+    bool write;      /* state-changing: CSRF required */
+    bool body;       /* parse a JSON body first */
+    int status;      /* success status */
+    const char *key; /* success: {key: result} */
 } record_route;
 
 static void run(http_request *rq, void *ctx, record_route how, record_op op) {
@@ -29,8 +29,10 @@ static void run(http_request *rq, void *ctx, record_route how, record_op op) {
         if (!how.body || body) {
             core_error err = {0};
             json_t *out = NULL;
-            if (op(c, &sess, rq, body, &out, &err)) api_fail(rq, &err, NULL);
-            else http_respond_json(rq, how.status, json_pack("{s:o}", how.key, out));
+            if (op(c, &sess, rq, body, &out, &err))
+                api_fail(rq, &err, NULL);
+            else
+                http_respond_json(rq, how.status, json_pack("{s:o}", how.key, out));
         }
     }
     accounts_session_wipe(&sess);
@@ -60,20 +62,30 @@ static core_status update(api_context *c, const accounts_session *s, http_reques
                           core_error *e) {
     return records_update(c->st, s, http_param(rq, "id"), b, o, e);
 }
-static core_status delete(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
-                          core_error *e) {
+static core_status delete (api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                           core_error *e) {
     (void)b;
     core_status rc = records_delete(c->st, s, http_param(rq, "id"), e);
     if (!rc) *o = json_true();
     return rc;
 }
 
-void api_profile_get(http_request *rq, void *ctx) { run(rq, ctx, (record_route){false, false, 200, "profile"}, profile_get); }
-void api_profile_put(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, true, 200, "profile"}, profile_put); }
-void api_records_create(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, true, 201, "record"}, create); }
+void api_profile_get(http_request *rq, void *ctx) {
+    run(rq, ctx, (record_route){false, false, 200, "profile"}, profile_get);
+}
+void api_profile_put(http_request *rq, void *ctx) {
+    run(rq, ctx, (record_route){true, true, 200, "profile"}, profile_put);
+}
+void api_records_create(http_request *rq, void *ctx) {
+    run(rq, ctx, (record_route){true, true, 201, "record"}, create);
+}
 void api_records_get(http_request *rq, void *ctx) { run(rq, ctx, (record_route){false, false, 200, "record"}, get); }
-void api_records_update(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, true, 200, "record"}, update); }
-void api_records_delete(http_request *rq, void *ctx) { run(rq, ctx, (record_route){true, false, 200, "deleted"}, delete); }
+void api_records_update(http_request *rq, void *ctx) {
+    run(rq, ctx, (record_route){true, true, 200, "record"}, update);
+}
+void api_records_delete(http_request *rq, void *ctx) {
+    run(rq, ctx, (record_route){true, false, 200, "deleted"}, delete);
+}
 
 /* The busiest read: served as spliced text (records_list_text), no JSON tree. */
 void api_records_list(http_request *rq, void *ctx) {
@@ -122,8 +134,10 @@ void api_records_photo(http_request *rq, void *ctx) {
         core_error err = {0};
         uint8_t *jpeg = NULL;
         size_t len = 0;
-        if (records_photo_get(c->st, &sess, http_param(rq, "id"), &jpeg, &len, &err)) api_fail(rq, &err, NULL);
-        else http_respond_bytes_owned(rq, 200, "image/jpeg", jpeg, len);
+        if (records_photo_get(c->st, &sess, http_param(rq, "id"), &jpeg, &len, &err))
+            api_fail(rq, &err, NULL);
+        else
+            http_respond_bytes_owned(rq, 200, "image/jpeg", jpeg, len);
     }
     accounts_session_wipe(&sess);
 }

@@ -37,8 +37,8 @@ void api_screenings_create(http_request *rq, void *ctx) {
     core_error err = {0};
     char *doc = NULL;
     const char *refusal = NULL;
-    core_status rc = screening_desk_assess(c->desk, sess.user_id, sess.view_key, photo->data, photo->len, &doc,
-                                           &refusal, &err);
+    core_status rc =
+        screening_desk_assess(c->desk, sess.user_id, sess.view_key, photo->data, photo->len, &doc, &refusal, &err);
     if (rc == CORE_OK) {
         size_t n = strlen(doc);
         char *body = malloc(n + 16);
@@ -180,7 +180,7 @@ static void saved_finish(const store *st, int64_t user, const char *sid, bool wi
     pthread_mutex_lock(&saved_lock);
     saved_entry **pp = saved_find_locked(st, user, sid, with_photo, core_now());
     if (pp && record) {
-        snprintf((*pp)->record, sizeof (*pp)->record, "%s", record);
+        snprintf((*pp)->record, sizeof(*pp)->record, "%s", record);
         (*pp)->busy = false;
     } else if (pp) {
         saved_entry *e = *pp;
@@ -209,8 +209,8 @@ void api_screenings_save(http_request *rq, void *ctx) {
     const char *sid = http_param(rq, "id");
     core_error err = {0};
     /* The kept result first: only the session that made it gets further. */
-    core_status rc = screening_desk_get(c->desk, sess.user_id, sess.view_key, sid, &doc,
-                                        with_photo ? &jpeg : NULL, with_photo ? &jpeg_len : NULL, &err);
+    core_status rc = screening_desk_get(c->desk, sess.user_id, sess.view_key, sid, &doc, with_photo ? &jpeg : NULL,
+                                        with_photo ? &jpeg_len : NULL, &err);
     if (rc) {
         api_fail(rq, &err, NULL);
         goto done;
@@ -231,15 +231,16 @@ void api_screenings_save(http_request *rq, void *ctx) {
     }
     rc = CORE_OK;
     result = json_loads(doc, 0, NULL);
-    if (!result)
-        rc = core_fail(&err, CORE_ERR_CRYPTO, NULL, "a kept screening could not be read");
+    if (!result) rc = core_fail(&err, CORE_ERR_CRYPTO, NULL, "a kept screening could not be read");
     if (!rc && !(entry = entry_from_result(result))) rc = core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!rc)
         rc = with_photo ? records_create_with_photo(c->st, &sess, entry, jpeg, jpeg_len, &saved, &err)
                         : records_create(c->st, &sess, entry, &saved, &err);
     saved_finish(c->st, sess.user_id, sid, with_photo, rc ? NULL : api_str(saved, "id"));
-    if (rc) api_fail(rq, &err, NULL);
-    else http_respond_json(rq, 201, json_pack("{s:o}", "record", saved));
+    if (rc)
+        api_fail(rq, &err, NULL);
+    else
+        http_respond_json(rq, 201, json_pack("{s:o}", "record", saved));
 done:
     if (jpeg) {
         cs_crypto_wipe(jpeg, jpeg_len);

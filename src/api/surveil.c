@@ -26,10 +26,16 @@ static bool analyst(http_request *rq, api_context *c, accounts_session *sess, bo
  * on bad input. */
 static bool parse_query(http_request *rq, api_context *c, surveil_query *q, const char **conds, const char **regs,
                         bool allow_epsilon, const char *country, const char **view) {
-    share_question in = {.country = country ? country : http_query(rq, "country"), .regions = regs,
-                         .conditions = conds, .from = http_query(rq, "from"), .to = http_query(rq, "to"),
-                         .condition = http_query(rq, "condition"), .k = http_query(rq, "k"),
-                         .epsilon = http_query(rq, "epsilon"), .allow_epsilon = allow_epsilon, .now = core_now()};
+    share_question in = {.country = country ? country : http_query(rq, "country"),
+                         .regions = regs,
+                         .conditions = conds,
+                         .from = http_query(rq, "from"),
+                         .to = http_query(rq, "to"),
+                         .condition = http_query(rq, "condition"),
+                         .k = http_query(rq, "k"),
+                         .epsilon = http_query(rq, "epsilon"),
+                         .allow_epsilon = allow_epsilon,
+                         .now = core_now()};
     const json_t *subs = in.country && strlen(in.country) == 2 ? regions_subdivisions(c->regs, in.country) : NULL;
     if (!subs || json_array_size(subs) == 0 || json_array_size(subs) > 1024) {
         http_respond_error(rq, 422, "validation_failed", "country",
@@ -39,11 +45,14 @@ static bool parse_query(http_request *rq, api_context *c, surveil_query *q, cons
     size_t i;
     const json_t *s;
     json_array_foreach(subs, i, s) regs[in.n_regions++] = json_string_value(json_object_get(s, "code"));
-    for (int j = 0; j < screening_condition_count() && j < 64; j++) conds[in.n_conditions++] = screening_condition_at(j)->code;
+    for (int j = 0; j < screening_condition_count() && j < 64; j++)
+        conds[in.n_conditions++] = screening_condition_at(j)->code;
     core_error err = {0};
     core_status rc = share_query_make(c->share, &in, q, view, &err);
-    if (rc == CORE_ERR_NOT_FOUND) http_respond_error(rq, 422, "week_not_released", err.field, "%s", err.message);
-    else if (rc) api_fail(rq, &err, NULL);
+    if (rc == CORE_ERR_NOT_FOUND)
+        http_respond_error(rq, 422, "week_not_released", err.field, "%s", err.message);
+    else if (rc)
+        api_fail(rq, &err, NULL);
     return rc == CORE_OK;
 }
 
@@ -110,7 +119,8 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
     result = json_loads(doc, 0, NULL);
     in.condition = api_str(json_array_get(json_object_get(result, "top"), 0), "condition");
     if (!result || json_is_true(json_object_get(result, "unsure")) || !in.condition) {
-        http_respond_error(rq, 422, "unsure_result", NULL, "an unsure result is not shared: it would add noise, not signal");
+        http_respond_error(rq, 422, "unsure_result", NULL,
+                           "an unsure result is not shared: it would add noise, not signal");
         goto done;
     }
     /* Looked up, not registered: a wallet not on the ledger has no consent,
@@ -237,8 +247,8 @@ void api_surveil_weeks(http_request *rq, void *ctx) {
     char from[9], last[9];
     surveil_week_format(first, from);
     surveil_week_format(to, last);
-    http_respond_json(rq, 200, json_pack("{s:s, s:s, s:i, s:o}", "from", from, "to", last, "count", (int)count,
-                                         "weeks", weeks));
+    http_respond_json(rq, 200,
+                      json_pack("{s:s, s:s, s:i, s:o}", "from", from, "to", last, "count", (int)count, "weeks", weeks));
 }
 
 void api_surveil_aggregates(http_request *rq, void *ctx) {
@@ -267,7 +277,8 @@ void api_surveil_series(http_request *rq, void *ctx) {
     surveil_params p;
     core_error err = {0};
     if (!region || (rl != 2 && (rl < 4 || rl > 6 || region[2] != '-'))) {
-        http_respond_error(rq, 422, "validation_failed", "region", "region must be a country (US) or a subdivision (US-CA)");
+        http_respond_error(rq, 422, "validation_failed", "region",
+                           "region must be a country (US) or a subdivision (US-CA)");
         goto done;
     }
     if (mname && surveil_method_parse(mname, &m, &err)) {
@@ -286,8 +297,10 @@ void api_surveil_series(http_request *rq, void *ctx) {
     share_org org;
     share_analysts_org(c->share, &org);
     json_t *series = NULL;
-    if (share_series(c->share, &org, &q, region, condition, &p, &series, &err)) release_fail(rq, &err);
-    else http_respond_json(rq, 200, series);
+    if (share_series(c->share, &org, &q, region, condition, &p, &series, &err))
+        release_fail(rq, &err);
+    else
+        http_respond_json(rq, 200, series);
 done:
     accounts_session_wipe(&sess);
 }
@@ -337,9 +350,12 @@ void api_surveil_alert_ack(http_request *rq, void *ctx) {
     core_error err = {0};
     core_status rc = *end || id <= 0 ? core_fail(&err, CORE_ERR_NOT_FOUND, NULL, "no such alert")
                                      : share_alert_ack(c->share, id, sess.username, &err);
-    if (rc == CORE_ERR_CONFLICT) http_respond_error(rq, 409, "already_acknowledged", NULL, "%s", err.message);
-    else if (rc) api_fail(rq, &err, NULL);
-    else http_respond_json(rq, 200, json_pack("{s:I, s:s}", "id", (json_int_t)id, "acked_by", sess.username));
+    if (rc == CORE_ERR_CONFLICT)
+        http_respond_error(rq, 409, "already_acknowledged", NULL, "%s", err.message);
+    else if (rc)
+        api_fail(rq, &err, NULL);
+    else
+        http_respond_json(rq, 200, json_pack("{s:I, s:s}", "id", (json_int_t)id, "acked_by", sess.username));
     accounts_session_wipe(&sess);
 }
 
@@ -352,7 +368,8 @@ void api_org_aggregates(http_request *rq, void *ctx) {
     core_error err = {0};
     if (!auth || strncmp(auth, "Bearer ", 7) != 0) {
         http_add_header(rq, "WWW-Authenticate", "Bearer");
-        http_respond_error(rq, 401, "unauthenticated", NULL, "send the organisation's token: Authorization: Bearer TOKEN");
+        http_respond_error(rq, 401, "unauthenticated", NULL,
+                           "send the organisation's token: Authorization: Bearer TOKEN");
         return;
     }
     if (accounts_org_token_check(c->acc, auth + 7, org.key, org.name, &err)) {

@@ -55,9 +55,12 @@ core_status api_wallet_lookup(api_context *c, const accounts_session *sess, uint
     ledger_account acct;
     core_error e = {0};
     rc = ledger_get_account(c->led, pk, &acct, &e);
-    if (rc == CORE_ERR_NOT_FOUND) rc = CORE_OK;
-    else if (rc) { if (err) *err = e; }
-    else *registered = acct.wallet;
+    if (rc == CORE_ERR_NOT_FOUND)
+        rc = CORE_OK;
+    else if (rc) {
+        if (err) *err = e;
+    } else
+        *registered = acct.wallet;
     if (rc && sk) cs_crypto_wipe(sk, 64);
     return rc;
 }
@@ -107,21 +110,26 @@ static json_t *receipt_json(const ledger_receipt *r) {
 
 /* ---- wallet ---- */
 
-typedef struct { json_t *items; const uint8_t *me; } history_ctx;
+typedef struct {
+    json_t *items;
+    const uint8_t *me;
+} history_ctx;
 
 static void add_history(void *ud, uint64_t seq, int64_t delta, const ledger_tx *tx, uint64_t height) {
     history_ctx *h = ud;
     uint8_t enc[LEDGER_TX_MAX], id[32];
     size_t len = ledger_tx_encode(tx, enc, sizeof enc);
     ledger_tx_id(enc, len, id);
-    json_t *item = json_pack("{s:I, s:I, s:s, s:I, s:o}", "leaf_index", (json_int_t)seq, "block", (json_int_t)height,
-                             "kind", ledger_tx_kind_name(tx->kind), "delta", (json_int_t)delta, "txid", api_hex(id, 32));
+    json_t *item =
+        json_pack("{s:I, s:I, s:s, s:I, s:o}", "leaf_index", (json_int_t)seq, "block", (json_int_t)height, "kind",
+                  ledger_tx_kind_name(tx->kind), "delta", (json_int_t)delta, "txid", api_hex(id, 32));
     if (!item) return;
     if (tx->kind == LEDGER_TX_TRANSFER)
         json_object_set_new(item, "counterparty",
                             api_hex(memcmp(tx->signer, h->me, 32) == 0 ? tx->u.transfer.to : tx->signer, 32));
     if (tx->kind == LEDGER_TX_CONTRIBUTE)
-        json_object_set_new(item, "category", json_string(ledger_category_name((ledger_category)tx->u.contribute.category)));
+        json_object_set_new(item, "category",
+                            json_string(ledger_category_name((ledger_category)tx->u.contribute.category)));
     json_array_append_new(h->items, item);
 }
 
@@ -142,8 +150,9 @@ void api_wallet_get(http_request *rq, void *ctx) {
             json_decref(h.items);
             api_fail(rq, &err, NULL);
         } else {
-            http_respond_json(rq, 200, json_pack("{s:{s:o, s:I, s:o}}", "wallet", "public_key", api_hex(pk, 32),
-                                                 "balance", (json_int_t)acct.balance, "history", h.items));
+            http_respond_json(rq, 200,
+                              json_pack("{s:{s:o, s:I, s:o}}", "wallet", "public_key", api_hex(pk, 32), "balance",
+                                        (json_int_t)acct.balance, "history", h.items));
         }
     }
     accounts_session_wipe(&sess);
@@ -153,7 +162,8 @@ void api_wallet_get(http_request *rq, void *ctx) {
 static bool amount_of(http_request *rq, const json_t *body, uint64_t *out) {
     json_t *v = json_object_get(body, "amount");
     if (!json_is_integer(v) || json_integer_value(v) < 1) {
-        http_respond_error(rq, 422, "validation_failed", "amount", "amount must be a whole number of tokens, at least 1");
+        http_respond_error(rq, 422, "validation_failed", "amount",
+                           "amount must be a whole number of tokens, at least 1");
         return false;
     }
     *out = (uint64_t)json_integer_value(v);
@@ -188,8 +198,10 @@ static void refuse_unregistered(http_request *rq, api_context *c, const ledger_t
 static void sign_and_answer(http_request *rq, api_context *c, ledger_tx *tx, const uint8_t sk[64], int status) {
     core_error err = {0};
     ledger_receipt r;
-    if (ledger_sign_submit(c->led, tx, sk, &r, &err)) api_ledger_fail(rq, &err);
-    else http_respond_json(rq, status, json_pack("{s:o}", "receipt", receipt_json(&r)));
+    if (ledger_sign_submit(c->led, tx, sk, &r, &err))
+        api_ledger_fail(rq, &err);
+    else
+        http_respond_json(rq, status, json_pack("{s:o}", "receipt", receipt_json(&r)));
 }
 
 void api_wallet_transfer(http_request *rq, void *ctx) {
@@ -206,8 +218,10 @@ void api_wallet_transfer(http_request *rq, void *ctx) {
         if (!to || !cs_crypto_unhex(to, tx.u.transfer.to, 32) || memcmp(tx.u.transfer.to, zero, 32) == 0) {
             http_respond_error(rq, 422, "validation_failed", "to", "to must be a wallet public key (64 hex digits)");
         } else if (api_wallet_keys(rq, c, &sess, pk, sk, &registered)) {
-            if (registered) sign_and_answer(rq, c, &tx, sk, 200);
-            else refuse_unregistered(rq, c, &tx, pk);
+            if (registered)
+                sign_and_answer(rq, c, &tx, sk, 200);
+            else
+                refuse_unregistered(rq, c, &tx, pk);
             cs_crypto_wipe(sk, sizeof sk);
         }
     }
@@ -223,8 +237,10 @@ void api_wallet_redeem(http_request *rq, void *ctx) {
     bool registered;
     ledger_tx tx = {.kind = LEDGER_TX_REDEEM};
     if (body && amount_of(rq, body, &tx.u.redeem.amount) && api_wallet_keys(rq, c, &sess, pk, sk, &registered)) {
-        if (registered) sign_and_answer(rq, c, &tx, sk, 200);
-        else refuse_unregistered(rq, c, &tx, pk);
+        if (registered)
+            sign_and_answer(rq, c, &tx, sk, 200);
+        else
+            refuse_unregistered(rq, c, &tx, pk);
         cs_crypto_wipe(sk, sizeof sk);
     }
     accounts_session_wipe(&sess);
@@ -250,10 +266,16 @@ static json_t *consent_json(const ledger_consent *cn) {
                      memcmp(cn->grantee, zero, 32) == 0 ? json_string("public_health_pool") : api_hex(cn->grantee, 32),
                      "expires_at", api_time((int64_t)cn->expires), "status", consent_status(cn), "granted_block",
                      (json_int_t)cn->granted_height, "revoked_block",
-                     cn->revoked_height ? json_integer((json_int_t)cn->revoked_height) : json_null(), "receipt_url", url);
+                     cn->revoked_height ? json_integer((json_int_t)cn->revoked_height) : json_null(), "receipt_url",
+                     url);
 }
 
-typedef struct { json_t *list; const uint8_t *want; ledger_consent found; bool hit; } consent_ctx;
+typedef struct {
+    json_t *list;
+    const uint8_t *want;
+    ledger_consent found;
+    bool hit;
+} consent_ctx;
 
 static void add_consent(void *ud, const ledger_consent *cn) {
     consent_ctx *x = ud;
@@ -305,7 +327,10 @@ void api_consents_list(http_request *rq, void *ctx) {
     accounts_session_wipe(&sess);
 }
 
-typedef struct { const uint8_t *want; bool found; } org_find;
+typedef struct {
+    const uint8_t *want;
+    bool found;
+} org_find;
 
 static void find_org(void *ud, const uint8_t pk[LEDGER_KEY], const char *name, uint64_t height) {
     org_find *f = ud;
@@ -328,8 +353,8 @@ static bool parse_grant(http_request *rq, api_context *c, const json_t *body, le
     }
     json_array_foreach(scope, i, v) {
         int k = 0;
-        while (k < LEDGER_CATEGORIES && (!json_is_string(v) ||
-                                         strcmp(json_string_value(v), ledger_category_name((ledger_category)k)) != 0))
+        while (k < LEDGER_CATEGORIES &&
+               (!json_is_string(v) || strcmp(json_string_value(v), ledger_category_name((ledger_category)k)) != 0))
             k++;
         if (k == LEDGER_CATEGORIES) {
             http_respond_error(rq, 422, "validation_failed", "scope",
@@ -357,7 +382,8 @@ static bool parse_grant(http_request *rq, api_context *c, const json_t *body, le
     json_t *days = json_object_get(body, "expires_in_days");
     json_int_t d = days ? (json_is_integer(days) ? json_integer_value(days) : -1) : 365;
     if (d < 1 || d > 3650) {
-        http_respond_error(rq, 422, "validation_failed", "expires_in_days", "expires_in_days must be between 1 and 3650");
+        http_respond_error(rq, 422, "validation_failed", "expires_in_days",
+                           "expires_in_days must be between 1 and 3650");
         return false;
     }
     tx->u.grant.expires = (uint64_t)(core_now() + d * 86400);
@@ -390,11 +416,14 @@ void api_consents_create(http_request *rq, void *ctx) {
         if (ledger_sign_submit(c->led, &tx, sk, &r, &err)) {
             api_ledger_fail(rq, &err);
         } else {
-            ledger_consent cn = {.scope = tx.u.grant.scope, .purpose = tx.u.grant.purpose, .expires = tx.u.grant.expires,
+            ledger_consent cn = {.scope = tx.u.grant.scope,
+                                 .purpose = tx.u.grant.purpose,
+                                 .expires = tx.u.grant.expires,
                                  .granted_height = r.height};
             memcpy(cn.grant, r.txid, 32);
             memcpy(cn.grantee, tx.u.grant.grantee, 32);
-            http_respond_json(rq, 201, json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r)));
+            http_respond_json(rq, 201,
+                              json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r)));
         }
         cs_crypto_wipe(sk, sizeof sk);
     }
@@ -418,7 +447,8 @@ void api_consents_revoke(http_request *rq, void *ctx) {
                 api_ledger_fail(rq, &err);
             } else {
                 cn.revoked_height = r.height;
-                http_respond_json(rq, 200, json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r)));
+                http_respond_json(rq, 200,
+                                  json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r)));
             }
         }
         cs_crypto_wipe(sk, sizeof sk);
@@ -450,8 +480,10 @@ void api_consents_receipt(http_request *rq, void *ctx) {
             snprintf(disp, sizeof disp, "attachment; filename=\"consent-%.16s.json\"", id);
             json_t *doc = ledger_consent_receipt_to_json(p);
             http_add_header(rq, "Content-Disposition", disp);
-            if (doc) http_respond_json(rq, 200, doc);
-            else http_respond_error(rq, 500, "internal", NULL, "the consent receipt could not be built");
+            if (doc)
+                http_respond_json(rq, 200, doc);
+            else
+                http_respond_error(rq, 500, "internal", NULL, "the consent receipt could not be built");
         }
         free(p);
     }

@@ -13,17 +13,16 @@
 #include "store/store.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: caresync admin <task> [options]\n"
-            "\n"
-            "tasks:\n"
-            "  create-user --username NAME --role ROLE   create an account; the password is read\n"
-            "               from standard input (one line), the recovery code is printed\n"
-            "               ROLE is person, clinician, analyst or admin\n"
-            "  list-users                                 print username and role of every account\n"
-            "\n"
-            "options:\n"
-            "  --data-dir DIR   database directory (default ./var)\n");
+    fprintf(f, "usage: caresync admin <task> [options]\n"
+               "\n"
+               "tasks:\n"
+               "  create-user --username NAME --role ROLE   create an account; the password is read\n"
+               "               from standard input (one line), the recovery code is printed\n"
+               "               ROLE is person, clinician, analyst or admin\n"
+               "  list-users                                 print username and role of every account\n"
+               "\n"
+               "options:\n"
+               "  --data-dir DIR   database directory (default ./var)\n");
 }
 
 /* One line from stdin; no echo when it is a terminal. */
@@ -61,8 +60,10 @@ int cli_admin(int argc, char **argv) {
     const char *task = argv[1];
     const char *data_dir = "var", *username = NULL, *role_name = NULL;
     static const struct option opts[] = {
-        {"data-dir", required_argument, 0, 'd'}, {"username", required_argument, 0, 'u'},
-        {"role", required_argument, 0, 'r'},     {"help", no_argument, 0, 'h'},
+        {"data-dir", required_argument, 0, 'd'},
+        {"username", required_argument, 0, 'u'},
+        {"role", required_argument, 0, 'r'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     int c;
@@ -84,7 +85,8 @@ int cli_admin(int argc, char **argv) {
     }
     accounts_role role = ACCOUNTS_PERSON;
     if (create && (!username || !role_name || !accounts_role_parse(role_name, &role))) {
-        fprintf(stderr, "caresync admin create-user: needs --username and --role (person, clinician, analyst, admin)\n");
+        fprintf(stderr,
+                "caresync admin create-user: needs --username and --role (person, clinician, analyst, admin)\n");
         return 2;
     }
 

@@ -22,8 +22,8 @@ static void check(const char *path, unsigned max, bool dir) {
 }
 
 void cli_data_dir_warn(const char *data_dir) {
-    static const char *const files[] = {"caresync.db", "caresync.db-wal", "caresync.db-shm", "ledger.db",
-                                        "ledger.db-wal", "ledger.db-shm", "caresync.lock"};
+    static const char *const files[] = {"caresync.db",   "caresync.db-wal", "caresync.db-shm", "ledger.db",
+                                        "ledger.db-wal", "ledger.db-shm",   "caresync.lock"};
     char path[4200];
     check(data_dir, 0700, true);
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {

@@ -14,22 +14,24 @@
 #include "surveil/surveil.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: caresync demo-data [--data-dir DIR] [--weeks N] [--seed N] [--force | --if-empty]\n"
-            "\n"
-            "Adds N weeks (default 52, ending this week) of synthetic contributions for the 50 US\n"
-            "states and DC, every skin condition, with two injected outbreaks, to DIR/caresync.db\n"
-            "(default ./var). The data is flagged synthetic in the database, in every release and\n"
-            "alert, and on the dashboard. The service may be running. Data already there: exit 2,\n"
-            "or add more with --force, or do nothing (exit 0) with --if-empty (what make run uses).\n"
-            "To see the dashboard, log in as an analyst (caresync admin create-user --role analyst).\n");
+    fprintf(f, "usage: caresync demo-data [--data-dir DIR] [--weeks N] [--seed N] [--force | --if-empty]\n"
+               "\n"
+               "Adds N weeks (default 52, ending this week) of synthetic contributions for the 50 US\n"
+               "states and DC, every skin condition, with two injected outbreaks, to DIR/caresync.db\n"
+               "(default ./var). The data is flagged synthetic in the database, in every release and\n"
+               "alert, and on the dashboard. The service may be running. Data already there: exit 2,\n"
+               "or add more with --force, or do nothing (exit 0) with --if-empty (what make run uses).\n"
+               "To see the dashboard, log in as an analyst (caresync admin create-user --role analyst).\n");
 }
 
 int cli_demo(int argc, char **argv) {
-    static const struct option opts[] = {{"data-dir", required_argument, 0, 'd'}, {"weeks", required_argument, 0, 'w'},
-                                         {"seed", required_argument, 0, 's'},     {"force", no_argument, 0, 'f'},
+    static const struct option opts[] = {{"data-dir", required_argument, 0, 'd'},
+                                         {"weeks", required_argument, 0, 'w'},
+                                         {"seed", required_argument, 0, 's'},
+                                         {"force", no_argument, 0, 'f'},
                                          {"if-empty", no_argument, 0, 'e'},
-                                         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     const char *data_dir = "var";
     long weeks = 52, seed = 20261128;
     bool force = false, if_empty = false;
@@ -96,7 +98,8 @@ int cli_demo(int argc, char **argv) {
            (long long)sum.contributions, sum.regions, n, a, b);
     printf("injected outbreaks: %s; %s\n", sum.outbreaks[0], sum.outbreaks[1]);
     printf("the dashboard (/surveillance) is for analysts: caresync admin create-user --data-dir %s "
-           "--username analyst --role analyst\n", data_dir);
+           "--username analyst --role analyst\n",
+           data_dir);
     status = 0;
 out:
     if (status == 1) fprintf(stderr, "caresync demo-data: %s\n", err.message[0] ? err.message : "failed");

@@ -9,11 +9,10 @@
 #include "ledger/ledger.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: caresync keygen --out FILE\n"
-            "\n"
-            "Creates FILE (mode 0600; never overwrites) holding a new Ed25519 secret key and\n"
-            "prints the public key in hex. Node, admin and organisation keys are made this way.\n");
+    fprintf(f, "usage: caresync keygen --out FILE\n"
+               "\n"
+               "Creates FILE (mode 0600; never overwrites) holding a new Ed25519 secret key and\n"
+               "prints the public key in hex. Node, admin and organisation keys are made this way.\n");
 }
 
 int cli_keygen(int argc, char **argv) {
@@ -22,9 +21,15 @@ int cli_keygen(int argc, char **argv) {
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
-        if (c == 'o') out = optarg;
-        else if (c == 'h') { usage(stdout); return 0; }
-        else { usage(stderr); return 2; }
+        if (c == 'o')
+            out = optarg;
+        else if (c == 'h') {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
     }
     if (!out || optind != argc) {
         usage(stderr);

@@ -13,35 +13,34 @@
 #include "ledger/ledger.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: caresync ledger <task> [options]\n"
-            "\n"
-            "tasks:\n"
-            "  verify                 replay the whole chain: hashes, Merkle roots, signatures,\n"
-            "                         nonces, every rule and the supply invariant; exit 1 naming\n"
-            "                         the first bad block and transaction. Prints the genesis hash\n"
-            "                         and the keys, to pin with --genesis and --node-key\n"
-            "  proof TXID             print the inclusion proof of a transaction (JSON) against\n"
-            "                         the latest signed tree head\n"
-            "  verify-proof FILE...   check proofs, consent receipts or record anchors offline,\n"
-            "                         every field of each; '-' reads stdin\n"
-            "  verify-consistency FILE\n"
-            "                         check a consistency proof as GET /api/ledger/consistency\n"
-            "                         serves it (or a bare JSON array of hashes with --old and\n"
-            "                         --new); with --old/--new its roots must be those of signed\n"
-            "                         tree heads\n"
-            "\n"
-            "options:\n"
-            "  --data-dir DIR         where ledger.db lives (default ./var)\n"
-            "  --file PATH            the ledger file itself (overrides --data-dir)\n"
-            "  --threads N            signature-checking threads for verify (default 2)\n"
-            "  --node-key HEX         the node key you trust (repeat for several): verify requires\n"
-            "                         every block to be signed by one; verify-proof and\n"
-            "                         verify-consistency require the tree heads to be\n"
-            "  --genesis HASH         verify: the genesis block's hash you trust\n"
-            "  --old FILE, --new FILE verify-consistency: the tree heads the proof links, as a\n"
-            "                         client fetches them (GET /api/ledger, /api/ledger/blocks/H,\n"
-            "                         a block from /api/ledger/blocks, or any proof document)\n");
+    fprintf(f, "usage: caresync ledger <task> [options]\n"
+               "\n"
+               "tasks:\n"
+               "  verify                 replay the whole chain: hashes, Merkle roots, signatures,\n"
+               "                         nonces, every rule and the supply invariant; exit 1 naming\n"
+               "                         the first bad block and transaction. Prints the genesis hash\n"
+               "                         and the keys, to pin with --genesis and --node-key\n"
+               "  proof TXID             print the inclusion proof of a transaction (JSON) against\n"
+               "                         the latest signed tree head\n"
+               "  verify-proof FILE...   check proofs, consent receipts or record anchors offline,\n"
+               "                         every field of each; '-' reads stdin\n"
+               "  verify-consistency FILE\n"
+               "                         check a consistency proof as GET /api/ledger/consistency\n"
+               "                         serves it (or a bare JSON array of hashes with --old and\n"
+               "                         --new); with --old/--new its roots must be those of signed\n"
+               "                         tree heads\n"
+               "\n"
+               "options:\n"
+               "  --data-dir DIR         where ledger.db lives (default ./var)\n"
+               "  --file PATH            the ledger file itself (overrides --data-dir)\n"
+               "  --threads N            signature-checking threads for verify (default 2)\n"
+               "  --node-key HEX         the node key you trust (repeat for several): verify requires\n"
+               "                         every block to be signed by one; verify-proof and\n"
+               "                         verify-consistency require the tree heads to be\n"
+               "  --genesis HASH         verify: the genesis block's hash you trust\n"
+               "  --old FILE, --new FILE verify-consistency: the tree heads the proof links, as a\n"
+               "                         client fetches them (GET /api/ledger, /api/ledger/blocks/H,\n"
+               "                         a block from /api/ledger/blocks, or any proof document)\n");
 }
 
 #define MAX_PINS LEDGER_MAX_NODES
@@ -68,8 +67,9 @@ static int verify(const char *path, int threads, uint8_t (*nodes)[LEDGER_KEY], s
     if (rc) {
         fprintf(stderr, "caresync ledger verify: FAILED: %s\n", err.message);
         if (rep.bad_height >= 0) fprintf(stderr, "  block: %lld\n", (long long)rep.bad_height);
-        if (rep.bad_seq >= 0) fprintf(stderr, "  transaction: %lld%s%s\n", (long long)rep.bad_seq,
-                                      rep.bad_txid[0] ? " id " : "", rep.bad_txid);
+        if (rep.bad_seq >= 0)
+            fprintf(stderr, "  transaction: %lld%s%s\n", (long long)rep.bad_seq, rep.bad_txid[0] ? " id " : "",
+                    rep.bad_txid);
         return 1;
     }
     printf("ledger OK: %llu blocks, %llu transactions verified in %.3f s (%.0f tx/s)\n", (unsigned long long)rep.blocks,
@@ -141,7 +141,8 @@ static int verify_one_proof(const char *file, const uint8_t *node, bool named) {
     json_decref(mine);
     if (kind == LEDGER_DOC_CONSENT_RECEIPT)
         printf("%s%snote: the receipt proves the grant was recorded; whether it was revoked later is not covered by\n"
-               "the proof: a revocation is a separate transaction.\n", pre, sep);
+               "the proof: a revocation is a separate transaction.\n",
+               pre, sep);
     if (kind == LEDGER_DOC_RECORD_ANCHOR)
         printf("%s%srecord OK: SHA-256(salt ‖ record_text) is the commitment this transaction anchored\n", pre, sep);
     char txid[2 * LEDGER_HASH + 1], signer[2 * LEDGER_KEY + 1];
@@ -152,7 +153,8 @@ static int verify_one_proof(const char *file, const uint8_t *node, bool named) {
     printf("%s%sproof OK: transaction %s is leaf %llu of the %llu-leaf log signed at block %llu by node %s%s; it was "
            "recorded in block %llu\n",
            pre, sep, txid, (unsigned long long)p->index, (unsigned long long)p->head.tree_size,
-           (unsigned long long)p->head.height, signer, node ? " (trusted)" : " (compare this key with the one the operator publishes)",
+           (unsigned long long)p->head.height, signer,
+           node ? " (trusted)" : " (compare this key with the one the operator publishes)",
            (unsigned long long)p->height);
     free(p);
     return 0;
@@ -172,23 +174,28 @@ static core_status load_head(const char *file, const uint8_t *node, ledger_block
     json_t *doc = load_json(file, "verify-consistency");
     if (!doc) return core_fail(err, CORE_ERR_INVALID, file, "%s is not a JSON document", file);
     const json_t *t = doc;
-    if (json_object_get(doc, "tree_head")) t = json_object_get(doc, "tree_head");
-    else if (json_object_get(json_object_get(doc, "proof"), "tree_head")) t = json_object_get(json_object_get(doc, "proof"), "tree_head");
-    else if (json_object_get(doc, "block")) t = json_object_get(doc, "block");
+    if (json_object_get(doc, "tree_head"))
+        t = json_object_get(doc, "tree_head");
+    else if (json_object_get(json_object_get(doc, "proof"), "tree_head"))
+        t = json_object_get(json_object_get(doc, "proof"), "tree_head");
+    else if (json_object_get(doc, "block"))
+        t = json_object_get(doc, "block");
     core_status rc;
     const char *enc = json_string_value(json_object_get(t, "encoded"));
     if (enc) {
         uint8_t bytes[LEDGER_BLOCK_BYTES];
         ledger_block shown;
         if (strlen(enc) != 2 * LEDGER_BLOCK_BYTES || !cs_crypto_unhex(enc, bytes, sizeof bytes))
-            rc = core_fail(err, CORE_ERR_INVALID, "encoded", "%s: tree_head.encoded is not a block header in hex", file);
+            rc =
+                core_fail(err, CORE_ERR_INVALID, "encoded", "%s: tree_head.encoded is not a block header in hex", file);
         else if (!(rc = ledger_block_decode(bytes, sizeof bytes, out, err)) && json_object_size(t) != 2)
             rc = core_fail(err, CORE_ERR_INVALID, "tree_head", "%s: the tree head must be {encoded, block}", file);
         else if (!rc && !(rc = ledger_block_from_json(json_object_get(t, "block"), &shown, err))) {
             uint8_t a[LEDGER_BLOCK_BYTES];
             ledger_block_encode(&shown, a);
             if (memcmp(a, bytes, sizeof a) != 0)
-                rc = core_fail(err, CORE_ERR_CRYPTO, "tree_head", "%s: the readable tree head differs from its bytes", file);
+                rc = core_fail(err, CORE_ERR_CRYPTO, "tree_head", "%s: the readable tree head differs from its bytes",
+                               file);
         }
     } else {
         rc = ledger_block_from_json(t, out, err);
@@ -197,7 +204,8 @@ static core_status load_head(const char *file, const uint8_t *node, ledger_block
     if (!rc && !ledger_block_check_signature(out))
         rc = core_fail(err, CORE_ERR_CRYPTO, "tree_head", "%s: the tree head's signature is invalid", file);
     if (!rc && node && !cs_crypto_equal(node, out->proposer, LEDGER_KEY))
-        rc = core_fail(err, CORE_ERR_CRYPTO, "tree_head", "%s: the tree head is not signed by the trusted node key", file);
+        rc = core_fail(err, CORE_ERR_CRYPTO, "tree_head", "%s: the tree head is not signed by the trusted node key",
+                       file);
     return rc;
 }
 
@@ -220,7 +228,8 @@ static int verify_consistency(const char *file, const char *old_file, const char
     size_t n = 0;
     ledger_block oldh, newh;
     bool have_roots = false;
-    const json_t *c = json_object_get(doc, "consistency") && json_object_size(doc) == 1 ? json_object_get(doc, "consistency") : doc;
+    const json_t *c =
+        json_object_get(doc, "consistency") && json_object_size(doc) == 1 ? json_object_get(doc, "consistency") : doc;
     const json_t *arr = json_is_array(c) ? c : json_object_get(c, "proof");
     if (json_is_object(c)) {
         /* Every member is checked below; nothing else may ride along. */
@@ -235,7 +244,8 @@ static int verify_consistency(const char *file, const char *old_file, const char
     } else if (!json_is_array(c)) {
         rc = core_fail(&err, CORE_ERR_INVALID, "consistency", "not a consistency proof");
     } else if (!old_file || !new_file) {
-        rc = core_fail(&err, CORE_ERR_INVALID, "consistency", "a bare path needs the tree heads it links (--old and --new)");
+        rc = core_fail(&err, CORE_ERR_INVALID, "consistency",
+                       "a bare path needs the tree heads it links (--old and --new)");
     }
     if (!rc) {
         if (!json_is_array(arr) || json_array_size(arr) > LEDGER_PROOF_MAX)
@@ -243,26 +253,34 @@ static int verify_consistency(const char *file, const char *old_file, const char
         for (size_t i = 0; !rc && i < json_array_size(arr); i++) {
             const char *s = json_string_value(json_array_get(arr, i));
             char back[2 * LEDGER_HASH + 1] = "";
-            if (s && strlen(s) == 2 * LEDGER_HASH && cs_crypto_unhex(s, path[i], LEDGER_HASH)) cs_crypto_hex(path[i], LEDGER_HASH, back);
+            if (s && strlen(s) == 2 * LEDGER_HASH && cs_crypto_unhex(s, path[i], LEDGER_HASH))
+                cs_crypto_hex(path[i], LEDGER_HASH, back);
             if (!s || strcmp(back, s) != 0)
                 rc = core_fail(&err, CORE_ERR_INVALID, "proof", "proof element %zu is not a 32-byte hex hash", i);
         }
         n = json_array_size(arr);
     }
     if (!rc && old_file && !(rc = load_head(old_file, node, &oldh, &err))) {
-        if (!have_roots) { from = oldh.tree_size; memcpy(r1, oldh.root, LEDGER_HASH); }
-        else if (oldh.tree_size != from || !cs_crypto_equal(oldh.root, r1, LEDGER_HASH))
-            rc = core_fail(&err, CORE_ERR_CRYPTO, "from", "the old tree head (block %llu: %llu leaves) is not the proof's from/from_root",
+        if (!have_roots) {
+            from = oldh.tree_size;
+            memcpy(r1, oldh.root, LEDGER_HASH);
+        } else if (oldh.tree_size != from || !cs_crypto_equal(oldh.root, r1, LEDGER_HASH))
+            rc = core_fail(&err, CORE_ERR_CRYPTO, "from",
+                           "the old tree head (block %llu: %llu leaves) is not the proof's from/from_root",
                            (unsigned long long)oldh.height, (unsigned long long)oldh.tree_size);
     }
     if (!rc && new_file && !(rc = load_head(new_file, node, &newh, &err))) {
-        if (!have_roots) { to = newh.tree_size; memcpy(r2, newh.root, LEDGER_HASH); }
-        else if (newh.tree_size != to || !cs_crypto_equal(newh.root, r2, LEDGER_HASH))
-            rc = core_fail(&err, CORE_ERR_CRYPTO, "to", "the new tree head (block %llu: %llu leaves) is not the proof's to/to_root",
+        if (!have_roots) {
+            to = newh.tree_size;
+            memcpy(r2, newh.root, LEDGER_HASH);
+        } else if (newh.tree_size != to || !cs_crypto_equal(newh.root, r2, LEDGER_HASH))
+            rc = core_fail(&err, CORE_ERR_CRYPTO, "to",
+                           "the new tree head (block %llu: %llu leaves) is not the proof's to/to_root",
                            (unsigned long long)newh.height, (unsigned long long)newh.tree_size);
     }
     if (!rc && !ledger_merkle_verify_consistency(from, to, r1, r2, (const uint8_t(*)[LEDGER_HASH])path, n))
-        rc = core_fail(&err, CORE_ERR_CRYPTO, "proof", "the log of %llu leaves is not proven a prefix of the log of %llu leaves",
+        rc = core_fail(&err, CORE_ERR_CRYPTO, "proof",
+                       "the log of %llu leaves is not proven a prefix of the log of %llu leaves",
                        (unsigned long long)from, (unsigned long long)to);
     json_decref(doc);
     if (rc) {
@@ -274,23 +292,28 @@ static int verify_consistency(const char *file, const char *old_file, const char
     cs_crypto_hex(r2, LEDGER_HASH, h2);
     if (from == 0)
         printf("consistency OK: from the empty tree (RFC 6962: the empty tree is a prefix of every tree; the proof is "
-               "empty) to the log of %llu leaves (root %s)\n", (unsigned long long)to, h2);
+               "empty) to the log of %llu leaves (root %s)\n",
+               (unsigned long long)to, h2);
     else
         printf("consistency OK: the log of %llu leaves (root %s) is a prefix of the log of %llu leaves (root %s)\n",
                (unsigned long long)from, h1, (unsigned long long)to, h2);
     char k[2 * LEDGER_KEY + 1];
     if (old_file) {
         cs_crypto_hex(oldh.proposer, LEDGER_KEY, k);
-        printf("old tree head: block %llu signed by node %s%s\n", (unsigned long long)oldh.height, k, node ? " (trusted)" : "");
+        printf("old tree head: block %llu signed by node %s%s\n", (unsigned long long)oldh.height, k,
+               node ? " (trusted)" : "");
     }
     if (new_file) {
         cs_crypto_hex(newh.proposer, LEDGER_KEY, k);
-        printf("new tree head: block %llu signed by node %s%s\n", (unsigned long long)newh.height, k, node ? " (trusted)" : "");
+        printf("new tree head: block %llu signed by node %s%s\n", (unsigned long long)newh.height, k,
+               node ? " (trusted)" : "");
     }
     if (!old_file || !new_file)
         printf("note: the %s not tied to a signed tree head; pass --old/--new with tree heads you hold or fetch\n"
                "(GET /api/ledger, /api/ledger/blocks/H) to prove that the signed logs extend each other\n",
-               !old_file && !new_file ? "roots are" : !old_file ? "old root is" : "new root is");
+               !old_file && !new_file ? "roots are"
+               : !old_file            ? "old root is"
+                                      : "new root is");
     return 0;
 }
 
@@ -300,10 +323,15 @@ int cli_ledger(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *task = argv[1];
-    static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'}, {"file", required_argument, NULL, 'f'},
-                                         {"threads", required_argument, NULL, 't'}, {"node-key", required_argument, NULL, 'k'},
-                                         {"genesis", required_argument, NULL, 'g'}, {"old", required_argument, NULL, 'o'},
-                                         {"new", required_argument, NULL, 'n'}, {"help", no_argument, NULL, 'h'}, {0}};
+    static const struct option opts[] = {{"data-dir", required_argument, NULL, 'd'},
+                                         {"file", required_argument, NULL, 'f'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"node-key", required_argument, NULL, 'k'},
+                                         {"genesis", required_argument, NULL, 'g'},
+                                         {"old", required_argument, NULL, 'o'},
+                                         {"new", required_argument, NULL, 'n'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {0}};
     const char *data_dir = "var", *file = NULL, *old_file = NULL, *new_file = NULL;
     uint8_t nodes[MAX_PINS][LEDGER_KEY], genesis[LEDGER_HASH];
     size_t n_nodes = 0;
@@ -316,7 +344,8 @@ int cli_ledger(int argc, char **argv) {
         case 'f': file = optarg; break;
         case 't': threads = atoi(optarg); break;
         case 'k':
-            if (n_nodes == MAX_PINS || strlen(optarg) != 2 * LEDGER_KEY || !cs_crypto_unhex(optarg, nodes[n_nodes], LEDGER_KEY)) {
+            if (n_nodes == MAX_PINS || strlen(optarg) != 2 * LEDGER_KEY ||
+                !cs_crypto_unhex(optarg, nodes[n_nodes], LEDGER_KEY)) {
                 fprintf(stderr, "caresync ledger: --node-key must be 64 hex digits (at most %d of them)\n", MAX_PINS);
                 return 2;
             }
@@ -338,8 +367,10 @@ int cli_ledger(int argc, char **argv) {
     char **rest = argv + 1 + optind;
     int nrest = argc - 1 - optind;
     char path[4096];
-    if (file) snprintf(path, sizeof path, "%s", file);
-    else snprintf(path, sizeof path, "%s/ledger.db", data_dir);
+    if (file)
+        snprintf(path, sizeof path, "%s", file);
+    else
+        snprintf(path, sizeof path, "%s/ledger.db", data_dir);
     core_error err = {0};
     if (cs_crypto_init(&err)) {
         fprintf(stderr, "caresync ledger: %s\n", err.message);
@@ -354,7 +385,8 @@ int cli_ledger(int argc, char **argv) {
         return verify(path, threads < 1 ? 1 : threads, nodes, n_nodes, have_genesis ? genesis : NULL);
     if (strcmp(task, "proof") == 0 && nrest == 1) return proof(path, rest[0]);
     if (strcmp(task, "verify-proof") == 0 && nrest >= 1) return verify_proofs(rest, nrest, node);
-    if (strcmp(task, "verify-consistency") == 0 && nrest == 1) return verify_consistency(rest[0], old_file, new_file, node);
+    if (strcmp(task, "verify-consistency") == 0 && nrest == 1)
+        return verify_consistency(rest[0], old_file, new_file, node);
     usage(stderr);
     return 2;
 }

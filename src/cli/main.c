@@ -7,21 +7,20 @@
 #include "core/core.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: caresync <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  serve    run the web service (default 127.0.0.1:8080, data in ./var)\n"
-            "  admin    operator tasks: create-user, list-users\n"
-            "  ledger   ledger tools: verify, proof, verify-proof\n"
-            "  keygen   create a node, admin or organisation key file\n"
-            "  train    train the screening model on ../shared/data\n"
-            "  eval     evaluate the screening model on held-out images\n"
-            "  surveil  outbreak detection on a CSV of weekly counts (surveil detect)\n"
-            "  demo-data  fill the instance with a synthetic year of surveillance data\n"
-            "\n"
-            "caresync <command> --help shows the options of a command.\n"
-            "caresync --version prints the version.\n");
+    fprintf(f, "usage: caresync <command> [options]\n"
+               "\n"
+               "commands:\n"
+               "  serve    run the web service (default 127.0.0.1:8080, data in ./var)\n"
+               "  admin    operator tasks: create-user, list-users\n"
+               "  ledger   ledger tools: verify, proof, verify-proof\n"
+               "  keygen   create a node, admin or organisation key file\n"
+               "  train    train the screening model on ../shared/data\n"
+               "  eval     evaluate the screening model on held-out images\n"
+               "  surveil  outbreak detection on a CSV of weekly counts (surveil detect)\n"
+               "  demo-data  fill the instance with a synthetic year of surveillance data\n"
+               "\n"
+               "caresync <command> --help shows the options of a command.\n"
+               "caresync --version prints the version.\n");
 }
 
 int main(int argc, char **argv) {

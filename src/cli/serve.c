@@ -57,9 +57,9 @@ typedef struct {
     const char *name;
     const char *metavar; /* NULL: takes no argument */
     arg_kind kind;
-    size_t off;          /* offsetof(serve_settings, ...) */
+    size_t off; /* offsetof(serve_settings, ...) */
     long lo, hi;
-    const char *help;    /* lines after the first are indented under it */
+    const char *help; /* lines after the first are indented under it */
 } serve_option;
 
 #define CFG(f) offsetof(serve_settings, cfg.f)
@@ -173,9 +173,12 @@ static void usage(FILE *f) {
         fprintf(f, strlen(head) <= 24 ? "  %-24s " : "  %s  ", head);
         field_text(&d, o, dflt, sizeof dflt);
         for (const char *p = o->help; *p; p++) {
-            if (p[0] == '{' && p[1] == '}') fputs(dflt, f), p++;
-            else if (*p == '\n') fputs("\n                           ", f);
-            else fputc(*p, f);
+            if (p[0] == '{' && p[1] == '}')
+                fputs(dflt, f), p++;
+            else if (*p == '\n')
+                fputs("\n                           ", f);
+            else
+                fputc(*p, f);
         }
         fputc('\n', f);
     }
@@ -227,7 +230,10 @@ static bool set_option(serve_settings *s, const serve_option *o, const char *arg
         return true;
     }
     case ARG_LOG: {
-        static const struct { const char *name; core_log_level level; } levels[] = {
+        static const struct {
+            const char *name;
+            core_log_level level;
+        } levels[] = {
             {"debug", CORE_LOG_DEBUG}, {"info", CORE_LOG_INFO}, {"warn", CORE_LOG_WARN}, {"error", CORE_LOG_ERROR}};
         for (size_t i = 0; i < sizeof levels / sizeof *levels; i++)
             if (strcmp(arg, levels[i].name) == 0) {
@@ -246,8 +252,8 @@ static bool set_option(serve_settings *s, const serve_option *o, const char *arg
 static int parse_args(int argc, char **argv, serve_settings *s) {
     struct option lo[OPTION_COUNT + 1];
     for (size_t i = 0; i < OPTION_COUNT; i++)
-        lo[i] = (struct option){options[i].name, options[i].metavar ? required_argument : no_argument, NULL,
-                                256 + (int)i};
+        lo[i] =
+            (struct option){options[i].name, options[i].metavar ? required_argument : no_argument, NULL, 256 + (int)i};
     lo[OPTION_COUNT] = (struct option){0};
     int c;
     optind = 1;
@@ -324,10 +330,14 @@ static core_status open_storage(serve_state *S, core_error *err) {
     snprintf(S->dbpath, sizeof S->dbpath, "%s/caresync.db", cfg->data_dir);
     snprintf(S->ledpath, sizeof S->ledpath, "%s/ledger.db", cfg->data_dir);
     snprintf(S->keydir, sizeof S->keydir, "%s/keys", cfg->data_dir);
-    if (S->set->node_key) snprintf(S->nodepath, sizeof S->nodepath, "%s", S->set->node_key);
-    else snprintf(S->nodepath, sizeof S->nodepath, "%s/node.key", S->keydir);
-    if (S->set->admin_key) snprintf(S->adminpath, sizeof S->adminpath, "%s", S->set->admin_key);
-    else snprintf(S->adminpath, sizeof S->adminpath, "%s/admin.key", S->keydir);
+    if (S->set->node_key)
+        snprintf(S->nodepath, sizeof S->nodepath, "%s", S->set->node_key);
+    else
+        snprintf(S->nodepath, sizeof S->nodepath, "%s/node.key", S->keydir);
+    if (S->set->admin_key)
+        snprintf(S->adminpath, sizeof S->adminpath, "%s", S->set->admin_key);
+    else
+        snprintf(S->adminpath, sizeof S->adminpath, "%s/admin.key", S->keydir);
     lopt->path = S->ledpath;
     bool made_node = false, made_admin = false;
     /* The lock comes before anything in the directory is opened: a second
@@ -364,8 +374,14 @@ static core_status start_service(serve_state *S, core_error *err) {
     aopt.signup_window = cfg->signup_window;
     core_status rc = accounts_open(S->st, &aopt, &S->acc, err);
     if (rc) return rc;
-    share_options sopt = {S->st, S->led, S->set->lopt.node_sk, S->set->lopt.admin_sk, cfg->surveil_k,
-                          cfg->surveil_budget, cfg->surveil_seal_delay, cfg->surveil_reward_batch};
+    share_options sopt = {S->st,
+                          S->led,
+                          S->set->lopt.node_sk,
+                          S->set->lopt.admin_sk,
+                          cfg->surveil_k,
+                          cfg->surveil_budget,
+                          cfg->surveil_seal_delay,
+                          cfg->surveil_reward_batch};
     if ((rc = share_open(&sopt, &S->shr, err))) return rc;
     /* The screening model is optional: without it the rest of the service
      * runs and screenings answer 503 model_unavailable. */
@@ -384,14 +400,27 @@ static core_status start_service(serve_state *S, core_error *err) {
     S->router = http_router_new();
     if (!S->router || !api_register(S->router))
         return core_fail(err, CORE_ERR_NOMEM, NULL, "cannot build the route table");
-    S->ctx = (api_context){.cfg = cfg, .st = S->st, .acc = S->acc, .regs = S->regs, .led = S->led,
-                           .admin_sk = S->set->lopt.admin_sk, .node_sk = S->set->lopt.node_sk, .desk = S->desk,
-                           .share = S->shr, .started = core_monotonic()};
-    http_options hopt = {.host = cfg->host, .port = cfg->port, .threads = cfg->threads, .max_body = cfg->max_body,
-                         .web_dir = cfg->web_dir, .tls_cert = cfg->tls_cert, .tls_key = cfg->tls_key,
+    S->ctx = (api_context){.cfg = cfg,
+                           .st = S->st,
+                           .acc = S->acc,
+                           .regs = S->regs,
+                           .led = S->led,
+                           .admin_sk = S->set->lopt.admin_sk,
+                           .node_sk = S->set->lopt.node_sk,
+                           .desk = S->desk,
+                           .share = S->shr,
+                           .started = core_monotonic()};
+    http_options hopt = {.host = cfg->host,
+                         .port = cfg->port,
+                         .threads = cfg->threads,
+                         .max_body = cfg->max_body,
+                         .web_dir = cfg->web_dir,
+                         .tls_cert = cfg->tls_cert,
+                         .tls_key = cfg->tls_key,
                          .max_connections = (unsigned)fit_connections(cfg->max_connections),
                          .per_ip_connections = (unsigned)cfg->per_ip_connections,
-                         .head_timeout = (unsigned)cfg->head_timeout, .idle_timeout = (unsigned)cfg->idle_timeout,
+                         .head_timeout = (unsigned)cfg->head_timeout,
+                         .idle_timeout = (unsigned)cfg->idle_timeout,
                          .min_body_rate = (unsigned)cfg->min_body_rate};
     return http_server_start(&hopt, S->router, &S->ctx, &S->srv, err);
 }

@@ -12,46 +12,49 @@
 #include "surveil/surveil.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: caresync surveil detect --method METHOD [--PARAM VALUE]... FILE.csv\n"
-            "\n"
-            "FILE.csv ('-' reads stdin): RFC 4180 CSV (quotes, CRLF, a UTF-8 BOM; R's\n"
-            "write.csv output as is), a header row, then one row per week. A first column\n"
-            "named week/date/time/t/period/label (or holding labels) names the weeks; R's\n"
-            "row names (first header \"\") are dropped; every other column is one series of\n"
-            "counts (no NA: every week needs a count).\n"
-            "\n"
-            "METHOD: c1, c2, c3 (EARS), cusum, farrington (improved Farrington, Noufaily 2013).\n"
-            "Results equal R surveillance 1.20 (earsC, cusum, farringtonFlexible) with the\n"
-            "same parameters; each PARAM below names R's control argument it stands for.\n"
-            "\n"
-            "all:        --range-start WEEK (range[1], 1-based)  --freq 52\n"
-            "EARS:       --baseline 7  --min-sigma 0 (minSigma)  --alpha 0.001 (C3: 0.025)\n"
-            "CUSUM:      --k 1.04  --h 2.26  --m MEAN|glm  --trans standard|rossi|anscombe|\n"
-            "            anscombe2nd|pearsonNegBin|none  --cusum-alpha 0.1 (alpha)\n"
-            "            (default range-start: week freq+1, the first year estimates m)\n"
-            "Farrington: --b 5  --w 3  --alpha 0.05  --reweight true  --weights-threshold 2.58\n"
-            "            --trend true  --p-trend 0.05 (pThresholdTrend)  --limit54 5,4\n"
-            "            --powertrans 2/3|1/2|none  --no-periods 1 (noPeriods)\n"
-            "            --past-weeks W (pastWeeksNotIncluded)  --threshold delta|nbPlugin|muan\n"
-            "\n"
-            "options:\n"
-            "  --alarms-only      print only the weeks that alarm\n"
-            "\n"
-            "Output (CSV): series,week,observed,upperbound,alarm,statistic,expected\n"
-            "(NA where the method gives none). Exit 0, or 1 on bad input with the reason.\n");
+    fprintf(f, "usage: caresync surveil detect --method METHOD [--PARAM VALUE]... FILE.csv\n"
+               "\n"
+               "FILE.csv ('-' reads stdin): RFC 4180 CSV (quotes, CRLF, a UTF-8 BOM; R's\n"
+               "write.csv output as is), a header row, then one row per week. A first column\n"
+               "named week/date/time/t/period/label (or holding labels) names the weeks; R's\n"
+               "row names (first header \"\") are dropped; every other column is one series of\n"
+               "counts (no NA: every week needs a count).\n"
+               "\n"
+               "METHOD: c1, c2, c3 (EARS), cusum, farrington (improved Farrington, Noufaily 2013).\n"
+               "Results equal R surveillance 1.20 (earsC, cusum, farringtonFlexible) with the\n"
+               "same parameters; each PARAM below names R's control argument it stands for.\n"
+               "\n"
+               "all:        --range-start WEEK (range[1], 1-based)  --freq 52\n"
+               "EARS:       --baseline 7  --min-sigma 0 (minSigma)  --alpha 0.001 (C3: 0.025)\n"
+               "CUSUM:      --k 1.04  --h 2.26  --m MEAN|glm  --trans standard|rossi|anscombe|\n"
+               "            anscombe2nd|pearsonNegBin|none  --cusum-alpha 0.1 (alpha)\n"
+               "            (default range-start: week freq+1, the first year estimates m)\n"
+               "Farrington: --b 5  --w 3  --alpha 0.05  --reweight true  --weights-threshold 2.58\n"
+               "            --trend true  --p-trend 0.05 (pThresholdTrend)  --limit54 5,4\n"
+               "            --powertrans 2/3|1/2|none  --no-periods 1 (noPeriods)\n"
+               "            --past-weeks W (pastWeeksNotIncluded)  --threshold delta|nbPlugin|muan\n"
+               "\n"
+               "options:\n"
+               "  --alarms-only      print only the weeks that alarm\n"
+               "\n"
+               "Output (CSV): series,week,observed,upperbound,alarm,statistic,expected\n"
+               "(NA where the method gives none). Exit 0, or 1 on bad input with the reason.\n");
 }
 
 /* A name or label as one CSV cell: quoted (RFC 4180, by libcsv) only when
  * it holds a comma or a quote, so plain names print as before. */
 static void print_cell(const char *s) {
-    if (strpbrk(s, ",\"")) csv_fwrite(stdout, s, strlen(s));
-    else fputs(s, stdout);
+    if (strpbrk(s, ",\""))
+        csv_fwrite(stdout, s, strlen(s));
+    else
+        fputs(s, stdout);
 }
 
 static void print_num(double v) {
-    if (v != v) fputs("NA", stdout);
-    else printf("%.10g", v);
+    if (v != v)
+        fputs("NA", stdout);
+    else
+        printf("%.10g", v);
 }
 
 /* What the command line asks for. */
@@ -125,8 +128,10 @@ static void print_series(const surveil_table *t, size_t j, const double *x, size
         const char *label = surveil_table_label(t, i);
         print_cell(surveil_table_name(t, j));
         putchar(',');
-        if (label) print_cell(label);
-        else printf("%zu", i + 1);
+        if (label)
+            print_cell(label);
+        else
+            printf("%zu", i + 1);
         putchar(',');
         print_num(x[i]);
         putchar(',');
@@ -172,7 +177,7 @@ static int detect(int argc, char **argv) {
     char *text = NULL;
     size_t len = 0;
     core_status st = strcmp(a.path, "-") == 0 ? core_read_stream(stdin, "stdin", &text, &len, &err)
-                                               : core_read_file(a.path, &text, &len, &err);
+                                              : core_read_file(a.path, &text, &len, &err);
     if (st != CORE_OK) {
         fprintf(stderr, "caresync surveil detect: %s\n", err.message);
         return 1;

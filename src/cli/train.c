@@ -62,10 +62,13 @@ static void usage(FILE *f, const char *cmd) {
 
 /* "geometry,colour,..." → SCREENING_AUG_* bits; nonzero when a name is unknown. */
 static int parse_levers(const char *list, unsigned *out) {
-    static const struct { const char *name; unsigned bit; } levers[] = {
-        {"geometry", SCREENING_AUG_GEOMETRY}, {"colour", SCREENING_AUG_COLOUR}, {"blur", SCREENING_AUG_BLUR},
-        {"noise", SCREENING_AUG_NOISE},       {"jpeg", SCREENING_AUG_JPEG},     {"resolution", SCREENING_AUG_RESOLUTION},
-        {"all", SCREENING_AUG_ALL},           {"none", 0}};
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } levers[] = {{"geometry", SCREENING_AUG_GEOMETRY}, {"colour", SCREENING_AUG_COLOUR},
+                  {"blur", SCREENING_AUG_BLUR},         {"noise", SCREENING_AUG_NOISE},
+                  {"jpeg", SCREENING_AUG_JPEG},         {"resolution", SCREENING_AUG_RESOLUTION},
+                  {"all", SCREENING_AUG_ALL},           {"none", 0}};
     *out = 0;
     for (const char *p = list; *p;) {
         size_t l = strcspn(p, ","), i;
@@ -79,21 +82,31 @@ static int parse_levers(const char *list, unsigned *out) {
 }
 
 static int run(int argc, char **argv, bool train) {
-    static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'},   {"models", required_argument, NULL, 'm'},
-        {"model", required_argument, NULL, 'o'},  {"cache", required_argument, NULL, 'c'},
-        {"threads", required_argument, NULL, 't'}, {"report", required_argument, NULL, 'r'},
-        {"seed", required_argument, NULL, 's'},   {"epochs", required_argument, NULL, 'e'},
-        {"views", required_argument, NULL, 'v'},  {"help", no_argument, NULL, 'h'},
-        {"adjust", no_argument, NULL, 'A'},       {"frozen", no_argument, NULL, 'F'},
-        {"protocol", required_argument, NULL, 'P'}, {"backbones", required_argument, NULL, 'B'},
-        {"augment", required_argument, NULL, 'G'}, {"keep-watermark", no_argument, NULL, 'W'},
-        {"backbone", required_argument, NULL, 'K'}, {"not-skin", required_argument, NULL, 'N'},
-        {"outside", required_argument, NULL, 'O'},
-        {"fine-weight", required_argument, NULL, 'f'}, {"group-balance", no_argument, NULL, 'g'},
-        {"hidden", required_argument, NULL, 'H'}, {"finetune", no_argument, NULL, 'T'},
-        {"class-balance", no_argument, NULL, 'C'},
-        {0}};
+    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
+                                         {"models", required_argument, NULL, 'm'},
+                                         {"model", required_argument, NULL, 'o'},
+                                         {"cache", required_argument, NULL, 'c'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"report", required_argument, NULL, 'r'},
+                                         {"seed", required_argument, NULL, 's'},
+                                         {"epochs", required_argument, NULL, 'e'},
+                                         {"views", required_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"adjust", no_argument, NULL, 'A'},
+                                         {"frozen", no_argument, NULL, 'F'},
+                                         {"protocol", required_argument, NULL, 'P'},
+                                         {"backbones", required_argument, NULL, 'B'},
+                                         {"augment", required_argument, NULL, 'G'},
+                                         {"keep-watermark", no_argument, NULL, 'W'},
+                                         {"backbone", required_argument, NULL, 'K'},
+                                         {"not-skin", required_argument, NULL, 'N'},
+                                         {"outside", required_argument, NULL, 'O'},
+                                         {"fine-weight", required_argument, NULL, 'f'},
+                                         {"group-balance", no_argument, NULL, 'g'},
+                                         {"hidden", required_argument, NULL, 'H'},
+                                         {"finetune", no_argument, NULL, 'T'},
+                                         {"class-balance", no_argument, NULL, 'C'},
+                                         {0}};
     const char *data = "../shared/data", *models = "../shared/models:node_modules", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL;
     screening_train_opts o;
@@ -114,8 +127,10 @@ static int run(int argc, char **argv, bool train) {
         case 's': o.seed = strtoull(optarg, NULL, 10); break;
         case 'e': o.epochs = atoi(optarg), epochs_set = true; break;
         case 'P':
-            if (!strcmp(optarg, "source-out")) source_out = true;
-            else if (strcmp(optarg, "held-out")) return usage(stderr, argv[0]), 2;
+            if (!strcmp(optarg, "source-out"))
+                source_out = true;
+            else if (strcmp(optarg, "held-out"))
+                return usage(stderr, argv[0]), 2;
             break;
         case 'B': po.backbones = optarg; break;
         case 'G':

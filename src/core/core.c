@@ -116,7 +116,10 @@ core_status core_read_stream(FILE *f, const char *name, char **out, size_t *len,
     for (;;) {
         if (n + 1 >= cap) {
             char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); }
+            if (!nb) {
+                free(buf);
+                return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+            }
             buf = nb;
             cap *= 2;
         }
@@ -124,7 +127,10 @@ core_status core_read_stream(FILE *f, const char *name, char **out, size_t *len,
         n += r;
         if (r == 0) break;
     }
-    if (ferror(f)) { free(buf); return core_fail(err, CORE_ERR_IO, NULL, "cannot read %s", name); }
+    if (ferror(f)) {
+        free(buf);
+        return core_fail(err, CORE_ERR_IO, NULL, "cannot read %s", name);
+    }
     buf[n] = '\0';
     *out = buf;
     if (len) *len = n;

@@ -14,30 +14,30 @@
 /* Status codes shared by every module. 0 is success. */
 typedef enum {
     CORE_OK = 0,
-    CORE_ERR_NOMEM,       /* allocation failed */
-    CORE_ERR_IO,          /* file or socket error */
-    CORE_ERR_INVALID,     /* input failed validation (field says which) */
-    CORE_ERR_NOT_FOUND,   /* no such object (or not visible to the caller) */
-    CORE_ERR_CONFLICT,    /* uniqueness violated, e.g. username taken */
-    CORE_ERR_AUTH,        /* bad credentials / session */
-    CORE_ERR_THROTTLED,   /* too many attempts; retry_after says when */
-    CORE_ERR_FORBIDDEN,   /* role may not do this */
-    CORE_ERR_CRYPTO,      /* authentication tag mismatch, KDF failure */
-    CORE_ERR_STORAGE,     /* SQLite failure */
-    CORE_ERR_VERSION,     /* database schema newer than this binary */
+    CORE_ERR_NOMEM,     /* allocation failed */
+    CORE_ERR_IO,        /* file or socket error */
+    CORE_ERR_INVALID,   /* input failed validation (field says which) */
+    CORE_ERR_NOT_FOUND, /* no such object (or not visible to the caller) */
+    CORE_ERR_CONFLICT,  /* uniqueness violated, e.g. username taken */
+    CORE_ERR_AUTH,      /* bad credentials / session */
+    CORE_ERR_THROTTLED, /* too many attempts; retry_after says when */
+    CORE_ERR_FORBIDDEN, /* role may not do this */
+    CORE_ERR_CRYPTO,    /* authentication tag mismatch, KDF failure */
+    CORE_ERR_STORAGE,   /* SQLite failure */
+    CORE_ERR_VERSION,   /* database schema newer than this binary */
 } core_status;
 
 /* Caller-owned error detail. Zero-initialise it; callees fill it on failure. */
 typedef struct {
     core_status code;
-    char field[48];       /* offending input field, or "" */
-    char message[240];    /* human-readable, safe to show to the user */
-    int retry_after;      /* seconds, for CORE_ERR_THROTTLED */
+    char field[48];    /* offending input field, or "" */
+    char message[240]; /* human-readable, safe to show to the user */
+    int retry_after;   /* seconds, for CORE_ERR_THROTTLED */
 } core_error;
 
 /* Record an error and return its code, so callers can `return core_fail(...)`. */
-core_status core_fail(core_error *err, core_status code, const char *field,
-                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+core_status core_fail(core_error *err, core_status code, const char *field, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 const char *core_status_name(core_status code);
 
 /* Logging (used by cli/http only). Level names: debug, info, warn, error. */
@@ -117,29 +117,29 @@ typedef struct {
     const char *tls_key;
     int threads;
     size_t max_body;
-    int session_ttl;            /* seconds */
-    int login_max_failures;     /* per (account, client address) within login_window */
-    int login_max_failures_ip;  /* per client address within login_window */
-    int login_window;           /* seconds */
+    int session_ttl;                /* seconds */
+    int login_max_failures;         /* per (account, client address) within login_window */
+    int login_max_failures_ip;      /* per client address within login_window */
+    int login_window;               /* seconds */
     int login_max_failures_account; /* per account from all addresses within login_account_window */
-    int login_account_window;   /* seconds */
-    int signup_per_window;      /* new accounts per client address per signup_window */
-    int signup_window;          /* seconds */
-    const char *model_path;     /* screening model file (a missing one disables screening) */
-    const char *backbone_dir;   /* where the model's pretrained backbone is (../shared/models) */
-    int screen_per_window;      /* photos per account per screen_window */
-    int screen_window;          /* seconds */
-    int surveil_k;              /* small-cell threshold of every release (11) */
-    double surveil_budget;      /* total epsilon an organisation may spend (10) */
-    int surveil_seal_delay;     /* seconds after a week ends before it is released (86400) */
-    int surveil_reward_batch;   /* contributions' rewards go to the ledger in batches of at least this (11) */
+    int login_account_window;       /* seconds */
+    int signup_per_window;          /* new accounts per client address per signup_window */
+    int signup_window;              /* seconds */
+    const char *model_path;         /* screening model file (a missing one disables screening) */
+    const char *backbone_dir;       /* where the model's pretrained backbone is (../shared/models) */
+    int screen_per_window;          /* photos per account per screen_window */
+    int screen_window;              /* seconds */
+    int surveil_k;                  /* small-cell threshold of every release (11) */
+    double surveil_budget;          /* total epsilon an organisation may spend (10) */
+    int surveil_seal_delay;         /* seconds after a week ends before it is released (86400) */
+    int surveil_reward_batch;       /* contributions' rewards go to the ledger in batches of at least this (11) */
     /* Connection limits (see docs/API.md "Limits"): what one client, or many
      * slow ones, can hold of the server. */
-    int max_connections;        /* all clients together (2000) */
-    int per_ip_connections;     /* from one client address (64) */
-    int head_timeout;           /* seconds to receive a whole request head (10) */
-    int idle_timeout;           /* seconds without a byte before a connection is closed (30) */
-    int min_body_rate;          /* bytes/s a body must average once head_timeout has passed (1024) */
+    int max_connections;    /* all clients together (2000) */
+    int per_ip_connections; /* from one client address (64) */
+    int head_timeout;       /* seconds to receive a whole request head (10) */
+    int idle_timeout;       /* seconds without a byte before a connection is closed (30) */
+    int min_body_rate;      /* bytes/s a body must average once head_timeout has passed (1024) */
 } core_config;
 
 void core_config_defaults(core_config *cfg);

@@ -25,9 +25,7 @@ bool cs_crypto_unhex(const char *text, uint8_t *out, size_t n) {
     return got == n && end && *end == '\0';
 }
 
-size_t cs_crypto_b64_len(size_t n) {
-    return sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-}
+size_t cs_crypto_b64_len(size_t n) { return sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_URLSAFE_NO_PADDING); }
 
 void cs_crypto_b64(const uint8_t *in, size_t n, char *out) {
     sodium_bin2base64(out, cs_crypto_b64_len(n), in, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
@@ -38,15 +36,12 @@ bool cs_crypto_unb64(const char *text, uint8_t *out, size_t n) {
     const char *end = NULL;
     size_t len = strlen(text);
     if (len != cs_crypto_b64_len(n) - 1) return false;
-    if (sodium_base642bin(out, n, text, len, NULL, &got, &end,
-                          sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
+    if (sodium_base642bin(out, n, text, len, NULL, &got, &end, sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0)
         return false;
     return got == n && end && *end == '\0';
 }
 
-void cs_crypto_sha256(uint8_t out[32], const void *in, size_t len) {
-    crypto_hash_sha256(out, in, len);
-}
+void cs_crypto_sha256(uint8_t out[32], const void *in, size_t len) { crypto_hash_sha256(out, in, len); }
 
 void cs_crypto_sha256_2(uint8_t out[32], const void *a, size_t alen, const void *b, size_t blen) {
     crypto_hash_sha256_state h;
@@ -80,13 +75,12 @@ cs_crypto_kdf_cost cs_crypto_kdf_default(void) {
     return (cs_crypto_kdf_cost){crypto_pwhash_OPSLIMIT_INTERACTIVE, crypto_pwhash_MEMLIMIT_INTERACTIVE};
 }
 
-core_status cs_crypto_password_derive(const char *password, size_t len, const uint8_t salt[16],
-                                      cs_crypto_kdf_cost cost, uint8_t wrap_key[32],
-                                      uint8_t verifier[32], core_error *err) {
+core_status cs_crypto_password_derive(const char *password, size_t len, const uint8_t salt[16], cs_crypto_kdf_cost cost,
+                                      uint8_t wrap_key[32], uint8_t verifier[32], core_error *err) {
     uint8_t out[64];
     /* crypto_pwhash can fail when memory is short: never use its output unchecked. */
-    if (crypto_pwhash(out, sizeof out, password, len, salt, cost.ops, (size_t)cost.mem,
-                      crypto_pwhash_ALG_ARGON2ID13) != 0) {
+    if (crypto_pwhash(out, sizeof out, password, len, salt, cost.ops, (size_t)cost.mem, crypto_pwhash_ALG_ARGON2ID13) !=
+        0) {
         sodium_memzero(out, sizeof out);
         return core_fail(err, CORE_ERR_CRYPTO, NULL, "password hashing failed (out of memory?)");
     }
@@ -98,8 +92,8 @@ core_status cs_crypto_password_derive(const char *password, size_t len, const ui
     return CORE_OK;
 }
 
-core_status cs_crypto_seal(const uint8_t key[32], const void *ad, size_t adlen, const void *pt,
-                           size_t ptlen, uint8_t **out, size_t *outlen, core_error *err) {
+core_status cs_crypto_seal(const uint8_t key[32], const void *ad, size_t adlen, const void *pt, size_t ptlen,
+                           uint8_t **out, size_t *outlen, core_error *err) {
     size_t n = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
     size_t total = n + ptlen + crypto_aead_xchacha20poly1305_ietf_ABYTES;
     uint8_t *buf = malloc(total);
@@ -112,9 +106,8 @@ core_status cs_crypto_seal(const uint8_t key[32], const void *ad, size_t adlen, 
     return CORE_OK;
 }
 
-core_status cs_crypto_open(const uint8_t key[32], const void *ad, size_t adlen,
-                           const uint8_t *sealed, size_t sealedlen, uint8_t **out,
-                           size_t *outlen, core_error *err) {
+core_status cs_crypto_open(const uint8_t key[32], const void *ad, size_t adlen, const uint8_t *sealed, size_t sealedlen,
+                           uint8_t **out, size_t *outlen, core_error *err) {
     size_t n = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES;
     size_t a = crypto_aead_xchacha20poly1305_ietf_ABYTES;
     *out = NULL;
@@ -122,8 +115,8 @@ core_status cs_crypto_open(const uint8_t key[32], const void *ad, size_t adlen,
     uint8_t *buf = malloc(sealedlen - n - a + 1);
     if (!buf) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     unsigned long long plen = 0;
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(buf, &plen, NULL, sealed + n, sealedlen - n,
-                                                   ad, adlen, sealed, key) != 0) {
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(buf, &plen, NULL, sealed + n, sealedlen - n, ad, adlen, sealed,
+                                                   key) != 0) {
         free(buf);
         return core_fail(err, CORE_ERR_CRYPTO, NULL, "sealed data failed authentication");
     }

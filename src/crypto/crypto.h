@@ -56,25 +56,25 @@ void cs_crypto_sign(uint8_t sig[64], const void *msg, size_t len, const uint8_t 
 bool cs_crypto_sign_verify(const uint8_t sig[64], const void *msg, size_t len, const uint8_t pk[32]);
 
 /* Argon2id cost parameters, stored with each hash so they can be raised later. */
-typedef struct { uint64_t ops; uint64_t mem; } cs_crypto_kdf_cost;
+typedef struct {
+    uint64_t ops;
+    uint64_t mem;
+} cs_crypto_kdf_cost;
 cs_crypto_kdf_cost cs_crypto_kdf_default(void);
 
 /* One Argon2id run over the password yields two independent 32-byte halves:
  * wrap_key (encrypts the account's data key) and verifier (stored, compared at
  * login). Neither half reveals the other. */
-core_status cs_crypto_password_derive(const char *password, size_t len,
-                                      const uint8_t salt[CS_CRYPTO_SALT_BYTES],
-                                      cs_crypto_kdf_cost cost, uint8_t wrap_key[32],
-                                      uint8_t verifier[32], core_error *err);
+core_status cs_crypto_password_derive(const char *password, size_t len, const uint8_t salt[CS_CRYPTO_SALT_BYTES],
+                                      cs_crypto_kdf_cost cost, uint8_t wrap_key[32], uint8_t verifier[32],
+                                      core_error *err);
 
 /* XChaCha20-Poly1305: out = nonce ‖ ciphertext ‖ tag, bound to ad. */
-core_status cs_crypto_seal(const uint8_t key[32], const void *ad, size_t adlen,
-                           const void *pt, size_t ptlen, uint8_t **out, size_t *outlen,
-                           core_error *err);
+core_status cs_crypto_seal(const uint8_t key[32], const void *ad, size_t adlen, const void *pt, size_t ptlen,
+                           uint8_t **out, size_t *outlen, core_error *err);
 /* Inverse of seal. *out is NUL-terminated for convenience (not counted in outlen). */
-core_status cs_crypto_open(const uint8_t key[32], const void *ad, size_t adlen,
-                           const uint8_t *sealed, size_t sealedlen, uint8_t **out,
-                           size_t *outlen, core_error *err);
+core_status cs_crypto_open(const uint8_t key[32], const void *ad, size_t adlen, const uint8_t *sealed, size_t sealedlen,
+                           uint8_t **out, size_t *outlen, core_error *err);
 
 /* Recovery codes: 160 random bits shown as 8 groups of 4 Crockford base32
  * characters. parse accepts any case, spaces/dashes, and O/I/L look-alikes. */

@@ -30,8 +30,8 @@ void http_form_free(struct http_form_state *f) {
 }
 
 static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
-                               const char *content_type, const char *transfer_encoding, const char *data,
-                               uint64_t off, size_t size) {
+                               const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
+                               size_t size) {
     (void)kind;
     (void)transfer_encoding;
     struct http_form_state *f = cls;

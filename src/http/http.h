@@ -27,8 +27,7 @@ void http_router_free(http_router *r);
 bool http_router_add(http_router *r, const char *method, const char *pattern, http_handler fn);
 /* The same for a route taking large bodies (uploads): max_body replaces the
  * server's default limit for it. */
-bool http_router_add_upload(http_router *r, const char *method, const char *pattern, http_handler fn,
-                            size_t max_body);
+bool http_router_add_upload(http_router *r, const char *method, const char *pattern, http_handler fn, size_t max_body);
 
 typedef enum { HTTP_ROUTE_FOUND, HTTP_ROUTE_NO_PATH, HTTP_ROUTE_NO_METHOD } http_route_result;
 #define HTTP_MAX_PARAMS 4
@@ -37,7 +36,7 @@ typedef struct {
     int nparams;
     char names[HTTP_MAX_PARAMS][24];
     char values[HTTP_MAX_PARAMS][128];
-    char allow[64]; /* for NO_METHOD: the methods the path does take, "GET, PUT" */
+    char allow[64];  /* for NO_METHOD: the methods the path does take, "GET, PUT" */
     size_t max_body; /* FOUND: the route's body limit, 0 = the server's */
 } http_match;
 /* Pure matching, used by the server and tests. */
@@ -45,12 +44,12 @@ http_route_result http_router_match(const http_router *r, const char *method, co
 
 /* ---- server ------------------------------------------------------------ */
 typedef struct {
-    const char *host;       /* bind address; must be loopback unless TLS is on */
-    int port;               /* 0 picks a free port (see http_server_port) */
+    const char *host; /* bind address; must be loopback unless TLS is on */
+    int port;         /* 0 picks a free port (see http_server_port) */
     int threads;
     size_t max_body;
-    const char *web_dir;    /* static files; NULL disables them */
-    const char *tls_cert;   /* PEM paths; both or neither */
+    const char *web_dir;  /* static files; NULL disables them */
+    const char *tls_cert; /* PEM paths; both or neither */
     const char *tls_key;
     /* Connection limits; 0 takes the default in brackets. */
     unsigned max_connections;    /* all clients together [2000] */
@@ -89,7 +88,7 @@ bool http_text_valid(const char *s, size_t len);
 /* ---- request accessors -------------------------------------------------- */
 const char *http_method(const http_request *rq);
 const char *http_path(const http_request *rq);
-const char *http_param(const http_request *rq, const char *name);   /* route capture */
+const char *http_param(const http_request *rq, const char *name); /* route capture */
 const char *http_query(const http_request *rq, const char *name);
 const char *http_header(const http_request *rq, const char *name);
 const char *http_cookie(const http_request *rq, const char *name);

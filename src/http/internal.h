@@ -16,14 +16,14 @@ struct http_request {
     char path[1024];
     char *body;
     size_t body_len, body_cap;
-    size_t discarded;      /* bytes of an oversized body thrown away */
+    size_t discarded; /* bytes of an oversized body thrown away */
     bool too_large;
     bool tls;
     bool responded;
     bool is_head;
     http_match match;
-    json_t *json;          /* parsed body, owned */
-    size_t limit;          /* body limit for this request */
+    json_t *json;                 /* parsed body, owned */
+    size_t limit;                 /* body limit for this request */
     struct http_form_state *form; /* parsed multipart body, owned */
     char client[64];
     int nheaders;

@@ -75,7 +75,10 @@ void http_respond_json_text(http_request *rq, int status, const char *text, size
 }
 
 void http_respond_json_owned(http_request *rq, int status, char *text, size_t len) {
-    if (rq->responded) { wipe_free(text); return; }
+    if (rq->responded) {
+        wipe_free(text);
+        return;
+    }
     rq->responded = true;
     rq->status = status;
     rq->response = MHD_create_response_from_buffer_with_free_callback(len, text, wipe_free);

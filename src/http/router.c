@@ -23,8 +23,7 @@ struct http_router {
 http_router *http_router_new(void) { return calloc(1, sizeof(http_router)); }
 void http_router_free(http_router *r) { free(r); }
 
-bool http_router_add_upload(http_router *r, const char *method, const char *pattern, http_handler fn,
-                            size_t max_body) {
+bool http_router_add_upload(http_router *r, const char *method, const char *pattern, http_handler fn, size_t max_body) {
     if (r->n >= MAX_ROUTES || strlen(method) >= 8 || strlen(pattern) >= 128 || pattern[0] != '/') return false;
     route *rt = &r->routes[r->n++];
     snprintf(rt->method, sizeof rt->method, "%s", method);

@@ -45,11 +45,11 @@ typedef struct conn_watch {
     struct conn_watch *prev, *next;
     MHD_socket fd;
     watch_phase phase;
-    double since;        /* start of the phase (core_monotonic) */
-    size_t body_bytes;   /* WATCH_BODY: received so far */
-    size_t target_len;   /* raw request target of the current request, from the URI log */
-    bool target_nul;     /* ... and it holds %00, which decoding would turn into a cut */
-    bool cut;            /* shut down by the watchdog */
+    double since;      /* start of the phase (core_monotonic) */
+    size_t body_bytes; /* WATCH_BODY: received so far */
+    size_t target_len; /* raw request target of the current request, from the URI log */
+    bool target_nul;   /* ... and it holds %00, which decoding would turn into a cut */
+    bool cut;          /* shut down by the watchdog */
 } conn_watch;
 
 /* How often the watchdog looks; the deadlines are this much late at most. */
@@ -63,7 +63,7 @@ struct http_server {
     bool tls;
     int port;
     char *cert_pem, *key_pem;
-    atomic_int inflight;   /* requests begun and not yet completed */
+    atomic_int inflight; /* requests begun and not yet completed */
     atomic_bool stopping;
     /* The watchdog: every live connection is on the list, guarded by
      * watch_lock, from MHD's STARTED notification to its CLOSED one. */
@@ -134,17 +134,14 @@ static void dispatch(http_server *s, http_request *rq) {
     switch (http_router_match(s->router, rq->method, rq->path, &rq->match)) {
     case HTTP_ROUTE_FOUND:
         rq->match.fn(rq, s->ctx);
-        if (!rq->responded)
-            http_respond_error(rq, 500, "internal", NULL, "the server did not produce a response");
+        if (!rq->responded) http_respond_error(rq, 500, "internal", NULL, "the server did not produce a response");
         break;
     case HTTP_ROUTE_NO_METHOD:
         http_add_header(rq, "Allow", rq->match.allow);
-        http_respond_error(rq, 405, "method_not_allowed", NULL, "%s is not allowed on %s; use %s", rq->method,
-                           rq->path, rq->match.allow);
+        http_respond_error(rq, 405, "method_not_allowed", NULL, "%s is not allowed on %s; use %s", rq->method, rq->path,
+                           rq->match.allow);
         break;
-    case HTTP_ROUTE_NO_PATH:
-        http_respond_error(rq, 404, "not_found", NULL, "no such endpoint: %s", rq->path);
-        break;
+    case HTTP_ROUTE_NO_PATH: http_respond_error(rq, 404, "not_found", NULL, "no such endpoint: %s", rq->path); break;
     }
 }
 
@@ -211,8 +208,10 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
          * an entry is on the list (under the lock) its fd is still this
          * connection's and shutdown() cannot hit a reused descriptor. */
         pthread_mutex_lock(&s->watch_lock);
-        if (w->prev) w->prev->next = w->next;
-        else s->watch_head = w->next;
+        if (w->prev)
+            w->prev->next = w->next;
+        else
+            s->watch_head = w->next;
         if (w->next) w->next->prev = w->prev;
         pthread_mutex_unlock(&s->watch_lock);
         free(w);
@@ -272,7 +271,7 @@ static void *watchdog(void *arg) {
 typedef struct {
     int content_length, transfer_encoding;
     const char *te;
-    size_t fields;       /* bytes of header names and values */
+    size_t fields;        /* bytes of header names and values */
     const char *bad_name; /* a query parameter that failed http_text_valid */
     bool bad;
 } head_scan;
@@ -360,7 +359,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         rq->server = s;
         rq->method = method;
         rq->tls = s->tls;
-        if (snprintf(rq->path, sizeof rq->path, "%s", url) >= (int)sizeof rq->path) snprintf(rq->path, sizeof rq->path, "/too-long");
+        if (snprintf(rq->path, sizeof rq->path, "%s", url) >= (int)sizeof rq->path)
+            snprintf(rq->path, sizeof rq->path, "/too-long");
         client_address(conn, rq->client);
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         *con_cls = rq;
@@ -403,7 +403,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             rq->watch->body_bytes += *upload_data_size;
             pthread_mutex_unlock(&s->watch_lock);
         }
-        if (rq->responded) { *upload_data_size = 0; return MHD_YES; }
+        if (rq->responded) {
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
         if (!rq->too_large && rq->body_len + *upload_data_size > rq->limit) rq->too_large = true;
         if (rq->too_large) {
             /* A body over the limit: drop what arrives (no memory is used)
@@ -437,8 +440,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return queue(rq);
 }
 
-static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
     (void)cls;
     (void)conn;
     (void)toe;
@@ -481,8 +483,11 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
     if (strstr(msg, "connection limit")) {
         static _Atomic double last_warned = -1e9;
         double now = core_monotonic(), last = atomic_load(&last_warned);
-        if (now - last < 10.0 || !atomic_compare_exchange_strong(&last_warned, &last, now)) level = CORE_LOG_DEBUG;
-        else snprintf(msg, sizeof msg, "refusing connections over the total or per-address limit (logged once per 10 s)");
+        if (now - last < 10.0 || !atomic_compare_exchange_strong(&last_warned, &last, now))
+            level = CORE_LOG_DEBUG;
+        else
+            snprintf(msg, sizeof msg,
+                     "refusing connections over the total or per-address limit (logged once per 10 s)");
     }
     core_log(level, "http: %s", msg);
 }
@@ -513,7 +518,12 @@ core_status http_server_start(const http_options *opt, const http_router *router
     if (s->tls) {
         core_status rc = core_read_file(opt->tls_cert, &s->cert_pem, NULL, err);
         if (!rc) rc = core_read_file(opt->tls_key, &s->key_pem, NULL, err);
-        if (rc) { free(s->cert_pem); free(s->key_pem); free(s); return rc; }
+        if (rc) {
+            free(s->cert_pem);
+            free(s->key_pem);
+            free(s);
+            return rc;
+        }
     }
 
     struct sockaddr_storage ss;
@@ -530,7 +540,9 @@ core_status http_server_start(const http_options *opt, const http_router *router
         v6->sin6_port = htons((uint16_t)opt->port);
         flags |= MHD_USE_IPv6;
     } else {
-        free(s->cert_pem); free(s->key_pem); free(s);
+        free(s->cert_pem);
+        free(s->key_pem);
+        free(s);
         return core_fail(err, CORE_ERR_INVALID, "host", "not an IP address: %s", host);
     }
     if (s->tls) flags |= MHD_USE_TLS;
@@ -560,20 +572,15 @@ core_status http_server_start(const http_options *opt, const http_router *router
      * answered as JSON; a head past the pool (about 120 KiB, less with
      * thousands of tiny fields, each costing ~56 bytes of bookkeeping) gets
      * libmicrohttpd's built-in 414/431 page, which no option replaces. */
-    s->d = MHD_start_daemon(flags, (uint16_t)opt->port, NULL, NULL, on_request, s,
-                            MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opt->threads > 0 ? opt->threads : 2),
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                            MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-                            MHD_OPTION_CONNECTION_TIMEOUT, s->opt.idle_timeout,
-                            MHD_OPTION_CONNECTION_LIMIT, s->opt.max_connections,
-                            MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.per_ip_connections,
+    s->d = MHD_start_daemon(flags, (uint16_t)opt->port, NULL, NULL, on_request, s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+                            NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+                            (unsigned)(opt->threads > 0 ? opt->threads : 2), MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                            NULL, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_URI_LOG_CALLBACK, on_uri,
+                            NULL, MHD_OPTION_CONNECTION_TIMEOUT, s->opt.idle_timeout, MHD_OPTION_CONNECTION_LIMIT,
+                            s->opt.max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->opt.per_ip_connections,
                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128u << 10),
                             /* no ADDRESS_REUSE (SO_REUSEPORT: a second server could share the port) */
-                            MHD_OPTION_ARRAY, s->tls ? tls_opts : &tls_opts[3],
-                            MHD_OPTION_END);
+                            MHD_OPTION_ARRAY, s->tls ? tls_opts : &tls_opts[3], MHD_OPTION_END);
     if (s->d && pthread_create(&s->watch_thread, NULL, watchdog, s) == 0) s->watch_running = true;
     if (s->d && !s->watch_running) {
         MHD_stop_daemon(s->d);
@@ -582,7 +589,9 @@ core_status http_server_start(const http_options *opt, const http_router *router
     if (!s->d) {
         pthread_mutex_destroy(&s->watch_lock);
         pthread_cond_destroy(&s->watch_cond);
-        free(s->cert_pem); free(s->key_pem); free(s);
+        free(s->cert_pem);
+        free(s->key_pem);
+        free(s);
         return core_fail(err, CORE_ERR_IO, NULL, "cannot listen on %s port %d (in use, or bad TLS files?)", host,
                          opt->port);
     }

@@ -9,14 +9,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const struct { const char *ext, *type; } mime[] = {
-    {".html", "text/html; charset=utf-8"},   {".css", "text/css; charset=utf-8"},
-    {".js", "text/javascript; charset=utf-8"}, {".mjs", "text/javascript; charset=utf-8"},
-    {".json", "application/json"},            {".svg", "image/svg+xml"},
-    {".png", "image/png"},                    {".jpg", "image/jpeg"},
-    {".jpeg", "image/jpeg"},                  {".webp", "image/webp"},
-    {".ico", "image/x-icon"},                 {".txt", "text/plain; charset=utf-8"},
-    {".woff2", "font/woff2"},                 {".webmanifest", "application/manifest+json"},
+static const struct {
+    const char *ext, *type;
+} mime[] = {
+    {".html", "text/html; charset=utf-8"},
+    {".css", "text/css; charset=utf-8"},
+    {".js", "text/javascript; charset=utf-8"},
+    {".mjs", "text/javascript; charset=utf-8"},
+    {".json", "application/json"},
+    {".svg", "image/svg+xml"},
+    {".png", "image/png"},
+    {".jpg", "image/jpeg"},
+    {".jpeg", "image/jpeg"},
+    {".webp", "image/webp"},
+    {".ico", "image/x-icon"},
+    {".txt", "text/plain; charset=utf-8"},
+    {".woff2", "font/woff2"},
+    {".webmanifest", "application/manifest+json"},
 };
 
 static const char *mime_for(const char *path) {

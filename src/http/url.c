@@ -17,10 +17,20 @@ bool http_text_valid(const char *s, size_t len) {
         }
         size_t n;
         unsigned cp, min;
-        if (c >= 0xc2 && c <= 0xdf) { n = 2; cp = c & 0x1f; min = 0x80; }
-        else if (c >= 0xe0 && c <= 0xef) { n = 3; cp = c & 0x0f; min = 0x800; }
-        else if (c >= 0xf0 && c <= 0xf4) { n = 4; cp = c & 0x07; min = 0x10000; }
-        else return false; /* continuation byte first, C0/C1 overlong lead, or past U+10FFFF */
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 2;
+            cp = c & 0x1f;
+            min = 0x80;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 3;
+            cp = c & 0x0f;
+            min = 0x800;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 4;
+            cp = c & 0x07;
+            min = 0x10000;
+        } else
+            return false; /* continuation byte first, C0/C1 overlong lead, or past U+10FFFF */
         if ((size_t)(end - p) < n) return false;
         for (size_t i = 1; i < n; i++) {
             if ((p[i] & 0xc0) != 0x80) return false;

@@ -35,22 +35,26 @@ typedef struct pending {
 
 /* Last nonce handed out per server-held key, so concurrent sign_submit
  * callers never reuse one (open addressing, grows at ½ load). */
-typedef struct { uint8_t pk[LEDGER_KEY]; uint64_t last; bool used; } nonce_slot;
+typedef struct {
+    uint8_t pk[LEDGER_KEY];
+    uint64_t last;
+    bool used;
+} nonce_slot;
 
 struct ledger {
     ledger_options opt;
     store *st;
-    sqlite3 *wdb;            /* the producer's connection, never in the pool's free list */
-    ledger_state *state;     /* producer only */
+    sqlite3 *wdb;        /* the producer's connection, never in the pool's free list */
+    ledger_state *state; /* producer only */
 
     pthread_mutex_t tree_lock;
     ledger_tree *tree;
 
-    pthread_mutex_t lock;    /* queue, head, stats, closing, failed */
+    pthread_mutex_t lock; /* queue, head, stats, closing, failed */
     pthread_cond_t work, done;
     pending *qhead, *qtail;
     size_t qlen;
-    double oldest;           /* monotonic arrival of qhead */
+    double oldest; /* monotonic arrival of qhead */
     bool closing;
     /* The state could not be reloaded after a rollback, so the producer's
      * params and supply may be a rolled-back block's: every write and every
@@ -113,11 +117,11 @@ static core_status check_usable(ledger *l, core_error *err) {
 /* One block in the making. */
 typedef struct {
     ledger_block b;
-    uint64_t base;                /* tree size before this block */
-    size_t ok;                    /* transactions accepted so far */
-    uint8_t (*ids)[LEDGER_HASH];  /* their ids, in order */
+    uint64_t base;               /* tree size before this block */
+    size_t ok;                   /* transactions accepted so far */
+    uint8_t (*ids)[LEDGER_HASH]; /* their ids, in order */
     pending **accepted;
-    core_error err;               /* why the block failed as a whole */
+    core_error err; /* why the block failed as a whole */
 } block_work;
 
 /* The next header's position, chained to the current head. */
@@ -283,7 +287,10 @@ static void *producer_main(void *arg) {
         }
         pending *batch = l->qhead, *last = batch;
         size_t taken = 1;
-        while (last->next && taken < (size_t)l->opt.batch_max) { last = last->next; taken++; }
+        while (last->next && taken < (size_t)l->opt.batch_max) {
+            last = last->next;
+            taken++;
+        }
         l->qhead = last->next;
         if (!l->qhead) l->qtail = NULL;
         last->next = NULL;
@@ -316,7 +323,8 @@ static core_status load_chain(ledger *l, core_error *err) {
     int step;
     while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
         if ((uint64_t)sqlite3_column_int64(q, 0) != want || sqlite3_column_bytes(q, 1) != LEDGER_HASH)
-            rc = core_fail(err, CORE_ERR_INVALID, "txs", "transaction log has a gap or a bad id at %llu; run caresync ledger verify",
+            rc = core_fail(err, CORE_ERR_INVALID, "txs",
+                           "transaction log has a gap or a bad id at %llu; run caresync ledger verify",
                            (unsigned long long)want);
         else
             rc = ledger_tree_append(l->tree, sqlite3_column_blob(q, 1), err);
@@ -326,14 +334,18 @@ static core_status load_chain(ledger *l, core_error *err) {
     if (rc) return rc;
     uint64_t size = l->have_head ? l->head.tree_size : 0;
     if (want != size)
-        return core_fail(err, CORE_ERR_INVALID, "txs", "the log holds %llu transactions but the last block says %llu; "
-                         "run caresync ledger verify", (unsigned long long)want, (unsigned long long)size);
+        return core_fail(err, CORE_ERR_INVALID, "txs",
+                         "the log holds %llu transactions but the last block says %llu; "
+                         "run caresync ledger verify",
+                         (unsigned long long)want, (unsigned long long)size);
     if (l->have_head) {
         uint8_t root[LEDGER_HASH];
         ledger_tree_root(l->tree, size, root);
         if (!cs_crypto_equal(root, l->head.root, LEDGER_HASH))
-            return core_fail(err, CORE_ERR_INVALID, "blocks", "the Merkle root of the stored log does not match block %llu; "
-                             "run caresync ledger verify", (unsigned long long)l->head.height);
+            return core_fail(err, CORE_ERR_INVALID, "blocks",
+                             "the Merkle root of the stored log does not match block %llu; "
+                             "run caresync ledger verify",
+                             (unsigned long long)l->head.height);
     }
     return CORE_OK;
 }
@@ -387,7 +399,8 @@ core_status ledger_open(const ledger_options *opt, ledger **out, core_error *err
     if (!rc) rc = load_chain(l, err);
     if (!rc && !l->have_head) rc = write_genesis(l, err);
     if (!rc && !ledger_state_has_params(l->state))
-        rc = core_fail(err, CORE_ERR_INVALID, "params", "the ledger has blocks but no parameters; run caresync ledger verify");
+        rc = core_fail(err, CORE_ERR_INVALID, "params",
+                       "the ledger has blocks but no parameters; run caresync ledger verify");
     if (!rc) {
         if (pthread_create(&l->producer, NULL, producer_main, l) != 0)
             rc = core_fail(err, CORE_ERR_NOMEM, NULL, "cannot start the block producer");
@@ -445,8 +458,10 @@ static core_status refusal_locked(ledger *l, core_error *err) {
 
 static void enqueue_locked(ledger *l, pending *p) {
     if (!l->qhead) l->oldest = core_monotonic();
-    if (l->qtail) l->qtail->next = p;
-    else l->qhead = p;
+    if (l->qtail)
+        l->qtail->next = p;
+    else
+        l->qhead = p;
     l->qtail = p;
     l->qlen++;
 }
@@ -535,7 +550,10 @@ core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER
     ledger_account acct;
     core_error e = {0};
     core_status rc = ledger_get_account(l, sk + 32, &acct, &e);
-    if (rc && rc != CORE_ERR_NOT_FOUND) { if (err) *err = e; return rc; }
+    if (rc && rc != CORE_ERR_NOT_FOUND) {
+        if (err) *err = e;
+        return rc;
+    }
     uint64_t stored = rc ? 0 : acct.nonce;
 
     uint8_t buf[LEDGER_TX_MAX];
@@ -618,8 +636,10 @@ static core_status query(ledger *l, read_kind kind, const char *sql, const qarg 
         return rc;
     }
     for (int i = 0; i < nargs; i++) {
-        if (args[i].blob) sqlite3_bind_blob(q, i + 1, args[i].blob, args[i].len, SQLITE_STATIC);
-        else sqlite3_bind_int64(q, i + 1, args[i].num);
+        if (args[i].blob)
+            sqlite3_bind_blob(q, i + 1, args[i].blob, args[i].len, SQLITE_STATIC);
+        else
+            sqlite3_bind_int64(q, i + 1, args[i].num);
     }
     int step;
     while ((step = sqlite3_step(q)) == SQLITE_ROW) {
@@ -638,7 +658,8 @@ static core_status block_row(sqlite3_stmt *q, void *ud, core_error *err) {
 core_status ledger_get_block(ledger *l, uint64_t height, ledger_block *out, core_error *err) {
     size_t rows;
     const qarg a[] = {QINT(height)};
-    core_status rc = query(l, READ_LOG, "SELECT header FROM blocks WHERE height = ?1", a, 1, block_row, out, &rows, err);
+    core_status rc =
+        query(l, READ_LOG, "SELECT header FROM blocks WHERE height = ?1", a, 1, block_row, out, &rows, err);
     if (!rc && rows == 0)
         rc = core_fail(err, CORE_ERR_NOT_FOUND, "height", "no block at height %llu", (unsigned long long)height);
     return rc;
@@ -719,7 +740,10 @@ core_status ledger_get_account(ledger *l, const uint8_t pk[LEDGER_KEY], ledger_a
     return rc;
 }
 
-typedef struct { ledger_consent_fn fn; void *ud; } consent_cb;
+typedef struct {
+    ledger_consent_fn fn;
+    void *ud;
+} consent_cb;
 
 static core_status consent_row(sqlite3_stmt *q, void *ud, core_error *err) {
     (void)err;
@@ -747,7 +771,10 @@ core_status ledger_list_consents(ledger *l, const uint8_t owner[LEDGER_KEY], led
                  a, 1, consent_row, &cb, NULL, err);
 }
 
-typedef struct { ledger_history_fn fn; void *ud; } history_cb;
+typedef struct {
+    ledger_history_fn fn;
+    void *ud;
+} history_cb;
 
 static core_status history_row(sqlite3_stmt *q, void *ud, core_error *err) {
     (void)err;
@@ -783,14 +810,17 @@ core_status ledger_find_commitment(ledger *l, const uint8_t commitment[LEDGER_HA
                                    core_error *err) {
     uint8_t *slot = txid;
     const qarg a[] = {QBLOB(commitment, LEDGER_HASH)};
-    core_status rc = query(l, READ_DERIVED,
-                           "SELECT t.txid FROM commitments c JOIN txs t ON t.seq = c.seq WHERE c.commitment = ?1", a, 1,
-                           commitment_row, &slot, NULL, err);
+    core_status rc =
+        query(l, READ_DERIVED, "SELECT t.txid FROM commitments c JOIN txs t ON t.seq = c.seq WHERE c.commitment = ?1",
+              a, 1, commitment_row, &slot, NULL, err);
     if (!rc && slot) rc = core_fail(err, CORE_ERR_NOT_FOUND, "commitment", "not on the ledger");
     return rc;
 }
 
-typedef struct { ledger_org_fn fn; void *ud; } org_cb;
+typedef struct {
+    ledger_org_fn fn;
+    void *ud;
+} org_cb;
 
 static core_status org_row(sqlite3_stmt *q, void *ud, core_error *err) {
     (void)err;
@@ -839,8 +869,8 @@ static core_status rewards_row(sqlite3_stmt *q, void *ud, core_error *err) {
 core_status ledger_get_rewards(ledger *l, uint64_t reward[LEDGER_CATEGORIES], core_error *err) {
     memset(reward, 0, LEDGER_CATEGORIES * sizeof *reward);
     size_t rows;
-    core_status rc = query(l, READ_DERIVED, "SELECT value FROM meta WHERE key = 'params'", NULL, 0, rewards_row, reward,
-                           &rows, err);
+    core_status rc =
+        query(l, READ_DERIVED, "SELECT value FROM meta WHERE key = 'params'", NULL, 0, rewards_row, reward, &rows, err);
     if (!rc && rows == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "the ledger has no params yet");
     return rc;
 }
@@ -869,7 +899,8 @@ core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proo
     pthread_mutex_lock(&l->tree_lock);
     rc = ledger_tree_inclusion(l->tree, seq, out->head.tree_size, out->path, &out->path_len, err);
     if (!rc)
-        rc = ledger_tree_consistency(l->tree, out->block.tree_size, out->head.tree_size, out->cons, &out->cons_len, err);
+        rc =
+            ledger_tree_consistency(l->tree, out->block.tree_size, out->head.tree_size, out->cons, &out->cons_len, err);
     pthread_mutex_unlock(&l->tree_lock);
     return rc;
 }
@@ -881,7 +912,8 @@ core_status ledger_prove_consistency(ledger *l, uint64_t size1, uint64_t size2, 
     core_status rc = ledger_head(l, &head, err);
     if (rc) return rc;
     if (size2 > head.tree_size)
-        return core_fail(err, CORE_ERR_INVALID, "to", "the log has only %llu transactions", (unsigned long long)head.tree_size);
+        return core_fail(err, CORE_ERR_INVALID, "to", "the log has only %llu transactions",
+                         (unsigned long long)head.tree_size);
     pthread_mutex_lock(&l->tree_lock);
     rc = ledger_tree_consistency(l->tree, size1, size2, proof, n, err);
     if (!rc) {

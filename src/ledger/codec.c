@@ -29,11 +29,22 @@ static const char BLOCK_DOMAIN[16] = "caresync-blk-v1";
 
 /* ---- byte writer / reader ---- */
 
-typedef struct { uint8_t *p; size_t len, cap; bool bad; } writer;
-typedef struct { const uint8_t *p; size_t len, pos; bool bad; } reader;
+typedef struct {
+    uint8_t *p;
+    size_t len, cap;
+    bool bad;
+} writer;
+typedef struct {
+    const uint8_t *p;
+    size_t len, pos;
+    bool bad;
+} reader;
 
 static void put(writer *w, const void *src, size_t n) {
-    if (w->bad || n > w->cap - w->len) { w->bad = true; return; }
+    if (w->bad || n > w->cap - w->len) {
+        w->bad = true;
+        return;
+    }
     memcpy(w->p + w->len, src, n);
     w->len += n;
 }
@@ -49,11 +60,19 @@ static void put_u64(writer *w, uint64_t v) {
 }
 
 static void get(reader *r, void *dst, size_t n) {
-    if (r->bad || n > r->len - r->pos) { r->bad = true; memset(dst, 0, n); return; }
+    if (r->bad || n > r->len - r->pos) {
+        r->bad = true;
+        memset(dst, 0, n);
+        return;
+    }
     memcpy(dst, r->p + r->pos, n);
     r->pos += n;
 }
-static uint8_t get_u8(reader *r) { uint8_t v; get(r, &v, 1); return v; }
+static uint8_t get_u8(reader *r) {
+    uint8_t v;
+    get(r, &v, 1);
+    return v;
+}
 static uint32_t get_u32(reader *r) {
     uint8_t b[4];
     get(r, b, 4);
@@ -135,8 +154,7 @@ static core_status check_fields(const ledger_tx *tx, core_error *err) {
         break;
     case LEDGER_TX_REGISTER_WALLET:
     case LEDGER_TX_ANCHOR:
-    case LEDGER_TX_REVOKE:
-        break;
+    case LEDGER_TX_REVOKE: break;
     case LEDGER_TX_GRANT:
         if (tx->u.grant.scope == 0 || (tx->u.grant.scope & ~LEDGER_SCOPE_ALL))
             return core_fail(err, CORE_ERR_INVALID, "scope", "scope must name known data categories");
@@ -167,17 +185,15 @@ static core_status check_fields(const ledger_tx *tx, core_error *err) {
         if (is_zero(tx->u.org.org, LEDGER_KEY))
             return core_fail(err, CORE_ERR_INVALID, "org", "organisation key missing");
         if (!ledger_name_valid(tx->u.org.name, strnlen(tx->u.org.name, sizeof tx->u.org.name)))
-            return core_fail(err, CORE_ERR_INVALID, "name",
-                             "organisation name must be 1-%d printable ASCII characters", LEDGER_NAME_MAX);
+            return core_fail(err, CORE_ERR_INVALID, "name", "organisation name must be 1-%d printable ASCII characters",
+                             LEDGER_NAME_MAX);
         break;
     case LEDGER_TX_RELEASE:
         /* epsilon 0 is an exact release protected by small-cell suppression
          * alone; cells 0 a release that suppressed everything. Both happen. */
-        if (tx->u.release.k_min < 1)
-            return core_fail(err, CORE_ERR_INVALID, "release", "k_min must be positive");
+        if (tx->u.release.k_min < 1) return core_fail(err, CORE_ERR_INVALID, "release", "k_min must be positive");
         break;
-    default:
-        return core_fail(err, CORE_ERR_INVALID, "kind", "unknown transaction kind");
+    default: return core_fail(err, CORE_ERR_INVALID, "kind", "unknown transaction kind");
     }
     return CORE_OK;
 }
@@ -193,7 +209,8 @@ static void write_unsigned(writer *w, const ledger_tx *tx) {
     case LEDGER_TX_PARAMS:
         put(w, tx->u.params.admin, LEDGER_KEY);
         put_u8(w, tx->u.params.n_nodes);
-        for (int i = 0; i < tx->u.params.n_nodes && i < LEDGER_MAX_NODES; i++) put(w, tx->u.params.nodes[i], LEDGER_KEY);
+        for (int i = 0; i < tx->u.params.n_nodes && i < LEDGER_MAX_NODES; i++)
+            put(w, tx->u.params.nodes[i], LEDGER_KEY);
         for (int i = 0; i < LEDGER_CATEGORIES; i++) put_u64(w, tx->u.params.reward[i]);
         break;
     case LEDGER_TX_REGISTER_WALLET: break;
@@ -248,7 +265,8 @@ core_status ledger_tx_decode(const uint8_t *buf, size_t len, ledger_tx *tx, core
     reader r = {buf, len, 0, false};
     uint8_t version = get_u8(&r);
     if (r.bad) return core_fail(err, CORE_ERR_INVALID, "tx", "empty transaction");
-    if (version != TX_VERSION) return core_fail(err, CORE_ERR_INVALID, "version", "unknown transaction version %u", version);
+    if (version != TX_VERSION)
+        return core_fail(err, CORE_ERR_INVALID, "version", "unknown transaction version %u", version);
     uint8_t kind = get_u8(&r);
     if (kind < LEDGER_TX_PARAMS || kind > LEDGER_TX_KIND_MAX)
         return core_fail(err, CORE_ERR_INVALID, "kind", "unknown transaction kind");
@@ -294,8 +312,8 @@ core_status ledger_tx_decode(const uint8_t *buf, size_t len, ledger_tx *tx, core
         tx->u.org.name[n] = '\0';
         /* An embedded NUL would make two encodings print the same name. */
         if (!r.bad && !ledger_name_valid(tx->u.org.name, n))
-            return core_fail(err, CORE_ERR_INVALID, "name",
-                             "organisation name must be 1-%d printable ASCII characters", LEDGER_NAME_MAX);
+            return core_fail(err, CORE_ERR_INVALID, "name", "organisation name must be 1-%d printable ASCII characters",
+                             LEDGER_NAME_MAX);
         break;
     }
     case LEDGER_TX_RELEASE:
@@ -361,7 +379,8 @@ void ledger_block_encode(const ledger_block *b, uint8_t out[LEDGER_BLOCK_BYTES])
 
 core_status ledger_block_decode(const uint8_t *buf, size_t len, ledger_block *b, core_error *err) {
     memset(b, 0, sizeof *b);
-    if (len != LEDGER_BLOCK_BYTES) return core_fail(err, CORE_ERR_INVALID, "block", "block header has the wrong length");
+    if (len != LEDGER_BLOCK_BYTES)
+        return core_fail(err, CORE_ERR_INVALID, "block", "block header has the wrong length");
     reader r = {buf, len, 0, false};
     if (get_u8(&r) != BLOCK_VERSION) return core_fail(err, CORE_ERR_INVALID, "version", "unknown block version");
     b->height = get_u64(&r);
@@ -417,10 +436,10 @@ static json_t *hexj(const uint8_t *p, size_t n) {
 json_t *ledger_block_to_json(const ledger_block *b) {
     uint8_t h[LEDGER_HASH];
     ledger_block_hash(b, h);
-    return json_pack("{s:I, s:o, s:o, s:I, s:i, s:I, s:o, s:o, s:o}", "height", (json_int_t)b->height,
-                     "hash", hexj(h, LEDGER_HASH), "prev", hexj(b->prev, LEDGER_HASH), "time_ms",
-                     (json_int_t)b->time_ms, "tx_count", (int)b->tx_count, "tree_size", (json_int_t)b->tree_size,
-                     "root", hexj(b->root, LEDGER_HASH), "proposer", hexj(b->proposer, LEDGER_KEY), "signature",
+    return json_pack("{s:I, s:o, s:o, s:I, s:i, s:I, s:o, s:o, s:o}", "height", (json_int_t)b->height, "hash",
+                     hexj(h, LEDGER_HASH), "prev", hexj(b->prev, LEDGER_HASH), "time_ms", (json_int_t)b->time_ms,
+                     "tx_count", (int)b->tx_count, "tree_size", (json_int_t)b->tree_size, "root",
+                     hexj(b->root, LEDGER_HASH), "proposer", hexj(b->proposer, LEDGER_KEY), "signature",
                      hexj(b->sig, LEDGER_SIG));
 }
 
@@ -472,8 +491,8 @@ json_t *ledger_tx_to_json(const ledger_tx *tx) {
         bool pool = is_zero(tx->u.grant.grantee, LEDGER_KEY);
         body = json_pack("{s:o, s:s, s:o, s:I}", "scope", scope_json(tx->u.grant.scope), "purpose",
                          ledger_purpose_name((ledger_purpose)tx->u.grant.purpose), "grantee",
-                         pool ? json_string("public_health_pool") : hexj(tx->u.grant.grantee, LEDGER_KEY),
-                         "expires", (json_int_t)tx->u.grant.expires);
+                         pool ? json_string("public_health_pool") : hexj(tx->u.grant.grantee, LEDGER_KEY), "expires",
+                         (json_int_t)tx->u.grant.expires);
         break;
     }
     case LEDGER_TX_REVOKE: body = json_pack("{s:o}", "grant", hexj(tx->u.revoke.grant, LEDGER_HASH)); break;
@@ -481,8 +500,7 @@ json_t *ledger_tx_to_json(const ledger_tx *tx) {
         body = json_pack("{s:o, s:o, s:s, s:o, s:I}", "contributor", hexj(tx->u.contribute.contributor, LEDGER_KEY),
                          "grant", hexj(tx->u.contribute.grant, LEDGER_HASH), "category",
                          ledger_category_name((ledger_category)tx->u.contribute.category), "commitment",
-                         hexj(tx->u.contribute.commitment, LEDGER_HASH), "reward",
-                         (json_int_t)tx->u.contribute.reward);
+                         hexj(tx->u.contribute.commitment, LEDGER_HASH), "reward", (json_int_t)tx->u.contribute.reward);
         break;
     case LEDGER_TX_TRANSFER:
         body = json_pack("{s:o, s:I}", "to", hexj(tx->u.transfer.to, LEDGER_KEY), "amount",

@@ -47,8 +47,9 @@ core_status ledger_key_generate(const char *path, uint8_t pk[LEDGER_KEY], core_e
 
 core_status ledger_key_load(const char *path, uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET], core_error *err) {
     FILE *f = fopen(path, "re");
-    if (!f) return core_fail(err, errno == ENOENT ? CORE_ERR_NOT_FOUND : CORE_ERR_IO, "key", "cannot read key file %s: %s",
-                             path, strerror(errno));
+    if (!f)
+        return core_fail(err, errno == ENOENT ? CORE_ERR_NOT_FOUND : CORE_ERR_IO, "key", "cannot read key file %s: %s",
+                         path, strerror(errno));
     char line[160] = {0};
     bool ok = fgets(line, sizeof line, f) != NULL;
     fclose(f);
@@ -63,8 +64,8 @@ core_status ledger_key_load(const char *path, uint8_t pk[LEDGER_KEY], uint8_t sk
     return CORE_OK;
 }
 
-core_status ledger_key_load_or_create(const char *path, uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET], bool *created,
-                                      core_error *err) {
+core_status ledger_key_load_or_create(const char *path, uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET],
+                                      bool *created, core_error *err) {
     *created = false;
     core_status rc = ledger_key_load(path, pk, sk, err);
     if (rc != CORE_ERR_NOT_FOUND) return rc;

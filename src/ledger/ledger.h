@@ -27,7 +27,7 @@
 
 #include "core/core.h"
 
-#define LEDGER_KEY 32   /* Ed25519 public key */
+#define LEDGER_KEY 32    /* Ed25519 public key */
 #define LEDGER_SECRET 64 /* Ed25519 secret key (seed ‖ public key) */
 #define LEDGER_SIG 64
 #define LEDGER_HASH 32
@@ -39,26 +39,26 @@
 #define LEDGER_AMOUNT_MAX ((uint64_t)INT64_MAX) /* amounts, balances, supply */
 
 typedef enum {
-    LEDGER_TX_PARAMS = 1,       /* admin: admin key, node keys, reward rules */
-    LEDGER_TX_REGISTER_WALLET,  /* a wallet key announces itself */
-    LEDGER_TX_ANCHOR,           /* commitment to a private record */
-    LEDGER_TX_GRANT,            /* consent: scope, purpose, grantee, expiry */
-    LEDGER_TX_REVOKE,           /* withdraw a consent */
-    LEDGER_TX_CONTRIBUTE,       /* node: a consented datum entered the pool; mints its reward */
+    LEDGER_TX_PARAMS = 1,      /* admin: admin key, node keys, reward rules */
+    LEDGER_TX_REGISTER_WALLET, /* a wallet key announces itself */
+    LEDGER_TX_ANCHOR,          /* commitment to a private record */
+    LEDGER_TX_GRANT,           /* consent: scope, purpose, grantee, expiry */
+    LEDGER_TX_REVOKE,          /* withdraw a consent */
+    LEDGER_TX_CONTRIBUTE,      /* node: a consented datum entered the pool; mints its reward */
     LEDGER_TX_TRANSFER,
-    LEDGER_TX_REDEEM,           /* burn tokens */
-    LEDGER_TX_REGISTER_ORG,     /* admin: an organisation that may receive releases */
-    LEDGER_TX_RELEASE,          /* node: an aggregate was released to an organisation */
+    LEDGER_TX_REDEEM,       /* burn tokens */
+    LEDGER_TX_REGISTER_ORG, /* admin: an organisation that may receive releases */
+    LEDGER_TX_RELEASE,      /* node: an aggregate was released to an organisation */
 } ledger_tx_kind;
 #define LEDGER_TX_KIND_MAX LEDGER_TX_RELEASE
 
 /* Data categories a consent may cover; a consent's scope is a bit set of
  * (1 << category). */
 typedef enum {
-    LEDGER_CAT_SCREENING = 0,  /* screening outcome class and confidence band */
-    LEDGER_CAT_CONDITIONS,     /* diagnosed conditions (coded, no free text) */
-    LEDGER_CAT_SYMPTOMS,       /* symptom codes and onset week */
-    LEDGER_CAT_DEMOGRAPHICS,   /* birth-decade, sex, region (never exact) */
+    LEDGER_CAT_SCREENING = 0, /* screening outcome class and confidence band */
+    LEDGER_CAT_CONDITIONS,    /* diagnosed conditions (coded, no free text) */
+    LEDGER_CAT_SYMPTOMS,      /* symptom codes and onset week */
+    LEDGER_CAT_DEMOGRAPHICS,  /* birth-decade, sex, region (never exact) */
 } ledger_category;
 #define LEDGER_SCOPE_ALL ((1u << LEDGER_CATEGORIES) - 1)
 
@@ -76,14 +76,18 @@ typedef struct {
             uint8_t nodes[LEDGER_MAX_NODES][LEDGER_KEY];
             uint64_t reward[LEDGER_CATEGORIES]; /* tokens minted per contribution */
         } params;
-        struct { uint8_t commitment[LEDGER_HASH]; } anchor;
         struct {
-            uint32_t scope;   /* bit set of categories, non-empty */
-            uint8_t purpose;  /* ledger_purpose */
+            uint8_t commitment[LEDGER_HASH];
+        } anchor;
+        struct {
+            uint32_t scope;              /* bit set of categories, non-empty */
+            uint8_t purpose;             /* ledger_purpose */
             uint8_t grantee[LEDGER_KEY]; /* all zero: the public-health pool */
-            uint64_t expires; /* unix seconds */
+            uint64_t expires;            /* unix seconds */
         } grant;
-        struct { uint8_t grant[LEDGER_HASH]; } revoke; /* txid of the grant */
+        struct {
+            uint8_t grant[LEDGER_HASH];
+        } revoke; /* txid of the grant */
         struct {
             uint8_t contributor[LEDGER_KEY];
             uint8_t grant[LEDGER_HASH];
@@ -91,9 +95,17 @@ typedef struct {
             uint8_t commitment[LEDGER_HASH];
             uint64_t reward; /* must equal the reward rule in force */
         } contribute;
-        struct { uint8_t to[LEDGER_KEY]; uint64_t amount; } transfer;
-        struct { uint64_t amount; } redeem;
-        struct { uint8_t org[LEDGER_KEY]; char name[LEDGER_NAME_MAX + 1]; } org;
+        struct {
+            uint8_t to[LEDGER_KEY];
+            uint64_t amount;
+        } transfer;
+        struct {
+            uint64_t amount;
+        } redeem;
+        struct {
+            uint8_t org[LEDGER_KEY];
+            char name[LEDGER_NAME_MAX + 1];
+        } org;
         struct {
             uint8_t org[LEDGER_KEY];
             uint8_t query[LEDGER_HASH]; /* fingerprint of the released query */
@@ -129,11 +141,11 @@ json_t *ledger_tx_to_json(const ledger_tx *tx);
  * chained to the previous header and signed by the proposer. */
 typedef struct {
     uint64_t height;
-    uint8_t prev[LEDGER_HASH];   /* hash of the previous header; zero for genesis */
-    uint64_t time_ms;            /* unix milliseconds, never decreasing */
+    uint8_t prev[LEDGER_HASH]; /* hash of the previous header; zero for genesis */
+    uint64_t time_ms;          /* unix milliseconds, never decreasing */
     uint32_t tx_count;
-    uint64_t tree_size;          /* transactions in the log including this block */
-    uint8_t root[LEDGER_HASH];   /* RFC 6962 root of the log at tree_size */
+    uint64_t tree_size;        /* transactions in the log including this block */
+    uint8_t root[LEDGER_HASH]; /* RFC 6962 root of the log at tree_size */
     uint8_t proposer[LEDGER_KEY];
     uint8_t sig[LEDGER_SIG];
 } ledger_block;
@@ -149,17 +161,14 @@ json_t *ledger_block_to_json(const ledger_block *b);
 /* ---- Merkle log (RFC 6962 §2.1, verification per RFC 9162 §2.1.3–2.1.4) ---- */
 
 void ledger_merkle_leaf(const uint8_t *data, size_t len, uint8_t out[LEDGER_HASH]);
-void ledger_merkle_node(const uint8_t left[LEDGER_HASH], const uint8_t right[LEDGER_HASH],
-                        uint8_t out[LEDGER_HASH]);
+void ledger_merkle_node(const uint8_t left[LEDGER_HASH], const uint8_t right[LEDGER_HASH], uint8_t out[LEDGER_HASH]);
 bool ledger_merkle_verify_inclusion(uint64_t index, uint64_t size, const uint8_t leaf[LEDGER_HASH],
-                                    const uint8_t (*path)[LEDGER_HASH], size_t n,
-                                    const uint8_t root[LEDGER_HASH]);
+                                    const uint8_t (*path)[LEDGER_HASH], size_t n, const uint8_t root[LEDGER_HASH]);
 /* size1 = 0 follows RFC 6962: the empty tree is a prefix of every tree, so
  * the proof must be empty and root1 must be the empty tree's hash
  * (SHA-256 of nothing), which is what a prover reports for size 0. */
 bool ledger_merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root1[LEDGER_HASH],
-                                      const uint8_t root2[LEDGER_HASH],
-                                      const uint8_t (*proof)[LEDGER_HASH], size_t n);
+                                      const uint8_t root2[LEDGER_HASH], const uint8_t (*proof)[LEDGER_HASH], size_t n);
 
 /* An append-only in-memory tree that keeps every complete subtree, so roots
  * and proofs cost O(log² n) hashes. Not thread-safe: callers serialise. */
@@ -174,17 +183,16 @@ void ledger_tree_truncate(ledger_tree *t, uint64_t size);
 /* Root of the first size leaves (size ≤ current size). */
 void ledger_tree_root(const ledger_tree *t, uint64_t size, uint8_t out[LEDGER_HASH]);
 /* Proofs into path[LEDGER_PROOF_MAX]; *n receives the element count. */
-core_status ledger_tree_inclusion(const ledger_tree *t, uint64_t index, uint64_t size,
-                                  uint8_t path[][LEDGER_HASH], size_t *n, core_error *err);
-core_status ledger_tree_consistency(const ledger_tree *t, uint64_t size1, uint64_t size2,
-                                    uint8_t proof[][LEDGER_HASH], size_t *n, core_error *err);
+core_status ledger_tree_inclusion(const ledger_tree *t, uint64_t index, uint64_t size, uint8_t path[][LEDGER_HASH],
+                                  size_t *n, core_error *err);
+core_status ledger_tree_consistency(const ledger_tree *t, uint64_t size1, uint64_t size2, uint8_t proof[][LEDGER_HASH],
+                                    size_t *n, core_error *err);
 
 /* ---- Keys ---- */
 
 /* Key files hold one line, "caresync-ed25519-v1 <hex seed>", mode 0600. */
 core_status ledger_key_generate(const char *path, uint8_t pk[LEDGER_KEY], core_error *err);
-core_status ledger_key_load(const char *path, uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET],
-                            core_error *err);
+core_status ledger_key_load(const char *path, uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET], core_error *err);
 /* Load the key at path, generating it first when the file does not exist. */
 core_status ledger_key_load_or_create(const char *path, uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET],
                                       bool *created, core_error *err);
@@ -209,13 +217,13 @@ typedef struct {
 } ledger_consensus;
 
 typedef struct {
-    const char *path;     /* ledger.db */
+    const char *path;                  /* ledger.db */
     const ledger_consensus *consensus; /* NULL: single node */
     /* Defaults for every field: ledger_options_defaults(), the one place
      * they are written down. */
-    int batch_ms;         /* seal pending transactions at least this often (ms, ≥ 0) */
-    int batch_max;        /* ... or as soon as this many are pending (≥ 1) */
-    int readers;          /* read connections (≥ 1) */
+    int batch_ms;  /* seal pending transactions at least this often (ms, ≥ 0) */
+    int batch_max; /* ... or as soon as this many are pending (≥ 1) */
+    int readers;   /* read connections (≥ 1) */
     /* Node key: signs blocks, contributions and releases. Required. */
     uint8_t node_pk[LEDGER_KEY];
     uint8_t node_sk[LEDGER_SECRET];
@@ -237,11 +245,11 @@ void ledger_close(ledger *l);
 
 /* What happened to one submitted transaction. */
 typedef struct {
-    core_status status;      /* CORE_OK: committed durably */
-    core_error error;        /* why not, otherwise */
+    core_status status; /* CORE_OK: committed durably */
+    core_error error;   /* why not, otherwise */
     uint8_t txid[LEDGER_HASH];
-    uint64_t seq;            /* leaf index in the log */
-    uint64_t height;         /* block that holds it */
+    uint64_t seq;    /* leaf index in the log */
+    uint64_t height; /* block that holds it */
 } ledger_receipt;
 
 /* Submit encoded, signed transactions and wait until each is either in a
@@ -251,13 +259,12 @@ typedef struct {
 core_status ledger_submit_many(ledger *l, const uint8_t *const *txs, const size_t *lens, size_t n,
                                ledger_receipt *receipts, core_error *err);
 /* One transaction; returns its receipt's status (and fills err from it). */
-core_status ledger_submit(ledger *l, const uint8_t *tx, size_t len, ledger_receipt *receipt,
-                          core_error *err);
+core_status ledger_submit(ledger *l, const uint8_t *tx, size_t len, ledger_receipt *receipt, core_error *err);
 /* For keys the server holds (node, admin, wallets it keeps sealed): assign
  * the signer's next nonce, sign and submit, so concurrent callers never race
  * on a nonce. tx->kind and body are the caller's; signer and nonce are set. */
-core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET],
-                               ledger_receipt *receipt, core_error *err);
+core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_receipt *receipt,
+                               core_error *err);
 const uint8_t *ledger_node_key(const ledger *l);
 
 /* Counters since open, for benchmarks and /api/health. */
@@ -271,15 +278,14 @@ void ledger_get_stats(ledger *l, ledger_stats *out);
 core_status ledger_head(ledger *l, ledger_block *out, core_error *err);
 core_status ledger_get_block(ledger *l, uint64_t height, ledger_block *out, core_error *err);
 /* Encoded transaction by id, with where it sits. *buf is caller-owned. */
-core_status ledger_get_tx(ledger *l, const uint8_t txid[LEDGER_HASH], uint8_t **buf, size_t *len,
-                          uint64_t *seq, uint64_t *height, core_error *err);
-core_status ledger_get_tx_at(ledger *l, uint64_t seq, uint8_t **buf, size_t *len, uint64_t *height,
-                             core_error *err);
+core_status ledger_get_tx(ledger *l, const uint8_t txid[LEDGER_HASH], uint8_t **buf, size_t *len, uint64_t *seq,
+                          uint64_t *height, core_error *err);
+core_status ledger_get_tx_at(ledger *l, uint64_t seq, uint8_t **buf, size_t *len, uint64_t *height, core_error *err);
 
 typedef struct {
-    bool wallet;       /* registered as a wallet */
+    bool wallet; /* registered as a wallet */
     int64_t balance;
-    uint64_t nonce;    /* last nonce used */
+    uint64_t nonce; /* last nonce used */
 } ledger_account;
 /* CORE_ERR_NOT_FOUND for a key the ledger has never seen. */
 core_status ledger_get_account(ledger *l, const uint8_t pk[LEDGER_KEY], ledger_account *out, core_error *err);
@@ -311,7 +317,9 @@ typedef void (*ledger_org_fn)(void *ud, const uint8_t pk[LEDGER_KEY], const char
 core_status ledger_list_orgs(ledger *l, ledger_org_fn fn, void *ud, core_error *err);
 
 /* Totals: minted − burned = sum of balances (checked by verify). */
-typedef struct { uint64_t minted, burned, wallets, consents_active, orgs; } ledger_totals;
+typedef struct {
+    uint64_t minted, burned, wallets, consents_active, orgs;
+} ledger_totals;
 core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err);
 /* The reward per contribution of each category in the params in force. */
 core_status ledger_get_rewards(ledger *l, uint64_t reward[LEDGER_CATEGORIES], core_error *err);
@@ -326,9 +334,9 @@ typedef struct {
     uint64_t index, height; /* leaf index; block that holds the tx (= block.height) */
     size_t path_len;
     uint8_t path[LEDGER_PROOF_MAX][LEDGER_HASH];
-    ledger_block head;      /* signed tree head the proof leads to */
-    ledger_block block;     /* signed header of the block that holds the tx */
-    size_t cons_len;        /* consistency proof block.tree_size → head.tree_size */
+    ledger_block head;  /* signed tree head the proof leads to */
+    ledger_block block; /* signed header of the block that holds the tx */
+    size_t cons_len;    /* consistency proof block.tree_size → head.tree_size */
     uint8_t cons[LEDGER_PROOF_MAX][LEDGER_HASH];
 } ledger_proof;
 core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err);
@@ -389,8 +397,8 @@ typedef struct {
     uint64_t blocks, txs;
     double seconds;
     /* On failure: where. */
-    int64_t bad_height;  /* -1 when not block-specific */
-    int64_t bad_seq;     /* -1 when not transaction-specific */
+    int64_t bad_height; /* -1 when not block-specific */
+    int64_t bad_seq;    /* -1 when not transaction-specific */
     char bad_txid[2 * LEDGER_HASH + 1];
     /* What an auditor pins: the genesis header's hash, the admin key in
      * force at the end, and every key that proposed a block. */
@@ -413,7 +421,7 @@ core_status ledger_verify_file(const char *path, int threads, ledger_verify_repo
 typedef struct {
     const uint8_t (*nodes)[LEDGER_KEY]; /* every block must be proposed by one of these (n_nodes > 0) */
     size_t n_nodes;
-    const uint8_t *genesis;             /* NULL, or the hash genesis block's header must have */
+    const uint8_t *genesis; /* NULL, or the hash genesis block's header must have */
 } ledger_verify_pins;
 /* ledger_verify_file, plus the pins (NULL: none). On success (and as far as
  * the replay got on failure) the report names what to pin. */

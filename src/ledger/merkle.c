@@ -56,7 +56,10 @@ bool ledger_merkle_verify_inclusion(uint64_t index, uint64_t size, const uint8_t
         if ((fn & 1) || fn == sn) {
             ledger_merkle_node(path[i], r, r);
             if (!(fn & 1))
-                while (!(fn & 1) && fn != 0) { fn >>= 1; sn >>= 1; }
+                while (!(fn & 1) && fn != 0) {
+                    fn >>= 1;
+                    sn >>= 1;
+                }
         } else {
             ledger_merkle_node(r, path[i], r);
         }
@@ -67,8 +70,7 @@ bool ledger_merkle_verify_inclusion(uint64_t index, uint64_t size, const uint8_t
 }
 
 bool ledger_merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root1[LEDGER_HASH],
-                                      const uint8_t root2[LEDGER_HASH], const uint8_t (*proof)[LEDGER_HASH],
-                                      size_t n) {
+                                      const uint8_t root2[LEDGER_HASH], const uint8_t (*proof)[LEDGER_HASH], size_t n) {
     if (size1 > size2) return false;
     if (size1 == 0) {
         /* RFC 6962: the empty tree is a prefix of every tree; the proof is
@@ -76,7 +78,8 @@ bool ledger_merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint
          * empty tree's hash, MTH({}) = SHA-256(). */
         uint8_t empty[LEDGER_HASH];
         cs_crypto_sha256(empty, "", 0);
-        return n == 0 && cs_crypto_equal(root1, empty, LEDGER_HASH) && (size2 > 0 || cs_crypto_equal(root2, empty, LEDGER_HASH));
+        return n == 0 && cs_crypto_equal(root1, empty, LEDGER_HASH) &&
+               (size2 > 0 || cs_crypto_equal(root2, empty, LEDGER_HASH));
     }
     if (size1 == size2) return n == 0 && cs_crypto_equal(root1, root2, LEDGER_HASH);
     if (n == 0) return false;
@@ -86,7 +89,10 @@ bool ledger_merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint
     const uint8_t *first = pow2 ? root1 : proof[0];
     size_t i = pow2 ? 0 : 1;
     uint64_t fn = size1 - 1, sn = size2 - 1;
-    while (fn & 1) { fn >>= 1; sn >>= 1; }
+    while (fn & 1) {
+        fn >>= 1;
+        sn >>= 1;
+    }
     uint8_t fr[LEDGER_HASH], sr[LEDGER_HASH];
     memcpy(fr, first, LEDGER_HASH);
     memcpy(sr, first, LEDGER_HASH);
@@ -96,7 +102,10 @@ bool ledger_merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint
             ledger_merkle_node(proof[i], fr, fr);
             ledger_merkle_node(proof[i], sr, sr);
             if (!(fn & 1))
-                while (!(fn & 1) && fn != 0) { fn >>= 1; sn >>= 1; }
+                while (!(fn & 1) && fn != 0) {
+                    fn >>= 1;
+                    sn >>= 1;
+                }
         } else {
             ledger_merkle_node(sr, proof[i], sr);
         }
@@ -136,7 +145,10 @@ static core_status push(ledger_tree *t, int k, const uint8_t h[LEDGER_HASH], cor
 core_status ledger_tree_append(ledger_tree *t, const uint8_t leaf[LEDGER_HASH], core_error *err) {
     t->size++;
     core_status rc = push(t, 0, leaf, err);
-    if (rc) { t->size--; return rc; }
+    if (rc) {
+        t->size--;
+        return rc;
+    }
     /* Each trailing 1 bit of the new size closes one more complete subtree. */
     uint8_t h[LEDGER_HASH];
     for (int k = 1; k < LEVELS && (t->size & ((UINT64_C(1) << k) - 1)) == 0; k++) {
@@ -159,7 +171,10 @@ void ledger_tree_truncate(ledger_tree *t, uint64_t size) {
  * start is a multiple of the largest power of two ≤ n, so a power-of-two
  * range is always a stored complete subtree. */
 static void mth(const ledger_tree *t, uint64_t start, uint64_t n, uint8_t out[LEDGER_HASH]) {
-    if (n == 0) { cs_crypto_sha256(out, "", 0); return; }
+    if (n == 0) {
+        cs_crypto_sha256(out, "", 0);
+        return;
+    }
     assert(start + n <= t->size);
     if ((n & (n - 1)) == 0 && start % n == 0) {
         int k = __builtin_ctzll(n);
@@ -184,11 +199,15 @@ static void path(const ledger_tree *t, uint64_t m, uint64_t start, uint64_t n, u
                  size_t *len) {
     if (n <= 1) return;
     uint64_t k = split_point(n);
-    if (m < k) path(t, m, start, k, out, len);
-    else path(t, m - k, start + k, n - k, out, len);
+    if (m < k)
+        path(t, m, start, k, out, len);
+    else
+        path(t, m - k, start + k, n - k, out, len);
     assert(*len < LEDGER_PROOF_MAX); /* one element per level, and n < 2^64 */
-    if (m < k) mth(t, start + k, n - k, out[(*len)++]);
-    else mth(t, start, k, out[(*len)++]);
+    if (m < k)
+        mth(t, start + k, n - k, out[(*len)++]);
+    else
+        mth(t, start, k, out[(*len)++]);
 }
 
 core_status ledger_tree_inclusion(const ledger_tree *t, uint64_t index, uint64_t size, uint8_t out[][LEDGER_HASH],

@@ -27,8 +27,8 @@
 #define PROOF_FORMAT "caresync-inclusion-proof-v2"
 #define RECEIPT_FORMAT "caresync-consent-receipt-v2"
 #define ANCHOR_FORMAT "caresync-record-anchor-v2"
-#define ANCHOR_HOW                                                                                                   \
-    "SHA-256(salt bytes ‖ record_text bytes) must equal commitment, which must be the anchor transaction's; "     \
+#define ANCHOR_HOW                                                                                              \
+    "SHA-256(salt bytes ‖ record_text bytes) must equal commitment, which must be the anchor transaction's; " \
     "then caresync ledger verify-proof FILE checks the transaction is in the signed log"
 
 static json_t *hexj(const uint8_t *p, size_t n) {
@@ -60,13 +60,13 @@ json_t *ledger_proof_to_json(const ledger_proof *p) {
     ledger_tx_id(p->tx, p->tx_len, txid);
     ledger_tx tx;
     json_t *txj = ledger_tx_decode(p->tx, p->tx_len, &tx, NULL) == CORE_OK ? ledger_tx_to_json(&tx) : json_null();
-    return json_pack("{s:s, s:o, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:o}", "format", PROOF_FORMAT, "txid",
-                     hexj(txid, LEDGER_HASH), "tx", hexj(p->tx, p->tx_len), "transaction", txj, "leaf_index",
-                     (json_int_t)p->index, "block_height", (json_int_t)p->height, "tree_size",
-                     (json_int_t)p->head.tree_size, "path", hashes_json((const uint8_t(*)[LEDGER_HASH])p->path, p->path_len),
-                     "tx_block", header_json(&p->block), "tx_block_to_head",
-                     hashes_json((const uint8_t(*)[LEDGER_HASH])p->cons, p->cons_len), "tree_head",
-                     header_json(&p->head));
+    return json_pack(
+        "{s:s, s:o, s:o, s:o, s:I, s:I, s:I, s:o, s:o, s:o, s:o}", "format", PROOF_FORMAT, "txid",
+        hexj(txid, LEDGER_HASH), "tx", hexj(p->tx, p->tx_len), "transaction", txj, "leaf_index", (json_int_t)p->index,
+        "block_height", (json_int_t)p->height, "tree_size", (json_int_t)p->head.tree_size, "path",
+        hashes_json((const uint8_t(*)[LEDGER_HASH])p->path, p->path_len), "tx_block", header_json(&p->block),
+        "tx_block_to_head", hashes_json((const uint8_t(*)[LEDGER_HASH])p->cons, p->cons_len), "tree_head",
+        header_json(&p->head));
 }
 
 static bool unhex_var(const char *s, uint8_t *out, size_t cap, size_t *len) {
@@ -120,7 +120,9 @@ core_status ledger_proof_from_json(const json_t *j, ledger_proof *out, core_erro
     if (!get_u64(json_object_get(j, "block_height"), &out->height))
         return core_fail(err, CORE_ERR_INVALID, "block_height", "block_height must be a non-negative integer");
     core_status rc = hashes_from_json(json_object_get(j, "path"), "path", out->path, &out->path_len, err);
-    if (!rc) rc = hashes_from_json(json_object_get(j, "tx_block_to_head"), "tx_block_to_head", out->cons, &out->cons_len, err);
+    if (!rc)
+        rc = hashes_from_json(json_object_get(j, "tx_block_to_head"), "tx_block_to_head", out->cons, &out->cons_len,
+                              err);
     if (!rc) rc = header_from_json(json_object_get(j, "tx_block"), "tx_block", &out->block, err);
     if (!rc) rc = header_from_json(json_object_get(j, "tree_head"), "tree_head", &out->head, err);
     return rc;
@@ -186,11 +188,11 @@ json_t *ledger_consent_receipt_to_json(const ledger_proof *p) {
     snprintf(how, sizeof how, "caresync ledger verify-proof consent-%.16s.json --node-key %s", id, node);
     /* The consent as the grant says it; not its status (a revocation is a
      * later transaction this proof does not cover). */
-    json_t *doc = json_pack("{s:s, s:{s:s, s:O, s:O, s:O, s:s, s:I}, s:s, s:s, s:o}", "format", RECEIPT_FORMAT,
-                            "consent", "id", id, "scope", json_object_get(txj, "scope"), "purpose",
-                            json_object_get(txj, "purpose"), "grantee", json_object_get(txj, "grantee"),
-                            "expires_at", exp, "granted_block", (json_int_t)p->height, "node_key", node,
-                            "how_to_verify", how, "proof", ledger_proof_to_json(p));
+    json_t *doc =
+        json_pack("{s:s, s:{s:s, s:O, s:O, s:O, s:s, s:I}, s:s, s:s, s:o}", "format", RECEIPT_FORMAT, "consent", "id",
+                  id, "scope", json_object_get(txj, "scope"), "purpose", json_object_get(txj, "purpose"), "grantee",
+                  json_object_get(txj, "grantee"), "expires_at", exp, "granted_block", (json_int_t)p->height,
+                  "node_key", node, "how_to_verify", how, "proof", ledger_proof_to_json(p));
     json_decref(txj);
     return doc;
 }
@@ -243,21 +245,24 @@ static void describe_diff(const json_t *want, const json_t *got, char *path, siz
     core_fail(err, CORE_ERR_CRYPTO, path, "field %s differs from what the proven bytes say", path);
 }
 
-static const char *member_path(ledger_doc_kind kind) {
-    return kind == LEDGER_DOC_PROOF ? "" : "proof";
-}
+static const char *member_path(ledger_doc_kind kind) { return kind == LEDGER_DOC_PROOF ? "" : "proof"; }
 
 core_status ledger_document_check(const json_t *doc, const uint8_t *trusted_node, ledger_doc_kind *kind,
                                   ledger_proof *out, core_error *err) {
     if (!json_is_object(doc)) return core_fail(err, CORE_ERR_INVALID, NULL, "the document is not a JSON object");
     const char *format = json_string_value(json_object_get(doc, "format"));
     ledger_doc_kind k;
-    if (!json_object_get(doc, "format") && json_object_get(doc, "proof")) k = LEDGER_DOC_EXPLORER;
-    else if (format && strcmp(format, PROOF_FORMAT) == 0) k = LEDGER_DOC_PROOF;
-    else if (format && strcmp(format, RECEIPT_FORMAT) == 0) k = LEDGER_DOC_CONSENT_RECEIPT;
-    else if (format && strcmp(format, ANCHOR_FORMAT) == 0) k = LEDGER_DOC_RECORD_ANCHOR;
-    else if (format && (strcmp(format, "caresync-consent-receipt-v1") == 0 || strcmp(format, "caresync-record-anchor-v1") == 0 ||
-                        strcmp(format, "caresync-inclusion-proof-v1") == 0))
+    if (!json_object_get(doc, "format") && json_object_get(doc, "proof"))
+        k = LEDGER_DOC_EXPLORER;
+    else if (format && strcmp(format, PROOF_FORMAT) == 0)
+        k = LEDGER_DOC_PROOF;
+    else if (format && strcmp(format, RECEIPT_FORMAT) == 0)
+        k = LEDGER_DOC_CONSENT_RECEIPT;
+    else if (format && strcmp(format, ANCHOR_FORMAT) == 0)
+        k = LEDGER_DOC_RECORD_ANCHOR;
+    else if (format &&
+             (strcmp(format, "caresync-consent-receipt-v1") == 0 || strcmp(format, "caresync-record-anchor-v1") == 0 ||
+              strcmp(format, "caresync-inclusion-proof-v1") == 0))
         return core_fail(err, CORE_ERR_INVALID, "format",
                          "a v1 document: some of its readable fields were not covered by the proof; download it again");
     else
@@ -334,14 +339,15 @@ static core_status hex_member(const json_t *j, const char *k, uint8_t *out, size
         return core_fail(err, CORE_ERR_INVALID, k, "%s must be %zu bytes in lower-case hex", k, n);
     char back[2 * LEDGER_SIG + 1];
     cs_crypto_hex(out, n, back);
-    if (strcmp(back, s) != 0) return core_fail(err, CORE_ERR_INVALID, k, "%s must be %zu bytes in lower-case hex", k, n);
+    if (strcmp(back, s) != 0)
+        return core_fail(err, CORE_ERR_INVALID, k, "%s must be %zu bytes in lower-case hex", k, n);
     return CORE_OK;
 }
 
 core_status ledger_block_from_json(const json_t *j, ledger_block *out, core_error *err) {
     memset(out, 0, sizeof *out);
-    static const char *const keys[] = {"height", "hash", "prev", "time_ms", "tx_count", "tree_size", "root", "proposer",
-                                       "signature"};
+    static const char *const keys[] = {"height",    "hash", "prev",     "time_ms",  "tx_count",
+                                       "tree_size", "root", "proposer", "signature"};
     if (!json_is_object(j)) return core_fail(err, CORE_ERR_INVALID, "tree_head", "a tree head must be a JSON object");
     const char *k;
     json_t *v;
@@ -352,10 +358,11 @@ core_status ledger_block_from_json(const json_t *j, ledger_block *out, core_erro
     }
     uint64_t tx_count;
     uint8_t hash[LEDGER_HASH], mine[LEDGER_HASH];
-    if (!get_u64(json_object_get(j, "height"), &out->height) || !get_u64(json_object_get(j, "time_ms"), &out->time_ms) ||
-        !get_u64(json_object_get(j, "tx_count"), &tx_count) || tx_count > UINT32_MAX ||
-        !get_u64(json_object_get(j, "tree_size"), &out->tree_size))
-        return core_fail(err, CORE_ERR_INVALID, "tree_head", "height, time_ms, tx_count and tree_size must be whole numbers");
+    if (!get_u64(json_object_get(j, "height"), &out->height) ||
+        !get_u64(json_object_get(j, "time_ms"), &out->time_ms) || !get_u64(json_object_get(j, "tx_count"), &tx_count) ||
+        tx_count > UINT32_MAX || !get_u64(json_object_get(j, "tree_size"), &out->tree_size))
+        return core_fail(err, CORE_ERR_INVALID, "tree_head",
+                         "height, time_ms, tx_count and tree_size must be whole numbers");
     out->tx_count = (uint32_t)tx_count;
     core_status rc = hex_member(j, "hash", hash, LEDGER_HASH, err);
     if (!rc) rc = hex_member(j, "prev", out->prev, LEDGER_HASH, err);

@@ -16,8 +16,21 @@
 #include <string.h>
 
 enum {
-    Q_SIGNER_GET, Q_SIGNER_PUT, Q_TX_PUT, Q_POSTING, Q_COMMIT_GET, Q_COMMIT_PUT, Q_CONSENT_GET, Q_CONSENT_PUT,
-    Q_CONSENT_REVOKE, Q_ORG_GET, Q_ORG_PUT, Q_META_GET, Q_META_PUT, Q_BLOCK_PUT, Q_COUNT
+    Q_SIGNER_GET,
+    Q_SIGNER_PUT,
+    Q_TX_PUT,
+    Q_POSTING,
+    Q_COMMIT_GET,
+    Q_COMMIT_PUT,
+    Q_CONSENT_GET,
+    Q_CONSENT_PUT,
+    Q_CONSENT_REVOKE,
+    Q_ORG_GET,
+    Q_ORG_PUT,
+    Q_META_GET,
+    Q_META_PUT,
+    Q_BLOCK_PUT,
+    Q_COUNT
 };
 
 static const char *const sql[Q_COUNT] = {
@@ -44,7 +57,7 @@ static const char *const sql[Q_COUNT] = {
 struct ledger_state {
     sqlite3 *db;
     sqlite3_stmt *q[Q_COUNT];
-    bool loaded;      /* the last load succeeded: the fields below are the committed ones */
+    bool loaded; /* the last load succeeded: the fields below are the committed ones */
     bool have_params;
     ledger_tx params; /* the params transaction in force */
     uint64_t minted, burned;
@@ -71,7 +84,10 @@ core_status ledger_state_open(sqlite3 *db, ledger_state **out, core_error *err) 
         }
     }
     core_status rc = ledger_state_load(s, err);
-    if (rc) { ledger_state_close(s); return rc; }
+    if (rc) {
+        ledger_state_close(s);
+        return rc;
+    }
     *out = s;
     return CORE_OK;
 }
@@ -197,7 +213,8 @@ static core_status signer_put(ledger_state *s, const uint8_t pk[LEDGER_KEY], con
     return step_done(s, q, err);
 }
 
-static core_status posting(ledger_state *s, const uint8_t pk[LEDGER_KEY], uint64_t seq, int64_t delta, core_error *err) {
+static core_status posting(ledger_state *s, const uint8_t pk[LEDGER_KEY], uint64_t seq, int64_t delta,
+                           core_error *err) {
     sqlite3_stmt *q = s->q[Q_POSTING];
     sqlite3_bind_blob(q, 1, pk, LEDGER_KEY, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, (int64_t)seq);
@@ -340,7 +357,8 @@ static core_status check_contribute(ledger_state *s, tx_ctx *c, core_error *err)
                          ledger_category_name((ledger_category)cat));
     if (tx->u.contribute.reward != s->params.u.params.reward[cat])
         return core_fail(err, CORE_ERR_INVALID, "reward", "reward %llu does not match the rule in force (%llu)",
-                         (unsigned long long)tx->u.contribute.reward, (unsigned long long)s->params.u.params.reward[cat]);
+                         (unsigned long long)tx->u.contribute.reward,
+                         (unsigned long long)s->params.u.params.reward[cat]);
     bool found = false;
     if ((rc = exists(s, Q_COMMIT_GET, tx->u.contribute.commitment, LEDGER_HASH, &found, err))) return rc;
     if (found) return core_fail(err, CORE_ERR_CONFLICT, "commitment", "this datum was already contributed");
@@ -358,7 +376,8 @@ static core_status check_transfer(ledger_state *s, tx_ctx *c, core_error *err) {
     if (rc) return rc;
     if (!c->other.wallet) return core_fail(err, CORE_ERR_NOT_FOUND, "to", "recipient is not a registered wallet");
     if (tx->u.transfer.amount > (uint64_t)c->me.balance)
-        return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)", (long long)c->me.balance);
+        return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)",
+                         (long long)c->me.balance);
     if (tx->u.transfer.amount > LEDGER_AMOUNT_MAX - (uint64_t)c->other.balance)
         return core_fail(err, CORE_ERR_INVALID, "amount", "recipient balance would overflow");
     return CORE_OK;
@@ -367,7 +386,8 @@ static core_status check_transfer(ledger_state *s, tx_ctx *c, core_error *err) {
 static core_status check_redeem(ledger_state *s, tx_ctx *c, core_error *err) {
     (void)s;
     if (c->tx->u.redeem.amount > (uint64_t)c->me.balance)
-        return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)", (long long)c->me.balance);
+        return core_fail(err, CORE_ERR_INVALID, "amount", "insufficient balance (%lld available)",
+                         (long long)c->me.balance);
     return CORE_OK;
 }
 
@@ -391,7 +411,8 @@ static core_status check_release(ledger_state *s, tx_ctx *c, core_error *err) {
     return CORE_OK;
 }
 
-static core_status put_commitment(ledger_state *s, const uint8_t commitment[LEDGER_HASH], uint64_t seq, core_error *err) {
+static core_status put_commitment(ledger_state *s, const uint8_t commitment[LEDGER_HASH], uint64_t seq,
+                                  core_error *err) {
     sqlite3_stmt *q = s->q[Q_COMMIT_PUT];
     sqlite3_bind_blob(q, 1, commitment, LEDGER_HASH, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, (int64_t)seq);
@@ -541,8 +562,7 @@ core_status ledger_state_apply(ledger_state *s, const ledger_tx *tx, const uint8
                                core_error *err) {
     /* A state whose reload failed may hold a rolled-back block's params or
      * supply: nothing may be decided on it. */
-    if (!s->loaded)
-        return core_fail(err, CORE_ERR_STORAGE, NULL, "the ledger's state could not be reloaded; restart");
+    if (!s->loaded) return core_fail(err, CORE_ERR_STORAGE, NULL, "the ledger's state could not be reloaded; restart");
     if (tx->kind < LEDGER_TX_PARAMS || tx->kind > LEDGER_TX_KIND_MAX)
         return core_fail(err, CORE_ERR_INVALID, "kind", "unknown transaction kind");
     tx_ctx c = {.tx = tx, .enc = enc, .len = len, .txid = txid, .seq = seq, .height = height, .time_ms = time_ms};

@@ -27,7 +27,10 @@ typedef struct {
     bool sig_ok;
 } vtx;
 
-typedef struct { vtx *v; size_t from, to; } sig_job;
+typedef struct {
+    vtx *v;
+    size_t from, to;
+} sig_job;
 
 static void *sig_worker(void *arg) {
     sig_job *j = arg;
@@ -67,9 +70,12 @@ static core_status bad(ledger_verify_report *r, core_error *err, core_status cod
     r->bad_seq = seq;
     if (txid) cs_crypto_hex(txid, LEDGER_HASH, r->bad_txid);
     char where[96] = "";
-    if (seq >= 0) snprintf(where, sizeof where, "block %lld, transaction %lld: ", (long long)height, (long long)seq);
-    else if (height >= 0) snprintf(where, sizeof where, "block %lld: ", (long long)height);
-    return core_fail(err, code, seq >= 0 ? "tx" : "block", "%s%s%s%s", where, fmt, detail ? ": " : "", detail ? detail : "");
+    if (seq >= 0)
+        snprintf(where, sizeof where, "block %lld, transaction %lld: ", (long long)height, (long long)seq);
+    else if (height >= 0)
+        snprintf(where, sizeof where, "block %lld: ", (long long)height);
+    return core_fail(err, code, seq >= 0 ? "tx" : "block", "%s%s%s%s", where, fmt, detail ? ": " : "",
+                     detail ? detail : "");
 }
 
 static core_status open_ro(const char *path, sqlite3 **db, core_error *err) {
@@ -165,7 +171,8 @@ static core_status check_header(replay_ctx *x, int64_t h, const ledger_block *b,
     if (stored_hash_len != LEDGER_HASH || !cs_crypto_equal(stored_hash, hash, LEDGER_HASH))
         return bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "stored block hash does not match the header", NULL);
     if (!cs_crypto_equal(b->prev, expect_prev, LEDGER_HASH))
-        return bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "previous-block hash does not match: the chain is broken", NULL);
+        return bad(r, err, CORE_ERR_INVALID, h, -1, NULL, "previous-block hash does not match: the chain is broken",
+                   NULL);
     if (!ledger_block_check_signature(b))
         return bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block signature is invalid", NULL);
     if (x->have_prev && b->time_ms < x->prev.time_ms)
@@ -180,13 +187,14 @@ static core_status check_header(replay_ctx *x, int64_t h, const ledger_block *b,
         memcpy(r->genesis, hash, LEDGER_HASH);
         if (x->pins && x->pins->genesis && !cs_crypto_equal(x->pins->genesis, hash, LEDGER_HASH)) {
             cs_crypto_hex(hash, LEDGER_HASH, hex);
-            return bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "genesis is not the pinned one (--genesis); its hash is", hex);
+            return bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "genesis is not the pinned one (--genesis); its hash is",
+                       hex);
         }
     }
     if (!pinned_node(x->pins, b->proposer)) {
         cs_crypto_hex(b->proposer, LEDGER_KEY, hex);
-        return bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL, "block is signed by a key that is not a pinned node key (--node-key)",
-                   hex);
+        return bad(r, err, CORE_ERR_CRYPTO, h, -1, NULL,
+                   "block is signed by a key that is not a pinned node key (--node-key)", hex);
     }
     note_proposer(r, b->proposer);
     return CORE_OK;
@@ -216,7 +224,10 @@ static core_status load_block_txs(replay_ctx *x, int64_t h, const ledger_block *
         if (sqlite3_column_bytes(qt, 1) == LEDGER_HASH) memcpy(t->txid, sqlite3_column_blob(qt, 1), LEDGER_HASH);
         t->len = (size_t)sqlite3_column_bytes(qt, 3);
         t->body = malloc(t->len ? t->len : 1);
-        if (!t->body) { rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); break; }
+        if (!t->body) {
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+            break;
+        }
         if (t->len) memcpy(t->body, sqlite3_column_blob(qt, 3), t->len);
         (*n)++;
     }
@@ -241,15 +252,18 @@ static core_status replay_block_txs(replay_ctx *x, int64_t h, const ledger_block
         if (t->seq != base + i)
             rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)(base + i), NULL, "transaction missing from the log", NULL);
         else if (t->height != h)
-            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction is filed under another block", NULL);
+            rc =
+                bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction is filed under another block", NULL);
         else if (ledger_tx_decode(t->body, t->len, &tx, &te))
             rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction does not decode", te.message);
         else if (!t->sig_ok)
             rc = bad(r, err, CORE_ERR_CRYPTO, h, (int64_t)t->seq, id, "transaction signature is invalid", NULL);
         else if (!cs_crypto_equal(id, t->txid, LEDGER_HASH))
-            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "stored transaction id does not match its bytes", NULL);
+            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "stored transaction id does not match its bytes",
+                     NULL);
         else if (ledger_state_apply(x->state, &tx, t->body, t->len, id, t->seq, (uint64_t)h, b->time_ms, &te))
-            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction breaks the ledger rules", te.message);
+            rc = bad(r, err, CORE_ERR_INVALID, h, (int64_t)t->seq, id, "transaction breaks the ledger rules",
+                     te.message);
         else
             rc = ledger_tree_append(x->tree, id, err);
     }
@@ -291,7 +305,8 @@ static core_status replay_block(replay_ctx *x, sqlite3_stmt *qb, core_error *err
     uint8_t root[LEDGER_HASH];
     ledger_tree_root(x->tree, b.tree_size, root);
     if (!cs_crypto_equal(root, b.root, LEDGER_HASH))
-        return bad(x->r, err, CORE_ERR_INVALID, h, -1, NULL, "Merkle root does not match the block's transactions", NULL);
+        return bad(x->r, err, CORE_ERR_INVALID, h, -1, NULL, "Merkle root does not match the block's transactions",
+                   NULL);
     if ((rc = check_proposer(x, h, &b, err))) return rc;
     if ((rc = ledger_state_finish_block(x->state, &b, err))) return rc;
     x->prev = b;
@@ -320,7 +335,9 @@ static core_status replay(sqlite3 *disk, sqlite3 *mem, ledger_state *state, int 
     replay_ctx x = {.disk = disk, .mem = mem, .state = state, .threads = threads, .pins = pins, .r = r};
     sqlite3_stmt *qb = NULL;
     core_status rc = store_prepare(disk, "SELECT height, hash, header FROM blocks ORDER BY height", &qb, err);
-    if (!rc) rc = store_prepare(disk, "SELECT seq, txid, height, body FROM txs WHERE seq >= ?1 ORDER BY seq LIMIT ?2", &x.qt, err);
+    if (!rc)
+        rc = store_prepare(disk, "SELECT seq, txid, height, body FROM txs WHERE seq >= ?1 ORDER BY seq LIMIT ?2", &x.qt,
+                           err);
     x.tree = ledger_tree_new();
     if (!rc && !x.tree) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     int s = SQLITE_DONE;
@@ -361,9 +378,9 @@ core_status ledger_verify_file_pinned(const char *path, int threads, const ledge
         char *sql = sqlite3_mprintf("ATTACH DATABASE 'file:%q?mode=ro' AS disk", path);
         if (!sql || sqlite3_exec(mem, sql, NULL, NULL, NULL) != SQLITE_OK) rc = store_error(mem, err);
         sqlite3_free(sql);
-        static const char *const tables[][2] = {{"signers", "pubkey"},   {"consents", "grant_txid"},
-                                                {"orgs", "pubkey"},      {"commitments", "commitment"},
-                                                {"postings", "wallet"},  {"meta", "key"}};
+        static const char *const tables[][2] = {{"signers", "pubkey"},  {"consents", "grant_txid"},
+                                                {"orgs", "pubkey"},     {"commitments", "commitment"},
+                                                {"postings", "wallet"}, {"meta", "key"}};
         for (size_t i = 0; !rc && i < sizeof tables / sizeof tables[0]; i++)
             rc = compare_table(mem, tables[i][0], tables[i][1], r, err);
     }
@@ -410,7 +427,8 @@ core_status ledger_prove_file(const char *path, const uint8_t txid[LEDGER_HASH],
         q = NULL;
     }
     bool found = false;
-    if (!rc && !(rc = store_prepare(db, "SELECT seq, txid, height, body FROM txs WHERE seq < ?1 ORDER BY seq", &q, err))) {
+    if (!rc &&
+        !(rc = store_prepare(db, "SELECT seq, txid, height, body FROM txs WHERE seq < ?1 ORDER BY seq", &q, err))) {
         sqlite3_bind_int64(q, 1, (int64_t)out->head.tree_size);
         while (!rc && sqlite3_step(q) == SQLITE_ROW) {
             if (sqlite3_column_bytes(q, 1) != LEDGER_HASH) {
@@ -437,17 +455,20 @@ core_status ledger_prove_file(const char *path, const uint8_t txid[LEDGER_HASH],
     }
     if (!rc && !found) rc = core_fail(err, CORE_ERR_NOT_FOUND, "txid", "no such transaction in the ledger");
     if (!rc && ledger_tree_size(tree) != out->head.tree_size)
-        rc = core_fail(err, CORE_ERR_INVALID, "txs", "the log is shorter than the last block says; run caresync ledger verify");
+        rc = core_fail(err, CORE_ERR_INVALID, "txs",
+                       "the log is shorter than the last block says; run caresync ledger verify");
     if (!rc && !(rc = store_prepare(db, "SELECT header FROM blocks WHERE height = ?1", &q, err))) {
         sqlite3_bind_int64(q, 1, (int64_t)out->height);
         if (sqlite3_step(q) == SQLITE_ROW)
             rc = ledger_block_decode(sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), &out->block, err);
         else
-            rc = core_fail(err, CORE_ERR_INVALID, "blocks", "the block holding the transaction is missing; run caresync ledger verify");
+            rc = core_fail(err, CORE_ERR_INVALID, "blocks",
+                           "the block holding the transaction is missing; run caresync ledger verify");
         sqlite3_finalize(q);
     }
     if (!rc) rc = ledger_tree_inclusion(tree, out->index, out->head.tree_size, out->path, &out->path_len, err);
-    if (!rc) rc = ledger_tree_consistency(tree, out->block.tree_size, out->head.tree_size, out->cons, &out->cons_len, err);
+    if (!rc)
+        rc = ledger_tree_consistency(tree, out->block.tree_size, out->head.tree_size, out->cons, &out->cons_len, err);
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     ledger_tree_free(tree);
     sqlite3_close(db);

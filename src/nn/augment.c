@@ -11,10 +11,18 @@
 #include <stdlib.h>
 
 void nn_augment_defaults(nn_augment_opts *o) {
-    *o = (nn_augment_opts){.min_area = 0.35f, .max_area = 1.0f, .min_ratio = 0.75f, .max_ratio = 4.0f / 3.0f,
-                           .max_rotate_deg = 30.0f, .hflip = true,
-                           .vflip = true, .brightness = 0.2f, .contrast = 0.2f, .saturation = 0.2f,
-                           .max_blur = 0, .max_noise = 0};
+    *o = (nn_augment_opts){.min_area = 0.35f,
+                           .max_area = 1.0f,
+                           .min_ratio = 0.75f,
+                           .max_ratio = 4.0f / 3.0f,
+                           .max_rotate_deg = 30.0f,
+                           .hflip = true,
+                           .vflip = true,
+                           .brightness = 0.2f,
+                           .contrast = 0.2f,
+                           .saturation = 0.2f,
+                           .max_blur = 0,
+                           .max_noise = 0};
 }
 
 static float uniform(nn_rng *r, float lo, float hi) { return lo + (hi - lo) * nn_rng_uniform(r); }

@@ -61,7 +61,8 @@ static void im2col(const nn_conv *c, nn_shape in, nn_shape o, const float *x, in
                     }
                     const float *src = plane + (size_t)iy * in.w + kx - pw;
                     for (int ox = 0; ox < lo; ox++) r[ox] = 0.0f;
-                    if (s == 1) memcpy(r + lo, src + lo, (size_t)(hi - lo) * sizeof *r);
+                    if (s == 1)
+                        memcpy(r + lo, src + lo, (size_t)(hi - lo) * sizeof *r);
                     else
                         for (int ox = lo; ox < hi; ox++) r[ox] = src[(ptrdiff_t)ox * s];
                     for (int ox = hi; ox < o.w; ox++) r[ox] = 0.0f;
@@ -104,8 +105,8 @@ typedef struct {
     nn_shape in, o;
     const float *x, *w, *b, *dy;
     float *y, *dx, *dw, *db;
-    int act;        /* fused activation (forward), or NN_ACT_NONE */
-    float lo, hi;   /* ... as a clamp, when it is one */
+    int act;           /* fused activation (forward), or NN_ACT_NONE */
+    float lo, hi;      /* ... as a clamp, when it is one */
     const float *zero; /* a row of zeros, as wide as the rows the 3×3 loops read (or NULL) */
 } dw_job;
 
@@ -113,8 +114,10 @@ typedef struct {
  * SiLU is not (it gets a pass over each finished plane). */
 static bool act_clamp(int act, float *lo, float *hi) {
     *lo = -INFINITY, *hi = INFINITY;
-    if (act == NN_RELU) *lo = 0;
-    else if (act == NN_RELU6) *lo = 0, *hi = 6;
+    if (act == NN_RELU)
+        *lo = 0;
+    else if (act == NN_RELU6)
+        *lo = 0, *hi = 6;
     return act != NN_SILU;
 }
 
@@ -144,19 +147,20 @@ static void dw3_row(const float *restrict r0, const float *restrict r1, const fl
         for (int ox = lo; ox < hi; ox++) {
             int i = ox - pad;
             out[ox] = clampf(bias + k0 * r0[i] + k1 * r0[i + 1] + k2 * r0[i + 2] + k3 * r1[i] + k4 * r1[i + 1] +
-                                 k5 * r1[i + 2] + k6 * r2[i] + k7 * r2[i + 1] + k8 * r2[i + 2], vlo, vhi);
+                                 k5 * r1[i + 2] + k6 * r2[i] + k7 * r2[i + 1] + k8 * r2[i + 2],
+                             vlo, vhi);
         }
     } else {
         for (int ox = lo; ox < hi; ox++) {
             int i = ox * s - pad;
             out[ox] = clampf(bias + k0 * r0[i] + k1 * r0[i + 1] + k2 * r0[i + 2] + k3 * r1[i] + k4 * r1[i + 1] +
-                                 k5 * r1[i + 2] + k6 * r2[i] + k7 * r2[i + 1] + k8 * r2[i + 2], vlo, vhi);
+                                 k5 * r1[i + 2] + k6 * r2[i] + k7 * r2[i + 1] + k8 * r2[i + 2],
+                             vlo, vhi);
         }
     }
 }
 
-static void dw3_plane(const dw_job *j, const float *plane, const float *k, float bias, float *out,
-                      const float *zero) {
+static void dw3_plane(const dw_job *j, const float *plane, const float *k, float bias, float *out, const float *zero) {
     const nn_conv *c = j->c;
     nn_shape in = j->in, o = j->o;
     int s = c->stride, pad = c->pad;
@@ -305,7 +309,8 @@ static void dw_backward(const nn_conv *c, nn_shape in, nn_shape o, const float *
     free(zero);
 }
 
-void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, float *y, float *ws) {
+void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, float *y,
+                     float *ws) {
     nn_conv_forward_act(c, in, x, w, b, NN_ACT_NONE, y, ws);
 }
 
@@ -349,8 +354,8 @@ void nn_conv_forward_act(const nn_conv *c, nn_shape in, const float *x, const fl
                     im2col(c, in, o, xn, g * icg, icg, oy0, oy1, ws);
                     col = ws;
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ocg, bp, k, 1.0f, w + (size_t)g * ocg * k, k, col,
-                            bp, b ? 1.0f : 0.0f, yn + (size_t)g * ocg * p + (size_t)oy0 * o.w, p);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ocg, bp, k, 1.0f, w + (size_t)g * ocg * k, k,
+                            col, bp, b ? 1.0f : 0.0f, yn + (size_t)g * ocg * p + (size_t)oy0 * o.w, p);
             }
             for (int oc = 0; oc < o.c && act != NN_ACT_NONE; oc++) {
                 float *band = yn + (size_t)oc * p + (size_t)oy0 * o.w;

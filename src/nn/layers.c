@@ -50,8 +50,10 @@ void nn_parallel(int n, nn_task fn, void *ctx) {
     for (int i = 1; i < t; i++) started[i] = pthread_create(&ids[i], NULL, run_part, &parts[i]) == 0;
     run_part(&parts[0]);
     for (int i = 1; i < t; i++) {
-        if (started[i]) pthread_join(ids[i], NULL);
-        else run_part(&parts[i]); /* could not start a thread: do it here */
+        if (started[i])
+            pthread_join(ids[i], NULL);
+        else
+            run_part(&parts[i]); /* could not start a thread: do it here */
     }
 }
 
@@ -116,7 +118,8 @@ void nn_bn_forward_train(const nn_bn *p, nn_shape s, const float *x, const float
         save_invstd[c] = invstd;
         /* Running variance uses the unbiased estimate, as PyTorch does. */
         if (run_mean) run_mean[c] = (1 - p->momentum) * run_mean[c] + p->momentum * (float)mean;
-        if (run_var) run_var[c] = (1 - p->momentum) * run_var[c] + p->momentum * (float)(m > 1 ? sq / (double)(m - 1) : var);
+        if (run_var)
+            run_var[c] = (1 - p->momentum) * run_var[c] + p->momentum * (float)(m > 1 ? sq / (double)(m - 1) : var);
         for (int n = 0; n < s.n; n++) {
             const float *px = x + ((size_t)n * s.c + c) * hw;
             float *py = y + ((size_t)n * s.c + c) * hw;
@@ -171,9 +174,15 @@ void nn_bn_backward(nn_shape s, const float *x, const float *gamma, const float 
 
 void nn_act_forward(nn_act a, size_t n, const float *x, float *y) {
     switch (a) {
-    case NN_RELU: for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0; break;
-    case NN_RELU6: for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? 0 : x[i] > 6 ? 6 : x[i]; break;
-    case NN_SILU: for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i])); break;
+    case NN_RELU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;
+        break;
+    case NN_RELU6:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] < 0 ? 0 : x[i] > 6 ? 6 : x[i];
+        break;
+    case NN_SILU:
+        for (size_t i = 0; i < n; i++) y[i] = x[i] / (1.0f + expf(-x[i]));
+        break;
     }
 }
 
@@ -330,7 +339,10 @@ void nn_maxpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y,
                         int ix = ox * p->stride - p->pad + kx;
                         if (ix < 0 || ix >= in.w) continue;
                         float v = plane[(size_t)iy * in.w + ix];
-                        if (at < 0 || v > best) { best = v; at = iy * in.w + ix; }
+                        if (at < 0 || v > best) {
+                            best = v;
+                            at = iy * in.w + ix;
+                        }
                     }
                 }
                 size_t oi = (size_t)nc * o.h * o.w + (size_t)oy * o.w + ox;
@@ -363,9 +375,7 @@ static float pool_inv(const nn_pool *p, nn_shape in, int oy, int ox) {
     return n > 0 ? 1.0f / (float)n : 0.0f;
 }
 
-void nn_avgpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y) {
-    pool_fast(p, in, x, y, true);
-}
+void nn_avgpool_forward(const nn_pool *p, nn_shape in, const float *x, float *y) { pool_fast(p, in, x, y, true); }
 
 void nn_avgpool_backward(const nn_pool *p, nn_shape in, const float *dy, float *dx) {
     nn_shape o = nn_pool_out(p, in);

@@ -32,8 +32,8 @@
 #define MAGIC "CSNNMDL"
 #define VERSION 1u
 
-static const char *const op_names[] = {"conv", "bn", "act", "add", "gap", "dense", "dropout", "maxpool", "avgpool",
-                                       "concat"};
+static const char *const op_names[] = {"conv",  "bn",      "act",     "add",     "gap",
+                                       "dense", "dropout", "maxpool", "avgpool", "concat"};
 static const char *const act_names[] = {"relu", "relu6", "silu"};
 
 static json_t *node_json(const nn_node *d) {
@@ -89,17 +89,17 @@ static bool node_from_json(json_t *o, const nn_net *net, nn_node *d) {
     if (k < 0 || inv < NN_INPUT || inv >= nn_net_count(net)) return false;
     d->op = (nn_op)k;
     d->in = (int)inv;
-#define INT(name, lo, hi, dst)                                                                                        \
-    do {                                                                                                              \
-        json_t *v_ = json_object_get(o, name);                                                                        \
-        if (!json_is_integer(v_) || json_integer_value(v_) < (lo) || json_integer_value(v_) > (hi)) return false;     \
-        dst = (int)json_integer_value(v_);                                                                            \
+#define INT(name, lo, hi, dst)                                                                                    \
+    do {                                                                                                          \
+        json_t *v_ = json_object_get(o, name);                                                                    \
+        if (!json_is_integer(v_) || json_integer_value(v_) < (lo) || json_integer_value(v_) > (hi)) return false; \
+        dst = (int)json_integer_value(v_);                                                                        \
     } while (0)
-#define REAL(name, dst)                                                                                               \
-    do {                                                                                                              \
-        json_t *v_ = json_object_get(o, name);                                                                        \
-        if (!json_is_number(v_)) return false;                                                                        \
-        dst = (float)json_number_value(v_);                                                                           \
+#define REAL(name, dst)                        \
+    do {                                       \
+        json_t *v_ = json_object_get(o, name); \
+        if (!json_is_number(v_)) return false; \
+        dst = (float)json_number_value(v_);    \
     } while (0)
     switch (d->op) {
     case NN_OP_CONV: {
@@ -211,12 +211,13 @@ core_status nn_model_save(const char *path, nn_net *net, const char *meta_text, 
     nn_shape in = nn_net_shape(net, NN_INPUT);
     json_t *nodes = json_array();
     for (int i = 0; i < nn_net_count(net); i++) json_array_append_new(nodes, node_json(nn_net_node(net, i)));
-    json_t *h = json_pack("{s:[i,i,i], s:i, s:o, s:o}", "input", in.c, in.h, in.w, "frozen", nn_net_frozen(net), "nodes",
-                          nodes, "meta", meta);
+    json_t *h = json_pack("{s:[i,i,i], s:i, s:o, s:o}", "input", in.c, in.h, in.w, "frozen", nn_net_frozen(net),
+                          "nodes", nodes, "meta", meta);
     if (bb) {
         char sha[65];
         cs_crypto_hex(bb->sha256, 32, sha);
-        json_object_set_new(h, "backbone", json_pack("{s:s, s:s, s:i}", "file", bb->file, "sha256", sha, "nodes", first));
+        json_object_set_new(h, "backbone",
+                            json_pack("{s:s, s:s, s:i}", "file", bb->file, "sha256", sha, "nodes", first));
     }
     char *ht = core_json_dumps(h, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(h);
@@ -304,7 +305,8 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
         dims[i] = (int)json_integer_value(d);
     }
     if (bb) {
-        json_t *file = json_object_get(bb, "file"), *sha = json_object_get(bb, "sha256"), *k = json_object_get(bb, "nodes");
+        json_t *file = json_object_get(bb, "file"), *sha = json_object_get(bb, "sha256"),
+               *k = json_object_get(bb, "nodes");
         const char *fn = json_string_value(file);
         if (!fn || !json_is_string(sha) || strlen(json_string_value(sha)) != 64 || !json_is_integer(k) ||
             strstr(fn, "..") || fn[0] == '/' || fn[0] == '.' || json_integer_value(k) < 1 ||
@@ -314,7 +316,8 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
         }
         first = (int)json_integer_value(k);
         if (!backbone_dir) {
-            rc = core_fail(err, CORE_ERR_NOT_FOUND, "backbone", "the model needs the backbone %s; no directory given", fn);
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, "backbone", "the model needs the backbone %s; no directory given",
+                           fn);
             goto done;
         }
         /* backbone_dir is a colon-separated list: the first that has it. */

@@ -21,9 +21,9 @@
 
 typedef struct {
     nn_node d;
-    nn_shape out;             /* per sample */
-    float *t[NN_SLOTS];       /* parameters / statistics */
-    float *g[NN_SLOTS];       /* gradients (trainable slots only) */
+    nn_shape out;       /* per sample */
+    float *t[NN_SLOTS]; /* parameters / statistics */
+    float *g[NN_SLOTS]; /* gradients (trainable slots only) */
     size_t tn[NN_SLOTS];
 } node;
 
@@ -35,20 +35,20 @@ struct nn_net {
 };
 
 struct nn_run {
-    int n, count;             /* batch and node count the buffers are sized for */
-    float **y, **dy;          /* per node */
+    int n, count;                     /* batch and node count the buffers are sized for */
+    float **y, **dy;                  /* per node */
     float **save_mean, **save_invstd; /* BN in training */
-    uint8_t **mask;           /* dropout */
-    int32_t **argmax;         /* max pooling, in training (an inference forward runs a faster loop without) */
+    uint8_t **mask;                   /* dropout */
+    int32_t **argmax;                 /* max pooling, in training (an inference forward runs a faster loop without) */
     size_t *ycap, *dycap, *amcap;
     float *ws, *scratch, *scratch2;
     size_t wscap, scratchcap, scratch2cap;
     const float *x;
-    int last;                 /* index of the last node computed */
-    bool trained;             /* the last forward was in training mode */
-    bool fused;               /* ... and fused a convolution into its activation */
-    bool blind;               /* ... and ran max pooling without recording argmax */
-    int *readers;             /* per node: how many nodes read its output */
+    int last;     /* index of the last node computed */
+    bool trained; /* the last forward was in training mode */
+    bool fused;   /* ... and fused a convolution into its activation */
+    bool blind;   /* ... and ran max pooling without recording argmax */
+    int *readers; /* per node: how many nodes read its output */
 };
 
 nn_net *nn_net_new(int c, int h, int w) {
@@ -73,13 +73,11 @@ void nn_net_free(nn_net *net) {
 }
 
 int nn_net_count(const nn_net *net) { return net->count; }
-const nn_node *nn_net_node(const nn_net *net, int i) {
-    return i >= 0 && i < net->count ? &net->nodes[i].d : NULL;
+const nn_node *nn_net_node(const nn_net *net, int i) { return i >= 0 && i < net->count ? &net->nodes[i].d : NULL; }
+nn_shape nn_net_shape(const nn_net *net, int i) { return i >= 0 && i < net->count ? net->nodes[i].out : net->in; }
+void nn_net_set_frozen(nn_net *net, int first) {
+    net->frozen = first < 0 ? 0 : first > net->count ? net->count : first;
 }
-nn_shape nn_net_shape(const nn_net *net, int i) {
-    return i >= 0 && i < net->count ? net->nodes[i].out : net->in;
-}
-void nn_net_set_frozen(nn_net *net, int first) { net->frozen = first < 0 ? 0 : first > net->count ? net->count : first; }
 int nn_net_frozen(const nn_net *net) { return net->frozen; }
 
 void nn_net_truncate(nn_net *net, int count) {
@@ -216,8 +214,7 @@ size_t nn_net_params(nn_net *net, nn_param *out, size_t max) {
         node *nd = &net->nodes[i];
         for (int s = 0; s < NN_SLOTS; s++) {
             if (!nd->g[s]) continue;
-            if (k < max)
-                out[k] = (nn_param){nd->t[s], nd->g[s], nd->tn[s], s == 0 && nd->d.op != NN_OP_BN};
+            if (k < max) out[k] = (nn_param){nd->t[s], nd->g[s], nd->tn[s], s == 0 && nd->d.op != NN_OP_BN};
             k++;
         }
     }
@@ -542,13 +539,17 @@ bool nn_run_backward(nn_run *r, nn_net *net, const float *dout) {
             break;
         case NN_OP_DROPOUT:
             if (!dx) break;
-            if (r->trained && r->mask[i] && nd->d.p > 0) nn_dropout_backward(nd->d.p, on, r->mask[i], dy, dx);
-            else memcpy(dx, dy, on * sizeof(float));
+            if (r->trained && r->mask[i] && nd->d.p > 0)
+                nn_dropout_backward(nd->d.p, on, r->mask[i], dy, dx);
+            else
+                memcpy(dx, dy, on * sizeof(float));
             break;
         }
         if (ok && want) {
-            if (dx == r->scratch) deliver(r, written, nd->d.in, r->scratch, inn);
-            else written[nd->d.in] = true;
+            if (dx == r->scratch)
+                deliver(r, written, nd->d.in, r->scratch, inn);
+            else
+                written[nd->d.in] = true;
         }
     }
     free(written);
@@ -565,16 +566,20 @@ nn_net *nn_net_slice(nn_net *net, int input, int first, int end) {
         bool ok = true;
         for (int r = 0; r < 2; r++) {
             if (!refs[r]) continue;
-            if (*refs[r] == input) *refs[r] = NN_INPUT;
-            else if (*refs[r] >= first && *refs[r] < i) *refs[r] -= first;
-            else ok = false;
+            if (*refs[r] == input)
+                *refs[r] = NN_INPUT;
+            else if (*refs[r] >= first && *refs[r] < i)
+                *refs[r] -= first;
+            else
+                ok = false;
         }
         if (!ok || nn_net_add(s, &d) != i - first) {
             nn_net_free(s);
             return NULL;
         }
         for (int k = 0; k < NN_SLOTS; k++)
-            if (net->nodes[i].t[k]) memcpy(s->nodes[i - first].t[k], net->nodes[i].t[k], net->nodes[i].tn[k] * sizeof(float));
+            if (net->nodes[i].t[k])
+                memcpy(s->nodes[i - first].t[k], net->nodes[i].t[k], net->nodes[i].tn[k] * sizeof(float));
     }
     return s;
 }

@@ -23,7 +23,9 @@
 
 #include "core/core.h"
 
-typedef struct { int n, c, h, w; } nn_shape;
+typedef struct {
+    int n, c, h, w;
+} nn_shape;
 
 static inline size_t nn_count(nn_shape s) { return (size_t)s.n * s.c * s.h * s.w; }
 
@@ -36,11 +38,13 @@ typedef void (*nn_task)(void *ctx, int begin, int end);
 void nn_parallel(int n, nn_task fn, void *ctx);
 
 /* ---- deterministic randomness (xoshiro256**) ---- */
-typedef struct { uint64_t s[4]; } nn_rng;
+typedef struct {
+    uint64_t s[4];
+} nn_rng;
 void nn_rng_seed(nn_rng *r, uint64_t seed);
 uint64_t nn_rng_next(nn_rng *r);
-float nn_rng_uniform(nn_rng *r);            /* [0, 1) */
-float nn_rng_normal(nn_rng *r);             /* N(0, 1) */
+float nn_rng_uniform(nn_rng *r); /* [0, 1) */
+float nn_rng_normal(nn_rng *r);  /* N(0, 1) */
 /* He/Kaiming normal init for a layer with fan_in inputs per output. */
 void nn_init_he(nn_rng *r, float *w, size_t n, int fan_in);
 
@@ -60,7 +64,7 @@ typedef struct {
 typedef enum { NN_RELU, NN_RELU6, NN_SILU } nn_act;
 #define NN_ACT_NONE (-1)
 nn_shape nn_conv_out(const nn_conv *c, nn_shape in);
-size_t nn_conv_params(const nn_conv *c);            /* weight count */
+size_t nn_conv_params(const nn_conv *c);                 /* weight count */
 size_t nn_conv_workspace(const nn_conv *c, nn_shape in); /* floats for ws */
 void nn_conv_forward(const nn_conv *c, nn_shape in, const float *x, const float *w, const float *b, float *y,
                      float *ws);
@@ -75,7 +79,9 @@ void nn_conv_backward(const nn_conv *c, nn_shape in, const float *x, const float
  * Training: normalises with the batch statistics, saves mean and 1/std for
  * backward, and folds them into the running statistics with momentum.
  * Inference: uses the running statistics. */
-typedef struct { float momentum, eps; } nn_bn;
+typedef struct {
+    float momentum, eps;
+} nn_bn;
 void nn_bn_forward_train(const nn_bn *p, nn_shape s, const float *x, const float *gamma, const float *beta, float *y,
                          float *save_mean, float *save_invstd, float *run_mean, float *run_var);
 void nn_bn_forward_infer(const nn_bn *p, nn_shape s, const float *x, const float *gamma, const float *beta,
@@ -144,8 +150,8 @@ typedef struct {
     float min_area, max_area, min_ratio, max_ratio, max_rotate_deg;
     bool hflip, vflip;
     float brightness, contrast, saturation;
-    float max_blur;   /* Gaussian blur, sigma uniform in [0, max_blur] output pixels (0: none) */
-    float max_noise;  /* additive Gaussian noise, std uniform in [0, max_noise] (0: none) */
+    float max_blur;  /* Gaussian blur, sigma uniform in [0, max_blur] output pixels (0: none) */
+    float max_noise; /* additive Gaussian noise, std uniform in [0, max_noise] (0: none) */
 } nn_augment_opts;
 void nn_augment_defaults(nn_augment_opts *o);
 void nn_augment(nn_rng *r, const nn_augment_opts *o, int channels, int in_h, int in_w, const float *in, int out_h,
@@ -154,12 +160,17 @@ void nn_augment(nn_rng *r, const nn_augment_opts *o, int channels, int in_h, int
 /* ---- optimisers ----
  * AdamW: decoupled weight decay (Loshchilov & Hutter); SGD with momentum
  * and (coupled) weight decay. m and v are caller-owned state, zeroed at start. */
-typedef struct { float lr, beta1, beta2, eps, weight_decay; int64_t t; } nn_adamw;
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay;
+    int64_t t;
+} nn_adamw;
 void nn_adamw_init(nn_adamw *o, float lr, float weight_decay);
 void nn_adamw_step(nn_adamw *o, size_t n, float *w, const float *g, float *m, float *v, bool decay);
 /* Call once per step, before the per-tensor nn_adamw_step calls. */
 void nn_adamw_tick(nn_adamw *o);
-typedef struct { float lr, momentum, weight_decay; } nn_sgd;
+typedef struct {
+    float lr, momentum, weight_decay;
+} nn_sgd;
 void nn_sgd_step(const nn_sgd *o, size_t n, float *w, const float *g, float *vel, bool decay);
 /* Cosine schedule with linear warm-up: lr at step t of total. */
 float nn_cosine_lr(float base, float min_lr, int64_t t, int64_t warmup, int64_t total);
@@ -184,8 +195,16 @@ float nn_cosine_lr(float base, float min_lr, int64_t t, int64_t warmup, int64_t 
 #define NN_INPUT (-1)
 /* New ops go at the end: model files name ops, but tests and tools index by value. */
 typedef enum {
-    NN_OP_CONV, NN_OP_BN, NN_OP_ACT, NN_OP_ADD, NN_OP_GAP, NN_OP_DENSE, NN_OP_DROPOUT,
-    NN_OP_MAXPOOL, NN_OP_AVGPOOL, NN_OP_CONCAT
+    NN_OP_CONV,
+    NN_OP_BN,
+    NN_OP_ACT,
+    NN_OP_ADD,
+    NN_OP_GAP,
+    NN_OP_DENSE,
+    NN_OP_DROPOUT,
+    NN_OP_MAXPOOL,
+    NN_OP_AVGPOOL,
+    NN_OP_CONCAT
 } nn_op;
 
 typedef struct nn_net nn_net;
@@ -208,10 +227,10 @@ typedef struct {
 typedef struct {
     float *w, *g;
     size_t n;
-    bool decay;          /* weight decay applies (weights yes, biases/BN no) */
+    bool decay; /* weight decay applies (weights yes, biases/BN no) */
 } nn_param;
 
-nn_net *nn_net_new(int c, int h, int w);  /* NULL when out of memory */
+nn_net *nn_net_new(int c, int h, int w); /* NULL when out of memory */
 void nn_net_free(nn_net *net);
 /* Append a node; returns its index, or -1 when the description does not fit
  * its input (wrong channel count, bad indices, zero sizes) or memory ran out.
@@ -219,7 +238,7 @@ void nn_net_free(nn_net *net);
 int nn_net_add(nn_net *net, const nn_node *node);
 int nn_net_count(const nn_net *net);
 const nn_node *nn_net_node(const nn_net *net, int i);
-nn_shape nn_net_shape(const nn_net *net, int i);   /* output of node i (n = 1); NN_INPUT = input */
+nn_shape nn_net_shape(const nn_net *net, int i); /* output of node i (n = 1); NN_INPUT = input */
 /* Parameter slot k of node i (CONV/DENSE: 0 weights, 1 bias; BN: 0 gamma,
  * 1 beta, 2 running mean, 3 running variance); NULL if none. */
 float *nn_net_tensor(nn_net *net, int i, int k, size_t *count);
@@ -265,10 +284,10 @@ bool nn_run_backward(nn_run *run, nn_net *net, const float *dout);
  * pixel byte p becomes in_scale · (p − in_zero). Bytes are borrowed; *net
  * is the caller's (nn_net_free). Anything else is refused with a message. */
 typedef struct {
-    int height, width;     /* input size */
+    int height, width; /* input size */
     float in_scale, in_zero;
-    int features;          /* node of the pooled features, -1 if none */
-    int output;            /* node of the logits */
+    int features; /* node of the pooled features, -1 if none */
+    int output;   /* node of the logits */
 } nn_tflite_info;
 core_status nn_tflite_read(const uint8_t *bytes, size_t len, nn_net **net, nn_tflite_info *info, core_error *err);
 
@@ -316,7 +335,7 @@ core_status nn_tfjs_parse(const char *model, size_t len, const uint8_t *weights,
  * layer, weight count, non-finite weight, or backbone. *net and *meta (a
  * JSON text) are the caller's to free. */
 typedef struct {
-    const char *file;   /* file name only, no directory */
+    const char *file; /* file name only, no directory */
     uint8_t sha256[32];
     int nodes;
 } nn_backbone;

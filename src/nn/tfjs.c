@@ -69,7 +69,11 @@ static core_status bad(core_error *err, const char *fmt, ...) {
  * and !1, and unquoted keys. Anything else (functions, hex numbers,
  * Infinity) is refused. Standard JSON passes through unchanged. Returns a
  * malloc'd NUL-terminated JSON text, or NULL; *end is set past the value. */
-typedef struct { char *b; size_t n, cap; bool oom; } sbuf;
+typedef struct {
+    char *b;
+    size_t n, cap;
+    bool oom;
+} sbuf;
 
 static void put(sbuf *s, const char *p, size_t n) {
     if (s->oom) return;
@@ -125,9 +129,12 @@ static char *js_to_json(const char *t, size_t n, size_t *end) {
                 if (d == '\\') {
                     if (i + 1 >= n) goto fail;
                     char e = t[++i];
-                    if (e == '\'') putc_(&o, '\'');
-                    else if (strchr("\"\\/bfnrtu", e)) putc_(&o, '\\'), putc_(&o, e);
-                    else goto fail;
+                    if (e == '\'')
+                        putc_(&o, '\'');
+                    else if (strchr("\"\\/bfnrtu", e))
+                        putc_(&o, '\\'), putc_(&o, e);
+                    else
+                        goto fail;
                 } else if (d == '"') {
                     put(&o, "\\\"", 2); /* inside a single-quoted string */
                 } else {
@@ -136,8 +143,10 @@ static char *js_to_json(const char *t, size_t n, size_t *end) {
             }
             putc_(&o, '"'), i++;
         } else if (c == '!' && i + 1 < n && (t[i + 1] == '0' || t[i + 1] == '1')) {
-            if (t[i + 1] == '0') put(&o, "true", 4);
-            else put(&o, "false", 5);
+            if (t[i + 1] == '0')
+                put(&o, "true", 4);
+            else
+                put(&o, "false", 5);
             i += 2;
         } else if (c == '-' || c == '+' || c == '.' || isdigit((unsigned char)c)) {
             if (c == '-') putc_(&o, '-');
@@ -237,8 +246,8 @@ static bool b64_decode(const char *t, size_t n, char q, sbuf *out) {
 typedef struct {
     const char *name;
     int dims[4], rank;
-    size_t count, off;  /* elements; byte offset in the weight data */
-    int qtype;          /* 0 float32, 1 uint8, 2 uint16, 3 float16, 4 int32 */
+    size_t count, off; /* elements; byte offset in the weight data */
+    int qtype;         /* 0 float32, 1 uint8, 2 uint16, 3 float16, 4 int32 */
     double min, scale;
 } weight;
 
@@ -246,7 +255,7 @@ typedef struct {
     json_t *root;
     weight *w;
     size_t nw;
-    json_t *windex;     /* name → index in w */
+    json_t *windex; /* name → index in w */
     const uint8_t *data;
     size_t dlen;
     nn_net *net;
@@ -319,7 +328,8 @@ static core_status read_manifest(rd *r, json_t *manifest) {
     for (size_t g = 0; g < json_array_size(manifest); g++) {
         json_t *ws = json_object_get(json_array_get(manifest, g), "weights");
         for (size_t k = 0; k < json_array_size(ws); k++) {
-            json_t *e = json_array_get(ws, k), *shape = json_object_get(e, "shape"), *q = json_object_get(e, "quantization");
+            json_t *e = json_array_get(ws, k), *shape = json_object_get(e, "shape"),
+                   *q = json_object_get(e, "quantization");
             weight *w = &r->w[r->nw];
             w->name = json_string_value(json_object_get(e, "name"));
             const char *dt = dtype_of(e);
@@ -339,7 +349,8 @@ static core_status read_manifest(rd *r, json_t *manifest) {
             if (q) {
                 const char *qt = dtype_of(q);
                 json_t *mn = json_object_get(q, "min"), *sc = json_object_get(q, "scale");
-                if (strcmp(dt, "float32") || !qt) return bad(r->err, "TF.js model: weight %s: unsupported quantization", w->name);
+                if (strcmp(dt, "float32") || !qt)
+                    return bad(r->err, "TF.js model: weight %s: unsupported quantization", w->name);
                 if (!strcmp(qt, "float16")) {
                     w->qtype = 3, esz = 2;
                 } else if (!strcmp(qt, "uint8") || !strcmp(qt, "uint16")) {
@@ -359,7 +370,8 @@ static core_status read_manifest(rd *r, json_t *manifest) {
             }
             w->off = total;
             total += w->count * esz;
-            if (json_object_get(r->windex, w->name)) return bad(r->err, "TF.js model: two weights are named %s", w->name);
+            if (json_object_get(r->windex, w->name))
+                return bad(r->err, "TF.js model: two weights are named %s", w->name);
             if (json_object_set_new(r->windex, w->name, json_integer((json_int_t)r->nw)))
                 return core_fail(r->err, CORE_ERR_NOMEM, NULL, "out of memory reading the model");
             r->nw++;
@@ -367,7 +379,8 @@ static core_status read_manifest(rd *r, json_t *manifest) {
     }
     if (total != r->dlen) {
         return core_fail(r->err, CORE_ERR_INVALID, NULL,
-                         "TF.js model: the manifest describes %zu bytes of weights, the shards hold %zu", total, r->dlen);
+                         "TF.js model: the manifest describes %zu bytes of weights, the shards hold %zu", total,
+                         r->dlen);
     }
     return CORE_OK;
 }
@@ -378,14 +391,14 @@ static core_status read_manifest(rd *r, json_t *manifest) {
  * ZeroPadding2D layer asked for, still to be applied by its reader. */
 typedef struct {
     const char *name;
-    int node;            /* net node, NN_INPUT, or -2: not a tensor (constant, skipped) */
-    int pad[4];          /* top, bottom, left, right */
+    int node;   /* net node, NN_INPUT, or -2: not a tensor (constant, skipped) */
+    int pad[4]; /* top, bottom, left, right */
     bool padded;
-    bool affine;         /* graph models: the input times a, plus b (not yet a node) */
+    bool affine; /* graph models: the input times a, plus b (not yet a node) */
     double a, b;
-    const weight *cw;    /* graph models: a constant */
-    bool softmax;        /* computed by a softmax that was left out */
-    bool folded;         /* layers models: a batch norm folded into the convolution it reads */
+    const weight *cw; /* graph models: a constant */
+    bool softmax;     /* computed by a softmax that was left out */
+    bool folded;      /* layers models: a batch norm folded into the convolution it reads */
 } tensor;
 
 /* Tensors by name: a jansson object as the hash table (name → index of the
@@ -464,8 +477,14 @@ static int build_conv(rd *r, int in, const conv_spec *cs, const char *name, core
         *rc = bad(r->err, "TF.js model: %s: padding this engine cannot express", name);
         return -1;
     }
-    nn_conv c = {.in_c = ci, .out_c = co, .kh = kh, .kw = kw, .stride = cs->stride, .groups = cs->depthwise ? ci : 1,
-                 .pad = t, .pad_end = b - t};
+    nn_conv c = {.in_c = ci,
+                 .out_c = co,
+                 .kh = kh,
+                 .kw = kw,
+                 .stride = cs->stride,
+                 .groups = cs->depthwise ? ci : 1,
+                 .pad = t,
+                 .pad_end = b - t};
     if (l != t || rr - l != b - t) c.axis_pad = 1, c.pad_w = l, c.pad_w_end = rr - l;
     bool fold = cs->mean != NULL;
     nn_node d = {.op = NN_OP_CONV, .in = in, .conv = c, .bias = cs->bias || fold};
@@ -545,7 +564,8 @@ static int build_pool(rd *r, int in, bool avg, int kh, int kw, int sh, int sw, b
         *rc = bad(r->err, "TF.js model: %s: pooling window, stride or padding this engine cannot express", name);
         return -1;
     }
-    nn_node d = {.op = avg ? NN_OP_AVGPOOL : NN_OP_MAXPOOL, .in = in,
+    nn_node d = {.op = avg ? NN_OP_AVGPOOL : NN_OP_MAXPOOL,
+                 .in = in,
                  .pool = {.k = kh, .stride = sh, .pad = pb, .exclude_pad = avg && same}};
     return add_node(r, &d, name, rc);
 }
@@ -598,8 +618,10 @@ static json_t *reader_table(json_t *layers) {
         int k = inbound(json_array_get(layers, i), in, MAX_IN);
         for (int j = 0; j < k; j++) {
             json_t *e = json_object_get(t, in[j]);
-            if (e) json_array_set_new(e, 0, json_integer(json_integer_value(json_array_get(e, 0)) + 1));
-            else json_object_set_new(t, in[j], json_pack("[i,I]", 1, (json_int_t)i));
+            if (e)
+                json_array_set_new(e, 0, json_integer(json_integer_value(json_array_get(e, 0)) + 1));
+            else
+                json_object_set_new(t, in[j], json_pack("[i,I]", 1, (json_int_t)i));
         }
     }
     return t;
@@ -620,11 +642,16 @@ static bool is_output(json_t *config, const char *name) {
 }
 
 static bool act_of(const char *a, int *act) {
-    if (!a || !strcmp(a, "linear")) *act = NN_ACT_NONE;
-    else if (!strcmp(a, "relu")) *act = NN_RELU;
-    else if (!strcmp(a, "relu6")) *act = NN_RELU6;
-    else if (!strcmp(a, "swish") || !strcmp(a, "silu")) *act = NN_SILU;
-    else return false;
+    if (!a || !strcmp(a, "linear"))
+        *act = NN_ACT_NONE;
+    else if (!strcmp(a, "relu"))
+        *act = NN_RELU;
+    else if (!strcmp(a, "relu6"))
+        *act = NN_RELU6;
+    else if (!strcmp(a, "swish") || !strcmp(a, "silu"))
+        *act = NN_SILU;
+    else
+        return false;
     return true;
 }
 
@@ -656,7 +683,8 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
         const char *lc = json_string_value(json_object_get(L, "class_name"));
         const char *name = json_string_value(json_object_get(L, "name"));
         if (!name) name = cfg_str(cfg, "name");
-        if (!lc || !name || !json_is_object(cfg)) return bad(r->err, "TF.js model: malformed layer %s", name ? name : "(unnamed)");
+        if (!lc || !name || !json_is_object(cfg))
+            return bad(r->err, "TF.js model: malformed layer %s", name ? name : "(unnamed)");
         tensor *prior = tfind(m, name);
         if (prior && prior->folded && !strcmp(lc, "BatchNormalization")) {
             prev = (int)(prior - m->t); /* built with its convolution */
@@ -677,7 +705,8 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
             for (int i = 0; i < nin; i++) {
                 in[i] = tfind(m, inames[i]);
                 if (!in[i] || in[i]->node == -2)
-                    return bad(r->err, "TF.js model: layer %s reads %s, which comes later or is no tensor", name, inames[i]);
+                    return bad(r->err, "TF.js model: layer %s reads %s, which comes later or is no tensor", name,
+                               inames[i]);
             }
         }
         /* The input: an InputLayer, or a Sequential model's first layer's
@@ -729,13 +758,15 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
             if (sh != sw || sh < 1 || dh != 1 || dwl != 1 || (groups && json_integer_value(groups) != 1) ||
                 (cfg_str(cfg, "data_format") && strcmp(cfg_str(cfg, "data_format"), "channels_last")) ||
                 (dw && json_integer_value(json_object_get(cfg, "depth_multiplier")) > 1))
-                return bad(r->err, "TF.js model: %s: stride, dilation, groups, layout or depth multiplier not supported",
-                           name);
+                return bad(r->err,
+                           "TF.js model: %s: stride, dilation, groups, layout or depth multiplier not supported", name);
             if (strcmp(padding, "same") && strcmp(padding, "valid"))
                 return bad(r->err, "TF.js model: %s: padding %s", name, padding);
             if (!act_of(cfg_str(cfg, "activation"), &act))
                 return bad(r->err, "TF.js model: %s: activation %s", name, cfg_str(cfg, "activation"));
-            conv_spec cs = {.stride = sh, .depthwise = dw, .same = !strcmp(padding, "same"),
+            conv_spec cs = {.stride = sh,
+                            .depthwise = dw,
+                            .same = !strcmp(padding, "same"),
                             .pad = in[0]->padded ? in[0]->pad : NULL};
             snprintf(wn, sizeof wn, dw ? "%s/depthwise_kernel" : "%s/kernel", name);
             nn_shape is = nn_net_shape(r->net, x);
@@ -838,8 +869,10 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
                 ok = v[0] >= 0 && v[0] <= 64;
             } else if (json_is_array(p) && json_array_size(p) == 2) {
                 json_t *a = json_array_get(p, 0), *b = json_array_get(p, 1);
-                if (json_is_array(a) && json_is_array(b)) ok = int_pair(a, &v[0], &v[1]) && int_pair(b, &v[2], &v[3]);
-                else if (int_pair(p, &v[0], &v[2])) v[1] = v[0], v[3] = v[2], ok = true;
+                if (json_is_array(a) && json_is_array(b))
+                    ok = int_pair(a, &v[0], &v[1]) && int_pair(b, &v[2], &v[3]);
+                else if (int_pair(p, &v[0], &v[2]))
+                    v[1] = v[0], v[3] = v[2], ok = true;
             }
             if (!ok || in[0]->padded) return bad(r->err, "TF.js model: %s: malformed padding", name);
             memcpy(pad_copy, v, sizeof v);
@@ -856,8 +889,7 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
             if (strcmp(padding, "same") && strcmp(padding, "valid"))
                 return bad(r->err, "TF.js model: %s: padding %s", name, padding);
             node = build_pool(r, x, lc[0] == 'A', kh, kw, sh, sw, !strcmp(padding, "same"), name, &rc);
-            if (node < 0)
-                return rc;
+            if (node < 0) return rc;
         } else if (!strcmp(lc, "GlobalAveragePooling2D")) {
             nn_node d = {.op = NN_OP_GAP, .in = x};
             node = add_node(r, &d, name, &rc);
@@ -921,7 +953,8 @@ static core_status layers_body(rd *r, json_t *config, json_t *layers, bool seque
             !(oname = json_string_value(json_array_get(o0, 0))) || (ins && json_array_size(ins) != 1))
             return bad(r->err, "TF.js model: expected one input and one output");
         tensor *t = tfind(m, oname);
-        if (!t || t->node < 0) return bad(r->err, "TF.js model: the output %s is not computed", oname ? oname : "(unnamed)");
+        if (!t || t->node < 0)
+            return bad(r->err, "TF.js model: the output %s is not computed", oname ? oname : "(unnamed)");
         r->info->output = t->node;
     }
     return CORE_OK;
@@ -969,7 +1002,8 @@ static const char *input_name(const char *s, char *buf, size_t cap) {
 }
 
 static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
-    const char *name = json_string_value(json_object_get(nd, "name")), *op = json_string_value(json_object_get(nd, "op"));
+    const char *name = json_string_value(json_object_get(nd, "name")),
+               *op = json_string_value(json_object_get(nd, "op"));
     json_t *inputs = json_object_get(nd, "input");
     if (!name || !op) return bad(r->err, "TF.js model: malformed graph node");
     tensor *in[MAX_IN];
@@ -1004,8 +1038,7 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
             d[k] = (int)v;
         }
         r->net = nn_net_new(d[3], d[1], d[2]);
-        if (!r->net)
-            return core_fail(r->err, CORE_ERR_NOMEM, NULL, "out of memory reading the model");
+        if (!r->net) return core_fail(r->err, CORE_ERR_NOMEM, NULL, "out of memory reading the model");
         r->info->height = d[1], r->info->width = d[2];
         t.affine = true, t.a = 1, t.b = 0;
     } else if (!strcmp(op, "Const")) {
@@ -1037,11 +1070,16 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
             double c = wval(r, b->cw, 0);
             t = *a;
             t.name = name;
-            if (op[0] == 'M') t.a *= c, t.b *= c;
-            else if (op[0] == 'S') t.b -= c;
-            else if (op[0] == 'R' && c != 0) t.a /= c, t.b /= c;
-            else if (op[0] == 'A') t.b += c;
-            else return bad(r->err, "TF.js model: %s: division by zero", name);
+            if (op[0] == 'M')
+                t.a *= c, t.b *= c;
+            else if (op[0] == 'S')
+                t.b -= c;
+            else if (op[0] == 'R' && c != 0)
+                t.a /= c, t.b /= c;
+            else if (op[0] == 'A')
+                t.b += c;
+            else
+                return bad(r->err, "TF.js model: %s: division by zero", name);
         } else if (op[0] == 'A' && a->node != -2 && b->node != -2 && !a->affine && !b->affine && !a->softmax &&
                    !b->softmax) {
             nn_node d = {.op = NN_OP_ADD, .in = a->node, .in2 = b->node};
@@ -1087,10 +1125,14 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
             char f[32];
             if (!attr_str(json_array_get(fused, i), f, sizeof f))
                 return bad(r->err, "TF.js model: %s: malformed fused ops", name);
-            if (i == 0 && !strcmp(f, "BiasAdd")) biasadd = true;
-            else if (i == 1 && !strcmp(f, "Relu")) act = NN_RELU;
-            else if (i == 1 && !strcmp(f, "Relu6")) act = NN_RELU6;
-            else return bad(r->err, "TF.js model: %s: fused op %s is not supported", name, f);
+            if (i == 0 && !strcmp(f, "BiasAdd"))
+                biasadd = true;
+            else if (i == 1 && !strcmp(f, "Relu"))
+                act = NN_RELU;
+            else if (i == 1 && !strcmp(f, "Relu6"))
+                act = NN_RELU6;
+            else
+                return bad(r->err, "TF.js model: %s: fused op %s is not supported", name, f);
         }
         bool isconv = !strcmp(op, "Conv2D") || !strcmp(op, "_FusedConv2D");
         bool isdw = !strcmp(op, "DepthwiseConv2dNative") || !strcmp(op, "FusedDepthwiseConv2dNative");
@@ -1109,7 +1151,8 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
             t.node = build_conv(r, x, &cs, name, &rc);
             if (t.node < 0) return rc;
         } else if (!strcmp(op, "MatMul") || !strcmp(op, "_FusedMatMul")) {
-            json_t *ta = json_object_get(attr(nd, "transpose_a"), "b"), *tb = json_object_get(attr(nd, "transpose_b"), "b");
+            json_t *ta = json_object_get(attr(nd, "transpose_a"), "b"),
+                   *tb = json_object_get(attr(nd, "transpose_b"), "b");
             if (json_is_true(ta) || json_is_true(tb) || nin < 2 + (biasadd ? 1 : 0) || !in[1]->cw ||
                 (biasadd && !in[2]->cw))
                 return bad(r->err, "TF.js model: %s: a matrix product this engine does not run", name);
@@ -1124,7 +1167,8 @@ static core_status graph_node(rd *r, json_t *nd, tmap *m, bool *deferred) {
         } else if (!strcmp(op, "AvgPool") || !strcmp(op, "MaxPool")) {
             if (attr_ints(nd, "ksize", ks, 4) != 4 || ks[0] != 1 || ks[3] != 1)
                 return bad(r->err, "TF.js model: %s: malformed pooling window", name);
-            t.node = build_pool(r, x, op[0] == 'A', ks[1], ks[2], strides[1], strides[2], !strcmp(pad, "SAME"), name, &rc);
+            t.node =
+                build_pool(r, x, op[0] == 'A', ks[1], ks[2], strides[1], strides[2], !strcmp(pad, "SAME"), name, &rc);
             if (t.node < 0) return rc;
         } else if (!strcmp(op, "Relu") || !strcmp(op, "Relu6")) {
             t.node = build_act(r, x, op[4] ? NN_RELU6 : NN_RELU, name, &rc);
@@ -1180,7 +1224,8 @@ static core_status graph_model(rd *r, json_t *topo, tmap *m, json_t *root) {
     if (rc) return rc;
     if (!r->net) return bad(r->err, "TF.js model: no input");
     /* The output: the signature's single output, else the last node. */
-    json_t *outs = json_object_get(json_object_get(json_object_get(root, "userDefinedMetadata"), "signature"), "outputs");
+    json_t *outs =
+        json_object_get(json_object_get(json_object_get(root, "userDefinedMetadata"), "signature"), "outputs");
     const char *oname = NULL;
     char buf[512];
     if (json_is_object(outs)) {
@@ -1190,7 +1235,8 @@ static core_status graph_model(rd *r, json_t *topo, tmap *m, json_t *root) {
         oname = json_string_value(json_object_get(json_array_get(nodes, n - 1), "name"));
     }
     tensor *t = oname ? tfind(m, oname) : NULL;
-    if (!t || t->node < 0 || t->affine) return bad(r->err, "TF.js model: the output %s is not computed", oname ? oname : "(unnamed)");
+    if (!t || t->node < 0 || t->affine)
+        return bad(r->err, "TF.js model: the output %s is not computed", oname ? oname : "(unnamed)");
     r->info->output = t->node;
     return CORE_OK;
 }
@@ -1227,7 +1273,8 @@ static core_status build(json_t *root, const uint8_t *weights, size_t wlen, nn_n
         bool graph = json_is_array(json_object_get(topo, "node"));
         if (fmt && strcmp(fmt, graph ? "graph-model" : "layers-model"))
             rc = bad(err, "TF.js model: format %s does not match its topology", fmt);
-        else rc = graph ? graph_model(&r, topo, &m, root) : layers_model(&r, topo, &m);
+        else
+            rc = graph ? graph_model(&r, topo, &m, root) : layers_model(&r, topo, &m);
     }
     if (!rc && info->in_scale == 0) info->in_scale = 1.0f / 255, info->in_zero = 0;
     free(m.t);

@@ -25,8 +25,13 @@ typedef struct {
     bool bad;
 } fb;
 
-typedef struct { size_t pos, vt, vlen; bool ok; } tab;
-typedef struct { size_t pos, len; } vec; /* pos: first element */
+typedef struct {
+    size_t pos, vt, vlen;
+    bool ok;
+} tab;
+typedef struct {
+    size_t pos, len;
+} vec; /* pos: first element */
 
 static uint32_t rd32(fb *f, size_t p) {
     if (p > f->n || f->n - p < 4) {
@@ -108,8 +113,19 @@ static int64_t vec_i64(fb *f, vec v, size_t k) {
     return (int64_t)(lo | hi << 32);
 }
 
-enum { OP_ADD = 0, OP_AVG_POOL = 1, OP_CONV = 3, OP_DWCONV = 4, OP_DEQUANTIZE = 6, OP_FC = 9, OP_RESHAPE = 22,
-       OP_SOFTMAX = 25, OP_MEAN = 40, OP_SQUEEZE = 43, OP_QUANTIZE = 114 };
+enum {
+    OP_ADD = 0,
+    OP_AVG_POOL = 1,
+    OP_CONV = 3,
+    OP_DWCONV = 4,
+    OP_DEQUANTIZE = 6,
+    OP_FC = 9,
+    OP_RESHAPE = 22,
+    OP_SOFTMAX = 25,
+    OP_MEAN = 40,
+    OP_SQUEEZE = 43,
+    OP_QUANTIZE = 114
+};
 enum { T_F32 = 0, T_I32 = 2, T_U8 = 3, T_I8 = 9 };
 
 typedef struct {
@@ -318,7 +334,8 @@ core_status nn_tflite_read(const uint8_t *b, size_t n, nn_net **out, nn_tflite_i
         switch (c) {
         case OP_CONV:
         case OP_DWCONV:
-            rc = ins.len >= 2 ? conv_op(&r, net, op, opt, c == OP_DWCONV, ins, y) : bad(&r, "convolution without weights");
+            rc = ins.len >= 2 ? conv_op(&r, net, op, opt, c == OP_DWCONV, ins, y)
+                              : bad(&r, "convolution without weights");
             break;
         case OP_ADD: {
             int x2 = ins.len == 2 ? vec_i32(f, ins, 1) : -1;
@@ -328,8 +345,10 @@ core_status nn_tflite_read(const uint8_t *b, size_t n, nn_net **out, nn_tflite_i
             }
             nn_node a = {.op = NN_OP_ADD, .in = r.node_of[x], .in2 = r.node_of[x2]};
             int nk = nn_net_add(net, &a);
-            if (nk < 0) rc = bad(&r, "ADD of different shapes");
-            else nk = add_act(net, nk, f_int(f, opt, 0, 1, 0), &rc, &r);
+            if (nk < 0)
+                rc = bad(&r, "ADD of different shapes");
+            else
+                nk = add_act(net, nk, f_int(f, opt, 0, 1, 0), &rc, &r);
             r.node_of[y] = nk;
             break;
         }
@@ -357,10 +376,12 @@ core_status nn_tflite_read(const uint8_t *b, size_t n, nn_net **out, nn_tflite_i
             nn_node dn = {.op = NN_OP_DENSE, .in = r.node_of[x], .units = wd[0], .bias = bi >= 0};
             int nk = nn_net_add(net, &dn);
             size_t nw, nb;
-            float *w = nk >= 0 ? nn_net_tensor(net, nk, 0, &nw) : NULL, *bb = nk >= 0 ? nn_net_tensor(net, nk, 1, &nb) : NULL;
+            float *w = nk >= 0 ? nn_net_tensor(net, nk, 0, &nw) : NULL,
+                  *bb = nk >= 0 ? nn_net_tensor(net, nk, 1, &nb) : NULL;
             float *src = w ? tconst(&r, wi, nw, (size_t)wd[1], (size_t)wd[0]) : NULL;
             float *bsrc = bb ? tconst(&r, bi, nb, 1, nb) : NULL;
-            if (!src || (bb && !bsrc)) rc = bad(&r, "fully connected weights are malformed");
+            if (!src || (bb && !bsrc))
+                rc = bad(&r, "fully connected weights are malformed");
             else {
                 memcpy(w, src, nw * sizeof(float));
                 if (bb) memcpy(bb, bsrc, nb * sizeof(float));
@@ -380,7 +401,10 @@ core_status nn_tflite_read(const uint8_t *b, size_t n, nn_net **out, nn_tflite_i
              * outputs logits: callers apply softmax themselves. */
             r.node_of[y] = r.node_of[x];
             break;
-        default: rc = core_fail(err, CORE_ERR_INVALID, "model", "not a usable TensorFlow Lite model: operator %d is one this engine does not run", (int)c); break;
+        default:
+            rc = core_fail(err, CORE_ERR_INVALID, "model",
+                           "not a usable TensorFlow Lite model: operator %d is one this engine does not run", (int)c);
+            break;
         }
         if (!rc && f->bad) rc = bad(&r, "a reference points outside the file");
     }

@@ -16,7 +16,7 @@
 #include "crypto/crypto.h"
 
 core_status records_fingerprint_get(store *st, const accounts_session *sess, const char *id, records_fingerprint *out,
-                                core_error *err) {
+                                    core_error *err) {
     memset(out, 0, sizeof *out);
     json_t *rec = NULL;
     core_status rc = records_get(st, sess, id, &rec, err);

@@ -9,8 +9,7 @@
 
 static core_status require_person(const accounts_session *sess, core_error *err) {
     if (sess->role != ACCOUNTS_PERSON)
-        return core_fail(err, CORE_ERR_FORBIDDEN, NULL,
-                         "staff accounts cannot keep or read personal health records");
+        return core_fail(err, CORE_ERR_FORBIDDEN, NULL, "staff accounts cannot keep or read personal health records");
     return CORE_OK;
 }
 
@@ -30,8 +29,8 @@ static core_status seal_json(const accounts_session *sess, const char *ad, const
     return rc;
 }
 
-static core_status open_json(const accounts_session *sess, const char *ad, const void *blob, size_t len,
-                             json_t **out, core_error *err) {
+static core_status open_json(const accounts_session *sess, const char *ad, const void *blob, size_t len, json_t **out,
+                             core_error *err) {
     uint8_t *plain = NULL;
     size_t n = 0;
     core_status rc = cs_crypto_open(sess->data_key, ad, strlen(ad), blob, len, &plain, &n, err);
@@ -85,8 +84,11 @@ core_status records_profile_put(store *st, const regions *regs, const accounts_s
     rc = seal_json(sess, ad, p, &sealed, &len, err);
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q = NULL;
-    if (!rc) rc = store_prepare(db, "INSERT INTO profiles(user_id, sealed, updated_at) VALUES (?1, ?2, ?3) "
-                                    "ON CONFLICT(user_id) DO UPDATE SET sealed = ?2, updated_at = ?3", &q, err);
+    if (!rc)
+        rc = store_prepare(db,
+                           "INSERT INTO profiles(user_id, sealed, updated_at) VALUES (?1, ?2, ?3) "
+                           "ON CONFLICT(user_id) DO UPDATE SET sealed = ?2, updated_at = ?3",
+                           &q, err);
     if (!rc) {
         sqlite3_bind_int64(q, 1, sess->user_id);
         sqlite3_bind_blob(q, 2, sealed, (int)len, SQLITE_STATIC);
@@ -97,8 +99,10 @@ core_status records_profile_put(store *st, const regions *regs, const accounts_s
     store_release(st, db);
     store_user_changed(st, sess->user_id);
     free(sealed);
-    if (rc) json_decref(p);
-    else *out = p;
+    if (rc)
+        json_decref(p);
+    else
+        *out = p;
     return rc;
 }
 
@@ -127,13 +131,18 @@ core_status records_list(store *st, const accounts_session *sess, json_t **out_a
     json_t *arr = json_array();
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q = NULL;
-    rc = store_prepare(db, "SELECT id, sealed, created_at, updated_at FROM records WHERE user_id = ? "
-                           "ORDER BY created_at DESC, rowid DESC", &q, err);
+    rc = store_prepare(db,
+                       "SELECT id, sealed, created_at, updated_at FROM records WHERE user_id = ? "
+                       "ORDER BY created_at DESC, rowid DESC",
+                       &q, err);
     if (!rc) sqlite3_bind_int64(q, 1, sess->user_id);
     while (!rc) {
         int step = sqlite3_step(q);
         if (step == SQLITE_DONE) break;
-        if (step != SQLITE_ROW) { rc = store_error(db, err); break; }
+        if (step != SQLITE_ROW) {
+            rc = store_error(db, err);
+            break;
+        }
         const char *id = (const char *)sqlite3_column_text(q, 0);
         char ad[96];
         make_ad(ad, "record", sess->user_id, id);
@@ -149,8 +158,10 @@ core_status records_list(store *st, const accounts_session *sess, json_t **out_a
     }
     sqlite3_finalize(q);
     store_release(st, db);
-    if (rc) json_decref(arr);
-    else *out_array = arr;
+    if (rc)
+        json_decref(arr);
+    else
+        *out_array = arr;
     return rc;
 }
 
@@ -166,7 +177,10 @@ static void put(text_buf *b, const char *s, size_t n) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->len + n + 1) cap *= 2;
         char *np = realloc(b->p, cap);
-        if (!np) { b->oom = true; return; }
+        if (!np) {
+            b->oom = true;
+            return;
+        }
         b->p = np;
         b->cap = cap;
     }
@@ -230,20 +244,25 @@ core_status records_list_text(store *st, const accounts_session *sess, char **ou
     put(&b, "{\"records\":[", 12);
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q = NULL;
-    rc = store_prepare_cached(st, db, "SELECT id, sealed, created_at, updated_at FROM records WHERE user_id = ? "
-                                      "ORDER BY created_at DESC, rowid DESC", &q, err);
+    rc = store_prepare_cached(st, db,
+                              "SELECT id, sealed, created_at, updated_at FROM records WHERE user_id = ? "
+                              "ORDER BY created_at DESC, rowid DESC",
+                              &q, err);
     if (!rc) sqlite3_bind_int64(q, 1, sess->user_id);
     for (bool first = true; !rc; first = false) {
         int step = sqlite3_step(q);
         if (step == SQLITE_DONE) break;
-        if (step != SQLITE_ROW) { rc = store_error(db, err); break; }
+        if (step != SQLITE_ROW) {
+            rc = store_error(db, err);
+            break;
+        }
         const char *id = (const char *)sqlite3_column_text(q, 0);
         char ad[96];
         make_ad(ad, "record", sess->user_id, id);
         uint8_t *plain = NULL;
         size_t n = 0;
-        if (cs_crypto_open(sess->data_key, ad, strlen(ad), sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1),
-                           &plain, &n, err) != CORE_OK) {
+        if (cs_crypto_open(sess->data_key, ad, strlen(ad), sqlite3_column_blob(q, 1),
+                           (size_t)sqlite3_column_bytes(q, 1), &plain, &n, err) != CORE_OK) {
             rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "a stored record failed its integrity check");
             break;
         }
@@ -283,11 +302,11 @@ core_status records_list_text(store *st, const accounts_session *sess, char **ou
 /* Read an entry's sealed row (on the caller's connection, inside its
  * transaction if it has one): the decrypted JSON and its times. The owner is
  * part of the lookup: another person's id is simply not found. */
-static core_status read_entry(sqlite3 *db, const accounts_session *sess, const char *id, json_t **out,
-                              int64_t *created, int64_t *updated, core_error *err) {
+static core_status read_entry(sqlite3 *db, const accounts_session *sess, const char *id, json_t **out, int64_t *created,
+                              int64_t *updated, core_error *err) {
     sqlite3_stmt *q = NULL;
-    core_status rc = store_prepare(db, "SELECT sealed, created_at, updated_at FROM records WHERE id = ? AND user_id = ?",
-                                   &q, err);
+    core_status rc =
+        store_prepare(db, "SELECT sealed, created_at, updated_at FROM records WHERE id = ? AND user_id = ?", &q, err);
     if (rc) return rc;
     sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, sess->user_id);
@@ -371,8 +390,9 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
         char hex[65];
         cs_crypto_sha256(digest, photo, photo_len);
         cs_crypto_hex(digest, sizeof digest, hex);
-        if (json_object_set_new(e, "photo", json_pack("{s:s,s:I,s:s}", "type", "image/jpeg", "bytes",
-                                                      (json_int_t)photo_len, "sha256", hex))) {
+        if (json_object_set_new(
+                e, "photo",
+                json_pack("{s:s,s:I,s:s}", "type", "image/jpeg", "bytes", (json_int_t)photo_len, "sha256", hex))) {
             json_decref(e);
             return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         }
@@ -409,9 +429,12 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
      * write is committed nothing may fail, or a caller told "failed" would
      * retry a write that stands. */
     if (!rc) rc = decorate(e, id, created, now, err);
-    if (!rc) rc = store_prepare(db, create
-        ? "INSERT INTO records(id, user_id, sealed, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"
-        : "UPDATE records SET sealed = ?3, updated_at = ?4 WHERE id = ?1 AND user_id = ?2", &q, err);
+    if (!rc)
+        rc = store_prepare(
+            db,
+            create ? "INSERT INTO records(id, user_id, sealed, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)"
+                   : "UPDATE records SET sealed = ?3, updated_at = ?4 WHERE id = ?1 AND user_id = ?2",
+            &q, err);
     if (!rc) {
         sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 2, sess->user_id);
@@ -422,15 +445,20 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
     sqlite3_finalize(q);
     if (!rc && photo) rc = insert_photo(db, sess, id, photo, photo_len, err);
     if (open) {
-        if (!rc) rc = store_commit(db, err);
-        else store_rollback(db);
+        if (!rc)
+            rc = store_commit(db, err);
+        else
+            store_rollback(db);
     }
     store_release(st, db);
     /* Even on failure: which step failed, and whether anything was written
      * before it, is not worth reasoning about for the price of one miss. */
     store_user_changed(st, sess->user_id);
     free(sealed);
-    if (rc) { json_decref(e); return rc; }
+    if (rc) {
+        json_decref(e);
+        return rc;
+    }
     *out = e;
     return CORE_OK;
 }
@@ -492,8 +520,10 @@ core_status records_delete(store *st, const accounts_session *sess, const char *
     if (!rc) {
         sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(q, 2, sess->user_id);
-        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
-        else if (sqlite3_changes(db) == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
+        if (sqlite3_step(q) != SQLITE_DONE)
+            rc = store_error(db, err);
+        else if (sqlite3_changes(db) == 0)
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such record");
     }
     sqlite3_finalize(q);
     store_release(st, db);
@@ -506,7 +536,11 @@ core_status records_export(store *st, const accounts_session *sess, json_t **out
     json_t *profile = NULL, *list = NULL;
     core_status rc = records_profile_get(st, sess, &profile, err);
     if (!rc) rc = records_list(st, sess, &list, err);
-    if (rc) { json_decref(profile); json_decref(list); return rc; }
+    if (rc) {
+        json_decref(profile);
+        json_decref(list);
+        return rc;
+    }
     /* Photos go along base64-encoded: the export is everything kept. */
     size_t i;
     json_t *e;
@@ -527,12 +561,16 @@ core_status records_export(store *st, const accounts_session *sess, json_t **out
         cs_crypto_wipe(jpeg, n);
         free(jpeg);
     }
-    if (rc) { json_decref(profile); json_decref(list); return rc; }
+    if (rc) {
+        json_decref(profile);
+        json_decref(list);
+        return rc;
+    }
     char now[32];
     core_format_time(core_now(), now);
-    *out = json_pack("{s:s,s:s,s:{s:s,s:s},s:o,s:o}", "format", "caresync-export-1", "exported_at", now,
-                     "user", "username", sess->username, "role", accounts_role_name(sess->role),
-                     "profile", profile, "records", list);
+    *out = json_pack("{s:s,s:s,s:{s:s,s:s},s:o,s:o}", "format", "caresync-export-1", "exported_at", now, "user",
+                     "username", sess->username, "role", accounts_role_name(sess->role), "profile", profile, "records",
+                     list);
     if (!*out) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     return CORE_OK;
 }

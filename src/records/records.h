@@ -80,7 +80,7 @@ typedef struct {
     uint8_t commitment[32];
 } records_fingerprint;
 core_status records_fingerprint_get(store *st, const accounts_session *sess, const char *id, records_fingerprint *out,
-                                core_error *err);
+                                    core_error *err);
 void records_fingerprint_free(records_fingerprint *fp);
 
 /* Everything the person keeps, as one JSON document (format caresync-export-1);

@@ -40,8 +40,8 @@ static core_status put(json_t *out, const char *key, json_t *v, core_error *err)
 }
 
 /* A string field: required or optional (null/absent → JSON null). */
-static core_status text_field(const json_t *in, const char *key, bool required, size_t max, bool multiline,
-                              json_t *out, core_error *err) {
+static core_status text_field(const json_t *in, const char *key, bool required, size_t max, bool multiline, json_t *out,
+                              core_error *err) {
     const json_t *v = json_object_get(in, key);
     if (!v || json_is_null(v)) {
         if (required) return core_fail(err, CORE_ERR_INVALID, key, "%s is required", key);
@@ -49,7 +49,8 @@ static core_status text_field(const json_t *in, const char *key, bool required, 
     }
     if (!json_is_string(v)) return core_fail(err, CORE_ERR_INVALID, key, "%s must be text", key);
     const char *s = json_string_value(v);
-    if (strlen(s) != json_string_length(v)) return core_fail(err, CORE_ERR_INVALID, key, "%s contains a NUL character", key);
+    if (strlen(s) != json_string_length(v))
+        return core_fail(err, CORE_ERR_INVALID, key, "%s contains a NUL character", key);
     size_t n = utf8_chars(s);
     if (required && n == 0) return core_fail(err, CORE_ERR_INVALID, key, "%s must not be empty", key);
     if (n > max) return core_fail(err, CORE_ERR_INVALID, key, "%s must be at most %zu characters", key, max);
@@ -112,7 +113,10 @@ core_status records_validate_entry(const json_t *in, const char *today, json_t *
         if (onset && ended && strcmp(ended, onset) < 0)
             rc = core_fail(err, CORE_ERR_INVALID, "ended", "ended cannot be before onset");
     }
-    if (rc) { json_decref(o); return rc; }
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
     *out = o;
     return CORE_OK;
 }
@@ -126,27 +130,37 @@ core_status records_validate_profile(const json_t *in, const regions *regs, int 
     core_status rc = text_field(in, "display_name", false, 100, false, o, err);
     if (!rc) {
         const json_t *y = json_object_get(in, "birth_year");
-        if (!y || json_is_null(y)) rc = put(o, "birth_year", json_null(), err);
+        if (!y || json_is_null(y))
+            rc = put(o, "birth_year", json_null(), err);
         else if (!json_is_integer(y) || json_integer_value(y) < 1900 || json_integer_value(y) > this_year)
             rc = core_fail(err, CORE_ERR_INVALID, "birth_year", "birth_year must be a year between 1900 and %d",
                            this_year);
-        else rc = put(o, "birth_year", json_integer(json_integer_value(y)), err);
+        else
+            rc = put(o, "birth_year", json_integer(json_integer_value(y)), err);
     }
     if (!rc) {
         const json_t *s = json_object_get(in, "sex");
-        if (!s || json_is_null(s)) rc = put(o, "sex", json_null(), err);
+        if (!s || json_is_null(s))
+            rc = put(o, "sex", json_null(), err);
         else if (!json_is_string(s) || one_of(json_string_value(s), sexes, 4) < 0)
             rc = core_fail(err, CORE_ERR_INVALID, "sex", "sex must be one of female, male, intersex, unspecified");
-        else rc = put(o, "sex", json_string(json_string_value(s)), err);
+        else
+            rc = put(o, "sex", json_string(json_string_value(s)), err);
     }
     if (!rc) {
         const json_t *r = json_object_get(in, "region");
-        if (!r || json_is_null(r)) rc = put(o, "region", json_null(), err);
+        if (!r || json_is_null(r))
+            rc = put(o, "region", json_null(), err);
         else if (!json_is_string(r) || (regs && !regions_is_subdivision(regs, json_string_value(r))))
-            rc = core_fail(err, CORE_ERR_INVALID, "region", "region must be an ISO 3166-2 subdivision code such as NZ-AUK");
-        else rc = put(o, "region", json_string(json_string_value(r)), err);
+            rc = core_fail(err, CORE_ERR_INVALID, "region",
+                           "region must be an ISO 3166-2 subdivision code such as NZ-AUK");
+        else
+            rc = put(o, "region", json_string(json_string_value(r)), err);
     }
-    if (rc) { json_decref(o); return rc; }
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
     *out = o;
     return CORE_OK;
 }

@@ -6,9 +6,9 @@
 #include <string.h>
 
 struct regions {
-    json_t *countries;      /* array of {code,name} */
-    json_t *by_country;     /* object: "NZ" -> array of {code,name,type} */
-    json_t *codes;          /* object used as a set: "NZ-AUK" -> true */
+    json_t *countries;  /* array of {code,name} */
+    json_t *by_country; /* object: "NZ" -> array of {code,name,type} */
+    json_t *codes;      /* object used as a set: "NZ-AUK" -> true */
 };
 
 void regions_free(regions *r) {
@@ -48,10 +48,17 @@ core_status regions_load(const char *dir, regions **out, core_error *err) {
     json_t *c1 = load_list(dir, "iso_3166-1.json", "3166-1", err);
     if (!c1) return err ? err->code : CORE_ERR_IO;
     json_t *c2 = load_list(dir, "iso_3166-2.json", "3166-2", err);
-    if (!c2) { json_decref(c1); return err ? err->code : CORE_ERR_IO; }
+    if (!c2) {
+        json_decref(c1);
+        return err ? err->code : CORE_ERR_IO;
+    }
 
     regions *r = calloc(1, sizeof *r);
-    if (!r) { json_decref(c1); json_decref(c2); return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory"); }
+    if (!r) {
+        json_decref(c1);
+        json_decref(c2);
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
     r->by_country = json_object();
     r->codes = json_object();
     size_t i;
@@ -63,7 +70,10 @@ core_status regions_load(const char *dir, regions **out, core_error *err) {
         if (!code || !name || strlen(code) < 4 || code[2] != '-') continue;
         char cc[3] = {code[0], code[1], 0};
         json_t *arr = json_object_get(r->by_country, cc);
-        if (!arr) { arr = json_array(); json_object_set_new(r->by_country, cc, arr); }
+        if (!arr) {
+            arr = json_array();
+            json_object_set_new(r->by_country, cc, arr);
+        }
         json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "code", code, "name", name, "type", type ? type : ""));
         json_object_set_new(r->codes, code, json_true());
     }

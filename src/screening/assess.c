@@ -30,8 +30,8 @@ struct screening_model {
     bool skin_class[1024]; /* ImageNet top-1 classes seen on skin photos */
     screening_risk risk;
     int ood_node;
-    screening_ood ood;     /* mean, var, res_var, above (the basis is the ood node's weights) */
-    int outside[32];       /* per condition: right N in 10 on unseen sources, -1 unmeasured */
+    screening_ood ood; /* mean, var, res_var, above (the basis is the ood node's weights) */
+    int outside[32];   /* per condition: right N in 10 on unseen sources, -1 unmeasured */
     pthread_mutex_t lock;
     nn_run *pool[POOL];
     int pooled;
@@ -77,7 +77,8 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
               m->not_skin_above > 0 && m->in_scale > 0 && is.h == m->size && is.w == m->size && is.c == 3 &&
               m->imagenet > m->features && m->features >= 0 && m->imagenet < nn_net_count(net);
     if (!ok) {
-        rc = core_fail(err, CORE_ERR_INVALID, "model", "%s: the screening metadata is incomplete or does not fit", path);
+        rc =
+            core_fail(err, CORE_ERR_INVALID, "model", "%s: the screening metadata is incomplete or does not fit", path);
         goto fail;
     }
     if ((rc = screening_condition_bias(meta, m->bias, err))) goto fail;
@@ -85,11 +86,12 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
     for (int c = 0; c < screening_condition_count(); c++) {
         json_t *v = json_object_get(outside, screening_condition_at(c)->code);
         m->outside[c] = json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 10
-                            ? (int)json_integer_value(v) : -1;
+                            ? (int)json_integer_value(v)
+                            : -1;
     }
     if (!screening_risk_from_meta(meta, &m->risk)) {
-        rc = core_fail(err, CORE_ERR_INVALID, "model", "%s: the model has no triage thresholds (retrain it with caresync train)",
-                       path);
+        rc = core_fail(err, CORE_ERR_INVALID, "model",
+                       "%s: the model has no triage thresholds (retrain it with caresync train)", path);
         goto fail;
     }
     if ((rc = screening_ood_from_model(net, meta, m->features, false, &m->ood, &m->ood_node, err))) goto fail;
@@ -193,9 +195,9 @@ core_status screening_assess_rgb(screening_model *m, const uint8_t *rgb, int w, 
      * top, or too far from every skin photo the model was trained on. */
     bool not_skin = (out->imagenet_top >= m->not_skin_above && (top_class >= 1024 || !m->skin_class[top_class])) ||
                     out->ood_score >= 1;
-    out->verdict = not_skin                                       ? SCREENING_UNSURE_NOT_SKIN
+    out->verdict = not_skin                                    ? SCREENING_UNSURE_NOT_SKIN
                    : out->top[0].probability < m->unsure_below ? SCREENING_UNSURE_LOW_CONFIDENCE
-                                                                : SCREENING_CONFIDENT;
+                                                               : SCREENING_CONFIDENT;
     int mel = screening_condition_index("melanoma"), sc = screening_condition_index("skin_cancer");
     out->melanoma = mel >= 0 ? cond[mel] : 0;
     out->cancer = out->melanoma + (sc >= 0 ? cond[sc] : 0);

@@ -55,9 +55,9 @@ const char *screening_triage_code(screening_triage t) {
 }
 
 const char *screening_triage_label(screening_triage t) {
-    static const char *const labels[] = {
-        "Self-care is usually enough.", "Ask a pharmacist or your GP.", "See a doctor soon (within a few days).",
-        "See a doctor urgently (within two weeks, sooner if it changes)."};
+    static const char *const labels[] = {"Self-care is usually enough.", "Ask a pharmacist or your GP.",
+                                         "See a doctor soon (within a few days).",
+                                         "See a doctor urgently (within two weeks, sooner if it changes)."};
     return labels[t >= TRIAGE_SELF_CARE && t <= TRIAGE_URGENT ? t : TRIAGE_DOCTOR_SOON];
 }
 
@@ -72,44 +72,81 @@ static const struct {
     const char *label, *condition;
 } groups[] = {
     /* skin-infections-8 */
-    {"athletes-foot", "fungal"}, {"nail-fungus", "fungal"}, {"ringworm", "fungal"},
-    {"cellulitis", "bacterial"}, {"impetigo", "bacterial"},
-    {"chickenpox", "viral"}, {"shingles", "viral"},
+    {"athletes-foot", "fungal"},
+    {"nail-fungus", "fungal"},
+    {"ringworm", "fungal"},
+    {"cellulitis", "bacterial"},
+    {"impetigo", "bacterial"},
+    {"chickenpox", "viral"},
+    {"shingles", "viral"},
     {"cutaneous-larva-migrans", "parasitic"},
     /* isic-melanoma-10k */
-    {"benign", "benign_mole"}, {"malignant", "melanoma"},
+    {"benign", "benign_mole"},
+    {"malignant", "melanoma"},
     /* dermnetnz */
-    {"Tinea_pedis", "fungal"}, {"Onychomycosis", "fungal"}, {"Pityriasis_versicolor", "fungal"},
+    {"Tinea_pedis", "fungal"},
+    {"Onychomycosis", "fungal"},
+    {"Pityriasis_versicolor", "fungal"},
     {"Non-albicans_candida_infections", "fungal"},
-    {"Impetigo", "bacterial"}, {"Pyoderma", "bacterial"}, {"Atypical_mycobacterial_infection", "bacterial"},
-    {"Necrotising_fasciitis", "bacterial"}, {"Paronychia", "bacterial"},
-    {"Herpes_simplex", "viral"}, {"Herpes_zoster", "viral"}, {"Molluscum_contagiosum", "viral"},
-    {"Measles", "viral"}, {"Orf", "viral"}, {"Papular_acrodermatitis_of_childhood", "viral"},
-    {"Scabies", "parasitic"}, {"Leishmaniasis", "parasitic"},
-    {"Atopic_dermatitis", "eczema"}, {"Discoid_eczema", "eczema"}, {"Hand_dermatitis", "eczema"},
-    {"Venous_eczema", "eczema"}, {"Napkin_dermatitis", "eczema"}, {"Lichen_simplex", "eczema"},
-    {"Psoriasis", "psoriasis"}, {"Facial_psoriasis", "psoriasis"}, {"Genital_psoriasis", "psoriasis"},
-    {"Generalised_pustular_psoriasis", "psoriasis"}, {"Palmoplantar_pustulosis", "psoriasis"},
-    {"Acne_vulgaris", "acne_rosacea"}, {"Rosacea", "acne_rosacea"}, {"Periorificial_dermatitis", "acne_rosacea"},
-    {"Melanocytic_naevus", "benign_mole"}, {"Blue_nevus", "benign_mole"},
-    {"Acral_lentiginous_melanoma", "melanoma"}, {"Amelanotic_melanoma", "melanoma"},
+    {"Impetigo", "bacterial"},
+    {"Pyoderma", "bacterial"},
+    {"Atypical_mycobacterial_infection", "bacterial"},
+    {"Necrotising_fasciitis", "bacterial"},
+    {"Paronychia", "bacterial"},
+    {"Herpes_simplex", "viral"},
+    {"Herpes_zoster", "viral"},
+    {"Molluscum_contagiosum", "viral"},
+    {"Measles", "viral"},
+    {"Orf", "viral"},
+    {"Papular_acrodermatitis_of_childhood", "viral"},
+    {"Scabies", "parasitic"},
+    {"Leishmaniasis", "parasitic"},
+    {"Atopic_dermatitis", "eczema"},
+    {"Discoid_eczema", "eczema"},
+    {"Hand_dermatitis", "eczema"},
+    {"Venous_eczema", "eczema"},
+    {"Napkin_dermatitis", "eczema"},
+    {"Lichen_simplex", "eczema"},
+    {"Psoriasis", "psoriasis"},
+    {"Facial_psoriasis", "psoriasis"},
+    {"Genital_psoriasis", "psoriasis"},
+    {"Generalised_pustular_psoriasis", "psoriasis"},
+    {"Palmoplantar_pustulosis", "psoriasis"},
+    {"Acne_vulgaris", "acne_rosacea"},
+    {"Rosacea", "acne_rosacea"},
+    {"Periorificial_dermatitis", "acne_rosacea"},
+    {"Melanocytic_naevus", "benign_mole"},
+    {"Blue_nevus", "benign_mole"},
+    {"Acral_lentiginous_melanoma", "melanoma"},
+    {"Amelanotic_melanoma", "melanoma"},
     {"Melanoma_in_situ", "melanoma"},
-    {"Basal_cell_carcinoma", "skin_cancer"}, {"Squamous_cell_carcinoma", "skin_cancer"},
+    {"Basal_cell_carcinoma", "skin_cancer"},
+    {"Squamous_cell_carcinoma", "skin_cancer"},
     {"Actinic_keratosis", "skin_cancer"},
     /* Solar lentigo stays "other": lentigo maligna looks like it. */
     {"Sebaceous_hyperplasia", "harmless_growth"},
     /* pad-ufes-20-subset (smartphone photos) */
-    {"NEV", "benign_mole"}, {"MEL", "melanoma"}, {"BCC", "skin_cancer"}, {"SCC", "skin_cancer"},
-    {"ACK", "skin_cancer"}, {"SEK", "harmless_growth"},
+    {"NEV", "benign_mole"},
+    {"MEL", "melanoma"},
+    {"BCC", "skin_cancer"},
+    {"SCC", "skin_cancer"},
+    {"ACK", "skin_cancer"},
+    {"SEK", "harmless_growth"},
 };
 
 /* Melanoma, basal and squamous cell carcinoma, by their labels in each set.
  * Actinic keratosis is grouped with skin cancer for the advice (it is
  * treated because it can become one) but is not itself a cancer. */
 bool screening_is_malignant(const char *cls) {
-    static const char *const malignant[] = {"malignant", "Acral_lentiginous_melanoma", "Amelanotic_melanoma",
-                                            "Melanoma_in_situ", "Basal_cell_carcinoma", "Squamous_cell_carcinoma",
-                                            "MEL", "BCC", "SCC"};
+    static const char *const malignant[] = {"malignant",
+                                            "Acral_lentiginous_melanoma",
+                                            "Amelanotic_melanoma",
+                                            "Melanoma_in_situ",
+                                            "Basal_cell_carcinoma",
+                                            "Squamous_cell_carcinoma",
+                                            "MEL",
+                                            "BCC",
+                                            "SCC"};
     for (size_t i = 0; i < sizeof malignant / sizeof malignant[0]; i++)
         if (!strcmp(malignant[i], cls)) return true;
     return false;

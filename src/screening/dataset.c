@@ -96,10 +96,10 @@ core_status screening_dataset_load(const char *data_dir, screening_dataset *ds, 
             it->condition = ds->fine_condition[fi];
             it->malignant = screening_is_malignant(col[ci]);
             /* "3" or "3.0"; blank where not recorded */
-            it->fitzpatrick = fz >= 0 && col[fz][0] >= '1' && col[fz][0] <= '6' &&
-                                      (!col[fz][1] || !strcmp(col[fz] + 1, ".0"))
-                                  ? col[fz][0] - '0'
-                                  : 0;
+            it->fitzpatrick =
+                fz >= 0 && col[fz][0] >= '1' && col[fz][0] <= '6' && (!col[fz][1] || !strcmp(col[fz] + 1, ".0"))
+                    ? col[fz][0] - '0'
+                    : 0;
             if (si_split >= 0) {
                 it->test = !strcmp(col[si_split], "test");
             } else {

@@ -69,8 +69,10 @@ static bool admit(screening_desk *d, int64_t user, int64_t now, int *retry_after
     if (!r) *(r = oldest) = (rate){user, now, 0};
     if (now - r->window_start >= d->opt.window_seconds) r->window_start = now, r->count = 0;
     bool ok = r->count < d->opt.per_window;
-    if (ok) r->count++;
-    else *retry_after = (int)(r->window_start + d->opt.window_seconds - now);
+    if (ok)
+        r->count++;
+    else
+        *retry_after = (int)(r->window_start + d->opt.window_seconds - now);
     pthread_mutex_unlock(&d->lock);
     return ok;
 }

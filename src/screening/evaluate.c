@@ -101,7 +101,8 @@ static void tally_add(tally *g, const screening_item *it, const float *p, screen
 static void tally_row(screening_text *t, const char *name, const tally *g) {
     char acc[32] = "–", ref[48] = "–";
     if (g->n) snprintf(acc, sizeof acc, "%.3f", (double)g->right / (double)g->n);
-    if (g->mal) snprintf(ref, sizeof ref, "%zu/%zu (%.2f)", g->mal_referred, g->mal, (double)g->mal_referred / (double)g->mal);
+    if (g->mal)
+        snprintf(ref, sizeof ref, "%zu/%zu (%.2f)", g->mal_referred, g->mal, (double)g->mal_referred / (double)g->mal);
     screening_text_printf(t, "| %s | %zu | %s | %s |%s\n", name, g->n, acc, ref,
                           g->n < 30 ? " too few photos to know" : "");
 }
@@ -146,13 +147,14 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
     memset(ita_g, 0, sizeof ita_g);
     memset(fitz, 0, sizeof fitz);
     screening_text refer = {0};
-    screening_text_printf(&refer,
-                          "\n## Referral (safety-first triage: melanoma risk ≥ %.3f → urgent; melanoma + skin cancer "
-                          "≥ %.3f → see a doctor; moles and growths self-care only at P(benign) ≥ %.2f)\n\n"
-                          "| set | malignant | referred (sensitivity) | urgent | told self-care | benign moles/growths | "
-                          "referred (1 − specificity) | skin photos refused as not skin |\n"
-                          "|---|---|---|---|---|---|---|---|\n",
-                          (double)j->risk.melanoma_above, (double)j->risk.cancer_above, (double)j->risk.benign_sure);
+    screening_text_printf(
+        &refer,
+        "\n## Referral (safety-first triage: melanoma risk ≥ %.3f → urgent; melanoma + skin cancer "
+        "≥ %.3f → see a doctor; moles and growths self-care only at P(benign) ≥ %.2f)\n\n"
+        "| set | malignant | referred (sensitivity) | urgent | told self-care | benign moles/growths | "
+        "referred (1 − specificity) | skin photos refused as not skin |\n"
+        "|---|---|---|---|---|---|---|---|\n",
+        (double)j->risk.melanoma_above, (double)j->risk.cancer_above, (double)j->risk.benign_sure);
     core_status rc = CORE_OK;
     for (int s = 0; s < screening_set_count() && !rc; s++) {
         size_t n = 0;
@@ -196,7 +198,8 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
         snprintf(title, sizeof title, "%s — its own %d classes", screening_set_name(s), nl);
         screening_metrics_report(t, title, qt, NULL, lab, n, nl, lnames, NULL);
         /* (b) the product's view: the condition outputs, verdicts, triage. */
-        size_t by_distance = 0, unsure = 0, not_skin = 0, mal = 0, mal_ref = 0, mal_urgent = 0, mal_self = 0, ben = 0, ben_ref = 0;
+        size_t by_distance = 0, unsure = 0, not_skin = 0, mal = 0, mal_ref = 0, mal_urgent = 0, mal_self = 0, ben = 0,
+               ben_ref = 0;
         int mole = screening_condition_index("benign_mole"), growth = screening_condition_index("harmless_growth");
         for (size_t i = 0; i < n; i++) {
             const screening_item *it = &ds->items[rows[i] / views];
@@ -226,7 +229,8 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
         char a[48] = "–", b[48] = "–";
         if (mal) snprintf(a, sizeof a, "%zu (%.3f)", mal_ref, (double)mal_ref / (double)mal);
         if (ben) snprintf(b, sizeof b, "%zu (%.3f)", ben_ref, (double)ben_ref / (double)ben);
-        screening_text_printf(&refer, "| %s | %zu | %s | %zu | %zu | %zu | %s | %zu of %zu (%.1f%%; %zu by distance) |\n",
+        screening_text_printf(&refer,
+                              "| %s | %zu | %s | %zu | %zu | %zu | %s | %zu of %zu (%.1f%%; %zu by distance) |\n",
                               screening_set_name(s), mal, a, mal_urgent, mal_self, ben, b, not_skin, n,
                               100.0 * not_skin / n, by_distance);
         screening_judged_free(&jd);
@@ -243,8 +247,9 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
     screening_text_printf(t, "\n## By skin tone (Individual Typology Angle of the skin around the problem)\n\n"
                              "| set / ITA group | photos | top-1 condition accuracy | malignant referred |\n"
                              "|---|---|---|---|\n");
-    static const char *const groups[ITA_GROUPS] = {"very light (> 55)", "light (41–55)", "intermediate (28–41)",
-                                                   "tan (10–28)", "brown (−30–10)", "dark (< −30)", "no estimate"};
+    static const char *const groups[ITA_GROUPS] = {"very light (> 55)", "light (41–55)",  "intermediate (28–41)",
+                                                   "tan (10–28)",       "brown (−30–10)", "dark (< −30)",
+                                                   "no estimate"};
     for (int s = 0; s < screening_set_count(); s++)
         for (int g = 0; g < ITA_GROUPS; g++) {
             if (!ita_g[s][g].n) continue;
@@ -263,7 +268,8 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
     size_t nn = 0;
     char **paths = not_skin_dir ? screening_not_skin_list(not_skin_dir, &nn) : NULL;
     if (!nn) {
-        screening_text_printf(t, "\nphotos that are not skin: none found%s%s (scripts/not-skin-photos.sh gathers them)\n",
+        screening_text_printf(t,
+                              "\nphotos that are not skin: none found%s%s (scripts/not-skin-photos.sh gathers them)\n",
                               not_skin_dir ? " in " : "", not_skin_dir ? not_skin_dir : "");
         return CORE_OK;
     }
@@ -417,7 +423,8 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
         if (c >= 0 && c < 1024) j.od.skin[c] = true;
     }
     int ood_node;
-    if ((rc = screening_condition_bias(meta, j.bias, err)) || (rc = screening_ood_from_model(net, meta, features, true, &j.ood, &ood_node, err)))
+    if ((rc = screening_condition_bias(meta, j.bias, err)) ||
+        (rc = screening_ood_from_model(net, meta, features, true, &j.ood, &ood_node, err)))
         goto done;
     nn_set_threads(threads);
     screening_text_printf(&t, "model %s (backbone %s), temperature %.2f\n", model_path, backbone, (double)j.temp);

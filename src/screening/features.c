@@ -65,7 +65,8 @@ core_status screening_backbone_open(const char *dirs, const char *file, screenin
         rc = nn_tflite_read((uint8_t *)bytes, len, &bb->net, &bb->info, err);
     }
     free(bytes);
-    if (!rc && bb->info.features < 0) rc = core_fail(err, CORE_ERR_INVALID, "models", "%s has no pooled features", file);
+    if (!rc && bb->info.features < 0)
+        rc = core_fail(err, CORE_ERR_INVALID, "models", "%s has no pooled features", file);
     if (rc) {
         screening_backbone_free(bb);
         return rc;
@@ -122,7 +123,8 @@ core_status screening_crop(const uint8_t *rgb, int w, int h, int set, bool crop_
         int x0 = w * 5 / 16, s = w - x0 < h ? w - x0 : h, y0 = (h - s) / 2;
         vision_image part = {s, s, malloc((size_t)s * s * 3)};
         if (!part.rgb) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-        for (int y = 0; y < s; y++) memcpy(part.rgb + (size_t)y * s * 3, rgb + ((size_t)(y0 + y) * w + x0) * 3, (size_t)s * 3);
+        for (int y = 0; y < s; y++)
+            memcpy(part.rgb + (size_t)y * s * 3, rgb + ((size_t)(y0 + y) * w + x0) * 3, (size_t)s * 3);
         rc = vision_resize(&part, side, side, &sq, err);
         free(part.rgb);
     } else {
@@ -255,10 +257,11 @@ static void cache_key(const screening_backbone *bb, const screening_dataset *ds,
                       int node, uint8_t key[32]) {
     uint8_t acc[32];
     char opts[96];
-    int n = snprintf(opts, sizeof opts, "v%d+%d n%d a%u w%d", o->views, o->first_view, node, o->augment,
-                     o->crop_watermark);
+    int n =
+        snprintf(opts, sizeof opts, "v%d+%d n%d a%u w%d", o->views, o->first_view, node, o->augment, o->crop_watermark);
     cs_crypto_sha256_2(acc, bb->sha256, 32, opts, (size_t)n);
-    for (size_t i = 0; i < ds->count; i++) cs_crypto_sha256_2(acc, acc, 32, ds->items[i].path, strlen(ds->items[i].path));
+    for (size_t i = 0; i < ds->count; i++)
+        cs_crypto_sha256_2(acc, acc, 32, ds->items[i].path, strlen(ds->items[i].path));
     memcpy(key, acc, 32);
 }
 
@@ -268,9 +271,8 @@ void screening_cache_path(const screening_backbone *bb, const screening_extract_
     snprintf(name, sizeof name, "%s", bb->file);
     for (char *c = name; *c; c++)
         if (*c == '/') *c = '_';
-    snprintf(out, n, "%s/%s-node%d-v%d+%d-a%u-w%d.bin", cache_dir, name,
-             opt->node < 0 ? bb->info.features : opt->node, opt->views, opt->first_view, opt->augment,
-             opt->crop_watermark);
+    snprintf(out, n, "%s/%s-node%d-v%d+%d-a%u-w%d.bin", cache_dir, name, opt->node < 0 ? bb->info.features : opt->node,
+             opt->views, opt->first_view, opt->augment, opt->crop_watermark);
 }
 
 int screening_node_dim(const screening_backbone *bb, int node) {

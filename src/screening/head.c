@@ -63,8 +63,7 @@ core_status screening_fit_head(nn_net *head, size_t tail_params, const screening
     for (int g = 0; g < 8; g++)
         for (int c = 0; c < nc; c++) groups += gcount[g][c] > 0;
     for (int g = 0; g < 8; g++)
-        for (int c = 0; c < nc; c++)
-            gw[g][c] = gcount[g][c] ? (float)ntr / ((float)groups * (float)gcount[g][c]) : 0;
+        for (int c = 0; c < nc; c++) gw[g][c] = gcount[g][c] ? (float)ntr / ((float)groups * (float)gcount[g][c]) : 0;
     double wsum = 0;
     for (int c = 0; c < k; c++) wsum += cw[c] = count[c] ? 1.0f / sqrtf((float)count[c]) : 0;
     for (int c = 0; c < k; c++) cw[c] = (float)(cw[c] * k / wsum);
@@ -95,7 +94,8 @@ core_status screening_fit_head(nn_net *head, size_t tail_params, const screening
             /* Two losses on one output: fine classes and conditions. */
             screening_split_logits(lo, (size_t)b, k, nc, lf, lc);
             loss += (o->fine_weight * nn_softmax_ce(b, k, lf, y, o->smoothing, cw, df, NULL) +
-                     nn_softmax_ce(b, nc, lc, yc, o->smoothing, o->group_balance ? NULL : ccw, dc, NULL)) * b;
+                     nn_softmax_ce(b, nc, lc, yc, o->smoothing, o->group_balance ? NULL : ccw, dc, NULL)) *
+                    b;
             if (o->group_balance) {
                 /* per-row weights: the batch mean becomes a weighted mean */
                 float sw = 0;

@@ -64,12 +64,12 @@ bool screening_risk_from_meta(const json_t *meta, screening_risk *r);
 /* Everything that turns head-input activations into an answer, as the
  * service applies it (assess.c), for evaluation on cached activations. */
 typedef struct {
-    nn_net *head;       /* head input → k fine-class then nc condition logits */
-    nn_net *imnet;      /* head input → the backbone's ImageNet logits */
-    nn_net *pool;       /* head input → the backbone's pooled features (for ood); NULL when they are the head input */
+    nn_net *head;  /* head input → k fine-class then nc condition logits */
+    nn_net *imnet; /* head input → the backbone's ImageNet logits */
+    nn_net *pool;  /* head input → the backbone's pooled features (for ood); NULL when they are the head input */
     float temp, temp_c, bias[32], unsure_below;
     screening_ood_rule od;
-    screening_ood ood;  /* basis filled */
+    screening_ood ood; /* basis filled */
     screening_risk risk;
 } screening_judge;
 void screening_judge_free(screening_judge *j);
@@ -81,7 +81,7 @@ typedef struct {
     float *probs;
     screening_verdict *verdict;
     screening_triage *triage;
-    float *ood;         /* feature-distance score (≥ 1: too far) */
+    float *ood; /* feature-distance score (≥ 1: too far) */
     size_t n;
 } screening_judged;
 core_status screening_judge_rows(const screening_judge *j, const float *feats, const size_t *rows, size_t n, int dim,
@@ -98,7 +98,7 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
 
 /* ---- training the head on cached features (head.c) ---- */
 typedef struct {
-    const float *feats;   /* row r = item · views + view, dim floats each */
+    const float *feats; /* row r = item · views + view, dim floats each */
     int dim, views;
     const screening_dataset *ds;
 } screening_rows;

@@ -35,7 +35,8 @@ core_status screening_judge_rows(const screening_judge *j, const float *feats, c
     float *lo = screening_head_logits(j->head, feats, rows, n, dim, k + nc);
     float *il = screening_head_logits(j->imnet, feats, rows, n, dim, ik);
     float *pf = j->pool ? screening_head_logits(j->pool, feats, rows, n, dim, pd) : malloc(N * (size_t)pd * 4);
-    for (size_t i = 0; pf && !j->pool && i < n; i++) memcpy(pf + i * (size_t)pd, feats + rows[i] * (size_t)dim, (size_t)pd * 4);
+    for (size_t i = 0; pf && !j->pool && i < n; i++)
+        memcpy(pf + i * (size_t)pd, feats + rows[i] * (size_t)dim, (size_t)pd * 4);
     float *lf = malloc(N * (size_t)k * 4), *lc = malloc(N * (size_t)nc * 4);
     int *icls = malloc(N * sizeof *icls);
     float *itop = il ? screening_top_prob(il, n, ik, icls) : NULL;
@@ -44,7 +45,8 @@ core_status screening_judge_rows(const screening_judge *j, const float *feats, c
     out->triage = malloc(N * sizeof *out->triage);
     out->ood = malloc(N * sizeof *out->ood);
     core_status rc = CORE_OK;
-    if (!lo || !il || !pf || !lf || !lc || !icls || !itop || !out->probs || !out->verdict || !out->triage || !out->ood) {
+    if (!lo || !il || !pf || !lf || !lc || !icls || !itop || !out->probs || !out->verdict || !out->triage ||
+        !out->ood) {
         rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory judging photos");
         screening_judged_free(out);
         goto done;
@@ -59,7 +61,7 @@ core_status screening_judge_rows(const screening_judge *j, const float *feats, c
         for (int c = 0; c < nc; c++) top = fmaxf(top, p[c]);
         out->ood[i] = screening_ood_score(&j->ood, pf + i * (size_t)pd);
         bool not_skin = screening_is_not_skin(&j->od, icls[i], itop[i]) || out->ood[i] >= 1;
-        out->verdict[i] = not_skin             ? SCREENING_UNSURE_NOT_SKIN
+        out->verdict[i] = not_skin                ? SCREENING_UNSURE_NOT_SKIN
                           : top < j->unsure_below ? SCREENING_UNSURE_LOW_CONFIDENCE
                                                   : SCREENING_CONFIDENT;
         screening_why why;

@@ -86,8 +86,8 @@ double screening_ece(const float *probs, const int *label, size_t n, int k) {
     return e;
 }
 
-void screening_metrics_report(screening_text *t, const char *title, const float *probs, const float *probs_cal, const int *label,
-                    size_t n, int k, const char *const *names, screening_summary *sum) {
+void screening_metrics_report(screening_text *t, const char *title, const float *probs, const float *probs_cal,
+                              const int *label, size_t n, int k, const char *const *names, screening_summary *sum) {
     int *pred = malloc((n ? n : 1) * sizeof *pred);
     size_t *conf = calloc((size_t)k * k, sizeof *conf);
     float *col = malloc((n ? n : 1) * sizeof *col);
@@ -107,8 +107,9 @@ void screening_metrics_report(screening_text *t, const char *title, const float 
     }
     double ba = 0, auc = 0;
     int present = 0, auc_n = 0;
-    screening_text_printf(t, "\n### %s (%zu images)\n\n| class | n | sensitivity | specificity | AUC |\n|---|---|---|---|---|\n",
-                   title, n);
+    screening_text_printf(
+        t, "\n### %s (%zu images)\n\n| class | n | sensitivity | specificity | AUC |\n|---|---|---|---|---|\n", title,
+        n);
     for (int c = 0; c < k; c++) {
         size_t tp = conf[(size_t)c * k + c], P = 0, fp = 0;
         for (int d = 0; d < k; d++) P += conf[(size_t)c * k + d], fp += d != c ? conf[(size_t)d * k + c] : 0;
@@ -124,12 +125,13 @@ void screening_metrics_report(screening_text *t, const char *title, const float 
     }
     double ece = screening_ece(probs, label, n, k), ece_cal = probs_cal ? screening_ece(probs_cal, label, n, k) : ece;
     screening_summary s = {(double)right / (n ? n : 1), present ? ba / present : 0, auc_n ? auc / auc_n : NAN, ece,
-                         ece_cal};
-    screening_text_printf(t,
-                   "\naccuracy %.3f · balanced accuracy %.3f · macro one-vs-rest AUC %.3f · ECE %.3f before, %.3f after "
-                   "temperature scaling\n\nconfusion (rows: truth; columns: prediction, every class that is a truth or "
-                   "was predicted, in the order of the rows, then any others):\n\n",
-                   s.accuracy, s.balanced_accuracy, s.macro_auc, s.ece, s.ece_calibrated);
+                           ece_cal};
+    screening_text_printf(
+        t,
+        "\naccuracy %.3f · balanced accuracy %.3f · macro one-vs-rest AUC %.3f · ECE %.3f before, %.3f after "
+        "temperature scaling\n\nconfusion (rows: truth; columns: prediction, every class that is a truth or "
+        "was predicted, in the order of the rows, then any others):\n\n",
+        s.accuracy, s.balanced_accuracy, s.macro_auc, s.ece, s.ece_calibrated);
     bool extra = false;
     for (int d = 0; d < k; d++) {
         size_t Pd = 0, Qd = 0;

@@ -25,7 +25,7 @@
 
 /* LAPACK's symmetric eigensolver, from OpenBLAS (Debian builds it in). */
 extern void ssyevd_(const char *jobz, const char *uplo, const int *n, float *a, const int *lda, float *w, float *work,
-                     const int *lwork, int *iwork, const int *liwork, int *info);
+                    const int *lwork, int *iwork, const int *liwork, int *info);
 
 void screening_ood_free(screening_ood *o) {
     free(o->centre);
@@ -38,7 +38,8 @@ void screening_ood_free(screening_ood *o) {
 core_status screening_ood_fit(const float *feats, const size_t *rows, const int *label, size_t n, int dim, int m,
                               screening_ood *o, core_error *err) {
     memset(o, 0, sizeof *o);
-    if (n < 2 || m < 1 || m >= dim || m > 256) return core_fail(err, CORE_ERR_INVALID, "data", "too few photos to model");
+    if (n < 2 || m < 1 || m >= dim || m > 256)
+        return core_fail(err, CORE_ERR_INVALID, "data", "too few photos to model");
     float *cov = calloc((size_t)dim * dim, sizeof *cov), *chunk = malloc((size_t)256 * dim * sizeof *chunk);
     float *w = malloc((size_t)dim * sizeof *w);
     double *mean = calloc((size_t)dim, sizeof *mean);
@@ -79,8 +80,10 @@ core_status screening_ood_fit(const float *feats, const size_t *rows, const int 
     lwork = (int)wq, liwork = iw;
     float *work = malloc((size_t)lwork * sizeof *work);
     int *iwork = malloc((size_t)liwork * sizeof *iwork);
-    if (!work || !iwork) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory fitting the skin model");
-    else ssyevd_("V", "L", &N, cov, &N, w, work, &lwork, iwork, &liwork, &info);
+    if (!work || !iwork)
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory fitting the skin model");
+    else
+        ssyevd_("V", "L", &N, cov, &N, w, work, &lwork, iwork, &liwork, &info);
     free(work), free(iwork);
     if (!rc && info != 0) rc = core_fail(err, CORE_ERR_INVALID, "data", "the eigensolver failed (%d)", info);
     if (rc) goto done;
@@ -121,7 +124,8 @@ core_status screening_ood_fit(const float *feats, const size_t *rows, const int 
         }
         for (int k = 0; k < nc; k++)
             for (int j = 0; j < m; j++)
-                o->centre[(size_t)k * m + (size_t)j] = cnt[k] ? (float)(c[(size_t)k * m + (size_t)j] / (double)cnt[k]) : 1e30f;
+                o->centre[(size_t)k * m + (size_t)j] =
+                    cnt[k] ? (float)(c[(size_t)k * m + (size_t)j] / (double)cnt[k]) : 1e30f;
         for (size_t i = 0; i < n; i++)
             for (int j = 0; j < m; j++) {
                 double d = proj[i * (size_t)m + (size_t)j] - o->centre[(size_t)label[i] * m + (size_t)j];
@@ -179,7 +183,8 @@ core_status screening_ood_centres(const json_t *ood, screening_ood *o, core_erro
     if (!o->centre) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     for (size_t i = 0; i < n; i++) {
         const json_t *v = json_array_get(c, i);
-        if (!json_is_number(v)) return core_fail(err, CORE_ERR_INVALID, "model", "a skin-distance centre is not a number");
+        if (!json_is_number(v))
+            return core_fail(err, CORE_ERR_INVALID, "model", "a skin-distance centre is not a number");
         o->centre[i] = (float)json_number_value(v);
     }
     o->classes = (int)(n / (size_t)o->m);
@@ -189,7 +194,8 @@ core_status screening_ood_centres(const json_t *ood, screening_ood *o, core_erro
 core_status screening_ood_from_model(nn_net *net, const json_t *meta, int features, bool with_basis, screening_ood *o,
                                      int *node, core_error *err) {
     memset(o, 0, sizeof *o);
-    const json_t *j = json_object_get(meta, "ood"), *mean = json_object_get(j, "mean"), *var = json_object_get(j, "var");
+    const json_t *j = json_object_get(meta, "ood"), *mean = json_object_get(j, "mean"),
+                 *var = json_object_get(j, "var");
     int nd = (int)json_integer_value(json_object_get(j, "node")), m = (int)json_integer_value(json_object_get(j, "m"));
     int dim = (int)json_array_size(mean);
     bool ok = nd > features && features >= 0 && nd < nn_net_count(net) && nn_net_node(net, nd)->op == NN_OP_DENSE &&
@@ -212,11 +218,14 @@ core_status screening_ood_from_model(nn_net *net, const json_t *meta, int featur
     for (int d = 0; !rc && d < dim; d++) o->mean[d] = (float)json_number_value(json_array_get(mean, (size_t)d));
     for (int q = 0; !rc && q < m; q++) {
         o->var[q] = (float)json_number_value(json_array_get(var, (size_t)q));
-        if (!(o->var[q] > 0)) rc = core_fail(err, CORE_ERR_INVALID, "model", "a skin-distance variance is not positive");
+        if (!(o->var[q] > 0))
+            rc = core_fail(err, CORE_ERR_INVALID, "model", "a skin-distance variance is not positive");
     }
     if (!rc) rc = screening_ood_centres(j, o, err);
-    if (rc) screening_ood_free(o);
-    else *node = nd;
+    if (rc)
+        screening_ood_free(o);
+    else
+        *node = nd;
     return rc;
 }
 

@@ -39,9 +39,9 @@ static int shared_conditions(const screening_dataset *ds, int s, bool *shared) {
 typedef struct {
     size_t n, unsure, mal, mal_referred, benign, benign_referred, self_care_mal;
     size_t said[32], said_right[32]; /* confident answers per condition, and how many were right */
-    double bal_acc;    /* top-1 over every condition: what the product shows */
-    double bal_shared; /* top-1 among the shared conditions only: is the signal there at all? */
-    double bal_no_other; /* top-1 over every condition but "other": how much "other" takes */
+    double bal_acc;                  /* top-1 over every condition: what the product shows */
+    double bal_shared;               /* top-1 among the shared conditions only: is the signal there at all? */
+    double bal_no_other;             /* top-1 over every condition but "other": how much "other" takes */
 } fold_result;
 
 /* Train on rows of `train_set` items, calibrate on their held-back tenth,
@@ -191,8 +191,11 @@ static core_status features_for(const char *spec, const char *models_dir, const 
         dims[b] = screening_backbone_dim(bb);
         D += dims[b];
         for (int v = 0; v < 1 + nlev && !rc; v++) {
-            screening_extract_opts eo = {.views = v ? 1 : base, .first_view = v ? 2 : 0, .node = -1,
-                                         .augment = v ? (unsigned)lev[v - 1] : 0, .crop_watermark = po->crop_watermark};
+            screening_extract_opts eo = {.views = v ? 1 : base,
+                                         .first_view = v ? 2 : 0,
+                                         .node = -1,
+                                         .augment = v ? (unsigned)lev[v - 1] : 0,
+                                         .crop_watermark = po->crop_watermark};
             char cache[4096];
             if (cache_dir) screening_cache_path(bb, &eo, cache_dir, cache, sizeof cache);
             rc = screening_extract_with(bb, ds, &eo, po->train.threads, cache_dir ? cache : NULL, &parts[b][v], err);
@@ -237,15 +240,16 @@ core_status screening_source_out(const char *data_dir, const char *models_dir, c
         int dim = 0, views = 0;
         if ((rc = features_for(spec, models_dir, cache_dir, &ds, po, &feats, &dim, &views, err))) break;
         screening_rows R = {feats, dim, views, &ds};
-        screening_text_printf(&t,
-                              "\n## Source-out: %s (%d features; watermark %s; %d views: as is%s%s%s)\n\n"
-                              "| left out | conditions tested | photos | same-source bal. acc. | **source-out bal. "
-                              "acc.** | source-out without \"other\" | source-out among shared only | source-out unsure | malignant referred (same → out) | "
-                              "benign moles referred (out) | malignant told self-care (out) |\n"
-                              "|---|---|---|---|---|---|---|---|---|---|---|\n",
-                              spec, dim, po->crop_watermark ? "cropped away" : "kept", views,
-                              po->train.views >= 2 ? ", mirrored" : "", views > po->train.views ? ", one per lever " : "",
-                              views > po->train.views ? "(see --augment)" : "");
+        screening_text_printf(
+            &t,
+            "\n## Source-out: %s (%d features; watermark %s; %d views: as is%s%s%s)\n\n"
+            "| left out | conditions tested | photos | same-source bal. acc. | **source-out bal. "
+            "acc.** | source-out without \"other\" | source-out among shared only | source-out unsure | malignant "
+            "referred (same → out) | "
+            "benign moles referred (out) | malignant told self-care (out) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n",
+            spec, dim, po->crop_watermark ? "cropped away" : "kept", views, po->train.views >= 2 ? ", mirrored" : "",
+            views > po->train.views ? ", one per lever " : "", views > po->train.views ? "(see --augment)" : "");
         double mean_out = 0;
         int folds = 0;
         size_t said[32] = {0}, said_right[32] = {0};
@@ -276,19 +280,21 @@ core_status screening_source_out(const char *data_dir, const char *models_dir, c
             if ((rc = run_fold(&R, train_item, test_item, shared, &po->train, &out, err))) break;
             char sm[64] = "–", om[64] = "–", bm[64] = "–";
             if (same.mal) snprintf(sm, sizeof sm, "%zu/%zu", same.mal_referred, same.mal);
-            if (out.mal) snprintf(om, sizeof om, "%zu/%zu (%.2f)", out.mal_referred, out.mal, (double)out.mal_referred / (double)out.mal);
+            if (out.mal)
+                snprintf(om, sizeof om, "%zu/%zu (%.2f)", out.mal_referred, out.mal,
+                         (double)out.mal_referred / (double)out.mal);
             if (out.benign) snprintf(bm, sizeof bm, "%zu/%zu", out.benign_referred, out.benign);
-            screening_text_printf(&t, "| %s | %s | %zu | %.3f | **%.3f** | %.3f | %.3f | %.1f%% | %s → %s | %s | %zu |\n",
-                                  screening_set_name(s), names, out.n, same.bal_acc, out.bal_acc, out.bal_no_other,
-                                  out.bal_shared,
-                                  out.n ? 100.0 * (double)out.unsure / (double)out.n : 0.0, sm, om, bm,
-                                  out.self_care_mal);
+            screening_text_printf(
+                &t, "| %s | %s | %zu | %.3f | **%.3f** | %.3f | %.3f | %.1f%% | %s → %s | %s | %zu |\n",
+                screening_set_name(s), names, out.n, same.bal_acc, out.bal_acc, out.bal_no_other, out.bal_shared,
+                out.n ? 100.0 * (double)out.unsure / (double)out.n : 0.0, sm, om, bm, out.self_care_mal);
             mean_out += out.bal_acc, folds++;
             for (int c = 0; c < screening_condition_count(); c++)
                 said[c] += out.said[c], said_right[c] += out.said_right[c];
         }
-        if (folds) screening_text_printf(&t, "\nmean source-out balanced accuracy over %d folds: **%.3f**\n", folds,
-                                         mean_out / folds);
+        if (folds)
+            screening_text_printf(&t, "\nmean source-out balanced accuracy over %d folds: **%.3f**\n", folds,
+                                  mean_out / folds);
         /* How often a confident answer was right on a source the model
          * never saw, per condition answered at least 20 times: what the
          * product tells a person next to a result (train --outside). */
@@ -298,7 +304,8 @@ core_status screening_source_out(const char *data_dir, const char *models_dir, c
             if (said[c] < 20) continue;
             double r = (double)said_right[c] / (double)said[c];
             json_object_set_new(right, screening_condition_at(c)->code, json_integer((json_int_t)(r * 10 + 0.5)));
-            screening_text_printf(&t, " %s %zu/%zu (%.2f);", screening_condition_at(c)->code, said_right[c], said[c], r);
+            screening_text_printf(&t, " %s %zu/%zu (%.2f);", screening_condition_at(c)->code, said_right[c], said[c],
+                                  r);
         }
         screening_text_printf(&t, "\n");
         if (po->outside_path && spec == list) {

@@ -28,10 +28,10 @@
 typedef enum { TRIAGE_SELF_CARE, TRIAGE_PHARMACIST_GP, TRIAGE_DOCTOR_SOON, TRIAGE_URGENT } screening_triage;
 
 typedef struct {
-    const char *code;     /* stable id, e.g. "fungal" */
-    const char *name;     /* "Fungal infection" */
+    const char *code; /* stable id, e.g. "fungal" */
+    const char *name; /* "Fungal infection" */
     screening_triage triage;
-    const char *advice;   /* what to do next, one or two sentences */
+    const char *advice; /* what to do next, one or two sentences */
 } screening_condition;
 
 int screening_condition_count(void);
@@ -47,20 +47,20 @@ const char *screening_triage_label(screening_triage t);
 
 /* ---- data sets ---- */
 typedef struct {
-    char *path;           /* absolute file path */
-    int set;              /* index into screening_sets() */
-    int fine;             /* fine class index (dataset's class) */
+    char *path; /* absolute file path */
+    int set;    /* index into screening_sets() */
+    int fine;   /* fine class index (dataset's class) */
     int condition;
-    int test;             /* 1 = held-out test image */
-    bool malignant;       /* screening_is_malignant of its class */
-    int fitzpatrick;      /* skin type 1..6 where the set records it, else 0 */
+    int test;        /* 1 = held-out test image */
+    bool malignant;  /* screening_is_malignant of its class */
+    int fitzpatrick; /* skin type 1..6 where the set records it, else 0 */
 } screening_item;
 
 typedef struct {
     screening_item *items;
     size_t count;
-    char **fine_names;    /* "set/class" */
-    int *fine_condition;  /* per fine class */
+    char **fine_names;   /* "set/class" */
+    int *fine_condition; /* per fine class */
     int fine_count;
 } screening_dataset;
 
@@ -115,15 +115,15 @@ enum {
     SCREENING_AUG_COLOUR = 1 << 1,   /* brightness, contrast, saturation */
     SCREENING_AUG_BLUR = 1 << 2,
     SCREENING_AUG_NOISE = 1 << 3,
-    SCREENING_AUG_JPEG = 1 << 4,     /* re-encoded at a random quality 25–90 */
+    SCREENING_AUG_JPEG = 1 << 4,       /* re-encoded at a random quality 25–90 */
     SCREENING_AUG_RESOLUTION = 1 << 5, /* taken at 56–180 px, then scaled back up */
     SCREENING_AUG_ALL = (1 << 6) - 1,
 };
 typedef struct {
-    int views;          /* ≥ 1 */
-    int first_view;     /* extract views [first_view, first_view + views): a lever's copies apart */
-    int node;           /* backbone node; < 0: the pooled features */
-    unsigned augment;   /* SCREENING_AUG_* for views ≥ 2 (0: geometry + colour, the original recipe) */
+    int views;        /* ≥ 1 */
+    int first_view;   /* extract views [first_view, first_view + views): a lever's copies apart */
+    int node;         /* backbone node; < 0: the pooled features */
+    unsigned augment; /* SCREENING_AUG_* for views ≥ 2 (0: geometry + colour, the original recipe) */
     bool crop_watermark;
 } screening_extract_opts;
 /* The general form of the two above (which use augment 0 and no watermark
@@ -138,8 +138,8 @@ void screening_cache_path(const screening_backbone *bb, const screening_extract_
 /* The square a photo of data set `set` is cut to: the centre square, or for
  * DermNet NZ's 4:3 photos the largest square right of its watermark
  * (x from 5/16 of the width). */
-core_status screening_crop(const uint8_t *rgb, int w, int h, int set, bool crop_watermark, int side,
-                           uint8_t **out, core_error *err);
+core_status screening_crop(const uint8_t *rgb, int w, int h, int set, bool crop_watermark, int side, uint8_t **out,
+                           core_error *err);
 int screening_node_dim(const screening_backbone *bb, int node);
 
 /* ---- training and evaluation ---- */
@@ -149,13 +149,13 @@ typedef struct {
     float lr, weight_decay, dropout, smoothing;
     int views;
     int threads;
-    bool adjust; /* fit per-condition logit offsets (default false; calibrate.c) */
-    bool finetune; /* also train the backbone's last block and final 1×1 convolution (default true) */
-    const char *backbone;  /* TFLite file in models_dir (default SCREENING_BACKBONE_DEFAULT) */
-    float fine_weight;     /* weight of the fine-class loss beside the conditions' (default 1) */
-    bool group_balance;    /* condition loss balanced over (source, condition) pairs, not conditions */
-    unsigned augment;      /* SCREENING_AUG_* for views ≥ 2 (0: geometry + colour) */
-    bool crop_watermark;   /* crop DermNet's watermark away (default true) */
+    bool adjust;              /* fit per-condition logit offsets (default false; calibrate.c) */
+    bool finetune;            /* also train the backbone's last block and final 1×1 convolution (default true) */
+    const char *backbone;     /* TFLite file in models_dir (default SCREENING_BACKBONE_DEFAULT) */
+    float fine_weight;        /* weight of the fine-class loss beside the conditions' (default 1) */
+    bool group_balance;       /* condition loss balanced over (source, condition) pairs, not conditions */
+    unsigned augment;         /* SCREENING_AUG_* for views ≥ 2 (0: geometry + colour) */
+    bool crop_watermark;      /* crop DermNet's watermark away (default true) */
     const char *not_skin_dir; /* photos that are not skin, for the report only (may be NULL) */
     const char *outside_path; /* the protocol's "right N in 10" per condition (JSON) to embed, or NULL */
 } screening_train_opts;
@@ -179,8 +179,8 @@ typedef struct {
     screening_train_opts train; /* head recipe (frozen features) */
     unsigned augment;           /* SCREENING_AUG_* levers, one extra view each (0: none) */
     bool crop_watermark;
-    const char *not_skin_dir;   /* photos that are not skin (index.csv), or NULL */
-    const char *outside_path;   /* write the first configuration's per-condition "right N in 10" here (JSON), or NULL */
+    const char *not_skin_dir; /* photos that are not skin (index.csv), or NULL */
+    const char *outside_path; /* write the first configuration's per-condition "right N in 10" here (JSON), or NULL */
 } screening_protocol_opts;
 void screening_protocol_defaults(screening_protocol_opts *o);
 core_status screening_source_out(const char *data_dir, const char *models_dir, const char *cache_dir,
@@ -208,9 +208,14 @@ void screening_fit_bias(const float *logits, const int *label, const int *group,
 core_status screening_condition_bias(const json_t *meta, float *bias, core_error *err);
 
 /* ---- metrics (for the evaluation report) ---- */
-typedef struct { char *buf; size_t len, cap; } screening_text; /* growing text; free(buf) */
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} screening_text; /* growing text; free(buf) */
 void screening_text_printf(screening_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-typedef struct { double accuracy, balanced_accuracy, macro_auc, ece, ece_calibrated; } screening_summary;
+typedef struct {
+    double accuracy, balanced_accuracy, macro_auc, ece, ece_calibrated;
+} screening_summary;
 /* Area under the ROC curve of score for positive[i] != 0 (NaN if one class is empty). */
 double screening_auc(const float *score, const int *positive, size_t n);
 /* Expected calibration error of the top-1 confidence, 15 equal bins. */
@@ -258,8 +263,8 @@ void screening_model_free(screening_model *m);
 int screening_model_side(const screening_model *m);
 
 typedef struct {
-    int condition;        /* index for screening_condition_at */
-    float probability;    /* calibrated (temperature-scaled) */
+    int condition;     /* index for screening_condition_at */
+    float probability; /* calibrated (temperature-scaled) */
 } screening_rank;
 
 typedef enum { SCREENING_CONFIDENT, SCREENING_UNSURE_LOW_CONFIDENCE, SCREENING_UNSURE_NOT_SKIN } screening_verdict;
@@ -269,11 +274,11 @@ typedef struct {
     screening_verdict verdict;
     screening_triage triage; /* screening_decide_triage's answer */
     screening_why why;
-    float melanoma, cancer;  /* P(melanoma), P(melanoma) + P(skin cancer) */
-    float ood_score;         /* distance from the skin photos the model knows (≥ 1: too far) */
-    int outside_in_10;       /* top condition right N in 10 on unseen sources; -1 unmeasured */
-    float imagenet_top;   /* the backbone's ImageNet confidence (not-skin signal) */
-    double seconds;       /* model time */
+    float melanoma, cancer; /* P(melanoma), P(melanoma) + P(skin cancer) */
+    float ood_score;        /* distance from the skin photos the model knows (≥ 1: too far) */
+    int outside_in_10;      /* top condition right N in 10 on unseen sources; -1 unmeasured */
+    float imagenet_top;     /* the backbone's ImageNet confidence (not-skin signal) */
+    double seconds;         /* model time */
 } screening_result;
 
 /* Run the model on a decoded RGB image (any size; the centre square is

@@ -20,16 +20,28 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* The bundled recipe, chosen on the source-out protocol (docs/MODEL.md):
  * a frozen backbone, a 128-unit head, the condition loss balanced over
  * (data set, condition) pairs, DermNet's watermark cropped away. */
 void screening_train_defaults(screening_train_opts *o) {
-    *o = (screening_train_opts){.seed = 20261125, .epochs = 12, .hidden = 128, .batch = 64, .lr = 1e-3f,
-                                .weight_decay = 1e-2f, .dropout = 0.3f, .smoothing = 0.1f, .views = 2, .threads = 2,
-                                .adjust = false, .finetune = false, .backbone = SCREENING_BACKBONE_DEFAULT,
-                                .fine_weight = 1.0f, .group_balance = true,
-                                .augment = 0, .crop_watermark = true, .not_skin_dir = NULL};
+    *o = (screening_train_opts){.seed = 20261125,
+                                .epochs = 12,
+                                .hidden = 128,
+                                .batch = 64,
+                                .lr = 1e-3f,
+                                .weight_decay = 1e-2f,
+                                .dropout = 0.3f,
+                                .smoothing = 0.1f,
+                                .views = 2,
+                                .threads = 2,
+                                .adjust = false,
+                                .finetune = false,
+                                .backbone = SCREENING_BACKBONE_DEFAULT,
+                                .fine_weight = 1.0f,
+                                .group_balance = true,
+                                .augment = 0,
+                                .crop_watermark = true,
+                                .not_skin_dir = NULL};
 }
 
 /* Append src's nodes to dst, src's input read from dst's node `input`,
@@ -87,15 +99,15 @@ static char *meta_json(const screening_dataset *ds, const screening_judge *j, in
         json_decref(classes), json_decref(fc), json_decref(conds);
         return NULL;
     }
-    json_t *m = json_pack("{s:o, s:o, s:o, s:f, s:i, s:i, s:i, s:f, s:f, s:{s:i, s:f, s:f, s:s}, s:{s:I, s:i, s:i, s:f, "
-                          "s:f, s:f, s:f, s:i}}",
-                          "classes", classes, "fine_condition", fc, "conditions", conds,
-                          "temperature", (double)j->temp, "features_node", features, "imagenet_node", imagenet,
-                          "head_first", head_first, "unsure_below", (double)j->unsure_below, "not_skin_above",
-                          (double)j->od.above, "input", "size", size, "scale", (double)in_scale, "zero",
-                          (double)in_zero, "crop", "centre square", "train", "seed", (json_int_t)o->seed, "epochs",
-                          o->epochs, "hidden", o->hidden, "lr", (double)o->lr, "weight_decay", (double)o->weight_decay,
-                          "dropout", (double)o->dropout, "smoothing", (double)o->smoothing, "views", o->views);
+    json_t *m = json_pack(
+        "{s:o, s:o, s:o, s:f, s:i, s:i, s:i, s:f, s:f, s:{s:i, s:f, s:f, s:s}, s:{s:I, s:i, s:i, s:f, "
+        "s:f, s:f, s:f, s:i}}",
+        "classes", classes, "fine_condition", fc, "conditions", conds, "temperature", (double)j->temp, "features_node",
+        features, "imagenet_node", imagenet, "head_first", head_first, "unsure_below", (double)j->unsure_below,
+        "not_skin_above", (double)j->od.above, "input", "size", size, "scale", (double)in_scale, "zero",
+        (double)in_zero, "crop", "centre square", "train", "seed", (json_int_t)o->seed, "epochs", o->epochs, "hidden",
+        o->hidden, "lr", (double)o->lr, "weight_decay", (double)o->weight_decay, "dropout", (double)o->dropout,
+        "smoothing", (double)o->smoothing, "views", o->views);
     if (!m) return NULL;
     json_t *sk = json_array();
     for (int c = 0; sk && c < 1024; c++)
@@ -138,12 +150,12 @@ typedef struct {
     screening_dataset ds;
     bool ds_loaded;
     screening_backbone *bb;
-    nn_net *net;            /* the backbone's network (owned by bb); the model is assembled on it */
-    nn_backbone ref;        /* how the model file names the backbone */
-    int features, hin;      /* the pooled-features node; the head's input node */
-    int imagenet;           /* the backbone's ImageNet logits (its last node) */
-    int dim, k, nc, pd;     /* head-input width, fine classes, conditions, pooled-features width */
-    float *feats;           /* head-input rows, item · views + view */
+    nn_net *net;        /* the backbone's network (owned by bb); the model is assembled on it */
+    nn_backbone ref;    /* how the model file names the backbone */
+    int features, hin;  /* the pooled-features node; the head's input node */
+    int imagenet;       /* the backbone's ImageNet logits (its last node) */
+    int dim, k, nc, pd; /* head-input width, fine classes, conditions, pooled-features width */
+    float *feats;       /* head-input rows, item · views + view */
     screening_rows rows;
     /* Rows: every view of the training images (tr), view 0 of the training
      * images (tr0) and of the held-back tenth (va, whose items are va_items). */
@@ -151,13 +163,13 @@ typedef struct {
     const screening_item **va_items;
     float *lo, *lf, *lc, *pc; /* held-back logits: all, fine, conditions; condition probabilities */
     int *va_lab, *va_set;
-    int *cls;               /* held-back ImageNet top-1 classes ... */
-    float *il, *itop;       /* ... from these logits, with these probabilities */
-    size_t *all, *seq;      /* rows whose pooled features the distance model sees */
+    int *cls;          /* held-back ImageNet top-1 classes ... */
+    float *il, *itop;  /* ... from these logits, with these probabilities */
+    size_t *all, *seq; /* rows whose pooled features the distance model sees */
     int *lab0;
     float *pooled, *dist;
     nn_rng rng;
-    size_t tail_params;     /* fine-tuning: the pretrained parameters at the front of the head */
+    size_t tail_params; /* fine-tuning: the pretrained parameters at the front of the head */
     screening_judge j;
     screening_text t;
     json_t *outside;
@@ -195,8 +207,8 @@ static core_status train_features(train_ctx *c, const char *data_dir, const char
     if (c->hin < 0)
         return core_fail(err, CORE_ERR_INVALID, "models", "the backbone has no residual block to fine-tune");
     char cache[4096];
-    screening_extract_opts eo = {.views = o->views, .node = c->hin, .augment = o->augment,
-                                 .crop_watermark = o->crop_watermark};
+    screening_extract_opts eo = {
+        .views = o->views, .node = c->hin, .augment = o->augment, .crop_watermark = o->crop_watermark};
     if (cache_dir) screening_cache_path(c->bb, &eo, cache_dir, cache, sizeof cache);
     if ((rc = screening_extract_with(c->bb, &c->ds, &eo, o->threads, cache_dir ? cache : NULL, &c->feats, err)))
         return rc;
@@ -296,8 +308,8 @@ static core_status train_calibrate(train_ctx *c, core_error *err) {
                           "\n%zu training rows (%d views), %zu held back for calibration: temperature %.2f (fine "
                           "classes), %.2f (conditions); referral thresholds: melanoma %.3f, melanoma + skin cancer "
                           "%.3f\n",
-                          c->ntr, c->o->views, nva, (double)j->temp, (double)j->temp_c,
-                          (double)j->risk.melanoma_above, (double)j->risk.cancer_above);
+                          c->ntr, c->o->views, nva, (double)j->temp, (double)j->temp_c, (double)j->risk.melanoma_above,
+                          (double)j->risk.cancer_above);
     return CORE_OK;
 }
 

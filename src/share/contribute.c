@@ -35,7 +35,8 @@ core_status share_contribute(share *s, const share_contribution_input *in, share
     if (!pick.hit)
         return core_fail(err, CORE_ERR_FORBIDDEN, "consent",
                          "no active public-health consent covers screening results");
-    if (!in->region) return core_fail(err, CORE_ERR_NOT_FOUND, "region", "no home region: shared data is counted by region");
+    if (!in->region)
+        return core_fail(err, CORE_ERR_NOT_FOUND, "region", "no home region: shared data is counted by region");
     if (strlen(in->region) >= sizeof out->contribution.region)
         return core_fail(err, CORE_ERR_INVALID, "region", "not an ISO 3166-2 subdivision code");
     /* The five facts: the week of the screening, never its time. */

@@ -140,8 +140,10 @@ core_status share_release(share *s, const share_org *org, const surveil_query *q
         json_decref(j);
     }
     int64_t id = 0;
-    if (!text) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-    else rc = surveil_release_record(s->opt.st, label, r, s->opt.budget, text, &id, err);
+    if (!text)
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    else
+        rc = surveil_release_record(s->opt.st, label, r, s->opt.budget, text, &id, err);
     if (!rc) {
         ledger_receipt receipt;
         rc = record_on_ledger(s, org, r, q->k, &receipt, err);

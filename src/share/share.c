@@ -17,7 +17,8 @@ core_status share_open(const share_options *opt, share **out, core_error *err) {
     if (opt->k < 1) return core_fail(err, CORE_ERR_INVALID, "k", "k must be at least 1");
     if (!(opt->budget >= 0)) return core_fail(err, CORE_ERR_INVALID, "budget", "the budget must be 0 or more");
     if (opt->seal_delay < 0) return core_fail(err, CORE_ERR_INVALID, "seal_delay", "the seal delay must be 0 or more");
-    if (opt->reward_batch < 1) return core_fail(err, CORE_ERR_INVALID, "reward_batch", "the reward batch must be at least 1");
+    if (opt->reward_batch < 1)
+        return core_fail(err, CORE_ERR_INVALID, "reward_batch", "the reward batch must be at least 1");
     share *s = calloc(1, sizeof *s);
     if (!s) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     s->opt = *opt;
@@ -92,20 +93,23 @@ core_status share_org_lookup(share *s, const uint8_t key[LEDGER_KEY], share_org 
     org_find f = {.want = key, .out = out};
     core_status rc = ledger_list_orgs(s->opt.led, find_org, &f, err);
     if (rc) return rc;
-    if (!f.hit) return core_fail(err, CORE_ERR_NOT_FOUND, "org", "no such organisation (register it on the ledger first)");
+    if (!f.hit)
+        return core_fail(err, CORE_ERR_NOT_FOUND, "org", "no such organisation (register it on the ledger first)");
     return CORE_OK;
 }
 
 /* ---- detection ---- */
 
-core_status share_series_detect(share *s, const char *region, const char *condition, const surveil_params *p,
-                                int from, int to, surveil_point *out, char note[SHARE_NOTE_MAX], core_error *err) {
+core_status share_series_detect(share *s, const char *region, const char *condition, const surveil_params *p, int from,
+                                int to, surveil_point *out, char note[SHARE_NOTE_MAX], core_error *err) {
     note[0] = 0;
     if (to < from) return core_fail(err, CORE_ERR_INVALID, "from", "the period ends before it starts");
     int first = from, last;
     core_status rc = surveil_extent(s->opt.st, to, &first, &last, err);
-    if (rc == CORE_ERR_NOT_FOUND || (rc == CORE_OK && first > to)) first = from;
-    else if (rc) return rc;
+    if (rc == CORE_ERR_NOT_FOUND || (rc == CORE_OK && first > to))
+        first = from;
+    else if (rc)
+        return rc;
     if (first > from) first = from;
     size_t n = (size_t)(to - first + 1);
     double *x = malloc(n * sizeof *x);
@@ -146,7 +150,8 @@ core_status share_series(share *s, const share_org *org, const surveil_query *q,
     size_t n = (size_t)(q->week_to - q->week_from + 1);
     surveil_point *pts = malloc(n * sizeof *pts);
     char note[SHARE_NOTE_MAX];
-    if (!rel || !weeks || !observed || !ub || !alarm || !pts) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    if (!rel || !weeks || !observed || !ub || !alarm || !pts)
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!rc) rc = surveil_release_observed(rel, region, condition, weeks, observed, err);
     if (!rc) rc = share_series_detect(s, region, condition, p, q->week_from, q->week_to, pts, note, err);
     for (size_t w = 0; !rc && w < n; w++) {
@@ -154,10 +159,11 @@ core_status share_series(share *s, const share_org *org, const surveil_query *q,
         json_array_append_new(alarm, pts[w].alarm < 0 ? json_null() : json_boolean(pts[w].alarm == 1));
     }
     if (!rc) {
-        *out = json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:i, s:o}", "region", region, "condition",
-                         condition ? condition : "all", "method", surveil_method_name(p->method), "weeks", weeks,
-                         "observed", observed, "upperbound", ub, "alarm", alarm, "synthetic",
-                         json_object_get(rel, "synthetic"), "k", q->k, "note", note[0] ? json_string(note) : json_null());
+        *out =
+            json_pack("{s:s, s:s, s:s, s:O, s:O, s:O, s:O, s:O, s:i, s:o}", "region", region, "condition",
+                      condition ? condition : "all", "method", surveil_method_name(p->method), "weeks", weeks,
+                      "observed", observed, "upperbound", ub, "alarm", alarm, "synthetic",
+                      json_object_get(rel, "synthetic"), "k", q->k, "note", note[0] ? json_string(note) : json_null());
         if (!*out) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
     free(pts);

@@ -84,10 +84,10 @@ typedef struct {
 
 /* What a payment round did. */
 typedef struct {
-    size_t paid;        /* reward transactions now on the ledger */
-    size_t dropped;     /* refused by the ledger for good (consent revoked or expired before the
+    size_t paid;            /* reward transactions now on the ledger */
+    size_t dropped;         /* refused by the ledger for good (consent revoked or expired before the
                            batch, already there after a crash): left the queue, their counts stay */
-    size_t left;        /* still queued */
+    size_t left;            /* still queued */
     core_error dropped_why; /* the last refusal's reason, when dropped > 0 */
 } share_payout;
 
@@ -96,9 +96,9 @@ typedef struct {
     uint8_t grant[LEDGER_HASH];        /* the consent it was shared under */
     uint8_t salt[16];                  /* the person keeps it: it opens the commitment */
     uint8_t commitment[LEDGER_HASH];
-    uint64_t reward;                   /* tokens the reward transaction will mint */
-    share_payout payout;               /* the payment round that followed */
-    core_error pay_error;              /* code != CORE_OK: that round failed (rewards stay queued);
+    uint64_t reward;      /* tokens the reward transaction will mint */
+    share_payout payout;  /* the payment round that followed */
+    core_error pay_error; /* code != CORE_OK: that round failed (rewards stay queued);
                                           the contribution itself was counted all the same */
 } share_receipt;
 
@@ -144,16 +144,16 @@ core_status share_org_lookup(share *s, const uint8_t key[LEDGER_KEY], share_org 
  * what one of them hides), so a condition asked for is a view of the full
  * release; k at least the service's; epsilon only where allowed. */
 typedef struct {
-    const char *country;                  /* ISO 3166-1 alpha-2 */
-    const char *const *regions;           /* the rows: every subdivision of the country */
+    const char *country;        /* ISO 3166-1 alpha-2 */
+    const char *const *regions; /* the rows: every subdivision of the country */
     size_t n_regions;
-    const char *const *conditions;        /* the columns: every condition code */
+    const char *const *conditions; /* the columns: every condition code */
     size_t n_conditions;
-    const char *from, *to;                /* ISO weeks ("2026-W48"); NULL: the default period */
-    const char *condition;                /* NULL, "" or "all": all; else one of conditions */
-    const char *k;                        /* NULL: the service's k; else a whole number from it to 1000 */
-    const char *epsilon;                  /* NULL: exact counts; else 0.01 .. 10 */
-    bool allow_epsilon;                   /* false: any epsilon is refused (the dashboard) */
+    const char *from, *to; /* ISO weeks ("2026-W48"); NULL: the default period */
+    const char *condition; /* NULL, "" or "all": all; else one of conditions */
+    const char *k;         /* NULL: the service's k; else a whole number from it to 1000 */
+    const char *epsilon;   /* NULL: exact counts; else 0.01 .. 10 */
+    bool allow_epsilon;    /* false: any epsilon is refused (the dashboard) */
     int64_t now;
 } share_question;
 
@@ -187,8 +187,8 @@ core_status share_release(share *s, const share_org *org, const surveil_query *q
  * method does not evaluate has upperbound NAN and alarm -1. When the method
  * cannot run at all (too little history, say) every week is so and note
  * says why ("" otherwise): that is not an error. */
-core_status share_series_detect(share *s, const char *region, const char *condition, const surveil_params *p,
-                                int from, int to, surveil_point *out, char note[SHARE_NOTE_MAX], core_error *err);
+core_status share_series_detect(share *s, const char *region, const char *condition, const surveil_params *p, int from,
+                                int to, surveil_point *out, char note[SHARE_NOTE_MAX], core_error *err);
 
 /* The series the dashboard charts, as JSON (new reference in *out): q's
  * release to org (share_release, with its errors) gives the weeks and the

@@ -123,8 +123,7 @@ static const char *const migrations[] = {
     "  grant BLOB NOT NULL) WITHOUT ROWID;",
 };
 
-static const store_schema app_schema = {
-    "caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};
+static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};
 
 const store_schema *store_app_schema(void) { return &app_schema; }
 
@@ -133,8 +132,7 @@ int store_latest_version(void) { return app_schema.count; }
 static int pragma_int(sqlite3 *db, const char *sql) {
     sqlite3_stmt *st = NULL;
     int v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         v = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     return v;
@@ -152,9 +150,9 @@ core_status store_migrate_schema(sqlite3 *db, const store_schema *schema, int ta
     if (v > latest)
         return core_fail(err, CORE_ERR_VERSION, NULL,
                          "%s database schema version %d is newer than this caresync supports (%d); "
-                         "run a newer caresync or restore a backup", schema->name, v, latest);
-    if (v > 0 && schema->application_id != 0 &&
-        pragma_int(db, "PRAGMA application_id") != schema->application_id)
+                         "run a newer caresync or restore a backup",
+                         schema->name, v, latest);
+    if (v > 0 && schema->application_id != 0 && pragma_int(db, "PRAGMA application_id") != schema->application_id)
         return core_fail(err, CORE_ERR_VERSION, NULL, "this file is not a %s database", schema->name);
     /* A file at version 0 becomes ours only if it is empty: never add our
      * tables to some other SQLite database. */

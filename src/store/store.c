@@ -164,7 +164,10 @@ core_status store_prepare_cached(store *st, sqlite3 *db, const char *sql, sqlite
     if (i < 0) return core_fail(err, CORE_ERR_STORAGE, NULL, "connection is not from this store");
     for (int j = 0; j < STMT_CACHE; j++) {
         cached_stmt *c = &st->cache[i][j];
-        if (c->sql == sql) { *out = c->st; return CORE_OK; }
+        if (c->sql == sql) {
+            *out = c->st;
+            return CORE_OK;
+        }
         if (!c->sql) {
             if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->st, NULL) != SQLITE_OK)
                 return store_error(db, err);
@@ -276,8 +279,12 @@ void store_memo_put(store *st, const uint8_t key[32], int64_t user_id, uint64_t 
     if (generation == st->gen[stripe_of(user_id)]) {
         memo_slot *m = &st->memo[memo_index(key)];
         memo_clear(m);
-        *m = (memo_slot){.used = true, .user_id = user_id, .generation = generation, .expires_at = expires,
-                         .blob = copy, .len = len};
+        *m = (memo_slot){.used = true,
+                         .user_id = user_id,
+                         .generation = generation,
+                         .expires_at = expires,
+                         .blob = copy,
+                         .len = len};
         memcpy(m->key, key, 32);
         copy = NULL;
     }

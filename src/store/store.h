@@ -17,10 +17,10 @@ typedef struct store store;
  * i+1). Each database file has exactly one schema; application_id (written by
  * the first migration when non-zero) stops one file being opened as another. */
 typedef struct {
-    const char *name;                /* for messages: "caresync", "ledger" */
+    const char *name; /* for messages: "caresync", "ledger" */
     const char *const *steps;
     int count;
-    int application_id;              /* 0: not checked */
+    int application_id; /* 0: not checked */
 } store_schema;
 
 /* The schema of the main database (accounts, sessions, records). */

@@ -52,8 +52,10 @@ static core_status alert_series(store *st, sqlite3 *db, const surveil_params *p,
         sqlite3_bind_double(q, 6, out[t - start].upperbound);
         sqlite3_bind_int(q, 7, synthetic);
         sqlite3_bind_int64(q, 8, now);
-        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
-        else *added += sqlite3_changes(db);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            rc = store_error(db, err);
+        else
+            *added += sqlite3_changes(db);
         sqlite3_reset(q);
         if (rc) return rc;
     }
@@ -97,8 +99,8 @@ core_status surveil_scan(store *st, const surveil_params *p, int week_now, int r
             const char *r = (const char *)sqlite3_column_text(q, 0), *c = (const char *)sqlite3_column_text(q, 1);
             if (!have || strcmp(r, region) != 0 || strcmp(c, condition) != 0) {
                 if (have)
-                    rc = alert_series(st, wdb, p, region, condition, x, n, first, week_now, recent, min_count, synthetic,
-                                      out, now, added, err);
+                    rc = alert_series(st, wdb, p, region, condition, x, n, first, week_now, recent, min_count,
+                                      synthetic, out, now, added, err);
                 snprintf(region, sizeof region, "%s", r);
                 snprintf(condition, sizeof condition, "%s", c);
                 for (size_t i = 0; i < n; i++) x[i] = 0;
@@ -123,11 +125,12 @@ core_status surveil_scan(store *st, const surveil_params *p, int week_now, int r
 core_status surveil_alerts(store *st, bool open_only, surveil_alert_fn fn, void *ud, core_error *err) {
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(st, db,
-                                          "SELECT id, region, condition, week, method, observed, upperbound, synthetic, "
-                                          "created_at, acked_by, acked_at FROM surveil_alerts "
-                                          "WHERE ?1 = 0 OR acked_at IS NULL ORDER BY week DESC, region, condition LIMIT 500",
-                                          &q, err);
+    core_status rc =
+        store_prepare_cached(st, db,
+                             "SELECT id, region, condition, week, method, observed, upperbound, synthetic, "
+                             "created_at, acked_by, acked_at FROM surveil_alerts "
+                             "WHERE ?1 = 0 OR acked_at IS NULL ORDER BY week DESC, region, condition LIMIT 500",
+                             &q, err);
     if (!rc) {
         sqlite3_bind_int(q, 1, open_only);
         int s;
@@ -174,7 +177,7 @@ core_status surveil_alert_ack(store *st, int64_t id, const char *by, core_error 
         if (!rc) {
             sqlite3_bind_int64(e, 1, id);
             rc = sqlite3_step(e) == SQLITE_ROW ? core_fail(err, CORE_ERR_CONFLICT, "alert", "already acknowledged")
-                                                : core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such alert");
+                                               : core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such alert");
             sqlite3_reset(e);
         }
     }

@@ -50,8 +50,8 @@ void surveil_demo_condition_profile(const char *code, double *share, double *amp
         const char *code;
         double share, amp, peak;
     } p[] = {
-        {"fungal", 0.24, 0.45, 30}, {"bacterial", 0.11, 0.25, 32}, {"viral", 0.12, 0.40, 8},
-        {"parasitic", 0.03, 0.30, 34}, {"eczema", 0.18, 0.35, 4}, {"psoriasis", 0.07, 0.10, 6},
+        {"fungal", 0.24, 0.45, 30},       {"bacterial", 0.11, 0.25, 32},   {"viral", 0.12, 0.40, 8},
+        {"parasitic", 0.03, 0.30, 34},    {"eczema", 0.18, 0.35, 4},       {"psoriasis", 0.07, 0.10, 6},
         {"acne_rosacea", 0.12, 0.15, 28}, {"benign_mole", 0.08, 0.20, 26}, {"melanoma", 0.02, 0.20, 26},
         {"other", 0.03, 0.0, 1},
     };
@@ -92,14 +92,14 @@ core_status surveil_demo_fill(store *st, const char *const *conditions, size_t n
         size_t m = 0;
         char label[9];
         surveil_week_format(w, label);
-        int woy = atoi(label + 6); /* week of the year, for the season */
+        int woy = atoi(label + 6);                                            /* week of the year, for the season */
         double trend = 1.0 + 0.15 * (double)(w - (week_end - weeks)) / weeks; /* the app grows */
         for (size_t s = 0; s < ns; s++) {
             for (size_t j = 0; j < n_cond; j++) {
                 double share, amp, peak;
                 surveil_demo_condition_profile(conditions[j], &share, &amp, &peak);
-                double mu = states[s].pop / 1000.0 * 15.0 * share * trend *
-                            (1 + amp * cos(2 * M_PI * (woy - peak) / 52.0));
+                double mu =
+                    states[s].pop / 1000.0 * 15.0 * share * trend * (1 + amp * cos(2 * M_PI * (woy - peak) / 52.0));
                 if (!strcmp(states[s].code, "US-FL") && !strcmp(conditions[j], "fungal") && w >= fl_from && w <= fl_to)
                     mu *= 2.2 + 0.6 * (w - fl_from);
                 if (!strcmp(states[s].code, "US-WA") && !strcmp(conditions[j], "viral") && w >= wa_from && w <= wa_to)
@@ -110,7 +110,8 @@ core_status surveil_demo_fill(store *st, const char *const *conditions, size_t n
                 int64_t left = total;
                 double pleft = 1.0;
                 for (int band = 0; band < SURVEIL_AGE_BANDS - 1 && left > 0; band++) {
-                    int64_t k = band == SURVEIL_AGE_BANDS - 2 ? left : (int64_t)rbinom((double)left, age_mix[band] / pleft);
+                    int64_t k =
+                        band == SURVEIL_AGE_BANDS - 2 ? left : (int64_t)rbinom((double)left, age_mix[band] / pleft);
                     pleft -= age_mix[band];
                     left -= k;
                     if (k <= 0) continue;

@@ -69,9 +69,12 @@ static core_status integer(const char *key, const char *v, int lo, int hi, int *
 }
 
 static core_status boolean(const char *key, const char *v, int *out, core_error *err) {
-    if (v && (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes"))) *out = 1;
-    else if (v && (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no"))) *out = 0;
-    else return core_fail(err, CORE_ERR_INVALID, key, "%s must be true or false", key);
+    if (v && (!strcasecmp(v, "true") || !strcmp(v, "1") || !strcasecmp(v, "yes")))
+        *out = 1;
+    else if (v && (!strcasecmp(v, "false") || !strcmp(v, "0") || !strcasecmp(v, "no")))
+        *out = 0;
+    else
+        return core_fail(err, CORE_ERR_INVALID, key, "%s must be true or false", key);
     return CORE_OK;
 }
 
@@ -157,15 +160,22 @@ core_status surveil_params_set(surveil_params *p, const char *key, const char *v
  * itself (the API's alerts, tests) meets the same limits, so an int never
  * overflows sizing a buffer and the design always fits SURVEIL_GLM_COLS. */
 static core_status params_in_range(const surveil_params *p, core_error *err) {
-    static const struct { const char *key; int lo, hi; } lim[] = {
-        {"freq", 1, 366}, {"baseline", 3, 1 << 20}, {"b", 1, 50}, {"w", 0, 26},
-        {"no-periods", 1, SURVEIL_MAX_PERIODS}, {"past-weeks", -1, 520}, {"range-start", 0, 1 << 30}};
+    static const struct {
+        const char *key;
+        int lo, hi;
+    } lim[] = {{"freq", 1, 366},
+               {"baseline", 3, 1 << 20},
+               {"b", 1, 50},
+               {"w", 0, 26},
+               {"no-periods", 1, SURVEIL_MAX_PERIODS},
+               {"past-weeks", -1, 520},
+               {"range-start", 0, 1 << 30}};
     const int val[] = {p->freq, p->baseline, p->b, p->w, p->no_periods, p->past_weeks, p->range_start};
     _Static_assert(sizeof val / sizeof *val == sizeof lim / sizeof *lim, "one value per limit");
     for (size_t i = 0; i < sizeof lim / sizeof *lim; i++)
         if (val[i] < lim[i].lo || val[i] > lim[i].hi)
-            return core_fail(err, CORE_ERR_INVALID, lim[i].key, "%s must be a whole number from %d to %d",
-                             lim[i].key, lim[i].lo, lim[i].hi);
+            return core_fail(err, CORE_ERR_INVALID, lim[i].key, "%s must be a whole number from %d to %d", lim[i].key,
+                             lim[i].lo, lim[i].hi);
     return CORE_OK;
 }
 
@@ -181,8 +191,8 @@ static size_t earliest(const surveil_params *p) {
     return 0;
 }
 
-core_status surveil_detect(const surveil_params *p, const double *counts, size_t n, size_t *first,
-                           surveil_point *out, core_error *err) {
+core_status surveil_detect(const surveil_params *p, const double *counts, size_t n, size_t *first, surveil_point *out,
+                           core_error *err) {
     if ((unsigned)p->method > SURVEIL_FARRINGTON) return core_fail(err, CORE_ERR_INVALID, "method", "unknown method");
     for (size_t i = 0; i < n; i++)
         if (!isfinite(counts[i]) || counts[i] < 0)
@@ -204,15 +214,19 @@ core_status surveil_detect(const surveil_params *p, const double *counts, size_t
         return core_fail(err, CORE_ERR_INVALID, "freq", "m=glm needs at least 3 weeks per period");
     size_t lo = earliest(p);
     size_t start;
-    if (p->range_start > 0) start = (size_t)p->range_start - 1;
-    else if (p->method == SURVEIL_CUSUM) start = (size_t)p->freq < n ? (size_t)p->freq : lo;
-    else start = lo;
+    if (p->range_start > 0)
+        start = (size_t)p->range_start - 1;
+    else if (p->method == SURVEIL_CUSUM)
+        start = (size_t)p->freq < n ? (size_t)p->freq : lo;
+    else
+        start = lo;
     if (start < lo)
         return core_fail(err, CORE_ERR_INVALID, "range-start",
-                         "%s needs %zu weeks of history before the first week it evaluates", surveil_method_name(p->method), lo);
+                         "%s needs %zu weeks of history before the first week it evaluates",
+                         surveil_method_name(p->method), lo);
     if (start >= n)
-        return core_fail(err, CORE_ERR_INVALID, "counts",
-                         "the series has %zu weeks; %s needs more than %zu", n, surveil_method_name(p->method), start);
+        return core_fail(err, CORE_ERR_INVALID, "counts", "the series has %zu weeks; %s needs more than %zu", n,
+                         surveil_method_name(p->method), start);
     *first = start;
     switch (p->method) {
     case SURVEIL_C1:

@@ -24,9 +24,9 @@
 typedef struct {
     const surveil_params *p;
     const double *x;
-    double *x23;   /* x^(2/3) of every week, for the Anscombe residuals (computed once) */
-    int *blk;      /* seasonal level of week i (1-based), 0 = not in the reference data */
-    int *rows;     /* 0-based week of each GLM row */
+    double *x23; /* x^(2/3) of every week, for the Anscombe residuals (computed once) */
+    int *blk;    /* seasonal level of week i (1-based), 0 = not in the reference data */
+    int *rows;   /* 0-based week of each GLM row */
     int nrows;
     int levels[17]; /* present levels, ascending */
     int nlevels;
@@ -204,8 +204,7 @@ static void evaluate_week(farr_ctx *c, int k, surveil_point *o) {
         o->expected = mu0;
     } else {
         /* algo.farrington.threshold.noufaily, on the link scale */
-        double q = p->threshold == SURVEIL_THRESHOLD_NBPLUGIN ? exp(eta0)
-                                                                : exp(qnorm(1 - alpha, eta0, se_link, 1, 0));
+        double q = p->threshold == SURVEIL_THRESHOLD_NBPLUGIN ? exp(eta0) : exp(qnorm(1 - alpha, eta0, se_link, 1, 0));
         if (isinf(q)) {
             upper = NAN;
         } else if (phi > 1) {
@@ -227,8 +226,8 @@ static void evaluate_week(farr_ctx *c, int k, surveil_point *o) {
     o->alarm = enough && !isnan(score) && score > 1 && y != 0;
 }
 
-core_status surveil_farrington(const surveil_params *p, const double *x, size_t n, size_t first,
-                               surveil_point *out, core_error *err) {
+core_status surveil_farrington(const surveil_params *p, const double *x, size_t n, size_t first, surveil_point *out,
+                               core_error *err) {
     farr_ctx c = {.p = p, .x = x};
     int span = p->b * p->freq + p->w + 1;
     c.blk = calloc(n + 1, sizeof(int));

@@ -34,8 +34,8 @@ core_status surveil_glm_alloc(surveil_glm *g, int n_max, int p_max, core_error *
     g->beta = malloc(p * sizeof(double));
     g->coefold = malloc(p * sizeof(double));
     g->rinv = malloc(p * p * sizeof(double));
-    if (!g->X || !g->ylogy || !g->sp_val || !g->sp_col || !g->sp_n || !g->y || !g->prior || !g->eta || !g->mu || !g->wt || !g->z || !g->beta || !g->coefold ||
-        !g->rinv) {
+    if (!g->X || !g->ylogy || !g->sp_val || !g->sp_col || !g->sp_n || !g->y || !g->prior || !g->eta || !g->mu ||
+        !g->wt || !g->z || !g->beta || !g->coefold || !g->rinv) {
         surveil_glm_free(g);
         return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
@@ -144,7 +144,8 @@ static int least_squares(surveil_glm *g, double *b) {
         for (int a = 0; a < g->sp_n[i]; a++) {
             r[c[a]] += wz * v[a];
             double wa = w * v[a];
-            for (int q = 0; q <= a; q++) A[c[a] * SURVEIL_GLM_COLS + c[q]] += wa * v[q]; /* lower triangle: c ascending */
+            for (int q = 0; q <= a; q++)
+                A[c[a] * SURVEIL_GLM_COLS + c[q]] += wa * v[q]; /* lower triangle: c ascending */
         }
     }
     for (int j = 0; j < p; j++) {

@@ -21,21 +21,21 @@ _Static_assert(SURVEIL_MAX_PERIODS + 1 <= SURVEIL_GLM_COLS, "Farrington's design
 typedef struct {
     int n_max, p_max;
     int n, p;
-    double *X;        /* n x p design, column-major; filled by the caller */
-    double *y;        /* n responses; filled by the caller */
-    double *prior;    /* n prior weights (> 0); filled by the caller */
-    double *beta;     /* p coefficients */
-    double *eta, *mu; /* n, at the coefficients */
-    double *wt;       /* n working weights (w^2) of the last iteration */
-    double *ylogy;    /* n: y log y, for the deviance */
-    double *rinv;     /* p x p inverse of the last iteration's R, column-major */
+    double *X;                                        /* n x p design, column-major; filled by the caller */
+    double *y;                                        /* n responses; filled by the caller */
+    double *prior;                                    /* n prior weights (> 0); filled by the caller */
+    double *beta;                                     /* p coefficients */
+    double *eta, *mu;                                 /* n, at the coefficients */
+    double *wt;                                       /* n working weights (w^2) of the last iteration */
+    double *ylogy;                                    /* n: y log y, for the deviance */
+    double *rinv;                                     /* p x p inverse of the last iteration's R, column-major */
     double chol[SURVEIL_GLM_COLS * SURVEIL_GLM_COLS]; /* the last iteration's Cholesky factor of X'WX
                                                         (row-major, stride SURVEIL_GLM_COLS) */
-    double *sp_val;   /* n x p scratch: each row's nonzero values ... */
-    int *sp_col;      /* ... their columns ... */
-    int *sp_n;        /* ... and how many */
-    double *z;        /* n scratch */
-    double *coefold;  /* p scratch */
+    double *sp_val;                                   /* n x p scratch: each row's nonzero values ... */
+    int *sp_col;                                      /* ... their columns ... */
+    int *sp_n;                                        /* ... and how many */
+    double *z;                                        /* n scratch */
+    double *coefold;                                  /* p scratch */
     int converged;
     int df_residual;
     double dispersion; /* Pearson chi^2 / df with the kept weights (summary.glm) */
@@ -60,8 +60,8 @@ core_status surveil_ears(const surveil_params *p, const double *x, size_t n, siz
                          core_error *err);
 core_status surveil_cusum(const surveil_params *p, const double *x, size_t n, size_t first, surveil_point *out,
                           core_error *err);
-core_status surveil_farrington(const surveil_params *p, const double *x, size_t n, size_t first,
-                               surveil_point *out, core_error *err);
+core_status surveil_farrington(const surveil_params *p, const double *x, size_t n, size_t first, surveil_point *out,
+                               core_error *err);
 
 /* R's pmax(a, b): NaN if either is NaN (fmax would drop it). */
 static inline double surveil_pmax(double a, double b) {

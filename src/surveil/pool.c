@@ -27,10 +27,13 @@ int surveil_age_band(int birth_year, int year) {
 core_status surveil_contribution_check(const surveil_contribution *c, core_error *err) {
     size_t n = strnlen(c->condition, sizeof c->condition);
     if (n == 0 || n > SURVEIL_CONDITION_MAX)
-        return core_fail(err, CORE_ERR_INVALID, "condition", "a condition code is 1-%d characters", SURVEIL_CONDITION_MAX);
+        return core_fail(err, CORE_ERR_INVALID, "condition", "a condition code is 1-%d characters",
+                         SURVEIL_CONDITION_MAX);
     for (size_t i = 0; i < n; i++)
-        if (!(islower((unsigned char)c->condition[i]) || isdigit((unsigned char)c->condition[i]) || c->condition[i] == '_'))
-            return core_fail(err, CORE_ERR_INVALID, "condition", "a condition code is lower-case letters, digits and _");
+        if (!(islower((unsigned char)c->condition[i]) || isdigit((unsigned char)c->condition[i]) ||
+              c->condition[i] == '_'))
+            return core_fail(err, CORE_ERR_INVALID, "condition",
+                             "a condition code is lower-case letters, digits and _");
     const char *r = c->region;
     size_t rl = strnlen(r, sizeof c->region);
     if (rl < 4 || rl > 6 || !isupper((unsigned char)r[0]) || !isupper((unsigned char)r[1]) || r[2] != '-')
@@ -126,8 +129,10 @@ core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t 
     }
     if (mark) {
         int m = mark_put(st, db, mark, err);
-        if (m < 0) rc = err->code;
-        else if (m == 0) rc = core_fail(err, CORE_ERR_CONFLICT, "contribution", "this was already shared");
+        if (m < 0)
+            rc = err->code;
+        else if (m == 0)
+            rc = core_fail(err, CORE_ERR_CONFLICT, "contribution", "this was already shared");
     }
     /* No version bump: the week is open, so no release, series or alert can
      * include this count until it is sealed, and the sealed data (what the
@@ -164,8 +169,10 @@ core_status surveil_data_version(store *st, int64_t *out, core_error *err) {
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(st, db, "SELECT version FROM surveil_version", &q, err);
     if (!rc) {
-        if (sqlite3_step(q) == SQLITE_ROW) *out = sqlite3_column_int64(q, 0);
-        else rc = store_error(db, err);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            *out = sqlite3_column_int64(q, 0);
+        else
+            rc = store_error(db, err);
         sqlite3_reset(q);
     }
     store_release(st, db);
@@ -195,8 +202,10 @@ core_status surveil_series(store *st, const char *region, const char *condition,
         sqlite3_bind_text(q, 1, lo, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(q, 2, week_from);
         sqlite3_bind_int(q, 3, week_to);
-        if (condition) sqlite3_bind_text(q, 4, condition, -1, SQLITE_TRANSIENT);
-        else sqlite3_bind_null(q, 4);
+        if (condition)
+            sqlite3_bind_text(q, 4, condition, -1, SQLITE_TRANSIENT);
+        else
+            sqlite3_bind_null(q, 4);
         sqlite3_bind_text(q, 5, hi, -1, SQLITE_TRANSIENT);
         int s;
         while ((s = sqlite3_step(q)) == SQLITE_ROW) {
@@ -235,8 +244,10 @@ core_status surveil_extent(store *st, int through, int *first, int *last, core_e
         st, db, "SELECT min(week), max(week) FROM surveil_counts WHERE n > 0 AND week <= ?1", &q, err);
     if (!rc) {
         sqlite3_bind_int(q, 1, through);
-        if (sqlite3_step(q) != SQLITE_ROW) rc = store_error(db, err);
-        else if (sqlite3_column_type(q, 0) == SQLITE_NULL) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no data yet");
+        if (sqlite3_step(q) != SQLITE_ROW)
+            rc = store_error(db, err);
+        else if (sqlite3_column_type(q, 0) == SQLITE_NULL)
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no data yet");
         else {
             *first = sqlite3_column_int(q, 0);
             *last = sqlite3_column_int(q, 1);
@@ -254,8 +265,10 @@ core_status surveil_rewards_queued(store *st, size_t *n, core_error *err) {
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(st, db, "SELECT count(*) FROM surveil_reward_queue", &q, err);
     if (!rc) {
-        if (sqlite3_step(q) == SQLITE_ROW) *n = (size_t)sqlite3_column_int64(q, 0);
-        else rc = store_error(db, err);
+        if (sqlite3_step(q) == SQLITE_ROW)
+            *n = (size_t)sqlite3_column_int64(q, 0);
+        else
+            rc = store_error(db, err);
         sqlite3_reset(q);
     }
     store_release(st, db);
@@ -278,7 +291,8 @@ core_status surveil_rewards_pending(store *st, size_t min, surveil_reward *out, 
         int s;
         while (*n < cap && (s = sqlite3_step(q)) == SQLITE_ROW) {
             surveil_reward *r = &out[*n];
-            if (sqlite3_column_bytes(q, 0) != 32 || sqlite3_column_bytes(q, 1) != 32 || sqlite3_column_bytes(q, 2) != 32)
+            if (sqlite3_column_bytes(q, 0) != 32 || sqlite3_column_bytes(q, 1) != 32 ||
+                sqlite3_column_bytes(q, 2) != 32)
                 continue; /* cannot be written by this code; never hand out a short key */
             memcpy(r->commitment, sqlite3_column_blob(q, 0), 32);
             memcpy(r->contributor, sqlite3_column_blob(q, 1), 32);

@@ -40,8 +40,10 @@ static int region_index(const surveil_release *r, const char *code) {
         size_t mid = (lo + hi) / 2;
         int c = strcmp(r->regions[mid], code);
         if (c == 0) return (int)mid;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return -1;
 }
@@ -157,7 +159,8 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
             r->grids = calloc(weeks, sizeof *r->grids);
             if (!r->grids) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         }
-        for (size_t w = 0; w < weeks && !rc; w++) rc = surveil_grid_init(&r->grids[w], r->n_regions, r->n_conditions, err);
+        for (size_t w = 0; w < weeks && !rc; w++)
+            rc = surveil_grid_init(&r->grids[w], r->n_regions, r->n_conditions, err);
         if (!rc) rc = load_counts(st, db, r, pattern, err);
         sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     }
@@ -263,9 +266,8 @@ json_t *surveil_release_json(const surveil_release *r) {
         for (size_t e = 0; e < (R + 1) * W; e++) suppressed += g->status[e] != SURVEIL_CELL_PUBLISHED;
         char wk[9];
         surveil_week_format(r->week_from + w, wk);
-        json_array_append_new(weeks, json_pack("{s:s, s:o, s:o, s:o, s:o}", "week", wk, "cells", cells,
-                                               "region_totals", rt, "condition_totals", ct, "total",
-                                               value(g, R * W + C)));
+        json_array_append_new(weeks, json_pack("{s:s, s:o, s:o, s:o, s:o}", "week", wk, "cells", cells, "region_totals",
+                                               rt, "condition_totals", ct, "total", value(g, R * W + C)));
     }
     return json_pack("{s:s, s:s, s:s, s:i, s:f, s:b, s:o, s:o, s:o, s:I, s:I}", "country", r->country, "from", from,
                      "to", to, "k", r->k, "epsilon", r->epsilon, "synthetic", r->synthetic, "regions", regions,
@@ -291,15 +293,19 @@ json_t *surveil_release_view(const json_t *rel, const char *condition) {
             json_t *x = json_array_get(row, c);
             json_array_set_new(cells, r, json_pack("[O]", x));
             json_array_append(col, x);
-            if (json_is_null(x)) suppressed++;
-            else published++;
+            if (json_is_null(x))
+                suppressed++;
+            else
+                published++;
         }
         json_t *ct = json_array_get(json_object_get(wk, "condition_totals"), c);
         json_object_set_new(wk, "total", json_incref(ct));
         json_object_set_new(wk, "condition_totals", json_pack("[O]", ct));
         json_object_set_new(wk, "region_totals", col); /* one column: its own row totals */
-        if (json_is_null(ct)) suppressed++;
-        else published++;
+        if (json_is_null(ct))
+            suppressed++;
+        else
+            published++;
     }
     json_object_set_new(out, "condition", json_string(condition));
     json_object_set_new(out, "published_values", json_integer((json_int_t)published));
@@ -330,10 +336,14 @@ core_status surveil_release_observed(const json_t *rel, const char *region, cons
     json_array_foreach(wks, i, wk) {
         if (weeks) json_array_append(weeks, json_object_get(wk, "week"));
         const json_t *v;
-        if (whole) v = condition ? json_array_get(json_object_get(wk, "condition_totals"), ci) : json_object_get(wk, "total");
-        else if (ri == SIZE_MAX) v = NULL; /* not a row of the release: no data there */
-        else if (condition) v = json_array_get(json_array_get(json_object_get(wk, "cells"), ri), ci);
-        else v = json_array_get(json_object_get(wk, "region_totals"), ri);
+        if (whole)
+            v = condition ? json_array_get(json_object_get(wk, "condition_totals"), ci) : json_object_get(wk, "total");
+        else if (ri == SIZE_MAX)
+            v = NULL; /* not a row of the release: no data there */
+        else if (condition)
+            v = json_array_get(json_array_get(json_object_get(wk, "cells"), ri), ci);
+        else
+            v = json_array_get(json_object_get(wk, "region_totals"), ri);
         json_array_append_new(observed, v ? json_incref((json_t *)v) : json_integer(0));
     }
     return CORE_OK;
@@ -402,10 +412,11 @@ core_status surveil_release_record(store *st, const char *org, const surveil_rel
             rc = core_fail(err, CORE_ERR_CONFLICT, "epsilon",
                            "privacy budget exhausted: %.3f of %.3f spent, this release needs %.3f", spent / 1000.0,
                            cap / 1000.0, eps / 1000.0);
-        if (!rc) rc = store_prepare_cached(st, db,
-                                           "INSERT INTO surveil_budget VALUES (?1, ?2) "
-                                           "ON CONFLICT DO UPDATE SET spent_milli = spent_milli + ?2",
-                                           &q, err);
+        if (!rc)
+            rc = store_prepare_cached(st, db,
+                                      "INSERT INTO surveil_budget VALUES (?1, ?2) "
+                                      "ON CONFLICT DO UPDATE SET spent_milli = spent_milli + ?2",
+                                      &q, err);
         if (!rc) {
             sqlite3_bind_text(q, 1, org, -1, SQLITE_TRANSIENT);
             sqlite3_bind_int64(q, 2, eps);
@@ -413,10 +424,11 @@ core_status surveil_release_record(store *st, const char *org, const surveil_rel
             sqlite3_reset(q);
         }
     }
-    if (!rc) rc = store_prepare_cached(st, db,
-                                       "INSERT INTO surveil_releases (org, fingerprint, epsilon_milli, k, cells, "
-                                       "created_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                                       &q, err);
+    if (!rc)
+        rc = store_prepare_cached(st, db,
+                                  "INSERT INTO surveil_releases (org, fingerprint, epsilon_milli, k, cells, "
+                                  "created_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                  &q, err);
     if (!rc) {
         sqlite3_bind_text(q, 1, org, -1, SQLITE_TRANSIENT);
         sqlite3_bind_blob(q, 2, fp, 32, SQLITE_TRANSIENT);
@@ -425,8 +437,10 @@ core_status surveil_release_record(store *st, const char *org, const surveil_rel
         sqlite3_bind_int64(q, 5, (int64_t)r->published);
         sqlite3_bind_int64(q, 6, core_now());
         sqlite3_bind_text(q, 7, body, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
-        else *id = sqlite3_last_insert_rowid(db);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            rc = store_error(db, err);
+        else
+            *id = sqlite3_last_insert_rowid(db);
         sqlite3_reset(q);
     }
     if (!rc) rc = store_commit(db, err);
@@ -455,9 +469,10 @@ core_status surveil_release_find(store *st, const char *org, const uint8_t finge
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q;
     core_status rc = store_prepare_cached(
-        st, db, "SELECT body FROM surveil_releases WHERE org = ?1 AND fingerprint = ?2 AND txid IS NOT NULL "
-        "ORDER BY id DESC LIMIT 1", &q,
-        err);
+        st, db,
+        "SELECT body FROM surveil_releases WHERE org = ?1 AND fingerprint = ?2 AND txid IS NOT NULL "
+        "ORDER BY id DESC LIMIT 1",
+        &q, err);
     if (!rc) {
         sqlite3_bind_text(q, 1, org, -1, SQLITE_TRANSIENT);
         sqlite3_bind_blob(q, 2, fingerprint, 32, SQLITE_TRANSIENT);

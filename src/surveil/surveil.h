@@ -37,19 +37,19 @@ typedef enum {
 
 /* CUSUM's standardisation of the counts (algo.cusum's `trans`). */
 typedef enum {
-    SURVEIL_TRANS_STANDARD,    /* (x - m) / sqrt(m) */
+    SURVEIL_TRANS_STANDARD, /* (x - m) / sqrt(m) */
     SURVEIL_TRANS_ROSSI,
     SURVEIL_TRANS_ANSCOMBE,
     SURVEIL_TRANS_ANSCOMBE2ND,
-    SURVEIL_TRANS_PEARSON_NB,  /* (x - m) / sqrt(m + alpha m^2) */
+    SURVEIL_TRANS_PEARSON_NB, /* (x - m) / sqrt(m + alpha m^2) */
     SURVEIL_TRANS_NONE,
 } surveil_trans;
 
 /* Farrington's threshold (farringtonFlexible's `thresholdMethod`). */
 typedef enum {
-    SURVEIL_THRESHOLD_DELTA,     /* Farrington 1996: power-transformed normal */
-    SURVEIL_THRESHOLD_NBPLUGIN,  /* Noufaily 2013: negative binomial at mu0 */
-    SURVEIL_THRESHOLD_MUAN,      /* ... at the upper (1-alpha) quantile of mu0 */
+    SURVEIL_THRESHOLD_DELTA,    /* Farrington 1996: power-transformed normal */
+    SURVEIL_THRESHOLD_NBPLUGIN, /* Noufaily 2013: negative binomial at mu0 */
+    SURVEIL_THRESHOLD_MUAN,     /* ... at the upper (1-alpha) quantile of mu0 */
 } surveil_threshold;
 
 typedef enum { SURVEIL_POWER_NONE, SURVEIL_POWER_HALF, SURVEIL_POWER_TWO_THIRDS } surveil_power;
@@ -59,28 +59,28 @@ typedef enum { SURVEIL_POWER_NONE, SURVEIL_POWER_HALF, SURVEIL_POWER_TWO_THIRDS 
  * detect` uses for it (e.g. "baseline", "no-periods", "threshold"). */
 typedef struct {
     surveil_method method;
-    int range_start;        /* first week evaluated, 1-based; 0 = the method's first possible week */
-    int freq;               /* weeks per year (52) */
+    int range_start; /* first week evaluated, 1-based; 0 = the method's first possible week */
+    int freq;        /* weeks per year (52) */
     /* EARS */
-    int baseline;           /* weeks in the reference window (>= 3) */
-    double min_sigma;       /* floor of the reference standard deviation */
-    double alpha;           /* EARS: 0.001 (C1, C2), 0.025 (C3); Farrington: 0.05 */
+    int baseline;     /* weeks in the reference window (>= 3) */
+    double min_sigma; /* floor of the reference standard deviation */
+    double alpha;     /* EARS: 0.001 (C1, C2), 0.025 (C3); Farrington: 0.05 */
     /* CUSUM */
-    double k, h;            /* reference value and decision limit (1.04, 2.26) */
-    double m;               /* in-control mean; NAN = mean of the weeks before range_start */
-    int m_glm;              /* 1: m from a Poisson GLM with yearly harmonics over those weeks */
+    double k, h; /* reference value and decision limit (1.04, 2.26) */
+    double m;    /* in-control mean; NAN = mean of the weeks before range_start */
+    int m_glm;   /* 1: m from a Poisson GLM with yearly harmonics over those weeks */
     surveil_trans trans;
-    double cusum_alpha;     /* dispersion for the negative binomial transformation (0.1) */
+    double cusum_alpha; /* dispersion for the negative binomial transformation (0.1) */
     /* Farrington flexible */
-    int b, w;               /* years back, half-width of the reference windows (5, 3) */
-    int reweight;           /* down-weight past outbreaks by Anscombe residuals (1) */
-    double weights_threshold; /* residual above which a week is down-weighted (2.58) */
-    int trend;              /* try a linear time trend (1) */
-    double p_trend;         /* keep the trend only when its p-value is below this (0.05) */
+    int b, w;                     /* years back, half-width of the reference windows (5, 3) */
+    int reweight;                 /* down-weight past outbreaks by Anscombe residuals (1) */
+    double weights_threshold;     /* residual above which a week is down-weighted (2.58) */
+    int trend;                    /* try a linear time trend (1) */
+    double p_trend;               /* keep the trend only when its p-value is below this (0.05) */
     int limit_cases, limit_weeks; /* no alarm unless >= limit_cases in the last limit_weeks (5, 4) */
-    surveil_power power;    /* delta threshold's power transformation (2/3) */
-    int no_periods;         /* seasonal factor levels (1 = Farrington's windows only) */
-    int past_weeks;         /* recent weeks left out of the fit; -1 = w */
+    surveil_power power;          /* delta threshold's power transformation (2/3) */
+    int no_periods;               /* seasonal factor levels (1 = Farrington's windows only) */
+    int past_weeks;               /* recent weeks left out of the fit; -1 = w */
     surveil_threshold threshold;
 } surveil_params;
 
@@ -92,18 +92,18 @@ core_status surveil_method_parse(const char *name, surveil_method *out, core_err
 
 /* One evaluated week. NAN and -1 stand where R gives NA. */
 typedef struct {
-    double upperbound;  /* the count above which the week alarms */
-    int8_t alarm;       /* 1, 0, or -1 (undefined) */
-    double stat;        /* EARS: C value; CUSUM: the cumulative sum; Farrington: score */
-    double expected;    /* Farrington's expected count, CUSUM's m; NAN otherwise */
+    double upperbound; /* the count above which the week alarms */
+    int8_t alarm;      /* 1, 0, or -1 (undefined) */
+    double stat;       /* EARS: C value; CUSUM: the cumulative sum; Farrington: score */
+    double expected;   /* Farrington's expected count, CUSUM's m; NAN otherwise */
 } surveil_point;
 
 /* Run p over counts[0..n) (finite, >= 0). On success *first is the 0-based
  * index of the first week evaluated, and out[0 .. n - *first) hold the weeks
  * from there to the end; out must have room for n points. A series too short
  * for the method, or parameters out of range, is CORE_ERR_INVALID. */
-core_status surveil_detect(const surveil_params *p, const double *counts, size_t n, size_t *first,
-                           surveil_point *out, core_error *err);
+core_status surveil_detect(const surveil_params *p, const double *counts, size_t n, size_t *first, surveil_point *out,
+                           core_error *err);
 
 /* ---- weekly series from CSV (untrusted input: `caresync surveil detect`) ----
  * RFC 4180 CSV read with libcsv (quoted cells, doubled quotes, CRLF or LF, a
@@ -148,9 +148,9 @@ int64_t surveil_week_start(int week);
  * published together, so every row and column is an additive relation an
  * attacker can use. Values are counts of contributions. */
 typedef struct {
-    size_t rows, cols;    /* interior size: regions x conditions */
-    int64_t *value;       /* (rows + 1) x (cols + 1), row-major; row `rows` and column `cols` are totals */
-    uint8_t *status;      /* same shape: SURVEIL_CELL_* */
+    size_t rows, cols; /* interior size: regions x conditions */
+    int64_t *value;    /* (rows + 1) x (cols + 1), row-major; row `rows` and column `cols` are totals */
+    uint8_t *status;   /* same shape: SURVEIL_CELL_* */
 } surveil_grid;
 
 enum { SURVEIL_CELL_PUBLISHED = 0, SURVEIL_CELL_PRIMARY = 1, SURVEIL_CELL_COMPLEMENTARY = 2 };
@@ -205,7 +205,7 @@ typedef struct {
 } surveil_contribution;
 
 const char *surveil_source_name(surveil_source s); /* "model", "self_reported", "clinician_confirmed" */
-const char *surveil_age_band_name(int band);        /* "0-4" ... "65+", "unknown" */
+const char *surveil_age_band_name(int band);       /* "0-4" ... "65+", "unknown" */
 /* Band of a person born in birth_year (0: unknown) in the given year. */
 int surveil_age_band(int birth_year, int year);
 /* Shape checks only (codes well formed, week and band in range); whether the
@@ -267,21 +267,20 @@ core_status surveil_data_version(store *st, int64_t *out, core_error *err);
  * to cap of them into out, in a random order. They stay queued until
  * surveil_rewards_done removes each, so a crash mid-batch loses none (the
  * ledger refuses a commitment it already holds, which also counts as done). */
-core_status surveil_rewards_pending(store *st, size_t min, surveil_reward *out, size_t cap, size_t *n,
-                                    core_error *err);
+core_status surveil_rewards_pending(store *st, size_t min, surveil_reward *out, size_t cap, size_t *n, core_error *err);
 core_status surveil_rewards_done(store *st, const uint8_t commitment[32], core_error *err);
 core_status surveil_rewards_queued(store *st, size_t *n, core_error *err);
 
 /* ---- queries and releases ---- */
 typedef struct {
-    char country[3];          /* ISO 3166-1 alpha-2: rows are its subdivisions with data */
-    int week_from, week_to;   /* inclusive */
+    char country[3];               /* ISO 3166-1 alpha-2: rows are its subdivisions with data */
+    int week_from, week_to;        /* inclusive */
     const char *const *conditions; /* the columns (borrowed) */
     size_t n_conditions;
-    int k;                    /* small-cell threshold (>= base_k) */
-    int base_k;               /* the service's threshold (11): the pattern every release starts from */
-    double epsilon;           /* 0: exact counts; > 0: two-sided geometric noise first */
-    int sealed_through;       /* the latest sealed week: week_to beyond it is refused */
+    int k;                      /* small-cell threshold (>= base_k) */
+    int base_k;                 /* the service's threshold (11): the pattern every release starts from */
+    double epsilon;             /* 0: exact counts; > 0: two-sided geometric noise first */
+    int sealed_through;         /* the latest sealed week: week_to beyond it is refused */
     const char *const *regions; /* the rows (borrowed): every subdivision of the country, so that which
                                    rows a release has never depends on the data */
     size_t n_regions;
@@ -366,7 +365,7 @@ typedef struct {
     double upperbound;
     bool synthetic;
     int64_t created_at;
-    char acked_by[40];  /* "" while open */
+    char acked_by[40]; /* "" while open */
     int64_t acked_at;
 } surveil_alert;
 

@@ -60,19 +60,19 @@ typedef struct {
     surveil_table *t;
     core_error *err;
     core_status st;
-    size_t line;      /* physical line being fed, 1-based */
+    size_t line; /* physical line being fed, 1-based */
     /* the record being read */
-    char *cur;        /* cells, each NUL-terminated, back to back */
+    char *cur; /* cells, each NUL-terminated, back to back */
     size_t cur_len, cur_cap;
-    size_t *off;      /* offsets of the cells in cur */
+    size_t *off; /* offsets of the cells in cur */
     size_t n, off_cap;
     /* the table so far */
-    size_t cols;      /* header's columns; 0 until the header is read */
-    size_t skip;      /* 1 when the first column is R's row names, dropped */
-    int lab;          /* column `skip` holds the weeks' labels */
+    size_t cols; /* header's columns; 0 until the header is read */
+    size_t skip; /* 1 when the first column is R's row names, dropped */
+    int lab;     /* column `skip` holds the weeks' labels */
     size_t weeks;
-    double *rows;     /* week-major counts of the series columns */
-    size_t rows_cap;  /* in weeks */
+    double *rows;    /* week-major counts of the series columns */
+    size_t rows_cap; /* in weeks */
     size_t labels_cap;
 } reader;
 
@@ -213,8 +213,7 @@ static void week(reader *r) {
     for (size_t j = first; j < r->cols; j++) {
         const char *cell = CELL(r, j);
         double v = 0;
-        if (!strcmp(cell, "NA"))
-            /* R writes a missing value as NA; the detectors need every week. */
+        if (!strcmp(cell, "NA")) /* R writes a missing value as NA; the detectors need every week. */
             r->st = core_fail(r->err, CORE_ERR_INVALID, "csv",
                               "line %zu, column %zu: a missing count (NA); every week needs a count", r->line, j + 1);
         else if (!is_number(cell, &v) || v < 0)
@@ -233,8 +232,10 @@ static void on_record(int term, void *ctx) {
     (void)term;
     reader *r = ctx;
     if (r->st == CORE_OK) {
-        if (r->cols == 0) header(r);
-        else week(r);
+        if (r->cols == 0)
+            header(r);
+        else
+            week(r);
     }
     r->n = 0;
     r->cur_len = 0;

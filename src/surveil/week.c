@@ -56,13 +56,12 @@ void surveil_week_format(int week, char out[9]) {
 
 core_status surveil_week_parse(const char *text, int *week, core_error *err) {
     int y, w, n = 0;
-    if (!text || strlen(text) != 8 || sscanf(text, "%4d-W%2d%n", &y, &w, &n) != 2 || n != 8 || y < 1970 ||
-        y > 9999 || w < 1)
+    if (!text || strlen(text) != 8 || sscanf(text, "%4d-W%2d%n", &y, &w, &n) != 2 || n != 8 || y < 1970 || y > 9999 ||
+        w < 1)
         return core_fail(err, CORE_ERR_INVALID, "week", "a week is written YYYY-Www, e.g. 2026-W48");
     int first = surveil_week_of_date(y, 1, 4);
     int next = surveil_week_of_date(y + 1, 1, 4);
-    if (w > next - first)
-        return core_fail(err, CORE_ERR_INVALID, "week", "%d has %d ISO weeks", y, next - first);
+    if (w > next - first) return core_fail(err, CORE_ERR_INVALID, "week", "%d has %d ISO weeks", y, next - first);
     *week = first + w - 1;
     return CORE_OK;
 }

@@ -74,13 +74,15 @@ static core_status refuse(vision_refusal *why, vision_refusal r, core_error *err
 }
 
 static core_status check_dims(uint64_t w, uint64_t h, const vision_limits *lim, vision_refusal *why, core_error *err) {
-    if (w == 0 || h == 0) return refuse(why, VISION_CORRUPT, err, "This photo seems to be damaged. Please take or choose another one.");
+    if (w == 0 || h == 0)
+        return refuse(why, VISION_CORRUPT, err, "This photo seems to be damaged. Please take or choose another one.");
     if (w * h > lim->max_pixels)
         return refuse(why, VISION_TOO_MANY_PIXELS, err,
                       "This image has too many pixels. Please send a normal photo (under 50 megapixels).");
     if ((w < h ? w : h) < (uint64_t)lim->min_side)
-        return refuse(why, VISION_TOO_SMALL, err,
-                      "This image is too small to look at. Please send a photo at least 128 pixels on its shorter side.");
+        return refuse(
+            why, VISION_TOO_SMALL, err,
+            "This image is too small to look at. Please send a photo at least 128 pixels on its shorter side.");
     return CORE_OK;
 }
 
@@ -112,9 +114,15 @@ static int jpeg_orientation(const uint8_t *b, size_t n) {
     while (at + 4 <= n) {
         if (b[at] != 0xff) return 1;
         uint8_t m = b[at + 1];
-        if (m == 0xff) { at++; continue; }              /* fill byte */
-        if (m == 0xd9 || m == 0xda) return 1;            /* end / start of scan: no EXIF before pixels */
-        if (m == 0x01 || (m >= 0xd0 && m <= 0xd7)) { at += 2; continue; }
+        if (m == 0xff) {
+            at++;
+            continue;
+        }                                     /* fill byte */
+        if (m == 0xd9 || m == 0xda) return 1; /* end / start of scan: no EXIF before pixels */
+        if (m == 0x01 || (m >= 0xd0 && m <= 0xd7)) {
+            at += 2;
+            continue;
+        }
         size_t seg = (size_t)b[at + 2] << 8 | b[at + 3];
         if (seg < 2 || seg > n - at - 2) return 1;
         if (m == 0xe1 && seg >= 8 && memcmp(b + at + 4, "Exif\0\0", 6) == 0)
@@ -193,13 +201,34 @@ core_status vision_orient(vision_image *img, int o, core_error *err) {
         for (int x = 0; x < w; x++) {
             int sx, sy;
             switch (o) {
-            case 2: sx = W - 1 - x; sy = y; break;
-            case 3: sx = W - 1 - x; sy = H - 1 - y; break;
-            case 4: sx = x; sy = H - 1 - y; break;
-            case 5: sx = y; sy = x; break;
-            case 6: sx = y; sy = H - 1 - x; break;
-            case 7: sx = W - 1 - y; sy = H - 1 - x; break;
-            default: sx = W - 1 - y; sy = x; break; /* 8 */
+            case 2:
+                sx = W - 1 - x;
+                sy = y;
+                break;
+            case 3:
+                sx = W - 1 - x;
+                sy = H - 1 - y;
+                break;
+            case 4:
+                sx = x;
+                sy = H - 1 - y;
+                break;
+            case 5:
+                sx = y;
+                sy = x;
+                break;
+            case 6:
+                sx = y;
+                sy = H - 1 - x;
+                break;
+            case 7:
+                sx = W - 1 - y;
+                sy = H - 1 - x;
+                break;
+            default:
+                sx = W - 1 - y;
+                sy = x;
+                break; /* 8 */
             }
             memcpy(dst + ((size_t)y * w + x) * 3, img->rgb + ((size_t)sy * W + sx) * 3, 3);
         }
@@ -347,8 +376,8 @@ static core_status decode_heic(const uint8_t *b, size_t n, const vision_limits *
             goto done;
         }
         int stride = 0;
-        const uint8_t *p = e.code == heif_error_Ok ? heif_image_get_plane_readonly(img, heif_channel_interleaved, &stride)
-                                                   : NULL;
+        const uint8_t *p =
+            e.code == heif_error_Ok ? heif_image_get_plane_readonly(img, heif_channel_interleaved, &stride) : NULL;
         int w = p ? heif_image_get_width(img, heif_channel_interleaved) : 0;
         int h = p ? heif_image_get_height(img, heif_channel_interleaved) : 0;
         if (!p || w <= 0 || h <= 0 || stride < w * 3) {
@@ -370,8 +399,10 @@ core_status vision_decode(const uint8_t *buf, size_t len, const vision_limits *l
     memset(out, 0, sizeof *out);
     if (why) *why = VISION_OK;
     vision_limits lim;
-    if (lim_in) lim = *lim_in;
-    else vision_limits_defaults(&lim);
+    if (lim_in)
+        lim = *lim_in;
+    else
+        vision_limits_defaults(&lim);
     if (len > lim.max_bytes)
         return refuse(why, VISION_TOO_LARGE, err, "This file is too large. Please send a photo under 20 MB.");
     vision_format f = vision_sniff(buf, len);

@@ -9,7 +9,10 @@
 /* One axis of a separable resize: for each output position, a list of
  * (source index, weight). Downscaling averages the exact area each output
  * pixel covers (no aliasing); upscaling interpolates linearly. */
-typedef struct { int first, count; float *w; } taps;
+typedef struct {
+    int first, count;
+    float *w;
+} taps;
 
 static taps *make_taps(int in, int out) {
     taps *t = calloc((size_t)out, sizeof *t);
@@ -32,8 +35,14 @@ static taps *make_taps(int in, int out) {
             double c = (o + 0.5) * scale - 0.5;
             int i0 = (int)floor(c);
             double f = c - i0;
-            if (i0 < 0) { i0 = 0; f = 0; }
-            if (i0 >= in - 1) { i0 = in - 1; f = 0; }
+            if (i0 < 0) {
+                i0 = 0;
+                f = 0;
+            }
+            if (i0 >= in - 1) {
+                i0 = in - 1;
+                f = 0;
+            }
             t[o].first = i0;
             t[o].count = f > 0 ? 2 : 1;
             t[o].w = malloc(2 * sizeof(float));
@@ -123,7 +132,10 @@ core_status vision_encode_jpeg(const vision_image *img, int quality, uint8_t **o
     /* turbojpeg writes SOI, a JFIF APP0, tables and the scan: no EXIF, no
      * XMP, no ICC — nothing but pixels leaves. */
     int rc = tjCompress2(tj, img->rgb, img->width, 0, img->height, TJPF_RGB, &buf, &n, TJSAMP_420,
-                         quality < 1 ? 85 : quality > 100 ? 100 : quality, 0);
+                         quality < 1     ? 85
+                         : quality > 100 ? 100
+                                         : quality,
+                         0);
     tjDestroy(tj);
     if (rc != 0) {
         tjFree(buf);

@@ -22,9 +22,9 @@ typedef struct {
 } vision_image;
 
 typedef struct {
-    size_t max_bytes;      /* default 20 MB */
-    uint64_t max_pixels;   /* default 50 megapixels (decompression bombs) */
-    int min_side;          /* default 128 px on the short side */
+    size_t max_bytes;    /* default 20 MB */
+    uint64_t max_pixels; /* default 50 megapixels (decompression bombs) */
+    int min_side;        /* default 128 px on the short side */
     /* Decode no larger than needed: when > 0, JPEG and WebP are decoded at
      * the smallest built-in scale whose short side is still ≥ this (the
      * limits above are checked on the full size first). 0 = full size. */
@@ -37,9 +37,9 @@ void vision_limits_defaults(vision_limits *lim);
  * "photo" and err->message a sentence for the person). */
 typedef enum {
     VISION_OK = 0,
-    VISION_NOT_IMAGE,   /* not a JPEG, PNG, WebP or HEIC */
-    VISION_CORRUPT,     /* damaged or truncated */
-    VISION_TOO_LARGE,   /* over max_bytes */
+    VISION_NOT_IMAGE, /* not a JPEG, PNG, WebP or HEIC */
+    VISION_CORRUPT,   /* damaged or truncated */
+    VISION_TOO_LARGE, /* over max_bytes */
     VISION_TOO_MANY_PIXELS,
     VISION_TOO_SMALL,
 } vision_refusal;
@@ -75,16 +75,16 @@ typedef enum {
     VISION_Q_NO_SKIN = 1 << 3,
 } vision_issue;
 typedef struct {
-    double sharpness;     /* variance of the Laplacian of luma (higher = sharper) */
-    double brightness;    /* mean luma, 0–255 */
-    double clipped_dark;  /* fraction of pixels with luma < 16 */
-    double clipped_bright;/* fraction with luma > 240 */
-    double skin_fraction; /* fraction of pixels in a skin colour range (YCbCr) */
-    unsigned issues;      /* vision_issue bits */
+    double sharpness;      /* variance of the Laplacian of luma (higher = sharper) */
+    double brightness;     /* mean luma, 0–255 */
+    double clipped_dark;   /* fraction of pixels with luma < 16 */
+    double clipped_bright; /* fraction with luma > 240 */
+    double skin_fraction;  /* fraction of pixels in a skin colour range (YCbCr) */
+    unsigned issues;       /* vision_issue bits */
 } vision_quality;
 core_status vision_assess(const vision_image *img, vision_quality *q, core_error *err);
-const char *vision_issue_code(vision_issue i);    /* "too_blurry", "too_dark", … */
-const char *vision_issue_advice(vision_issue i);  /* a sentence for the person */
+const char *vision_issue_code(vision_issue i);   /* "too_blurry", "too_dark", … */
+const char *vision_issue_advice(vision_issue i); /* a sentence for the person */
 
 /* Skin tone as the Individual Typology Angle in degrees (tone.c), from the
  * skin-coloured pixels around the centre of the photo; NAN when too little

@@ -68,7 +68,8 @@ static void signup_login_authenticate_logout(void **state) {
     assert_string_equal(s1.username, "alice");
     assert_int_equal(strlen(rc_text), 39);
     /* duplicate name (case-insensitively) */
-    assert_int_equal(accounts_create(f->acc, "ALICE", PW, ACCOUNTS_PERSON, rc_text, NULL, NULL, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(accounts_create(f->acc, "ALICE", PW, ACCOUNTS_PERSON, rc_text, NULL, NULL, &err),
+                     CORE_ERR_CONFLICT);
     assert_string_equal(err.field, "username");
 
     assert_int_equal(accounts_login(f->acc, "alice", PW, "10.0.0.1", &s2, token2, &err), CORE_OK);
@@ -86,7 +87,8 @@ static void signup_login_authenticate_logout(void **state) {
     assert_int_equal(accounts_authenticate(f->acc, "garbage", &s3, &err), CORE_ERR_AUTH);
     assert_int_equal(accounts_authenticate(f->acc, NULL, &s3, &err), CORE_ERR_AUTH);
     /* a well-formed but unknown token */
-    assert_int_equal(accounts_authenticate(f->acc, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &s3, &err), CORE_ERR_AUTH);
+    assert_int_equal(accounts_authenticate(f->acc, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &s3, &err),
+                     CORE_ERR_AUTH);
 }
 
 static void wrong_password_and_unknown_user_look_alike(void **state) {
@@ -123,7 +125,8 @@ static void throttling_per_account_and_address(void **state) {
     assert_int_equal(accounts_login(f->acc, "dave", PW, "10.0.0.5", &s, token, &err), CORE_OK);
     /* an expired window resets the counter */
     sqlite3 *db = store_acquire(f->st);
-    assert_int_equal(sqlite3_exec(db, "UPDATE login_throttle SET window_start = window_start - 1000", 0, 0, 0), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE login_throttle SET window_start = window_start - 1000", 0, 0, 0),
+                     SQLITE_OK);
     store_release(f->st, db);
     assert_int_equal(accounts_login(f->acc, "carol", PW, "10.0.0.3", &s, token, &err), CORE_OK);
 }
@@ -184,8 +187,11 @@ static void delete_destroys_keys_and_rows(void **state) {
     assert_int_equal(accounts_login(f->acc, "gina", PW, "10.3.0.1", &s2, t, &err), CORE_ERR_AUTH);
     sqlite3 *db = store_acquire(f->st);
     sqlite3_stmt *q = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM users WHERE username='gina') + "
-                                            "(SELECT count(*) FROM sessions WHERE user_id = ?)", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT count(*) FROM users WHERE username='gina') + "
+                                        "(SELECT count(*) FROM sessions WHERE user_id = ?)",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
     sqlite3_bind_int64(q, 1, s.user_id);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(q, 0), 0);
@@ -307,7 +313,8 @@ static void signups_are_limited_per_address(void **state) {
     assert_int_equal(accounts_create(a, "staff1", PW, ACCOUNTS_CLINICIAN, rc, NULL, NULL, &err), CORE_OK);
     /* the window ends */
     sqlite3 *db = store_acquire(f->st);
-    assert_int_equal(sqlite3_exec(db, "UPDATE login_throttle SET window_start = window_start - 3600", 0, 0, 0), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE login_throttle SET window_start = window_start - 3600", 0, 0, 0),
+                     SQLITE_OK);
     store_release(f->st, db);
     assert_int_equal(accounts_signup(a, "su7", PW, "10.9.0.1", rc, &s, token, &err), CORE_OK);
     accounts_close(a);

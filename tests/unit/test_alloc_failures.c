@@ -92,7 +92,7 @@ static void create_entry(void *ctx, bool *fired) {
     json_decref(in);
     json_decref(out);
     if (!*fired) assert_int_equal(rc, CORE_OK);
-    if (rc) assert_true(err.message[0]); /* a failure says what */
+    if (rc) assert_true(err.message[0]);                        /* a failure says what */
     assert_int_equal(entry_count(f), before + (rc == CORE_OK)); /* written whole, or not at all */
 }
 
@@ -223,8 +223,15 @@ static void surveil_add_survives_every_failure(void **state) {
 static void release_once(void *ctx, bool *fired) {
     pool_fixture *f = ctx;
     static const char *const conds[] = {"fungal", "eczema"}, *const rows[] = {"US-CA", "US-NV", "US-OR"};
-    surveil_query q = {.country = "US", .week_from = f->week - 3, .week_to = f->week, .conditions = conds,
-                       .n_conditions = 2, .k = 11, .base_k = 11, .sealed_through = f->week, .regions = rows,
+    surveil_query q = {.country = "US",
+                       .week_from = f->week - 3,
+                       .week_to = f->week,
+                       .conditions = conds,
+                       .n_conditions = 2,
+                       .k = 11,
+                       .base_k = 11,
+                       .sealed_through = f->week,
+                       .regions = rows,
                        .n_regions = 3};
     surveil_release *r = NULL;
     core_error err = {0};

@@ -152,12 +152,9 @@ static void le_fields_byte_order(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(le_fields_byte_order),
-        cmocka_unit_test(read_stream_to_end),
-        cmocka_unit_test(fail_fills_error),
-        cmocka_unit_test(time_format_is_rfc3339),
-        cmocka_unit_test(read_file_and_mkdirs),
-        cmocka_unit_test(data_dir_lock_and_modes),
+        cmocka_unit_test(le_fields_byte_order),     cmocka_unit_test(read_stream_to_end),
+        cmocka_unit_test(fail_fills_error),         cmocka_unit_test(time_format_is_rfc3339),
+        cmocka_unit_test(read_file_and_mkdirs),     cmocka_unit_test(data_dir_lock_and_modes),
         cmocka_unit_test(config_defaults_are_safe),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -73,8 +73,8 @@ static void hex_and_base64(void **state) {
     assert_string_equal(hex, "00ff10ab7f");
     assert_true(cs_crypto_unhex(hex, out, 5));
     assert_memory_equal(in, out, 5);
-    assert_false(cs_crypto_unhex("00ff10ab7", out, 5));   /* odd length */
-    assert_false(cs_crypto_unhex("00ff10ab7g", out, 5));  /* not hex */
+    assert_false(cs_crypto_unhex("00ff10ab7", out, 5));    /* odd length */
+    assert_false(cs_crypto_unhex("00ff10ab7g", out, 5));   /* not hex */
     assert_false(cs_crypto_unhex("00ff10ab7f00", out, 5)); /* too long */
     assert_true(cs_crypto_b64_len(5) <= sizeof b64);
     cs_crypto_b64(in, 5, b64);

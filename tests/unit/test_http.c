@@ -3,8 +3,14 @@
 #include "http/http.h"
 #include "testutil.h"
 
-static void h_a(http_request *rq, void *ctx) { (void)rq; (void)ctx; }
-static void h_b(http_request *rq, void *ctx) { (void)rq; (void)ctx; }
+static void h_a(http_request *rq, void *ctx) {
+    (void)rq;
+    (void)ctx;
+}
+static void h_b(http_request *rq, void *ctx) {
+    (void)rq;
+    (void)ctx;
+}
 
 static void router_matches_params_and_methods(void **state) {
     (void)state;
@@ -26,7 +32,7 @@ static void router_matches_params_and_methods(void **state) {
     assert_string_equal(m.values[0], "abc123");
     assert_int_equal(http_router_match(r, "PATCH", "/api/records/abc", &m), HTTP_ROUTE_NO_METHOD);
     assert_string_equal(m.allow, "GET, DELETE");
-    assert_int_equal(http_router_match(r, "GET", "/api/records/", &m), HTTP_ROUTE_NO_PATH);   /* empty capture */
+    assert_int_equal(http_router_match(r, "GET", "/api/records/", &m), HTTP_ROUTE_NO_PATH); /* empty capture */
     assert_int_equal(http_router_match(r, "GET", "/api/records/a/b", &m), HTTP_ROUTE_NO_PATH);
     assert_int_equal(http_router_match(r, "GET", "/api/recordsx", &m), HTTP_ROUTE_NO_PATH);
     assert_int_equal(http_router_match(r, "GET", "/api", &m), HTTP_ROUTE_NO_PATH);
@@ -53,8 +59,8 @@ static void json_body_parser(void **state) {
     assert_null(http_parse_json_object("{\"a\":", 5, msg, sizeof msg));
     assert_non_null(strstr(msg, "line 1"));
     assert_null(http_parse_json_object("{\"a\":\"x\\u0000y\"}", 15, msg, sizeof msg)); /* NUL in a string */
-    assert_null(http_parse_json_object("{\"a\":1} x", 9, msg, sizeof msg)); /* trailing garbage */
-    assert_null(http_parse_json_object("{\"a\":\"\xff\"}", 8, msg, sizeof msg)); /* invalid UTF-8 */
+    assert_null(http_parse_json_object("{\"a\":1} x", 9, msg, sizeof msg));            /* trailing garbage */
+    assert_null(http_parse_json_object("{\"a\":\"\xff\"}", 8, msg, sizeof msg));       /* invalid UTF-8 */
     /* deep nesting is refused, not a stack overflow */
     static char deep[100001];
     memset(deep, '[', 100000);
@@ -68,25 +74,25 @@ static void url_text_validation(void **state) {
 #define BAD(lit) assert_false(http_text_valid(lit, sizeof lit - 1))
     OK("");
     OK("/api/regions");
-    OK("caf\xc3\xa9");                 /* U+00E9 */
-    OK("\xe2\x82\xac");                 /* U+20AC */
-    OK("\xf0\x9f\x98\x80");             /* U+1F600 */
-    OK("\xf4\x8f\xbf\xbf");             /* U+10FFFF, the last code point */
-    OK("\xed\x9f\xbf");                 /* U+D7FF, just below the surrogates */
-    BAD("\xff");                        /* the outside test's %ff */
-    BAD("\x80");                        /* a lone continuation byte */
-    BAD("\xc0\xaf");                    /* overlong '/' */
-    BAD("\xc1\xbf");                    /* overlong */
-    BAD("\xe0\x80\xaf");                /* overlong, three bytes */
-    BAD("\xf0\x80\x80\xaf");            /* overlong, four bytes */
-    BAD("\xed\xa0\x80");                /* U+D800, a surrogate */
-    BAD("\xf4\x90\x80\x80");            /* past U+10FFFF */
-    BAD("\xe2\x82");                    /* cut short */
-    BAD("a\xc3");                       /* cut short at the end */
-    BAD("\xc3(");                       /* a bad continuation */
-    BAD("a\nb");                        /* controls */
+    OK("caf\xc3\xa9");       /* U+00E9 */
+    OK("\xe2\x82\xac");      /* U+20AC */
+    OK("\xf0\x9f\x98\x80");  /* U+1F600 */
+    OK("\xf4\x8f\xbf\xbf");  /* U+10FFFF, the last code point */
+    OK("\xed\x9f\xbf");      /* U+D7FF, just below the surrogates */
+    BAD("\xff");             /* the outside test's %ff */
+    BAD("\x80");             /* a lone continuation byte */
+    BAD("\xc0\xaf");         /* overlong '/' */
+    BAD("\xc1\xbf");         /* overlong */
+    BAD("\xe0\x80\xaf");     /* overlong, three bytes */
+    BAD("\xf0\x80\x80\xaf"); /* overlong, four bytes */
+    BAD("\xed\xa0\x80");     /* U+D800, a surrogate */
+    BAD("\xf4\x90\x80\x80"); /* past U+10FFFF */
+    BAD("\xe2\x82");         /* cut short */
+    BAD("a\xc3");            /* cut short at the end */
+    BAD("\xc3(");            /* a bad continuation */
+    BAD("a\nb");             /* controls */
     BAD("a\x7f");
-    BAD("a\x00b");                      /* NUL inside the length */
+    BAD("a\x00b"); /* NUL inside the length */
 #undef OK
 #undef BAD
 }

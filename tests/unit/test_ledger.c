@@ -13,9 +13,16 @@
 #include "ledger/internal.h" /* ledger_fault_state_load */
 #include "ledger/ledger.h"
 
-typedef struct { uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET]; uint64_t nonce; } key;
+typedef struct {
+    uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET];
+    uint64_t nonce;
+} key;
 
-#define GOLDEN_TX_HEX                                                                                          "0107ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002a"                  "abababababababababababababababababababababababababababababababab00000000000003e8"                      "dc950fe6d8df4d018190023351bf61435a160ed09dfd41f409608e2b734adea8d12c76d6880ef6542984b21c25abbeb4"     "d97253bb2baa1f9764843063f961c60f"
+#define GOLDEN_TX_HEX                                                                                  \
+    "0107ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c000000000000002a"             \
+    "abababababababababababababababababababababababababababababababab00000000000003e8"                 \
+    "dc950fe6d8df4d018190023351bf61435a160ed09dfd41f409608e2b734adea8d12c76d6880ef6542984b21c25abbeb4" \
+    "d97253bb2baa1f9764843063f961c60f"
 /* = SHA-256(0x00 ‖ bytes), computed independently with Python hashlib */
 #define GOLDEN_TXID "ce3f7c2e74c0daa22953a1e8a7d16fe89e55b1b860ddf726fc9f9bfdd2228ae0"
 
@@ -123,13 +130,34 @@ static void test_codec_roundtrip_and_rejects(void **state) {
         tx->kind = (ledger_tx_kind)kind;
         tx->nonce = (uint64_t)kind * 1000 + 7;
         switch (tx->kind) {
-        case LEDGER_TX_PARAMS: tx->u.params.n_nodes = 3; tx->u.params.reward[2] = 9; memset(tx->u.params.nodes[2], 3, 32); break;
-        case LEDGER_TX_GRANT: tx->u.grant.scope = 5; tx->u.grant.purpose = 2; tx->u.grant.expires = 1999999999; break;
-        case LEDGER_TX_CONTRIBUTE: memset(tx->u.contribute.contributor, 1, 32); tx->u.contribute.category = 3; break;
-        case LEDGER_TX_TRANSFER: memset(tx->u.transfer.to, 2, 32); tx->u.transfer.amount = 42; break;
+        case LEDGER_TX_PARAMS:
+            tx->u.params.n_nodes = 3;
+            tx->u.params.reward[2] = 9;
+            memset(tx->u.params.nodes[2], 3, 32);
+            break;
+        case LEDGER_TX_GRANT:
+            tx->u.grant.scope = 5;
+            tx->u.grant.purpose = 2;
+            tx->u.grant.expires = 1999999999;
+            break;
+        case LEDGER_TX_CONTRIBUTE:
+            memset(tx->u.contribute.contributor, 1, 32);
+            tx->u.contribute.category = 3;
+            break;
+        case LEDGER_TX_TRANSFER:
+            memset(tx->u.transfer.to, 2, 32);
+            tx->u.transfer.amount = 42;
+            break;
         case LEDGER_TX_REDEEM: tx->u.redeem.amount = 1; break;
-        case LEDGER_TX_REGISTER_ORG: memset(tx->u.org.org, 4, 32); strcpy(tx->u.org.name, "Public Health Agency"); break;
-        case LEDGER_TX_RELEASE: tx->u.release.cells = 12; tx->u.release.k_min = 10; tx->u.release.epsilon_milli = 500; break;
+        case LEDGER_TX_REGISTER_ORG:
+            memset(tx->u.org.org, 4, 32);
+            strcpy(tx->u.org.name, "Public Health Agency");
+            break;
+        case LEDGER_TX_RELEASE:
+            tx->u.release.cells = 12;
+            tx->u.release.k_min = 10;
+            tx->u.release.epsilon_milli = 500;
+            break;
         default: break;
         }
         uint8_t a[LEDGER_TX_MAX], b[LEDGER_TX_MAX];
@@ -224,7 +252,8 @@ static void test_block_codec(void **state) {
     assert_memory_equal(&back, &b, sizeof b);
     for (size_t i = 0; i < sizeof enc; i++) {
         enc[i] ^= 1;
-        assert_true(ledger_block_decode(enc, sizeof enc, &back, NULL) != CORE_OK || !ledger_block_check_signature(&back));
+        assert_true(ledger_block_decode(enc, sizeof enc, &back, NULL) != CORE_OK ||
+                    !ledger_block_check_signature(&back));
         enc[i] ^= 1;
     }
     assert_int_equal(ledger_block_decode(enc, sizeof enc - 1, &back, NULL), CORE_ERR_INVALID);
@@ -232,14 +261,21 @@ static void test_block_codec(void **state) {
 
 /* ---- the state machine ---- */
 
-typedef struct { int total, revoked; } consent_tally;
+typedef struct {
+    int total, revoked;
+} consent_tally;
 static void tally_consent(void *ud, const ledger_consent *c) {
     consent_tally *t = ud;
     t->total++;
     if (c->revoked_height) t->revoked++;
 }
 
-typedef struct { int rows; int64_t sum; uint64_t last_seq; bool newest_first; } history_tally;
+typedef struct {
+    int rows;
+    int64_t sum;
+    uint64_t last_seq;
+    bool newest_first;
+} history_tally;
 static void tally_history(void *ud, uint64_t seq, int64_t delta, const ledger_tx *tx, uint64_t height) {
     history_tally *t = ud;
     (void)tx;
@@ -310,8 +346,8 @@ static void test_rules(void **state) {
     assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SYMPTOMS, 2, &r), CORE_ERR_FORBIDDEN);
     assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, 3, &r), CORE_OK);
     assert_int_equal(balance(f, &a), 10);
-    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, 3, &r), CORE_ERR_CONFLICT); /* same datum */
-    assert_int_equal(contribute(f, &b, g, LEDGER_CAT_SCREENING, 4, &r), CORE_ERR_FORBIDDEN);  /* not b's consent */
+    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, 3, &r), CORE_ERR_CONFLICT);  /* same datum */
+    assert_int_equal(contribute(f, &b, g, LEDGER_CAT_SCREENING, 4, &r), CORE_ERR_FORBIDDEN); /* not b's consent */
     /* Only node keys record contributions; the reward must match the rule. */
     ledger_tx c = {.kind = LEDGER_TX_CONTRIBUTE};
     memcpy(c.u.contribute.contributor, a.pk, 32);
@@ -358,7 +394,8 @@ static void test_rules(void **state) {
     /* Organisations: admin only; grants and releases need registered ones. */
     key org;
     keygen(&org);
-    tx = (ledger_tx){.kind = LEDGER_TX_GRANT, .u.grant = {.scope = 3, .purpose = 2, .expires = (uint64_t)core_now() + 60}};
+    tx = (ledger_tx){.kind = LEDGER_TX_GRANT,
+                     .u.grant = {.scope = 3, .purpose = 2, .expires = (uint64_t)core_now() + 60}};
     memcpy(tx.u.grant.grantee, org.pk, 32);
     assert_int_equal(send(f, &a, &tx, &r), CORE_ERR_NOT_FOUND);
     ledger_tx o = {.kind = LEDGER_TX_REGISTER_ORG};
@@ -394,7 +431,6 @@ static void test_rules(void **state) {
     assert_true(ht.rows >= 5);
 }
 
-
 /* ---- property test: random streams against a reference model ---- */
 
 enum { PW = 6, PSTEPS = 1500 };
@@ -406,7 +442,12 @@ typedef struct {
     uint64_t last[PW + 1]; /* last accepted nonce; [PW] is the node */
     uint64_t counter[PW + 1];
     int ngrants;
-    struct { uint8_t id[32]; int owner; uint32_t scope; bool revoked; } grants[256];
+    struct {
+        uint8_t id[32];
+        int owner;
+        uint32_t scope;
+        bool revoked;
+    } grants[256];
     int ncommit;
     uint8_t commits[PSTEPS][32];
     uint64_t minted, burned;
@@ -439,7 +480,8 @@ static core_status model_apply(model *m, int who, const ledger_tx *tx, const uin
         m->wallet[who] = true;
         break;
     case LEDGER_TX_TRANSFER:
-        for (int i = 0; i < PW; i++) if (!memcmp(m->w[i].pk, tx->u.transfer.to, 32)) to = i;
+        for (int i = 0; i < PW; i++)
+            if (!memcmp(m->w[i].pk, tx->u.transfer.to, 32)) to = i;
         if (to == who) return CORE_ERR_INVALID;
         if (to < 0 || !m->wallet[to]) return CORE_ERR_NOT_FOUND;
         if ((int64_t)tx->u.transfer.amount > m->bal[who]) return CORE_ERR_INVALID;
@@ -459,7 +501,8 @@ static core_status model_apply(model *m, int who, const ledger_tx *tx, const uin
         m->ngrants++;
         break;
     case LEDGER_TX_REVOKE:
-        for (int i = 0; i < m->ngrants; i++) if (!memcmp(m->grants[i].id, tx->u.revoke.grant, 32)) g = i;
+        for (int i = 0; i < m->ngrants; i++)
+            if (!memcmp(m->grants[i].id, tx->u.revoke.grant, 32)) g = i;
         if (g < 0) return CORE_ERR_NOT_FOUND;
         if (m->grants[g].owner != who) return CORE_ERR_FORBIDDEN;
         if (m->grants[g].revoked) return CORE_ERR_CONFLICT;
@@ -468,9 +511,11 @@ static core_status model_apply(model *m, int who, const ledger_tx *tx, const uin
     case LEDGER_TX_CONTRIBUTE: {
         if (who != PW) return CORE_ERR_FORBIDDEN;
         int c = -1;
-        for (int i = 0; i < PW; i++) if (!memcmp(m->w[i].pk, tx->u.contribute.contributor, 32)) c = i;
+        for (int i = 0; i < PW; i++)
+            if (!memcmp(m->w[i].pk, tx->u.contribute.contributor, 32)) c = i;
         if (c < 0 || !m->wallet[c]) return CORE_ERR_NOT_FOUND;
-        for (int i = 0; i < m->ngrants; i++) if (!memcmp(m->grants[i].id, tx->u.contribute.grant, 32)) g = i;
+        for (int i = 0; i < m->ngrants; i++)
+            if (!memcmp(m->grants[i].id, tx->u.contribute.grant, 32)) g = i;
         if (g < 0 || m->grants[g].revoked || m->grants[g].owner != c ||
             !(m->grants[g].scope & (1u << tx->u.contribute.category)))
             return CORE_ERR_FORBIDDEN;
@@ -513,12 +558,16 @@ static void test_property_random_streams(void **state) {
             forged[b] = replay[b] = false;
             switch (rnd(10)) {
             case 0: tx.kind = LEDGER_TX_REGISTER_WALLET; break;
-            case 1: case 2:
+            case 1:
+            case 2:
                 tx.kind = LEDGER_TX_TRANSFER;
                 memcpy(tx.u.transfer.to, m.w[rnd(PW)].pk, 32);
                 tx.u.transfer.amount = 1 + rnd(25);
                 break;
-            case 3: tx.kind = LEDGER_TX_REDEEM; tx.u.redeem.amount = 1 + rnd(15); break;
+            case 3:
+                tx.kind = LEDGER_TX_REDEEM;
+                tx.u.redeem.amount = 1 + rnd(15);
+                break;
             case 4:
                 tx.kind = LEDGER_TX_GRANT;
                 tx.u.grant.scope = 1 + rnd(LEDGER_SCOPE_ALL);
@@ -527,8 +576,10 @@ static void test_property_random_streams(void **state) {
                 break;
             case 5:
                 tx.kind = LEDGER_TX_REVOKE;
-                if (m.ngrants && rnd(4)) memcpy(tx.u.revoke.grant, m.grants[rnd((uint32_t)m.ngrants)].id, 32);
-                else memset(tx.u.revoke.grant, (int)rnd(256), 32);
+                if (m.ngrants && rnd(4))
+                    memcpy(tx.u.revoke.grant, m.grants[rnd((uint32_t)m.ngrants)].id, 32);
+                else
+                    memset(tx.u.revoke.grant, (int)rnd(256), 32);
                 break;
             default: {
                 tx.kind = LEDGER_TX_CONTRIBUTE;
@@ -538,9 +589,14 @@ static void test_property_random_streams(void **state) {
                 if (g >= 0) memcpy(tx.u.contribute.grant, m.grants[g].id, 32);
                 tx.u.contribute.category = (uint8_t)rnd(LEDGER_CATEGORIES);
                 uint32_t cm = rnd(100000);
-                if (m.ncommit && !rnd(8)) memcpy(tx.u.contribute.commitment, m.commits[rnd((uint32_t)m.ncommit)], 32);
-                else { memset(tx.u.contribute.commitment, 0, 32); memcpy(tx.u.contribute.commitment, &step, sizeof step);
-                       memcpy(tx.u.contribute.commitment + 8, &b, sizeof b); memcpy(tx.u.contribute.commitment + 16, &cm, 4); }
+                if (m.ncommit && !rnd(8))
+                    memcpy(tx.u.contribute.commitment, m.commits[rnd((uint32_t)m.ncommit)], 32);
+                else {
+                    memset(tx.u.contribute.commitment, 0, 32);
+                    memcpy(tx.u.contribute.commitment, &step, sizeof step);
+                    memcpy(tx.u.contribute.commitment + 8, &b, sizeof b);
+                    memcpy(tx.u.contribute.commitment + 16, &cm, 4);
+                }
                 tx.u.contribute.reward = o.genesis_reward[tx.u.contribute.category] + (rnd(10) == 0);
                 s = rnd(6) ? PW : s; /* mostly signed by the node, sometimes (wrongly) by a wallet */
                 break;
@@ -557,7 +613,8 @@ static void test_property_random_streams(void **state) {
                 len = history_len[h];
                 assert_int_equal(ledger_tx_decode(bufs[b], len, &tx, NULL), CORE_OK);
                 s = -1;
-                for (int i = 0; i < PW; i++) if (!memcmp(m.w[i].pk, tx.signer, 32)) s = i;
+                for (int i = 0; i < PW; i++)
+                    if (!memcmp(m.w[i].pk, tx.signer, 32)) s = i;
                 if (s < 0) s = PW;
                 replay[b] = true;
             } else if (!rnd(25)) {
@@ -575,21 +632,28 @@ static void test_property_random_streams(void **state) {
         assert_int_equal(ledger_submit_many(f->l, ptrs, lens, BATCH, rc, NULL), CORE_OK);
         for (int b = 0; b < BATCH; b++) {
             core_status want;
-            if (forged[b]) want = CORE_ERR_CRYPTO;
-            else want = model_apply(&m, who[b], &txs[b], rc[b].txid, o.genesis_reward);
+            if (forged[b])
+                want = CORE_ERR_CRYPTO;
+            else
+                want = model_apply(&m, who[b], &txs[b], rc[b].txid, o.genesis_reward);
             if (rc[b].status != want)
                 fail_msg("step %d: %s by %d (replay %d): ledger said %s (%s), model %s", step + b,
                          ledger_tx_kind_name(txs[b].kind), who[b], replay[b], core_status_name(rc[b].status),
                          rc[b].error.message, core_status_name(want));
-            if (want == CORE_OK) accepted++;
-            else rejected++;
+            if (want == CORE_OK)
+                accepted++;
+            else
+                rejected++;
         }
         /* Invariants after every batch. */
         int64_t sum = 0;
         for (int i = 0; i < PW; i++) {
             ledger_account a;
             core_status st = ledger_get_account(f->l, m.w[i].pk, &a, NULL);
-            if (st == CORE_ERR_NOT_FOUND) { assert_false(m.wallet[i]); continue; }
+            if (st == CORE_ERR_NOT_FOUND) {
+                assert_false(m.wallet[i]);
+                continue;
+            }
             assert_int_equal(st, CORE_OK);
             assert_int_equal(a.wallet, m.wallet[i]);
             assert_int_equal(a.balance, m.bal[i]);
@@ -667,7 +731,10 @@ static void test_proofs(void **state) {
 }
 
 /* Concurrent server-side signers never collide on a nonce. */
-typedef struct { fixture *f; int ok; } signer_arg;
+typedef struct {
+    fixture *f;
+    int ok;
+} signer_arg;
 static void *sign_many(void *arg) {
     signer_arg *s = arg;
     for (int i = 0; i < 40; i++) {
@@ -888,10 +955,14 @@ static void test_concurrent_sign_submit(void **state) {
 
 /* The consensus hook: sees every block with its transactions before the
  * commit; a refusal rolls the block back and fails its submitters. */
-typedef struct { int blocks, txs; bool refuse; uint64_t last_height; } fake_consensus;
+typedef struct {
+    int blocks, txs;
+    bool refuse;
+    uint64_t last_height;
+} fake_consensus;
 
-static core_status fake_propose(void *ud, const ledger_block *h, const uint8_t *const *txs, const size_t *lens, size_t n,
-                                core_error *err) {
+static core_status fake_propose(void *ud, const ledger_block *h, const uint8_t *const *txs, const size_t *lens,
+                                size_t n, core_error *err) {
     fake_consensus *fc = ud;
     for (size_t i = 0; i < n; i++) assert_true(ledger_tx_check_signature(txs[i], lens[i]));
     assert_true(ledger_block_check_signature(h));
@@ -1052,7 +1123,8 @@ static void test_reload_corrupt_state_refuses(void **state) {
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_busy_timeout(db, 5000);
-    assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value = x'00' WHERE key = 'params'", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "UPDATE meta SET value = x'00' WHERE key = 'params'", NULL, NULL, NULL),
+                     SQLITE_OK);
     sqlite3_close(db);
     /* A replayed nonce: rejected, the empty block rolled back, state reloaded. */
     ledger_tx tx = {.kind = LEDGER_TX_ANCHOR};

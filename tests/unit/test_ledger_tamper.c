@@ -11,7 +11,10 @@
 #include "crypto/crypto.h"
 #include "ledger/ledger.h"
 
-typedef struct { uint8_t pk[32], sk[64]; uint64_t nonce; } key;
+typedef struct {
+    uint8_t pk[32], sk[64];
+    uint64_t nonce;
+} key;
 
 static char dir[256], path[300];
 
@@ -51,8 +54,8 @@ static int build(void **state) {
         ledger_tx tx = {.kind = LEDGER_TX_REGISTER_WALLET};
         sign_send(l, &w[i], &tx);
     }
-    ledger_tx tx = {.kind = LEDGER_TX_GRANT, .u.grant = {.scope = LEDGER_SCOPE_ALL, .purpose = 1,
-                                                          .expires = (uint64_t)core_now() + 86400}};
+    ledger_tx tx = {.kind = LEDGER_TX_GRANT,
+                    .u.grant = {.scope = LEDGER_SCOPE_ALL, .purpose = 1, .expires = (uint64_t)core_now() + 86400}};
     uint8_t buf[LEDGER_TX_MAX];
     tx.nonce = ++w[0].nonce;
     size_t len = ledger_tx_sign(&tx, w[0].sk, buf, sizeof buf);
@@ -223,32 +226,43 @@ static void test_rows_and_state(void **state) {
     int64_t last_h = scalar(db, "SELECT max(height) FROM blocks");
     int64_t mid_h = scalar(db, "SELECT height FROM txs WHERE seq = 5");
     /* A transaction removed from the middle of the log. */
-    assert_int_equal(sqlite3_exec(db, "BEGIN; CREATE TEMP TABLE keep AS SELECT * FROM txs WHERE seq = 5;"
-                                      "DELETE FROM txs WHERE seq = 5; COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "BEGIN; CREATE TEMP TABLE keep AS SELECT * FROM txs WHERE seq = 5;"
+                                  "DELETE FROM txs WHERE seq = 5; COMMIT",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
     expect_bad(mid_h, 5, "deleting a transaction");
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO txs SELECT * FROM keep; DROP TABLE keep", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO txs SELECT * FROM keep; DROP TABLE keep", NULL, NULL, NULL),
+                     SQLITE_OK);
     /* A transaction slipped in after the last block. */
     char sql[200];
-    snprintf(sql, sizeof sql, "INSERT INTO txs (seq, txid, height, body) SELECT %lld, randomblob(32), height, body "
-             "FROM txs WHERE seq = 3", (long long)n);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO txs (seq, txid, height, body) SELECT %lld, randomblob(32), height, body "
+             "FROM txs WHERE seq = 3",
+             (long long)n);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     expect_bad(last_h, n, "appending an unsealed transaction");
     snprintf(sql, sizeof sql, "DELETE FROM txs WHERE seq = %lld", (long long)n);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     /* The last block removed. */
-    assert_int_equal(sqlite3_exec(db, "CREATE TEMP TABLE kb AS SELECT * FROM blocks WHERE height = (SELECT max(height) FROM blocks);"
-                                      "DELETE FROM blocks WHERE height = (SELECT max(height) FROM blocks)", NULL, NULL, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db,
+                     "CREATE TEMP TABLE kb AS SELECT * FROM blocks WHERE height = (SELECT max(height) FROM blocks);"
+                     "DELETE FROM blocks WHERE height = (SELECT max(height) FROM blocks)",
+                     NULL, NULL, NULL),
+        SQLITE_OK);
     ledger_verify_report rep;
     assert_int_not_equal(ledger_verify_file(path, 1, &rep, NULL), CORE_OK);
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO blocks SELECT * FROM kb; DROP TABLE kb", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "INSERT INTO blocks SELECT * FROM kb; DROP TABLE kb", NULL, NULL, NULL),
+                     SQLITE_OK);
     test_clean_ledger_verifies(state);
     /* Derived state edited behind the ledger's back: a balance, a consent, supply. */
     static const char *const edits[][2] = {
         {"UPDATE signers SET balance = balance + 1 WHERE wallet AND balance > 0",
          "UPDATE signers SET balance = balance - 1 WHERE wallet AND balance > 0"},
         {"UPDATE consents SET revoked_height = 3", "UPDATE consents SET revoked_height = 0"},
-        {"UPDATE meta SET value = value + 5 WHERE key = 'minted'", "UPDATE meta SET value = value - 5 WHERE key = 'minted'"},
+        {"UPDATE meta SET value = value + 5 WHERE key = 'minted'",
+         "UPDATE meta SET value = value - 5 WHERE key = 'minted'"},
         {"DELETE FROM orgs", NULL},
     };
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {

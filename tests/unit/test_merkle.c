@@ -30,13 +30,13 @@ static int free_vectors(void **state) {
     return 0;
 }
 
-#define NEED_VECTORS()                                                                              \
-    do {                                                                                            \
-        if (!vectors) {                                                                             \
+#define NEED_VECTORS()                                                                                \
+    do {                                                                                              \
+        if (!vectors) {                                                                               \
             fprintf(stderr, "SKIP: %s/vectors/rfc6962-merkle.json not found (../shared is absent)\n", \
-                    TEST_SHARED_DIR);                                                               \
-            skip();                                                                                 \
-        }                                                                                           \
+                    TEST_SHARED_DIR);                                                                 \
+            skip();                                                                                   \
+        }                                                                                             \
     } while (0)
 
 static void hex32(const char *s, uint8_t out[32]) { assert_true(cs_crypto_unhex(s, out, 32)); }
@@ -98,8 +98,8 @@ static bool incl_ok(const incl *c) {
 }
 
 static bool incl_same(const incl *a, const incl *b) {
-    return a->index == b->index && a->size == b->size && !memcmp(a->leaf, b->leaf, 32) && !memcmp(a->root, b->root, 32) &&
-           a->n == b->n && !memcmp(a->path, b->path, a->n * 32);
+    return a->index == b->index && a->size == b->size && !memcmp(a->leaf, b->leaf, 32) &&
+           !memcmp(a->root, b->root, 32) && a->n == b->n && !memcmp(a->path, b->path, a->n * 32);
 }
 
 static int reject_count;
@@ -108,21 +108,39 @@ static int reject_count;
  * happen to reproduce the original input are not corruptions and skipped. */
 static void incl_must_reject(const incl *orig, const incl *m, const char *what) {
     if (incl_same(orig, m)) return;
-    if (incl_ok(m)) fail_msg("inclusion (index %llu, size %llu) accepted after: %s", (unsigned long long)orig->index,
-                             (unsigned long long)orig->size, what);
+    if (incl_ok(m))
+        fail_msg("inclusion (index %llu, size %llu) accepted after: %s", (unsigned long long)orig->index,
+                 (unsigned long long)orig->size, what);
     reject_count++;
 }
 
 static void incl_mutations(const incl *c) {
     incl m;
-    m = *c; m.index = c->index - 1; incl_must_reject(c, &m, "index - 1"); /* wraps for 0: still must fail */
-    m = *c; m.index = c->index + 1; incl_must_reject(c, &m, "index + 1");
-    m = *c; m.index = c->index ^ 2; incl_must_reject(c, &m, "index ^ 2");
-    m = *c; m.size = c->size * 2; incl_must_reject(c, &m, "size * 2");
-    m = *c; m.size = c->size / 2; incl_must_reject(c, &m, "size / 2");
-    m = *c; m.leaf[0] ^= 1; incl_must_reject(c, &m, "wrong leaf");
-    m = *c; m.root[31] ^= 0x80; incl_must_reject(c, &m, "wrong root");
-    m = *c; memcpy(m.root, c->leaf, 32); memcpy(m.leaf, c->root, 32); incl_must_reject(c, &m, "swapped root and leaf");
+    m = *c;
+    m.index = c->index - 1;
+    incl_must_reject(c, &m, "index - 1"); /* wraps for 0: still must fail */
+    m = *c;
+    m.index = c->index + 1;
+    incl_must_reject(c, &m, "index + 1");
+    m = *c;
+    m.index = c->index ^ 2;
+    incl_must_reject(c, &m, "index ^ 2");
+    m = *c;
+    m.size = c->size * 2;
+    incl_must_reject(c, &m, "size * 2");
+    m = *c;
+    m.size = c->size / 2;
+    incl_must_reject(c, &m, "size / 2");
+    m = *c;
+    m.leaf[0] ^= 1;
+    incl_must_reject(c, &m, "wrong leaf");
+    m = *c;
+    m.root[31] ^= 0x80;
+    incl_must_reject(c, &m, "wrong root");
+    m = *c;
+    memcpy(m.root, c->leaf, 32);
+    memcpy(m.leaf, c->root, 32);
+    incl_must_reject(c, &m, "swapped root and leaf");
     for (size_t i = 0; i < c->n; i++)
         for (int bit = 0; bit < 256; bit += 37) {
             m = *c;
@@ -146,8 +164,14 @@ static void incl_mutations(const incl *c) {
     }
     /* Prepending or appending a copy of an existing element. */
     if (c->n) {
-        m = *c; memmove(m.path[1], m.path[0], c->n * 32); m.n++; incl_must_reject(c, &m, "first element duplicated");
-        m = *c; memcpy(m.path[c->n], c->path[c->n - 1], 32); m.n++; incl_must_reject(c, &m, "last element duplicated");
+        m = *c;
+        memmove(m.path[1], m.path[0], c->n * 32);
+        m.n++;
+        incl_must_reject(c, &m, "first element duplicated");
+        m = *c;
+        memcpy(m.path[c->n], c->path[c->n - 1], 32);
+        m.n++;
+        incl_must_reject(c, &m, "last element duplicated");
     }
 }
 
@@ -191,7 +215,8 @@ typedef struct {
 } cons;
 
 static bool cons_ok(const cons *c) {
-    return ledger_merkle_verify_consistency(c->size1, c->size2, c->root1, c->root2, (const uint8_t(*)[32])c->proof, c->n);
+    return ledger_merkle_verify_consistency(c->size1, c->size2, c->root1, c->root2, (const uint8_t(*)[32])c->proof,
+                                            c->n);
 }
 
 static bool cons_same(const cons *a, const cons *b) {
@@ -201,22 +226,42 @@ static bool cons_same(const cons *a, const cons *b) {
 
 static void cons_must_reject(const cons *orig, const cons *m, const char *what) {
     if (cons_same(orig, m)) return;
-    if (cons_ok(m)) fail_msg("consistency %llu→%llu accepted after: %s", (unsigned long long)orig->size1,
-                             (unsigned long long)orig->size2, what);
+    if (cons_ok(m))
+        fail_msg("consistency %llu→%llu accepted after: %s", (unsigned long long)orig->size1,
+                 (unsigned long long)orig->size2, what);
     reject_count++;
 }
 
 static void cons_mutations(const cons *c) {
     cons m;
-    m = *c; m.size1 = c->size1 * 2; cons_must_reject(c, &m, "size1 * 2");
-    m = *c; m.size1 = c->size1 / 2; cons_must_reject(c, &m, "size1 / 2");
-    m = *c; m.size2 = c->size2 * 2; cons_must_reject(c, &m, "size2 * 2");
-    m = *c; m.size2 = c->size2 / 2; cons_must_reject(c, &m, "size2 / 2");
-    m = *c; m.size1 = c->size1 + 1; cons_must_reject(c, &m, "size1 + 1");
-    m = *c; m.size1 = c->size1 - 1; cons_must_reject(c, &m, "size1 - 1");
-    m = *c; m.root1[0] ^= 1; cons_must_reject(c, &m, "wrong first root");
-    m = *c; m.root2[0] ^= 1; cons_must_reject(c, &m, "wrong second root");
-    m = *c; memcpy(m.root1, c->root2, 32); memcpy(m.root2, c->root1, 32); cons_must_reject(c, &m, "swapped roots");
+    m = *c;
+    m.size1 = c->size1 * 2;
+    cons_must_reject(c, &m, "size1 * 2");
+    m = *c;
+    m.size1 = c->size1 / 2;
+    cons_must_reject(c, &m, "size1 / 2");
+    m = *c;
+    m.size2 = c->size2 * 2;
+    cons_must_reject(c, &m, "size2 * 2");
+    m = *c;
+    m.size2 = c->size2 / 2;
+    cons_must_reject(c, &m, "size2 / 2");
+    m = *c;
+    m.size1 = c->size1 + 1;
+    cons_must_reject(c, &m, "size1 + 1");
+    m = *c;
+    m.size1 = c->size1 - 1;
+    cons_must_reject(c, &m, "size1 - 1");
+    m = *c;
+    m.root1[0] ^= 1;
+    cons_must_reject(c, &m, "wrong first root");
+    m = *c;
+    m.root2[0] ^= 1;
+    cons_must_reject(c, &m, "wrong second root");
+    m = *c;
+    memcpy(m.root1, c->root2, 32);
+    memcpy(m.root2, c->root1, 32);
+    cons_must_reject(c, &m, "swapped roots");
     for (size_t i = 0; i < c->n; i++)
         for (int bit = 0; bit < 256; bit += 37) {
             m = *c;
@@ -271,8 +316,14 @@ static void test_consistency_vectors(void **state) {
 
 /* Reference MTH straight from RFC 6962's definition, for cross-checking. */
 static void naive_mth(hash_t *leaves, uint64_t n, uint8_t out[32]) {
-    if (n == 0) { cs_crypto_sha256(out, "", 0); return; }
-    if (n == 1) { memcpy(out, leaves[0], 32); return; }
+    if (n == 0) {
+        cs_crypto_sha256(out, "", 0);
+        return;
+    }
+    if (n == 1) {
+        memcpy(out, leaves[0], 32);
+        return;
+    }
     uint64_t k = 1;
     while (k * 2 < n) k *= 2;
     uint8_t l[32], r[32];
@@ -304,14 +355,15 @@ static void test_every_size(void **state) {
             assert_int_equal(ledger_tree_inclusion(t, i, size, path, &n, NULL), CORE_OK);
             assert_true(ledger_merkle_verify_inclusion(i, size, leaves[i], (const uint8_t(*)[32])path, n, roots[size]));
             if (size > 1) /* right path, wrong leaf */
-                assert_false(ledger_merkle_verify_inclusion(i, size, leaves[(i + 1) % size], (const uint8_t(*)[32])path, n,
-                                                            roots[size]));
+                assert_false(ledger_merkle_verify_inclusion(i, size, leaves[(i + 1) % size], (const uint8_t(*)[32])path,
+                                                            n, roots[size]));
         }
         for (uint64_t m = 1; m <= size; m++) {
             hash_t proof[LEDGER_PROOF_MAX];
             size_t n;
             assert_int_equal(ledger_tree_consistency(t, m, size, proof, &n, NULL), CORE_OK);
-            assert_true(ledger_merkle_verify_consistency(m, size, roots[m], roots[size], (const uint8_t(*)[32])proof, n));
+            assert_true(
+                ledger_merkle_verify_consistency(m, size, roots[m], roots[size], (const uint8_t(*)[32])proof, n));
             if (m < size) /* an old root that is not a prefix of this tree */
                 assert_false(ledger_merkle_verify_consistency(m, size, roots[m - 1 ? m - 1 : 2], roots[size],
                                                               (const uint8_t(*)[32])proof, n));
@@ -335,7 +387,8 @@ static void test_every_size(void **state) {
         assert_true(ledger_merkle_verify_consistency(0, size, roots[0], roots[size], NULL, 0));
         if (size > 0) {
             assert_false(ledger_merkle_verify_consistency(0, size, roots[1], roots[size], NULL, 0));
-            assert_false(ledger_merkle_verify_consistency(0, size, roots[0], roots[size], (const uint8_t(*)[32])roots, 1));
+            assert_false(
+                ledger_merkle_verify_consistency(0, size, roots[0], roots[size], (const uint8_t(*)[32])roots, 1));
         }
     }
     assert_false(ledger_merkle_verify_consistency(0, 0, roots[0], roots[1], NULL, 0));

@@ -92,14 +92,15 @@ static void check_conv(nn_conv c, nn_shape in) {
     t.y = malloc(ny * sizeof(float));
     t.r = randn(ny, 1);
     t.ws = malloc((nn_conv_workspace(&c, in) + 1) * sizeof(float));
-    float *dx = malloc(nx * sizeof(float)), *dw = calloc(nw, sizeof(float)), *db = calloc((size_t)c.out_c, sizeof(float));
+    float *dx = malloc(nx * sizeof(float)), *dw = calloc(nw, sizeof(float)),
+          *db = calloc((size_t)c.out_c, sizeof(float));
     conv_loss(&t);
     float *ref = malloc(ny * sizeof(float));
     reference_conv(&c, in, t.x, t.w, t.b, ref);
     for (size_t i = 0; i < ny; i++)
         if (fabsf(ref[i] - t.y[i]) > 1e-4f * (1 + fabsf(ref[i])))
-            fail_msg("conv k%dx%d pad %d/%d: y[%zu] %.6f, reference %.6f", c.kh, c.kw, c.pad, c.axis_pad ? c.pad_w : c.pad,
-                     i, t.y[i], ref[i]);
+            fail_msg("conv k%dx%d pad %d/%d: y[%zu] %.6f, reference %.6f", c.kh, c.kw, c.pad,
+                     c.axis_pad ? c.pad_w : c.pad, i, t.y[i], ref[i]);
     free(ref);
     nn_conv_backward(&c, in, t.x, t.w, t.r, dx, dw, db, t.ws);
     char what[96];
@@ -117,15 +118,16 @@ static void check_conv(nn_conv c, nn_shape in) {
 
 static void test_conv_gradients(void **state) {
     (void)state;
-    check_conv((nn_conv){3, 4, 3, 3, 1, 1, 1, 0, 0, 0, 0}, (nn_shape){2, 3, 6, 5});  /* dense 3×3 */
-    check_conv((nn_conv){3, 5, 3, 3, 2, 1, 1, 0, 0, 0, 0}, (nn_shape){2, 3, 7, 6});  /* stride 2 */
-    check_conv((nn_conv){4, 6, 3, 3, 1, 0, 2, 0, 0, 0, 0}, (nn_shape){1, 4, 5, 5});  /* 2 groups, no padding */
-    check_conv((nn_conv){3, 3, 3, 3, 2, 1, 3, 0, 0, 0, 0}, (nn_shape){2, 3, 7, 7});  /* depthwise */
-    check_conv((nn_conv){4, 4, 5, 5, 1, 2, 4, 0, 0, 0, 0}, (nn_shape){1, 4, 6, 6});  /* depthwise 5×5 */
-    check_conv((nn_conv){5, 3, 1, 1, 1, 0, 1, 0, 0, 0, 0}, (nn_shape){2, 5, 4, 3});  /* pointwise (no im2col) */
-    check_conv((nn_conv){2, 4, 2, 3, 1, 0, 1, 0, 0, 0, 0}, (nn_shape){1, 2, 4, 5});  /* rectangular kernel */
-    check_conv((nn_conv){3, 4, 3, 3, 2, 0, 1, 1, 0, 0, 0}, (nn_shape){2, 3, 8, 8});  /* TF "SAME", stride 2: pad after only */
-    check_conv((nn_conv){4, 4, 3, 3, 2, 0, 4, 1, 0, 0, 0}, (nn_shape){1, 4, 8, 8});  /* the same, depthwise */
+    check_conv((nn_conv){3, 4, 3, 3, 1, 1, 1, 0, 0, 0, 0}, (nn_shape){2, 3, 6, 5}); /* dense 3×3 */
+    check_conv((nn_conv){3, 5, 3, 3, 2, 1, 1, 0, 0, 0, 0}, (nn_shape){2, 3, 7, 6}); /* stride 2 */
+    check_conv((nn_conv){4, 6, 3, 3, 1, 0, 2, 0, 0, 0, 0}, (nn_shape){1, 4, 5, 5}); /* 2 groups, no padding */
+    check_conv((nn_conv){3, 3, 3, 3, 2, 1, 3, 0, 0, 0, 0}, (nn_shape){2, 3, 7, 7}); /* depthwise */
+    check_conv((nn_conv){4, 4, 5, 5, 1, 2, 4, 0, 0, 0, 0}, (nn_shape){1, 4, 6, 6}); /* depthwise 5×5 */
+    check_conv((nn_conv){5, 3, 1, 1, 1, 0, 1, 0, 0, 0, 0}, (nn_shape){2, 5, 4, 3}); /* pointwise (no im2col) */
+    check_conv((nn_conv){2, 4, 2, 3, 1, 0, 1, 0, 0, 0, 0}, (nn_shape){1, 2, 4, 5}); /* rectangular kernel */
+    check_conv((nn_conv){3, 4, 3, 3, 2, 0, 1, 1, 0, 0, 0},
+               (nn_shape){2, 3, 8, 8}); /* TF "SAME", stride 2: pad after only */
+    check_conv((nn_conv){4, 4, 3, 3, 2, 0, 4, 1, 0, 0, 0}, (nn_shape){1, 4, 8, 8}); /* the same, depthwise */
     /* depthwise 3×3 has its own forward loop (a vectorised interior and
      * bounds-tested edges): rows wide enough for the interior, stride 1 and
      * 2, odd and even widths, and a row narrower than the window */
@@ -195,7 +197,11 @@ static void test_bn_gradients(void **state) {
 
 /* ---- activations, pooling, dense, dropout ---- */
 
-typedef struct { nn_act a; size_t n; float *x, *y, *r; } act_ctx;
+typedef struct {
+    nn_act a;
+    size_t n;
+    float *x, *y, *r;
+} act_ctx;
 static float act_loss(void *p) {
     act_ctx *t = p;
     nn_act_forward(t->a, t->n, t->x, t->y);
@@ -218,12 +224,21 @@ static void test_activation_gradients(void **state) {
     }
 }
 
-typedef struct { nn_pool p; nn_shape in, out; int kind; float *x, *y, *r; int32_t *arg; } pool_ctx;
+typedef struct {
+    nn_pool p;
+    nn_shape in, out;
+    int kind;
+    float *x, *y, *r;
+    int32_t *arg;
+} pool_ctx;
 static float pool_loss(void *p) {
     pool_ctx *t = p;
-    if (t->kind == 0) nn_maxpool_forward(&t->p, t->in, t->x, t->y, t->arg);
-    else if (t->kind == 1) nn_avgpool_forward(&t->p, t->in, t->x, t->y);
-    else nn_gap_forward(t->in, t->x, t->y);
+    if (t->kind == 0)
+        nn_maxpool_forward(&t->p, t->in, t->x, t->y, t->arg);
+    else if (t->kind == 1)
+        nn_avgpool_forward(&t->p, t->in, t->x, t->y);
+    else
+        nn_gap_forward(t->in, t->x, t->y);
     return dot(t->y, t->r, nn_count(t->out));
 }
 
@@ -250,18 +265,27 @@ static void test_pool_gradients(void **state) {
             t.arg = malloc(ny * sizeof(int32_t));
             float *dx = malloc(nx * sizeof(float));
             pool_loss(&t);
-            if (kind == 0) nn_maxpool_backward(t.in, t.out, t.arg, t.r, dx);
-            else if (kind == 1) nn_avgpool_backward(&t.p, t.in, t.r, dx);
-            else nn_gap_backward(t.in, t.r, dx);
+            if (kind == 0)
+                nn_maxpool_backward(t.in, t.out, t.arg, t.r, dx);
+            else if (kind == 1)
+                nn_avgpool_backward(&t.p, t.in, t.r, dx);
+            else
+                nn_gap_backward(t.in, t.r, dx);
             char what[64];
-            snprintf(what, sizeof what, "%s k%d s%d p%d", kind == 0 ? "maxpool" : kind == 1 ? "avgpool" : "gap", t.p.k,
-                     t.p.stride, t.p.pad);
+            snprintf(what, sizeof what, "%s k%d s%d p%d",
+                     kind == 0   ? "maxpool"
+                     : kind == 1 ? "avgpool"
+                                 : "gap",
+                     t.p.k, t.p.stride, t.p.pad);
             gradcheck(what, t.x, dx, nx, pool_loss, &t, 1e-3f, 1e-2f);
             free(t.x), free(t.y), free(t.r), free(t.arg), free(dx);
         }
 }
 
-typedef struct { int n, in, out; float *x, *w, *b, *y, *r; } dense_ctx;
+typedef struct {
+    int n, in, out;
+    float *x, *w, *b, *y, *r;
+} dense_ctx;
 static float dense_loss(void *p) {
     dense_ctx *t = p;
     nn_dense_forward(t->n, t->in, t->out, t->x, t->w, t->b, t->y);
@@ -270,7 +294,11 @@ static float dense_loss(void *p) {
 
 /* ---- concatenation ---- */
 
-typedef struct { int n, ca, cb; size_t hw; float *a, *b, *y, *r; } cat_ctx;
+typedef struct {
+    int n, ca, cb;
+    size_t hw;
+    float *a, *b, *y, *r;
+} cat_ctx;
 
 static float cat_loss(void *p) {
     cat_ctx *t = p;
@@ -301,12 +329,13 @@ static void test_concat(void **state) {
  * direct sum, on maps with edges, strides and padding. */
 static void test_pool_fast_paths(void **state) {
     (void)state;
-    nn_pool cfgs[] = {{3, 1, 1, true}, {3, 2, 0, false}, {3, 2, 1, false}, {2, 2, 0, false}, {5, 1, 2, true},
-                      {3, 1, 1, false}, {7, 3, 3, true}};
+    nn_pool cfgs[] = {{3, 1, 1, true}, {3, 2, 0, false}, {3, 2, 1, false}, {2, 2, 0, false},
+                      {5, 1, 2, true}, {3, 1, 1, false}, {7, 3, 3, true}};
     for (size_t k = 0; k < sizeof cfgs / sizeof cfgs[0]; k++) {
         nn_pool p = cfgs[k];
         nn_shape in = {2, 3, 13, 17}, o = nn_pool_out(&p, in);
-        float *x = randn(nn_count(in), 1), *a = malloc(nn_count(o) * sizeof(float)), *b = malloc(nn_count(o) * sizeof(float));
+        float *x = randn(nn_count(in), 1), *a = malloc(nn_count(o) * sizeof(float)),
+              *b = malloc(nn_count(o) * sizeof(float));
         int32_t *arg = malloc(nn_count(o) * sizeof(int32_t));
         nn_maxpool_forward(&p, in, x, a, NULL);
         nn_maxpool_forward(&p, in, x, b, arg);
@@ -365,7 +394,12 @@ static void test_dense_gradients(void **state) {
     free(t.x), free(t.w), free(t.b), free(t.y), free(t.r);
 }
 
-typedef struct { float p; size_t n; float *x, *y, *r; uint8_t *mask; } drop_ctx;
+typedef struct {
+    float p;
+    size_t n;
+    float *x, *y, *r;
+    uint8_t *mask;
+} drop_ctx;
 static float drop_loss(void *p) {
     drop_ctx *t = p;
     nn_rng fixed;
@@ -390,7 +424,13 @@ static void test_dropout_and_add(void **state) {
     free(t.x), free(t.y), free(t.r), free(t.mask), free(dx);
 }
 
-typedef struct { int n, k; float *z; int32_t *lab; float smooth; float *cw; } ce_ctx;
+typedef struct {
+    int n, k;
+    float *z;
+    int32_t *lab;
+    float smooth;
+    float *cw;
+} ce_ctx;
 static float ce_loss(void *p) {
     ce_ctx *t = p;
     return nn_softmax_ce(t->n, t->k, t->z, t->lab, t->smooth, t->cw, NULL, NULL);
@@ -419,7 +459,7 @@ static void test_softmax_ce(void **state) {
 
 static void test_schedule_and_optimisers(void **state) {
     (void)state;
-    assert_true(fabsf(nn_cosine_lr(1.0f, 0.0f, 0, 10, 110) - 0.1f) < 1e-6f);  /* warm-up */
+    assert_true(fabsf(nn_cosine_lr(1.0f, 0.0f, 0, 10, 110) - 0.1f) < 1e-6f); /* warm-up */
     assert_true(fabsf(nn_cosine_lr(1.0f, 0.0f, 10, 10, 110) - 1.0f) < 1e-6f);
     assert_true(fabsf(nn_cosine_lr(1.0f, 0.0f, 60, 10, 110) - 0.5f) < 1e-6f);
     assert_true(nn_cosine_lr(1.0f, 0.01f, 110, 10, 110) < 0.0101f);

@@ -26,7 +26,8 @@ static int add(nn_net *net, nn_node n) {
 /* A small residual net with random weights and non-trivial BN statistics. */
 static nn_net *small_net(uint64_t seed) {
     nn_net *net = nn_net_new(3, 12, 12);
-    int a = add(net, (nn_node){.op = NN_OP_CONV, .in = NN_INPUT, .conv = {3, 6, 3, 3, 2, 0, 1, 1, 0, 0, 0}, .bias = true});
+    int a =
+        add(net, (nn_node){.op = NN_OP_CONV, .in = NN_INPUT, .conv = {3, 6, 3, 3, 2, 0, 1, 1, 0, 0, 0}, .bias = true});
     int b = add(net, (nn_node){.op = NN_OP_BN, .in = a, .eps = 1e-3f, .momentum = 0.1f});
     int c = add(net, (nn_node){.op = NN_OP_ACT, .in = b, .act = NN_RELU6});
     int d = add(net, (nn_node){.op = NN_OP_CONV, .in = c, .conv = {6, 6, 3, 3, 1, 1, 6, 0, 0, 0, 0}});
@@ -99,7 +100,8 @@ static void test_round_trip(void **state) {
 static void test_round_trip_inception_ops(void **state) {
     (void)state;
     nn_net *net = nn_net_new(3, 12, 12);
-    int a = add(net, (nn_node){.op = NN_OP_CONV, .in = NN_INPUT, .conv = {3, 4, 1, 7, 1, 0, 1, 0, 1, 3, 0}, .bias = true});
+    int a =
+        add(net, (nn_node){.op = NN_OP_CONV, .in = NN_INPUT, .conv = {3, 4, 1, 7, 1, 0, 1, 0, 1, 3, 0}, .bias = true});
     int b = add(net, (nn_node){.op = NN_OP_MAXPOOL, .in = a, .pool = {3, 1, 1, false}});
     int c = add(net, (nn_node){.op = NN_OP_AVGPOOL, .in = a, .pool = {3, 1, 1, true}});
     int d = add(net, (nn_node){.op = NN_OP_CONCAT, .in = b, .in2 = c});
@@ -325,10 +327,8 @@ int main(void) {
     snprintf(dir, sizeof dir, "/tmp/caresync-nn-model-%d", (int)getpid());
     assert_int_equal(core_mkdirs(dir, NULL), CORE_OK);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),
-        cmocka_unit_test(test_round_trip_inception_ops),
-        cmocka_unit_test(test_damage_refused),
-        cmocka_unit_test(test_backbone_reference),
+        cmocka_unit_test(test_round_trip),           cmocka_unit_test(test_round_trip_inception_ops),
+        cmocka_unit_test(test_damage_refused),       cmocka_unit_test(test_backbone_reference),
         cmocka_unit_test(test_fields_little_endian),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

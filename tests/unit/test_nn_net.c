@@ -320,7 +320,8 @@ static float train_stripes(uint64_t seed, float *acc, float **weights, size_t *n
             int ph = (int)(nn_rng_next(&r) % 3);
             for (int a = 0; a < S; a++)
                 for (int b = 0; b < S; b++)
-                    x[i * S * S + a * S + b] = (((y[i] ? b : a) + ph) % 3 == 0 ? 1.0f : -0.5f) + 0.2f * nn_rng_normal(&r);
+                    x[i * S * S + a * S + b] =
+                        (((y[i] ? b : a) + ph) % 3 == 0 ? 1.0f : -0.5f) + 0.2f * nn_rng_normal(&r);
         }
         const float *lo = nn_run_forward(run, net, N, x, !eval, &r, 0);
         if (eval) {
@@ -393,8 +394,10 @@ static void test_fused_inference(void **state) {
     (void)state;
     nn_net *net = nn_net_new(C, 9, 11);
     assert_non_null(net);
-    const nn_conv convs[4] = {{C, 4, 3, 3, 1, 1, 1, 0, 0, 0, 0}, {4, 4, 3, 3, 1, 1, 4, 0, 0, 0, 0},
-                              {4, 5, 1, 1, 1, 0, 1, 0, 0, 0, 0}, {5, 3, 3, 3, 2, 0, 1, 1, 0, 0, 0}};
+    const nn_conv convs[4] = {{C, 4, 3, 3, 1, 1, 1, 0, 0, 0, 0},
+                              {4, 4, 3, 3, 1, 1, 4, 0, 0, 0, 0},
+                              {4, 5, 1, 1, 1, 0, 1, 0, 0, 0, 0},
+                              {5, 3, 3, 3, 2, 0, 1, 1, 0, 0, 0}};
     const nn_act acts[4] = {NN_RELU6, NN_RELU, NN_SILU, NN_RELU6};
     for (int l = 0; l < 4; l++) {
         nn_node n;
@@ -427,9 +430,11 @@ static void test_fused_inference(void **state) {
     float *ref = NULL;
     for (int l = 0; l < 4; l++) {
         nn_shape o = nn_conv_out(&convs[l], s);
-        float *ws = malloc((nn_conv_workspace(&convs[l], s) + 1) * sizeof *ws), *out = malloc(nn_count(o) * sizeof *out);
+        float *ws = malloc((nn_conv_workspace(&convs[l], s) + 1) * sizeof *ws),
+              *out = malloc(nn_count(o) * sizeof *out);
         size_t nw, nb;
-        nn_conv_forward(&convs[l], s, cur, nn_net_tensor(net, 2 * l, 0, &nw), nn_net_tensor(net, 2 * l, 1, &nb), out, ws);
+        nn_conv_forward(&convs[l], s, cur, nn_net_tensor(net, 2 * l, 0, &nw), nn_net_tensor(net, 2 * l, 1, &nb), out,
+                        ws);
         nn_act_forward(acts[l], nn_count(o), out, out);
         free(ws);
         free(ref);

@@ -21,7 +21,10 @@
 
 /* ---- the golden images (the same pixel rules as scripts/tfjs-golden.mjs) ---- */
 
-typedef struct { const uint8_t *b; int w, h, off, stride; } bmp;
+typedef struct {
+    const uint8_t *b;
+    int w, h, off, stride;
+} bmp;
 
 static bool read_bmp(const char *path, uint8_t **buf, bmp *m) {
     FILE *f = fopen(path, "rb");
@@ -116,7 +119,8 @@ static void test_nsfwjs_golden(void **state) {
              * features near zero carry only absolute rounding error. */
             diff(feat, gf, nf, 0.01 * fmaxv, &fa, &fr);
             diff(logits, gl, nl, 1.0, &la, &lr);
-            fprintf(stderr, "%-16s %-8s features (%zu, max %.3f): max abs %.2e rel %.2e | logits: max abs %.2e rel %.2e\n",
+            fprintf(stderr,
+                    "%-16s %-8s features (%zu, max %.3f): max abs %.2e rel %.2e | logits: max abs %.2e rel %.2e\n",
                     models[m], img, nf, fmaxv, fa, fr, la, lr);
             /* TF.js sums in another order, and batch norm is folded here:
              * float32 rounding, nothing more. A wrong layer, padding or
@@ -168,8 +172,10 @@ static core_status read_model(const char *name, nn_net **net, nn_tfjs_info *info
 static const char LAYERS_JSON[] =
     "{\"format\":\"layers-model\",\"modelTopology\":{\"keras_version\":\"2.2.4\",\"model_config\":{\"class_name\":"
     "\"Model\",\"config\":{\"name\":\"m\",\"layers\":["
-    "{\"name\":\"in\",\"class_name\":\"InputLayer\",\"config\":{\"batch_input_shape\":[null,4,5,2]},\"inbound_nodes\":[]},"
-    "{\"name\":\"zp\",\"class_name\":\"ZeroPadding2D\",\"config\":{\"padding\":[[0,1],[0,1]]},\"inbound_nodes\":[[[\"in\",0,0,{}]]]},"
+    "{\"name\":\"in\",\"class_name\":\"InputLayer\",\"config\":{\"batch_input_shape\":[null,4,5,2]},\"inbound_nodes\":["
+    "]},"
+    "{\"name\":\"zp\",\"class_name\":\"ZeroPadding2D\",\"config\":{\"padding\":[[0,1],[0,1]]},\"inbound_nodes\":[[["
+    "\"in\",0,0,{}]]]},"
     "{\"name\":\"c1\",\"class_name\":\"Conv2D\",\"config\":{\"filters\":3,\"kernel_size\":[3,3],\"strides\":[2,2],"
     "\"padding\":\"valid\",\"activation\":\"linear\",\"use_bias\":false},\"inbound_nodes\":[[[\"zp\",0,0,{}]]]},"
     "{\"name\":\"bn\",\"class_name\":\"BatchNormalization\",\"config\":{\"axis\":-1,\"epsilon\":0.001,\"scale\":true,"
@@ -180,7 +186,8 @@ static const char LAYERS_JSON[] =
     "\"padding\":\"same\",\"activation\":\"relu\",\"use_bias\":true},\"inbound_nodes\":[[[\"r\",0,0,{}]]]},"
     "{\"name\":\"mp\",\"class_name\":\"MaxPooling2D\",\"config\":{\"pool_size\":[3,3],\"strides\":[1,1],\"padding\":"
     "\"same\"},\"inbound_nodes\":[[[\"r\",0,0,{}]]]},"
-    "{\"name\":\"ap\",\"class_name\":\"AveragePooling2D\",\"config\":{\"pool_size\":[3,3],\"strides\":[1,1],\"padding\":"
+    "{\"name\":\"ap\",\"class_name\":\"AveragePooling2D\",\"config\":{\"pool_size\":[3,3],\"strides\":[1,1],"
+    "\"padding\":"
     "\"same\"},\"inbound_nodes\":[[[\"r\",0,0,{}]]]},"
     "{\"name\":\"cat\",\"class_name\":\"Concatenate\",\"config\":{\"axis\":-1},\"inbound_nodes\":[[[\"c2\",0,0,{}],"
     "[\"mp\",0,0,{}],[\"ap\",0,0,{}]]]},"
@@ -376,8 +383,9 @@ static void test_layers_model_by_hand(void **state) {
     free(t);
     t = replace_all(js, "0.5", ".5");
     free(js);
-    const char *pre = "!function(a){if(\"object\"==typeof exports)module.exports=a()}(function(){return function a(n,i,e)"
-                      "{return a}({1:[function(a,n,i){n.exports=";
+    const char *pre =
+        "!function(a){if(\"object\"==typeof exports)module.exports=a()}(function(){return function a(n,i,e)"
+        "{return a}({1:[function(a,n,i){n.exports=";
     const char *post = "},{}]},{},[1])(1)});";
     size_t ln = strlen(pre) + strlen(t) + strlen(post) + 1;
     char *bundle = malloc(ln);
@@ -401,12 +409,14 @@ static void test_layers_model_by_hand(void **state) {
     free(bundle);
 
     /* Refusals, each with a message that names the problem. */
-    struct { const char *from, *to, *says; } bad[] = {
-        {"GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalMaxPooling2D"},   /* unknown layer */
-        {"\"w1.bin\"", "\"../w1\"", "plain file name"},                           /* path outside the directory */
-        {"[8,2]", "[2,8]", "d/kernel"},                                           /* weight of the wrong shape */
-        {"{\"axis\":-1}", "{\"axis\":1}", "axis"},                                /* concatenation on another axis */
-        {"\"softmax\"", "\"tanh\"", "tanh"},                                      /* unknown activation */
+    struct {
+        const char *from, *to, *says;
+    } bad[] = {
+        {"GlobalAveragePooling2D", "GlobalMaxPooling2D", "GlobalMaxPooling2D"}, /* unknown layer */
+        {"\"w1.bin\"", "\"../w1\"", "plain file name"},                         /* path outside the directory */
+        {"[8,2]", "[2,8]", "d/kernel"},                                         /* weight of the wrong shape */
+        {"{\"axis\":-1}", "{\"axis\":1}", "axis"},                              /* concatenation on another axis */
+        {"\"softmax\"", "\"tanh\"", "tanh"},                                    /* unknown activation */
         {"[[\"in\",0,0,{}]]]},{\"name\":\"c1\"", "[[\"nope\",0,0,{}]]]},{\"name\":\"c1\"", "nope"},
     };
     for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
@@ -415,12 +425,14 @@ static void test_layers_model_by_hand(void **state) {
         write_file("bad.json", m, strlen(m));
         err = (core_error){0};
         assert_int_equal(read_model("bad.json", &net, &info, &err), CORE_ERR_INVALID);
-        if (!strstr(err.message, bad[k].says)) fail_msg("case %zu: \"%s\" does not say %s", k, err.message, bad[k].says);
+        if (!strstr(err.message, bad[k].says))
+            fail_msg("case %zu: \"%s\" does not say %s", k, err.message, bad[k].says);
         free(m);
     }
     /* Weights that do not add up to the manifest. */
     err = (core_error){0};
-    assert_int_equal(nn_tfjs_parse(LAYERS_JSON, strlen(LAYERS_JSON), bytes, n - 1, &net, &info, &err), CORE_ERR_INVALID);
+    assert_int_equal(nn_tfjs_parse(LAYERS_JSON, strlen(LAYERS_JSON), bytes, n - 1, &net, &info, &err),
+                     CORE_ERR_INVALID);
     assert_non_null(strstr(err.message, "bytes"));
     assert_null(net);
     /* A shard that is missing. */
@@ -448,12 +460,15 @@ static const char GRAPH_JSON[] =
     "{\"name\":\"mul\",\"op\":\"Mul\",\"input\":[\"mul_y\",\"input\"]},"
     "{\"name\":\"sub\",\"op\":\"Sub\",\"input\":[\"mul\",\"sub_y\"]},"
     "{\"name\":\"conv\",\"op\":\"_FusedConv2D\",\"input\":[\"sub\",\"cw\",\"cb\"],\"attr\":{\"strides\":{\"list\":"
-    "{\"i\":[\"1\",\"1\",\"1\",\"1\"]}},\"padding\":{\"s\":\"U0FNRQ==\"},\"fused_ops\":{\"list\":{\"s\":[\"Qmlhc0FkZA==\","
+    "{\"i\":[\"1\",\"1\",\"1\",\"1\"]}},\"padding\":{\"s\":\"U0FNRQ==\"},\"fused_ops\":{\"list\":{\"s\":[\"Qmlhc0FkZA=="
+    "\","
     "\"UmVsdQ==\"]}}}},"
-    "{\"name\":\"pool\",\"op\":\"AvgPool\",\"input\":[\"conv\"],\"attr\":{\"ksize\":{\"list\":{\"i\":[\"1\",\"3\",\"3\","
+    "{\"name\":\"pool\",\"op\":\"AvgPool\",\"input\":[\"conv\"],\"attr\":{\"ksize\":{\"list\":{\"i\":[\"1\",\"3\","
+    "\"3\","
     "\"1\"]}},\"strides\":{\"list\":{\"i\":[\"1\",\"1\",\"1\",\"1\"]}},\"padding\":{\"s\":\"VkFMSUQ=\"}}},"
     "{\"name\":\"sq\",\"op\":\"Squeeze\",\"input\":[\"pool\"]},"
-    "{\"name\":\"fc\",\"op\":\"_FusedMatMul\",\"input\":[\"sq\",\"dw\",\"db\"],\"attr\":{\"fused_ops\":{\"list\":{\"s\":"
+    "{\"name\":\"fc\",\"op\":\"_FusedMatMul\",\"input\":[\"sq\",\"dw\",\"db\"],\"attr\":{\"fused_ops\":{\"list\":{"
+    "\"s\":"
     "[\"Qmlhc0FkZA==\"]}}}},"
     "{\"name\":\"sm\",\"op\":\"Softmax\",\"input\":[\"fc\"]},"
     "{\"name\":\"Identity\",\"op\":\"Identity\",\"input\":[\"sm\"]}]},"

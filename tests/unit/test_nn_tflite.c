@@ -136,8 +136,10 @@ static void test_malformed_files_refused(void **state) {
     int refused = 0;
     for (size_t cut = 0; cut < len; cut += len / 37 + 1) {
         nn_net *n2;
-        if (nn_tflite_read((uint8_t *)bytes, cut, &n2, &info, NULL) == CORE_OK) nn_net_free(n2);
-        else refused++;
+        if (nn_tflite_read((uint8_t *)bytes, cut, &n2, &info, NULL) == CORE_OK)
+            nn_net_free(n2);
+        else
+            refused++;
     }
     assert_true(refused >= 30);
     /* Flipped bytes across the file: refused or a usable net, never a crash. */

@@ -75,8 +75,9 @@ static void entry_validation(void **state) {
     assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"x\",\"onset\":\"2024-02-29\"}", f), CORE_OK); /* leap */
     assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"x\",\"onset\":\"2024-2-29\"}", f), CORE_ERR_INVALID);
     assert_int_equal(entry("{\"kind\":\"symptom\",\"title\":\"x\",\"onset\":\"1899-12-31\"}", f), CORE_ERR_INVALID);
-    assert_int_equal(entry("{\"kind\":\"medication\",\"title\":\"x\",\"onset\":\"2026-01-02\",\"ended\":\"2026-01-01\"}", f),
-                     CORE_ERR_INVALID);
+    assert_int_equal(
+        entry("{\"kind\":\"medication\",\"title\":\"x\",\"onset\":\"2026-01-02\",\"ended\":\"2026-01-01\"}", f),
+        CORE_ERR_INVALID);
     assert_string_equal(f, "ended");
     /* 200 multi-byte characters are fine; 201 are not */
     char big[2048] = "{\"kind\":\"note\",\"title\":\"";
@@ -104,7 +105,8 @@ static void profile_validation(void **state) {
     fixture *f = *state;
     json_t *out = NULL;
     core_error err = {0};
-    json_t *ok = json_pack("{s:s,s:i,s:s,s:s}", "display_name", "Al", "birth_year", 1990, "sex", "female", "region", "NZ-AUK");
+    json_t *ok =
+        json_pack("{s:s,s:i,s:s,s:s}", "display_name", "Al", "birth_year", 1990, "sex", "female", "region", "NZ-AUK");
     assert_int_equal(records_validate_profile(ok, f->regs, 2026, &out, &err), CORE_OK);
     json_decref(out);
     json_object_set_new(ok, "region", json_string("Auckland"));
@@ -193,15 +195,16 @@ static void photos_go_with_their_entry(void **state) {
     for (size_t i = 0; i < sizeof jpeg; i++) jpeg[i] = (uint8_t)(i * 7 + 1);
     jpeg[0] = 0xFF, jpeg[1] = 0xD8, jpeg[2] = 0xFF, jpeg[598] = 0xFF, jpeg[599] = 0xD9;
     /* a forged description from the caller is dropped */
-    json_t *in = json_pack("{s:s,s:s,s:{s:s,s:i,s:s}}", "kind", "note", "title", "Skin check: unsure", "photo",
-                           "type", "image/png", "bytes", 1, "sha256", "00");
+    json_t *in = json_pack("{s:s,s:s,s:{s:s,s:i,s:s}}", "kind", "note", "title", "Skin check: unsure", "photo", "type",
+                           "image/png", "bytes", 1, "sha256", "00");
     json_t *rec = NULL, *got = NULL, *list = NULL;
     assert_int_equal(records_create(f->st, &f->alice, in, &rec, &err), CORE_OK);
     assert_null(json_object_get(rec, "photo"));
     uint8_t *back = NULL;
     size_t n = 0;
-    assert_int_equal(records_photo_get(f->st, &f->alice, json_string_value(json_object_get(rec, "id")), &back, &n,
-                                       &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(
+        records_photo_get(f->st, &f->alice, json_string_value(json_object_get(rec, "id")), &back, &n, &err),
+        CORE_ERR_NOT_FOUND);
     json_decref(rec);
 
     /* not a JPEG, or too large: refused, nothing written */
@@ -294,8 +297,8 @@ static void profile_and_export(void **state) {
     assert_int_equal(records_profile_get(f->st, &f->alice, &p, &err), CORE_OK);
     assert_true(json_is_null(json_object_get(p, "display_name")));
     json_decref(p);
-    json_t *in = json_pack("{s:s,s:i,s:s,s:s}", "display_name", "Alice", "birth_year", 1980, "sex", "female",
-                           "region", "NZ-WGN");
+    json_t *in = json_pack("{s:s,s:i,s:s,s:s}", "display_name", "Alice", "birth_year", 1980, "sex", "female", "region",
+                           "NZ-WGN");
     assert_int_equal(records_profile_put(f->st, f->regs, &f->alice, in, &p, &err), CORE_OK);
     json_decref(p);
     json_decref(in);

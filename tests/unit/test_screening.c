@@ -162,8 +162,8 @@ static void test_features_and_cache(void **state) {
     assert_memory_equal(a, b, 2 * 2 * 1280 * sizeof(float));
     double norm = 0, diff = 0;
     for (int i = 0; i < 1280; i++) norm += a[i] * a[i], diff += fabs(a[i] - a[1280 + i]), assert_true(a[i] >= 0);
-    assert_true(norm > 1);      /* ReLU6 features, not all zero */
-    assert_true(diff > 1e-3);   /* the mirrored view differs */
+    assert_true(norm > 1);    /* ReLU6 features, not all zero */
+    assert_true(diff > 1e-3); /* the mirrored view differs */
     free(b);
     /* The last block's input (where fine-tuning starts): its activations,
      * run through the rest of the backbone, give the same pooled features;
@@ -265,7 +265,10 @@ static void test_calibration(void **state) {
         u = (float)((r >> 40) & 0xFFFF) / 65536.0f * sum;
         label[i] = K - 1;
         for (int c = 0; c < K; c++) {
-            if (u < p[c]) { label[i] = c; break; }
+            if (u < p[c]) {
+                label[i] = c;
+                break;
+            }
             u -= p[c];
         }
         for (int c = 0; c < K; c++) lg[i * K + c] *= 2.5f;

@@ -81,7 +81,8 @@ static void test_fit_risk(void **state) {
     const screening_item *ptr[N];
     for (int i = 0; i < N; i++) {
         bool malignant = i % 2 == 0;
-        items[i] = (screening_item){.set = i < 100 ? 1 : 3, .condition = malignant ? mel : mole, .malignant = malignant};
+        items[i] =
+            (screening_item){.set = i < 100 ? 1 : 3, .condition = malignant ? mel : mole, .malignant = malignant};
         ptr[i] = &items[i];
         /* set 1: malignant melanoma probability 0.30..0.79; set 3: 0.05..0.54 */
         float pm = malignant ? (i < 100 ? 0.30f : 0.05f) + 0.01f * (float)(i % 100 / 2) : 0.02f;
@@ -129,7 +130,8 @@ static void test_ood_distance(void **state) {
     for (int i = 0; i < 1000; i++) over += screening_ood_score(&o, x + (size_t)(2000 + i) * D) >= 1;
     assert_true(over <= 11);
     float far[D];
-    for (int d = 0; d < D; d++) far[d] = 1.0f + (d >= 20 && d < 30 ? 4.0f : 0.0f); /* 8 sd along ten narrow directions */
+    for (int d = 0; d < D; d++)
+        far[d] = 1.0f + (d >= 20 && d < 30 ? 4.0f : 0.0f); /* 8 sd along ten narrow directions */
     assert_true(screening_ood_score(&o, far) > 1.5f);
     /* the distance from projections equals the direct score */
     float proj[8];
@@ -267,9 +269,12 @@ static void test_model_not_skin(void **state) {
     for (int y = 0; y < 224; y++)
         for (int x = 0; x < 224; x++) {
             uint8_t *p = im.rgb + ((size_t)y * 224 + x) * 3;
-            if (x > 100 && x < 124 && y > 80) p[0] = 90, p[1] = 60, p[2] = 30;
-            else if (y < 140) p[0] = 90, p[1] = (uint8_t)(150 + y / 3), p[2] = 235;
-            else p[0] = 40, p[1] = (uint8_t)(140 + (x * 7 + y * 3) % 40), p[2] = 40;
+            if (x > 100 && x < 124 && y > 80)
+                p[0] = 90, p[1] = 60, p[2] = 30;
+            else if (y < 140)
+                p[0] = 90, p[1] = (uint8_t)(150 + y / 3), p[2] = 235;
+            else
+                p[0] = 40, p[1] = (uint8_t)(140 + (x * 7 + y * 3) % 40), p[2] = 40;
         }
     screening_result r;
     core_error err = {0};
@@ -325,8 +330,8 @@ static int teardown(void **state) {
 int main(void) {
     assert_int_equal(cs_crypto_init(NULL), CORE_OK);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_triage_rule),   cmocka_unit_test(test_fit_risk),
-        cmocka_unit_test(test_ood_distance),  cmocka_unit_test(test_skin_tone),
+        cmocka_unit_test(test_triage_rule),    cmocka_unit_test(test_fit_risk),
+        cmocka_unit_test(test_ood_distance),   cmocka_unit_test(test_skin_tone),
         cmocka_unit_test(test_watermark_crop), cmocka_unit_test(test_not_skin_list),
         cmocka_unit_test(test_model_not_skin), cmocka_unit_test(test_model_on_pad),
     };

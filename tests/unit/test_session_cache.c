@@ -46,8 +46,8 @@ static void stale_put_after_drop_is_refused(void **state) {
     session_cache *c = session_cache_new();
     session_entry a = entry(7, 1), out;
     uint64_t gen = session_cache_generation(c); /* authenticate starts its DB read */
-    session_cache_drop(c, a.id_hash);            /* logout commits meanwhile */
-    session_cache_put(c, &a, gen);               /* the stale row arrives */
+    session_cache_drop(c, a.id_hash);           /* logout commits meanwhile */
+    session_cache_put(c, &a, gen);              /* the stale row arrives */
     assert_false(session_cache_get(c, a.id_hash, core_now(), &out));
     session_cache_free(c);
 }

@@ -18,7 +18,9 @@
 
 #define DAY 86400
 
-typedef struct { uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET]; } key;
+typedef struct {
+    uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET];
+} key;
 
 typedef struct {
     char dir[256];
@@ -32,8 +34,14 @@ typedef struct {
 static void open_share(fixture *f, double budget, int batch) {
     share_close(f->sh);
     f->sh = NULL;
-    share_options o = {.st = f->st, .led = f->led, .node_sk = f->node.sk, .admin_sk = f->admin.sk, .k = 11,
-                       .budget = budget, .seal_delay = DAY, .reward_batch = batch};
+    share_options o = {.st = f->st,
+                       .led = f->led,
+                       .node_sk = f->node.sk,
+                       .admin_sk = f->admin.sk,
+                       .k = 11,
+                       .budget = budget,
+                       .seal_delay = DAY,
+                       .reward_batch = batch};
     core_error err = {0};
     if (share_open(&o, &f->sh, &err)) fail_msg("share_open: %s", err.message);
 }
@@ -128,8 +136,13 @@ static uint64_t tree_size(fixture *f) {
 }
 
 static share_contribution_input input(const fixture *f, const key *k, const char *result_id) {
-    share_contribution_input in = {.condition = "fungal", .region = "US-CA", .created = f->now, .birth_year = 1990,
-                                   .result_id = result_id, .year = 2026, .now = f->now};
+    share_contribution_input in = {.condition = "fungal",
+                                   .region = "US-CA",
+                                   .created = f->now,
+                                   .birth_year = 1990,
+                                   .result_id = result_id,
+                                   .year = 2026,
+                                   .now = f->now};
     memcpy(in.wallet, k->pk, 32);
     return in;
 }
@@ -340,9 +353,17 @@ static void fill(fixture *f, int w0, int weeks) {
 
 static surveil_query query(fixture *f, int weeks, double epsilon) {
     int through = share_sealed_through(f->sh, f->now);
-    surveil_query q = {.country = "US", .week_from = through - weeks + 1, .week_to = through, .conditions = conds,
-                       .n_conditions = 3, .k = 11, .base_k = 11, .epsilon = epsilon, .sealed_through = through,
-                       .regions = rows, .n_regions = 4};
+    surveil_query q = {.country = "US",
+                       .week_from = through - weeks + 1,
+                       .week_to = through,
+                       .conditions = conds,
+                       .n_conditions = 3,
+                       .k = 11,
+                       .base_k = 11,
+                       .epsilon = epsilon,
+                       .sealed_through = through,
+                       .regions = rows,
+                       .n_regions = 4};
     return q;
 }
 
@@ -512,8 +533,8 @@ static void questions_make_queries(void **state) {
     core_error err = {0};
     surveil_query q;
     const char *view = "x";
-    share_question in = {.country = "US", .regions = rows, .n_regions = 4, .conditions = conds, .n_conditions = 3,
-                         .now = f->now};
+    share_question in = {
+        .country = "US", .regions = rows, .n_regions = 4, .conditions = conds, .n_conditions = 3, .now = f->now};
     int through = share_sealed_through(f->sh, f->now);
     assert_int_equal(share_query_make(f->sh, &in, &q, &view, &err), CORE_OK);
     assert_true(q.week_to == through && q.week_from == through - 11 && q.sealed_through == through);
@@ -564,8 +585,7 @@ static void series_are_detected_on_exact_counts(void **state) {
     char note[SHARE_NOTE_MAX];
     /* two weeks of data: C2 cannot run; that is a note, not an error */
     fill(f, through - 1, 2);
-    assert_int_equal(share_series_detect(f->sh, "US-OR", "eczema", &p, through - 3, through, pts, note, &err),
-                     CORE_OK);
+    assert_int_equal(share_series_detect(f->sh, "US-OR", "eczema", &p, through - 3, through, pts, note, &err), CORE_OK);
     assert_true(note[0] != 0);
     for (int i = 0; i < 4; i++) assert_true(isnan(pts[i].upperbound) && pts[i].alarm == -1);
     /* thirty weeks and an outbreak in the last one */
@@ -573,8 +593,7 @@ static void series_are_detected_on_exact_counts(void **state) {
     surveil_contribution c = contrib("eczema", "US-OR", through);
     int64_t more = 60;
     assert_int_equal(surveil_add_counts(f->st, &c, &more, 1, false, &err), CORE_OK);
-    assert_int_equal(share_series_detect(f->sh, "US-OR", "eczema", &p, through - 3, through, pts, note, &err),
-                     CORE_OK);
+    assert_int_equal(share_series_detect(f->sh, "US-OR", "eczema", &p, through - 3, through, pts, note, &err), CORE_OK);
     assert_string_equal(note, "");
     assert_int_equal(pts[3].alarm, 1);
     assert_int_equal(pts[2].alarm, 0);
@@ -590,7 +609,8 @@ static void series_are_detected_on_exact_counts(void **state) {
     /* what the release shows: the exact count, or null where it suppressed it */
     for (int i = 0; i < 4; i++) {
         const json_t *v = json_array_get(obs, (size_t)i);
-        assert_true(json_is_null(v) || json_integer_value(v) == (json_int_t)count_of(f, "US-OR", "eczema", through - 3 + i));
+        assert_true(json_is_null(v) ||
+                    json_integer_value(v) == (json_int_t)count_of(f, "US-OR", "eczema", through - 3 + i));
     }
     assert_int_equal(json_array_size(json_object_get(s, "weeks")), 4);
     assert_true(json_is_true(json_array_get(alarm, 3)));
@@ -661,8 +681,14 @@ static void options_are_checked(void **state) {
     fixture *f = *state;
     core_error err = {0};
     share *s = NULL;
-    share_options o = {.st = f->st, .led = f->led, .node_sk = f->node.sk, .admin_sk = f->admin.sk, .k = 11,
-                       .budget = 1, .seal_delay = DAY, .reward_batch = 0};
+    share_options o = {.st = f->st,
+                       .led = f->led,
+                       .node_sk = f->node.sk,
+                       .admin_sk = f->admin.sk,
+                       .k = 11,
+                       .budget = 1,
+                       .seal_delay = DAY,
+                       .reward_batch = 0};
     assert_int_equal(share_open(&o, &s, &err), CORE_ERR_INVALID);
     assert_string_equal(err.field, "reward_batch");
     assert_null(s);

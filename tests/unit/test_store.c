@@ -73,10 +73,12 @@ static void older_database_upgrades(void **state) {
     core_error err = {0};
     assert_int_equal(store_migrate(db, 1, &err), CORE_OK);
     assert_int_equal(scalar(db, "PRAGMA user_version"), 1);
-    assert_int_equal(sqlite3_exec(db, "INSERT INTO users(username, role, created_at, pw_salt, pw_ops, pw_mem, "
-                                      "pw_verifier, dk_pw, rc_salt, dk_rc) VALUES "
-                                      "('old', 'person', 1, x'00', 2, 67108864, x'00', x'00', x'00', x'00')",
-                                  0, 0, 0), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "INSERT INTO users(username, role, created_at, pw_salt, pw_ops, pw_mem, "
+                                  "pw_verifier, dk_pw, rc_salt, dk_rc) VALUES "
+                                  "('old', 'person', 1, x'00', 2, 67108864, x'00', x'00', x'00', x'00')",
+                                  0, 0, 0),
+                     SQLITE_OK);
     assert_int_equal(scalar(db, "SELECT count(*) FROM sqlite_master WHERE name = 'records'"), 0);
     sqlite3_close(db);
 

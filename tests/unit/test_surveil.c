@@ -97,7 +97,8 @@ static void check_config(const char *config, const char *method, const char *par
             cur_series = series;
         }
         assert_true(t >= 1 && (size_t)t <= n);
-        if ((size_t)t - 1 < first) fail_msg("%s %s/%ld t=%ld: R evaluated a week before ours (%zu)", config, set, series, t, first + 1);
+        if ((size_t)t - 1 < first)
+            fail_msg("%s %s/%ld t=%ld: R evaluated a week before ours (%zu)", config, set, series, t, first + 1);
         const surveil_point *pt = &pts[(size_t)t - 1 - first];
         double r_ub = strcmp(ub_s, "NA") == 0 ? NAN : strtod(ub_s, NULL);
         int r_al = strcmp(al_s, "NA") == 0 ? -1 : atoi(al_s);
@@ -115,8 +116,8 @@ static void check_config(const char *config, const char *method, const char *par
         if (!ok) {
             tl->mismatches++;
             if (shown++ < 8)
-                print_error("%s %s/%ld t=%ld: R ub=%s alarm=%s, ours ub=%.17g alarm=%d\n", config, set, series, t,
-                            ub_s, al_s, pt->upperbound, pt->alarm);
+                print_error("%s %s/%ld t=%ld: R ub=%s alarm=%s, ours ub=%.17g alarm=%d\n", config, set, series, t, ub_s,
+                            al_s, pt->upperbound, pt->alarm);
         }
     }
     surveil_table_free(tab);
@@ -259,14 +260,20 @@ static void csv_reader(void **state) {
     memcpy(huge, "a\n\"", 3);
     memset(huge + 3, '7', sizeof huge - 5);
     memcpy(huge + sizeof huge - 2, "\"", 2);
-    const char *bad[] = {"", "a,b\n", "a,b\n1,2,3\n", "a\n-1\n", "a\nx\n", "a,b\n1,\n", "a\n1e999\n",
-                         "a\n\"1\n",            /* quote never closed */
-                         "a\n1\"2\n",           /* quote inside a bare cell */
-                         "a\n\"1\"2\n",          /* text after the closing quote */
-                         "a,b\n\"x\ny\",1\n",     /* line break inside quotes: names are printed back */
-                         "a\nNA\n",             /* R's missing value */
-                         "a,b\n1,2\n3\0,4\n",     /* NUL */
-                         "\xEF\xBB\xBF\n",        /* only a BOM */
+    const char *bad[] = {"",
+                         "a,b\n",
+                         "a,b\n1,2,3\n",
+                         "a\n-1\n",
+                         "a\nx\n",
+                         "a,b\n1,\n",
+                         "a\n1e999\n",
+                         "a\n\"1\n",          /* quote never closed */
+                         "a\n1\"2\n",         /* quote inside a bare cell */
+                         "a\n\"1\"2\n",       /* text after the closing quote */
+                         "a,b\n\"x\ny\",1\n", /* line break inside quotes: names are printed back */
+                         "a\nNA\n",           /* R's missing value */
+                         "a,b\n1,2\n3\0,4\n", /* NUL */
+                         "\xEF\xBB\xBF\n",    /* only a BOM */
                          huge};
     const size_t bad_len[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, 0, sizeof huge - 1};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
@@ -716,8 +723,15 @@ static void releases_are_suppressed_and_logged(void **state) {
     fill(f->st, w0, 4);
     /* rows are the caller's list (here with US-WA, which has no data) */
     static const char *const rows[] = {"US-OR", "US-CA", "US-NV", "US-WA"};
-    surveil_query q = {.country = "US", .week_from = w0, .week_to = w0 + 3, .conditions = conds, .n_conditions = 3,
-                       .k = 11, .sealed_through = w0 + 3, .regions = rows, .n_regions = 4};
+    surveil_query q = {.country = "US",
+                       .week_from = w0,
+                       .week_to = w0 + 3,
+                       .conditions = conds,
+                       .n_conditions = 3,
+                       .k = 11,
+                       .sealed_through = w0 + 3,
+                       .regions = rows,
+                       .n_regions = 4};
     surveil_release *r;
     assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_OK);
     json_t *j = surveil_release_json(r);
@@ -767,7 +781,8 @@ static void releases_are_suppressed_and_logged(void **state) {
         assert_int_equal(surveil_release_build(f->st, &q, seed, &r, &err), CORE_OK);
         core_status rc = surveil_release_record(f->st, "org:test", r, 1.0, "{}", &id, &err);
         surveil_release_free(r);
-        if (i < 2) assert_int_equal(rc, CORE_OK);
+        if (i < 2)
+            assert_int_equal(rc, CORE_OK);
         else {
             assert_int_equal(rc, CORE_ERR_CONFLICT);
             assert_string_equal(err.field, "epsilon");
@@ -857,30 +872,42 @@ static void a_release_reads_back_as_series(void **state) {
     int w0 = surveil_week_of_date(2026, 1, 5);
     fill(f->st, w0, 4);
     static const char *const rows[] = {"US-OR", "US-CA", "US-NV", "US-WA"};
-    surveil_query q = {.country = "US", .week_from = w0, .week_to = w0 + 3, .conditions = conds, .n_conditions = 3,
-                       .k = 11, .sealed_through = w0 + 3, .regions = rows, .n_regions = 4};
+    surveil_query q = {.country = "US",
+                       .week_from = w0,
+                       .week_to = w0 + 3,
+                       .conditions = conds,
+                       .n_conditions = 3,
+                       .k = 11,
+                       .sealed_through = w0 + 3,
+                       .regions = rows,
+                       .n_regions = 4};
     surveil_release *r;
     assert_int_equal(surveil_release_build(f->st, &q, NULL, &r, &err), CORE_OK);
     json_t *rel = surveil_release_json(r);
     surveil_release_free(r);
-    struct { const char *region, *condition; } ask[] = {
-        {"US", NULL}, {"US", "eczema"}, {"US-CA", "eczema"}, {"US-CA", NULL}, {"US-NV", "fungal"}, {"US-NV", NULL},
-        {"US-TX", NULL}};
+    struct {
+        const char *region, *condition;
+    } ask[] = {{"US", NULL},        {"US", "eczema"}, {"US-CA", "eczema"}, {"US-CA", NULL},
+               {"US-NV", "fungal"}, {"US-NV", NULL},  {"US-TX", NULL}};
     for (size_t a = 0; a < sizeof ask / sizeof ask[0]; a++) {
         json_t *weeks = json_array(), *obs = json_array();
         assert_int_equal(surveil_release_observed(rel, ask[a].region, ask[a].condition, weeks, obs, &err), CORE_OK);
         assert_int_equal(json_array_size(obs), 4);
         assert_int_equal(json_array_size(weeks), 4);
         double exact[4];
-        assert_int_equal(surveil_series(f->st, ask[a].region, ask[a].condition, w0, w0 + 3, exact, NULL, &err), CORE_OK);
+        assert_int_equal(surveil_series(f->st, ask[a].region, ask[a].condition, w0, w0 + 3, exact, NULL, &err),
+                         CORE_OK);
         for (size_t i = 0; i < 4; i++) {
             char wk[9];
             surveil_week_format(w0 + (int)i, wk);
             assert_string_equal(json_string_value(json_array_get(weeks, i)), wk);
             const json_t *v = json_array_get(obs, i);
-            if (!strcmp(ask[a].region, "US-NV")) assert_true(json_is_null(v)); /* 3: suppressed */
-            else if (!strcmp(ask[a].region, "US-TX")) assert_true(json_is_integer(v) && json_integer_value(v) == 0);
-            else assert_true(json_is_integer(v) && json_integer_value(v) == (json_int_t)exact[i]);
+            if (!strcmp(ask[a].region, "US-NV"))
+                assert_true(json_is_null(v)); /* 3: suppressed */
+            else if (!strcmp(ask[a].region, "US-TX"))
+                assert_true(json_is_integer(v) && json_integer_value(v) == 0);
+            else
+                assert_true(json_is_integer(v) && json_integer_value(v) == (json_int_t)exact[i]);
         }
         json_decref(weeks);
         json_decref(obs);
@@ -916,7 +943,9 @@ static void the_analytics_store_holds_no_identifier(void **state) {
     /* every column of the analytics table is one of the five facts and a count */
     sqlite3 *db = store_acquire(f->st);
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('surveil_counts') ORDER BY cid", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('surveil_counts') ORDER BY cid", -1, &q, NULL),
+        SQLITE_OK);
     const char *want[] = {"region", "week", "condition", "age_band", "source", "synthetic", "n"};
     size_t i = 0;
     while (sqlite3_step(q) == SQLITE_ROW) {
@@ -929,8 +958,9 @@ static void the_analytics_store_holds_no_identifier(void **state) {
     assert_int_equal(sqlite3_prepare_v2(db, "SELECT rowid FROM surveil_counts", -1, &q, NULL), SQLITE_ERROR);
     /* the reward queue holds what the ledger will show (wallet, consent,
      * salted commitment), none of the five facts, and no arrival order */
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('surveil_reward_queue') ORDER BY cid",
-                                        -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info('surveil_reward_queue') ORDER BY cid", -1, &q, NULL),
+        SQLITE_OK);
     const char *queue_cols[] = {"commitment", "contributor", "grant"};
     i = 0;
     while (sqlite3_step(q) == SQLITE_ROW) {
@@ -1015,17 +1045,30 @@ static void detect_checks_glm_limits_of_a_filled_struct(void **state) {
     surveil_point out[N];
     size_t first;
     for (int i = 0; i < N; i++) x[i] = 20 + (i * 7) % 5;
-    static const struct { const char *field; int value; } bad[] = {
-        {"no-periods", SURVEIL_MAX_PERIODS + 1}, {"no-periods", 0}, {"b", 1 << 28}, {"b", 0},
-        {"w", 27}, {"freq", 0}, {"freq", 1 << 28}, {"past-weeks", -2}};
+    static const struct {
+        const char *field;
+        int value;
+    } bad[] = {{"no-periods", SURVEIL_MAX_PERIODS + 1},
+               {"no-periods", 0},
+               {"b", 1 << 28},
+               {"b", 0},
+               {"w", 27},
+               {"freq", 0},
+               {"freq", 1 << 28},
+               {"past-weeks", -2}};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         surveil_params p;
         surveil_params_init(&p, SURVEIL_FARRINGTON);
-        if (!strcmp(bad[i].field, "no-periods")) p.no_periods = bad[i].value;
-        else if (!strcmp(bad[i].field, "b")) p.b = bad[i].value;
-        else if (!strcmp(bad[i].field, "w")) p.w = bad[i].value;
-        else if (!strcmp(bad[i].field, "freq")) p.freq = bad[i].value;
-        else p.past_weeks = bad[i].value;
+        if (!strcmp(bad[i].field, "no-periods"))
+            p.no_periods = bad[i].value;
+        else if (!strcmp(bad[i].field, "b"))
+            p.b = bad[i].value;
+        else if (!strcmp(bad[i].field, "w"))
+            p.w = bad[i].value;
+        else if (!strcmp(bad[i].field, "freq"))
+            p.freq = bad[i].value;
+        else
+            p.past_weeks = bad[i].value;
         core_error err = {0};
         assert_int_equal(surveil_detect(&p, x, N, &first, out, &err), CORE_ERR_INVALID);
         assert_string_equal(err.field, bad[i].field);
@@ -1057,7 +1100,11 @@ static void alerts_are_raised_and_acknowledged(void **state) {
     int again;
     assert_int_equal(surveil_scan(f->st, &p, w0 + 29, 4, 11, &again, &err), CORE_OK);
     assert_int_equal(again, 0); /* stored once */
-    struct { int n; int64_t id; bool or_eczema; } seen = {0};
+    struct {
+        int n;
+        int64_t id;
+        bool or_eczema;
+    } seen = {0};
     assert_int_equal(surveil_alerts(f->st, true, cb, &seen, &err), CORE_OK);
     assert_true(seen.or_eczema);
     assert_int_equal(surveil_alert_ack(f->st, seen.id, "analyst1", &err), CORE_OK);
@@ -1070,7 +1117,11 @@ static void alerts_are_raised_and_acknowledged(void **state) {
 }
 
 static void cb(void *ud, const surveil_alert *a) {
-    struct { int n; int64_t id; bool or_eczema; } *s = ud;
+    struct {
+        int n;
+        int64_t id;
+        bool or_eczema;
+    } *s = ud;
     s->n++;
     if (!strcmp(a->region, "US-OR") && !strcmp(a->condition, "eczema") && !strcmp(a->method, "c2")) {
         s->or_eczema = true;

@@ -29,7 +29,11 @@ static vision_image card(void) {
             p[0] = (uint8_t)(200 + n);
             p[1] = (uint8_t)(150 + n);
             p[2] = (uint8_t)(120 + n);
-            if (x < 40 && y < 30) { p[0] = 255; p[1] = 0; p[2] = 0; }
+            if (x < 40 && y < 30) {
+                p[0] = 255;
+                p[1] = 0;
+                p[2] = 0;
+            }
         }
     return img;
 }
@@ -53,9 +57,17 @@ static bool contains(const uint8_t *hay, size_t n, const void *needle, size_t m)
 
 /* ---- building EXIF by hand (little-endian TIFF) ---- */
 
-typedef struct { uint8_t b[1024]; size_t n; } buf;
-static void put16(buf *t, size_t at, uint16_t v) { t->b[at] = (uint8_t)v; t->b[at + 1] = (uint8_t)(v >> 8); }
-static void put32(buf *t, size_t at, uint32_t v) { for (int i = 0; i < 4; i++) t->b[at + i] = (uint8_t)(v >> (8 * i)); }
+typedef struct {
+    uint8_t b[1024];
+    size_t n;
+} buf;
+static void put16(buf *t, size_t at, uint16_t v) {
+    t->b[at] = (uint8_t)v;
+    t->b[at + 1] = (uint8_t)(v >> 8);
+}
+static void put32(buf *t, size_t at, uint32_t v) {
+    for (int i = 0; i < 4; i++) t->b[at + i] = (uint8_t)(v >> (8 * i));
+}
 static void entry(buf *t, size_t at, uint16_t tag, uint16_t type, uint32_t count, uint32_t value) {
     put16(t, at, tag);
     put16(t, at + 2, type);
@@ -69,9 +81,9 @@ static buf exif_tiff(int orientation) {
     buf t = {{0}, 0};
     memcpy(t.b, "II*\0", 4);
     put32(&t, 4, 8);
-    size_t ifd0 = 8;            /* 2 entries: 2 + 2*12 + 4 = 30 bytes → ends at 38 */
-    size_t gps = 38;            /* 4 entries: 2 + 48 + 4 = 54 → ends at 92 */
-    size_t lat = 92;            /* 3 rationals = 24 bytes → ends at 116 */
+    size_t ifd0 = 8; /* 2 entries: 2 + 2*12 + 4 = 30 bytes → ends at 38 */
+    size_t gps = 38; /* 4 entries: 2 + 48 + 4 = 54 → ends at 92 */
+    size_t lat = 92; /* 3 rationals = 24 bytes → ends at 116 */
     size_t method = 116;
     size_t mlen = 8 + strlen(GPS_MARKER);
     put16(&t, ifd0, 2);
@@ -79,9 +91,9 @@ static buf exif_tiff(int orientation) {
     entry(&t, ifd0 + 14, 0x8825, 4, 1, (uint32_t)gps);
     put32(&t, ifd0 + 26, 0);
     put16(&t, gps, 4);
-    entry(&t, gps + 2, 0x0000, 1, 4, 0x00000202);             /* GPSVersionID 2.2.0.0 */
-    entry(&t, gps + 14, 0x0001, 2, 2, 'N');                   /* GPSLatitudeRef "N" */
-    entry(&t, gps + 26, 0x0002, 5, 3, (uint32_t)lat);         /* GPSLatitude */
+    entry(&t, gps + 2, 0x0000, 1, 4, 0x00000202);     /* GPSVersionID 2.2.0.0 */
+    entry(&t, gps + 14, 0x0001, 2, 2, 'N');           /* GPSLatitudeRef "N" */
+    entry(&t, gps + 26, 0x0002, 5, 3, (uint32_t)lat); /* GPSLatitude */
     entry(&t, gps + 38, 0x001b, 7, (uint32_t)mlen, (uint32_t)method);
     put32(&t, gps + 50, 0);
     uint32_t r[6] = {41, 1, 24, 1, 12345, 1000};
@@ -117,7 +129,10 @@ static void test_sniff(void **state) {
     assert_int_equal(vision_sniff((const uint8_t *)"\xff\xd8\xff\xe0", 4), VISION_JPEG);
     assert_int_equal(vision_sniff((const uint8_t *)"\x89PNG\r\n\x1a\n", 8), VISION_PNG);
     assert_int_equal(vision_sniff((const uint8_t *)"RIFF\0\0\0\0WEBPVP8 ", 16), VISION_WEBP);
-    assert_int_equal(vision_sniff((const uint8_t *)"\0\0\0\x18" "ftypheic", 12), VISION_HEIC);
+    assert_int_equal(vision_sniff((const uint8_t *)"\0\0\0\x18"
+                                                   "ftypheic",
+                                  12),
+                     VISION_HEIC);
     assert_int_equal(vision_sniff((const uint8_t *)"GIF89a", 6), 0);
     assert_int_equal(vision_sniff((const uint8_t *)"BM", 2), 0);
 }
@@ -245,7 +260,10 @@ static void test_png_webp_heic(void **state) {
         for (int y = 0; y < 200; y++) memcpy(plane + y * stride, c.rgb + y * 900, 900);
         heif_encoder_set_lossy_quality(enc, 90);
         assert_int_equal(heif_context_encode_image(ctx, hi, enc, NULL, NULL).code, heif_error_Ok);
-        struct { uint8_t *p; size_t n; } mem = {NULL, 0};
+        struct {
+            uint8_t *p;
+            size_t n;
+        } mem = {NULL, 0};
         heif_encoder_release(enc);
         /* Serialise through a temporary file (libheif's file writer). */
         char dir[256], path[300];
@@ -315,8 +333,10 @@ static void test_refusals(void **state) {
     memcpy(bomb, jpg, n);
     for (size_t i = 2; i + 9 < n; i++)
         if (bomb[i] == 0xff && (bomb[i + 1] == 0xc0 || bomb[i + 1] == 0xc2)) {
-            bomb[i + 5] = 0xea; bomb[i + 6] = 0x60; /* height 60000 */
-            bomb[i + 7] = 0xea; bomb[i + 8] = 0x60; /* width 60000 */
+            bomb[i + 5] = 0xea;
+            bomb[i + 6] = 0x60; /* height 60000 */
+            bomb[i + 7] = 0xea;
+            bomb[i + 8] = 0x60; /* width 60000 */
             break;
         }
     assert_int_equal(vision_decode(bomb, n, NULL, &out, NULL, &why, NULL), CORE_ERR_INVALID);
@@ -358,7 +378,11 @@ static void test_refusals(void **state) {
 
 static vision_image solid(int w, int h, uint8_t r, uint8_t g, uint8_t b) {
     vision_image img = {w, h, malloc((size_t)w * h * 3)};
-    for (int i = 0; i < w * h; i++) { img.rgb[i * 3] = r; img.rgb[i * 3 + 1] = g; img.rgb[i * 3 + 2] = b; }
+    for (int i = 0; i < w * h; i++) {
+        img.rgb[i * 3] = r;
+        img.rgb[i * 3 + 1] = g;
+        img.rgb[i * 3 + 2] = b;
+    }
     return img;
 }
 

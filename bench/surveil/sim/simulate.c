@@ -87,8 +87,7 @@ static scenario scen_of(int i) {
 
 static double mean_at(const scenario *s, int t) {
     double e = s->theta + s->beta * t;
-    for (int j = 1; j <= s->m; j++)
-        e += s->g1 * cos(2 * M_PI * j * t / FREQ) + s->g2 * sin(2 * M_PI * j * t / FREQ);
+    for (int j = 1; j <= s->m; j++) e += s->g1 * cos(2 * M_PI * j * t / FREQ) + s->g2 * sin(2 * M_PI * j * t / FREQ);
     return exp(e);
 }
 
@@ -118,9 +117,14 @@ static int add_outbreak(const scenario *s, double *x, double *ob, int t0, double
 
 /* ---- methods ---- */
 enum { M_C1, M_C2, M_C3, M_CUSUM, M_FARR_DEFAULT, M_FARR_1996, M_NOUF_NB, M_NOUF_MUAN, NMETHOD };
-static const char *const METHOD_NAME[NMETHOD] = {
-    "EARS C1", "EARS C2", "EARS C3", "CUSUM", "Farrington, CareSync default",
-    "Farrington 1996", "Noufaily (nbPlugin)", "Noufaily (muan)"};
+static const char *const METHOD_NAME[NMETHOD] = {"EARS C1",
+                                                 "EARS C2",
+                                                 "EARS C3",
+                                                 "CUSUM",
+                                                 "Farrington, CareSync default",
+                                                 "Farrington 1996",
+                                                 "Noufaily (nbPlugin)",
+                                                 "Noufaily (muan)"};
 static const char *const METHOD_SHORT[NMETHOD] = {"C1", "C2", "C3", "CUSUM", "F-dflt", "F-1996", "N-nb", "N-muan"};
 static surveil_params PARAMS[NMETHOD];
 
@@ -167,9 +171,9 @@ static void setup_methods(const char *alpha) {
 /* ---- one replicate ---- */
 typedef struct {
     double x[NSERIES][WEEKS];
-    double ob[NK][WEEKS];  /* current outbreak cases per week */
-    uint8_t past[WEEKS];   /* week holds cases of a baseline outbreak */
-    int t0;                /* 1-based start of the current outbreak */
+    double ob[NK][WEEKS]; /* current outbreak cases per week */
+    uint8_t past[WEEKS];  /* week holds cases of a baseline outbreak */
+    int t0;               /* 1-based start of the current outbreak */
     int cases[NK];
 } replicate;
 
@@ -315,23 +319,26 @@ static double now(void) {
 static double ratio(long a, long b) { return b ? (double)a / (double)b : NAN; }
 
 static void pct(double v) {
-    if (isnan(v)) printf(" – |");
-    else printf(" %.1f |", 100 * v);
+    if (isnan(v))
+        printf(" – |");
+    else
+        printf(" %.1f |", 100 * v);
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: surveil_simulate [--reps N] [--seed S] [--threads T] [--alpha A]\n"
-               "                        [--scenario I]... [--no-scenarios]\n"
-               "  --reps N       replicates per scenario (200)\n"
-               "  --seed S       seed of R's generator (2013)\n"
-               "  --threads T    detector threads (2)\n"
-               "  --alpha A      alpha of the Farrington 1996 and Noufaily configurations (0.005)\n"
-               "  --scenario I   run scenario I (1..%d) only; repeatable\n"
-               "  --no-scenarios omit the per-scenario tables\n"
-               "  --dump I:R     print scenario I's replicate R (1-based) as CSV and exit:\n"
-               "                 week, the series with the outbreak of each k, the outbreak-free\n"
-               "                 series, the outbreak's own cases for each k, and\n"
-               "                 whether a baseline outbreak has cases in the week\n",
+    fprintf(f,
+            "usage: surveil_simulate [--reps N] [--seed S] [--threads T] [--alpha A]\n"
+            "                        [--scenario I]... [--no-scenarios]\n"
+            "  --reps N       replicates per scenario (200)\n"
+            "  --seed S       seed of R's generator (2013)\n"
+            "  --threads T    detector threads (2)\n"
+            "  --alpha A      alpha of the Farrington 1996 and Noufaily configurations (0.005)\n"
+            "  --scenario I   run scenario I (1..%d) only; repeatable\n"
+            "  --no-scenarios omit the per-scenario tables\n"
+            "  --dump I:R     print scenario I's replicate R (1-based) as CSV and exit:\n"
+            "                 week, the series with the outbreak of each k, the outbreak-free\n"
+            "                 series, the outbreak's own cases for each k, and\n"
+            "                 whether a baseline outbreak has cases in the week\n",
             NSCEN);
 }
 
@@ -399,7 +406,7 @@ int main(int argc, char **argv) {
     job jb = {.reps = reps};
     jb.reps_data = malloc((size_t)reps * sizeof *jb.reps_data);
     jb.results = calloc((size_t)nscen * NMETHOD, sizeof *jb.results);
-    int (*cases)[NK] = calloc((size_t)nscen, sizeof *cases);
+    int(*cases)[NK] = calloc((size_t)nscen, sizeof *cases);
     if (!jb.reps_data || !jb.results || !cases) {
         fprintf(stderr, "surveil_simulate: out of memory\n");
         return 1;
@@ -473,7 +480,8 @@ int main(int argc, char **argv) {
     if (per_scen) {
         printf("\n## Per scenario\n\n");
         printf("Scenario parameters: theta, beta, (g1, g2) x m harmonics, phi; mean0 = weekly mean at t = 0 "
-               "without seasonality; size = mean cases per outbreak at k = 3 and 5. Cells: FPR %% / POD %% at k = 3 / POD %% at k = 5.\n\n");
+               "without seasonality; size = mean cases per outbreak at k = 3 and 5. Cells: FPR %% / POD %% at k = 3 / "
+               "POD %% at k = 5.\n\n");
         printf("| # | theta | beta | g1,g2 x m | phi | mean0 | size k=3/5 |");
         for (int m = 0; m < NMETHOD; m++) printf(" %s |", METHOD_SHORT[m]);
         printf("\n|---:|---:|---:|---|---:|---:|---:|");
