@@ -26,6 +26,7 @@ run: build
 # `make run` uses), whose warnings differ from clang's, in $(GCC_TEST_BUILD).
 GCC_TEST_BUILD ?= build-gcc
 test: build
+	scripts/style-check.sh
 	cmake -S . -B $(GCC_TEST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCARESYNC_TESTS=ON >/dev/null
 	cmake --build $(GCC_TEST_BUILD) -j$(JOBS)
 	cd $(GCC_TEST_BUILD) && ctest --output-on-failure -j$(JOBS) -R '^unit_'

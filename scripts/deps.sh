@@ -11,7 +11,7 @@ pkgs=(build-essential cmake pkg-config
       libturbojpeg0-dev libpng-dev libwebp-dev libheif-dev libexif-dev          # photo intake
       libopenblas-dev                                                           # nn (BLAS)
       r-mathlib libcsv-dev                                                      # surveil (R's distributions, RFC 4180 CSV)
-      libcmocka-dev clang libclang-rt-14-dev sqlite3 openssl curl faketime      # tests, fuzzing
+      libcmocka-dev clang libclang-rt-14-dev clang-format sqlite3 openssl curl faketime  # tests, fuzzing, style
       nodejs npm chromium)                                                      # browser tests
 if [[ "${1:-}" == "bench" ]]; then pkgs+=(wrk nginx-light python3-torch python3-torchvision r-cran-surveillance); fi
 
