@@ -34,12 +34,15 @@ test: build
 	cmake --build $(TEST_BUILD) -j$(JOBS)
 	cd $(TEST_BUILD) && ctest --output-on-failure -j$(JOBS)
 
+# Longer runs of every fuzz target, continuing the corpus the test build keeps
+# (tests/CMakeLists.txt, fuzz_target).
+FUZZ_TARGETS = fuzz_json:corpus fuzz_url:corpus_url fuzz_ledger_tx:corpus_ledger fuzz_vision:corpus_vision \
+               fuzz_surveil_csv:corpus_surveil fuzz_nn_tfjs:corpus_nn_tfjs fuzz_nn_model:corpus_nn_model
 fuzz: test
-	$(TEST_BUILD)/tests/fuzz_json -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus tests/fuzz/corpus
-	$(TEST_BUILD)/tests/fuzz_url -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus-url tests/fuzz/corpus_url
-	$(TEST_BUILD)/tests/fuzz_ledger_tx -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus-ledger tests/fuzz/corpus_ledger
-	$(TEST_BUILD)/tests/fuzz_surveil_csv -max_total_time=$${FUZZ_SECONDS:-300} $(TEST_BUILD)/fuzz-corpus-surveil tests/fuzz/corpus_surveil
-	$(TEST_BUILD)/tests/fuzz_nn_tfjs -max_total_time=$${FUZZ_SECONDS:-300} -max_len=16384 $(TEST_BUILD)/fuzz-corpus-tfjs tests/fuzz/corpus_nn_tfjs
+	@for t in $(FUZZ_TARGETS); do n=$${t%%:*}; c=$${t#*:}; \
+	  echo "== $$n"; \
+	  $(TEST_BUILD)/tests/$$n -max_total_time=$${FUZZ_SECONDS:-300} \
+	    $(TEST_BUILD)/fuzz-corpus-$$n tests/fuzz/$$c || exit 1; done
 
 bench:
 	@scripts/deps.sh bench

@@ -164,10 +164,11 @@ core_status surveil_add_counts(store *st, const surveil_contribution *c, const i
     return rc;
 }
 
-core_status surveil_data_version(store *st, int64_t *out, core_error *err) {
+/* One integer from a one-row query without parameters. */
+static core_status one_int(store *st, const char *sql, int64_t *out, core_error *err) {
     sqlite3 *db = store_acquire(st);
     sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(st, db, "SELECT version FROM surveil_version", &q, err);
+    core_status rc = store_prepare_cached(st, db, sql, &q, err);
     if (!rc) {
         if (sqlite3_step(q) == SQLITE_ROW)
             *out = sqlite3_column_int64(q, 0);
@@ -177,6 +178,10 @@ core_status surveil_data_version(store *st, int64_t *out, core_error *err) {
     }
     store_release(st, db);
     return rc;
+}
+
+core_status surveil_data_version(store *st, int64_t *out, core_error *err) {
+    return one_int(st, "SELECT version FROM surveil_version", out, err);
 }
 
 core_status surveil_series(store *st, const char *region, const char *condition, int week_from, int week_to,
@@ -261,17 +266,9 @@ core_status surveil_extent(store *st, int through, int *first, int *last, core_e
 /* ---- the reward queue ---- */
 
 core_status surveil_rewards_queued(store *st, size_t *n, core_error *err) {
-    sqlite3 *db = store_acquire(st);
-    sqlite3_stmt *q;
-    core_status rc = store_prepare_cached(st, db, "SELECT count(*) FROM surveil_reward_queue", &q, err);
-    if (!rc) {
-        if (sqlite3_step(q) == SQLITE_ROW)
-            *n = (size_t)sqlite3_column_int64(q, 0);
-        else
-            rc = store_error(db, err);
-        sqlite3_reset(q);
-    }
-    store_release(st, db);
+    int64_t v = 0;
+    core_status rc = one_int(st, "SELECT count(*) FROM surveil_reward_queue", &v, err);
+    if (!rc) *n = (size_t)v;
     return rc;
 }
 

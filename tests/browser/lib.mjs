@@ -3,13 +3,37 @@
 // data directory, and the page watch that fails a test on console errors,
 // page errors, CSP violations, failed requests and unexpected 4xx/5xx.
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+// The start every browser test shares: its arguments (binary, web dir,
+// artifact dir), and skip (exit 77) when chromium, playwright-core or any of
+// needs ([[path, what]…]) is missing. Returns { BIN, WEB_DIR, ARTIFACTS, chromium }.
+export async function browserTest(name, needs = []) {
+  if (process.argv.length < 5) {
+    console.error(`usage: node tests/browser/${name}.mjs <caresync-binary> <web-dir> <artifact-dir>`);
+    process.exit(2);
+  }
+  for (const [path, what] of [[CHROMIUM, 'chromium'], ...needs]) {
+    if (!existsSync(path)) {
+      console.log(`SKIP: ${what} not found (${path})`);
+      process.exit(77);
+    }
+  }
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (err) {
+    console.log(`SKIP: playwright-core is not installed (run npm install in the repository): ${err.code || err.message}`);
+    process.exit(77);
+  }
+  return { BIN: resolve(process.argv[2]), WEB_DIR: resolve(process.argv[3]), ARTIFACTS: resolve(process.argv[4]), chromium };
+}
 
 export function log(msg) {
   console.log(`[browser] ${msg}`);

@@ -17,30 +17,12 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CHROMIUM, CHROMIUM_ARGS, Watch, check, log, startServer } from './lib.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, Watch, check, log, startServer, browserTest } from './lib.mjs';
 const SHARED = new URL('../../../shared', import.meta.url).pathname;
 const MODEL = new URL('../../models/screening.csm', import.meta.url).pathname;
 
-if (process.argv.length < 5) {
-  console.error('usage: node tests/browser/screening_flow.mjs <caresync-binary> <web-dir> <artifact-dir>');
-  process.exit(2);
-}
-for (const [path, what] of [[CHROMIUM, 'chromium'], [join(SHARED, 'data'), '../shared/data'], [MODEL, 'models/screening.csm']]) {
-  if (!existsSync(path)) {
-    console.log(`SKIP: ${what} not found (${path})`);
-    process.exit(77);
-  }
-}
-let chromium;
-try {
-  ({ chromium } = await import('playwright-core'));
-} catch (err) {
-  console.log(`SKIP: playwright-core is not installed: ${err.code || err.message}`);
-  process.exit(77);
-}
-const BIN = resolve(process.argv[2]);
-const WEB_DIR = resolve(process.argv[3]);
-const ARTIFACTS = resolve(process.argv[4]);
+const { BIN, WEB_DIR, ARTIFACTS, chromium } = await browserTest('screening_flow',
+  [[join(SHARED, 'data'), '../shared/data'], [MODEL, 'models/screening.csm']]);
 mkdirSync(ARTIFACTS, { recursive: true });
 
 const dataDir = mkdtempSync(join(tmpdir(), 'caresync-browser-screening-'));

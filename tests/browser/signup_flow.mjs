@@ -18,23 +18,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer } from './lib.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer, browserTest } from './lib.mjs';
 
 const TOTAL_TIMEOUT_MS = 240_000;
 
-if (!existsSync(CHROMIUM)) {
-  console.log('SKIP: /usr/bin/chromium not installed');
-  process.exit(77);
-}
-if (process.argv.length < 5) {
-  console.error('usage: node tests/browser/signup_flow.mjs <caresync-binary> <web-dir> <artifact-dir>');
-  process.exit(2);
-}
-const BIN = resolve(process.argv[2]);
-const WEB_DIR = resolve(process.argv[3]);
-const ARTIFACTS = resolve(process.argv[4]);
-
-const { chromium } = await import('playwright-core');
+const { BIN, WEB_DIR, ARTIFACTS, chromium } = await browserTest('signup_flow');
 
 // ---------------------------------------------------------------- helpers
 
