@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include "failalloc.h"
+#include "ledger/ledger.h"
+#include "nn/nn.h"
 #include "records/records.h"
 #include "surveil/surveil.h"
 #include "testutil.h"
@@ -318,6 +320,82 @@ static void vision_decode_survives_every_failure(void **state) {
     }
 }
 
+/* A consent receipt as a person uploads it for checking, and a contribute
+ * transaction as the explorer shows it (corpus files: first byte is the
+ * fuzzer's mode selector). */
+static void check_document(void *ctx, bool *fired) {
+    bytes_fixture *b = ctx;
+    json_t *j = json_loadb(b->bytes + 1, b->len - 1, JSON_REJECT_DUPLICATES, NULL);
+    assert_non_null(j);
+    static ledger_proof p;
+    core_error err = {0};
+    failalloc_arm(++b->n);
+    core_status rc = ledger_document_check(j, NULL, NULL, &p, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    /* running out of memory is never reported as a forged document */
+    if (rc) assert_int_equal(rc, CORE_ERR_NOMEM);
+    json_decref(j);
+}
+
+static void tx_to_json(void *ctx, bool *fired) {
+    bytes_fixture *b = ctx;
+    ledger_tx tx;
+    assert_int_equal(ledger_tx_decode((const uint8_t *)b->bytes + 1, b->len - 1, &tx, NULL), CORE_OK);
+    failalloc_arm(++b->n);
+    json_t *j = ledger_tx_to_json(&tx);
+    char *text = j ? core_json_dumps(j, JSON_COMPACT) : NULL;
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_non_null(text);
+    /* whole or nothing: a text that is there parses and names the kind */
+    if (text) {
+        json_t *back = json_loads(text, 0, NULL);
+        assert_non_null(back);
+        assert_string_equal(json_string_value(json_object_get(back, "kind")), "contribute");
+        assert_non_null(json_object_get(back, "reward"));
+        json_decref(back);
+    }
+    free(text);
+    json_decref(j);
+}
+
+static void ledger_documents_survive_every_failure(void **state) {
+    (void)state;
+    bytes_fixture b = {0};
+    assert_int_equal(core_read_file(TEST_CORPUS_LEDGER "/receipt_v2", &b.bytes, &b.len, NULL), CORE_OK);
+    print_message("ledger_document_check (receipt): %ld allocation points\n", every_point(check_document, &b));
+    free(b.bytes);
+    bytes_fixture t = {0};
+    assert_int_equal(core_read_file(TEST_CORPUS_LEDGER "/tx_contribute", &t.bytes, &t.len, NULL), CORE_OK);
+    print_message("ledger_tx_to_json: %ld allocation points\n", every_point(tx_to_json, &t));
+    free(t.bytes);
+}
+
+static void parse_model(void *ctx, bool *fired) {
+    bytes_fixture *b = ctx;
+    nn_net *net = NULL;
+    char *meta = NULL;
+    core_error err = {0};
+    failalloc_arm(++b->n);
+    core_status rc = nn_model_parse((const uint8_t *)b->bytes, b->len, NULL, &net, &meta, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    if (rc) assert_null(net);
+    nn_net_free(net);
+    free(meta);
+}
+
+static void nn_model_parse_survives_every_failure(void **state) {
+    (void)state;
+    bytes_fixture b = {0};
+    assert_int_equal(core_read_file(TEST_CORPUS_NN "/small.csm", &b.bytes, &b.len, NULL), CORE_OK);
+    print_message("nn_model_parse: %ld allocation points\n", every_point(parse_model, &b));
+    free(b.bytes);
+}
+
 int main(void) {
     failalloc_install();
     const struct CMUnitTest tests[] = {
@@ -328,6 +406,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(surveil_release_survives_every_failure, pool_setup, pool_teardown),
         cmocka_unit_test(surveil_csv_survives_every_failure),
         cmocka_unit_test(vision_decode_survives_every_failure),
+        cmocka_unit_test(ledger_documents_survive_every_failure),
+        cmocka_unit_test(nn_model_parse_survives_every_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
