@@ -39,6 +39,7 @@ typedef struct {
     regions *regs;
     accounts_session alice;
     char entry_id[64];
+    char alice_token[ACCOUNTS_TOKEN_TEXT], other_token[ACCOUNTS_TOKEN_TEXT];
     long n; /* the point this run fails at */
 } person_fixture;
 
@@ -51,6 +52,7 @@ static int person_setup(void **state) {
         regions_load(TEST_ISO_CODES_DIR, &f->regs, NULL) ||
         accounts_create(f->acc, "alice", "correct horse battery", ACCOUNTS_PERSON, rc_text, &f->alice, t, NULL))
         return -1;
+    snprintf(f->alice_token, sizeof f->alice_token, "%s", t);
     json_t *in = json_pack("{s:s, s:s}", "kind", "note", "title", "first");
     json_t *out = NULL;
     core_status rc = records_create(f->st, &f->alice, in, &out, NULL);
@@ -96,6 +98,44 @@ static void create_entry(void *ctx, bool *fired) {
     if (!*fired) assert_int_equal(rc, CORE_OK);
     if (rc) assert_true(err.message[0]);                        /* a failure says what */
     assert_int_equal(entry_count(f), before + (rc == CORE_OK)); /* written whole, or not at all */
+}
+
+/* A session token resolved (the cookie on every request) and the person's
+ * other sessions ended ("log out everywhere else"): after a failure the
+ * token either still resolves to the same account or the call said why. */
+static void authenticate_and_end_others(void *ctx, bool *fired) {
+    person_fixture *f = ctx;
+    accounts_session other;
+    /* a second session to end each run (made unarmed) */
+    assert_int_equal(
+        accounts_login(f->acc, "alice", "correct horse battery", "192.0.2.1", &other, f->other_token, NULL), CORE_OK);
+    accounts_session_wipe(&other);
+    accounts_session s;
+    memset(&s, 0, sizeof s);
+    core_error err = {0};
+    int ended = -1;
+    failalloc_arm(++f->n);
+    core_status rc = accounts_authenticate(f->acc, f->alice_token, &s, &err);
+    if (!rc) rc = accounts_end_other_sessions(f->acc, &s, &ended, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    if (rc) assert_true(err.message[0]);
+    accounts_session_wipe(&s);
+    /* the person's own session always survives; the other one is gone
+     * exactly when the call said it ended it */
+    accounts_session again;
+    assert_int_equal(accounts_authenticate(f->acc, f->alice_token, &again, NULL), CORE_OK);
+    accounts_session_wipe(&again);
+    core_status other_rc = accounts_authenticate(f->acc, f->other_token, &again, NULL);
+    if (rc == CORE_OK) assert_int_equal(other_rc, CORE_ERR_AUTH);
+    if (other_rc == CORE_OK) accounts_session_wipe(&again);
+}
+
+static void sessions_survive_every_failure(void **state) {
+    person_fixture *f = *state;
+    print_message("accounts_authenticate + end_other_sessions: %ld allocation points\n",
+                  every_point(authenticate_and_end_others, f));
 }
 
 static void records_create_survives_every_failure(void **state) {
@@ -402,6 +442,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(records_create_survives_every_failure, person_setup, person_teardown),
         cmocka_unit_test_setup_teardown(records_update_survives_every_failure, person_setup, person_teardown),
         cmocka_unit_test_setup_teardown(records_export_survives_every_failure, person_setup, person_teardown),
+        cmocka_unit_test_setup_teardown(sessions_survive_every_failure, person_setup, person_teardown),
         cmocka_unit_test_setup_teardown(surveil_add_survives_every_failure, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(surveil_release_survives_every_failure, pool_setup, pool_teardown),
         cmocka_unit_test(surveil_csv_survives_every_failure),
