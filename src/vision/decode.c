@@ -279,8 +279,28 @@ static core_status decode_jpeg(const uint8_t *b, size_t n, const vision_limits *
     return rc;
 }
 
+/* Every chunk's declared length fits in the bytes that follow it. libpng
+ * 1.6.39 (Debian 12) allocates an eXIf chunk's declared length before
+ * reading it, so a 300-byte upload claiming a 1.7 GB chunk made it ask for
+ * 1.7 GB (found by fuzz_vision; the input is in tests/fuzz/corpus_vision).
+ * The whole file is in memory, so a chunk longer than what is left is
+ * damage, refused before libpng sees it. */
+static bool png_chunks_fit(const uint8_t *b, size_t n) {
+    size_t at = 8; /* the signature (checked by the sniffer) */
+    while (at + 12 <= n) {
+        uint32_t len = (uint32_t)b[at] << 24 | (uint32_t)b[at + 1] << 16 | (uint32_t)b[at + 2] << 8 | b[at + 3];
+        if (len > 0x7fffffffu || len > n - at - 12) return false; /* PNG caps lengths at 2^31 - 1 */
+        if (memcmp(b + at + 4, "IEND", 4) == 0) return true;
+        at += 12 + (size_t)len;
+    }
+    return false; /* no IEND: truncated */
+}
+
 static core_status decode_png(const uint8_t *b, size_t n, const vision_limits *lim, vision_image *out,
                               vision_refusal *why, core_error *err) {
+    if (n < 8 || !png_chunks_fit(b, n))
+        return refuse(why, VISION_CORRUPT, err,
+                      "This photo is incomplete or damaged (it may not have finished uploading). Please try again.");
     png_image im;
     memset(&im, 0, sizeof im);
     im.version = PNG_IMAGE_VERSION;

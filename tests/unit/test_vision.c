@@ -534,6 +534,23 @@ static void test_heic_tile_bomb(void **state) {
     free(data);
 }
 
+/* Regression (found by fuzz_vision in CI): a 300-byte PNG whose eXIf chunk
+ * declares 1.7 GB. libpng allocated the declared length before reading it;
+ * the chunk walk refuses it as damaged before libpng sees it (and the fuzz
+ * target replays this file with a 1 GiB allocation limit on every run). */
+static void test_png_chunk_length_bomb(void **state) {
+    (void)state;
+    char *data;
+    size_t len;
+    assert_int_equal(core_read_file(TEST_CORPUS_DIR "/png-exif-length-bomb.png", &data, &len, NULL), CORE_OK);
+    assert_true(len < 400);
+    vision_image img;
+    vision_refusal why = VISION_OK;
+    assert_int_equal(vision_decode((uint8_t *)data, len, NULL, &img, NULL, &why, NULL), CORE_ERR_INVALID);
+    assert_int_equal(why, VISION_CORRUPT);
+    free(data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sniff),
@@ -545,6 +562,7 @@ int main(void) {
         cmocka_unit_test(test_quality),
         cmocka_unit_test(test_resize_and_crop),
         cmocka_unit_test(test_real_photos),
+        cmocka_unit_test(test_png_chunk_length_bomb),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
