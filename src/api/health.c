@@ -11,8 +11,14 @@ void api_health(http_request *rq, void *ctx) {
     if (!ok) json_object_set_new(storage, "error", json_string(err.message));
     ledger_block head = {0};
     bool lok = c->led && ledger_head(c->led, &head, NULL) == CORE_OK;
+    /* The derived state (balances, supply) too: a ledger whose state could
+     * not be reloaded refuses it, and writes, until restarted. */
+    ledger_totals totals;
+    core_error lerr = {0};
+    if (lok && ledger_get_totals(c->led, &totals, &lerr)) lok = false;
     json_t *led = json_pack("{s:b,s:I,s:I}", "ok", lok, "height", (json_int_t)head.height, "tree_size",
                             (json_int_t)head.tree_size);
+    if (lerr.code) json_object_set_new(led, "error", json_string(lerr.message));
     ok = ok && lok;
     http_respond_json(rq, ok ? 200 : 503,
                       json_pack("{s:s,s:s,s:I,s:o,s:o}", "status", ok ? "ok" : "degraded", "version", core_version(),

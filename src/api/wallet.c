@@ -145,7 +145,7 @@ void api_wallet_get(http_request *rq, void *ctx) {
         ledger_account acct;
         history_ctx h = {json_array(), pk};
         core_status rc = ledger_get_account(c->led, pk, &acct, &err);
-        if (!rc) rc = ledger_history(c->led, pk, 100, add_history, &h, &err);
+        if (!rc) rc = ledger_history(c->led, pk, LEDGER_HISTORY_LIMIT, add_history, &h, &err);
         if (rc) {
             json_decref(h.items);
             api_fail(rq, &err, NULL);
