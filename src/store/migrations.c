@@ -121,6 +121,28 @@ static const char *const migrations[] = {
     "  commitment BLOB PRIMARY KEY,"
     "  contributor BLOB NOT NULL,"
     "  grant BLOB NOT NULL) WITHOUT ROWID;",
+    /* 8: clinician review. An organisation registered on the ledger offers
+     * review (review/): price, answer-time promise, and the conditions and
+     * regions it covers, one row each so that listing filters in SQL. A
+     * clinician's organisation is a column of users (accounts/), read with
+     * the session. Org keys are the ledger's 32-byte Ed25519 keys. */
+    "CREATE TABLE review_offers ("
+    "  org_key BLOB PRIMARY KEY CHECK (length(org_key) = 32),"
+    "  org_name TEXT NOT NULL,"
+    "  price INTEGER NOT NULL CHECK (price BETWEEN 1 AND 1000000),"
+    "  answer_hours INTEGER NOT NULL CHECK (answer_hours BETWEEN 1 AND 720),"
+    "  updated_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE review_offer_conditions ("
+    "  org_key BLOB NOT NULL REFERENCES review_offers(org_key) ON DELETE CASCADE,"
+    "  condition TEXT NOT NULL,"
+    "  PRIMARY KEY (org_key, condition)) WITHOUT ROWID;"
+    "CREATE INDEX review_offer_conditions_c ON review_offer_conditions(condition);"
+    "CREATE TABLE review_offer_regions ("
+    "  org_key BLOB NOT NULL REFERENCES review_offers(org_key) ON DELETE CASCADE,"
+    "  region TEXT NOT NULL,"
+    "  PRIMARY KEY (org_key, region)) WITHOUT ROWID;"
+    "CREATE INDEX review_offer_regions_r ON review_offer_regions(region);"
+    "ALTER TABLE users ADD COLUMN org_key BLOB CHECK (org_key IS NULL OR length(org_key) = 32);",
 };
 
 static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};

@@ -1,0 +1,2 @@
+/* api — review offers (filled in below). */
+#include "api/internal.h"
