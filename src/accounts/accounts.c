@@ -216,6 +216,31 @@ static core_status wrap_recovery(const uint8_t dk[ACCOUNTS_DK_BYTES], char text[
     return rc;
 }
 
+/* The organisation column of a users row (NULL: none). */
+static void org_from_column(sqlite3_stmt *st, int col, bool *has_org, uint8_t org[ACCOUNTS_ORG_KEY_BYTES]) {
+    *has_org = sqlite3_column_bytes(st, col) == ACCOUNTS_ORG_KEY_BYTES;
+    if (*has_org)
+        memcpy(org, sqlite3_column_blob(st, col), ACCOUNTS_ORG_KEY_BYTES);
+    else
+        memset(org, 0, ACCOUNTS_ORG_KEY_BYTES);
+}
+
+static core_status read_org(sqlite3 *db, int64_t user_id, bool *has_org, uint8_t org[ACCOUNTS_ORG_KEY_BYTES],
+                            core_error *err) {
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(db, "SELECT org_key FROM users WHERE id = ?", &st, err);
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, user_id);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW)
+            org_from_column(st, 0, has_org, org);
+        else
+            rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
 /* Insert a session row for user u with data key dk; fill sess and token. */
 static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const char *username, accounts_role role,
                                 const uint8_t dk[ACCOUNTS_DK_BYTES], accounts_session *sess,
@@ -256,6 +281,7 @@ static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const
         sess->role = role;
         memcpy(sess->data_key, dk, ACCOUNTS_DK_BYTES);
         cs_crypto_b64(raw, sizeof raw, token);
+        rc = read_org(db, user_id, &sess->has_org, sess->org, err);
     }
     cs_crypto_wipe(raw, sizeof raw);
     return rc;
@@ -266,8 +292,8 @@ static core_status signup_check(accounts *a, sqlite3 *db, const char *key, core_
 
 /* limit_key non-NULL: a sign-up from the network, counted under that key. */
 static core_status create_account(accounts *a, const char *username, const char *password, accounts_role role,
-                                  const char *limit_key, char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
-                                  char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
+                                  const uint8_t *org, const char *limit_key, char recovery[CS_CRYPTO_RECOVERY_TEXT],
+                                  accounts_session *sess, char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
     char name[ACCOUNTS_USERNAME_MAX + 1];
     core_status rc = accounts_validate_username(username, name, err);
     if (!rc) rc = accounts_validate_password(password, err);
@@ -291,7 +317,7 @@ static core_status create_account(accounts *a, const char *username, const char 
     if (!rc)
         rc = store_prepare(db,
                            "INSERT INTO users(username, role, created_at, pw_salt, pw_ops, pw_mem, "
-                           "pw_verifier, dk_pw, rc_salt, dk_rc) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                           "pw_verifier, dk_pw, rc_salt, dk_rc, org_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                            &st, err);
     if (!rc) {
         sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -304,6 +330,7 @@ static core_status create_account(accounts *a, const char *username, const char 
         sqlite3_bind_blob(st, 8, pw.sealed, (int)pw.sealed_len, SQLITE_STATIC);
         sqlite3_bind_blob(st, 9, rw.salt, sizeof rw.salt, SQLITE_STATIC);
         sqlite3_bind_blob(st, 10, rw.sealed, (int)rw.sealed_len, SQLITE_STATIC);
+        if (org) sqlite3_bind_blob(st, 11, org, ACCOUNTS_ORG_KEY_BYTES, SQLITE_STATIC);
         int step = sqlite3_step(st);
         if (step == SQLITE_CONSTRAINT)
             rc = core_fail(err, CORE_ERR_CONFLICT, "username", "that username is already taken");
@@ -325,7 +352,83 @@ static core_status create_account(accounts *a, const char *username, const char 
 core_status accounts_create(accounts *a, const char *username, const char *password, accounts_role role,
                             char recovery[CS_CRYPTO_RECOVERY_TEXT], accounts_session *sess,
                             char token[ACCOUNTS_TOKEN_TEXT], core_error *err) {
-    return create_account(a, username, password, role, NULL, recovery, sess, token, err);
+    return create_account(a, username, password, role, NULL, NULL, recovery, sess, token, err);
+}
+
+core_status accounts_create_in_org(accounts *a, const char *username, const char *password, accounts_role role,
+                                   const uint8_t org[ACCOUNTS_ORG_KEY_BYTES], char recovery[CS_CRYPTO_RECOVERY_TEXT],
+                                   core_error *err) {
+    if (role != ACCOUNTS_CLINICIAN)
+        return core_fail(err, CORE_ERR_INVALID, "role", "only clinician accounts belong to an organisation");
+    return create_account(a, username, password, role, org, NULL, recovery, NULL, NULL, err);
+}
+
+/* The users row's id, role and organisation by (normalised) name. */
+static core_status user_org_row(sqlite3 *db, const char *name, int64_t *id, accounts_role *role, bool *has_org,
+                                uint8_t org[ACCOUNTS_ORG_KEY_BYTES], core_error *err) {
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(db, "SELECT id, role, org_key FROM users WHERE username = ?", &st, err);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW) {
+            *id = sqlite3_column_int64(st, 0);
+            if (!accounts_role_parse((const char *)sqlite3_column_text(st, 1), role)) *role = ACCOUNTS_PERSON;
+            org_from_column(st, 2, has_org, org);
+        } else if (step == SQLITE_DONE) {
+            rc = core_fail(err, CORE_ERR_NOT_FOUND, "username", "no such account");
+        } else {
+            rc = store_error(db, err);
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+core_status accounts_get_org(accounts *a, const char *username, accounts_role *role, bool *has_org,
+                             uint8_t org[ACCOUNTS_ORG_KEY_BYTES], core_error *err) {
+    char name[ACCOUNTS_USERNAME_MAX + 1];
+    core_error ignored = {0};
+    if (accounts_validate_username(username, name, &ignored))
+        return core_fail(err, CORE_ERR_NOT_FOUND, "username", "no such account");
+    int64_t id;
+    sqlite3 *db = store_acquire(a->st);
+    core_status rc = user_org_row(db, name, &id, role, has_org, org, err);
+    store_release(a->st, db);
+    return rc;
+}
+
+core_status accounts_set_org(accounts *a, const char *username, const uint8_t *org, core_error *err) {
+    char name[ACCOUNTS_USERNAME_MAX + 1];
+    core_error ignored = {0};
+    if (accounts_validate_username(username, name, &ignored))
+        return core_fail(err, CORE_ERR_NOT_FOUND, "username", "no such account");
+    sqlite3 *db = store_acquire(a->st);
+    sqlite3_stmt *st = NULL;
+    int64_t id = 0;
+    accounts_role role;
+    bool had;
+    uint8_t old[ACCOUNTS_ORG_KEY_BYTES];
+    core_status rc = store_begin(db, err);
+    if (!rc) rc = user_org_row(db, name, &id, &role, &had, old, err);
+    if (!rc && role != ACCOUNTS_CLINICIAN)
+        rc = core_fail(err, CORE_ERR_INVALID, "role", "only clinician accounts belong to an organisation");
+    if (!rc) rc = store_prepare(db, "UPDATE users SET org_key = ? WHERE id = ?", &st, err);
+    if (!rc) {
+        if (org) sqlite3_bind_blob(st, 1, org, ACCOUNTS_ORG_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, id);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    if (!rc)
+        rc = store_commit(db, err);
+    else
+        store_rollback(db);
+    store_release(a->st, db);
+    /* Cached sessions hold the old organisation: drop them, so the next
+     * request of each reads the row again. */
+    if (!rc) session_cache_drop_user(a->cache, id, NULL);
+    return rc;
 }
 
 /* The sign-up budget reuses the throttle counters: each created account is
@@ -356,7 +459,7 @@ core_status accounts_signup(accounts *a, const char *username, const char *passw
         cs_crypto_wipe(recovery, CS_CRYPTO_RECOVERY_TEXT);
         return rc;
     }
-    return create_account(a, username, password, ACCOUNTS_PERSON, key, recovery, sess, token, err);
+    return create_account(a, username, password, ACCOUNTS_PERSON, NULL, key, recovery, sess, token, err);
 }
 
 /* Verify password against u and unwrap its data key. CORE_ERR_AUTH on mismatch. */
@@ -500,11 +603,11 @@ static core_status load_session(accounts *a, const uint8_t id_hash[ACCOUNTS_SESS
     sqlite3 *db = store_acquire(a->st);
     sqlite3_stmt *st = NULL;
     /* Runs on every cache miss: the statement is cached. */
-    core_status rc =
-        store_prepare_cached(a->st, db,
-                             "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess, s.expires_at FROM sessions s "
-                             "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ? AND s.expires_at > ?",
-                             &st, err);
+    core_status rc = store_prepare_cached(
+        a->st, db,
+        "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess, s.expires_at, u.org_key FROM sessions s "
+        "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ? AND s.expires_at > ?",
+        &st, err);
     if (!rc) {
         sqlite3_bind_blob(st, 1, id_hash, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, core_now());
@@ -521,6 +624,7 @@ static core_status load_session(accounts *a, const uint8_t id_hash[ACCOUNTS_SESS
             else
                 memcpy(e->sealed, sqlite3_column_blob(st, 4), e->sealed_len);
             e->expires_at = sqlite3_column_int64(st, 5);
+            org_from_column(st, 6, &e->has_org, e->org);
         } else if (step == SQLITE_DONE) {
             rc = core_fail(err, CORE_ERR_AUTH, NULL, "not logged in, or the session has expired");
         } else {
@@ -552,6 +656,8 @@ core_status accounts_authenticate(accounts *a, const char *token, accounts_sessi
         sess->user_id = e.user_id;
         memcpy(sess->username, e.username, sizeof sess->username);
         sess->role = e.role;
+        sess->has_org = e.has_org;
+        memcpy(sess->org, e.org, sizeof sess->org);
         memcpy(sess->csrf, e.csrf, sizeof sess->csrf);
         memcpy(sess->id_hash, id_hash, ACCOUNTS_SESSION_ID_BYTES);
         uint8_t *plain = NULL;

@@ -23,6 +23,8 @@ typedef enum { ACCOUNTS_PERSON, ACCOUNTS_CLINICIAN, ACCOUNTS_ANALYST, ACCOUNTS_A
 /* A session is looked up by a keyed BLAKE2b-256 hash of its token (the token
  * itself is only in the client's cookie). */
 #define ACCOUNTS_SESSION_ID_BYTES 32
+/* An organisation's key on the ledger (Ed25519 public key). */
+#define ACCOUNTS_ORG_KEY_BYTES 32
 
 /* Throttling (see throttle_* in accounts.c for why it is shaped so):
  *   per (account, client address)  max_failures per window: the attacker's
@@ -59,6 +61,8 @@ typedef struct {
     uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES];
     uint8_t data_key[CS_CRYPTO_KEY_BYTES];
     uint8_t view_key[CS_CRYPTO_KEY_BYTES];
+    bool has_org;                        /* a clinician that belongs to an organisation */
+    uint8_t org[ACCOUNTS_ORG_KEY_BYTES]; /* its ledger key, when has_org */
 } accounts_session;
 
 /* The accounts object borrows st (which must outlive it). opt may be NULL for
@@ -144,6 +148,26 @@ core_status accounts_list(accounts *a, accounts_user_fn fn, void *ud, core_error
 #define ACCOUNTS_WALLET_SK 64
 core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t pk[ACCOUNTS_WALLET_PK],
                             uint8_t sk[ACCOUNTS_WALLET_SK], bool *created, core_error *err);
+
+/* Clinicians belong to one organisation (issue 13). The membership is a
+ * column of users, owned here rather than by review/: it is a fact about the
+ * account, read with the session row on every request (so a clinician's
+ * session knows its organisation without a second lookup) and deleted with
+ * the account. Whether org is registered on the ledger is the caller's
+ * check (accounts does not know the ledger).
+ *
+ * create_in_org: accounts_create for a clinician with its organisation, in
+ * one transaction (role must be ACCOUNTS_CLINICIAN, else CORE_ERR_INVALID
+ * field "role"). set_org: org NULL removes the membership; CORE_ERR_NOT_FOUND
+ * for an unknown username, CORE_ERR_INVALID (field "role") for an account
+ * that is not a clinician. The account's live sessions see the change on
+ * their next request. get_org: *has_org false when it belongs to none. */
+core_status accounts_create_in_org(accounts *a, const char *username, const char *password, accounts_role role,
+                                   const uint8_t org[ACCOUNTS_ORG_KEY_BYTES], char recovery[CS_CRYPTO_RECOVERY_TEXT],
+                                   core_error *err);
+core_status accounts_set_org(accounts *a, const char *username, const uint8_t *org, core_error *err);
+core_status accounts_get_org(accounts *a, const char *username, accounts_role *role, bool *has_org,
+                             uint8_t org[ACCOUNTS_ORG_KEY_BYTES], core_error *err);
 
 void accounts_session_wipe(accounts_session *sess);
 store *accounts_store(accounts *a);

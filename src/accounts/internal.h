@@ -33,6 +33,8 @@ typedef struct {
     uint8_t sealed[ACCOUNTS_SEALED_SESSION_MAX];
     size_t sealed_len;
     int64_t expires_at; /* min(session expiry, cached + SESSION_CACHE_TTL) */
+    bool has_org;
+    uint8_t org[ACCOUNTS_ORG_KEY_BYTES];
 } session_entry;
 
 typedef struct session_cache session_cache;

@@ -56,6 +56,10 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "POST", "/api/surveil/alerts/{id}/ack", api_surveil_alert_ack);
     ok &= http_router_add(r, "GET", "/api/v1/aggregates", api_org_aggregates);
     ok &= http_router_add(r, "POST", "/api/admin/orgs/{key}/tokens", api_admin_org_tokens_create);
+    ok &= http_router_add(r, "PUT", "/api/admin/orgs/{key}/offer", api_admin_org_offer_put);
+    ok &= http_router_add(r, "DELETE", "/api/admin/orgs/{key}/offer", api_admin_org_offer_delete);
+    ok &= http_router_add(r, "GET", "/api/review/offers", api_review_offers);
+    ok &= http_router_add(r, "PUT", "/api/admin/users/{username}/org", api_admin_user_org_put);
     return ok;
 }
 
@@ -134,5 +138,13 @@ void api_clear_session_cookie(http_request *rq) {
 const char *api_str(const json_t *obj, const char *key) { return json_string_value(json_object_get(obj, key)); }
 
 json_t *api_user_json(const accounts_session *sess) {
-    return json_pack("{s:s,s:s}", "username", sess->username, "role", accounts_role_name(sess->role));
+    json_t *u = json_pack("{s:s,s:s}", "username", sess->username, "role", accounts_role_name(sess->role));
+    /* A clinician's organisation (its ledger key): what its review queue
+     * will be scoped to. */
+    if (u && sess->has_org &&
+        json_object_set_new(u, "organisation", json_pack("{s:o}", "key", api_hex(sess->org, 32)))) {
+        json_decref(u);
+        return NULL;
+    }
+    return u;
 }

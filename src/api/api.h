@@ -10,6 +10,7 @@
 #include "http/http.h"
 #include "ledger/ledger.h"
 #include "regions/regions.h"
+#include "review/review.h"
 #include "screening/screening.h"
 #include "share/share.h"
 #include "store/store.h"
@@ -25,6 +26,7 @@ typedef struct {
     const uint8_t *node_sk;  /* the node key (64 bytes): signs contributions and releases */
     screening_desk *desk;    /* screenings (model may be absent: answers 503) */
     share *share;            /* surveillance: contributions, rewards, releases, alerts */
+    review *review;          /* clinician review: organisations' offers */
     double started;          /* core_monotonic() at start, for uptime */
 } api_context;
 

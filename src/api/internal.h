@@ -91,5 +91,9 @@ void api_surveil_alerts(http_request *rq, void *ctx);
 void api_surveil_alert_ack(http_request *rq, void *ctx);
 void api_org_aggregates(http_request *rq, void *ctx);
 void api_admin_org_tokens_create(http_request *rq, void *ctx);
+void api_admin_org_offer_put(http_request *rq, void *ctx);
+void api_admin_org_offer_delete(http_request *rq, void *ctx);
+void api_review_offers(http_request *rq, void *ctx);
+void api_admin_user_org_put(http_request *rq, void *ctx);
 
 #endif

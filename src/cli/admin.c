@@ -10,6 +10,7 @@
 #include "accounts/accounts.h"
 #include "cli/cli.h"
 #include "crypto/crypto.h"
+#include "review/review.h"
 #include "store/store.h"
 
 static void usage(FILE *f) {
@@ -19,6 +20,8 @@ static void usage(FILE *f) {
                "  create-user --username NAME --role ROLE   create an account; the password is read\n"
                "               from standard input (one line), the recovery code is printed\n"
                "               ROLE is person, clinician, analyst or admin\n"
+               "               --org KEY: a clinician's organisation (64 hex digits, registered\n"
+               "               on the ledger: POST /api/admin/orgs)\n"
                "  list-users                                 print username and role of every account\n"
                "\n"
                "options:\n"
@@ -58,13 +61,11 @@ int cli_admin(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     const char *task = argv[1];
-    const char *data_dir = "var", *username = NULL, *role_name = NULL;
+    const char *data_dir = "var", *username = NULL, *role_name = NULL, *org_hex = NULL;
     static const struct option opts[] = {
-        {"data-dir", required_argument, 0, 'd'},
-        {"username", required_argument, 0, 'u'},
-        {"role", required_argument, 0, 'r'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"data-dir", required_argument, 0, 'd'}, {"username", required_argument, 0, 'u'},
+        {"role", required_argument, 0, 'r'},     {"org", required_argument, 0, 'o'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
     };
     int c;
     optind = 1;
@@ -73,6 +74,7 @@ int cli_admin(int argc, char **argv) {
         case 'd': data_dir = optarg; break;
         case 'u': username = optarg; break;
         case 'r': role_name = optarg; break;
+        case 'o': org_hex = optarg; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -87,6 +89,15 @@ int cli_admin(int argc, char **argv) {
     if (create && (!username || !role_name || !accounts_role_parse(role_name, &role))) {
         fprintf(stderr,
                 "caresync admin create-user: needs --username and --role (person, clinician, analyst, admin)\n");
+        return 2;
+    }
+    uint8_t org[ACCOUNTS_ORG_KEY_BYTES];
+    if (org_hex && (!create || role != ACCOUNTS_CLINICIAN)) {
+        fprintf(stderr, "caresync admin: --org is for create-user --role clinician\n");
+        return 2;
+    }
+    if (org_hex && (strlen(org_hex) != 64 || !cs_crypto_unhex(org_hex, org, sizeof org))) {
+        fprintf(stderr, "caresync admin create-user: --org must be the organisation's key (64 hex digits)\n");
         return 2;
     }
 
@@ -109,10 +120,20 @@ int cli_admin(int argc, char **argv) {
         core_fail(&err, CORE_ERR_INVALID, "password", "no password on standard input");
         goto out;
     }
-    char recovery[CS_CRYPTO_RECOVERY_TEXT];
-    if (accounts_create(acc, username, password, role, recovery, NULL, NULL, &err)) goto out;
-    printf("created %s account '%s'\nrecovery code (shown once, keep it safe): %s\n", accounts_role_name(role),
-           username, recovery);
+    char recovery[CS_CRYPTO_RECOVERY_TEXT], org_name[REVIEW_ORG_NAME_MAX + 1] = "";
+    if (org_hex) {
+        /* The ledger is read, not opened: the service may be running and is
+         * its only writer. */
+        char ledger_path[4200];
+        snprintf(ledger_path, sizeof ledger_path, "%s/ledger.db", data_dir);
+        if (review_ledger_org_file(ledger_path, org, org_name, &err) ||
+            accounts_create_in_org(acc, username, password, role, org, recovery, &err))
+            goto out;
+    } else if (accounts_create(acc, username, password, role, recovery, NULL, NULL, &err)) {
+        goto out;
+    }
+    printf("created %s account '%s'%s%s\nrecovery code (shown once, keep it safe): %s\n", accounts_role_name(role),
+           username, org_hex ? " of organisation " : "", org_name, recovery);
     cs_crypto_wipe(recovery, sizeof recovery);
     status = 0;
 out:

@@ -320,6 +320,7 @@ typedef struct {
     http_server *srv;
     ledger *led;
     share *shr;
+    review *rev;
     api_context ctx;
 } serve_state;
 
@@ -383,6 +384,14 @@ static core_status start_service(serve_state *S, core_error *err) {
                           cfg->surveil_seal_delay,
                           cfg->surveil_reward_batch};
     if ((rc = share_open(&sopt, &S->shr, err))) return rc;
+    /* Review offers name conditions of the screening's table; review/ is
+     * given the codes rather than depending on screening/. */
+    const char *codes[64];
+    size_t n_codes = 0;
+    for (int i = 0; i < screening_condition_count() && n_codes < sizeof codes / sizeof codes[0]; i++)
+        codes[n_codes++] = screening_condition_at(i)->code;
+    review_options ropt = {S->st, S->led, S->regs, codes, n_codes};
+    if ((rc = review_open(&ropt, &S->rev, err))) return rc;
     /* The screening model is optional: without it the rest of the service
      * runs and screenings answer 503 model_unavailable. */
     core_error merr = {0};
@@ -409,6 +418,7 @@ static core_status start_service(serve_state *S, core_error *err) {
                            .node_sk = S->set->lopt.node_sk,
                            .desk = S->desk,
                            .share = S->shr,
+                           .review = S->rev,
                            .started = core_monotonic()};
     http_options hopt = {.host = cfg->host,
                          .port = cfg->port,
@@ -445,6 +455,7 @@ static void serve_close(serve_state *S) {
     /* HTTP first (no new submissions), then the ledger seals what is pending. */
     http_server_stop(S->srv);
     share_close(S->shr);
+    review_close(S->rev);
     ledger_close(S->led);
     cs_crypto_wipe(S->set->lopt.node_sk, sizeof S->set->lopt.node_sk);
     cs_crypto_wipe(S->set->lopt.admin_sk, sizeof S->set->lopt.admin_sk);

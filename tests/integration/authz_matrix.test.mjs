@@ -153,6 +153,18 @@ const MATRIX = [
   { method: 'POST', path: `/api/admin/orgs/${'ab'.repeat(32)}/tokens`, expect: E(401, 403, 403, 403, 403, 404),
     body: () => ({}) },
   { method: 'GET', path: '/api/v1/aggregates?country=US', expect: everyone(401), codes: { 401: 'unauthenticated' } },
+  // Clinician review (issue 13): offers set by admins for a registered
+  // organisation ({org}), listed to anyone signed in; clinicians' organisation.
+  { method: 'PUT', path: '/api/admin/orgs/{org}/offer', expect: E(401, 403, 403, 403, 403, 200),
+    body: () => ({ price: 20, answer_hours: 48, conditions: ['fungal'], regions: ['NZ'] }),
+    check: (r, ctx) => r.json.offer.organisation.key === ctx.reviewOrg && r.json.offer.price === 20 },
+  { method: 'GET', path: '/api/review/offers?condition=fungal&country=NZ', expect: anySession(200),
+    check: (r, ctx) => r.json.offers.some((o) => o.organisation.key === ctx.reviewOrg) },
+  { method: 'DELETE', path: '/api/admin/orgs/{org}/offer', expect: E(401, 403, 403, 403, 403, 200),
+    check: (r) => r.json.withdrawn === true },
+  { method: 'PUT', path: '/api/admin/users/{clinician}/org', expect: E(401, 403, 403, 403, 403, 200),
+    body: (ctx) => ({ org: ctx.reviewOrg }),
+    check: (r, ctx) => r.json.organisation.key === ctx.reviewOrg },
   { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
@@ -174,7 +186,8 @@ const results = new Map(); // row label -> { role -> { got, ok, note } }
 
 function labelOf(row) { return `${row.method} ${row.path}`; }
 function pathOf(row) {
-  const p = row.path.replace('{consent}', ctx.consent);
+  const p = row.path.replace('{consent}', ctx.consent).replace('{org}', ctx.reviewOrg)
+    .replace('{clinician}', ctx.names.clinician);
   if (!p.includes('{id}')) return p;
   return p.replace('{id}', ctx.records[row.guard || 'ownerRecord']);
 }
@@ -253,6 +266,10 @@ before(async () => {
   // The other person has a record too, so "not yours" is not "nobody has any".
   const o = await ctx.clients.other.post('/api/records', { kind: 'note', title: 'other person note' });
   assert.equal(o.status, 201, o.text);
+  // An organisation on the ledger, for the review-offer rows.
+  ctx.reviewOrg = randomBytes(32).toString('hex');
+  const ro = await ctx.clients.admin.post('/api/admin/orgs', { name: 'Matrix Review Clinic', public_key: ctx.reviewOrg });
+  assert.equal(ro.status, 201, ro.text);
   ctx.reset.username = ctx.unique('reset');
   const s = await new Client(srv.base).signup(ctx.reset.username, PW);
   ctx.reset.code = s.json.recovery_code;
@@ -354,7 +371,7 @@ const CSRF_ROWS = MATRIX.filter((row) => row.method !== 'GET' && row.expect.anon
 test('CSRF rows cover every state-changing session endpoint', () => {
   const labels = CSRF_ROWS.map(labelOf).sort();
   assert.deepEqual(labels, [
-    'DELETE /api/account', 'DELETE /api/records/{id}', 'POST /api/account/password',
+    'DELETE /api/account', 'DELETE /api/admin/orgs/{org}/offer', 'DELETE /api/records/{id}', 'POST /api/account/password',
     'POST /api/account/sessions/revoke-others', 'POST /api/admin/orgs',
     `POST /api/admin/orgs/${'ab'.repeat(32)}/tokens`,
     'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke', 'POST /api/records',
@@ -362,7 +379,9 @@ test('CSRF rows cover every state-changing session endpoint', () => {
     'POST /api/screenings/0123456789abcdef0123456789abcdef/contribute',
     'POST /api/screenings/0123456789abcdef0123456789abcdef/save',
     'POST /api/surveil/alerts/999999/ack',
-    'POST /api/wallet/redeem', 'POST /api/wallet/transfer', 'PUT /api/profile', 'PUT /api/records/{id}',
+    'POST /api/wallet/redeem', 'POST /api/wallet/transfer',
+    'PUT /api/admin/orgs/{org}/offer', 'PUT /api/admin/users/{clinician}/org',
+    'PUT /api/profile', 'PUT /api/records/{id}',
   ]);
 });
 
@@ -405,6 +424,9 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
     'POST /api/screenings/0123456789abcdef0123456789abcdef/contribute': {},
     'POST /api/surveil/alerts/999999/ack': {},
     [`POST /api/admin/orgs/${'ab'.repeat(32)}/tokens`]: {},
+    'PUT /api/admin/orgs/{org}/offer': { price: 1, answer_hours: 1, conditions: ['fungal'], regions: ['*'] },
+    'DELETE /api/admin/orgs/{org}/offer': undefined,
+    'PUT /api/admin/users/{clinician}/org': { org: null },
   };
   const variants = {
     'no header': {},
@@ -416,7 +438,8 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
   const failures = [];
   for (const row of CSRF_ROWS) {
     const label = labelOf(row);
-    const path = row.path.replace('{id}', rec.json.record.id).replace('{consent}', grant.json.consent.id);
+    const path = row.path.replace('{id}', rec.json.record.id).replace('{consent}', grant.json.consent.id)
+      .replace('{org}', ctx.reviewOrg).replace('{clinician}', ctx.names.clinician);
     for (const [variant, headers] of Object.entries(variants)) {
       const r = await cloneOf(victim).req(row.method, path, bodies[label], { csrf: false, headers });
       let code = null;

@@ -13,7 +13,7 @@
 #include "review/review.h"
 #include "store/store.h"
 
-static const char *const table[] = {"fungal", "eczema", "acne", "melanoma_suspect", "other"};
+static const char *const table[] = {"fungal", "eczema", "acne_rosacea", "melanoma", "other"};
 
 typedef struct {
     char dir[256];
@@ -156,19 +156,19 @@ static void test_set_get_replace(void **state) {
     assert_string_equal(got.regions[1], "NZ");
 
     /* Replacing is whole: the old conditions and regions are gone. */
-    o = offer(f->org_a, 30, 24, "acne", "GB");
+    o = offer(f->org_a, 30, 24, "acne_rosacea", "GB");
     assert_int_equal(review_offer_set(f->rv, &o, &err), CORE_OK);
     assert_int_equal(review_offer_get(f->rv, f->org_a, &got, &err), CORE_OK);
     assert_int_equal(got.price, 30);
     assert_int_equal(got.answer_hours, 24);
     assert_int_equal(got.n_conditions, 1);
-    assert_string_equal(got.conditions[0], "acne");
+    assert_string_equal(got.conditions[0], "acne_rosacea");
     assert_int_equal(got.n_regions, 1);
     assert_string_equal(got.regions[0], "GB");
     assert_int_equal(count_offers(f), 1);
 
     /* A refused replacement leaves the standing offer as it was. */
-    o = offer(f->org_a, 30, 24, "acne", "ZZ");
+    o = offer(f->org_a, 30, 24, "acne_rosacea", "ZZ");
     assert_int_equal(review_offer_set(f->rv, &o, &err), CORE_ERR_INVALID);
     assert_int_equal(review_offer_get(f->rv, f->org_a, &got, &err), CORE_OK);
     assert_string_equal(got.regions[0], "GB");
@@ -186,7 +186,7 @@ static void test_withdraw(void **state) {
     assert_int_equal(review_offer_withdraw(f->rv, f->org_a, &err), CORE_ERR_NOT_FOUND);
     assert_int_equal(count_offers(f), 0);
     /* Its conditions and regions went with it: a fresh offer starts clean. */
-    o = offer(f->org_a, 5, 12, "acne", "AU");
+    o = offer(f->org_a, 5, 12, "acne_rosacea", "AU");
     assert_int_equal(review_offer_set(f->rv, &o, &err), CORE_OK);
     assert_int_equal(review_offer_get(f->rv, f->org_a, &got, &err), CORE_OK);
     assert_int_equal(got.n_conditions, 1);
@@ -211,15 +211,15 @@ static void test_filters(void **state) {
     fixture *f = *state;
     core_error err = {0};
     review_offer a = offer(f->org_a, 40, 48, "fungal,eczema", "NZ,AU");
-    review_offer b = offer(f->org_b, 15, 72, "fungal,melanoma_suspect", "*");
+    review_offer b = offer(f->org_b, 15, 72, "fungal,melanoma", "*");
     assert_int_equal(review_offer_set(f->rv, &a, &err), CORE_OK);
     assert_int_equal(review_offer_set(f->rv, &b, &err), CORE_OK);
     /* Cheapest first. */
     list_names(f, NULL, NULL, "Beta Teledermatology|Alpha Skin Clinic");
     list_names(f, "fungal", NULL, "Beta Teledermatology|Alpha Skin Clinic");
     list_names(f, "eczema", NULL, "Alpha Skin Clinic");
-    list_names(f, "melanoma_suspect", NULL, "Beta Teledermatology");
-    list_names(f, "acne", NULL, "");
+    list_names(f, "melanoma", NULL, "Beta Teledermatology");
+    list_names(f, "acne_rosacea", NULL, "");
     /* "*" covers every country; a country is matched in either case. */
     list_names(f, NULL, "nz", "Beta Teledermatology|Alpha Skin Clinic");
     list_names(f, NULL, "GB", "Beta Teledermatology");
