@@ -345,6 +345,51 @@ static void end_other_sessions_keeps_the_current_one(void **state) {
     assert_int_equal(ended, 0);
 }
 
+/* A clinician's organisation: set at creation or later, read with every
+ * session (cached sessions see a change at once), refused for other roles. */
+static void clinicians_belong_to_one_organisation(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    char rc_text[CS_CRYPTO_RECOVERY_TEXT], token[ACCOUNTS_TOKEN_TEXT];
+    uint8_t org_a[ACCOUNTS_ORG_KEY_BYTES], org_b[ACCOUNTS_ORG_KEY_BYTES], got[ACCOUNTS_ORG_KEY_BYTES];
+    memset(org_a, 0xa1, sizeof org_a);
+    memset(org_b, 0xb2, sizeof org_b);
+    assert_int_equal(accounts_create_in_org(f->acc, "pat", PW, ACCOUNTS_PERSON, org_a, rc_text, &err),
+                     CORE_ERR_INVALID);
+    assert_string_equal(err.field, "role");
+    assert_int_equal(accounts_create_in_org(f->acc, "doc", PW, ACCOUNTS_CLINICIAN, org_a, rc_text, &err), CORE_OK);
+    accounts_session s, again;
+    assert_int_equal(accounts_login(f->acc, "doc", PW, "10.0.0.1", &s, token, &err), CORE_OK);
+    assert_true(s.has_org);
+    assert_memory_equal(s.org, org_a, sizeof org_a);
+    assert_int_equal(accounts_authenticate(f->acc, token, &again, &err), CORE_OK); /* now cached */
+    assert_memory_equal(again.org, org_a, sizeof org_a);
+
+    assert_int_equal(accounts_set_org(f->acc, "DOC", org_b, &err), CORE_OK);
+    assert_int_equal(accounts_authenticate(f->acc, token, &again, &err), CORE_OK);
+    assert_true(again.has_org);
+    assert_memory_equal(again.org, org_b, sizeof org_b);
+    accounts_role role;
+    bool has = false;
+    assert_int_equal(accounts_get_org(f->acc, "doc", &role, &has, got, &err), CORE_OK);
+    assert_int_equal(role, ACCOUNTS_CLINICIAN);
+    assert_true(has);
+    assert_memory_equal(got, org_b, sizeof org_b);
+    assert_int_equal(accounts_set_org(f->acc, "doc", NULL, &err), CORE_OK);
+    assert_int_equal(accounts_authenticate(f->acc, token, &again, &err), CORE_OK);
+    assert_false(again.has_org);
+
+    assert_int_equal(accounts_create(f->acc, "ann", PW, ACCOUNTS_ANALYST, rc_text, NULL, NULL, &err), CORE_OK);
+    assert_int_equal(accounts_set_org(f->acc, "ann", org_a, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "role");
+    assert_int_equal(accounts_get_org(f->acc, "ann", &role, &has, got, &err), CORE_OK);
+    assert_false(has);
+    assert_int_equal(accounts_set_org(f->acc, "nobody", org_a, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(accounts_set_org(f->acc, "!!", org_a, &err), CORE_ERR_NOT_FOUND);
+    accounts_session_wipe(&s);
+    accounts_session_wipe(&again);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(validation_rules),
@@ -359,6 +404,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(global_account_budget_and_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(signups_are_limited_per_address, setup, teardown),
         cmocka_unit_test_setup_teardown(end_other_sessions_keeps_the_current_one, setup, teardown),
+        cmocka_unit_test_setup_teardown(clinicians_belong_to_one_organisation, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
