@@ -636,6 +636,38 @@ static void test_review_escrow(void **state) {
     if (ledger_verify_file(f->path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
 }
 
+/* A ledger.db written before escrows existed (schema 1) verifies as it is
+ * (read-only: nothing migrates it) and gains the table when the ledger opens. */
+static void test_review_escrow_schema1_file(void **state) {
+    fixture *f = *state;
+    key a;
+    keygen(&a);
+    register_wallet(f, &a);
+    ledger_close(f->l);
+    f->l = NULL;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE escrows; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ledger_verify_report rep;
+    core_error err = {0};
+    if (ledger_verify_file(f->path, 1, &rep, &err)) fail_msg("verify schema 1: %s", err.message);
+    f->l = reopen(f, 1);
+    key org;
+    keygen(&org);
+    ledger_tx o = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(o.u.org.org, org.pk, 32);
+    strcpy(o.u.org.name, "Migrated Clinic");
+    ledger_receipt r;
+    assert_int_equal(ledger_sign_submit(f->l, &o, f->admin.sk, &r, NULL), CORE_OK);
+    uint8_t g[32];
+    grant(f, &a, LEDGER_SCOPE_ALL, (uint64_t)core_now() + 3600, g);
+    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, 0x62, NULL), CORE_OK);
+    assert_int_equal(review_request(f, &a, &org, 0xe1, 3, &r), CORE_OK);
+    assert_int_equal(check_supply(f), 3);
+    if (ledger_verify_file(f->path, 1, &rep, &err)) fail_msg("verify migrated: %s", err.message);
+}
+
 /* A node key may be a wallet too; a settle or refund paying the node's own
  * key credits the signer's row (one row, not two copies of it). */
 static void test_review_escrow_node_payee(void **state) {
@@ -1375,6 +1407,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_escrow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_escrow_node_payee, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_escrow_schema1_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_random_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proofs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof_documents, setup, teardown),
