@@ -817,6 +817,34 @@ core_status ledger_find_commitment(ledger *l, const uint8_t commitment[LEDGER_HA
     return rc;
 }
 
+static core_status escrow_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    ledger_escrow *e = ud;
+    if (sqlite3_column_bytes(q, 0) != LEDGER_KEY || sqlite3_column_bytes(q, 1) != LEDGER_KEY ||
+        sqlite3_column_bytes(q, 2) != LEDGER_HASH)
+        return core_fail(err, CORE_ERR_STORAGE, "escrow", "malformed escrow row");
+    memcpy(e->payer, sqlite3_column_blob(q, 0), LEDGER_KEY);
+    memcpy(e->org, sqlite3_column_blob(q, 1), LEDGER_KEY);
+    memcpy(e->commitment, sqlite3_column_blob(q, 2), LEDGER_HASH);
+    e->amount = (uint64_t)sqlite3_column_int64(q, 3);
+    e->opened_height = (uint64_t)sqlite3_column_int64(q, 4);
+    e->closed_height = (uint64_t)sqlite3_column_int64(q, 5);
+    e->state = (ledger_escrow_state)sqlite3_column_int(q, 6);
+    return CORE_OK;
+}
+
+core_status ledger_get_escrow(ledger *l, const uint8_t request[LEDGER_HASH], ledger_escrow *out, core_error *err) {
+    memset(out, 0, sizeof *out);
+    memcpy(out->request, request, LEDGER_HASH);
+    size_t rows;
+    const qarg a[] = {QBLOB(request, LEDGER_HASH)};
+    core_status rc = query(l, READ_DERIVED,
+                           "SELECT payer, org, commitment, amount, opened_height, closed_height, outcome FROM escrows"
+                           " WHERE request_txid = ?1",
+                           a, 1, escrow_row, out, &rows, err);
+    if (!rc && rows == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, "request", "no such review request");
+    return rc;
+}
+
 typedef struct {
     ledger_org_fn fn;
     void *ud;
@@ -845,6 +873,7 @@ static core_status totals_row(sqlite3_stmt *q, void *ud, core_error *err) {
     out->wallets = (uint64_t)sqlite3_column_int64(q, 2);
     out->consents_active = (uint64_t)sqlite3_column_int64(q, 3);
     out->orgs = (uint64_t)sqlite3_column_int64(q, 4);
+    out->escrowed = (uint64_t)sqlite3_column_int64(q, 5);
     return CORE_OK;
 }
 
@@ -854,7 +883,8 @@ core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err) {
     return query(l, READ_DERIVED,
                  "SELECT (SELECT value FROM meta WHERE key = 'minted'), (SELECT value FROM meta WHERE key = 'burned'),"
                  " (SELECT count(*) FROM signers WHERE wallet), (SELECT count(*) FROM consents WHERE revoked_height = 0"
-                 " AND expires > ?1), (SELECT count(*) FROM orgs)",
+                 " AND expires > ?1), (SELECT count(*) FROM orgs),"
+                 " (SELECT coalesce(sum(amount), 0) FROM escrows WHERE outcome = 0)",
                  a, 1, totals_row, out, NULL, err);
 }
 

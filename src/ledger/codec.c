@@ -100,6 +100,9 @@ const char *ledger_tx_kind_name(ledger_tx_kind kind) {
     case LEDGER_TX_REDEEM: return "redeem";
     case LEDGER_TX_REGISTER_ORG: return "register_org";
     case LEDGER_TX_RELEASE: return "release";
+    case LEDGER_TX_REVIEW_REQUEST: return "review_request";
+    case LEDGER_TX_REVIEW_SETTLE: return "review_settle";
+    case LEDGER_TX_REVIEW_REFUND: return "review_refund";
     }
     return "unknown";
 }
@@ -193,6 +196,17 @@ static core_status check_fields(const ledger_tx *tx, core_error *err) {
          * alone; cells 0 a release that suppressed everything. Both happen. */
         if (tx->u.release.k_min < 1) return core_fail(err, CORE_ERR_INVALID, "release", "k_min must be positive");
         break;
+    case LEDGER_TX_REVIEW_REQUEST:
+        if (is_zero(tx->u.review.org, LEDGER_KEY))
+            return core_fail(err, CORE_ERR_INVALID, "org", "organisation key missing");
+        /* An all-zero commitment is what a caller that forgot to fill it sends. */
+        if (is_zero(tx->u.review.commitment, LEDGER_HASH))
+            return core_fail(err, CORE_ERR_INVALID, "commitment", "case commitment missing");
+        if (tx->u.review.price < 1 || tx->u.review.price > LEDGER_AMOUNT_MAX)
+            return core_fail(err, CORE_ERR_INVALID, "price", "price must be positive");
+        break;
+    case LEDGER_TX_REVIEW_SETTLE:
+    case LEDGER_TX_REVIEW_REFUND: break;
     default: return core_fail(err, CORE_ERR_INVALID, "kind", "unknown transaction kind");
     }
     return CORE_OK;
@@ -248,6 +262,13 @@ static void write_unsigned(writer *w, const ledger_tx *tx) {
         put_u32(w, tx->u.release.k_min);
         put_u32(w, tx->u.release.cells);
         break;
+    case LEDGER_TX_REVIEW_REQUEST:
+        put(w, tx->u.review.org, LEDGER_KEY);
+        put(w, tx->u.review.commitment, LEDGER_HASH);
+        put_u64(w, tx->u.review.price);
+        break;
+    case LEDGER_TX_REVIEW_SETTLE:
+    case LEDGER_TX_REVIEW_REFUND: put(w, tx->u.review_close.request, LEDGER_HASH); break;
     }
 }
 
@@ -323,6 +344,13 @@ core_status ledger_tx_decode(const uint8_t *buf, size_t len, ledger_tx *tx, core
         tx->u.release.k_min = get_u32(&r);
         tx->u.release.cells = get_u32(&r);
         break;
+    case LEDGER_TX_REVIEW_REQUEST:
+        get(&r, tx->u.review.org, LEDGER_KEY);
+        get(&r, tx->u.review.commitment, LEDGER_HASH);
+        tx->u.review.price = get_u64(&r);
+        break;
+    case LEDGER_TX_REVIEW_SETTLE:
+    case LEDGER_TX_REVIEW_REFUND: get(&r, tx->u.review_close.request, LEDGER_HASH); break;
     }
     get(&r, tx->sig, LEDGER_SIG);
     if (r.bad) return core_fail(err, CORE_ERR_INVALID, "tx", "transaction is truncated");
@@ -514,6 +542,14 @@ json_t *ledger_tx_to_json(const ledger_tx *tx) {
         body = json_pack("{s:o, s:o, s:i, s:i, s:i}", "org", hexj(tx->u.release.org, LEDGER_KEY), "query",
                          hexj(tx->u.release.query, LEDGER_HASH), "epsilon_milli", (int)tx->u.release.epsilon_milli,
                          "k_min", (int)tx->u.release.k_min, "cells", (int)tx->u.release.cells);
+        break;
+    case LEDGER_TX_REVIEW_REQUEST:
+        body = json_pack("{s:o, s:o, s:I}", "org", hexj(tx->u.review.org, LEDGER_KEY), "commitment",
+                         hexj(tx->u.review.commitment, LEDGER_HASH), "price", (json_int_t)tx->u.review.price);
+        break;
+    case LEDGER_TX_REVIEW_SETTLE:
+    case LEDGER_TX_REVIEW_REFUND:
+        body = json_pack("{s:o}", "request", hexj(tx->u.review_close.request, LEDGER_HASH));
         break;
     }
     if (!body || json_object_update(j, body) != 0) {

@@ -49,8 +49,15 @@ typedef enum {
     LEDGER_TX_REDEEM,       /* burn tokens */
     LEDGER_TX_REGISTER_ORG, /* admin: an organisation that may receive releases */
     LEDGER_TX_RELEASE,      /* node: an aggregate was released to an organisation */
+    /* Clinician review, paid in tokens: the person's wallet locks the price in
+     * an escrow keyed by the request's txid; a node later pays it to the
+     * organisation's key (settle) or returns it to the person (refund), once.
+     * Tokens move between balances and escrow; none are minted or burned. */
+    LEDGER_TX_REVIEW_REQUEST, /* wallet: escrow price for a review by org */
+    LEDGER_TX_REVIEW_SETTLE,  /* node: pay an open escrow to its organisation */
+    LEDGER_TX_REVIEW_REFUND,  /* node: return an open escrow to the person */
 } ledger_tx_kind;
-#define LEDGER_TX_KIND_MAX LEDGER_TX_RELEASE
+#define LEDGER_TX_KIND_MAX LEDGER_TX_REVIEW_REFUND
 
 /* Data categories a consent may cover; a consent's scope is a bit set of
  * (1 << category). */
@@ -113,6 +120,14 @@ typedef struct {
             uint32_t k_min;             /* small-cell threshold: no count below it released (>= 1) */
             uint32_t cells;             /* number of values released (suppressed ones not counted) */
         } release;
+        struct {
+            uint8_t org[LEDGER_KEY];         /* a registered organisation */
+            uint8_t commitment[LEDGER_HASH]; /* salted hash of the case; never an identifier */
+            uint64_t price;                  /* tokens escrowed, 1..LEDGER_AMOUNT_MAX */
+        } review;
+        struct {
+            uint8_t request[LEDGER_HASH]; /* txid of the review request */
+        } review_close;                   /* REVIEW_SETTLE and REVIEW_REFUND */
     } u;
     uint8_t sig[LEDGER_SIG];
 } ledger_tx;
@@ -309,16 +324,30 @@ typedef void (*ledger_history_fn)(void *ud, uint64_t seq, int64_t delta, const l
 core_status ledger_history(ledger *l, const uint8_t pk[LEDGER_KEY], int limit, ledger_history_fn fn, void *ud,
                            core_error *err);
 
-/* Where a commitment (anchor or contribution) sits: its transaction's txid. */
+/* A review escrow, by the txid of its request. CORE_ERR_NOT_FOUND when no
+ * request has that txid. */
+typedef enum { LEDGER_ESCROW_OPEN = 0, LEDGER_ESCROW_SETTLED = 1, LEDGER_ESCROW_REFUNDED = 2 } ledger_escrow_state;
+typedef struct {
+    uint8_t request[LEDGER_HASH];
+    uint8_t payer[LEDGER_KEY], org[LEDGER_KEY];
+    uint8_t commitment[LEDGER_HASH];
+    uint64_t amount;
+    uint64_t opened_height, closed_height; /* closed_height 0: open */
+    ledger_escrow_state state;
+} ledger_escrow;
+core_status ledger_get_escrow(ledger *l, const uint8_t request[LEDGER_HASH], ledger_escrow *out, core_error *err);
+
+/* Where a commitment (anchor, contribution or review case) sits: its transaction's txid. */
 core_status ledger_find_commitment(ledger *l, const uint8_t commitment[LEDGER_HASH], uint8_t txid[LEDGER_HASH],
                                    core_error *err);
 
 typedef void (*ledger_org_fn)(void *ud, const uint8_t pk[LEDGER_KEY], const char *name, uint64_t height);
 core_status ledger_list_orgs(ledger *l, ledger_org_fn fn, void *ud, core_error *err);
 
-/* Totals: minted − burned = sum of balances (checked by verify). */
+/* Totals: minted − burned = sum of balances + escrowed (checked by verify);
+ * escrowed = tokens locked in review escrows neither settled nor refunded. */
 typedef struct {
-    uint64_t minted, burned, wallets, consents_active, orgs;
+    uint64_t minted, burned, wallets, consents_active, orgs, escrowed;
 } ledger_totals;
 core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err);
 /* The reward per contribution of each category in the params in force. */
@@ -410,7 +439,8 @@ typedef struct {
 
 /* Replay the ledger at path from genesis on a fresh state: header chain,
  * signatures, Merkle roots, every transaction's rules, then compare the
- * replayed state with the stored one and check minted − burned = Σ balances.
+ * replayed state with the stored one and check minted − burned = Σ balances
+ * + Σ open escrows.
  * threads (≥1) verify signatures in parallel. The file is opened read-only.
  * CORE_ERR_CRYPTO/CORE_ERR_INVALID with report->bad_* naming the culprit. */
 core_status ledger_verify_file(const char *path, int threads, ledger_verify_report *report, core_error *err);

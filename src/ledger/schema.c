@@ -49,6 +49,19 @@ static const char *const steps[] = {
     "CREATE TABLE meta ("
     "  key TEXT PRIMARY KEY,"
     "  value BLOB NOT NULL);",
+    /* 2: review escrows, keyed by the request's txid. The case commitment
+     * also sits in commitments (one use per commitment, as for anchors).
+     * closed_height 0 = open; outcome 0 open, 1 settled, 2 refunded. Open
+     * amounts are the tokens neither in a balance nor burned. */
+    "CREATE TABLE escrows ("
+    "  request_txid BLOB PRIMARY KEY,"
+    "  payer BLOB NOT NULL,"
+    "  org BLOB NOT NULL,"
+    "  commitment BLOB NOT NULL UNIQUE,"
+    "  amount INTEGER NOT NULL CHECK (amount > 0),"
+    "  opened_height INTEGER NOT NULL,"
+    "  closed_height INTEGER NOT NULL,"
+    "  outcome INTEGER NOT NULL CHECK (outcome IN (0, 1, 2))) WITHOUT ROWID;",
 };
 
 /* "CSLG" */

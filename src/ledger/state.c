@@ -30,6 +30,9 @@ enum {
     Q_META_GET,
     Q_META_PUT,
     Q_BLOCK_PUT,
+    Q_ESCROW_GET,
+    Q_ESCROW_PUT,
+    Q_ESCROW_CLOSE,
     Q_COUNT
 };
 
@@ -52,6 +55,11 @@ static const char *const sql[Q_COUNT] = {
     [Q_META_PUT] = ("INSERT INTO meta (key, value) VALUES (?1, ?2) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
     [Q_BLOCK_PUT] = "INSERT INTO blocks (height, hash, header) VALUES (?1, ?2, ?3)",
+    [Q_ESCROW_GET] = "SELECT payer, org, amount, outcome FROM escrows WHERE request_txid = ?1",
+    [Q_ESCROW_PUT] =
+        ("INSERT INTO escrows (request_txid, payer, org, commitment, amount, opened_height, closed_height, "
+         "outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)"),
+    [Q_ESCROW_CLOSE] = "UPDATE escrows SET closed_height = ?2, outcome = ?3 WHERE request_txid = ?1 AND outcome = 0",
 };
 
 struct ledger_state {
@@ -285,6 +293,12 @@ typedef struct {
     uint64_t seq, height, time_ms;
     signer_row me;    /* the signer */
     signer_row other; /* the contributor or the recipient, for the kinds that have one */
+    /* REVIEW_SETTLE / REVIEW_REFUND: the escrow's amount and who receives it
+     * (the signer itself when a node pays its own key: then me is credited,
+     * since me and other would be two copies of one row). */
+    uint64_t escrow_amount;
+    uint8_t payee[LEDGER_KEY];
+    bool payee_is_me;
 } tx_ctx;
 
 typedef core_status (*tx_check_fn)(ledger_state *s, tx_ctx *c, core_error *err);
@@ -411,6 +425,60 @@ static core_status check_release(ledger_state *s, tx_ctx *c, core_error *err) {
     return CORE_OK;
 }
 
+static core_status check_review_request(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    bool found = false;
+    core_status rc = exists(s, Q_ORG_GET, tx->u.review.org, LEDGER_KEY, &found, err);
+    if (rc) return rc;
+    if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "org", "organisation is not registered");
+    if ((rc = exists(s, Q_COMMIT_GET, tx->u.review.commitment, LEDGER_HASH, &found, err))) return rc;
+    if (found) return core_fail(err, CORE_ERR_CONFLICT, "commitment", "this case commitment is already on the ledger");
+    if (tx->u.review.price > (uint64_t)c->me.balance)
+        return core_fail(err, CORE_ERR_INVALID, "price", "insufficient balance (%lld available)",
+                         (long long)c->me.balance);
+    return CORE_OK;
+}
+
+/* Settle and refund: a node closes an open escrow, paying the organisation
+ * (settle) or the person who asked (refund). */
+static core_status check_review_close(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    const bool settle = tx->kind == LEDGER_TX_REVIEW_SETTLE;
+    if (!is_node(s, tx->signer))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may %s a review escrow",
+                         settle ? "settle" : "refund");
+    sqlite3_stmt *q = s->q[Q_ESCROW_GET];
+    sqlite3_bind_blob(q, 1, tx->u.review_close.request, LEDGER_HASH, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    bool found = false;
+    int outcome = 0;
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 0) == LEDGER_KEY && sqlite3_column_bytes(q, 1) == LEDGER_KEY) {
+        found = true;
+        memcpy(c->payee, sqlite3_column_blob(q, settle ? 1 : 0), LEDGER_KEY);
+        c->escrow_amount = (uint64_t)sqlite3_column_int64(q, 2);
+        outcome = sqlite3_column_int(q, 3);
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_fail(s, err);
+    if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "request", "no such review request");
+    if (outcome != 0)
+        return core_fail(err, CORE_ERR_CONFLICT, "request", "the escrow was already %s",
+                         outcome == 1 ? "settled" : "refunded");
+    c->payee_is_me = memcmp(c->payee, tx->signer, LEDGER_KEY) == 0;
+    signer_row *to = &c->me;
+    if (!c->payee_is_me) {
+        core_status st = signer_get(s, c->payee, &c->other, err);
+        if (st) return st;
+        to = &c->other;
+    }
+    /* Cannot happen while minted ≤ LEDGER_AMOUNT_MAX bounds balances and
+     * escrows together, but an overflow must never be written. */
+    if (c->escrow_amount > LEDGER_AMOUNT_MAX - (uint64_t)to->balance)
+        return core_fail(err, CORE_ERR_INVALID, "request", "recipient balance would overflow");
+    return CORE_OK;
+}
+
 static core_status put_commitment(ledger_state *s, const uint8_t commitment[LEDGER_HASH], uint64_t seq,
                                   core_error *err) {
     sqlite3_stmt *q = s->q[Q_COMMIT_PUT];
@@ -509,6 +577,52 @@ static core_status effect_release(ledger_state *s, tx_ctx *c, core_error *err) {
     return CORE_OK; /* the tx row is the record */
 }
 
+/* The price leaves the signer's balance for the escrow; the case commitment
+ * is used up, like an anchor's. */
+static core_status effect_review_request(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    uint64_t price = tx->u.review.price;
+    c->me.balance -= (int64_t)price;
+    assert(c->me.balance >= 0); /* check_review_request: covered */
+    core_status rc = put_commitment(s, tx->u.review.commitment, c->seq, err);
+    if (!rc) {
+        sqlite3_stmt *q = s->q[Q_ESCROW_PUT];
+        sqlite3_bind_blob(q, 1, c->txid, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, tx->signer, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 3, tx->u.review.org, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 4, tx->u.review.commitment, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, (int64_t)price);
+        sqlite3_bind_int64(q, 6, (int64_t)c->height);
+        rc = step_done(s, q, err);
+    }
+    if (!rc) rc = posting(s, tx->signer, c->seq, -(int64_t)price, err);
+    return rc;
+}
+
+/* The escrow moves, whole, to the organisation's key (settle) or back to the
+ * person (refund). An organisation's key holds a balance in its signers row
+ * exactly as a wallet does; to spend it, the key registers as a wallet. */
+static core_status effect_review_close(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    const int64_t amount = (int64_t)c->escrow_amount;
+    sqlite3_stmt *q = s->q[Q_ESCROW_CLOSE];
+    sqlite3_bind_blob(q, 1, tx->u.review_close.request, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, (int64_t)c->height);
+    sqlite3_bind_int(q, 3, tx->kind == LEDGER_TX_REVIEW_SETTLE ? 1 : 2);
+    core_status rc = step_done(s, q, err);
+    /* check_review_close saw it open, in this same transaction */
+    assert(rc || sqlite3_changes(s->db) == 1);
+    if (rc) return rc;
+    if (c->payee_is_me) {
+        c->me.balance += amount; /* written with the nonce by apply_effects */
+    } else {
+        c->other.balance += amount;
+        rc = signer_put(s, c->payee, &c->other, err);
+    }
+    if (!rc) rc = posting(s, c->payee, c->seq, amount, err);
+    return rc;
+}
+
 /* Per kind: whether the signer must be a registered wallet, the check and
  * the effect. Indexed by ledger_tx_kind. */
 static const struct {
@@ -526,6 +640,9 @@ static const struct {
     [LEDGER_TX_REDEEM] = {true, check_redeem, effect_redeem},
     [LEDGER_TX_REGISTER_ORG] = {false, check_register_org, effect_register_org},
     [LEDGER_TX_RELEASE] = {false, check_release, effect_release},
+    [LEDGER_TX_REVIEW_REQUEST] = {true, check_review_request, effect_review_request},
+    [LEDGER_TX_REVIEW_SETTLE] = {false, check_review_close, effect_review_close},
+    [LEDGER_TX_REVIEW_REFUND] = {false, check_review_close, effect_review_close},
 };
 
 /* Every rule, reads only. */

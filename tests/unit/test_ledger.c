@@ -158,6 +158,13 @@ static void test_codec_roundtrip_and_rejects(void **state) {
             tx->u.release.k_min = 10;
             tx->u.release.epsilon_milli = 500;
             break;
+        case LEDGER_TX_REVIEW_REQUEST:
+            memset(tx->u.review.org, 5, 32);
+            memset(tx->u.review.commitment, 6, 32);
+            tx->u.review.price = 25;
+            break;
+        case LEDGER_TX_REVIEW_SETTLE:
+        case LEDGER_TX_REVIEW_REFUND: memset(tx->u.review_close.request, 7, 32); break;
         default: break;
         }
         uint8_t a[LEDGER_TX_MAX], b[LEDGER_TX_MAX];
@@ -203,6 +210,28 @@ static void test_codec_roundtrip_and_rejects(void **state) {
     bad = all[LEDGER_TX_REDEEM - 1];
     bad.nonce = 0;
     assert_int_equal(ledger_tx_encode(&bad, buf, sizeof buf), 0);
+    bad = all[LEDGER_TX_REVIEW_REQUEST - 1];
+    bad.u.review.price = 0;
+    assert_int_equal(ledger_tx_encode(&bad, buf, sizeof buf), 0);
+    bad.u.review.price = LEDGER_AMOUNT_MAX + 1;
+    assert_int_equal(ledger_tx_encode(&bad, buf, sizeof buf), 0);
+    bad = all[LEDGER_TX_REVIEW_REQUEST - 1];
+    memset(bad.u.review.org, 0, 32);
+    assert_int_equal(ledger_tx_encode(&bad, buf, sizeof buf), 0);
+    bad = all[LEDGER_TX_REVIEW_REQUEST - 1];
+    memset(bad.u.review.commitment, 0, 32);
+    assert_int_equal(ledger_tx_encode(&bad, buf, sizeof buf), 0);
+    {
+        /* The decoder refuses a price past 2^63-1 written into valid bytes:
+         * body = org(32) ‖ commitment(32) ‖ price(u64), after the 42-byte head. */
+        ledger_tx rq = all[LEDGER_TX_REVIEW_REQUEST - 1];
+        size_t rn = ledger_tx_sign(&rq, k.sk, buf, sizeof buf);
+        assert_int_equal(rn, 42 + 32 + 32 + 8 + 64);
+        buf[42 + 64] = 0x80;
+        core_error perr = {0};
+        assert_int_equal(ledger_tx_decode(buf, rn, &bad, &perr), CORE_ERR_INVALID);
+        assert_string_equal(perr.field, "price");
+    }
     /* Unknown version and kind. */
     size_t n = ledger_tx_sign(&all[LEDGER_TX_REDEEM - 1], k.sk, buf, sizeof buf);
     core_error err = {0};
@@ -429,6 +458,241 @@ static void test_rules(void **state) {
     assert_int_equal(ht.sum, balance(f, &a));
     assert_true(ht.newest_first);
     assert_true(ht.rows >= 5);
+}
+
+/* ---- review escrows ---- */
+
+/* Supply is conserved: minted − burned equals every balance in the file plus
+ * the open escrows, the sums read straight from ledger.db by SQL. Returns the
+ * open escrow total so callers can check it too. */
+static int64_t check_supply(fixture *f) {
+    ledger_totals t;
+    assert_int_equal(ledger_get_totals(f->l, &t, NULL), CORE_OK);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open_v2(f->path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT (SELECT coalesce(sum(balance), 0) FROM signers),"
+                                        " (SELECT coalesce(sum(amount), 0) FROM escrows WHERE closed_height = 0)",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t balances = sqlite3_column_int64(q, 0), open = sqlite3_column_int64(q, 1);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    assert_int_equal(t.escrowed, (uint64_t)open);
+    assert_int_equal(t.minted - t.burned, (uint64_t)(balances + open));
+    return open;
+}
+
+static core_status review_request(fixture *f, key *k, const key *org, uint8_t seed, uint64_t price, ledger_receipt *r) {
+    ledger_tx tx = {.kind = LEDGER_TX_REVIEW_REQUEST, .u.review.price = price};
+    memcpy(tx.u.review.org, org->pk, 32);
+    memset(tx.u.review.commitment, seed, 32);
+    return send(f, k, &tx, r);
+}
+
+/* Settle or refund the escrow of request, signed by sk. */
+static core_status review_close(fixture *f, ledger_tx_kind kind, const uint8_t request[32], const uint8_t *sk,
+                                core_error *err) {
+    ledger_tx tx = {.kind = kind};
+    memcpy(tx.u.review_close.request, request, 32);
+    ledger_receipt r;
+    return ledger_sign_submit(f->l, &tx, sk, &r, err);
+}
+
+static void expect_escrow(fixture *f, const uint8_t request[32], ledger_escrow_state want, uint64_t amount) {
+    ledger_escrow e;
+    assert_int_equal(ledger_get_escrow(f->l, request, &e, NULL), CORE_OK);
+    assert_int_equal(e.state, want);
+    assert_int_equal(e.amount, amount);
+    assert_true(want == LEDGER_ESCROW_OPEN ? e.closed_height == 0 : e.closed_height >= e.opened_height);
+}
+
+static void test_review_escrow(void **state) {
+    fixture *f = *state;
+    key a, b, org, stranger;
+    keygen(&a);
+    keygen(&b);
+    keygen(&org);
+    keygen(&stranger);
+    register_wallet(f, &a);
+    uint8_t g[32];
+    grant(f, &a, LEDGER_SCOPE_ALL, (uint64_t)core_now() + 3600, g);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, (uint8_t)(0x30 + i), NULL), CORE_OK);
+    assert_int_equal(balance(f, &a), 30);
+    ledger_tx o = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(o.u.org.org, org.pk, 32);
+    strcpy(o.u.org.name, "Teledermatology Clinic");
+    ledger_receipt r;
+    assert_int_equal(ledger_sign_submit(f->l, &o, f->admin.sk, &r, NULL), CORE_OK);
+    assert_int_equal(check_supply(f), 0);
+
+    /* Refusals of a request, each leaving balance and escrow as they were. */
+    core_error err = {0};
+    assert_int_equal(review_request(f, &a, &org, 0xc1, 31, &r), CORE_ERR_INVALID); /* short balance */
+    assert_string_equal(r.error.field, "price");
+    assert_int_equal(review_request(f, &a, &stranger, 0xc1, 5, &r), CORE_ERR_NOT_FOUND); /* unknown org */
+    assert_string_equal(r.error.field, "org");
+    assert_int_equal(review_request(f, &b, &org, 0xc1, 5, &r), CORE_ERR_NOT_FOUND); /* not a wallet */
+    assert_string_equal(r.error.field, "signer");
+    assert_int_equal(balance(f, &a), 30);
+    assert_int_equal(check_supply(f), 0);
+
+    /* Request 1: 12 tokens leave the balance for the escrow. */
+    uint8_t req1[32], req2[32], req3[32];
+    assert_int_equal(review_request(f, &a, &org, 0xc1, 12, &r), CORE_OK);
+    memcpy(req1, r.txid, 32);
+    assert_int_equal(balance(f, &a), 18);
+    expect_escrow(f, req1, LEDGER_ESCROW_OPEN, 12);
+    assert_int_equal(check_supply(f), 12);
+    /* The case commitment is used up: by this request, and by an anchor. */
+    assert_int_equal(review_request(f, &a, &org, 0xc1, 1, &r), CORE_ERR_CONFLICT);
+    assert_string_equal(r.error.field, "commitment");
+    ledger_tx an = {.kind = LEDGER_TX_ANCHOR};
+    memset(an.u.anchor.commitment, 0xc9, 32);
+    assert_int_equal(send(f, &a, &an, &r), CORE_OK);
+    assert_int_equal(review_request(f, &a, &org, 0xc9, 1, &r), CORE_ERR_CONFLICT);
+    uint8_t where[32];
+    uint8_t c1[32];
+    memset(c1, 0xc1, 32);
+    assert_int_equal(ledger_find_commitment(f->l, c1, where, NULL), CORE_OK);
+    assert_memory_equal(where, req1, 32);
+    assert_int_equal(check_supply(f), 12);
+
+    /* Only a node key closes an escrow: not the person, the admin or the org. */
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, req1, a.sk, &err), CORE_ERR_FORBIDDEN);
+    assert_string_equal(err.field, "signer");
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, req1, f->admin.sk, &err), CORE_ERR_FORBIDDEN);
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, req1, org.sk, &err), CORE_ERR_FORBIDDEN);
+    uint8_t nothing[32];
+    memset(nothing, 0x5a, 32);
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, nothing, f->node.sk, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(ledger_get_escrow(f->l, nothing, &(ledger_escrow){0}, NULL), CORE_ERR_NOT_FOUND);
+    expect_escrow(f, req1, LEDGER_ESCROW_OPEN, 12);
+
+    /* Settle: the organisation's key is credited, once. */
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, req1, f->node.sk, &err), CORE_OK);
+    expect_escrow(f, req1, LEDGER_ESCROW_SETTLED, 12);
+    ledger_account acc;
+    assert_int_equal(ledger_get_account(f->l, org.pk, &acc, NULL), CORE_OK);
+    assert_int_equal(acc.balance, 12);
+    assert_false(acc.wallet);
+    assert_int_equal(balance(f, &a), 18);
+    assert_int_equal(check_supply(f), 0);
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, req1, f->node.sk, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, req1, f->node.sk, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(balance(f, &a), 18);
+    assert_int_equal(ledger_get_account(f->l, org.pk, &acc, NULL), CORE_OK);
+    assert_int_equal(acc.balance, 12);
+    assert_int_equal(check_supply(f), 0);
+
+    /* Refund: the person gets the escrow back, once; no settling after. */
+    assert_int_equal(review_request(f, &a, &org, 0xc2, 18, &r), CORE_OK); /* the whole balance */
+    memcpy(req2, r.txid, 32);
+    assert_int_equal(balance(f, &a), 0);
+    assert_int_equal(check_supply(f), 18);
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, req2, f->node.sk, &err), CORE_OK);
+    expect_escrow(f, req2, LEDGER_ESCROW_REFUNDED, 18);
+    assert_int_equal(balance(f, &a), 18);
+    assert_int_equal(check_supply(f), 0);
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, req2, f->node.sk, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, req2, f->node.sk, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(balance(f, &a), 18);
+    /* A refunded case's commitment stays used: a new request needs a new salt. */
+    assert_int_equal(review_request(f, &a, &org, 0xc2, 1, &r), CORE_ERR_CONFLICT);
+
+    /* The organisation spends what it was paid once its key is a wallet. */
+    register_wallet(f, &org);
+    ledger_tx tr = {.kind = LEDGER_TX_TRANSFER, .u.transfer.amount = 2};
+    memcpy(tr.u.transfer.to, a.pk, 32);
+    assert_int_equal(send(f, &org, &tr, &r), CORE_OK);
+    assert_int_equal(balance(f, &a), 20);
+
+    /* Request 3 stays open through verify and a reopen. */
+    assert_int_equal(review_request(f, &a, &org, 0xc3, 7, &r), CORE_OK);
+    memcpy(req3, r.txid, 32);
+    assert_int_equal(check_supply(f), 7);
+    /* History: request, refund and transfer postings sum to the balance. */
+    history_tally ht = {0};
+    assert_int_equal(ledger_history(f->l, a.pk, 100, tally_history, &ht, NULL), CORE_OK);
+    assert_int_equal(ht.sum, balance(f, &a));
+    assert_int_equal(ht.sum, 13);
+    history_tally oh = {0};
+    assert_int_equal(ledger_history(f->l, org.pk, 100, tally_history, &oh, NULL), CORE_OK);
+    assert_int_equal(oh.sum, 10);
+
+    ledger_close(f->l);
+    f->l = reopen(f, 1);
+    expect_escrow(f, req3, LEDGER_ESCROW_OPEN, 7);
+    expect_escrow(f, req1, LEDGER_ESCROW_SETTLED, 12);
+    assert_int_equal(check_supply(f), 7);
+    ledger_verify_report rep;
+    if (ledger_verify_file(f->path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
+    /* ... and with request 3 closed too. */
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, req3, f->node.sk, &err), CORE_OK);
+    assert_int_equal(check_supply(f), 0);
+    if (ledger_verify_file(f->path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
+}
+
+/* A ledger.db written before escrows existed (schema 1) verifies as it is
+ * (read-only: nothing migrates it) and gains the table when the ledger opens. */
+static void test_review_escrow_schema1_file(void **state) {
+    fixture *f = *state;
+    key a;
+    keygen(&a);
+    register_wallet(f, &a);
+    ledger_close(f->l);
+    f->l = NULL;
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE escrows; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ledger_verify_report rep;
+    core_error err = {0};
+    if (ledger_verify_file(f->path, 1, &rep, &err)) fail_msg("verify schema 1: %s", err.message);
+    f->l = reopen(f, 1);
+    key org;
+    keygen(&org);
+    ledger_tx o = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(o.u.org.org, org.pk, 32);
+    strcpy(o.u.org.name, "Migrated Clinic");
+    ledger_receipt r;
+    assert_int_equal(ledger_sign_submit(f->l, &o, f->admin.sk, &r, NULL), CORE_OK);
+    uint8_t g[32];
+    grant(f, &a, LEDGER_SCOPE_ALL, (uint64_t)core_now() + 3600, g);
+    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, 0x62, NULL), CORE_OK);
+    assert_int_equal(review_request(f, &a, &org, 0xe1, 3, &r), CORE_OK);
+    assert_int_equal(check_supply(f), 3);
+    if (ledger_verify_file(f->path, 1, &rep, &err)) fail_msg("verify migrated: %s", err.message);
+}
+
+/* A node key may be a wallet too; a settle or refund paying the node's own
+ * key credits the signer's row (one row, not two copies of it). */
+static void test_review_escrow_node_payee(void **state) {
+    fixture *f = *state;
+    key node = f->node;
+    register_wallet(f, &f->node);
+    /* the node's sign_submit nonces continue after the wallet registration */
+    uint8_t g[32];
+    key a;
+    keygen(&a);
+    register_wallet(f, &a);
+    grant(f, &a, LEDGER_SCOPE_ALL, (uint64_t)core_now() + 3600, g);
+    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, 0x61, NULL), CORE_OK);
+    ledger_tx o = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(o.u.org.org, node.pk, 32);
+    strcpy(o.u.org.name, "Node Clinic");
+    ledger_receipt r;
+    assert_int_equal(ledger_sign_submit(f->l, &o, f->admin.sk, &r, NULL), CORE_OK);
+    assert_int_equal(review_request(f, &a, &node, 0xd1, 4, &r), CORE_OK);
+    core_error err = {0};
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, r.txid, f->node.sk, &err), CORE_OK);
+    assert_int_equal(balance(f, &f->node), 4);
+    assert_int_equal(check_supply(f), 0);
+    ledger_verify_report rep;
+    if (ledger_verify_file(f->path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
 }
 
 /* ---- property test: random streams against a reference model ---- */
@@ -1141,6 +1405,9 @@ int main(void) {
         cmocka_unit_test(test_block_codec),
         cmocka_unit_test_setup_teardown(test_genesis, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_escrow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_escrow_node_payee, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_escrow_schema1_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_random_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proofs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proof_documents, setup, teardown),

@@ -86,6 +86,20 @@ static int build(void **state) {
     ledger_tx rel = {.kind = LEDGER_TX_RELEASE, .u.release = {.epsilon_milli = 1000, .k_min = 5, .cells = 3}};
     memcpy(rel.u.release.org, org.pk, 32);
     assert_int_equal(ledger_sign_submit(l, &rel, node.sk, &r, NULL), CORE_OK);
+    /* Review escrows: one settled, one refunded, one left open. */
+    for (int i = 0; i < 3; i++) {
+        ledger_tx rq = {.kind = LEDGER_TX_REVIEW_REQUEST, .u.review.price = (uint64_t)(3 - i)};
+        memcpy(rq.u.review.org, org.pk, 32);
+        memset(rq.u.review.commitment, 0x71 + i, 32);
+        rq.nonce = ++w[0].nonce;
+        len = ledger_tx_sign(&rq, w[0].sk, buf, sizeof buf);
+        assert_int_equal(ledger_submit(l, buf, len, &r, NULL), CORE_OK);
+        if (i == 2) break;
+        ledger_tx close = {.kind = i == 0 ? LEDGER_TX_REVIEW_SETTLE : LEDGER_TX_REVIEW_REFUND};
+        memcpy(close.u.review_close.request, r.txid, 32);
+        ledger_receipt cr;
+        assert_int_equal(ledger_sign_submit(l, &close, node.sk, &cr, NULL), CORE_OK);
+    }
     ledger_close(l);
     return 0;
 }
@@ -149,7 +163,7 @@ static void test_clean_ledger_verifies(void **state) {
     core_error err = {0};
     if (ledger_verify_file(path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
     assert_true(rep.blocks >= 8);
-    assert_int_equal(rep.txs, 13);
+    assert_int_equal(rep.txs, 18);
     assert_int_equal(rep.bad_height, -1);
 }
 
@@ -263,6 +277,11 @@ static void test_rows_and_state(void **state) {
         {"UPDATE consents SET revoked_height = 3", "UPDATE consents SET revoked_height = 0"},
         {"UPDATE meta SET value = value + 5 WHERE key = 'minted'",
          "UPDATE meta SET value = value - 5 WHERE key = 'minted'"},
+        /* Escrows: settled and refunded swapped; an open one's amount changed. */
+        {"UPDATE escrows SET outcome = 3 - outcome WHERE outcome > 0",
+         "UPDATE escrows SET outcome = 3 - outcome WHERE outcome > 0"},
+        {"UPDATE escrows SET amount = amount + 1 WHERE outcome = 0",
+         "UPDATE escrows SET amount = amount - 1 WHERE outcome = 0"},
         {"DELETE FROM orgs", NULL},
     };
     for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {

@@ -15,6 +15,9 @@ export const KIND_LABEL = {
   redeem: 'Tokens redeemed',
   register_org: 'Organisation registered',
   release: 'Aggregated data released',
+  review_request: 'Clinician review requested (tokens held)',
+  review_settle: 'Clinician review paid',
+  review_refund: 'Clinician review refunded',
 };
 
 export const CATEGORY_LABEL = {

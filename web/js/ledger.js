@@ -88,6 +88,13 @@ function txDetails(tx) {
     ['Smallest group counted', String(tx.k_min)],
     ['Cells released', String(tx.cells)],
   ];
+  case 'review_request': return [
+    ['Organisation key', hexCode(tx.org)],
+    ['Case commitment', hexCode(tx.commitment)],
+    ['Tokens held', tokens(tx.price)],
+  ];
+  case 'review_settle':
+  case 'review_refund': return [['Review request', el('a', { href: txHref(tx.request), class: 'hex' }, tx.request)]];
   default: {
     const known = new Set(['kind', 'signer', 'nonce', 'txid', 'leaf_index', 'block']);
     return Object.entries(tx).filter(([k]) => !known.has(k))
@@ -102,6 +109,7 @@ function txSummary(tx) {
   else if (tx.kind === 'transfer' || tx.kind === 'redeem') parts.push(tokens(tx.amount));
   else if (tx.kind === 'contribute') parts.push(`${categoryLabel(tx.category)}, ${tokens(tx.reward)}`);
   else if (tx.kind === 'register_org') parts.push(tx.name);
+  else if (tx.kind === 'review_request') parts.push(tokens(tx.price));
   return parts.join('');
 }
 
