@@ -59,6 +59,14 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "PUT", "/api/admin/orgs/{key}/offer", api_admin_org_offer_put);
     ok &= http_router_add(r, "DELETE", "/api/admin/orgs/{key}/offer", api_admin_org_offer_delete);
     ok &= http_router_add(r, "GET", "/api/review/offers", api_review_offers);
+    ok &= http_router_add(r, "POST", "/api/review/requests", api_review_request_create);
+    ok &= http_router_add(r, "GET", "/api/review/requests", api_review_requests_list);
+    ok &= http_router_add(r, "GET", "/api/review/requests/{id}", api_review_request_get);
+    ok &= http_router_add(r, "POST", "/api/review/requests/{id}/withdraw", api_review_request_withdraw);
+    ok &= http_router_add(r, "GET", "/api/review/queue", api_review_queue);
+    ok &= http_router_add(r, "GET", "/api/review/cases/{id}", api_review_case_get);
+    ok &= http_router_add(r, "POST", "/api/review/cases/{id}/answer", api_review_case_answer);
+    ok &= http_router_add(r, "POST", "/api/review/cases/{id}/return", api_review_case_return);
     ok &= http_router_add(r, "PUT", "/api/admin/users/{username}/org", api_admin_user_org_put);
     return ok;
 }

@@ -94,6 +94,14 @@ void api_admin_org_tokens_create(http_request *rq, void *ctx);
 void api_admin_org_offer_put(http_request *rq, void *ctx);
 void api_admin_org_offer_delete(http_request *rq, void *ctx);
 void api_review_offers(http_request *rq, void *ctx);
+void api_review_request_create(http_request *rq, void *ctx);
+void api_review_requests_list(http_request *rq, void *ctx);
+void api_review_request_get(http_request *rq, void *ctx);
+void api_review_request_withdraw(http_request *rq, void *ctx);
+void api_review_queue(http_request *rq, void *ctx);
+void api_review_case_get(http_request *rq, void *ctx);
+void api_review_case_answer(http_request *rq, void *ctx);
+void api_review_case_return(http_request *rq, void *ctx);
 void api_admin_user_org_put(http_request *rq, void *ctx);
 
 #endif

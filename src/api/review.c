@@ -8,7 +8,9 @@
  * field (price, answer_hours, conditions, regions, condition, country, org,
  * role). */
 #include "api/internal.h"
+#include "records/records.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /* The organisation named by the {key} capture, or respond 404. */
@@ -181,6 +183,228 @@ void api_admin_user_org_put(http_request *rq, void *ctx) {
                               json_pack("{s:s,s:s,s:o}", "username", http_param(rq, "username"), "role", "clinician",
                                         "organisation", o));
         }
+    }
+    accounts_session_wipe(&sess);
+}
+
+/* ---- cases (issue 13, second slice) ----
+ *
+ * Person: POST /api/review/requests, GET /api/review/requests[/{id}],
+ * POST /api/review/requests/{id}/withdraw. Clinician of the case's
+ * organisation: GET /api/review/queue, GET /api/review/cases/{id},
+ * POST /api/review/cases/{id}/answer|return. Other roles get 403; a case
+ * of another person or organisation is 404. Codes beyond the common ones:
+ * 404 no_offer, 422 no_photo, 409 insufficient_tokens, 409 not_waiting.
+ * Timed-out cases are refunded by review_sweep on every read of requests,
+ * queue and cases (no thread). */
+
+static void case_fail(http_request *rq, const core_error *err) {
+    if (err->code == CORE_ERR_NOT_FOUND && !strcmp(err->field, "org")) {
+        http_respond_error(rq, 404, "no_offer", "org", "%s", err->message);
+    } else if (err->code == CORE_ERR_INVALID && !strcmp(err->field, "photo")) {
+        http_respond_error(rq, 422, "no_photo", "record_id", "%s", err->message);
+    } else if (err->code == CORE_ERR_CONFLICT && !strcmp(err->field, "balance")) {
+        http_respond_error(rq, 409, "insufficient_tokens", NULL, "%s", err->message);
+    } else if (err->code == CORE_ERR_CONFLICT && !strcmp(err->field, "state")) {
+        http_respond_error(rq, 409, "not_waiting", NULL, "%s", err->message);
+    } else {
+        api_ledger_fail(rq, err);
+    }
+}
+
+static bool require_clinician(http_request *rq, const accounts_session *sess) {
+    if (sess->role == ACCOUNTS_CLINICIAN && sess->has_org) return true;
+    http_respond_error(rq, 403, "forbidden", NULL, "only clinicians of an organisation review cases");
+    return false;
+}
+
+/* An optional string member, or respond 422. */
+static bool opt_string(http_request *rq, const json_t *obj, const char *key, const char **out) {
+    const json_t *v = json_object_get(obj, key);
+    *out = NULL;
+    if (!v || json_is_null(v)) return true;
+    if (json_is_string(v)) {
+        *out = json_string_value(v);
+        return true;
+    }
+    http_respond_error(rq, 422, "validation_failed", key, "%s must be a string", key);
+    return false;
+}
+
+/* POST /api/review/requests {record_id, org, share:{…}}. */
+void api_review_request_create(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, true)) return;
+    json_t *body = NULL;
+    if (api_require_person(rq, &sess) && (body = http_json_body(rq))) {
+        const char *rid = api_str(body, "record_id"), *hex = api_str(body, "org");
+        const json_t *extras = json_object_get(body, "share");
+        review_request_in in = {.owner = sess.user_id, .data_key = sess.data_key};
+        uint8_t org[32], pk[32], sk[64];
+        bool registered, ok = true;
+        if (!rid) {
+            http_respond_error(rq, 422, "validation_failed", "record_id", "record_id is required");
+            ok = false;
+        } else if (!hex || strlen(hex) != 64 || !cs_crypto_unhex(hex, org, 32)) {
+            http_respond_error(rq, 422, "validation_failed", "org", "org must be the organisation's key (64 hex)");
+            ok = false;
+        } else if (extras && !json_is_object(extras) && !json_is_null(extras)) {
+            http_respond_error(rq, 422, "validation_failed", "share", "share must be an object");
+            ok = false;
+        }
+        ok = ok && opt_string(rq, extras, "age_band", &in.share.age_band) &&
+             opt_string(rq, extras, "sex", &in.share.sex) && opt_string(rq, extras, "body_site", &in.share.body_site) &&
+             opt_string(rq, extras, "duration", &in.share.duration) && opt_string(rq, extras, "note", &in.share.note);
+        json_t *rec = NULL;
+        uint8_t *jpeg = NULL;
+        size_t len = 0;
+        core_error err = {0};
+        if (ok && records_get(c->st, &sess, rid, &rec, &err)) {
+            api_fail(rq, &err, NULL);
+            ok = false;
+        }
+        if (ok && records_photo_get(c->st, &sess, rid, &jpeg, &len, &err)) {
+            if (err.code == CORE_ERR_NOT_FOUND)
+                http_respond_error(rq, 422, "no_photo", "record_id", "this record has no photo to share");
+            else
+                api_fail(rq, &err, NULL);
+            ok = false;
+        }
+        /* The wallet is looked up, not registered: a refused request must
+         * leave nothing on the ledger, and an unregistered wallet holds no
+         * tokens (the module answers insufficient_tokens). */
+        if (ok && api_wallet_keys(rq, c, &sess, pk, sk, &registered)) {
+            char id[REVIEW_CASE_ID_TEXT];
+            in.wallet_sk = sk;
+            in.org = org;
+            in.title = api_str(rec, "title");
+            in.details = api_str(rec, "details");
+            in.jpeg = jpeg;
+            in.jpeg_len = len;
+            json_t *out = NULL;
+            if (review_case_request(c->review, &in, id, &err) ||
+                review_case_get(c->review, sess.user_id, sess.data_key, id, &out, &err))
+                case_fail(rq, &err);
+            else
+                http_respond_json(rq, 201, json_pack("{s:o}", "request", out));
+            cs_crypto_wipe(sk, sizeof sk);
+        }
+        if (jpeg) {
+            cs_crypto_wipe(jpeg, len);
+            free(jpeg);
+        }
+        json_decref(rec);
+    }
+    accounts_session_wipe(&sess);
+}
+
+void api_review_requests_list(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    if (api_require_person(rq, &sess)) {
+        json_t *out = NULL;
+        core_error err = {0};
+        if (review_case_list(c->review, sess.user_id, &out, &err))
+            api_fail(rq, &err, NULL);
+        else
+            http_respond_json(rq, 200, json_pack("{s:o}", "requests", out));
+    }
+    accounts_session_wipe(&sess);
+}
+
+void api_review_request_get(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    if (api_require_person(rq, &sess)) {
+        json_t *out = NULL;
+        core_error err = {0};
+        if (review_case_get(c->review, sess.user_id, sess.data_key, http_param(rq, "id"), &out, &err))
+            api_fail(rq, &err, NULL);
+        else
+            http_respond_json(rq, 200, json_pack("{s:o}", "request", out));
+    }
+    accounts_session_wipe(&sess);
+}
+
+void api_review_request_withdraw(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, true)) return;
+    if (api_require_person(rq, &sess)) {
+        json_t *out = NULL;
+        core_error err = {0};
+        const char *id = http_param(rq, "id");
+        if (review_case_withdraw(c->review, sess.user_id, id, &err) ||
+            review_case_get(c->review, sess.user_id, sess.data_key, id, &out, &err))
+            case_fail(rq, &err);
+        else
+            http_respond_json(rq, 200, json_pack("{s:o}", "request", out));
+    }
+    accounts_session_wipe(&sess);
+}
+
+void api_review_queue(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    if (require_clinician(rq, &sess)) {
+        json_t *out = NULL;
+        core_error err = {0};
+        if (review_queue(c->review, sess.org, &out, &err))
+            api_fail(rq, &err, NULL);
+        else
+            http_respond_json(rq, 200, json_pack("{s:o}", "queue", out));
+    }
+    accounts_session_wipe(&sess);
+}
+
+void api_review_case_get(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    if (require_clinician(rq, &sess)) {
+        json_t *out = NULL;
+        core_error err = {0};
+        if (review_case_open(c->review, sess.org, sess.user_id, http_param(rq, "id"), &out, &err))
+            api_fail(rq, &err, NULL);
+        else
+            http_respond_json(rq, 200, json_pack("{s:o}", "case", out));
+    }
+    accounts_session_wipe(&sess);
+}
+
+void api_review_case_answer(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, true)) return;
+    json_t *body = NULL;
+    if (require_clinician(rq, &sess) && (body = http_json_body(rq))) {
+        core_error err = {0};
+        const char *id = http_param(rq, "id");
+        if (review_case_answer(c->review, sess.org, sess.user_id, id, api_str(body, "condition"),
+                               api_str(body, "other"), api_str(body, "urgency"), api_str(body, "advice"), &err))
+            case_fail(rq, &err);
+        else
+            http_respond_json(rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "answered"));
+    }
+    accounts_session_wipe(&sess);
+}
+
+void api_review_case_return(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, true)) return;
+    json_t *body = NULL;
+    if (require_clinician(rq, &sess) && (body = http_json_body(rq))) {
+        core_error err = {0};
+        const char *id = http_param(rq, "id");
+        if (review_case_return(c->review, sess.org, sess.user_id, id, api_str(body, "reason"), &err))
+            case_fail(rq, &err);
+        else
+            http_respond_json(rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "returned"));
     }
     accounts_session_wipe(&sess);
 }

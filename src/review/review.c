@@ -8,11 +8,8 @@
 
 #include <sqlite3.h>
 
-struct review {
-    review_options opt;
-    char **conditions; /* our copy of the table's codes */
-    size_t n_conditions;
-};
+#include "crypto/crypto.h"
+#include "review/internal.h"
 
 core_status review_open(const review_options *opt, review **out, core_error *err) {
     *out = NULL;
@@ -20,6 +17,9 @@ core_status review_open(const review_options *opt, review **out, core_error *err
     if (!r) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     r->opt = *opt;
     r->opt.conditions = NULL;
+    /* The organisation's copy of a case key is sealed under a key only the
+     * node key yields (domain-separated), not under the node key itself. */
+    if (opt->node_sk) cs_crypto_hash(r->server_key, "caresync review case keys v1", opt->node_sk, LEDGER_SECRET);
     if (opt->n_conditions) {
         r->conditions = calloc(opt->n_conditions, sizeof *r->conditions);
         if (!r->conditions) {
@@ -43,10 +43,11 @@ void review_close(review *r) {
     if (!r) return;
     for (size_t i = 0; i < r->n_conditions; i++) free(r->conditions[i]);
     free(r->conditions);
+    cs_crypto_wipe(r->server_key, sizeof r->server_key);
     free(r);
 }
 
-static bool known_condition(const review *r, const char *code) {
+bool review_known_condition(const review *r, const char *code) {
     for (size_t i = 0; i < r->n_conditions; i++)
         if (!strcmp(r->conditions[i], code)) return true;
     return false;
@@ -75,7 +76,7 @@ core_status review_offer_validate(review *r, review_offer *o, core_error *err) {
         return core_fail(err, CORE_ERR_INVALID, "conditions", "an offer covers 1 to %d conditions",
                          REVIEW_CONDITIONS_MAX);
     for (size_t i = 0; i < o->n_conditions; i++) {
-        if (!known_condition(r, o->conditions[i]))
+        if (!review_known_condition(r, o->conditions[i]))
             return core_fail(err, CORE_ERR_INVALID, "conditions", "'%.31s' is not a condition code of the screening",
                              o->conditions[i]);
         for (size_t j = 0; j < i; j++)
@@ -261,7 +262,7 @@ core_status review_offer_list(review *r, const char *condition, const char *coun
     *out = NULL;
     *n = 0;
     char cc[3] = "";
-    if (condition && !known_condition(r, condition))
+    if (condition && !review_known_condition(r, condition))
         return core_fail(err, CORE_ERR_INVALID, "condition", "not a condition code of the screening");
     if (country && !known_country(r, country, cc))
         return core_fail(err, CORE_ERR_INVALID, "country", "country must be an ISO 3166-1 code such as NZ");

@@ -10,6 +10,8 @@
 #ifndef CARESYNC_REVIEW_H
 #define CARESYNC_REVIEW_H
 
+#include <jansson.h>
+
 #include "core/core.h"
 #include "ledger/ledger.h"
 #include "regions/regions.h"
@@ -36,6 +38,13 @@ typedef struct {
     const regions *regs;
     const char *const *conditions;
     size_t n_conditions;
+    /* Cases (cases.c). node_sk (LEDGER_SECRET bytes, borrowed) signs
+     * refunds and settlements and keys the server's copy of case keys; NULL
+     * leaves cases unavailable (CORE_ERR_INVALID). now: the clock the
+     * answer-time promise is measured by; NULL is core_now (tests inject
+     * one to reach a deadline without waiting hours). */
+    const uint8_t *node_sk;
+    int64_t (*now)(void);
 } review_options;
 
 core_status review_open(const review_options *opt, review **out, core_error *err);
@@ -85,5 +94,94 @@ core_status review_offer_list(review *r, const char *condition, const char *coun
  * CORE_ERR_NOT_FOUND if it is not registered. */
 core_status review_ledger_org_file(const char *ledger_path, const uint8_t org[LEDGER_KEY],
                                    char name[REVIEW_ORG_NAME_MAX + 1], core_error *err);
+
+/* ---- Cases (cases.c): a person's request for review of one saved
+ * screening, the organisation's queue, the answer, and the escrow's end. ----
+ *
+ * The case copy is JSON {photo: base64url JPEG, result: {title, details},
+ * share: {age_band?, sex?, body_site?, duration?, note?}}: the 224 px photo
+ * and the model's result text from the record, plus what the person chose
+ * to add, and nothing else (no name, username, account id, date or place).
+ * It is sealed under a random case key. The case key is kept twice: sealed
+ * under the person's data key (only their session can open it) and sealed
+ * under a key derived from the node key, which is the organisation's copy.
+ *
+ * Trust model, honestly: clinicians do not hold keys of their own; they
+ * read cases through this server, which can unseal the organisation's copy
+ * whenever it runs. Sealing keeps the case out of a stolen caresync.db
+ * without the node key, and withdrawing, returning or timing out destroys
+ * both copies of the case. It does not protect the case from the server's
+ * operator. */
+
+#define REVIEW_CASE_ID_TEXT 33 /* 16 random bytes as hex + NUL */
+#define REVIEW_NOTE_MAX 500    /* bytes of the person's free-text note */
+#define REVIEW_ADVICE_MAX 2000 /* bytes of the clinician's advice */
+#define REVIEW_REASON_MAX 500  /* bytes of a return's reason */
+
+/* The extras a person may add; NULL: not shared. Checked against fixed
+ * lists (age_band: 0-17 18-29 30-44 45-59 60-74 75+; sex: female male
+ * other; body_site: head_neck trunk arm hand leg foot genital other;
+ * duration: days weeks months years); note is free text. */
+typedef struct {
+    const char *age_band, *sex, *body_site, *duration, *note;
+} review_share;
+
+typedef struct {
+    int64_t owner;               /* the person's user id */
+    const uint8_t *data_key;     /* their data key (32 bytes) */
+    const uint8_t *wallet_sk;    /* their wallet key (64 bytes): signs the review_request */
+    const uint8_t *org;          /* LEDGER_KEY bytes */
+    const char *title, *details; /* the model's result text from the record */
+    const uint8_t *jpeg;         /* the record's photo */
+    size_t jpeg_len;
+    review_share share;
+} review_request_in;
+
+/* Ask for review. Refusals, with nothing stored and no tokens moved:
+ * CORE_ERR_NOT_FOUND field "org" (the organisation offers no review),
+ * CORE_ERR_INVALID field "photo" / "result" / a share field,
+ * CORE_ERR_CONFLICT field "balance" (fewer tokens than the offer's price).
+ * On success id receives the case id and the escrow is open. */
+core_status review_case_request(review *r, const review_request_in *in, char id[REVIEW_CASE_ID_TEXT], core_error *err);
+
+/* The person withdraws a waiting request: refunded (node key) and the case
+ * destroyed. NOT_FOUND unless it is theirs; CONFLICT field "state" unless
+ * it is waiting. */
+core_status review_case_withdraw(review *r, int64_t owner, const char *id, core_error *err);
+
+/* Refund every waiting case past its organisation's answer-time promise
+ * (measured by opt->now); *refunded (may be NULL) counts them. Called on
+ * every queue and request read, so no thread is needed. */
+core_status review_sweep(review *r, int *refunded, core_error *err);
+
+/* The person's requests, newest first (out: new JSON array), and one of
+ * them with the answer (opened with data_key), the case as shared, and
+ * who opened it when (out: new object). */
+core_status review_case_list(review *r, int64_t owner, json_t **out, core_error *err);
+core_status review_case_get(review *r, int64_t owner, const uint8_t data_key[32], const char *id, json_t **out,
+                            core_error *err);
+
+/* The organisation's waiting cases, oldest first, with waiting_seconds
+ * (out: new JSON array; no case content). */
+core_status review_queue(review *r, const uint8_t org[LEDGER_KEY], json_t **out, core_error *err);
+
+/* A clinician of org opens a waiting case: *out is the case copy (new
+ * object); the opening is logged with the clinician's pseudonym (derived
+ * from clinician_id under the server's key) and the time. NOT_FOUND for a
+ * case of another organisation or no longer waiting. */
+core_status review_case_open(review *r, const uint8_t org[LEDGER_KEY], int64_t clinician_id, const char *id,
+                             json_t **out, core_error *err);
+
+/* Answer: condition (a code of the table, or "other" with other_text),
+ * urgency (self_care|pharmacist_or_gp|see_doctor_soon|urgent), advice. The
+ * answer is sealed under the case key (the person reads it next time with
+ * their own copy of that key) and the escrow settles to the organisation.
+ * Return: reason, and the escrow is refunded. Both: NOT_FOUND as open,
+ * INVALID naming the field. */
+core_status review_case_answer(review *r, const uint8_t org[LEDGER_KEY], int64_t clinician_id, const char *id,
+                               const char *condition, const char *other_text, const char *urgency, const char *advice,
+                               core_error *err);
+core_status review_case_return(review *r, const uint8_t org[LEDGER_KEY], int64_t clinician_id, const char *id,
+                               const char *reason, core_error *err);
 
 #endif

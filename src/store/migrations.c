@@ -143,6 +143,35 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (org_key, region)) WITHOUT ROWID;"
     "CREATE INDEX review_offer_regions_r ON review_offer_regions(region);"
     "ALTER TABLE users ADD COLUMN org_key BLOB CHECK (org_key IS NULL OR length(org_key) = 32);",
+    /* 9: review cases (review/cases.c). The case copy and the answer are
+     * sealed under a per-case key, which is kept sealed for the person
+     * (person_key) and for the organisation (server_key); destroying a case
+     * clears case_blob and both keys. The clear columns are what the queue,
+     * the sweep and the ledger need: organisation, price, times, txids. */
+    "CREATE TABLE review_cases ("
+    "  id TEXT PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  org_key BLOB NOT NULL CHECK (length(org_key) = 32),"
+    "  price INTEGER NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('waiting','answered','withdrawn','returned','expired')),"
+    "  created_at INTEGER NOT NULL,"
+    "  deadline INTEGER NOT NULL,"
+    "  closed_at INTEGER,"
+    "  request_txid BLOB NOT NULL,"
+    "  close_txid BLOB,"
+    "  salt BLOB NOT NULL,"
+    "  case_blob BLOB,"
+    "  person_key BLOB,"
+    "  server_key BLOB,"
+    "  answer BLOB,"
+    "  reason TEXT);"
+    "CREATE INDEX review_cases_queue ON review_cases(org_key, state, created_at);"
+    "CREATE INDEX review_cases_owner ON review_cases(owner, created_at);"
+    "CREATE TABLE review_case_openings ("
+    "  case_id TEXT NOT NULL REFERENCES review_cases(id) ON DELETE CASCADE,"
+    "  clinician TEXT NOT NULL,"
+    "  opened_at INTEGER NOT NULL);"
+    "CREATE INDEX review_case_openings_c ON review_case_openings(case_id);",
 };
 
 static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sqlite3.h>
+
 #include "crypto/crypto.h"
 #include "ledger/ledger.h"
 #include "regions/regions.h"
@@ -34,6 +36,10 @@ static void register_org(fixture *f, const uint8_t key[32], const char *name) {
     if (ledger_sign_submit(f->led, &tx, f->admin_sk, &r, &err)) fail_msg("register org: %s", err.message);
 }
 
+/* The cases' clock: tests move it past an answer-time promise. */
+static int64_t fake_clock;
+static int64_t fake_now(void) { return fake_clock; }
+
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     testutil_tmpdir(f->dir);
@@ -60,7 +66,14 @@ static int setup(void **state) {
     ledger_keypair(f->stranger, sk);
     register_org(f, f->org_a, "Alpha Skin Clinic");
     register_org(f, f->org_b, "Beta Teledermatology");
-    review_options ro = {.st = f->st, .led = f->led, .regs = f->regs, .conditions = table, .n_conditions = 5};
+    review_options ro = {.st = f->st,
+                         .led = f->led,
+                         .regs = f->regs,
+                         .conditions = table,
+                         .n_conditions = 5,
+                         .node_sk = f->node_sk,
+                         .now = fake_now};
+    fake_clock = 1700000000;
     if (review_open(&ro, &f->rv, &err)) return -1;
     *state = f;
     return 0;
@@ -247,6 +260,256 @@ static void test_ledger_file_lookup(void **state) {
     assert_int_equal(review_ledger_org_file(path, f->org_a, name, &err), CORE_ERR_NOT_FOUND);
 }
 
+/* ---- cases ---- */
+
+/* A person: a users row (the case's owner), a data key and a wallet on the
+ * ledger funded by node-signed contributions (10 tokens each). */
+typedef struct {
+    int64_t id;
+    uint8_t dk[32], pk[32], sk[64];
+} person;
+
+static void wallet_send(fixture *f, person *p, ledger_tx *tx, ledger_receipt *r) {
+    core_error err = {0};
+    if (ledger_sign_submit(f->led, tx, p->sk, r, &err)) fail_msg("%s: %s", ledger_tx_kind_name(tx->kind), err.message);
+}
+
+static void make_person(fixture *f, person *p, int64_t id, int contributions) {
+    p->id = id;
+    cs_crypto_random(p->dk, sizeof p->dk);
+    ledger_keypair(p->pk, p->sk);
+    sqlite3 *db = store_acquire(f->st);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO users(id, username, role, created_at, pw_salt, pw_ops, pw_mem, pw_verifier, dk_pw, "
+             "rc_salt, dk_rc) VALUES (%lld, 'p%lld', 'person', 0, x'00', 1, 1, x'00', x'00', x'00', x'00')",
+             (long long)id, (long long)id);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    store_release(f->st, db);
+    ledger_receipt r;
+    ledger_tx reg = {.kind = LEDGER_TX_REGISTER_WALLET};
+    wallet_send(f, p, &reg, &r);
+    ledger_tx g = {.kind = LEDGER_TX_GRANT};
+    g.u.grant.scope = 1u << LEDGER_CAT_SCREENING;
+    g.u.grant.purpose = LEDGER_PURPOSE_SURVEILLANCE;
+    g.u.grant.expires = 4000000000u;
+    wallet_send(f, p, &g, &r);
+    for (int i = 0; i < contributions; i++) {
+        ledger_tx c = {.kind = LEDGER_TX_CONTRIBUTE};
+        memcpy(c.u.contribute.contributor, p->pk, 32);
+        memcpy(c.u.contribute.grant, r.txid, 32);
+        c.u.contribute.category = LEDGER_CAT_SCREENING;
+        cs_crypto_random(c.u.contribute.commitment, 32);
+        c.u.contribute.reward = 10;
+        ledger_receipt cr;
+        core_error err = {0};
+        if (ledger_sign_submit(f->led, &c, f->node_sk, &cr, &err)) fail_msg("contribute: %s", err.message);
+    }
+}
+
+static int64_t balance_of(fixture *f, const uint8_t pk[32]) {
+    ledger_account a = {0};
+    core_status rc = ledger_get_account(f->led, pk, &a, NULL);
+    return rc == CORE_ERR_NOT_FOUND ? 0 : a.balance;
+}
+
+static const uint8_t jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4, 0xFF, 0xD9};
+
+static review_request_in request_of(const person *p, const uint8_t org[32]) {
+    review_request_in in = {.owner = p->id,
+                            .data_key = p->dk,
+                            .wallet_sk = p->sk,
+                            .org = org,
+                            .title = "Skin check: fungal (71 %)",
+                            .details = "fungal: 71 %\neczema: 12 %\n",
+                            .jpeg = jpeg,
+                            .jpeg_len = sizeof jpeg,
+                            .share = {.age_band = "30-44", .body_site = "arm"}};
+    return in;
+}
+
+static int64_t count_rows(fixture *f, const char *sql) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    store_release(f->st, db);
+    return n;
+}
+
+static ledger_escrow_state escrow_state(fixture *f, json_t *req) {
+    uint8_t txid[32];
+    assert_true(cs_crypto_unhex(json_string_value(json_object_get(req, "request_txid")), txid, 32));
+    ledger_escrow e;
+    assert_int_equal(ledger_get_escrow(f->led, txid, &e, NULL), CORE_OK);
+    return e.state;
+}
+
+static void test_case_refusals(void **state) {
+    fixture *f = *state;
+    person p, poor;
+    make_person(f, &p, 7, 3);
+    make_person(f, &poor, 8, 1);
+    review_offer o = offer(f->org_a, 25, 48, "fungal", "*");
+    core_error err = {0};
+    char id[REVIEW_CASE_ID_TEXT];
+    /* No offer yet. */
+    review_request_in in = request_of(&p, f->org_a);
+    assert_int_equal(review_case_request(f->rv, &in, id, &err), CORE_ERR_NOT_FOUND);
+    assert_string_equal(err.field, "org");
+    assert_int_equal(review_offer_set(f->rv, &o, &err), CORE_OK);
+    /* No photo, a bad extra, too few tokens. */
+    in.jpeg = NULL;
+    assert_int_equal(review_case_request(f->rv, &in, id, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "photo");
+    in = request_of(&p, f->org_a);
+    in.share.sex = "unknown";
+    assert_int_equal(review_case_request(f->rv, &in, id, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "sex");
+    in = request_of(&poor, f->org_a);
+    assert_int_equal(review_case_request(f->rv, &in, id, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "balance");
+    /* Nothing stored, nothing escrowed. */
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM review_cases"), 0);
+    ledger_totals t;
+    assert_int_equal(ledger_get_totals(f->led, &t, NULL), CORE_OK);
+    assert_int_equal(t.escrowed, 0);
+    assert_int_equal(balance_of(f, p.pk), 30);
+    assert_int_equal(balance_of(f, poor.pk), 10);
+}
+
+static void test_case_answer(void **state) {
+    fixture *f = *state;
+    person p, other;
+    make_person(f, &p, 7, 3);
+    make_person(f, &other, 9, 3);
+    review_offer o = offer(f->org_a, 25, 48, "fungal,eczema", "*");
+    core_error err = {0};
+    assert_int_equal(review_offer_set(f->rv, &o, &err), CORE_OK);
+    char id[REVIEW_CASE_ID_TEXT], id2[REVIEW_CASE_ID_TEXT];
+    review_request_in in = request_of(&p, f->org_a);
+    assert_int_equal(review_case_request(f->rv, &in, id, &err), CORE_OK);
+    assert_int_equal(balance_of(f, p.pk), 5);
+    fake_clock += 60;
+    in = request_of(&other, f->org_a);
+    assert_int_equal(review_case_request(f->rv, &in, id2, &err), CORE_OK);
+    fake_clock += 30;
+
+    /* The queue: oldest first, with waiting time; the other org sees none. */
+    json_t *q = NULL;
+    assert_int_equal(review_queue(f->rv, f->org_a, &q, &err), CORE_OK);
+    assert_int_equal(json_array_size(q), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(q, 0), "id")), id);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(q, 0), "waiting_seconds")), 90);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(q, 1), "waiting_seconds")), 30);
+    json_decref(q);
+    assert_int_equal(review_queue(f->rv, f->org_b, &q, &err), CORE_OK);
+    assert_int_equal(json_array_size(q), 0);
+    json_decref(q);
+
+    /* Opening: org B cannot; org A gets exactly the case copy, logged. */
+    json_t *c = NULL;
+    assert_int_equal(review_case_open(f->rv, f->org_b, 50, id, &c, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(review_case_open(f->rv, f->org_a, 50, id, &c, &err), CORE_OK);
+    json_t *want = json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s,s:s}}", "id", id, "photo_jpeg_base64url", "_9j_4AECAwT_2Q",
+                             "result", "title", "Skin check: fungal (71 %)", "details", "fungal: 71 %\neczema: 12 %\n",
+                             "share", "age_band", "30-44", "body_site", "arm");
+    assert_true(json_equal(c, want));
+    json_decref(want);
+    json_decref(c);
+
+    /* Answer: bad fields refused; then settled to the organisation. */
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, id, "nonsense", NULL, "urgent", "x", &err),
+                     CORE_ERR_INVALID);
+    assert_string_equal(err.field, "condition");
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, id, "other", NULL, "urgent", "x", &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "other");
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, id, "fungal", NULL, "soon", "x", &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "urgency");
+    assert_int_equal(review_case_answer(f->rv, f->org_b, 51, id, "fungal", NULL, "self_care", "x", &err),
+                     CORE_ERR_NOT_FOUND);
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, id, "fungal", NULL, "pharmacist_or_gp",
+                                        "Antifungal cream twice a day for two weeks.", &err),
+                     CORE_OK);
+    assert_int_equal(balance_of(f, f->org_a), 25);
+    assert_int_equal(balance_of(f, p.pk), 5);
+    /* Answered: out of the queue, not answerable twice, not openable. */
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, id, "fungal", NULL, "urgent", "again", &err),
+                     CORE_ERR_NOT_FOUND);
+    assert_int_equal(review_case_open(f->rv, f->org_a, 50, id, &c, &err), CORE_ERR_NOT_FOUND);
+
+    /* The person reads the answer with their key, and who opened it. */
+    json_t *r = NULL;
+    assert_int_equal(review_case_get(f->rv, 9, other.dk, id, &r, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(review_case_get(f->rv, 7, p.dk, id, &r, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(r, "state")), "answered");
+    json_t *ans = json_object_get(r, "answer");
+    assert_string_equal(json_string_value(json_object_get(ans, "condition")), "fungal");
+    assert_string_equal(json_string_value(json_object_get(ans, "urgency")), "pharmacist_or_gp");
+    json_t *opened = json_object_get(r, "openings");
+    assert_int_equal(json_array_size(opened), 1);
+    const char *who = json_string_value(json_object_get(json_array_get(opened, 0), "clinician"));
+    assert_non_null(strstr(who, "clinician-"));
+    assert_string_equal(who, json_string_value(json_object_get(ans, "clinician")));
+    assert_int_equal(escrow_state(f, r), LEDGER_ESCROW_SETTLED);
+    json_decref(r);
+    /* The second case: returned, refunded, destroyed. */
+    assert_int_equal(review_case_return(f->rv, f->org_a, 50, id2, "", &err), CORE_ERR_INVALID);
+    assert_int_equal(review_case_return(f->rv, f->org_a, 50, id2, "photo not usable", &err), CORE_OK);
+    assert_int_equal(balance_of(f, other.pk), 30);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM review_cases WHERE state = 'returned' AND case_blob IS "
+                                   "NULL AND person_key IS NULL AND server_key IS NULL"),
+                     1);
+    ledger_totals t;
+    assert_int_equal(ledger_get_totals(f->led, &t, NULL), CORE_OK);
+    assert_int_equal(t.escrowed, 0);
+}
+
+static void test_case_withdraw_and_timeout(void **state) {
+    fixture *f = *state;
+    person p;
+    make_person(f, &p, 7, 3);
+    review_offer o = offer(f->org_a, 10, 1, "fungal", "*");
+    core_error err = {0};
+    assert_int_equal(review_offer_set(f->rv, &o, &err), CORE_OK);
+    char a[REVIEW_CASE_ID_TEXT], b[REVIEW_CASE_ID_TEXT];
+    review_request_in in = request_of(&p, f->org_a);
+    assert_int_equal(review_case_request(f->rv, &in, a, &err), CORE_OK);
+    assert_int_equal(review_case_request(f->rv, &in, b, &err), CORE_OK);
+    assert_int_equal(balance_of(f, p.pk), 10);
+    /* Only the owner withdraws, once. */
+    assert_int_equal(review_case_withdraw(f->rv, 8, a, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(review_case_withdraw(f->rv, 7, a, &err), CORE_OK);
+    assert_int_equal(review_case_withdraw(f->rv, 7, a, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "state");
+    assert_int_equal(balance_of(f, p.pk), 20);
+    json_t *r = NULL;
+    assert_int_equal(review_case_get(f->rv, 7, p.dk, a, &r, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(r, "state")), "withdrawn");
+    assert_null(json_object_get(r, "case")); /* destroyed */
+    assert_int_equal(escrow_state(f, r), LEDGER_ESCROW_REFUNDED);
+    json_decref(r);
+    /* Just before the one-hour promise: still waiting. Past it: refunded. */
+    int n = -1;
+    fake_clock += 3599;
+    assert_int_equal(review_sweep(f->rv, &n, &err), CORE_OK);
+    assert_int_equal(n, 0);
+    fake_clock += 1;
+    json_t *q = NULL;
+    assert_int_equal(review_queue(f->rv, f->org_a, &q, &err), CORE_OK); /* the read sweeps */
+    assert_int_equal(json_array_size(q), 0);
+    json_decref(q);
+    assert_int_equal(balance_of(f, p.pk), 30);
+    assert_int_equal(review_case_get(f->rv, 7, p.dk, b, &r, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(r, "state")), "expired");
+    assert_int_equal(escrow_state(f, r), LEDGER_ESCROW_REFUNDED);
+    json_decref(r);
+    assert_int_equal(review_sweep(f->rv, &n, &err), CORE_OK);
+    assert_int_equal(n, 0);
+}
+
 int main(void) {
     core_error err = {0};
     if (cs_crypto_init(&err)) return 1;
@@ -256,6 +519,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_withdraw, setup, teardown),
         cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ledger_file_lookup, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_case_refusals, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_case_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_case_withdraw_and_timeout, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
