@@ -40,6 +40,8 @@ const everyone = (s) => E(s, s, s, s, s, s);
 const anySession = (s) => E(401, s, s, s, s, s);
 const personOnly = (s, other = s) => E(401, s, other, 403, 403, 403);
 
+const NO_CASE = '0'.repeat(32); // a review case id nobody has
+
 const MATRIX = [
   { method: 'GET', path: '/api/health', expect: everyone(200),
     check: (r) => r.json.status === 'ok' && r.json.storage.ok === true },
@@ -165,6 +167,22 @@ const MATRIX = [
   { method: 'PUT', path: '/api/admin/users/{clinician}/org', expect: E(401, 403, 403, 403, 403, 200),
     body: (ctx) => ({ org: ctx.reviewOrg }),
     check: (r, ctx) => r.json.organisation.key === ctx.reviewOrg },
+  // Review cases (issue 13). The matrix's owner has no photo record and no
+  // tokens and no case exists, so these rows prove who gets past the
+  // door; the workflow itself is tests/integration/review_cases.test.mjs.
+  { method: 'POST', path: '/api/review/requests', expect: personOnly(422, 404), codes: { 422: 'no_photo' },
+    body: (ctx) => ({ record_id: ctx.records.ownerRecord, org: ctx.reviewOrg }) },
+  { method: 'GET', path: '/api/review/requests', expect: personOnly(200),
+    check: (r) => Array.isArray(r.json.requests) && r.json.requests.length === 0 },
+  { method: 'GET', path: `/api/review/requests/${NO_CASE}`, expect: personOnly(404) },
+  { method: 'POST', path: `/api/review/requests/${NO_CASE}/withdraw`, expect: personOnly(404) },
+  { method: 'GET', path: '/api/review/queue', expect: E(401, 403, 403, 200, 403, 403),
+    check: (r) => Array.isArray(r.json.queue) },
+  { method: 'GET', path: `/api/review/cases/${NO_CASE}`, expect: E(401, 403, 403, 404, 403, 403) },
+  { method: 'POST', path: `/api/review/cases/${NO_CASE}/answer`, expect: E(401, 403, 403, 404, 403, 403),
+    body: () => ({ condition: 'fungal', urgency: 'self_care', advice: 'Keep it dry.' }) },
+  { method: 'POST', path: `/api/review/cases/${NO_CASE}/return`, expect: E(401, 403, 403, 404, 403, 403),
+    body: () => ({ reason: 'photo not usable' }) },
   { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
@@ -375,7 +393,10 @@ test('CSRF rows cover every state-changing session endpoint', () => {
     'POST /api/account/sessions/revoke-others', 'POST /api/admin/orgs',
     `POST /api/admin/orgs/${'ab'.repeat(32)}/tokens`,
     'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke', 'POST /api/records',
-    'POST /api/records/{id}/anchor', 'POST /api/screenings',
+    'POST /api/records/{id}/anchor',
+    `POST /api/review/cases/${NO_CASE}/answer`, `POST /api/review/cases/${NO_CASE}/return`,
+    'POST /api/review/requests', `POST /api/review/requests/${NO_CASE}/withdraw`,
+    'POST /api/screenings',
     'POST /api/screenings/0123456789abcdef0123456789abcdef/contribute',
     'POST /api/screenings/0123456789abcdef0123456789abcdef/save',
     'POST /api/surveil/alerts/999999/ack',
