@@ -126,7 +126,7 @@ int cli_admin(int argc, char **argv) {
          * its only writer. */
         char ledger_path[4200];
         snprintf(ledger_path, sizeof ledger_path, "%s/ledger.db", data_dir);
-        if (review_ledger_org_file(ledger_path, org, org_name, &err) ||
+        if (ledger_org_in_file(ledger_path, org, org_name, &err) ||
             accounts_create_in_org(acc, username, password, role, org, recovery, &err))
             goto out;
     } else if (accounts_create(acc, username, password, role, recovery, NULL, NULL, &err)) {

@@ -445,6 +445,14 @@ typedef struct {
  * CORE_ERR_CRYPTO/CORE_ERR_INVALID with report->bad_* naming the culprit. */
 core_status ledger_verify_file(const char *path, int threads, ledger_verify_report *report, core_error *err);
 
+/* Whether the ledger file at path (opened read-only, so the service may be
+ * running: it is the only writer) has registered the organisation; name (may
+ * be NULL) receives its name. For command-line tools that do not open the
+ * ledger for writing. CORE_ERR_NOT_FOUND if it is not registered or there is
+ * no ledger file yet. */
+core_status ledger_org_in_file(const char *path, const uint8_t org[LEDGER_KEY], char name[LEDGER_NAME_MAX + 1],
+                               core_error *err);
+
 /* What an auditor pins, having learnt it out of band (or from an earlier
  * verify): without pins a ledger re-signed end to end with fresh keys
  * verifies, since genesis names its own keys. */

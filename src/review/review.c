@@ -309,36 +309,3 @@ core_status review_offer_list(review *r, const char *condition, const char *coun
     *n = len;
     return CORE_OK;
 }
-
-core_status review_ledger_org_file(const char *ledger_path, const uint8_t org[LEDGER_KEY],
-                                   char name[REVIEW_ORG_NAME_MAX + 1], core_error *err) {
-    sqlite3 *db = NULL;
-    /* Read-only and without creating anything: the ledger's own process
-     * (the service) is the only writer of ledger.db. The orgs table is the
-     * ledger's derived state (src/ledger/schema.c). */
-    if (sqlite3_open_v2(ledger_path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return core_fail(err, CORE_ERR_NOT_FOUND, "org",
-                         "cannot read the ledger at %s (start the service once, and register the organisation)",
-                         ledger_path);
-    }
-    sqlite3_busy_timeout(db, 5000);
-    sqlite3_stmt *st = NULL;
-    core_status rc = CORE_OK;
-    if (sqlite3_prepare_v2(db, "SELECT name FROM orgs WHERE pubkey = ?", -1, &st, NULL) != SQLITE_OK) {
-        rc = core_fail(err, CORE_ERR_STORAGE, NULL, "the ledger file cannot be read: %s", sqlite3_errmsg(db));
-    } else {
-        sqlite3_bind_blob(st, 1, org, LEDGER_KEY, SQLITE_STATIC);
-        int step = sqlite3_step(st);
-        if (step == SQLITE_ROW) {
-            if (name) snprintf(name, REVIEW_ORG_NAME_MAX + 1, "%s", (const char *)sqlite3_column_text(st, 0));
-        } else if (step == SQLITE_DONE) {
-            rc = core_fail(err, CORE_ERR_NOT_FOUND, "org", "no such organisation (register it on the ledger first)");
-        } else {
-            rc = core_fail(err, CORE_ERR_STORAGE, NULL, "the ledger file cannot be read: %s", sqlite3_errmsg(db));
-        }
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return rc;
-}

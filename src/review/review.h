@@ -88,13 +88,6 @@ core_status review_offer_get(review *r, const uint8_t org[LEDGER_KEY], review_of
 core_status review_offer_list(review *r, const char *condition, const char *country, review_offer **out, size_t *n,
                               core_error *err);
 
-/* Whether the ledger file at ledger_path (read-only; the service may be
- * running) has registered the organisation; name (may be NULL) receives its
- * name. For `caresync admin`, which does not open the ledger for writing.
- * CORE_ERR_NOT_FOUND if it is not registered. */
-core_status review_ledger_org_file(const char *ledger_path, const uint8_t org[LEDGER_KEY],
-                                   char name[REVIEW_ORG_NAME_MAX + 1], core_error *err);
-
 /* ---- Cases (cases.c): a person's request for review of one saved
  * screening, the organisation's queue, the answer, and the escrow's end. ----
  *

@@ -248,16 +248,17 @@ static void test_filters(void **state) {
     assert_null(list);
 }
 
+/* ledger_org_in_file (the ledger's offline lookup the admin CLI uses for --org). */
 static void test_ledger_file_lookup(void **state) {
     fixture *f = *state;
-    char path[300], name[REVIEW_ORG_NAME_MAX + 1] = "";
+    char path[300], name[LEDGER_NAME_MAX + 1] = "";
     core_error err = {0};
     snprintf(path, sizeof path, "%s/ledger.db", f->dir);
-    assert_int_equal(review_ledger_org_file(path, f->org_b, name, &err), CORE_OK);
+    assert_int_equal(ledger_org_in_file(path, f->org_b, name, &err), CORE_OK);
     assert_string_equal(name, "Beta Teledermatology");
-    assert_int_equal(review_ledger_org_file(path, f->stranger, name, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(ledger_org_in_file(path, f->stranger, name, &err), CORE_ERR_NOT_FOUND);
     snprintf(path, sizeof path, "%s/absent.db", f->dir);
-    assert_int_equal(review_ledger_org_file(path, f->org_a, name, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(ledger_org_in_file(path, f->org_a, name, &err), CORE_ERR_NOT_FOUND);
 }
 
 /* ---- cases ---- */
