@@ -299,112 +299,97 @@ void api_review_request_create(http_request *rq, void *ctx) {
     accounts_session_wipe(&sess);
 }
 
+/* The other case endpoints share one shape — session (+CSRF for writes),
+ * the role (a person, or a clinician of an organisation), an optional JSON
+ * body, one review_* call, {key: result} — so each is a small op and one
+ * call to run_case(), as in api/records.c. */
+typedef core_status (*case_op)(api_context *c, const accounts_session *s, http_request *rq, const json_t *body,
+                               json_t **out, core_error *err);
+
+typedef struct {
+    bool write;      /* state-changing: CSRF required */
+    bool clinician;  /* a clinician of an organisation (else a person) */
+    bool body;       /* parse a JSON body first */
+    bool case_codes; /* the module's refusals get their own codes (case_fail) */
+    const char *key; /* success: 200 {key: result}; NULL: the result itself */
+} case_route;
+
+static void run_case(http_request *rq, void *ctx, case_route how, case_op op) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, how.write)) return;
+    bool allowed = how.clinician ? require_clinician(rq, &sess) : api_require_person(rq, &sess);
+    const json_t *body = allowed && how.body ? http_json_body(rq) : NULL;
+    if (allowed && (!how.body || body)) {
+        json_t *out = NULL;
+        core_error err = {0};
+        if (op(c, &sess, rq, body, &out, &err) == CORE_OK)
+            http_respond_json(rq, 200, how.key ? json_pack("{s:o}", how.key, out) : out);
+        else if (how.case_codes)
+            case_fail(rq, &err);
+        else
+            api_fail(rq, &err, NULL);
+    }
+    accounts_session_wipe(&sess);
+}
+
+static core_status list_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                           core_error *e) {
+    (void)rq, (void)b;
+    return review_case_list(c->review, s->user_id, o, e);
+}
+static core_status get_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                          core_error *e) {
+    (void)b;
+    return review_case_get(c->review, s->user_id, s->data_key, http_param(rq, "id"), o, e);
+}
+static core_status withdraw_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                               core_error *e) {
+    core_status rc = review_case_withdraw(c->review, s->user_id, http_param(rq, "id"), e);
+    return rc ? rc : get_op(c, s, rq, b, o, e);
+}
+static core_status queue_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                            core_error *e) {
+    (void)rq, (void)b;
+    return review_queue(c->review, s->org, o, e);
+}
+static core_status open_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                           core_error *e) {
+    (void)b;
+    return review_case_open(c->review, s->org, s->user_id, http_param(rq, "id"), o, e);
+}
+static core_status answer_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                             core_error *e) {
+    const char *id = http_param(rq, "id");
+    core_status rc = review_case_answer(c->review, s->org, s->user_id, id, api_str(b, "condition"), api_str(b, "other"),
+                                        api_str(b, "urgency"), api_str(b, "advice"), e);
+    if (!rc) *o = json_pack("{s:s,s:s}", "id", id, "state", "answered");
+    return rc;
+}
+static core_status return_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                             core_error *e) {
+    const char *id = http_param(rq, "id");
+    core_status rc = review_case_return(c->review, s->org, s->user_id, id, api_str(b, "reason"), e);
+    if (!rc) *o = json_pack("{s:s,s:s}", "id", id, "state", "returned");
+    return rc;
+}
+
 void api_review_requests_list(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!api_session(rq, c, &sess, false)) return;
-    if (api_require_person(rq, &sess)) {
-        json_t *out = NULL;
-        core_error err = {0};
-        if (review_case_list(c->review, sess.user_id, &out, &err))
-            api_fail(rq, &err, NULL);
-        else
-            http_respond_json(rq, 200, json_pack("{s:o}", "requests", out));
-    }
-    accounts_session_wipe(&sess);
+    run_case(rq, ctx, (case_route){.key = "requests"}, list_op);
 }
-
-void api_review_request_get(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!api_session(rq, c, &sess, false)) return;
-    if (api_require_person(rq, &sess)) {
-        json_t *out = NULL;
-        core_error err = {0};
-        if (review_case_get(c->review, sess.user_id, sess.data_key, http_param(rq, "id"), &out, &err))
-            api_fail(rq, &err, NULL);
-        else
-            http_respond_json(rq, 200, json_pack("{s:o}", "request", out));
-    }
-    accounts_session_wipe(&sess);
-}
-
+void api_review_request_get(http_request *rq, void *ctx) { run_case(rq, ctx, (case_route){.key = "request"}, get_op); }
 void api_review_request_withdraw(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!api_session(rq, c, &sess, true)) return;
-    if (api_require_person(rq, &sess)) {
-        json_t *out = NULL;
-        core_error err = {0};
-        const char *id = http_param(rq, "id");
-        if (review_case_withdraw(c->review, sess.user_id, id, &err) ||
-            review_case_get(c->review, sess.user_id, sess.data_key, id, &out, &err))
-            case_fail(rq, &err);
-        else
-            http_respond_json(rq, 200, json_pack("{s:o}", "request", out));
-    }
-    accounts_session_wipe(&sess);
+    run_case(rq, ctx, (case_route){.write = true, .case_codes = true, .key = "request"}, withdraw_op);
 }
-
 void api_review_queue(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!api_session(rq, c, &sess, false)) return;
-    if (require_clinician(rq, &sess)) {
-        json_t *out = NULL;
-        core_error err = {0};
-        if (review_queue(c->review, sess.org, &out, &err))
-            api_fail(rq, &err, NULL);
-        else
-            http_respond_json(rq, 200, json_pack("{s:o}", "queue", out));
-    }
-    accounts_session_wipe(&sess);
+    run_case(rq, ctx, (case_route){.clinician = true, .key = "queue"}, queue_op);
 }
-
 void api_review_case_get(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!api_session(rq, c, &sess, false)) return;
-    if (require_clinician(rq, &sess)) {
-        json_t *out = NULL;
-        core_error err = {0};
-        if (review_case_open(c->review, sess.org, sess.user_id, http_param(rq, "id"), &out, &err))
-            api_fail(rq, &err, NULL);
-        else
-            http_respond_json(rq, 200, json_pack("{s:o}", "case", out));
-    }
-    accounts_session_wipe(&sess);
+    run_case(rq, ctx, (case_route){.clinician = true, .key = "case"}, open_op);
 }
-
 void api_review_case_answer(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!api_session(rq, c, &sess, true)) return;
-    json_t *body = NULL;
-    if (require_clinician(rq, &sess) && (body = http_json_body(rq))) {
-        core_error err = {0};
-        const char *id = http_param(rq, "id");
-        if (review_case_answer(c->review, sess.org, sess.user_id, id, api_str(body, "condition"),
-                               api_str(body, "other"), api_str(body, "urgency"), api_str(body, "advice"), &err))
-            case_fail(rq, &err);
-        else
-            http_respond_json(rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "answered"));
-    }
-    accounts_session_wipe(&sess);
+    run_case(rq, ctx, (case_route){.write = true, .clinician = true, .body = true, .case_codes = true}, answer_op);
 }
-
 void api_review_case_return(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    accounts_session sess;
-    if (!api_session(rq, c, &sess, true)) return;
-    json_t *body = NULL;
-    if (require_clinician(rq, &sess) && (body = http_json_body(rq))) {
-        core_error err = {0};
-        const char *id = http_param(rq, "id");
-        if (review_case_return(c->review, sess.org, sess.user_id, id, api_str(body, "reason"), &err))
-            case_fail(rq, &err);
-        else
-            http_respond_json(rq, 200, json_pack("{s:s,s:s}", "id", id, "state", "returned"));
-    }
-    accounts_session_wipe(&sess);
+    run_case(rq, ctx, (case_route){.write = true, .clinician = true, .body = true, .case_codes = true}, return_op);
 }
