@@ -364,8 +364,62 @@ static core_status decode_webp(const uint8_t *b, size_t n, const vision_limits *
     return CORE_OK;
 }
 
+static uint32_t be32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
+
+/* The derived-image references ('dimg' in meta/iref) form no cycle and no
+ * nesting: a grid's tiles are coded images, never grids. libheif 1.15
+ * follows a grid that lists itself as its own tile until memory runs out (a
+ * 799-byte file took over 4 GB; found by fuzz_vision in CI, kept in
+ * tests/fuzz/corpus_vision). Only what can be read is judged; a box that
+ * cannot be parsed is left to libheif, which refuses damage itself. */
+static bool heic_refs_acyclic(const uint8_t *b, size_t n) {
+    size_t at = 0;
+    while (at + 8 <= n) { /* top-level boxes, to meta */
+        size_t size = be32(b + at);
+        if (size < 8 || size > n - at) return true;
+        if (memcmp(b + at + 4, "meta", 4) != 0) {
+            at += size;
+            continue;
+        }
+        size_t end = at + size, c = at + 12; /* meta is a full box */
+        while (c + 8 <= end) {               /* meta's children, to iref */
+            size_t cs = be32(b + c);
+            if (cs < 12 || cs > end - c) return true;
+            if (memcmp(b + c + 4, "iref", 4) == 0) {
+                int wide = b[c + 8] != 0; /* version 1: 32-bit item ids */
+                size_t w = wide ? 4 : 2, r = c + 12, rend = c + cs;
+                uint32_t from[64], to[256];
+                size_t nf = 0, nt = 0;
+                while (r + 8 + w + 2 <= rend) {
+                    size_t rs = be32(b + r);
+                    if (rs < 8 + w + 2 || rs > rend - r) return true;
+                    if (memcmp(b + r + 4, "dimg", 4) == 0 && nf < 64) {
+                        from[nf++] = wide ? be32(b + r + 8) : be16(b + r + 8);
+                        size_t count = be16(b + r + 8 + w), q = r + 8 + w + 2;
+                        for (size_t k = 0; k < count && q + w <= r + rs && nt < 256; k++, q += w)
+                            to[nt++] = wide ? be32(b + q) : be16(b + q);
+                    }
+                    r += rs;
+                }
+                for (size_t k = 0; k < nt; k++)
+                    for (size_t f = 0; f < nf; f++)
+                        if (to[k] == from[f]) return false;
+                return true;
+            }
+            c += cs;
+        }
+        return true;
+    }
+    return true;
+}
+
 static core_status decode_heic(const uint8_t *b, size_t n, const vision_limits *lim, vision_image *out,
                                vision_refusal *why, core_error *err) {
+    if (!heic_refs_acyclic(b, n))
+        return refuse(why, VISION_CORRUPT, err, "This photo seems to be damaged. Please take or choose another one.");
     struct heif_context *ctx = heif_context_alloc();
     if (!ctx) return core_fail(err, CORE_ERR_NOMEM, NULL, "cannot start the HEIC decoder");
     struct heif_image_handle *hd = NULL;

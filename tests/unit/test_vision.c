@@ -551,6 +551,22 @@ static void test_png_chunk_length_bomb(void **state) {
     free(data);
 }
 
+/* Regression (found by fuzz_vision in CI): a 799-byte HEIC whose grid names
+ * itself as its own tile. libheif 1.15 followed it until memory ran out
+ * (over 4 GB); the reference check refuses it as damaged first. */
+static void test_heic_self_grid(void **state) {
+    (void)state;
+    char *data;
+    size_t len;
+    assert_int_equal(core_read_file(TEST_CORPUS_DIR "/heic-self-grid.heic", &data, &len, NULL), CORE_OK);
+    assert_true(len < 1000);
+    vision_image img;
+    vision_refusal why = VISION_OK;
+    assert_int_equal(vision_decode((uint8_t *)data, len, NULL, &img, NULL, &why, NULL), CORE_ERR_INVALID);
+    assert_int_equal(why, VISION_CORRUPT);
+    free(data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sniff),
@@ -563,6 +579,7 @@ int main(void) {
         cmocka_unit_test(test_resize_and_crop),
         cmocka_unit_test(test_real_photos),
         cmocka_unit_test(test_png_chunk_length_bomb),
+        cmocka_unit_test(test_heic_self_grid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
