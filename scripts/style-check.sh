@@ -4,7 +4,9 @@
 #      lines of at most 120 columns;
 #   2. an assignment inside an `if` condition is only the status idiom
 #      `if ((rc = f(...)))`; anything else is assigned first;
-#   3. a `store *` is named `st` (sqlite3 connections are `db`, statements `q`).
+#   3. a `store *` is named `st` (sqlite3 connections are `db`, statements `q`);
+#   4. browser tests wait through lib.mjs's waitUntil (timer polling), never a
+#      bare page.waitForFunction (animation-frame polling starves under load).
 # Exit 1 with the offending places listed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,12 @@ names=$(grep -nE '\bstore \*[a-z_]+[,;)= ]' "${files[@]}" | grep -vE '\bstore \*
 if [[ -n "$names" ]]; then
   echo "style: a 'store *' is named 'st':" >&2
   echo "$names" >&2
+  bad=1
+fi
+raf=$(grep -nE '\.waitForFunction\(' tests/browser/*.mjs | grep -v '^tests/browser/lib.mjs:' || true)
+if [[ -n "$raf" ]]; then
+  echo "style: browser tests wait with waitUntil(page, fn) from lib.mjs, not page.waitForFunction:" >&2
+  echo "$raf" >&2
   bad=1
 fi
 exit $bad

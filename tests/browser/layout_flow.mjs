@@ -22,7 +22,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer, browserTest } from './lib.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer, browserTest, waitUntil } from './lib.mjs';
 
 const TOTAL_TIMEOUT_MS = 240_000;
 
@@ -117,7 +117,7 @@ async function rolePages(browser, watch, base, role, user, password) {
   await page.keyboard.press('Tab');
   checkEqual(await page.evaluate(() => document.activeElement?.className), 'skip-link', `${role}: first Tab stop`);
   await page.keyboard.press('Enter');
-  await page.waitForFunction(() => document.activeElement?.id === 'main');
+  await waitUntil(page, () => document.activeElement?.id === 'main');
   watch.assertClean(`${role} pages`);
   for (const off of allowed) off();
   await context.close();

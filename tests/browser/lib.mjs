@@ -61,6 +61,16 @@ export function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// page.waitForFunction polls on requestAnimationFrame by default, and a page
+// of a loaded machine (CTest runs the browser tests beside the fuzzers) can
+// have its animation frames starved past the timeout while the page itself is
+// fine: browser_surveillance_flow timed out that way in CI with the predicate
+// already true. Every wait in these tests polls on a timer instead
+// (scripts/style-check.sh refuses a bare waitForFunction under tests/browser).
+export function waitUntil(page, fn, arg, options = {}) {
+  return page.waitForFunction(fn, arg, { polling: 100, ...options });
+}
+
 // Static check of the web directory: the pages must work under the CSP
 // (module scripts only, no inline script/style/handlers, no HTML injection).
 export function lintWebDir(dir, mustHave) {

@@ -17,7 +17,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CHROMIUM, CHROMIUM_ARGS, Watch, check, log, startServer, browserTest } from './lib.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, Watch, check, log, startServer, browserTest, waitUntil } from './lib.mjs';
 const SHARED = new URL('../../../shared', import.meta.url).pathname;
 const MODEL = new URL('../../models/screening.csm', import.meta.url).pathname;
 
@@ -61,7 +61,7 @@ try {
   writeFileSync(junk, 'these are not pixels');
   await page.setInputFiles('#photo', junk);
   await page.click('#screening-submit');
-  await page.waitForFunction(() => document.querySelector('#screening-message').textContent.length > 0);
+  await waitUntil(page, () => document.querySelector('#screening-message').textContent.length > 0);
   const refusal = await page.textContent('#screening-message');
   check(/not a photo|image|picture/i.test(refusal), `refusal message: ${refusal}`);
   check(await page.isHidden('#result'), 'no result for a refused file');
@@ -94,7 +94,7 @@ try {
   check(!(await page.isChecked('#save-photo')), 'the photo is not kept unless asked');
   await page.check('#save-photo');
   await page.click('#save-button');
-  await page.waitForFunction(() => /Saved with the photo/.test(document.querySelector('#save-message').textContent));
+  await waitUntil(page, () => /Saved with the photo/.test(document.querySelector('#save-message').textContent));
   check(await page.isDisabled('#save-button'), 'saved once');
   await snap('saved');
 
@@ -102,7 +102,7 @@ try {
   // to give one), then, with a consent and a home region, shared (the reward queued for a batch).
   const allowNoConsent = watch.allowHttpError(403, `/api/screenings/${await page.getAttribute('#share-button', 'data-id')}/contribute`);
   await page.click('#share-button');
-  await page.waitForFunction(() => document.querySelector('#share-message').textContent.length > 0);
+  await waitUntil(page, () => document.querySelector('#share-message').textContent.length > 0);
   check(/consent/i.test(await page.textContent('#share-message')), 'sharing needs a consent first');
   check(await page.locator('#share-message a[href="/consents"]').count() === 1, 'with a link to the consents page');
   allowNoConsent();
@@ -117,7 +117,7 @@ try {
   });
   check(setup[0] === 201 && setup[1] === 200, `consent and profile: ${setup}`);
   await page.click('#share-button');
-  await page.waitForFunction(() => /Shared:/.test(document.querySelector('#share-message').textContent));
+  await waitUntil(page, () => /Shared:/.test(document.querySelector('#share-message').textContent));
   const shared = await page.textContent('#share-message');
   // the reward waits for a batch (docs/SURVEILLANCE.md): said, not claimed paid
   check(/fungal in US-CA/.test(shared) && /age 25-44/.test(shared) &&
@@ -129,7 +129,7 @@ try {
   const titles = await page.$$eval('#record-list li', (lis) => lis.map((li) => li.textContent));
   check(titles.some((t) => /Skin check: /.test(t) && /not a diagnosis/.test(t)), `saved result in records: ${JSON.stringify(titles)}`);
   // The kept photo is shown, decoded by the browser: a 224 px square.
-  await page.waitForFunction(() => {
+  await waitUntil(page, () => {
     const img = document.querySelector('#record-list li img.record-photo');
     return img && img.complete && img.naturalWidth > 0;
   }, null, { timeout: 15_000 });

@@ -20,7 +20,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer, browserTest } from './lib.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer, browserTest, waitUntil } from './lib.mjs';
 
 const TOTAL_TIMEOUT_MS = 240_000;
 const K = 11;
@@ -106,13 +106,15 @@ async function analystFlow(browser, watch, base, outbreak) {
   // Fungal infections, Florida: the injected outbreak alarms.
   await page.selectOption('#f-condition', 'fungal');
   await page.click('#f-apply');
+  // the page is aria-busy until the new filter's map, chart and alerts are in
+  await waitUntil(page, () => !document.querySelector('#main').hasAttribute('aria-busy')
+    && document.querySelector('#chart-summary')?.dataset.condition === 'fungal');
   await page.locator('#map svg path[data-region="US-FL"]').waitFor();
-  await page.waitForFunction(() => document.querySelector('#chart-region')?.textContent.includes('US'));
   // Florida's box centre is in the Gulf: click the shape itself
   await page.locator('#map svg path[data-region="US-FL"]').dispatchEvent('click');
   await page.locator('#chart-region').filter({ hasText: 'US-FL' }).waitFor();
   checkEqual(await page.inputValue('#chart-select'), 'US-FL', 'the region picker follows the map');
-  await page.waitForFunction(() => {
+  await waitUntil(page, () => {
     const d = document.querySelector('#chart-summary')?.dataset || {};
     return d.region === 'US-FL' && d.condition === 'fungal';
   });
@@ -132,7 +134,7 @@ async function analystFlow(browser, watch, base, outbreak) {
   check(await fl.count() > 0, 'an alert for fungal infections in Florida');
   const before = await page.locator('#alerts-table button[data-alert]').count();
   await fl.first().locator('button[data-alert]').click();
-  await page.waitForFunction((n) => document.querySelectorAll('#alerts-table button[data-alert]').length === n - 1, before);
+  await waitUntil(page, (n) => document.querySelectorAll('#alerts-table button[data-alert]').length === n - 1, before);
   check(await page.locator('#alerts-table', { hasText: 'acknowledged by ana-analyst' }).count() > 0, 'acknowledged by the analyst');
   await shot(page, 'alert-acknowledged');
   watch.assertClean('alerts');

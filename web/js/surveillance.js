@@ -186,13 +186,20 @@ function fillRegionSelect(rel, names) {
     ...rel.regions.map((c) => el('option', { value: c }, names.byCode[c] ? `${names.byCode[c]} (${c})` : c)));
   sel.value = state.region || '';
 }
+// Charts are drawn by the filters (refresh) and by a click on the map or the
+// region picker, each after a fetch: a slower earlier answer must not paint
+// over a later one (the chart would show a filter no longer chosen), so only
+// the newest request draws.
+let chartSeq = 0;
 async function drawChart(f) {
+  const seq = ++chartSeq;
   const region = state.region || f.country;
   const names = await regionNames(f.country);
-  $('#chart-region').textContent = state.region ? `${names.byCode[region] || region} (${region})` : `${f.country} (all regions)`;
   const p = new URLSearchParams({ region, from: f.from, to: f.to, method: f.method });
   if (f.condition !== 'all') p.set('condition', f.condition);
   const s = await api('GET', `/api/surveil/series?${p}`);
+  if (seq !== chartSeq) return;
+  $('#chart-region').textContent = state.region ? `${names.byCode[region] || region} (${region})` : `${f.country} (all regions)`;
   const x = s.weeks.map((_, i) => i);
   const obs = s.observed.map((v) => (v === null ? null : v));
   const ub = s.upperbound.map((v) => (v === null ? null : v));
@@ -278,11 +285,27 @@ function showError(e) {
   message(e instanceof ApiError || e instanceof Error ? e.message : String(e));
 }
 
+// One refresh per submit of the filters; a newer one supersedes an older
+// still waiting for the server. While one runs the page is marked
+// aria-busy, which assistive technology announces and tests wait for.
+let refreshSeq = 0;
 async function refresh() {
+  const seq = ++refreshSeq;
+  const main = $('#main');
+  main.setAttribute('aria-busy', 'true');
+  try {
+    await refreshView(seq);
+  } finally {
+    if (seq === refreshSeq) main.removeAttribute('aria-busy');
+  }
+}
+
+async function refreshView(seq) {
   const f = filters();
   message('');
   const q = queryString(f);
   const rel = await api('GET', `/api/surveil/aggregates?${q}`);
+  if (seq !== refreshSeq) return;
   state.release = rel;
   $('#synthetic-banner').hidden = !rel.synthetic;
   const csv = $('#export-csv'), json = $('#export-json');
@@ -291,10 +314,14 @@ async function refresh() {
   json.href = `/api/surveil/aggregates?${q}`;
   json.setAttribute('download', `caresync-${f.country}-${f.from}-${f.to}.json`);
   if (state.region && !rel.regions.includes(state.region)) state.region = null;
-  fillRegionSelect(rel, await regionNames(f.country));
+  const names = await regionNames(f.country);
+  if (seq !== refreshSeq) return;
+  fillRegionSelect(rel, names);
   $('#chart-select').onchange = (e) => selectRegion(e.target.value, f);
   await drawMap(rel, f);
+  if (seq !== refreshSeq) return;
   await drawChart(f);
+  if (seq !== refreshSeq) return;
   await loadAlerts(f);
 }
 
