@@ -59,6 +59,7 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "PUT", "/api/admin/orgs/{key}/offer", api_admin_org_offer_put);
     ok &= http_router_add(r, "DELETE", "/api/admin/orgs/{key}/offer", api_admin_org_offer_delete);
     ok &= http_router_add(r, "GET", "/api/review/offers", api_review_offers);
+    ok &= http_router_add(r, "GET", "/api/review/conditions", api_review_conditions);
     ok &= http_router_add(r, "POST", "/api/review/requests", api_review_request_create);
     ok &= http_router_add(r, "GET", "/api/review/requests", api_review_requests_list);
     ok &= http_router_add(r, "GET", "/api/review/requests/{id}", api_review_request_get);

@@ -94,6 +94,7 @@ void api_admin_org_tokens_create(http_request *rq, void *ctx);
 void api_admin_org_offer_put(http_request *rq, void *ctx);
 void api_admin_org_offer_delete(http_request *rq, void *ctx);
 void api_review_offers(http_request *rq, void *ctx);
+void api_review_conditions(http_request *rq, void *ctx);
 void api_review_request_create(http_request *rq, void *ctx);
 void api_review_requests_list(http_request *rq, void *ctx);
 void api_review_request_get(http_request *rq, void *ctx);

@@ -153,6 +153,28 @@ void api_review_offers(http_request *rq, void *ctx) {
     accounts_session_wipe(&sess);
 }
 
+/* GET /api/review/conditions: the screening's condition table (code, name),
+ * the codes an offer covers and a clinician answers with. Any session: the
+ * review page needs it, and /api/surveil/overview, which also lists them,
+ * is for analysts. */
+void api_review_conditions(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!api_session(rq, c, &sess, false)) return;
+    json_t *arr = json_array();
+    bool ok = arr != NULL;
+    for (int i = 0; ok && i < screening_condition_count(); i++) {
+        const screening_condition *sc = screening_condition_at(i);
+        ok = json_array_append_new(arr, json_pack("{s:s, s:s}", "code", sc->code, "name", sc->name)) == 0;
+    }
+    if (!ok) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    http_respond_json(rq, 200, arr ? json_pack("{s:o}", "conditions", arr) : NULL);
+    accounts_session_wipe(&sess);
+}
+
 /* PUT /api/admin/users/{username}/org {org: KEY | null}: the clinician's
  * organisation (registered on the ledger), or none. */
 void api_admin_user_org_put(http_request *rq, void *ctx) {

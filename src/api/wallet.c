@@ -130,7 +130,36 @@ static void add_history(void *ud, uint64_t seq, int64_t delta, const ledger_tx *
     if (tx->kind == LEDGER_TX_CONTRIBUTE)
         json_object_set_new(item, "category",
                             json_string(ledger_category_name((ledger_category)tx->u.contribute.category)));
+    /* A review's tokens leave the balance at the request and come back only
+     * with a refund; a settlement pays the organisation and posts nothing to
+     * the person. So the request row names the organisation, and a refund
+     * row the request it closes, for the page to pair them. */
+    if (tx->kind == LEDGER_TX_REVIEW_REQUEST) json_object_set_new(item, "counterparty", api_hex(tx->u.review.org, 32));
+    if (tx->kind == LEDGER_TX_REVIEW_REFUND || tx->kind == LEDGER_TX_REVIEW_SETTLE)
+        json_object_set_new(item, "request", api_hex(tx->u.review_close.request, 32));
     json_array_append_new(h->items, item);
+}
+
+/* Each review_request row gets its escrow: {state: open|settled|refunded,
+ * closed_block}. Looked up after the history query, not inside its
+ * callback, which runs on the query's pooled connection. */
+static core_status add_escrows(api_context *c, json_t *items, core_error *err) {
+    static const char *const names[] = {"open", "settled", "refunded"};
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item) {
+        uint8_t txid[32];
+        if (strcmp(json_string_value(json_object_get(item, "kind")), "review_request") != 0) continue;
+        if (!cs_crypto_unhex(json_string_value(json_object_get(item, "txid")), txid, 32)) continue;
+        ledger_escrow e;
+        core_status rc = ledger_get_escrow(c->led, txid, &e, err);
+        if (rc) return rc;
+        json_t *o = json_pack("{s:s, s:o}", "state", names[e.state > 2 ? 0 : e.state], "closed_block",
+                              e.closed_height ? json_integer((json_int_t)e.closed_height) : json_null());
+        if (!o || json_object_set_new(item, "escrow", o))
+            return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
+    return CORE_OK;
 }
 
 void api_wallet_get(http_request *rq, void *ctx) {
@@ -144,15 +173,19 @@ void api_wallet_get(http_request *rq, void *ctx) {
         core_error err = {0};
         ledger_account acct;
         history_ctx h = {json_array(), pk};
+        uint64_t escrowed = 0;
         core_status rc = ledger_get_account(c->led, pk, &acct, &err);
+        if (!rc) rc = ledger_escrowed_by(c->led, pk, &escrowed, &err);
         if (!rc) rc = ledger_history(c->led, pk, LEDGER_HISTORY_LIMIT, add_history, &h, &err);
+        if (!rc) rc = add_escrows(c, h.items, &err);
         if (rc) {
             json_decref(h.items);
             api_fail(rq, &err, NULL);
         } else {
             http_respond_json(rq, 200,
-                              json_pack("{s:{s:o, s:I, s:o}}", "wallet", "public_key", api_hex(pk, 32), "balance",
-                                        (json_int_t)acct.balance, "history", h.items));
+                              json_pack("{s:{s:o, s:I, s:I, s:o}}", "wallet", "public_key", api_hex(pk, 32), "balance",
+                                        (json_int_t)acct.balance, "escrowed", (json_int_t)escrowed, "history",
+                                        h.items));
         }
     }
     accounts_session_wipe(&sess);

@@ -336,6 +336,9 @@ typedef struct {
     ledger_escrow_state state;
 } ledger_escrow;
 core_status ledger_get_escrow(ledger *l, const uint8_t request[LEDGER_HASH], ledger_escrow *out, core_error *err);
+/* Tokens payer has in review escrows still open (neither settled nor
+ * refunded): what the wallet page shows as held. 0 for an unknown key. */
+core_status ledger_escrowed_by(ledger *l, const uint8_t payer[LEDGER_KEY], uint64_t *amount, core_error *err);
 
 /* Where a commitment (anchor, contribution or review case) sits: its transaction's txid. */
 core_status ledger_find_commitment(ledger *l, const uint8_t commitment[LEDGER_HASH], uint8_t txid[LEDGER_HASH],

@@ -98,7 +98,7 @@ const MATRIX = [
   // Ledger: wallet (every account has one), consents (persons only), the
   // public explorer (no login needed), organisations (admin only).
   { method: 'GET', path: '/api/wallet', expect: anySession(200),
-    check: (r) => HEX64.test(r.json.wallet.public_key) && r.json.wallet.balance === 0 &&
+    check: (r) => HEX64.test(r.json.wallet.public_key) && r.json.wallet.balance === 0 && r.json.wallet.escrowed === 0 &&
       r.json.wallet.history.some((h) => h.kind === 'register_wallet') },
   { method: 'POST', path: '/api/wallet/transfer', expect: anySession(422),
     body: (ctx) => ({ to: ctx.ownerWallet, amount: 1 }) }, // nobody has tokens yet: insufficient balance
@@ -162,6 +162,8 @@ const MATRIX = [
     check: (r, ctx) => r.json.offer.organisation.key === ctx.reviewOrg && r.json.offer.price === 20 },
   { method: 'GET', path: '/api/review/offers?condition=fungal&country=NZ', expect: anySession(200),
     check: (r, ctx) => r.json.offers.some((o) => o.organisation.key === ctx.reviewOrg) },
+  { method: 'GET', path: '/api/review/conditions', expect: anySession(200),
+    check: (r) => r.json.conditions.some((c) => c.code === 'fungal' && typeof c.name === 'string' && c.name.length > 0) },
   { method: 'DELETE', path: '/api/admin/orgs/{org}/offer', expect: E(401, 403, 403, 403, 403, 200),
     check: (r) => r.json.withdrawn === true },
   { method: 'PUT', path: '/api/admin/users/{clinician}/org', expect: E(401, 403, 403, 403, 403, 200),
