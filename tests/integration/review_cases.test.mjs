@@ -46,6 +46,13 @@ async function balance(c) {
   return r.json.wallet.balance;
 }
 
+// The wallet's view of one review: tokens held, and the request's row.
+async function escrowOf(c, requestTxid) {
+  const w = (await c.get('/api/wallet')).json.wallet;
+  return { escrowed: w.escrowed, row: w.history.find((h) => h.kind === 'review_request' && h.txid === requestTxid),
+    refund: w.history.find((h) => h.kind === 'review_refund' && h.request === requestTxid) };
+}
+
 // A person who screened one photo: records saved with and without it.
 async function screenedPerson(name, contribute) {
   const c = new Client(srv.base);
@@ -145,6 +152,10 @@ test('request → authz → withdraw (refund, case destroyed)', { skip }, async 
   assert.deepEqual(shared.share, { age_band: '30-44', body_site: 'arm', duration: 'weeks' });
   assert.match(shared.result.title, /^Skin check/);
   assert.equal(Buffer.from(shared.photo_jpeg_base64url, 'base64url').subarray(0, 2).toString('hex'), 'ffd8');
+  // The wallet shows the held tokens and the open escrow, naming the organisation.
+  const held = await escrowOf(p, r.json.request.request_txid);
+  assert.equal(held.escrowed, 10);
+  assert.deepEqual([held.row.delta, held.row.counterparty, held.row.escrow], [-10, orgA, { state: 'open', closed_block: null }]);
 
   const queue = await ca.get('/api/review/queue');
   assert.equal(queue.status, 200, queue.text);
@@ -169,6 +180,11 @@ test('request → authz → withdraw (refund, case destroyed)', { skip }, async 
   assert.equal(w.json.request.state, 'withdrawn');
   assert.equal(w.json.request.case, undefined, 'the case copy is destroyed');
   assert.equal(await balance(p), 10);
+  const back = await escrowOf(p, r.json.request.request_txid);
+  assert.equal(back.escrowed, 0);
+  assert.equal(back.row.escrow.state, 'refunded');
+  assert.ok(back.row.escrow.closed_block > held.row.block, JSON.stringify(back.row));
+  assert.equal(back.refund.delta, 10);
   expectError(await p.post(`/api/review/requests/${id}/withdraw`, {}), 409, 'not_waiting');
   expectError(await ca.get(`/api/review/cases/${id}`), 404, 'not_found');
 });
@@ -224,6 +240,10 @@ test('timeout → refund (restarted two hours later), then request → answer �
     { condition: 'fungal', urgency: 'pharmacist_or_gp', advice: 'Antifungal cream twice daily for two weeks.' });
   assert.equal(ans.status, 200, ans.text);
   assert.equal(await balance(p), 0);
+  const paid = await escrowOf(p, a.json.request.request_txid);
+  assert.equal(paid.escrowed, 0, 'settled: nothing held any more');
+  assert.equal(paid.row.escrow.state, 'settled');
+  assert.equal(paid.refund, undefined);
   expectError(await ca.post(`/api/review/cases/${id}/return`, { reason: 'late' }), 404, 'not_found');
   const done = (await p.get(`/api/review/requests/${id}`)).json.request;
   assert.equal(done.state, 'answered');
