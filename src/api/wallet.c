@@ -156,8 +156,7 @@ static core_status add_escrows(api_context *c, json_t *items, core_error *err) {
         if (rc) return rc;
         json_t *o = json_pack("{s:s, s:o}", "state", names[e.state > 2 ? 0 : e.state], "closed_block",
                               e.closed_height ? json_integer((json_int_t)e.closed_height) : json_null());
-        if (!o || json_object_set_new(item, "escrow", o))
-            return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        if (!o || json_object_set_new(item, "escrow", o)) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
     return CORE_OK;
 }

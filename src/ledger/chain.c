@@ -858,8 +858,8 @@ static core_status sum_row(sqlite3_stmt *q, void *ud, core_error *err) {
 core_status ledger_escrowed_by(ledger *l, const uint8_t payer[LEDGER_KEY], uint64_t *amount, core_error *err) {
     *amount = 0;
     const qarg a[] = {QBLOB(payer, LEDGER_KEY)};
-    return query(l, READ_DERIVED, "SELECT coalesce(sum(amount), 0) FROM escrows WHERE payer = ?1 AND outcome = 0", a,
-                 1, sum_row, amount, NULL, err);
+    return query(l, READ_DERIVED, "SELECT coalesce(sum(amount), 0) FROM escrows WHERE payer = ?1 AND outcome = 0", a, 1,
+                 sum_row, amount, NULL, err);
 }
 
 typedef struct {

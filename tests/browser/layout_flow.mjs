@@ -28,15 +28,16 @@ const TOTAL_TIMEOUT_MS = 240_000;
 
 const { BIN, WEB_DIR, ARTIFACTS, chromium } = await browserTest('layout_flow');
 
-const PAGES = ['/', '/login', '/signup', '/reset', '/ledger', '/screening', '/records', '/profile', '/consents', '/wallet',
-  '/account', '/surveillance'];
-const PRIVATE = new Set(['/screening', '/records', '/profile', '/consents', '/wallet', '/account', '/surveillance']);
+const PAGES = ['/', '/login', '/signup', '/reset', '/ledger', '/screening', '/records', '/reviews', '/profile', '/consents', '/wallet',
+  '/account', '/surveillance', '/review'];
+const PRIVATE = new Set(['/screening', '/records', '/reviews', '/profile', '/consents', '/wallet', '/account', '/surveillance',
+  '/review']);
 // What each role's navigation offers today (before the layout was one file,
 // the same sets were built by js/nav.js): the expected links, in order.
 const NAV = {
   visitor: ['/', '/ledger', '/login', '/signup'],
-  person: ['/screening', '/records', '/profile', '/consents', '/wallet', '/ledger', '/account'],
-  clinician: ['/wallet', '/ledger', '/account'],
+  person: ['/screening', '/records', '/reviews', '/profile', '/consents', '/wallet', '/ledger', '/account'],
+  clinician: ['/review', '/wallet', '/ledger', '/account'],
   analyst: ['/surveillance', '/wallet', '/ledger', '/account'],
 };
 const FOOTER = 'CareSync keeps your health record private: it is encrypted with a key only your password or recovery code can unlock.';

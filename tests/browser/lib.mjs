@@ -115,12 +115,15 @@ export function lintWebDir(dir, mustHave) {
 
 // ---------------------------------------------------------------- server
 
-export async function startServer(dataDir, { bin, webDir, artifacts }) {
-  const logPath = join(artifacts, 'server.log');
+// args: extra `serve` options; env: extra environment (e.g. libfaketime to
+// run the server hours later); logName: the log's file name in artifacts
+// (a test that restarts the server keeps each run's log).
+export async function startServer(dataDir, { bin, webDir, artifacts, args: extra = [], env = {}, logName = 'server.log' }) {
+  const logPath = join(artifacts, logName);
   for (let attempt = 1; attempt <= 3; attempt++) {
     const port = await freePort();
-    const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--web-dir', webDir];
-    const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = ['serve', '--port', String(port), '--data-dir', dataDir, '--web-dir', webDir, ...extra];
+    const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     let output = '';
     proc.stdout.on('data', (d) => { output += d; });
     proc.stderr.on('data', (d) => { output += d; });

@@ -37,9 +37,11 @@ renderLayout();
 // "Ledger" is the public explorer: shown to everyone.
 const LINKS = {
   guest: [['/', 'Home'], ['/ledger', 'Ledger'], ['/login', 'Log in'], ['/signup', 'Create account']],
-  person: [['/screening', 'Check skin'], ['/records', 'Records'], ['/profile', 'Profile'], ['/consents', 'Consents'], ['/wallet', 'Wallet'],
-    ['/ledger', 'Ledger'], ['/account', 'Account']],
+  person: [['/screening', 'Check skin'], ['/records', 'Records'], ['/reviews', 'Reviews'], ['/profile', 'Profile'], ['/consents', 'Consents'],
+    ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
   staff: [['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
+  // Only clinicians review cases (web/review.html); the queue is their first link.
+  clinician: [['/review', 'Review queue'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
   analyst: [['/surveillance', 'Surveillance'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
 };
 
@@ -54,7 +56,8 @@ function renderNav(user) {
   if (!nav) return;
   const list = el('ul');
   const set = !user ? LINKS.guest : user.role === 'person' ? LINKS.person
-    : user.role === 'analyst' || user.role === 'admin' ? LINKS.analyst : LINKS.staff;
+    : user.role === 'clinician' ? LINKS.clinician
+      : user.role === 'analyst' || user.role === 'admin' ? LINKS.analyst : LINKS.staff;
   for (const [href, label] of set) list.append(el('li', {}, link(href, label)));
   if (user) {
     const who = el('span', { class: 'nav-user', id: 'nav-user' }, 'Signed in as ', el('strong', { text: user.username }));

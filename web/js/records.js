@@ -57,6 +57,11 @@ function actionsFor(r, li) {
   edit.addEventListener('click', () => startEdit(r));
   del.addEventListener('click', () => confirmDelete(r, li, box));
   box.append(edit, del);
+  // A saved skin check with its photo can go to a clinician (web/reviews.html).
+  if (r.photo) {
+    box.append(el('a', { class: 'button button-secondary button-small ask-clinician', href: `/reviews?record=${encodeURIComponent(r.id)}`,
+      'aria-label': `Ask a clinician about “${r.title}”` }, 'Ask a clinician'));
+  }
   return box;
 }
 

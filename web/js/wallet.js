@@ -22,6 +22,19 @@ const transferForm = $('#transfer-form');
 const redeemForm = $('#redeem-form');
 
 let wallet = null;
+const orgNames = new Map(); // organisation key → name, from the review offers
+
+// Where a review's held tokens went: the request row carries its escrow.
+const ESCROW_TEXT = {
+  open: () => 'held until a clinician answers',
+  settled: (e) => [`paid to the organisation in `, blockLink(e.closed_block, 'block')],
+  refunded: (e) => [`given back to you in `, blockLink(e.closed_block, 'block')],
+};
+
+function orgLabel(key) {
+  const name = orgNames.get(key);
+  return name ? el('span', { title: key }, name) : el('code', { class: 'hex', title: key }, shortHex(key));
+}
 
 function whatHappened(h) {
   const label = kindLabel(h.kind);
@@ -30,12 +43,18 @@ function whatHappened(h) {
     return [`${label}: ${dir}`, el('code', { class: 'hex', title: h.counterparty }, shortHex(h.counterparty))];
   }
   if (h.kind === 'contribute' && h.category) return [`${label}: ${categoryLabel(h.category).toLowerCase()}`];
+  if (h.kind === 'review_request' && h.counterparty) {
+    const e = h.escrow || { state: 'open' };
+    return [`${label} from `, orgLabel(h.counterparty), el('span', { class: `escrow-state escrow-${e.state}` },
+      ' — ', ...[].concat((ESCROW_TEXT[e.state] || ESCROW_TEXT.open)(e)))];
+  }
+  if (h.kind === 'review_refund') return [`${label}: the held tokens came back`];
   return [label];
 }
 
 function row(h) {
   const delta = Number(h.delta) || 0;
-  return el('tr', { 'data-kind': h.kind, 'data-txid': h.txid },
+  return el('tr', { 'data-kind': h.kind, 'data-txid': h.txid, 'data-escrow': h.escrow ? h.escrow.state : null },
     el('td', { 'data-label': 'What happened' }, ...whatHappened(h)),
     el('td', { 'data-label': 'Change', class: `num ${delta > 0 ? 'delta-up' : delta < 0 ? 'delta-down' : ''}` },
       formatDelta(delta)),
@@ -47,6 +66,9 @@ function render() {
   balanceEl.textContent = Number(wallet.balance || 0).toLocaleString();
   unitEl.textContent = Number(wallet.balance) === 1 ? 'token' : 'tokens';
   keyEl.textContent = wallet.public_key;
+  const held = Number(wallet.escrowed) || 0;
+  $('#wallet-escrowed').textContent = tokens(held);
+  $('#wallet-escrow-line').hidden = held === 0;
   const history = Array.isArray(wallet.history) ? wallet.history : [];
   historyBody.replaceChildren(...history.map(row));
   historyTable.hidden = history.length === 0;
@@ -59,6 +81,17 @@ async function load() {
   const data = await api('GET', '/api/wallet');
   wallet = data.wallet;
   render();
+}
+
+// Names for the organisations of review requests (the history has keys).
+// Only a nicety: without it the key is shown.
+async function loadOrgNames() {
+  if (!wallet || !wallet.history.some((h) => h.kind === 'review_request')) return;
+  try {
+    const data = await api('GET', '/api/review/offers');
+    for (const o of data.offers || []) orgNames.set(o.organisation.key, o.organisation.name);
+    render();
+  } catch { /* keys stay */ }
 }
 
 function failPage(err) {
@@ -151,6 +184,7 @@ try {
   page.hidden = false;
   historyStatus.textContent = 'Loading your wallet…';
   await load();
+  await loadOrgNames();
 } catch (err) {
   historyStatus.textContent = '';
   failPage(err);
