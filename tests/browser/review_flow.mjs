@@ -13,7 +13,8 @@
 // A clinician (another context) opens the queue, opens the case (photo,
 // result, the chosen extras) and answers; the person sees the answer beside
 // the screening's result, who opened the case, and in the wallet the price
-// paid and nothing held. Then a withdrawal (refund), and a request to an
+// paid and nothing held. Then a withdrawal and a case the clinician returns
+// with a reason (both refunded), and a request to an
 // organisation that promises an answer within one hour, left unanswered: the
 // server is restarted two hours later under libfaketime and the person sees
 // "expired" and the refund. Balances and states shown are checked against
@@ -323,7 +324,30 @@ try {
   checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4}/0`, 'withdrawn: the price came back');
   watch.assertClean('withdrawn');
 
+  // Returned by the clinician with a reason: refunded, the reason shown.
+  await person.check(`#offer-list input[value="${orgA}"]`);
+  await person.click('#ask-submit');
+  await person.click('.confirm-box button:not(.button-secondary)');
+  await waitUntil(person, () => /Sent to Alpha/.test(document.querySelector('#ask-message').textContent));
+  const third = (await ok(person, 'GET', '/api/review/requests')).requests.find((q) => q.state === 'waiting');
+  await clinician.click('#queue-refresh');
+  await waitUntil(clinician, (id) => document.querySelector(`#queue-body tr[data-id="${id}"] button.open-case`), third.id);
+  await clinician.click(`#queue-body tr[data-id="${third.id}"] button.open-case`);
+  await clinician.waitForSelector('#case-card:not([hidden])');
+  await clinician.fill('#return-reason', 'The photo is too far away: please take it closer.');
+  await clinician.click('#return-submit');
+  await clinician.click('.confirm-box button:not(.button-secondary)');
+  await waitUntil(clinician, () => /Returned/.test(document.querySelector('#review-message').textContent));
+  await person.goto(`${base}/reviews`);
+  await person.waitForSelector(`#request-list li[data-id="${third.id}"][data-state="returned"]`);
+  const returnedText = await person.textContent(`#request-list li[data-id="${third.id}"]`);
+  check(/Returned by the clinician/.test(returnedText) && /too far away/.test(returnedText), `returned: ${returnedText}`);
+  w = (await ok(person, 'GET', '/api/wallet')).wallet;
+  checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4}/0`, 'returned: the price came back');
+  watch.assertClean('returned');
+
   // A request to Beta (one hour), left unanswered.
+  await waitUntil(person, () => document.querySelectorAll('#offer-list input[name="org"]').length === 2);
   await person.check(`#offer-list input[value="${orgB}"]`);
   await person.click('#ask-submit');
   await person.click('.confirm-box button:not(.button-secondary)');
@@ -351,7 +375,8 @@ try {
   req = seen.rows.find((r) => r.txid === lateApi.request_txid);
   check(req.escrow === 'refunded' && /given back to you in block/.test(req.text), `refunded row: ${JSON.stringify(req)}`);
   const refund = seen.rows.find((r) => r.kind === 'review_refund' && r.txid === lateApi.close_txid);
-  check(refund && /\+5/.test(refund.text), `the refund's own row: ${JSON.stringify(seen.rows)}`);
+  check(refund && /\+5/.test(refund.text) && /held for Beta Teledermatology came back/.test(refund.text),
+    `the refund's own row: ${JSON.stringify(seen.rows)}`);
   await snap(person, 'wallet-refunded');
 
   // Persons do not review: /review says so.

@@ -48,7 +48,12 @@ function whatHappened(h) {
     return [`${label} from `, orgLabel(h.counterparty), el('span', { class: `escrow-state escrow-${e.state}` },
       ' — ', ...[].concat((ESCROW_TEXT[e.state] || ESCROW_TEXT.open)(e)))];
   }
-  if (h.kind === 'review_refund') return [`${label}: the held tokens came back`];
+  if (h.kind === 'review_refund') {
+    const asked = wallet.history.find((x) => x.kind === 'review_request' && x.txid === h.request);
+    return asked && asked.counterparty
+      ? [`${label}: the tokens held for `, orgLabel(asked.counterparty), ' came back']
+      : [`${label}: the held tokens came back`];
+  }
   return [label];
 }
 
