@@ -296,6 +296,11 @@ try {
   checkEqual(shown.openings.length, api1.openings.length, 'every opening is listed');
   check(shown.openings.length === 1 && shown.openings[0].startsWith(`${api1.openings[0].clinician}, `), `who opened it: ${shown.openings}`);
   await snap(person, 'answered');
+  // On a phone the two sides stack, and nothing runs off the screen.
+  await person.setViewportSize({ width: 375, height: 800 });
+  await waitUntil(person, () => document.documentElement.scrollWidth <= 375);
+  await snap(person, 'answered-phone');
+  await person.setViewportSize({ width: 1100, height: 900 });
 
   // The wallet: the price paid to the organisation, nothing held.
   ({ w, seen } = await walletShows('settled'));

@@ -68,11 +68,13 @@ function renderPreview() {
   $('#preview-details').textContent = r && r.details ? r.details : '';
   $('#preview-extras').replaceWith(Object.assign(extrasEl(shareOf()), { id: 'preview-extras' }));
   const o = chosenOffer();
-  $('#preview-cost').textContent = o
+  // A live region: only a change of offer is announced, not every keystroke.
+  const cost = o
     ? `${o.organisation.name} answers within ${o.answer_hours} ${o.answer_hours === 1 ? 'hour' : 'hours'}. `
       + `${tokens(o.price)} will be held from your wallet now, paid to them only when a clinician answers, `
       + 'and given back if you withdraw, they return the case, or nobody answers in time.'
     : 'Choose an organisation to see the price.';
+  if ($('#preview-cost').textContent !== cost) $('#preview-cost').textContent = cost;
   $('#ask-submit').textContent = o ? `Send for review (${tokens(o.price)})` : 'Send for review';
 }
 
