@@ -509,6 +509,13 @@ static void expect_escrow(fixture *f, const uint8_t request[32], ledger_escrow_s
     assert_true(want == LEDGER_ESCROW_OPEN ? e.closed_height == 0 : e.closed_height >= e.opened_height);
 }
 
+/* What the wallet page shows as held: payer's open escrows only. */
+static uint64_t escrowed_by(fixture *f, const key *k) {
+    uint64_t n = 99;
+    assert_int_equal(ledger_escrowed_by(f->l, k->pk, &n, NULL), CORE_OK);
+    return n;
+}
+
 static void test_review_escrow(void **state) {
     fixture *f = *state;
     key a, b, org, stranger;
@@ -547,6 +554,9 @@ static void test_review_escrow(void **state) {
     assert_int_equal(balance(f, &a), 18);
     expect_escrow(f, req1, LEDGER_ESCROW_OPEN, 12);
     assert_int_equal(check_supply(f), 12);
+    assert_int_equal(escrowed_by(f, &a), 12);
+    assert_int_equal(escrowed_by(f, &org), 0);      /* the payee holds nothing yet */
+    assert_int_equal(escrowed_by(f, &stranger), 0); /* a key the ledger never saw */
     /* The case commitment is used up: by this request, and by an anchor. */
     assert_int_equal(review_request(f, &a, &org, 0xc1, 1, &r), CORE_ERR_CONFLICT);
     assert_string_equal(r.error.field, "commitment");
@@ -575,6 +585,7 @@ static void test_review_escrow(void **state) {
     /* Settle: the organisation's key is credited, once. */
     assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, req1, f->node.sk, &err), CORE_OK);
     expect_escrow(f, req1, LEDGER_ESCROW_SETTLED, 12);
+    assert_int_equal(escrowed_by(f, &a), 0);
     ledger_account acc;
     assert_int_equal(ledger_get_account(f->l, org.pk, &acc, NULL), CORE_OK);
     assert_int_equal(acc.balance, 12);
@@ -593,10 +604,12 @@ static void test_review_escrow(void **state) {
     memcpy(req2, r.txid, 32);
     assert_int_equal(balance(f, &a), 0);
     assert_int_equal(check_supply(f), 18);
+    assert_int_equal(escrowed_by(f, &a), 18);
     assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, req2, f->node.sk, &err), CORE_OK);
     expect_escrow(f, req2, LEDGER_ESCROW_REFUNDED, 18);
     assert_int_equal(balance(f, &a), 18);
     assert_int_equal(check_supply(f), 0);
+    assert_int_equal(escrowed_by(f, &a), 0);
     assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, req2, f->node.sk, &err), CORE_ERR_CONFLICT);
     assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, req2, f->node.sk, &err), CORE_ERR_CONFLICT);
     assert_int_equal(balance(f, &a), 18);
@@ -614,6 +627,7 @@ static void test_review_escrow(void **state) {
     assert_int_equal(review_request(f, &a, &org, 0xc3, 7, &r), CORE_OK);
     memcpy(req3, r.txid, 32);
     assert_int_equal(check_supply(f), 7);
+    assert_int_equal(escrowed_by(f, &a), 7);
     /* History: request, refund and transfer postings sum to the balance. */
     history_tally ht = {0};
     assert_int_equal(ledger_history(f->l, a.pk, 100, tally_history, &ht, NULL), CORE_OK);
