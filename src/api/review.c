@@ -257,9 +257,7 @@ static void pledge(api_context *c, const accounts_session *sess, const char *id,
     cs_crypto_wipe(&p, sizeof p);
 }
 
-void api_examples_dir(const api_context *c, char out[4200]) {
-    snprintf(out, 4200, "%s/examples", c->cfg->data_dir);
-}
+void api_examples_dir(const api_context *c, char out[4200]) { snprintf(out, 4200, "%s/examples", c->cfg->data_dir); }
 
 void api_review_answered(void *ud, const review_answered *a) {
     api_context *c = ud;

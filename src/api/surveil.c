@@ -94,8 +94,8 @@ static json_t *breakdown_view(const json_t *full, const char *condition) {
     for (int s = 0; ok && s < SURVEIL_SOURCES; s++) {
         const char *name = surveil_source_name((surveil_source)s);
         json_t *sv = surveil_release_source_view(full, name), *cv = sv ? surveil_release_view(sv, condition) : NULL;
-        ok = cv && !json_array_append_new(by, json_pack("{s:s, s:O}", "source", name, "weeks",
-                                                        json_object_get(cv, "weeks")));
+        ok = cv &&
+             !json_array_append_new(by, json_pack("{s:s, s:O}", "source", name, "weeks", json_object_get(cv, "weeks")));
         published += json_integer_value(json_object_get(cv, "published_values"));
         suppressed += json_integer_value(json_object_get(cv, "suppressed_values"));
         json_decref(sv);
@@ -133,7 +133,7 @@ static void respond_release(http_request *rq, api_context *c, const share_org *o
         json_decref(full);
         full = sv;
     }
-    json_t *j = !view || !full                   ? json_incref(full)
+    json_t *j = !view || !full                       ? json_incref(full)
                 : json_object_get(full, "by_source") ? breakdown_view(full, view)
                                                      : surveil_release_view(full, view);
     json_decref(full);

@@ -183,7 +183,8 @@ core_status screening_examples_load(const char *dir, screening_dataset *ds, core
                 paths = p;
             }
             size_t len = strlen(sub) + strlen(e->d_name) + 2;
-            if (!(paths[n] = malloc(len))) {
+            paths[n] = malloc(len);
+            if (!paths[n]) {
                 rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
                 break;
             }

@@ -84,8 +84,10 @@ core_status screening_example_put(const char *dir, const uint8_t handle[32], con
     for (size_t off = 0; !rc && off < jlen;) {
         ssize_t w = write(fd, jpeg + off, jlen - off);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) rc = core_fail(err, CORE_ERR_IO, NULL, "cannot write an example: %s", strerror(errno));
-        else off += (size_t)w;
+        if (w <= 0)
+            rc = core_fail(err, CORE_ERR_IO, NULL, "cannot write an example: %s", strerror(errno));
+        else
+            off += (size_t)w;
     }
     if (!rc && fsync(fd) != 0) rc = core_fail(err, CORE_ERR_IO, NULL, "cannot write an example: %s", strerror(errno));
     if (fd >= 0) close(fd);

@@ -165,8 +165,7 @@ core_status share_series_source(share *s, const share_org *org, const surveil_qu
     json_t *rel = full && source >= 0 ? surveil_release_source_view(full, surveil_source_name((surveil_source)source))
                                       : json_incref(full);
     json_decref(full);
-    json_t *weeks = json_array(), *observed = json_array(), *ub = json_array(),
-           *alarm = json_array();
+    json_t *weeks = json_array(), *observed = json_array(), *ub = json_array(), *alarm = json_array();
     free(body);
     size_t n = (size_t)(q->week_to - q->week_from + 1);
     surveil_point *pts = malloc(n * sizeof *pts);
@@ -185,8 +184,9 @@ core_status share_series_source(share *s, const share_org *org, const surveil_qu
                       condition ? condition : "all", "method", surveil_method_name(p->method), "weeks", weeks,
                       "observed", observed, "upperbound", ub, "alarm", alarm, "synthetic",
                       json_object_get(rel, "synthetic"), "k", q->k, "note", note[0] ? json_string(note) : json_null());
-        if (*out && json_object_set_new(*out, "source",
-                                        json_string(source >= 0 ? surveil_source_name((surveil_source)source) : "all"))) {
+        if (*out &&
+            json_object_set_new(*out, "source",
+                                json_string(source >= 0 ? surveil_source_name((surveil_source)source) : "all"))) {
             json_decref(*out);
             *out = NULL;
         }

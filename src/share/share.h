@@ -128,10 +128,10 @@ core_status share_consented(share *s, const uint8_t wallet[LEDGER_KEY], ledger_p
  * can read them (their profile), since the clinician's cannot. */
 typedef struct {
     uint8_t wallet[LEDGER_KEY];
-    char region[8];      /* home region (ISO 3166-2); "" none */
-    int birth_year;      /* 0: unknown */
-    bool training;       /* handle holds the person's training pseudonym */
-    uint8_t handle[32];  /* screening_example_handle of their data key */
+    char region[8];     /* home region (ISO 3166-2); "" none */
+    int birth_year;     /* 0: unknown */
+    bool training;      /* handle holds the person's training pseudonym */
+    uint8_t handle[32]; /* screening_example_handle of their data key */
 } share_pledge;
 
 /* Keep p for the case, sealed under a key derived from the node key and

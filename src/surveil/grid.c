@@ -199,8 +199,8 @@ void surveil_grid_suppress(surveil_grid *g, int k) {
  * over the general relation list. */
 
 typedef struct {
-    size_t n;       /* members */
-    size_t *entry;  /* global entry: layer * P + position (layer 0 = the total) */
+    size_t n;      /* members */
+    size_t *entry; /* global entry: layer * P + position (layer 0 = the total) */
     double *coef;
 } relation;
 

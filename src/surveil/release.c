@@ -254,8 +254,7 @@ core_status surveil_release_build(store *st, const surveil_query *q, const uint8
         if (r->by_source) {
             /* the layers after the total's pattern is final, nested as above */
             surveil_grid *lay = &r->layers[w * SURVEIL_SOURCES];
-            surveil_grid_suppress_layers(g, lay, SURVEIL_SOURCES,
-                                         q->base_k > 0 && q->base_k < r->k ? q->base_k : r->k);
+            surveil_grid_suppress_layers(g, lay, SURVEIL_SOURCES, q->base_k > 0 && q->base_k < r->k ? q->base_k : r->k);
             if (q->base_k > 0 && q->base_k < r->k) surveil_grid_suppress_layers(g, lay, SURVEIL_SOURCES, r->k);
             for (int src = 0; src < SURVEIL_SOURCES; src++)
                 for (size_t e = 0; e < total; e++) r->published += lay[src].status[e] == SURVEIL_CELL_PUBLISHED;
@@ -354,10 +353,10 @@ json_t *surveil_release_json(const surveil_release *r) {
         for (int src = 0; src < SURVEIL_SOURCES; src++) {
             json_t *sw = json_array();
             for (int w = 0; w < nw; w++)
-                json_array_append_new(sw, week_json(&r->layers[w * SURVEIL_SOURCES + src], r->week_from + w,
-                                                    &suppressed));
-            json_array_append_new(by, json_pack("{s:s, s:o}", "source", surveil_source_name((surveil_source)src),
-                                                "weeks", sw));
+                json_array_append_new(sw,
+                                      week_json(&r->layers[w * SURVEIL_SOURCES + src], r->week_from + w, &suppressed));
+            json_array_append_new(
+                by, json_pack("{s:s, s:o}", "source", surveil_source_name((surveil_source)src), "weeks", sw));
         }
     }
     json_t *out = json_pack("{s:s, s:s, s:s, s:i, s:f, s:b, s:o, s:o, s:o, s:I, s:I}", "country", r->country, "from",
@@ -514,12 +513,12 @@ static bool csv_weeks(csv_buf *b, const json_t *weeks, const json_t *regions, co
                 }
                 char count[24] = "";
                 if (json_is_integer(v)) snprintf(count, sizeof count, "%lld", (long long)json_integer_value(v));
-                b->len += (size_t)snprintf(b->out + b->len, b->cap - b->len, "%s,%s,%s,%s,%s,%s%s%s\n",
-                                           name ? name : "",
-                                           i < R ? json_string_value(json_array_get(regions, i)) : country,
-                                           j < C ? json_string_value(json_array_get(conditions, j)) : "all", count,
-                                           json_is_integer(v) ? "published" : "suppressed", synthetic ? "yes" : "no",
-                                           source ? "," : "", source ? source : "");
+                b->len +=
+                    (size_t)snprintf(b->out + b->len, b->cap - b->len, "%s,%s,%s,%s,%s,%s%s%s\n", name ? name : "",
+                                     i < R ? json_string_value(json_array_get(regions, i)) : country,
+                                     j < C ? json_string_value(json_array_get(conditions, j)) : "all", count,
+                                     json_is_integer(v) ? "published" : "suppressed", synthetic ? "yes" : "no",
+                                     source ? "," : "", source ? source : "");
             }
     }
     return true;
@@ -540,8 +539,10 @@ char *surveil_release_csv(const json_t *rel) {
     csv_buf b = {malloc(1 << 12), 1 << 12, 0};
     if (!b.out) return NULL;
     bool sources = source || by;
-    b.len = (size_t)snprintf(b.out, b.cap, "week,region,condition,count,status,synthetic%s\n", sources ? ",source" : "");
-    bool ok = csv_weeks(&b, weeks, regions, conditions, country, view, synthetic, sources ? (source ? source : "all") : NULL);
+    b.len =
+        (size_t)snprintf(b.out, b.cap, "week,region,condition,count,status,synthetic%s\n", sources ? ",source" : "");
+    bool ok =
+        csv_weeks(&b, weeks, regions, conditions, country, view, synthetic, sources ? (source ? source : "all") : NULL);
     size_t i;
     const json_t *layer;
     json_array_foreach(by, i, layer) {

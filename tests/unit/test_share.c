@@ -695,9 +695,8 @@ static void a_clinician_answer_is_counted_as_clinician_confirmed(void **state) {
     assert_non_null(strstr(text, "source=clinician_confirmed"));
     int week = surveil_week_of_time(f->now);
     double x = -1;
-    assert_int_equal(surveil_series_source(f->st, "US-CA", "fungal", SURVEIL_SOURCE_CLINICIAN, week, week, &x, NULL,
-                                           &err),
-                     CORE_OK);
+    assert_int_equal(
+        surveil_series_source(f->st, "US-CA", "fungal", SURVEIL_SOURCE_CLINICIAN, week, week, &x, NULL, &err), CORE_OK);
     assert_true(x == 1);
     assert_int_equal(surveil_series_source(f->st, "US-CA", "fungal", SURVEIL_SOURCE_MODEL, week, week, &x, NULL, &err),
                      CORE_OK);
@@ -772,12 +771,13 @@ static void a_release_by_source_shows_each_source(void **state) {
 static void case_row(fixture *f, const char *id) {
     sqlite3 *db = store_acquire(f->st);
     char sql[600];
-    snprintf(sql, sizeof sql,
-             "INSERT OR IGNORE INTO users (id, username, role, created_at, pw_salt, pw_ops, pw_mem, pw_verifier, dk_pw, "
-             "rc_salt, dk_rc) VALUES (1, 'p', 'person', 0, x'00', 1, 1, x'00', x'00', x'00', x'00');"
-             "INSERT INTO review_cases (id, owner, org_key, price, state, created_at, deadline, request_txid, salt) "
-             "VALUES ('%s', 1, zeroblob(32), 1, 'waiting', 0, 1, zeroblob(32), zeroblob(16));",
-             id);
+    snprintf(
+        sql, sizeof sql,
+        "INSERT OR IGNORE INTO users (id, username, role, created_at, pw_salt, pw_ops, pw_mem, pw_verifier, dk_pw, "
+        "rc_salt, dk_rc) VALUES (1, 'p', 'person', 0, x'00', 1, 1, x'00', x'00', x'00', x'00');"
+        "INSERT INTO review_cases (id, owner, org_key, price, state, created_at, deadline, request_txid, salt) "
+        "VALUES ('%s', 1, zeroblob(32), 1, 'waiting', 0, 1, zeroblob(32), zeroblob(16));",
+        id);
     assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
     store_release(f->st, db);
 }
@@ -785,9 +785,9 @@ static void case_row(fixture *f, const char *id) {
 static bool db_holds(fixture *f, const char *text) {
     sqlite3 *db = store_acquire(f->st);
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM share_review_pledges WHERE instr(sealed, ?1) > 0",
-                                        -1, &q, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM share_review_pledges WHERE instr(sealed, ?1) > 0", -1, &q, NULL),
+        SQLITE_OK);
     sqlite3_bind_blob(q, 1, text, (int)strlen(text), SQLITE_STATIC);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     bool yes = sqlite3_column_int(q, 0) > 0;
