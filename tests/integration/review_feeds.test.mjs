@@ -41,8 +41,8 @@ function expectError(r, status, code, field) {
 
 // A person who shared one screening (10 tokens) and saved it with its photo;
 // consents as asked, the public-health one revoked again when keep is false.
-async function person(name, { training, keepPublicHealth }) {
-  const c = new Client(srv.base);
+async function person(name, { training, keepPublicHealth }, base = srv.base) {
+  const c = new Client(base);
   await c.signup(name);
   const prof = await c.put('/api/profile', { display_name: 'X', birth_year: 1985, sex: 'unspecified', region: 'US-CA' });
   assert.equal(prof.status, 200, prof.text);
@@ -203,4 +203,19 @@ test('revoking model_training deletes the kept examples', { skip }, async () => 
   // the other consent and the contribution stand
   assert.ok((await c.get('/api/consents')).json.consents.some((x) => x.purpose === 'public_health_surveillance'
     && x.status === 'active'));
+});
+
+test('deleting the account deletes its kept examples', { skip }, async () => {
+  const r = await person('rf-leaving', { training: true, keepPublicHealth: true }, later.base);
+  const clin2 = new Client(later.base);
+  await clin2.login('rf-clin');
+  const req = await r.c.post('/api/review/requests', { record_id: r.record, org, share: {} });
+  assert.equal(req.status, 201, req.text);
+  const a = await clin2.post(`/api/review/cases/${req.json.request.id}/answer`,
+    { condition: 'fungal', urgency: 'pharmacist_or_gp', advice: 'Antifungal cream.' });
+  assert.equal(a.status, 200, a.text);
+  assert.equal(examples(later.dataDir).length, 1);
+  const d = await r.c.del('/api/account', { password: 'correct horse battery' });
+  assert.equal(d.status, 200, d.text);
+  assert.deepEqual(examples(later.dataDir), []);
 });
