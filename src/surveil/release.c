@@ -363,7 +363,8 @@ json_t *surveil_release_json(const surveil_release *r) {
                             from, "to", to, "k", r->k, "epsilon", r->epsilon, "synthetic", r->synthetic, "regions",
                             regions, "conditions", conditions, "weeks", weeks, "published_values",
                             (json_int_t)r->published, "suppressed_values", (json_int_t)suppressed);
-    if (by && (!out || json_object_set_new(out, "by_source", by))) {
+    if (r->by_source && (!out || !by || json_object_set_new(out, "by_source", by))) {
+        if (!out) json_decref(by); /* else set_new took it, even on failure */
         json_decref(out);
         return NULL;
     }
