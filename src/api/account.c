@@ -62,9 +62,16 @@ static void collect_active(void *ud, const ledger_consent *cn) {
 
 static core_status settle_wallet(void *ud, const accounts_session *sess, core_error *err) {
     settle_ctx *s = ud;
-    uint8_t pk[32], sk[64];
+    uint8_t pk[32], sk[64], handle[32];
     bool registered;
-    core_status rc = api_wallet_lookup(s->c, sess, pk, sk, &registered, err);
+    /* Its labelled examples go first (the deletion revokes the training
+     * consent below; only this session's data key finds them). */
+    char dir[4200];
+    api_examples_dir(s->c, dir);
+    screening_example_handle(sess->data_key, handle);
+    core_status rc = screening_examples_forget(dir, handle, NULL, err);
+    if (rc) return rc;
+    rc = api_wallet_lookup(s->c, sess, pk, sk, &registered, err);
     if (rc) return rc;
     /* A wallet never put on the ledger has no consents and no tokens: there
      * is nothing to settle, and it must not be registered now. */

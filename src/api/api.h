@@ -33,4 +33,13 @@ typedef struct {
 /* Register every route. Handlers expect an api_context as the server ctx. */
 bool api_register(http_router *r);
 
+/* review_options.on_answered, with ud the api_context (issue 13): the
+ * answered case's pledge (share_pledge_take) feeds a clinician_confirmed
+ * contribution (public-health consent still active) and a labelled example
+ * in DATA_DIR/examples ("model_training" consent still active). Failures
+ * are logged: the answer stands whatever this does. */
+void api_review_answered(void *ud, const review_answered *a);
+/* Where the labelled examples are kept: DATA_DIR/examples. */
+void api_examples_dir(const api_context *c, char out[4200]);
+
 #endif

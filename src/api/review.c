@@ -10,8 +10,10 @@
 #include "api/internal.h"
 #include "records/records.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The organisation named by the {key} capture, or respond 404. */
 static bool org_param(http_request *rq, uint8_t key[32]) {
@@ -253,6 +255,87 @@ static bool opt_string(http_request *rq, const json_t *obj, const char *key, con
     return false;
 }
 
+/* What the answer will feed, pledged while the person's session can read
+ * it (share_pledge_put keeps only what a consent held now asks for). The
+ * request stands whatever happens here: a failure is logged. */
+static void pledge(api_context *c, const accounts_session *sess, const char *id, const uint8_t wallet[32]) {
+    share_pledge p = {0};
+    json_t *profile = NULL;
+    core_error err = {0};
+    memcpy(p.wallet, wallet, 32);
+    if (!records_profile_get(c->st, sess, &profile, &err)) {
+        const char *region = api_str(profile, "region");
+        const json_t *by = json_object_get(profile, "birth_year");
+        if (region && strlen(region) < sizeof p.region) snprintf(p.region, sizeof p.region, "%s", region);
+        p.birth_year = json_is_integer(by) ? (int)json_integer_value(by) : 0;
+    }
+    json_decref(profile);
+    p.training = true;
+    screening_example_handle(sess->data_key, p.handle);
+    bool kept;
+    memset(&err, 0, sizeof err);
+    if (share_pledge_put(c->share, id, &p, core_now(), &kept, &err))
+        core_log(CORE_LOG_WARN, "review request %s: what its answer feeds was not kept: %s", id, err.message);
+    cs_crypto_wipe(&p, sizeof p);
+}
+
+void api_examples_dir(const api_context *c, char out[4200]) { snprintf(out, 4200, "%s/examples", c->cfg->data_dir); }
+
+void api_review_answered(void *ud, const review_answered *a) {
+    api_context *c = ud;
+    share_pledge p;
+    bool found = false;
+    core_error err = {0};
+    if (share_pledge_take(c->share, a->id, &p, &found, &err)) {
+        core_log(CORE_LOG_WARN, "review case %s: its pledge could not be read: %s", a->id, err.message);
+        return;
+    }
+    /* "other" is free text, not a code: it feeds nothing. */
+    if (!found || !a->condition) {
+        cs_crypto_wipe(&p, sizeof p);
+        return;
+    }
+    int64_t now = core_now();
+    time_t t = (time_t)a->answered_at;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    if (p.region[0]) {
+        char result_id[64];
+        snprintf(result_id, sizeof result_id, "review:%s", a->id);
+        share_contribution_input in = {.condition = a->condition,
+                                       .region = p.region,
+                                       .created = a->answered_at,
+                                       .birth_year = p.birth_year,
+                                       .result_id = result_id,
+                                       .year = tm.tm_year + 1900,
+                                       .now = now,
+                                       .source = SURVEIL_SOURCE_CLINICIAN};
+        memcpy(in.wallet, p.wallet, 32);
+        share_receipt r;
+        memset(&err, 0, sizeof err);
+        core_status rc = share_contribute(c->share, &in, &r, &err);
+        /* FORBIDDEN: the consent was revoked since the request — nothing is
+         * contributed, as it should be. */
+        if (rc && rc != CORE_ERR_FORBIDDEN)
+            core_log(CORE_LOG_WARN, "review case %s: the confirmed condition was not contributed: %s", a->id,
+                     err.message);
+        if (!rc && r.pay_error.code) core_log(CORE_LOG_WARN, "rewards stay queued: %s", r.pay_error.message);
+    }
+    bool training = false;
+    memset(&err, 0, sizeof err);
+    if (p.training && share_consented(c->share, p.wallet, LEDGER_PURPOSE_TRAINING, now, &training, &err))
+        core_log(CORE_LOG_WARN, "review case %s: the training consent could not be read: %s", a->id, err.message);
+    if (training) {
+        char dir[4200], week[9];
+        api_examples_dir(c, dir);
+        surveil_week_format(surveil_week_of_time(a->answered_at), week);
+        memset(&err, 0, sizeof err);
+        if (screening_example_put(dir, p.handle, a->condition, week, a->jpeg, a->jpeg_len, &err))
+            core_log(CORE_LOG_WARN, "review case %s: the labelled example was not kept: %s", a->id, err.message);
+    }
+    cs_crypto_wipe(&p, sizeof p);
+}
+
 /* POST /api/review/requests {record_id, org, share:{…}}. */
 void api_review_request_create(http_request *rq, void *ctx) {
     api_context *c = ctx;
@@ -306,10 +389,12 @@ void api_review_request_create(http_request *rq, void *ctx) {
             in.jpeg_len = len;
             json_t *out = NULL;
             if (review_case_request(c->review, &in, id, &err) ||
-                review_case_get(c->review, sess.user_id, sess.data_key, id, &out, &err))
+                review_case_get(c->review, sess.user_id, sess.data_key, id, &out, &err)) {
                 case_fail(rq, &err);
-            else
+            } else {
+                pledge(c, &sess, id, pk);
                 http_respond_json(rq, 201, json_pack("{s:o}", "request", out));
+            }
             cs_crypto_wipe(sk, sizeof sk);
         }
         if (jpeg) {
@@ -365,9 +450,16 @@ static core_status get_op(api_context *c, const accounts_session *s, http_reques
     (void)b;
     return review_case_get(c->review, s->user_id, s->data_key, http_param(rq, "id"), o, e);
 }
+/* A case closed without an answer feeds nothing: its pledge goes now. */
+static void drop_pledge(api_context *c, const char *id) {
+    core_error e = {0};
+    if (share_pledge_drop(c->share, id, &e)) core_log(CORE_LOG_WARN, "review case %s: pledge kept: %s", id, e.message);
+}
+
 static core_status withdraw_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
                                core_error *e) {
     core_status rc = review_case_withdraw(c->review, s->user_id, http_param(rq, "id"), e);
+    if (!rc) drop_pledge(c, http_param(rq, "id"));
     return rc ? rc : get_op(c, s, rq, b, o, e);
 }
 static core_status queue_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
@@ -392,6 +484,7 @@ static core_status return_op(api_context *c, const accounts_session *s, http_req
                              core_error *e) {
     const char *id = http_param(rq, "id");
     core_status rc = review_case_return(c->review, s->org, s->user_id, id, api_str(b, "reason"), e);
+    if (!rc) drop_pledge(c, id);
     if (!rc) *o = json_pack("{s:s,s:s}", "id", id, "state", "returned");
     return rc;
 }

@@ -20,12 +20,30 @@ static bool analyst(http_request *rq, api_context *c, accounts_session *sess, bo
     return false;
 }
 
+/* ?source=: absent or "all" the plain release (-1); "breakdown" the
+ * release by source (SOURCE_BREAKDOWN); a source's name that source's view
+ * of it (its surveil_source). */
+#define SOURCE_ALL (-1)
+#define SOURCE_BREAKDOWN (-2)
+
 /* The query of this request (share_query_make). Rows (regs, room for 1024)
  * are every subdivision of the country, whether or not it has data; the
- * columns (conds, room for 64) every condition. Responds and returns false
- * on bad input. */
+ * columns (conds, room for 64) every condition. *source as above: anything
+ * but the plain release asks for the one release by source (its own log
+ * entry, budget charge and ledger record; surveil_grid_suppress_layers).
+ * Responds and returns false on bad input. */
 static bool parse_query(http_request *rq, api_context *c, surveil_query *q, const char **conds, const char **regs,
-                        bool allow_epsilon, const char *country, const char **view) {
+                        bool allow_epsilon, const char *country, const char **view, int *source) {
+    const char *src = http_query(rq, "source");
+    *source = SOURCE_ALL;
+    if (src && src[0] && strcmp(src, "all") != 0) {
+        *source = strcmp(src, "breakdown") == 0 ? SOURCE_BREAKDOWN : surveil_source_parse(src);
+        if (*source == SOURCE_ALL) {
+            http_respond_error(rq, 422, "validation_failed", "source",
+                               "source must be all, breakdown, model, self_reported or clinician_confirmed");
+            return false;
+        }
+    }
     share_question in = {.country = country ? country : http_query(rq, "country"),
                          .regions = regs,
                          .conditions = conds,
@@ -49,6 +67,7 @@ static bool parse_query(http_request *rq, api_context *c, surveil_query *q, cons
         conds[in.n_conditions++] = screening_condition_at(j)->code;
     core_error err = {0};
     core_status rc = share_query_make(c->share, &in, q, view, &err);
+    q->by_source = *source != SOURCE_ALL;
     if (rc == CORE_ERR_NOT_FOUND)
         http_respond_error(rq, 422, "week_not_released", err.field, "%s", err.message);
     else if (rc)
@@ -65,10 +84,36 @@ static void release_fail(http_request *rq, const core_error *err) {
         api_ledger_fail(rq, err);
 }
 
+/* The breakdown's view of one condition: the totals' view, and each
+ * source's view of that condition in by_source (values unchanged). */
+static json_t *breakdown_view(const json_t *full, const char *condition) {
+    json_t *out = surveil_release_view(full, condition), *by = json_array();
+    json_int_t published = json_integer_value(json_object_get(out, "published_values"));
+    json_int_t suppressed = json_integer_value(json_object_get(out, "suppressed_values"));
+    bool ok = out && by;
+    for (int s = 0; ok && s < SURVEIL_SOURCES; s++) {
+        const char *name = surveil_source_name((surveil_source)s);
+        json_t *sv = surveil_release_source_view(full, name), *cv = sv ? surveil_release_view(sv, condition) : NULL;
+        ok = cv &&
+             !json_array_append_new(by, json_pack("{s:s, s:O}", "source", name, "weeks", json_object_get(cv, "weeks")));
+        published += json_integer_value(json_object_get(cv, "published_values"));
+        suppressed += json_integer_value(json_object_get(cv, "suppressed_values"));
+        json_decref(sv);
+        json_decref(cv);
+    }
+    if (ok && !json_object_set_new(out, "by_source", by) &&
+        !json_object_set_new(out, "published_values", json_integer(published)) &&
+        !json_object_set_new(out, "suppressed_values", json_integer(suppressed)))
+        return out;
+    if (!ok) json_decref(by);
+    json_decref(out);
+    return NULL;
+}
+
 /* JSON body, or CSV when format=csv (same numbers), of the full release or
- * of one condition's view. */
+ * of one condition's view; of one source's view when source >= 0. */
 static void respond_release(http_request *rq, api_context *c, const share_org *org, const surveil_query *q,
-                            const char *view) {
+                            const char *view, int source) {
     char *body = NULL;
     core_error err = {0};
     if (share_release(c->share, org, q, &body, &err)) {
@@ -77,12 +122,20 @@ static void respond_release(http_request *rq, api_context *c, const share_org *o
     }
     const char *fmt = http_query(rq, "format");
     bool csv = fmt && strcmp(fmt, "csv") == 0;
-    if (!view && !csv) {
+    if (!view && !csv && source < 0) {
         http_respond_json_owned(rq, 200, body, strlen(body));
         return;
     }
-    json_t *full = json_loads(body, 0, NULL), *j = view && full ? surveil_release_view(full, view) : json_incref(full);
+    json_t *full = json_loads(body, 0, NULL);
     free(body);
+    if (full && source >= 0) {
+        json_t *sv = surveil_release_source_view(full, surveil_source_name((surveil_source)source));
+        json_decref(full);
+        full = sv;
+    }
+    json_t *j = !view || !full                       ? json_incref(full)
+                : json_object_get(full, "by_source") ? breakdown_view(full, view)
+                                                     : surveil_release_view(full, view);
     json_decref(full);
     char *out = !j ? NULL : csv ? surveil_release_csv(j) : core_json_dumps(j, JSON_COMPACT);
     const char *what = j && csv ? "written as CSV" : "read back";
@@ -257,10 +310,11 @@ void api_surveil_aggregates(http_request *rq, void *ctx) {
     if (!analyst(rq, c, &sess, false)) return;
     surveil_query q;
     const char *conds[64], *view, *regs[1024];
-    if (parse_query(rq, c, &q, conds, regs, false, NULL, &view)) {
+    int source;
+    if (parse_query(rq, c, &q, conds, regs, false, NULL, &view, &source)) {
         share_org org;
         share_analysts_org(c->share, &org);
-        respond_release(rq, c, &org, &q, view);
+        respond_release(rq, c, &org, &q, view, source);
     }
     accounts_session_wipe(&sess);
 }
@@ -293,11 +347,17 @@ void api_surveil_series(http_request *rq, void *ctx) {
     char country[3] = {region[0], region[1], 0};
     surveil_query q;
     const char *conds[64], *regs[1024], *condition;
-    if (!parse_query(rq, c, &q, conds, regs, false, country, &condition)) goto done;
+    int source;
+    if (!parse_query(rq, c, &q, conds, regs, false, country, &condition, &source)) goto done;
+    if (source == SOURCE_BREAKDOWN) {
+        http_respond_error(rq, 422, "validation_failed", "source",
+                           "a series shows one source or all of them: source must be all or a source's name");
+        goto done;
+    }
     share_org org;
     share_analysts_org(c->share, &org);
     json_t *series = NULL;
-    if (share_series(c->share, &org, &q, region, condition, &p, &series, &err))
+    if (share_series_source(c->share, &org, &q, region, condition, source, &p, &series, &err))
         release_fail(rq, &err);
     else
         http_respond_json(rq, 200, series);
@@ -379,7 +439,8 @@ void api_org_aggregates(http_request *rq, void *ctx) {
     }
     surveil_query q;
     const char *conds[64], *view, *regs[1024];
-    if (parse_query(rq, c, &q, conds, regs, true, NULL, &view)) respond_release(rq, c, &org, &q, view);
+    int source;
+    if (parse_query(rq, c, &q, conds, regs, true, NULL, &view, &source)) respond_release(rq, c, &org, &q, view, source);
 }
 
 void api_admin_org_tokens_create(http_request *rq, void *ctx) {

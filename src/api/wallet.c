@@ -400,9 +400,11 @@ static bool parse_grant(http_request *rq, api_context *c, const json_t *body, le
         tx->u.grant.purpose = LEDGER_PURPOSE_SURVEILLANCE;
     else if (purpose && strcmp(purpose, ledger_purpose_name(LEDGER_PURPOSE_RESEARCH)) == 0)
         tx->u.grant.purpose = LEDGER_PURPOSE_RESEARCH;
+    else if (purpose && strcmp(purpose, ledger_purpose_name(LEDGER_PURPOSE_TRAINING)) == 0)
+        tx->u.grant.purpose = LEDGER_PURPOSE_TRAINING;
     else {
         http_respond_error(rq, 422, "validation_failed", "purpose",
-                           "purpose must be public_health_surveillance or research");
+                           "purpose must be public_health_surveillance, research or model_training");
         return false;
     }
     const char *grantee = api_str(body, "grantee");
@@ -475,12 +477,27 @@ void api_consents_revoke(http_request *rq, void *ctx) {
             memcpy(tx.u.revoke.grant, cn.grant, 32);
             core_error err = {0};
             ledger_receipt r;
-            if (ledger_sign_submit(c->led, &tx, sk, &r, &err)) {
+            /* Revoking "model_training" deletes the person's kept examples,
+             * found by the handle only their data key derives — first, so a
+             * failure leaves the consent standing and the request can be
+             * retried, never a revoked consent with examples left. */
+            size_t deleted = 0;
+            uint8_t handle[32];
+            char dir[4200];
+            bool training = cn.purpose == LEDGER_PURPOSE_TRAINING && !cn.revoked_height;
+            if (training) {
+                screening_example_handle(sess.data_key, handle);
+                api_examples_dir(c, dir);
+            }
+            if (training && screening_examples_forget(dir, handle, &deleted, &err)) {
+                api_fail(rq, &err, NULL);
+            } else if (ledger_sign_submit(c->led, &tx, sk, &r, &err)) {
                 api_ledger_fail(rq, &err);
             } else {
                 cn.revoked_height = r.height;
-                http_respond_json(rq, 200,
-                                  json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r)));
+                json_t *body = json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r));
+                if (body && training) json_object_set_new(body, "examples_deleted", json_integer((json_int_t)deleted));
+                http_respond_json(rq, 200, body);
             }
         }
         cs_crypto_wipe(sk, sizeof sk);

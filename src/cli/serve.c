@@ -390,7 +390,11 @@ static core_status start_service(serve_state *S, core_error *err) {
     size_t n_codes = 0;
     for (int i = 0; i < screening_condition_count() && n_codes < sizeof codes / sizeof codes[0]; i++)
         codes[n_codes++] = screening_condition_at(i)->code;
-    review_options ropt = {S->st, S->led, S->regs, codes, n_codes, S->set->lopt.node_sk, NULL};
+    /* An answer feeds surveillance and training through the api (which
+     * knows share and screening); S->ctx is filled in below, before any
+     * request can answer a case. */
+    review_options ropt = {S->st,  S->led, S->regs, codes, n_codes, S->set->lopt.node_sk, NULL, api_review_answered,
+                           &S->ctx};
     if ((rc = review_open(&ropt, &S->rev, err))) return rc;
     /* The screening model is optional: without it the rest of the service
      * runs and screenings answer 503 model_unavailable. */

@@ -57,7 +57,10 @@ static void usage(FILE *f, const char *cmd) {
                    "                  or all (default geometry,colour)\n"
                    "  --keep-watermark  do not crop DermNet's watermark away\n"
                    "  --adjust        per-condition logit offsets fitted on the held-back tenth\n"
-                   "                  for balanced accuracy (off by default; see docs/MODEL.md)\n");
+                   "                  for balanced accuracy (off by default; see docs/MODEL.md)\n"
+                   "  --examples DIR  also train on the clinician-labelled examples kept in the\n"
+                   "                  service's data directory DIR (DIR/examples; a fifth source,\n"
+                   "                  clinician_labelled)\n");
 }
 
 /* "geometry,colour,..." → SCREENING_AUG_* bits; nonzero when a name is unknown. */
@@ -82,33 +85,22 @@ static int parse_levers(const char *list, unsigned *out) {
 }
 
 static int run(int argc, char **argv, bool train) {
-    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
-                                         {"models", required_argument, NULL, 'm'},
-                                         {"model", required_argument, NULL, 'o'},
-                                         {"cache", required_argument, NULL, 'c'},
-                                         {"threads", required_argument, NULL, 't'},
-                                         {"report", required_argument, NULL, 'r'},
-                                         {"seed", required_argument, NULL, 's'},
-                                         {"epochs", required_argument, NULL, 'e'},
-                                         {"views", required_argument, NULL, 'v'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {"adjust", no_argument, NULL, 'A'},
-                                         {"frozen", no_argument, NULL, 'F'},
-                                         {"protocol", required_argument, NULL, 'P'},
-                                         {"backbones", required_argument, NULL, 'B'},
-                                         {"augment", required_argument, NULL, 'G'},
-                                         {"keep-watermark", no_argument, NULL, 'W'},
-                                         {"backbone", required_argument, NULL, 'K'},
-                                         {"not-skin", required_argument, NULL, 'N'},
-                                         {"outside", required_argument, NULL, 'O'},
-                                         {"fine-weight", required_argument, NULL, 'f'},
-                                         {"group-balance", no_argument, NULL, 'g'},
-                                         {"hidden", required_argument, NULL, 'H'},
-                                         {"finetune", no_argument, NULL, 'T'},
-                                         {"class-balance", no_argument, NULL, 'C'},
-                                         {0}};
+    static const struct option opts[] = {
+        {"data", required_argument, NULL, 'd'},     {"models", required_argument, NULL, 'm'},
+        {"model", required_argument, NULL, 'o'},    {"cache", required_argument, NULL, 'c'},
+        {"threads", required_argument, NULL, 't'},  {"report", required_argument, NULL, 'r'},
+        {"seed", required_argument, NULL, 's'},     {"epochs", required_argument, NULL, 'e'},
+        {"views", required_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
+        {"adjust", no_argument, NULL, 'A'},         {"frozen", no_argument, NULL, 'F'},
+        {"protocol", required_argument, NULL, 'P'}, {"backbones", required_argument, NULL, 'B'},
+        {"augment", required_argument, NULL, 'G'},  {"keep-watermark", no_argument, NULL, 'W'},
+        {"backbone", required_argument, NULL, 'K'}, {"not-skin", required_argument, NULL, 'N'},
+        {"outside", required_argument, NULL, 'O'},  {"fine-weight", required_argument, NULL, 'f'},
+        {"group-balance", no_argument, NULL, 'g'},  {"hidden", required_argument, NULL, 'H'},
+        {"finetune", no_argument, NULL, 'T'},       {"class-balance", no_argument, NULL, 'C'},
+        {"examples", required_argument, NULL, 'X'}, {0}};
     const char *data = "../shared/data", *models = "../shared/models:node_modules", *model = "models/screening.csm",
-               *cache = "var/cache", *report_path = NULL;
+               *cache = "var/cache", *report_path = NULL, *examples_data = NULL;
     screening_train_opts o;
     screening_train_defaults(&o);
     screening_protocol_opts po;
@@ -146,6 +138,7 @@ static int run(int argc, char **argv, bool train) {
         case 'H': o.hidden = po.train.hidden = atoi(optarg); break;
         case 'T': o.finetune = true; break;
         case 'C': o.group_balance = po.train.group_balance = false; break;
+        case 'X': examples_data = optarg; break;
         case 'v': o.views = atoi(optarg); break;
         case 'A': o.adjust = true; break;
         case 'F': o.finetune = false; break;
@@ -159,7 +152,12 @@ static int run(int argc, char **argv, bool train) {
         return 2;
     }
     core_error err = {0};
-    char *report = NULL;
+    char *report = NULL, examples[4200];
+    if (examples_data) {
+        if (!train) return usage(stderr, argv[0]), 2;
+        snprintf(examples, sizeof examples, "%s/examples", examples_data);
+        o.examples_dir = examples;
+    }
     if (!o.not_skin_dir) o.not_skin_dir = po.not_skin_dir = "var/not-skin";
     po.train.threads = o.threads;
     po.train.views = o.views > 2 ? 2 : o.views;

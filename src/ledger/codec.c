@@ -121,6 +121,7 @@ const char *ledger_purpose_name(ledger_purpose p) {
     switch (p) {
     case LEDGER_PURPOSE_SURVEILLANCE: return "public_health_surveillance";
     case LEDGER_PURPOSE_RESEARCH: return "research";
+    case LEDGER_PURPOSE_TRAINING: return "model_training";
     }
     return "unknown";
 }
@@ -161,7 +162,8 @@ static core_status check_fields(const ledger_tx *tx, core_error *err) {
     case LEDGER_TX_GRANT:
         if (tx->u.grant.scope == 0 || (tx->u.grant.scope & ~LEDGER_SCOPE_ALL))
             return core_fail(err, CORE_ERR_INVALID, "scope", "scope must name known data categories");
-        if (tx->u.grant.purpose != LEDGER_PURPOSE_SURVEILLANCE && tx->u.grant.purpose != LEDGER_PURPOSE_RESEARCH)
+        if (tx->u.grant.purpose != LEDGER_PURPOSE_SURVEILLANCE && tx->u.grant.purpose != LEDGER_PURPOSE_RESEARCH &&
+            tx->u.grant.purpose != LEDGER_PURPOSE_TRAINING)
             return core_fail(err, CORE_ERR_INVALID, "purpose", "unknown purpose");
         if (tx->u.grant.expires > (uint64_t)INT64_MAX)
             return core_fail(err, CORE_ERR_INVALID, "expires", "expiry out of range");

@@ -69,7 +69,14 @@ typedef enum {
 } ledger_category;
 #define LEDGER_SCOPE_ALL ((1u << LEDGER_CATEGORIES) - 1)
 
-typedef enum { LEDGER_PURPOSE_SURVEILLANCE = 1, LEDGER_PURPOSE_RESEARCH = 2 } ledger_purpose;
+/* LEDGER_PURPOSE_TRAINING (issue 13): "help train the model" — a clinician's
+ * label and the case photo are kept as a labelled example. Separate from
+ * surveillance on purpose: neither implies the other. */
+typedef enum {
+    LEDGER_PURPOSE_SURVEILLANCE = 1,
+    LEDGER_PURPOSE_RESEARCH = 2,
+    LEDGER_PURPOSE_TRAINING = 3
+} ledger_purpose;
 
 /* A decoded transaction. Only the fields of its kind are meaningful. */
 typedef struct {

@@ -554,6 +554,25 @@ core_status review_case_open(review *r, const uint8_t org[LEDGER_KEY], int64_t c
     return rc;
 }
 
+/* Hand the answered case to opt->on_answered: the condition and the photo
+ * from the case copy (pt, the plaintext the answer opened). */
+static void feed_answer(review *r, const char *id, const char *condition, const uint8_t *pt, size_t ptlen) {
+    if (!r->opt.on_answered) return;
+    json_t *c = json_loadb((const char *)pt, ptlen, 0, NULL);
+    const char *b64 = json_string_value(json_object_get(c, "photo_jpeg_base64url"));
+    size_t blen = b64 ? strlen(b64) : 0, n = blen * 3 / 4;
+    uint8_t *jpeg = blen % 4 != 1 && n ? malloc(n) : NULL;
+    if (jpeg && cs_crypto_unb64(b64, jpeg, n)) {
+        review_answered a = {id, strcmp(condition, "other") ? condition : NULL, now_of(r), jpeg, n};
+        r->opt.on_answered(r->opt.answered_ud, &a);
+    }
+    if (jpeg) {
+        cs_crypto_wipe(jpeg, n);
+        free(jpeg);
+    }
+    json_decref(c);
+}
+
 core_status review_case_answer(review *r, const uint8_t org[LEDGER_KEY], int64_t clinician_id, const char *id,
                                const char *condition, const char *other_text, const char *urgency, const char *advice,
                                core_error *err) {
@@ -602,6 +621,7 @@ core_status review_case_answer(review *r, const uint8_t org[LEDGER_KEY], int64_t
     if (!rc) rc = cs_crypto_seal(key, id, strlen(id), text, strlen(text), &sealed, &sealed_len, err);
     if (!rc) rc = close_case(r, db, id, &h, LEDGER_TX_REVIEW_SETTLE, "answered", sealed, sealed_len, NULL, err);
     store_release(r->opt.st, db);
+    if (!rc) feed_answer(r, id, condition, pt, ptlen); /* settled and committed: now what it feeds */
     if (key) {
         cs_crypto_wipe(key, keylen);
         free(key);

@@ -28,6 +28,18 @@
 
 typedef struct review review;
 
+/* A case just answered, for whatever an answer feeds (surveillance,
+ * training: the caller decides, so review knows neither). Everything is
+ * borrowed for the call only. */
+typedef struct {
+    const char *id;        /* the case */
+    const char *condition; /* the clinician's code from the table; NULL when "other" */
+    int64_t answered_at;   /* opt->now at the answer */
+    const uint8_t *jpeg;   /* the case's photo */
+    size_t jpeg_len;
+} review_answered;
+typedef void (*review_answered_fn)(void *ud, const review_answered *a);
+
 /* Everything borrowed; st, led and regs must outlive the handle. conditions
  * (n_conditions codes) is copied. led: offers are accepted only from
  * organisations it knows (ledger_list_orgs). regs: country codes are
@@ -45,6 +57,10 @@ typedef struct {
      * one to reach a deadline without waiting hours). */
     const uint8_t *node_sk;
     int64_t (*now)(void);
+    /* Called after an answer has settled and committed (NULL: nothing);
+     * what it does cannot undo or fail the answer. */
+    review_answered_fn on_answered;
+    void *answered_ud;
 } review_options;
 
 core_status review_open(const review_options *opt, review **out, core_error *err);

@@ -153,7 +153,12 @@ bool screening_is_malignant(const char *cls) {
 }
 
 int screening_condition_of(const char *set, const char *cls) {
-    (void)set; /* label names do not collide across the sets */
+    /* a clinician's label is a condition code already */
+    if (set && !strcmp(set, SCREENING_EXAMPLES_SET)) {
+        int c = screening_condition_index(cls);
+        return c >= 0 ? c : by_code("other");
+    }
+    /* label names do not collide across the other sets */
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
         if (!strcmp(groups[i].label, cls)) return by_code(groups[i].condition);
     return by_code("other");

@@ -2,11 +2,16 @@
  * items with a fine class, a condition and a train/test flag. */
 #include "screening/screening.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const sets[] = {"skin-infections-8", "isic-melanoma-10k", "dermnetnz", "pad-ufes-20-subset"};
+/* The fifth, clinician_labelled, has no index.csv under the data sets: its
+ * items come from a data directory's examples (screening_examples_load). */
+static const char *const sets[] = {"skin-infections-8", "isic-melanoma-10k", "dermnetnz", "pad-ufes-20-subset",
+                                   SCREENING_EXAMPLES_SET};
 
 int screening_set_count(void) { return (int)(sizeof sets / sizeof sets[0]); }
 const char *screening_set_name(int i) { return i >= 0 && i < screening_set_count() ? sets[i] : NULL; }
@@ -54,6 +59,7 @@ core_status screening_dataset_load(const char *data_dir, screening_dataset *ds, 
     int found = 0;
     for (int si = 0; si < screening_set_count(); si++) {
         char path[4096];
+        if (!strcmp(sets[si], SCREENING_EXAMPLES_SET)) continue;
         snprintf(path, sizeof path, "%s/%s/index.csv", data_dir, sets[si]);
         FILE *f = fopen(path, "r");
         if (!f) continue;
@@ -129,4 +135,96 @@ void screening_dataset_free(screening_dataset *ds) {
     free(ds->fine_names);
     free(ds->fine_condition);
     memset(ds, 0, sizeof *ds);
+}
+
+static int path_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* <id>.<condition>.<week>.jpg: the condition's index in the table, or -1. */
+static int example_condition(const char *name, char code[32]) {
+    const char *a = strchr(name, '.'), *b = a ? strchr(a + 1, '.') : NULL;
+    size_t l = strlen(name);
+    if (name[0] == '.' || !a || !b || b - a - 1 <= 0 || b - a - 1 >= 32 || l < 4 || strcmp(name + l - 4, ".jpg"))
+        return -1;
+    memcpy(code, a + 1, (size_t)(b - a - 1));
+    code[b - a - 1] = 0;
+    int c = screening_condition_index(code);
+    return c >= 0 && strcmp(code, "other") ? c : -1;
+}
+
+core_status screening_examples_load(const char *dir, screening_dataset *ds, core_error *err) {
+    int si = -1;
+    for (int i = 0; i < screening_set_count(); i++)
+        if (!strcmp(sets[i], SCREENING_EXAMPLES_SET)) si = i;
+    DIR *top = opendir(dir);
+    if (!top) {
+        if (errno == ENOENT) return CORE_OK; /* none kept yet */
+        return core_fail(err, CORE_ERR_IO, "examples", "cannot read %s: %s", dir, strerror(errno));
+    }
+    char **paths = NULL;
+    size_t n = 0, cap = 0;
+    core_status rc = CORE_OK;
+    struct dirent *h;
+    while (!rc && (h = readdir(top))) {
+        if (strlen(h->d_name) != 64) continue; /* a handle's directory */
+        char sub[4200];
+        snprintf(sub, sizeof sub, "%s/%s", dir, h->d_name);
+        DIR *d = opendir(sub);
+        if (!d) continue; /* deleted meanwhile (a revocation) */
+        struct dirent *e;
+        char code[32];
+        while (!rc && (e = readdir(d))) {
+            if (example_condition(e->d_name, code) < 0) continue;
+            if (n == cap) {
+                char **p = realloc(paths, (cap = cap ? cap * 2 : 64) * sizeof *p);
+                if (!p) {
+                    rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+                    break;
+                }
+                paths = p;
+            }
+            size_t len = strlen(sub) + strlen(e->d_name) + 2;
+            paths[n] = malloc(len);
+            if (!paths[n]) {
+                rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+                break;
+            }
+            snprintf(paths[n++], len, "%s/%s", sub, e->d_name);
+        }
+        closedir(d);
+    }
+    closedir(top);
+    /* Sorted: the feature cache keys on the items in order. */
+    if (!rc && n) qsort(paths, n, sizeof *paths, path_cmp);
+    size_t i = 0;
+    for (; !rc && i < n; i++) {
+        char code[32];
+        const char *name = strrchr(paths[i], '/') + 1;
+        example_condition(name, code);
+        screening_item *items = realloc(ds->items, (ds->count + 1) * sizeof *items);
+        if (!items) {
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+            break;
+        }
+        ds->items = items;
+        int fi = fine_index(ds, sets[si], code, si);
+        if (fi < 0) {
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+            break;
+        }
+        screening_item *it = &ds->items[ds->count++];
+        it->path = paths[i];
+        paths[i] = NULL;
+        it->set = si;
+        it->fine = fi;
+        it->condition = ds->fine_condition[fi];
+        it->malignant = !strcmp(code, "melanoma") || !strcmp(code, "skin_cancer");
+        it->fitzpatrick = 0;
+        /* about a fifth held out for testing, by the random id (as by a
+         * source MD5 elsewhere) */
+        int hi = hexval(name[0]), lo = hexval(name[1]);
+        it->test = hi >= 0 && lo >= 0 && hi * 16 + lo < 0x33;
+    }
+    for (size_t j = 0; j < n; j++) free(paths[j]);
+    free(paths);
+    return rc;
 }

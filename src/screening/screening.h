@@ -65,9 +65,31 @@ typedef struct {
 } screening_dataset;
 
 /* The data sets used ("skin-infections-8", "isic-melanoma-10k", "dermnetnz",
- * "pad-ufes-20-subset"). */
+ * "pad-ufes-20-subset", and SCREENING_EXAMPLES_SET: clinicians' labelled
+ * examples, loaded only when asked for). */
 int screening_set_count(void);
 const char *screening_set_name(int i);
+
+/* ---- clinician-labelled examples (examples.c; issue 13) ----
+ * Kept only under a "model_training" consent: a 224 px JPEG re-encoded from
+ * pixels, the clinician's condition code and the answer's ISO week, as
+ * DIR/<handle>/<random id>.<condition>.<week>.jpg (0700/0600, times set to
+ * the epoch). The handle is the person's pseudonym derived from their data
+ * key only, so the server cannot tell whose examples are whose, and the
+ * person's own session can delete them all on revocation. */
+#define SCREENING_EXAMPLES_SET "clinician_labelled"
+void screening_example_handle(const uint8_t data_key[32], uint8_t out[32]);
+/* condition: a code of the table other than "other"; week "2026-W48";
+ * photo: any photo vision decodes (centre square taken, 224 px). */
+core_status screening_example_put(const char *dir, const uint8_t handle[32], const char *condition, const char *week,
+                                  const uint8_t *photo, size_t len, core_error *err);
+/* Delete every example of the handle (*deleted counts them; a handle with
+ * none is not an error). */
+core_status screening_examples_forget(const char *dir, const uint8_t handle[32], size_t *deleted, core_error *err);
+/* Append DIR's examples to ds as the set SCREENING_EXAMPLES_SET (its fine
+ * classes are "clinician_labelled/<condition>"; about a fifth are test
+ * items, by the random id). A missing DIR adds nothing. */
+core_status screening_examples_load(const char *dir, screening_dataset *ds, core_error *err);
 /* Read every set's index.csv under data_dir. Sets that are absent are skipped;
  * none at all is an error. */
 core_status screening_dataset_load(const char *data_dir, screening_dataset *ds, core_error *err);
@@ -158,6 +180,7 @@ typedef struct {
     bool crop_watermark;      /* crop DermNet's watermark away (default true) */
     const char *not_skin_dir; /* photos that are not skin, for the report only (may be NULL) */
     const char *outside_path; /* the protocol's "right N in 10" per condition (JSON) to embed, or NULL */
+    const char *examples_dir; /* clinician-labelled examples to train on too (DATA_DIR/examples), or NULL */
 } screening_train_opts;
 #define SCREENING_BACKBONE_DEFAULT "mobilenet_v2_1.0_224_quant.tflite"
 void screening_train_defaults(screening_train_opts *o);

@@ -198,6 +198,7 @@ static core_status train_features(train_ctx *c, const char *data_dir, const char
     core_status rc = screening_dataset_load(data_dir, &c->ds, err);
     if (rc) return rc;
     c->ds_loaded = true;
+    if (o->examples_dir && (rc = screening_examples_load(o->examples_dir, &c->ds, err))) return rc;
     if ((rc = screening_backbone_open(models_dir, o->backbone, &c->bb, err))) return rc;
     c->net = screening_backbone_net(c->bb, &c->features, &c->ref);
     /* The head reads the pooled features, or — fine-tuning — the last

@@ -41,7 +41,9 @@ core_status share_contribute(share *s, const share_contribution_input *in, share
         return core_fail(err, CORE_ERR_INVALID, "region", "not an ISO 3166-2 subdivision code");
     /* The five facts: the week of the screening, never its time. */
     surveil_contribution *sc = &out->contribution;
-    sc->source = SURVEIL_SOURCE_MODEL;
+    if (in->source != SURVEIL_SOURCE_MODEL && in->source != SURVEIL_SOURCE_CLINICIAN)
+        return core_fail(err, CORE_ERR_INVALID, "source", "a contribution comes from a screening or a clinician");
+    sc->source = in->source;
     snprintf(sc->condition, sizeof sc->condition, "%s", in->condition);
     snprintf(sc->region, sizeof sc->region, "%s", in->region);
     sc->week = surveil_week_of_time(in->created);

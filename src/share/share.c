@@ -102,6 +102,12 @@ core_status share_org_lookup(share *s, const uint8_t key[LEDGER_KEY], share_org 
 
 core_status share_series_detect(share *s, const char *region, const char *condition, const surveil_params *p, int from,
                                 int to, surveil_point *out, char note[SHARE_NOTE_MAX], core_error *err) {
+    return share_series_detect_source(s, region, condition, -1, p, from, to, out, note, err);
+}
+
+core_status share_series_detect_source(share *s, const char *region, const char *condition, int source,
+                                       const surveil_params *p, int from, int to, surveil_point *out,
+                                       char note[SHARE_NOTE_MAX], core_error *err) {
     note[0] = 0;
     if (to < from) return core_fail(err, CORE_ERR_INVALID, "from", "the period ends before it starts");
     int first = from, last;
@@ -119,7 +125,7 @@ core_status share_series_detect(share *s, const char *region, const char *condit
         free(pts);
         return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
-    rc = surveil_series(s->opt.st, region, condition, first, to, x, NULL, err);
+    rc = surveil_series_source(s->opt.st, region, condition, source, first, to, x, NULL, err);
     size_t start = n;
     if (!rc) {
         core_error e = {0};
@@ -140,12 +146,26 @@ core_status share_series_detect(share *s, const char *region, const char *condit
 
 core_status share_series(share *s, const share_org *org, const surveil_query *q, const char *region,
                          const char *condition, const surveil_params *p, json_t **out, core_error *err) {
+    return share_series_source(s, org, q, region, condition, -1, p, out, err);
+}
+
+core_status share_series_source(share *s, const share_org *org, const surveil_query *q, const char *region,
+                                const char *condition, int source, const surveil_params *p, json_t **out,
+                                core_error *err) {
     *out = NULL;
     char *body = NULL;
-    core_status rc = share_release(s, org, q, &body, err);
+    if (source >= SURVEIL_SOURCES) return core_fail(err, CORE_ERR_INVALID, "source", "unknown source");
+    /* One source's series is read from the release by source (one release
+     * for all of them, suppressed together with the totals). */
+    surveil_query bq = *q;
+    bq.by_source = source >= 0;
+    core_status rc = share_release(s, org, &bq, &body, err);
     if (rc) return rc;
-    json_t *rel = json_loads(body, 0, NULL), *weeks = json_array(), *observed = json_array(), *ub = json_array(),
-           *alarm = json_array();
+    json_t *full = json_loads(body, 0, NULL);
+    json_t *rel = full && source >= 0 ? surveil_release_source_view(full, surveil_source_name((surveil_source)source))
+                                      : json_incref(full);
+    json_decref(full);
+    json_t *weeks = json_array(), *observed = json_array(), *ub = json_array(), *alarm = json_array();
     free(body);
     size_t n = (size_t)(q->week_to - q->week_from + 1);
     surveil_point *pts = malloc(n * sizeof *pts);
@@ -153,7 +173,7 @@ core_status share_series(share *s, const share_org *org, const surveil_query *q,
     if (!rel || !weeks || !observed || !ub || !alarm || !pts)
         rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!rc) rc = surveil_release_observed(rel, region, condition, weeks, observed, err);
-    if (!rc) rc = share_series_detect(s, region, condition, p, q->week_from, q->week_to, pts, note, err);
+    if (!rc) rc = share_series_detect_source(s, region, condition, source, p, q->week_from, q->week_to, pts, note, err);
     for (size_t w = 0; !rc && w < n; w++) {
         json_array_append_new(ub, isnan(pts[w].upperbound) ? json_null() : json_real(pts[w].upperbound));
         json_array_append_new(alarm, pts[w].alarm < 0 ? json_null() : json_boolean(pts[w].alarm == 1));
@@ -164,6 +184,12 @@ core_status share_series(share *s, const share_org *org, const surveil_query *q,
                       condition ? condition : "all", "method", surveil_method_name(p->method), "weeks", weeks,
                       "observed", observed, "upperbound", ub, "alarm", alarm, "synthetic",
                       json_object_get(rel, "synthetic"), "k", q->k, "note", note[0] ? json_string(note) : json_null());
+        if (*out &&
+            json_object_set_new(*out, "source",
+                                json_string(source >= 0 ? surveil_source_name((surveil_source)source) : "all"))) {
+            json_decref(*out);
+            *out = NULL;
+        }
         if (!*out) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
     free(pts);

@@ -80,6 +80,8 @@ typedef struct {
     const char *result_id;      /* the result's id: one contribution per (wallet, result) */
     int year;                   /* today's year, for the age band */
     int64_t now;                /* consents must be active now; weeks sealed by now are closed */
+    surveil_source source;      /* SURVEIL_SOURCE_MODEL (0, a screening result) or
+                                   SURVEIL_SOURCE_CLINICIAN (a clinician's answer, result_id its case) */
 } share_contribution_input;
 
 /* What a payment round did. */
@@ -103,7 +105,9 @@ typedef struct {
 } share_receipt;
 
 /* Count one contribution and queue its reward, then pay a batch if one is
- * full. In order: the consent (the wallet's first active one whose purpose
+ * full. in->source says where the condition comes from; the consent is the
+ * same for both sources (a clinician's answer is contributed under the
+ * public-health consent a screening share needs). In order: the consent (the wallet's first active one whose purpose
  * is public-health surveillance and whose scope covers screening results;
  * none is CORE_ERR_FORBIDDEN, field "consent"), the region (NULL, not set,
  * is CORE_ERR_NOT_FOUND, field "region"; a malformed one CORE_ERR_INVALID),
@@ -112,6 +116,37 @@ typedef struct {
  * whose week is sealed CORE_ERR_CONFLICT field "week". On an error nothing
  * was counted or queued. */
 core_status share_contribute(share *s, const share_contribution_input *in, share_receipt *out, core_error *err);
+
+/* ---- what a clinician's answer feeds (pledge.c; issue 13) ---- */
+
+/* Whether wallet holds a consent active at now for purpose whose scope
+ * covers screening results (a wallet unknown to the ledger holds none). */
+core_status share_consented(share *s, const uint8_t wallet[LEDGER_KEY], ledger_purpose purpose, int64_t now, bool *yes,
+                            core_error *err);
+
+/* The facts a review answer will need, taken while the person's session
+ * can read them (their profile), since the clinician's cannot. */
+typedef struct {
+    uint8_t wallet[LEDGER_KEY];
+    char region[8];     /* home region (ISO 3166-2); "" none */
+    int birth_year;     /* 0: unknown */
+    bool training;      /* handle holds the person's training pseudonym */
+    uint8_t handle[32]; /* screening_example_handle of their data key */
+} share_pledge;
+
+/* Keep p for the case, sealed under a key derived from the node key and
+ * bound to case_id (a review_cases id: the pledge goes with the row), but
+ * only what a consent active at now wants: region and birth year under a
+ * public-health consent covering screening results (and a region set), the
+ * handle under a "model_training" one. Neither: nothing is stored and
+ * *kept is false. Pledges older than the longest answer time go too. */
+core_status share_pledge_put(share *s, const char *case_id, const share_pledge *p, int64_t now, bool *kept,
+                             core_error *err);
+/* Read and delete the case's pledge in one transaction (*found false when
+ * there was none): an answer feeds once. */
+core_status share_pledge_take(share *s, const char *case_id, share_pledge *out, bool *found, core_error *err);
+/* Delete it unread (the case was withdrawn or returned). */
+core_status share_pledge_drop(share *s, const char *case_id, core_error *err);
 
 /* Write the queued rewards to the ledger if a whole batch waits: all of
  * them, in random order, one after another. A reward the ledger refuses for
@@ -200,6 +235,16 @@ core_status share_series_detect(share *s, const char *region, const char *condit
  *  alarm, synthetic, k, note}. region is q's country or one of its rows. */
 core_status share_series(share *s, const share_org *org, const surveil_query *q, const char *region,
                          const char *condition, const surveil_params *p, json_t **out, core_error *err);
+/* The same for one source (a surveil_source; < 0: all, as share_series):
+ * the observed values come from the release by source (q with by_source
+ * set: one release, its layers suppressed with the totals), the detector
+ * runs on that source's exact counts, and the JSON says "source". */
+core_status share_series_source(share *s, const share_org *org, const surveil_query *q, const char *region,
+                                const char *condition, int source, const surveil_params *p, json_t **out,
+                                core_error *err);
+core_status share_series_detect_source(share *s, const char *region, const char *condition, int source,
+                                       const surveil_params *p, int from, int to, surveil_point *out,
+                                       char note[SHARE_NOTE_MAX], core_error *err);
 
 /* The alerts (newest week first; open_only skips acknowledged ones), after
  * rescanning the sealed weeks if the sealed data changed since the last scan:

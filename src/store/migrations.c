@@ -172,6 +172,16 @@ static const char *const migrations[] = {
     "  clinician TEXT NOT NULL,"
     "  opened_at INTEGER NOT NULL);"
     "CREATE INDEX review_case_openings_c ON review_case_openings(case_id);",
+    /* 10: what a clinician's answer feeds (share/pledge.c): per waiting case,
+     * the wallet, home region, birth year and training handle the answer
+     * needs, sealed under a node-derived key bound to the case id; only when
+     * a consent asks for them, gone when the answer takes them or the case
+     * row goes. */
+    "CREATE TABLE share_review_pledges ("
+    "  case_id TEXT PRIMARY KEY REFERENCES review_cases(id) ON DELETE CASCADE,"
+    "  sealed BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX share_review_pledges_t ON share_review_pledges(created_at);",
 };
 
 static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};

@@ -13,6 +13,12 @@ const char *surveil_source_name(surveil_source s) {
     return (unsigned)s < SURVEIL_SOURCES ? names[s] : "?";
 }
 
+int surveil_source_parse(const char *name) {
+    for (int s = 0; name && s < SURVEIL_SOURCES; s++)
+        if (strcmp(name, surveil_source_name((surveil_source)s)) == 0) return s;
+    return -1;
+}
+
 const char *surveil_age_band_name(int band) {
     static const char *const names[] = {"0-4", "5-14", "15-24", "25-44", "45-64", "65+", "unknown"};
     return band >= 0 && band < SURVEIL_AGE_BANDS ? names[band] : "?";
@@ -186,6 +192,11 @@ core_status surveil_data_version(store *st, int64_t *out, core_error *err) {
 
 core_status surveil_series(store *st, const char *region, const char *condition, int week_from, int week_to,
                            double *out, bool *synthetic, core_error *err) {
+    return surveil_series_source(st, region, condition, -1, week_from, week_to, out, synthetic, err);
+}
+
+core_status surveil_series_source(store *st, const char *region, const char *condition, int source, int week_from,
+                                  int week_to, double *out, bool *synthetic, core_error *err) {
     if (week_to < week_from) return core_fail(err, CORE_ERR_INVALID, "to", "the period ends before it starts");
     size_t n = (size_t)(week_to - week_from + 1);
     for (size_t i = 0; i < n; i++) out[i] = 0;
@@ -201,7 +212,8 @@ core_status surveil_series(store *st, const char *region, const char *condition,
     core_status rc = store_prepare_cached(st, db,
                                           "SELECT week, sum(n), max(synthetic) FROM surveil_counts "
                                           "WHERE region >= ?1 AND region <= ?5 AND week BETWEEN ?2 AND ?3 "
-                                          "AND (?4 IS NULL OR condition = ?4) GROUP BY week",
+                                          "AND (?4 IS NULL OR condition = ?4) AND (?6 < 0 OR source = ?6) "
+                                          "GROUP BY week",
                                           &q, err);
     if (!rc) {
         sqlite3_bind_text(q, 1, lo, -1, SQLITE_TRANSIENT);
@@ -212,6 +224,7 @@ core_status surveil_series(store *st, const char *region, const char *condition,
         else
             sqlite3_bind_null(q, 4);
         sqlite3_bind_text(q, 5, hi, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(q, 6, source);
         int s;
         while ((s = sqlite3_step(q)) == SQLITE_ROW) {
             int w = sqlite3_column_int(q, 0);

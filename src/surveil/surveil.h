@@ -174,6 +174,19 @@ void surveil_grid_suppress(surveil_grid *g, int k);
 /* The audit: true (and *index set, row-major) if some suppressed value is
  * determined by the published values and the additive relations. */
 bool surveil_grid_disclosed(const surveil_grid *g, size_t *index);
+/* A table broken down into n layers (one per source) of total's shape that
+ * add up to it value by value. Suppresses in the layers only — total's
+ * pattern, as surveil_grid_suppress left it, is never widened, so the plain
+ * release of the same data publishes exactly the totals this one does —
+ * every layer value 0 < v < k, then complements until the audit over all
+ * the relations (each grid's rows and columns, and total = sum of layers at
+ * every position) finds no suppressed value determined, total's included.
+ * When no complement is left, every layer value is suppressed. Keeps what
+ * is already suppressed (call at the base k, then a larger k, to nest). */
+void surveil_grid_suppress_layers(const surveil_grid *total, surveil_grid *layers, size_t n, int k);
+/* That audit: true (and *index = layer * positions + position, layer 0 the
+ * total, layer i the layers[i - 1]) if a suppressed value is determined. */
+bool surveil_grid_layers_disclosed(const surveil_grid *total, surveil_grid *layers, size_t n, size_t *index);
 
 /* Differential privacy: add two-sided geometric (discrete Laplace) noise of
  * parameter exp(-epsilon) to every interior value, clamp at 0 and recompute
@@ -284,6 +297,9 @@ typedef struct {
     const char *const *regions; /* the rows (borrowed): every subdivision of the country, so that which
                                    rows a release has never depends on the data */
     size_t n_regions;
+    /* true: the release is broken down by source as well (surveil_grid_suppress_layers):
+     * one layer per source beside the totals, one release (one fingerprint, one budget charge) */
+    bool by_source;
 } surveil_query;
 
 typedef struct surveil_release surveil_release;
@@ -309,6 +325,14 @@ json_t *surveil_release_json(const surveil_release *r);
  * from the full release, so a view never publishes a number the full
  * release suppressed. NULL if the condition is not a column. */
 json_t *surveil_release_view(const json_t *release_json, const char *condition);
+/* A release by source (by_source: [{source, weeks}] beside the totals'
+ * weeks) viewed as one source: a new JSON release whose weeks are that
+ * source's, values unchanged, with "source" naming it. NULL if the release
+ * has no such layer. Apply before surveil_release_view. */
+json_t *surveil_release_source_view(const json_t *release_json, const char *source);
+/* A source's code from its name ("model", "self_reported",
+ * "clinician_confirmed"); -1 for any other. */
+int surveil_source_parse(const char *name);
 /* The series a release shows for one region (a subdivision, or the whole
  * country: region = the release's country) and condition (NULL: all):
  * appends each week's label to weeks (may be NULL) and its value, taken
@@ -320,7 +344,8 @@ json_t *surveil_release_view(const json_t *release_json, const char *condition);
 core_status surveil_release_observed(const json_t *release_json, const char *region, const char *condition,
                                      json_t *weeks, json_t *observed, core_error *err);
 /* A release's JSON as CSV: week,region,condition,count,status,synthetic,
- * one line per value (totals as region = the country, condition = "all" —
+ * (and source, for a release by source or a source's view: "all" on the
+ * totals' lines), one line per value (totals as region = the country, condition = "all" —
  * a view of one condition has no "all" column; a suppressed value has an
  * empty count). malloc'd; NULL if not a release. */
 char *surveil_release_csv(const json_t *release_json);
@@ -348,6 +373,9 @@ core_status surveil_budget_spent(store *st, const char *org, double *spent, core
  * for week_to - week_from + 1 values. *synthetic: any demo data in them. */
 core_status surveil_series(store *st, const char *region, const char *condition, int week_from, int week_to,
                            double *out, bool *synthetic, core_error *err);
+/* The same, counting one source only (source < 0: all of them). */
+core_status surveil_series_source(store *st, const char *region, const char *condition, int source, int week_from,
+                                  int week_to, double *out, bool *synthetic, core_error *err);
 /* The countries (ISO 3166-1 alpha-2) with data in weeks up to through, in order. */
 typedef void (*surveil_country_fn)(void *ud, const char *country);
 core_status surveil_countries(store *st, int through, surveil_country_fn fn, void *ud, core_error *err);

@@ -147,6 +147,11 @@ const MATRIX = [
     check: (r) => r.json.country === 'US' && r.json.k === 11 && Array.isArray(r.json.weeks) },
   { method: 'GET', path: '/api/surveil/series?region=US-CA', expect: E(401, 403, 403, 403, 200, 200),
     check: (r) => r.json.region === 'US-CA' && r.json.weeks.length === r.json.observed.length },
+  // ?source= (issue 13): a release by source is analysts' and admins' too.
+  { method: 'GET', path: '/api/surveil/aggregates?country=US&source=breakdown', expect: E(401, 403, 403, 403, 200, 200),
+    check: (r) => r.json.by_source.map((x) => x.source).join() === 'model,self_reported,clinician_confirmed' },
+  { method: 'GET', path: '/api/surveil/series?region=US-CA&source=clinician_confirmed',
+    expect: E(401, 403, 403, 403, 200, 200), check: (r) => r.json.source === 'clinician_confirmed' },
   { method: 'GET', path: '/api/surveil/alerts', expect: E(401, 403, 403, 403, 200, 200),
     check: (r) => Array.isArray(r.json.alerts) },
   { method: 'POST', path: '/api/surveil/alerts/999999/ack', expect: E(401, 403, 403, 403, 404, 404), body: () => ({}) },

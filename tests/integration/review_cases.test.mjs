@@ -239,7 +239,11 @@ test('timeout → refund (restarted two hours later), then request → answer �
   const ans = await ca.post(`/api/review/cases/${id}/answer`,
     { condition: 'fungal', urgency: 'pharmacist_or_gp', advice: 'Antifungal cream twice daily for two weeks.' });
   assert.equal(ans.status, 200, ans.text);
-  assert.equal(await balance(p), 0);
+  // The price went to the organisation (review_settle below); p holds a
+  // public-health consent, so the confirmed condition was contributed as
+  // clinician_confirmed and its reward (10, minted at once with
+  // --reward-batch 1) is what the balance shows (review_feeds.test.mjs).
+  assert.equal(await balance(p), 10);
   const paid = await escrowOf(p, a.json.request.request_txid);
   assert.equal(paid.escrowed, 0, 'settled: nothing held any more');
   assert.equal(paid.row.escrow.state, 'settled');

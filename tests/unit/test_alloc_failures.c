@@ -262,7 +262,7 @@ static void surveil_add_survives_every_failure(void **state) {
     print_message("surveil_add: %ld allocation points\n", every_point(add_one, f));
 }
 
-static void release_once(void *ctx, bool *fired) {
+static void release_build_once(void *ctx, bool *fired, bool by_source) {
     pool_fixture *f = ctx;
     static const char *const conds[] = {"fungal", "eczema"}, *const rows[] = {"US-CA", "US-NV", "US-OR"};
     surveil_query q = {.country = "US",
@@ -274,7 +274,8 @@ static void release_once(void *ctx, bool *fired) {
                        .base_k = 11,
                        .sealed_through = f->week,
                        .regions = rows,
-                       .n_regions = 3};
+                       .n_regions = 3,
+                       .by_source = by_source};
     surveil_release *r = NULL;
     core_error err = {0};
     uint8_t seed[32] = {7};
@@ -289,6 +290,20 @@ static void release_once(void *ctx, bool *fired) {
     free(csv);
     json_decref(j);
     surveil_release_free(r);
+}
+
+static void release_once(void *ctx, bool *fired) { release_build_once(ctx, fired, false); }
+/* By source: the layers and their joint audit (an audit that cannot run
+ * suppresses every layer value rather than publish one unchecked). */
+static void release_by_source_once(void *ctx, bool *fired) { release_build_once(ctx, fired, true); }
+
+static void surveil_release_by_source_survives_every_failure(void **state) {
+    pool_fixture *f = *state;
+    surveil_contribution c[3] = {fungal_ca(f->week), fungal_ca(f->week - 1), fungal_ca(f->week - 2)};
+    c[1].source = SURVEIL_SOURCE_CLINICIAN;
+    int64_t n[3] = {40, 3, 17};
+    assert_int_equal(surveil_add_counts(f->st, c, n, 3, false, NULL), CORE_OK);
+    print_message("surveil release by source: %ld allocation points\n", every_point(release_by_source_once, f));
 }
 
 static void surveil_release_survives_every_failure(void **state) {
@@ -445,6 +460,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(sessions_survive_every_failure, person_setup, person_teardown),
         cmocka_unit_test_setup_teardown(surveil_add_survives_every_failure, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(surveil_release_survives_every_failure, pool_setup, pool_teardown),
+        cmocka_unit_test_setup_teardown(surveil_release_by_source_survives_every_failure, pool_setup, pool_teardown),
         cmocka_unit_test(surveil_csv_survives_every_failure),
         cmocka_unit_test(vision_decode_survives_every_failure),
         cmocka_unit_test(ledger_documents_survive_every_failure),

@@ -25,7 +25,23 @@ typedef struct {
     ledger *led;
     regions *regs;
     review *rv;
+    /* what on_answered was handed (issue 13: what an answer feeds) */
+    int answered;
+    char answered_id[REVIEW_CASE_ID_TEXT], answered_condition[32];
+    int64_t answered_at;
+    uint8_t answered_jpeg[64];
+    size_t answered_len;
 } fixture;
+
+static void on_answered(void *ud, const review_answered *a) {
+    fixture *f = ud;
+    f->answered++;
+    snprintf(f->answered_id, sizeof f->answered_id, "%s", a->id);
+    snprintf(f->answered_condition, sizeof f->answered_condition, "%s", a->condition ? a->condition : "(null)");
+    f->answered_at = a->answered_at;
+    f->answered_len = a->jpeg_len <= sizeof f->answered_jpeg ? a->jpeg_len : 0;
+    memcpy(f->answered_jpeg, a->jpeg, f->answered_len);
+}
 
 static void register_org(fixture *f, const uint8_t key[32], const char *name) {
     ledger_tx tx = {.kind = LEDGER_TX_REGISTER_ORG};
@@ -72,7 +88,9 @@ static int setup(void **state) {
                          .conditions = table,
                          .n_conditions = 5,
                          .node_sk = f->node_sk,
-                         .now = fake_now};
+                         .now = fake_now,
+                         .on_answered = on_answered,
+                         .answered_ud = f};
     fake_clock = 1700000000;
     if (review_open(&ro, &f->rv, &err)) return -1;
     *state = f;
@@ -468,6 +486,51 @@ static void test_case_answer(void **state) {
     assert_int_equal(t.escrowed, 0);
 }
 
+/* An answer is handed on once, after it settled: the case, the code (NULL
+ * for "other": free text feeds nothing), the answer's time and the case's
+ * photo; refusals, returns and withdrawals hand on nothing. */
+static void test_an_answer_is_handed_on(void **state) {
+    fixture *f = *state;
+    person p;
+    make_person(f, &p, 7, 3);
+    review_offer o = offer(f->org_a, 5, 48, "fungal", "*");
+    core_error err = {0};
+    assert_int_equal(review_offer_set(f->rv, &o, &err), CORE_OK);
+    char a[REVIEW_CASE_ID_TEXT], b[REVIEW_CASE_ID_TEXT], c[REVIEW_CASE_ID_TEXT];
+    review_request_in in = request_of(&p, f->org_a);
+    assert_int_equal(review_case_request(f->rv, &in, a, &err), CORE_OK);
+    assert_int_equal(review_case_request(f->rv, &in, b, &err), CORE_OK);
+    assert_int_equal(review_case_request(f->rv, &in, c, &err), CORE_OK);
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, a, "nonsense", NULL, "urgent", "x", &err),
+                     CORE_ERR_INVALID);
+    assert_int_equal(review_case_answer(f->rv, f->org_b, 50, a, "eczema", NULL, "urgent", "x", &err),
+                     CORE_ERR_NOT_FOUND);
+    assert_int_equal(review_case_return(f->rv, f->org_a, 50, c, "blurred", &err), CORE_OK);
+    assert_int_equal(f->answered, 0);
+    fake_clock += 600;
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, a, "eczema", NULL, "pharmacist_or_gp", "x", &err),
+                     CORE_OK);
+    assert_int_equal(f->answered, 1);
+    assert_string_equal(f->answered_id, a);
+    assert_string_equal(f->answered_condition, "eczema");
+    assert_int_equal(f->answered_at, fake_clock);
+    assert_int_equal(f->answered_len, sizeof jpeg);
+    assert_memory_equal(f->answered_jpeg, jpeg, sizeof jpeg);
+    json_t *r = NULL; /* handed on after it settled */
+    assert_int_equal(review_case_get(f->rv, 7, p.dk, a, &r, &err), CORE_OK);
+    assert_int_equal(escrow_state(f, r), LEDGER_ESCROW_SETTLED);
+    json_decref(r);
+    /* a second answer is refused and hands on nothing */
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, a, "eczema", NULL, "urgent", "x", &err),
+                     CORE_ERR_NOT_FOUND);
+    assert_int_equal(f->answered, 1);
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, b, "other", "granuloma annulare", "see_doctor_soon",
+                                        "See a dermatologist.", &err),
+                     CORE_OK);
+    assert_int_equal(f->answered, 2);
+    assert_string_equal(f->answered_condition, "(null)");
+}
+
 static void test_case_withdraw_and_timeout(void **state) {
     fixture *f = *state;
     person p;
@@ -523,6 +586,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_case_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_case_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_case_withdraw_and_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_answer_is_handed_on, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

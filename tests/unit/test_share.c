@@ -677,6 +677,184 @@ static void alerts_are_rescanned_only_when_sealed_data_change(void **state) {
     assert_int_equal(scans(f), 3);
 }
 
+/* ---- what a clinician's answer feeds (issue 13) ---- */
+
+/* A clinician's confirmed condition is counted under its own source, under
+ * the same public-health consent; without it nothing is counted. */
+static void a_clinician_answer_is_counted_as_clinician_confirmed(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    key k = consenting(f, NULL), none = wallet(f);
+    share_contribution_input in = input(f, &k, "review:case1");
+    in.source = SURVEIL_SOURCE_CLINICIAN;
+    share_receipt r;
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    assert_int_equal(r.contribution.source, SURVEIL_SOURCE_CLINICIAN);
+    char text[160];
+    surveil_contribution_text(&r.contribution, text, sizeof text);
+    assert_non_null(strstr(text, "source=clinician_confirmed"));
+    int week = surveil_week_of_time(f->now);
+    double x = -1;
+    assert_int_equal(
+        surveil_series_source(f->st, "US-CA", "fungal", SURVEIL_SOURCE_CLINICIAN, week, week, &x, NULL, &err), CORE_OK);
+    assert_true(x == 1);
+    assert_int_equal(surveil_series_source(f->st, "US-CA", "fungal", SURVEIL_SOURCE_MODEL, week, week, &x, NULL, &err),
+                     CORE_OK);
+    assert_true(x == 0);
+    assert_int_equal(queued(f), 1); /* its reward queued like any other */
+    /* no consent, nothing counted */
+    in = input(f, &none, "review:case2");
+    in.source = SURVEIL_SOURCE_CLINICIAN;
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_FORBIDDEN);
+    assert_true(count_of(f, "US-CA", "fungal", week) == 1);
+    /* a source a share cannot come from */
+    in = input(f, &k, "review:case3");
+    in.source = SURVEIL_SOURCE_SELF;
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_INVALID);
+}
+
+/* The release by source: one release (its own fingerprint, logged apart
+ * from the plain one), whose clinician_confirmed layer shows the confirmed
+ * counts and whose model layer does not; totals as the plain release. */
+static void a_release_by_source_shows_each_source(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    int through = share_sealed_through(f->sh, f->now);
+    fill(f, through - 1, 2);
+    surveil_contribution c = contrib("viral", "US-OR", through);
+    c.source = SURVEIL_SOURCE_CLINICIAN;
+    int64_t n = 13;
+    assert_int_equal(surveil_add_counts(f->st, &c, &n, 1, false, &err), CORE_OK);
+    share_org analysts;
+    share_analysts_org(f->sh, &analysts);
+    surveil_query q = query(f, 2, 0);
+    char *plain = NULL, *by = NULL;
+    assert_int_equal(share_release(f->sh, &analysts, &q, &plain, &err), CORE_OK);
+    q.by_source = true;
+    assert_int_equal(share_release(f->sh, &analysts, &q, &by, &err), CORE_OK);
+    assert_int_equal(logged_releases(f), 2);
+    json_t *pj = json_loads(plain, 0, NULL), *bj = json_loads(by, 0, NULL);
+    assert_non_null(pj);
+    assert_non_null(bj);
+    assert_null(json_object_get(pj, "by_source"));
+    /* the totals are the plain release's, value for value */
+    assert_true(json_equal(json_object_get(pj, "weeks"), json_object_get(bj, "weeks")));
+    json_t *cv = surveil_release_source_view(bj, "clinician_confirmed"), *mv = surveil_release_source_view(bj, "model");
+    assert_non_null(cv);
+    assert_non_null(mv);
+    json_t *obs = json_array();
+    assert_int_equal(surveil_release_observed(cv, "US-OR", "viral", NULL, obs, &err), CORE_OK);
+    assert_int_equal(json_integer_value(json_array_get(obs, 1)), 13);
+    json_array_clear(obs);
+    assert_int_equal(surveil_release_observed(mv, "US-OR", "viral", NULL, obs, &err), CORE_OK);
+    assert_int_equal(json_integer_value(json_array_get(obs, 1)), 0);
+    json_array_clear(obs);
+    assert_int_equal(surveil_release_observed(pj, "US-OR", "viral", NULL, obs, &err), CORE_OK);
+    assert_int_equal(json_integer_value(json_array_get(obs, 1)), 13);
+    /* CSV of the view names its source on every line */
+    char *csv = surveil_release_csv(cv);
+    assert_non_null(csv);
+    assert_non_null(strstr(csv, "week,region,condition,count,status,synthetic,source\n"));
+    assert_non_null(strstr(csv, ",US-OR,viral,13,published,no,clinician_confirmed\n"));
+    free(csv);
+    assert_null(surveil_release_source_view(pj, "model")); /* the plain release has no layers */
+    json_decref(obs);
+    json_decref(cv);
+    json_decref(mv);
+    json_decref(pj);
+    json_decref(bj);
+    free(plain);
+    free(by);
+}
+
+/* A review case row for the pledge's foreign key. */
+static void case_row(fixture *f, const char *id) {
+    sqlite3 *db = store_acquire(f->st);
+    char sql[600];
+    snprintf(
+        sql, sizeof sql,
+        "INSERT OR IGNORE INTO users (id, username, role, created_at, pw_salt, pw_ops, pw_mem, pw_verifier, dk_pw, "
+        "rc_salt, dk_rc) VALUES (1, 'p', 'person', 0, x'00', 1, 1, x'00', x'00', x'00', x'00');"
+        "INSERT INTO review_cases (id, owner, org_key, price, state, created_at, deadline, request_txid, salt) "
+        "VALUES ('%s', 1, zeroblob(32), 1, 'waiting', 0, 1, zeroblob(32), zeroblob(16));",
+        id);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    store_release(f->st, db);
+}
+
+static bool db_holds(fixture *f, const char *text) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM share_review_pledges WHERE instr(sealed, ?1) > 0", -1, &q, NULL),
+        SQLITE_OK);
+    sqlite3_bind_blob(q, 1, text, (int)strlen(text), SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    bool yes = sqlite3_column_int(q, 0) > 0;
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    return yes;
+}
+
+/* A pledge keeps only what a consent held at the request asks for, sealed;
+ * the answer takes it once. */
+static void a_pledge_keeps_only_what_a_consent_wants(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    key none = wallet(f), ph = consenting(f, NULL), tr = wallet(f);
+    uint8_t id[32];
+    grant(f, &tr, 1u << LEDGER_CAT_SCREENING, LEDGER_PURPOSE_TRAINING, f->now + 30 * DAY, id);
+    share_pledge p = {.birth_year = 1984, .training = true};
+    snprintf(p.region, sizeof p.region, "US-CA");
+    memset(p.handle, 0xAB, 32);
+    bool kept = true, found = true;
+    share_pledge got;
+    /* no consent: nothing stored */
+    case_row(f, "c1");
+    memcpy(p.wallet, none.pk, 32);
+    assert_int_equal(share_pledge_put(f->sh, "c1", &p, f->now, &kept, &err), CORE_OK);
+    assert_false(kept);
+    assert_int_equal(share_pledge_take(f->sh, "c1", &got, &found, &err), CORE_OK);
+    assert_false(found);
+    /* public health only: region and birth year, no handle */
+    case_row(f, "c2");
+    memcpy(p.wallet, ph.pk, 32);
+    assert_int_equal(share_pledge_put(f->sh, "c2", &p, f->now, &kept, &err), CORE_OK);
+    assert_true(kept);
+    assert_false(db_holds(f, "US-CA")); /* sealed */
+    assert_int_equal(share_pledge_take(f->sh, "c2", &got, &found, &err), CORE_OK);
+    assert_true(found);
+    assert_string_equal(got.region, "US-CA");
+    assert_int_equal(got.birth_year, 1984);
+    assert_false(got.training);
+    assert_memory_equal(got.wallet, ph.pk, 32);
+    assert_int_equal(share_pledge_take(f->sh, "c2", &got, &found, &err), CORE_OK);
+    assert_false(found); /* taken once */
+    /* training only: the handle, no region */
+    case_row(f, "c3");
+    memcpy(p.wallet, tr.pk, 32);
+    assert_int_equal(share_pledge_put(f->sh, "c3", &p, f->now, &kept, &err), CORE_OK);
+    assert_true(kept);
+    assert_int_equal(share_pledge_take(f->sh, "c3", &got, &found, &err), CORE_OK);
+    assert_true(found);
+    assert_string_equal(got.region, "");
+    assert_true(got.training);
+    assert_memory_equal(got.handle, p.handle, 32);
+    bool yes = false;
+    assert_int_equal(share_consented(f->sh, tr.pk, LEDGER_PURPOSE_TRAINING, f->now, &yes, &err), CORE_OK);
+    assert_true(yes);
+    revoke(f, &tr, id);
+    assert_int_equal(share_consented(f->sh, tr.pk, LEDGER_PURPOSE_TRAINING, f->now, &yes, &err), CORE_OK);
+    assert_false(yes);
+    /* dropped unread */
+    case_row(f, "c4");
+    memcpy(p.wallet, ph.pk, 32);
+    assert_int_equal(share_pledge_put(f->sh, "c4", &p, f->now, &kept, &err), CORE_OK);
+    assert_int_equal(share_pledge_drop(f->sh, "c4", &err), CORE_OK);
+    assert_int_equal(share_pledge_take(f->sh, "c4", &got, &found, &err), CORE_OK);
+    assert_false(found);
+}
+
 static void options_are_checked(void **state) {
     fixture *f = *state;
     core_error err = {0};
@@ -712,6 +890,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(series_are_detected_on_exact_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(alerts_are_rescanned_only_when_sealed_data_change, setup, teardown),
         cmocka_unit_test_setup_teardown(options_are_checked, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_clinician_answer_is_counted_as_clinician_confirmed, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_release_by_source_shows_each_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_pledge_keeps_only_what_a_consent_wants, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

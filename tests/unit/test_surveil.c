@@ -533,6 +533,105 @@ static void a_lone_small_cell_gets_a_complement(void **state) {
     surveil_grid_free(&g);
 }
 
+/* ---- a table broken down by source ---- */
+
+/* The independent check for a stack (total, then n layers): is suppressed
+ * entry `target` (layer * P + position) determined by every grid's row and
+ * column sums and total = sum of layers at every position? */
+static bool stack_determined(surveil_grid *grids, size_t G, size_t target) {
+    size_t R = grids[0].rows, C = grids[0].cols, W = C + 1, P = (R + 1) * W;
+    size_t *var = malloc(G * P * sizeof *var), nu = 0;
+    for (size_t e = 0; e < G * P; e++) var[e] = grids[e / P].status[e % P] ? nu++ : SIZE_MAX;
+    size_t m = G * (R + 1 + C + 1) + P, row = 0;
+    double *A = calloc((m + 1) * nu, sizeof *A);
+    for (size_t g = 0; g < G; g++) {
+        for (size_t i = 0; i <= R; i++, row++)
+            for (size_t j = 0; j <= C; j++)
+                if (var[g * P + i * W + j] != SIZE_MAX) A[row * nu + var[g * P + i * W + j]] = j == C ? -1 : 1;
+        for (size_t j = 0; j <= C; j++, row++)
+            for (size_t i = 0; i <= R; i++)
+                if (var[g * P + i * W + j] != SIZE_MAX) A[row * nu + var[g * P + i * W + j]] = i == R ? -1 : 1;
+    }
+    for (size_t p = 0; p < P; p++, row++)
+        for (size_t g = 0; g < G; g++)
+            if (var[g * P + p] != SIZE_MAX) A[row * nu + var[g * P + p]] = g == 0 ? -1 : 1;
+    double *B = malloc((m + 1) * nu * sizeof *B);
+    memcpy(B, A, m * nu * sizeof *B);
+    size_t r1 = rank_of(B, m, nu);
+    A[m * nu + var[target]] = 1;
+    size_t r2 = rank_of(A, m + 1, nu);
+    free(var);
+    free(A);
+    free(B);
+    return r1 == r2;
+}
+
+/* Random tables split over three sources: the totals suppressed as the
+ * plain release does, then the layers. No layer value below k is published,
+ * the totals' pattern is the plain release's, and no suppressed value —
+ * total or layer — is determined by everything published (an independent
+ * rank test). Before the layers were suppressed together with the totals
+ * (each source's table suppressed on its own), the same tables leaked: the
+ * count of that is printed, and must be positive for the check to mean
+ * something. */
+static void a_breakdown_by_source_protects_random_tables(void **state) {
+    (void)state;
+    uint64_t seed = 20261203;
+    size_t suppressed = 0, leaky_alone = 0;
+    enum { S = 3 };
+    for (int t = 0; t < 150; t++) {
+        size_t R = 1 + lcg(&seed) % 6, C = 1 + lcg(&seed) % 5, W = C + 1, P = (R + 1) * W;
+        int k = t % 3 == 0 ? 11 : (int)(2 + lcg(&seed) % 12);
+        surveil_grid g[1 + S], plain;
+        core_error err = {0};
+        for (size_t q = 0; q <= S; q++) assert_int_equal(surveil_grid_init(&g[q], R, C, &err), CORE_OK);
+        assert_int_equal(surveil_grid_init(&plain, R, C, &err), CORE_OK);
+        for (size_t q = 1; q <= S; q++)
+            for (size_t i = 0; i < R; i++)
+                for (size_t j = 0; j < C; j++) {
+                    uint64_t u = lcg(&seed) % 10; /* the model source large, the others mostly small */
+                    int64_t v = u < 4 ? 0 : q == 1 && u > 6 ? (int64_t)(lcg(&seed) % 150) : (int64_t)(lcg(&seed) % 9);
+                    g[q].value[i * W + j] = v;
+                    g[0].value[i * W + j] += v;
+                    plain.value[i * W + j] += v;
+                }
+        for (size_t q = 0; q <= S; q++) surveil_grid_sum(&g[q]);
+        surveil_grid_sum(&plain);
+        surveil_grid_suppress(&g[0], k);
+        surveil_grid_suppress(&plain, k);
+        /* each source alone, as a separate release would be */
+        surveil_grid alone[1 + S];
+        for (size_t q = 0; q <= S; q++) {
+            assert_int_equal(surveil_grid_init(&alone[q], R, C, &err), CORE_OK);
+            memcpy(alone[q].value, g[q].value, P * sizeof *g[q].value);
+            memcpy(alone[q].status, g[q].status, P);
+            if (q) surveil_grid_suppress(&alone[q], k);
+        }
+        bool leaked = surveil_grid_layers_disclosed(&alone[0], &alone[1], S, NULL);
+        leaky_alone += leaked;
+        surveil_grid_suppress_layers(&g[0], &g[1], S, k);
+        assert_memory_equal(g[0].status, plain.status, P); /* the totals as the plain release shows them */
+        for (size_t q = 0; q <= S; q++)
+            for (size_t e = 0; e < P; e++) {
+                if (g[q].status[e] == SURVEIL_CELL_PUBLISHED) assert_false(g[q].value[e] > 0 && g[q].value[e] < k);
+                if (!g[q].status[e]) continue;
+                suppressed++;
+                if (stack_determined(g, 1 + S, q * P + e))
+                    fail_msg("table %d (%zux%zu, k=%d): layer %zu entry %zu is determined", t, R, C, k, q, e);
+            }
+        assert_false(surveil_grid_layers_disclosed(&g[0], &g[1], S, NULL));
+        for (size_t q = 0; q <= S; q++) {
+            surveil_grid_free(&g[q]);
+            surveil_grid_free(&alone[q]);
+        }
+        surveil_grid_free(&plain);
+    }
+    print_message("  150 tables by source: %zu values suppressed, none determined; suppressed source by source, "
+                  "%zu of them leaked\n",
+                  suppressed, leaky_alone);
+    assert_true(leaky_alone > 0);
+}
+
 /* ---- differential privacy ---- */
 static void noise_follows_the_two_sided_geometric(void **state) {
     (void)state;
@@ -1147,6 +1246,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(a_release_reads_back_as_series, db_setup, db_teardown),
         cmocka_unit_test(weeks_seal_after_the_delay),
         cmocka_unit_test(farrington_periods_fit_the_glm),
+        cmocka_unit_test(a_breakdown_by_source_protects_random_tables),
         cmocka_unit_test(detect_checks_glm_limits_of_a_filled_struct),
         cmocka_unit_test_setup_teardown(the_analytics_store_holds_no_identifier, db_setup, db_teardown),
         cmocka_unit_test_setup_teardown(alerts_are_raised_and_acknowledged, db_setup, db_teardown),
