@@ -303,8 +303,13 @@ try {
   await person.setViewportSize({ width: 1100, height: 900 });
 
   // The wallet: the price paid to the organisation, nothing held.
+  // The person shares with public health, so the clinician's confirmed
+  // condition was contributed (source clinician_confirmed) and rewarded like
+  // the shared result that funded them (--reward-batch 1: at once).
+  const R = funded;
   ({ w, seen } = await walletShows('settled'));
-  checkEqual(w.balance, funded - 4, 'balance down by the price');
+  checkEqual(w.balance, funded - 4 + R, 'balance down by the price, up by the confirmed contribution\'s reward');
+  checkEqual(seen.rows.filter((r) => r.kind === 'contribute').length, 2, 'two rewards: the shared result and the confirmed condition');
   checkEqual(w.escrowed, 0, 'nothing held any more');
   req = seen.rows.find((r) => r.txid === first.request_txid);
   check(req.escrow === 'settled' && /paid to the organisation in block/.test(req.text), `settled row: ${JSON.stringify(req)}`);
@@ -326,7 +331,7 @@ try {
   await waitUntil(person, () => /Withdrawn/.test(document.querySelector('#requests-message').textContent));
   await waitUntil(person, (id) => document.querySelector(`#request-list li[data-id="${id}"][data-state="withdrawn"]`), second.id);
   w = (await ok(person, 'GET', '/api/wallet')).wallet;
-  checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4}/0`, 'withdrawn: the price came back');
+  checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4 + R}/0`, 'withdrawn: the price came back');
   watch.assertClean('withdrawn');
 
   // Returned by the clinician with a reason: refunded, the reason shown.
@@ -348,7 +353,7 @@ try {
   const returnedText = await person.textContent(`#request-list li[data-id="${third.id}"]`);
   check(/Returned by the clinician/.test(returnedText) && /too far away/.test(returnedText), `returned: ${returnedText}`);
   w = (await ok(person, 'GET', '/api/wallet')).wallet;
-  checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4}/0`, 'returned: the price came back');
+  checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4 + R}/0`, 'returned: the price came back');
   watch.assertClean('returned');
 
   // A request to Beta (one hour), left unanswered.
@@ -360,7 +365,7 @@ try {
   const late = (await ok(person, 'GET', '/api/review/requests')).requests.find((q) => q.state === 'waiting');
   checkEqual(late.organisation.key, orgB, 'the late request went to Beta');
   w = (await ok(person, 'GET', '/api/wallet')).wallet;
-  checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 9}/5`, 'Beta\'s price held');
+  checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 9 + R}/5`, 'Beta\'s price held');
   watch.assertClean('late request');
 
   // Two hours later (the server restarted under libfaketime): expired, refunded.
@@ -376,7 +381,7 @@ try {
   check(/Expired/.test(await person.textContent(`#request-list li[data-id="${late.id}"] .review-state`)), 'said in words');
   await snap(person, 'expired');
   ({ w, seen } = await walletShows('refunded'));
-  checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4}/0`, 'expired: Beta\'s price came back');
+  checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4 + R}/0`, 'expired: Beta\'s price came back');
   req = seen.rows.find((r) => r.txid === lateApi.request_txid);
   check(req.escrow === 'refunded' && /given back to you in block/.test(req.text), `refunded row: ${JSON.stringify(req)}`);
   const refund = seen.rows.find((r) => r.kind === 'review_refund' && r.txid === lateApi.close_txid);
