@@ -121,6 +121,7 @@ const char *ledger_purpose_name(ledger_purpose p) {
     switch (p) {
     case LEDGER_PURPOSE_SURVEILLANCE: return "public_health_surveillance";
     case LEDGER_PURPOSE_RESEARCH: return "research";
+    case LEDGER_PURPOSE_REVIEW: return "clinician_review";
     }
     return "unknown";
 }
