@@ -935,9 +935,11 @@ core_status ledger_get_rewards(ledger *l, uint64_t reward[LEDGER_CATEGORIES], co
 
 core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err) {
     memset(out, 0, sizeof *out);
-    uint8_t *buf;
-    size_t len;
-    uint64_t seq, height;
+    /* Set by ledger_get_tx on success; zeroed because gcc 12 -O3 (the
+     * Release build of make bench) cannot see that and refuses to build. */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    uint64_t seq = 0, height = 0;
     core_status rc = ledger_get_tx(l, txid, &buf, &len, &seq, &height, err);
     if (rc) return rc;
     if (len > LEDGER_TX_MAX) {
