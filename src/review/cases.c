@@ -162,7 +162,7 @@ static core_status intent_put(review *r, sqlite3 *db, const char *id, const inte
         if (in->reason) sqlite3_bind_text(st, 7, in->reason, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 8, now_of(r));
         int step = sqlite3_step(st);
-        if (step == SQLITE_CONSTRAINT)
+        if ((step & 0xff) == SQLITE_CONSTRAINT) /* primary key: the case has one */
             rc = core_fail(err, CORE_ERR_CONFLICT, "state", "another change to this case is under way");
         else if (step != SQLITE_DONE)
             rc = store_error(db, err);
@@ -255,6 +255,8 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
     intent it = {.op = "request", .commitment = commitment};
     if (!rc) rc = intent_put(r, db, id, &it, err);
     bool intended = !rc;
+    /* Not held across the ledger's block commit: other requests need it. */
+    store_release(r->opt.st, db);
     REVIEW_CRASH_POINT("review_after_request_intent");
     ledger_receipt receipt;
     if (!rc) {
@@ -263,10 +265,11 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
         memcpy(tx.u.review.commitment, commitment, LEDGER_HASH);
         tx.u.review.price = (uint64_t)offer.price;
         rc = ledger_sign_submit(r->opt.led, &tx, in->wallet_sk, &receipt, err);
-        /* Refused or rolled back: no escrow, nothing to recover. (If the
-         * drop fails, recovery finds no escrow and drops it then.) */
-        if (rc && intended) intent_drop(db, id, NULL);
     }
+    db = store_acquire(r->opt.st);
+    /* Refused or rolled back: no escrow, nothing to recover. (If the drop
+     * fails, recovery finds no escrow and drops it then.) */
+    if (rc && intended) intent_drop(db, id, NULL);
     REVIEW_CRASH_POINT("review_after_escrow");
     if (!rc) {
         /* 3. The case row and the end of the intent, together. */
