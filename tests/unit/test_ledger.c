@@ -728,6 +728,51 @@ static void test_review_consent(void **state) {
     if (ledger_verify_file(f->path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
 }
 
+/* A ledger.db at schema 2 holds review escrows but not the consents a
+ * request now makes: opening it derives them (migration 3), as a replay
+ * does, so verify agrees; a refunded escrow's consent is ended. */
+static void test_review_consent_migration(void **state) {
+    fixture *f = *state;
+    key a, org;
+    keygen(&a);
+    keygen(&org);
+    register_wallet(f, &a);
+    uint8_t g[32];
+    grant(f, &a, LEDGER_SCOPE_ALL, (uint64_t)core_now() + 3600, g);
+    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, 0x81, NULL), CORE_OK);
+    ledger_tx o = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(o.u.org.org, org.pk, 32);
+    strcpy(o.u.org.name, "Old Clinic");
+    ledger_receipt r;
+    assert_int_equal(ledger_sign_submit(f->l, &o, f->admin.sk, &r, NULL), CORE_OK);
+    uint8_t open_req[32], refunded[32];
+    assert_int_equal(review_request(f, &a, &org, 0x82, 3, &r), CORE_OK);
+    memcpy(open_req, r.txid, 32);
+    assert_int_equal(review_request(f, &a, &org, 0x83, 2, &r), CORE_OK);
+    memcpy(refunded, r.txid, 32);
+    core_error err = {0};
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, refunded, f->node.sk, &err), CORE_OK);
+    ledger_close(f->l);
+    f->l = NULL;
+    /* As the file was before: no review consents, schema 2. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "DELETE FROM consents WHERE purpose = 3; PRAGMA user_version = 2", NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    ledger_verify_report rep;
+    assert_int_not_equal(ledger_verify_file(f->path, 1, &rep, &err), CORE_OK); /* the replay has them */
+    f->l = reopen(f, 1);
+    ledger_consent cn;
+    assert_int_equal(ledger_get_consent(f->l, open_req, &cn, NULL, &err), CORE_OK);
+    assert_int_equal(cn.purpose, LEDGER_PURPOSE_REVIEW);
+    assert_int_equal(cn.revoked_height, 0);
+    assert_int_equal(ledger_get_consent(f->l, refunded, &cn, NULL, &err), CORE_OK);
+    assert_true(cn.revoked_height > 0);
+    if (ledger_verify_file(f->path, 1, &rep, &err)) fail_msg("verify migrated: %s", err.message);
+}
+
 /* A ledger.db written before escrows existed (schema 1) verifies as it is
  * (read-only: nothing migrates it) and gains the table when the ledger opens. */
 static void test_review_escrow_schema1_file(void **state) {
@@ -1500,6 +1545,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_review_escrow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_escrow_node_payee, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_consent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_consent_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_escrow_schema1_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_random_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proofs, setup, teardown),
