@@ -49,6 +49,7 @@ bench:
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCARESYNC_TESTS=OFF >/dev/null
 	cmake --build build-bench -j$(JOBS)
 	CARESYNC_BIN=$(CURDIR)/build-bench/caresync bench/http/run.sh
+	node bench/review/run.mjs $(CURDIR)/build-bench/caresync
 	./build-bench/ledger_bench
 	bench/vision/run.sh build-bench
 	./build-bench/tfjs_bench

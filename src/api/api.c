@@ -64,6 +64,7 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "GET", "/api/review/requests", api_review_requests_list);
     ok &= http_router_add(r, "GET", "/api/review/requests/{id}", api_review_request_get);
     ok &= http_router_add(r, "POST", "/api/review/requests/{id}/withdraw", api_review_request_withdraw);
+    ok &= http_router_add(r, "POST", "/api/review/requests/{id}/revoke", api_review_request_revoke);
     ok &= http_router_add(r, "GET", "/api/review/queue", api_review_queue);
     ok &= http_router_add(r, "GET", "/api/review/cases/{id}", api_review_case_get);
     ok &= http_router_add(r, "POST", "/api/review/cases/{id}/answer", api_review_case_answer);

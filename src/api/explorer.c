@@ -35,11 +35,11 @@ void api_ledger_summary(http_request *rq, void *ctx) {
         return;
     }
     http_respond_json(rq, 200,
-                      json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I}}", "tree_head", ledger_block_to_json(&head),
-                                "node_key", api_hex(ledger_node_key(c->led), 32), "totals", "minted",
-                                (json_int_t)t.minted, "burned", (json_int_t)t.burned, "supply",
-                                (json_int_t)(t.minted - t.burned), "wallets", (json_int_t)t.wallets, "consents_active",
-                                (json_int_t)t.consents_active));
+                      json_pack("{s:o, s:o, s:{s:I, s:I, s:I, s:I, s:I, s:I}}", "tree_head",
+                                ledger_block_to_json(&head), "node_key", api_hex(ledger_node_key(c->led), 32), "totals",
+                                "minted", (json_int_t)t.minted, "burned", (json_int_t)t.burned, "supply",
+                                (json_int_t)(t.minted - t.burned), "escrowed", (json_int_t)t.escrowed, "wallets",
+                                (json_int_t)t.wallets, "consents_active", (json_int_t)t.consents_active));
 }
 
 /* Newest first: ?before=H (exclusive) &limit=N (1..50, default 20). */

@@ -99,6 +99,7 @@ void api_review_request_create(http_request *rq, void *ctx);
 void api_review_requests_list(http_request *rq, void *ctx);
 void api_review_request_get(http_request *rq, void *ctx);
 void api_review_request_withdraw(http_request *rq, void *ctx);
+void api_review_request_revoke(http_request *rq, void *ctx);
 void api_review_queue(http_request *rq, void *ctx);
 void api_review_case_get(http_request *rq, void *ctx);
 void api_review_case_answer(http_request *rq, void *ctx);

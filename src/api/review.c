@@ -214,11 +214,12 @@ void api_admin_user_org_put(http_request *rq, void *ctx) {
 /* ---- cases (issue 13, second slice) ----
  *
  * Person: POST /api/review/requests, GET /api/review/requests[/{id}],
- * POST /api/review/requests/{id}/withdraw. Clinician of the case's
+ * POST /api/review/requests/{id}/withdraw|revoke. Clinician of the case's
  * organisation: GET /api/review/queue, GET /api/review/cases/{id},
  * POST /api/review/cases/{id}/answer|return. Other roles get 403; a case
  * of another person or organisation is 404. Codes beyond the common ones:
- * 404 no_offer, 422 no_photo, 409 insufficient_tokens, 409 not_waiting.
+ * 404 no_offer, 422 no_photo, 409 insufficient_tokens, 409 not_waiting,
+ * 409 consent_ended.
  * Timed-out cases are refunded by review_sweep on every read of requests,
  * queue and cases (no thread). */
 
@@ -231,6 +232,8 @@ static void case_fail(http_request *rq, const core_error *err) {
         http_respond_error(rq, 409, "insufficient_tokens", NULL, "%s", err->message);
     } else if (err->code == CORE_ERR_CONFLICT && !strcmp(err->field, "state")) {
         http_respond_error(rq, 409, "not_waiting", NULL, "%s", err->message);
+    } else if (err->code == CORE_ERR_CONFLICT && !strcmp(err->field, "consent")) {
+        http_respond_error(rq, 409, "consent_ended", NULL, "%s", err->message);
     } else {
         api_ledger_fail(rq, err);
     }
@@ -383,8 +386,10 @@ void api_review_request_create(http_request *rq, void *ctx) {
             char id[REVIEW_CASE_ID_TEXT];
             in.wallet_sk = sk;
             in.org = org;
-            in.title = api_str(rec, "title");
-            in.details = api_str(rec, "details");
+            /* The model's words as the screening saved them, not the
+             * title/details the person may have typed over since. */
+            in.title = api_str(json_object_get(rec, "result"), "title");
+            in.details = api_str(json_object_get(rec, "result"), "details");
             in.jpeg = jpeg;
             in.jpeg_len = len;
             json_t *out = NULL;
@@ -462,6 +467,19 @@ static core_status withdraw_op(api_context *c, const accounts_session *s, http_r
     if (!rc) drop_pledge(c, http_param(rq, "id"));
     return rc ? rc : get_op(c, s, rq, b, o, e);
 }
+/* The wallet is looked up, never registered: a request's wallet is on the
+ * ledger already, and one that is not has no consent (404). */
+static core_status revoke_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
+                             core_error *e) {
+    uint8_t pk[32], sk[64];
+    bool registered = false;
+    core_status rc = api_wallet_lookup(c, s, pk, sk, &registered, e);
+    if (!rc && !registered) rc = core_fail(e, CORE_ERR_NOT_FOUND, NULL, "no such review request");
+    if (!rc) rc = review_case_revoke(c->review, s->user_id, sk, http_param(rq, "id"), e);
+    cs_crypto_wipe(sk, sizeof sk);
+    if (!rc) drop_pledge(c, http_param(rq, "id")); /* revoked while waiting: it will never be answered */
+    return rc ? rc : get_op(c, s, rq, b, o, e);
+}
 static core_status queue_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
                             core_error *e) {
     (void)rq, (void)b;
@@ -495,6 +513,9 @@ void api_review_requests_list(http_request *rq, void *ctx) {
 void api_review_request_get(http_request *rq, void *ctx) { run_case(rq, ctx, (case_route){.key = "request"}, get_op); }
 void api_review_request_withdraw(http_request *rq, void *ctx) {
     run_case(rq, ctx, (case_route){.write = true, .case_codes = true, .key = "request"}, withdraw_op);
+}
+void api_review_request_revoke(http_request *rq, void *ctx) {
+    run_case(rq, ctx, (case_route){.write = true, .case_codes = true, .key = "request"}, revoke_op);
 }
 void api_review_queue(http_request *rq, void *ctx) {
     run_case(rq, ctx, (case_route){.clinician = true, .key = "queue"}, queue_op);

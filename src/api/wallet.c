@@ -309,8 +309,12 @@ typedef struct {
     bool hit;
 } consent_ctx;
 
+/* A review case's consent (LEDGER_PURPOSE_REVIEW) is the case's: it is shown
+ * and revoked with the request (/api/review/requests/{id}), which also
+ * destroys the organisation's copy; revoking it here would leave the copy. */
 static void add_consent(void *ud, const ledger_consent *cn) {
     consent_ctx *x = ud;
+    if (cn->purpose == LEDGER_PURPOSE_REVIEW) return;
     if (x->list) json_array_append_new(x->list, consent_json(cn));
     if (x->want && memcmp(cn->grant, x->want, 32) == 0) {
         x->found = *cn;

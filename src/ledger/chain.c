@@ -772,6 +772,34 @@ core_status ledger_list_consents(ledger *l, const uint8_t owner[LEDGER_KEY], led
 }
 
 typedef struct {
+    ledger_consent *out;
+    uint8_t *owner;
+} one_consent;
+
+static void keep_consent(void *ud, const ledger_consent *c) { *((one_consent *)ud)->out = *c; }
+
+static core_status one_consent_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    one_consent *o = ud;
+    if (o->owner && sqlite3_column_bytes(q, 7) == LEDGER_KEY) memcpy(o->owner, sqlite3_column_blob(q, 7), LEDGER_KEY);
+    consent_cb cb = {keep_consent, o};
+    return consent_row(q, &cb, err);
+}
+
+core_status ledger_get_consent(ledger *l, const uint8_t grant[LEDGER_HASH], ledger_consent *out,
+                               uint8_t owner[LEDGER_KEY], core_error *err) {
+    memset(out, 0, sizeof *out);
+    one_consent o = {out, owner};
+    size_t rows;
+    const qarg a[] = {QBLOB(grant, LEDGER_HASH)};
+    core_status rc = query(l, READ_DERIVED,
+                           "SELECT grant_txid, scope, purpose, grantee, expires, granted_height, revoked_height, "
+                           "owner FROM consents WHERE grant_txid = ?1",
+                           a, 1, one_consent_row, &o, &rows, err);
+    if (!rc && rows == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, "grant", "no such consent");
+    return rc;
+}
+
+typedef struct {
     ledger_history_fn fn;
     void *ud;
 } history_cb;
@@ -924,9 +952,11 @@ core_status ledger_get_rewards(ledger *l, uint64_t reward[LEDGER_CATEGORIES], co
 
 core_status ledger_prove(ledger *l, const uint8_t txid[LEDGER_HASH], ledger_proof *out, core_error *err) {
     memset(out, 0, sizeof *out);
-    uint8_t *buf;
-    size_t len;
-    uint64_t seq, height;
+    /* Set by ledger_get_tx on success; zeroed because gcc 12 -O3 (the
+     * Release build of make bench) cannot see that and refuses to build. */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    uint64_t seq = 0, height = 0;
     core_status rc = ledger_get_tx(l, txid, &buf, &len, &seq, &height, err);
     if (rc) return rc;
     if (len > LEDGER_TX_MAX) {

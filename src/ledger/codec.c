@@ -122,6 +122,7 @@ const char *ledger_purpose_name(ledger_purpose p) {
     case LEDGER_PURPOSE_SURVEILLANCE: return "public_health_surveillance";
     case LEDGER_PURPOSE_RESEARCH: return "research";
     case LEDGER_PURPOSE_TRAINING: return "model_training";
+    case LEDGER_PURPOSE_REVIEW: return "clinician_review";
     }
     return "unknown";
 }

@@ -71,11 +71,21 @@ typedef enum {
 
 /* LEDGER_PURPOSE_TRAINING (issue 13): "help train the model" — a clinician's
  * label and the case photo are kept as a labelled example. Separate from
- * surveillance on purpose: neither implies the other. */
+ * surveillance on purpose: neither implies the other.
+ *
+ * LEDGER_PURPOSE_REVIEW is never granted by a GRANT transaction (the decoder
+ * refuses it): a REVIEW_REQUEST makes it, keyed by the request's txid, owned
+ * by the wallet that asked, grantee the organisation, scope screening, for
+ * that one case (the request's case commitment) and with no expiry. It ends
+ * when the person revokes it (a REVOKE, which also refunds the escrow if it
+ * is still open) or when the escrow is refunded (the case is destroyed with
+ * it); a settled escrow leaves it standing until the person revokes it. It
+ * never admits a contribution. */
 typedef enum {
     LEDGER_PURPOSE_SURVEILLANCE = 1,
     LEDGER_PURPOSE_RESEARCH = 2,
-    LEDGER_PURPOSE_TRAINING = 3
+    LEDGER_PURPOSE_TRAINING = 3,
+    LEDGER_PURPOSE_REVIEW = 4,
 } ledger_purpose;
 
 /* A decoded transaction. Only the fields of its kind are meaningful. */
@@ -323,6 +333,10 @@ typedef struct {
 typedef void (*ledger_consent_fn)(void *ud, const ledger_consent *c);
 core_status ledger_list_consents(ledger *l, const uint8_t owner[LEDGER_KEY], ledger_consent_fn fn, void *ud,
                                  core_error *err);
+/* One consent by the txid that made it (a grant, or a review request);
+ * CORE_ERR_NOT_FOUND if there is none. owner (may be NULL) receives its wallet. */
+core_status ledger_get_consent(ledger *l, const uint8_t grant[LEDGER_HASH], ledger_consent *out,
+                               uint8_t owner[LEDGER_KEY], core_error *err);
 
 /* Wallet history, newest first: every transaction that touched pk, with the
  * balance change it caused; at most limit rows (limit ≤ 0: LEDGER_HISTORY_LIMIT). */

@@ -25,6 +25,7 @@ enum {
     Q_CONSENT_GET,
     Q_CONSENT_PUT,
     Q_CONSENT_REVOKE,
+    Q_CONSENT_END,
     Q_ORG_GET,
     Q_ORG_PUT,
     Q_META_GET,
@@ -49,6 +50,7 @@ static const char *const sql[Q_COUNT] = {
     [Q_CONSENT_PUT] = ("INSERT INTO consents (grant_txid, owner, scope, purpose, grantee, expires, granted_height, "
                        "revoked_height) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)"),
     [Q_CONSENT_REVOKE] = "UPDATE consents SET revoked_height = ?2 WHERE grant_txid = ?1",
+    [Q_CONSENT_END] = "UPDATE consents SET revoked_height = ?2 WHERE grant_txid = ?1 AND revoked_height = 0",
     [Q_ORG_GET] = "SELECT 1 FROM orgs WHERE pubkey = ?1",
     [Q_ORG_PUT] = "INSERT INTO orgs (pubkey, name, height) VALUES (?1, ?2, ?3)",
     [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
@@ -347,6 +349,20 @@ static core_status check_revoke(ledger_state *s, tx_ctx *c, core_error *err) {
         return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "only the person who granted a consent may revoke it");
     if (consent.revoked_height) return core_fail(err, CORE_ERR_CONFLICT, "grant", "consent is already revoked");
     if (!consent_active(&consent, c->time_ms)) return core_fail(err, CORE_ERR_CONFLICT, "grant", "consent has expired");
+    if (consent.purpose != LEDGER_PURPOSE_REVIEW) return CORE_OK;
+    /* Revoking a review consent while its case waits takes the case back:
+     * the escrow returns to the person in this same transaction, so no
+     * crash can leave tokens locked for a case the organisation may no
+     * longer see. (escrow_amount 0: nothing to refund.) */
+    sqlite3_stmt *q = s->q[Q_ESCROW_GET];
+    sqlite3_bind_blob(q, 1, c->tx->u.revoke.grant, LEDGER_HASH, SQLITE_STATIC);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW && sqlite3_column_int(q, 3) == 0) c->escrow_amount = (uint64_t)sqlite3_column_int64(q, 2);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) return db_fail(s, err);
+    if (c->escrow_amount > LEDGER_AMOUNT_MAX - (uint64_t)c->me.balance)
+        return core_fail(err, CORE_ERR_INVALID, "grant", "balance would overflow");
     return CORE_OK;
 }
 
@@ -366,7 +382,7 @@ static core_status check_contribute(ledger_state *s, tx_ctx *c, core_error *err)
     consent_row consent;
     if ((rc = consent_get(s, tx->u.contribute.grant, &consent, err))) return rc;
     if (!consent_active(&consent, c->time_ms) || memcmp(consent.owner, tx->u.contribute.contributor, LEDGER_KEY) != 0 ||
-        !(consent.scope & (1u << cat)))
+        !(consent.scope & (1u << cat)) || consent.purpose == LEDGER_PURPOSE_REVIEW)
         return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "no active consent of the contributor covers %s",
                          ledger_category_name((ledger_category)cat));
     if (tx->u.contribute.reward != s->params.u.params.reward[cat])
@@ -525,7 +541,16 @@ static core_status effect_revoke(ledger_state *s, tx_ctx *c, core_error *err) {
     sqlite3_bind_blob(q, 1, c->tx->u.revoke.grant, LEDGER_HASH, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, (int64_t)c->height);
     core_status rc = step_done(s, q, err);
-    return rc ? rc : posting(s, c->tx->signer, c->seq, 0, err);
+    if (!rc && c->escrow_amount) { /* check_revoke: a review escrow still open */
+        q = s->q[Q_ESCROW_CLOSE];
+        sqlite3_bind_blob(q, 1, c->tx->u.revoke.grant, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, (int64_t)c->height);
+        sqlite3_bind_int(q, 3, 2);
+        rc = step_done(s, q, err);
+        assert(rc || sqlite3_changes(s->db) == 1);
+        c->me.balance += (int64_t)c->escrow_amount; /* written with the nonce by apply_effects */
+    }
+    return rc ? rc : posting(s, c->tx->signer, c->seq, (int64_t)c->escrow_amount, err);
 }
 
 static core_status effect_contribute(ledger_state *s, tx_ctx *c, core_error *err) {
@@ -595,6 +620,17 @@ static core_status effect_review_request(ledger_state *s, tx_ctx *c, core_error 
         sqlite3_bind_int64(q, 6, (int64_t)c->height);
         rc = step_done(s, q, err);
     }
+    if (!rc) { /* the case-scoped consent (LEDGER_PURPOSE_REVIEW), keyed like the escrow */
+        sqlite3_stmt *q = s->q[Q_CONSENT_PUT];
+        sqlite3_bind_blob(q, 1, c->txid, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, tx->signer, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, 1u << LEDGER_CAT_SCREENING);
+        sqlite3_bind_int(q, 4, LEDGER_PURPOSE_REVIEW);
+        sqlite3_bind_blob(q, 5, tx->u.review.org, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 6, INT64_MAX);
+        sqlite3_bind_int64(q, 7, (int64_t)c->height);
+        rc = step_done(s, q, err);
+    }
     if (!rc) rc = posting(s, tx->signer, c->seq, -(int64_t)price, err);
     return rc;
 }
@@ -613,6 +649,12 @@ static core_status effect_review_close(ledger_state *s, tx_ctx *c, core_error *e
     /* check_review_close saw it open, in this same transaction */
     assert(rc || sqlite3_changes(s->db) == 1);
     if (rc) return rc;
+    if (tx->kind == LEDGER_TX_REVIEW_REFUND) { /* the case is gone: its consent ends with it */
+        q = s->q[Q_CONSENT_END];
+        sqlite3_bind_blob(q, 1, tx->u.review_close.request, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, (int64_t)c->height);
+        if ((rc = step_done(s, q, err))) return rc;
+    }
     if (c->payee_is_me) {
         c->me.balance += amount; /* written with the nonce by apply_effects */
     } else {

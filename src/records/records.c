@@ -368,10 +368,10 @@ static core_status insert_photo(sqlite3 *db, const accounts_session *sess, const
 }
 
 /* Validate, seal and write an entry (and its photo, if any) in one
- * transaction; id == NULL creates a new one. The "photo" member is this
- * module's own: described from the bytes on create, carried over from the
- * stored entry on update, never taken from the caller (the validator drops
- * it). */
+ * transaction; id == NULL creates a new one. The "photo" and "result"
+ * members are this module's own: made on create (with a photo), carried
+ * over from the stored entry on update, never taken from the caller (the
+ * validator drops them). */
 static core_status write_entry(store *st, const accounts_session *sess, const char *id, const json_t *in,
                                const uint8_t *photo, size_t photo_len, json_t **out, core_error *err) {
     *out = NULL;
@@ -390,9 +390,17 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
         char hex[65];
         cs_crypto_sha256(digest, photo, photo_len);
         cs_crypto_hex(digest, sizeof digest, hex);
+        /* "result": the title and details as created — for a saved
+         * screening, the model's words — kept apart from what the person
+         * may later type over them, so that a review case carries only the
+         * model's text (review/cases.c). */
         if (json_object_set_new(
                 e, "photo",
-                json_pack("{s:s,s:I,s:s}", "type", "image/jpeg", "bytes", (json_int_t)photo_len, "sha256", hex))) {
+                json_pack("{s:s,s:I,s:s}", "type", "image/jpeg", "bytes", (json_int_t)photo_len, "sha256", hex)) ||
+            json_object_set_new(
+                e, "result",
+                json_pack("{s:O,s:O}", "title", json_object_get(e, "title"), "details",
+                          json_object_get(e, "details") ? json_object_get(e, "details") : json_string("")))) {
             json_decref(e);
             return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         }
@@ -418,7 +426,9 @@ static core_status write_entry(store *st, const accounts_session *sess, const ch
         int64_t was_updated;
         rc = read_entry(db, sess, id, &old, &created, &was_updated, err);
         json_t *old_photo = old ? json_object_get(old, "photo") : NULL;
-        if (!rc && old_photo && json_object_set(e, "photo", old_photo))
+        json_t *old_result = old ? json_object_get(old, "result") : NULL;
+        if (!rc && ((old_photo && json_object_set(e, "photo", old_photo)) ||
+                    (old_result && json_object_set(e, "result", old_result))))
             rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         json_decref(old);
     }

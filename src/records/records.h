@@ -58,7 +58,9 @@ core_status records_delete(store *st, const accounts_session *sess, const char *
  * one transaction and sealed like it under the data key, bound to owner and
  * id. The entry then holds "photo": {"type","bytes","sha256"}, set by this
  * module (never taken from the caller) and kept across updates, so the
- * entry's fingerprint commits to the image too. Deleting the entry deletes
+ * entry's fingerprint commits to the image too; and "result": {"title",
+ * "details"} as they were at creation (a saved screening's: the model's
+ * words), kept the same way while title and details may be edited. Deleting the entry deletes
  * the photo. jpeg is borrowed. */
 #define RECORDS_PHOTO_MAX (2u << 20)
 core_status records_create_with_photo(store *st, const accounts_session *sess, const json_t *in, const uint8_t *jpeg,

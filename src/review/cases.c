@@ -1,14 +1,36 @@
-/* review — cases: request, queue, opening, answer, return, withdrawal and
- * the timeout sweep (see review.h for the case copy and the trust model).
+/* review — cases: request, queue, opening, answer, return, withdrawal,
+ * consent revocation, the timeout sweep and crash recovery (see review.h for
+ * the case copy and the trust model).
  *
  * Order of effects. A request is checked (offer, photo, extras, balance)
- * before anything happens; then the escrow goes to the ledger (signed by
- * the person's wallet) and only once it is committed is the case row
- * written. If that write fails the escrow is refunded at once, so a refusal
- * leaves neither a row nor locked tokens. Closing a case (settle or refund)
- * submits the ledger transaction first and then updates the row; a
- * conflict from the ledger ("already closed") means an earlier attempt got
- * as far as the ledger, and the row is brought in line with it. */
+ * before anything happens. Every step that puts a transaction on the ledger
+ * (request → review_request, answer → review_settle, return / withdraw /
+ * expiry → review_refund, revocation → revoke) runs in three commits:
+ *
+ *   1. an intent row (review_intents) is committed in caresync.db, naming
+ *      the case, the step, and what is needed to finish it (the request's
+ *      case commitment; the escrow's txid; the target state, the sealed
+ *      answer or the reason);
+ *   2. the ledger transaction is submitted and committed in ledger.db;
+ *   3. the case row changes and the intent is deleted in one SQLite
+ *      transaction.
+ *
+ * The two files cannot commit together, so a crash may fall between any of
+ * these. review_recover, run at start before any request is served, reads
+ * each intent left and asks the ledger how far the step got: no escrow for a
+ * request → drop it; an escrow with no case row → refund it; a settle or
+ * refund not yet on the ledger → submit it (the answer or reason is in the
+ * intent), then finish the row; a revocation not on the ledger → drop it
+ * (only the person's session can sign it: they may revoke again). It also
+ * brings every waiting case in line with its escrow. So tokens are never
+ * left in an escrow no case refers to, and never paid twice: the ledger
+ * closes an escrow once, and a case takes only one step at a time (the
+ * intent is keyed by case: a second concurrent step is refused as busy).
+ *
+ * A conflict from the ledger ("already closed") on a close means an earlier
+ * attempt got as far as the ledger, and the row is brought in line with it
+ * if it closed the same way. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +41,17 @@
 #include "review/internal.h"
 
 static int64_t now_of(const review *r) { return r->opt.now ? r->opt.now() : core_now(); }
+
+#ifdef CARESYNC_CRASH_POINTS
+/* Test builds only (CMake option CARESYNC_CRASH_POINTS, compiled out of
+ * release builds): CARESYNC_CRASH_AT=name kills the process at that point
+ * with SIGKILL, as a power cut would, so a crash test can land in each
+ * window between the two files' commits deterministically. */
+void review_crash_point(const char *name) {
+    const char *at = getenv("CARESYNC_CRASH_AT");
+    if (at && !strcmp(at, name)) raise(SIGKILL);
+}
+#endif
 
 static bool in_list(const char *v, const char *const *list) {
     for (; *list; list++)
@@ -81,8 +114,8 @@ static core_status build_case(const review_request_in *in, char **text, core_err
 }
 
 /* Submit a node-signed settle or refund of the escrow opened by request.
- * An escrow already closed (an earlier attempt reached the ledger) counts
- * as done: txid is then left zero. */
+ * An escrow already closed the same way (an earlier attempt reached the
+ * ledger) counts as done: txid is then left zero. */
 static core_status close_escrow(review *r, ledger_tx_kind kind, const uint8_t request[LEDGER_HASH],
                                 uint8_t txid[LEDGER_HASH], core_error *err) {
     ledger_tx tx = {.kind = kind};
@@ -92,9 +125,82 @@ static core_status close_escrow(review *r, ledger_tx_kind kind, const uint8_t re
     core_status rc = ledger_sign_submit(r->opt.led, &tx, r->opt.node_sk, &rc_, err);
     if (rc == CORE_ERR_CONFLICT) {
         ledger_escrow e;
-        if (!ledger_get_escrow(r->opt.led, request, &e, NULL) && e.state != LEDGER_ESCROW_OPEN) return CORE_OK;
+        ledger_escrow_state want = kind == LEDGER_TX_REVIEW_SETTLE ? LEDGER_ESCROW_SETTLED : LEDGER_ESCROW_REFUNDED;
+        if (!ledger_get_escrow(r->opt.led, request, &e, NULL) && e.state == want) return CORE_OK;
     }
     if (!rc) memcpy(txid, rc_.txid, LEDGER_HASH);
+    return rc;
+}
+
+/* ---- intents (see the top of this file) ---- */
+
+typedef struct {
+    const char *op;            /* request | settle | refund | revoke */
+    const uint8_t *commitment; /* request: the case commitment (LEDGER_HASH) */
+    const uint8_t *request;    /* others: the escrow's / consent's txid */
+    const char *target;        /* settle / refund: the state the case ends in */
+    const uint8_t *answer;     /* settle: the sealed answer */
+    size_t answer_len;
+    const char *reason; /* returned: why */
+} intent;
+
+/* Commit the intent. CONFLICT field "state" when the case already has one:
+ * another step on it is under way (or waits for recovery). */
+static core_status intent_put(review *r, sqlite3 *db, const char *id, const intent *in, core_error *err) {
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(db,
+                                   "INSERT INTO review_intents(case_id, op, commitment, request_txid, target, answer, "
+                                   "reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                   &st, err);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, in->op, -1, SQLITE_STATIC);
+        if (in->commitment) sqlite3_bind_blob(st, 3, in->commitment, LEDGER_HASH, SQLITE_STATIC);
+        if (in->request) sqlite3_bind_blob(st, 4, in->request, LEDGER_HASH, SQLITE_STATIC);
+        if (in->target) sqlite3_bind_text(st, 5, in->target, -1, SQLITE_STATIC);
+        if (in->answer) sqlite3_bind_blob(st, 6, in->answer, (int)in->answer_len, SQLITE_STATIC);
+        if (in->reason) sqlite3_bind_text(st, 7, in->reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 8, now_of(r));
+        int step = sqlite3_step(st);
+        if ((step & 0xff) == SQLITE_CONSTRAINT) /* primary key: the case has one */
+            rc = core_fail(err, CORE_ERR_CONFLICT, "state", "another change to this case is under way");
+        else if (step != SQLITE_DONE)
+            rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static core_status intent_drop(sqlite3 *db, const char *id, core_error *err) {
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(db, "DELETE FROM review_intents WHERE case_id = ?", &st, err);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* Run sql (its ?1 bound to id; binder binds the rest) and drop the case's
+ * intent in one SQLite transaction: the row's step and the end of the
+ * intent commit together. */
+typedef void (*binder)(sqlite3_stmt *st, const void *ud);
+static core_status finish_step(sqlite3 *db, const char *id, const char *sql, binder bind, const void *ud,
+                               core_error *err) {
+    core_status rc = store_begin(db, err);
+    if (rc) return rc;
+    sqlite3_stmt *st = NULL;
+    rc = store_prepare(db, sql, &st, err);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (bind) bind(st, ud);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    if (!rc) rc = intent_drop(db, id, err);
+    if (!rc) rc = store_commit(db, err);
+    if (rc) store_rollback(db);
     return rc;
 }
 
@@ -143,6 +249,15 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
     free(text);
     cs_crypto_wipe(key, sizeof key);
 
+    /* 1. The intent, committed before the escrow exists: a crash after the
+     * escrow and before the case row leaves this, and recovery refunds. */
+    sqlite3 *db = store_acquire(r->opt.st);
+    intent it = {.op = "request", .commitment = commitment};
+    if (!rc) rc = intent_put(r, db, id, &it, err);
+    bool intended = !rc;
+    /* Not held across the ledger's block commit: other requests need it. */
+    store_release(r->opt.st, db);
+    REVIEW_CRASH_POINT("review_after_request_intent");
     ledger_receipt receipt;
     if (!rc) {
         ledger_tx tx = {.kind = LEDGER_TX_REVIEW_REQUEST};
@@ -151,15 +266,23 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
         tx.u.review.price = (uint64_t)offer.price;
         rc = ledger_sign_submit(r->opt.led, &tx, in->wallet_sk, &receipt, err);
     }
+    db = store_acquire(r->opt.st);
+    /* Refused or rolled back: no escrow, nothing to recover. (If the drop
+     * fails, recovery finds no escrow and drops it then.) */
+    if (rc && intended) intent_drop(db, id, NULL);
+    REVIEW_CRASH_POINT("review_after_escrow");
     if (!rc) {
+        /* 3. The case row and the end of the intent, together. */
         int64_t now = now_of(r);
-        sqlite3 *db = store_acquire(r->opt.st);
         sqlite3_stmt *st = NULL;
-        rc = store_prepare(db,
-                           "INSERT INTO review_cases(id, owner, org_key, price, state, created_at, deadline, "
-                           "request_txid, salt, case_blob, person_key, server_key) "
-                           "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?)",
-                           &st, err);
+        rc = store_begin(db, err);
+        bool open = !rc;
+        if (!rc)
+            rc = store_prepare(db,
+                               "INSERT INTO review_cases(id, owner, org_key, price, state, created_at, deadline, "
+                               "request_txid, salt, case_blob, person_key, server_key) "
+                               "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?)",
+                               &st, err);
         if (!rc) {
             sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
             sqlite3_bind_int64(st, 2, in->owner);
@@ -175,14 +298,22 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
             if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
         }
         sqlite3_finalize(st);
-        store_release(r->opt.st, db);
+        if (!rc) rc = intent_drop(db, id, err);
+        if (open) {
+            if (!rc)
+                rc = store_commit(db, err);
+            else
+                store_rollback(db);
+        }
         if (rc) {
             /* The escrow is on the ledger but the case is not kept: give
-             * the tokens back rather than leave them locked. */
+             * the tokens back now rather than leave them locked; the intent
+             * goes once they are back (else recovery refunds at start). */
             uint8_t t[LEDGER_HASH];
-            close_escrow(r, LEDGER_TX_REVIEW_REFUND, receipt.txid, t, NULL);
+            if (!close_escrow(r, LEDGER_TX_REVIEW_REFUND, receipt.txid, t, NULL)) intent_drop(db, id, NULL);
         }
     }
+    store_release(r->opt.st, db);
     free(sealed);
     free(pkey);
     free(skey);
@@ -224,38 +355,67 @@ static core_status load_head(sqlite3 *db, const char *id, int64_t owner, const u
     return rc;
 }
 
-/* Close a waiting case: ledger first (settle or refund), then the row. When
- * destroy, the case copy and both key copies go (the answer needs them, so
- * an answered case keeps them). */
+/* The row's side of a close (settle or refund), as the case ends in state
+ * with txid (zero: not known, left NULL). When there is no answer the case
+ * copy and both key copies go (the answer needs them, so an answered case
+ * keeps them, but never the organisation's key copy). Drops the intent in
+ * the same transaction. */
+typedef struct {
+    const char *state;
+    int64_t now;
+    const uint8_t *txid;
+    const uint8_t *answer;
+    size_t answer_len;
+    const char *reason;
+} close_row;
+
+static void bind_close(sqlite3_stmt *st, const void *ud) {
+    const close_row *c = ud;
+    static const uint8_t zero[LEDGER_HASH];
+    sqlite3_bind_text(st, 2, c->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, c->now);
+    if (c->txid && memcmp(c->txid, zero, LEDGER_HASH)) sqlite3_bind_blob(st, 4, c->txid, LEDGER_HASH, SQLITE_STATIC);
+    if (c->reason) sqlite3_bind_text(st, 5, c->reason, -1, SQLITE_STATIC);
+    if (c->answer) sqlite3_bind_blob(st, 6, c->answer, (int)c->answer_len, SQLITE_STATIC);
+}
+
+static core_status finish_close(sqlite3 *db, const char *id, const close_row *c, core_error *err) {
+    return finish_step(db, id,
+                       c->answer ? "UPDATE review_cases SET state = ?2, closed_at = ?3, close_txid = ?4, reason = ?5, "
+                                   "answer = ?6, server_key = NULL WHERE id = ?1 AND state = 'waiting'"
+                                 : "UPDATE review_cases SET state = ?2, closed_at = ?3, close_txid = ?4, reason = ?5, "
+                                   "case_blob = NULL, person_key = NULL, server_key = NULL "
+                                   "WHERE id = ?1 AND state = 'waiting'",
+                       bind_close, c, err);
+}
+
+/* Close a waiting case: intent, ledger (settle or refund), then the row. */
 static core_status close_case(review *r, sqlite3 *db, const char *id, const case_head *h, ledger_tx_kind kind,
                               const char *state, const uint8_t *answer, size_t answer_len, const char *reason,
                               core_error *err) {
     if (strcmp(h->state, "waiting"))
         return core_fail(err, CORE_ERR_CONFLICT, "state", "this case is %s, no longer waiting", h->state);
-    uint8_t txid[LEDGER_HASH];
-    core_status rc = close_escrow(r, kind, h->request, txid, err);
+    bool settle = kind == LEDGER_TX_REVIEW_SETTLE;
+    intent it = {.op = settle ? "settle" : "refund",
+                 .request = h->request,
+                 .target = state,
+                 .answer = answer,
+                 .answer_len = answer_len,
+                 .reason = reason};
+    core_status rc = intent_put(r, db, id, &it, err);
     if (rc) return rc;
-    bool destroy = answer == NULL;
-    sqlite3_stmt *st = NULL;
-    rc = store_prepare(db,
-                       destroy ? "UPDATE review_cases SET state = ?2, closed_at = ?3, close_txid = ?4, reason = ?5, "
-                                 "case_blob = NULL, person_key = NULL, server_key = NULL "
-                                 "WHERE id = ?1 AND state = 'waiting'"
-                               : "UPDATE review_cases SET state = ?2, closed_at = ?3, close_txid = ?4, reason = ?5, "
-                                 "answer = ?6, server_key = NULL WHERE id = ?1 AND state = 'waiting'",
-                       &st, err);
-    if (!rc) {
-        static const uint8_t zero[LEDGER_HASH];
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, state, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now_of(r));
-        if (memcmp(txid, zero, LEDGER_HASH)) sqlite3_bind_blob(st, 4, txid, LEDGER_HASH, SQLITE_STATIC);
-        if (reason) sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
-        if (answer) sqlite3_bind_blob(st, 6, answer, (int)answer_len, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+    REVIEW_CRASH_POINT(settle ? "review_after_settle_intent" : "review_after_refund_intent");
+    uint8_t txid[LEDGER_HASH];
+    rc = close_escrow(r, kind, h->request, txid, err);
+    if (rc) {
+        /* Not on the ledger (refused: e.g. closed the other way by a
+         * revocation): nothing to finish. */
+        intent_drop(db, id, NULL);
+        return rc;
     }
-    sqlite3_finalize(st);
-    return rc;
+    REVIEW_CRASH_POINT(settle ? "review_after_settle" : "review_after_refund");
+    close_row c = {state, now_of(r), txid, answer, answer_len, reason};
+    return finish_close(db, id, &c, err);
 }
 
 core_status review_case_withdraw(review *r, int64_t owner, const char *id, core_error *err) {
@@ -266,6 +426,263 @@ core_status review_case_withdraw(review *r, int64_t owner, const char *id, core_
     rc = load_head(db, id, owner, NULL, &h, err);
     if (!rc) rc = close_case(r, db, id, &h, LEDGER_TX_REVIEW_REFUND, "withdrawn", NULL, 0, NULL, err);
     store_release(r->opt.st, db);
+    return rc;
+}
+
+/* The revocation's row side: the case's consent is revoked (and a case still
+ * waiting was refunded by the same ledger transaction: it is withdrawn and
+ * destroyed). The organisation's key copy goes in every case. */
+typedef struct {
+    int64_t now;
+    const uint8_t *txid;
+} revoke_row;
+
+static void bind_revoke(sqlite3_stmt *st, const void *ud) {
+    const revoke_row *v = ud;
+    static const uint8_t zero[LEDGER_HASH];
+    sqlite3_bind_int64(st, 2, v->now);
+    if (v->txid && memcmp(v->txid, zero, LEDGER_HASH)) sqlite3_bind_blob(st, 3, v->txid, LEDGER_HASH, SQLITE_STATIC);
+}
+
+static core_status finish_revoke(sqlite3 *db, const char *id, const revoke_row *v, core_error *err) {
+    return finish_step(db, id,
+                       "UPDATE review_cases SET consent_revoked_at = ?2, revoke_txid = ?3, server_key = NULL, "
+                       "closed_at = CASE state WHEN 'waiting' THEN ?2 ELSE closed_at END, "
+                       "close_txid = CASE state WHEN 'waiting' THEN ?3 ELSE close_txid END, "
+                       "case_blob = CASE state WHEN 'waiting' THEN NULL ELSE case_blob END, "
+                       "person_key = CASE state WHEN 'waiting' THEN NULL ELSE person_key END, "
+                       "state = CASE state WHEN 'waiting' THEN 'withdrawn' ELSE state END "
+                       "WHERE id = ?1 AND consent_revoked_at IS NULL",
+                       bind_revoke, v, err);
+}
+
+core_status review_case_revoke(review *r, int64_t owner, const uint8_t wallet_sk[LEDGER_SECRET], const char *id,
+                               core_error *err) {
+    core_status rc = need_cases(r, err);
+    if (rc) return rc;
+    sqlite3 *db = store_acquire(r->opt.st);
+    case_head h;
+    ledger_consent cn;
+    uint8_t payer[LEDGER_KEY];
+    rc = load_head(db, id, owner, NULL, &h, err);
+    if (!rc) rc = ledger_get_consent(r->opt.led, h.request, &cn, payer, err);
+    /* Another wallet's consent cannot be this person's case (a wallet is
+     * per account): as not found. */
+    if (!rc && memcmp(payer, wallet_sk + 32, LEDGER_KEY))
+        rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such review request");
+    if (!rc && cn.revoked_height)
+        rc = core_fail(err, CORE_ERR_CONFLICT, "consent", "this case's consent has already ended (the case is %s)",
+                       h.state);
+    intent it = {.op = "revoke", .request = h.request};
+    if (!rc) rc = intent_put(r, db, id, &it, err);
+    if (!rc) {
+        REVIEW_CRASH_POINT("review_after_revoke_intent");
+        ledger_tx tx = {.kind = LEDGER_TX_REVOKE};
+        memcpy(tx.u.revoke.grant, h.request, LEDGER_HASH);
+        ledger_receipt receipt;
+        rc = ledger_sign_submit(r->opt.led, &tx, wallet_sk, &receipt, err);
+        if (rc) {
+            intent_drop(db, id, NULL);
+        } else {
+            REVIEW_CRASH_POINT("review_after_revoke");
+            revoke_row v = {now_of(r), receipt.txid};
+            rc = finish_revoke(db, id, &v, err);
+        }
+    }
+    store_release(r->opt.st, db);
+    return rc;
+}
+
+/* ---- recovery ---- */
+
+typedef struct {
+    char id[REVIEW_CASE_ID_TEXT];
+    char op[16], target[16];
+    uint8_t commitment[LEDGER_HASH], request[LEDGER_HASH];
+    uint8_t *answer;
+    size_t answer_len;
+    char *reason;
+} intent_row;
+
+static void intent_rows_free(intent_row *v, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].answer);
+        free(v[i].reason);
+    }
+    free(v);
+}
+
+static core_status intent_rows(sqlite3 *db, intent_row **out, size_t *n, core_error *err) {
+    *out = NULL;
+    *n = 0;
+    size_t cap = 0;
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(
+        db, "SELECT case_id, op, commitment, request_txid, target, answer, reason FROM review_intents", &st, err);
+    while (!rc) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_DONE) break;
+        if (step != SQLITE_ROW) {
+            rc = store_error(db, err);
+            break;
+        }
+        if (*n == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            void *g = realloc(*out, ncap * sizeof **out);
+            if (!g) {
+                rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+                break;
+            }
+            *out = g;
+            cap = ncap;
+        }
+        intent_row *v = &(*out)[*n];
+        memset(v, 0, sizeof *v);
+        (*n)++;
+        snprintf(v->id, sizeof v->id, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(v->op, sizeof v->op, "%s", (const char *)sqlite3_column_text(st, 1));
+        if (sqlite3_column_bytes(st, 2) == LEDGER_HASH) memcpy(v->commitment, sqlite3_column_blob(st, 2), LEDGER_HASH);
+        if (sqlite3_column_bytes(st, 3) == LEDGER_HASH) memcpy(v->request, sqlite3_column_blob(st, 3), LEDGER_HASH);
+        if (sqlite3_column_type(st, 4) != SQLITE_NULL)
+            snprintf(v->target, sizeof v->target, "%s", (const char *)sqlite3_column_text(st, 4));
+        if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+            v->answer_len = (size_t)sqlite3_column_bytes(st, 5);
+            v->answer = malloc(v->answer_len ? v->answer_len : 1);
+            if (!v->answer) {
+                rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+                break;
+            }
+            memcpy(v->answer, sqlite3_column_blob(st, 5), v->answer_len);
+        }
+        if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+            v->reason = strdup((const char *)sqlite3_column_text(st, 6));
+            if (!v->reason) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        }
+    }
+    sqlite3_finalize(st);
+    if (rc) {
+        intent_rows_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+static bool case_exists(sqlite3 *db, const char *id) {
+    case_head h;
+    return load_head(db, id, 0, NULL, &h, NULL) == CORE_OK;
+}
+
+/* One intent left by a crash (or by a failure that could not clean up). */
+static core_status recover_one(review *r, sqlite3 *db, const intent_row *v, core_error *err) {
+    ledger_escrow e;
+    core_status rc;
+    if (!strcmp(v->op, "request")) {
+        uint8_t txid[LEDGER_HASH];
+        rc = ledger_find_commitment(r->opt.led, v->commitment, txid, err);
+        if (rc == CORE_ERR_NOT_FOUND) return intent_drop(db, v->id, err); /* never reached the ledger */
+        if (rc) return rc;
+        if (!case_exists(db, v->id)) {
+            /* Escrowed for a case that was never kept: refund (the case copy
+             * was only in the crashed process's memory). */
+            if ((rc = ledger_get_escrow(r->opt.led, txid, &e, err))) return rc;
+            uint8_t t[LEDGER_HASH];
+            if (e.state == LEDGER_ESCROW_OPEN && (rc = close_escrow(r, LEDGER_TX_REVIEW_REFUND, txid, t, err)))
+                return rc;
+        }
+        return intent_drop(db, v->id, err);
+    }
+    if (!strcmp(v->op, "revoke")) {
+        ledger_consent cn;
+        if ((rc = ledger_get_consent(r->opt.led, v->request, &cn, NULL, err))) return rc;
+        /* Only the person's session can sign a revocation: one the ledger
+         * does not hold is dropped (they may revoke again). One it holds
+         * is finished; its txid is not known here, so none is recorded. */
+        if (!cn.revoked_height) return intent_drop(db, v->id, err);
+        revoke_row row = {now_of(r), NULL};
+        return finish_revoke(db, v->id, &row, err);
+    }
+    /* settle / refund: complete on the ledger what the intent began. */
+    bool settle = !strcmp(v->op, "settle");
+    if ((rc = ledger_get_escrow(r->opt.led, v->request, &e, err))) return rc;
+    uint8_t txid[LEDGER_HASH] = {0};
+    if (e.state == LEDGER_ESCROW_OPEN &&
+        (rc = close_escrow(r, settle ? LEDGER_TX_REVIEW_SETTLE : LEDGER_TX_REVIEW_REFUND, v->request, txid, err)))
+        return rc;
+    if (e.state != LEDGER_ESCROW_OPEN && (e.state == LEDGER_ESCROW_SETTLED) != settle) {
+        /* Closed the other way (not by these steps, which take one case at
+         * a time): the row follows the ledger, without the answer. */
+        close_row c = {e.state == LEDGER_ESCROW_SETTLED ? "answered" : "withdrawn", now_of(r), NULL, NULL, 0, NULL};
+        return finish_close(db, v->id, &c, err);
+    }
+    close_row c = {v->target[0] ? v->target : (settle ? "answered" : "withdrawn"),
+                   now_of(r),
+                   txid,
+                   settle ? v->answer : NULL,
+                   v->answer_len,
+                   v->reason};
+    return finish_close(db, v->id, &c, err);
+}
+
+/* A waiting case whose escrow is no longer open (a crash before intents
+ * existed, or a revocation by another route): the row follows the ledger. */
+static core_status reconcile_waiting(review *r, sqlite3 *db, int *fixed, core_error *err) {
+    sqlite3_stmt *st = NULL;
+    char(*ids)[REVIEW_CASE_ID_TEXT] = NULL;
+    uint8_t(*reqs)[LEDGER_HASH] = NULL;
+    size_t n = 0, cap = 0;
+    core_status rc = store_prepare(db, "SELECT id, request_txid FROM review_cases WHERE state = 'waiting'", &st, err);
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            void *g1 = realloc(ids, ncap * sizeof *ids);
+            if (g1) ids = g1;
+            void *g2 = g1 ? realloc(reqs, ncap * sizeof *reqs) : NULL;
+            if (g2) reqs = g2;
+            if (!g1 || !g2) {
+                rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+                break;
+            }
+            cap = ncap;
+        }
+        snprintf(ids[n], REVIEW_CASE_ID_TEXT, "%s", (const char *)sqlite3_column_text(st, 0));
+        memset(reqs[n], 0, LEDGER_HASH);
+        if (sqlite3_column_bytes(st, 1) == LEDGER_HASH) memcpy(reqs[n], sqlite3_column_blob(st, 1), LEDGER_HASH);
+        n++;
+    }
+    sqlite3_finalize(st);
+    for (size_t i = 0; !rc && i < n; i++) {
+        ledger_escrow e;
+        core_error e1 = {0};
+        core_status one = ledger_get_escrow(r->opt.led, reqs[i], &e, &e1);
+        if (one == CORE_ERR_NOT_FOUND || (!one && e.state == LEDGER_ESCROW_OPEN)) continue;
+        if (one) {
+            rc = one;
+            if (err) *err = e1;
+            break;
+        }
+        close_row c = {e.state == LEDGER_ESCROW_SETTLED ? "answered" : "withdrawn", now_of(r), NULL, NULL, 0, NULL};
+        if (!(rc = finish_close(db, ids[i], &c, err))) (*fixed)++;
+    }
+    free(ids);
+    free(reqs);
+    return rc;
+}
+
+core_status review_recover(review *r, int *resolved, core_error *err) {
+    int done = 0;
+    if (resolved) *resolved = 0;
+    if (!r->opt.node_sk) return CORE_OK;
+    sqlite3 *db = store_acquire(r->opt.st);
+    intent_row *v = NULL;
+    size_t n = 0;
+    core_status rc = intent_rows(db, &v, &n, err);
+    for (size_t i = 0; !rc && i < n; i++)
+        if (!(rc = recover_one(r, db, &v[i], err))) done++;
+    intent_rows_free(v, n);
+    if (!rc) rc = reconcile_waiting(r, db, &done, err);
+    store_release(r->opt.st, db);
+    if (resolved) *resolved = done;
     return rc;
 }
 
@@ -371,7 +788,23 @@ static json_t *openings_json(sqlite3 *db, const char *id) {
 
 #define CASE_COLUMNS                                                                                            \
     "id, org_key, price, state, created_at, deadline, closed_at, request_txid, close_txid, reason, case_blob, " \
-    "person_key, answer"
+    "person_key, answer, consent_revoked_at, revoke_txid"
+
+/* The case-scoped consent (ledger purpose clinician_review, keyed by the
+ * request's txid): active while the case waits or after its answer until
+ * revoked; a refund (withdrawn, returned, expired) ends it on the ledger. */
+static json_t *consent_json(sqlite3_stmt *st) {
+    const char *state = (const char *)sqlite3_column_text(st, 3);
+    bool revoked = sqlite3_column_type(st, 13) != SQLITE_NULL;
+    char at[32];
+    core_format_time(sqlite3_column_int64(st, 13), at);
+    const char *status = revoked                                                     ? "revoked"
+                         : (!strcmp(state, "waiting") || !strcmp(state, "answered")) ? "active"
+                                                                                     : "ended";
+    return json_pack("{s:o, s:s, s:o, s:o}", "id", hex_json(sqlite3_column_blob(st, 7), sqlite3_column_bytes(st, 7)),
+                     "status", status, "revoked_at", revoked ? json_string(at) : json_null(), "revoke_txid",
+                     hex_json(sqlite3_column_blob(st, 14), sqlite3_column_bytes(st, 14)));
+}
 
 /* The person's view of one row; with data_key, the case and answer too. */
 static json_t *person_row(sqlite3 *db, sqlite3_stmt *st, const uint8_t *data_key) {
@@ -390,6 +823,10 @@ static json_t *person_row(sqlite3 *db, sqlite3_stmt *st, const uint8_t *data_key
                   hex_json(sqlite3_column_blob(st, 8), sqlite3_column_bytes(st, 8)), "reason",
                   sqlite3_column_type(st, 9) == SQLITE_NULL ? json_null()
                                                             : json_string((const char *)sqlite3_column_text(st, 9)));
+    if (o && json_object_set_new(o, "consent", consent_json(st))) {
+        json_decref(o);
+        return NULL;
+    }
     if (!o || !data_key) return o;
     const void *kb = sqlite3_column_blob(st, 11);
     size_t kl = (size_t)sqlite3_column_bytes(st, 11);

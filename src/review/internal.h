@@ -13,4 +13,14 @@ struct review {
 
 bool review_known_condition(const review *r, const char *code);
 
+/* Crash points for the crash tests (cases.c): compiled in only when the
+ * build defines CARESYNC_CRASH_POINTS (CMake option of that name, on in the
+ * sanitizer test build), otherwise nothing. */
+#ifdef CARESYNC_CRASH_POINTS
+void review_crash_point(const char *name);
+#define REVIEW_CRASH_POINT(name) review_crash_point(name)
+#else
+#define REVIEW_CRASH_POINT(name) ((void)0)
+#endif
+
 #endif

@@ -109,7 +109,9 @@ core_status review_offer_list(review *r, const char *condition, const char *coun
  *
  * The case copy is JSON {photo: base64url JPEG, result: {title, details},
  * share: {age_band?, sex?, body_site?, duration?, note?}}: the 224 px photo
- * and the model's result text from the record, plus what the person chose
+ * and the model's result text (the record's "result", kept by records as
+ * the screening wrote it, never the title or details the person may have
+ * edited since), plus what the person chose
  * to add, and nothing else (no name, username, account id, date or place).
  * It is sealed under a random case key. The case key is kept twice: sealed
  * under the person's data key (only their session can open it) and sealed
@@ -140,7 +142,7 @@ typedef struct {
     const uint8_t *data_key;     /* their data key (32 bytes) */
     const uint8_t *wallet_sk;    /* their wallet key (64 bytes): signs the review_request */
     const uint8_t *org;          /* LEDGER_KEY bytes */
-    const char *title, *details; /* the model's result text from the record */
+    const char *title, *details; /* the model's result text: the record's "result" */
     const uint8_t *jpeg;         /* the record's photo */
     size_t jpeg_len;
     review_share share;
@@ -157,6 +159,26 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
  * destroyed. NOT_FOUND unless it is theirs; CONFLICT field "state" unless
  * it is waiting. */
 core_status review_case_withdraw(review *r, int64_t owner, const char *id, core_error *err);
+
+/* The person revokes the case-scoped consent their request made (ledger
+ * purpose clinician_review, keyed by the request's txid): a REVOKE signed
+ * with wallet_sk (LEDGER_SECRET bytes, theirs). While the case waits the
+ * same ledger transaction refunds the escrow, and the case is withdrawn and
+ * destroyed; after an answer the person keeps case and answer, and the
+ * organisation its payment. Either way the organisation's copy is gone and
+ * its clinicians cannot open the case (NOT_FOUND). NOT_FOUND unless it is
+ * theirs; CONFLICT field "consent" when the consent has already ended (a
+ * withdrawn, returned or expired case was refunded, which ends it) or was
+ * revoked; CONFLICT field "state" while another step on the case runs. */
+core_status review_case_revoke(review *r, int64_t owner, const uint8_t wallet_sk[LEDGER_SECRET], const char *id,
+                               core_error *err);
+
+/* Crash recovery, to run at start before any request is served (never
+ * while requests run: an intent in flight would look abandoned): every
+ * intent a crash left (see cases.c) is finished or dropped as the ledger
+ * shows, and every waiting case whose escrow is closed follows the ledger.
+ * *resolved (may be NULL) counts what it changed. */
+core_status review_recover(review *r, int *resolved, core_error *err);
 
 /* Refund every waiting case past its organisation's answer-time promise
  * (measured by opt->now); *refunded (may be NULL) counts them. Called on

@@ -182,6 +182,25 @@ static const char *const migrations[] = {
     "  sealed BLOB NOT NULL,"
     "  created_at INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX share_review_pledges_t ON share_review_pledges(created_at);",
+    /* 11: crash safety of review cases (review/cases.c). An intent is
+     * committed before each ledger transaction a case step submits and is
+     * deleted in the same SQLite transaction as the step's row change, so
+     * after a crash review_recover finds every step the ledger may have
+     * taken without this file: request (the escrow, found by its case
+     * commitment), settle/refund (target state, the sealed answer or the
+     * reason kept to finish it), revoke. One per case: steps on one case do
+     * not interleave. And the case-scoped consent's revocation. */
+    "CREATE TABLE review_intents ("
+    "  case_id TEXT PRIMARY KEY,"
+    "  op TEXT NOT NULL CHECK (op IN ('request','settle','refund','revoke')),"
+    "  commitment BLOB,"
+    "  request_txid BLOB,"
+    "  target TEXT,"
+    "  answer BLOB,"
+    "  reason TEXT,"
+    "  created_at INTEGER NOT NULL) WITHOUT ROWID;"
+    "ALTER TABLE review_cases ADD COLUMN consent_revoked_at INTEGER;"
+    "ALTER TABLE review_cases ADD COLUMN revoke_txid BLOB;",
 };
 
 static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};

@@ -650,6 +650,143 @@ static void test_review_escrow(void **state) {
     if (ledger_verify_file(f->path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
 }
 
+/* A review request is also a consent scoped to its case and organisation
+ * (purpose clinician_review, keyed by the request's txid). The person
+ * revoking it while the escrow is open is refunded by that same
+ * transaction; a node refund ends it; a settled one stays until revoked;
+ * it never admits a contribution; and a replay agrees. */
+static void test_review_consent(void **state) {
+    fixture *f = *state;
+    key a, b, org;
+    keygen(&a);
+    keygen(&b);
+    keygen(&org);
+    register_wallet(f, &a);
+    register_wallet(f, &b);
+    uint8_t g[32];
+    grant(f, &a, LEDGER_SCOPE_ALL, (uint64_t)core_now() + 3600, g);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, (uint8_t)(0x70 + i), NULL), CORE_OK);
+    ledger_tx o = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(o.u.org.org, org.pk, 32);
+    strcpy(o.u.org.name, "Consent Clinic");
+    ledger_receipt r;
+    assert_int_equal(ledger_sign_submit(f->l, &o, f->admin.sk, &r, NULL), CORE_OK);
+
+    uint8_t req1[32], req2[32], req3[32], owner[32];
+    assert_int_equal(review_request(f, &a, &org, 0xd1, 5, &r), CORE_OK);
+    memcpy(req1, r.txid, 32);
+    uint64_t h1 = r.height;
+    ledger_consent cn;
+    core_error err = {0};
+    assert_int_equal(ledger_get_consent(f->l, req1, &cn, owner, &err), CORE_OK);
+    assert_memory_equal(owner, a.pk, 32);
+    assert_memory_equal(cn.grantee, org.pk, 32);
+    assert_int_equal(cn.purpose, LEDGER_PURPOSE_REVIEW);
+    assert_int_equal(cn.scope, 1u << LEDGER_CAT_SCREENING);
+    assert_int_equal(cn.granted_height, h1);
+    assert_int_equal(cn.revoked_height, 0);
+    assert_string_equal(ledger_purpose_name(LEDGER_PURPOSE_REVIEW), "clinician_review");
+    /* ... and only a request makes one: a GRANT cannot name that purpose. */
+    ledger_tx bad = {.kind = LEDGER_TX_GRANT, .nonce = 99};
+    bad.u.grant.scope = 1;
+    bad.u.grant.purpose = LEDGER_PURPOSE_REVIEW;
+    bad.u.grant.expires = (uint64_t)core_now() + 3600;
+    memcpy(bad.u.grant.grantee, org.pk, 32);
+    uint8_t buf[LEDGER_TX_MAX];
+    assert_int_equal(ledger_tx_sign(&bad, a.sk, buf, sizeof buf), 0);
+
+    /* It does not let a contribution in. */
+    assert_int_equal(contribute(f, &a, req1, LEDGER_CAT_SCREENING, 0x7f, &r), CORE_ERR_FORBIDDEN);
+    /* Only the person revokes it; revoking while open refunds at once. */
+    ledger_tx rv = {.kind = LEDGER_TX_REVOKE};
+    memcpy(rv.u.revoke.grant, req1, 32);
+    assert_int_equal(send(f, &b, &rv, &r), CORE_ERR_FORBIDDEN);
+    assert_int_equal(balance(f, &a), 25);
+    assert_int_equal(check_supply(f), 5);
+    assert_int_equal(send(f, &a, &rv, &r), CORE_OK);
+    assert_int_equal(balance(f, &a), 30);
+    expect_escrow(f, req1, LEDGER_ESCROW_REFUNDED, 5);
+    assert_int_equal(check_supply(f), 0);
+    assert_int_equal(ledger_get_consent(f->l, req1, &cn, NULL, &err), CORE_OK);
+    assert_int_equal(cn.revoked_height, r.height);
+    /* The organisation cannot be paid for a case taken back. */
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, req1, f->node.sk, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(send(f, &a, &rv, &r), CORE_ERR_CONFLICT); /* once */
+
+    /* A node refund (withdrawn, returned, expired) ends the consent. */
+    assert_int_equal(review_request(f, &a, &org, 0xd2, 4, &r), CORE_OK);
+    memcpy(req2, r.txid, 32);
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, req2, f->node.sk, &err), CORE_OK);
+    assert_int_equal(ledger_get_consent(f->l, req2, &cn, NULL, &err), CORE_OK);
+    assert_true(cn.revoked_height > 0);
+    memcpy(rv.u.revoke.grant, req2, 32);
+    assert_int_equal(send(f, &a, &rv, &r), CORE_ERR_CONFLICT);
+
+    /* Settled: the consent stands until revoked; revoking then moves no token. */
+    assert_int_equal(review_request(f, &a, &org, 0xd3, 6, &r), CORE_OK);
+    memcpy(req3, r.txid, 32);
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_SETTLE, req3, f->node.sk, &err), CORE_OK);
+    assert_int_equal(ledger_get_consent(f->l, req3, &cn, NULL, &err), CORE_OK);
+    assert_int_equal(cn.revoked_height, 0);
+    memcpy(rv.u.revoke.grant, req3, 32);
+    assert_int_equal(send(f, &a, &rv, &r), CORE_OK);
+    assert_int_equal(balance(f, &a), 24);
+    assert_int_equal(balance(f, &org), 6);
+    assert_int_equal(check_supply(f), 0);
+    /* History sums to the balance: the revoke's refund is a posting. */
+    history_tally ht = {0};
+    assert_int_equal(ledger_history(f->l, a.pk, 100, tally_history, &ht, NULL), CORE_OK);
+    assert_int_equal(ht.sum, 24);
+    ledger_verify_report rep;
+    if (ledger_verify_file(f->path, 2, &rep, &err)) fail_msg("verify: %s", err.message);
+}
+
+/* A ledger.db at schema 2 holds review escrows but not the consents a
+ * request now makes: opening it derives them (migration 3), as a replay
+ * does, so verify agrees; a refunded escrow's consent is ended. */
+static void test_review_consent_migration(void **state) {
+    fixture *f = *state;
+    key a, org;
+    keygen(&a);
+    keygen(&org);
+    register_wallet(f, &a);
+    uint8_t g[32];
+    grant(f, &a, LEDGER_SCOPE_ALL, (uint64_t)core_now() + 3600, g);
+    assert_int_equal(contribute(f, &a, g, LEDGER_CAT_SCREENING, 0x81, NULL), CORE_OK);
+    ledger_tx o = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(o.u.org.org, org.pk, 32);
+    strcpy(o.u.org.name, "Old Clinic");
+    ledger_receipt r;
+    assert_int_equal(ledger_sign_submit(f->l, &o, f->admin.sk, &r, NULL), CORE_OK);
+    uint8_t open_req[32], refunded[32];
+    assert_int_equal(review_request(f, &a, &org, 0x82, 3, &r), CORE_OK);
+    memcpy(open_req, r.txid, 32);
+    assert_int_equal(review_request(f, &a, &org, 0x83, 2, &r), CORE_OK);
+    memcpy(refunded, r.txid, 32);
+    core_error err = {0};
+    assert_int_equal(review_close(f, LEDGER_TX_REVIEW_REFUND, refunded, f->node.sk, &err), CORE_OK);
+    ledger_close(f->l);
+    f->l = NULL;
+    /* As the file was before: no review consents, schema 2. */
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(db, "DELETE FROM consents WHERE purpose = 3; PRAGMA user_version = 2", NULL, NULL, NULL),
+        SQLITE_OK);
+    sqlite3_close(db);
+    ledger_verify_report rep;
+    assert_int_not_equal(ledger_verify_file(f->path, 1, &rep, &err), CORE_OK); /* the replay has them */
+    f->l = reopen(f, 1);
+    ledger_consent cn;
+    assert_int_equal(ledger_get_consent(f->l, open_req, &cn, NULL, &err), CORE_OK);
+    assert_int_equal(cn.purpose, LEDGER_PURPOSE_REVIEW);
+    assert_int_equal(cn.revoked_height, 0);
+    assert_int_equal(ledger_get_consent(f->l, refunded, &cn, NULL, &err), CORE_OK);
+    assert_true(cn.revoked_height > 0);
+    if (ledger_verify_file(f->path, 1, &rep, &err)) fail_msg("verify migrated: %s", err.message);
+}
+
 /* A ledger.db written before escrows existed (schema 1) verifies as it is
  * (read-only: nothing migrates it) and gains the table when the ledger opens. */
 static void test_review_escrow_schema1_file(void **state) {
@@ -1421,6 +1558,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_escrow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_escrow_node_payee, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_consent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_review_consent_migration, setup, teardown),
         cmocka_unit_test_setup_teardown(test_review_escrow_schema1_file, setup, teardown),
         cmocka_unit_test_setup_teardown(test_property_random_streams, setup, teardown),
         cmocka_unit_test_setup_teardown(test_proofs, setup, teardown),

@@ -574,6 +574,261 @@ static void test_case_withdraw_and_timeout(void **state) {
     assert_int_equal(n, 0);
 }
 
+/* The case-scoped consent: revoking it while the case waits refunds the
+ * escrow in the same ledger transaction and destroys the case; after an
+ * answer it keeps the answer and the payment; either way the organisation
+ * can no longer open the case. A refund (withdrawal) ends it on the ledger. */
+static void test_case_revoke(void **state) {
+    fixture *f = *state;
+    person p, other;
+    make_person(f, &p, 7, 3);
+    make_person(f, &other, 9, 1);
+    review_offer o = offer(f->org_a, 10, 48, "fungal", "*");
+    core_error err = {0};
+    assert_int_equal(review_offer_set(f->rv, &o, &err), CORE_OK);
+    char a[REVIEW_CASE_ID_TEXT], b[REVIEW_CASE_ID_TEXT], c[REVIEW_CASE_ID_TEXT];
+    review_request_in in = request_of(&p, f->org_a);
+    assert_int_equal(review_case_request(f->rv, &in, a, &err), CORE_OK);
+    assert_int_equal(review_case_request(f->rv, &in, b, &err), CORE_OK);
+    assert_int_equal(review_case_request(f->rv, &in, c, &err), CORE_OK);
+    assert_int_equal(balance_of(f, p.pk), 0);
+    json_t *r = NULL;
+    assert_int_equal(review_case_get(f->rv, 7, p.dk, a, &r, &err), CORE_OK);
+    json_t *cj = json_object_get(r, "consent");
+    assert_string_equal(json_string_value(json_object_get(cj, "status")), "active");
+    /* The consent's id is the request's txid: on the ledger, the person's
+     * wallet to the organisation, for this case's commitment only. */
+    assert_string_equal(json_string_value(json_object_get(cj, "id")),
+                        json_string_value(json_object_get(r, "request_txid")));
+    uint8_t req[32], owner[32];
+    assert_true(cs_crypto_unhex(json_string_value(json_object_get(r, "request_txid")), req, 32));
+    json_decref(r);
+    ledger_consent cn;
+    assert_int_equal(ledger_get_consent(f->led, req, &cn, owner, &err), CORE_OK);
+    assert_memory_equal(owner, p.pk, 32);
+    assert_memory_equal(cn.grantee, f->org_a, 32);
+    assert_int_equal(cn.purpose, LEDGER_PURPOSE_REVIEW);
+
+    /* Only the owner, with their own wallet. */
+    assert_int_equal(review_case_revoke(f->rv, 9, other.sk, a, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(review_case_revoke(f->rv, 7, other.sk, a, &err), CORE_ERR_NOT_FOUND);
+    /* Waiting: refunded by the revocation itself, withdrawn, destroyed. */
+    assert_int_equal(review_case_revoke(f->rv, 7, p.sk, a, &err), CORE_OK);
+    assert_int_equal(balance_of(f, p.pk), 10);
+    assert_int_equal(review_case_get(f->rv, 7, p.dk, a, &r, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(r, "state")), "withdrawn");
+    assert_null(json_object_get(r, "case"));
+    cj = json_object_get(r, "consent");
+    assert_string_equal(json_string_value(json_object_get(cj, "status")), "revoked");
+    assert_true(json_is_string(json_object_get(cj, "revoke_txid")));
+    assert_int_equal(escrow_state(f, r), LEDGER_ESCROW_REFUNDED);
+    json_decref(r);
+    json_t *x = NULL;
+    assert_int_equal(review_case_open(f->rv, f->org_a, 50, a, &x, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(ledger_get_consent(f->led, req, &cn, NULL, &err), CORE_OK);
+    assert_true(cn.revoked_height > 0);
+    assert_int_equal(review_case_revoke(f->rv, 7, p.sk, a, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "consent");
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM review_cases WHERE state = 'withdrawn' AND case_blob IS "
+                                   "NULL AND person_key IS NULL AND server_key IS NULL"),
+                     1);
+
+    /* Answered: the person keeps the answer, the organisation its pay. */
+    assert_int_equal(review_case_answer(f->rv, f->org_a, 50, b, "fungal", NULL, "self_care", "Keep it dry.", &err),
+                     CORE_OK);
+    assert_int_equal(review_case_revoke(f->rv, 7, p.sk, b, &err), CORE_OK);
+    assert_int_equal(balance_of(f, f->org_a), 10);
+    assert_int_equal(balance_of(f, p.pk), 10);
+    assert_int_equal(review_case_get(f->rv, 7, p.dk, b, &r, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(r, "state")), "answered");
+    assert_non_null(json_object_get(r, "answer"));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "consent"), "status")), "revoked");
+    json_decref(r);
+
+    /* Withdrawn: the refund ended the consent; nothing left to revoke. */
+    assert_int_equal(review_case_withdraw(f->rv, 7, c, &err), CORE_OK);
+    assert_int_equal(review_case_get(f->rv, 7, p.dk, c, &r, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(r, "consent"), "status")), "ended");
+    assert_true(cs_crypto_unhex(json_string_value(json_object_get(r, "request_txid")), req, 32));
+    json_decref(r);
+    assert_int_equal(ledger_get_consent(f->led, req, &cn, NULL, &err), CORE_OK);
+    assert_true(cn.revoked_height > 0);
+    assert_int_equal(review_case_revoke(f->rv, 7, p.sk, c, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "consent");
+    assert_int_equal(balance_of(f, p.pk), 20);
+    ledger_totals t;
+    assert_int_equal(ledger_get_totals(f->led, &t, NULL), CORE_OK);
+    assert_int_equal(t.escrowed, 0);
+}
+
+static void exec_sql(fixture *f, const char *sql) {
+    sqlite3 *db = store_acquire(f->st);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
+    store_release(f->st, db);
+}
+
+static void request_txid_of(fixture *f, const person *p, const char *id, uint8_t txid[32]) {
+    json_t *r = NULL;
+    core_error err = {0};
+    assert_int_equal(review_case_get(f->rv, p->id, p->dk, id, &r, &err), CORE_OK);
+    assert_true(cs_crypto_unhex(json_string_value(json_object_get(r, "request_txid")), txid, 32));
+    json_decref(r);
+}
+
+static const char *state_of(fixture *f, const char *id) {
+    static char out[16];
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT state FROM review_cases WHERE id = '%s'", id);
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, sizeof out, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    store_release(f->st, db);
+    return out;
+}
+
+/* Each window a crash can leave between ledger.db's commit and
+ * caresync.db's, written as the crash would leave it (the intent row and
+ * the ledger as far as the step got), then review_recover: tokens end
+ * neither locked, lost nor doubled, and the rows follow the ledger. */
+static void test_case_recover(void **state) {
+    fixture *f = *state;
+    person p;
+    make_person(f, &p, 7, 10);
+    review_offer o = offer(f->org_a, 10, 48, "fungal", "*");
+    core_error err = {0};
+    assert_int_equal(review_offer_set(f->rv, &o, &err), CORE_OK);
+    char sql[512], hex[65];
+    ledger_receipt lr;
+
+    /* 1. Request: escrow committed, case row never written → refunded. */
+    uint8_t commitment[32];
+    cs_crypto_random(commitment, 32);
+    ledger_tx rq = {.kind = LEDGER_TX_REVIEW_REQUEST, .u.review.price = 10};
+    memcpy(rq.u.review.org, f->org_a, 32);
+    memcpy(rq.u.review.commitment, commitment, 32);
+    wallet_send(f, &p, &rq, &lr);
+    uint8_t lost_req[32];
+    memcpy(lost_req, lr.txid, 32);
+    cs_crypto_hex(commitment, 32, hex);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO review_intents(case_id, op, commitment, created_at) VALUES ('c1', 'request', x'%s', 0)", hex);
+    exec_sql(f, sql);
+    /* 2. Request: intent committed, escrow never reached the ledger → dropped. */
+    cs_crypto_random(commitment, 32);
+    cs_crypto_hex(commitment, 32, hex);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO review_intents(case_id, op, commitment, created_at) VALUES ('c2', 'request', x'%s', 0)", hex);
+    exec_sql(f, sql);
+    assert_int_equal(balance_of(f, p.pk), 90);
+
+    /* 3. Answer: intent (with the sealed answer) committed, settle not
+     * submitted → recovery settles and stores that answer. */
+    char c3[REVIEW_CASE_ID_TEXT], c4[REVIEW_CASE_ID_TEXT], c5[REVIEW_CASE_ID_TEXT], c6[REVIEW_CASE_ID_TEXT],
+        c7[REVIEW_CASE_ID_TEXT], c8[REVIEW_CASE_ID_TEXT];
+    review_request_in in = request_of(&p, f->org_a);
+    assert_int_equal(review_case_request(f->rv, &in, c3, &err), CORE_OK);
+    uint8_t t3[32];
+    request_txid_of(f, &p, c3, t3);
+    cs_crypto_hex(t3, 32, hex);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO review_intents(case_id, op, request_txid, target, answer, created_at) "
+             "VALUES ('%s', 'settle', x'%s', 'answered', x'a1b2c3', 0)",
+             c3, hex);
+    exec_sql(f, sql);
+    /* While the intent stands, no other step may touch the case. */
+    assert_int_equal(review_case_withdraw(f->rv, 7, c3, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "state");
+
+    /* 4. Withdraw: refund committed on the ledger, row not updated. */
+    assert_int_equal(review_case_request(f->rv, &in, c4, &err), CORE_OK);
+    uint8_t t4[32];
+    request_txid_of(f, &p, c4, t4);
+    cs_crypto_hex(t4, 32, hex);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO review_intents(case_id, op, request_txid, target, created_at) "
+             "VALUES ('%s', 'refund', x'%s', 'withdrawn', 0)",
+             c4, hex);
+    exec_sql(f, sql);
+    ledger_tx rf = {.kind = LEDGER_TX_REVIEW_REFUND};
+    memcpy(rf.u.review_close.request, t4, 32);
+    assert_int_equal(ledger_sign_submit(f->led, &rf, f->node_sk, &lr, &err), CORE_OK);
+
+    /* 5. Revoke: intent committed, the person's REVOKE never reached the
+     * ledger → dropped, the case still waits. 6. Revoke on the ledger (and
+     * the escrow refunded with it), row not updated → withdrawn. */
+    assert_int_equal(review_case_request(f->rv, &in, c5, &err), CORE_OK);
+    assert_int_equal(review_case_request(f->rv, &in, c6, &err), CORE_OK);
+    uint8_t t5[32], t6[32];
+    request_txid_of(f, &p, c5, t5);
+    request_txid_of(f, &p, c6, t6);
+    cs_crypto_hex(t5, 32, hex);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO review_intents(case_id, op, request_txid, created_at) VALUES ('%s', 'revoke', x'%s', 0)", c5,
+             hex);
+    exec_sql(f, sql);
+    cs_crypto_hex(t6, 32, hex);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO review_intents(case_id, op, request_txid, created_at) VALUES ('%s', 'revoke', x'%s', 0)", c6,
+             hex);
+    exec_sql(f, sql);
+    ledger_tx rv = {.kind = LEDGER_TX_REVOKE};
+    memcpy(rv.u.revoke.grant, t6, 32);
+    wallet_send(f, &p, &rv, &lr);
+
+    /* 7. A waiting case whose escrow a node refunded with no intent left
+     * (a crash before intents existed) → the row follows the ledger. */
+    assert_int_equal(review_case_request(f->rv, &in, c7, &err), CORE_OK);
+    uint8_t t7[32];
+    request_txid_of(f, &p, c7, t7);
+    memcpy(rf.u.review_close.request, t7, 32);
+    assert_int_equal(ledger_sign_submit(f->led, &rf, f->node_sk, &lr, &err), CORE_OK);
+    /* 8. Untouched: stays waiting with its escrow open. */
+    assert_int_equal(review_case_request(f->rv, &in, c8, &err), CORE_OK);
+
+    /* Before: c1's 10 locked with no case; c3, c5, c8 open; c4, c6, c7 back. */
+    assert_int_equal(balance_of(f, p.pk), 60);
+    int n = -1;
+    assert_int_equal(review_recover(f->rv, &n, &err), CORE_OK);
+    assert_int_equal(n, 7); /* the intents of c1 to c6, and c7 */
+    ledger_escrow e;
+    assert_int_equal(ledger_get_escrow(f->led, lost_req, &e, NULL), CORE_OK);
+    assert_int_equal(e.state, LEDGER_ESCROW_REFUNDED);
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM review_intents"), 0);
+    assert_string_equal(state_of(f, c3), "answered");
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM review_cases WHERE answer = x'a1b2c3' AND server_key IS NULL"),
+                     1);
+    assert_int_equal(ledger_get_escrow(f->led, t3, &e, NULL), CORE_OK);
+    assert_int_equal(e.state, LEDGER_ESCROW_SETTLED);
+    assert_string_equal(state_of(f, c4), "withdrawn");
+    assert_string_equal(state_of(f, c5), "waiting");
+    assert_string_equal(state_of(f, c6), "withdrawn");
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM review_cases WHERE consent_revoked_at IS NOT NULL"), 1);
+    assert_string_equal(state_of(f, c7), "withdrawn");
+    assert_string_equal(state_of(f, c8), "waiting");
+    assert_int_equal(count_rows(f, "SELECT count(*) FROM review_cases WHERE state <> 'waiting' AND state <> "
+                                   "'answered' AND (case_blob IS NOT NULL OR server_key IS NOT NULL)"),
+                     0);
+    /* Tokens: each refund once, one settle; escrowed = the waiting cases. */
+    assert_int_equal(balance_of(f, p.pk), 100 - 10 /* c3 paid */ - 20 /* c5, c8 escrowed */);
+    assert_int_equal(balance_of(f, f->org_a), 10);
+    ledger_totals t;
+    assert_int_equal(ledger_get_totals(f->led, &t, NULL), CORE_OK);
+    assert_int_equal(t.escrowed, 20);
+    assert_int_equal(count_rows(f, "SELECT coalesce(sum(price), 0) FROM review_cases WHERE state = 'waiting'"), 20);
+    /* A second run finds nothing; the steps work again on the cases. */
+    assert_int_equal(review_recover(f->rv, &n, &err), CORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(review_case_withdraw(f->rv, 7, c5, &err), CORE_OK);
+    char path[300];
+    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
+    ledger_verify_report rep;
+    if (ledger_verify_file(path, 1, &rep, &err)) fail_msg("verify: %s", err.message);
+}
+
 int main(void) {
     core_error err = {0};
     if (cs_crypto_init(&err)) return 1;
@@ -587,6 +842,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_case_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_case_withdraw_and_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_answer_is_handed_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_case_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_case_recover, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
