@@ -62,13 +62,16 @@ static const char *const steps[] = {
     "  opened_height INTEGER NOT NULL,"
     "  closed_height INTEGER NOT NULL,"
     "  outcome INTEGER NOT NULL CHECK (outcome IN (0, 1, 2))) WITHOUT ROWID;",
-    /* 3: a review request also makes a case-scoped consent (purpose 3,
+    /* 3: a review request also makes a case-scoped consent (purpose 4,
+     * LEDGER_PURPOSE_REVIEW, checked below,
      * keyed by the request's txid, ended by a refund): derived state for
      * requests already in the file, as a replay now computes it. */
     "INSERT OR IGNORE INTO consents (grant_txid, owner, scope, purpose, grantee, expires, granted_height, "
-    "revoked_height) SELECT request_txid, payer, 1, 3, org, 9223372036854775807, opened_height, "
+    "revoked_height) SELECT request_txid, payer, 1, 4, org, 9223372036854775807, opened_height, "
     "CASE outcome WHEN 2 THEN closed_height ELSE 0 END FROM escrows;",
 };
+
+_Static_assert(LEDGER_PURPOSE_REVIEW == 4, "schema step 3 writes the review purpose as 4");
 
 /* "CSLG" */
 static const store_schema schema = {"ledger", steps, (int)(sizeof steps / sizeof steps[0]), 0x43534c47};

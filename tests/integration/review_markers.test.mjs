@@ -138,9 +138,13 @@ test('a case holds only the model\'s words; no marker reaches the clinician, the
     const ans = await clin.post(`/api/review/cases/${id1}/answer`,
       { condition: 'fungal', urgency: 'self_care', advice: 'Keep the skin dry; an antifungal cream for two weeks.' });
     assert.equal(ans.status, 200, ans.text);
+    // The price went to the organisation; the person shares with public
+    // health, so the confirmed condition was contributed (clinician_confirmed)
+    // and its reward (10, --reward-batch 1) minted to them at once.
     t = await totals();
     assert.equal(t.escrowed, 0);
-    assert.equal(await balance(p), 10);
+    assert.equal(t.supply, supply + 10, 'only the confirmed contribution\'s reward was minted');
+    assert.equal(await balance(p), 20);
 
     // Case 2: requested, then the person revokes the consent while it
     // waits: refunded by that ledger transaction, the clinician shut out.
@@ -159,7 +163,7 @@ test('a case holds only the model\'s words; no marker reaches the clinician, the
     assert.equal(rv.json.request.consent.status, 'revoked');
     assert.equal(rv.json.request.case, undefined, 'the case copy is destroyed');
     assert.equal((await totals()).escrowed, 0);
-    assert.equal(await balance(p), 10);
+    assert.equal(await balance(p), 20);
     const gone = await clin.get(`/api/review/cases/${id2}`);
     assert.equal(gone.status, 404, gone.text);
     const revokeTx = await p.get(`/api/ledger/tx/${rv.json.request.consent.revoke_txid}`);

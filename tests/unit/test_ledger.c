@@ -772,7 +772,8 @@ static void test_review_consent_migration(void **state) {
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(
-        sqlite3_exec(db, "DELETE FROM consents WHERE purpose = 3; PRAGMA user_version = 2", NULL, NULL, NULL),
+        sqlite3_exec(db, "DELETE FROM consents WHERE purpose = 4; PRAGMA user_version = 2" /* LEDGER_PURPOSE_REVIEW */,
+                     NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
     ledger_verify_report rep;
