@@ -47,7 +47,7 @@ static uint8_t *photo_with_metadata(size_t *len) {
 }
 
 /* The one file under dir/<handle>/ (its path in out); how many there are. */
-static int files_of(const char *dir, const uint8_t handle[32], char out[600]) {
+static int files_of(const char *dir, const uint8_t handle[32], char out[700]) {
     char hex[65], sub[400];
     cs_crypto_hex(handle, 32, hex);
     snprintf(sub, sizeof sub, "%s/%s", dir, hex);
@@ -57,7 +57,7 @@ static int files_of(const char *dir, const uint8_t handle[32], char out[600]) {
     struct dirent *e;
     while ((e = readdir(d)))
         if (e->d_name[0] != '.') {
-            snprintf(out, 600, "%s/%s", sub, e->d_name);
+            snprintf(out, 700, "%s/%s", sub, e->d_name);
             n++;
         }
     closedir(d);
@@ -66,7 +66,7 @@ static int files_of(const char *dir, const uint8_t handle[32], char out[600]) {
 
 static void a_kept_example_holds_no_identifier(void **state) {
     (void)state;
-    char tmp[256], dir[300], path[600];
+    char tmp[256], dir[300], path[700];
     testutil_tmpdir(tmp);
     snprintf(dir, sizeof dir, "%s/examples", tmp);
     uint8_t dk[32], handle[32], other[32];
@@ -127,7 +127,7 @@ static void a_kept_example_holds_no_identifier(void **state) {
 
 static void revocation_deletes_exactly_the_persons_examples(void **state) {
     (void)state;
-    char tmp[256], dir[300], path[600];
+    char tmp[256], dir[300], path[700];
     testutil_tmpdir(tmp);
     snprintf(dir, sizeof dir, "%s/examples", tmp);
     uint8_t a[32], b[32];
