@@ -26,20 +26,22 @@ static const screening_condition conditions[] = {
      "crusts or does not improve."},
     {"psoriasis", "Psoriasis", TRIAGE_PHARMACIST_GP,
      "See a GP to confirm it and discuss treatment. Widespread pustules with fever need urgent care."},
-    {"acne_rosacea", "Acne / rosacea", TRIAGE_SELF_CARE,
-     "Gentle skin care and pharmacy treatments help most people. See a GP if it scars, hurts or affects your mood."},
-    {"benign_mole", "Benign-looking mole", TRIAGE_SELF_CARE,
-     "Looks like a common mole. Check it monthly: see a doctor if it changes in size, shape or colour, bleeds or "
-     "itches."},
+    {"acne_rosacea", "Acne / rosacea", TRIAGE_PHARMACIST_GP,
+     "A pharmacist can suggest treatments that help most people with acne. Rosacea, and acne that scars, hurts or "
+     "affects your mood, need a GP."},
+    {"benign_mole", "Benign-looking mole", TRIAGE_PHARMACIST_GP,
+     "Looks like a common mole, but a photo alone cannot clear a spot: show it to a pharmacist or GP. Check it "
+     "monthly and see a doctor if it changes in size, shape or colour, bleeds or itches."},
     {"melanoma", "Suspicious pigmented lesion", TRIAGE_URGENT,
      "Some features of this spot can be seen in melanoma. Book an appointment with a doctor within two weeks to have "
      "it examined."},
     {"skin_cancer", "Possible skin cancer (not melanoma)", TRIAGE_DOCTOR_SOON,
      "Some features of this spot can be seen in basal or squamous cell carcinoma or in actinic keratosis (sun damage "
      "that can turn into cancer). Most are easily treated when found early: see a doctor within a few weeks."},
-    {"harmless_growth", "Harmless-looking growth", TRIAGE_SELF_CARE,
-     "Looks like a seborrhoeic keratosis or a similar harmless growth, common with age. No treatment is needed; see a "
-     "doctor if it bleeds, grows quickly or looks different from your other spots."},
+    {"harmless_growth", "Harmless-looking growth", TRIAGE_PHARMACIST_GP,
+     "Looks like a seborrhoeic keratosis or a similar harmless growth, common with age, but a photo alone cannot "
+     "clear it: show it to a pharmacist or GP, and a doctor if it bleeds, grows quickly or looks different from your "
+     "other spots."},
     {"other", "Another skin condition", TRIAGE_DOCTOR_SOON,
      "This looks like a condition the screening cannot name with confidence. Please show it to a doctor."},
 };

@@ -208,23 +208,15 @@ void screening_fit_risk(const float *probs, const screening_item *const *items, 
          * dozen, the hardest photo would make every mole urgent). */
         risk->melanoma_above = threshold_for(pm, is_mel, items, n, sensitivity, false, 0.2f);
         risk->cancer_above = threshold_for(pc, is_mal, items, n, sensitivity, true, 0.2f);
-        /* Self-care for a mole or growth needs more certainty than any
-         * held-back malignant lesion that slipped under both thresholds had:
-         * none of them would have been told to look after it at home. */
+        /* A mole or growth goes to a pharmacist or GP rather than a doctor
+         * only with more certainty than any held-back malignant lesion that
+         * slipped under both thresholds had (nothing goes home: triage.c). */
         int mole = screening_condition_index("benign_mole"), growth = screening_condition_index("harmless_growth");
         for (size_t i = 0; i < n; i++) {
             if (!is_mal[i] || pm[i] >= risk->melanoma_above || pc[i] >= risk->cancer_above) continue;
             float benign = probs[i * nc + mole] + probs[i * nc + growth] + 1e-3f;
             /* past 1: a float probability can round to 1, so "never" */
             if (benign > risk->benign_sure) risk->benign_sure = benign >= 1.0f ? 1.01f : benign;
-        }
-        /* Nor anything else: a held-back malignant lesion that the top
-         * condition would send home (acne, say) lowers the referral
-         * threshold to below its own risk. */
-        for (size_t i = 0; i < n; i++) {
-            screening_why why;
-            if (is_mal[i] && screening_decide_triage(probs + i * nc, true, risk, &why) == TRIAGE_SELF_CARE)
-                risk->cancer_above = pc[i] * 0.999f;
         }
     }
     free(pm), free(pc), free(is_mel), free(is_mal);

@@ -259,17 +259,12 @@ typedef struct {
     float benign_sure;    /* a mole or growth gets self-care only when P(benign) ≥ this */
 } screening_risk;
 typedef enum {
-    SCREENING_WHY_TOP,             /* the top condition's own triage */
-    SCREENING_WHY_UNSURE,          /* unsure or not skin: a professional should look */
-    SCREENING_WHY_MELANOMA_RISK,   /* melanoma cannot be ruled out */
-    SCREENING_WHY_CANCER_RISK,     /* a skin cancer cannot be ruled out */
-    SCREENING_WHY_LESION_NOT_SURE, /* a spot or growth not sure to be harmless: a doctor */
-    SCREENING_WHY_LESION_PHOTO,    /* a spot or growth that looks harmless: never self-care from a photo */
-    SCREENING_WHY_LESION_POSSIBLE  /* a self-care condition on top, but a growth not ruled out */
+    SCREENING_WHY_TOP,            /* the top condition's own triage */
+    SCREENING_WHY_UNSURE,         /* unsure or not skin: a professional should look */
+    SCREENING_WHY_MELANOMA_RISK,  /* melanoma cannot be ruled out */
+    SCREENING_WHY_CANCER_RISK,    /* a skin cancer cannot be ruled out */
+    SCREENING_WHY_LESION_NOT_SURE /* a spot or growth not sure to be harmless */
 } screening_why;
-/* "Self-care" needs the spot-and-growth classes (benign mole, melanoma, skin
- * cancer, harmless growth) together below this (triage.c says why). */
-#define SCREENING_SELF_CARE_LESION_MAX 0.05f
 /* Decide the triage from calibrated condition probabilities (one per
  * condition), whether the answer is confident, and the thresholds; *why says
  * which rule decided. */

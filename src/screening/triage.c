@@ -6,7 +6,16 @@
  * ten like it. The referral threshold is chosen for ≥ 95 % sensitivity on
  * held-back malignant lesions of every source (head.c, screening_fit_risk),
  * so many referrals of moles are false alarms by design; that is the trade
- * the product makes. */
+ * the product makes.
+ *
+ * Why no answer is ever "self-care": no condition of the table has it
+ * (conditions.c), and every rule here only raises the advice. A photo alone
+ * never sends a spot home: earlier models gave self-care to a mole when
+ * P(benign) cleared a threshold fitted on held-back photos, and on sources
+ * they had never seen that threshold did not hold (source-out protocol: 68
+ * of 5,100 ISIC melanomas; the outside test: two lentigo maligna); acne went
+ * home too, and a basal cell carcinoma taken for acne with it (DermNet test
+ * split). The lowest advice is a pharmacist or GP. */
 #include "screening/screening.h"
 
 #include <string.h>
@@ -39,29 +48,12 @@ screening_triage screening_decide_triage(const float *probs, bool confident, con
         *why = SCREENING_WHY_UNSURE;
         return TRIAGE_DOCTOR_SOON;
     }
-    /* A spot or growth never gets "self-care" from a photo. Earlier models
-     * sent one home when P(benign) cleared a threshold fitted on held-back
-     * photos; on sources the model had never seen that threshold did not
-     * hold (source-out protocol: 68 of 5,100 ISIC melanomas, and the outside
-     * test's two lentigo maligna, were told self-care). Sure it looks
-     * harmless: a pharmacist or GP confirms it; not sure: a doctor. */
+    /* A spot or growth the model is not sure is harmless: a doctor. */
     if ((top == mole || top == growth) && t < TRIAGE_DOCTOR_SOON) {
         float benign = (mole >= 0 ? probs[mole] : 0) + (growth >= 0 ? probs[growth] : 0);
         if (benign < risk->benign_sure) {
             *why = SCREENING_WHY_LESION_NOT_SURE;
             return TRIAGE_DOCTOR_SOON;
-        }
-        *why = SCREENING_WHY_LESION_PHOTO;
-        return TRIAGE_PHARMACIST_GP;
-    }
-    /* Nor anything else (acne, say) while the spot-and-growth classes
-     * together are not negligible: the malignant lesions the protocol saw
-     * sent home as acne had 0.07–0.10 there. */
-    if (t == TRIAGE_SELF_CARE) {
-        float lesion = p_cancer + (mole >= 0 ? probs[mole] : 0) + (growth >= 0 ? probs[growth] : 0);
-        if (lesion >= SCREENING_SELF_CARE_LESION_MAX) {
-            *why = SCREENING_WHY_LESION_POSSIBLE;
-            return TRIAGE_PHARMACIST_GP;
         }
     }
     return t;
@@ -74,8 +66,6 @@ const char *screening_why_code(screening_why w) {
     case SCREENING_WHY_MELANOMA_RISK: return "melanoma_risk";
     case SCREENING_WHY_CANCER_RISK: return "cancer_risk";
     case SCREENING_WHY_LESION_NOT_SURE: return "lesion_not_sure";
-    case SCREENING_WHY_LESION_PHOTO: return "lesion_photo";
-    case SCREENING_WHY_LESION_POSSIBLE: return "lesion_possible";
     }
     return "unsure";
 }
@@ -91,12 +81,6 @@ const char *screening_why_text(screening_why w) {
         return "The screening cannot rule out a skin cancer in this photo: please show it to a doctor soon.";
     case SCREENING_WHY_LESION_NOT_SURE:
         return "The screening is not sure this spot is harmless: please have it checked by a doctor.";
-    case SCREENING_WHY_LESION_PHOTO:
-        return "It looks harmless, but a photo alone cannot clear a spot: show it to a pharmacist or GP, and to a "
-               "doctor if it changes in size, shape or colour, bleeds or itches.";
-    case SCREENING_WHY_LESION_POSSIBLE:
-        return "The screening cannot rule out a growth in this photo, so it does not advise looking after it at "
-               "home alone: please show it to a pharmacist or GP.";
     }
     return "";
 }
