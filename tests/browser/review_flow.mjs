@@ -404,6 +404,12 @@ try {
   await waitUntil(person, (id) => document.querySelector(`#request-list li[data-id="${id}"][data-state="withdrawn"]`), second.id);
   w = (await ok(person, 'GET', '/api/wallet')).wallet;
   checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4 + R}/0`, 'withdrawn: the price came back');
+  // A newer request from the same entry, withdrawn, does not hide the answer.
+  onRecord = await reviewOnRecord();
+  checkEqual(`${onRecord.request}/${onRecord.state}`, `${first.id}/answered`, 'the entry keeps showing the answered review');
+  checkEqual(onRecord.condition, 'Fungal infection', 'and its answer');
+  await person.goto(`${base}/reviews?record=${record.id}`);
+  await waitUntil(person, () => document.querySelectorAll('#offer-list input[name="org"]').length === 2);
   watch.assertClean('withdrawn');
 
   // Returned by the clinician with a reason: refunded, the reason shown.

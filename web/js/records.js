@@ -181,9 +181,11 @@ function handle(err, where) {
   showError(where, err);
 }
 
-// Each saved screening's newest review request (the list is newest first
-// and names the record it came from), and the answer of the answered ones.
-// Reviews are extra: if they cannot be read the entries still show.
+// Each saved screening's review request (the list is newest first and
+// names the record it came from): the newest answered one, since the
+// answer is what the entry is for, else the newest; with the answer read
+// for the answered ones. Reviews are extra: if they cannot be read the
+// entries still show.
 async function loadReviews() {
   const next = new Map();
   const ids = new Set(records.filter((r) => r.photo).map((r) => r.id));
@@ -194,7 +196,9 @@ async function loadReviews() {
   ]);
   if (cond) conditionNames = new Map((cond.conditions || []).map((c) => [c.code, c.name]));
   for (const q of Array.isArray(data.requests) ? data.requests : []) {
-    if (q.record_id && ids.has(q.record_id) && !next.has(q.record_id)) next.set(q.record_id, q);
+    if (!q.record_id || !ids.has(q.record_id)) continue;
+    const had = next.get(q.record_id);
+    if (!had || (had.state !== 'answered' && q.state === 'answered')) next.set(q.record_id, q);
   }
   await Promise.all([...next].filter(([, q]) => q.state === 'answered').map(async ([rid, q]) => {
     const one = await api('GET', `/api/review/requests/${encodeURIComponent(q.id)}`);
