@@ -392,6 +392,7 @@ void api_review_request_create(http_request *rq, void *ctx) {
             in.details = api_str(json_object_get(rec, "result"), "details");
             in.jpeg = jpeg;
             in.jpeg_len = len;
+            in.record_id = api_str(rec, "id"); /* as records stored it, not as the body spelled it */
             json_t *out = NULL;
             if (review_case_request(c->review, &in, id, &err) ||
                 review_case_get(c->review, sess.user_id, sess.data_key, id, &out, &err)) {

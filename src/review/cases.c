@@ -280,8 +280,8 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
         if (!rc)
             rc = store_prepare(db,
                                "INSERT INTO review_cases(id, owner, org_key, price, state, created_at, deadline, "
-                               "request_txid, salt, case_blob, person_key, server_key) "
-                               "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?)",
+                               "request_txid, salt, case_blob, person_key, server_key, record_id) "
+                               "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)",
                                &st, err);
         if (!rc) {
             sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -295,6 +295,7 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
             sqlite3_bind_blob(st, 9, sealed, (int)sealed_len, SQLITE_STATIC);
             sqlite3_bind_blob(st, 10, pkey, (int)pkey_len, SQLITE_STATIC);
             sqlite3_bind_blob(st, 11, skey, (int)skey_len, SQLITE_STATIC);
+            if (in->record_id) sqlite3_bind_text(st, 12, in->record_id, -1, SQLITE_STATIC);
             if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
         }
         sqlite3_finalize(st);
@@ -788,7 +789,7 @@ static json_t *openings_json(sqlite3 *db, const char *id) {
 
 #define CASE_COLUMNS                                                                                            \
     "id, org_key, price, state, created_at, deadline, closed_at, request_txid, close_txid, reason, case_blob, " \
-    "person_key, answer, consent_revoked_at, revoke_txid"
+    "person_key, answer, consent_revoked_at, revoke_txid, record_id"
 
 /* The case-scoped consent (ledger purpose clinician_review, keyed by the
  * request's txid): active while the case waits or after its answer until
@@ -823,6 +824,15 @@ static json_t *person_row(sqlite3 *db, sqlite3_stmt *st, const uint8_t *data_key
                   hex_json(sqlite3_column_blob(st, 8), sqlite3_column_bytes(st, 8)), "reason",
                   sqlite3_column_type(st, 9) == SQLITE_NULL ? json_null()
                                                             : json_string((const char *)sqlite3_column_text(st, 9)));
+    /* The owner's own link back to their entry (person_row is never a
+     * clinician's view: those are review_queue and review_case_open). */
+    if (o && json_object_set_new(o, "record_id",
+                                 sqlite3_column_type(st, 15) == SQLITE_NULL
+                                     ? json_null()
+                                     : json_string((const char *)sqlite3_column_text(st, 15)))) {
+        json_decref(o);
+        return NULL;
+    }
     if (o && json_object_set_new(o, "consent", consent_json(st))) {
         json_decref(o);
         return NULL;

@@ -142,6 +142,7 @@ typedef struct {
     const uint8_t *data_key;     /* their data key (32 bytes) */
     const uint8_t *wallet_sk;    /* their wallet key (64 bytes): signs the review_request */
     const uint8_t *org;          /* LEDGER_KEY bytes */
+    const char *record_id;       /* the saved screening's id; shown to the owner only (NULL: none) */
     const char *title, *details; /* the model's result text: the record's "result" */
     const uint8_t *jpeg;         /* the record's photo */
     size_t jpeg_len;
@@ -185,7 +186,8 @@ core_status review_recover(review *r, int *resolved, core_error *err);
  * every queue and request read, so no thread is needed. */
 core_status review_sweep(review *r, int *refunded, core_error *err);
 
-/* The person's requests, newest first (out: new JSON array), and one of
+/* The person's requests, newest first (out: new JSON array), each with the
+ * record_id it was made from (null before schema 12), and one of
  * them with the answer (opened with data_key), the case as shared, and
  * who opened it when (out: new object). */
 core_status review_case_list(review *r, int64_t owner, json_t **out, core_error *err);

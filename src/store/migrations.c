@@ -201,6 +201,12 @@ static const char *const migrations[] = {
     "  created_at INTEGER NOT NULL) WITHOUT ROWID;"
     "ALTER TABLE review_cases ADD COLUMN consent_revoked_at INTEGER;"
     "ALTER TABLE review_cases ADD COLUMN revoke_txid BLOB;",
+    /* 12: the record a case was made from (issue 13), so the person's
+     * records page can show the answer on the entry itself. Owner-only:
+     * person_row reads it, nothing a clinician sees does. A record id is a
+     * random handle (records keep theirs in clear too); NULL for cases made
+     * before. */
+    "ALTER TABLE review_cases ADD COLUMN record_id TEXT;",
 };
 
 static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};

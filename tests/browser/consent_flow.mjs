@@ -276,6 +276,62 @@ async function phoneFlow(browser, watch, base, user, nodeKey) {
   await shot(page, 'phone-consents-revoked');
   watch.assertClean('revoke consent');
 
+  // Help train the screening model: the hint says what it keeps and that
+  // revoking deletes it; the form asks for screening results only (what the
+  // server uses for training) and shows no reward; give it, then revoke it.
+  const trainHint = await page.locator('#purpose-training-hint').textContent();
+  for (const words of [/clinician answers a review you asked for/i, /photo and the clinician’s label/i,
+    /no name or anything else that identifies you/i, /revoking deletes them/i, /separate from public-health sharing/i]) {
+    check(words.test(trainHint), `the training hint says ${words}: ${trainHint}`);
+  }
+  await page.check('#scope-conditions');
+  await page.check('#purpose-training');
+  checkEqual(await page.isChecked('#scope-screening'), true, 'training: screening results are chosen');
+  checkEqual(await page.isDisabled('#scope-screening'), true, 'training: screening results is the one category');
+  for (const other of ['conditions', 'symptoms', 'demographics']) {
+    checkEqual(await page.isChecked(`#scope-${other}`), false, `training: ${other} is not chosen`);
+    checkEqual(await page.isDisabled(`#scope-${other}`), true, `training: ${other} cannot be chosen`);
+  }
+  check(await page.isVisible('#grant-scope-training') && await page.isHidden('#grant-scope-hint'), 'training: the scope hint says why');
+  check(await page.isHidden('#reward-screening'), 'training earns no tokens: no reward note');
+  await layoutOk(page, 'consents training form');
+  await shot(page, 'phone-consents-training-form');
+  const [trainGrant] = await Promise.all([
+    page.waitForResponse((r) => new URL(r.url()).pathname === '/api/consents' && r.request().method() === 'POST'),
+    page.click('#grant-submit'),
+  ]);
+  checkEqual(trainGrant.status(), 201, 'training consent given');
+  const trainBody = JSON.parse(trainGrant.request().postData());
+  checkEqual(JSON.stringify(trainBody.scope), '["screening"]', 'the training consent asks for screening results only');
+  checkEqual(trainBody.purpose, 'model_training', 'the purpose sent');
+  await receipt.filter({ hasText: /help train the screening model/i }).waitFor();
+  const trainTxid = (await trainGrant.json()).consent.id;
+  const trainItem = page.locator(`#consent-list li[data-id="${trainTxid}"][data-status="active"]`);
+  await trainItem.waitFor();
+  check(/Help train the screening model/.test(await trainItem.textContent()), `the list shows the purpose: ${await trainItem.textContent()}`);
+  checkEqual(await page.isChecked('#scope-screening'), true, 'the training form keeps its one category after a grant');
+  await shot(page, 'phone-consents-training-granted');
+  await trainItem.getByRole('button', { name: /^Revoke/ }).click();
+  const trainConfirm = await trainItem.getByRole('group').textContent();
+  check(/photos and labels kept from your reviews will be deleted/.test(trainConfirm), `the confirmation says what goes: ${trainConfirm}`);
+  const [trainRevoke] = await Promise.all([
+    page.waitForResponse((r) => new URL(r.url()).pathname === `/api/consents/${trainTxid}/revoke`),
+    trainItem.getByRole('button', { name: 'Yes, revoke' }).click(),
+  ]);
+  checkEqual(trainRevoke.status(), 200, 'training consent revoked');
+  const deleted = (await trainRevoke.json()).examples_deleted;
+  checkEqual(deleted, 0, 'the API says how many examples were deleted (none kept without a review)');
+  await page.locator(`#consent-list li[data-id="${trainTxid}"][data-status="revoked"]`).waitFor();
+  const trainNote = await page.locator('#list-receipt .receipt-note').textContent();
+  check(/help train the screening model revoked/i.test(trainNote) && /no training examples had been kept, so nothing was deleted/i.test(trainNote),
+    `the revocation says what was deleted: ${trainNote}`);
+  await page.check('#purpose-surveillance');
+  checkEqual(await page.isDisabled('#scope-conditions'), false, 'back to public health: every category can be chosen');
+  check(await page.isVisible('#reward-screening'), 'and the reward notes are back');
+  await layoutOk(page, 'consents training revoked');
+  await shot(page, 'phone-consents-training-revoked');
+  watch.assertClean('training consent');
+
   // Wallet: balance 0, the wallet's own history.
   await page.click('#site-nav a[href="/wallet"]');
   await expectPath(page, '/wallet');
@@ -462,8 +518,9 @@ async function desktopPages(browser, watch, base, user) {
   await page.click('#login-form button[type="submit"]');
   await expectPath(page, '/consents');
   const items = await consentItems(page);
-  checkEqual(items.length, 1, 'desktop: one consent');
-  checkEqual(items[0].status, 'revoked', 'desktop: it is revoked');
+  checkEqual(items.length, 2, 'desktop: two consents (public health, then training)');
+  checkEqual(items.map((i) => i.status).join(), 'revoked,revoked', 'desktop: both are revoked');
+  check(/Help train the screening model/.test(items[0].text), `desktop: the newest is the training consent: ${items[0].text}`);
   await layoutOk(page, 'desktop consents');
   await shot(page, 'desktop-consents');
   await page.click('#site-nav a[href="/wallet"]');

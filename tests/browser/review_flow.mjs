@@ -13,7 +13,10 @@
 // A clinician (another context) opens the queue, opens the case (photo,
 // result, the chosen extras) and answers; the person sees the answer beside
 // the screening's result, who opened the case, and in the wallet the price
-// paid and nothing held. Then a withdrawal and a case the clinician returns
+// paid and nothing held; the record entry itself shows the review waiting,
+// then the answer beside the model's result with a link to /reviews; the
+// person's model_training consent kept the answered photo as an example,
+// and revoking it on /consents says one example was deleted. Then a withdrawal and a case the clinician returns
 // with a reason (both refunded), and a request to an
 // organisation that promises an answer within one hour, left unanswered: the
 // server is restarted two hours later under libfaketime and the person sees
@@ -121,6 +124,8 @@ try {
   check(signed === 201, `sign-up: ${signed}`);
   await ok(person, 'PUT', '/api/profile', { display_name: 'Review Person', birth_year: 1988, sex: 'unspecified', region: 'US-CA' });
   await ok(person, 'POST', '/api/consents', { scope: ['screening'], purpose: 'public_health_surveillance' }, 201);
+  // And helps train the model: the answer keeps the photo and its label.
+  const training = (await ok(person, 'POST', '/api/consents', { scope: ['screening'], purpose: 'model_training' }, 201)).consent;
   await person.goto(`${base}/screening`);
   await person.waitForSelector('#screening-page:not([hidden])');
   const dir = join(SHARED, 'data', 'skin-infections-8', 'test', 'ringworm');
@@ -234,6 +239,32 @@ try {
   await snap(person, 'wallet-held');
   watch.assertClean('request sent');
 
+  // The record entry says it went for review and is waiting.
+  checkEqual(first.record_id, record.id, 'the request names the entry it came from');
+  const reviewOnRecord = async () => {
+    await person.goto(`${base}/records`);
+    await person.waitForSelector(`#record-list li[data-id="${record.id}"] .record-review`);
+    return person.evaluate((rid) => {
+      const box = document.querySelector(`#record-list li[data-id="${rid}"] .record-review`);
+      const t = (sel) => box.querySelector(sel)?.textContent ?? null;
+      const sides = [...box.querySelectorAll('.review-compare > .review-side')];
+      return { request: box.dataset.request, state: box.dataset.state, tag: t('.review-state'), note: t('.record-review-note'),
+        condition: t('.answer-condition'), urgency: t('.answer-urgency'), advice: t('.answer-advice'), clinician: t('.answer-clinician'),
+        modelTitle: t('.model-title'), sides: sides.map((x) => x.getAttribute('aria-label')),
+        sameRow: sides.length === 2 && Math.abs(sides[0].getBoundingClientRect().top - sides[1].getBoundingClientRect().top) < 2,
+        link: box.querySelector('a')?.getAttribute('href') ?? null,
+        others: document.querySelectorAll('#record-list .record-review').length };
+    }, record.id);
+  };
+  let onRecord = await reviewOnRecord();
+  checkEqual(onRecord.request, first.id, 'the entry shows its own request');
+  checkEqual(onRecord.tag, 'Waiting for a clinician', 'the entry shows the review waiting');
+  check(/not answered yet; the answer is due by/.test(onRecord.note || ''), `the entry says when the answer is due: ${onRecord.note}`);
+  checkEqual(onRecord.condition, null, 'no answer on the entry yet');
+  checkEqual(onRecord.others, 1, 'only the entry that went for review shows one');
+  await snap(person, 'record-waiting');
+  watch.assertClean('record shows the waiting review');
+
   // The clinician, in another context: queue → case → answer.
   await login(clinician, base, 'rv-clinician');
   await clinician.goto(`${base}/review`);
@@ -316,6 +347,47 @@ try {
   await snap(person, 'wallet-settled');
   watch.assertClean('answer seen');
 
+  // The record entry itself: the clinician's answer beside the model's
+  // result, the same as the API's, with a link to the review on /reviews.
+  onRecord = await reviewOnRecord();
+  checkEqual(onRecord.state, 'answered', 'the entry shows the review answered');
+  checkEqual(onRecord.tag, 'Answered', 'in words');
+  checkEqual(onRecord.condition, 'Fungal infection', 'the entry: the coded condition, named');
+  checkEqual(onRecord.urgency, 'See a pharmacist or GP', 'the entry: the urgency in words');
+  checkEqual(onRecord.advice, api1.answer.advice, 'the entry: the advice');
+  checkEqual(onRecord.clinician, api1.answer.clinician, 'the entry: the clinician\'s pseudonym');
+  checkEqual(onRecord.modelTitle, record.result.title, 'the entry: the model\'s result');
+  checkEqual(onRecord.sides.join(' | '), 'What the screening said | What the clinician said', 'the entry: side by side');
+  check(onRecord.sameRow, 'the entry: the result and the answer sit beside each other');
+  checkEqual(onRecord.link, `/reviews#request-${first.id}`, 'the entry links to the review');
+  await snap(person, 'record-answered');
+  await person.setViewportSize({ width: 375, height: 800 });
+  await waitUntil(person, () => document.documentElement.scrollWidth <= 375);
+  await snap(person, 'record-answered-phone');
+  await person.setViewportSize({ width: 1100, height: 900 });
+  await person.click(`#record-list li[data-id="${record.id}"] .record-review a`);
+  await person.waitForURL((u) => u.pathname === '/reviews' && u.hash === `#request-${first.id}`);
+  await waitUntil(person, (id) => document.activeElement?.id === `request-${id}`, first.id);
+  watch.assertClean('record shows the answer');
+
+  // The answer kept the photo and its label for training: revoking the
+  // training consent on the consents page deletes it and says so.
+  await person.goto(`${base}/consents`);
+  const trainingItem = person.locator(`#consent-list li[data-id="${training.id}"][data-status="active"]`);
+  await trainingItem.waitFor();
+  check(/Help train the screening model/.test(await trainingItem.textContent()), 'the training consent is listed by its purpose');
+  await trainingItem.getByRole('button', { name: /^Revoke/ }).click();
+  const [revoked] = await Promise.all([
+    person.waitForResponse((r) => new URL(r.url()).pathname === `/api/consents/${training.id}/revoke`),
+    trainingItem.getByRole('button', { name: 'Yes, revoke' }).click(),
+  ]);
+  checkEqual(revoked.status(), 200, 'training consent revoked');
+  checkEqual((await revoked.json()).examples_deleted, 1, 'the answered case\'s example was kept, and is deleted');
+  await waitUntil(person, () => /1 training example \(a photo and its label\) was deleted/.test(
+    document.querySelector('#list-receipt')?.textContent || ''));
+  await snap(person, 'training-revoked');
+  watch.assertClean('training consent revoked');
+
   // Withdraw a waiting request: refunded at once.
   await person.goto(`${base}/reviews?record=${record.id}`);
   await waitUntil(person, () => document.querySelectorAll('#offer-list input[name="org"]').length === 2);
@@ -332,6 +404,12 @@ try {
   await waitUntil(person, (id) => document.querySelector(`#request-list li[data-id="${id}"][data-state="withdrawn"]`), second.id);
   w = (await ok(person, 'GET', '/api/wallet')).wallet;
   checkEqual(`${w.balance}/${w.escrowed}`, `${funded - 4 + R}/0`, 'withdrawn: the price came back');
+  // A newer request from the same entry, withdrawn, does not hide the answer.
+  onRecord = await reviewOnRecord();
+  checkEqual(`${onRecord.request}/${onRecord.state}`, `${first.id}/answered`, 'the entry keeps showing the answered review');
+  checkEqual(onRecord.condition, 'Fungal infection', 'and its answer');
+  await person.goto(`${base}/reviews?record=${record.id}`);
+  await waitUntil(person, () => document.querySelectorAll('#offer-list input[name="org"]').length === 2);
   watch.assertClean('withdrawn');
 
   // Returned by the clinician with a reason: refunded, the reason shown.

@@ -162,6 +162,53 @@ async function analystFlow(browser, watch, base, outbreak) {
   checkEqual(flLine.split(',')[3], last.cells[fli][0] === null ? '' : String(last.cells[fli][0]), 'CSV = the release on the page');
   log(`export: ${csv.length - 1} values, ${csv.filter((l) => l.includes(',suppressed,')).length} suppressed`);
   watch.assertClean('export');
+
+  // Source: clinician-confirmed. The release and the series the page fetches
+  // are the release by source, the page says it is a separate release, and
+  // the CSV export's source column says which source.
+  check(await page.isHidden('#source-note'), 'no source note for all sources');
+  const fetched = [];
+  const onResponse = (res) => {
+    const u = new URL(res.url());
+    if (u.pathname === '/api/surveil/aggregates' || u.pathname === '/api/surveil/series') fetched.push(res);
+  };
+  page.on('response', onResponse);
+  await page.selectOption('#f-source', 'clinician_confirmed');
+  await page.click('#f-apply');
+  await waitUntil(page, () => !document.querySelector('#main').hasAttribute('aria-busy')
+    && document.querySelector('#chart-summary')?.dataset.source === 'clinician_confirmed'
+    && document.querySelector('#source-note')?.dataset.source === 'clinician_confirmed');
+  page.off('response', onResponse);
+  const rels = fetched.filter((r) => new URL(r.url()).pathname === '/api/surveil/aggregates');
+  const series = fetched.filter((r) => new URL(r.url()).pathname === '/api/surveil/series');
+  checkEqual(rels.length, 1, 'one release fetched for the new filter');
+  checkEqual(new URL(rels[0].url()).searchParams.get('source'), 'clinician_confirmed', 'the release asks for the source');
+  const bySource = await rels[0].json();
+  checkEqual(bySource.source, 'clinician_confirmed', 'the release fetched is the clinician-confirmed release');
+  check(bySource.release.fingerprint !== shown.release.fingerprint, 'a release by source has its own fingerprint');
+  check(series.length >= 1 && series.every((r) => new URL(r.url()).searchParams.get('source') === 'clinician_confirmed'),
+    `the series asks for the source: ${series.map((r) => r.url())}`);
+  checkEqual((await series[series.length - 1].json()).source, 'clinician_confirmed', 'the chart is the source\'s series');
+  const note = await page.locator('#source-note').textContent();
+  check(/clinician-confirmed/i.test(note) && /separate release/i.test(note) && /own suppression/i.test(note),
+    `the page says a source is a separate release: ${note}`);
+  await shot(page, 'source-clinician-confirmed');
+  const srcHref = await page.getAttribute('#export-csv', 'href');
+  checkEqual(new URL(srcHref, base).searchParams.get('source'), 'clinician_confirmed', 'the export asks for the source');
+  const [srcDownload] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+  const srcFile = join(ARTIFACTS, 'export-clinician-confirmed.csv');
+  await srcDownload.saveAs(srcFile);
+  const srcCsv = readFileSync(srcFile, 'utf8').trim().split('\n');
+  checkEqual(srcCsv[0], 'week,region,condition,count,status,synthetic,source', 'a source\'s CSV gains a source column');
+  checkEqual(srcCsv.length - 1, bySource.weeks.length * (bySource.regions.length + 1) * bySource.conditions.length,
+    'one CSV line per value of the release by source');
+  for (const line of srcCsv.slice(1)) checkEqual(line.split(',')[6], 'clinician_confirmed', `the source column: ${line}`);
+  const srcLast = bySource.weeks[bySource.weeks.length - 1];
+  const srcFl = srcCsv.find((l) => l.startsWith(`${srcLast.week},US-FL,fungal,`));
+  const flCell = srcLast.cells[bySource.regions.indexOf('US-FL')][0];
+  checkEqual(srcFl.split(',')[3], flCell === null ? '' : String(flCell), 'source CSV = the release by source on the page');
+  log(`source clinician_confirmed: ${srcCsv.length - 1} values, ${srcCsv.filter((l) => l.includes(',suppressed,')).length} suppressed`);
+  watch.assertClean('source filter');
   await context.close();
 }
 

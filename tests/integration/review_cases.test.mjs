@@ -40,6 +40,13 @@ function noMarker(r, what) {
   assert.ok(!r.text.toLowerCase().includes(MARKER), `${what} leaks the marker: ${r.text.slice(0, 300)}`);
 }
 
+// The record a case came from is the owner's link back to their entry:
+// nothing a clinician reads may carry it.
+function noRecordId(r, what) {
+  assert.ok(!r.text.includes(photoRecord), `${what} names the person's record: ${r.text.slice(0, 300)}`);
+  assert.ok(!/record_id/.test(r.text), `${what} has a record_id: ${r.text.slice(0, 300)}`);
+}
+
 async function balance(c) {
   const r = await c.get('/api/wallet');
   assert.equal(r.status, 200, r.text);
@@ -145,6 +152,9 @@ test('request → authz → withdraw (refund, case destroyed)', { skip }, async 
   const id = r.json.request.id;
   assert.equal(r.json.request.state, 'waiting');
   assert.equal(r.json.request.price, 10);
+  // The owner sees which entry the request came from, in the list and the request.
+  assert.equal(r.json.request.record_id, photoRecord);
+  assert.equal((await p.get('/api/review/requests')).json.requests.find((x) => x.id === id).record_id, photoRecord);
   assert.equal(await balance(p), 0);
   // Exactly what is shared: photo, model result, the chosen extras.
   const shared = r.json.request.case;
@@ -162,6 +172,7 @@ test('request → authz → withdraw (refund, case destroyed)', { skip }, async 
   assert.deepEqual(queue.json.queue.map((x) => x.id), [id]);
   assert.ok(queue.json.queue[0].waiting_seconds >= 0);
   noMarker(queue, 'the queue');
+  noRecordId(queue, 'the queue');
   assert.equal((await cb.get('/api/review/queue')).json.queue.length, 0);
   expectError(await cb.get(`/api/review/cases/${id}`), 404, 'not_found');
   expectError(await cb.post(`/api/review/cases/${id}/answer`, { condition: 'fungal', urgency: 'urgent', advice: 'x' }),
@@ -196,6 +207,7 @@ test('return → refund with the reason; the opening is logged', { skip }, async
   const opened = await ca.get(`/api/review/cases/${id}`);
   assert.equal(opened.status, 200, opened.text);
   noMarker(opened, 'the case copy');
+  noRecordId(opened, 'the case copy');
   assert.deepEqual(Object.keys(opened.json.case).sort(), ['id', 'photo_jpeg_base64url', 'result', 'share']);
   expectError(await ca.post(`/api/review/cases/${id}/return`, { reason: '' }), 422, 'validation_failed');
   const ret = await ca.post(`/api/review/cases/${id}/return`, { reason: 'photo not usable: blurred' });
@@ -239,6 +251,7 @@ test('timeout → refund (restarted two hours later), then request → answer �
   const ans = await ca.post(`/api/review/cases/${id}/answer`,
     { condition: 'fungal', urgency: 'pharmacist_or_gp', advice: 'Antifungal cream twice daily for two weeks.' });
   assert.equal(ans.status, 200, ans.text);
+  noRecordId(ans, 'the answer response');
   // The price went to the organisation (review_settle below); p holds a
   // public-health consent, so the confirmed condition was contributed as
   // clinician_confirmed and its reward (10, minted at once with
@@ -254,6 +267,7 @@ test('timeout → refund (restarted two hours later), then request → answer �
   assert.equal(done.answer.condition, 'fungal');
   assert.equal(done.answer.urgency, 'pharmacist_or_gp');
   assert.equal(done.answer.clinician, done.openings[0].clinician);
+  assert.equal(done.record_id, photoRecord, 'the answered request still names its entry for the owner');
   assert.ok(done.close_txid, 'the settlement is on the ledger');
   const settle = await p.get(`/api/ledger/tx/${done.close_txid}`);
   assert.equal(settle.status, 200, settle.text);

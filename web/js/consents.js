@@ -50,11 +50,15 @@ function clearMessages() {
   listReceipt.replaceChildren();
 }
 
+const TRAINING = 'model_training';
+
 async function revoke(c, actions) {
   const title = scopeText(c.scope);
   clearMessages();
   const yes = await confirmInline(actions, {
-    question: 'Stop sharing this data? Nothing more will be used from now on.',
+    question: c.purpose === TRAINING
+      ? 'Stop helping to train the model? The photos and labels kept from your reviews will be deleted.'
+      : 'Stop sharing this data? Nothing more will be used from now on.',
     yes: 'Yes, revoke',
     no: 'Keep sharing',
     label: `Confirm revoking the consent for ${title}`,
@@ -68,7 +72,16 @@ async function revoke(c, actions) {
   try {
     const data = await api('POST', `/api/consents/${encodeURIComponent(c.id)}/revoke`);
     await load();
-    listReceipt.replaceChildren(receiptNote(data.receipt, `Consent for ${title.toLowerCase()} revoked.`));
+    // Revoking a training consent deletes the kept examples first; the API
+    // says how many (examples_deleted).
+    let lead = `Consent for ${title.toLowerCase()} revoked.`;
+    if (Number.isInteger(data.examples_deleted)) {
+      const n = data.examples_deleted;
+      const what = n === 0 ? 'No training examples had been kept, so nothing was deleted.'
+        : `${n} training ${n === 1 ? 'example (a photo and its label) was' : 'examples (photos and labels) were'} deleted.`;
+      lead = `Consent to help train the screening model revoked. ${what}`;
+    }
+    listReceipt.replaceChildren(receiptNote(data.receipt, lead));
     listHeading.focus();
   } catch (err) {
     button.disabled = false;
@@ -148,6 +161,31 @@ async function loadOrgs() {
   }
 }
 
+// Training uses screening results only (the server keeps an example for a
+// training consent whose scope covers screening; other categories would be
+// granted but never used), so the form asks for exactly that.
+const scopeBoxes = [...form.querySelectorAll('input[name="scope_item"]')];
+function syncPurpose() {
+  const training = value(form, 'purpose') === TRAINING;
+  for (const box of scopeBoxes) {
+    if (box.value === 'screening') {
+      if (training) box.checked = true;
+      box.disabled = training;
+    } else {
+      if (training) box.checked = false;
+      box.disabled = training;
+    }
+  }
+  // Training earns no tokens: the reward notes would mislead.
+  for (const note of form.querySelectorAll('[id^="reward-"]')) note.hidden = training;
+  $('#grant-scope-hint').hidden = training;
+  $('#grant-scope-training').hidden = !training;
+  $('#grant-scope').setAttribute('aria-describedby', training ? 'grant-scope-training' : 'grant-scope-hint');
+}
+form.addEventListener('change', (event) => {
+  if (event.target.name === 'purpose') syncPurpose();
+});
+
 const rules = [
   (f) => (f.querySelectorAll('input[name="scope_item"]:checked').length === 0
     ? { field: 'scope', message: 'Choose at least one kind of data to share.' } : null),
@@ -162,7 +200,7 @@ form.addEventListener('submit', (event) => {
   clearMessages();
   if (!validate(form, rules)) return;
   const body = {
-    scope: [...form.querySelectorAll('input[name="scope_item"]:checked')].map((i) => i.value),
+    scope: scopeBoxes.filter((i) => i.checked).map((i) => i.value),
     purpose: value(form, 'purpose'),
     grantee: value(form, 'grantee'),
     expires_in_days: Number(value(form, 'expires_in_days')),
@@ -178,7 +216,8 @@ form.addEventListener('submit', (event) => {
       }
       throw err;
     }
-    for (const box of form.querySelectorAll('input[name="scope_item"]')) box.checked = false;
+    for (const box of scopeBoxes) box.checked = false;
+    syncPurpose(); // a training form keeps its one category
     grantReceipt.replaceChildren(receiptNote(data.receipt,
       `Consent given: ${scopeText(data.consent.scope).toLowerCase()} for ${purposeLabel(data.consent.purpose).toLowerCase()}.`));
     await load();
@@ -192,6 +231,7 @@ form.addEventListener('submit', (event) => {
 
 try {
   page.hidden = false;
+  syncPurpose(); // a reload may restore the training choice
   listStatus.textContent = 'Loading your consents…';
   await loadOrgs().catch(() => {}); // only needed to name organisations
   await load();

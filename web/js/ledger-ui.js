@@ -30,6 +30,7 @@ export const CATEGORY_LABEL = {
 export const PURPOSE_LABEL = {
   public_health_surveillance: 'Public health surveillance',
   research: 'Health research',
+  model_training: 'Help train the screening model',
 };
 
 export const STATUS_LABEL = { active: 'Active', revoked: 'Revoked', expired: 'Expired' };

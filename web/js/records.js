@@ -3,6 +3,7 @@ import { api } from './api.js';
 import { $, el, today } from './dom.js';
 import { showStaffNotice, startPage } from './layout.js';
 import { clearErrors, showError, showOk, submitting, validate, value } from './forms.js';
+import { STATE_LABEL, URGENCY_LABEL } from './review-ui.js';
 
 const KIND_LABEL = {
   condition: 'Condition', symptom: 'Symptom', medication: 'Medication', allergy: 'Allergy', note: 'Note',
@@ -24,6 +25,10 @@ const cancel = $('#record-cancel');
 
 let records = [];
 let editing = null; // id of the record in the form, or null when adding
+// Clinician review of saved screenings: record id → its newest request
+// (with the answer once answered), and the condition table's names.
+let reviews = new Map();
+let conditionNames = new Map();
 
 for (const name of ['onset', 'ended']) form.elements.namedItem(name).max = today();
 
@@ -62,6 +67,50 @@ function actionsFor(r, li) {
     box.append(el('a', { class: 'button button-secondary button-small ask-clinician', href: `/reviews?record=${encodeURIComponent(r.id)}`,
       'aria-label': `Ask a clinician about “${r.title}”` }, 'Ask a clinician'));
   }
+  return box;
+}
+
+// The review a saved screening went for, in the entry itself: its state,
+// and once answered the clinician's answer beside the model's result. The
+// full story (openings, ledger, withdraw) stays on /reviews.
+function reviewOf(r) {
+  const q = reviews.get(r.id);
+  if (!q) return null;
+  const box = el('section', { class: 'record-review', 'data-request': q.id, 'data-state': q.state,
+    'aria-label': `Clinician review of “${r.title}”` });
+  box.append(el('div', { class: 'record-head' },
+    el('span', { class: `tag review-state status-${q.state}` }, STATE_LABEL[q.state] || q.state),
+    el('h4', { class: 'record-review-title' }, 'Clinician review')));
+  if (q.answer) {
+    const a = q.answer;
+    const model = el('div', { class: 'review-side', role: 'group', 'aria-label': 'What the screening said' },
+      el('h5', {}, 'What the screening said'),
+      el('p', { class: 'preview-title model-title' }, (r.result && r.result.title) || r.title));
+    // The model's words are the entry's own text unless the person has
+    // edited it since: repeat them only then.
+    if (r.result && r.result.details && r.result.details !== r.details) {
+      model.append(el('p', { class: 'preview-details model-details' }, r.result.details));
+    }
+    const cond = a.condition === 'other' ? (a.other || 'Other') : (conditionNames.get(a.condition) || a.condition);
+    const clinician = el('div', { class: 'review-side', role: 'group', 'aria-label': 'What the clinician said' },
+      el('h5', {}, 'What the clinician said'),
+      el('dl', { class: 'facts answer-facts' },
+        el('dt', {}, 'Condition'), el('dd', { class: 'answer-condition', 'data-code': a.condition }, cond),
+        el('dt', {}, 'Urgency'), el('dd', { class: 'answer-urgency', 'data-code': a.urgency }, URGENCY_LABEL[a.urgency] || a.urgency),
+        el('dt', {}, 'Advice'), el('dd', { class: 'answer-advice' }, a.advice),
+        el('dt', {}, 'Clinician'), el('dd', { class: 'answer-clinician' }, a.clinician)));
+    box.append(el('div', { class: 'review-compare' }, model, clinician));
+  } else if (q.state === 'waiting') {
+    const note = el('p', { class: 'record-review-note' }, 'A clinician has not answered yet');
+    const due = new Date(q.answer_due);
+    if (!Number.isNaN(due.getTime())) {
+      note.append('; the answer is due by ', el('time', { datetime: q.answer_due }, due.toLocaleString(undefined, {
+        year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' })));
+    }
+    note.append('.');
+    box.append(note);
+  }
+  box.append(el('p', { class: 'record-review-link' }, el('a', { href: `/reviews#request-${q.id}` }, 'See this review in Reviews')));
   return box;
 }
 
@@ -110,6 +159,8 @@ function render() {
         alt: 'The photo saved with this entry', width: '224', height: '224', loading: 'lazy',
       }));
     }
+    const review = reviewOf(r);
+    if (review) li.append(review);
     li.append(actionsFor(r, li));
     return li;
   }));
@@ -130,9 +181,36 @@ function handle(err, where) {
   showError(where, err);
 }
 
+// Each saved screening's review request (the list is newest first and
+// names the record it came from): the newest answered one, since the
+// answer is what the entry is for, else the newest; with the answer read
+// for the answered ones. Reviews are extra: if they cannot be read the
+// entries still show.
+async function loadReviews() {
+  const next = new Map();
+  const ids = new Set(records.filter((r) => r.photo).map((r) => r.id));
+  if (!ids.size) return next;
+  const [data, cond] = await Promise.all([
+    api('GET', '/api/review/requests'),
+    conditionNames.size ? null : api('GET', '/api/review/conditions'),
+  ]);
+  if (cond) conditionNames = new Map((cond.conditions || []).map((c) => [c.code, c.name]));
+  for (const q of Array.isArray(data.requests) ? data.requests : []) {
+    if (!q.record_id || !ids.has(q.record_id)) continue;
+    const had = next.get(q.record_id);
+    if (!had || (had.state !== 'answered' && q.state === 'answered')) next.set(q.record_id, q);
+  }
+  await Promise.all([...next].filter(([, q]) => q.state === 'answered').map(async ([rid, q]) => {
+    const one = await api('GET', `/api/review/requests/${encodeURIComponent(q.id)}`);
+    next.set(rid, one.request);
+  }));
+  return next;
+}
+
 async function load() {
   const data = await api('GET', '/api/records');
   records = Array.isArray(data.records) ? data.records : [];
+  reviews = await loadReviews().catch(() => reviews);
   render();
 }
 

@@ -174,7 +174,8 @@ function detailsOf(q) {
 }
 
 function requestItem(q) {
-  const li = el('li', { class: `record review-request state-${q.state}`, 'data-id': q.id, 'data-state': q.state });
+  const li = el('li', { class: `record review-request state-${q.state}`, id: `request-${q.id}`, 'data-id': q.id,
+    'data-state': q.state, tabindex: '-1' });
   li.append(el('div', { class: 'record-head' },
     el('span', { class: `tag review-state status-${q.state}` }, STATE_LABEL[q.state] || q.state),
     el('h3', { class: 'record-title' }, `Review by ${orgName(q.organisation.key)}`)), factsOf(q));
@@ -368,7 +369,10 @@ if (user && user.role !== 'person') {
     renderRecords(new URLSearchParams(location.search).get('record'));
     renderPreview();
     await loadRequests();
+    // From a record entry's "See this review" link (/reviews#request-ID).
+    const linked = location.hash.startsWith('#request-') && document.getElementById(location.hash.slice(1));
     if (new URLSearchParams(location.search).get('record')) $('#ask-heading').focus();
+    else if (linked) linked.focus();
   } catch (err) {
     listStatus.textContent = '';
     if (err.code === 'unauthenticated' || err.code === 'forbidden') handle(err, listForm);

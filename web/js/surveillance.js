@@ -26,13 +26,33 @@ function filters() {
   const f = $('#filters');
   return {
     country: f.country.value, condition: f.condition.value, from: f.from.value, to: f.to.value, method: f.method.value,
+    source: f.source.value,
   };
 }
 
 function queryString(f) {
   const p = new URLSearchParams({ country: f.country, from: f.from, to: f.to });
   if (f.condition !== 'all') p.set('condition', f.condition);
+  if (f.source) p.set('source', f.source);
   return p.toString();
+}
+
+const SOURCE_LABEL = {
+  model: 'model screenings', clinician_confirmed: 'clinician-confirmed cases', self_reported: 'self-reported cases',
+};
+
+// A source's view is not a slice of the all-sources numbers: it is its own
+// release (fingerprint, log entry, ledger record), suppressed together with
+// the totals, so it may hide cells the plain release shows. Say so.
+function sourceNote(rel, f) {
+  const note = $('#source-note');
+  note.hidden = !f.source;
+  note.dataset.source = rel.source || '';
+  note.textContent = f.source
+    ? `Showing ${SOURCE_LABEL[f.source] || f.source} only. This is a separate release by source, with its own `
+      + 'suppression: its counts are hidden wherever they, or the totals beside them, could single anyone out, so it may '
+      + 'hide counts the all-sources view shows, and the sources need not add up to it. The alerts below cover all sources.'
+    : '';
 }
 
 // The value of region index r (or the country, r = -1) in week w of the release.
@@ -197,6 +217,7 @@ async function drawChart(f) {
   const names = await regionNames(f.country);
   const p = new URLSearchParams({ region, from: f.from, to: f.to, method: f.method });
   if (f.condition !== 'all') p.set('condition', f.condition);
+  if (f.source) p.set('source', f.source);
   const s = await api('GET', `/api/surveil/series?${p}`);
   if (seq !== chartSeq) return;
   $('#chart-region').textContent = state.region ? `${names.byCode[region] || region} (${region})` : `${f.country} (all regions)`;
@@ -228,6 +249,7 @@ async function drawChart(f) {
   summary.dataset.alarms = String(n);
   summary.dataset.region = region;
   summary.dataset.condition = f.condition;
+  summary.dataset.source = s.source || '';
   summary.dataset.weeks = weeks.join(' ');
   summary.textContent = (n ? `${n} alarm${n > 1 ? 's' : ''} in this period: ${weeks.join(', ')}.` : 'No alarms in this period.')
     + (s.note ? ` ${s.note}.` : '') + (s.synthetic ? ' (synthetic data)' : '');
@@ -308,11 +330,13 @@ async function refreshView(seq) {
   if (seq !== refreshSeq) return;
   state.release = rel;
   $('#synthetic-banner').hidden = !rel.synthetic;
+  sourceNote(rel, f);
   const csv = $('#export-csv'), json = $('#export-json');
+  const name = `caresync-${f.country}-${f.from}-${f.to}${f.source ? `-${f.source}` : ''}`;
   csv.href = `/api/surveil/aggregates?${q}&format=csv`;
-  csv.setAttribute('download', `caresync-${f.country}-${f.from}-${f.to}.csv`);
+  csv.setAttribute('download', `${name}.csv`);
   json.href = `/api/surveil/aggregates?${q}`;
-  json.setAttribute('download', `caresync-${f.country}-${f.from}-${f.to}.json`);
+  json.setAttribute('download', `${name}.json`);
   if (state.region && !rel.regions.includes(state.region)) state.region = null;
   const names = await regionNames(f.country);
   if (seq !== refreshSeq) return;
