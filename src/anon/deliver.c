@@ -267,7 +267,7 @@ static const struct {
      "5-year bands 0-4 .. 85-89 and 90+; 10-year bands 0-9 .. 80-89 and 90+; 20-year bands 0-19 .. 60-79 and 80+; "
      "unknown",
      "5-year band; 10-year, then 20-year, when a group was smaller than k"},
-    {"sex as the person recorded it (intersex is reported as other)", "female, male, other, unspecified",
+    {"sex as the person recorded it (a recorded third option is reported as other)", "female, male, other, unspecified",
      "as recorded; unspecified when a group was smaller than k at every coarser age band"},
     {"home region: the first-level ISO 3166-2 subdivision",
      "ISO 3166-2 code (NZ-AUK), ISO 3166-1 alpha-2 (NZ), unknown",

@@ -19,7 +19,7 @@ void regions_free(regions *r);
 bool regions_is_subdivision(const regions *r, const char *code);
 size_t regions_subdivision_count(const regions *r);
 /* The first-level subdivision holding code: code itself when iso-codes gives
- * it no parent ("NZ-AUK"), else its top ancestor ("FR-75C" -> "FR-IDF",
+ * it no parent ("NZ-AUK"), else its top ancestor ("FR-75" -> "FR-IDF",
  * "GB-ABD" -> "GB-SCT"). Borrowed from r; NULL when code is not a
  * subdivision. */
 const char *regions_first_level(const regions *r, const char *code);
