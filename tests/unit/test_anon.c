@@ -218,7 +218,8 @@ static void qi_at(const anon_row *row, int level, char out[64]) {
         time_t tt = (time_t)(t * 86400);
         struct tm tm;
         gmtime_r(&tt, &tm);
-        snprintf(period, sizeof period, "%04d-%02d", (tm.tm_year + 1900) % 10000, (tm.tm_mon + 1) % 100);
+        snprintf(period, sizeof period, "%04u-%02u", (unsigned)(tm.tm_year + 1900) % 10000u,
+                 (unsigned)tm.tm_mon % 12u + 1);
     } else
         surveil_week_format(row->week, period);
     snprintf(out, 64, "%s|%s|%s|%s", age, level >= 5 ? "unspecified" : anon_sex_name(row->sex), region, period);
