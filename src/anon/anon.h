@@ -31,7 +31,8 @@
  *    never splits a class; the classes a step leaves in place keep every row
  *    they had, and rows moved up land in classes of coarser values, which
  *    only ever gain rows (a coarse value never equals a finer one, except
- *    "unspecified" sex at levels 4 and 5, where the merge only adds rows).
+ *    where two levels read the same — "90+" at levels 2 and 3, "unknown" age
+ *    at 2 to 5, "unspecified" sex at 4 and 5 — and there rows only join).
  *    So a class found to have >= k contributors keeps >= k for the rest of the
  *    run, which is also why every class still short of k at step s holds
  *    only level-s rows (asserted, i.e. re-checked, at each step). Held-back

@@ -20,7 +20,9 @@ struct anon_delivery {
 
 /* One row's released QI at its level, packed into two words so a step is
  * one sort: a = region (≤ 6 bytes), b = period kind and value, age band,
- * sex. Equal keys are equal released values (and conversely). */
+ * sex. Equal keys are exactly equal released values: the bands that read
+ * the same at two widths ("90+" at 5 and 10 years, "unknown" at any) get
+ * one width code, so their rows form one class, as the reader sees them. */
 typedef struct {
     uint64_t a, b, contributor;
     size_t row;
@@ -40,10 +42,10 @@ static void key_of(const anon_row *row, int month_code, int level, uint64_t *a, 
     for (size_t i = 0; i < len; i++) ra = ra << 8 | (uint8_t)row->region[i];
     *a = ra << 8 | len;
     uint64_t kind = level >= 2, period = (uint32_t)(level >= 2 ? month_code : row->week);
-    int width = age_width(level);
-    uint64_t age = (uint64_t)(age_released(row->age_lo, width) + 1);
+    int width = age_width(level), lo = age_released(row->age_lo, width);
+    if (lo == ANON_AGE_UNKNOWN || (width < 20 && lo >= ANON_AGE_TOP)) width = 0;
     uint64_t sex = level >= 5 ? ANON_SEX_UNSPECIFIED : row->sex;
-    *b = kind << 62 | period << 24 | age << 8 | (uint64_t)width << 3 | sex;
+    *b = kind << 62 | period << 24 | (uint64_t)(lo + 1) << 8 | (uint64_t)width << 3 | sex;
 }
 
 static int cmp_item(const void *x, const void *y) {
