@@ -124,9 +124,16 @@ bool anon_category_parse(const char *text, anon_category *out);
 
 /* Stored form of rows: a JSON array of
  * {"age_band","sex","region","week","category","code","tag"} objects, the
- * values as in a level-0 delivery. Parsing is for untrusted bytes (fuzzed):
- * unknown keys, missing keys, bad values and duplicate keys are refused.
- * *out is malloc'd (caller frees), NULL when n is 0. */
+ * values as in a level-0 delivery, compact, keys in that order. Parsing is
+ * for untrusted bytes (fuzzed): unknown keys, missing keys, bad values,
+ * duplicate keys and any text other than the canonical one anon_rows_dump
+ * writes (other spacing, key order, escapes) are refused.
+ * *out is malloc'd (caller frees), NULL when n is 0. Out of memory is
+ * CORE_ERR_NOMEM, except where jansson's parser reports its own allocation
+ * failure as a syntax error or drops a byte (rows.c): then it is refused as
+ * CORE_ERR_INVALID, never accepted as other rows. So a caller must not take
+ * a refusal of rows it wrote itself as proof of corruption without trying
+ * again. */
 core_status anon_rows_dump(const anon_row *rows, size_t n, char **out, core_error *err);
 core_status anon_rows_parse(const char *text, size_t len, anon_row **out, size_t *n, core_error *err);
 
