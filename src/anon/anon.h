@@ -140,7 +140,8 @@ core_status anon_rows_parse(const char *text, size_t len, anon_row **out, size_t
 /* ---- delivery ---- */
 
 /* What the organisation is told. generalised[s] counts the rows moved from
- * level s to s + 1 by step s (a row moved twice counts in both). */
+ * level s to s + 1 by step s (a row moved twice counts in both; a move
+ * counts even where the value reads the same, as "90+" at 10 years). */
 typedef struct {
     size_t rows_in, delivered, held_back;
     size_t generalised[ANON_LEVELS - 1];

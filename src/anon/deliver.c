@@ -9,6 +9,8 @@
 #include "crypto/crypto.h"
 #include "surveil/surveil.h"
 
+_Static_assert(ANON_SHA256_BYTES == CS_CRYPTO_SHA256_BYTES, "the dataset hash is crypto's SHA-256");
+
 struct anon_delivery {
     anon_stats stats;
     anon_released *rows;
