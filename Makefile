@@ -37,7 +37,7 @@ test: build
 # Longer runs of every fuzz target, continuing the corpus the test build keeps
 # (tests/CMakeLists.txt, fuzz_target).
 FUZZ_TARGETS = fuzz_json:corpus fuzz_url:corpus_url fuzz_ledger_tx:corpus_ledger fuzz_vision:corpus_vision \
-               fuzz_surveil_csv:corpus_surveil fuzz_nn_tfjs:corpus_nn_tfjs fuzz_nn_model:corpus_nn_model
+               fuzz_surveil_csv:corpus_surveil fuzz_anon_rows:corpus_anon fuzz_nn_tfjs:corpus_nn_tfjs fuzz_nn_model:corpus_nn_model
 fuzz: test
 	@for t in $(FUZZ_TARGETS); do n=$${t%%:*}; c=$${t#*:}; \
 	  echo "== $$n"; \
@@ -54,6 +54,7 @@ bench:
 	bench/vision/run.sh build-bench
 	./build-bench/tfjs_bench
 	./build-bench/surveil_bench
+	./build-bench/anon_bench
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(GCC_TEST_BUILD) build-bench

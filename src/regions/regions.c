@@ -9,6 +9,7 @@ struct regions {
     json_t *countries;  /* array of {code,name} */
     json_t *by_country; /* object: "NZ" -> array of {code,name,type} */
     json_t *codes;      /* object used as a set: "NZ-AUK" -> true */
+    json_t *parents;    /* object: "FR-75C" -> "FR-IDF" (full codes; iso-codes writes some bare) */
 };
 
 void regions_free(regions *r) {
@@ -16,6 +17,7 @@ void regions_free(regions *r) {
     json_decref(r->countries);
     json_decref(r->by_country);
     json_decref(r->codes);
+    json_decref(r->parents);
     free(r);
 }
 
@@ -61,6 +63,7 @@ core_status regions_load(const char *dir, regions **out, core_error *err) {
     }
     r->by_country = json_object();
     r->codes = json_object();
+    r->parents = json_object();
     size_t i;
     json_t *e;
     json_array_foreach(c2, i, e) {
@@ -76,6 +79,17 @@ core_status regions_load(const char *dir, regions **out, core_error *err) {
         }
         json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "code", code, "name", name, "type", type ? type : ""));
         json_object_set_new(r->codes, code, json_true());
+        /* iso-codes gives a parent either whole ("GB-SCT") or without its
+         * country ("IDF" for FR-75C): store it whole. */
+        const char *parent = json_string_value(json_object_get(e, "parent"));
+        if (parent && *parent) {
+            char full[16];
+            if (strchr(parent, '-'))
+                snprintf(full, sizeof full, "%s", parent);
+            else
+                snprintf(full, sizeof full, "%s-%s", cc, parent);
+            json_object_set_new(r->parents, code, json_string(full));
+        }
     }
     /* Countries with at least one subdivision, sorted by name for the UI. */
     size_t n = json_array_size(c1), k = 0;
@@ -107,4 +121,19 @@ const json_t *regions_countries(const regions *r) { return r->countries; }
 
 const json_t *regions_subdivisions(const regions *r, const char *country) {
     return country ? json_object_get(r->by_country, country) : NULL;
+}
+
+const char *regions_first_level(const regions *r, const char *code) {
+    if (!regions_is_subdivision(r, code)) return NULL;
+    const char *at = code;
+    /* iso-codes nests at most two deep today; the bound keeps a cyclic list
+     * from looping. */
+    for (int depth = 0; depth < 8; depth++) {
+        json_t *p = json_object_get(r->parents, at);
+        if (!p || !regions_is_subdivision(r, json_string_value(p))) break;
+        at = json_string_value(p);
+    }
+    /* Return the key owned by r (the codes set), not the caller's string. */
+    void *iter = json_object_iter_at(r->codes, at);
+    return iter ? json_object_iter_key(iter) : NULL;
 }
