@@ -150,7 +150,8 @@ core_status screening_evaluate(screening_text *t, const screening_dataset *ds, c
     screening_text_printf(
         &refer,
         "\n## Referral (safety-first triage: melanoma risk ≥ %.3f → urgent; melanoma + skin cancer "
-        "≥ %.3f → see a doctor; moles and growths self-care only at P(benign) ≥ %.2f)\n\n"
+        "≥ %.3f → see a doctor; moles and growths a pharmacist or GP rather than a doctor only at P(benign) ≥ "
+        "%.2f; no answer is ever self-care)\n\n"
         "| set | malignant | referred (sensitivity) | urgent | told self-care | benign moles/growths | "
         "referred (1 − specificity) | skin photos refused as not skin |\n"
         "|---|---|---|---|---|---|---|---|\n",

@@ -12,7 +12,7 @@
  * (conditions.c), and every rule here only raises the advice. A photo alone
  * never sends a spot home: earlier models gave self-care to a mole when
  * P(benign) cleared a threshold fitted on held-back photos, and on sources
- * they had never seen that threshold did not hold (source-out protocol: 68
+ * they had never seen that threshold did not hold (source-out protocol: 74
  * of 5,100 ISIC melanomas; the outside test: two lentigo maligna); acne went
  * home too, and a basal cell carcinoma taken for acne with it (DermNet test
  * split). The lowest advice is a pharmacist or GP. */
