@@ -493,7 +493,14 @@ void api_consents_revoke(http_request *rq, void *ctx) {
                 screening_example_handle(sess.data_key, handle);
                 api_examples_dir(c, dir);
             }
+            /* A data request's consent (issue 14): the rows it shared leave the
+             * store first, by the tags only this session's data key opens. */
+            core_status mrc = c->market && !cn.revoked_height
+                                  ? market_withdraw_grant(c->market, sess.user_id, sess.data_key, cn.grant, &err)
+                                  : CORE_ERR_NOT_FOUND;
             if (training && screening_examples_forget(dir, handle, &deleted, &err)) {
+                api_fail(rq, &err, NULL);
+            } else if (mrc && mrc != CORE_ERR_NOT_FOUND) {
                 api_fail(rq, &err, NULL);
             } else if (ledger_sign_submit(c->led, &tx, sk, &r, &err)) {
                 api_ledger_fail(rq, &err);

@@ -918,8 +918,8 @@ static core_status finish_accept(market *m, const intent_row *in, int64_t amount
     sqlite3_stmt *st = NULL;
     if (!rc)
         rc = store_prepare(db,
-                           "INSERT INTO market_participation (owner, request_id, amount, paid_at, sealed) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5)",
+                           "INSERT INTO market_participation (owner, request_id, amount, paid_at, sealed, "
+                           "grant_txid) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                            &st, err);
     if (!rc) {
         sqlite3_bind_int64(st, 1, in->owner);
@@ -927,6 +927,7 @@ static core_status finish_accept(market *m, const intent_row *in, int64_t amount
         sqlite3_bind_int64(st, 3, amount);
         sqlite3_bind_int64(st, 4, now_of(m));
         sqlite3_bind_blob(st, 5, in->person_sealed, (int)in->person_len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 6, in->grant, LEDGER_HASH, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
     }
     sqlite3_finalize(st);
@@ -1192,6 +1193,150 @@ core_status market_recover(market *m, int *resolved, core_error *err) {
     if (!rc) rc = recover_intents(m, &done, err);
     if (resolved) *resolved = done;
     return rc;
+}
+
+/* ---- withdrawal ---- */
+
+typedef struct {
+    char id[MARKET_ID_TEXT];
+    uint8_t *sealed;
+    size_t len;
+} part_row;
+
+/* The person's participations not yet withdrawn: all (id NULL, grant NULL),
+ * one request's, or the one a grant made. */
+static core_status parts_of(market *m, sqlite3 *db, int64_t owner, const char *id, const uint8_t *grant, part_row **out,
+                            size_t *n, core_error *err) {
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_prepare(db,
+                                   "SELECT request_id, sealed FROM market_participation WHERE owner = ?1 AND "
+                                   "withdrawn_at IS NULL AND (?2 IS NULL OR request_id = ?2) AND "
+                                   "(?3 IS NULL OR grant_txid = ?3)",
+                                   &st, err);
+    size_t cap = 0;
+    (void)m;
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, owner);
+        if (id) sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        if (grant) sqlite3_bind_blob(st, 3, grant, LEDGER_HASH, SQLITE_STATIC);
+    }
+    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        if (*n == cap) {
+            size_t ncap = cap ? 2 * cap : 4;
+            part_row *g = realloc(*out, ncap * sizeof *g);
+            if (!g) {
+                rc = nomem(err);
+                break;
+            }
+            *out = g;
+            cap = ncap;
+        }
+        part_row *p = &(*out)[*n];
+        snprintf(p->id, sizeof p->id, "%s", (const char *)sqlite3_column_text(st, 0));
+        p->len = (size_t)sqlite3_column_bytes(st, 1);
+        p->sealed = malloc(p->len ? p->len : 1);
+        if (!p->sealed) {
+            rc = nomem(err);
+            break;
+        }
+        memcpy(p->sealed, sqlite3_column_blob(st, 1), p->len);
+        (*n)++;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void parts_free(part_row *v, size_t n) {
+    for (size_t i = 0; i < n; i++) free(v[i].sealed);
+    free(v);
+}
+
+/* Delete one participation's rows by the tags only the data key opens, and
+ * mark it withdrawn (the payment stands; the row still counts for the cap
+ * and "accepted"). One SQLite transaction. */
+static core_status withdraw_one(market *m, sqlite3 *db, int64_t owner, const uint8_t data_key[32], const part_row *p,
+                                core_error *err) {
+    char ad[80];
+    person_ad(ad, owner, p->id);
+    uint8_t *plain = NULL;
+    size_t plen = 0;
+    core_status rc = cs_crypto_open(data_key, ad, strlen(ad), p->sealed, p->len, &plain, &plen, err);
+    json_t *mine = rc ? NULL : json_loadb((const char *)plain, plen, 0, NULL);
+    free(plain);
+    const json_t *tags = json_object_get(mine, "tags");
+    if (!rc && !json_is_array(tags)) rc = core_fail(err, CORE_ERR_STORAGE, NULL, "malformed participation");
+    bool open = false;
+    if (!rc) {
+        rc = store_begin(db, err);
+        open = !rc;
+    }
+    sqlite3_stmt *st = NULL;
+    if (!rc) rc = store_prepare(db, "DELETE FROM market_rows WHERE tag = ?1 AND request_id = ?2", &st, err);
+    size_t i;
+    const json_t *t;
+    json_array_foreach(tags, i, t) {
+        uint8_t tag[MARKET_TAG_BYTES];
+        if (rc) break;
+        const char *h = json_string_value(t);
+        if (!h || strlen(h) != 2 * MARKET_TAG_BYTES || !cs_crypto_unhex(h, tag, sizeof tag)) {
+            rc = core_fail(err, CORE_ERR_STORAGE, NULL, "malformed participation");
+            break;
+        }
+        sqlite3_bind_blob(st, 1, tag, sizeof tag, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, p->id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (!rc)
+        rc = store_prepare(db, "UPDATE market_participation SET withdrawn_at = ?3 WHERE owner = ?1 AND request_id = ?2",
+                           &st, err);
+    if (!rc) {
+        sqlite3_bind_int64(st, 1, owner);
+        sqlite3_bind_text(st, 2, p->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, now_of(m));
+        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    if (open) {
+        if (!rc)
+            rc = store_commit(db, err);
+        else
+            store_rollback(db);
+    }
+    json_decref(mine);
+    return rc;
+}
+
+static core_status withdraw_where(market *m, int64_t owner, const uint8_t data_key[32], const char *id,
+                                  const uint8_t *grant, int *n_out, core_error *err) {
+    if (n_out) *n_out = 0;
+    sqlite3 *db = store_acquire(m->opt.st);
+    part_row *v = NULL;
+    size_t n = 0;
+    core_status rc = parts_of(m, db, owner, id, grant, &v, &n, err);
+    for (size_t i = 0; !rc && i < n; i++) rc = withdraw_one(m, db, owner, data_key, &v[i], err);
+    store_release(m->opt.st, db);
+    parts_free(v, n);
+    if (!rc && n_out) *n_out = (int)n;
+    if (!rc && n == 0 && (id || grant)) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such participation");
+    return rc;
+}
+
+core_status market_withdraw(market *m, int64_t owner, const uint8_t data_key[32], const char *id, core_error *err) {
+    return withdraw_where(m, owner, data_key, id, NULL, NULL, err);
+}
+
+core_status market_withdraw_grant(market *m, int64_t owner, const uint8_t data_key[32],
+                                  const uint8_t grant[LEDGER_HASH], core_error *err) {
+    return withdraw_where(m, owner, data_key, NULL, grant, NULL, err);
+}
+
+core_status market_forget_person(market *m, int64_t owner, const uint8_t data_key[32], int *n, core_error *err) {
+    return withdraw_where(m, owner, data_key, NULL, NULL, n, err);
 }
 
 /* ---- delivery's boundary ---- */

@@ -171,6 +171,21 @@ core_status market_person_list(market *m, const market_person *p, json_t **out, 
  * *out {request, paid, grant_txid, payment_txid, rows}. */
 core_status market_accept(market *m, const market_person *p, const char *id, json_t **out, core_error *err);
 
+/* ---- withdrawal ----
+ *
+ * Rows are deleted by the withdrawal tags in the person's sealed copy (only
+ * their data key opens it), so no later delivery holds them; payments made
+ * stay paid, and the participation stays (the cap, "accepted") marked
+ * withdrawn. NOT_FOUND when there is nothing (left) to withdraw. */
+core_status market_withdraw(market *m, int64_t owner, const uint8_t data_key[32], const char *id, core_error *err);
+/* The same for the participation a consent (grant txid) was made for: what
+ * revoking that consent does, before the revoke goes to the ledger. */
+core_status market_withdraw_grant(market *m, int64_t owner, const uint8_t data_key[32],
+                                  const uint8_t grant[LEDGER_HASH], core_error *err);
+/* Every participation of the person (account deletion, before the account
+ * and with it the sealed copies go). *n (may be NULL) counts them. */
+core_status market_forget_person(market *m, int64_t owner, const uint8_t data_key[32], int *n, core_error *err);
+
 /* ---- delivery's boundary ---- */
 
 /* The rows stored for a request (new array of row objects, each with its

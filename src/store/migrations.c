@@ -208,7 +208,8 @@ static const char *const migrations[] = {
      * intent (grant txid once known, the rows and the person's sealed copy
      * ready to store). Participation names the person and the request (for
      * the daily cap and "accepted"); the withdrawal tags of the rows are
-     * only inside its blob, sealed under the person's data key. The rows
+     * only inside its blob, sealed under the person's data key (the grant
+     * txid is in the clear: the wallet's consents name it anyway). The rows
      * themselves are stored by tag with no person id (WITHOUT ROWID: no
      * insertion order either). */
     "CREATE TABLE market_requests ("
@@ -235,7 +236,9 @@ static const char *const migrations[] = {
     "  request_id TEXT NOT NULL REFERENCES market_requests(id),"
     "  amount INTEGER NOT NULL,"
     "  paid_at INTEGER NOT NULL,"
+    "  grant_txid BLOB NOT NULL,"
     "  sealed BLOB NOT NULL,"
+    "  withdrawn_at INTEGER,"
     "  PRIMARY KEY (owner, request_id)) WITHOUT ROWID;"
     "CREATE TABLE market_intents ("
     "  request_id TEXT NOT NULL,"

@@ -241,6 +241,33 @@ test('withdrawing an open request returns the remainder to the organisation', as
   assert.equal(await balanceOf(a), bal0 + 20);
 });
 
+test('withdrawal: revoking the consent, or deleting the account, removes the person\'s rows; payments stay', async () => {
+  const a = orgs.a;
+  const req = await approve((await post(a, { price: 5, max_participants: 5 })).id);
+  const [p1, p2, p3] = [await person(), await person(), await person()];
+  const grants = [];
+  for (const p of [p1, p2, p3]) {
+    const r = await p.post(`/api/market/requests/${req.id}/accept`, {});
+    assert.equal(r.status, 201, r.text);
+    grants.push(r.json.grant_txid);
+  }
+  const count = () => spawnSync('sqlite3', ['-readonly', join(srv.dataDir, 'caresync.db'),
+    `SELECT count(*) FROM market_rows WHERE request_id = '${req.id}'`], { encoding: 'utf8' }).stdout.trim();
+  if (HAVE_SQLITE) assert.equal(count(), '3');
+  const rv = await p1.post(`/api/consents/${grants[0]}/revoke`, {});
+  assert.equal(rv.status, 200, rv.text);
+  assert.equal(rv.json.consent.status, 'revoked');
+  assert.equal(await walletBalance(p1), 5); // paid stays paid
+  if (HAVE_SQLITE) assert.equal(count(), '2');
+  // Revoked once: no second withdrawal, the request still shows as taken part in.
+  assert.equal((await p1.get('/api/market/requests')).json.requests.find((x) => x.id === req.id).accepted, true);
+  const del = await p2.del('/api/account', { password: 'correct horse battery' });
+  assert.equal(del.status, 200, del.text);
+  if (HAVE_SQLITE) assert.equal(count(), '1');
+  // The organisation's view is unchanged: paid 3, three consents were given.
+  assert.equal((await orgReq(a, 'GET', `/api/v1/requests/${req.id}`)).json.request.paid, 3);
+});
+
 test('daily earning cap: the person is told when it applies, and is not paid past it', async () => {
   const a = orgs.a;
   const r1 = await approve((await post(a, { price: 30, max_participants: 3 })).id);

@@ -7,9 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "crypto/crypto.h"
 #include "ledger/ledger.h"
 #include "market/market.h"
+#include "store/store.h"
+
+static const char *const CODES[] = {"fungal", "eczema", "melanoma"};
+#define CODES_FOR_MODULE CODES
 
 typedef struct {
     uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET];
@@ -321,8 +327,6 @@ static void test_iso_week_and_bands(void **state) {
     assert_string_equal(b, "100+");
 }
 
-static const char *const CODES[] = {"fungal", "eczema", "melanoma"};
-
 static void test_matching_and_rows(void **state) {
     (void)state;
     json_t *profile = json_pack("{s:s, s:i, s:s, s:s}", "display_name", "Jane Q Private", "birth_year", 1990, "sex",
@@ -387,6 +391,70 @@ static void test_matching_and_rows(void **state) {
     json_decref(entries);
 }
 
+/* ---- the module: closing time (clock injected) ---- */
+
+static int64_t fake_now;
+static int64_t clock_fn(void) { return fake_now; }
+
+static void test_sweep_closes_at_closing_time(void **state) {
+    fixture *f = *state;
+    char dbpath[320];
+    snprintf(dbpath, sizeof dbpath, "%s/caresync.db", f->dir);
+    store *st = NULL;
+    core_error err = {0};
+    assert_int_equal(store_open(dbpath, 2, &st, &err), CORE_OK);
+    market *m = NULL;
+    market_options o = {.st = st,
+                        .led = f->l,
+                        .conditions = CODES_FOR_MODULE,
+                        .n_conditions = 3,
+                        .node_sk = f->node.sk,
+                        .daily_cap = 100,
+                        .now = clock_fn};
+    fake_now = core_now();
+    assert_int_equal(market_open(&o, &m, &err), CORE_OK);
+    assert_int_equal(credit(f, &f->org, 100, "INV-9"), CORE_OK);
+    json_t *in =
+        json_pack("{s:s, s:s, s:s, s:[s], s:i, s:i, s:s}", "title", "t", "purpose_text", "p", "purpose", "research",
+                  "categories", "demographics", "price", 5, "max_participants", 4, "closes", "2099-01-01T00:00:00Z");
+    json_t *out = NULL;
+    assert_int_equal(market_request_create(m, f->org.pk, in, &out, &err), CORE_OK);
+    char id[MARKET_ID_TEXT];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    /* Another organisation cannot see it; a second approval is a conflict. */
+    assert_int_equal(market_request_get(m, f->other_org.pk, id, &out, &err), CORE_ERR_NOT_FOUND);
+    assert_int_equal(market_request_approve(m, id, &out, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(out, "state")), "open");
+    json_decref(out);
+    assert_int_equal(market_request_approve(m, id, &out, &err), CORE_ERR_CONFLICT);
+    assert_int_equal(balance(f, &f->org), 80);
+    int closed = -1;
+    assert_int_equal(market_sweep(m, &closed, &err), CORE_OK);
+    assert_int_equal(closed, 0); /* not yet */
+    struct tm tm = {.tm_year = 199, .tm_mon = 0, .tm_mday = 1};
+    fake_now = (int64_t)timegm(&tm); /* 2099-01-01T00:00:00Z: closing time reached */
+    assert_int_equal(market_sweep(m, &closed, &err), CORE_OK);
+    assert_int_equal(closed, 1);
+    assert_int_equal(balance(f, &f->org), 100); /* the whole escrow came back */
+    assert_int_equal(market_request_get(m, NULL, id, &out, &err), CORE_OK);
+    assert_string_equal(json_string_value(json_object_get(out, "state")), "closed");
+    json_decref(out);
+    /* Recovery on a clean state has nothing to do. */
+    int resolved = -1;
+    assert_int_equal(market_recover(m, &resolved, &err), CORE_OK);
+    assert_int_equal(resolved, 0);
+    json_t *rows = NULL;
+    assert_int_equal(market_rows_for_request(m, id, &rows, &err), CORE_OK);
+    assert_int_equal(json_array_size(rows), 0);
+    json_decref(rows);
+    assert_int_equal(market_rows_for_request(m, "0000", &rows, &err), CORE_ERR_NOT_FOUND);
+    json_decref(in);
+    market_close(m);
+    store_close(st);
+    assert_verifies(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_credit_rules, setup, teardown),
@@ -395,6 +463,7 @@ int main(void) {
         cmocka_unit_test(test_codec_kinds),
         cmocka_unit_test(test_iso_week_and_bands),
         cmocka_unit_test(test_matching_and_rows),
+        cmocka_unit_test_setup_teardown(test_sweep_closes_at_closing_time, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
