@@ -137,6 +137,8 @@ static void add_history(void *ud, uint64_t seq, int64_t delta, const ledger_tx *
     if (tx->kind == LEDGER_TX_REVIEW_REQUEST) json_object_set_new(item, "counterparty", api_hex(tx->u.review.org, 32));
     if (tx->kind == LEDGER_TX_REVIEW_REFUND || tx->kind == LEDGER_TX_REVIEW_SETTLE)
         json_object_set_new(item, "request", api_hex(tx->u.review_close.request, 32));
+    /* A data request's payment names the request's escrow (its escrow_txid). */
+    if (tx->kind == LEDGER_TX_MARKET_PAY) json_object_set_new(item, "request", api_hex(tx->u.market_pay.request, 32));
     json_array_append_new(h->items, item);
 }
 

@@ -188,6 +188,9 @@ test('one payment per person; budget exhaustion closes the request with nothing 
   assert.equal(cn.purpose, 'research');
   assert.deepEqual(cn.scope.sort(), ['conditions', 'demographics']);
   assert.equal((await admin.get(`/api/ledger/tx/${r1.json.payment_txid}`)).json.transaction.kind, 'market_pay');
+  const paidRow = (await p1.get('/api/wallet')).json.wallet.history.find((h) => h.kind === 'market_pay');
+  assert.equal(paidRow.delta, 15);
+  assert.equal(paidRow.request, req.escrow_txid);
   // Twice: refused, and not paid again.
   const again = await p1.post(`/api/market/requests/${req.id}/accept`, {});
   assert.equal(again.status, 409);
@@ -288,6 +291,22 @@ test('daily earning cap: the person is told when it applies, and is not paid pas
   assert.equal(await walletBalance(p), 30);
   const st = (await orgReq(a, 'GET', `/api/v1/requests/${r2.id}`)).json.request;
   assert.equal(st.paid, 0);
+});
+
+test('a record entry\'s code is a short token, never text', async () => {
+  const c = new Client(srv.base);
+  await c.signup(`mk-code-${process.pid % 1000}`);
+  for (const code of ['Fungal', 'has space', 'x'.repeat(32), '', 7]) {
+    const r = await c.post('/api/records', { kind: 'condition', title: 't', code });
+    assert.equal(r.status, 422, `${JSON.stringify(code)}: ${r.text}`);
+    assert.equal(errorOf(r).field, 'code');
+  }
+  const ok = await c.post('/api/records', { kind: 'symptom', title: 't', onset: '2026-01-05', code: 'eczema' });
+  assert.equal(ok.status, 201, ok.text);
+  assert.equal(ok.json.record.code, 'eczema');
+  // Without a code an entry looks as it always did.
+  const plain = await c.post('/api/records', { kind: 'note', title: 'n' });
+  assert.ok(!('code' in plain.json.record));
 });
 
 test('validation: every field named, unknown codes and countries refused', async () => {
