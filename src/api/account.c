@@ -70,6 +70,9 @@ static core_status settle_wallet(void *ud, const accounts_session *sess, core_er
     api_examples_dir(s->c, dir);
     screening_example_handle(sess->data_key, handle);
     core_status rc = screening_examples_forget(dir, handle, NULL, err);
+    /* Rows shared with data requests, found by tags this data key opens,
+     * before the sealed copies go with the account (issue 14). */
+    if (!rc && s->c->market) rc = market_forget_person(s->c->market, sess->user_id, sess->data_key, NULL, err);
     if (rc) return rc;
     rc = api_wallet_lookup(s->c, sess, pk, sk, &registered, err);
     if (rc) return rc;

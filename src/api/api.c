@@ -70,6 +70,15 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "POST", "/api/review/cases/{id}/answer", api_review_case_answer);
     ok &= http_router_add(r, "POST", "/api/review/cases/{id}/return", api_review_case_return);
     ok &= http_router_add(r, "PUT", "/api/admin/users/{username}/org", api_admin_user_org_put);
+    ok &= http_router_add(r, "GET", "/api/v1/requests", api_org_requests_list);
+    ok &= http_router_add(r, "POST", "/api/v1/requests", api_org_requests_create);
+    ok &= http_router_add(r, "GET", "/api/v1/requests/{id}", api_org_request_get);
+    ok &= http_router_add(r, "POST", "/api/v1/requests/{id}/withdraw", api_org_request_withdraw);
+    ok &= http_router_add(r, "POST", "/api/admin/orgs/{key}/credit", api_admin_org_credit);
+    ok &= http_router_add(r, "GET", "/api/admin/market/requests", api_admin_market_list);
+    ok &= http_router_add(r, "POST", "/api/admin/market/requests/{id}/approve", api_admin_market_approve);
+    ok &= http_router_add(r, "GET", "/api/market/requests", api_market_list);
+    ok &= http_router_add(r, "POST", "/api/market/requests/{id}/accept", api_market_accept);
     return ok;
 }
 

@@ -9,6 +9,7 @@
 #include "core/core.h"
 #include "http/http.h"
 #include "ledger/ledger.h"
+#include "market/market.h"
 #include "regions/regions.h"
 #include "review/review.h"
 #include "screening/screening.h"
@@ -27,6 +28,7 @@ typedef struct {
     screening_desk *desk;    /* screenings (model may be absent: answers 503) */
     share *share;            /* surveillance: contributions, rewards, releases, alerts */
     review *review;          /* clinician review: organisations' offers */
+    market *market;          /* data requests (NULL: answers 503) */
     double started;          /* core_monotonic() at start, for uptime */
 } api_context;
 

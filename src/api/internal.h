@@ -105,5 +105,14 @@ void api_review_case_get(http_request *rq, void *ctx);
 void api_review_case_answer(http_request *rq, void *ctx);
 void api_review_case_return(http_request *rq, void *ctx);
 void api_admin_user_org_put(http_request *rq, void *ctx);
+void api_org_requests_list(http_request *rq, void *ctx);
+void api_org_requests_create(http_request *rq, void *ctx);
+void api_org_request_get(http_request *rq, void *ctx);
+void api_org_request_withdraw(http_request *rq, void *ctx);
+void api_admin_org_credit(http_request *rq, void *ctx);
+void api_admin_market_list(http_request *rq, void *ctx);
+void api_admin_market_approve(http_request *rq, void *ctx);
+void api_market_list(http_request *rq, void *ctx);
+void api_market_accept(http_request *rq, void *ctx);
 
 #endif

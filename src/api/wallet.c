@@ -137,6 +137,8 @@ static void add_history(void *ud, uint64_t seq, int64_t delta, const ledger_tx *
     if (tx->kind == LEDGER_TX_REVIEW_REQUEST) json_object_set_new(item, "counterparty", api_hex(tx->u.review.org, 32));
     if (tx->kind == LEDGER_TX_REVIEW_REFUND || tx->kind == LEDGER_TX_REVIEW_SETTLE)
         json_object_set_new(item, "request", api_hex(tx->u.review_close.request, 32));
+    /* A data request's payment names the request's escrow (its escrow_txid). */
+    if (tx->kind == LEDGER_TX_MARKET_PAY) json_object_set_new(item, "request", api_hex(tx->u.market_pay.request, 32));
     json_array_append_new(h->items, item);
 }
 
@@ -493,7 +495,14 @@ void api_consents_revoke(http_request *rq, void *ctx) {
                 screening_example_handle(sess.data_key, handle);
                 api_examples_dir(c, dir);
             }
+            /* A data request's consent (issue 14): the rows it shared leave the
+             * store first, by the tags only this session's data key opens. */
+            core_status mrc = c->market && !cn.revoked_height
+                                  ? market_withdraw_grant(c->market, sess.user_id, sess.data_key, cn.grant, &err)
+                                  : CORE_ERR_NOT_FOUND;
             if (training && screening_examples_forget(dir, handle, &deleted, &err)) {
+                api_fail(rq, &err, NULL);
+            } else if (mrc && mrc != CORE_ERR_NOT_FOUND) {
                 api_fail(rq, &err, NULL);
             } else if (ledger_sign_submit(c->led, &tx, sk, &r, &err)) {
                 api_ledger_fail(rq, &err);

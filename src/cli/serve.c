@@ -117,6 +117,8 @@ static const serve_option options[] = {
      "a week's surveillance counts are released this long after it ends\n(default {}, at least 3600)"},
     {"reward-batch", "N", ARG_INT, CFG(surveil_reward_batch), 1, 10000,
      "contributions' rewards go to the ledger in batches of at least N\n(default {})"},
+    {"market-daily-cap", "TOKENS", ARG_INT, CFG(market_daily_cap), 1, 1000000000,
+     "tokens one person may earn from data requests per UTC day\n(default {})"},
     {"max-connections", "N", ARG_INT, CFG(max_connections), 1, 1000000,
      "open connections, all clients together (default {})"},
     {"max-connections-per-ip", "N", ARG_INT, CFG(per_ip_connections), 1, 1000000,
@@ -321,6 +323,7 @@ typedef struct {
     ledger *led;
     share *shr;
     review *rev;
+    market *mkt;
     api_context ctx;
 } serve_state;
 
@@ -406,6 +409,19 @@ static core_status start_service(serve_state *S, core_error *err) {
         core_log(CORE_LOG_ERROR, "review recovery incomplete: %s", rerr.message);
     else if (resolved)
         core_log(CORE_LOG_WARN, "review recovery: %d interrupted case step(s) resolved", resolved);
+    market_options mopt = {.st = S->st,
+                           .led = S->led,
+                           .regs = S->regs,
+                           .conditions = codes,
+                           .n_conditions = n_codes,
+                           .node_sk = S->set->lopt.node_sk,
+                           .daily_cap = cfg->market_daily_cap};
+    if ((rc = market_open(&mopt, &S->mkt, err))) return rc;
+    /* As for review: finish or drop what a crash cut between the files. */
+    if (market_recover(S->mkt, &resolved, &rerr))
+        core_log(CORE_LOG_ERROR, "data-request recovery incomplete: %s", rerr.message);
+    else if (resolved)
+        core_log(CORE_LOG_WARN, "data-request recovery: %d interrupted step(s) resolved", resolved);
     /* The screening model is optional: without it the rest of the service
      * runs and screenings answer 503 model_unavailable. */
     core_error merr = {0};
@@ -433,6 +449,7 @@ static core_status start_service(serve_state *S, core_error *err) {
                            .desk = S->desk,
                            .share = S->shr,
                            .review = S->rev,
+                           .market = S->mkt,
                            .started = core_monotonic()};
     http_options hopt = {.host = cfg->host,
                          .port = cfg->port,
@@ -470,6 +487,7 @@ static void serve_close(serve_state *S) {
     http_server_stop(S->srv);
     share_close(S->shr);
     review_close(S->rev);
+    market_close(S->mkt);
     ledger_close(S->led);
     cs_crypto_wipe(S->set->lopt.node_sk, sizeof S->set->lopt.node_sk);
     cs_crypto_wipe(S->set->lopt.admin_sk, sizeof S->set->lopt.admin_sk);

@@ -101,6 +101,9 @@ void core_config_defaults(core_config *cfg) {
      * batches as large as the smallest published count. */
     cfg->surveil_seal_delay = 86400;
     cfg->surveil_reward_batch = 11;
+    /* Data requests: enough for a few requests a day, not a living made of
+     * accepting everything (issue 14's anti-abuse limit). */
+    cfg->market_daily_cap = 200;
     /* Headroom against slow clients: one address holds at most 64 sockets
      * (a clinic's browsers behind one NAT fit), so filling all 2000 takes
      * dozens of addresses, and a socket that dribbles its request head is

@@ -133,6 +133,7 @@ typedef struct {
     double surveil_budget;          /* total epsilon an organisation may spend (10) */
     int surveil_seal_delay;         /* seconds after a week ends before it is released (86400) */
     int surveil_reward_batch;       /* contributions' rewards go to the ledger in batches of at least this (11) */
+    int market_daily_cap;           /* tokens one person may earn from data requests per UTC day (200) */
     /* Connection limits (see docs/API.md "Limits"): what one client, or many
      * slow ones, can hold of the server. */
     int max_connections;    /* all clients together (2000) */

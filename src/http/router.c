@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_ROUTES 64
+#define MAX_ROUTES 128 /* a fixed table; api_register fails loudly when it is full */
 
 typedef struct {
     char method[8];

@@ -890,6 +890,52 @@ core_status ledger_escrowed_by(ledger *l, const uint8_t payer[LEDGER_KEY], uint6
                  sum_row, amount, NULL, err);
 }
 
+static core_status market_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    ledger_market *m = ud;
+    if (sqlite3_column_bytes(q, 0) != LEDGER_KEY || sqlite3_column_bytes(q, 1) != LEDGER_HASH)
+        return core_fail(err, CORE_ERR_STORAGE, "request", "malformed data-request row");
+    memcpy(m->org, sqlite3_column_blob(q, 0), LEDGER_KEY);
+    memcpy(m->terms, sqlite3_column_blob(q, 1), LEDGER_HASH);
+    m->price = (uint64_t)sqlite3_column_int64(q, 2);
+    m->max_participants = (uint32_t)sqlite3_column_int64(q, 3);
+    m->paid = (uint32_t)sqlite3_column_int64(q, 4);
+    m->remaining = (uint64_t)sqlite3_column_int64(q, 5);
+    m->closes = (uint64_t)sqlite3_column_int64(q, 6);
+    m->opened_height = (uint64_t)sqlite3_column_int64(q, 7);
+    m->closed_height = (uint64_t)sqlite3_column_int64(q, 8);
+    m->state = (ledger_market_state)sqlite3_column_int(q, 9);
+    return CORE_OK;
+}
+
+core_status ledger_get_market(ledger *l, const uint8_t request[LEDGER_HASH], ledger_market *out, core_error *err) {
+    memset(out, 0, sizeof *out);
+    memcpy(out->request, request, LEDGER_HASH);
+    size_t rows;
+    const qarg a[] = {QBLOB(request, LEDGER_HASH)};
+    core_status rc = query(l, READ_DERIVED,
+                           "SELECT org, terms, price, max_participants, paid, remaining, closes, opened_height, "
+                           "closed_height, outcome FROM market_escrows WHERE request_txid = ?1",
+                           a, 1, market_row, out, &rows, err);
+    if (!rc && rows == 0) rc = core_fail(err, CORE_ERR_NOT_FOUND, "request", "no such data request");
+    return rc;
+}
+
+static core_status count_row(sqlite3_stmt *q, void *ud, core_error *err) {
+    (void)q, (void)ud, (void)err;
+    return CORE_OK;
+}
+
+core_status ledger_market_paid(ledger *l, const uint8_t request[LEDGER_HASH], const uint8_t participant[LEDGER_KEY],
+                               bool *paid, core_error *err) {
+    size_t rows = 0;
+    const qarg a[] = {QBLOB(request, LEDGER_HASH), QBLOB(participant, LEDGER_KEY)};
+    core_status rc =
+        query(l, READ_DERIVED, "SELECT 1 FROM market_payments WHERE request_txid = ?1 AND participant = ?2", a, 2,
+              count_row, NULL, &rows, err);
+    *paid = !rc && rows > 0;
+    return rc;
+}
+
 typedef struct {
     ledger_org_fn fn;
     void *ud;
@@ -929,7 +975,8 @@ core_status ledger_get_totals(ledger *l, ledger_totals *out, core_error *err) {
                  "SELECT (SELECT value FROM meta WHERE key = 'minted'), (SELECT value FROM meta WHERE key = 'burned'),"
                  " (SELECT count(*) FROM signers WHERE wallet), (SELECT count(*) FROM consents WHERE revoked_height = 0"
                  " AND expires > ?1), (SELECT count(*) FROM orgs),"
-                 " (SELECT coalesce(sum(amount), 0) FROM escrows WHERE outcome = 0)",
+                 " (SELECT coalesce(sum(amount), 0) FROM escrows WHERE outcome = 0)"
+                 " + (SELECT coalesce(sum(remaining), 0) FROM market_escrows WHERE outcome = 0)",
                  a, 1, totals_row, out, NULL, err);
 }
 

@@ -103,6 +103,10 @@ const char *ledger_tx_kind_name(ledger_tx_kind kind) {
     case LEDGER_TX_REVIEW_REQUEST: return "review_request";
     case LEDGER_TX_REVIEW_SETTLE: return "review_settle";
     case LEDGER_TX_REVIEW_REFUND: return "review_refund";
+    case LEDGER_TX_CREDIT: return "credit";
+    case LEDGER_TX_MARKET_OPEN: return "market_open";
+    case LEDGER_TX_MARKET_PAY: return "market_pay";
+    case LEDGER_TX_MARKET_CLOSE: return "market_close";
     }
     return "unknown";
 }
@@ -210,6 +214,33 @@ static core_status check_fields(const ledger_tx *tx, core_error *err) {
         break;
     case LEDGER_TX_REVIEW_SETTLE:
     case LEDGER_TX_REVIEW_REFUND: break;
+    case LEDGER_TX_CREDIT:
+        if (is_zero(tx->u.credit.org, LEDGER_KEY))
+            return core_fail(err, CORE_ERR_INVALID, "org", "organisation key missing");
+        if (tx->u.credit.amount < 1 || tx->u.credit.amount > LEDGER_REWARD_MAX)
+            return core_fail(err, CORE_ERR_INVALID, "amount", "credit must be between 1 and 10^12 tokens");
+        /* The reference is public: the same printable-ASCII rule as a name. */
+        if (!ledger_name_valid(tx->u.credit.reference, strnlen(tx->u.credit.reference, sizeof tx->u.credit.reference)))
+            return core_fail(err, CORE_ERR_INVALID, "reference", "reference must be 1-%d printable ASCII characters",
+                             LEDGER_NAME_MAX);
+        break;
+    case LEDGER_TX_MARKET_OPEN:
+        if (is_zero(tx->u.market_open.org, LEDGER_KEY))
+            return core_fail(err, CORE_ERR_INVALID, "org", "organisation key missing");
+        if (is_zero(tx->u.market_open.terms, LEDGER_HASH))
+            return core_fail(err, CORE_ERR_INVALID, "terms", "terms hash missing");
+        /* Both bounds keep price × max below 2^63 with room to spare. */
+        if (tx->u.market_open.price < 1 || tx->u.market_open.price > LEDGER_REWARD_MAX)
+            return core_fail(err, CORE_ERR_INVALID, "price", "price must be between 1 and 10^12 tokens");
+        if (tx->u.market_open.max_participants < 1 ||
+            tx->u.market_open.max_participants > LEDGER_MARKET_MAX_PARTICIPANTS)
+            return core_fail(err, CORE_ERR_INVALID, "max_participants", "between 1 and %u participants",
+                             LEDGER_MARKET_MAX_PARTICIPANTS);
+        if (tx->u.market_open.closes > (uint64_t)INT64_MAX)
+            return core_fail(err, CORE_ERR_INVALID, "closes", "closing time out of range");
+        break;
+    case LEDGER_TX_MARKET_PAY:
+    case LEDGER_TX_MARKET_CLOSE: break;
     default: return core_fail(err, CORE_ERR_INVALID, "kind", "unknown transaction kind");
     }
     return CORE_OK;
@@ -272,6 +303,26 @@ static void write_unsigned(writer *w, const ledger_tx *tx) {
         break;
     case LEDGER_TX_REVIEW_SETTLE:
     case LEDGER_TX_REVIEW_REFUND: put(w, tx->u.review_close.request, LEDGER_HASH); break;
+    case LEDGER_TX_CREDIT: {
+        size_t n = strnlen(tx->u.credit.reference, sizeof tx->u.credit.reference);
+        put(w, tx->u.credit.org, LEDGER_KEY);
+        put_u64(w, tx->u.credit.amount);
+        put_u8(w, (uint8_t)n);
+        put(w, tx->u.credit.reference, n);
+        break;
+    }
+    case LEDGER_TX_MARKET_OPEN:
+        put(w, tx->u.market_open.org, LEDGER_KEY);
+        put(w, tx->u.market_open.terms, LEDGER_HASH);
+        put_u64(w, tx->u.market_open.price);
+        put_u32(w, tx->u.market_open.max_participants);
+        put_u64(w, tx->u.market_open.closes);
+        break;
+    case LEDGER_TX_MARKET_PAY:
+        put(w, tx->u.market_pay.request, LEDGER_HASH);
+        put(w, tx->u.market_pay.grant, LEDGER_HASH);
+        break;
+    case LEDGER_TX_MARKET_CLOSE: put(w, tx->u.market_close.request, LEDGER_HASH); break;
     }
 }
 
@@ -354,6 +405,32 @@ core_status ledger_tx_decode(const uint8_t *buf, size_t len, ledger_tx *tx, core
         break;
     case LEDGER_TX_REVIEW_SETTLE:
     case LEDGER_TX_REVIEW_REFUND: get(&r, tx->u.review_close.request, LEDGER_HASH); break;
+    case LEDGER_TX_CREDIT: {
+        get(&r, tx->u.credit.org, LEDGER_KEY);
+        tx->u.credit.amount = get_u64(&r);
+        uint8_t n = get_u8(&r);
+        if (n < 1 || n > LEDGER_NAME_MAX)
+            return core_fail(err, CORE_ERR_INVALID, "reference", "reference length out of range");
+        get(&r, tx->u.credit.reference, n);
+        tx->u.credit.reference[n] = '\0';
+        /* An embedded NUL would make two encodings print the same reference. */
+        if (!r.bad && !ledger_name_valid(tx->u.credit.reference, n))
+            return core_fail(err, CORE_ERR_INVALID, "reference", "reference must be 1-%d printable ASCII characters",
+                             LEDGER_NAME_MAX);
+        break;
+    }
+    case LEDGER_TX_MARKET_OPEN:
+        get(&r, tx->u.market_open.org, LEDGER_KEY);
+        get(&r, tx->u.market_open.terms, LEDGER_HASH);
+        tx->u.market_open.price = get_u64(&r);
+        tx->u.market_open.max_participants = get_u32(&r);
+        tx->u.market_open.closes = get_u64(&r);
+        break;
+    case LEDGER_TX_MARKET_PAY:
+        get(&r, tx->u.market_pay.request, LEDGER_HASH);
+        get(&r, tx->u.market_pay.grant, LEDGER_HASH);
+        break;
+    case LEDGER_TX_MARKET_CLOSE: get(&r, tx->u.market_close.request, LEDGER_HASH); break;
     }
     get(&r, tx->sig, LEDGER_SIG);
     if (r.bad) return core_fail(err, CORE_ERR_INVALID, "tx", "transaction is truncated");
@@ -553,6 +630,23 @@ json_t *ledger_tx_to_json(const ledger_tx *tx) {
     case LEDGER_TX_REVIEW_SETTLE:
     case LEDGER_TX_REVIEW_REFUND:
         body = json_pack("{s:o}", "request", hexj(tx->u.review_close.request, LEDGER_HASH));
+        break;
+    case LEDGER_TX_CREDIT:
+        body = json_pack("{s:o, s:I, s:s}", "org", hexj(tx->u.credit.org, LEDGER_KEY), "amount",
+                         (json_int_t)tx->u.credit.amount, "reference", tx->u.credit.reference);
+        break;
+    case LEDGER_TX_MARKET_OPEN:
+        body = json_pack("{s:o, s:o, s:I, s:I, s:I}", "org", hexj(tx->u.market_open.org, LEDGER_KEY), "terms",
+                         hexj(tx->u.market_open.terms, LEDGER_HASH), "price", (json_int_t)tx->u.market_open.price,
+                         "max_participants", (json_int_t)tx->u.market_open.max_participants, "closes",
+                         (json_int_t)tx->u.market_open.closes);
+        break;
+    case LEDGER_TX_MARKET_PAY:
+        body = json_pack("{s:o, s:o}", "request", hexj(tx->u.market_pay.request, LEDGER_HASH), "grant",
+                         hexj(tx->u.market_pay.grant, LEDGER_HASH));
+        break;
+    case LEDGER_TX_MARKET_CLOSE:
+        body = json_pack("{s:o}", "request", hexj(tx->u.market_close.request, LEDGER_HASH));
         break;
     }
     if (!body || json_object_update(j, body) != 0) {

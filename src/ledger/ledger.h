@@ -56,8 +56,16 @@ typedef enum {
     LEDGER_TX_REVIEW_REQUEST, /* wallet: escrow price for a review by org */
     LEDGER_TX_REVIEW_SETTLE,  /* node: pay an open escrow to its organisation */
     LEDGER_TX_REVIEW_REFUND,  /* node: return an open escrow to the person */
+    /* Data requests (issue 14). Organisations hold no key on this server,
+     * so a node signs on their behalf: the organisation authenticates to the
+     * API (its bearer token) and the node records what it asked for. */
+    LEDGER_TX_CREDIT,       /* node: mint tokens to a registered organisation (a purchase made outside) */
+    LEDGER_TX_MARKET_OPEN,  /* node: escrow price × max from an organisation for a data request */
+    LEDGER_TX_MARKET_PAY,   /* node: pay one participant (the owner of a consent to the org) from it */
+    LEDGER_TX_MARKET_CLOSE, /* node: close a request's escrow, the remainder back to the organisation */
 } ledger_tx_kind;
-#define LEDGER_TX_KIND_MAX LEDGER_TX_REVIEW_REFUND
+#define LEDGER_TX_KIND_MAX LEDGER_TX_MARKET_CLOSE
+#define LEDGER_MARKET_MAX_PARTICIPANTS 1000000u
 
 /* Data categories a consent may cover; a consent's scope is a bit set of
  * (1 << category). */
@@ -145,6 +153,25 @@ typedef struct {
         struct {
             uint8_t request[LEDGER_HASH]; /* txid of the review request */
         } review_close;                   /* REVIEW_SETTLE and REVIEW_REFUND */
+        struct {
+            uint8_t org[LEDGER_KEY];             /* a registered organisation, not the signer */
+            uint64_t amount;                     /* tokens minted, 1..LEDGER_REWARD_MAX */
+            char reference[LEDGER_NAME_MAX + 1]; /* the purchase's reference: printable ASCII, never personal data */
+        } credit;
+        struct {
+            uint8_t org[LEDGER_KEY];    /* a registered organisation; pays price × max_participants */
+            uint8_t terms[LEDGER_HASH]; /* SHA-256 of the request's terms (used once, like a commitment) */
+            uint64_t price;             /* tokens per participant, 1..LEDGER_REWARD_MAX */
+            uint32_t max_participants;  /* 1..LEDGER_MARKET_MAX_PARTICIPANTS */
+            uint64_t closes;            /* unix seconds: no payment at or after it */
+        } market_open;
+        struct {
+            uint8_t request[LEDGER_HASH]; /* txid of the market_open */
+            uint8_t grant[LEDGER_HASH];   /* the participant's consent to the org; its owner is paid */
+        } market_pay;
+        struct {
+            uint8_t request[LEDGER_HASH]; /* txid of the market_open */
+        } market_close;
     } u;
     uint8_t sig[LEDGER_SIG];
 } ledger_tx;
@@ -361,7 +388,27 @@ core_status ledger_get_escrow(ledger *l, const uint8_t request[LEDGER_HASH], led
  * refunded): what the wallet page shows as held. 0 for an unknown key. */
 core_status ledger_escrowed_by(ledger *l, const uint8_t payer[LEDGER_KEY], uint64_t *amount, core_error *err);
 
-/* Where a commitment (anchor, contribution or review case) sits: its transaction's txid. */
+/* A data request's escrow (issue 14), by the txid of its market_open.
+ * remaining = price × (max_participants − paid) while open; outcome
+ * EXHAUSTED when the last participant was paid (remaining 0), CLOSED when a
+ * market_close returned the remainder to the organisation. */
+typedef enum { LEDGER_MARKET_OPEN = 0, LEDGER_MARKET_EXHAUSTED = 1, LEDGER_MARKET_CLOSED = 2 } ledger_market_state;
+typedef struct {
+    uint8_t request[LEDGER_HASH];
+    uint8_t org[LEDGER_KEY];
+    uint8_t terms[LEDGER_HASH];
+    uint64_t price, remaining, closes;
+    uint32_t max_participants, paid;
+    uint64_t opened_height, closed_height;
+    ledger_market_state state;
+} ledger_market;
+/* CORE_ERR_NOT_FOUND when no market_open has that txid. */
+core_status ledger_get_market(ledger *l, const uint8_t request[LEDGER_HASH], ledger_market *out, core_error *err);
+/* Whether participant (a wallet key) was paid from the request's escrow. */
+core_status ledger_market_paid(ledger *l, const uint8_t request[LEDGER_HASH], const uint8_t participant[LEDGER_KEY],
+                               bool *paid, core_error *err);
+
+/* Where a commitment (anchor, contribution, review case or request terms) sits: its transaction's txid. */
 core_status ledger_find_commitment(ledger *l, const uint8_t commitment[LEDGER_HASH], uint8_t txid[LEDGER_HASH],
                                    core_error *err);
 
@@ -369,7 +416,8 @@ typedef void (*ledger_org_fn)(void *ud, const uint8_t pk[LEDGER_KEY], const char
 core_status ledger_list_orgs(ledger *l, ledger_org_fn fn, void *ud, core_error *err);
 
 /* Totals: minted − burned = sum of balances + escrowed (checked by verify);
- * escrowed = tokens locked in review escrows neither settled nor refunded. */
+ * escrowed = tokens locked in review escrows neither settled nor refunded,
+ * plus what open data-request escrows hold. */
 typedef struct {
     uint64_t minted, burned, wallets, consents_active, orgs, escrowed;
 } ledger_totals;

@@ -69,6 +69,29 @@ static const char *const steps[] = {
     "INSERT OR IGNORE INTO consents (grant_txid, owner, scope, purpose, grantee, expires, granted_height, "
     "revoked_height) SELECT request_txid, payer, 1, 4, org, 9223372036854775807, opened_height, "
     "CASE outcome WHEN 2 THEN closed_height ELSE 0 END FROM escrows;",
+    /* 4: data requests (issue 14), keyed by the market_open's txid; the
+     * terms hash also sits in commitments (used once). remaining is what the
+     * escrow still holds (price × unpaid places while open); outcome 0 open,
+     * 1 used up (the last place paid), 2 closed (remainder returned). One
+     * row per (request, wallet) paid: the ledger's one payment per person. */
+    "CREATE TABLE market_escrows ("
+    "  request_txid BLOB PRIMARY KEY,"
+    "  org BLOB NOT NULL,"
+    "  terms BLOB NOT NULL UNIQUE,"
+    "  price INTEGER NOT NULL CHECK (price > 0),"
+    "  max_participants INTEGER NOT NULL CHECK (max_participants > 0),"
+    "  paid INTEGER NOT NULL CHECK (paid >= 0 AND paid <= max_participants),"
+    "  remaining INTEGER NOT NULL CHECK (remaining >= 0),"
+    "  closes INTEGER NOT NULL,"
+    "  opened_height INTEGER NOT NULL,"
+    "  closed_height INTEGER NOT NULL,"
+    "  outcome INTEGER NOT NULL CHECK (outcome IN (0, 1, 2))) WITHOUT ROWID;"
+    "CREATE TABLE market_payments ("
+    "  request_txid BLOB NOT NULL,"
+    "  participant BLOB NOT NULL,"
+    "  grant_txid BLOB NOT NULL,"
+    "  seq INTEGER NOT NULL,"
+    "  PRIMARY KEY (request_txid, participant)) WITHOUT ROWID;",
 };
 
 _Static_assert(LEDGER_PURPOSE_REVIEW == 4, "schema step 3 writes the review purpose as 4");

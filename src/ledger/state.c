@@ -34,6 +34,12 @@ enum {
     Q_ESCROW_GET,
     Q_ESCROW_PUT,
     Q_ESCROW_CLOSE,
+    Q_CONSENT_GRANTEE,
+    Q_MARKET_GET,
+    Q_MARKET_PUT,
+    Q_MARKET_UPDATE,
+    Q_MARKET_PAID_GET,
+    Q_MARKET_PAID_PUT,
     Q_COUNT
 };
 
@@ -62,6 +68,16 @@ static const char *const sql[Q_COUNT] = {
         ("INSERT INTO escrows (request_txid, payer, org, commitment, amount, opened_height, closed_height, "
          "outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0)"),
     [Q_ESCROW_CLOSE] = "UPDATE escrows SET closed_height = ?2, outcome = ?3 WHERE request_txid = ?1 AND outcome = 0",
+    [Q_CONSENT_GRANTEE] = "SELECT grantee FROM consents WHERE grant_txid = ?1",
+    [Q_MARKET_GET] = "SELECT org, price, remaining, closes, outcome, paid FROM market_escrows WHERE request_txid = ?1",
+    [Q_MARKET_PUT] =
+        ("INSERT INTO market_escrows (request_txid, org, terms, price, max_participants, paid, remaining, "
+         "closes, opened_height, closed_height, outcome) VALUES (?1, ?2, ?3, ?4, ?5, 0, ?6, ?7, ?8, 0, 0)"),
+    [Q_MARKET_UPDATE] = ("UPDATE market_escrows SET paid = ?2, remaining = ?3, closed_height = ?4, outcome = ?5 "
+                         "WHERE request_txid = ?1 AND outcome = 0"),
+    [Q_MARKET_PAID_GET] = "SELECT 1 FROM market_payments WHERE request_txid = ?1 AND participant = ?2",
+    [Q_MARKET_PAID_PUT] =
+        "INSERT INTO market_payments (request_txid, participant, grant_txid, seq) VALUES (?1, ?2, ?3, ?4)",
 };
 
 struct ledger_state {
@@ -301,6 +317,9 @@ typedef struct {
     uint64_t escrow_amount;
     uint8_t payee[LEDGER_KEY];
     bool payee_is_me;
+    /* MARKET_PAY / MARKET_CLOSE: the request's escrow as the check read it. */
+    uint64_t m_price, m_remaining;
+    uint32_t m_paid;
 } tx_ctx;
 
 typedef core_status (*tx_check_fn)(ledger_state *s, tx_ctx *c, core_error *err);
@@ -495,6 +514,145 @@ static core_status check_review_close(ledger_state *s, tx_ctx *c, core_error *er
     return CORE_OK;
 }
 
+/* ---- data requests (issue 14) ----
+ *
+ * An organisation holds no key on this server, so a node signs its credit,
+ * its escrow and every payment from it; what the node may do is still
+ * bounded here: credit only a registered organisation (a mint, counted in
+ * the supply), escrow only what the organisation holds, pay only the owner
+ * of an active research or surveillance consent to that same organisation,
+ * once per (request, wallet), only before the closing time, and return the
+ * remainder only to the organisation. */
+
+static core_status check_org_registered(ledger_state *s, const uint8_t org[LEDGER_KEY], core_error *err) {
+    bool found = false;
+    core_status rc = exists(s, Q_ORG_GET, org, LEDGER_KEY, &found, err);
+    if (rc) return rc;
+    if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "org", "organisation is not registered");
+    return CORE_OK;
+}
+
+static core_status check_credit(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    if (!is_node(s, tx->signer)) return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may credit");
+    if (memcmp(tx->signer, tx->u.credit.org, LEDGER_KEY) == 0) /* two rows in the effect */
+        return core_fail(err, CORE_ERR_FORBIDDEN, "org", "a node cannot credit itself");
+    core_status rc = check_org_registered(s, tx->u.credit.org, err);
+    if (!rc) rc = signer_get(s, tx->u.credit.org, &c->other, err);
+    if (rc) return rc;
+    if (tx->u.credit.amount > LEDGER_AMOUNT_MAX - s->minted ||
+        tx->u.credit.amount > LEDGER_AMOUNT_MAX - (uint64_t)c->other.balance)
+        return core_fail(err, CORE_ERR_INVALID, "amount", "token supply limit reached");
+    return CORE_OK;
+}
+
+static core_status check_market_open(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    if (!is_node(s, tx->signer))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may open a data request");
+    if (memcmp(tx->signer, tx->u.market_open.org, LEDGER_KEY) == 0)
+        return core_fail(err, CORE_ERR_FORBIDDEN, "org", "a node cannot fund a request itself");
+    core_status rc = check_org_registered(s, tx->u.market_open.org, err);
+    if (!rc) rc = signer_get(s, tx->u.market_open.org, &c->other, err);
+    if (rc) return rc;
+    bool found = false;
+    if ((rc = exists(s, Q_COMMIT_GET, tx->u.market_open.terms, LEDGER_HASH, &found, err))) return rc;
+    if (found) return core_fail(err, CORE_ERR_CONFLICT, "terms", "these terms are already on the ledger");
+    if (tx->u.market_open.closes <= c->time_ms / 1000)
+        return core_fail(err, CORE_ERR_INVALID, "closes", "the request would already be closed");
+    /* The decoder bounds price ≤ 10^12 and max ≤ 10^6: no overflow. */
+    uint64_t amount = tx->u.market_open.price * tx->u.market_open.max_participants;
+    if (amount > (uint64_t)c->other.balance)
+        return core_fail(err, CORE_ERR_INVALID, "balance", "the organisation holds %lld tokens; the request needs %llu",
+                         (long long)c->other.balance, (unsigned long long)amount);
+    return CORE_OK;
+}
+
+/* The request's escrow into c (m_*, payee = its organisation); NOT_FOUND
+ * when there is none, CONFLICT when it is no longer open. */
+static core_status market_get_open(ledger_state *s, tx_ctx *c, const uint8_t request[LEDGER_HASH], core_error *err) {
+    sqlite3_stmt *q = s->q[Q_MARKET_GET];
+    sqlite3_bind_blob(q, 1, request, LEDGER_HASH, SQLITE_STATIC);
+    int rc = sqlite3_step(q);
+    bool found = false;
+    int outcome = 0;
+    uint64_t closes = 0;
+    if (rc == SQLITE_ROW && sqlite3_column_bytes(q, 0) == LEDGER_KEY) {
+        found = true;
+        memcpy(c->payee, sqlite3_column_blob(q, 0), LEDGER_KEY);
+        c->m_price = (uint64_t)sqlite3_column_int64(q, 1);
+        c->m_remaining = (uint64_t)sqlite3_column_int64(q, 2);
+        closes = (uint64_t)sqlite3_column_int64(q, 3);
+        outcome = sqlite3_column_int(q, 4);
+        c->m_paid = (uint32_t)sqlite3_column_int64(q, 5);
+    }
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db_fail(s, err);
+    if (!found) return core_fail(err, CORE_ERR_NOT_FOUND, "request", "no such data request");
+    if (outcome != 0)
+        return core_fail(err, CORE_ERR_CONFLICT, "request", "the request's escrow was already %s",
+                         outcome == 1 ? "used up" : "closed");
+    if (c->tx->kind == LEDGER_TX_MARKET_PAY && closes <= c->time_ms / 1000)
+        return core_fail(err, CORE_ERR_CONFLICT, "request", "the request has closed");
+    return CORE_OK;
+}
+
+static core_status check_market_pay(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    if (!is_node(s, tx->signer))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may pay from a data request");
+    core_status rc = market_get_open(s, c, tx->u.market_pay.request, err);
+    if (rc) return rc;
+    consent_row consent;
+    if ((rc = consent_get(s, tx->u.market_pay.grant, &consent, err))) return rc;
+    uint8_t grantee[LEDGER_KEY] = {0};
+    sqlite3_stmt *q = s->q[Q_CONSENT_GRANTEE];
+    sqlite3_bind_blob(q, 1, tx->u.market_pay.grant, LEDGER_HASH, SQLITE_STATIC);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW && sqlite3_column_bytes(q, 0) == LEDGER_KEY)
+        memcpy(grantee, sqlite3_column_blob(q, 0), LEDGER_KEY);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) return db_fail(s, err);
+    if (!consent_active(&consent, c->time_ms) || memcmp(grantee, c->payee, LEDGER_KEY) != 0 ||
+        (consent.purpose != LEDGER_PURPOSE_RESEARCH && consent.purpose != LEDGER_PURPOSE_SURVEILLANCE))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "no active consent of the participant to this organisation");
+    if (memcmp(consent.owner, tx->signer, LEDGER_KEY) == 0) /* two rows in the effect */
+        return core_fail(err, CORE_ERR_FORBIDDEN, "grant", "a node cannot pay itself");
+    if ((rc = signer_get(s, consent.owner, &c->other, err))) return rc;
+    if (!c->other.wallet) return core_fail(err, CORE_ERR_NOT_FOUND, "grant", "participant is not a registered wallet");
+    bool paid = false;
+    q = s->q[Q_MARKET_PAID_GET];
+    sqlite3_bind_blob(q, 1, tx->u.market_pay.request, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 2, consent.owner, LEDGER_KEY, SQLITE_STATIC);
+    step = sqlite3_step(q);
+    paid = step == SQLITE_ROW;
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) return db_fail(s, err);
+    if (paid) return core_fail(err, CORE_ERR_CONFLICT, "participant", "this wallet was already paid for this request");
+    memcpy(c->payee, consent.owner, LEDGER_KEY); /* from here on: who is paid */
+    assert(c->m_remaining >= c->m_price);        /* open means at least one more payment */
+    if (c->m_price > LEDGER_AMOUNT_MAX - (uint64_t)c->other.balance)
+        return core_fail(err, CORE_ERR_INVALID, "grant", "recipient balance would overflow");
+    return CORE_OK;
+}
+
+static core_status check_market_close(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    if (!is_node(s, tx->signer))
+        return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "only a node key may close a data request");
+    core_status rc = market_get_open(s, c, tx->u.market_close.request, err);
+    if (rc) return rc;
+    if (memcmp(c->payee, tx->signer, LEDGER_KEY) == 0)
+        return core_fail(err, CORE_ERR_FORBIDDEN, "signer", "a node cannot refund itself");
+    if ((rc = signer_get(s, c->payee, &c->other, err))) return rc;
+    if (c->m_remaining > LEDGER_AMOUNT_MAX - (uint64_t)c->other.balance)
+        return core_fail(err, CORE_ERR_INVALID, "request", "recipient balance would overflow");
+    return CORE_OK;
+}
+
 static core_status put_commitment(ledger_state *s, const uint8_t commitment[LEDGER_HASH], uint64_t seq,
                                   core_error *err) {
     sqlite3_stmt *q = s->q[Q_COMMIT_PUT];
@@ -665,6 +823,85 @@ static core_status effect_review_close(ledger_state *s, tx_ctx *c, core_error *e
     return rc;
 }
 
+static core_status effect_credit(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    uint64_t amount = tx->u.credit.amount;
+    assert(amount <= LEDGER_AMOUNT_MAX - s->minted); /* check_credit */
+    c->other.balance += (int64_t)amount;
+    s->minted += amount;
+    core_status rc = signer_put(s, tx->u.credit.org, &c->other, err);
+    if (!rc) rc = posting(s, tx->u.credit.org, c->seq, (int64_t)amount, err);
+    return rc;
+}
+
+static core_status effect_market_open(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    int64_t amount = (int64_t)(tx->u.market_open.price * tx->u.market_open.max_participants);
+    c->other.balance -= amount;
+    assert(c->other.balance >= 0); /* check_market_open: covered */
+    core_status rc = put_commitment(s, tx->u.market_open.terms, c->seq, err);
+    if (!rc) {
+        sqlite3_stmt *q = s->q[Q_MARKET_PUT];
+        sqlite3_bind_blob(q, 1, c->txid, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, tx->u.market_open.org, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 3, tx->u.market_open.terms, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 4, (int64_t)tx->u.market_open.price);
+        sqlite3_bind_int64(q, 5, (int64_t)tx->u.market_open.max_participants);
+        sqlite3_bind_int64(q, 6, amount);
+        sqlite3_bind_int64(q, 7, (int64_t)tx->u.market_open.closes);
+        sqlite3_bind_int64(q, 8, (int64_t)c->height);
+        rc = step_done(s, q, err);
+    }
+    if (!rc) rc = signer_put(s, tx->u.market_open.org, &c->other, err);
+    if (!rc) rc = posting(s, tx->u.market_open.org, c->seq, -amount, err);
+    return rc;
+}
+
+/* Write the escrow row after a payment or a close. */
+static core_status market_update(ledger_state *s, tx_ctx *c, const uint8_t request[LEDGER_HASH], int outcome,
+                                 core_error *err) {
+    sqlite3_stmt *q = s->q[Q_MARKET_UPDATE];
+    sqlite3_bind_blob(q, 1, request, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, c->m_paid);
+    sqlite3_bind_int64(q, 3, (int64_t)c->m_remaining);
+    sqlite3_bind_int64(q, 4, outcome ? (int64_t)c->height : 0);
+    sqlite3_bind_int(q, 5, outcome);
+    core_status rc = step_done(s, q, err);
+    assert(rc || sqlite3_changes(s->db) == 1); /* the check saw it open, in this same transaction */
+    return rc;
+}
+
+/* One price from the escrow to the participant; the last one empties it,
+ * which closes the request (nothing is left to return). */
+static core_status effect_market_pay(ledger_state *s, tx_ctx *c, core_error *err) {
+    const ledger_tx *tx = c->tx;
+    c->m_remaining -= c->m_price;
+    c->m_paid++;
+    core_status rc = market_update(s, c, tx->u.market_pay.request, c->m_remaining == 0 ? 1 : 0, err);
+    if (!rc) {
+        sqlite3_stmt *q = s->q[Q_MARKET_PAID_PUT];
+        sqlite3_bind_blob(q, 1, tx->u.market_pay.request, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, c->payee, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 3, tx->u.market_pay.grant, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 4, (int64_t)c->seq);
+        rc = step_done(s, q, err);
+    }
+    c->other.balance += (int64_t)c->m_price;
+    if (!rc) rc = signer_put(s, c->payee, &c->other, err);
+    if (!rc) rc = posting(s, c->payee, c->seq, (int64_t)c->m_price, err);
+    return rc;
+}
+
+static core_status effect_market_close(ledger_state *s, tx_ctx *c, core_error *err) {
+    const int64_t back = (int64_t)c->m_remaining;
+    c->m_remaining = 0;
+    core_status rc = market_update(s, c, c->tx->u.market_close.request, 2, err);
+    c->other.balance += back;
+    if (!rc) rc = signer_put(s, c->payee, &c->other, err);
+    if (!rc) rc = posting(s, c->payee, c->seq, back, err);
+    return rc;
+}
+
 /* Per kind: whether the signer must be a registered wallet, the check and
  * the effect. Indexed by ledger_tx_kind. */
 static const struct {
@@ -685,6 +922,10 @@ static const struct {
     [LEDGER_TX_REVIEW_REQUEST] = {true, check_review_request, effect_review_request},
     [LEDGER_TX_REVIEW_SETTLE] = {false, check_review_close, effect_review_close},
     [LEDGER_TX_REVIEW_REFUND] = {false, check_review_close, effect_review_close},
+    [LEDGER_TX_CREDIT] = {false, check_credit, effect_credit},
+    [LEDGER_TX_MARKET_OPEN] = {false, check_market_open, effect_market_open},
+    [LEDGER_TX_MARKET_PAY] = {false, check_market_pay, effect_market_pay},
+    [LEDGER_TX_MARKET_CLOSE] = {false, check_market_close, effect_market_close},
 };
 
 /* Every rule, reads only. */

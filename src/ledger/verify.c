@@ -403,17 +403,46 @@ core_status ledger_verify_file_pinned(const char *path, int threads, const ledge
             sqlite3_finalize(qe);
         }
     }
+    /* Data requests (issue 14): the same rule as escrows for a file at an
+     * older schema step (no table, so the replay must have made no rows). */
+    static const char *const market[][2] = {{"market_escrows", "request_txid"}, {"market_payments", "request_txid"}};
+    for (size_t i = 0; !rc && i < sizeof market / sizeof market[0]; i++) {
+        bool on_disk = false;
+        sqlite3_stmt *qm = NULL;
+        if (sqlite3_prepare_v2(mem, "SELECT 1 FROM disk.sqlite_master WHERE type = 'table' AND name = ?1", -1, &qm,
+                               NULL) == SQLITE_OK) {
+            sqlite3_bind_text(qm, 1, market[i][0], -1, SQLITE_STATIC);
+            on_disk = sqlite3_step(qm) == SQLITE_ROW;
+        }
+        sqlite3_finalize(qm);
+        if (on_disk) {
+            rc = compare_table(mem, market[i][0], market[i][1], r, err);
+            continue;
+        }
+        char sql[128];
+        snprintf(sql, sizeof sql, "SELECT hex(request_txid) FROM main.%s LIMIT 1", market[i][0]);
+        if (sqlite3_prepare_v2(mem, sql, -1, &qm, NULL) == SQLITE_OK && sqlite3_step(qm) == SQLITE_ROW) {
+            char which[96], msg[96];
+            snprintf(which, sizeof which, "request_txid %s", (const char *)sqlite3_column_text(qm, 0));
+            snprintf(msg, sizeof msg, "stored state table '%s' differs from the replay", market[i][0]);
+            rc = bad(r, err, CORE_ERR_INVALID, -1, -1, NULL, msg, which);
+        }
+        sqlite3_finalize(qm);
+    }
     if (!rc) {
         /* The supply invariant, on the replayed state. */
         uint64_t minted, burned;
         ledger_state_totals(state, &minted, &burned);
-        /* Tokens in an open review escrow left a balance without being
-         * burned: they count on the balances' side until settled or refunded. */
+        /* Tokens in an open review escrow (or what an open data request still
+         * holds) left a balance without being burned: they count on the
+         * balances' side until settled, paid out or refunded. Credits to
+         * organisations are mints, in minted. */
         sqlite3_stmt *q = NULL;
         int64_t sum = -1, escrowed = -1;
         if (sqlite3_prepare_v2(mem,
                                "SELECT (SELECT coalesce(sum(balance), 0) FROM main.signers),"
-                               " (SELECT coalesce(sum(amount), 0) FROM main.escrows WHERE outcome = 0)",
+                               " (SELECT coalesce(sum(amount), 0) FROM main.escrows WHERE outcome = 0)"
+                               " + (SELECT coalesce(sum(remaining), 0) FROM main.market_escrows WHERE outcome = 0)",
                                -1, &q, NULL) == SQLITE_OK &&
             sqlite3_step(q) == SQLITE_ROW) {
             sum = sqlite3_column_int64(q, 0);

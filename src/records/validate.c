@@ -108,6 +108,20 @@ core_status records_validate_entry(const json_t *in, const char *today, json_t *
     if (!rc) rc = date_field(in, "onset", symptom, today, o, err);
     if (!rc) rc = date_field(in, "ended", false, today, o, err);
     if (!rc) {
+        /* An optional coded form of a condition or symptom (issue 14: what
+         * a data request may match on and share, never the free text). Kept
+         * only when given, so entries without one look as they always did. */
+        const json_t *code = json_object_get(in, "code");
+        if (code && !json_is_null(code)) {
+            const char *c = json_string_value(code);
+            if (!c || strlen(c) < 1 || strlen(c) > 31 ||
+                strspn(c, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(c))
+                rc = core_fail(err, CORE_ERR_INVALID, "code", "code must be 1-31 characters of a-z, 0-9 and _");
+            else
+                rc = put(o, "code", json_string(c), err);
+        }
+    }
+    if (!rc) {
         const char *onset = json_string_value(json_object_get(o, "onset"));
         const char *ended = json_string_value(json_object_get(o, "ended"));
         if (onset && ended && strcmp(ended, onset) < 0)

@@ -13,12 +13,15 @@ typedef struct {
     bool hit;
 } consent_pick;
 
-/* The first consent that is active now, for public-health surveillance, and
- * covers screening results. A consent for research, or one covering other
- * categories only, does not let the result into the pool. */
+/* The first consent that is active now, for public-health surveillance, to
+ * the pool (grantee all zero), and covers screening results. A consent for
+ * research, one covering other categories only, or one given to an
+ * organisation (a data request's, issue 14) does not let the result in. */
 static void pick_consent(void *ud, const ledger_consent *cn) {
     consent_pick *p = ud;
+    static const uint8_t pool[LEDGER_KEY] = {0};
     if (p->hit || cn->revoked_height || (int64_t)cn->expires <= p->now) return;
+    if (memcmp(cn->grantee, pool, LEDGER_KEY) != 0) return;
     if (cn->purpose != LEDGER_PURPOSE_SURVEILLANCE || !(cn->scope & (1u << LEDGER_CAT_SCREENING))) return;
     p->found = *cn;
     p->hit = true;

@@ -31,7 +31,11 @@ typedef struct {
 
 static void find_consent(void *ud, const ledger_consent *cn) {
     consent_find *f = ud;
+    static const uint8_t pool[LEDGER_KEY] = {0};
     if (f->hit || cn->revoked_height || (int64_t)cn->expires <= f->now) return;
+    /* Only the person's own consent to the pool / to training, never one
+     * given to an organisation (a data request's, issue 14). */
+    if (memcmp(cn->grantee, pool, LEDGER_KEY) != 0) return;
     if (cn->purpose != f->purpose || !(cn->scope & (1u << LEDGER_CAT_SCREENING))) return;
     f->hit = true;
 }

@@ -207,6 +207,59 @@ static const char *const migrations[] = {
      * random handle (records keep theirs in clear too); NULL for cases made
      * before. */
     "ALTER TABLE review_cases ADD COLUMN record_id TEXT;",
+    /* 13: data requests (market/, issue 14). A request's state is its own
+     * crash intent for the organisation's steps: 'funding' is committed
+     * before market_open goes to the ledger (found again by its terms
+     * hash), 'closing' before market_close. A person's acceptance has an
+     * intent (grant txid once known, the rows and the person's sealed copy
+     * ready to store). Participation names the person and the request (for
+     * the daily cap and "accepted"); the withdrawal tags of the rows are
+     * only inside its blob, sealed under the person's data key (the grant
+     * txid is in the clear: the wallet's consents name it anyway). The rows
+     * themselves are stored by tag with no person id (WITHOUT ROWID: no
+     * insertion order either). */
+    "CREATE TABLE market_requests ("
+    "  id TEXT PRIMARY KEY,"
+    "  org_key BLOB NOT NULL,"
+    "  org_name TEXT NOT NULL,"
+    "  title TEXT NOT NULL,"
+    "  purpose_text TEXT NOT NULL,"
+    "  purpose TEXT NOT NULL CHECK (purpose IN ('research','public_health_surveillance')),"
+    "  categories INTEGER NOT NULL,"
+    "  criteria TEXT NOT NULL,"
+    "  price INTEGER NOT NULL,"
+    "  max_participants INTEGER NOT NULL,"
+    "  closes INTEGER NOT NULL,"
+    "  terms BLOB NOT NULL UNIQUE,"
+    "  state TEXT NOT NULL CHECK (state IN ('pending','funding','open','closing','closed','withdrawn')),"
+    "  request_txid BLOB,"
+    "  created_at INTEGER NOT NULL,"
+    "  closed_at INTEGER);"
+    "CREATE INDEX market_requests_org ON market_requests(org_key);"
+    "CREATE INDEX market_requests_state ON market_requests(state);"
+    "CREATE TABLE market_participation ("
+    "  owner INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  request_id TEXT NOT NULL REFERENCES market_requests(id),"
+    "  amount INTEGER NOT NULL,"
+    "  paid_at INTEGER NOT NULL,"
+    "  grant_txid BLOB NOT NULL,"
+    "  sealed BLOB NOT NULL,"
+    "  withdrawn_at INTEGER,"
+    "  PRIMARY KEY (owner, request_id)) WITHOUT ROWID;"
+    "CREATE TABLE market_intents ("
+    "  request_id TEXT NOT NULL,"
+    "  owner INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  wallet BLOB NOT NULL,"
+    "  grant_txid BLOB,"
+    "  rows_sealed BLOB NOT NULL,"
+    "  person_sealed BLOB NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (request_id, owner)) WITHOUT ROWID;"
+    "CREATE TABLE market_rows ("
+    "  tag BLOB PRIMARY KEY,"
+    "  request_id TEXT NOT NULL REFERENCES market_requests(id),"
+    "  row TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX market_rows_request ON market_rows(request_id);",
 };
 
 static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};

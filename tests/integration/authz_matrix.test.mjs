@@ -191,6 +191,21 @@ const MATRIX = [
     body: () => ({ condition: 'fungal', urgency: 'self_care', advice: 'Keep it dry.' }) },
   { method: 'POST', path: `/api/review/cases/${NO_CASE}/return`, expect: E(401, 403, 403, 404, 403, 403),
     body: () => ({ reason: 'photo not usable' }) },
+  // Data requests (issue 14): admins credit and approve; persons list and
+  // accept; the organisation's own endpoints take its bearer token only (the
+  // token × token cells are the test after the matrix).
+  { method: 'POST', path: '/api/admin/orgs/{org}/credit', expect: E(401, 403, 403, 403, 403, 201),
+    body: () => ({ amount: 10, reference: 'MATRIX-1' }),
+    check: (r, ctx) => r.json.organisation.key === ctx.reviewOrg && r.json.balance >= 10 && HEX64.test(r.json.txid) },
+  { method: 'GET', path: '/api/admin/market/requests', expect: E(401, 403, 403, 403, 403, 200),
+    check: (r) => Array.isArray(r.json.requests) },
+  { method: 'POST', path: `/api/admin/market/requests/${NO_CASE}/approve`, expect: E(401, 403, 403, 403, 403, 404),
+    body: () => ({}) },
+  { method: 'GET', path: '/api/market/requests', expect: personOnly(200),
+    check: (r) => Array.isArray(r.json.requests) && r.json.daily_cap.earned_today === 0 },
+  { method: 'POST', path: `/api/market/requests/${NO_CASE}/accept`, expect: personOnly(404), body: () => ({}) },
+  { method: 'GET', path: '/api/v1/requests', expect: everyone(401) },
+  { method: 'GET', path: `/api/v1/requests/${NO_CASE}`, expect: everyone(401) },
   { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
@@ -398,10 +413,10 @@ test('CSRF rows cover every state-changing session endpoint', () => {
   const labels = CSRF_ROWS.map(labelOf).sort();
   assert.deepEqual(labels, [
     'DELETE /api/account', 'DELETE /api/admin/orgs/{org}/offer', 'DELETE /api/records/{id}', 'POST /api/account/password',
-    'POST /api/account/sessions/revoke-others', 'POST /api/admin/orgs',
-    `POST /api/admin/orgs/${'ab'.repeat(32)}/tokens`,
-    'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke', 'POST /api/records',
-    'POST /api/records/{id}/anchor',
+    'POST /api/account/sessions/revoke-others', `POST /api/admin/market/requests/${NO_CASE}/approve`,
+    'POST /api/admin/orgs', `POST /api/admin/orgs/${'ab'.repeat(32)}/tokens`, 'POST /api/admin/orgs/{org}/credit',
+    'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke',
+    `POST /api/market/requests/${NO_CASE}/accept`, 'POST /api/records', 'POST /api/records/{id}/anchor',
     `POST /api/review/cases/${NO_CASE}/answer`, `POST /api/review/cases/${NO_CASE}/return`,
     'POST /api/review/requests', `POST /api/review/requests/${NO_CASE}/revoke`,
     `POST /api/review/requests/${NO_CASE}/withdraw`,
@@ -457,6 +472,9 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
     'PUT /api/admin/orgs/{org}/offer': { price: 1, answer_hours: 1, conditions: ['fungal'], regions: ['*'] },
     'DELETE /api/admin/orgs/{org}/offer': undefined,
     'PUT /api/admin/users/{clinician}/org': { org: null },
+    'POST /api/admin/orgs/{org}/credit': { amount: 1, reference: 'FORGED' },
+    [`POST /api/admin/market/requests/${NO_CASE}/approve`]: {},
+    [`POST /api/market/requests/${NO_CASE}/accept`]: {},
   };
   const variants = {
     'no header': {},
@@ -485,4 +503,60 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
   // And the same requests with the token do work (the test is not vacuous).
   const ok = await victim.post('/api/records', bodies['POST /api/records']);
   assert.equal(ok.status, 201);
+});
+
+// Data requests (issue 14): an organisation's bearer token reaches its own
+// requests only; another organisation's token gets 404 for them; sessions
+// (person, analyst, admin) and no credentials get 401 on /api/v1.
+test('data-request endpoints: organisation token × another organisation × person × analyst × admin', async () => {
+  const admin = ctx.clients.admin;
+  const orgs = {};
+  for (const name of ['Matrix Requester', 'Matrix Bystander']) {
+    const key = randomBytes(32).toString('hex');
+    assert.equal((await admin.post('/api/admin/orgs', { name, public_key: key })).status, 201);
+    const t = await admin.post(`/api/admin/orgs/${key}/tokens`, {});
+    assert.equal(t.status, 201, t.text);
+    orgs[name] = { key, token: t.json.token };
+  }
+  const mine = orgs['Matrix Requester'], theirs = orgs['Matrix Bystander'];
+  assert.equal((await admin.post(`/api/admin/orgs/${mine.key}/credit`, { amount: 100, reference: 'M-2' })).status, 201);
+  const body = { title: 'matrix', purpose_text: 'authz', purpose: 'research', categories: ['demographics'], price: 1,
+    max_participants: 5, closes: new Date(Date.now() + 86400e3).toISOString().replace(/\.\d+Z$/, 'Z') };
+  const as = {
+    org: (m, p, b) => new Client(srv.base).req(m, p, b, { headers: { Authorization: `Bearer ${mine.token}` } }),
+    other_org: (m, p, b) => new Client(srv.base).req(m, p, b, { headers: { Authorization: `Bearer ${theirs.token}` } }),
+    bad_token: (m, p, b) => new Client(srv.base).req(m, p, b, { headers: { Authorization: 'Bearer bm90IGEgdG9rZW4' } }),
+    person: (m, p, b) => cloneOf(ctx.clients.owner).req(m, p, b),
+    analyst: (m, p, b) => cloneOf(ctx.clients.analyst).req(m, p, b),
+    admin: (m, p, b) => cloneOf(admin).req(m, p, b),
+  };
+  const made = await as.org('POST', '/api/v1/requests', body);
+  assert.equal(made.status, 201, made.text);
+  const id = made.json.request.id;
+  const cells = [
+    // [method, path, body, {caller: status}], the owning organisation last where it changes state
+    ['GET', '/api/v1/requests', undefined,
+      { other_org: 200, bad_token: 401, person: 401, analyst: 401, admin: 401, org: 200 }],
+    ['GET', `/api/v1/requests/${id}`, undefined,
+      { other_org: 404, bad_token: 401, person: 401, analyst: 401, admin: 401, org: 200 }],
+    ['POST', '/api/v1/requests', body,
+      { other_org: 409, bad_token: 401, person: 401, analyst: 401, admin: 401, org: 201 }],
+    ['POST', `/api/v1/requests/${id}/withdraw`, {},
+      { other_org: 404, bad_token: 401, person: 401, analyst: 401, admin: 401, org: 200 }],
+  ];
+  const problems = [];
+  for (const [method, path, b, want] of cells) {
+    for (const [who, status] of Object.entries(want)) {
+      const r = await as[who](method, path, b);
+      if (r.status !== status) problems.push(`${method} ${path} as ${who}: ${r.status} ≠ ${status} ${r.text.slice(0, 120)}`);
+      if (status === 200 && method === 'GET' && path === '/api/v1/requests') {
+        const has = r.json.requests.some((x) => x.id === id);
+        if (has !== (who === 'org')) problems.push(`${who} ${has ? 'sees' : 'misses'} the request in its list`);
+      }
+    }
+  }
+  assert.deepEqual(problems, [], problems.join('\n'));
+  // The bystander's probing changed nothing; the owner's withdrawal did.
+  const after = await as.org('GET', `/api/v1/requests/${id}`);
+  assert.equal(after.json.request.state, 'withdrawn');
 });

@@ -165,6 +165,23 @@ static void test_codec_roundtrip_and_rejects(void **state) {
             break;
         case LEDGER_TX_REVIEW_SETTLE:
         case LEDGER_TX_REVIEW_REFUND: memset(tx->u.review_close.request, 7, 32); break;
+        case LEDGER_TX_CREDIT:
+            memset(tx->u.credit.org, 8, 32);
+            tx->u.credit.amount = 5000;
+            strcpy(tx->u.credit.reference, "INV-2026-0042");
+            break;
+        case LEDGER_TX_MARKET_OPEN:
+            memset(tx->u.market_open.org, 9, 32);
+            memset(tx->u.market_open.terms, 10, 32);
+            tx->u.market_open.price = 20;
+            tx->u.market_open.max_participants = 50;
+            tx->u.market_open.closes = 1999999999;
+            break;
+        case LEDGER_TX_MARKET_PAY:
+            memset(tx->u.market_pay.request, 11, 32);
+            memset(tx->u.market_pay.grant, 12, 32);
+            break;
+        case LEDGER_TX_MARKET_CLOSE: memset(tx->u.market_close.request, 13, 32); break;
         default: break;
         }
         uint8_t a[LEDGER_TX_MAX], b[LEDGER_TX_MAX];
@@ -772,7 +789,9 @@ static void test_review_consent_migration(void **state) {
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     assert_int_equal(
-        sqlite3_exec(db, "DELETE FROM consents WHERE purpose = 4; PRAGMA user_version = 2" /* LEDGER_PURPOSE_REVIEW */,
+        sqlite3_exec(db,
+                     "DELETE FROM consents WHERE purpose = 4; DROP TABLE market_escrows; DROP TABLE market_payments; "
+                     "PRAGMA user_version = 2" /* LEDGER_PURPOSE_REVIEW */,
                      NULL, NULL, NULL),
         SQLITE_OK);
     sqlite3_close(db);
@@ -799,7 +818,11 @@ static void test_review_escrow_schema1_file(void **state) {
     f->l = NULL;
     sqlite3 *db;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    assert_int_equal(sqlite3_exec(db, "DROP TABLE escrows; PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(
+        sqlite3_exec(
+            db, "DROP TABLE escrows; DROP TABLE market_escrows; DROP TABLE market_payments; PRAGMA user_version = 1",
+            NULL, NULL, NULL),
+        SQLITE_OK);
     sqlite3_close(db);
     ledger_verify_report rep;
     core_error err = {0};

@@ -209,6 +209,36 @@ static void the_consent_is_chosen(void **state) {
     assert_int_equal(share_contribute(f->sh, &both, &r, &err), CORE_ERR_FORBIDDEN);
 }
 
+/* A consent for public-health surveillance given to an organisation (a data
+ * request's, issue 14) is not a consent to the public-health pool: it lets
+ * no result in, and does not count as the pool consent a clinician's
+ * answer may feed. */
+static void an_organisation_consent_is_not_the_pool(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    share_receipt r;
+    key org;
+    ledger_keypair(org.pk, org.sk);
+    ledger_tx reg = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(reg.u.org.org, org.pk, 32);
+    strcpy(reg.u.org.name, "Agency Asking For Data");
+    submit(f, &f->admin, &reg, NULL);
+    key k = wallet(f);
+    ledger_tx g = {.kind = LEDGER_TX_GRANT};
+    g.u.grant.scope = LEDGER_SCOPE_ALL;
+    g.u.grant.purpose = LEDGER_PURPOSE_SURVEILLANCE;
+    memcpy(g.u.grant.grantee, org.pk, 32);
+    g.u.grant.expires = (uint64_t)(f->now + 30 * DAY);
+    submit(f, &k, &g, NULL);
+    share_contribution_input in = input(f, &k, "r-org");
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_FORBIDDEN);
+    assert_string_equal(err.field, "consent");
+    bool yes = true;
+    assert_int_equal(share_consented(f->sh, k.pk, LEDGER_PURPOSE_SURVEILLANCE, f->now, &yes, &err), CORE_OK);
+    assert_false(yes);
+    assert_true(count_of(f, "US-CA", "fungal", surveil_week_of_time(f->now)) == 0);
+}
+
 /* A contribution is its five facts counted into the open week and a reward
  * queued: nothing reaches the ledger below a batch. */
 static void a_contribution_is_counted_and_queued(void **state) {
@@ -880,6 +910,7 @@ static void options_are_checked(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(the_consent_is_chosen, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_organisation_consent_is_not_the_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(a_contribution_is_counted_and_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(a_full_batch_is_paid, setup, teardown),
         cmocka_unit_test_setup_teardown(a_reward_revoked_before_its_batch_is_dropped, setup, teardown),

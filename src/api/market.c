@@ -1,0 +1,229 @@
+/* api — data requests (issue 14): organisations (bearer token, /api/v1)
+ * post and withdraw requests; administrators credit organisations and
+ * approve (fund) requests; people list the open requests that match their
+ * record and accept. The market module does the work; these handlers
+ * authenticate, parse, and map errors. */
+#include <stdio.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "crypto/crypto.h"
+#include "market/market.h"
+#include "records/records.h"
+
+/* The organisation behind the bearer token, or respond 401. */
+static bool org_auth(http_request *rq, api_context *c, uint8_t key[32]) {
+    const char *auth = http_header(rq, "Authorization");
+    char name[65];
+    core_error err = {0};
+    if (!auth || strncmp(auth, "Bearer ", 7) != 0) {
+        http_add_header(rq, "WWW-Authenticate", "Bearer");
+        http_respond_error(rq, 401, "unauthenticated", NULL,
+                           "send the organisation's token: Authorization: Bearer TOKEN");
+        return false;
+    }
+    if (accounts_org_token_check(c->acc, auth + 7, key, name, &err)) {
+        http_add_header(rq, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        http_respond_error(rq, 401, "unauthenticated", NULL, "%s", err.message);
+        return false;
+    }
+    return true;
+}
+
+static bool need_market(http_request *rq, api_context *c) {
+    if (c->market) return true;
+    http_respond_error(rq, 503, "market_unavailable", NULL, "data requests are not available on this server");
+    return false;
+}
+
+/* Module errors: balance / daily cap / state conflicts keep their own codes. */
+static void market_fail(http_request *rq, const core_error *err) {
+    if (err->code == CORE_ERR_CONFLICT) {
+        const char *code = !strcmp(err->field, "balance")     ? "insufficient_tokens"
+                           : !strcmp(err->field, "daily_cap") ? "daily_cap_reached"
+                           : !strcmp(err->field, "accepted")  ? "already_accepted"
+                                                              : "conflict";
+        api_fail(rq, err, code);
+        return;
+    }
+    api_fail(rq, err, NULL);
+}
+
+static void respond(http_request *rq, int status, const char *key, json_t *v) {
+    http_respond_json(rq, status, json_pack("{s:o}", key, v));
+}
+
+/* ---- organisations (bearer token) ---- */
+
+void api_org_requests_list(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    uint8_t org[32];
+    json_t *out = NULL;
+    core_error err = {0};
+    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
+    if (market_request_list_org(c->market, org, &out, &err))
+        market_fail(rq, &err);
+    else
+        http_respond_json(rq, 200, out);
+}
+
+void api_org_requests_create(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    uint8_t org[32];
+    json_t *out = NULL, *body = NULL;
+    core_error err = {0};
+    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
+    body = http_json_body(rq);
+    if (!body) return;
+    if (market_request_create(c->market, org, body, &out, &err))
+        market_fail(rq, &err);
+    else
+        respond(rq, 201, "request", out);
+}
+
+void api_org_request_get(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    uint8_t org[32];
+    json_t *out = NULL;
+    core_error err = {0};
+    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
+    if (market_request_get(c->market, org, http_param(rq, "id"), &out, &err))
+        market_fail(rq, &err);
+    else
+        respond(rq, 200, "request", out);
+}
+
+void api_org_request_withdraw(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    uint8_t org[32];
+    json_t *out = NULL;
+    core_error err = {0};
+    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
+    if (market_request_withdraw(c->market, org, http_param(rq, "id"), &out, &err))
+        market_fail(rq, &err);
+    else
+        respond(rq, 200, "request", out);
+}
+
+/* ---- administrators ---- */
+
+static bool admin(http_request *rq, api_context *c, accounts_session *sess, bool state_changing) {
+    if (!api_session(rq, c, sess, state_changing)) return false;
+    if (sess->role == ACCOUNTS_ADMIN) return true;
+    accounts_session_wipe(sess);
+    http_respond_error(rq, 403, "forbidden", NULL, "only administrators can do this");
+    return false;
+}
+
+void api_admin_org_credit(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!need_market(rq, c) || !admin(rq, c, &sess, true)) return;
+    accounts_session_wipe(&sess);
+    const char *key = http_param(rq, "key");
+    uint8_t org[32], txid[32];
+    json_t *body = NULL;
+    core_error err = {0};
+    int64_t balance = 0;
+    if (!key || strlen(key) != 64 || !cs_crypto_unhex(key, org, 32)) {
+        http_respond_error(rq, 404, "not_found", NULL, "no such organisation");
+        return;
+    }
+    body = http_json_body(rq);
+    if (!body) return;
+    const json_t *amount = json_object_get(body, "amount");
+    if (!json_is_integer(amount))
+        http_respond_error(rq, 422, "validation_failed", "amount", "amount must be a whole number of tokens");
+    else if (market_credit(c->market, org, json_integer_value(amount), api_str(body, "reference"), txid, &balance,
+                           &err))
+        market_fail(rq, &err);
+    else
+        http_respond_json(rq, 201,
+                          json_pack("{s:{s:s}, s:I, s:I, s:s, s:o}", "organisation", "key", key, "balance",
+                                    (json_int_t)balance, "amount", json_integer_value(amount), "reference",
+                                    api_str(body, "reference"), "txid", api_hex(txid, 32)));
+}
+
+void api_admin_market_list(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    json_t *out = NULL;
+    core_error err = {0};
+    if (!need_market(rq, c) || !admin(rq, c, &sess, false)) return;
+    accounts_session_wipe(&sess);
+    if (market_request_list_all(c->market, http_query(rq, "state"), &out, &err))
+        market_fail(rq, &err);
+    else
+        respond(rq, 200, "requests", out);
+}
+
+void api_admin_market_approve(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    json_t *out = NULL;
+    core_error err = {0};
+    if (!need_market(rq, c) || !admin(rq, c, &sess, true)) return;
+    accounts_session_wipe(&sess);
+    if (market_request_approve(c->market, http_param(rq, "id"), &out, &err))
+        market_fail(rq, &err);
+    else
+        respond(rq, 200, "request", out);
+}
+
+/* ---- people ---- */
+
+/* The person's decrypted profile and entries, for matching in this request
+ * only. Responds on failure. */
+static bool person_record(http_request *rq, api_context *c, const accounts_session *sess, json_t **profile,
+                          json_t **entries) {
+    core_error err = {0};
+    *profile = *entries = NULL;
+    if (records_profile_get(c->st, sess, profile, &err) || records_list(c->st, sess, entries, &err)) {
+        json_decref(*profile);
+        *profile = NULL;
+        api_fail(rq, &err, NULL);
+        return false;
+    }
+    return true;
+}
+
+void api_market_list(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!need_market(rq, c) || !api_session(rq, c, &sess, false)) return;
+    json_t *profile = NULL, *entries = NULL, *out = NULL;
+    if (api_require_person(rq, &sess) && person_record(rq, c, &sess, &profile, &entries)) {
+        market_person p = {.owner = sess.user_id, .data_key = sess.data_key, .profile = profile, .entries = entries};
+        core_error err = {0};
+        if (market_person_list(c->market, &p, &out, &err))
+            market_fail(rq, &err);
+        else
+            http_respond_json(rq, 200, out);
+    }
+    json_decref(profile);
+    json_decref(entries);
+    accounts_session_wipe(&sess);
+}
+
+void api_market_accept(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!need_market(rq, c) || !api_session(rq, c, &sess, true)) return;
+    json_t *profile = NULL, *entries = NULL, *out = NULL;
+    uint8_t pk[32], sk[64];
+    /* The wallet signs the consent, so it must be on the ledger. */
+    if (api_require_person(rq, &sess) && person_record(rq, c, &sess, &profile, &entries) &&
+        api_wallet(rq, c, &sess, pk, sk)) {
+        market_person p = {
+            .owner = sess.user_id, .data_key = sess.data_key, .wallet_sk = sk, .profile = profile, .entries = entries};
+        core_error err = {0};
+        if (market_accept(c->market, &p, http_param(rq, "id"), &out, &err))
+            market_fail(rq, &err);
+        else
+            http_respond_json(rq, 201, out);
+        cs_crypto_wipe(sk, sizeof sk);
+    }
+    json_decref(profile);
+    json_decref(entries);
+    accounts_session_wipe(&sess);
+}
