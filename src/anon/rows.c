@@ -245,12 +245,10 @@ core_status anon_rows_parse(const char *text, size_t len, anon_row **out, size_t
     *out = NULL;
     *n = 0;
     json_error_t jerr;
-    json_t *arr = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    /* jansson 2.14 says "out of memory" through the error code only for
-     * some allocations; one failing before its lexer starts leaves the
-     * error text empty, which no parse error does. Neither is "invalid". */
-    if (!arr && (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0]))
-        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    core_error pe = {0};
+    json_t *arr = core_json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr, &pe);
+    /* core_json_loadb tells out of memory apart (core.h); it is not "invalid". */
+    if (!arr && pe.code == CORE_ERR_NOMEM) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!arr) return core_fail(err, CORE_ERR_INVALID, "rows", "stored rows are not JSON: %s", jerr.text);
     if (!json_is_array(arr)) {
         json_decref(arr);

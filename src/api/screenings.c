@@ -71,9 +71,14 @@ void api_screenings_get(http_request *rq, void *ctx) {
         if (screening_desk_get(c->desk, sess.user_id, sess.view_key, http_param(rq, "id"), &doc, NULL, NULL, &err)) {
             api_fail(rq, &err, NULL);
         } else {
-            json_t *j = json_loads(doc, 0, NULL);
+            json_t *j = core_json_loads(doc, 0, NULL, &err);
             free(doc);
-            http_respond_json(rq, 200, json_pack("{s:o}", "screening", j ? j : json_null()));
+            if (!j && err.code != CORE_ERR_NOMEM)
+                core_fail(&err, CORE_ERR_CRYPTO, NULL, "a kept screening could not be read");
+            if (j)
+                http_respond_json(rq, 200, json_pack("{s:o}", "screening", j));
+            else
+                api_fail(rq, &err, NULL);
         }
     }
     accounts_session_wipe(&sess);
@@ -230,8 +235,11 @@ void api_screenings_save(http_request *rq, void *ctx) {
         saved_finish(c->st, sess.user_id, sid, with_photo, NULL);
     }
     rc = CORE_OK;
-    result = json_loads(doc, 0, NULL);
-    if (!result) rc = core_fail(&err, CORE_ERR_CRYPTO, NULL, "a kept screening could not be read");
+    result = core_json_loads(doc, 0, NULL, &err);
+    if (!result && err.code != CORE_ERR_NOMEM)
+        rc = core_fail(&err, CORE_ERR_CRYPTO, NULL, "a kept screening could not be read");
+    else if (!result)
+        rc = CORE_ERR_NOMEM;
     if (!rc && !(entry = entry_from_result(result))) rc = core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!rc)
         rc = with_photo ? records_create_with_photo(c->st, &sess, entry, jpeg, jpeg_len, &saved, &err)

@@ -126,8 +126,12 @@ static void respond_release(http_request *rq, api_context *c, const share_org *o
         http_respond_json_owned(rq, 200, body, strlen(body));
         return;
     }
-    json_t *full = json_loads(body, 0, NULL);
+    json_t *full = core_json_loads(body, 0, NULL, &err);
     free(body);
+    if (!full) { /* the release's own text: only out of memory */
+        api_fail(rq, &err, NULL);
+        return;
+    }
     if (full && source >= 0) {
         json_t *sv = surveil_release_source_view(full, surveil_source_name((surveil_source)source));
         json_decref(full);
@@ -169,7 +173,11 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
         api_fail(rq, &err, NULL);
         goto done;
     }
-    result = json_loads(doc, 0, NULL);
+    if (!(result = core_json_loads(doc, 0, NULL, &err))) {
+        if (err.code != CORE_ERR_NOMEM) core_fail(&err, CORE_ERR_CRYPTO, NULL, "a kept screening could not be read");
+        api_fail(rq, &err, NULL);
+        goto done;
+    }
     in.condition = api_str(json_array_get(json_object_get(result, "top"), 0), "condition");
     if (!result || json_is_true(json_object_get(result, "unsure")) || !in.condition) {
         http_respond_error(rq, 422, "unsure_result", NULL,

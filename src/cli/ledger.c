@@ -109,8 +109,8 @@ static int proof(const char *path, const char *txid_hex) {
 
 static json_t *load_json(const char *file, const char *task) {
     json_error_t jerr;
-    json_t *doc = strcmp(file, "-") == 0 ? json_loadf(stdin, JSON_REJECT_DUPLICATES, &jerr)
-                                         : json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *doc = strcmp(file, "-") == 0 ? core_json_loadf(stdin, "stdin", JSON_REJECT_DUPLICATES, &jerr, NULL)
+                                         : core_json_load_file(file, JSON_REJECT_DUPLICATES, &jerr, NULL);
     if (!doc) fprintf(stderr, "caresync ledger %s: %s: %s (line %d)\n", task, file, jerr.text, jerr.line);
     return doc;
 }

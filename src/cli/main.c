@@ -32,6 +32,9 @@ int main(int argc, char **argv) {
         printf("caresync %s\n", core_version());
         return 0;
     }
+    /* jansson's allocators, installed before any thread can allocate
+     * through jansson (core.h: every parse goes through core_json_loadb). */
+    core_json_init();
     /* Every command that writes the data directory (databases, their WAL and
      * shared memory, keys, the lock) makes it private to the service's user:
      * directories 0700, files 0600. SQLite and libsodium create files with

@@ -63,6 +63,36 @@ core_status core_read_stream(FILE *f, const char *name, char **out, size_t *len,
  * sends. malloc'd. */
 struct json_t;
 char *core_json_dumps(const struct json_t *json, size_t flags);
+
+/* Parsing JSON: use these, never json_loads/json_loadb/json_loadf/
+ * json_load_file. jansson 2.14 ignores some failed allocations while it
+ * parses (a string's byte dropped when its buffer cannot grow:
+ * "atopic_dermatitis" read as "atopic_dermatiis", and accepted). Core gives
+ * jansson allocators that note a failure in a thread-local flag; a parse
+ * that met one returns NULL with CORE_ERR_NOMEM, so the result is the exact
+ * value or nothing. Other failures: CORE_ERR_INVALID (not JSON; message
+ * "malformed JSON at line L column C: ...") or, for the file, CORE_ERR_IO.
+ * flags are jansson's (JSON_REJECT_DUPLICATES ...). jerr and err may be
+ * NULL; jerr is filled as jansson fills it, with "out of memory" (or the
+ * I/O error) as its text on those failures. The result is a new reference
+ * the caller owns.
+ *
+ * core_json_init() installs the allocators (json_set_alloc_funcs) once per
+ * process; the parsers call it themselves, and main calls it before any
+ * thread starts so the install never races another thread's allocation.
+ * core_json_malloc/core_json_free are those allocators: plain malloc/free
+ * plus the flag, for a test harness that must install its own
+ * (tests/unit/failalloc.c) to keep the flag working. */
+struct json_error_t;
+void core_json_init(void);
+void *core_json_malloc(size_t n);
+void core_json_free(void *p);
+struct json_t *core_json_loadb(const char *buf, size_t len, size_t flags, struct json_error_t *jerr, core_error *err);
+/* s NUL-terminated (NULL: CORE_ERR_INVALID). */
+struct json_t *core_json_loads(const char *s, size_t flags, struct json_error_t *jerr, core_error *err);
+/* A whole stream (stdin, say; left open) or file; name is for messages. */
+struct json_t *core_json_loadf(FILE *f, const char *name, size_t flags, struct json_error_t *jerr, core_error *err);
+struct json_t *core_json_load_file(const char *path, size_t flags, struct json_error_t *jerr, core_error *err);
 /* Make a directory and its parents (mode 0700). */
 core_status core_mkdirs(const char *path, core_error *err);
 

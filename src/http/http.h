@@ -97,12 +97,13 @@ bool http_is_tls(const http_request *rq);
 const char *http_body(const http_request *rq, size_t *len);
 
 /* Parse the body as a JSON object. On failure responds (415 for a non-JSON
- * content type, 400 for malformed JSON) and returns NULL. The result is owned
+ * content type, 400 for malformed JSON, 500 when out of memory) and returns NULL. The result is owned
  * by the request and freed when it completes. */
 json_t *http_json_body(http_request *rq);
 /* The pure parser behind it (fuzzed): rejects duplicate keys, non-objects and
- * NUL bytes. Returns a new reference or NULL with a message in msg. */
-json_t *http_parse_json_object(const char *body, size_t len, char *msg, size_t msglen);
+ * NUL bytes. Returns a new reference or NULL with err filled: CORE_ERR_INVALID
+ * (the message says why) or CORE_ERR_NOMEM (core_json_loadb). */
+json_t *http_parse_json_object(const char *body, size_t len, core_error *err);
 
 /* multipart/form-data bodies (uploads), parsed by libmicrohttpd's post
  * processor. http_form parses once; on a body that is not multipart it

@@ -141,22 +141,20 @@ void http_respond_error(http_request *rq, int status, const char *code, const ch
     http_respond_json(rq, status, json_pack("{s:o}", "error", e));
 }
 
-json_t *http_parse_json_object(const char *body, size_t len, char *msg, size_t msglen) {
-    json_error_t jerr;
+json_t *http_parse_json_object(const char *body, size_t len, core_error *err) {
     if (len == 0) {
-        snprintf(msg, msglen, "the request body is empty; send a JSON object");
+        core_fail(err, CORE_ERR_INVALID, NULL, "the request body is empty; send a JSON object");
         return NULL;
     }
     /* REJECT_DUPLICATES: {"role":"person","role":"admin"} must not be read
-     * one way here and another way by a proxy or a log parser. */
-    json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!v) {
-        snprintf(msg, msglen, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
-        return NULL;
-    }
+     * one way here and another way by a proxy or a log parser. core's
+     * parser: under memory pressure jansson alone can drop a byte of a
+     * string and still succeed. */
+    json_t *v = core_json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL, err);
+    if (!v) return NULL; /* err: "malformed JSON at line L column C: ...", or out of memory */
     if (!json_is_object(v)) {
         json_decref(v);
-        snprintf(msg, msglen, "the request body must be a JSON object");
+        core_fail(err, CORE_ERR_INVALID, NULL, "the request body must be a JSON object");
         return NULL;
     }
     return v;
@@ -170,8 +168,11 @@ json_t *http_json_body(http_request *rq) {
         http_respond_error(rq, 415, "unsupported_media_type", NULL, "send the body as Content-Type: application/json");
         return NULL;
     }
-    char msg[200];
-    rq->json = http_parse_json_object(rq->body ? rq->body : "", rq->body_len, msg, sizeof msg);
-    if (!rq->json) http_respond_error(rq, 400, "invalid_json", NULL, "%s", msg);
+    core_error err = {0};
+    rq->json = http_parse_json_object(rq->body ? rq->body : "", rq->body_len, &err);
+    if (!rq->json && err.code == CORE_ERR_NOMEM)
+        http_respond_error(rq, 500, "internal", NULL, "out of memory; nothing was changed");
+    else if (!rq->json)
+        http_respond_error(rq, 400, "invalid_json", NULL, "%s", err.message);
     return rq->json;
 }

@@ -197,8 +197,9 @@ static bool meta_ok(json_t *meta, nn_net *net) {
 
 core_status nn_model_save(const char *path, nn_net *net, const char *meta_text, const nn_backbone *bb,
                           core_error *err) {
-    json_error_t je;
-    json_t *meta = json_loads(meta_text, 0, &je);
+    core_error pe = {0};
+    json_t *meta = core_json_loads(meta_text, 0, NULL, &pe);
+    if (!meta && pe.code == CORE_ERR_NOMEM) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!meta || !meta_ok(meta, net)) {
         json_decref(meta);
         return core_fail(err, CORE_ERR_INVALID, "meta", "model metadata needs \"classes\": one name per output");
@@ -280,8 +281,9 @@ core_status nn_model_parse(const uint8_t *b, size_t n, const char *backbone_dir,
     cs_crypto_sha256(sum, b, n - 32);
     if (memcmp(sum, b + n - 32, 32) != 0) return refuse(err, "checksum mismatch (corrupt or altered)");
     if (hl > n - 48) return refuse(err, "header length out of range");
-    json_error_t je;
-    json_t *h = json_loadb((const char *)b + 16, hl, JSON_REJECT_DUPLICATES, &je);
+    core_error pe = {0};
+    json_t *h = core_json_loadb((const char *)b + 16, hl, JSON_REJECT_DUPLICATES, NULL, &pe);
+    if (!h && pe.code == CORE_ERR_NOMEM) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!json_is_object(h)) {
         json_decref(h);
         return refuse(err, "header is not JSON");

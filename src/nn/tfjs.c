@@ -1251,8 +1251,10 @@ static core_status parse_topology(const char *text, size_t len, json_t **root, b
     char *json = js_to_json(p, rest, &end);
     if (!json) return bad(err, "TF.js model: the model text is not a JSON object");
     json_error_t je;
-    *root = json_loads(json, JSON_REJECT_DUPLICATES, &je);
+    core_error pe = {0};
+    *root = core_json_loads(json, JSON_REJECT_DUPLICATES, &je, &pe);
     free(json);
+    if (!*root && pe.code == CORE_ERR_NOMEM) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!*root || !json_is_object(*root)) {
         json_decref(*root);
         *root = NULL;

@@ -35,9 +35,11 @@ static core_status open_json(const accounts_session *sess, const char *ad, const
     size_t n = 0;
     core_status rc = cs_crypto_open(sess->data_key, ad, strlen(ad), blob, len, &plain, &n, err);
     if (rc) return core_fail(err, CORE_ERR_CRYPTO, NULL, "a stored record failed its integrity check");
-    *out = json_loadb((const char *)plain, n, 0, NULL);
+    core_error pe = {0};
+    *out = core_json_loadb((const char *)plain, n, 0, NULL, &pe);
     cs_crypto_wipe(plain, n);
     free(plain);
+    if (!*out && pe.code == CORE_ERR_NOMEM) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!*out) return core_fail(err, CORE_ERR_CRYPTO, NULL, "a stored record is not valid JSON");
     return CORE_OK;
 }

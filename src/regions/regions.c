@@ -25,7 +25,12 @@ static json_t *load_list(const char *dir, const char *file, const char *key, cor
     char path[1024];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     json_error_t jerr;
-    json_t *doc = json_load_file(path, 0, &jerr);
+    core_error pe = {0};
+    json_t *doc = core_json_load_file(path, 0, &jerr, &pe);
+    if (!doc && pe.code == CORE_ERR_NOMEM) {
+        core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        return NULL;
+    }
     if (!doc) {
         core_fail(err, CORE_ERR_IO, NULL, "cannot load %s: %s (install Debian's iso-codes)", path, jerr.text);
         return NULL;

@@ -845,16 +845,24 @@ static json_t *person_row(sqlite3 *db, sqlite3_stmt *st, const uint8_t *data_key
     if (kb && sqlite3_column_type(st, 10) != SQLITE_NULL &&
         !open_under(data_key, id, kb, kl, sqlite3_column_blob(st, 10), (size_t)sqlite3_column_bytes(st, 10), &pt,
                     &ptlen, NULL)) {
-        json_object_set_new(o, "case", json_loadb((const char *)pt, ptlen, 0, NULL));
+        bool ok = !json_object_set_new(o, "case", core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL));
         cs_crypto_wipe(pt, ptlen);
         free(pt);
+        if (!ok) { /* out of memory (the text is ours, sealed): no answer rather than half of one */
+            json_decref(o);
+            return NULL;
+        }
     }
     if (kb && sqlite3_column_type(st, 12) != SQLITE_NULL &&
         !open_under(data_key, id, kb, kl, sqlite3_column_blob(st, 12), (size_t)sqlite3_column_bytes(st, 12), &pt,
                     &ptlen, NULL)) {
-        json_object_set_new(o, "answer", json_loadb((const char *)pt, ptlen, 0, NULL));
+        bool ok = !json_object_set_new(o, "answer", core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL));
         cs_crypto_wipe(pt, ptlen);
         free(pt);
+        if (!ok) {
+            json_decref(o);
+            return NULL;
+        }
     }
     json_object_set_new(o, "openings", openings_json(db, id));
     return o;
@@ -990,7 +998,7 @@ core_status review_case_open(review *r, const uint8_t org[LEDGER_KEY], int64_t c
     sqlite3_finalize(st);
     store_release(r->opt.st, db);
     if (!rc) {
-        *out = json_loadb((const char *)pt, ptlen, 0, NULL);
+        *out = core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL);
         if (*out) json_object_set_new(*out, "id", json_string(id));
         if (!*out) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     }
@@ -1005,7 +1013,7 @@ core_status review_case_open(review *r, const uint8_t org[LEDGER_KEY], int64_t c
  * from the case copy (pt, the plaintext the answer opened). */
 static void feed_answer(review *r, const char *id, const char *condition, const uint8_t *pt, size_t ptlen) {
     if (!r->opt.on_answered) return;
-    json_t *c = json_loadb((const char *)pt, ptlen, 0, NULL);
+    json_t *c = core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL);
     const char *b64 = json_string_value(json_object_get(c, "photo_jpeg_base64url"));
     size_t blen = b64 ? strlen(b64) : 0, n = blen * 3 / 4;
     uint8_t *jpeg = blen % 4 != 1 && n ? malloc(n) : NULL;

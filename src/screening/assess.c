@@ -52,7 +52,7 @@ core_status screening_model_load(const char *path, const char *models_dir, scree
     char *text;
     core_status rc = nn_model_load(path, models_dir, &net, &text, err);
     if (rc) return rc;
-    json_t *meta = json_loads(text, 0, NULL);
+    json_t *meta = core_json_loads(text, 0, NULL, NULL); /* NULL: out of memory (nn_model_load checked it) */
     free(text);
     screening_model *m = calloc(1, sizeof *m);
     json_t *in = json_object_get(meta, "input");

@@ -369,7 +369,11 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
     core_status rc = screening_dataset_load(data_dir, &ds, err);
     if (rc) return rc;
     if ((rc = nn_model_load(model_path, models_dir, &net, &meta_text, err))) goto done;
-    meta = json_loads(meta_text, 0, NULL);
+    core_error pe = {0};
+    if (!(meta = core_json_loads(meta_text, 0, NULL, &pe))) {
+        rc = core_fail(err, pe.code, NULL, "the model's metadata: %s", pe.message);
+        goto done;
+    }
     json_t *classes = json_object_get(meta, "classes"), *train = json_object_get(meta, "train");
     j.temp = (float)json_number_value(json_object_get(meta, "temperature"));
     j.temp_c = (float)json_number_value(json_object_get(meta, "temperature_conditions"));

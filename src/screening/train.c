@@ -410,8 +410,9 @@ static core_status train_assemble(train_ctx *c, int *ood_node, int *head_first, 
 static core_status train_load_outside(train_ctx *c, core_error *err) {
     const char *path = c->o->outside_path;
     if (!path) return CORE_OK;
-    json_error_t je;
-    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    core_error pe = {0};
+    json_t *doc = core_json_load_file(path, JSON_REJECT_DUPLICATES, NULL, &pe);
+    if (!doc && pe.code == CORE_ERR_NOMEM) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     c->outside = json_incref(json_object_get(doc, "outside_right_in_10"));
     json_decref(doc);
     if (!json_is_object(c->outside))

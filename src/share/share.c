@@ -161,7 +161,7 @@ core_status share_series_source(share *s, const share_org *org, const surveil_qu
     bq.by_source = source >= 0;
     core_status rc = share_release(s, org, &bq, &body, err);
     if (rc) return rc;
-    json_t *full = json_loads(body, 0, NULL);
+    json_t *full = core_json_loads(body, 0, NULL, NULL); /* share_release's own text: NULL is out of memory */
     json_t *rel = full && source >= 0 ? surveil_release_source_view(full, surveil_source_name((surveil_source)source))
                                       : json_incref(full);
     json_decref(full);

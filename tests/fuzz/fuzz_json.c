@@ -8,11 +8,10 @@
 #include "records/records.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    char msg[256];
-    json_t *v = http_parse_json_object((const char *)data, size, msg, sizeof msg);
+    core_error err = {0};
+    json_t *v = http_parse_json_object((const char *)data, size, &err);
     if (!v) return 0;
     json_t *out = NULL;
-    core_error err = {0};
     if (records_validate_entry(v, "2026-06-15", &out, &err) == CORE_OK) {
         /* a validated entry must serialise: it is what gets sealed */
         char *s = json_dumps(out, JSON_COMPACT);

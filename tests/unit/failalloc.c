@@ -3,6 +3,8 @@
  * CareSync's pools are not exercised concurrently here). */
 #include "failalloc.h"
 
+#include "core/core.h"
+
 #include <jansson.h>
 #include <sqlite3.h>
 #include <stddef.h>
@@ -52,8 +54,6 @@ void *__wrap_realloc(void *p, size_t n) { return fail_now() ? NULL : __real_real
 char *__wrap_strdup(const char *s) { return fail_now() ? NULL : __real_strdup(s); }
 char *__wrap_strndup(const char *s, size_t n) { return fail_now() ? NULL : __real_strndup(s, n); }
 
-static void *json_alloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
-
 /* SQLite: its default allocator, with the counter in front of the calls
  * that can fail. */
 static sqlite3_mem_methods base;
@@ -61,7 +61,10 @@ static void *sq_malloc(int n) { return fail_now() ? NULL : base.xMalloc(n); }
 static void *sq_realloc(void *p, int n) { return fail_now() ? NULL : base.xRealloc(p, n); }
 
 void failalloc_install(void) {
-    json_set_alloc_funcs(json_alloc, free);
+    /* jansson: core's allocators (core_json_loadb and the others need
+     * theirs to see a failure). They call malloc, which the --wrap above
+     * routes through the counter. */
+    core_json_init();
     if (sqlite3_config(SQLITE_CONFIG_GETMALLOC, &base) == SQLITE_OK) {
         sqlite3_mem_methods m = base;
         m.xMalloc = sq_malloc;

@@ -2,7 +2,7 @@
  *
  * Every allocation CareSync's own code makes (malloc, calloc, realloc,
  * strdup, strndup: the linker routes them here with -Wl,--wrap=...), every
- * one jansson makes (json_set_alloc_funcs) and every one SQLite makes
+ * one jansson makes (core's allocators, core_json_init, call malloc) and every one SQLite makes
  * (SQLITE_CONFIG_MALLOC) passes through one counter. failalloc_arm(n) makes
  * the n-th of them from now on return NULL, once; a scenario run with
  * n = 1, 2, 3, … until the failure no longer fires has met an allocation

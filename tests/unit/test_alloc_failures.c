@@ -10,6 +10,7 @@
 
 #include "anon/anon.h"
 #include "failalloc.h"
+#include "http/http.h"
 #include "ledger/ledger.h"
 #include "nn/nn.h"
 #include "records/records.h"
@@ -452,6 +453,83 @@ static void nn_model_parse_survives_every_failure(void **state) {
     free(b.bytes);
 }
 
+/* ---- parsing JSON: the exact value or CORE_ERR_NOMEM ----
+ *
+ * jansson 2.14's lexer drops a byte of a string when growing the string's
+ * buffer fails, and the parse succeeds ("atopic_dermatitis" read as
+ * "atopic_dermatiis"). core_json_loadb (core.h) throws such a parse away.
+ * Long strings, so their buffers grow several times, escapes (their bytes
+ * are saved one by one too), keys and nesting. The expected value is built
+ * with json_pack, not by parsing. */
+typedef struct {
+    char *text;
+    json_t *want;
+    const char *long_key; /* in want: the long string, compared byte for byte */
+    bool http;            /* through http_parse_json_object, as a request body is */
+    long n, nomem;
+} parse_fixture;
+
+static void parse_once(void *ctx, bool *fired) {
+    parse_fixture *p = ctx;
+    core_error err = {0};
+    size_t len = strlen(p->text);
+    failalloc_arm(++p->n);
+    json_t *v = p->http ? http_parse_json_object(p->text, len, &err)
+                        : core_json_loadb(p->text, len, JSON_REJECT_DUPLICATES, NULL, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (v) {
+        assert_string_equal(json_string_value(json_object_get(v, p->long_key)),
+                            json_string_value(json_object_get(p->want, p->long_key)));
+        assert_true(json_equal(v, p->want));
+    } else {
+        assert_int_equal(err.code, CORE_ERR_NOMEM);
+        p->nomem++;
+    }
+    /* Every allocation in the armed region is the parse's: one that failed
+     * leaves no value, and with none failing the value is there. */
+    assert_true(*fired == (v == NULL));
+    json_decref(v);
+}
+
+static void parse_fixture_init(parse_fixture *p, bool http) {
+    /* 23 × 40 bytes of diagnosis codes, then é, a newline, a quote and 𝄞
+     * (a surrogate pair) as escapes. */
+    char lng[1024] = "", esc[1024] = "";
+    for (int i = 0; i < 40; i++) strcat(lng, "atopic_dermatitis.L20.9");
+    snprintf(esc, sizeof esc, "%s\\u00e9\\n\\\"\\ud834\\udd1e end", lng);
+    char want_str[1100];
+    snprintf(want_str, sizeof want_str, "%s\xc3\xa9\n\"\xf0\x9d\x84\x9e end", lng);
+    size_t cap = 4096;
+    p->text = malloc(cap);
+    assert_non_null(p->text);
+    snprintf(p->text, cap,
+             "{\"kind\":\"note\",\"condition\":\"%s\",\"body\":\"%s\",\"tags\":[\"L20.9\",\"itch\"],"
+             "\"at\":{\"region\":\"GB-ENG\",\"week\":2614}}",
+             lng, esc);
+    p->want = json_pack("{s:s, s:s, s:s, s:[s,s], s:{s:s, s:i}}", "kind", "note", "condition", lng, "body",
+                        want_str, "tags", "L20.9", "itch", "at", "region", "GB-ENG", "week", 2614);
+    assert_non_null(p->want);
+    p->long_key = "body";
+    p->http = http;
+}
+
+static void core_json_parse_never_alters(void **state) {
+    (void)state;
+    for (int http = 0; http < 2; http++) {
+        parse_fixture p = {0};
+        parse_fixture_init(&p, http);
+        long points = every_point(parse_once, &p);
+        print_message("%s: %ld allocation points, %ld out of memory\n",
+                      http ? "http_parse_json_object" : "core_json_loadb", points, p.nomem);
+        /* the failure was met at every point but the last, and refused each time */
+        assert_int_equal(p.nomem, points - 1);
+        assert_true(points > 20); /* the long strings' buffers grew several times */
+        json_decref(p.want);
+        free(p.text);
+    }
+}
+
 /* anon (issue 14): stored rows parsed; then delivered (k = 2: one class goes
  * up a level, one is held back), written as CSV and JSON, and dumped. The
  * first code is longer than jansson's 16-byte string buffer so that its
@@ -551,6 +629,7 @@ int main(void) {
         cmocka_unit_test(ledger_documents_survive_every_failure),
         cmocka_unit_test(anon_survives_every_failure),
         cmocka_unit_test(nn_model_parse_survives_every_failure),
+        cmocka_unit_test(core_json_parse_never_alters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "testutil.h"
 
 static void fail_fills_error(void **state) {
@@ -150,12 +152,68 @@ static void le_fields_byte_order(void **state) {
     assert_memory_equal(b, ((uint8_t[]){0x00, 0x00, 0x00, 0x80}), 4);
 }
 
+/* core_json_loadb and friends without allocation failures (those are in
+ * test_alloc_failures.c): jansson's flags and errors come through, bad input
+ * is CORE_ERR_INVALID with jansson's place and text, a missing file
+ * CORE_ERR_IO, and the value is jansson's own. */
+static void json_parse_reports_errors(void **state) {
+    (void)state;
+    core_error err = {0};
+    json_error_t je;
+    json_t *v = core_json_loads("{\"a\":\"d\\u00e9j\u00e0\",\"n\":[1,2.5]}", 0, &je, &err);
+    assert_non_null(v);
+    assert_string_equal(json_string_value(json_object_get(v, "a")), "d\xc3\xa9j\xc3\xa0");
+    assert_int_equal(json_array_size(json_object_get(v, "n")), 2);
+    json_decref(v);
+    /* loadb reads len bytes, not to a NUL */
+    v = core_json_loadb("[1] trailing", 3, 0, NULL, &err);
+    assert_non_null(v);
+    json_decref(v);
+    assert_null(core_json_loads("{\"a\":1,\"a\":2}", JSON_REJECT_DUPLICATES, &je, &err));
+    assert_int_equal(err.code, CORE_ERR_INVALID);
+    assert_non_null(strstr(err.message, "duplicate"));
+    assert_non_null(strstr(je.text, "duplicate"));
+    err = (core_error){0};
+    assert_null(core_json_loads("{\n\"a\":", 0, &je, &err));
+    assert_int_equal(err.code, CORE_ERR_INVALID);
+    assert_int_equal(je.line, 2);
+    assert_non_null(strstr(err.message, "line 2"));
+    err = (core_error){0};
+    assert_null(core_json_loads(NULL, 0, &je, &err));
+    assert_int_equal(err.code, CORE_ERR_INVALID);
+    assert_null(core_json_loads("", 0, NULL, NULL)); /* both optional */
+
+    char dir[256], path[512];
+    testutil_tmpdir(dir);
+    snprintf(path, sizeof path, "%s/doc.json", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("{\"k\": [true, null]}\n", f);
+    fclose(f);
+    v = core_json_load_file(path, JSON_REJECT_DUPLICATES, &je, &err);
+    assert_non_null(v);
+    assert_true(json_is_true(json_array_get(json_object_get(v, "k"), 0)));
+    json_decref(v);
+    f = fopen(path, "r");
+    v = core_json_loadf(f, "doc", 0, NULL, &err);
+    fclose(f);
+    assert_non_null(v);
+    json_decref(v);
+    snprintf(path, sizeof path, "%s/missing.json", dir);
+    err = (core_error){0};
+    assert_null(core_json_load_file(path, 0, &je, &err));
+    assert_int_equal(err.code, CORE_ERR_IO);
+    assert_non_null(strstr(je.text, "missing.json"));
+    assert_int_equal(je.line, -1);
+    testutil_rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(le_fields_byte_order),     cmocka_unit_test(read_stream_to_end),
         cmocka_unit_test(fail_fills_error),         cmocka_unit_test(time_format_is_rfc3339),
         cmocka_unit_test(read_file_and_mkdirs),     cmocka_unit_test(data_dir_lock_and_modes),
-        cmocka_unit_test(config_defaults_are_safe),
+        cmocka_unit_test(config_defaults_are_safe), cmocka_unit_test(json_parse_reports_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -46,25 +46,26 @@ static void router_matches_params_and_methods(void **state) {
 
 static void json_body_parser(void **state) {
     (void)state;
-    char msg[200];
-    json_t *v = http_parse_json_object("{\"a\":1}", 7, msg, sizeof msg);
+    core_error err = {0};
+    json_t *v = http_parse_json_object("{\"a\":1}", 7, &err);
     assert_non_null(v);
     json_decref(v);
-    assert_null(http_parse_json_object("", 0, msg, sizeof msg));
-    assert_non_null(strstr(msg, "empty"));
-    assert_null(http_parse_json_object("{\"a\":1,\"a\":2}", 13, msg, sizeof msg));
-    assert_non_null(strstr(msg, "duplicate"));
-    assert_null(http_parse_json_object("[1,2]", 5, msg, sizeof msg));
-    assert_non_null(strstr(msg, "object"));
-    assert_null(http_parse_json_object("{\"a\":", 5, msg, sizeof msg));
-    assert_non_null(strstr(msg, "line 1"));
-    assert_null(http_parse_json_object("{\"a\":\"x\\u0000y\"}", 15, msg, sizeof msg)); /* NUL in a string */
-    assert_null(http_parse_json_object("{\"a\":1} x", 9, msg, sizeof msg));            /* trailing garbage */
-    assert_null(http_parse_json_object("{\"a\":\"\xff\"}", 8, msg, sizeof msg));       /* invalid UTF-8 */
+    assert_null(http_parse_json_object("", 0, &err));
+    assert_int_equal(err.code, CORE_ERR_INVALID);
+    assert_non_null(strstr(err.message, "empty"));
+    assert_null(http_parse_json_object("{\"a\":1,\"a\":2}", 13, &err));
+    assert_non_null(strstr(err.message, "duplicate"));
+    assert_null(http_parse_json_object("[1,2]", 5, &err));
+    assert_non_null(strstr(err.message, "object"));
+    assert_null(http_parse_json_object("{\"a\":", 5, &err));
+    assert_non_null(strstr(err.message, "line 1"));
+    assert_null(http_parse_json_object("{\"a\":\"x\\u0000y\"}", 15, &err)); /* NUL in a string */
+    assert_null(http_parse_json_object("{\"a\":1} x", 9, &err));            /* trailing garbage */
+    assert_null(http_parse_json_object("{\"a\":\"\xff\"}", 8, &err));       /* invalid UTF-8 */
     /* deep nesting is refused, not a stack overflow */
     static char deep[100001];
     memset(deep, '[', 100000);
-    assert_null(http_parse_json_object(deep, 100000, msg, sizeof msg));
+    assert_null(http_parse_json_object(deep, 100000, &err));
 }
 
 /* The check every path and query value passes before routing. */
