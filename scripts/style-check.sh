@@ -6,7 +6,9 @@
 #      `if ((rc = f(...)))`; anything else is assigned first;
 #   3. a `store *` is named `st` (sqlite3 connections are `db`, statements `q`);
 #   4. browser tests wait through lib.mjs's waitUntil (timer polling), never a
-#      bare page.waitForFunction (animation-frame polling starves under load).
+#      bare page.waitForFunction (animation-frame polling starves under load);
+#   5. JSON is parsed in src/ only through core_json_load* (core.h says why:
+#      jansson drops a byte of a string when an allocation fails mid-parse).
 # Exit 1 with the offending places listed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +38,12 @@ raf=$(grep -nE '\.waitForFunction\(' tests/browser/*.mjs | grep -v '^tests/brows
 if [[ -n "$raf" ]]; then
   echo "style: browser tests wait with waitUntil(page, fn) from lib.mjs, not page.waitForFunction:" >&2
   echo "$raf" >&2
+  bad=1
+fi
+loads=$(grep -nE '\bjson_load(s|b|f|_file)\(' $(git ls-files 'src/*.c' 2>/dev/null || find src -name '*.c') | grep -v '^src/core/json.c:' || true)
+if [[ -n "$loads" ]]; then
+  echo "style: parse JSON with core_json_loadb/_loads/_loadf/_load_file (src/core/core.h), not jansson's:" >&2
+  echo "$loads" >&2
   bad=1
 fi
 exit $bad

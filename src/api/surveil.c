@@ -173,7 +173,8 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
         api_fail(rq, &err, NULL);
         goto done;
     }
-    if (!(result = core_json_loads(doc, 0, NULL, &err))) {
+    result = core_json_loads(doc, 0, NULL, &err);
+    if (!result) {
         if (err.code != CORE_ERR_NOMEM) core_fail(&err, CORE_ERR_CRYPTO, NULL, "a kept screening could not be read");
         api_fail(rq, &err, NULL);
         goto done;

@@ -280,7 +280,7 @@ static core_status req_read(sqlite3_stmt *st, req_row *r, core_error *err) {
     r->purpose_text = strdup((const char *)sqlite3_column_text(st, 4));
     snprintf(r->purpose, sizeof r->purpose, "%s", (const char *)sqlite3_column_text(st, 5));
     r->categories = (uint32_t)sqlite3_column_int64(st, 6);
-    r->criteria = json_loads((const char *)sqlite3_column_text(st, 7), 0, NULL);
+    r->criteria = core_json_loads((const char *)sqlite3_column_text(st, 7), 0, NULL, NULL);
     r->price = sqlite3_column_int64(st, 8);
     r->max = sqlite3_column_int64(st, 9);
     r->closes = sqlite3_column_int64(st, 10);
@@ -908,7 +908,8 @@ static core_status finish_accept(market *m, const intent_row *in, int64_t amount
     char ad[80];
     snprintf(ad, sizeof ad, "market-rows:%s", in->id);
     core_status rc = cs_crypto_open(m->row_key, ad, strlen(ad), in->rows_sealed, in->rows_len, &plain, &plen, err);
-    json_t *rows = rc ? NULL : json_loadb((const char *)plain, plen, 0, NULL);
+    json_t *rows = rc ? NULL : core_json_loadb((const char *)plain, plen, 0, NULL, err);
+    if (!rc && !rows) rc = err->code;
     if (plain) cs_crypto_wipe(plain, plen);
     free(plain);
     if (!rc && !json_is_array(rows)) rc = core_fail(err, CORE_ERR_STORAGE, NULL, "malformed acceptance intent");
@@ -1263,7 +1264,8 @@ static core_status withdraw_one(market *m, sqlite3 *db, int64_t owner, const uin
     uint8_t *plain = NULL;
     size_t plen = 0;
     core_status rc = cs_crypto_open(data_key, ad, strlen(ad), p->sealed, p->len, &plain, &plen, err);
-    json_t *mine = rc ? NULL : json_loadb((const char *)plain, plen, 0, NULL);
+    json_t *mine = rc ? NULL : core_json_loadb((const char *)plain, plen, 0, NULL, err);
+    if (!rc && !mine) rc = err->code;
     free(plain);
     const json_t *tags = json_object_get(mine, "tags");
     if (!rc && !json_is_array(tags)) rc = core_fail(err, CORE_ERR_STORAGE, NULL, "malformed participation");
@@ -1356,7 +1358,7 @@ core_status market_rows_for_request(market *m, const char *id, json_t **rows, co
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         int s;
         while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
-            json_t *row = json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL);
+            json_t *row = core_json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL, NULL);
             if (!row || sqlite3_column_bytes(st, 0) != MARKET_TAG_BYTES ||
                 json_object_set_new(row, "tag", hex_json(sqlite3_column_blob(st, 0), MARKET_TAG_BYTES)) ||
                 json_array_append_new(a, row))

@@ -370,7 +370,8 @@ core_status screening_eval(const char *model_path, const char *data_dir, const c
     if (rc) return rc;
     if ((rc = nn_model_load(model_path, models_dir, &net, &meta_text, err))) goto done;
     core_error pe = {0};
-    if (!(meta = core_json_loads(meta_text, 0, NULL, &pe))) {
+    meta = core_json_loads(meta_text, 0, NULL, &pe);
+    if (!meta) {
         rc = core_fail(err, pe.code, NULL, "the model's metadata: %s", pe.message);
         goto done;
     }

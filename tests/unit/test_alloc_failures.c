@@ -507,8 +507,8 @@ static void parse_fixture_init(parse_fixture *p, bool http) {
              "{\"kind\":\"note\",\"condition\":\"%s\",\"body\":\"%s\",\"tags\":[\"L20.9\",\"itch\"],"
              "\"at\":{\"region\":\"GB-ENG\",\"week\":2614}}",
              lng, esc);
-    p->want = json_pack("{s:s, s:s, s:s, s:[s,s], s:{s:s, s:i}}", "kind", "note", "condition", lng, "body",
-                        want_str, "tags", "L20.9", "itch", "at", "region", "GB-ENG", "week", 2614);
+    p->want = json_pack("{s:s, s:s, s:s, s:[s,s], s:{s:s, s:i}}", "kind", "note", "condition", lng, "body", want_str,
+                        "tags", "L20.9", "itch", "at", "region", "GB-ENG", "week", 2614);
     assert_non_null(p->want);
     p->long_key = "body";
     p->http = http;
