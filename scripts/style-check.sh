@@ -7,8 +7,9 @@
 #   3. a `store *` is named `st` (sqlite3 connections are `db`, statements `q`);
 #   4. browser tests wait through lib.mjs's waitUntil (timer polling), never a
 #      bare page.waitForFunction (animation-frame polling starves under load);
-#   5. JSON is parsed in src/ only through core_json_load* (core.h says why:
-#      jansson drops a byte of a string when an allocation fails mid-parse).
+#   5. JSON is parsed in src/ only through core_json_load* and written only
+#      through core_json_dumps (core.h says why: under allocation failure
+#      jansson drops a byte of a parsed string, or a key of a dumped text).
 # Exit 1 with the offending places listed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,9 +41,9 @@ if [[ -n "$raf" ]]; then
   echo "$raf" >&2
   bad=1
 fi
-loads=$(grep -nE '\bjson_load(s|b|f|_file)\(' $(git ls-files 'src/*.c' 2>/dev/null || find src -name '*.c') | grep -v '^src/core/json.c:' || true)
+loads=$(grep -nE '(^|[^_a-z])json_(load(s|b|f|_file)|dumps)\(' $(git ls-files 'src/*.c' 2>/dev/null || find src -name '*.c') | grep -v '^src/core/json.c:' || true)
 if [[ -n "$loads" ]]; then
-  echo "style: parse JSON with core_json_loadb/_loads/_loadf/_load_file (src/core/core.h), not jansson's:" >&2
+  echo "style: parse JSON with core_json_loadb/_loads/_loadf/_load_file and write it with core_json_dumps (src/core/core.h), not jansson's:" >&2
   echo "$loads" >&2
   bad=1
 fi

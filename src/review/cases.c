@@ -107,7 +107,7 @@ static core_status build_case(const review_request_in *in, char **text, core_err
     json_t *c = json_pack("{s:s, s:{s:s, s:s}, s:o}", "photo_jpeg_base64url", b64, "result", "title", in->title,
                           "details", in->details, "share", share);
     free(b64);
-    *text = c ? json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    *text = c ? core_json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(c);
     if (!*text) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     return CORE_OK;
@@ -733,14 +733,17 @@ core_status review_sweep(review *r, int *refunded, core_error *err) {
 }
 
 /* Open the case key from one of its sealed copies, then the blob under it. */
+/* The case key (wrapped under wrap), then the blob under it; case_key (NULL:
+ * not wanted) receives the key itself. */
 static core_status open_under(const uint8_t wrap[32], const char *id, const void *kblob, size_t klen, const void *blob,
-                              size_t blen, uint8_t **out, size_t *outlen, core_error *err) {
+                              size_t blen, uint8_t **out, size_t *outlen, uint8_t *case_key, core_error *err) {
     uint8_t *key = NULL;
     size_t keylen = 0;
     size_t idlen = strlen(id);
     core_status rc = cs_crypto_open(wrap, id, idlen, kblob, klen, &key, &keylen, err);
     if (!rc && keylen != 32) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "a case key is damaged");
     if (!rc) rc = cs_crypto_open(key, id, idlen, blob, blen, out, outlen, err);
+    if (!rc && case_key) memcpy(case_key, key, 32);
     if (key) {
         cs_crypto_wipe(key, keylen);
         free(key);
@@ -844,7 +847,7 @@ static json_t *person_row(sqlite3 *db, sqlite3_stmt *st, const uint8_t *data_key
     size_t ptlen = 0;
     if (kb && sqlite3_column_type(st, 10) != SQLITE_NULL &&
         !open_under(data_key, id, kb, kl, sqlite3_column_blob(st, 10), (size_t)sqlite3_column_bytes(st, 10), &pt,
-                    &ptlen, NULL)) {
+                    &ptlen, NULL, NULL)) {
         bool ok = !json_object_set_new(o, "case", core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL));
         cs_crypto_wipe(pt, ptlen);
         free(pt);
@@ -855,7 +858,7 @@ static json_t *person_row(sqlite3 *db, sqlite3_stmt *st, const uint8_t *data_key
     }
     if (kb && sqlite3_column_type(st, 12) != SQLITE_NULL &&
         !open_under(data_key, id, kb, kl, sqlite3_column_blob(st, 12), (size_t)sqlite3_column_bytes(st, 12), &pt,
-                    &ptlen, NULL)) {
+                    &ptlen, NULL, NULL)) {
         bool ok = !json_object_set_new(o, "answer", core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL));
         cs_crypto_wipe(pt, ptlen);
         free(pt);
@@ -950,8 +953,13 @@ core_status review_queue(review *r, const uint8_t org[LEDGER_KEY], json_t **out,
 }
 
 /* The waiting case of org, opened with the organisation's key copy. */
+/* A waiting case of org: its head, the case copy (pt) and, when case_key is
+ * not NULL, the case key — all from one read of the row, so a revocation or
+ * withdrawal committed meanwhile is either seen whole (not found) or not at
+ * all; a second read could find the copy gone (that was a 500 under the
+ * crash test's traffic). */
 static core_status org_case(review *r, sqlite3 *db, const uint8_t org[LEDGER_KEY], const char *id, case_head *h,
-                            uint8_t **pt, size_t *ptlen, core_error *err) {
+                            uint8_t **pt, size_t *ptlen, uint8_t *case_key, core_error *err) {
     core_status rc = load_head(db, id, 0, org, h, err);
     if (rc) return rc;
     if (strcmp(h->state, "waiting")) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such waiting review case");
@@ -962,7 +970,7 @@ static core_status org_case(review *r, sqlite3 *db, const uint8_t org[LEDGER_KEY
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
             sqlite3_column_type(st, 1) != SQLITE_NULL)
             rc = open_under(r->server_key, id, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                            sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), pt, ptlen, err);
+                            sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), pt, ptlen, case_key, err);
         else
             rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such waiting review case");
     }
@@ -980,7 +988,7 @@ core_status review_case_open(review *r, const uint8_t org[LEDGER_KEY], int64_t c
     case_head h;
     uint8_t *pt = NULL;
     size_t ptlen = 0;
-    rc = org_case(r, db, org, id, &h, &pt, &ptlen, err);
+    rc = org_case(r, db, org, id, &h, &pt, &ptlen, NULL, err);
     /* Log the opening before handing the case out: an opening that is not
      * logged never shows the case. */
     sqlite3_stmt *st = NULL;
@@ -1048,39 +1056,25 @@ core_status review_case_answer(review *r, const uint8_t org[LEDGER_KEY], int64_t
     json_t *a = json_pack("{s:s, s:s, s:s, s:s}", "condition", condition, "urgency", urgency, "advice", advice,
                           "clinician", who);
     if (a && other) json_object_set_new(a, "other", json_string(other_text));
-    char *text = a ? json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    char *text = a ? core_json_dumps(a, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(a);
     if (!text) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
 
     sqlite3 *db = store_acquire(r->opt.st);
     case_head h;
-    uint8_t *pt = NULL, *sealed = NULL, *key = NULL;
-    size_t ptlen = 0, sealed_len = 0, keylen = 0;
+    uint8_t *pt = NULL, *sealed = NULL;
+    size_t ptlen = 0, sealed_len = 0;
     /* The answer is sealed under the case key (the person opens it with
      * their copy of that key next time they read the request): the server
      * cannot seal anything under the person's data key without their
      * session. */
-    rc = org_case(r, db, org, id, &h, &pt, &ptlen, err);
-    sqlite3_stmt *st = NULL;
-    if (!rc) rc = store_prepare(db, "SELECT server_key FROM review_cases WHERE id = ?", &st, err);
-    if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW)
-            rc = cs_crypto_open(r->server_key, id, strlen(id), sqlite3_column_blob(st, 0),
-                                (size_t)sqlite3_column_bytes(st, 0), &key, &keylen, err);
-        else
-            rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such waiting review case");
-    }
-    sqlite3_finalize(st);
-    if (!rc && keylen != 32) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "a case key is damaged");
+    uint8_t key[32];
+    rc = org_case(r, db, org, id, &h, &pt, &ptlen, key, err);
     if (!rc) rc = cs_crypto_seal(key, id, strlen(id), text, strlen(text), &sealed, &sealed_len, err);
+    cs_crypto_wipe(key, sizeof key);
     if (!rc) rc = close_case(r, db, id, &h, LEDGER_TX_REVIEW_SETTLE, "answered", sealed, sealed_len, NULL, err);
     store_release(r->opt.st, db);
     if (!rc) feed_answer(r, id, condition, pt, ptlen); /* settled and committed: now what it feeds */
-    if (key) {
-        cs_crypto_wipe(key, keylen);
-        free(key);
-    }
     if (pt) {
         cs_crypto_wipe(pt, ptlen);
         free(pt);

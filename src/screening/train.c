@@ -132,7 +132,7 @@ static char *meta_json(const screening_dataset *ds, const screening_judge *j, in
                                         floats_json(j->ood.mean, j->ood.dim), "var", floats_json(j->ood.var, j->ood.m),
                                         "res_var", (double)j->ood.res_var, "above", (double)j->ood.above, "centres",
                                         floats_json(j->ood.centre, j->ood.classes * j->ood.m)));
-    char *s = ok ? json_dumps(m, JSON_COMPACT) : NULL;
+    char *s = ok ? core_json_dumps(m, JSON_COMPACT) : NULL;
     json_decref(m);
     return s;
 }
