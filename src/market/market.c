@@ -807,19 +807,18 @@ static core_status participations(sqlite3 *db, int64_t owner, json_t **out, core
     int s = SQLITE_DONE;
     while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
         const bool withdrawn = sqlite3_column_type(st, 8) != SQLITE_NULL;
-        json_t *j = sqlite3_column_bytes(st, 2) == LEDGER_KEY && sqlite3_column_bytes(st, 7) == LEDGER_HASH
-                        ? json_pack("{s:s, s:s, s:{s:o, s:s}, s:s, s:I, s:o, s:o, s:s, s:o}", "request",
-                                    (const char *)sqlite3_column_text(st, 0), "title",
-                                    (const char *)sqlite3_column_text(st, 1), "organisation", "key",
-                                    hex_json(sqlite3_column_blob(st, 2), LEDGER_KEY), "name",
-                                    (const char *)sqlite3_column_text(st, 3), "purpose",
-                                    (const char *)sqlite3_column_text(st, 4), "paid",
-                                    (json_int_t)sqlite3_column_int64(st, 5), "paid_at",
-                                    time_json(sqlite3_column_int64(st, 6)), "grant_txid",
-                                    hex_json(sqlite3_column_blob(st, 7), LEDGER_HASH), "state",
-                                    (const char *)sqlite3_column_text(st, 9), "withdrawn_at",
-                                    withdrawn ? time_json(sqlite3_column_int64(st, 8)) : json_null())
-                        : NULL;
+        json_t *j =
+            sqlite3_column_bytes(st, 2) == LEDGER_KEY && sqlite3_column_bytes(st, 7) == LEDGER_HASH
+                ? json_pack("{s:s, s:s, s:{s:o, s:s}, s:s, s:I, s:o, s:o, s:s, s:o}", "request",
+                            (const char *)sqlite3_column_text(st, 0), "title", (const char *)sqlite3_column_text(st, 1),
+                            "organisation", "key", hex_json(sqlite3_column_blob(st, 2), LEDGER_KEY), "name",
+                            (const char *)sqlite3_column_text(st, 3), "purpose",
+                            (const char *)sqlite3_column_text(st, 4), "paid", (json_int_t)sqlite3_column_int64(st, 5),
+                            "paid_at", time_json(sqlite3_column_int64(st, 6)), "grant_txid",
+                            hex_json(sqlite3_column_blob(st, 7), LEDGER_HASH), "state",
+                            (const char *)sqlite3_column_text(st, 9), "withdrawn_at",
+                            withdrawn ? time_json(sqlite3_column_int64(st, 8)) : json_null())
+                : NULL;
         if (!j || json_array_append_new(a, j)) rc = nomem(err);
     }
     if (!rc && s != SQLITE_DONE) rc = store_error(db, err);
