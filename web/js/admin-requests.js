@@ -43,7 +43,8 @@ function criteriaText(c) {
   if (c && c.conditions && c.conditions.length) parts.push(`conditions ${c.conditions.join(', ')}`);
   if (c && c.countries && c.countries.length) parts.push(`countries ${c.countries.join(', ')}`);
   if (c && c.age_bands && c.age_bands.length) parts.push(`age bands ${c.age_bands.join(', ')}`);
-  return parts.length ? parts.join('; ') : 'Anyone';
+  const text = parts.join('; ');
+  return text ? text.charAt(0).toUpperCase() + text.slice(1) : 'Anyone';
 }
 
 function requestItem(r) {

@@ -91,7 +91,8 @@ function previewTable(r) {
   const rows = Array.isArray(r.preview) ? r.preview : [];
   const cols = COLUMNS.filter(([key]) => rows.some((row) => row[key] !== undefined));
   return el('table', { class: 'data-table preview-rows' },
-    el('caption', {}, `Exactly what would leave your record: ${rows.length} ${rows.length === 1 ? 'row' : 'rows'}`),
+    el('caption', {}, `${r.accepted ? 'What you shared' : 'Exactly what would leave your record'}: `
+      + `${rows.length} ${rows.length === 1 ? 'row' : 'rows'}`),
     el('thead', {}, el('tr', {}, ...cols.map(([, label]) => el('th', { scope: 'col' }, label)))),
     el('tbody', {}, ...rows.map((row) => el('tr', {},
       ...cols.map(([key, label]) => el('td', { 'data-label': label, 'data-key': key }, cell(key, row)))))));
@@ -237,9 +238,9 @@ async function withdraw(t, actions) {
   try {
     const done = await api('POST', `/api/consents/${encodeURIComponent(t.grant_txid)}/revoke`);
     await load();
-    tookMessage.classList.add('is-ok');
-    tookMessage.replaceChildren(receiptNote(done.receipt, `Withdrawn from “${t.title}”: your rows are out of every later `
-      + `delivery; the ${tokens(t.paid)} stay yours.`));
+    const note = receiptNote(done.receipt, `Withdrawn from “${t.title}”: your rows are out of every later delivery; `
+      + `the ${tokens(t.paid)} stay yours.`);
+    say(tookMessage, '', true, ...note.childNodes);
     $('#took-heading').focus();
   } catch (err) {
     button.disabled = false;
