@@ -789,6 +789,48 @@ static core_status took_part(sqlite3 *db, int64_t owner, const char *id, bool *y
     return rc;
 }
 
+/* The requests the person took part in, newest first: what they were paid
+ * and the grant (the consent whose revocation withdraws their rows). Read
+ * from their own participation rows, which name them anyway (cap,
+ * "accepted"); the tags stay sealed. */
+static core_status participations(sqlite3 *db, int64_t owner, json_t **out, core_error *err) {
+    sqlite3_stmt *st = NULL;
+    json_t *a = json_array();
+    core_status rc = a ? store_prepare(db,
+                                       "SELECT p.request_id, r.title, r.org_key, r.org_name, r.purpose, p.amount, "
+                                       "p.paid_at, p.grant_txid, p.withdrawn_at, r.state FROM market_participation p "
+                                       "JOIN market_requests r ON r.id = p.request_id WHERE p.owner = ?1 "
+                                       "ORDER BY p.paid_at DESC, p.request_id",
+                                       &st, err)
+                       : nomem(err);
+    if (!rc) sqlite3_bind_int64(st, 1, owner);
+    int s = SQLITE_DONE;
+    while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
+        const bool withdrawn = sqlite3_column_type(st, 8) != SQLITE_NULL;
+        json_t *j =
+            sqlite3_column_bytes(st, 2) == LEDGER_KEY && sqlite3_column_bytes(st, 7) == LEDGER_HASH
+                ? json_pack("{s:s, s:s, s:{s:o, s:s}, s:s, s:I, s:o, s:o, s:s, s:o}", "request",
+                            (const char *)sqlite3_column_text(st, 0), "title", (const char *)sqlite3_column_text(st, 1),
+                            "organisation", "key", hex_json(sqlite3_column_blob(st, 2), LEDGER_KEY), "name",
+                            (const char *)sqlite3_column_text(st, 3), "purpose",
+                            (const char *)sqlite3_column_text(st, 4), "paid", (json_int_t)sqlite3_column_int64(st, 5),
+                            "paid_at", time_json(sqlite3_column_int64(st, 6)), "grant_txid",
+                            hex_json(sqlite3_column_blob(st, 7), LEDGER_HASH), "state",
+                            (const char *)sqlite3_column_text(st, 9), "withdrawn_at",
+                            withdrawn ? time_json(sqlite3_column_int64(st, 8)) : json_null())
+                : NULL;
+        if (!j || json_array_append_new(a, j)) rc = nomem(err);
+    }
+    if (!rc && s != SQLITE_DONE) rc = store_error(db, err);
+    sqlite3_finalize(st);
+    if (rc) {
+        json_decref(a);
+        return rc;
+    }
+    *out = a;
+    return CORE_OK;
+}
+
 core_status market_person_list(market *m, const market_person *p, json_t **out, core_error *err) {
     *out = NULL;
     market_sweep(m, NULL, NULL);
@@ -811,6 +853,13 @@ core_status market_person_list(market *m, const market_person *p, json_t **out, 
         if ((rc = took_part(db, p->owner, v[i].id, &accepted, err))) break;
         json_t *rows = market_rows_build(&c, p->profile, p->entries, year, m->opt.conditions, m->opt.n_conditions);
         const bool applies = earned + v[i].price > m->opt.daily_cap;
+        /* Places left as the ledger counts them (the page shows them). */
+        ledger_market lm;
+        if ((rc = ledger_get_market(m->opt.led, v[i].txid, &lm, err))) {
+            json_decref(rows);
+            break;
+        }
+        const json_int_t left = (json_int_t)lm.max_participants - (json_int_t)lm.paid;
         json_t *j =
             rows ? json_pack("{s:s, s:{s:o, s:s}, s:s, s:s, s:s, s:o, s:I, s:o, s:o, s:b, s:{s:I, s:I, s:b}}", "id",
                              v[i].id, "organisation", "key", hex_json(v[i].org, LEDGER_KEY), "name", v[i].org_name,
@@ -819,17 +868,23 @@ core_status market_person_list(market *m, const market_person *p, json_t **out, 
                              time_json(v[i].closes), "preview", rows, "accepted", accepted, "daily_cap", "cap",
                              (json_int_t)m->opt.daily_cap, "earned_today", (json_int_t)earned, "applies", applies)
                  : NULL;
-        if (!j || json_array_append_new(a, j)) rc = nomem(err);
+        if (!j || json_object_set_new(j, "places_left", json_integer(left)) ||
+            json_object_set_new(j, "max_participants", json_integer((json_int_t)v[i].max)) ||
+            json_array_append_new(a, j))
+            rc = nomem(err);
     }
+    json_t *took = NULL;
+    if (!rc) rc = participations(db, p->owner, &took, err);
     store_release(m->opt.st, db);
     reqs_free(v, n);
     if (!rc) {
-        *out = json_pack("{s:o, s:{s:I, s:I}}", "requests", a, "daily_cap", "cap", (json_int_t)m->opt.daily_cap,
-                         "earned_today", (json_int_t)earned);
-        a = NULL;
+        *out = json_pack("{s:o, s:{s:I, s:I}, s:o}", "requests", a, "daily_cap", "cap", (json_int_t)m->opt.daily_cap,
+                         "earned_today", (json_int_t)earned, "participations", took);
+        a = took = NULL;
         if (!*out) rc = nomem(err);
     }
     json_decref(a);
+    json_decref(took);
     return rc;
 }
 

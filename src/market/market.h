@@ -160,9 +160,13 @@ typedef struct {
 } market_person;
 
 /* Open requests that match the person, each with organisation, purpose,
- * payment, closes, categories, the preview rows, "accepted" (they took part)
- * and "daily_cap" {cap, earned_today, applies} (applies: accepting would go
- * over today's cap). {requests: [...], daily_cap: {cap, earned_today}}. */
+ * payment, closes, categories, max_participants and places_left (as the
+ * ledger counts), the preview rows, "accepted" (they took part) and
+ * "daily_cap" {cap, earned_today, applies} (applies: accepting would go over
+ * today's cap); and every request they took part in, open or not:
+ * participations [{request, title, organisation, purpose, paid, paid_at,
+ * grant_txid (the consent to revoke to withdraw), state, withdrawn_at}].
+ * {requests: [...], daily_cap: {cap, earned_today}, participations: [...]}. */
 core_status market_person_list(market *m, const market_person *p, json_t **out, core_error *err);
 /* Accept: NOT_FOUND unless open and matching; CONFLICT "accepted" when they
  * already took part (or an acceptance is under way); CONFLICT "daily_cap"

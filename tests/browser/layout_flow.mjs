@@ -29,14 +29,14 @@ const TOTAL_TIMEOUT_MS = 240_000;
 const { BIN, WEB_DIR, ARTIFACTS, chromium } = await browserTest('layout_flow');
 
 const PAGES = ['/', '/login', '/signup', '/reset', '/ledger', '/screening', '/records', '/reviews', '/profile', '/consents', '/wallet',
-  '/account', '/surveillance', '/review'];
+  '/account', '/surveillance', '/review', '/data-requests', '/admin-requests'];
 const PRIVATE = new Set(['/screening', '/records', '/reviews', '/profile', '/consents', '/wallet', '/account', '/surveillance',
-  '/review']);
+  '/review', '/data-requests', '/admin-requests']);
 // What each role's navigation offers today (before the layout was one file,
 // the same sets were built by js/nav.js): the expected links, in order.
 const NAV = {
   visitor: ['/', '/ledger', '/login', '/signup'],
-  person: ['/screening', '/records', '/reviews', '/profile', '/consents', '/wallet', '/ledger', '/account'],
+  person: ['/screening', '/records', '/reviews', '/profile', '/consents', '/data-requests', '/wallet', '/ledger', '/account'],
   clinician: ['/review', '/wallet', '/ledger', '/account'],
   analyst: ['/surveillance', '/wallet', '/ledger', '/account'],
 };

@@ -293,6 +293,43 @@ test('daily earning cap: the person is told when it applies, and is not paid pas
   assert.equal(st.paid, 0);
 });
 
+test('the person\'s listing: places left as the ledger counts, and every request they took part in', async () => {
+  const a = orgs.a;
+  const req = await approve((await post(a, { price: 4, max_participants: 2, title: 'Places and participations' })).id);
+  const [p1, p2] = [await person(), await person()];
+  let seen = (await p1.get('/api/market/requests')).json;
+  let mine = seen.requests.find((x) => x.id === req.id);
+  assert.equal(mine.max_participants, 2);
+  assert.equal(mine.places_left, 2);
+  assert.deepEqual(seen.participations, []);
+  const acc = await p1.post(`/api/market/requests/${req.id}/accept`, {});
+  assert.equal(acc.status, 201, acc.text);
+  mine = (await p2.get('/api/market/requests')).json.requests.find((x) => x.id === req.id);
+  assert.equal(mine.places_left, 1);
+  seen = (await p1.get('/api/market/requests')).json;
+  assert.equal(seen.participations.length, 1);
+  const took = seen.participations[0];
+  assert.equal(took.request, req.id);
+  assert.equal(took.title, 'Places and participations');
+  assert.equal(took.organisation.key, a.key);
+  assert.equal(took.paid, 4);
+  assert.equal(took.grant_txid, acc.json.grant_txid);
+  assert.equal(took.state, 'open');
+  assert.equal(took.withdrawn_at, null);
+  assert.match(took.paid_at, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/);
+  // Nobody else's participation is listed.
+  assert.deepEqual((await p2.get('/api/market/requests')).json.participations, []);
+  // The last place closes the request; the participation is still listed (closed), and withdrawing marks it.
+  assert.equal((await p2.post(`/api/market/requests/${req.id}/accept`, {})).status, 201);
+  seen = (await p1.get('/api/market/requests')).json;
+  assert.ok(!seen.requests.some((x) => x.id === req.id));
+  assert.equal(seen.participations[0].state, 'closed');
+  assert.equal((await p1.post(`/api/consents/${took.grant_txid}/revoke`, {})).status, 200);
+  const after = (await p1.get('/api/market/requests')).json.participations[0];
+  assert.match(after.withdrawn_at, /Z$/);
+  assert.equal(after.paid, 4);
+});
+
 test('a record entry\'s code is a short token, never text', async () => {
   const c = new Client(srv.base);
   await c.signup(`mk-code-${process.pid % 1000}`);

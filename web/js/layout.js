@@ -38,11 +38,14 @@ renderLayout();
 const LINKS = {
   guest: [['/', 'Home'], ['/ledger', 'Ledger'], ['/login', 'Log in'], ['/signup', 'Create account']],
   person: [['/screening', 'Check skin'], ['/records', 'Records'], ['/reviews', 'Reviews'], ['/profile', 'Profile'], ['/consents', 'Consents'],
-    ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
+    ['/data-requests', 'Data requests'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
   staff: [['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
   // Only clinicians review cases (web/review.html); the queue is their first link.
   clinician: [['/review', 'Review queue'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
   analyst: [['/surveillance', 'Surveillance'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
+  // Administrators see the dashboard as analysts do, and approve data requests.
+  admin: [['/surveillance', 'Surveillance'], ['/admin-requests', 'Data requests'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'],
+    ['/account', 'Account']],
 };
 
 function link(href, label) {
@@ -57,7 +60,7 @@ function renderNav(user) {
   const list = el('ul');
   const set = !user ? LINKS.guest : user.role === 'person' ? LINKS.person
     : user.role === 'clinician' ? LINKS.clinician
-      : user.role === 'analyst' || user.role === 'admin' ? LINKS.analyst : LINKS.staff;
+      : user.role === 'analyst' ? LINKS.analyst : user.role === 'admin' ? LINKS.admin : LINKS.staff;
   for (const [href, label] of set) list.append(el('li', {}, link(href, label)));
   if (user) {
     const who = el('span', { class: 'nav-user', id: 'nav-user' }, 'Signed in as ', el('strong', { text: user.username }));

@@ -18,6 +18,10 @@ export const KIND_LABEL = {
   review_request: 'Clinician review requested (tokens held)',
   review_settle: 'Clinician review paid',
   review_refund: 'Clinician review refunded',
+  credit: 'Organisation credited (tokens bought)',
+  market_open: 'Data request funded (tokens held)',
+  market_pay: 'Paid for sharing data with a data request',
+  market_close: 'Data request closed (unused tokens returned)',
 };
 
 export const CATEGORY_LABEL = {

@@ -95,6 +95,24 @@ function txDetails(tx) {
   ];
   case 'review_settle':
   case 'review_refund': return [['Review request', el('a', { href: txHref(tx.request), class: 'hex' }, tx.request)]];
+  case 'credit': return [
+    ['Organisation key', hexCode(tx.org)],
+    ['Tokens', tokens(tx.amount)],
+    ['Reference', tx.reference],
+  ];
+  case 'market_open': return [
+    ['Organisation key', hexCode(tx.org)],
+    ['Payment per person', tokens(tx.price)],
+    ['Places', String(tx.max_participants)],
+    ['Tokens held', tokens(Number(tx.price) * Number(tx.max_participants))],
+    ['Closes', dateFromSeconds(tx.closes)],
+    ['Terms', hexCode(tx.terms)],
+  ];
+  case 'market_pay': return [
+    ['Data request', el('a', { href: txHref(tx.request), class: 'hex' }, tx.request)],
+    ['Under the consent', el('a', { href: txHref(tx.grant), class: 'hex' }, tx.grant)],
+  ];
+  case 'market_close': return [['Data request', el('a', { href: txHref(tx.request), class: 'hex' }, tx.request)]];
   default: {
     const known = new Set(['kind', 'signer', 'nonce', 'txid', 'leaf_index', 'block']);
     return Object.entries(tx).filter(([k]) => !known.has(k))
@@ -110,6 +128,8 @@ function txSummary(tx) {
   else if (tx.kind === 'contribute') parts.push(`${categoryLabel(tx.category)}, ${tokens(tx.reward)}`);
   else if (tx.kind === 'register_org') parts.push(tx.name);
   else if (tx.kind === 'review_request') parts.push(tokens(tx.price));
+  else if (tx.kind === 'credit') parts.push(`${tokens(tx.amount)}, reference ${tx.reference}`);
+  else if (tx.kind === 'market_open') parts.push(`${tokens(tx.price)} × ${tx.max_participants} places`);
   return parts.join('');
 }
 

@@ -32,6 +32,36 @@ let conditionNames = new Map();
 
 for (const name of ['onset', 'ended']) form.elements.namedItem(name).max = today();
 
+// The coded form of a condition or symptom (a code of the screening's
+// condition table): what a data request matches on and, if the person
+// accepts, shares instead of the entry's words. Other kinds carry none.
+const codeField = $('#record-code-field');
+const codeSelect = $('#record-code');
+const CODED = new Set(['condition', 'symptom']);
+
+function showCodeField() {
+  codeField.hidden = !CODED.has(value(form, 'kind'));
+}
+
+function fillCodes() {
+  const keep = codeSelect.value;
+  codeSelect.replaceChildren(el('option', { value: '' }, 'None'),
+    ...[...conditionNames].map(([code, name]) => el('option', { value: code }, name)));
+  setCode(keep);
+}
+
+// An entry may carry a code this page's list lacks (the table changed, or
+// the list could not be read): kept as its own option, not dropped on save.
+function setCode(code) {
+  if (code && ![...codeSelect.options].some((o) => o.value === code)) {
+    codeSelect.append(el('option', { value: code }, code));
+  }
+  codeSelect.value = code || '';
+}
+
+form.elements.namedItem('kind').addEventListener('change', showCodeField);
+showCodeField();
+
 function formatDate(iso) {
   const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(iso || '');
   if (!m) return iso;
@@ -152,6 +182,10 @@ function render() {
         el('span', { class: 'tag' }, KIND_LABEL[r.kind] || r.kind),
         el('h3', { class: 'record-title' }, r.title)),
       datesLine(r));
+    if (r.code) {
+      li.append(el('p', { class: 'record-code', 'data-code': r.code },
+        'Coded as ', el('strong', {}, conditionNames.get(r.code) || r.code), ' (data requests can match this)'));
+    }
     if (r.details) li.append(el('p', { class: 'record-details' }, r.details));
     if (r.photo) {
       li.append(el('img', {
@@ -194,7 +228,10 @@ async function loadReviews() {
     api('GET', '/api/review/requests'),
     conditionNames.size ? null : api('GET', '/api/review/conditions'),
   ]);
-  if (cond) conditionNames = new Map((cond.conditions || []).map((c) => [c.code, c.name]));
+  if (cond) {
+    conditionNames = new Map((cond.conditions || []).map((c) => [c.code, c.name]));
+    fillCodes();
+  }
   for (const q of Array.isArray(data.requests) ? data.requests : []) {
     if (!q.record_id || !ids.has(q.record_id)) continue;
     const had = next.get(q.record_id);
@@ -207,7 +244,16 @@ async function loadReviews() {
   return next;
 }
 
+// The condition table for the code select; entries still show without it.
+async function loadConditions() {
+  if (conditionNames.size) return;
+  const cond = await api('GET', '/api/review/conditions');
+  conditionNames = new Map((cond.conditions || []).map((c) => [c.code, c.name]));
+  fillCodes();
+}
+
 async function load() {
+  await loadConditions().catch(() => {});
   const data = await api('GET', '/api/records');
   records = Array.isArray(data.records) ? data.records : [];
   reviews = await loadReviews().catch(() => reviews);
@@ -222,6 +268,8 @@ function startEdit(r) {
   form.elements.namedItem('onset').value = r.onset || '';
   form.elements.namedItem('ended').value = r.ended || '';
   form.elements.namedItem('details').value = r.details || '';
+  setCode(r.code);
+  showCodeField();
   heading.textContent = 'Edit entry';
   submit.textContent = 'Save changes';
   cancel.hidden = false;
@@ -232,6 +280,7 @@ function startEdit(r) {
 function stopEdit() {
   editing = null;
   form.reset();
+  showCodeField();
   clearErrors(form);
   heading.textContent = 'Add an entry';
   submit.textContent = 'Add entry';
@@ -264,6 +313,7 @@ form.addEventListener('submit', (event) => {
     onset: value(form, 'onset') || null,
     ended: value(form, 'ended') || null,
   };
+  if (CODED.has(body.kind) && value(form, 'code')) body.code = value(form, 'code');
   submitting(form, async () => {
     try {
       if (editing) await api('PUT', `/api/records/${encodeURIComponent(editing)}`, body);

@@ -54,6 +54,10 @@ function whatHappened(h) {
       ? [`${label}: the tokens held for `, orgLabel(asked.counterparty), ' came back']
       : [`${label}: the held tokens came back`];
   }
+  // A data request's payment names the request's escrow (its market_open).
+  if (h.kind === 'market_pay' && h.request) {
+    return [`${label} (request `, txLink(h.request, { label: 'The data request on the ledger' }), ')'];
+  }
   return [label];
 }
 
