@@ -77,6 +77,45 @@ static bool add_complement(surveil_grid *g, size_t l) {
     return true;
 }
 
+/* Gauss-Jordan elimination with partial pivoting of the L × nu system A
+ * (rows: linear relations over the unknown cells; overwritten), then the
+ * first unknown the relations pin down — a pivot variable whose row has
+ * nothing left in the free columns — as its entry (entry_of), or SIZE_MAX.
+ * pivot_col (nu, zeroed) and pivot_of_row (L) are the caller's scratch. */
+static size_t first_determined(double *A, size_t L, size_t nu, const size_t *entry_of, bool *pivot_col,
+                               size_t *pivot_of_row) {
+    size_t r = 0;
+    for (size_t c = 0; c < nu && r < L; c++) {
+        size_t best = r;
+        for (size_t i = r + 1; i < L; i++)
+            if (fabs(A[i * nu + c]) > fabs(A[best * nu + c])) best = i;
+        if (fabs(A[best * nu + c]) < 1e-9) continue;
+        if (best != r)
+            for (size_t j = 0; j < nu; j++) {
+                double t = A[r * nu + j];
+                A[r * nu + j] = A[best * nu + j];
+                A[best * nu + j] = t;
+            }
+        double piv = A[r * nu + c];
+        for (size_t j = 0; j < nu; j++) A[r * nu + j] /= piv;
+        for (size_t i = 0; i < L; i++) {
+            if (i == r || A[i * nu + c] == 0) continue;
+            double f = A[i * nu + c];
+            for (size_t j = 0; j < nu; j++) A[i * nu + j] -= f * A[r * nu + j];
+        }
+        pivot_col[c] = true;
+        pivot_of_row[r] = c;
+        r++;
+    }
+    for (size_t i = 0; i < r; i++) {
+        bool alone = true;
+        for (size_t j = 0; j < nu && alone; j++)
+            if (!pivot_col[j] && fabs(A[i * nu + j]) > 1e-9) alone = false;
+        if (alone) return entry_of[pivot_of_row[i]];
+    }
+    return SIZE_MAX;
+}
+
 /* Gaussian elimination over the suppressed entries. Returns the index of a
  * determined suppressed entry, or SIZE_MAX. */
 static size_t audit(const surveil_grid *g) {
@@ -113,36 +152,7 @@ static size_t audit(const surveil_grid *g) {
             if (var[e] != SIZE_MAX) A[l * nu + var[e]] = m + 1 == len ? -1.0 : 1.0;
         }
     }
-    size_t r = 0;
-    for (size_t c = 0; c < nu && r < L; c++) {
-        size_t best = r;
-        for (size_t i = r + 1; i < L; i++)
-            if (fabs(A[i * nu + c]) > fabs(A[best * nu + c])) best = i;
-        if (fabs(A[best * nu + c]) < 1e-9) continue;
-        if (best != r)
-            for (size_t j = 0; j < nu; j++) {
-                double t = A[r * nu + j];
-                A[r * nu + j] = A[best * nu + j];
-                A[best * nu + j] = t;
-            }
-        double piv = A[r * nu + c];
-        for (size_t j = 0; j < nu; j++) A[r * nu + j] /= piv;
-        for (size_t i = 0; i < L; i++) {
-            if (i == r || A[i * nu + c] == 0) continue;
-            double f = A[i * nu + c];
-            for (size_t j = 0; j < nu; j++) A[i * nu + j] -= f * A[r * nu + j];
-        }
-        pivot_col[c] = true;
-        pivot_of_row[r] = c;
-        r++;
-    }
-    /* A pivot variable is determined iff its row has nothing in free columns. */
-    for (size_t i = 0; i < r && found == SIZE_MAX; i++) {
-        bool alone = true;
-        for (size_t j = 0; j < nu && alone; j++)
-            if (!pivot_col[j] && fabs(A[i * nu + j]) > 1e-9) alone = false;
-        if (alone) found = entry_of[pivot_of_row[i]];
-    }
+    found = first_determined(A, L, nu, entry_of, pivot_col, pivot_of_row);
     free(var);
     free(A);
     free(entry_of);
@@ -329,35 +339,7 @@ static size_t stack_audit(const stack *s) {
             }
         row += any;
     }
-    size_t r = 0;
-    for (size_t c = 0; c < nu && r < L; c++) {
-        size_t best = r;
-        for (size_t i = r + 1; i < L; i++)
-            if (fabs(A[i * nu + c]) > fabs(A[best * nu + c])) best = i;
-        if (fabs(A[best * nu + c]) < 1e-9) continue;
-        if (best != r)
-            for (size_t j = 0; j < nu; j++) {
-                double t = A[r * nu + j];
-                A[r * nu + j] = A[best * nu + j];
-                A[best * nu + j] = t;
-            }
-        double piv = A[r * nu + c];
-        for (size_t j = 0; j < nu; j++) A[r * nu + j] /= piv;
-        for (size_t i = 0; i < L; i++) {
-            if (i == r || A[i * nu + c] == 0) continue;
-            double f = A[i * nu + c];
-            for (size_t j = 0; j < nu; j++) A[i * nu + j] -= f * A[r * nu + j];
-        }
-        pivot_col[c] = true;
-        pivot_of_row[r] = c;
-        r++;
-    }
-    for (size_t i = 0; i < r && found == SIZE_MAX; i++) {
-        bool alone = true;
-        for (size_t j = 0; j < nu && alone; j++)
-            if (!pivot_col[j] && fabs(A[i * nu + j]) > 1e-9) alone = false;
-        if (alone) found = entry_of[pivot_of_row[i]];
-    }
+    found = first_determined(A, L, nu, entry_of, pivot_col, pivot_of_row);
 out:
     free(var);
     free(A);
