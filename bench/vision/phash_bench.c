@@ -71,8 +71,8 @@ static int altered_hash(const vision_image *img, int how, uint64_t *h) {
         t.rgb = malloc((size_t)t.width * (size_t)t.height * 3);
         if (!t.rgb) return 0;
         for (int y = 0; y < t.height; y++)
-            memcpy(t.rgb + (size_t)y * (size_t)t.width * 3, img->rgb + ((size_t)(y + dy) * (size_t)img->width + (size_t)dx) * 3,
-                   (size_t)t.width * 3);
+            memcpy(t.rgb + (size_t)y * (size_t)t.width * 3,
+                   img->rgb + ((size_t)(y + dy) * (size_t)img->width + (size_t)dx) * 3, (size_t)t.width * 3);
     } else { /* brightened */
         rc = vision_resize(img, img->width, img->height, &t, NULL);
         for (size_t i = 0; !rc && i < (size_t)t.width * (size_t)t.height * 3; i++)
@@ -142,7 +142,8 @@ int main(int argc, char **argv) {
     printf("different photos: %ld pairs\n", pairs);
     for (int t = 0; t <= 16; t++) {
         cum += hist[t];
-        printf("  threshold %2d: %ld false matches (%.4f %%)\n", t, cum, pairs ? 100.0 * (double)cum / (double)pairs : 0);
+        printf("  threshold %2d: %ld false matches (%.4f %%)\n", t, cum,
+               pairs ? 100.0 * (double)cum / (double)pairs : 0);
     }
     free(hs);
     return 0;

@@ -88,9 +88,9 @@ typedef struct {
      * under their data key): the withdrawal tag, the photo hash and the
      * daily cap need it. NULL data_key (a clinician's answer, read in the
      * clinician's session): none of the three applies. */
-    int64_t owner;            /* the person's user id */
-    const uint8_t *data_key;  /* 32 bytes, or NULL */
-    bool has_phash;           /* phash holds the photo's vision_phash */
+    int64_t owner;           /* the person's user id */
+    const uint8_t *data_key; /* 32 bytes, or NULL */
+    bool has_phash;          /* phash holds the photo's vision_phash */
     uint64_t phash;
 } share_contribution_input;
 

@@ -904,9 +904,9 @@ static void the_same_photo_earns_once(void **state) {
     for (int i = 0; i < 8; i++) le[i] = (uint8_t)(photo >> (8 * i));
     sqlite3 *db = store_acquire(f->st);
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM share_vaults WHERE instr(sealed, ?1) > 0", -1, &q,
-                                        NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM share_vaults WHERE instr(sealed, ?1) > 0", -1, &q, NULL),
+        SQLITE_OK);
     sqlite3_bind_blob(q, 1, le, 8, SQLITE_STATIC);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(q, 0), 0);

@@ -662,7 +662,7 @@ static void test_phash_real_photos(void **state) {
         for (int j = i + 1; j < n; j++, pairs++) false_matches += vision_phash_distance(h[i], h[j]) <= PHASH_MATCH;
     fprintf(stderr, "phash: %d photos, 3 %% crops matched %d, %d false matches in %d pairs\n", n, crop_ok,
             false_matches, pairs);
-    assert_true(crop_ok * 10 >= n * 9);   /* ≥ 90 % of 3 % crops (94 % over 297 photos) */
+    assert_true(crop_ok * 10 >= n * 9);        /* ≥ 90 % of 3 % crops (94 % over 297 photos) */
     assert_true(false_matches * 200 <= pairs); /* ≤ 0.5 % (0.014 % over 43,956 pairs) */
 }
 
