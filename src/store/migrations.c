@@ -263,7 +263,7 @@ static const char *const migrations[] = {
     /* 14: withdrawing public-health contributions, and their photo hashes
      * (issue 14; docs/SURVEILLANCE.md, "Withdrawal"). surveil_tags: a random
      * tag and the week of each contribution to a week not yet sealed, no
-     * facts, no person (pruned when the week seals). share_vaults: per
+     * facts, no person (deleted by the first write after the week seals). share_vaults: per
      * person, one blob sealed under their data key — each contribution's
      * tag, facts, consent, reward, day and photo hash. */
     "CREATE TABLE surveil_tags (tag BLOB PRIMARY KEY, week INTEGER NOT NULL) WITHOUT ROWID;"
