@@ -73,6 +73,11 @@ static core_status settle_wallet(void *ud, const accounts_session *sess, core_er
     /* Rows shared with data requests, found by tags this data key opens,
      * before the sealed copies go with the account (issue 14). */
     if (!rc && s->c->market) rc = market_forget_person(s->c->market, sess->user_id, sess->data_key, NULL, err);
+    /* Shared screening results leave the weeks not yet released, by the
+     * tags in the vault this data key opens (the vault goes with the user
+     * row); those in released weeks stay (docs/SURVEILLANCE.md). */
+    share_withdrawal wd;
+    if (!rc) rc = share_withdraw(s->c->share, sess->user_id, sess->data_key, NULL, core_now(), &wd, err);
     if (rc) return rc;
     rc = api_wallet_lookup(s->c, sess, pk, sk, &registered, err);
     if (rc) return rc;

@@ -11,6 +11,7 @@
 #include "api/internal.h"
 #include "crypto/crypto.h"
 #include "records/records.h"
+#include "vision/vision.h"
 
 static bool analyst(http_request *rq, api_context *c, accounts_session *sess, bool state_changing) {
     if (!api_session(rq, c, sess, state_changing)) return false;
@@ -165,13 +166,34 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
     char *doc = NULL;
     json_t *result = NULL, *profile = NULL;
     core_error err = {0};
-    share_contribution_input in = {.result_id = http_param(rq, "id"), .now = core_now()};
+    share_contribution_input in = {
+        .result_id = http_param(rq, "id"), .now = core_now(), .owner = sess.user_id, .data_key = sess.data_key};
     bool registered;
+    uint8_t *jpeg = NULL;
+    size_t jpeg_len = 0;
     if (!api_require_person(rq, &sess)) goto done;
-    if (screening_desk_get(c->desk, sess.user_id, sess.view_key, in.result_id, &doc, NULL, NULL, &err) ||
+    if (screening_desk_get(c->desk, sess.user_id, sess.view_key, in.result_id, &doc, &jpeg, &jpeg_len, &err) ||
         records_profile_get(c->st, &sess, &profile, &err)) {
         api_fail(rq, &err, NULL);
         goto done;
+    }
+    /* The photo's perceptual hash, from the copy the desk keeps for the
+     * session (what the model saw): the same rash photographed or copied
+     * twice earns once. Only the hash goes on, into the person's vault. */
+    {
+        vision_limits lim;
+        vision_limits_defaults(&lim);
+        vision_image img = {0};
+        in.has_phash = vision_decode(jpeg, jpeg_len, &lim, &img, NULL, NULL, &err) == CORE_OK &&
+                       vision_phash(&img, &in.phash, &err) == CORE_OK;
+        vision_image_free(&img);
+        cs_crypto_wipe(jpeg, jpeg_len);
+        free(jpeg);
+        jpeg = NULL;
+        if (!in.has_phash) { /* the desk's own JPEG: only out of memory */
+            api_fail(rq, &err, NULL);
+            goto done;
+        }
     }
     result = core_json_loads(doc, 0, NULL, &err);
     if (!result) {
@@ -204,6 +226,10 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
                            "set your home region in your profile first: shared data is counted by region");
     else if (rc == CORE_ERR_CONFLICT && strcmp(err.field, "week") == 0)
         http_respond_error(rq, 409, "week_closed", "week", "%s; take a new photo to share", err.message);
+    else if (rc == CORE_ERR_CONFLICT && strcmp(err.field, "photo") == 0)
+        http_respond_error(rq, 409, "duplicate_photo", "photo", "%s", err.message);
+    else if (rc == CORE_ERR_CONFLICT && strcmp(err.field, "daily_cap") == 0)
+        http_respond_error(rq, 409, "daily_cap_reached", NULL, "%s", err.message);
     else if (rc == CORE_ERR_CONFLICT)
         http_respond_error(rq, 409, "already_shared", NULL, "this result was already shared");
     else if (rc)
@@ -226,6 +252,10 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
                                 (json_int_t)r.reward, "payment", "status", r.payout.left ? "queued" : "paid", "batch",
                                 c->cfg->surveil_reward_batch, "queued", (json_int_t)r.payout.left));
 done:
+    if (jpeg) {
+        cs_crypto_wipe(jpeg, jpeg_len);
+        free(jpeg);
+    }
     free(doc);
     json_decref(result);
     json_decref(profile);

@@ -500,6 +500,19 @@ void api_consents_revoke(http_request *rq, void *ctx) {
             core_status mrc = c->market && !cn.revoked_height
                                   ? market_withdraw_grant(c->market, sess.user_id, sess.data_key, cn.grant, &err)
                                   : CORE_ERR_NOT_FOUND;
+            /* A public-health consent to the pool: the results shared under
+             * it leave every week not yet released, by the tags in the
+             * person's vault (docs/SURVEILLANCE.md, "Withdrawal"). First too:
+             * a failed revocation after it leaves the consent to retry, and
+             * a contribution never outlives its consent in an open week. */
+            static const uint8_t pool[32] = {0};
+            share_withdrawal wd = {0};
+            bool public_health =
+                cn.purpose == LEDGER_PURPOSE_SURVEILLANCE && !cn.revoked_height && !memcmp(cn.grantee, pool, 32);
+            if (!mrc || mrc == CORE_ERR_NOT_FOUND)
+                mrc = public_health
+                          ? share_withdraw(c->share, sess.user_id, sess.data_key, cn.grant, core_now(), &wd, &err)
+                          : CORE_ERR_NOT_FOUND;
             if (training && screening_examples_forget(dir, handle, &deleted, &err)) {
                 api_fail(rq, &err, NULL);
             } else if (mrc && mrc != CORE_ERR_NOT_FOUND) {
@@ -510,6 +523,10 @@ void api_consents_revoke(http_request *rq, void *ctx) {
                 cn.revoked_height = r.height;
                 json_t *body = json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r));
                 if (body && training) json_object_set_new(body, "examples_deleted", json_integer((json_int_t)deleted));
+                if (body && public_health)
+                    json_object_set_new(body, "contributions",
+                                        json_pack("{s:I, s:I}", "withdrawn", (json_int_t)wd.withdrawn,
+                                                  "in_released_weeks", (json_int_t)wd.sealed));
                 http_respond_json(rq, 200, body);
             }
         }

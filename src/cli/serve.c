@@ -119,6 +119,10 @@ static const serve_option options[] = {
      "contributions' rewards go to the ledger in batches of at least N\n(default {})"},
     {"market-daily-cap", "TOKENS", ARG_INT, CFG(market_daily_cap), 1, 1000000000,
      "tokens one person may earn from data requests per UTC day\n(default {})"},
+    {"share-daily-cap", "TOKENS", ARG_INT, CFG(share_daily_cap), 0, 1000000000,
+     "tokens one person may earn from shared screening results per UTC\nday, 0 for none (default {})"},
+    {"photo-match-bits", "N", ARG_INT, CFG(share_photo_distance), 0, 32,
+     "shared photos whose perceptual hashes differ in at most N of 64\nbits are the same photo (default {})"},
     {"max-connections", "N", ARG_INT, CFG(max_connections), 1, 1000000,
      "open connections, all clients together (default {})"},
     {"max-connections-per-ip", "N", ARG_INT, CFG(per_ip_connections), 1, 1000000,
@@ -385,7 +389,9 @@ static core_status start_service(serve_state *S, core_error *err) {
                           cfg->surveil_k,
                           cfg->surveil_budget,
                           cfg->surveil_seal_delay,
-                          cfg->surveil_reward_batch};
+                          cfg->surveil_reward_batch,
+                          cfg->share_photo_distance,
+                          cfg->share_daily_cap};
     if ((rc = share_open(&sopt, &S->shr, err))) return rc;
     /* Review offers name conditions of the screening's table; review/ is
      * given the codes rather than depending on screening/. */

@@ -104,6 +104,13 @@ void core_config_defaults(core_config *cfg) {
     /* Data requests: enough for a few requests a day, not a living made of
      * accepting everything (issue 14's anti-abuse limit). */
     cfg->market_daily_cap = 200;
+    /* Shared screening results (issue 14's anti-abuse): a day's cap well
+     * above what honest sharing earns (a few results) and far below a
+     * living; photos within 10 bits of 64 are one photo (docs/SURVEILLANCE.md,
+     * "Photo hashes": re-encoded, resized, brightened copies all match, 3 %
+     * crops 94 %, different photos 0.014 %). */
+    cfg->share_daily_cap = 50;
+    cfg->share_photo_distance = 10;
     /* Headroom against slow clients: one address holds at most 64 sockets
      * (a clinic's browsers behind one NAT fit), so filling all 2000 takes
      * dozens of addresses, and a socket that dribbles its request head is

@@ -164,6 +164,8 @@ typedef struct {
     int surveil_seal_delay;         /* seconds after a week ends before it is released (86400) */
     int surveil_reward_batch;       /* contributions' rewards go to the ledger in batches of at least this (11) */
     int market_daily_cap;           /* tokens one person may earn from data requests per UTC day (200) */
+    int share_daily_cap;            /* tokens one person may earn from shared screening results per UTC day (50) */
+    int share_photo_distance;       /* contributed photos this close (bits of 64) are the same photo (10) */
     /* Connection limits (see docs/API.md "Limits"): what one client, or many
      * slow ones, can hold of the server. */
     int max_connections;    /* all clients together (2000) */

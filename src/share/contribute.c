@@ -27,6 +27,39 @@ static void pick_consent(void *ud, const ledger_consent *cn) {
     p->hit = true;
 }
 
+/* What the vault check needs inside the pool's transaction. */
+typedef struct {
+    share *s;
+    const share_contribution_input *in;
+    share_vault *v;
+    share_vault_entry *entry;
+} vault_write;
+
+/* Runs once the result is known to be new and its week open, so a result
+ * shared twice is still "already shared" and a closed week still
+ * "week_closed": the photo and the cap are checked against the person's
+ * own vault only, then the vault gains the entry, all in one transaction. */
+static core_status within_contribute(void *ud, sqlite3 *db, core_error *err) {
+    vault_write *w = ud;
+    const share_options *o = &w->s->opt;
+    int64_t earned = 0;
+    for (size_t i = 0; i < w->v->n; i++) {
+        const share_vault_entry *e = &w->v->e[i];
+        if (w->in->has_phash && e->has_phash && __builtin_popcountll(e->phash ^ w->in->phash) <= o->photo_distance)
+            return core_fail(err, CORE_ERR_CONFLICT, "photo",
+                             "this photo, or a copy of it, was already shared: the same photo is counted and "
+                             "rewarded once; take a photo of a new skin problem to share again");
+        if (e->day == w->entry->day) earned += (int64_t)e->reward;
+    }
+    if (o->daily_cap && earned + (int64_t)w->entry->reward > o->daily_cap)
+        return core_fail(err, CORE_ERR_CONFLICT, "daily_cap",
+                         "today's cap on tokens from shared results (%lld) is reached (%lld earned today); "
+                         "share again tomorrow (UTC)",
+                         (long long)o->daily_cap, (long long)earned);
+    core_status rc = share_vault_append(w->v, w->entry, err);
+    return rc ? rc : share_vault_store(w->s, db, w->in->owner, w->in->data_key, w->v, err);
+}
+
 core_status share_contribute(share *s, const share_contribution_input *in, share_receipt *out, core_error *err) {
     memset(out, 0, sizeof *out);
     if (!in->condition || strlen(in->condition) > SURVEIL_CONDITION_MAX)
@@ -68,7 +101,27 @@ core_status share_contribute(share *s, const share_contribution_input *in, share
     memcpy(out->commitment, reward.commitment, LEDGER_HASH);
     uint64_t rewards[LEDGER_CATEGORIES];
     rc = ledger_get_rewards(s->opt.led, rewards, err);
-    if (!rc) rc = surveil_add(s->opt.st, sc, mark, share_sealed_through(s, in->now), &reward, err);
+    if (!rc && in->data_key) {
+        share_vault v = {0};
+        share_vault_entry entry = {.phash = in->phash,
+                                   .reward = rewards[LEDGER_CAT_SCREENING],
+                                   .day = (int32_t)(in->now / 86400),
+                                   .has_phash = in->has_phash,
+                                   .tagged = true,
+                                   .c = *sc};
+        memcpy(entry.grant, reward.grant, LEDGER_HASH);
+        cs_crypto_random(entry.tag, sizeof entry.tag);
+        vault_write w = {s, in, &v, &entry};
+        pthread_mutex_lock(&s->vault_lock);
+        rc = share_vault_load(s, in->owner, in->data_key, &v, err);
+        if (!rc)
+            rc = surveil_add_tagged(s->opt.st, sc, mark, share_sealed_through(s, in->now), &reward, entry.tag,
+                                    within_contribute, &w, err);
+        pthread_mutex_unlock(&s->vault_lock);
+        share_vault_free(&v);
+    } else if (!rc) {
+        rc = surveil_add(s->opt.st, sc, mark, share_sealed_through(s, in->now), &reward, err);
+    }
     if (rc) {
         memset(out, 0, sizeof *out);
         return rc;
@@ -128,5 +181,60 @@ core_status share_pay_rewards(share *s, share_payout *out, core_error *err) {
     core_error e2 = {0};
     if (surveil_rewards_queued(s->opt.st, &out->left, &e2)) out->left = 0;
     pthread_mutex_unlock(&s->pay_lock);
+    return rc;
+}
+
+/* ---- withdrawal ---- */
+
+typedef struct {
+    share *s;
+    int64_t owner;
+    const uint8_t *data_key;
+    share_vault *v;
+    surveil_withdrawal *w;
+    size_t *at; /* w[j] is v->e[at[j]] */
+    size_t n;
+} withdraw_ctx;
+
+static core_status within_withdraw(void *ud, sqlite3 *db, core_error *err) {
+    withdraw_ctx *x = ud;
+    bool any = false;
+    for (size_t j = 0; j < x->n; j++)
+        if (x->w[j].done) x->v->e[x->at[j]].withdrawn = any = true;
+    return any ? share_vault_store(x->s, db, x->owner, x->data_key, x->v, err) : CORE_OK;
+}
+
+core_status share_withdraw(share *s, int64_t owner, const uint8_t data_key[32], const uint8_t *grant, int64_t now,
+                           share_withdrawal *out, core_error *err) {
+    memset(out, 0, sizeof *out);
+    share_vault v = {0};
+    surveil_withdrawal *w = NULL;
+    size_t *at = NULL, n = 0;
+    int through = share_sealed_through(s, now);
+    pthread_mutex_lock(&s->vault_lock);
+    core_status rc = share_vault_load(s, owner, data_key, &v, err);
+    if (!rc && v.n) {
+        w = calloc(v.n, sizeof *w);
+        at = calloc(v.n, sizeof *at);
+        if (!w || !at) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
+    for (size_t i = 0; !rc && i < v.n; i++) {
+        const share_vault_entry *e = &v.e[i];
+        if (!e->tagged || e->withdrawn || (grant && memcmp(grant, e->grant, LEDGER_HASH) != 0)) continue;
+        if (e->c.week <= through) {
+            out->sealed++;
+            continue;
+        }
+        w[n].c = e->c;
+        memcpy(w[n].tag, e->tag, SURVEIL_TAG);
+        at[n++] = i;
+    }
+    withdraw_ctx x = {s, owner, data_key, &v, w, at, n};
+    if (!rc && n) rc = surveil_withdraw(s->opt.st, w, n, through, within_withdraw, &x, err);
+    for (size_t j = 0; !rc && j < n; j++) out->withdrawn += w[j].done;
+    pthread_mutex_unlock(&s->vault_lock);
+    free(w);
+    free(at);
+    share_vault_free(&v);
     return rc;
 }

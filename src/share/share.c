@@ -19,11 +19,15 @@ core_status share_open(const share_options *opt, share **out, core_error *err) {
     if (opt->seal_delay < 0) return core_fail(err, CORE_ERR_INVALID, "seal_delay", "the seal delay must be 0 or more");
     if (opt->reward_batch < 1)
         return core_fail(err, CORE_ERR_INVALID, "reward_batch", "the reward batch must be at least 1");
+    if (opt->photo_distance < 0 || opt->photo_distance > 32)
+        return core_fail(err, CORE_ERR_INVALID, "photo_distance", "the photo distance must be 0 to 32 bits");
+    if (opt->daily_cap < 0) return core_fail(err, CORE_ERR_INVALID, "daily_cap", "the daily cap must be 0 or more");
     share *s = calloc(1, sizeof *s);
     if (!s) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     s->opt = *opt;
     pthread_mutex_init(&s->pay_lock, NULL);
     pthread_mutex_init(&s->scan_lock, NULL);
+    pthread_mutex_init(&s->vault_lock, NULL);
     s->scanned_version = -1;
     s->scanned_week = -1;
     *out = s;
@@ -34,6 +38,7 @@ void share_close(share *s) {
     if (!s) return;
     pthread_mutex_destroy(&s->pay_lock);
     pthread_mutex_destroy(&s->scan_lock);
+    pthread_mutex_destroy(&s->vault_lock);
     free(s);
 }
 

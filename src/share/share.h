@@ -48,6 +48,8 @@ typedef struct {
     double budget;           /* total epsilon an organisation may spend (>= 0) */
     int seal_delay;          /* seconds after a week ends before it is sealed (>= 0) */
     int reward_batch;        /* rewards go to the ledger in batches of at least this (>= 1) */
+    int photo_distance;      /* photos whose hashes differ in at most this many of 64 bits are one photo (0..32) */
+    int64_t daily_cap;       /* tokens one person may earn from contributions per UTC day (0: no cap) */
 } share_options;
 
 /* CORE_ERR_INVALID (field naming the option) for a missing pointer or a
@@ -82,6 +84,14 @@ typedef struct {
     int64_t now;                /* consents must be active now; weeks sealed by now are closed */
     surveil_source source;      /* SURVEIL_SOURCE_MODEL (0, a screening result) or
                                    SURVEIL_SOURCE_CLINICIAN (a clinician's answer, result_id its case) */
+    /* The person's own record of their contributions (their vault, sealed
+     * under their data key): the withdrawal tag, the photo hash and the
+     * daily cap need it. NULL data_key (a clinician's answer, read in the
+     * clinician's session): none of the three applies. */
+    int64_t owner;           /* the person's user id */
+    const uint8_t *data_key; /* 32 bytes, or NULL */
+    bool has_phash;          /* phash holds the photo's vision_phash */
+    uint64_t phash;
 } share_contribution_input;
 
 /* What a payment round did. */
@@ -113,9 +123,31 @@ typedef struct {
  * is CORE_ERR_NOT_FOUND, field "region"; a malformed one CORE_ERR_INVALID),
  * then surveil_add: the same (wallet,
  * result) shared before is CORE_ERR_CONFLICT field "contribution", a result
- * whose week is sealed CORE_ERR_CONFLICT field "week". On an error nothing
- * was counted or queued. */
+ * whose week is sealed CORE_ERR_CONFLICT field "week". With a data key, then:
+ * a photo within photo_distance bits of one this person shared before is
+ * CORE_ERR_CONFLICT field "photo" (the same rash photographed twice earns
+ * once and is counted once: a second count would inflate an outbreak), and
+ * a reward that would take today's earnings (UTC) over daily_cap is
+ * CORE_ERR_CONFLICT field "daily_cap"; otherwise the contribution gets a
+ * random withdrawal tag, kept by the pool for its open week and in the
+ * person's vault with the facts, in the same transaction as the count. On
+ * an error nothing was counted, queued or kept. */
 core_status share_contribute(share *s, const share_contribution_input *in, share_receipt *out, core_error *err);
+
+/* What share_withdraw did. */
+typedef struct {
+    size_t withdrawn; /* counts taken back from weeks not yet released */
+    size_t sealed;    /* contributions in weeks already sealed: they stay (docs/SURVEILLANCE.md) */
+} share_withdrawal;
+
+/* Withdraw the person's contributions made under grant (NULL: all of them,
+ * an account being deleted) from every later release: each one whose week
+ * is still open loses its count now, in one transaction with the vault's
+ * note of it (so it is never taken back twice); one in a sealed week stays,
+ * since sealed weeks never change. Rewards already paid stay paid; one
+ * still queued is refused by the ledger once the consent is revoked. */
+core_status share_withdraw(share *s, int64_t owner, const uint8_t data_key[32], const uint8_t *grant, int64_t now,
+                           share_withdrawal *out, core_error *err);
 
 /* ---- what a clinician's answer feeds (pledge.c; issue 13) ---- */
 

@@ -260,6 +260,17 @@ static const char *const migrations[] = {
     "  request_id TEXT NOT NULL REFERENCES market_requests(id),"
     "  row TEXT NOT NULL) WITHOUT ROWID;"
     "CREATE INDEX market_rows_request ON market_rows(request_id);",
+    /* 14: withdrawing public-health contributions, and their photo hashes
+     * (issue 14; docs/SURVEILLANCE.md, "Withdrawal"). surveil_tags: a random
+     * tag and the week of each contribution to a week not yet sealed, no
+     * facts, no person (deleted by the first write after the week seals). share_vaults: per
+     * person, one blob sealed under their data key — each contribution's
+     * tag, facts, consent, reward, day and photo hash. */
+    "CREATE TABLE surveil_tags (tag BLOB PRIMARY KEY, week INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX surveil_tags_week ON surveil_tags(week);"
+    "CREATE TABLE share_vaults ("
+    "  owner INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
+    "  sealed BLOB NOT NULL);",
 };
 
 static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};

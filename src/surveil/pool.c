@@ -121,6 +121,33 @@ static core_status queue_put(store *st, sqlite3 *db, const surveil_reward *r, co
 
 core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t *mark, int sealed_through,
                         const surveil_reward *reward, core_error *err) {
+    return surveil_add_tagged(st, c, mark, sealed_through, reward, NULL, NULL, NULL, err);
+}
+
+static core_status tags_prune(store *st, sqlite3 *db, int sealed_through, core_error *err) {
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db, "DELETE FROM surveil_tags WHERE week <= ?1", &q, err);
+    if (rc) return rc;
+    sqlite3_bind_int(q, 1, sealed_through);
+    int s = sqlite3_step(q);
+    sqlite3_reset(q);
+    return s == SQLITE_DONE ? CORE_OK : store_error(db, err);
+}
+
+static core_status tag_put(store *st, sqlite3 *db, const uint8_t *tag, int week, core_error *err) {
+    sqlite3_stmt *q;
+    core_status rc = store_prepare_cached(st, db, "INSERT INTO surveil_tags VALUES (?1, ?2)", &q, err);
+    if (rc) return rc;
+    sqlite3_bind_blob(q, 1, tag, SURVEIL_TAG, SQLITE_STATIC);
+    sqlite3_bind_int(q, 2, week);
+    int s = sqlite3_step(q);
+    sqlite3_reset(q);
+    return s == SQLITE_DONE ? CORE_OK : store_error(db, err);
+}
+
+core_status surveil_add_tagged(store *st, const surveil_contribution *c, const uint8_t *mark, int sealed_through,
+                               const surveil_reward *reward, const uint8_t *tag, surveil_within_fn within, void *ud,
+                               core_error *err) {
     core_status rc = surveil_contribution_check(c, err);
     if (rc) return rc;
     if (c->week <= sealed_through) {
@@ -140,13 +167,55 @@ core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t 
         else if (m == 0)
             rc = core_fail(err, CORE_ERR_CONFLICT, "contribution", "this was already shared");
     }
+    if (!rc && within) rc = within(ud, db, err);
     /* No version bump: the week is open, so no release, series or alert can
      * include this count until it is sealed, and the sealed data (what the
      * version keys) is unchanged. */
     if (!rc) rc = bump(st, db, c, 1, false, err);
     if (!rc && reward) rc = queue_put(st, db, reward, err);
+    if (!rc && tag) rc = tags_prune(st, db, sealed_through, err);
+    if (!rc && tag) rc = tag_put(st, db, tag, c->week, err);
     if (!rc) rc = store_commit(db, err);
     if (rc) store_rollback(db);
+    store_release(st, db);
+    return rc;
+}
+
+core_status surveil_withdraw(store *st, surveil_withdrawal *w, size_t n, int sealed_through, surveil_within_fn within,
+                             void *ud, core_error *err) {
+    for (size_t i = 0; i < n; i++) w[i].done = false;
+    sqlite3 *db = store_acquire(st);
+    core_status rc = store_begin(db, err);
+    if (rc) {
+        store_release(st, db);
+        return rc;
+    }
+    /* Sealed weeks' tags go first, so a tag found below is an open week's:
+     * its count has not left the service, and taking it back changes
+     * nothing anyone has seen. */
+    rc = tags_prune(st, db, sealed_through, err);
+    sqlite3_stmt *q = NULL;
+    if (!rc) rc = store_prepare_cached(st, db, "DELETE FROM surveil_tags WHERE tag = ?1 AND week = ?2", &q, err);
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (w[i].c.week <= sealed_through) continue;
+        sqlite3_bind_blob(q, 1, w[i].tag, SURVEIL_TAG, SQLITE_STATIC);
+        sqlite3_bind_int(q, 2, w[i].c.week);
+        int s = sqlite3_step(q);
+        sqlite3_reset(q);
+        if (s != SQLITE_DONE) {
+            rc = store_error(db, err);
+        } else if (sqlite3_changes(db) == 1) {
+            rc = surveil_contribution_check(&w[i].c, err);
+            if (!rc) rc = bump(st, db, &w[i].c, -1, false, err);
+            w[i].done = !rc;
+        }
+    }
+    if (!rc && within) rc = within(ud, db, err);
+    if (!rc) rc = store_commit(db, err);
+    if (rc) {
+        store_rollback(db);
+        for (size_t i = 0; i < n; i++) w[i].done = false;
+    }
     store_release(st, db);
     return rc;
 }

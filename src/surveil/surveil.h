@@ -268,6 +268,37 @@ typedef struct {
  * data version: nothing that leaves the service can see it yet. */
 core_status surveil_add(store *st, const surveil_contribution *c, const uint8_t *mark, int sealed_through,
                         const surveil_reward *reward, core_error *err);
+/* ---- withdrawal from weeks not yet released (issue 14) ----
+ * A contribution may carry a random withdrawal tag. The pool keeps only the
+ * tag and its week (surveil_tags), never its facts or its contributor, and
+ * only while the week is open: a tag whose week is sealed is deleted, since
+ * sealed counts never change (a sealed count that moved when one person
+ * left would let two releases be differenced to read that person's facts).
+ * The facts and the tag's link to the person are kept by the caller, sealed
+ * for the person (share's vault). */
+#define SURVEIL_TAG 16
+/* Run inside the write transaction on db after the pool's own checks;
+ * an error rolls everything back. */
+typedef core_status (*surveil_within_fn)(void *ud, sqlite3 *db, core_error *err);
+/* surveil_add with tag (SURVEIL_TAG bytes, may be NULL) kept for its week,
+ * and within (may be NULL) run in the same transaction once the mark is
+ * new and the week open — where the caller writes its own record of the
+ * contribution, so both commit or neither. Tags of sealed weeks go. */
+core_status surveil_add_tagged(store *st, const surveil_contribution *c, const uint8_t *mark, int sealed_through,
+                               const surveil_reward *reward, const uint8_t *tag, surveil_within_fn within, void *ud,
+                               core_error *err);
+typedef struct {
+    surveil_contribution c;
+    uint8_t tag[SURVEIL_TAG];
+    bool done; /* out: its count was taken back */
+} surveil_withdrawal;
+/* Take back the count of each w[i] whose tag is still kept for an open week
+ * (after sealed_through), deleting the tag so it can be taken back once;
+ * w[i].done says which. A tag not kept (its week sealed, or taken back
+ * already) is left alone: that is not an error. within (may be NULL) runs
+ * in the same transaction after, seeing the done flags. */
+core_status surveil_withdraw(store *st, surveil_withdrawal *w, size_t n, int sealed_through, surveil_within_fn within,
+                             void *ud, core_error *err);
 /* Many at once in one transaction (demo data, benchmarks): counts[i] of
  * contributions[i], into any week (demo data is synthetic and flagged as
  * such in everything built from it); bumps the data version. */

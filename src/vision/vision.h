@@ -92,6 +92,12 @@ const char *vision_issue_advice(vision_issue i); /* a sentence for the person */
 core_status vision_skin_ita(const vision_image *img, double *ita, core_error *err);
 /* The usual six ITA groups ("very light (ITA > 55)", ..., "dark (< -30)"; "unknown" for NAN). */
 const char *vision_ita_group(double ita);
+/* A 64-bit DCT perceptual hash of the image (phash.c): the same photo
+ * re-encoded, resized, slightly cropped or brightened hashes within a few
+ * bits of itself; different photos differ in about half of the 64. */
+core_status vision_phash(const vision_image *img, uint64_t *out, core_error *err);
+/* Bits in which two hashes differ (0–64). */
+int vision_phash_distance(uint64_t a, uint64_t b);
 /* Encode pixels (only) as a baseline JPEG; *out is malloc'd, caller frees. */
 core_status vision_encode_jpeg(const vision_image *img, int quality, uint8_t **out, size_t *len, core_error *err);
 

@@ -68,6 +68,8 @@ async function person(name, { training, keepPublicHealth }, base = srv.base) {
   if (!keepPublicHealth) {
     const r = await c.post(`/api/consents/${g.json.consent.id}/revoke`, {});
     assert.equal(r.status, 200, r.text);
+    // its screening leaves the open week (issue 14: withdrawal from later releases)
+    assert.deepEqual(r.json.contributions, { withdrawn: 1, in_released_weeks: 0 });
   }
   return { c, record: saved.json.record.id };
 }
@@ -144,9 +146,10 @@ test('eight days on: the release by source shows the confirmed condition', { ski
   const plain = await a.get(`/api/surveil/aggregates?${period}`);
   assert.equal(plain.status, 200, plain.text);
   assert.equal(plain.json.by_source, undefined);
-  // two screenings (model) and one confirmed answer: the withdrawn person's
-  // answer was not contributed
-  assert.equal(plain.json.weeks[0].total, 3);
+  // one screening (model) and one confirmed answer: the withdrawn person's
+  // answer was not contributed, and their screening left the open week when
+  // they revoked (issue 14)
+  assert.equal(plain.json.weeks[0].total, 2);
   assert.equal(cell(plain.json, 'US-CA', 'eczema'), 1);
 
   const conf = await a.get(`/api/surveil/aggregates?${period}&source=clinician_confirmed`);
@@ -158,7 +161,7 @@ test('eight days on: the release by source shows the confirmed condition', { ski
   const model = await a.get(`/api/surveil/aggregates?${period}&source=model`);
   assert.equal(model.status, 200, model.text);
   assert.equal(cell(model.json, 'US-CA', 'eczema'), 0);
-  assert.equal(model.json.weeks[0].total, 2);
+  assert.equal(model.json.weeks[0].total, 1);
 
   const br = await a.get(`/api/surveil/aggregates?${period}&source=breakdown`);
   assert.equal(br.status, 200, br.text);

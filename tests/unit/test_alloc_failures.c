@@ -264,6 +264,60 @@ static void surveil_add_survives_every_failure(void **state) {
     print_message("surveil_add: %ld allocation points\n", every_point(add_one, f));
 }
 
+static int64_t tags_kept(pool_fixture *f) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM surveil_tags", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    return n;
+}
+
+/* A tagged contribution, then its withdrawal (issue 14): the count and the
+ * tag move together, or neither does. */
+static void add_and_withdraw_one(void *ctx, bool *fired) {
+    pool_fixture *f = ctx;
+    surveil_withdrawal w = {.c = fungal_ca(f->week)};
+    long id = ++f->n;
+    memcpy(w.tag, &id, sizeof id);
+    uint8_t mark[32] = {2};
+    memcpy(mark + 1, &id, sizeof id);
+    double c0, c1, c2;
+    core_error err = {0};
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", f->week, f->week, &c0, NULL, NULL), CORE_OK);
+    int64_t t0 = tags_kept(f);
+    failalloc_arm(id);
+    core_status rc = surveil_add_tagged(f->st, &w.c, mark, f->week - 1, NULL, w.tag, NULL, NULL, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", f->week, f->week, &c1, NULL, NULL), CORE_OK);
+    assert_int_equal((int)(c1 - c0), rc == CORE_OK);
+    assert_int_equal(tags_kept(f) - t0, rc == CORE_OK);
+    if (rc) return;
+    bool fired2 = false;
+    do { /* the withdrawal at every point too, until it completes */
+        failalloc_arm(++f->n);
+        rc = surveil_withdraw(f->st, &w, 1, f->week - 1, NULL, NULL, &err);
+        fired2 = failalloc_fired();
+        failalloc_arm(0);
+        if (!fired2) assert_int_equal(rc, CORE_OK);
+        assert_int_equal(surveil_series(f->st, "US-CA", "fungal", f->week, f->week, &c2, NULL, NULL), CORE_OK);
+        assert_int_equal((int)(c1 - c2), rc == CORE_OK);
+        assert_int_equal(w.done, rc == CORE_OK);
+        assert_int_equal(tags_kept(f) - t0, rc != CORE_OK);
+    } while (rc);
+    (void)fired2;
+}
+
+static void surveil_withdraw_survives_every_failure(void **state) {
+    pool_fixture *f = *state;
+    print_message("surveil_add_tagged + surveil_withdraw: %ld allocation points\n",
+                  every_point(add_and_withdraw_one, f));
+}
+
 static void release_build_once(void *ctx, bool *fired, bool by_source) {
     pool_fixture *f = ctx;
     static const char *const conds[] = {"fungal", "eczema"}, *const rows[] = {"US-CA", "US-NV", "US-OR"};
@@ -358,6 +412,8 @@ static void decode_photo(void *ctx, bool *fired) {
     core_status rc = vision_decode((const uint8_t *)b->bytes, b->len, &lim, &img, NULL, NULL, &err);
     vision_quality q;
     if (!rc) rc = vision_assess(&img, &q, &err);
+    uint64_t h;
+    if (!rc) rc = vision_phash(&img, &h, &err); /* a contribution's photo hash */
     *fired = failalloc_fired();
     failalloc_arm(0);
     if (!*fired) assert_int_equal(rc, CORE_OK);
@@ -372,7 +428,8 @@ static void vision_decode_survives_every_failure(void **state) {
         snprintf(path, sizeof path, "%s/%s", TEST_CORPUS_VISION, files[i]);
         bytes_fixture b = {0};
         assert_int_equal(core_read_file(path, &b.bytes, &b.len, NULL), CORE_OK);
-        print_message("vision_decode + assess, %s: %ld allocation points\n", files[i], every_point(decode_photo, &b));
+        print_message("vision_decode + assess + phash, %s: %ld allocation points\n", files[i],
+                      every_point(decode_photo, &b));
         free(b.bytes);
     }
 }
@@ -622,6 +679,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(records_export_survives_every_failure, person_setup, person_teardown),
         cmocka_unit_test_setup_teardown(sessions_survive_every_failure, person_setup, person_teardown),
         cmocka_unit_test_setup_teardown(surveil_add_survives_every_failure, pool_setup, pool_teardown),
+        cmocka_unit_test_setup_teardown(surveil_withdraw_survives_every_failure, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(surveil_release_survives_every_failure, pool_setup, pool_teardown),
         cmocka_unit_test_setup_teardown(surveil_release_by_source_survives_every_failure, pool_setup, pool_teardown),
         cmocka_unit_test(surveil_csv_survives_every_failure),

@@ -41,7 +41,8 @@ static void open_share(fixture *f, double budget, int batch) {
                        .k = 11,
                        .budget = budget,
                        .seal_delay = DAY,
-                       .reward_batch = batch};
+                       .reward_batch = batch,
+                       .photo_distance = 10};
     core_error err = {0};
     if (share_open(&o, &f->sh, &err)) fail_msg("share_open: %s", err.message);
 }
@@ -826,6 +827,201 @@ static bool db_holds(fixture *f, const char *text) {
     return yes;
 }
 
+/* ---- the person's vault: photo hashes, the daily cap, withdrawal ---- */
+
+static void user_row(fixture *f, int64_t id) {
+    sqlite3 *db = store_acquire(f->st);
+    char sql[400];
+    snprintf(sql, sizeof sql,
+             "INSERT OR IGNORE INTO users (id, username, role, created_at, pw_salt, pw_ops, pw_mem, pw_verifier, "
+             "dk_pw, rc_salt, dk_rc) VALUES (%lld, 'u%lld', 'person', 0, x'00', 1, 1, x'00', x'00', x'00', x'00')",
+             (long long)id, (long long)id);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    store_release(f->st, db);
+}
+
+/* A person's contribution with their vault (owner, data key) and a photo hash. */
+static share_contribution_input vaulted(const fixture *f, const key *k, const char *result_id, int64_t owner,
+                                        const uint8_t data_key[32], uint64_t phash) {
+    share_contribution_input in = input(f, k, result_id);
+    in.owner = owner;
+    in.data_key = data_key;
+    in.has_phash = true;
+    in.phash = phash;
+    return in;
+}
+
+static int64_t table_count(fixture *f, const char *sql) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    return n;
+}
+
+/* The same photo (or one within the threshold) earns once and is counted
+ * once, for that person; another person's vault is never compared; the
+ * hashes are only in the sealed vault. */
+static void the_same_photo_earns_once(void **state) {
+    fixture *f = *state;
+    open_share(f, 1.0, 100);
+    user_row(f, 1);
+    user_row(f, 2);
+    uint8_t dk1[32], dk2[32];
+    cs_crypto_random(dk1, 32);
+    cs_crypto_random(dk2, 32);
+    key a = consenting(f, NULL), b = consenting(f, NULL);
+    const uint64_t photo = 0x8f3a5c7e19d2b460ULL;
+    int week = surveil_week_of_time(f->now);
+    share_receipt r;
+    core_error err = {0};
+    share_contribution_input in = vaulted(f, &a, "r1", 1, dk1, photo);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    /* The same result again is still "already shared" (the mark comes first). */
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "contribution");
+    /* Another result of the same photo, three bits off: refused, not counted, not queued. */
+    in = vaulted(f, &a, "r2", 1, dk1, photo ^ 0x1000100010ULL);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "photo");
+    assert_true(strstr(err.message, "already shared") != NULL);
+    assert_true(count_of(f, "US-CA", "fungal", week) == 1);
+    assert_int_equal(queued(f), 1);
+    /* A different photo (half the bits differ) is a new contribution. */
+    in = vaulted(f, &a, "r3", 1, dk1, photo ^ 0x00000000ffffffffULL);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    /* Another person with the very same photo: their own vault, no match. */
+    in = vaulted(f, &b, "r1", 2, dk2, photo);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    assert_true(count_of(f, "US-CA", "fungal", week) == 3);
+    assert_int_equal(queued(f), 3);
+    /* Nothing of the hash in the clear; one sealed vault per person; the
+     * pool holds tags and weeks only. */
+    uint8_t le[8];
+    for (int i = 0; i < 8; i++) le[i] = (uint8_t)(photo >> (8 * i));
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM share_vaults WHERE instr(sealed, ?1) > 0", -1, &q, NULL),
+        SQLITE_OK);
+    sqlite3_bind_blob(q, 1, le, 8, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    assert_int_equal(table_count(f, "SELECT count(*) FROM share_vaults"), 2);
+    assert_int_equal(table_count(f, "SELECT count(*) FROM surveil_tags"), 3);
+    /* The wrong data key opens nothing. */
+    share_withdrawal wd;
+    assert_int_equal(share_withdraw(f->sh, 1, dk2, NULL, f->now, &wd, &err), CORE_ERR_CRYPTO);
+}
+
+/* Tokens from shared results per UTC day are capped; the next day is new. */
+static void the_daily_cap_applies(void **state) {
+    fixture *f = *state;
+    share_close(f->sh);
+    share_options o = {.st = f->st,
+                       .led = f->led,
+                       .node_sk = f->node.sk,
+                       .admin_sk = f->admin.sk,
+                       .k = 11,
+                       .budget = 1,
+                       .seal_delay = DAY,
+                       .reward_batch = 100,
+                       .photo_distance = 10,
+                       .daily_cap = 25};
+    core_error err = {0};
+    assert_int_equal(share_open(&o, &f->sh, &err), CORE_OK);
+    user_row(f, 1);
+    uint8_t dk[32];
+    cs_crypto_random(dk, 32);
+    key a = consenting(f, NULL);
+    uint64_t rewards[LEDGER_CATEGORIES];
+    assert_int_equal(ledger_get_rewards(f->led, rewards, &err), CORE_OK);
+    assert_int_equal(rewards[LEDGER_CAT_SCREENING], 10); /* so 25 allows two a day */
+    share_receipt r;
+    static const uint64_t photos[] = {0x0ULL, 0xffffffff00000000ULL, 0x00000000ffffffffULL, 0xffff0000ffff0000ULL};
+    char id[8];
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof id, "r%d", i);
+        share_contribution_input in = vaulted(f, &a, id, 1, dk, photos[i]);
+        core_status rc = share_contribute(f->sh, &in, &r, &err);
+        assert_int_equal(rc, i < 2 ? CORE_OK : CORE_ERR_CONFLICT);
+    }
+    assert_string_equal(err.field, "daily_cap");
+    assert_true(strstr(err.message, "20 earned today") != NULL);
+    assert_int_equal(queued(f), 2);
+    /* A day later (a result made that day, so its week is open). */
+    share_contribution_input in = vaulted(f, &a, "r9", 1, dk, photos[3]);
+    in.now = in.created = f->now + DAY;
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    /* Without a vault (a clinician's answer) neither the cap nor a tag applies. */
+    in = input(f, &a, "case-1");
+    in.source = SURVEIL_SOURCE_CLINICIAN;
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    assert_int_equal(table_count(f, "SELECT count(*) FROM surveil_tags"), 3);
+}
+
+/* Withdrawal: the open week loses the person's count (once, however often
+ * it is asked), a sealed week keeps it, other people's counts and other
+ * consents' contributions are untouched, and sealed weeks' tags are gone. */
+static void a_withdrawal_takes_back_open_weeks_only(void **state) {
+    fixture *f = *state;
+    open_share(f, 1.0, 100);
+    user_row(f, 1);
+    uint8_t dk[32], g1[32], g2[32];
+    cs_crypto_random(dk, 32);
+    key a = consenting(f, g1), other = consenting(f, NULL);
+    grant(f, &a, 1u << LEDGER_CAT_SCREENING, LEDGER_PURPOSE_SURVEILLANCE, f->now + 30 * DAY, g2);
+    int week = surveil_week_of_time(f->now);
+    int64_t then = f->now - 14 * DAY;
+    int old = surveil_week_of_time(then);
+    share_receipt r;
+    core_error err = {0};
+    /* Two weeks ago (open then, sealed now), under the first consent. */
+    share_contribution_input in = vaulted(f, &a, "old", 1, dk, 0x1111ULL);
+    in.now = in.created = then;
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    /* The wallet's first active consent was chosen: g1 names it, g2 the other. */
+    if (memcmp(r.grant, g1, 32) != 0) {
+        assert_memory_equal(r.grant, g2, 32);
+        memcpy(g2, g1, 32);
+        memcpy(g1, r.grant, 32);
+    }
+    /* This week: the person's and someone else's in the same cell. */
+    in = vaulted(f, &a, "new", 1, dk, 0xffff0000ffff0000ULL);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    in = input(f, &other, "theirs");
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    assert_true(count_of(f, "US-CA", "fungal", week) == 2);
+    assert_true(count_of(f, "US-CA", "fungal", old) == 1);
+    /* Revoking a consent the contributions were not made under withdraws none. */
+    share_withdrawal wd;
+    assert_int_equal(share_withdraw(f->sh, 1, dk, g2, f->now, &wd, &err), CORE_OK);
+    assert_int_equal(wd.withdrawn, 0);
+    assert_int_equal(wd.sealed, 0);
+    assert_true(count_of(f, "US-CA", "fungal", week) == 2);
+    /* The consent they were made under: the open week drops by one. */
+    assert_int_equal(share_withdraw(f->sh, 1, dk, g1, f->now, &wd, &err), CORE_OK);
+    assert_int_equal(wd.withdrawn, 1);
+    assert_int_equal(wd.sealed, 1);
+    assert_true(count_of(f, "US-CA", "fungal", week) == 1);
+    assert_true(count_of(f, "US-CA", "fungal", old) == 1);
+    /* Again (a retried revocation, then the account's deletion): nothing more. */
+    assert_int_equal(share_withdraw(f->sh, 1, dk, g1, f->now, &wd, &err), CORE_OK);
+    assert_int_equal(wd.withdrawn, 0);
+    assert_int_equal(share_withdraw(f->sh, 1, dk, NULL, f->now, &wd, &err), CORE_OK);
+    assert_int_equal(wd.withdrawn, 0);
+    assert_true(count_of(f, "US-CA", "fungal", week) == 1);
+    assert_int_equal(table_count(f, "SELECT count(*) FROM surveil_tags"), 0);
+    /* A person with no vault has nothing to withdraw. */
+    assert_int_equal(share_withdraw(f->sh, 7, dk, NULL, f->now, &wd, &err), CORE_OK);
+    assert_int_equal(wd.withdrawn + wd.sealed, 0);
+}
+
 /* A pledge keeps only what a consent held at the request asks for, sealed;
  * the answer takes it once. */
 static void a_pledge_keeps_only_what_a_consent_wants(void **state) {
@@ -904,6 +1100,14 @@ static void options_are_checked(void **state) {
     o.led = NULL;
     assert_int_equal(share_open(&o, &s, &err), CORE_ERR_INVALID);
     assert_string_equal(err.field, "led");
+    o.led = f->led;
+    o.photo_distance = 33;
+    assert_int_equal(share_open(&o, &s, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "photo_distance");
+    o.photo_distance = 10;
+    o.daily_cap = -1;
+    assert_int_equal(share_open(&o, &s, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "daily_cap");
     share_close(NULL);
 }
 
@@ -924,6 +1128,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(a_clinician_answer_is_counted_as_clinician_confirmed, setup, teardown),
         cmocka_unit_test_setup_teardown(a_release_by_source_shows_each_source, setup, teardown),
         cmocka_unit_test_setup_teardown(a_pledge_keeps_only_what_a_consent_wants, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_same_photo_earns_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_daily_cap_applies, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_withdrawal_takes_back_open_weeks_only, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -515,6 +515,157 @@ static void test_real_photos(void **state) {
     }
 }
 
+/* ---- the contribution photo hash (vision_phash) ---- */
+
+/* The hash a contribution gets: the photo decoded as the desk decodes it,
+ * centre-cropped to 224 px, kept as JPEG q85, decoded again and hashed. */
+static uint64_t kept_phash(const uint8_t *bytes, size_t len) {
+    vision_limits lim;
+    vision_limits_defaults(&lim);
+    lim.target_short_side = 224;
+    vision_image img, sq, back;
+    uint8_t *jpeg;
+    size_t jl;
+    uint64_t h = 0;
+    assert_int_equal(vision_decode(bytes, len, &lim, &img, NULL, NULL, NULL), CORE_OK);
+    assert_int_equal(vision_center_square(&img, 224, &sq, NULL), CORE_OK);
+    assert_int_equal(vision_encode_jpeg(&sq, 85, &jpeg, &jl, NULL), CORE_OK);
+    assert_int_equal(vision_decode(jpeg, jl, &lim, &back, NULL, NULL, NULL), CORE_OK);
+    assert_int_equal(vision_phash(&back, &h, NULL), CORE_OK);
+    vision_image_free(&img);
+    vision_image_free(&sq);
+    vision_image_free(&back);
+    free(jpeg);
+    return h;
+}
+
+/* An altered copy of img, as a person could make one: 0 re-encoded at q60,
+ * 1 resized to 60 % (160 px short side at least), 2 cropped by 3 % on
+ * every side, 3 brightened by 25 levels; its kept hash. */
+static uint64_t altered_phash(const vision_image *img, int how) {
+    vision_image t = {0};
+    int q = how == 0 ? 60 : 90;
+    if (how == 1) {
+        int shortest = img->width < img->height ? img->width : img->height;
+        double f = shortest * 0.6 < 160 ? 160.0 / shortest : 0.6;
+        assert_int_equal(vision_resize(img, (int)(img->width * f), (int)(img->height * f), &t, NULL), CORE_OK);
+    } else if (how == 2) {
+        int dx = img->width * 3 / 100, dy = img->height * 3 / 100;
+        t.width = img->width - 2 * dx;
+        t.height = img->height - 2 * dy;
+        t.rgb = malloc((size_t)t.width * (size_t)t.height * 3);
+        for (int y = 0; y < t.height; y++)
+            memcpy(t.rgb + (size_t)y * (size_t)t.width * 3,
+                   img->rgb + ((size_t)(y + dy) * (size_t)img->width + (size_t)dx) * 3, (size_t)t.width * 3);
+    } else {
+        assert_int_equal(vision_resize(img, img->width, img->height, &t, NULL), CORE_OK);
+        for (size_t i = 0; how == 3 && i < (size_t)t.width * (size_t)t.height * 3; i++)
+            t.rgb[i] = (uint8_t)(t.rgb[i] > 230 ? 255 : t.rgb[i] + 25);
+    }
+    uint8_t *jpeg;
+    size_t jl;
+    assert_int_equal(vision_encode_jpeg(&t, q, &jpeg, &jl, NULL), CORE_OK);
+    uint64_t h = kept_phash(jpeg, jl);
+    vision_image_free(&t);
+    free(jpeg);
+    return h;
+}
+
+/* A smooth "lesion" on skin: a dark ellipse at (cx, cy), radii rx, ry. */
+static vision_image lesion(int cx, int cy, int rx, int ry) {
+    vision_image img = {320, 240, malloc(320 * 240 * 3)};
+    for (int y = 0; y < 240; y++)
+        for (int x = 0; x < 320; x++) {
+            double dx = (double)(x - cx) / rx, dy = (double)(y - cy) / ry, d = dx * dx + dy * dy;
+            double k = d < 1 ? 1 - d : 0; /* darkest in the middle */
+            uint8_t *p = img.rgb + ((size_t)y * 320 + (size_t)x) * 3;
+            p[0] = (uint8_t)(215 - 90 * k + (x * 7 + y * 3) % 9);
+            p[1] = (uint8_t)(165 - 100 * k + (x * 5 + y * 11) % 9);
+            p[2] = (uint8_t)(140 - 90 * k);
+        }
+    return img;
+}
+
+#define PHASH_MATCH 10 /* the service's default (share_photo_distance) */
+
+/* Fixed images: the hash is a function of the pixels (the same image hashes
+ * the same), altered copies stay within the threshold, and a different
+ * lesion on the same skin does not. */
+static void test_phash_fixed_images(void **state) {
+    (void)state;
+    vision_image a = lesion(140, 110, 60, 40), b = lesion(220, 150, 30, 70);
+    uint64_t ha = 0, ha2 = 1, hb = 0;
+    assert_int_equal(vision_phash(&a, &ha, NULL), CORE_OK);
+    assert_int_equal(vision_phash(&a, &ha2, NULL), CORE_OK);
+    assert_true(ha == ha2);
+    size_t la, lb;
+    uint8_t *ja = encode_jpeg(&a, &la), *jb = encode_jpeg(&b, &lb);
+    ha = kept_phash(ja, la);
+    hb = kept_phash(jb, lb);
+    for (int how = 0; how < 4; how++) {
+        int d = vision_phash_distance(ha, altered_phash(&a, how));
+        if (d > PHASH_MATCH) fail_msg("altered copy %d is %d bits away", how, d);
+    }
+    int far = vision_phash_distance(ha, hb);
+    if (far <= PHASH_MATCH) fail_msg("a different lesion is only %d bits away", far);
+    assert_int_equal(vision_phash_distance(0, ~(uint64_t)0), 64);
+    vision_image empty = {0};
+    assert_int_equal(vision_phash(&empty, &ha, NULL), CORE_ERR_INVALID);
+    free(ja);
+    free(jb);
+    vision_image_free(&a);
+    vision_image_free(&b);
+}
+
+/* Real photos of one condition (DermNet, acne: the hardest case, photos of
+ * the same kind): every re-encoded, resized and brightened copy matches its
+ * original, nearly every 3 % crop does, and different photos almost never
+ * match each other. The full figures are phash_bench's (docs/SURVEILLANCE.md). */
+static void test_phash_real_photos(void **state) {
+    (void)state;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/data/dermnetnz/Acne_vulgaris", TEST_SHARED_DIR);
+    DIR *d = opendir(dir);
+    if (!d) {
+        fprintf(stderr, "SKIP: %s not found (../shared is absent)\n", dir);
+        skip();
+    }
+    enum { MAX = 60 };
+    uint64_t h[MAX];
+    int n = 0, crop_ok = 0;
+    struct dirent *e;
+    while (n < MAX && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[1200];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        char *data;
+        size_t len;
+        assert_int_equal(core_read_file(path, &data, &len, NULL), CORE_OK);
+        vision_image img;
+        assert_int_equal(vision_decode((uint8_t *)data, len, NULL, &img, NULL, NULL, NULL), CORE_OK);
+        h[n] = kept_phash((uint8_t *)data, len);
+        for (int how = 0; how < 4; how++) {
+            int dist = vision_phash_distance(h[n], altered_phash(&img, how));
+            if (how == 2)
+                crop_ok += dist <= PHASH_MATCH;
+            else if (dist > PHASH_MATCH)
+                fail_msg("%s: altered copy %d is %d bits away", e->d_name, how, dist);
+        }
+        vision_image_free(&img);
+        free(data);
+        n++;
+    }
+    closedir(d);
+    assert_int_equal(n, MAX);
+    int pairs = 0, false_matches = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++, pairs++) false_matches += vision_phash_distance(h[i], h[j]) <= PHASH_MATCH;
+    fprintf(stderr, "phash: %d photos, 3 %% crops matched %d, %d false matches in %d pairs\n", n, crop_ok,
+            false_matches, pairs);
+    assert_true(crop_ok * 10 >= n * 9);        /* ≥ 90 % of 3 % crops (94 % over 297 photos) */
+    assert_true(false_matches * 200 <= pairs); /* ≤ 0.5 % (0.014 % over 43,956 pairs) */
+}
+
 /* Regression (found by fuzz_vision): a 793-byte HEIC whose one grid tile
  * declares 9768x8216 in its coded parameters although the image says
  * 40x152. Before the side limit libde265 allocated ~240 MB for it. */
@@ -570,6 +721,8 @@ static void test_heic_self_grid(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sniff),
+        cmocka_unit_test(test_phash_fixed_images),
+        cmocka_unit_test(test_phash_real_photos),
         cmocka_unit_test(test_jpeg_roundtrip_and_scaled_decode),
         cmocka_unit_test(test_exif_orientation_applied_and_gps_dropped),
         cmocka_unit_test(test_png_webp_heic),
