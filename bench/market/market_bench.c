@@ -76,10 +76,11 @@ static size_t fill(store *st, const char *id, size_t participants) {
     sqlite3 *db = store_acquire(st);
     exec(db, "BEGIN");
     sqlite3_stmt *u, *p, *r;
-    if (sqlite3_prepare_v2(db,
-                           "INSERT INTO users (id, username, role, created_at, pw_salt, pw_ops, pw_mem, pw_verifier, "
-                           "dk_pw, rc_salt, dk_rc) VALUES (?1, ?2, 'person', 0, x'00', 1, 1, x'00', x'00', x'00', x'00')",
-                           -1, &u, NULL) ||
+    if (sqlite3_prepare_v2(
+            db,
+            "INSERT INTO users (id, username, role, created_at, pw_salt, pw_ops, pw_mem, pw_verifier, "
+            "dk_pw, rc_salt, dk_rc) VALUES (?1, ?2, 'person', 0, x'00', 1, 1, x'00', x'00', x'00', x'00')",
+            -1, &u, NULL) ||
         sqlite3_prepare_v2(db,
                            "INSERT INTO market_participation (owner, request_id, amount, paid_at, grant_txid, sealed) "
                            "VALUES (?1, ?2, 1, 0, ?3, x'00')",
@@ -173,8 +174,13 @@ int main(int argc, char **argv) {
     if (ledger_sign_submit(led, &reg, lo.admin_sk, &rec, &err)) die("register", &err);
     snprintf(path, sizeof path, "%s/caresync.db", dir);
     if (store_open(path, 2, &st, &err)) die("store", &err);
-    market_options mo = {.st = st, .led = led, .regs = regs, .conditions = codes, .n_conditions = 12,
-                         .node_sk = lo.node_sk, .daily_cap = 1000};
+    market_options mo = {.st = st,
+                         .led = led,
+                         .regs = regs,
+                         .conditions = codes,
+                         .n_conditions = 12,
+                         .node_sk = lo.node_sk,
+                         .daily_cap = 1000};
     if (market_open(&mo, &m, &err)) die("market", &err);
     if (market_credit(m, org, (int64_t)participants, "BENCH-1", rec.txid, NULL, &err)) die("credit", &err);
     json_t *in = json_pack("{s:s, s:s, s:s, s:[s,s], s:i, s:I, s:s}", "title", "bench", "purpose_text", "bench",

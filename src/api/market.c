@@ -290,9 +290,10 @@ void api_org_request_dataset(http_request *rq, void *ctx) {
     snprintf(gen, sizeof gen, "in=%zu, delivered=%zu, held_back=%zu", s->rows_in, s->delivered, s->held_back);
     http_add_header(rq, "X-Rows", gen);
     /* The steps in anon.h's order, named as in the JSON summary. */
-    snprintf(gen, sizeof gen, "region_to_country=%zu, week_to_month=%zu, age_to_10_years=%zu, age_to_20_years=%zu, "
-             "sex_to_unspecified=%zu", s->generalised[0], s->generalised[1], s->generalised[2], s->generalised[3],
-             s->generalised[4]);
+    snprintf(gen, sizeof gen,
+             "region_to_country=%zu, week_to_month=%zu, age_to_10_years=%zu, age_to_20_years=%zu, "
+             "sex_to_unspecified=%zu",
+             s->generalised[0], s->generalised[1], s->generalised[2], s->generalised[3], s->generalised[4]);
     http_add_header(rq, "X-Rows-Generalised", gen);
     anon_delivery_free(d);
     http_add_header(rq, "Content-Disposition", "attachment; filename=\"dataset.csv\"");

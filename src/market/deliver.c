@@ -184,13 +184,11 @@ static core_status read_snapshot(market *m, const char *id, snapshot *s, core_er
 }
 
 /* The receipt of an earlier delivery of the same bytes, if any. */
-static core_status find_receipt(sqlite3 *db, const char *id, market_delivery_receipt *r, bool *found,
-                                core_error *err) {
+static core_status find_receipt(sqlite3 *db, const char *id, market_delivery_receipt *r, bool *found, core_error *err) {
     sqlite3_stmt *st = NULL;
     *found = false;
-    core_status rc =
-        store_prepare(db, "SELECT txid, created_at FROM market_deliveries WHERE request_id = ?1 AND sha256 = ?2", &st,
-                      err);
+    core_status rc = store_prepare(
+        db, "SELECT txid, created_at FROM market_deliveries WHERE request_id = ?1 AND sha256 = ?2", &st, err);
     if (!rc) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 2, r->sha256, LEDGER_HASH, SQLITE_STATIC);
@@ -207,8 +205,8 @@ static core_status find_receipt(sqlite3 *db, const char *id, market_delivery_rec
 }
 
 /* The delivery and who took part in it, one transaction. */
-static core_status store_delivery(sqlite3 *db, const char *id, const market_delivery_receipt *r, const anon_stats *stats,
-                                  const snapshot *s, core_error *err) {
+static core_status store_delivery(sqlite3 *db, const char *id, const market_delivery_receipt *r,
+                                  const anon_stats *stats, const snapshot *s, core_error *err) {
     core_status rc = store_begin(db, err);
     if (rc) return rc;
     sqlite3_stmt *st = NULL;
@@ -339,11 +337,11 @@ static core_status deliveries_of(sqlite3 *db, int64_t owner, const char *id, jso
         sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
         int step;
         while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-            json_t *o = sqlite3_column_bytes(st, 0) == LEDGER_HASH && sqlite3_column_bytes(st, 1) == LEDGER_HASH
-                            ? json_pack("{s:o, s:o, s:o}", "txid", hexj(sqlite3_column_blob(st, 0), LEDGER_HASH),
-                                        "sha256", hexj(sqlite3_column_blob(st, 1), LEDGER_HASH), "at",
-                                        timej(sqlite3_column_int64(st, 2)))
-                            : NULL;
+            json_t *o =
+                sqlite3_column_bytes(st, 0) == LEDGER_HASH && sqlite3_column_bytes(st, 1) == LEDGER_HASH
+                    ? json_pack("{s:o, s:o, s:o}", "txid", hexj(sqlite3_column_blob(st, 0), LEDGER_HASH), "sha256",
+                                hexj(sqlite3_column_blob(st, 1), LEDGER_HASH), "at", timej(sqlite3_column_int64(st, 2)))
+                    : NULL;
             if (!o || json_array_append_new(a, o)) rc = nomem(err);
         }
         if (!rc && step != SQLITE_DONE) rc = store_error(db, err);
@@ -382,13 +380,12 @@ core_status market_participations(market *m, int64_t owner, json_t **out, core_e
                 break;
             }
             /* json_pack takes dl ("o") whether or not it succeeds. */
-            json_t *o = json_pack("{s:s, s:s, s:{s:o, s:s}, s:I, s:o, s:o, s:o}", "request", id, "title",
-                                        (const char *)sqlite3_column_text(st, 1), "organisation", "key",
-                                        hexj(sqlite3_column_blob(st, 3), LEDGER_KEY), "name",
-                                        (const char *)sqlite3_column_text(st, 2), "paid",
-                                        (json_int_t)sqlite3_column_int64(st, 4), "paid_at",
-                                        timej(sqlite3_column_int64(st, 5)), "grant_txid",
-                                        hexj(sqlite3_column_blob(st, 7), LEDGER_HASH), "deliveries", dl);
+            json_t *o = json_pack(
+                "{s:s, s:s, s:{s:o, s:s}, s:I, s:o, s:o, s:o}", "request", id, "title",
+                (const char *)sqlite3_column_text(st, 1), "organisation", "key",
+                hexj(sqlite3_column_blob(st, 3), LEDGER_KEY), "name", (const char *)sqlite3_column_text(st, 2), "paid",
+                (json_int_t)sqlite3_column_int64(st, 4), "paid_at", timej(sqlite3_column_int64(st, 5)), "grant_txid",
+                hexj(sqlite3_column_blob(st, 7), LEDGER_HASH), "deliveries", dl);
             if (o && sqlite3_column_type(st, 6) != SQLITE_NULL &&
                 json_object_set_new(o, "withdrawn_at", timej(sqlite3_column_int64(st, 6)))) {
                 json_decref(o);
