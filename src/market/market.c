@@ -1349,7 +1349,7 @@ core_status market_forget_person(market *m, int64_t owner, const uint8_t data_ke
 
 core_status market_rows_for_request(market *m, const char *id, json_t **rows, core_error *err) {
     *rows = NULL;
-    req_row r;
+    req_row r = {0}; /* gcc -O3 (make bench) cannot see req_load fill it before req_free */
     core_status rc = req_load(m, id, &r, err);
     if (rc) return rc;
     req_free(&r);
