@@ -55,6 +55,7 @@ bench:
 	./build-bench/tfjs_bench
 	./build-bench/surveil_bench
 	./build-bench/anon_bench
+	./build-bench/market_bench
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(GCC_TEST_BUILD) build-bench

@@ -79,6 +79,8 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "POST", "/api/admin/market/requests/{id}/approve", api_admin_market_approve);
     ok &= http_router_add(r, "GET", "/api/market/requests", api_market_list);
     ok &= http_router_add(r, "POST", "/api/market/requests/{id}/accept", api_market_accept);
+    ok &= http_router_add(r, "GET", "/api/v1/requests/{id}/dataset", api_org_request_dataset);
+    ok &= http_router_add(r, "GET", "/api/market/participations", api_market_participations);
     return ok;
 }
 

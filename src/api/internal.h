@@ -114,5 +114,7 @@ void api_admin_market_list(http_request *rq, void *ctx);
 void api_admin_market_approve(http_request *rq, void *ctx);
 void api_market_list(http_request *rq, void *ctx);
 void api_market_accept(http_request *rq, void *ctx);
+void api_org_request_dataset(http_request *rq, void *ctx);
+void api_market_participations(http_request *rq, void *ctx);
 
 #endif

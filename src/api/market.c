@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "anon/anon.h"
 #include "api/internal.h"
 #include "crypto/crypto.h"
 #include "market/market.h"
@@ -225,5 +226,93 @@ void api_market_accept(http_request *rq, void *ctx) {
     }
     json_decref(profile);
     json_decref(entries);
+    accounts_session_wipe(&sess);
+}
+
+/* ---- delivery ---- */
+
+/* GET /api/v1/requests/{id}/dataset?format=csv|json: the request's current
+ * rows made k-anonymous (k = the server's small-cell k, the surveillance's),
+ * recorded as a ledger release of the CSV's SHA-256. CSV carries the counts
+ * in headers; JSON carries them in its summary, with the dictionary and
+ * the receipt. */
+void api_org_request_dataset(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    uint8_t org[32];
+    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
+    const char *format = http_query(rq, "format");
+    if (!format) format = "csv";
+    if (strcmp(format, "csv") && strcmp(format, "json")) {
+        http_respond_error(rq, 422, "validation_failed", "format", "format is csv or json");
+        return;
+    }
+    anon_delivery *d = NULL;
+    market_delivery_receipt rec;
+    core_error err = {0};
+    if (market_deliver(c->market, org, http_param(rq, "id"), c->cfg->surveil_k, &d, &rec, &err)) {
+        market_fail(rq, &err);
+        return;
+    }
+    const anon_stats *s = anon_delivery_stats(d);
+    char at[32], num[32];
+    core_format_time(rec.at, at);
+    if (!strcmp(format, "json")) {
+        json_t *doc = NULL;
+        if (anon_delivery_json(d, &doc, &err) ||
+            json_object_set_new(doc, "receipt",
+                                json_pack("{s:o, s:s, s:b, s:i}", "txid", api_hex(rec.txid, 32), "at", at, "repeat",
+                                          rec.repeat, "contributors", (int)s->contributors_in))) {
+            json_decref(doc);
+            anon_delivery_free(d);
+            http_respond_error(rq, 500, "internal", NULL, "out of memory");
+            return;
+        }
+        anon_delivery_free(d);
+        http_respond_json(rq, 200, doc);
+        return;
+    }
+    char *csv = NULL, hex[65], gen[160];
+    size_t len = 0;
+    if (anon_delivery_csv(d, &csv, &len, &err)) {
+        anon_delivery_free(d);
+        http_respond_error(rq, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    cs_crypto_hex(rec.sha256, 32, hex);
+    http_add_header(rq, "X-Dataset-SHA256", hex);
+    cs_crypto_hex(rec.txid, 32, hex);
+    http_add_header(rq, "X-Ledger-Txid", hex);
+    http_add_header(rq, "X-Delivered-At", at);
+    http_add_header(rq, "X-Repeat", rec.repeat ? "true" : "false");
+    snprintf(num, sizeof num, "%d", s->k);
+    http_add_header(rq, "X-K", num);
+    /* Eight extra headers at most (http): the counts share one. */
+    snprintf(gen, sizeof gen, "in=%zu, delivered=%zu, held_back=%zu", s->rows_in, s->delivered, s->held_back);
+    http_add_header(rq, "X-Rows", gen);
+    /* The steps in anon.h's order, named as in the JSON summary. */
+    snprintf(gen, sizeof gen,
+             "region_to_country=%zu, week_to_month=%zu, age_to_10_years=%zu, age_to_20_years=%zu, "
+             "sex_to_unspecified=%zu",
+             s->generalised[0], s->generalised[1], s->generalised[2], s->generalised[3], s->generalised[4]);
+    http_add_header(rq, "X-Rows-Generalised", gen);
+    anon_delivery_free(d);
+    http_add_header(rq, "Content-Disposition", "attachment; filename=\"dataset.csv\"");
+    http_respond_bytes_owned(rq, 200, "text/csv; charset=utf-8", (uint8_t *)csv, len);
+}
+
+/* GET /api/market/participations: the person's participations, each with
+ * the deliveries made while their rows were in the request. */
+void api_market_participations(http_request *rq, void *ctx) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!need_market(rq, c) || !api_session(rq, c, &sess, false)) return;
+    json_t *out = NULL;
+    core_error err = {0};
+    if (api_require_person(rq, &sess)) {
+        if (market_participations(c->market, sess.user_id, &out, &err))
+            market_fail(rq, &err);
+        else
+            http_respond_json(rq, 200, out);
+    }
     accounts_session_wipe(&sess);
 }

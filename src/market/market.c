@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "crypto/crypto.h"
+#include "market/internal.h"
 
 #ifdef CARESYNC_CRASH_POINTS
 #include <signal.h>
@@ -38,13 +39,6 @@ static void market_crash_point(const char *name) {
 #define MARKET_CRASH_POINT(name) ((void)0)
 #endif
 
-struct market {
-    market_options opt;
-    char (*codes)[32];
-    const char **code_ptrs;
-    uint8_t row_key[32]; /* seals an acceptance's rows inside its intent */
-};
-
 static int64_t now_of(const market *m) { return m->opt.now ? m->opt.now() : core_now(); }
 
 core_status market_open(const market_options *opt, market **out, core_error *err) {
@@ -54,6 +48,7 @@ core_status market_open(const market_options *opt, market **out, core_error *err
     market *m = calloc(1, sizeof *m);
     if (!m) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     m->opt = *opt;
+    pthread_mutex_init(&m->delivery, NULL);
     size_t n = opt->n_conditions;
     m->codes = calloc(n ? n : 1, sizeof *m->codes);
     m->code_ptrs = calloc(n ? n : 1, sizeof *m->code_ptrs);
@@ -74,6 +69,7 @@ core_status market_open(const market_options *opt, market **out, core_error *err
 void market_close(market *m) {
     if (!m) return;
     cs_crypto_wipe(m->row_key, sizeof m->row_key);
+    pthread_mutex_destroy(&m->delivery);
     free(m->codes);
     free(m->code_ptrs);
     free(m);
@@ -988,7 +984,14 @@ static core_status finish_accept(market *m, const intent_row *in, int64_t amount
     }
     sqlite3_finalize(st);
     st = NULL;
-    if (!rc) rc = store_prepare(db, "INSERT INTO market_rows (tag, request_id, row) VALUES (?1, ?2, ?3)", &st, err);
+    /* One random contributor id for this acceptance's rows: delivery counts
+     * people with it (k-anonymity). Drawn here, not in the intent: the
+     * intent is gone in this same transaction, so it is drawn once. */
+    uint8_t contributor[MARKET_TAG_BYTES];
+    cs_crypto_random(contributor, sizeof contributor);
+    if (!rc)
+        rc = store_prepare(db, "INSERT INTO market_rows (tag, request_id, row, contributor) VALUES (?1, ?2, ?3, ?4)",
+                           &st, err);
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row) {
@@ -1006,6 +1009,7 @@ static core_status finish_accept(market *m, const intent_row *in, int64_t amount
             sqlite3_bind_blob(st, 1, tag, sizeof tag, SQLITE_STATIC);
             sqlite3_bind_text(st, 2, in->id, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(st, 4, contributor, sizeof contributor, SQLITE_STATIC);
             if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
             sqlite3_reset(st);
         }
@@ -1400,7 +1404,7 @@ core_status market_forget_person(market *m, int64_t owner, const uint8_t data_ke
 
 core_status market_rows_for_request(market *m, const char *id, json_t **rows, core_error *err) {
     *rows = NULL;
-    req_row r;
+    req_row r = {0}; /* gcc -O3 (make bench) cannot see req_load fill it before req_free */
     core_status rc = req_load(m, id, &r, err);
     if (rc) return rc;
     req_free(&r);

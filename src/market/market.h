@@ -197,4 +197,45 @@ core_status market_forget_person(market *m, int64_t owner, const uint8_t data_ke
  * No person id is stored with them. NOT_FOUND for an unknown request. */
 core_status market_rows_for_request(market *m, const char *id, json_t **rows, core_error *err);
 
+/* ---- delivery (deliver.c) ----
+ *
+ * The organisation's dataset: the request's current rows (withdrawn ones
+ * are gone) made k-anonymous by anon_deliver, counting people. Each
+ * acceptance's rows share a random contributor id (market_rows), turned for
+ * each delivery into a 64-bit pseudonym (SHA-256 under a fresh random salt)
+ * that is used only for counting and never leaves; a pseudonym collision
+ * can only merge two people, which makes the check stricter, not looser.
+ * The stored rows become anon rows field by field: codes as stored, the
+ * ISO week (a row without a date — demographics, an entry without one —
+ * takes the week the request was posted: the same for every row, so it
+ * says nothing about the person), the 5-year band (95-99 and 100+ become
+ * anon's 90+), sex (intersex → other), region → its first-level ISO 3166-2
+ * subdivision.
+ *
+ * Each new dataset is a ledger release (org = the request's organisation,
+ * query = the CSV's SHA-256, k_min = k, cells = rows delivered), signed by
+ * the node key; the same bytes again (same request, same hash) return the
+ * first receipt and write nothing. The people whose participation stood
+ * when the rows were read are noted for their own list
+ * (market_participations). */
+typedef struct {
+    uint8_t sha256[LEDGER_HASH];
+    uint8_t txid[LEDGER_HASH];
+    int64_t at;  /* when the release was first recorded */
+    bool repeat; /* the same dataset was delivered before: nothing written */
+} market_delivery_receipt;
+
+struct anon_delivery;
+/* The dataset of request id for org (another organisation's is NOT_FOUND;
+ * a pending or withdrawn-before-funding request has no rows and gives an
+ * empty dataset). k >= 1. *out (anon_delivery_free) and *receipt on
+ * success. */
+core_status market_deliver(market *m, const uint8_t org[LEDGER_KEY], const char *id, int k, struct anon_delivery **out,
+                           market_delivery_receipt *receipt, core_error *err);
+/* The person's participations, newest first: {participations: [{request,
+ * title, organisation, paid, paid_at, withdrawn_at?, grant_txid,
+ * deliveries: [{txid, sha256, at}]}]}, deliveries being those made while
+ * their rows were in the request. */
+core_status market_participations(market *m, int64_t owner, json_t **out, core_error *err);
+
 #endif

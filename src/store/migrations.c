@@ -271,6 +271,28 @@ static const char *const migrations[] = {
     "CREATE TABLE share_vaults ("
     "  owner INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,"
     "  sealed BLOB NOT NULL);",
+    /* 15: delivery (market/deliver.c). contributor: a random id per
+     * acceptance shared by that acceptance's rows, so the k-anonymity step
+     * counts people, not rows; it names no person (rows stored before have
+     * none and are counted as one person: never more people than there
+     * are). A delivery is a ledger release of the dataset's SHA-256, kept
+     * once per (request, hash): the same bytes again get the same receipt.
+     * Who had rows in a delivery's input (the participations not withdrawn
+     * when it was made) is kept for their own list, never rows or tags. */
+    "ALTER TABLE market_rows ADD COLUMN contributor BLOB;"
+    "CREATE TABLE market_deliveries ("
+    "  request_id TEXT NOT NULL REFERENCES market_requests(id),"
+    "  sha256 BLOB NOT NULL,"
+    "  txid BLOB NOT NULL,"
+    "  delivered INTEGER NOT NULL,"
+    "  held_back INTEGER NOT NULL,"
+    "  created_at INTEGER NOT NULL,"
+    "  PRIMARY KEY (request_id, sha256)) WITHOUT ROWID;"
+    "CREATE TABLE market_delivery_people ("
+    "  owner INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  request_id TEXT NOT NULL,"
+    "  sha256 BLOB NOT NULL,"
+    "  PRIMARY KEY (owner, request_id, sha256)) WITHOUT ROWID;",
 };
 
 static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};

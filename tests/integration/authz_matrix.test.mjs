@@ -206,6 +206,9 @@ const MATRIX = [
   { method: 'POST', path: `/api/market/requests/${NO_CASE}/accept`, expect: personOnly(404), body: () => ({}) },
   { method: 'GET', path: '/api/v1/requests', expect: everyone(401) },
   { method: 'GET', path: `/api/v1/requests/${NO_CASE}`, expect: everyone(401) },
+  { method: 'GET', path: `/api/v1/requests/${NO_CASE}/dataset?format=csv`, expect: everyone(401) },
+  { method: 'GET', path: '/api/market/participations', expect: personOnly(200),
+    check: (r) => Array.isArray(r.json.participations) },
   { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
@@ -541,6 +544,8 @@ test('data-request endpoints: organisation token × another organisation × pers
       { other_org: 404, bad_token: 401, person: 401, analyst: 401, admin: 401, org: 200 }],
     ['POST', '/api/v1/requests', body,
       { other_org: 409, bad_token: 401, person: 401, analyst: 401, admin: 401, org: 201 }],
+    ['GET', `/api/v1/requests/${id}/dataset?format=json`, undefined,
+      { other_org: 404, bad_token: 401, person: 401, analyst: 401, admin: 401, org: 200 }],
     ['POST', `/api/v1/requests/${id}/withdraw`, {},
       { other_org: 404, bad_token: 401, person: 401, analyst: 401, admin: 401, org: 200 }],
   ];

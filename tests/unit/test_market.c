@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "anon/anon.h"
 #include "crypto/crypto.h"
 #include "ledger/ledger.h"
 #include "market/market.h"
@@ -455,6 +456,116 @@ static void test_sweep_closes_at_closing_time(void **state) {
     assert_verifies(f);
 }
 
+/* ---- delivery (deliver.c) ---- */
+
+static void put_row(store *st, const char *id, const char *row, const uint8_t *contributor) {
+    sqlite3 *db = store_acquire(st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "INSERT INTO market_rows (tag, request_id, row, contributor) VALUES (?1, ?2, ?3, ?4)",
+                           -1, &q, NULL),
+        SQLITE_OK);
+    uint8_t tag[16];
+    cs_crypto_random(tag, sizeof tag);
+    sqlite3_bind_blob(q, 1, tag, 16, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 3, row, -1, SQLITE_TRANSIENT);
+    if (contributor) sqlite3_bind_blob(q, 4, contributor, 16, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    store_release(st, db);
+}
+
+/* k counts people: one acceptance's rows share a contributor id; rows
+ * stored before contributor ids existed count as one person together (never
+ * more people than there are). The release carries the CSV's hash; the same
+ * bytes again get the same receipt; another organisation gets NOT_FOUND. */
+static void test_deliver_counts_people(void **state) {
+    fixture *f = *state;
+    char dbpath[320];
+    snprintf(dbpath, sizeof dbpath, "%s/caresync.db", f->dir);
+    store *st = NULL;
+    core_error err = {0};
+    assert_int_equal(store_open(dbpath, 2, &st, &err), CORE_OK);
+    market *m = NULL;
+    market_options o = {.st = st,
+                        .led = f->l,
+                        .conditions = CODES_FOR_MODULE,
+                        .n_conditions = 3,
+                        .node_sk = f->node.sk,
+                        .daily_cap = 100};
+    assert_int_equal(market_open(&o, &m, &err), CORE_OK);
+    assert_int_equal(credit(f, &f->org, 100, "INV-D"), CORE_OK);
+    json_t *in =
+        json_pack("{s:s, s:s, s:s, s:[s], s:i, s:i, s:s}", "title", "t", "purpose_text", "p", "purpose", "research",
+                  "categories", "conditions", "price", 5, "max_participants", 4, "closes", "2099-01-01T00:00:00Z");
+    json_t *out = NULL;
+    assert_int_equal(market_request_create(m, f->org.pk, in, &out, &err), CORE_OK);
+    char id[MARKET_ID_TEXT];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    json_decref(in);
+    const char *row = "{\"age_band\":\"40-44\",\"category\":\"conditions\",\"code\":\"fungal\",\"region\":\"NZ-AUK\","
+                      "\"sex\":\"female\",\"week\":\"2026-W07\"}";
+    uint8_t a[16], b[16];
+    memset(a, 'a', sizeof a);
+    memset(b, 'b', sizeof b);
+    put_row(st, id, row, a);
+    put_row(st, id, row, a); /* A's second row: the same person */
+    put_row(st, id, row, b);
+    put_row(st, id, row, NULL); /* two rows from before contributor ids */
+    put_row(st, id, row, NULL);
+    anon_delivery *d = NULL;
+    market_delivery_receipt r1, r2;
+    /* A, B and the old rows: 3 people. Counting rows (5) or old rows one
+     * each (4) would deliver at k = 4. */
+    assert_int_equal(market_deliver(m, f->org.pk, id, 4, &d, &r1, &err), CORE_OK);
+    assert_int_equal(anon_delivery_stats(d)->rows_in, 5);
+    assert_int_equal(anon_delivery_stats(d)->contributors_in, 3);
+    assert_int_equal(anon_delivery_stats(d)->held_back, 5);
+    assert_false(r1.repeat);
+    anon_delivery_free(d);
+    /* At k = 3 all five are delivered as shared; the release holds the CSV's hash. */
+    assert_int_equal(market_deliver(m, f->org.pk, id, 3, &d, &r1, &err), CORE_OK);
+    assert_int_equal(anon_delivery_stats(d)->delivered, 5);
+    assert_string_equal(anon_delivery_row(d, 0)->region, "NZ-AUK");
+    char *csv = NULL;
+    size_t len = 0;
+    uint8_t h[32];
+    assert_int_equal(anon_delivery_csv(d, &csv, &len, &err), CORE_OK);
+    cs_crypto_sha256(h, csv, len);
+    assert_memory_equal(h, r1.sha256, 32);
+    uint8_t *buf = NULL;
+    size_t blen = 0;
+    uint64_t seq, height;
+    assert_int_equal(ledger_get_tx(f->l, r1.txid, &buf, &blen, &seq, &height, &err), CORE_OK);
+    ledger_tx tx;
+    assert_int_equal(ledger_tx_decode(buf, blen, &tx, &err), CORE_OK);
+    assert_int_equal(tx.kind, LEDGER_TX_RELEASE);
+    assert_memory_equal(tx.u.release.query, h, 32);
+    assert_memory_equal(tx.u.release.org, f->org.pk, 32);
+    assert_int_equal(tx.u.release.k_min, 3);
+    assert_int_equal(tx.u.release.cells, 5);
+    free(buf);
+    free(csv);
+    anon_delivery_free(d);
+    /* Again: the same bytes, the same receipt. */
+    assert_int_equal(market_deliver(m, f->org.pk, id, 3, &d, &r2, &err), CORE_OK);
+    assert_true(r2.repeat);
+    assert_memory_equal(r2.txid, r1.txid, 32);
+    anon_delivery_free(d);
+    /* Another organisation's request, an unknown one, a bad stored row. */
+    assert_int_equal(market_deliver(m, f->other_org.pk, id, 3, &d, &r2, &err), CORE_ERR_NOT_FOUND);
+    assert_null(d);
+    assert_int_equal(market_deliver(m, f->org.pk, "nope", 3, &d, &r2, &err), CORE_ERR_NOT_FOUND);
+    put_row(st, id, "{\"category\":\"conditions\",\"code\":\"x y\",\"week\":\"2026-W07\"}", b);
+    assert_int_equal(market_deliver(m, f->org.pk, id, 3, &d, &r2, &err), CORE_ERR_STORAGE);
+    assert_null(d);
+    market_close(m);
+    store_close(st);
+    assert_verifies(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_credit_rules, setup, teardown),
@@ -464,6 +575,7 @@ int main(void) {
         cmocka_unit_test(test_iso_week_and_bands),
         cmocka_unit_test(test_matching_and_rows),
         cmocka_unit_test_setup_teardown(test_sweep_closes_at_closing_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deliver_counts_people, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
