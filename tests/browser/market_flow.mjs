@@ -20,9 +20,10 @@
 // places left stay as they were. The accepting person withdraws: the
 // consent is revoked on the ledger, the participation says withdrawn and the
 // payment stays. Page errors, CSP violations, 5xx and unexpected 4xx fail it.
-// TODO (issue 14, delivery): once GET /api/v1/requests/{id}/dataset is on
-// main, the organisation downloads before the withdrawal, and the next
-// download after it is smaller.
+// The organisation downloads its dataset (token API) before the withdrawal
+// and again after it: the second is smaller, each a ledger release of its
+// hash. The server runs with --small-cell-k 1 so one participant's rows are
+// delivered at all (k-anonymity itself is market_delivery's test).
 // Exit codes: 0 pass, 1 fail, 2 usage, 77 skip (no chromium or playwright-core).
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -124,7 +125,7 @@ const timer = setTimeout(() => {
   process.exit(1);
 }, TOTAL_TIMEOUT_MS);
 try {
-  server = await startServer(dataDir, { bin: BIN, webDir: WEB_DIR, artifacts: ARTIFACTS, args: ['--market-daily-cap', String(CAP)] });
+  server = await startServer(dataDir, { bin: BIN, webDir: WEB_DIR, artifacts: ARTIFACTS, args: ['--market-daily-cap', String(CAP), '--small-cell-k', '1'] });
   const { base } = server;
   createUser(dataDir, 'mf-admin', 'admin');
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
@@ -288,6 +289,11 @@ try {
   check(await capped.locator('.accept-button').isDisabled(), 'accepting is off while the cap applies');
   check(/earned 10 tokens/.test(await ann.textContent('#cap-status')), 'today\'s earnings are shown');
 
+  // The organisation downloads: Ann's rows are in it.
+  const ds1 = await orgCall(base, token, 'GET', `/api/v1/requests/${posted.id}/dataset?format=json`);
+  check(ds1.rows.length > 0 && ds1.summary.delivered === ds1.rows.length, `the dataset holds Ann's rows: ${JSON.stringify(ds1.summary)}`);
+  check(/^[0-9a-f]{64}$/.test(ds1.receipt.txid || ''), `a ledger release for the delivery: ${JSON.stringify(ds1.receipt)}`);
+
   // Ann withdraws: the consent is revoked on the ledger; the payment stays.
   const grant = (await ok(ann, 'GET', '/api/market/requests')).participations[0].grant_txid;
   await took.locator('.withdraw-button').click();
@@ -304,7 +310,11 @@ try {
   checkEqual(await ann.locator(`#took-list li[data-request="${posted.id}"] .withdraw-button`).count(), 0, 'no second withdrawal');
   await snap(ann, 'person-withdrawn');
   watch.assertClean('withdraw');
-  log('credit, approve, preview, accept + paid, decline, daily cap, withdraw: ok');
+  // The next download lacks her rows, and is a release of its own.
+  const ds2 = await orgCall(base, token, 'GET', `/api/v1/requests/${posted.id}/dataset?format=json`);
+  check(ds2.rows.length < ds1.rows.length, `the next download is smaller: ${ds1.rows.length} → ${ds2.rows.length}`);
+  check(ds2.receipt.txid !== ds1.receipt.txid, 'a new release for the smaller dataset');
+  log('credit, approve, preview, accept + paid, decline, daily cap, download, withdraw, smaller download: ok');
 } catch (err) {
   failed = true;
   console.error(`FAIL: ${err.stack || err.message}`);
