@@ -6,7 +6,7 @@ import { $, el } from './dom.js';
 import { startPage } from './layout.js';
 import { clearErrors, showOk, submitting, validate, value } from './forms.js';
 import {
-  confirmInline, dateFromIso, purposeLabel, scopeText, shortHex, tokens, txLink,
+  confirmAndHold, dateFromIso, purposeLabel, scopeText, shortHex, tokens, txLink,
 } from './ledger-ui.js';
 
 const user = await startPage({ auth: 'required' });
@@ -77,7 +77,7 @@ function requestItem(r) {
 
 async function approveRequest(r, actions, total) {
   listMessage.textContent = '';
-  const yes = await confirmInline(actions, {
+  const button = await confirmAndHold(actions, {
     question: `Approve “${r.title}”? ${tokens(total)} move from ${r.organisation.name}’s balance into an escrow on the `
       + 'ledger, and people whose record matches start to see the request.',
     yes: 'Yes, approve and fund',
@@ -85,12 +85,7 @@ async function approveRequest(r, actions, total) {
     label: `Confirm approving “${r.title}”`,
     danger: false,
   });
-  const button = actions.querySelector('button');
-  if (!yes) {
-    button.focus();
-    return;
-  }
-  button.disabled = true;
+  if (!button) return;
   try {
     const done = await api('POST', `/api/admin/market/requests/${encodeURIComponent(r.id)}/approve`, {});
     await load();

@@ -6,7 +6,7 @@ import { $, el } from './dom.js';
 import { showStaffNotice, startPage } from './layout.js';
 import { clearErrors, showError, submitting, validate, value } from './forms.js';
 import {
-  STATUS_LABEL, blockLink, confirmInline, dateFromIso, purposeLabel, receiptNote, scopeText, shortHex, tokens,
+  STATUS_LABEL, blockLink, confirmAndHold, dateFromIso, purposeLabel, receiptNote, scopeText, shortHex, tokens,
 } from './ledger-ui.js';
 
 const user = await startPage({ auth: 'required' });
@@ -55,7 +55,7 @@ const TRAINING = 'model_training';
 async function revoke(c, actions) {
   const title = scopeText(c.scope);
   clearMessages();
-  const yes = await confirmInline(actions, {
+  const button = await confirmAndHold(actions, {
     question: c.purpose === TRAINING
       ? 'Stop helping to train the model? The photos and labels kept from your reviews will be deleted.'
       : 'Stop sharing this data? Nothing more will be used from now on.',
@@ -63,12 +63,7 @@ async function revoke(c, actions) {
     no: 'Keep sharing',
     label: `Confirm revoking the consent for ${title}`,
   });
-  const button = actions.querySelector('button');
-  if (!yes) {
-    button.focus();
-    return;
-  }
-  button.disabled = true;
+  if (!button) return;
   try {
     const data = await api('POST', `/api/consents/${encodeURIComponent(c.id)}/revoke`);
     await load();

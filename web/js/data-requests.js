@@ -13,7 +13,7 @@ import { api } from './api.js';
 import { $, el } from './dom.js';
 import { showStaffNotice, startPage } from './layout.js';
 import {
-  confirmInline, dateFromIso, purposeLabel, receiptNote, scopeText, shortHex, tokens, txLink,
+  confirmAndHold, dateFromIso, purposeLabel, receiptNote, scopeText, shortHex, tokens, txLink,
 } from './ledger-ui.js';
 
 const user = await startPage({ auth: 'required' });
@@ -146,7 +146,7 @@ function requestItem(r, declined) {
 async function accept(r, actions) {
   say(pageMessage, '');
   const n = Array.isArray(r.preview) ? r.preview.length : 0;
-  const yes = await confirmInline(actions, {
+  const button = await confirmAndHold(actions, {
     question: `Share the ${n} ${n === 1 ? 'row' : 'rows'} above with ${r.organisation.name}? A consent to them goes on `
       + 'the public ledger under your wallet, without your name, and you are paid '
       + `${tokens(r.price)} from the tokens they set aside. You can withdraw later.`,
@@ -154,13 +154,8 @@ async function accept(r, actions) {
     no: 'Not now',
     label: `Confirm accepting “${r.title}”`,
     danger: false,
-  });
-  const button = actions.querySelector('.accept-button');
-  if (!yes) {
-    button.focus();
-    return;
-  }
-  button.disabled = true;
+  }, '.accept-button');
+  if (!button) return;
   try {
     const done = await api('POST', `/api/market/requests/${encodeURIComponent(r.id)}/accept`, {});
     await load();
@@ -221,7 +216,7 @@ function tookItem(t) {
 
 async function withdraw(t, actions) {
   say(tookMessage, '');
-  const yes = await confirmInline(actions, {
+  const button = await confirmAndHold(actions, {
     question: `Withdraw from “${t.title}”? Your consent is revoked on the ledger and your rows are removed from every `
       + `later delivery to ${t.organisation.name} (a delivery already made cannot be called back). `
       + `The ${tokens(t.paid)} you were paid stay yours.`,
@@ -229,12 +224,7 @@ async function withdraw(t, actions) {
     no: 'Keep sharing',
     label: `Confirm withdrawing from “${t.title}”`,
   });
-  const button = actions.querySelector('button');
-  if (!yes) {
-    button.focus();
-    return;
-  }
-  button.disabled = true;
+  if (!button) return;
   try {
     const done = await api('POST', `/api/consents/${encodeURIComponent(t.grant_txid)}/revoke`);
     await load();

@@ -135,6 +135,21 @@ export function receiptNote(receipt, lead) {
   return p;
 }
 
+// confirmInline, then the usual next step of an action row: on "no", focus
+// goes back to the row's button (selector, found once the row is back) and
+// the answer is null; on "yes" that button is disabled while the action runs
+// and returned (the caller enables it again if the action fails).
+export async function confirmAndHold(box, options, selector = 'button') {
+  const yes = await confirmInline(box, options);
+  const button = box.querySelector(selector);
+  if (!yes) {
+    if (button) button.focus();
+    return null;
+  }
+  if (button) button.disabled = true;
+  return button;
+}
+
 // Replace `box` by a question with two buttons until one is chosen; resolves
 // to true for yes. The original box comes back afterwards, and focus with it.
 export function confirmInline(box, { question, yes, no, label, danger = true }) {
