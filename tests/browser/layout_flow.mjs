@@ -18,11 +18,10 @@
 // Any console error, page error, CSP violation, failed request or
 // unexpected 4xx/5xx fails the test.
 // Exit codes: 0 pass, 1 fail, 2 usage, 77 skip (no chromium or playwright-core).
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer, browserTest, waitUntil } from './lib.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, Watch, check, checkEqual, lintWebDir, log, startServer, browserTest, waitUntil, createUser } from './lib.mjs';
 
 const TOTAL_TIMEOUT_MS = 240_000;
 
@@ -46,12 +45,6 @@ const DASHBOARD_FOOTER = 'Every release of these numbers is recorded on the publ
 const STAFF_403 = ['/api/records', '/api/profile', '/api/consents'];
 
 let lastPage = null;
-
-function createUser(dataDir, username, role, password) {
-  const r = spawnSync(BIN, ['admin', 'create-user', '--data-dir', dataDir, '--username', username, '--role', role],
-    { input: `${password}\n`, encoding: 'utf8', timeout: 30_000 });
-  if (r.status !== 0) throw new Error(`admin create-user ${role} failed (${r.status}): ${r.stderr}${r.stdout}`);
-}
 
 // The layout as rendered: body order, header parts, navigation, footer.
 function readLayout(page) {
@@ -165,7 +158,7 @@ async function main() {
     process.exit(1);
   }, TOTAL_TIMEOUT_MS);
   try {
-    for (const [role, name, pw] of users) createUser(dataDir, name, role, pw);
+    for (const [role, name, pw] of users) createUser(BIN, dataDir, name, role, pw);
     server = await startServer(dataDir, { bin: BIN, webDir: WEB_DIR, artifacts: ARTIFACTS });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     log(`chromium ${browser.version()}`);

@@ -2,7 +2,7 @@
 // port, the static lint of web/, starting `caresync serve` on a temporary
 // data directory, and the page watch that fails a test on console errors,
 // page errors, CSP violations, failed requests and unexpected 4xx/5xx.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
@@ -57,6 +57,38 @@ export function freePort() {
       srv.close(() => res(port));
     });
   });
+}
+
+// A staff account made with the CLI (`caresync admin create-user`), its
+// passphrase read from stdin as an operator would type it.
+export function createUser(bin, dataDir, username, role, passphrase) {
+  const r = spawnSync(bin, ['admin', 'create-user', '--data-dir', dataDir, '--username', username, '--role', role],
+    { input: `${passphrase}\n`, encoding: 'utf8', timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`admin create-user ${role} failed (${r.status}): ${r.stderr}${r.stdout}`);
+}
+
+// One API call from the page (its cookie, its CSRF token): {status, json, text}.
+export function pageCall(page, method, path, body) {
+  return page.evaluate(async ([m, p, b]) => {
+    const headers = { Accept: 'application/json' };
+    if (m !== 'GET') {
+      headers['Content-Type'] = 'application/json';
+      const s = await fetch('/api/session');
+      if (s.ok) headers['X-CSRF-Token'] = (await s.json()).csrf_token;
+    }
+    const r = await fetch(p, { method: m, headers, body: b === undefined ? undefined : JSON.stringify(b) });
+    const text = await r.text();
+    let json = null;
+    try { json = JSON.parse(text); } catch { /* not JSON */ }
+    return { status: r.status, json, text };
+  }, [method, path, body]);
+}
+
+// pageCall that must answer `want`; its JSON.
+export async function pageOk(page, method, path, body, want = 200) {
+  const r = await pageCall(page, method, path, body);
+  check(r.status === want, `${method} ${path}: expected ${want}, got ${r.status} ${r.text}`);
+  return r.json;
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

@@ -24,12 +24,11 @@
 // the API's. Page errors, CSP violations, 5xx and unexpected 4xx fail it.
 // Exit codes: 0 pass, 1 fail, 2 usage, 77 skip (no chromium, playwright-core,
 // ../shared/data, models/screening.csm or libfaketime).
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CHROMIUM, CHROMIUM_ARGS, Watch, browserTest, check, checkEqual, lintWebDir, log, startServer, waitUntil } from './lib.mjs';
+import { CHROMIUM, CHROMIUM_ARGS, Watch, browserTest, check, checkEqual, lintWebDir, log, pageCall, pageOk, startServer, waitUntil, createUser as createUserWith } from './lib.mjs';
 
 const SHARED = new URL('../../../shared', import.meta.url).pathname;
 const MODEL = new URL('../../models/screening.csm', import.meta.url).pathname;
@@ -44,34 +43,9 @@ const { BIN, WEB_DIR, ARTIFACTS, chromium } = await browserTest('review_flow', [
 mkdirSync(ARTIFACTS, { recursive: true });
 lintWebDir(WEB_DIR, ['reviews.html', 'review.html']);
 
-function createUser(dataDir, username, role) {
-  const r = spawnSync(BIN, ['admin', 'create-user', '--data-dir', dataDir, '--username', username, '--role', role],
-    { input: `${PW}\n`, encoding: 'utf8', timeout: 30_000 });
-  if (r.status !== 0) throw new Error(`admin create-user ${role} failed (${r.status}): ${r.stderr}${r.stdout}`);
-}
-
-// One API call from the page (its cookie, its CSRF token): {status, json}.
-function call(page, method, path, body) {
-  return page.evaluate(async ([m, p, b]) => {
-    const headers = { Accept: 'application/json' };
-    if (m !== 'GET') {
-      headers['Content-Type'] = 'application/json';
-      const s = await fetch('/api/session');
-      if (s.ok) headers['X-CSRF-Token'] = (await s.json()).csrf_token;
-    }
-    const r = await fetch(p, { method: m, headers, body: b === undefined ? undefined : JSON.stringify(b) });
-    const text = await r.text();
-    let json = null;
-    try { json = JSON.parse(text); } catch { /* not JSON */ }
-    return { status: r.status, json, text };
-  }, [method, path, body]);
-}
-
-async function ok(page, method, path, body, want = 200) {
-  const r = await call(page, method, path, body);
-  check(r.status === want, `${method} ${path}: expected ${want}, got ${r.status} ${r.text}`);
-  return r.json;
-}
+const createUser = (dataDir, username, role) => createUserWith(BIN, dataDir, username, role, PW);
+const call = pageCall;
+const ok = pageOk;
 
 async function login(page, base, username) {
   await page.goto(`${base}/`);
