@@ -373,8 +373,12 @@ static uint32_t be16(const uint8_t *p) { return (uint32_t)p[0] << 8 | p[1]; }
  * nesting: a grid's tiles are coded images, never grids. libheif 1.15
  * follows a grid that lists itself as its own tile until memory runs out (a
  * 799-byte file took over 4 GB; found by fuzz_vision in CI, kept in
- * tests/fuzz/corpus_vision). Only what can be read is judged; a box that
- * cannot be parsed is left to libheif, which refuses damage itself. */
+ * tests/fuzz/corpus_vision). Inside meta the check is strict: a child box or
+ * a reference whose size does not fit, or a dimg whose item list runs past
+ * its box, makes the file damaged — libheif reads such a reference anyway
+ * (a 10-byte dimg naming item 2 as its own tile, the second fuzz find), so
+ * "cannot parse it here" must not mean "let libheif follow it". Damage
+ * before meta is left to libheif, which then finds no image. */
 static bool heic_refs_acyclic(const uint8_t *b, size_t n) {
     size_t at = 0;
     while (at + 8 <= n) { /* top-level boxes, to meta */
@@ -387,20 +391,26 @@ static bool heic_refs_acyclic(const uint8_t *b, size_t n) {
         size_t end = at + size, c = at + 12; /* meta is a full box */
         while (c + 8 <= end) {               /* meta's children, to iref */
             size_t cs = be32(b + c);
-            if (cs < 12 || cs > end - c) return true;
+            if (cs < 8 || cs > end - c) return false;
             if (memcmp(b + c + 4, "iref", 4) == 0) {
+                if (cs < 12) return false;
                 int wide = b[c + 8] != 0; /* version 1: 32-bit item ids */
                 size_t w = wide ? 4 : 2, r = c + 12, rend = c + cs;
-                uint32_t from[64], to[256];
+                uint32_t from[64], to[1024]; /* 48 MP photos have 192 tiles */
                 size_t nf = 0, nt = 0;
-                while (r + 8 + w + 2 <= rend) {
+                while (r < rend) {
+                    if (rend - r < 8 + w + 2) return false;
                     size_t rs = be32(b + r);
-                    if (rs < 8 + w + 2 || rs > rend - r) return true;
-                    if (memcmp(b + r + 4, "dimg", 4) == 0 && nf < 64) {
+                    if (rs < 8 + w + 2 || rs > rend - r) return false;
+                    size_t count = be16(b + r + 8 + w), q = r + 8 + w + 2;
+                    if (count > (rs - (8 + w + 2)) / w) return false;
+                    if (memcmp(b + r + 4, "dimg", 4) == 0) {
+                        if (nf == 64) return false; /* more grids than any photo has */
                         from[nf++] = wide ? be32(b + r + 8) : be16(b + r + 8);
-                        size_t count = be16(b + r + 8 + w), q = r + 8 + w + 2;
-                        for (size_t k = 0; k < count && q + w <= r + rs && nt < 256; k++, q += w)
+                        for (size_t k = 0; k < count; k++, q += w) {
+                            if (nt == 1024) return false;
                             to[nt++] = wide ? be32(b + q) : be16(b + q);
+                        }
                     }
                     r += rs;
                 }

@@ -718,6 +718,25 @@ static void test_heic_self_grid(void **state) {
     free(data);
 }
 
+/* Regression (the second fuzz_vision find in CI): a 799-byte HEIC whose
+ * dimg reference box is shorter than its item list (10 bytes for a grid
+ * naming item 2, itself, as a tile). The reference check had skipped what it
+ * could not parse, and libheif read it anyway and ran out of memory (a
+ * 15 TB allocation under ASan); a reference that does not fit its box now
+ * makes the file damaged. */
+static void test_heic_short_reference(void **state) {
+    (void)state;
+    char *data;
+    size_t len;
+    assert_int_equal(core_read_file(TEST_CORPUS_DIR "/heic-short-dimg.heic", &data, &len, NULL), CORE_OK);
+    assert_true(len < 1000);
+    vision_image img;
+    vision_refusal why = VISION_OK;
+    assert_int_equal(vision_decode((uint8_t *)data, len, NULL, &img, NULL, &why, NULL), CORE_ERR_INVALID);
+    assert_int_equal(why, VISION_CORRUPT);
+    free(data);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sniff),
@@ -733,6 +752,7 @@ int main(void) {
         cmocka_unit_test(test_real_photos),
         cmocka_unit_test(test_png_chunk_length_bomb),
         cmocka_unit_test(test_heic_self_grid),
+        cmocka_unit_test(test_heic_short_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
