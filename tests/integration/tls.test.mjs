@@ -171,7 +171,9 @@ test('TLS refuses static-RSA, DHE and CBC suites; ECDHE with AES-GCM and TLS 1.3
   };
   for (const refused of [['-tls1_2', '-cipher', 'AES128-SHA'], ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA'],
     ['-tls1_2', '-cipher', 'AES128-GCM-SHA256'], ['-tls1_2', '-cipher', 'DHE-RSA-AES128-GCM-SHA256'],
-    ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA256']]) {
+    ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA256'],
+    // TLS 1.1 and 1.0 (SECLEVEL=0: OpenSSL 3 would not even offer them otherwise)
+    ['-tls1_1', '-cipher', 'ALL@SECLEVEL=0'], ['-tls1', '-cipher', 'ALL@SECLEVEL=0']]) {
     const r = hello(...refused);
     assert.equal(r.cipher, null, `${refused.join(' ')} was accepted: ${r.cipher}`);
     assert.notEqual(r.status, 0, `${refused.join(' ')}: ${r.out.slice(0, 400)}`);
