@@ -326,9 +326,21 @@ typedef struct {
  * !#$%&'*+-.^_`|~). libmicrohttpd keeps what precedes the colon as the name,
  * blanks included, so "Transfer-Encoding : chunked" would match none of the
  * checks below while a front end that trims the blank frames the body as
- * chunked; RFC 9112 5.1 requires a 400 for whitespace before the colon. */
+ * chunked; RFC 9112 5.1 requires a 400 for whitespace before the colon.
+ *
+ * A field folded over lines (obs-fold, RFC 9112 5.2: reject or unfold)
+ * reaches us mangled: libmicrohttpd 0.9.75 appends the continuation line to
+ * the *name*, so "Transfer-Encoding:\r\n chunked" arrives as a field named
+ * "Transfer-Encodingchunked" and the body would be framed without it. A
+ * continuation holding a blank or a colon fails the token rule; a name that
+ * starts like a framing header without being one is refused as well. */
 static bool field_name_valid(const char *name) {
     if (!*name) return false;
+    static const char *const framing[] = {"Content-Length", "Transfer-Encoding"};
+    for (size_t i = 0; i < sizeof framing / sizeof *framing; i++) {
+        size_t n = strlen(framing[i]);
+        if (strncasecmp(name, framing[i], n) == 0 && name[n]) return false;
+    }
     for (const unsigned char *p = (const unsigned char *)name; *p; p++)
         if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
               strchr("!#$%&'*+-.^_`|~", *p)))
@@ -393,7 +405,7 @@ static bool check_head(http_request *rq, const char *url) {
         http_add_header(rq, "Connection", "close");
         http_respond_error(rq, 400, "bad_framing", NULL,
                            "a header field name holds whitespace (before the colon too) or a character not "
-                           "allowed in a name");
+                           "allowed in a name, or a framing header is folded over lines");
         return false;
     }
     if (h.transfer_encoding && strcasecmp(h.te, "chunked") != 0) {
