@@ -30,6 +30,8 @@ static void usage(FILE *f, const char *cmd) {
             "  --group-balance balance the condition loss over (data set, condition) pairs (default)\n"
             "  --class-balance balance it over conditions only\n"
             "  --hidden N      units of the head's hidden layer (default 128)\n"
+            "  --power-norm A  power-normalise the head's input features: sign(x)|x|^A, then\n"
+            "                  scaled to norm √dim (0 < A ≤ 1; 0 = off; default 0)\n"
             "  --not-skin DIR  photos that are not skin (DIR/index.csv; default var/not-skin,\n"
             "                  gathered by scripts/not-skin-photos.sh): reported, never tuned on\n",
             cmd);
@@ -98,7 +100,8 @@ static int run(int argc, char **argv, bool train) {
         {"outside", required_argument, NULL, 'O'},  {"fine-weight", required_argument, NULL, 'f'},
         {"group-balance", no_argument, NULL, 'g'},  {"hidden", required_argument, NULL, 'H'},
         {"finetune", no_argument, NULL, 'T'},       {"class-balance", no_argument, NULL, 'C'},
-        {"examples", required_argument, NULL, 'X'}, {0}};
+        {"examples", required_argument, NULL, 'X'}, {"power-norm", required_argument, NULL, 'p'},
+        {0}};
     const char *data = "../shared/data", *models = "../shared/models:node_modules", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL, *examples_data = NULL;
     screening_train_opts o;
@@ -139,6 +142,7 @@ static int run(int argc, char **argv, bool train) {
         case 'T': o.finetune = true; break;
         case 'C': o.group_balance = po.train.group_balance = false; break;
         case 'X': examples_data = optarg; break;
+        case 'p': o.power_norm = po.train.power_norm = strtof(optarg, NULL); break;
         case 'v': o.views = atoi(optarg); break;
         case 'A': o.adjust = true; break;
         case 'F': o.finetune = false; break;
@@ -147,6 +151,7 @@ static int run(int argc, char **argv, bool train) {
         }
     }
     if (optind != argc || !(o.fine_weight >= 0 && o.fine_weight <= 10) || o.hidden < 1 || o.hidden > 4096 ||
+        !(o.power_norm >= 0 && o.power_norm <= 1) ||
         o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 || o.views > 8) {
         usage(stderr, argv[0]);
         return 2;

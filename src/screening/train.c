@@ -123,6 +123,7 @@ static char *meta_json(const screening_dataset *ds, const screening_judge *j, in
          !json_object_set_new(tr, "finetune", json_boolean(o->finetune)) &&
          !json_object_set_new(tr, "augment", json_integer(o->augment)) &&
          !json_object_set_new(tr, "crop_watermark", json_boolean(o->crop_watermark)) &&
+         !json_object_set_new(tr, "power_norm", json_real(o->power_norm)) &&
          !json_object_set_new(m, "risk",
                               json_pack("{s:f, s:f, s:f}", "melanoma_above", (double)j->risk.melanoma_above,
                                         "cancer_above", (double)j->risk.cancer_above, "benign_sure",
@@ -252,7 +253,7 @@ static core_status train_head(train_ctx *c, core_error *err) {
     screening_judge *j = &c->j;
     nn_set_threads(o->threads);
     nn_rng_seed(&c->rng, o->seed);
-    nn_net *mlp = screening_head_new(c->pd, o->hidden, o->dropout, c->k + c->nc);
+    nn_net *mlp = screening_head_new(c->pd, o->hidden, o->dropout, c->k + c->nc, o->power_norm);
     if (mlp) nn_net_init(mlp, &c->rng);
     if (mlp && c->hin != c->features) {
         /* pretrained tail (weights copied) + the freshly initialised MLP */
