@@ -87,21 +87,33 @@ static int parse_levers(const char *list, unsigned *out) {
 }
 
 static int run(int argc, char **argv, bool train) {
-    static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'},     {"models", required_argument, NULL, 'm'},
-        {"model", required_argument, NULL, 'o'},    {"cache", required_argument, NULL, 'c'},
-        {"threads", required_argument, NULL, 't'},  {"report", required_argument, NULL, 'r'},
-        {"seed", required_argument, NULL, 's'},     {"epochs", required_argument, NULL, 'e'},
-        {"views", required_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
-        {"adjust", no_argument, NULL, 'A'},         {"frozen", no_argument, NULL, 'F'},
-        {"protocol", required_argument, NULL, 'P'}, {"backbones", required_argument, NULL, 'B'},
-        {"augment", required_argument, NULL, 'G'},  {"keep-watermark", no_argument, NULL, 'W'},
-        {"backbone", required_argument, NULL, 'K'}, {"not-skin", required_argument, NULL, 'N'},
-        {"outside", required_argument, NULL, 'O'},  {"fine-weight", required_argument, NULL, 'f'},
-        {"group-balance", no_argument, NULL, 'g'},  {"hidden", required_argument, NULL, 'H'},
-        {"finetune", no_argument, NULL, 'T'},       {"class-balance", no_argument, NULL, 'C'},
-        {"examples", required_argument, NULL, 'X'}, {"power-norm", required_argument, NULL, 'p'},
-        {0}};
+    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
+                                         {"models", required_argument, NULL, 'm'},
+                                         {"model", required_argument, NULL, 'o'},
+                                         {"cache", required_argument, NULL, 'c'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"report", required_argument, NULL, 'r'},
+                                         {"seed", required_argument, NULL, 's'},
+                                         {"epochs", required_argument, NULL, 'e'},
+                                         {"views", required_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"adjust", no_argument, NULL, 'A'},
+                                         {"frozen", no_argument, NULL, 'F'},
+                                         {"protocol", required_argument, NULL, 'P'},
+                                         {"backbones", required_argument, NULL, 'B'},
+                                         {"augment", required_argument, NULL, 'G'},
+                                         {"keep-watermark", no_argument, NULL, 'W'},
+                                         {"backbone", required_argument, NULL, 'K'},
+                                         {"not-skin", required_argument, NULL, 'N'},
+                                         {"outside", required_argument, NULL, 'O'},
+                                         {"fine-weight", required_argument, NULL, 'f'},
+                                         {"group-balance", no_argument, NULL, 'g'},
+                                         {"hidden", required_argument, NULL, 'H'},
+                                         {"finetune", no_argument, NULL, 'T'},
+                                         {"class-balance", no_argument, NULL, 'C'},
+                                         {"examples", required_argument, NULL, 'X'},
+                                         {"power-norm", required_argument, NULL, 'p'},
+                                         {0}};
     const char *data = "../shared/data", *models = "../shared/models:node_modules", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL, *examples_data = NULL;
     screening_train_opts o;
@@ -151,8 +163,8 @@ static int run(int argc, char **argv, bool train) {
         }
     }
     if (optind != argc || !(o.fine_weight >= 0 && o.fine_weight <= 10) || o.hidden < 1 || o.hidden > 4096 ||
-        !(o.power_norm >= 0 && o.power_norm <= 1) ||
-        o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 || o.views > 8) {
+        !(o.power_norm >= 0 && o.power_norm <= 1) || o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 ||
+        o.views > 8) {
         usage(stderr, argv[0]);
         return 2;
     }

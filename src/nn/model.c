@@ -32,8 +32,8 @@
 #define MAGIC "CSNNMDL"
 #define VERSION 1u
 
-static const char *const op_names[] = {"conv",  "bn",      "act",     "add",     "gap",
-                                       "dense", "dropout", "maxpool", "avgpool", "concat", "pnorm"};
+static const char *const op_names[] = {"conv",    "bn",      "act",     "add",    "gap",  "dense",
+                                       "dropout", "maxpool", "avgpool", "concat", "pnorm"};
 static const char *const act_names[] = {"relu", "relu6", "silu"};
 
 static json_t *node_json(const nn_node *d) {
