@@ -2,8 +2,9 @@
  * photographs in ../shared/data and report how well it does on held-out
  * images and, with --protocol source-out, on data sets it never saw. The
  * bundled model (models/screening.csm) is made by
- *   caresync eval --protocol source-out --group-balance --hidden 128 --outside models/outside.json
- *   caresync train --frozen --group-balance --hidden 128 --epochs 12 --seed 20261125 --outside models/outside.json
+ *   caresync eval --protocol source-out --group-balance --hidden 128 --power-norm 0.5 --outside models/outside.json
+ *   caresync train --frozen --group-balance --hidden 128 --power-norm 0.5 --epochs 12 --seed 20261125 \
+ *       --outside models/outside.json
  * (docs/MODEL.md records the commands, the seed and the figures). */
 #include <getopt.h>
 #include <stdio.h>
@@ -31,7 +32,7 @@ static void usage(FILE *f, const char *cmd) {
             "  --class-balance balance it over conditions only\n"
             "  --hidden N      units of the head's hidden layer (default 128)\n"
             "  --power-norm A  power-normalise the head's input features: sign(x)|x|^A, then\n"
-            "                  scaled to norm √dim (0 < A ≤ 1; 0 = off; default 0)\n"
+            "                  scaled to norm √dim (0 < A ≤ 1; 0 = off; default 0.5)\n"
             "  --not-skin DIR  photos that are not skin (DIR/index.csv; default var/not-skin,\n"
             "                  gathered by scripts/not-skin-photos.sh): reported, never tuned on\n",
             cmd);
