@@ -101,6 +101,10 @@ struct cluster {
     uint64_t proposed, committed, applied, skipped;
     bool halted;
     core_error halt;
+    /* The loop thread is handing another node's block to the ledger and
+     * waits for the producer: a proposal now would wait for the loop in
+     * turn, so propose() refuses at once instead of timing out. */
+    bool applying;
 };
 
 void cluster_options_defaults(cluster_options *o) {
@@ -291,7 +295,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     if (!extends_tip_locked(c, &e.b)) {
         /* Overtaken (or already applied, on a replay after restart). */
         c->skipped++;
-        if (mine) fail_inflight_locked(c, CORE_ERR_CONFLICT, "the block was overtaken by another leader's");
+        if (mine) fail_inflight_locked(c, CORE_ERR_IO, "the block was overtaken by another leader's");
         pthread_mutex_unlock(&c->lock);
         entry_free(&e);
         return 0;
@@ -310,10 +314,12 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     }
     /* Someone else's block comes first: our pending proposal (if any) can
      * no longer extend the tip, and the producer must be free to apply. */
-    fail_inflight_locked(c, CORE_ERR_CONFLICT, "another node's block came first");
+    fail_inflight_locked(c, CORE_ERR_IO, "another node's block came first");
+    c->applying = true;
     pthread_mutex_unlock(&c->lock);
     core_status rc = ledger_apply_block(c->l, &e.b, e.txs, e.lens, e.n, &err);
     pthread_mutex_lock(&c->lock);
+    c->applying = false;
     if (rc) {
         halt_locked(c, &err);
     } else {
@@ -428,7 +434,7 @@ static core_status propose(void *ud, const ledger_block *header, const uint8_t *
     else if (!c->ready)
         rc = core_fail(err, CORE_ERR_IO, "leader", "this node is not the cluster's leader (leader: node %llu)",
                        (unsigned long long)c->leader_id);
-    else if (!extends_tip_locked(c, header))
+    else if (c->applying || !extends_tip_locked(c, header))
         rc = core_fail(err, CORE_ERR_IO, "leader", "this node is still catching up with the cluster");
     if (rc) {
         pthread_mutex_unlock(&c->lock);
