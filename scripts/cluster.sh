@@ -2,7 +2,7 @@
 # Start a 3-node ledger cluster on loopback for a newcomer (issue 15, first
 # slice): each node its own data directory (DIR/nodeN), node key, raft port
 # and web port; one admin key shared (the first leader seals genesis with it).
-#   scripts/cluster.sh [DIR]     default DIR: ./var/cluster; Ctrl-C stops all three
+#   scripts/cluster.sh [DIR]     (or make cluster) default DIR: ./var/cluster; Ctrl-C stops all three
 # Web: http://127.0.0.1:8101/, :8102/, :8103/. Raft: 127.0.0.1:7101..7103.
 # Writes go to the leader only in this slice (a follower answers 503).
 set -euo pipefail
