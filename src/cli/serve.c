@@ -339,6 +339,13 @@ typedef struct {
     api_context ctx;
 } serve_state;
 
+/* The cluster stopped applying blocks: the operator must hear why. */
+static void log_halt(void *ud, const core_error *why) {
+    (void)ud;
+    core_log(CORE_LOG_ERROR, "cluster: this node stopped applying blocks and serves the last good state: %s",
+             why->message);
+}
+
 /* With --cluster: this node (the one whose key is --node-key's), the raft
  * log in DATA/raft, and the ledger made a follower of the cluster's
  * genesis, which the first leader seals listing every node key. */
@@ -359,6 +366,7 @@ static core_status open_cluster(serve_state *S, core_error *err) {
     }
     snprintf(S->raftdir, sizeof S->raftdir, "%s/raft", S->set->cfg.data_dir);
     copt.dir = S->raftdir;
+    copt.on_halt = log_halt;
     if ((rc = cluster_open(&copt, &S->clu, err))) return rc;
     lopt->consensus = cluster_consensus(S->clu);
     lopt->genesis_deferred = true;

@@ -285,6 +285,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         pthread_mutex_lock(&c->lock);
         halt_locked(c, &why);
         pthread_mutex_unlock(&c->lock);
+        if (c->opt.on_halt) c->opt.on_halt(c->opt.on_halt_ud, &why);
         return 0;
     }
     uint8_t hash[LEDGER_HASH];
@@ -327,6 +328,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         c->applied++;
     }
     pthread_mutex_unlock(&c->lock);
+    if (rc && c->opt.on_halt) c->opt.on_halt(c->opt.on_halt_ud, &err);
     entry_free(&e);
     return 0;
 }

@@ -56,6 +56,10 @@ typedef struct {
     unsigned heartbeat_ms;  /* raft heartbeat */
     int propose_timeout_ms; /* a block not committed by then fails (its callers are not acknowledged) */
     size_t segment_bytes;   /* raft log segment size; 0: the library's default (8 MiB) */
+    /* Called once, on the raft thread, when this node stops applying
+     * because a block failed verification (NULL: none). For the log. */
+    void (*on_halt)(void *ud, const core_error *why);
+    void *on_halt_ud;
 } cluster_options;
 
 typedef struct cluster cluster;

@@ -9,6 +9,7 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -536,6 +537,17 @@ static void test_three_nodes_replicate_and_fail_over(void **state) {
     }
 }
 
+typedef struct {
+    core_error why;
+    _Atomic bool heard; /* set after why, read by the test thread */
+} halt_note;
+
+static void note_halt(void *ud, const core_error *why) {
+    halt_note *n = ud;
+    n->why = *why;
+    atomic_store(&n->heard, true);
+}
+
 /* A node pinned to another admin key refuses the cluster's genesis through
  * raft, halts and says why; the other two (a majority) carry on. */
 static void test_node_refusing_a_block_halts(void **state) {
@@ -544,6 +556,9 @@ static void test_node_refusing_a_block_halts(void **state) {
     keygen(&other_admin);
     /* Node 3 is slow to stand for election, so one of the honest two leads. */
     t->copt[2].election_ms = 8000;
+    halt_note seen = {0};
+    t->copt[2].on_halt = note_halt;
+    t->copt[2].on_halt_ud = &seen;
     for (int i = 0; i < 2; i++) node_start(t, i);
     core_error err = {0};
     assert_int_equal(cluster_open(&t->copt[2], &t->c[2], &err), CORE_OK);
@@ -567,10 +582,12 @@ static void test_node_refusing_a_block_halts(void **state) {
     do {
         sleep_ms(20);
         cluster_get_status(t->c[2], &s);
-    } while (!s.halted && core_monotonic() < until);
+    } while ((!s.halted || !atomic_load(&seen.heard)) && core_monotonic() < until);
     assert_true(s.halted);
     assert_int_equal(s.halt.code, CORE_ERR_CRYPTO);
     assert_non_null(strstr(s.halt.message, "another admin key"));
+    assert_true(atomic_load(&seen.heard));
+    assert_string_equal(seen.why.message, s.halt.message); /* the hook heard it too */
     ledger_block h;
     assert_int_equal(ledger_head(t->l[2], &h, NULL), CORE_ERR_NOT_FOUND); /* nothing of it applied */
     /* The majority commits on. */
