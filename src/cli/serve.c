@@ -502,6 +502,7 @@ static core_status start_service(serve_state *S, core_error *err) {
                            .share = S->shr,
                            .review = S->rev,
                            .market = S->mkt,
+                           .cluster = S->clu,
                            .started = core_monotonic()};
     http_options hopt = {.host = cfg->host,
                          .port = cfg->port,

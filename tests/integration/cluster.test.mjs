@@ -102,6 +102,17 @@ test('three serve processes: one genesis, identical chains, kill -9 of the leade
       acked.push({ leader: first.leader, id: r.json.consent.id });
     }
     const h1 = await until('the writes on every node', () => sameChains(nodes, 1));
+    // /api/health names the cluster state: nobody halted, one leader that
+    // everyone names (polled: a leader change may be under way).
+    await until('health to agree on one leader', async () => {
+      const hs = await Promise.all(nodes.map(async (n) => (await new Client(n.base).get('/api/health')).json));
+      for (const h of hs) {
+        assert.equal(h.status, 'ok', JSON.stringify(h));
+        assert.equal(h.cluster.halted, false);
+      }
+      const leaders = hs.map((h, i) => (h.cluster.leader ? i + 1 : 0)).filter(Boolean);
+      return leaders.length === 1 && hs.every((h) => h.cluster.leader_id === leaders[0]);
+    });
 
     // kill -9 the leader: the other two elect one and take writes.
     const dead = first.leader;
