@@ -57,8 +57,11 @@ typedef struct {
      * one to reach a deadline without waiting hours). */
     const uint8_t *node_sk;
     int64_t (*now)(void);
-    /* Called after an answer has settled and committed (NULL: nothing);
-     * what it does cannot undo or fail the answer. */
+    /* Called once an answer's settle is on the ledger, before the case row
+     * records it (NULL: nothing); what it does cannot undo or fail the
+     * answer. review_recover calls it again for an answer a crash cut off
+     * between the ledger and the row, so it must take each answer once
+     * (the api's feed deletes its pledge with the count). */
     review_answered_fn on_answered;
     void *answered_ud;
 } review_options;
