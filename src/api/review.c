@@ -552,16 +552,20 @@ static core_status get_op(api_context *c, const accounts_session *s, http_reques
     }
     return rc;
 }
-/* A case closed without an answer feeds nothing: its pledge goes now. */
+/* A case closed without an answer feeds nothing: its pledge goes now, and
+ * the photo and reward it reserved in the person's vault are theirs again. */
 static void drop_pledge(api_context *c, const char *id) {
     core_error e = {0};
     if (share_pledge_drop(c->share, id, &e)) core_log(CORE_LOG_WARN, "review case %s: pledge kept: %s", id, e.message);
 }
 
+void api_review_ended(void *ud, const char *id) { drop_pledge(ud, id); }
+
+/* (Withdrawn, returned and expired cases drop their pledge through
+ * api_review_ended, called by review as the case ends.) */
 static core_status withdraw_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
                                core_error *e) {
     core_status rc = review_case_withdraw(c->review, s->user_id, http_param(rq, "id"), e);
-    if (!rc) drop_pledge(c, http_param(rq, "id"));
     return rc ? rc : get_op(c, s, rq, b, o, e);
 }
 /* The wallet is looked up, never registered: a request's wallet is on the
@@ -599,7 +603,6 @@ static core_status return_op(api_context *c, const accounts_session *s, http_req
                              core_error *e) {
     const char *id = http_param(rq, "id");
     core_status rc = review_case_return(c->review, s->org, s->user_id, id, api_str(b, "reason"), e);
-    if (!rc) drop_pledge(c, id);
     if (!rc) *o = json_pack("{s:s,s:s}", "id", id, "state", "returned");
     return rc;
 }

@@ -402,8 +402,9 @@ static core_status start_service(serve_state *S, core_error *err) {
     /* An answer feeds surveillance and training through the api (which
      * knows share and screening); S->ctx is filled in below, before any
      * request can answer a case. */
-    review_options ropt = {S->st,  S->led, S->regs, codes, n_codes, S->set->lopt.node_sk, NULL, api_review_answered,
-                           &S->ctx};
+    review_options ropt = {
+        S->st,   S->led,          S->regs, codes, n_codes, S->set->lopt.node_sk, NULL, api_review_answered,
+        &S->ctx, api_review_ended};
     if ((rc = review_open(&ropt, &S->rev, err))) return rc;
     int resolved = 0;
     core_error rerr = {0};

@@ -440,7 +440,9 @@ static core_status close_case(review *r, sqlite3 *db, const char *id, const case
         REVIEW_CRASH_POINT("review_after_feed");
     }
     close_row c = {state, now_of(r), txid, answer, answer_len, reason};
-    return finish_close(db, id, &c, err);
+    rc = finish_close(db, id, &c, err);
+    if (!rc && !settle && r->opt.on_ended) r->opt.on_ended(r->opt.answered_ud, id);
+    return rc;
 }
 
 core_status review_case_withdraw(review *r, int64_t owner, const char *id, core_error *err) {
@@ -688,7 +690,9 @@ static core_status recover_one(review *r, sqlite3 *db, const intent_row *v, core
                    settle ? v->answer : NULL,
                    v->answer_len,
                    v->reason};
-    return finish_close(db, v->id, &c, err);
+    rc = finish_close(db, v->id, &c, err);
+    if (!rc && !settle && r->opt.on_ended) r->opt.on_ended(r->opt.answered_ud, v->id);
+    return rc;
 }
 
 /* A waiting case whose escrow is no longer open (a crash before intents

@@ -64,6 +64,11 @@ typedef struct {
      * (the api's feed deletes its pledge with the count). */
     review_answered_fn on_answered;
     void *answered_ud;
+    /* Called (with answered_ud) after a case ended without an answer —
+     * withdrawn, returned or expired, refunded — so what was pledged for its
+     * answer can go (NULL: nothing). Recovery may call it again for the same
+     * case: it must be harmless twice. */
+    void (*on_ended)(void *ud, const char *id);
 } review_options;
 
 core_status review_open(const review_options *opt, review **out, core_error *err);
