@@ -711,13 +711,13 @@ static int64_t market_count(market_fixture *f, const char *sql) {
  * fixed row `which` with the week of run, so each run delivers a new
  * dataset of the same size (a growing one would outrun the failure point). */
 static void market_row(market_fixture *f, int which, long run) {
-    static const char *const regions[] = {"NZ-AUK", "NZ-WGN", "NZ-CAN"};
+    static const char *const places[] = {"NZ-AUK", "NZ-WGN", "NZ-CAN"};
     char row[200];
     int i = which < 0 ? f->rows : which;
     snprintf(row, sizeof row,
              "{\"age_band\":\"40-44\",\"category\":\"conditions\",\"code\":\"%s\",\"region\":\"%s\","
              "\"sex\":\"female\",\"week\":\"%04ld-W%02ld\"}",
-             market_codes[i % 2], regions[i % 3], 2000 + run / 50, 1 + run % 50);
+             market_codes[i % 2], places[i % 3], 2000 + run / 50, 1 + run % 50);
     uint8_t tag[16] = {0}, who[16];
     tag[0] = (uint8_t)i; /* the row's tag: stable, so a run rewrites its row */
     cs_crypto_random(who, sizeof who);
