@@ -1219,6 +1219,65 @@ static void a_confirmed_case_goes_through_the_vault(void **state) {
     assert_int_equal(share_confirmation_get(f->sh, 1, other, "c1", f->now, &cf, &err), CORE_ERR_CRYPTO);
 }
 
+/* A vault written before confirmed cases joined it (version 1: 107-byte
+ * entries, its own associated data) is read as it was, and written back in
+ * version 2 at the next change. */
+static void a_version_1_vault_is_read(void **state) {
+    fixture *f = *state;
+    open_share(f, 1.0, 100);
+    user_row(f, 1);
+    uint8_t dk[32], e[107] = {0};
+    cs_crypto_random(dk, 32);
+    key a = consenting(f, NULL);
+    const uint64_t photo = 0x8f3a5c7e19d2b460ULL;
+    cs_crypto_random(e, 16); /* tag */
+    for (int i = 0; i < 8; i++) e[48 + i] = (uint8_t)(photo >> (8 * i));
+    e[56] = 10;                                  /* reward */
+    int32_t day = (int32_t)(f->now / 86400) - 3; /* not today: no cap */
+    for (int i = 0; i < 4; i++) e[64 + i] = (uint8_t)((uint32_t)day >> (8 * i));
+    e[68] = 1u | 4u; /* photo hash known, tagged */
+    memcpy(e + 75, "US-CA", 5);
+    memcpy(e + 83, "fungal", 6);
+    uint8_t *sealed = NULL;
+    size_t sl = 0;
+    core_error err = {0};
+    assert_int_equal(cs_crypto_seal(dk, "share-vault:1", 13, e, sizeof e, &sealed, &sl, &err), CORE_OK);
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO share_vaults VALUES (1, ?1)", -1, &q, NULL), SQLITE_OK);
+    sqlite3_bind_blob(q, 1, sealed, (int)sl, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    free(sealed);
+    share_receipt r;
+    share_contribution_input in = vaulted(f, &a, "r1", 1, dk, photo ^ 0x3);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "photo");
+    in = vaulted(f, &a, "r2", 1, dk, ~photo);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    /* Rewritten in version 2, with both entries. */
+    in = vaulted(f, &a, "r3", 1, dk, photo);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    in = vaulted(f, &a, "r4", 1, dk, ~photo ^ 0x10);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "photo");
+    db = store_acquire(f->st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sealed FROM share_vaults WHERE owner = 1", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    uint8_t *pt = NULL;
+    size_t pl = 0;
+    const uint8_t *blob = sqlite3_column_blob(q, 0);
+    size_t bl = (size_t)sqlite3_column_bytes(q, 0);
+    assert_int_equal(cs_crypto_open(dk, "share-vault:1", 13, blob, bl, &pt, &pl, NULL), CORE_ERR_CRYPTO);
+    assert_int_equal(cs_crypto_open(dk, "share-vault:2:1", 15, blob, bl, &pt, &pl, NULL), CORE_OK);
+    assert_int_equal(pl, 2 * 123);
+    free(pt);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+}
+
 static void options_are_checked(void **state) {
     fixture *f = *state;
     core_error err = {0};
@@ -1270,6 +1329,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(the_daily_cap_applies, setup, teardown),
         cmocka_unit_test_setup_teardown(a_withdrawal_takes_back_open_weeks_only, setup, teardown),
         cmocka_unit_test_setup_teardown(a_confirmed_case_goes_through_the_vault, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_version_1_vault_is_read, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
