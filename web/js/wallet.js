@@ -89,17 +89,19 @@ function render() {
 async function load() {
   const data = await api('GET', '/api/wallet');
   wallet = data.wallet;
+  await loadOrgNames();
   render();
 }
 
-// Names for the organisations of review requests (the history has keys).
-// Only a nicety: without it the key is shown.
+// Names for the organisations of review requests (the history has keys),
+// fetched before the history is drawn so that a row never changes under the
+// reader. Only a nicety: without it the key is shown.
 async function loadOrgNames() {
-  if (!wallet || !wallet.history.some((h) => h.kind === 'review_request')) return;
+  const unnamed = (h) => h.kind === 'review_request' && h.counterparty && !orgNames.has(h.counterparty);
+  if (!wallet || !wallet.history.some(unnamed)) return;
   try {
     const data = await api('GET', '/api/review/offers');
     for (const o of data.offers || []) orgNames.set(o.organisation.key, o.organisation.name);
-    render();
   } catch { /* keys stay */ }
 }
 
@@ -193,7 +195,6 @@ try {
   page.hidden = false;
   historyStatus.textContent = 'Loading your wallet…';
   await load();
-  await loadOrgNames();
 } catch (err) {
   historyStatus.textContent = '';
   failPage(err);
