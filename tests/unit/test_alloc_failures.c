@@ -12,6 +12,7 @@
 #include "failalloc.h"
 #include "http/http.h"
 #include "ledger/ledger.h"
+#include "market/market.h"
 #include "nn/nn.h"
 #include "records/records.h"
 #include "surveil/surveil.h"
@@ -671,6 +672,314 @@ static void anon_survives_every_failure(void **state) {
     free(f.rows);
 }
 
+/* ---- market (issue 14): approval, acceptance and delivery, where a ledger
+ * step sits between two writes of caresync.db. What must hold at every
+ * point: the call returns; a failure leaves nothing or what market_recover
+ * (run at every start) finishes; a person is paid exactly when their
+ * participation and rows are stored; a dataset said delivered is on the
+ * ledger with the CSV's hash. The ledger's producer thread allocates while
+ * armed too, so a failure can also roll a block back. ---- */
+
+static const char *const MARKET_CODES[] = {"fungal", "eczema", "melanoma"};
+
+typedef struct {
+    char dir[256];
+    uint8_t node_pk[LEDGER_KEY], node_sk[LEDGER_SECRET], admin_pk[LEDGER_KEY], admin_sk[LEDGER_SECRET];
+    uint8_t org_pk[LEDGER_KEY], org_sk[LEDGER_SECRET];
+    ledger *l;
+    store *st;
+    market *m;
+    char id[MARKET_ID_TEXT]; /* an approved request everyone matches */
+    int64_t owner;           /* the last person made */
+    long n;
+    long after_failure; /* failures that still left the write whole (recovered or done) */
+    long orphans;       /* releases on the ledger that a failed delivery did not record */
+    long answer_only;   /* failures after the write was whole: only building the answer failed */
+} market_fixture;
+
+static void market_new_request(market_fixture *f, int max, char id[MARKET_ID_TEXT]) {
+    json_t *in =
+        json_pack("{s:s, s:s, s:s, s:[s], s:i, s:i, s:s}", "title", "t", "purpose_text", "p", "purpose", "research",
+                  "categories", "demographics", "price", 1, "max_participants", max, "closes", "2099-01-01T00:00:00Z");
+    json_t *out = NULL;
+    core_error err = {0};
+    if (market_request_create(f->m, f->org_pk, in, &out, &err)) fail_msg("market_request_create: %s", err.message);
+    snprintf(id, MARKET_ID_TEXT, "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    json_decref(in);
+}
+
+static int market_setup(void **state) {
+    market_fixture *f = calloc(1, sizeof *f);
+    testutil_tmpdir(f->dir);
+    char path[320];
+    ledger_keypair(f->node_pk, f->node_sk);
+    ledger_keypair(f->admin_pk, f->admin_sk);
+    ledger_keypair(f->org_pk, f->org_sk);
+    ledger_options o;
+    ledger_options_defaults(&o);
+    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
+    o.path = path;
+    o.batch_ms = 1;
+    memcpy(o.node_pk, f->node_pk, LEDGER_KEY);
+    memcpy(o.node_sk, f->node_sk, LEDGER_SECRET);
+    memcpy(o.admin_pk, f->admin_pk, LEDGER_KEY);
+    memcpy(o.admin_sk, f->admin_sk, LEDGER_SECRET);
+    core_error err = {0};
+    if (ledger_open(&o, &f->l, &err)) fail_msg("ledger_open: %s", err.message);
+    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
+    if (store_open(path, 2, &f->st, &err)) fail_msg("store_open: %s", err.message);
+    market_options mo = {.st = f->st,
+                         .led = f->l,
+                         .conditions = MARKET_CODES,
+                         .n_conditions = 3,
+                         .node_sk = f->node_sk,
+                         .daily_cap = 100};
+    if (market_open(&mo, &f->m, &err)) fail_msg("market_open: %s", err.message);
+    ledger_tx tx = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(tx.u.org.org, f->org_pk, LEDGER_KEY);
+    snprintf(tx.u.org.name, sizeof tx.u.org.name, "%s", "Research Institute");
+    ledger_receipt rec;
+    if (ledger_sign_submit(f->l, &tx, f->admin_sk, &rec, &err)) fail_msg("register org: %s", err.message);
+    if (market_credit(f->m, f->org_pk, 1000000, "INV-1", rec.txid, NULL, &err)) fail_msg("credit: %s", err.message);
+    market_new_request(f, MARKET_PARTICIPANTS_MAX, f->id);
+    json_t *out = NULL;
+    if (market_request_approve(f->m, f->id, &out, &err)) fail_msg("approve: %s", err.message);
+    json_decref(out);
+    *state = f;
+    return 0;
+}
+
+static int market_teardown(void **state) {
+    market_fixture *f = *state;
+    market_close(f->m);
+    store_close(f->st);
+    ledger_close(f->l);
+    testutil_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static int64_t org_balance(market_fixture *f) {
+    ledger_account a = {0};
+    assert_int_equal(ledger_get_account(f->l, f->org_pk, &a, NULL), CORE_OK);
+    return a.balance;
+}
+
+static const char *request_state(market_fixture *f, const char *id, json_t **hold) {
+    assert_int_equal(market_request_get(f->m, NULL, id, hold, NULL), CORE_OK);
+    return json_string_value(json_object_get(*hold, "state"));
+}
+
+/* Approval funds the whole escrow: afterwards (and after recovery) the
+ * request is open with price × places escrowed, or pending with nothing. */
+static void approve_once(void *ctx, bool *fired) {
+    market_fixture *f = ctx;
+    char id[MARKET_ID_TEXT];
+    market_new_request(f, 3, id);
+    int64_t before = org_balance(f);
+    json_t *out = NULL;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = market_request_approve(f->m, id, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    json_t *hold = NULL;
+    if (rc) {
+        assert_null(out);
+        assert_true(err.message[0]);
+        if (!strcmp(request_state(f, id, &hold), "open"))
+            f->answer_only++; /* funded and open: only the answer failed */
+        json_decref(hold);
+        int resolved = 0;
+        assert_int_equal(market_recover(f->m, &resolved, NULL), CORE_OK);
+    }
+    json_decref(out);
+    const char *state = request_state(f, id, &hold);
+    if (!strcmp(state, "open")) {
+        assert_int_equal(org_balance(f), before - 3);
+        if (rc) f->after_failure++;
+    } else {
+        assert_true(rc != CORE_OK);
+        assert_string_equal(state, "pending");
+        assert_int_equal(org_balance(f), before);
+    }
+    json_decref(hold);
+    /* withdrawn (unarmed), so that the open requests every read sweeps stay few */
+    assert_int_equal(market_request_withdraw(f->m, NULL, id, &hold, NULL), CORE_OK);
+    json_decref(hold);
+}
+
+static void market_approve_survives_every_failure(void **state) {
+    market_fixture *f = *state;
+    print_message("market_request_approve: %ld allocation points", every_point(approve_once, f));
+    print_message(" (%ld failed calls left the request funded: %ld of them open at once, only the answer failed; "
+                  "the rest finished by market_recover)\n",
+                  f->after_failure, f->answer_only);
+}
+
+/* A new person with a registered wallet, made unarmed. */
+typedef struct {
+    uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET], data_key[32];
+    json_t *profile, *entries;
+    market_person p;
+} market_someone;
+
+static void someone_new(market_fixture *f, market_someone *s) {
+    ledger_keypair(s->pk, s->sk);
+    cs_crypto_random(s->data_key, sizeof s->data_key);
+    ledger_tx tx = {.kind = LEDGER_TX_REGISTER_WALLET};
+    ledger_receipt rec;
+    assert_int_equal(ledger_sign_submit(f->l, &tx, s->sk, &rec, NULL), CORE_OK);
+    /* the account row the market's rows refer to (its keys are not used here) */
+    sqlite3 *db = store_acquire(f->st);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO users(id, username, role, created_at, pw_salt, pw_ops, pw_mem, pw_verifier, dk_pw, "
+             "rc_salt, dk_rc) VALUES (%lld, 'p%lld', 'person', 0, x'00', 1, 1, x'00', x'00', x'00', x'00')",
+             (long long)(f->owner + 1), (long long)(f->owner + 1));
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    store_release(f->st, db);
+    s->profile = json_pack("{s:i, s:s, s:s}", "birth_year", 1990, "sex", "female", "region", "NZ-AUK");
+    s->entries = json_array();
+    s->p = (market_person){
+        .owner = ++f->owner, .data_key = s->data_key, .wallet_sk = s->sk, .profile = s->profile, .entries = s->entries};
+}
+
+static size_t rows_of(market_fixture *f, const char *id) {
+    json_t *rows = NULL;
+    assert_int_equal(market_rows_for_request(f->m, id, &rows, NULL), CORE_OK);
+    size_t n = json_array_size(rows);
+    json_decref(rows);
+    return n;
+}
+
+/* Acceptance: consent, payment, rows. Paid exactly when the participation
+ * and the row are there (after recovery); otherwise no consent stands. */
+static void accept_once(void *ctx, bool *fired) {
+    market_fixture *f = ctx;
+    market_someone s;
+    someone_new(f, &s);
+    size_t rows_before = rows_of(f, f->id);
+    json_t *out = NULL;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = market_accept(f->m, &s.p, f->id, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired && rc) fail_msg("market_accept at point %ld: %s (%s)", f->n, err.message, err.field);
+    if (rc) {
+        assert_null(out);
+        assert_true(err.message[0]);
+        json_t *parts = NULL;
+        assert_int_equal(market_participations(f->m, s.p.owner, &parts, NULL), CORE_OK);
+        if (json_array_size(json_object_get(parts, "participations"))) f->answer_only++; /* only the answer failed */
+        json_decref(parts);
+        int resolved = 0;
+        assert_int_equal(market_recover(f->m, &resolved, NULL), CORE_OK);
+    }
+    json_decref(out);
+    ledger_account a = {0};
+    core_status arc = ledger_get_account(f->l, s.pk, &a, NULL);
+    assert_int_equal(arc, CORE_OK);
+    json_t *parts = NULL;
+    assert_int_equal(market_participations(f->m, s.p.owner, &parts, NULL), CORE_OK);
+    size_t n_parts = json_array_size(json_object_get(parts, "participations"));
+    json_decref(parts);
+    if (a.balance == 1) {
+        assert_int_equal(n_parts, 1);
+        assert_int_equal(rows_of(f, f->id), rows_before + 1);
+        if (rc) f->after_failure++;
+    } else {
+        assert_true(rc != CORE_OK);
+        assert_int_equal(a.balance, 0);
+        assert_int_equal(n_parts, 0);
+        assert_int_equal(rows_of(f, f->id), rows_before);
+    }
+    json_decref(s.profile);
+    json_decref(s.entries);
+}
+
+static void market_accept_survives_every_failure(void **state) {
+    market_fixture *f = *state;
+    print_message("market_accept: %ld allocation points", every_point(accept_once, f));
+    print_message(" (%ld failed calls left the person paid: %ld with the participation and rows already stored, "
+                  "only the answer failed; the rest finished by market_recover)\n",
+                  f->after_failure, f->answer_only);
+}
+
+static uint64_t ledger_size(market_fixture *f) {
+    ledger_block b;
+    assert_int_equal(ledger_head(f->l, &b, NULL), CORE_OK);
+    return b.tree_size;
+}
+
+/* Delivery: each run a request of its own with one acceptance (a dataset
+ * never delivered before, of the same size every run, so every run reaches
+ * the release). Said delivered = on the ledger with the CSV's hash, and the
+ * same bytes again are a repeat of that receipt. */
+static void deliver_once(void *ctx, bool *fired) {
+    market_fixture *f = ctx;
+    char id[MARKET_ID_TEXT];
+    market_new_request(f, 2, id);
+    json_t *out = NULL;
+    core_error aerr = {0};
+    if (market_request_approve(f->m, id, &out, &aerr)) fail_msg("approve: %s", aerr.message);
+    json_decref(out);
+    market_someone s;
+    someone_new(f, &s);
+    if (market_accept(f->m, &s.p, id, &out, &aerr)) fail_msg("market_accept: %s (%s)", aerr.message, aerr.field);
+    json_decref(out);
+    json_decref(s.profile);
+    json_decref(s.entries);
+    uint64_t size_before = ledger_size(f);
+    anon_delivery *d = NULL;
+    market_delivery_receipt r, again;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = market_deliver(f->m, f->org_pk, id, 1, &d, &r, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    if (rc) {
+        assert_null(d);
+        assert_true(err.message[0]);
+        if (ledger_size(f) > size_before) f->orphans++;
+    } else {
+        assert_false(r.repeat);
+        char *csv = NULL;
+        size_t len = 0;
+        uint8_t h[LEDGER_HASH];
+        assert_int_equal(anon_delivery_csv(d, &csv, &len, NULL), CORE_OK);
+        cs_crypto_sha256(h, csv, len);
+        assert_memory_equal(h, r.sha256, LEDGER_HASH);
+        uint8_t *buf = NULL;
+        size_t blen = 0;
+        uint64_t seq, height;
+        assert_int_equal(ledger_get_tx(f->l, r.txid, &buf, &blen, &seq, &height, NULL), CORE_OK);
+        ledger_tx tx;
+        assert_int_equal(ledger_tx_decode(buf, blen, &tx, NULL), CORE_OK);
+        assert_int_equal(tx.kind, LEDGER_TX_RELEASE);
+        assert_memory_equal(tx.u.release.query, h, LEDGER_HASH);
+        free(buf);
+        free(csv);
+        anon_delivery_free(d);
+        assert_int_equal(market_deliver(f->m, f->org_pk, id, 1, &d, &again, NULL), CORE_OK);
+        assert_true(again.repeat);
+        assert_memory_equal(again.txid, r.txid, LEDGER_HASH);
+        anon_delivery_free(d);
+    }
+    assert_int_equal(market_request_withdraw(f->m, NULL, id, &out, NULL), CORE_OK);
+    json_decref(out);
+}
+
+static void market_deliver_survives_every_failure(void **state) {
+    market_fixture *f = *state;
+    print_message("market_deliver: %ld allocation points", every_point(deliver_once, f));
+    print_message(" (%ld failed calls left a release on the ledger that the file does not know)\n", f->orphans);
+}
+
 int main(void) {
     failalloc_install();
     const struct CMUnitTest tests[] = {
@@ -688,6 +997,9 @@ int main(void) {
         cmocka_unit_test(anon_survives_every_failure),
         cmocka_unit_test(nn_model_parse_survives_every_failure),
         cmocka_unit_test(core_json_parse_never_alters),
+        cmocka_unit_test_setup_teardown(market_approve_survives_every_failure, market_setup, market_teardown),
+        cmocka_unit_test_setup_teardown(market_accept_survives_every_failure, market_setup, market_teardown),
+        cmocka_unit_test_setup_teardown(market_deliver_survives_every_failure, market_setup, market_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
