@@ -15,6 +15,7 @@
 #include "market/market.h"
 #include "nn/nn.h"
 #include "records/records.h"
+#include "review/review.h"
 #include "surveil/surveil.h"
 #include "testutil.h"
 #include "vision/vision.h"
@@ -695,6 +696,8 @@ typedef struct {
     long after_failure; /* failures that still left the write whole (recovered or done) */
     long orphans;       /* releases on the ledger that a failed delivery did not record */
     long answer_only;   /* failures after the write was whole: only building the answer failed */
+    regions *regs;      /* review's scenario */
+    review *rv;
 } market_fixture;
 
 static void market_new_request(market_fixture *f, int max, char id[MARKET_ID_TEXT]) {
@@ -980,8 +983,121 @@ static void market_deliver_survives_every_failure(void **state) {
     print_message(" (%ld failed calls left a release on the ledger that the file does not know)\n", f->orphans);
 }
 
+/* ---- review (issue 13): a person's request for review — the case copy
+ * sealed twice, an intent, the escrow on the ledger, the case row. After a
+ * failure and review_recover (run at every start) the person either has a
+ * waiting case with the price in escrow, or no case and every token. ---- */
+
+static int review_setup(void **state) {
+    if (market_setup(state)) return -1;
+    market_fixture *f = *state;
+    core_error err = {0};
+    if (regions_load(TEST_ISO_CODES_DIR, &f->regs, &err)) fail_msg("regions: %s", err.message);
+    review_options ro = {.st = f->st,
+                         .led = f->l,
+                         .regs = f->regs,
+                         .conditions = MARKET_CODES,
+                         .n_conditions = 3,
+                         .node_sk = f->node_sk};
+    if (review_open(&ro, &f->rv, &err)) fail_msg("review_open: %s", err.message);
+    review_offer o;
+    memset(&o, 0, sizeof o);
+    memcpy(o.org, f->org_pk, LEDGER_KEY);
+    o.price = 5;
+    o.answer_hours = 48;
+    snprintf(o.conditions[o.n_conditions++], sizeof o.conditions[0], "%s", "fungal");
+    snprintf(o.regions[o.n_regions++], sizeof o.regions[0], "%s", "*");
+    if (review_offer_set(f->rv, &o, &err)) fail_msg("review_offer_set: %s", err.message);
+    return 0;
+}
+
+static int review_teardown(void **state) {
+    market_fixture *f = *state;
+    review_close(f->rv);
+    regions_free(f->regs);
+    return market_teardown(state);
+}
+
+static int64_t cases_of(market_fixture *f, int64_t owner, const char *state) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM review_cases WHERE owner = ?1 AND state = ?2", -1, &q, NULL),
+        SQLITE_OK);
+    sqlite3_bind_int64(q, 1, owner);
+    sqlite3_bind_text(q, 2, state, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    return n;
+}
+
+static void review_request_once(void *ctx, bool *fired) {
+    static const uint8_t jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4, 0xFF, 0xD9};
+    market_fixture *f = ctx;
+    market_someone s;
+    someone_new(f, &s);
+    json_decref(s.profile);
+    json_decref(s.entries);
+    /* 10 tokens: a node-signed contribution under a consent of theirs */
+    ledger_tx g = {.kind = LEDGER_TX_GRANT};
+    g.u.grant.scope = 1u << LEDGER_CAT_SCREENING;
+    g.u.grant.purpose = LEDGER_PURPOSE_SURVEILLANCE;
+    g.u.grant.expires = 4000000000u;
+    ledger_receipt gr, cr;
+    assert_int_equal(ledger_sign_submit(f->l, &g, s.sk, &gr, NULL), CORE_OK);
+    ledger_tx c = {.kind = LEDGER_TX_CONTRIBUTE};
+    memcpy(c.u.contribute.contributor, s.pk, LEDGER_KEY);
+    memcpy(c.u.contribute.grant, gr.txid, LEDGER_HASH);
+    c.u.contribute.category = LEDGER_CAT_SCREENING;
+    cs_crypto_random(c.u.contribute.commitment, LEDGER_HASH);
+    c.u.contribute.reward = 10;
+    assert_int_equal(ledger_sign_submit(f->l, &c, f->node_sk, &cr, NULL), CORE_OK);
+    review_request_in in = {.owner = s.p.owner,
+                            .data_key = s.data_key,
+                            .wallet_sk = s.sk,
+                            .org = f->org_pk,
+                            .title = "Skin check: fungal (71 %)",
+                            .details = "fungal: 71 %\n",
+                            .jpeg = jpeg,
+                            .jpeg_len = sizeof jpeg,
+                            .share = {.age_band = "30-44", .body_site = "arm"}};
+    char id[REVIEW_CASE_ID_TEXT];
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = review_case_request(f->rv, &in, id, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired && rc) fail_msg("review_case_request at point %ld: %s (%s)", f->n, err.message, err.field);
+    if (rc) {
+        assert_true(err.message[0]);
+        if (cases_of(f, s.p.owner, "waiting")) f->answer_only++;
+        int resolved = 0;
+        assert_int_equal(review_recover(f->rv, &resolved, NULL), CORE_OK);
+    }
+    ledger_account a = {0};
+    assert_int_equal(ledger_get_account(f->l, s.pk, &a, NULL), CORE_OK);
+    if (cases_of(f, s.p.owner, "waiting")) {
+        assert_int_equal(a.balance, 5);
+        if (rc) f->after_failure++;
+    } else {
+        assert_true(rc != CORE_OK);
+        assert_int_equal(a.balance, 10);
+    }
+}
+
+static void review_request_survives_every_failure(void **state) {
+    market_fixture *f = *state;
+    print_message("review_case_request: %ld allocation points", every_point(review_request_once, f));
+    print_message(" (%ld failed calls left the case waiting with its escrow: %ld already before review_recover)\n",
+                  f->after_failure, f->answer_only);
+}
+
 int main(void) {
     failalloc_install();
+    /* ALLOC_ONLY=pattern (e.g. "market_*") runs only those scenarios */
+    if (getenv("ALLOC_ONLY")) cmocka_set_test_filter(getenv("ALLOC_ONLY"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(records_create_survives_every_failure, person_setup, person_teardown),
         cmocka_unit_test_setup_teardown(records_update_survives_every_failure, person_setup, person_teardown),
@@ -1000,6 +1116,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(market_approve_survives_every_failure, market_setup, market_teardown),
         cmocka_unit_test_setup_teardown(market_accept_survives_every_failure, market_setup, market_teardown),
         cmocka_unit_test_setup_teardown(market_deliver_survives_every_failure, market_setup, market_teardown),
+        cmocka_unit_test_setup_teardown(review_request_survives_every_failure, review_setup, review_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
