@@ -355,11 +355,17 @@ core_status accounts_create(accounts *a, const char *username, const char *passw
     return create_account(a, username, password, role, NULL, NULL, recovery, sess, token, err);
 }
 
+/* Clinicians answer the organisation's review cases (issue 13); analysts act
+ * for it on the data market (issue 14). People and administrators act for
+ * themselves and the operator only. */
+bool accounts_role_has_org(accounts_role role) { return role == ACCOUNTS_CLINICIAN || role == ACCOUNTS_ANALYST; }
+
 core_status accounts_create_in_org(accounts *a, const char *username, const char *password, accounts_role role,
                                    const uint8_t org[ACCOUNTS_ORG_KEY_BYTES], char recovery[CS_CRYPTO_RECOVERY_TEXT],
                                    core_error *err) {
-    if (role != ACCOUNTS_CLINICIAN)
-        return core_fail(err, CORE_ERR_INVALID, "role", "only clinician accounts belong to an organisation");
+    if (!accounts_role_has_org(role))
+        return core_fail(err, CORE_ERR_INVALID, "role",
+                         "only clinician and analyst accounts belong to an organisation");
     return create_account(a, username, password, role, org, NULL, recovery, NULL, NULL, err);
 }
 
@@ -411,8 +417,8 @@ core_status accounts_set_org(accounts *a, const char *username, const uint8_t *o
     uint8_t old[ACCOUNTS_ORG_KEY_BYTES];
     core_status rc = store_begin(db, err);
     if (!rc) rc = user_org_row(db, name, &id, &role, &had, old, err);
-    if (!rc && role != ACCOUNTS_CLINICIAN)
-        rc = core_fail(err, CORE_ERR_INVALID, "role", "only clinician accounts belong to an organisation");
+    if (!rc && !accounts_role_has_org(role))
+        rc = core_fail(err, CORE_ERR_INVALID, "role", "only clinician and analyst accounts belong to an organisation");
     if (!rc) rc = store_prepare(db, "UPDATE users SET org_key = ? WHERE id = ?", &st, err);
     if (!rc) {
         if (org) sqlite3_bind_blob(st, 1, org, ACCOUNTS_ORG_KEY_BYTES, SQLITE_STATIC);

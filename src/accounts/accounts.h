@@ -61,7 +61,7 @@ typedef struct {
     uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES];
     uint8_t data_key[CS_CRYPTO_KEY_BYTES];
     uint8_t view_key[CS_CRYPTO_KEY_BYTES];
-    bool has_org;                        /* a clinician that belongs to an organisation */
+    bool has_org;                        /* a clinician or analyst that belongs to an organisation */
     uint8_t org[ACCOUNTS_ORG_KEY_BYTES]; /* its ledger key, when has_org */
 } accounts_session;
 
@@ -149,19 +149,25 @@ core_status accounts_list(accounts *a, accounts_user_fn fn, void *ud, core_error
 core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t pk[ACCOUNTS_WALLET_PK],
                             uint8_t sk[ACCOUNTS_WALLET_SK], bool *created, core_error *err);
 
-/* Clinicians belong to one organisation (issue 13). The membership is a
+/* Clinicians (issue 13) and analysts (issue 14) belong to at most one
+ * organisation: a clinician answers its review cases, an analyst acts for it
+ * on the data market (its requests, credit and datasets, by session). An
+ * analyst without one works as before (surveillance only). The membership is a
  * column of users, owned here rather than by review/: it is a fact about the
  * account, read with the session row on every request (so a clinician's
  * session knows its organisation without a second lookup) and deleted with
  * the account. Whether org is registered on the ledger is the caller's
  * check (accounts does not know the ledger).
  *
- * create_in_org: accounts_create for a clinician with its organisation, in
- * one transaction (role must be ACCOUNTS_CLINICIAN, else CORE_ERR_INVALID
- * field "role"). set_org: org NULL removes the membership; CORE_ERR_NOT_FOUND
+ * role_has_org: whether accounts of role may belong to one (clinician,
+ * analyst). create_in_org: accounts_create for such an account with its
+ * organisation, in one transaction (another role is CORE_ERR_INVALID field
+ * "role"). set_org: org NULL removes the membership; CORE_ERR_NOT_FOUND
  * for an unknown username, CORE_ERR_INVALID (field "role") for an account
- * that is not a clinician. The account's live sessions see the change on
- * their next request. get_org: *has_org false when it belongs to none. */
+ * that is neither clinician nor analyst. The account's live sessions see the
+ * change on their next request. get_org: *has_org false when it belongs to
+ * none. */
+bool accounts_role_has_org(accounts_role role);
 core_status accounts_create_in_org(accounts *a, const char *username, const char *password, accounts_role role,
                                    const uint8_t org[ACCOUNTS_ORG_KEY_BYTES], char recovery[CS_CRYPTO_RECOVERY_TEXT],
                                    core_error *err);

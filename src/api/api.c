@@ -81,6 +81,12 @@ bool api_register(http_router *r) {
     ok &= http_router_add(r, "POST", "/api/market/requests/{id}/accept", api_market_accept);
     ok &= http_router_add(r, "GET", "/api/v1/requests/{id}/dataset", api_org_request_dataset);
     ok &= http_router_add(r, "GET", "/api/market/participations", api_market_participations);
+    ok &= http_router_add(r, "GET", "/api/org/credit", api_member_credit);
+    ok &= http_router_add(r, "GET", "/api/org/requests", api_member_requests_list);
+    ok &= http_router_add(r, "POST", "/api/org/requests", api_member_requests_create);
+    ok &= http_router_add(r, "GET", "/api/org/requests/{id}", api_member_request_get);
+    ok &= http_router_add(r, "POST", "/api/org/requests/{id}/withdraw", api_member_request_withdraw);
+    ok &= http_router_add(r, "GET", "/api/org/requests/{id}/dataset", api_member_request_dataset);
     return ok;
 }
 
@@ -160,8 +166,8 @@ const char *api_str(const json_t *obj, const char *key) { return json_string_val
 
 json_t *api_user_json(const accounts_session *sess) {
     json_t *u = json_pack("{s:s,s:s}", "username", sess->username, "role", accounts_role_name(sess->role));
-    /* A clinician's organisation (its ledger key): what its review queue
-     * will be scoped to. */
+    /* A clinician's or analyst's organisation (its ledger key): what its
+     * review queue, or its data requests page (analysts), is scoped to. */
     if (u && sess->has_org &&
         json_object_set_new(u, "organisation", json_pack("{s:o}", "key", api_hex(sess->org, 32)))) {
         json_decref(u);

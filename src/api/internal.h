@@ -116,5 +116,12 @@ void api_market_list(http_request *rq, void *ctx);
 void api_market_accept(http_request *rq, void *ctx);
 void api_org_request_dataset(http_request *rq, void *ctx);
 void api_market_participations(http_request *rq, void *ctx);
+/* The same organisation handlers for a signed-in member (api/market.c). */
+void api_member_requests_list(http_request *rq, void *ctx);
+void api_member_requests_create(http_request *rq, void *ctx);
+void api_member_request_get(http_request *rq, void *ctx);
+void api_member_request_withdraw(http_request *rq, void *ctx);
+void api_member_request_dataset(http_request *rq, void *ctx);
+void api_member_credit(http_request *rq, void *ctx);
 
 #endif

@@ -1,5 +1,7 @@
-/* api — data requests (issue 14): organisations (bearer token, /api/v1)
- * post and withdraw requests; administrators credit organisations and
+/* api — data requests (issue 14): organisations post and withdraw requests
+ * and download datasets, either with their bearer token (/api/v1) or through
+ * a signed-in member's session (/api/org: an analyst of the organisation,
+ * web/org-requests.html); administrators credit organisations and
  * approve (fund) requests; people list the open requests that match their
  * record and accept. The market module does the work; these handlers
  * authenticate, parse, and map errors. */
@@ -54,27 +56,54 @@ static void respond(http_request *rq, int status, const char *key, json_t *v) {
     http_respond_json(rq, status, json_pack("{s:o}", key, v));
 }
 
-/* ---- organisations (bearer token) ---- */
+/* ---- organisations (bearer token or a member's session) ----
+ *
+ * Each organisation handler is one body taking the organisation's key; the
+ * token routes and the session routes differ only in how the key is found,
+ * so the two can never drift apart. */
 
-void api_org_requests_list(http_request *rq, void *ctx) {
+typedef void (*org_body)(http_request *rq, api_context *c, const uint8_t org[32]);
+
+static void as_token(http_request *rq, void *ctx, org_body body) {
     api_context *c = ctx;
     uint8_t org[32];
+    if (need_market(rq, c) && org_auth(rq, c, org)) body(rq, c, org);
+}
+
+/* A member acts for the organisation of their session: an analyst that an
+ * administrator put in a (ledger-registered) organisation. Clinicians of an
+ * organisation answer its review cases, not its data requests; an analyst
+ * without one has only the dashboard. State-changing calls need the CSRF
+ * token, as every session POST. */
+static void as_member(http_request *rq, void *ctx, bool state_changing, org_body body) {
+    api_context *c = ctx;
+    accounts_session sess;
+    if (!need_market(rq, c) || !api_session(rq, c, &sess, state_changing)) return;
+    uint8_t org[32];
+    bool member = sess.role == ACCOUNTS_ANALYST && sess.has_org;
+    if (member) memcpy(org, sess.org, sizeof org);
+    accounts_session_wipe(&sess);
+    if (!member) {
+        http_respond_error(rq, 403, "forbidden", NULL,
+                           "only analysts of an organisation act for it; ask an administrator to add you to yours");
+        return;
+    }
+    body(rq, c, org);
+    cs_crypto_wipe(org, sizeof org);
+}
+
+static void requests_list(http_request *rq, api_context *c, const uint8_t org[32]) {
     json_t *out = NULL;
     core_error err = {0};
-    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
     if (market_request_list_org(c->market, org, &out, &err))
         market_fail(rq, &err);
     else
         http_respond_json(rq, 200, out);
 }
 
-void api_org_requests_create(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    uint8_t org[32];
-    json_t *out = NULL, *body = NULL;
+static void requests_create(http_request *rq, api_context *c, const uint8_t org[32]) {
+    json_t *out = NULL, *body = http_json_body(rq);
     core_error err = {0};
-    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
-    body = http_json_body(rq);
     if (!body) return;
     if (market_request_create(c->market, org, body, &out, &err))
         market_fail(rq, &err);
@@ -82,29 +111,47 @@ void api_org_requests_create(http_request *rq, void *ctx) {
         respond(rq, 201, "request", out);
 }
 
-void api_org_request_get(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    uint8_t org[32];
+static void request_get(http_request *rq, api_context *c, const uint8_t org[32]) {
     json_t *out = NULL;
     core_error err = {0};
-    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
     if (market_request_get(c->market, org, http_param(rq, "id"), &out, &err))
         market_fail(rq, &err);
     else
         respond(rq, 200, "request", out);
 }
 
-void api_org_request_withdraw(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    uint8_t org[32];
+static void request_withdraw(http_request *rq, api_context *c, const uint8_t org[32]) {
     json_t *out = NULL;
     core_error err = {0};
-    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
     if (market_request_withdraw(c->market, org, http_param(rq, "id"), &out, &err))
         market_fail(rq, &err);
     else
         respond(rq, 200, "request", out);
 }
+
+static void org_credit(http_request *rq, api_context *c, const uint8_t org[32]) {
+    json_t *out = NULL;
+    core_error err = {0};
+    if (market_org_credit(c->market, org, &out, &err))
+        market_fail(rq, &err);
+    else
+        http_respond_json(rq, 200, out);
+}
+
+static void request_dataset(http_request *rq, api_context *c, const uint8_t org[32]);
+
+void api_org_requests_list(http_request *rq, void *ctx) { as_token(rq, ctx, requests_list); }
+void api_org_requests_create(http_request *rq, void *ctx) { as_token(rq, ctx, requests_create); }
+void api_org_request_get(http_request *rq, void *ctx) { as_token(rq, ctx, request_get); }
+void api_org_request_withdraw(http_request *rq, void *ctx) { as_token(rq, ctx, request_withdraw); }
+void api_org_request_dataset(http_request *rq, void *ctx) { as_token(rq, ctx, request_dataset); }
+
+void api_member_requests_list(http_request *rq, void *ctx) { as_member(rq, ctx, false, requests_list); }
+void api_member_requests_create(http_request *rq, void *ctx) { as_member(rq, ctx, true, requests_create); }
+void api_member_request_get(http_request *rq, void *ctx) { as_member(rq, ctx, false, request_get); }
+void api_member_request_withdraw(http_request *rq, void *ctx) { as_member(rq, ctx, true, request_withdraw); }
+void api_member_request_dataset(http_request *rq, void *ctx) { as_member(rq, ctx, false, request_dataset); }
+void api_member_credit(http_request *rq, void *ctx) { as_member(rq, ctx, false, org_credit); }
 
 /* ---- administrators ---- */
 
@@ -231,15 +278,12 @@ void api_market_accept(http_request *rq, void *ctx) {
 
 /* ---- delivery ---- */
 
-/* GET /api/v1/requests/{id}/dataset?format=csv|json: the request's current
- * rows made k-anonymous (k = the server's small-cell k, the surveillance's),
- * recorded as a ledger release of the CSV's SHA-256. CSV carries the counts
- * in headers; JSON carries them in its summary, with the dictionary and
- * the receipt. */
-void api_org_request_dataset(http_request *rq, void *ctx) {
-    api_context *c = ctx;
-    uint8_t org[32];
-    if (!need_market(rq, c) || !org_auth(rq, c, org)) return;
+/* GET /api/v1/requests/{id}/dataset?format=csv|json (and /api/org/…): the
+ * request's current rows made k-anonymous (k = the server's small-cell k,
+ * the surveillance's), recorded as a ledger release of the CSV's SHA-256.
+ * CSV carries the counts in headers; JSON carries them in its summary, with
+ * the dictionary and the receipt. */
+static void request_dataset(http_request *rq, api_context *c, const uint8_t org[32]) {
     const char *format = http_query(rq, "format");
     if (!format) format = "csv";
     if (strcmp(format, "csv") && strcmp(format, "json")) {

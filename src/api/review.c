@@ -177,8 +177,8 @@ void api_review_conditions(http_request *rq, void *ctx) {
     accounts_session_wipe(&sess);
 }
 
-/* PUT /api/admin/users/{username}/org {org: KEY | null}: the clinician's
- * organisation (registered on the ledger), or none. */
+/* PUT /api/admin/users/{username}/org {org: KEY | null}: the clinician's or
+ * analyst's organisation (registered on the ledger), or none. */
 void api_admin_user_org_put(http_request *rq, void *ctx) {
     api_context *c = ctx;
     accounts_session sess;
@@ -189,6 +189,8 @@ void api_admin_user_org_put(http_request *rq, void *ctx) {
         const char *hex = json_string_value(org);
         uint8_t key[32];
         share_org found;
+        accounts_role role;
+        bool has = false;
         core_error err = {0};
         if (!json_is_null(org) && (!hex || strlen(hex) != 64 || !cs_crypto_unhex(hex, key, 32))) {
             http_respond_error(rq, 422, "validation_failed", "org",
@@ -199,13 +201,14 @@ void api_admin_user_org_put(http_request *rq, void *ctx) {
                                    "no such organisation (register it on the ledger first)");
             else
                 api_fail(rq, &err, NULL);
-        } else if (accounts_set_org(c->acc, http_param(rq, "username"), hex ? key : NULL, &err)) {
+        } else if (accounts_set_org(c->acc, http_param(rq, "username"), hex ? key : NULL, &err) ||
+                   accounts_get_org(c->acc, http_param(rq, "username"), &role, &has, key, &err)) {
             api_fail(rq, &err, NULL);
         } else {
             json_t *o = hex ? json_pack("{s:s,s:s}", "key", hex, "name", found.name) : json_null();
             http_respond_json(rq, 200,
-                              json_pack("{s:s,s:s,s:o}", "username", http_param(rq, "username"), "role", "clinician",
-                                        "organisation", o));
+                              json_pack("{s:s,s:s,s:o}", "username", http_param(rq, "username"), "role",
+                                        accounts_role_name(role), "organisation", o));
         }
     }
     accounts_session_wipe(&sess);

@@ -20,7 +20,7 @@ static void usage(FILE *f) {
                "  create-user --username NAME --role ROLE   create an account; the password is read\n"
                "               from standard input (one line), the recovery code is printed\n"
                "               ROLE is person, clinician, analyst or admin\n"
-               "               --org KEY: a clinician's organisation (64 hex digits, registered\n"
+               "               --org KEY: a clinician's or analyst's organisation (64 hex digits, registered\n"
                "               on the ledger: POST /api/admin/orgs)\n"
                "  list-users                                 print username and role of every account\n"
                "\n"
@@ -92,8 +92,8 @@ int cli_admin(int argc, char **argv) {
         return 2;
     }
     uint8_t org[ACCOUNTS_ORG_KEY_BYTES];
-    if (org_hex && (!create || role != ACCOUNTS_CLINICIAN)) {
-        fprintf(stderr, "caresync admin: --org is for create-user --role clinician\n");
+    if (org_hex && (!create || !accounts_role_has_org(role))) {
+        fprintf(stderr, "caresync admin: --org is for create-user --role clinician or analyst\n");
         return 2;
     }
     if (org_hex && (strlen(org_hex) != 64 || !cs_crypto_unhex(org_hex, org, sizeof org))) {

@@ -12,7 +12,7 @@ static void usage(FILE *f) {
                "commands:\n"
                "  serve    run the web service (default 127.0.0.1:8080, data in ./var)\n"
                "  admin    operator tasks: create-user, list-users\n"
-               "  ledger   ledger tools: verify, proof, verify-proof\n"
+               "  ledger   ledger tools: verify, proof, verify-proof, verify-consistency\n"
                "  keygen   create a node, admin or organisation key file\n"
                "  train    train the screening model on ../shared/data\n"
                "  eval     evaluate the screening model on held-out images\n"

@@ -14,7 +14,10 @@
  * held for ever. Here:
  *   - MHD_OPTION_PER_IP_CONNECTION_LIMIT caps the sockets of one client
  *     address (over it, libmicrohttpd closes the new socket at accept), and
- *     MHD_OPTION_CONNECTION_LIMIT all of them together;
+ *     MHD_OPTION_CONNECTION_LIMIT all of them together. libmicrohttpd counts
+ *     an IPv6 client per full address, but one subscriber usually holds a
+ *     whole /64 (2^64 addresses), so the same cap is also applied here per
+ *     /64 (on_connection), as the login and sign-up limits count;
  *   - a watchdog thread (below) cuts a connection whose request head has not
  *     been received within head_timeout seconds of the connection being
  *     accepted or of its previous request being completed, and one whose
@@ -31,6 +34,7 @@
 #include <arpa/inet.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <strings.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -50,6 +54,9 @@ typedef struct conn_watch {
     size_t target_len; /* raw request target of the current request, from the URI log */
     bool target_nul;   /* ... and it holds %00, which decoding would turn into a cut */
     bool cut;          /* shut down by the watchdog */
+    /* The client as counted for the per-address limit: an IPv4 address
+     * (also when IPv4-mapped) or the /64 of an IPv6 one, tagged by family. */
+    uint8_t client_key[9];
 } conn_watch;
 
 /* How often the watchdog looks; the deadlines are this much late at most. */
@@ -179,6 +186,30 @@ static void watch_set(http_server *s, conn_watch *w, watch_phase phase) {
     pthread_mutex_unlock(&s->watch_lock);
 }
 
+/* Fill key with what the per-address limit counts the client as; false when
+ * the address is not IP (nothing to count). */
+static bool client_key(struct MHD_Connection *conn, uint8_t key[9]) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    memset(key, 0, 9);
+    if (!ci || !ci->client_addr) return false;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+        return true;
+    }
+    if (sa->sa_family != AF_INET6) return false;
+    const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(a)) {
+        key[0] = 4;
+        memcpy(key + 1, a->s6_addr + 12, 4);
+    } else {
+        key[0] = 6;
+        memcpy(key + 1, a->s6_addr, 8);
+    }
+    return true;
+}
+
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
     http_server *s = cls;
@@ -195,7 +226,21 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         w->fd = ci->connect_fd;
         w->phase = WATCH_HEAD;
         w->since = core_monotonic();
+        bool keyed = client_key(conn, w->client_key);
         pthread_mutex_lock(&s->watch_lock);
+        /* The per-/64 count (libmicrohttpd has already applied its own, per
+         * full address). A connection over it is cut at once, before any
+         * TLS handshake, and stays listed until its CLOSED notification. A
+         * linear scan: the list is at most max_connections long. */
+        if (keyed) {
+            unsigned same = 0;
+            for (const conn_watch *o = s->watch_head; o; o = o->next)
+                same += !o->cut && memcmp(o->client_key, w->client_key, sizeof w->client_key) == 0;
+            if (same >= s->opt.per_ip_connections) {
+                w->cut = true;
+                shutdown(w->fd, SHUT_RDWR);
+            }
+        }
         w->next = s->watch_head;
         if (w->next) w->next->prev = w;
         s->watch_head = w;
@@ -270,15 +315,44 @@ static void *watchdog(void *arg) {
 /* ---- checks on the request head, before routing ---------------------------- */
 typedef struct {
     int content_length, transfer_encoding;
+    bool bad_field_name;
     const char *te;
     size_t fields;        /* bytes of header names and values */
     const char *bad_name; /* a query parameter that failed http_text_valid */
     bool bad;
 } head_scan;
 
+/* RFC 9110 5.1: a field name is a token (letters, digits and
+ * !#$%&'*+-.^_`|~). libmicrohttpd keeps what precedes the colon as the name,
+ * blanks included, so "Transfer-Encoding : chunked" would match none of the
+ * checks below while a front end that trims the blank frames the body as
+ * chunked; RFC 9112 5.1 requires a 400 for whitespace before the colon.
+ *
+ * A field folded over lines (obs-fold, RFC 9112 5.2: reject or unfold)
+ * reaches us mangled: libmicrohttpd 0.9.75 appends the continuation line to
+ * the *name*, so "Transfer-Encoding:\r\n chunked" arrives as a field named
+ * "Transfer-Encodingchunked" and the body would be framed without it. A
+ * continuation holding a blank or a colon fails the token rule; a name that
+ * starts like a framing header without being one is refused as well. */
+static bool field_name_valid(const char *name) {
+    if (!*name) return false;
+    static const char *const framing[] = {"Content-Length", "Transfer-Encoding"};
+    for (size_t i = 0; i < sizeof framing / sizeof *framing; i++) {
+        size_t n = strlen(framing[i]);
+        if (strncasecmp(name, framing[i], n) == 0 && name[n]) return false;
+    }
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') ||
+              strchr("!#$%&'*+-.^_`|~", *p)))
+            return false;
+    return true;
+}
+
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
     (void)kind;
     head_scan *h = cls;
+    if (!key || !field_name_valid(key)) h->bad_field_name = true;
+    if (!key) return MHD_YES;
     if (strcasecmp(key, "Content-Length") == 0) h->content_length++;
     if (strcasecmp(key, "Transfer-Encoding") == 0) {
         h->transfer_encoding++;
@@ -325,6 +399,13 @@ static bool check_head(http_request *rq, const char *url) {
         http_add_header(rq, "Connection", "close");
         http_respond_error(rq, 400, "bad_framing", NULL,
                            "send a body with either one Content-Length or Transfer-Encoding: chunked, not both");
+        return false;
+    }
+    if (h.bad_field_name) {
+        http_add_header(rq, "Connection", "close");
+        http_respond_error(rq, 400, "bad_framing", NULL,
+                           "a header field name holds whitespace (before the colon too) or a character not "
+                           "allowed in a name, or a framing header is folded over lines");
         return false;
     }
     if (h.transfer_encoding && strcasecmp(h.te, "chunked") != 0) {

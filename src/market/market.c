@@ -452,6 +452,18 @@ static core_status balance_of(market *m, const uint8_t key[LEDGER_KEY], int64_t 
     return rc;
 }
 
+core_status market_org_credit(market *m, const uint8_t org[LEDGER_KEY], json_t **out, core_error *err) {
+    char name[LEDGER_NAME_MAX + 1];
+    int64_t bal = 0;
+    *out = NULL;
+    core_status rc = org_name(m, org, name, err);
+    if (!rc) rc = balance_of(m, org, &bal, err);
+    if (rc) return rc;
+    *out = json_pack("{s:{s:o, s:s}, s:I}", "organisation", "key", hex_json(org, LEDGER_KEY), "name", name, "balance",
+                     (json_int_t)bal);
+    return *out ? CORE_OK : nomem(err);
+}
+
 core_status market_credit(market *m, const uint8_t org[LEDGER_KEY], int64_t amount, const char *reference,
                           uint8_t txid[LEDGER_HASH], int64_t *balance, core_error *err) {
     if (amount < 1 || amount > MARKET_CREDIT_MAX)

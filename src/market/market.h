@@ -81,6 +81,11 @@ void market_close(market *m);
 core_status market_credit(market *m, const uint8_t org[LEDGER_KEY], int64_t amount, const char *reference,
                           uint8_t txid[LEDGER_HASH], int64_t *balance, core_error *err);
 
+/* The organisation's name and spendable balance (what is in escrow is not
+ * in it): {organisation:{key, name}, balance}. NOT_FOUND "org" when it is
+ * not registered. */
+core_status market_org_credit(market *m, const uint8_t org[LEDGER_KEY], json_t **out, core_error *err);
+
 /* ---- requests (the organisation's side) ---- */
 
 /* Post a request from untrusted JSON: {title, purpose_text, purpose

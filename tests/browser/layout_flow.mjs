@@ -28,9 +28,9 @@ const TOTAL_TIMEOUT_MS = 240_000;
 const { BIN, WEB_DIR, ARTIFACTS, chromium } = await browserTest('layout_flow');
 
 const PAGES = ['/', '/login', '/signup', '/reset', '/ledger', '/screening', '/records', '/reviews', '/profile', '/consents', '/wallet',
-  '/account', '/surveillance', '/review', '/data-requests', '/admin-requests'];
+  '/account', '/surveillance', '/review', '/data-requests', '/admin-requests', '/org-requests'];
 const PRIVATE = new Set(['/screening', '/records', '/reviews', '/profile', '/consents', '/wallet', '/account', '/surveillance',
-  '/review', '/data-requests', '/admin-requests']);
+  '/review', '/data-requests', '/admin-requests', '/org-requests']);
 // What each role's navigation offers today (before the layout was one file,
 // the same sets were built by js/nav.js): the expected links, in order.
 const NAV = {

@@ -209,6 +209,19 @@ const MATRIX = [
   { method: 'GET', path: `/api/v1/requests/${NO_CASE}/dataset?format=csv`, expect: everyone(401) },
   { method: 'GET', path: '/api/market/participations', expect: personOnly(200),
     check: (r) => Array.isArray(r.json.participations) },
+  // The organisation's page (issue 14): the same handlers for a signed-in
+  // analyst of an organisation. Here the analyst has none and the clinician
+  // (put in {org} above) reviews, so both are refused; the member's cells
+  // are the test after the matrix.
+  { method: 'GET', path: '/api/org/credit', expect: E(401, 403, 403, 403, 403, 403) },
+  { method: 'GET', path: '/api/org/requests', expect: E(401, 403, 403, 403, 403, 403) },
+  { method: 'POST', path: '/api/org/requests', expect: E(401, 403, 403, 403, 403, 403),
+    body: () => ({ title: 'matrix', purpose_text: 'authz', purpose: 'research', categories: ['demographics'], price: 1,
+      max_participants: 1, closes: new Date(Date.now() + 86400e3).toISOString().replace(/\.\d+Z$/, 'Z') }) },
+  { method: 'GET', path: `/api/org/requests/${NO_CASE}`, expect: E(401, 403, 403, 403, 403, 403) },
+  { method: 'POST', path: `/api/org/requests/${NO_CASE}/withdraw`, expect: E(401, 403, 403, 403, 403, 403),
+    body: () => ({}) },
+  { method: 'GET', path: `/api/org/requests/${NO_CASE}/dataset?format=csv`, expect: E(401, 403, 403, 403, 403, 403) },
   { method: 'POST', path: '/api/auth/logout', expect: anySession(200), session: 'fresh',
     check: (r) => r.json.ok === true && /cs_session=;/.test(r.headers.get('set-cookie') || '') },
   { method: 'POST', path: '/api/account/password', expect: anySession(200), session: 'throwaway',
@@ -419,7 +432,8 @@ test('CSRF rows cover every state-changing session endpoint', () => {
     'POST /api/account/sessions/revoke-others', `POST /api/admin/market/requests/${NO_CASE}/approve`,
     'POST /api/admin/orgs', `POST /api/admin/orgs/${'ab'.repeat(32)}/tokens`, 'POST /api/admin/orgs/{org}/credit',
     'POST /api/auth/logout', 'POST /api/consents', 'POST /api/consents/{consent}/revoke',
-    `POST /api/market/requests/${NO_CASE}/accept`, 'POST /api/records', 'POST /api/records/{id}/anchor',
+    `POST /api/market/requests/${NO_CASE}/accept`, 'POST /api/org/requests', `POST /api/org/requests/${NO_CASE}/withdraw`,
+    'POST /api/records', 'POST /api/records/{id}/anchor',
     `POST /api/review/cases/${NO_CASE}/answer`, `POST /api/review/cases/${NO_CASE}/return`,
     'POST /api/review/requests', `POST /api/review/requests/${NO_CASE}/revoke`,
     `POST /api/review/requests/${NO_CASE}/withdraw`,
@@ -478,6 +492,9 @@ test('state-changing requests without the right X-CSRF-Token are 403 csrf_failed
     'POST /api/admin/orgs/{org}/credit': { amount: 1, reference: 'FORGED' },
     [`POST /api/admin/market/requests/${NO_CASE}/approve`]: {},
     [`POST /api/market/requests/${NO_CASE}/accept`]: {},
+    'POST /api/org/requests': { title: 'forged', purpose_text: 'forged', purpose: 'research', categories: ['demographics'],
+      price: 1, max_participants: 1, closes: '2099-01-01T00:00:00Z' },
+    [`POST /api/org/requests/${NO_CASE}/withdraw`]: {},
   };
   const variants = {
     'no header': {},
@@ -564,4 +581,97 @@ test('data-request endpoints: organisation token × another organisation × pers
   // The bystander's probing changed nothing; the owner's withdrawal did.
   const after = await as.org('GET', `/api/v1/requests/${id}`);
   assert.equal(after.json.request.state, 'withdrawn');
+});
+
+// The organisation's page (issue 14): an analyst an administrator put in an
+// organisation acts for it by session on /api/org — the same handlers as
+// the token API. Callers: the member, a member of another organisation, an
+// analyst without one (today's analyst), a clinician of the same
+// organisation, a person, an administrator, nobody.
+test('organisation-page endpoints: member × other member × analyst without org × clinician × person × admin × anonymous', async () => {
+  const admin = ctx.clients.admin;
+  const orgs = {};
+  for (const name of ['Page Requester', 'Page Bystander']) {
+    const key = randomBytes(32).toString('hex');
+    assert.equal((await admin.post('/api/admin/orgs', { name, public_key: key })).status, 201);
+    orgs[name] = key;
+  }
+  const mine = orgs['Page Requester'], theirs = orgs['Page Bystander'];
+  assert.equal((await admin.post(`/api/admin/orgs/${mine}/credit`, { amount: 100, reference: 'PAGE-1' })).status, 201);
+  const staff = async (role, org) => {
+    const name = ctx.unique(`pg-${role}`);
+    await createStaff(srv.dataDir, name, role, PW);
+    if (org) {
+      const put = await admin.put(`/api/admin/users/${name}/org`, { org });
+      assert.equal(put.status, 200, put.text);
+      const orgName = org === mine ? 'Page Requester' : 'Page Bystander';
+      assert.deepEqual(put.json, { username: name, role, organisation: { key: org, name: orgName } });
+    }
+    return { name, client: await loginClient(name) };
+  };
+  const member = await staff('analyst', mine);
+  const otherMember = await staff('analyst', theirs);
+  const clinician = await staff('clinician', mine);
+  assert.deepEqual((await member.client.get('/api/session')).json.user.organisation, { key: mine });
+  // An analyst without an organisation is today's analyst: no organisation in its session.
+  assert.deepEqual((await ctx.clients.analyst.get('/api/session')).json.user, { username: ctx.names.analyst, role: 'analyst' });
+  const as = {
+    member: (m, p, b) => cloneOf(member.client).req(m, p, b),
+    other_member: (m, p, b) => cloneOf(otherMember.client).req(m, p, b),
+    analyst: (m, p, b) => cloneOf(ctx.clients.analyst).req(m, p, b),
+    clinician: (m, p, b) => cloneOf(clinician.client).req(m, p, b),
+    person: (m, p, b) => cloneOf(ctx.clients.owner).req(m, p, b),
+    admin: (m, p, b) => cloneOf(admin).req(m, p, b),
+    anonymous: (m, p, b) => new Client(srv.base).req(m, p, b),
+  };
+  const body = { title: 'page matrix', purpose_text: 'authz', purpose: 'research', categories: ['demographics'], price: 1,
+    max_participants: 5, closes: new Date(Date.now() + 86400e3).toISOString().replace(/\.\d+Z$/, 'Z') };
+  const made = await as.member('POST', '/api/org/requests', body);
+  assert.equal(made.status, 201, made.text);
+  assert.equal(made.json.request.organisation.key, mine, 'posted for the member\'s organisation');
+  const id = made.json.request.id;
+  const refused = { analyst: 403, clinician: 403, person: 403, admin: 403, anonymous: 401 };
+  const cells = [
+    // [method, path, body, {caller: status}], the member last where it changes state
+    ['GET', '/api/org/credit', undefined, { other_member: 200, ...refused, member: 200 }],
+    ['GET', '/api/org/requests', undefined, { other_member: 200, ...refused, member: 200 }],
+    ['GET', `/api/org/requests/${id}`, undefined, { other_member: 404, ...refused, member: 200 }],
+    ['POST', '/api/org/requests', body, { other_member: 409, ...refused, member: 201 }],
+    ['GET', `/api/org/requests/${id}/dataset?format=json`, undefined, { other_member: 404, ...refused, member: 200 }],
+    ['POST', `/api/org/requests/${id}/withdraw`, {}, { other_member: 404, ...refused, member: 200 }],
+  ];
+  const CODES = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found', 409: 'insufficient_tokens' };
+  const problems = [];
+  for (const [method, path, b, want] of cells) {
+    for (const [who, status] of Object.entries(want)) {
+      const r = await as[who](method, path, b);
+      if (r.status !== status) problems.push(`${method} ${path} as ${who}: ${r.status} ≠ ${status} ${r.text.slice(0, 120)}`);
+      if (r.status === status && status >= 400) {
+        let code;
+        try { code = errorOf(r).code; } catch { code = 'not-an-error-body'; }
+        if (code !== CODES[status]) problems.push(`${method} ${path} as ${who}: code ${code} ≠ ${CODES[status]}`);
+      }
+      if (r.status === 200 && path === '/api/org/requests') {
+        const has = r.json.requests.some((x) => x.id === id);
+        if (has !== (who === 'member')) problems.push(`${who} ${has ? 'sees' : 'misses'} the request in its list`);
+      }
+      if (r.status === 200 && path === '/api/org/credit') {
+        const expected = who === 'member' ? [mine, 'Page Requester', 100] : [theirs, 'Page Bystander', 0];
+        const got = [r.json.organisation.key, r.json.organisation.name, r.json.balance];
+        if (!isDeepStrictEqual(got, expected)) problems.push(`${who}'s credit: ${JSON.stringify(got)}`);
+      }
+    }
+  }
+  assert.deepEqual(problems, [], problems.join('\n'));
+  // The session POSTs need the CSRF token, as every other.
+  const forged = await cloneOf(member.client).req('POST', '/api/org/requests', body, { csrf: false });
+  assert.equal(forged.status, 403);
+  assert.equal(errorOf(forged).code, 'csrf_failed');
+  // The probing changed nothing; the member's withdrawal did.
+  assert.equal((await as.member('GET', `/api/org/requests/${id}`)).json.request.state, 'withdrawn');
+  // Taken out of the organisation, the member is an analyst like any other at its next request.
+  assert.equal((await admin.put(`/api/admin/users/${member.name}/org`, { org: null })).status, 200);
+  assert.equal((await as.member('GET', '/api/org/requests')).status, 403);
+  assert.equal((await as.member('GET', '/api/surveil/alerts')).status, 200);
+  assert.deepEqual((await as.member('GET', '/api/session')).json.user, { username: member.name, role: 'analyst' });
 });

@@ -285,6 +285,13 @@ test('verify prints the genesis hash and keys; --node-key and --genesis pin them
   }
 });
 
+test('the command list names every ledger task, verify-consistency included', () => {
+  const r = run();
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /^ {2}ledger .*verify-proof, verify-consistency$/m, r.stderr);
+  assert.match(run('ledger', '--help').stdout, /^ {2}verify-consistency FILE$/m);
+});
+
 test('verify-consistency checks what the explorer serves, tied to signed tree heads; from=0 per RFC 6962', async () => {
   const srv = await startServer();
   const dir = mkdtempSync(join(tmpdir(), 'cons-'));

@@ -128,9 +128,15 @@ test('a clinician created with --org has that organisation in its session', asyn
   assert.equal(unknown.code, 1);
   assert.match(unknown.err, /no such organisation/);
   assert.equal((await createUser(['--username', 'rv-doc3', '--role', 'clinician', '--org', 'abc'])).code, 2);
-  assert.equal((await createUser(['--username', 'rv-an', '--role', 'analyst', '--org', orgA])).code, 2);
+  assert.equal((await createUser(['--username', 'rv-adm', '--role', 'admin', '--org', orgA])).code, 2);
+  assert.equal((await createUser(['--username', 'rv-pat', '--role', 'person', '--org', orgA])).code, 2);
   const users = (await admin.get('/api/admin/users')).json.users.map((u) => u.username);
-  assert.ok(!users.includes('rv-doc2') && !users.includes('rv-doc3') && !users.includes('rv-an'), 'nothing was created');
+  assert.ok(!users.includes('rv-doc2') && !users.includes('rv-doc3') && !users.includes('rv-adm') && !users.includes('rv-pat'),
+    'nothing was created');
+  // Analysts belong to an organisation too (issue 14: its data-requests page).
+  assert.equal((await createUser(['--username', 'rv-an', '--role', 'analyst', '--org', orgA])).code, 0);
+  const an = new Client(srv.base);
+  assert.deepEqual((await an.login('rv-an', PW)).json.user, { username: 'rv-an', role: 'analyst', organisation: { key: orgA } });
 
   // The admin API moves the clinician; its live session sees it next request.
   const moved = await admin.put('/api/admin/users/rv-doc/org', { org: orgB });

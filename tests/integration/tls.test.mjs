@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
 import http from 'node:http';
+import net from 'node:net';
 import { startServer, BIN, WEB_DIR } from './harness.mjs';
 
 const PW = 'correct horse battery';
@@ -171,7 +172,9 @@ test('TLS refuses static-RSA, DHE and CBC suites; ECDHE with AES-GCM and TLS 1.3
   };
   for (const refused of [['-tls1_2', '-cipher', 'AES128-SHA'], ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA'],
     ['-tls1_2', '-cipher', 'AES128-GCM-SHA256'], ['-tls1_2', '-cipher', 'DHE-RSA-AES128-GCM-SHA256'],
-    ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA256']]) {
+    ['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA256'],
+    // TLS 1.1 and 1.0 (SECLEVEL=0: OpenSSL 3 would not even offer them otherwise)
+    ['-tls1_1', '-cipher', 'ALL@SECLEVEL=0'], ['-tls1', '-cipher', 'ALL@SECLEVEL=0']]) {
     const r = hello(...refused);
     assert.equal(r.cipher, null, `${refused.join(' ')} was accepted: ${r.cipher}`);
     assert.notEqual(r.status, 0, `${refused.join(' ')}: ${r.out.slice(0, 400)}`);
@@ -183,5 +186,43 @@ test('TLS refuses static-RSA, DHE and CBC suites; ECDHE with AES-GCM and TLS 1.3
     assert.equal(r.status, 0, `${args.join(' ')} failed: ${r.out.slice(0, 400)}`);
     if (cipher) assert.equal(r.cipher, cipher);
     else assert.match(r.cipher || '', /^TLS_(AES_(128|256)_GCM|CHACHA20_POLY1305)_SHA(256|384)$/, r.out.slice(0, 400));
+  }
+});
+
+// The request-head deadline counts from the connection, TLS handshake
+// included (issue 11.1): a ClientHello sent one byte every 200 ms, never
+// idle long enough for the idle timeout, is cut at --head-timeout.
+test('a TLS handshake dribbled byte by byte is cut at the head deadline', { skip: NO_OPENSSL }, async () => {
+  const s = await startServer(['--tls-cert', join(dir, 'c.pem'), '--tls-key', join(dir, 'k.pem'), '--head-timeout', '2']);
+  try {
+    const u = new URL(s.base);
+    const outcome = await new Promise((resolve) => {
+      const sock = net.connect({ host: '127.0.0.1', port: Number(u.port) });
+      // A TLS record header announcing a 512-byte handshake message, then its bytes.
+      const hello = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00]), Buffer.alloc(512, 1)]);
+      let sent = 0, t0 = 0, timer;
+      const end = (how) => {
+        clearInterval(timer);
+        clearTimeout(limit);
+        sock.destroy();
+        resolve({ how, sent, secs: (Date.now() - t0) / 1000 });
+      };
+      sock.on('connect', () => {
+        t0 = Date.now();
+        timer = setInterval(() => { if (!sock.destroyed && sent < hello.length) sock.write(hello.subarray(sent, ++sent)); }, 200);
+      });
+      sock.on('data', () => {});
+      sock.on('close', () => end('closed'));
+      sock.on('error', () => end('closed'));
+      const limit = setTimeout(() => end('still open'), 15000);
+    });
+    assert.equal(outcome.how, 'closed', `a dribbled handshake was still open after 15 s (${outcome.sent} bytes)`);
+    assert.ok(outcome.secs >= 1.5 && outcome.secs < 10, `closed after ${outcome.secs} s; the deadline is 2 s`);
+    assert.ok(outcome.sent >= 5, `only ${outcome.sent} bytes sent before the cut`);
+    // A prompt client is served.
+    assert.equal((await request(s.base, 'GET', '/api/health')).status, 200);
+  } finally {
+    await s.stop();
+    s.cleanup();
   }
 });

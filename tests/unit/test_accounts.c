@@ -346,7 +346,7 @@ static void end_other_sessions_keeps_the_current_one(void **state) {
 }
 
 /* A clinician's organisation: set at creation or later, read with every
- * session (cached sessions see a change at once), refused for other roles. */
+ * session (cached sessions see a change at once), refused for people and administrators. */
 static void clinicians_belong_to_one_organisation(void **state) {
     fixture *f = *state;
     core_error err = {0};
@@ -379,15 +379,69 @@ static void clinicians_belong_to_one_organisation(void **state) {
     assert_int_equal(accounts_authenticate(f->acc, token, &again, &err), CORE_OK);
     assert_false(again.has_org);
 
-    assert_int_equal(accounts_create(f->acc, "ann", PW, ACCOUNTS_ANALYST, rc_text, NULL, NULL, &err), CORE_OK);
-    assert_int_equal(accounts_set_org(f->acc, "ann", org_a, &err), CORE_ERR_INVALID);
+    /* People and administrators act for no organisation. */
+    assert_int_equal(accounts_create(f->acc, "root", PW, ACCOUNTS_ADMIN, rc_text, NULL, NULL, &err), CORE_OK);
+    assert_int_equal(accounts_set_org(f->acc, "root", org_a, &err), CORE_ERR_INVALID);
     assert_string_equal(err.field, "role");
-    assert_int_equal(accounts_get_org(f->acc, "ann", &role, &has, got, &err), CORE_OK);
+    assert_int_equal(accounts_get_org(f->acc, "root", &role, &has, got, &err), CORE_OK);
     assert_false(has);
+    assert_int_equal(accounts_create(f->acc, "pat2", PW, ACCOUNTS_PERSON, rc_text, NULL, NULL, &err), CORE_OK);
+    assert_int_equal(accounts_set_org(f->acc, "pat2", org_a, &err), CORE_ERR_INVALID);
+    assert_string_equal(err.field, "role");
+    assert_int_equal(accounts_create_in_org(f->acc, "root2", PW, ACCOUNTS_ADMIN, org_a, rc_text, &err),
+                     CORE_ERR_INVALID);
     assert_int_equal(accounts_set_org(f->acc, "nobody", org_a, &err), CORE_ERR_NOT_FOUND);
     assert_int_equal(accounts_set_org(f->acc, "!!", org_a, &err), CORE_ERR_NOT_FOUND);
     accounts_session_wipe(&s);
     accounts_session_wipe(&again);
+}
+
+/* Analysts belong to an organisation as clinicians do (issue 14: they act
+ * for it on the data market); an analyst without one is what it always was:
+ * no organisation in its session, created and logged in as before. */
+static void analysts_belong_to_an_organisation_too(void **state) {
+    fixture *f = *state;
+    core_error err = {0};
+    char rc_text[CS_CRYPTO_RECOVERY_TEXT], token[ACCOUNTS_TOKEN_TEXT], token2[ACCOUNTS_TOKEN_TEXT];
+    uint8_t org_a[ACCOUNTS_ORG_KEY_BYTES], got[ACCOUNTS_ORG_KEY_BYTES];
+    memset(org_a, 0xa1, sizeof org_a);
+    accounts_role role;
+    bool has = true;
+    accounts_session s, again, plain;
+
+    assert_int_equal(accounts_create(f->acc, "ann", PW, ACCOUNTS_ANALYST, rc_text, NULL, NULL, &err), CORE_OK);
+    assert_int_equal(accounts_login(f->acc, "ann", PW, "10.0.0.1", &s, token, &err), CORE_OK);
+    assert_false(s.has_org);
+    assert_int_equal(accounts_get_org(f->acc, "ann", &role, &has, got, &err), CORE_OK);
+    assert_int_equal(role, ACCOUNTS_ANALYST);
+    assert_false(has);
+
+    assert_int_equal(accounts_set_org(f->acc, "ann", org_a, &err), CORE_OK);
+    assert_int_equal(accounts_authenticate(f->acc, token, &again, &err), CORE_OK); /* the live session sees it */
+    assert_true(again.has_org);
+    assert_memory_equal(again.org, org_a, sizeof org_a);
+    assert_int_equal(again.role, ACCOUNTS_ANALYST);
+    assert_int_equal(accounts_get_org(f->acc, "ann", &role, &has, got, &err), CORE_OK);
+    assert_true(has);
+    assert_memory_equal(got, org_a, sizeof org_a);
+    assert_int_equal(accounts_set_org(f->acc, "ann", NULL, &err), CORE_OK);
+    assert_int_equal(accounts_authenticate(f->acc, token, &again, &err), CORE_OK);
+    assert_false(again.has_org);
+
+    /* At creation, in one step. */
+    assert_int_equal(accounts_create_in_org(f->acc, "bea", PW, ACCOUNTS_ANALYST, org_a, rc_text, &err), CORE_OK);
+    assert_int_equal(accounts_login(f->acc, "bea", PW, "10.0.0.1", &plain, token2, &err), CORE_OK);
+    assert_true(plain.has_org);
+    assert_memory_equal(plain.org, org_a, sizeof org_a);
+    assert_int_equal(plain.role, ACCOUNTS_ANALYST);
+
+    assert_true(accounts_role_has_org(ACCOUNTS_CLINICIAN));
+    assert_true(accounts_role_has_org(ACCOUNTS_ANALYST));
+    assert_false(accounts_role_has_org(ACCOUNTS_PERSON));
+    assert_false(accounts_role_has_org(ACCOUNTS_ADMIN));
+    accounts_session_wipe(&s);
+    accounts_session_wipe(&again);
+    accounts_session_wipe(&plain);
 }
 
 int main(void) {
@@ -405,6 +459,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(signups_are_limited_per_address, setup, teardown),
         cmocka_unit_test_setup_teardown(end_other_sessions_keeps_the_current_one, setup, teardown),
         cmocka_unit_test_setup_teardown(clinicians_belong_to_one_organisation, setup, teardown),
+        cmocka_unit_test_setup_teardown(analysts_belong_to_an_organisation_too, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,6 +43,9 @@ const LINKS = {
   // Only clinicians review cases (web/review.html); the queue is their first link.
   clinician: [['/review', 'Review queue'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
   analyst: [['/surveillance', 'Surveillance'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'], ['/account', 'Account']],
+  // An analyst an administrator put in an organisation also acts for it (issue 14).
+  member: [['/surveillance', 'Surveillance'], ['/org-requests', 'Data requests'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'],
+    ['/account', 'Account']],
   // Administrators see the dashboard as analysts do, and approve data requests.
   admin: [['/surveillance', 'Surveillance'], ['/admin-requests', 'Data requests'], ['/wallet', 'Wallet'], ['/ledger', 'Ledger'],
     ['/account', 'Account']],
@@ -60,7 +63,8 @@ function renderNav(user) {
   const list = el('ul');
   const set = !user ? LINKS.guest : user.role === 'person' ? LINKS.person
     : user.role === 'clinician' ? LINKS.clinician
-      : user.role === 'analyst' ? LINKS.analyst : user.role === 'admin' ? LINKS.admin : LINKS.staff;
+      : user.role === 'analyst' ? (user.organisation ? LINKS.member : LINKS.analyst)
+        : user.role === 'admin' ? LINKS.admin : LINKS.staff;
   for (const [href, label] of set) list.append(el('li', {}, link(href, label)));
   if (user) {
     const who = el('span', { class: 'nav-user', id: 'nav-user' }, 'Signed in as ', el('strong', { text: user.username }));
