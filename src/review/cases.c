@@ -204,14 +204,16 @@ static core_status finish_step(sqlite3 *db, const char *id, const char *sql, bin
     return rc;
 }
 
-core_status review_case_request(review *r, const review_request_in *in, char id[REVIEW_CASE_ID_TEXT], core_error *err) {
+/* A request's refusals, before anything is sealed or signed: cases off, no
+ * offer, a bad case (build_case), too few tokens. *text (the case copy, to
+ * wipe and free) on success. */
+static core_status request_check(review *r, const review_request_in *in, review_offer *offer, char **text,
+                                 core_error *err) {
     core_status rc = need_cases(r, err);
     if (rc) return rc;
-    review_offer offer;
-    if ((rc = review_offer_get(r, in->org, &offer, err))) return rc;
-    char *text = NULL;
-    if ((rc = build_case(in, &text, err))) return rc;
-    size_t text_len = strlen(text);
+    if ((rc = review_offer_get(r, in->org, offer, err))) return rc;
+    if ((rc = build_case(in, text, err))) return rc;
+    size_t text_len = strlen(*text);
 
     /* Balance first: the ledger would refuse too, but the refusal should
      * name what is short, and nothing should be sealed or signed for it. */
@@ -219,50 +221,128 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
     core_error e = {0};
     core_status arc = ledger_get_account(r->opt.led, in->wallet_sk + 32, &acct, &e);
     if (arc && arc != CORE_ERR_NOT_FOUND) {
-        cs_crypto_wipe(text, text_len);
-        free(text);
         if (err) *err = e;
-        return arc;
+        rc = arc;
+    } else if (acct.balance < offer->price) {
+        rc = core_fail(err, CORE_ERR_CONFLICT, "balance", "this review costs %lld tokens; the wallet holds %lld",
+                       (long long)offer->price, (long long)acct.balance);
     }
-    if (acct.balance < offer.price) {
-        cs_crypto_wipe(text, text_len);
-        free(text);
-        return core_fail(err, CORE_ERR_CONFLICT, "balance", "this review costs %lld tokens; the wallet holds %lld",
-                         (long long)offer.price, (long long)acct.balance);
+    if (rc) {
+        cs_crypto_wipe(*text, text_len);
+        free(*text);
+        *text = NULL;
     }
+    return rc;
+}
 
-    uint8_t raw_id[16], key[32], salt[32], commitment[32];
-    cs_crypto_random(raw_id, sizeof raw_id);
-    cs_crypto_hex(raw_id, sizeof raw_id, id);
+/* The case copy sealed for keeping: under a random case key, which is
+ * sealed for the person (data key) and for the organisation (server key);
+ * the ledger's commitment to it. Owns its buffers (case_seal_free). */
+typedef struct {
+    uint8_t salt[32], commitment[32];
+    uint8_t *sealed, *pkey, *skey;
+    size_t sealed_len, pkey_len, skey_len;
+} case_seal;
+
+static void case_seal_free(case_seal *c) {
+    free(c->sealed);
+    free(c->pkey);
+    free(c->skey);
+}
+
+/* Seals text (the case copy, wiped and freed here whatever happens). */
+static core_status case_seal_make(review *r, const review_request_in *in, const char *id, char *text, case_seal *c,
+                                  core_error *err) {
+    size_t text_len = strlen(text);
+    uint8_t key[32];
     cs_crypto_random(key, sizeof key);
-    cs_crypto_random(salt, sizeof salt);
+    cs_crypto_random(c->salt, sizeof c->salt);
     /* The ledger commits to the case without revealing it: SHA-256(salt ‖
      * case), the salt known only to those who hold the case. */
-    cs_crypto_sha256_2(commitment, salt, sizeof salt, text, text_len);
-    uint8_t *sealed = NULL, *pkey = NULL, *skey = NULL;
-    size_t sealed_len = 0, pkey_len = 0, skey_len = 0;
+    cs_crypto_sha256_2(c->commitment, c->salt, sizeof c->salt, text, text_len);
     size_t idlen = strlen(id);
-    rc = cs_crypto_seal(key, id, idlen, text, text_len, &sealed, &sealed_len, err);
-    if (!rc) rc = cs_crypto_seal(in->data_key, id, idlen, key, sizeof key, &pkey, &pkey_len, err);
-    if (!rc) rc = cs_crypto_seal(r->server_key, id, idlen, key, sizeof key, &skey, &skey_len, err);
+    core_status rc = cs_crypto_seal(key, id, idlen, text, text_len, &c->sealed, &c->sealed_len, err);
+    if (!rc) rc = cs_crypto_seal(in->data_key, id, idlen, key, sizeof key, &c->pkey, &c->pkey_len, err);
+    if (!rc) rc = cs_crypto_seal(r->server_key, id, idlen, key, sizeof key, &c->skey, &c->skey_len, err);
     cs_crypto_wipe(text, text_len);
     free(text);
     cs_crypto_wipe(key, sizeof key);
+    return rc;
+}
+
+/* Step 3: the case row and the end of the intent, together. If that fails
+ * the escrow (request_txid) is on the ledger but the case is not kept: the
+ * tokens go back now rather than stay locked, and the intent goes once they
+ * are back (else recovery refunds at start). */
+static core_status case_store(review *r, sqlite3 *db, const review_request_in *in, const char *id,
+                              const review_offer *offer, const uint8_t request_txid[LEDGER_HASH], const case_seal *c,
+                              core_error *err) {
+    int64_t now = now_of(r);
+    sqlite3_stmt *st = NULL;
+    core_status rc = store_begin(db, err);
+    bool open = !rc;
+    if (!rc)
+        rc = store_prepare(db,
+                           "INSERT INTO review_cases(id, owner, org_key, price, state, created_at, deadline, "
+                           "request_txid, salt, case_blob, person_key, server_key, record_id) "
+                           "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)",
+                           &st, err);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, in->owner);
+        sqlite3_bind_blob(st, 3, in->org, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, offer->price);
+        sqlite3_bind_int64(st, 5, now);
+        sqlite3_bind_int64(st, 6, now + (int64_t)offer->answer_hours * 3600);
+        sqlite3_bind_blob(st, 7, request_txid, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 8, c->salt, sizeof c->salt, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 9, c->sealed, (int)c->sealed_len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 10, c->pkey, (int)c->pkey_len, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 11, c->skey, (int)c->skey_len, SQLITE_STATIC);
+        if (in->record_id) sqlite3_bind_text(st, 12, in->record_id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+    }
+    sqlite3_finalize(st);
+    if (!rc) rc = intent_drop(db, id, err);
+    if (open) {
+        if (!rc)
+            rc = store_commit(db, err);
+        else
+            store_rollback(db);
+    }
+    if (rc) {
+        uint8_t t[LEDGER_HASH];
+        if (!close_escrow(r, LEDGER_TX_REVIEW_REFUND, request_txid, t, NULL)) intent_drop(db, id, NULL);
+    }
+    return rc;
+}
+
+core_status review_case_request(review *r, const review_request_in *in, char id[REVIEW_CASE_ID_TEXT], core_error *err) {
+    review_offer offer;
+    char *text = NULL;
+    core_status rc = request_check(r, in, &offer, &text, err);
+    if (rc) return rc;
+    uint8_t raw_id[16];
+    cs_crypto_random(raw_id, sizeof raw_id);
+    cs_crypto_hex(raw_id, sizeof raw_id, id);
+    case_seal c = {0};
+    rc = case_seal_make(r, in, id, text, &c, err);
 
     /* 1. The intent, committed before the escrow exists: a crash after the
      * escrow and before the case row leaves this, and recovery refunds. */
     sqlite3 *db = store_acquire(r->opt.st);
-    intent it = {.op = "request", .commitment = commitment};
+    intent it = {.op = "request", .commitment = c.commitment};
     if (!rc) rc = intent_put(r, db, id, &it, err);
     bool intended = !rc;
     /* Not held across the ledger's block commit: other requests need it. */
     store_release(r->opt.st, db);
     REVIEW_CRASH_POINT("review_after_request_intent");
+    /* 2. The escrow. */
     ledger_receipt receipt;
     if (!rc) {
         ledger_tx tx = {.kind = LEDGER_TX_REVIEW_REQUEST};
         memcpy(tx.u.review.org, in->org, LEDGER_KEY);
-        memcpy(tx.u.review.commitment, commitment, LEDGER_HASH);
+        memcpy(tx.u.review.commitment, c.commitment, LEDGER_HASH);
         tx.u.review.price = (uint64_t)offer.price;
         rc = ledger_sign_submit(r->opt.led, &tx, in->wallet_sk, &receipt, err);
     }
@@ -271,53 +351,9 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
      * fails, recovery finds no escrow and drops it then.) */
     if (rc && intended) intent_drop(db, id, NULL);
     REVIEW_CRASH_POINT("review_after_escrow");
-    if (!rc) {
-        /* 3. The case row and the end of the intent, together. */
-        int64_t now = now_of(r);
-        sqlite3_stmt *st = NULL;
-        rc = store_begin(db, err);
-        bool open = !rc;
-        if (!rc)
-            rc = store_prepare(db,
-                               "INSERT INTO review_cases(id, owner, org_key, price, state, created_at, deadline, "
-                               "request_txid, salt, case_blob, person_key, server_key, record_id) "
-                               "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)",
-                               &st, err);
-        if (!rc) {
-            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 2, in->owner);
-            sqlite3_bind_blob(st, 3, in->org, LEDGER_KEY, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 4, offer.price);
-            sqlite3_bind_int64(st, 5, now);
-            sqlite3_bind_int64(st, 6, now + (int64_t)offer.answer_hours * 3600);
-            sqlite3_bind_blob(st, 7, receipt.txid, LEDGER_HASH, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 8, salt, sizeof salt, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 9, sealed, (int)sealed_len, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 10, pkey, (int)pkey_len, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 11, skey, (int)skey_len, SQLITE_STATIC);
-            if (in->record_id) sqlite3_bind_text(st, 12, in->record_id, -1, SQLITE_STATIC);
-            if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
-        }
-        sqlite3_finalize(st);
-        if (!rc) rc = intent_drop(db, id, err);
-        if (open) {
-            if (!rc)
-                rc = store_commit(db, err);
-            else
-                store_rollback(db);
-        }
-        if (rc) {
-            /* The escrow is on the ledger but the case is not kept: give
-             * the tokens back now rather than leave them locked; the intent
-             * goes once they are back (else recovery refunds at start). */
-            uint8_t t[LEDGER_HASH];
-            if (!close_escrow(r, LEDGER_TX_REVIEW_REFUND, receipt.txid, t, NULL)) intent_drop(db, id, NULL);
-        }
-    }
+    if (!rc) rc = case_store(r, db, in, id, &offer, receipt.txid, &c, err);
     store_release(r->opt.st, db);
-    free(sealed);
-    free(pkey);
-    free(skey);
+    case_seal_free(&c);
     if (rc) id[0] = 0;
     return rc;
 }
