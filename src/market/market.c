@@ -1056,16 +1056,16 @@ static core_status submit_pay(market *m, const uint8_t request[LEDGER_HASH], con
  * it may come after the request closes. */
 #define CONSENT_AFTER_CLOSE (365 * 86400)
 
-core_status market_accept(market *m, const market_person *p, const char *id, json_t **out, core_error *err) {
-    *out = NULL;
-    req_row r;
-    core_status rc = req_load(m, id, &r, err);
+/* An acceptance's refusals, before anything is made: not open or not
+ * matching, already taken part (or under way), over today's cap. *r (to
+ * req_free) and *c on success. */
+static core_status accept_check(market *m, const market_person *p, const char *id, req_row *r, market_criteria *c,
+                                int year, core_error *err) {
+    core_status rc = req_load(m, id, r, err);
     if (rc) return rc;
-    const int year = this_year_of(now_of(m));
-    market_criteria c;
-    criteria_load(r.criteria, r.categories, &c);
-    if (strcmp(r.state, "open") || !market_matches(&c, p->profile, p->entries, year)) {
-        req_free(&r);
+    criteria_load(r->criteria, r->categories, c);
+    if (strcmp(r->state, "open") || !market_matches(c, p->profile, p->entries, year)) {
+        req_free(r);
         return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such open request matches your record");
     }
     int64_t earned = 0;
@@ -1076,19 +1076,27 @@ core_status market_accept(market *m, const market_person *p, const char *id, jso
     store_release(m->opt.st, db);
     if (!rc && accepted)
         rc = core_fail(err, CORE_ERR_CONFLICT, "accepted", "you have already taken part in this request");
-    if (!rc && earned + r.price > m->opt.daily_cap)
+    if (!rc && earned + r->price > m->opt.daily_cap)
         rc = core_fail(err, CORE_ERR_CONFLICT, "daily_cap",
                        "the daily earning limit applies: you have earned %lld of %lld tokens today, and this request "
                        "pays %lld; you can accept it tomorrow",
-                       (long long)earned, (long long)m->opt.daily_cap, (long long)r.price);
-    /* The rows, each with a fresh random tag; the person's copy of the tags. */
-    json_t *rows =
-        rc ? NULL : market_rows_build(&c, p->profile, p->entries, year, m->opt.conditions, m->opt.n_conditions);
-    json_t *tags = rc ? NULL : json_array();
-    if (!rc && (!rows || !tags)) rc = nomem(err);
+                       (long long)earned, (long long)m->opt.daily_cap, (long long)r->price);
+    if (rc) req_free(r);
+    return rc;
+}
+
+/* The rows, each with a fresh random tag, sealed under the row key for the
+ * intent, and the person's copy of the tags sealed under their data key:
+ * in->rows_sealed and in->person_sealed (intent_free), *rows (new). */
+static core_status accept_seal(market *m, const market_person *p, const char *id, const market_criteria *c, int year,
+                               intent_row *in, json_t **rows, core_error *err) {
+    core_status rc = CORE_OK;
+    *rows = market_rows_build(c, p->profile, p->entries, year, m->opt.conditions, m->opt.n_conditions);
+    json_t *tags = json_array();
+    if (!*rows || !tags) rc = nomem(err);
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(*rows, i, row) {
         if (rc) break;
         uint8_t tag[MARKET_TAG_BYTES];
         cs_crypto_random(tag, sizeof tag);
@@ -1096,44 +1104,59 @@ core_status market_accept(market *m, const market_person *p, const char *id, jso
             json_array_append_new(tags, hex_json(tag, sizeof tag)))
             rc = nomem(err);
     }
-    intent_row in = {.owner = p->owner};
-    snprintf(in.id, sizeof in.id, "%s", id);
-    memcpy(in.wallet, p->wallet_sk + 32, LEDGER_KEY);
-    char *rt = rc ? NULL : core_json_dumps(rows, JSON_COMPACT);
+    char *rt = rc ? NULL : core_json_dumps(*rows, JSON_COMPACT);
     json_t *mine = rc ? NULL : json_pack("{s:s, s:O}", "request", id, "tags", tags);
     char *pt = mine ? core_json_dumps(mine, JSON_COMPACT) : NULL;
     if (!rc && (!rt || !pt)) rc = nomem(err);
     char ad[80];
     snprintf(ad, sizeof ad, "market-rows:%s", id);
-    if (!rc) rc = cs_crypto_seal(m->row_key, ad, strlen(ad), rt, strlen(rt), &in.rows_sealed, &in.rows_len, err);
+    if (!rc) rc = cs_crypto_seal(m->row_key, ad, strlen(ad), rt, strlen(rt), &in->rows_sealed, &in->rows_len, err);
     person_ad(ad, p->owner, id);
-    if (!rc) rc = cs_crypto_seal(p->data_key, ad, strlen(ad), pt, strlen(pt), &in.person_sealed, &in.person_len, err);
+    if (!rc) rc = cs_crypto_seal(p->data_key, ad, strlen(ad), pt, strlen(pt), &in->person_sealed, &in->person_len, err);
     if (rt) cs_crypto_wipe(rt, strlen(rt));
     free(rt);
     free(pt);
     json_decref(mine);
+    json_decref(tags);
+    return rc;
+}
+
+/* Step 2: the consent, signed by the person's wallet, noted in the intent. */
+static core_status accept_grant(market *m, const market_person *p, const req_row *r, intent_row *in, core_error *err) {
+    ledger_tx tx = {.kind = LEDGER_TX_GRANT};
+    tx.u.grant.scope = r->categories;
+    tx.u.grant.purpose = !strcmp(r->purpose, "research") ? LEDGER_PURPOSE_RESEARCH : LEDGER_PURPOSE_SURVEILLANCE;
+    memcpy(tx.u.grant.grantee, r->org, LEDGER_KEY);
+    tx.u.grant.expires = (uint64_t)(r->closes + CONSENT_AFTER_CLOSE);
+    ledger_receipt rec;
+    core_status rc = ledger_sign_submit(m->opt.led, &tx, p->wallet_sk, &rec, err);
+    if (rc) return rc;
+    in->has_grant = true;
+    memcpy(in->grant, rec.txid, LEDGER_HASH);
+    sqlite3 *db = store_acquire(m->opt.st);
+    rc = intent_exec(m, db, "UPDATE market_intents SET grant_txid = ?3 WHERE request_id = ?1 AND owner = ?2", in, err);
+    store_release(m->opt.st, db);
+    return rc;
+}
+
+core_status market_accept(market *m, const market_person *p, const char *id, json_t **out, core_error *err) {
+    *out = NULL;
+    req_row r;
+    market_criteria c;
+    const int year = this_year_of(now_of(m));
+    core_status rc = accept_check(m, p, id, &r, &c, year, err);
+    if (rc) return rc;
+    intent_row in = {.owner = p->owner};
+    snprintf(in.id, sizeof in.id, "%s", id);
+    memcpy(in.wallet, p->wallet_sk + 32, LEDGER_KEY);
+    json_t *rows = NULL;
+    rc = accept_seal(m, p, id, &c, year, &in, &rows, err);
     /* 1. The intent. */
     if (!rc) rc = intent_put(m, &in, err);
     bool intended = !rc;
     MARKET_CRASH_POINT("market_after_accept_intent");
-    /* 2. The consent, signed by the person's wallet. */
-    if (!rc) {
-        ledger_tx tx = {.kind = LEDGER_TX_GRANT};
-        tx.u.grant.scope = r.categories;
-        tx.u.grant.purpose = !strcmp(r.purpose, "research") ? LEDGER_PURPOSE_RESEARCH : LEDGER_PURPOSE_SURVEILLANCE;
-        memcpy(tx.u.grant.grantee, r.org, LEDGER_KEY);
-        tx.u.grant.expires = (uint64_t)(r.closes + CONSENT_AFTER_CLOSE);
-        ledger_receipt rec;
-        rc = ledger_sign_submit(m->opt.led, &tx, p->wallet_sk, &rec, err);
-        if (!rc) {
-            in.has_grant = true;
-            memcpy(in.grant, rec.txid, LEDGER_HASH);
-            db = store_acquire(m->opt.st);
-            rc = intent_exec(m, db, "UPDATE market_intents SET grant_txid = ?3 WHERE request_id = ?1 AND owner = ?2",
-                             &in, err);
-            store_release(m->opt.st, db);
-        }
-    }
+    /* 2. The consent. */
+    if (!rc) rc = accept_grant(m, p, &r, &in, err);
     MARKET_CRASH_POINT("market_after_grant");
     /* 3. The payment (the ledger refuses a second one to this wallet). */
     uint8_t pay[LEDGER_HASH];
@@ -1165,7 +1188,6 @@ core_status market_accept(market *m, const market_person *p, const char *id, jso
     }
     if (paid && !rc) market_sweep(m, NULL, NULL); /* the last place closes the request now */
     json_decref(rows);
-    json_decref(tags);
     intent_free(&in);
     req_free(&r);
     return rc;
