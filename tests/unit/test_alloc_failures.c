@@ -698,9 +698,9 @@ typedef struct {
     long answer_only;   /* failures after the write was whole: only building the answer failed */
     regions *regs;      /* review's scenario */
     review *rv;
-} market_fixture;
+} ledgered_fixture;
 
-static void market_new_request(market_fixture *f, int max, char id[MARKET_ID_TEXT]) {
+static void ledgered_new_request(ledgered_fixture *f, int max, char id[MARKET_ID_TEXT]) {
     json_t *in =
         json_pack("{s:s, s:s, s:s, s:[s], s:i, s:i, s:s}", "title", "t", "purpose_text", "p", "purpose", "research",
                   "categories", "demographics", "price", 1, "max_participants", max, "closes", "2099-01-01T00:00:00Z");
@@ -712,8 +712,8 @@ static void market_new_request(market_fixture *f, int max, char id[MARKET_ID_TEX
     json_decref(in);
 }
 
-static int market_setup(void **state) {
-    market_fixture *f = calloc(1, sizeof *f);
+static int ledgered_setup(void **state) {
+    ledgered_fixture *f = calloc(1, sizeof *f);
     testutil_tmpdir(f->dir);
     char path[320];
     ledger_keypair(f->node_pk, f->node_sk);
@@ -745,7 +745,7 @@ static int market_setup(void **state) {
     ledger_receipt rec;
     if (ledger_sign_submit(f->l, &tx, f->admin_sk, &rec, &err)) fail_msg("register org: %s", err.message);
     if (market_credit(f->m, f->org_pk, 1000000, "INV-1", rec.txid, NULL, &err)) fail_msg("credit: %s", err.message);
-    market_new_request(f, MARKET_PARTICIPANTS_MAX, f->id);
+    ledgered_new_request(f, MARKET_PARTICIPANTS_MAX, f->id);
     json_t *out = NULL;
     if (market_request_approve(f->m, f->id, &out, &err)) fail_msg("approve: %s", err.message);
     json_decref(out);
@@ -753,8 +753,8 @@ static int market_setup(void **state) {
     return 0;
 }
 
-static int market_teardown(void **state) {
-    market_fixture *f = *state;
+static int ledgered_teardown(void **state) {
+    ledgered_fixture *f = *state;
     market_close(f->m);
     store_close(f->st);
     ledger_close(f->l);
@@ -763,13 +763,13 @@ static int market_teardown(void **state) {
     return 0;
 }
 
-static int64_t org_balance(market_fixture *f) {
+static int64_t org_balance(ledgered_fixture *f) {
     ledger_account a = {0};
     assert_int_equal(ledger_get_account(f->l, f->org_pk, &a, NULL), CORE_OK);
     return a.balance;
 }
 
-static const char *request_state(market_fixture *f, const char *id, json_t **hold) {
+static const char *request_state(ledgered_fixture *f, const char *id, json_t **hold) {
     assert_int_equal(market_request_get(f->m, NULL, id, hold, NULL), CORE_OK);
     return json_string_value(json_object_get(*hold, "state"));
 }
@@ -777,9 +777,9 @@ static const char *request_state(market_fixture *f, const char *id, json_t **hol
 /* Approval funds the whole escrow: afterwards (and after recovery) the
  * request is open with price × places escrowed, or pending with nothing. */
 static void approve_once(void *ctx, bool *fired) {
-    market_fixture *f = ctx;
+    ledgered_fixture *f = ctx;
     char id[MARKET_ID_TEXT];
-    market_new_request(f, 3, id);
+    ledgered_new_request(f, 3, id);
     int64_t before = org_balance(f);
     json_t *out = NULL;
     core_error err = {0};
@@ -815,7 +815,7 @@ static void approve_once(void *ctx, bool *fired) {
 }
 
 static void market_approve_survives_every_failure(void **state) {
-    market_fixture *f = *state;
+    ledgered_fixture *f = *state;
     print_message("market_request_approve: %ld allocation points", every_point(approve_once, f));
     print_message(" (%ld failed calls left the request funded: %ld of them open at once, only the answer failed; "
                   "the rest finished by market_recover)\n",
@@ -829,7 +829,7 @@ typedef struct {
     market_person p;
 } market_someone;
 
-static void someone_new(market_fixture *f, market_someone *s) {
+static void someone_new(ledgered_fixture *f, market_someone *s) {
     ledger_keypair(s->pk, s->sk);
     cs_crypto_random(s->data_key, sizeof s->data_key);
     ledger_tx tx = {.kind = LEDGER_TX_REGISTER_WALLET};
@@ -850,7 +850,7 @@ static void someone_new(market_fixture *f, market_someone *s) {
         .owner = ++f->owner, .data_key = s->data_key, .wallet_sk = s->sk, .profile = s->profile, .entries = s->entries};
 }
 
-static size_t rows_of(market_fixture *f, const char *id) {
+static size_t rows_of(ledgered_fixture *f, const char *id) {
     json_t *rows = NULL;
     assert_int_equal(market_rows_for_request(f->m, id, &rows, NULL), CORE_OK);
     size_t n = json_array_size(rows);
@@ -861,7 +861,7 @@ static size_t rows_of(market_fixture *f, const char *id) {
 /* Acceptance: consent, payment, rows. Paid exactly when the participation
  * and the row are there (after recovery); otherwise no consent stands. */
 static void accept_once(void *ctx, bool *fired) {
-    market_fixture *f = ctx;
+    ledgered_fixture *f = ctx;
     market_someone s;
     someone_new(f, &s);
     size_t rows_before = rows_of(f, f->id);
@@ -905,14 +905,14 @@ static void accept_once(void *ctx, bool *fired) {
 }
 
 static void market_accept_survives_every_failure(void **state) {
-    market_fixture *f = *state;
+    ledgered_fixture *f = *state;
     print_message("market_accept: %ld allocation points", every_point(accept_once, f));
     print_message(" (%ld failed calls left the person paid: %ld with the participation and rows already stored, "
                   "only the answer failed; the rest finished by market_recover)\n",
                   f->after_failure, f->answer_only);
 }
 
-static uint64_t ledger_size(market_fixture *f) {
+static uint64_t ledger_size(ledgered_fixture *f) {
     ledger_block b;
     assert_int_equal(ledger_head(f->l, &b, NULL), CORE_OK);
     return b.tree_size;
@@ -922,10 +922,10 @@ static uint64_t ledger_size(market_fixture *f) {
  * never delivered before, of the same size every run, so every run reaches
  * the release). Said delivered = on the ledger with the CSV's hash, and the
  * same bytes again are a repeat of that receipt. */
-static void deliver_once(void *ctx, bool *fired) {
-    market_fixture *f = ctx;
+static void deliver_release_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
     char id[MARKET_ID_TEXT];
-    market_new_request(f, 2, id);
+    ledgered_new_request(f, 2, id);
     json_t *out = NULL;
     core_error aerr = {0};
     if (market_request_approve(f->m, id, &out, &aerr)) fail_msg("approve: %s", aerr.message);
@@ -977,9 +977,9 @@ static void deliver_once(void *ctx, bool *fired) {
     json_decref(out);
 }
 
-static void market_deliver_survives_every_failure(void **state) {
-    market_fixture *f = *state;
-    print_message("market_deliver: %ld allocation points", every_point(deliver_once, f));
+static void market_deliver_release_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("market_deliver: %ld allocation points", every_point(deliver_release_once, f));
     print_message(" (%ld failed calls left a release on the ledger that the file does not know)\n", f->orphans);
 }
 
@@ -989,8 +989,8 @@ static void market_deliver_survives_every_failure(void **state) {
  * waiting case with the price in escrow, or no case and every token. ---- */
 
 static int review_setup(void **state) {
-    if (market_setup(state)) return -1;
-    market_fixture *f = *state;
+    if (ledgered_setup(state)) return -1;
+    ledgered_fixture *f = *state;
     core_error err = {0};
     if (regions_load(TEST_ISO_CODES_DIR, &f->regs, &err)) fail_msg("regions: %s", err.message);
     review_options ro = {.st = f->st,
@@ -1012,13 +1012,13 @@ static int review_setup(void **state) {
 }
 
 static int review_teardown(void **state) {
-    market_fixture *f = *state;
+    ledgered_fixture *f = *state;
     review_close(f->rv);
     regions_free(f->regs);
-    return market_teardown(state);
+    return ledgered_teardown(state);
 }
 
-static int64_t cases_of(market_fixture *f, int64_t owner, const char *state) {
+static int64_t cases_of(ledgered_fixture *f, int64_t owner, const char *state) {
     sqlite3 *db = store_acquire(f->st);
     sqlite3_stmt *q = NULL;
     assert_int_equal(
@@ -1035,7 +1035,7 @@ static int64_t cases_of(market_fixture *f, int64_t owner, const char *state) {
 
 static void review_request_once(void *ctx, bool *fired) {
     static const uint8_t jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4, 0xFF, 0xD9};
-    market_fixture *f = ctx;
+    ledgered_fixture *f = ctx;
     market_someone s;
     someone_new(f, &s);
     json_decref(s.profile);
@@ -1088,7 +1088,7 @@ static void review_request_once(void *ctx, bool *fired) {
 }
 
 static void review_request_survives_every_failure(void **state) {
-    market_fixture *f = *state;
+    ledgered_fixture *f = *state;
     print_message("review_case_request: %ld allocation points", every_point(review_request_once, f));
     print_message(" (%ld failed calls left the case waiting with its escrow: %ld already before review_recover)\n",
                   f->after_failure, f->answer_only);
@@ -1113,9 +1113,10 @@ int main(void) {
         cmocka_unit_test(anon_survives_every_failure),
         cmocka_unit_test(nn_model_parse_survives_every_failure),
         cmocka_unit_test(core_json_parse_never_alters),
-        cmocka_unit_test_setup_teardown(market_approve_survives_every_failure, market_setup, market_teardown),
-        cmocka_unit_test_setup_teardown(market_accept_survives_every_failure, market_setup, market_teardown),
-        cmocka_unit_test_setup_teardown(market_deliver_survives_every_failure, market_setup, market_teardown),
+        cmocka_unit_test_setup_teardown(market_approve_survives_every_failure, ledgered_setup, ledgered_teardown),
+        cmocka_unit_test_setup_teardown(market_accept_survives_every_failure, ledgered_setup, ledgered_teardown),
+        cmocka_unit_test_setup_teardown(market_deliver_release_survives_every_failure, ledgered_setup,
+                                        ledgered_teardown),
         cmocka_unit_test_setup_teardown(review_request_survives_every_failure, review_setup, review_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
