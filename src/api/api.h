@@ -36,11 +36,16 @@ typedef struct {
 bool api_register(http_router *r);
 
 /* review_options.on_answered, with ud the api_context (issue 13): the
- * answered case's pledge (share_pledge_take) feeds a clinician_confirmed
- * contribution (public-health consent still active) and a labelled example
- * in DATA_DIR/examples ("model_training" consent still active). Failures
- * are logged: the answer stands whatever this does. */
+ * answered case's pledge (share_pledge_get) feeds a clinician_confirmed
+ * contribution (public-health consent still active; through the person's
+ * vault reservation, issue 14, the pledge going with the count, so a second
+ * call feeds nothing) and a labelled example in DATA_DIR/examples
+ * ("model_training" consent still active). Failures are logged: the answer
+ * stands whatever this does. */
 void api_review_answered(void *ud, const review_answered *a);
+/* review_options.on_ended: a case ended unanswered — its pledge goes, and
+ * the vault reservation with it (share_pledge_drop). */
+void api_review_ended(void *ud, const char *id);
 /* Where the labelled examples are kept: DATA_DIR/examples. */
 void api_examples_dir(const api_context *c, char out[4200]);
 

@@ -9,6 +9,7 @@
  * role). */
 #include "api/internal.h"
 #include "records/records.h"
+#include "vision/vision.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -264,7 +265,10 @@ static bool opt_string(http_request *rq, const json_t *obj, const char *key, con
 /* What the answer will feed, pledged while the person's session can read
  * it (share_pledge_put keeps only what a consent held now asks for). The
  * request stands whatever happens here: a failure is logged. */
-static void pledge(api_context *c, const accounts_session *sess, const char *id, const uint8_t wallet[32]) {
+static json_t *confirmation_json(const share_confirmation *cf);
+
+static void pledge(api_context *c, const accounts_session *sess, const char *id, const uint8_t wallet[32],
+                   const uint8_t *jpeg, size_t jpeg_len, share_confirmation *cf) {
     share_pledge p = {0};
     json_t *profile = NULL;
     core_error err = {0};
@@ -278,11 +282,76 @@ static void pledge(api_context *c, const accounts_session *sess, const char *id,
     json_decref(profile);
     p.training = true;
     screening_example_handle(sess->data_key, p.handle);
+    /* The case photo's perceptual hash, as a screening share takes it: the
+     * same photo contributed twice (shared, or confirmed) earns once. */
+    share_pledge_person who = {.owner = sess->user_id, .data_key = sess->data_key};
+    vision_limits lim;
+    vision_limits_defaults(&lim);
+    vision_image img = {0};
+    memset(&err, 0, sizeof err);
+    who.has_phash = vision_decode(jpeg, jpeg_len, &lim, &img, NULL, NULL, &err) == CORE_OK &&
+                    vision_phash(&img, &who.phash, &err) == CORE_OK;
+    vision_image_free(&img);
     bool kept;
     memset(&err, 0, sizeof err);
-    if (share_pledge_put(c->share, id, &p, core_now(), &kept, &err))
+    if (share_pledge_put(c->share, id, &p, &who, core_now(), &kept, cf, &err))
         core_log(CORE_LOG_WARN, "review request %s: what its answer feeds was not kept: %s", id, err.message);
     cs_crypto_wipe(&p, sizeof p);
+    cs_crypto_wipe(&who, sizeof who);
+}
+
+/* What becomes of the confirmation, as the person is told (null: the answer
+ * is not contributed). */
+static json_t *confirmation_json(const share_confirmation *cf) {
+    static const char *const states[] = {"none", "pending", "not_counted", "counted", "withdrawn"};
+    if (cf->state == SHARE_CONFIRM_NONE) return json_null();
+    char msg[320];
+    const char *reason = NULL;
+    switch (cf->state) {
+    case SHARE_CONFIRM_DUPLICATE:
+        reason = "duplicate_photo";
+        snprintf(msg, sizeof msg,
+                 "this photo, or a copy of it, was already shared: the clinician's answer is not counted again "
+                 "and earns nothing (the same photo is counted and rewarded once)");
+        break;
+    case SHARE_CONFIRM_PENDING:
+        if (cf->capped)
+            snprintf(msg, sizeof msg,
+                     "today's cap on tokens from shared results (%lld) is reached: a coded answer will be counted "
+                     "for public-health surveillance but earns nothing",
+                     (long long)cf->cap);
+        else
+            snprintf(msg, sizeof msg,
+                     "a coded answer will be counted for public-health surveillance and earn %lld tokens",
+                     (long long)cf->reward);
+        break;
+    case SHARE_CONFIRM_COUNTED:
+        if (cf->capped)
+            snprintf(msg, sizeof msg,
+                     "counted for public-health surveillance, without a reward: the daily cap (%lld) was reached "
+                     "the day you asked",
+                     (long long)cf->cap);
+        else
+            snprintf(msg, sizeof msg, "counted for public-health surveillance; it earned %lld tokens",
+                     (long long)cf->reward);
+        break;
+    default:
+        snprintf(msg, sizeof msg, "withdrawn from public-health releases not yet made; tokens paid stay paid");
+        break;
+    }
+    if (cf->capped) reason = "daily_cap";
+    return json_pack("{s:s, s:o, s:I, s:s}", "status", states[cf->state], "reason",
+                     reason ? json_string(reason) : json_null(), "reward", (json_int_t)cf->reward, "message", msg);
+}
+
+/* Add the confirmation of case id to o (the person's view, their session). */
+static core_status add_confirmation(api_context *c, const accounts_session *s, const char *id, json_t *o,
+                                    core_error *err) {
+    share_confirmation cf;
+    core_status rc = share_confirmation_get(c->share, s->user_id, s->data_key, id, core_now(), &cf, err);
+    if (!rc && json_object_set_new(o, "contribution", confirmation_json(&cf)))
+        rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    return rc;
 }
 
 void api_examples_dir(const api_context *c, char out[4200]) { snprintf(out, 4200, "%s/examples", c->cfg->data_dir); }
@@ -290,22 +359,28 @@ void api_examples_dir(const api_context *c, char out[4200]) { snprintf(out, 4200
 void api_review_answered(void *ud, const review_answered *a) {
     api_context *c = ud;
     share_pledge p;
-    bool found = false;
+    bool found = false, fed = false;
     core_error err = {0};
-    if (share_pledge_take(c->share, a->id, &p, &found, &err)) {
+    /* Read, not taken: the contribution deletes it with the count (so an
+     * answer fed again after a crash is fed once), the drop below otherwise. */
+    if (share_pledge_get(c->share, a->id, &p, &found, &err)) {
         core_log(CORE_LOG_WARN, "review case %s: its pledge could not be read: %s", a->id, err.message);
-        return;
+        if (err.code != CORE_ERR_CRYPTO) return;
     }
-    /* "other" is free text, not a code: it feeds nothing. */
-    if (!found || !a->condition) {
+    if (!found) {
         cs_crypto_wipe(&p, sizeof p);
+        memset(&err, 0, sizeof err);
+        /* a damaged pledge goes, as share_pledge_take let it */
+        if (share_pledge_drop(c->share, a->id, &err))
+            core_log(CORE_LOG_WARN, "review case %s: pledge kept: %s", a->id, err.message);
         return;
     }
     int64_t now = core_now();
     time_t t = (time_t)a->answered_at;
     struct tm tm;
     gmtime_r(&t, &tm);
-    if (p.region[0]) {
+    /* "other" is free text, not a code: it feeds no count. */
+    if (p.region[0] && a->condition) {
         char result_id[64];
         snprintf(result_id, sizeof result_id, "review:%s", a->id);
         share_contribution_input in = {.condition = a->condition,
@@ -315,18 +390,26 @@ void api_review_answered(void *ud, const review_answered *a) {
                                        .result_id = result_id,
                                        .year = tm.tm_year + 1900,
                                        .now = now,
-                                       .source = SURVEIL_SOURCE_CLINICIAN};
+                                       .source = SURVEIL_SOURCE_CLINICIAN,
+                                       .pledge = &p,
+                                       .pledge_case = a->id};
         memcpy(in.wallet, p.wallet, 32);
         share_receipt r;
         memset(&err, 0, sizeof err);
         core_status rc = share_contribute(c->share, &in, &r, &err);
+        fed = rc == CORE_OK;
         /* FORBIDDEN: the consent was revoked since the request — nothing is
-         * contributed, as it should be. */
-        if (rc && rc != CORE_ERR_FORBIDDEN)
+         * contributed, as it should be. CONFLICT "contribution": fed before
+         * (recovery after a crash) — the pledge is gone. */
+        if (rc && rc != CORE_ERR_FORBIDDEN && !(rc == CORE_ERR_CONFLICT && !strcmp(err.field, "contribution")))
             core_log(CORE_LOG_WARN, "review case %s: the confirmed condition was not contributed: %s", a->id,
                      err.message);
         if (!rc && r.pay_error.code) core_log(CORE_LOG_WARN, "rewards stay queued: %s", r.pay_error.message);
     }
+    /* Nothing counted: the pledge goes, and its reservation with it. */
+    memset(&err, 0, sizeof err);
+    if (!fed && share_pledge_drop(c->share, a->id, &err))
+        core_log(CORE_LOG_WARN, "review case %s: pledge kept: %s", a->id, err.message);
     bool training = false;
     memset(&err, 0, sizeof err);
     if (p.training && share_consented(c->share, p.wallet, LEDGER_PURPOSE_TRAINING, now, &training, &err))
@@ -401,8 +484,13 @@ void api_review_request_create(http_request *rq, void *ctx) {
                 review_case_get(c->review, sess.user_id, sess.data_key, id, &out, &err)) {
                 case_fail(rq, &err);
             } else {
-                pledge(c, &sess, id, pk);
-                http_respond_json(rq, 201, json_pack("{s:o}", "request", out));
+                share_confirmation cf = {0};
+                pledge(c, &sess, id, pk, jpeg, len, &cf);
+                if (json_object_set_new(out, "contribution", confirmation_json(&cf))) {
+                    json_decref(out);
+                    out = NULL; /* answered 500: out of memory */
+                }
+                http_respond_json(rq, 201, out ? json_pack("{s:o}", "request", out) : NULL);
             }
             cs_crypto_wipe(sk, sizeof sk);
         }
@@ -457,18 +545,30 @@ static core_status list_op(api_context *c, const accounts_session *s, http_reque
 static core_status get_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
                           core_error *e) {
     (void)b;
-    return review_case_get(c->review, s->user_id, s->data_key, http_param(rq, "id"), o, e);
+    core_status rc = review_case_get(c->review, s->user_id, s->data_key, http_param(rq, "id"), o, e);
+    /* What became of the confirmation (issue 14): only the vault, which
+     * this session opens, knows. */
+    if (!rc) rc = add_confirmation(c, s, http_param(rq, "id"), *o, e);
+    if (rc) {
+        json_decref(*o);
+        *o = NULL;
+    }
+    return rc;
 }
-/* A case closed without an answer feeds nothing: its pledge goes now. */
+/* A case closed without an answer feeds nothing: its pledge goes now, and
+ * the photo and reward it reserved in the person's vault are theirs again. */
 static void drop_pledge(api_context *c, const char *id) {
     core_error e = {0};
     if (share_pledge_drop(c->share, id, &e)) core_log(CORE_LOG_WARN, "review case %s: pledge kept: %s", id, e.message);
 }
 
+void api_review_ended(void *ud, const char *id) { drop_pledge(ud, id); }
+
+/* (Withdrawn, returned and expired cases drop their pledge through
+ * api_review_ended, called by review as the case ends.) */
 static core_status withdraw_op(api_context *c, const accounts_session *s, http_request *rq, const json_t *b, json_t **o,
                                core_error *e) {
     core_status rc = review_case_withdraw(c->review, s->user_id, http_param(rq, "id"), e);
-    if (!rc) drop_pledge(c, http_param(rq, "id"));
     return rc ? rc : get_op(c, s, rq, b, o, e);
 }
 /* The wallet is looked up, never registered: a request's wallet is on the
@@ -506,7 +606,6 @@ static core_status return_op(api_context *c, const accounts_session *s, http_req
                              core_error *e) {
     const char *id = http_param(rq, "id");
     core_status rc = review_case_return(c->review, s->org, s->user_id, id, api_str(b, "reason"), e);
-    if (!rc) drop_pledge(c, id);
     if (!rc) *o = json_pack("{s:s,s:s}", "id", id, "state", "returned");
     return rc;
 }

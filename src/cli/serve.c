@@ -402,19 +402,12 @@ static core_status start_service(serve_state *S, core_error *err) {
     /* An answer feeds surveillance and training through the api (which
      * knows share and screening); S->ctx is filled in below, before any
      * request can answer a case. */
-    review_options ropt = {S->st,  S->led, S->regs, codes, n_codes, S->set->lopt.node_sk, NULL, api_review_answered,
-                           &S->ctx};
+    review_options ropt = {
+        S->st,   S->led,          S->regs, codes, n_codes, S->set->lopt.node_sk, NULL, api_review_answered,
+        &S->ctx, api_review_ended};
     if ((rc = review_open(&ropt, &S->rev, err))) return rc;
-    /* Before any request: finish or drop the review steps a crash cut
-     * between ledger.db and caresync.db (review/cases.c). A failure is
-     * logged, not fatal: the cases concerned stay blocked (never wrong)
-     * until a later start resolves them. */
     int resolved = 0;
     core_error rerr = {0};
-    if (review_recover(S->rev, &resolved, &rerr))
-        core_log(CORE_LOG_ERROR, "review recovery incomplete: %s", rerr.message);
-    else if (resolved)
-        core_log(CORE_LOG_WARN, "review recovery: %d interrupted case step(s) resolved", resolved);
     market_options mopt = {.st = S->st,
                            .led = S->led,
                            .regs = S->regs,
@@ -457,6 +450,17 @@ static core_status start_service(serve_state *S, core_error *err) {
                            .review = S->rev,
                            .market = S->mkt,
                            .started = core_monotonic()};
+    /* Before any request: finish or drop the review steps a crash cut
+     * between ledger.db and caresync.db (review/cases.c). A failure is
+     * logged, not fatal: the cases concerned stay blocked (never wrong)
+     * until a later start resolves them. After S->ctx: an answer a crash
+     * cut off is fed again (api_review_answered). */
+    resolved = 0;
+    memset(&rerr, 0, sizeof rerr);
+    if (review_recover(S->rev, &resolved, &rerr))
+        core_log(CORE_LOG_ERROR, "review recovery incomplete: %s", rerr.message);
+    else if (resolved)
+        core_log(CORE_LOG_WARN, "review recovery: %d interrupted case step(s) resolved", resolved);
     http_options hopt = {.host = cfg->host,
                          .port = cfg->port,
                          .threads = cfg->threads,

@@ -2,8 +2,9 @@
  * photographs in ../shared/data and report how well it does on held-out
  * images and, with --protocol source-out, on data sets it never saw. The
  * bundled model (models/screening.csm) is made by
- *   caresync eval --protocol source-out --group-balance --hidden 128 --outside models/outside.json
- *   caresync train --frozen --group-balance --hidden 128 --epochs 12 --seed 20261125 --outside models/outside.json
+ *   caresync eval --protocol source-out --group-balance --hidden 128 --power-norm 0.5 --outside models/outside.json
+ *   caresync train --frozen --group-balance --hidden 128 --power-norm 0.5 --epochs 12 --seed 20261125 \
+ *       --outside models/outside.json
  * (docs/MODEL.md records the commands, the seed and the figures). */
 #include <getopt.h>
 #include <stdio.h>
@@ -30,6 +31,8 @@ static void usage(FILE *f, const char *cmd) {
             "  --group-balance balance the condition loss over (data set, condition) pairs (default)\n"
             "  --class-balance balance it over conditions only\n"
             "  --hidden N      units of the head's hidden layer (default 128)\n"
+            "  --power-norm A  power-normalise the head's input features: sign(x)|x|^A, then\n"
+            "                  scaled to norm √dim (0 < A ≤ 1; 0 = off; default 0.5)\n"
             "  --not-skin DIR  photos that are not skin (DIR/index.csv; default var/not-skin,\n"
             "                  gathered by scripts/not-skin-photos.sh): reported, never tuned on\n",
             cmd);
@@ -85,20 +88,33 @@ static int parse_levers(const char *list, unsigned *out) {
 }
 
 static int run(int argc, char **argv, bool train) {
-    static const struct option opts[] = {
-        {"data", required_argument, NULL, 'd'},     {"models", required_argument, NULL, 'm'},
-        {"model", required_argument, NULL, 'o'},    {"cache", required_argument, NULL, 'c'},
-        {"threads", required_argument, NULL, 't'},  {"report", required_argument, NULL, 'r'},
-        {"seed", required_argument, NULL, 's'},     {"epochs", required_argument, NULL, 'e'},
-        {"views", required_argument, NULL, 'v'},    {"help", no_argument, NULL, 'h'},
-        {"adjust", no_argument, NULL, 'A'},         {"frozen", no_argument, NULL, 'F'},
-        {"protocol", required_argument, NULL, 'P'}, {"backbones", required_argument, NULL, 'B'},
-        {"augment", required_argument, NULL, 'G'},  {"keep-watermark", no_argument, NULL, 'W'},
-        {"backbone", required_argument, NULL, 'K'}, {"not-skin", required_argument, NULL, 'N'},
-        {"outside", required_argument, NULL, 'O'},  {"fine-weight", required_argument, NULL, 'f'},
-        {"group-balance", no_argument, NULL, 'g'},  {"hidden", required_argument, NULL, 'H'},
-        {"finetune", no_argument, NULL, 'T'},       {"class-balance", no_argument, NULL, 'C'},
-        {"examples", required_argument, NULL, 'X'}, {0}};
+    static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
+                                         {"models", required_argument, NULL, 'm'},
+                                         {"model", required_argument, NULL, 'o'},
+                                         {"cache", required_argument, NULL, 'c'},
+                                         {"threads", required_argument, NULL, 't'},
+                                         {"report", required_argument, NULL, 'r'},
+                                         {"seed", required_argument, NULL, 's'},
+                                         {"epochs", required_argument, NULL, 'e'},
+                                         {"views", required_argument, NULL, 'v'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {"adjust", no_argument, NULL, 'A'},
+                                         {"frozen", no_argument, NULL, 'F'},
+                                         {"protocol", required_argument, NULL, 'P'},
+                                         {"backbones", required_argument, NULL, 'B'},
+                                         {"augment", required_argument, NULL, 'G'},
+                                         {"keep-watermark", no_argument, NULL, 'W'},
+                                         {"backbone", required_argument, NULL, 'K'},
+                                         {"not-skin", required_argument, NULL, 'N'},
+                                         {"outside", required_argument, NULL, 'O'},
+                                         {"fine-weight", required_argument, NULL, 'f'},
+                                         {"group-balance", no_argument, NULL, 'g'},
+                                         {"hidden", required_argument, NULL, 'H'},
+                                         {"finetune", no_argument, NULL, 'T'},
+                                         {"class-balance", no_argument, NULL, 'C'},
+                                         {"examples", required_argument, NULL, 'X'},
+                                         {"power-norm", required_argument, NULL, 'p'},
+                                         {0}};
     const char *data = "../shared/data", *models = "../shared/models:node_modules", *model = "models/screening.csm",
                *cache = "var/cache", *report_path = NULL, *examples_data = NULL;
     screening_train_opts o;
@@ -139,6 +155,7 @@ static int run(int argc, char **argv, bool train) {
         case 'T': o.finetune = true; break;
         case 'C': o.group_balance = po.train.group_balance = false; break;
         case 'X': examples_data = optarg; break;
+        case 'p': o.power_norm = po.train.power_norm = strtof(optarg, NULL); break;
         case 'v': o.views = atoi(optarg); break;
         case 'A': o.adjust = true; break;
         case 'F': o.finetune = false; break;
@@ -147,7 +164,8 @@ static int run(int argc, char **argv, bool train) {
         }
     }
     if (optind != argc || !(o.fine_weight >= 0 && o.fine_weight <= 10) || o.hidden < 1 || o.hidden > 4096 ||
-        o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 || o.views > 8) {
+        !(o.power_norm >= 0 && o.power_norm <= 1) || o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 ||
+        o.views > 8) {
         usage(stderr, argv[0]);
         return 2;
     }

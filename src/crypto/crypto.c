@@ -167,3 +167,22 @@ bool cs_crypto_recovery_parse(const char *text, uint8_t raw[20]) {
     sodium_memzero(out, sizeof out);
     return true;
 }
+
+_Static_assert(CS_CRYPTO_BOX_SEAL_OVERHEAD == crypto_box_SEALBYTES, "sealed box overhead");
+
+void cs_crypto_box_seed_keypair(const uint8_t seed[32], uint8_t pk[32], uint8_t sk[32]) {
+    crypto_box_seed_keypair(pk, sk, seed);
+}
+
+core_status cs_crypto_box_seal(const uint8_t pk[32], const void *pt, size_t ptlen, uint8_t *out, core_error *err) {
+    /* Fails only for a public key of small order (not one we made). */
+    if (crypto_box_seal(out, pt, ptlen, pk) != 0) return core_fail(err, CORE_ERR_CRYPTO, NULL, "not a usable key");
+    return CORE_OK;
+}
+
+core_status cs_crypto_box_open(const uint8_t pk[32], const uint8_t sk[32], const uint8_t *in, size_t inlen,
+                               uint8_t *out, core_error *err) {
+    if (inlen < crypto_box_SEALBYTES || crypto_box_seal_open(out, in, inlen, pk, sk) != 0)
+        return core_fail(err, CORE_ERR_CRYPTO, NULL, "a sealed box could not be opened");
+    return CORE_OK;
+}

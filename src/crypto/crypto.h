@@ -76,6 +76,20 @@ core_status cs_crypto_seal(const uint8_t key[32], const void *ad, size_t adlen, 
 core_status cs_crypto_open(const uint8_t key[32], const void *ad, size_t adlen, const uint8_t *sealed, size_t sealedlen,
                            uint8_t **out, size_t *outlen, core_error *err);
 
+/* X25519 sealed boxes (libsodium crypto_box_seal): anyone holding pk seals,
+ * only the holder of sk opens; the sender stays anonymous and cannot open
+ * what it sealed. Used where the server must leave something for a person
+ * while only the person's session holds their key (share's vault inbox).
+ * There is no associated data: bind context inside the plaintext. out has
+ * room for ptlen + CS_CRYPTO_BOX_SEAL_OVERHEAD bytes; open's out for
+ * inlen - CS_CRYPTO_BOX_SEAL_OVERHEAD. A box that does not open (wrong key,
+ * altered, truncated) is CORE_ERR_CRYPTO. */
+#define CS_CRYPTO_BOX_SEAL_OVERHEAD 48
+void cs_crypto_box_seed_keypair(const uint8_t seed[32], uint8_t pk[32], uint8_t sk[32]);
+core_status cs_crypto_box_seal(const uint8_t pk[32], const void *pt, size_t ptlen, uint8_t *out, core_error *err);
+core_status cs_crypto_box_open(const uint8_t pk[32], const uint8_t sk[32], const uint8_t *in, size_t inlen,
+                               uint8_t *out, core_error *err);
+
 /* Recovery codes: 160 random bits shown as 8 groups of 4 Crockford base32
  * characters. parse accepts any case, spaces/dashes, and O/I/L look-alikes. */
 void cs_crypto_recovery_new(uint8_t raw[CS_CRYPTO_RECOVERY_RAW], char text[CS_CRYPTO_RECOVERY_TEXT]);

@@ -414,6 +414,42 @@ void nn_gap_backward(nn_shape in, const float *dy, float *dx) {
     }
 }
 
+/* ---- power normalisation ---- */
+
+void nn_pnorm_forward(int n, size_t m, float alpha, const float *x, float *y) {
+    for (int b = 0; b < n; b++) {
+        const float *v = x + (size_t)b * m;
+        float *z = y + (size_t)b * m;
+        double ss = 0;
+        for (size_t i = 0; i < m; i++) {
+            float a = powf(fabsf(v[i]), alpha);
+            z[i] = v[i] < 0 ? -a : a;
+            ss += (double)z[i] * z[i];
+        }
+        float s = ss > 0 ? (float)(sqrt((double)m) / sqrt(ss)) : 1.0f;
+        for (size_t i = 0; i < m; i++) z[i] *= s;
+    }
+}
+
+void nn_pnorm_backward(int n, size_t m, float alpha, const float *x, const float *y, const float *dy, float *dx) {
+    /* y = s·z with s = √m/‖z‖: dz = s·(dy − y·(y·dy)/m), and z = y/s. */
+    for (int b = 0; b < n; b++) {
+        const float *v = x + (size_t)b * m, *yb = y + (size_t)b * m, *g = dy + (size_t)b * m;
+        float *d = dx + (size_t)b * m;
+        double ss = 0, yd = 0;
+        for (size_t i = 0; i < m; i++) {
+            float a = powf(fabsf(v[i]), alpha);
+            ss += (double)a * a;
+            yd += (double)yb[i] * g[i];
+        }
+        float s = ss > 0 ? (float)(sqrt((double)m) / sqrt(ss)) : 1.0f, k = (float)(yd / (double)m);
+        for (size_t i = 0; i < m; i++) {
+            float dz = s * (g[i] - yb[i] * k);
+            d[i] = dz * alpha * powf(fmaxf(fabsf(v[i]), 1e-4f), alpha - 1.0f);
+        }
+    }
+}
+
 /* ---- dense ---- */
 
 void nn_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y) {

@@ -32,8 +32,8 @@
 #define MAGIC "CSNNMDL"
 #define VERSION 1u
 
-static const char *const op_names[] = {"conv",  "bn",      "act",     "add",     "gap",
-                                       "dense", "dropout", "maxpool", "avgpool", "concat"};
+static const char *const op_names[] = {"conv",    "bn",      "act",     "add",    "gap",  "dense",
+                                       "dropout", "maxpool", "avgpool", "concat", "pnorm"};
 static const char *const act_names[] = {"relu", "relu6", "silu"};
 
 static json_t *node_json(const nn_node *d) {
@@ -73,6 +73,7 @@ static json_t *node_json(const nn_node *d) {
         json_object_set_new(o, "bias", json_boolean(d->bias));
         break;
     case NN_OP_DROPOUT: json_object_set_new(o, "p", json_real(d->p)); break;
+    case NN_OP_PNORM: json_object_set_new(o, "alpha", json_real(d->alpha)); break;
     }
     return o;
 }
@@ -159,6 +160,7 @@ static bool node_from_json(json_t *o, const nn_net *net, nn_node *d) {
         break;
     }
     case NN_OP_DROPOUT: REAL("p", d->p); break;
+    case NN_OP_PNORM: REAL("alpha", d->alpha); break;
     }
 #undef INT
 #undef REAL
@@ -179,6 +181,7 @@ static bool same_node(const nn_node *a, const nn_node *b) {
     case NN_OP_DENSE: return a->units == b->units && a->bias == b->bias;
     case NN_OP_BN: return a->eps == b->eps && a->momentum == b->momentum;
     case NN_OP_DROPOUT: return a->p == b->p;
+    case NN_OP_PNORM: return a->alpha == b->alpha;
     default: return true;
     }
 }

@@ -167,6 +167,9 @@ int nn_net_add(nn_net *net, const nn_node *src) {
     case NN_OP_DROPOUT:
         if (!(d.p >= 0 && d.p < 1)) return -1;
         break;
+    case NN_OP_PNORM:
+        if (!(d.alpha > 0 && d.alpha <= 1)) return -1;
+        break;
     default: return -1;
     }
     if (out.c <= 0 || out.h <= 0 || out.w <= 0 || nn_count(out) > ((size_t)1 << 26)) return -1;
@@ -407,6 +410,7 @@ static const float *forward(nn_run *r, nn_net *net, int n, const float *x, bool 
         case NN_OP_DENSE:
             nn_dense_forward(n, (int)(nn_count(is) / (size_t)n), nd->d.units, in, nd->t[0], nd->t[1], y);
             break;
+        case NN_OP_PNORM: nn_pnorm_forward(n, on / (size_t)n, nd->d.alpha, in, y); break;
         case NN_OP_DROPOUT:
             if (learn && nd->d.p > 0 && rng) {
                 free(r->mask[i]);
@@ -536,6 +540,9 @@ bool nn_run_backward(nn_run *r, nn_net *net, const float *dout) {
         }
         case NN_OP_DENSE:
             nn_dense_backward(r->n, (int)(inn / (size_t)r->n), nd->d.units, x, nd->t[0], dy, dx, nd->g[0], nd->g[1]);
+            break;
+        case NN_OP_PNORM:
+            if (dx) nn_pnorm_backward(r->n, on / (size_t)r->n, nd->d.alpha, x, r->y[i], dy, dx);
             break;
         case NN_OP_DROPOUT:
             if (!dx) break;

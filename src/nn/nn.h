@@ -113,6 +113,14 @@ void nn_avgpool_backward(const nn_pool *p, nn_shape in, const float *dy, float *
 /* Global average pooling: (n, c, h, w) → (n, c). */
 void nn_gap_forward(nn_shape in, const float *x, float *y);
 void nn_gap_backward(nn_shape in, const float *dy, float *dx);
+/* Power normalisation of each sample's vector v of m values (all of c, h, w):
+ * z = sign(v)·|v|^alpha, then y = z · √m / ‖z‖ (a zero vector stays zero).
+ * It damps the few large activations that tell a photo's source (camera,
+ * light, framing) more than its lesion (docs/MODEL.md). y is kept for the
+ * backward, which takes the forward's x and y; |v| is floored at 1e-4 in
+ * the derivative of the power (infinite at 0 for alpha < 1). */
+void nn_pnorm_forward(int n, size_t m, float alpha, const float *x, float *y);
+void nn_pnorm_backward(int n, size_t m, float alpha, const float *x, const float *y, const float *dy, float *dx);
 
 /* ---- dense: y[n][out] = x[n][in] · w[out][in]ᵀ + b[out] ---- */
 void nn_dense_forward(int n, int in, int out, const float *x, const float *w, const float *b, float *y);
@@ -204,7 +212,8 @@ typedef enum {
     NN_OP_DROPOUT,
     NN_OP_MAXPOOL,
     NN_OP_AVGPOOL,
-    NN_OP_CONCAT
+    NN_OP_CONCAT,
+    NN_OP_PNORM
 } nn_op;
 
 typedef struct nn_net nn_net;
@@ -220,6 +229,7 @@ typedef struct {
     nn_act act;          /* ACT */
     float eps, momentum; /* BN */
     float p;             /* DROPOUT */
+    float alpha;         /* PNORM: the power, in (0, 1] */
     int units;           /* DENSE */
 } nn_node;
 

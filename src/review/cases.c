@@ -29,7 +29,13 @@
  *
  * A conflict from the ledger ("already closed") on a close means an earlier
  * attempt got as far as the ledger, and the row is brought in line with it
- * if it closed the same way. */
+ * if it closed the same way.
+ *
+ * An answer is handed to opt->on_answered between steps 2 and 3 (crash
+ * point review_after_feed after it): recovery of a settle intent opens the
+ * answer it kept and hands it on again before finishing the row, so a
+ * crash never loses what an answer feeds, and the feed's own once-only
+ * check (the pledge goes with the count) keeps it from counting twice. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -426,10 +432,24 @@ static core_status finish_close(sqlite3 *db, const char *id, const close_row *c,
                        bind_close, c, err);
 }
 
-/* Close a waiting case: intent, ledger (settle or refund), then the row. */
+static void feed_answer(review *r, const char *id, const char *condition, const uint8_t *pt, size_t ptlen);
+
+/* What an answer feeds (opt->on_answered): its condition code and the case
+ * copy's plaintext. */
+typedef struct {
+    const char *condition;
+    const uint8_t *pt;
+    size_t ptlen;
+} feed_args;
+
+/* Close a waiting case: intent, ledger (settle or refund), then the row. A
+ * settle with feed hands the answer on between the ledger and the row, while
+ * the settle intent still stands: a crash before the hand-over is fed by
+ * recovery (which finishes the intent), one after it finds the feed done
+ * (what it feeds takes each answer once). */
 static core_status close_case(review *r, sqlite3 *db, const char *id, const case_head *h, ledger_tx_kind kind,
                               const char *state, const uint8_t *answer, size_t answer_len, const char *reason,
-                              core_error *err) {
+                              const feed_args *feed, core_error *err) {
     if (strcmp(h->state, "waiting"))
         return core_fail(err, CORE_ERR_CONFLICT, "state", "this case is %s, no longer waiting", h->state);
     bool settle = kind == LEDGER_TX_REVIEW_SETTLE;
@@ -451,8 +471,14 @@ static core_status close_case(review *r, sqlite3 *db, const char *id, const case
         return rc;
     }
     REVIEW_CRASH_POINT(settle ? "review_after_settle" : "review_after_refund");
+    if (feed) {
+        feed_answer(r, id, feed->condition, feed->pt, feed->ptlen);
+        REVIEW_CRASH_POINT("review_after_feed");
+    }
     close_row c = {state, now_of(r), txid, answer, answer_len, reason};
-    return finish_close(db, id, &c, err);
+    rc = finish_close(db, id, &c, err);
+    if (!rc && !settle && r->opt.on_ended) r->opt.on_ended(r->opt.answered_ud, id);
+    return rc;
 }
 
 core_status review_case_withdraw(review *r, int64_t owner, const char *id, core_error *err) {
@@ -461,7 +487,7 @@ core_status review_case_withdraw(review *r, int64_t owner, const char *id, core_
     sqlite3 *db = store_acquire(r->opt.st);
     case_head h;
     rc = load_head(db, id, owner, NULL, &h, err);
-    if (!rc) rc = close_case(r, db, id, &h, LEDGER_TX_REVIEW_REFUND, "withdrawn", NULL, 0, NULL, err);
+    if (!rc) rc = close_case(r, db, id, &h, LEDGER_TX_REVIEW_REFUND, "withdrawn", NULL, 0, NULL, NULL, err);
     store_release(r->opt.st, db);
     return rc;
 }
@@ -610,6 +636,45 @@ static bool case_exists(sqlite3 *db, const char *id) {
     return load_head(db, id, 0, NULL, &h, NULL) == CORE_OK;
 }
 
+/* Feed an answer settled before a crash: the condition from the answer the
+ * intent kept, the photo from the case copy, both opened with the
+ * organisation's key copy (the row keeps it until the intent is finished).
+ * Best effort: a case that cannot be read feeds nothing. */
+static core_status open_under(const uint8_t wrap[32], const char *id, const void *kblob, size_t klen, const void *blob,
+                              size_t blen, uint8_t **out, size_t *outlen, uint8_t *case_key, core_error *err);
+
+static void refeed(review *r, sqlite3 *db, const char *id, const uint8_t *answer, size_t answer_len) {
+    if (!r->opt.on_answered) return;
+    sqlite3_stmt *st = NULL;
+    uint8_t *pt = NULL, *at = NULL, key[32];
+    size_t ptlen = 0, atlen = 0;
+    core_status rc = store_prepare(db, "SELECT server_key, case_blob FROM review_cases WHERE id = ?", &st, NULL);
+    if (!rc) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
+            sqlite3_column_type(st, 1) != SQLITE_NULL)
+            rc = open_under(r->server_key, id, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
+                            sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), &pt, &ptlen, key, NULL);
+        else
+            rc = CORE_ERR_NOT_FOUND;
+    }
+    sqlite3_finalize(st);
+    if (!rc) rc = cs_crypto_open(key, id, strlen(id), answer, answer_len, &at, &atlen, NULL);
+    cs_crypto_wipe(key, sizeof key);
+    json_t *a = rc ? NULL : core_json_loadb((const char *)at, atlen, 0, NULL, NULL);
+    const char *condition = json_string_value(json_object_get(a, "condition"));
+    if (condition) feed_answer(r, id, condition, pt, ptlen);
+    json_decref(a);
+    if (at) {
+        cs_crypto_wipe(at, atlen);
+        free(at);
+    }
+    if (pt) {
+        cs_crypto_wipe(pt, ptlen);
+        free(pt);
+    }
+}
+
 /* One intent left by a crash (or by a failure that could not clean up). */
 static core_status recover_one(review *r, sqlite3 *db, const intent_row *v, core_error *err) {
     ledger_escrow e;
@@ -652,13 +717,18 @@ static core_status recover_one(review *r, sqlite3 *db, const intent_row *v, core
         close_row c = {e.state == LEDGER_ESCROW_SETTLED ? "answered" : "withdrawn", now_of(r), NULL, NULL, 0, NULL};
         return finish_close(db, v->id, &c, err);
     }
+    /* Settled by this intent: what the answer feeds may not have been fed
+     * (a crash between the ledger and the row); feeding twice is harmless. */
+    if (settle && v->answer) refeed(r, db, v->id, v->answer, v->answer_len);
     close_row c = {v->target[0] ? v->target : (settle ? "answered" : "withdrawn"),
                    now_of(r),
                    txid,
                    settle ? v->answer : NULL,
                    v->answer_len,
                    v->reason};
-    return finish_close(db, v->id, &c, err);
+    rc = finish_close(db, v->id, &c, err);
+    if (!rc && !settle && r->opt.on_ended) r->opt.on_ended(r->opt.answered_ud, v->id);
+    return rc;
 }
 
 /* A waiting case whose escrow is no longer open (a crash before intents
@@ -756,7 +826,7 @@ core_status review_sweep(review *r, int *refunded, core_error *err) {
         /* A case answered or withdrawn since the SELECT is refused as not
          * waiting: skip it, it has its ending. */
         core_status one = load_head(db, ids[i], 0, NULL, &h, &e);
-        if (!one) one = close_case(r, db, ids[i], &h, LEDGER_TX_REVIEW_REFUND, "expired", NULL, 0, NULL, &e);
+        if (!one) one = close_case(r, db, ids[i], &h, LEDGER_TX_REVIEW_REFUND, "expired", NULL, 0, NULL, NULL, &e);
         if (!one && refunded) (*refunded)++;
         if (one && one != CORE_ERR_CONFLICT) {
             rc = one;
@@ -1108,9 +1178,9 @@ core_status review_case_answer(review *r, const uint8_t org[LEDGER_KEY], int64_t
     rc = org_case(r, db, org, id, &h, &pt, &ptlen, key, err);
     if (!rc) rc = cs_crypto_seal(key, id, strlen(id), text, strlen(text), &sealed, &sealed_len, err);
     cs_crypto_wipe(key, sizeof key);
-    if (!rc) rc = close_case(r, db, id, &h, LEDGER_TX_REVIEW_SETTLE, "answered", sealed, sealed_len, NULL, err);
+    feed_args feed = {condition, pt, ptlen};
+    if (!rc) rc = close_case(r, db, id, &h, LEDGER_TX_REVIEW_SETTLE, "answered", sealed, sealed_len, NULL, &feed, err);
     store_release(r->opt.st, db);
-    if (!rc) feed_answer(r, id, condition, pt, ptlen); /* settled and committed: now what it feeds */
     if (pt) {
         cs_crypto_wipe(pt, ptlen);
         free(pt);
@@ -1132,7 +1202,7 @@ core_status review_case_return(review *r, const uint8_t org[LEDGER_KEY], int64_t
     case_head h;
     rc = load_head(db, id, 0, org, &h, err);
     if (!rc && strcmp(h.state, "waiting")) rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such waiting review case");
-    if (!rc) rc = close_case(r, db, id, &h, LEDGER_TX_REVIEW_REFUND, "returned", NULL, 0, reason, err);
+    if (!rc) rc = close_case(r, db, id, &h, LEDGER_TX_REVIEW_REFUND, "returned", NULL, 0, reason, NULL, err);
     store_release(r->opt.st, db);
     return rc;
 }

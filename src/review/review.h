@@ -57,10 +57,18 @@ typedef struct {
      * one to reach a deadline without waiting hours). */
     const uint8_t *node_sk;
     int64_t (*now)(void);
-    /* Called after an answer has settled and committed (NULL: nothing);
-     * what it does cannot undo or fail the answer. */
+    /* Called once an answer's settle is on the ledger, before the case row
+     * records it (NULL: nothing); what it does cannot undo or fail the
+     * answer. review_recover calls it again for an answer a crash cut off
+     * between the ledger and the row, so it must take each answer once
+     * (the api's feed deletes its pledge with the count). */
     review_answered_fn on_answered;
     void *answered_ud;
+    /* Called (with answered_ud) after a case ended without an answer —
+     * withdrawn, returned or expired, refunded — so what was pledged for its
+     * answer can go (NULL: nothing). Recovery may call it again for the same
+     * case: it must be harmless twice. */
+    void (*on_ended)(void *ud, const char *id);
 } review_options;
 
 core_status review_open(const review_options *opt, review **out, core_error *err);

@@ -10,14 +10,18 @@
 
 #include "crypto/crypto.h"
 
-nn_net *screening_head_new(int dim, int hidden, float dropout, int k) {
+nn_net *screening_head_new(int dim, int hidden, float dropout, int k, float power_norm) {
     nn_net *h = nn_net_new(dim, 1, 1);
-    nn_node n[] = {{.op = NN_OP_DENSE, .in = NN_INPUT, .units = hidden, .bias = true},
-                   {.op = NN_OP_ACT, .in = 0, .act = NN_RELU},
-                   {.op = NN_OP_DROPOUT, .in = 1, .p = dropout},
-                   {.op = NN_OP_DENSE, .in = 2, .units = k, .bias = true}};
-    for (size_t i = 0; h && i < 4; i++)
-        if (nn_net_add(h, &n[i]) != (int)i) {
+    /* With power_norm the features are power-normalised first (no weights:
+     * the saved model carries the node, so the service applies it too). */
+    int p = power_norm > 0 ? 1 : 0, in = p ? 0 : NN_INPUT;
+    nn_node n[] = {{.op = NN_OP_PNORM, .in = NN_INPUT, .alpha = power_norm},
+                   {.op = NN_OP_DENSE, .in = in, .units = hidden, .bias = true},
+                   {.op = NN_OP_ACT, .in = p, .act = NN_RELU},
+                   {.op = NN_OP_DROPOUT, .in = p + 1, .p = dropout},
+                   {.op = NN_OP_DENSE, .in = p + 2, .units = k, .bias = true}};
+    for (int i = 1 - p; h && i < 5; i++)
+        if (nn_net_add(h, &n[i]) != i - 1 + p) {
             nn_net_free(h);
             return NULL;
         }

@@ -103,7 +103,7 @@ typedef struct {
     const screening_dataset *ds;
 } screening_rows;
 /* dense hidden → ReLU → dropout → dense k (fine classes + conditions) */
-nn_net *screening_head_new(int dim, int hidden, float dropout, int k);
+nn_net *screening_head_new(int dim, int hidden, float dropout, int k, float power_norm);
 /* Train head on the rows tr[0..ntr) (shuffled in place). Parameters before
  * tail_params are pretrained and move ten times slower. log may be NULL. */
 core_status screening_fit_head(nn_net *head, size_t tail_params, const screening_rows *R, size_t *tr, size_t ntr,

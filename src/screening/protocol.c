@@ -74,7 +74,7 @@ static core_status run_fold(const screening_rows *R, const bool *train_item, con
     }
     nn_rng rng;
     nn_rng_seed(&rng, o->seed);
-    head = screening_head_new(R->dim, o->hidden, o->dropout, k + nc);
+    head = screening_head_new(R->dim, o->hidden, o->dropout, k + nc, o->power_norm);
     if (!head) {
         rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         goto done;

@@ -176,6 +176,7 @@ typedef struct {
     const char *backbone;     /* TFLite file in models_dir (default SCREENING_BACKBONE_DEFAULT) */
     float fine_weight;        /* weight of the fine-class loss beside the conditions' (default 1) */
     bool group_balance;       /* condition loss balanced over (source, condition) pairs, not conditions */
+    float power_norm;         /* > 0: the head's input is power-normalised with this power (0: as is) */
     unsigned augment;         /* SCREENING_AUG_* for views ≥ 2 (0: geometry + colour) */
     bool crop_watermark;      /* crop DermNet's watermark away (default true) */
     const char *not_skin_dir; /* photos that are not skin, for the report only (may be NULL) */

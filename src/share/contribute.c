@@ -60,6 +60,47 @@ static core_status within_contribute(void *ud, sqlite3 *db, core_error *err) {
     return rc ? rc : share_vault_store(w->s, db, w->in->owner, w->in->data_key, w->v, err);
 }
 
+/* What a pledged answer writes inside the pool's transaction. */
+typedef struct {
+    share *s;
+    const share_contribution_input *in;
+    const surveil_contribution *c;
+    const uint8_t *tag, *grant;
+    uint64_t reward;
+} confirm_write;
+
+/* The pledge goes with the count (a second feed of the same answer finds
+ * none: refused, nothing counted twice), and the tag reaches the person's
+ * inbox with it, so a count is never kept without its way back. */
+static core_status within_confirm(void *ud, sqlite3 *db, core_error *err) {
+    confirm_write *w = ud;
+    const share_pledge *p = w->in->pledge;
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, "DELETE FROM share_review_pledges WHERE case_id = ?1", &q, err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, w->in->pledge_case, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            rc = store_error(db, err);
+        else if (sqlite3_changes(db) != 1)
+            rc = core_fail(err, CORE_ERR_CONFLICT, "contribution", "this answer was already contributed");
+    }
+    sqlite3_finalize(q);
+    if (rc || !p->reserved) return rc;
+    share_inbox_item it = {.kind = SHARE_INBOX_COUNTED,
+                           .owner = p->owner,
+                           .week = w->c->week,
+                           .reward = w->reward,
+                           .age_band = w->c->age_band};
+    memcpy(it.ref, p->ref, 16);
+    memcpy(it.tag, w->tag, SURVEIL_TAG);
+    memcpy(it.grant, w->grant, LEDGER_HASH);
+    snprintf(it.condition, sizeof it.condition, "%s", w->c->condition);
+    snprintf(it.region, sizeof it.region, "%s", w->c->region);
+    rc = share_inbox_post(w->s, db, p->inbox, &it, err);
+    cs_crypto_wipe(&it, sizeof it);
+    return rc;
+}
+
 core_status share_contribute(share *s, const share_contribution_input *in, share_receipt *out, core_error *err) {
     memset(out, 0, sizeof *out);
     if (!in->condition || strlen(in->condition) > SURVEIL_CONDITION_MAX)
@@ -113,12 +154,22 @@ core_status share_contribute(share *s, const share_contribution_input *in, share
         cs_crypto_random(entry.tag, sizeof entry.tag);
         vault_write w = {s, in, &v, &entry};
         pthread_mutex_lock(&s->vault_lock);
-        rc = share_vault_load(s, in->owner, in->data_key, &v, err);
+        rc = share_vault_load_synced(s, in->owner, in->data_key, in->now, &v, err);
         if (!rc)
             rc = surveil_add_tagged(s->opt.st, sc, mark, share_sealed_through(s, in->now), &reward, entry.tag,
                                     within_contribute, &w, err);
         pthread_mutex_unlock(&s->vault_lock);
         share_vault_free(&v);
+    } else if (!rc && in->pledge && in->pledge_case) {
+        const share_pledge *p = in->pledge;
+        bool pay = !p->reserved || p->pay;
+        uint8_t tag[SURVEIL_TAG];
+        cs_crypto_random(tag, sizeof tag);
+        confirm_write w = {s, in, sc, tag, reward.grant, pay ? rewards[LEDGER_CAT_SCREENING] : 0};
+        rc = surveil_add_tagged(s->opt.st, sc, mark, share_sealed_through(s, in->now), pay ? &reward : NULL,
+                                p->reserved ? tag : NULL, within_confirm, &w, err);
+        cs_crypto_wipe(tag, sizeof tag);
+        if (!rc && !pay) rewards[LEDGER_CAT_SCREENING] = 0;
     } else if (!rc) {
         rc = surveil_add(s->opt.st, sc, mark, share_sealed_through(s, in->now), &reward, err);
     }
@@ -212,7 +263,7 @@ core_status share_withdraw(share *s, int64_t owner, const uint8_t data_key[32], 
     size_t *at = NULL, n = 0;
     int through = share_sealed_through(s, now);
     pthread_mutex_lock(&s->vault_lock);
-    core_status rc = share_vault_load(s, owner, data_key, &v, err);
+    core_status rc = share_vault_load_synced(s, owner, data_key, now, &v, err);
     if (!rc && v.n) {
         w = calloc(v.n, sizeof *w);
         at = calloc(v.n, sizeof *at);

@@ -73,6 +73,8 @@ core_status share_overview(share *s, int64_t now, share_extent *out, surveil_cou
 
 /* ---- contributing ---- */
 
+struct share_pledge;
+
 typedef struct {
     uint8_t wallet[LEDGER_KEY]; /* the contributor's wallet public key */
     const char *condition;      /* the result's confident top condition code */
@@ -92,6 +94,18 @@ typedef struct {
     const uint8_t *data_key; /* 32 bytes, or NULL */
     bool has_phash;          /* phash holds the photo's vision_phash */
     uint64_t phash;
+    /* A clinician's answer to a pledged case (share_pledge_get; data_key
+     * NULL): pledge_case's pledge is deleted in the count's transaction (a
+     * pledge already gone is CORE_ERR_CONFLICT field "contribution": an
+     * answer feeds once, also when recovery feeds it again). When the pledge
+     * holds a vault reservation (pledge->reserved), the count gets a fresh
+     * random withdrawal tag, kept by the pool for its open week and sent with
+     * the facts to the person's vault inbox (sealed to pledge->inbox: only
+     * their session opens it) in the same transaction, and the reward is
+     * queued only when pledge->pay (the daily cap, checked at the request:
+     * out->reward is then 0). NULL: none of this. */
+    const struct share_pledge *pledge;
+    const char *pledge_case;
 } share_contribution_input;
 
 /* What a payment round did. */
@@ -130,8 +144,10 @@ typedef struct {
  * a reward that would take today's earnings (UTC) over daily_cap is
  * CORE_ERR_CONFLICT field "daily_cap"; otherwise the contribution gets a
  * random withdrawal tag, kept by the pool for its open week and in the
- * person's vault with the facts, in the same transaction as the count. On
- * an error nothing was counted, queued or kept. */
+ * person's vault with the facts, in the same transaction as the count.
+ * Reservations of confirmed cases (share_pledge_put) count as contributed
+ * photos and as today's earnings. On an error nothing was counted, queued
+ * or kept. */
 core_status share_contribute(share *s, const share_contribution_input *in, share_receipt *out, core_error *err);
 
 /* What share_withdraw did. */
@@ -158,27 +174,80 @@ core_status share_consented(share *s, const uint8_t wallet[LEDGER_KEY], ledger_p
 
 /* The facts a review answer will need, taken while the person's session
  * can read them (their profile), since the clinician's cannot. */
-typedef struct {
+typedef struct share_pledge {
     uint8_t wallet[LEDGER_KEY];
     char region[8];     /* home region (ISO 3166-2); "" none */
     int birth_year;     /* 0: unknown */
     bool training;      /* handle holds the person's training pseudonym */
     uint8_t handle[32]; /* screening_example_handle of their data key */
+    /* Filled by share_pledge_put, read back by share_pledge_get (issue 14):
+     * the confirmation is reserved in the person's vault. */
+    bool reserved;     /* a reservation waits for the answer */
+    bool pay;          /* its reward fitted under the day's cap */
+    int64_t owner;     /* the person's user id */
+    uint8_t inbox[32]; /* their vault inbox's public key */
+    uint8_t ref[16];   /* the reservation's reference in the vault */
 } share_pledge;
+
+/* The person's side of a pledge, from their session: with it, a pledge that
+ * will be contributed is first checked and reserved in their vault. */
+typedef struct {
+    int64_t owner;
+    const uint8_t *data_key; /* 32 bytes */
+    bool has_phash;          /* phash holds the case photo's vision_phash */
+    uint64_t phash;
+} share_pledge_person;
+
+/* What becomes of a case's confirmation, as the person is told. */
+typedef enum {
+    SHARE_CONFIRM_NONE,      /* not contributed (no public-health consent or home region; ended unanswered) */
+    SHARE_CONFIRM_PENDING,   /* counted when a clinician answers with a condition code */
+    SHARE_CONFIRM_DUPLICATE, /* not counted, earns nothing: the photo was contributed before */
+    SHARE_CONFIRM_COUNTED,   /* answered and counted */
+    SHARE_CONFIRM_WITHDRAWN, /* counted, then withdrawn from weeks not yet released */
+} share_confirm_state;
+typedef struct {
+    share_confirm_state state;
+    int64_t reward; /* tokens it earns / earned (0 when capped) */
+    bool capped;    /* the daily cap left it without its reward */
+    int64_t cap;    /* the cap (tokens per UTC day; 0 none) */
+} share_confirmation;
 
 /* Keep p for the case, sealed under a key derived from the node key and
  * bound to case_id (a review_cases id: the pledge goes with the row), but
  * only what a consent active at now wants: region and birth year under a
  * public-health consent covering screening results (and a region set), the
  * handle under a "model_training" one. Neither: nothing is stored and
- * *kept is false. Pledges older than the longest answer time go too. */
-core_status share_pledge_put(share *s, const char *case_id, const share_pledge *p, int64_t now, bool *kept,
-                             core_error *err);
+ * *kept is false. Pledges older than the longest answer time go too.
+ *
+ * With who (issue 14), a pledge that will be contributed is checked against
+ * the person's vault as a screening share is, in the same transaction as it
+ * is kept: the case photo within photo_distance bits of one contributed
+ * before (a screening share or another confirmed case) is a duplicate —
+ * the confirmation will not be counted and earns nothing, as a duplicate
+ * share is refused (out->state SHARE_CONFIRM_DUPLICATE; the region is not
+ * kept); otherwise it is reserved in the vault (the photo's hash, so the
+ * same photo shared later is the duplicate, and the reward against today's
+ * earnings, UTC), to be counted when answered — without its reward when
+ * that would take today's earnings over daily_cap (out->capped). out may
+ * be NULL. */
+core_status share_pledge_put(share *s, const char *case_id, const share_pledge *p, const share_pledge_person *who,
+                             int64_t now, bool *kept, share_confirmation *out, core_error *err);
 /* Read and delete the case's pledge in one transaction (*found false when
  * there was none): an answer feeds once. */
 core_status share_pledge_take(share *s, const char *case_id, share_pledge *out, bool *found, core_error *err);
-/* Delete it unread (the case was withdrawn or returned). */
+/* Read it, leaving it (share_contribute with pledge_case deletes it with
+ * the count; share_pledge_drop otherwise). */
+core_status share_pledge_get(share *s, const char *case_id, share_pledge *out, bool *found, core_error *err);
+/* Delete it unread (the case was withdrawn, returned or answered with
+ * nothing to count): a vault reservation it holds is ended through the
+ * person's inbox in the same transaction, freeing its photo and reward. */
 core_status share_pledge_drop(share *s, const char *case_id, core_error *err);
+
+/* What became of case_id's confirmation, from the person's vault (their
+ * session): NONE when it holds nothing for the case. */
+core_status share_confirmation_get(share *s, int64_t owner, const uint8_t data_key[32], const char *case_id,
+                                   int64_t now, share_confirmation *out, core_error *err);
 
 /* Write the queued rewards to the ledger if a whole batch waits: all of
  * them, in random order, one after another. A reward the ledger refuses for

@@ -293,6 +293,18 @@ static const char *const migrations[] = {
     "  request_id TEXT NOT NULL,"
     "  sha256 BLOB NOT NULL,"
     "  PRIMARY KEY (owner, request_id, sha256)) WITHOUT ROWID;",
+    /* 16: a clinician's confirmation of a pledged case reaches the person's
+     * vault (share/vault.c, "inbox"). The answer runs in the clinician's
+     * session, where the vault (sealed under the person's data key) cannot
+     * be opened: what the vault must learn — the contribution's withdrawal
+     * tag and facts, or that the reservation ended — waits here in a box
+     * sealed to a public key only the person's data key derives, and is
+     * merged (and deleted) by their next session that reads the vault. */
+    "CREATE TABLE share_vault_inbox ("
+    "  id INTEGER PRIMARY KEY,"
+    "  owner INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,"
+    "  sealed BLOB NOT NULL);"
+    "CREATE INDEX share_vault_inbox_owner ON share_vault_inbox(owner);",
 };
 
 static const store_schema app_schema = {"caresync", migrations, (int)(sizeof migrations / sizeof migrations[0]), 0};

@@ -31,9 +31,9 @@ function expectError(r, status, code) {
   assert.equal(errorOf(r).code, code, r.text);
 }
 
-function photo() {
+function photo(i = 0) {
   const dir = join(SHARED, 'data', 'skin-infections-8', 'test', 'ringworm');
-  return readFileSync(join(dir, readdirSync(dir).filter((f) => f.endsWith('.jpg')).sort()[0]));
+  return readFileSync(join(dir, readdirSync(dir).filter((f) => f.endsWith('.jpg')).sort()[i]));
 }
 
 function noMarker(r, what) {
@@ -72,15 +72,24 @@ async function screenedPerson(name, contribute) {
     const g = await c.post('/api/consents', { scope: ['screening'], purpose: 'public_health_surveillance' });
     assert.equal(g.status, 201, g.text);
   }
-  const f = new FormData();
-  f.append('photo', new Blob([photo()]), 'photo.jpg');
-  const s = await c.post('/api/screenings', f, { raw: true });
-  assert.equal(s.status, 201, s.text);
-  const id = s.json.screening.id;
+  const screen = async (img) => {
+    const f = new FormData();
+    f.append('photo', new Blob([img]), 'photo.jpg');
+    const s = await c.post('/api/screenings', f, { raw: true });
+    assert.equal(s.status, 201, s.text);
+    return s.json.screening.id;
+  };
   if (contribute) {
-    const k = await c.post(`/api/screenings/${id}/contribute`, {});
+    // Another photo than the one saved for review: a photo contributed twice
+    // earns once (issue 14), and the answer below is to earn its reward.
+    let k;
+    for (let i = 1; i < 30 && k?.status !== 201; i++) {
+      k = await c.post(`/api/screenings/${await screen(photo(i))}/contribute`, {});
+      assert.ok(k.status === 201 || k.status === 422, k.text); // 422: unsure, the next photo
+    }
     assert.equal(k.status, 201, k.text);
   }
+  const id = await screen(photo());
   const withPhoto = await c.post(`/api/screenings/${id}/save`, { with_photo: true });
   assert.equal(withPhoto.status, 201, withPhoto.text);
   const plain = await c.post(`/api/screenings/${id}/save`, { with_photo: false });

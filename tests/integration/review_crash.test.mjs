@@ -16,6 +16,14 @@
 // Two kinds of kill: at random moments (SIGKILL from here), and at each named
 // window between the commits (CARESYNC_CRASH_AT, compiled into test builds
 // only: the server kills itself there), so every window is hit for sure.
+//
+// What an answer feeds (issue 14): the confirmed condition is handed on
+// between the settle on the ledger and the case row. A second test kills the
+// server in the windows around that hand-over (after the settle, after the
+// feed) with the person's public-health consent kept: after recovery the
+// confirmed condition is counted once, its reward paid once, and its
+// withdrawal tag reached the person's vault (revoking the consent takes it
+// back from the open week with the person's screening).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -275,6 +283,105 @@ test('review steps survive SIGKILL at random moments and in every window between
       t.diagnostic(`${kills} kills (${RANDOM_KILLS} random, ${hit.length} in named windows: ${hit.join(' ')}` +
         `${missed.length ? `; not compiled in / missed: ${missed.join(' ')}` : ''}); ${recovered} interrupted steps ` +
         `resolved by recovery; steps acknowledged: ${JSON.stringify(stats)}`);
+      await srv.stop();
+      const v = verify(dataDir);
+      assert.ok(v.ok, v.out);
+    } finally {
+      if (srv) await srv.stop('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
+test('an answer cut off by a crash is contributed once, and its withdrawal tag reaches the vault',
+  { skip, timeout: 300000 }, async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'caresync-review-feed-crash-'));
+    let srv;
+    try {
+      srv = await startServer(ARGS, { dataDir });
+      await createStaff(dataDir, 'feed-admin', 'admin');
+      const admin = new Client(srv.base);
+      await admin.login('feed-admin');
+      const orgKey = randomBytes(32).toString('hex');
+      assert.equal((await admin.post('/api/admin/orgs', { name: 'Feed Clinic', public_key: orgKey })).status, 201);
+      const o = await admin.put(`/api/admin/orgs/${orgKey}/offer`, { price: 1, answer_hours: 48, conditions: ['fungal'], regions: ['*'] });
+      assert.equal(o.status, 200, o.text);
+      await createStaff(dataDir, 'feed-clin', 'clinician');
+      assert.equal((await admin.put('/api/admin/users/feed-clin/org', { org: orgKey })).status, 200);
+      const clinician = new Client(srv.base);
+      await clinician.login('feed-clin');
+      const imgs = photos();
+      const screen = async (c, img) => {
+        const f = new FormData();
+        f.append('photo', new Blob([img]), 'photo.jpg');
+        const s = await c.post('/api/screenings', f, { raw: true });
+        assert.equal(s.status, 201, s.text);
+        return s.json.screening.id;
+      };
+      const settled = async (c, want) => {
+        for (let i = 0; i < 50 && (await walletBalance(c)) !== want; i++) await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 300));
+        assert.equal(await walletBalance(c), want);
+      };
+      const confirmed = (region) => Number(sql(dataDir,
+        `SELECT coalesce(sum(n), 0) FROM surveil_counts WHERE region = '${region}' AND source = 2`));
+      const windows = ['review_after_settle', 'review_after_feed'];
+      for (const [i, window] of windows.entries()) {
+        const region = ['US-NV', 'US-OR'][i];
+        const c = new Client(srv.base);
+        await c.signup(`feed-p${i}`);
+        const prof = await c.put('/api/profile', { display_name: 'Feed', birth_year: 1980, sex: 'unspecified', region });
+        assert.equal(prof.status, 200, prof.text);
+        const g = await c.post('/api/consents', { scope: ['screening'], purpose: 'public_health_surveillance' });
+        assert.equal(g.status, 201, g.text);
+        // Tokens from one screening share (not the photo sent for review).
+        let k;
+        for (let j = 1; j < imgs.length && k?.status !== 201; j++) {
+          k = await c.post(`/api/screenings/${await screen(c, imgs[j])}/contribute`, {});
+          assert.ok(k.status === 201 || k.status === 422, k.text);
+        }
+        assert.equal(k.status, 201, k.text);
+        await settled(c, 10);
+        const saved = await c.post(`/api/screenings/${await screen(c, imgs[0])}/save`, { with_photo: true });
+        assert.equal(saved.status, 201, saved.text);
+        const req = await c.post('/api/review/requests', { record_id: saved.json.record.id, org: orgKey, share: {} });
+        assert.equal(req.status, 201, req.text);
+        assert.equal(req.json.request.contribution.status, 'pending');
+        const id = req.json.request.id;
+
+        await srv.stop();
+        srv = await startServer(ARGS, { dataDir, env: { CARESYNC_CRASH_AT: window } });
+        for (const x of [admin, clinician, c]) x.base = srv.base;
+        let answered = null;
+        try {
+          answered = await clinician.post(`/api/review/cases/${id}/answer`,
+            { condition: 'fungal', urgency: 'self_care', advice: 'Antifungal cream.' });
+        } catch { /* the server died in the window */ }
+        if (answered) { // a build without crash points: the answer simply went through
+          assert.equal(answered.status, 200, answered.text);
+          await srv.stop();
+        } else {
+          assert.equal((await srv.exited).signal, 'SIGKILL');
+        }
+        const v = verify(dataDir);
+        assert.ok(v.ok, `verify after ${window}: ${v.out}`);
+        srv = await startServer(ARGS, { dataDir });
+        for (const x of [admin, clinician, c]) x.base = srv.base;
+        if (!answered) assert.match(srv.stderr, /review recovery: 1 interrupted/, window);
+
+        const got = await c.get(`/api/review/requests/${id}`);
+        assert.equal(got.status, 200, got.text);
+        assert.equal(got.json.request.state, 'answered', window);
+        assert.equal(got.json.request.contribution.status, 'counted', `${window}: ${got.text}`);
+        assert.equal(got.json.request.contribution.reward, 10);
+        assert.equal(confirmed(region), 1, `${window}: counted once`);
+        await settled(c, 19); // 10 - 1 for the review + 10 for the confirmation, once
+        assert.equal(Number(sql(dataDir, 'SELECT count(*) FROM review_intents')), 0);
+        // The tag reached the vault: the revocation takes the confirmed count back too.
+        const rv = await c.post(`/api/consents/${g.json.consent.id}/revoke`);
+        assert.equal(rv.status, 200, rv.text);
+        assert.deepEqual(rv.json.contributions, { withdrawn: 2, in_released_weeks: 0 }, window);
+        assert.equal(confirmed(region), 0, `${window}: withdrawn`);
+      }
       await srv.stop();
       const v = verify(dataDir);
       assert.ok(v.ok, v.out);

@@ -673,6 +673,175 @@ static void anon_survives_every_failure(void **state) {
     free(f.rows);
 }
 
+/* ---- a data request's delivery (market_deliver, issue 14) ----
+ * Rows read, counted in people, made k-anonymous, the CSV hashed, the
+ * release put on the ledger and the delivery recorded: with any allocation
+ * failing, the call returns, nothing leaks, and the delivery is recorded
+ * whole (with its receipt) or not at all; unarmed, the next delivery
+ * works. Each run rewrites one row first (k = 1: every row delivered as
+ * it is), so every run is a new dataset and reaches the ledger and the
+ * record (a repeat would stop at the receipt).
+ * The ledger's producer thread allocates while the caller waits for it, so
+ * the counter also meets its block commit: a failed block is rolled back
+ * and the call is refused. */
+typedef struct {
+    char dir[256];
+    store *st;
+    ledger *led;
+    market *m;
+    uint8_t node_pk[32], node_sk[64], admin_pk[32], admin_sk[64], org_pk[32], org_sk[64];
+    char id[MARKET_ID_TEXT];
+    int rows;
+    long n;
+} market_fixture;
+
+static const char *const market_codes[] = {"fungal", "eczema"};
+
+static int64_t market_count(market_fixture *f, const char *sql) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    return n;
+}
+
+/* A row of the request's dataset; which = -1 adds one, else rewrites the
+ * fixed row `which` with the week of run, so each run delivers a new
+ * dataset of the same size (a growing one would outrun the failure point). */
+static void market_row(market_fixture *f, int which, long run) {
+    static const char *const places[] = {"NZ-AUK", "NZ-WGN", "NZ-CAN"};
+    char row[200];
+    int i = which < 0 ? f->rows : which;
+    snprintf(row, sizeof row,
+             "{\"age_band\":\"40-44\",\"category\":\"conditions\",\"code\":\"%s\",\"region\":\"%s\","
+             "\"sex\":\"female\",\"week\":\"%04ld-W%02ld\"}",
+             market_codes[i % 2], places[i % 3], 2000 + run / 50, 1 + run % 50);
+    uint8_t tag[16] = {0}, who[16];
+    tag[0] = (uint8_t)i; /* the row's tag: stable, so a run rewrites its row */
+    cs_crypto_random(who, sizeof who);
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "INSERT INTO market_rows (tag, request_id, row, contributor) "
+                                        "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (tag) DO UPDATE SET row = ?3",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_blob(q, 1, tag, 16, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, f->id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 3, row, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(q, 4, who, 16, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    if (which < 0) f->rows++;
+}
+
+static int market_setup(void **state) {
+    market_fixture *f = calloc(1, sizeof *f);
+    testutil_tmpdir(f->dir);
+    char path[320];
+    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
+    if (cs_crypto_init(NULL) || store_open(path, 2, &f->st, NULL)) return -1;
+    ledger_keypair(f->node_pk, f->node_sk);
+    ledger_keypair(f->admin_pk, f->admin_sk);
+    ledger_keypair(f->org_pk, f->org_sk);
+    ledger_options o;
+    ledger_options_defaults(&o);
+    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
+    o.path = path;
+    o.batch_ms = 1;
+    memcpy(o.node_pk, f->node_pk, 32);
+    memcpy(o.node_sk, f->node_sk, 64);
+    memcpy(o.admin_pk, f->admin_pk, 32);
+    memcpy(o.admin_sk, f->admin_sk, 64);
+    if (ledger_open(&o, &f->led, NULL)) return -1;
+    ledger_receipt r;
+    ledger_tx tx = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(tx.u.org.org, f->org_pk, 32);
+    snprintf(tx.u.org.name, sizeof tx.u.org.name, "Alloc Research");
+    core_error err = {0};
+    if (ledger_sign_submit(f->led, &tx, f->admin_sk, &r, &err)) fail_msg("register_org: %s", err.message);
+    ledger_tx credit = {.kind = LEDGER_TX_CREDIT};
+    memcpy(credit.u.credit.org, f->org_pk, 32);
+    credit.u.credit.amount = 100;
+    snprintf(credit.u.credit.reference, sizeof credit.u.credit.reference, "INV-A");
+    if (ledger_sign_submit(f->led, &credit, f->node_sk, &r, &err)) fail_msg("credit: %s", err.message);
+    market_options mo = {.st = f->st,
+                         .led = f->led,
+                         .conditions = market_codes,
+                         .n_conditions = 2,
+                         .node_sk = f->node_sk,
+                         .daily_cap = 100};
+    if (market_open(&mo, &f->m, &err)) fail_msg("market_open: %s", err.message);
+    json_t *in =
+        json_pack("{s:s, s:s, s:s, s:[s], s:i, s:i, s:s}", "title", "t", "purpose_text", "p", "purpose", "research",
+                  "categories", "conditions", "price", 5, "max_participants", 4, "closes", "2099-01-01T00:00:00Z");
+    json_t *out = NULL;
+    core_status rc = market_request_create(f->m, f->org_pk, in, &out, &err);
+    json_decref(in);
+    if (rc) fail_msg("market_request_create: %s", err.message);
+    snprintf(f->id, sizeof f->id, "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    for (int i = 0; i < 6; i++) market_row(f, -1, i);
+    *state = f;
+    return 0;
+}
+
+static int market_teardown(void **state) {
+    market_fixture *f = *state;
+    market_close(f->m);
+    ledger_close(f->led);
+    store_close(f->st);
+    testutil_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static void deliver_once(void *ctx, bool *fired) {
+    market_fixture *f = ctx;
+    market_row(f, 0, 100 + f->n); /* a new dataset each run, of the same size */
+    int64_t before = market_count(f, "SELECT count(*) FROM market_deliveries");
+    anon_delivery *d = NULL;
+    market_delivery_receipt r;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = market_deliver(f->m, f->org_pk, f->id, 1, &d, &r, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    int64_t after = market_count(f, "SELECT count(*) FROM market_deliveries");
+    if (rc) {
+        assert_true(err.message[0]);
+        assert_null(d);
+        assert_int_equal(after, before); /* not recorded: never half of one */
+    } else {
+        assert_non_null(d);
+        assert_false(r.repeat);
+        assert_int_equal(after, before + 1);
+        assert_true(anon_delivery_stats(d)->rows_in == (size_t)f->rows);
+    }
+    anon_delivery_free(d);
+    /* Recorded with its receipt, or not at all. */
+    assert_int_equal(market_count(f, "SELECT count(*) FROM market_deliveries WHERE length(txid) <> 32"), 0);
+}
+
+static void market_deliver_survives_every_failure(void **state) {
+    market_fixture *f = *state;
+    long points = every_point(deliver_once, f);
+    print_message("market_deliver: %ld allocation points\n", points);
+    assert_true(points > 20);
+    /* Unarmed, the service goes on: the same dataset again is a repeat. */
+    anon_delivery *d = NULL;
+    market_delivery_receipt r;
+    core_error err = {0};
+    assert_int_equal(market_deliver(f->m, f->org_pk, f->id, 1, &d, &r, &err), CORE_OK);
+    assert_true(r.repeat);
+    anon_delivery_free(d);
+}
+
 /* ---- market (issue 14): approval, acceptance and delivery, where a ledger
  * step sits between two writes of caresync.db. What must hold at every
  * point: the call returns; a failure leaves nothing or what market_recover
@@ -1111,6 +1280,7 @@ int main(void) {
         cmocka_unit_test(vision_decode_survives_every_failure),
         cmocka_unit_test(ledger_documents_survive_every_failure),
         cmocka_unit_test(anon_survives_every_failure),
+        cmocka_unit_test_setup_teardown(market_deliver_survives_every_failure, market_setup, market_teardown),
         cmocka_unit_test(nn_model_parse_survives_every_failure),
         cmocka_unit_test(core_json_parse_never_alters),
         cmocka_unit_test_setup_teardown(market_approve_survives_every_failure, ledgered_setup, ledgered_teardown),

@@ -126,6 +126,30 @@ static void hash_is_domain_separated(void **state) {
     assert_false(cs_crypto_equal(a, b, 32));
 }
 
+/* A sealed box (the vault inbox): the seed makes the same pair again; only
+ * the secret key opens; an altered or truncated box is refused. */
+static void box_seals_to_a_public_key(void **state) {
+    (void)state;
+    uint8_t seed[32], pk[32], sk[32], pk2[32], sk2[32];
+    memset(seed, 7, sizeof seed);
+    cs_crypto_box_seed_keypair(seed, pk, sk);
+    cs_crypto_box_seed_keypair(seed, pk2, sk2);
+    assert_memory_equal(pk, pk2, 32);
+    const char msg[] = "a withdrawal tag and its facts";
+    uint8_t box[sizeof msg + CS_CRYPTO_BOX_SEAL_OVERHEAD], out[sizeof msg];
+    core_error err = {0};
+    assert_int_equal(cs_crypto_box_seal(pk, msg, sizeof msg, box, &err), CORE_OK);
+    assert_null(memmem(box, sizeof box, "withdrawal", 10));
+    assert_int_equal(cs_crypto_box_open(pk, sk, box, sizeof box, out, &err), CORE_OK);
+    assert_memory_equal(out, msg, sizeof msg);
+    seed[0] ^= 1;
+    cs_crypto_box_seed_keypair(seed, pk2, sk2);
+    assert_int_equal(cs_crypto_box_open(pk2, sk2, box, sizeof box, out, &err), CORE_ERR_CRYPTO);
+    box[sizeof box - 1] ^= 1;
+    assert_int_equal(cs_crypto_box_open(pk, sk, box, sizeof box, out, &err), CORE_ERR_CRYPTO);
+    assert_int_equal(cs_crypto_box_open(pk, sk, box, 10, out, &err), CORE_ERR_CRYPTO);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(seal_open_roundtrip_and_tamper),
@@ -134,6 +158,7 @@ int main(void) {
         cmocka_unit_test(hex_and_base64),
         cmocka_unit_test(recovery_code_roundtrip_and_lookalikes),
         cmocka_unit_test(hash_is_domain_separated),
+        cmocka_unit_test(box_seals_to_a_public_key),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -95,8 +95,9 @@ static void test_round_trip(void **state) {
     nn_net_free(net);
 }
 
-/* The pooling and concatenation nodes and per-axis padding survive a save
- * and load (an Inception block on the small net's first layers). */
+/* The pooling, concatenation and power-normalisation nodes and per-axis
+ * padding survive a save and load (an Inception block on the small net's
+ * first layers). */
 static void test_round_trip_inception_ops(void **state) {
     (void)state;
     nn_net *net = nn_net_new(3, 12, 12);
@@ -107,7 +108,8 @@ static void test_round_trip_inception_ops(void **state) {
     int d = add(net, (nn_node){.op = NN_OP_CONCAT, .in = b, .in2 = c});
     int e = add(net, (nn_node){.op = NN_OP_MAXPOOL, .in = d, .pool = {3, 2, 0, false}});
     int f = add(net, (nn_node){.op = NN_OP_GAP, .in = e});
-    add(net, (nn_node){.op = NN_OP_DENSE, .in = f, .units = 4, .bias = true});
+    int g = add(net, (nn_node){.op = NN_OP_PNORM, .in = f, .alpha = 0.5f});
+    add(net, (nn_node){.op = NN_OP_DENSE, .in = g, .units = 4, .bias = true});
     nn_rng r;
     nn_rng_seed(&r, 9);
     nn_net_init(net, &r);
@@ -123,6 +125,8 @@ static void test_round_trip_inception_ops(void **state) {
     assert_int_equal(nn_net_node(back, 0)->conv.pad_w, 3);
     assert_true(nn_net_node(back, 2)->pool.exclude_pad);
     assert_int_equal(nn_net_node(back, 3)->in2, c);
+    assert_int_equal(nn_net_node(back, g)->op, NN_OP_PNORM);
+    assert_true(nn_net_node(back, g)->alpha == 0.5f);
     size_t n1, n2;
     float *y1 = forward(net, &n1), *y2 = forward(back, &n2);
     assert_int_equal(n1, n2);

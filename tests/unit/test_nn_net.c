@@ -226,6 +226,75 @@ static void test_inception_net_gradients(void **state) {
     teardown(&c);
 }
 
+/* input → conv3x3 → silu → pnorm → gap → dense, or with the pnorm after
+ * the gap: the convolution's gradients pass back through the power
+ * normalisation (negative and positive values, the norm coupling them all).
+ * Over the whole map the power is 1 (L2 only): among 1,536 SiLU outputs some
+ * lie within a finite-difference step of 0, where |x|^0.5 has no derivative;
+ * after the pooling, 0.5 over 24 values away from 0. */
+static nn_net *pnorm_net_at(bool after_gap) {
+    nn_net *net = nn_net_new(C, H, H);
+    assert_non_null(net);
+    nn_node n;
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_CONV, n.in = NN_INPUT, n.conv = (nn_conv){C, 4, 3, 3, 1, 1, 1, 0, 0, 0, 0}, n.bias = true;
+    assert_int_equal(nn_net_add(net, &n), 0);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_ACT, n.in = 0, n.act = NN_SILU;
+    assert_int_equal(nn_net_add(net, &n), 1);
+    memset(&n, 0, sizeof n);
+    n.op = after_gap ? NN_OP_GAP : NN_OP_PNORM, n.in = 1, n.alpha = 1.0f;
+    assert_int_equal(nn_net_add(net, &n), 2);
+    memset(&n, 0, sizeof n);
+    n.op = after_gap ? NN_OP_PNORM : NN_OP_GAP, n.in = 2, n.alpha = 0.5f;
+    assert_int_equal(nn_net_add(net, &n), 3);
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_DENSE, n.in = 3, n.units = K, n.bias = true;
+    assert_int_equal(nn_net_add(net, &n), 4);
+    return net;
+}
+static nn_net *pnorm_map_net(void) { return pnorm_net_at(false); }
+static nn_net *pnorm_pooled_net(void) { return pnorm_net_at(true); }
+
+static void test_pnorm(void **state) {
+    (void)state;
+    /* Exact values: (4, −1, 0, 9) → (2, −1, 0, 3) · √4/√14; a zero vector stays zero. */
+    float x[8] = {4, -1, 0, 9, 0, 0, 0, 0}, y[8];
+    nn_pnorm_forward(2, 4, 0.5f, x, y);
+    float s = 2.0f / sqrtf(14.0f);
+    assert_float_equal(y[0], 2 * s, 1e-6);
+    assert_float_equal(y[1], -s, 1e-6);
+    assert_float_equal(y[2], 0, 0);
+    assert_float_equal(y[3], 3 * s, 1e-6);
+    for (int i = 4; i < 8; i++) assert_float_equal(y[i], 0, 0);
+    /* alpha 1 is plain L2 normalisation to norm √m. */
+    nn_pnorm_forward(1, 4, 1.0f, x, y);
+    double ss = 0;
+    for (int i = 0; i < 4; i++) ss += (double)y[i] * y[i];
+    assert_float_equal(ss, 4.0, 1e-5);
+    assert_float_equal(y[3] / y[0], 9.0f / 4.0f, 1e-6);
+    /* Gradients through it against finite differences. */
+    ctx c;
+    int checked = 0;
+    setup_net(&c, 3, pnorm_map_net);
+    check_all_params(&c, &checked);
+    teardown(&c);
+    setup_net(&c, 3, pnorm_pooled_net);
+    check_all_params(&c, &checked);
+    fprintf(stderr, "power normalisation: %d parameter gradients checked\n", checked);
+    assert_true(checked > 100);
+    /* Refused powers. */
+    nn_node n;
+    memset(&n, 0, sizeof n);
+    n.op = NN_OP_PNORM, n.in = 1, n.alpha = 0;
+    assert_int_equal(nn_net_add(c.net, &n), -1);
+    n.alpha = 1.5f;
+    assert_int_equal(nn_net_add(c.net, &n), -1);
+    n.alpha = NAN;
+    assert_int_equal(nn_net_add(c.net, &n), -1);
+    teardown(&c);
+}
+
 static void test_frozen_boundary(void **state) {
     (void)state;
     ctx c;
@@ -462,6 +531,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_residual_net_gradients),
         cmocka_unit_test(test_inception_net_gradients),
+        cmocka_unit_test(test_pnorm),
         cmocka_unit_test(test_frozen_boundary),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_slice),

@@ -1038,14 +1038,14 @@ static void a_pledge_keeps_only_what_a_consent_wants(void **state) {
     /* no consent: nothing stored */
     case_row(f, "c1");
     memcpy(p.wallet, none.pk, 32);
-    assert_int_equal(share_pledge_put(f->sh, "c1", &p, f->now, &kept, &err), CORE_OK);
+    assert_int_equal(share_pledge_put(f->sh, "c1", &p, NULL, f->now, &kept, NULL, &err), CORE_OK);
     assert_false(kept);
     assert_int_equal(share_pledge_take(f->sh, "c1", &got, &found, &err), CORE_OK);
     assert_false(found);
     /* public health only: region and birth year, no handle */
     case_row(f, "c2");
     memcpy(p.wallet, ph.pk, 32);
-    assert_int_equal(share_pledge_put(f->sh, "c2", &p, f->now, &kept, &err), CORE_OK);
+    assert_int_equal(share_pledge_put(f->sh, "c2", &p, NULL, f->now, &kept, NULL, &err), CORE_OK);
     assert_true(kept);
     assert_false(db_holds(f, "US-CA")); /* sealed */
     assert_int_equal(share_pledge_take(f->sh, "c2", &got, &found, &err), CORE_OK);
@@ -1059,7 +1059,7 @@ static void a_pledge_keeps_only_what_a_consent_wants(void **state) {
     /* training only: the handle, no region */
     case_row(f, "c3");
     memcpy(p.wallet, tr.pk, 32);
-    assert_int_equal(share_pledge_put(f->sh, "c3", &p, f->now, &kept, &err), CORE_OK);
+    assert_int_equal(share_pledge_put(f->sh, "c3", &p, NULL, f->now, &kept, NULL, &err), CORE_OK);
     assert_true(kept);
     assert_int_equal(share_pledge_take(f->sh, "c3", &got, &found, &err), CORE_OK);
     assert_true(found);
@@ -1075,10 +1075,207 @@ static void a_pledge_keeps_only_what_a_consent_wants(void **state) {
     /* dropped unread */
     case_row(f, "c4");
     memcpy(p.wallet, ph.pk, 32);
-    assert_int_equal(share_pledge_put(f->sh, "c4", &p, f->now, &kept, &err), CORE_OK);
+    assert_int_equal(share_pledge_put(f->sh, "c4", &p, NULL, f->now, &kept, NULL, &err), CORE_OK);
     assert_int_equal(share_pledge_drop(f->sh, "c4", &err), CORE_OK);
     assert_int_equal(share_pledge_take(f->sh, "c4", &got, &found, &err), CORE_OK);
     assert_false(found);
+}
+
+/* A clinician's confirmation (issue 14) goes through the person's vault as a
+ * screening share does: a photo shared before makes it a duplicate (not
+ * counted, nothing earned: the share path refuses duplicates whole); one
+ * reserved blocks the same photo shared later; the reward counts against
+ * the day's cap (counted without it when over); the answer's tag reaches
+ * the vault through the inbox, so withdrawing takes the confirmed count back
+ * too; a case ended unanswered frees its photo. */
+static void a_confirmed_case_goes_through_the_vault(void **state) {
+    fixture *f = *state;
+    share_close(f->sh);
+    share_options o = {.st = f->st,
+                       .led = f->led,
+                       .node_sk = f->node.sk,
+                       .admin_sk = f->admin.sk,
+                       .k = 11,
+                       .budget = 1,
+                       .seal_delay = DAY,
+                       .reward_batch = 100,
+                       .photo_distance = 10,
+                       .daily_cap = 25};
+    core_error err = {0};
+    assert_int_equal(share_open(&o, &f->sh, &err), CORE_OK);
+    user_row(f, 1);
+    uint8_t dk[32], g[32];
+    cs_crypto_random(dk, 32);
+    key a = consenting(f, g);
+    const uint64_t shared = 0x8f3a5c7e19d2b460ULL, confirmed = 0x00000000ffffffffULL, capped = 0xffff0000ffff0000ULL;
+    int week = surveil_week_of_time(f->now);
+    share_receipt r;
+    share_confirmation cf;
+    bool kept, found;
+    share_pledge p = {.birth_year = 1990}, got;
+    memcpy(p.wallet, a.pk, 32);
+    snprintf(p.region, sizeof p.region, "US-CA");
+    /* A screening share of one photo (10 of today's 25). */
+    share_contribution_input in = vaulted(f, &a, "r1", 1, dk, shared);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+
+    /* A case of the same photo (two bits off): a duplicate, nothing pledged for the pool. */
+    case_row(f, "dup");
+    share_pledge_person who = {.owner = 1, .data_key = dk, .has_phash = true, .phash = shared ^ 0x11};
+    assert_int_equal(share_pledge_put(f->sh, "dup", &p, &who, f->now, &kept, &cf, &err), CORE_OK);
+    assert_int_equal(cf.state, SHARE_CONFIRM_DUPLICATE);
+    assert_int_equal(cf.reward, 0);
+    assert_false(kept);
+    assert_int_equal(share_pledge_get(f->sh, "dup", &got, &found, &err), CORE_OK);
+    assert_false(found);
+    assert_int_equal(share_confirmation_get(f->sh, 1, dk, "dup", f->now, &cf, &err), CORE_OK);
+    assert_int_equal(cf.state, SHARE_CONFIRM_DUPLICATE);
+
+    /* A new photo: reserved, with its reward (20 of 25). */
+    case_row(f, "c1");
+    who.phash = confirmed;
+    assert_int_equal(share_pledge_put(f->sh, "c1", &p, &who, f->now, &kept, &cf, &err), CORE_OK);
+    assert_true(kept);
+    assert_int_equal(cf.state, SHARE_CONFIRM_PENDING);
+    assert_int_equal(cf.reward, 10);
+    assert_false(cf.capped);
+    /* The reserved photo shared as a screening: the duplicate now. */
+    in = vaulted(f, &a, "r2", 1, dk, confirmed ^ 0x100);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "photo");
+    /* The reservation counts as earned today: a third 10 is over 25. */
+    in = vaulted(f, &a, "r3", 1, dk, 0x5555aaaa5555aaaaULL);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "daily_cap");
+    /* So is a second case: counted when answered, without its reward. */
+    case_row(f, "c2");
+    who.phash = capped;
+    assert_int_equal(share_pledge_put(f->sh, "c2", &p, &who, f->now, &kept, &cf, &err), CORE_OK);
+    assert_int_equal(cf.state, SHARE_CONFIRM_PENDING);
+    assert_true(cf.capped);
+    assert_int_equal(cf.reward, 0);
+    assert_int_equal(cf.cap, 25);
+
+    /* The answers, in the clinician's session (no data key). */
+    size_t q0 = queued(f);
+    const char *cases[] = {"c1", "c2"};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(share_pledge_get(f->sh, cases[i], &got, &found, &err), CORE_OK);
+        assert_true(found);
+        assert_true(got.reserved);
+        assert_int_equal(got.pay, i == 0);
+        char rid[32];
+        snprintf(rid, sizeof rid, "review:%s", cases[i]);
+        in = input(f, &a, rid);
+        in.source = SURVEIL_SOURCE_CLINICIAN;
+        in.pledge = &got;
+        in.pledge_case = cases[i];
+        assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+        assert_int_equal(r.reward, i == 0 ? 10 : 0);
+        /* Fed again (recovery after a crash): once only. */
+        assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+        assert_int_equal(share_pledge_get(f->sh, cases[i], &got, &found, &err), CORE_OK);
+        assert_false(found); /* gone with the count */
+    }
+    assert_int_equal(queued(f), q0 + 1); /* the capped one queued no reward */
+    assert_true(count_of(f, "US-CA", "fungal", week) == 3);
+    assert_int_equal(table_count(f, "SELECT count(*) FROM surveil_tags"), 3);
+    assert_int_equal(table_count(f, "SELECT count(*) FROM share_vault_inbox WHERE owner = 1"), 2);
+    /* The person's next read merges the inbox. */
+    assert_int_equal(share_confirmation_get(f->sh, 1, dk, "c1", f->now, &cf, &err), CORE_OK);
+    assert_int_equal(cf.state, SHARE_CONFIRM_COUNTED);
+    assert_int_equal(cf.reward, 10);
+    assert_int_equal(table_count(f, "SELECT count(*) FROM share_vault_inbox"), 0);
+    assert_int_equal(share_confirmation_get(f->sh, 1, dk, "c2", f->now, &cf, &err), CORE_OK);
+    assert_int_equal(cf.state, SHARE_CONFIRM_COUNTED);
+    assert_true(cf.capped);
+    /* Withdrawing the consent takes back the share and both confirmations. */
+    share_withdrawal wd;
+    assert_int_equal(share_withdraw(f->sh, 1, dk, g, f->now, &wd, &err), CORE_OK);
+    assert_int_equal(wd.withdrawn, 3);
+    assert_true(count_of(f, "US-CA", "fungal", week) == 0);
+    assert_int_equal(table_count(f, "SELECT count(*) FROM surveil_tags"), 0);
+    assert_int_equal(share_confirmation_get(f->sh, 1, dk, "c1", f->now, &cf, &err), CORE_OK);
+    assert_int_equal(cf.state, SHARE_CONFIRM_WITHDRAWN);
+
+    /* A case ended unanswered: its reservation goes, the photo is free. */
+    uint8_t g2[32];
+    grant(f, &a, 1u << LEDGER_CAT_SCREENING, LEDGER_PURPOSE_SURVEILLANCE, f->now + 30 * DAY, g2);
+    revoke(f, &a, g);
+    const uint64_t later = 0x0f0f0f0f0f0f0f0fULL;
+    case_row(f, "c3");
+    who.phash = later;
+    assert_int_equal(share_pledge_put(f->sh, "c3", &p, &who, f->now + DAY, &kept, &cf, &err), CORE_OK);
+    assert_int_equal(cf.state, SHARE_CONFIRM_PENDING);
+    assert_int_equal(share_pledge_drop(f->sh, "c3", &err), CORE_OK);
+    in = vaulted(f, &a, "r4", 1, dk, later);
+    in.now = in.created = f->now + DAY;
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    assert_int_equal(share_confirmation_get(f->sh, 1, dk, "c3", f->now + DAY, &cf, &err), CORE_OK);
+    assert_int_equal(cf.state, SHARE_CONFIRM_NONE);
+    /* Another data key opens no box and finds nothing. */
+    uint8_t other[32];
+    cs_crypto_random(other, 32);
+    assert_int_equal(share_confirmation_get(f->sh, 1, other, "c1", f->now, &cf, &err), CORE_ERR_CRYPTO);
+}
+
+/* A vault written before confirmed cases joined it (version 1: 107-byte
+ * entries, its own associated data) is read as it was, and written back in
+ * version 2 at the next change. */
+static void a_version_1_vault_is_read(void **state) {
+    fixture *f = *state;
+    open_share(f, 1.0, 100);
+    user_row(f, 1);
+    uint8_t dk[32], e[107] = {0};
+    cs_crypto_random(dk, 32);
+    key a = consenting(f, NULL);
+    const uint64_t photo = 0x8f3a5c7e19d2b460ULL;
+    cs_crypto_random(e, 16); /* tag */
+    for (int i = 0; i < 8; i++) e[48 + i] = (uint8_t)(photo >> (8 * i));
+    e[56] = 10;                                  /* reward */
+    int32_t day = (int32_t)(f->now / 86400) - 3; /* not today: no cap */
+    for (int i = 0; i < 4; i++) e[64 + i] = (uint8_t)((uint32_t)day >> (8 * i));
+    e[68] = 1u | 4u; /* photo hash known, tagged */
+    memcpy(e + 75, "US-CA", 5);
+    memcpy(e + 83, "fungal", 6);
+    uint8_t *sealed = NULL;
+    size_t sl = 0;
+    core_error err = {0};
+    assert_int_equal(cs_crypto_seal(dk, "share-vault:1", 13, e, sizeof e, &sealed, &sl, &err), CORE_OK);
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "INSERT INTO share_vaults VALUES (1, ?1)", -1, &q, NULL), SQLITE_OK);
+    sqlite3_bind_blob(q, 1, sealed, (int)sl, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    free(sealed);
+    share_receipt r;
+    share_contribution_input in = vaulted(f, &a, "r1", 1, dk, photo ^ 0x3);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "photo");
+    in = vaulted(f, &a, "r2", 1, dk, ~photo);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_OK);
+    /* Rewritten in version 2, with both entries. */
+    in = vaulted(f, &a, "r3", 1, dk, photo);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    in = vaulted(f, &a, "r4", 1, dk, ~photo ^ 0x10);
+    assert_int_equal(share_contribute(f->sh, &in, &r, &err), CORE_ERR_CONFLICT);
+    assert_string_equal(err.field, "photo");
+    db = store_acquire(f->st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sealed FROM share_vaults WHERE owner = 1", -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    uint8_t *pt = NULL;
+    size_t pl = 0;
+    const uint8_t *blob = sqlite3_column_blob(q, 0);
+    size_t bl = (size_t)sqlite3_column_bytes(q, 0);
+    assert_int_equal(cs_crypto_open(dk, "share-vault:1", 13, blob, bl, &pt, &pl, NULL), CORE_ERR_CRYPTO);
+    assert_int_equal(cs_crypto_open(dk, "share-vault:2:1", 15, blob, bl, &pt, &pl, NULL), CORE_OK);
+    assert_int_equal(pl, 2 * 123);
+    free(pt);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
 }
 
 static void options_are_checked(void **state) {
@@ -1131,6 +1328,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(the_same_photo_earns_once, setup, teardown),
         cmocka_unit_test_setup_teardown(the_daily_cap_applies, setup, teardown),
         cmocka_unit_test_setup_teardown(a_withdrawal_takes_back_open_weeks_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_confirmed_case_goes_through_the_vault, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_version_1_vault_is_read, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

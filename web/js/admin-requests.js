@@ -4,6 +4,7 @@
 import { api } from './api.js';
 import { $, el } from './dom.js';
 import { startPage } from './layout.js';
+import { criteriaText, facts, handle } from './market-ui.js';
 import { clearErrors, showOk, submitting, validate, value } from './forms.js';
 import {
   confirmAndHold, dateFromIso, purposeLabel, scopeText, shortHex, tokens, txLink,
@@ -23,29 +24,6 @@ const STATE_LABEL = {
   pending: 'Pending approval', funding: 'Being funded', open: 'Open', closing: 'Closing', closed: 'Closed', withdrawn: 'Withdrawn',
 };
 let requests = [];
-
-function handle(err, where) {
-  if (err.code === 'unauthenticated') {
-    location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
-    return;
-  }
-  where.classList.remove('is-ok');
-  where.textContent = err.message;
-}
-
-function facts(...pairs) {
-  return el('dl', { class: 'facts' }, ...pairs.filter(Boolean)
-    .flatMap(([term, ...desc]) => [el('dt', {}, term), el('dd', {}, ...desc)]));
-}
-
-function criteriaText(c) {
-  const parts = [];
-  if (c && c.conditions && c.conditions.length) parts.push(`conditions ${c.conditions.join(', ')}`);
-  if (c && c.countries && c.countries.length) parts.push(`countries ${c.countries.join(', ')}`);
-  if (c && c.age_bands && c.age_bands.length) parts.push(`age bands ${c.age_bands.join(', ')}`);
-  const text = parts.join('; ');
-  return text ? text.charAt(0).toUpperCase() + text.slice(1) : 'Anyone';
-}
 
 function requestItem(r) {
   const li = el('li', { class: `record market-request state-${r.state}`, 'data-id': r.id, 'data-state': r.state });

@@ -12,6 +12,7 @@
 import { api } from './api.js';
 import { $, el } from './dom.js';
 import { showStaffNotice, startPage } from './layout.js';
+import { facts } from './market-ui.js';
 import {
   confirmAndHold, dateFromIso, purposeLabel, receiptNote, scopeText, shortHex, tokens, txLink,
 } from './ledger-ui.js';
@@ -96,10 +97,6 @@ function previewTable(r) {
     el('thead', {}, el('tr', {}, ...cols.map(([, label]) => el('th', { scope: 'col' }, label)))),
     el('tbody', {}, ...rows.map((row) => el('tr', {},
       ...cols.map(([key, label]) => el('td', { 'data-label': label, 'data-key': key }, cell(key, row)))))));
-}
-
-function facts(...pairs) {
-  return el('dl', { class: 'facts' }, ...pairs.flatMap(([term, ...desc]) => [el('dt', {}, term), el('dd', {}, ...desc)]));
 }
 
 function orgText(o) {

@@ -8,6 +8,7 @@
 import { ApiError, api } from './api.js';
 import { $, el, today } from './dom.js';
 import { startPage } from './layout.js';
+import { criteriaText, facts, handle } from './market-ui.js';
 import { clearErrors, showOk, submitting, validate, value } from './forms.js';
 import {
   confirmAndHold, dateFromIso, purposeLabel, scopeText, shortHex, tokens, txLink,
@@ -31,29 +32,6 @@ const COUNTRY = /^[A-Za-z]{2}$/;
 let balance = null;
 let requests = [];
 const deliveries = new Map(); // request id -> what the last download said
-
-function handle(err, where) {
-  if (err.code === 'unauthenticated') {
-    location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
-    return;
-  }
-  where.classList.remove('is-ok');
-  where.textContent = err.message;
-}
-
-function facts(...pairs) {
-  return el('dl', { class: 'facts' }, ...pairs.filter(Boolean)
-    .flatMap(([term, ...desc]) => [el('dt', {}, term), el('dd', {}, ...desc)]));
-}
-
-function criteriaText(c) {
-  const parts = [];
-  if (c && c.conditions && c.conditions.length) parts.push(`conditions ${c.conditions.join(', ')}`);
-  if (c && c.countries && c.countries.length) parts.push(`countries ${c.countries.join(', ')}`);
-  if (c && c.age_bands && c.age_bands.length) parts.push(`age bands ${c.age_bands.join(', ')}`);
-  const text = parts.join('; ');
-  return text ? text.charAt(0).toUpperCase() + text.slice(1) : 'Anyone';
-}
 
 function checkbox(name, val, label) {
   const id = `${name}-${val.replace(/[^a-z0-9]/gi, '_')}`;

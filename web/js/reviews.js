@@ -167,9 +167,15 @@ function detailsOf(q) {
     openings.length
       ? el('ul', { class: 'opening-list' }, ...openings.map((o) => el('li', {}, `${o.clinician}, `, when(o.opened_at))))
       : el('p', { class: 'empty' }, 'Nobody has opened it yet.'));
+  // What becomes of a coded answer for public health (the person's vault
+  // says; null when it is not contributed).
+  const shared = q.contribution && el('p', { class: 'review-contribution', 'data-status': q.contribution.status,
+    'data-reason': q.contribution.reason || '' }, el('strong', {}, 'Public health: '), q.contribution.message);
   const ledger = el('p', { class: 'review-ledger' }, 'On the ledger: request ', txLink(q.request_txid));
   if (q.close_txid) ledger.append(q.state === 'answered' ? ', payment ' : ', refund ', txLink(q.close_txid));
-  box.append(el('div', { class: 'review-compare' }, model, clinician), who, ledger);
+  box.append(el('div', { class: 'review-compare' }, model, clinician), who);
+  if (shared) box.append(shared);
+  box.append(ledger);
   return box;
 }
 
@@ -348,8 +354,11 @@ form.addEventListener('submit', async (event) => {
     for (const name of EXTRAS) form.elements.namedItem(name).value = '';
     renderPreview();
     await loadRequests();
+    // Public health (issue 14): whether the answer will be counted and paid —
+    // a duplicate photo or today's cap is said here, not discovered later.
+    const shared = data.request.contribution ? ` Public health: ${data.request.contribution.message}.` : '';
     showOk(form, `Sent to ${offer.organisation.name}. ${tokens(offer.price)} are held until a clinician answers `
-      + `(due by ${new Date(data.request.answer_due).toLocaleString()}).`);
+      + `(due by ${new Date(data.request.answer_due).toLocaleString()}).${shared}`);
   });
   $('#ask-submit').focus();
 });
