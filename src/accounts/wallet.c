@@ -19,28 +19,28 @@ static void wallet_ad(int64_t user_id, char ad[64]) {
 /* Read (pk, sealed seed) for the user; *found false when not yet made. */
 static core_status load(sqlite3 *db, int64_t user_id, uint8_t pk[ACCOUNTS_WALLET_PK], uint8_t **sealed,
                         size_t *sealed_len, bool *found, core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     *found = false;
     *sealed = NULL;
-    core_status rc = store_prepare(db, "SELECT wallet_pk, wallet_seed FROM users WHERE id = ?1", &st, err);
+    core_status rc = store_prepare(db, "SELECT wallet_pk, wallet_seed FROM users WHERE id = ?1", &q, err);
     if (rc) return rc;
-    sqlite3_bind_int64(st, 1, user_id);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW && sqlite3_column_bytes(st, 0) == ACCOUNTS_WALLET_PK && sqlite3_column_bytes(st, 1) > 0) {
-        memcpy(pk, sqlite3_column_blob(st, 0), ACCOUNTS_WALLET_PK);
-        *sealed_len = (size_t)sqlite3_column_bytes(st, 1);
+    sqlite3_bind_int64(q, 1, user_id);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW && sqlite3_column_bytes(q, 0) == ACCOUNTS_WALLET_PK && sqlite3_column_bytes(q, 1) > 0) {
+        memcpy(pk, sqlite3_column_blob(q, 0), ACCOUNTS_WALLET_PK);
+        *sealed_len = (size_t)sqlite3_column_bytes(q, 1);
         *sealed = malloc(*sealed_len);
         if (!*sealed)
             rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         else
-            memcpy(*sealed, sqlite3_column_blob(st, 1), *sealed_len);
+            memcpy(*sealed, sqlite3_column_blob(q, 1), *sealed_len);
         *found = rc == CORE_OK;
     } else if (step == SQLITE_DONE) {
         rc = core_fail(err, CORE_ERR_AUTH, NULL, "the account no longer exists");
     } else if (step != SQLITE_ROW) {
         rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
