@@ -16,6 +16,7 @@
 #include "nn/nn.h"
 #include "records/records.h"
 #include "review/review.h"
+#include "share/share.h"
 #include "surveil/surveil.h"
 #include "testutil.h"
 #include "vision/vision.h"
@@ -867,6 +868,7 @@ typedef struct {
     long answer_only;   /* failures after the write was whole: only building the answer failed */
     regions *regs;      /* review's scenario */
     review *rv;
+    share *sh; /* share's scenario */
 } ledgered_fixture;
 
 static void ledgered_new_request(ledgered_fixture *f, int max, char id[MARKET_ID_TEXT]) {
@@ -1263,6 +1265,94 @@ static void review_request_survives_every_failure(void **state) {
                   f->after_failure, f->answer_only);
 }
 
+/* ---- share (issue 12.2's library): a person's contribution — the consent
+ * read from the ledger, the count, its withdrawal tag and the person's vault
+ * entry in one transaction, the reward queued and (batch of one) paid at
+ * once. At every point: counted, tagged and queued together, or none of it
+ * ("on an error nothing was counted, queued or kept"); a payment round that
+ * failed leaves the reward queued, never lost. ---- */
+
+static void contribute_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    market_someone s;
+    someone_new(f, &s);
+    json_decref(s.profile);
+    json_decref(s.entries);
+    ledger_tx g = {.kind = LEDGER_TX_GRANT};
+    g.u.grant.scope = 1u << LEDGER_CAT_SCREENING;
+    g.u.grant.purpose = LEDGER_PURPOSE_SURVEILLANCE;
+    g.u.grant.expires = 4000000000u;
+    ledger_receipt gr;
+    assert_int_equal(ledger_sign_submit(f->l, &g, s.sk, &gr, NULL), CORE_OK);
+    int64_t now = core_now();
+    int week = surveil_week_of_time(now);
+    double before = -1, after = -1;
+    size_t queued_before = 0, queued_after = 0;
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", week, week, &before, NULL, NULL), CORE_OK);
+    assert_int_equal(surveil_rewards_queued(f->st, &queued_before, NULL), CORE_OK);
+    char result_id[32];
+    snprintf(result_id, sizeof result_id, "r%lld", (long long)s.p.owner);
+    share_contribution_input in = {.condition = "fungal",
+                                   .region = "US-CA",
+                                   .created = now,
+                                   .birth_year = 1990,
+                                   .result_id = result_id,
+                                   .year = 2026,
+                                   .now = now,
+                                   .owner = s.p.owner,
+                                   .data_key = s.data_key,
+                                   .has_phash = true,
+                                   .phash = (uint64_t)s.p.owner * 0x9E3779B97F4A7C15u};
+    memcpy(in.wallet, s.pk, LEDGER_KEY);
+    share_receipt r;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = share_contribute(f->sh, &in, &r, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired && rc) fail_msg("share_contribute at point %ld: %s (%s)", f->n, err.message, err.field);
+    if (rc) assert_true(err.message[0]);
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", week, week, &after, NULL, NULL), CORE_OK);
+    assert_int_equal(surveil_rewards_queued(f->st, &queued_after, NULL), CORE_OK);
+    ledger_account a = {0};
+    core_status arc = ledger_get_account(f->l, s.pk, &a, NULL);
+    assert_true(arc == CORE_OK || arc == CORE_ERR_NOT_FOUND);
+    if (rc) {
+        assert_true(after == before); /* nothing counted */
+        assert_int_equal(queued_after, queued_before);
+        assert_int_equal(a.balance, 0);
+    } else {
+        assert_true(after == before + 1);
+        /* paid now, or (a failed round) still queued */
+        if (r.pay_error.code != CORE_OK) f->after_failure++;
+        assert_true((a.balance > 0 && queued_after == queued_before) ||
+                    (a.balance == 0 && queued_after == queued_before + 1));
+    }
+    if (queued_after > 0) { /* pay what a failed round left, unarmed */
+        share_payout po;
+        assert_int_equal(share_pay_rewards(f->sh, &po, NULL), CORE_OK);
+    }
+}
+
+static void share_contribute_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    share_options o = {.st = f->st,
+                       .led = f->l,
+                       .node_sk = f->node_sk,
+                       .admin_sk = f->admin_sk,
+                       .k = 11,
+                       .budget = 1.0,
+                       .seal_delay = 86400,
+                       .reward_batch = 1,
+                       .photo_distance = 10};
+    core_error err = {0};
+    if (share_open(&o, &f->sh, &err)) fail_msg("share_open: %s", err.message);
+    print_message("share_contribute: %ld allocation points", every_point(contribute_once, f));
+    print_message(" (%ld counted with the payment round failed: the reward stayed queued)\n", f->after_failure);
+    share_close(f->sh);
+    f->sh = NULL;
+}
+
 int main(void) {
     failalloc_install();
     /* ALLOC_ONLY=pattern (e.g. "market_*") runs only those scenarios */
@@ -1288,6 +1378,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(market_deliver_release_survives_every_failure, ledgered_setup,
                                         ledgered_teardown),
         cmocka_unit_test_setup_teardown(review_request_survives_every_failure, review_setup, review_teardown),
+        cmocka_unit_test_setup_teardown(share_contribute_survives_every_failure, ledgered_setup, ledgered_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
