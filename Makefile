@@ -1,7 +1,7 @@
 # CareSync — the two commands that matter:
 #   make run    install deps, build, serve on http://127.0.0.1:8080 (data in ./var)
 #   make test   install deps, build with ASan+UBSan, run every test (CTest)
-.PHONY: deps build run test bench fuzz clean
+.PHONY: deps build run cluster test bench fuzz clean
 
 BUILD      ?= build
 TEST_BUILD ?= build-test
@@ -20,6 +20,11 @@ DEMO ?= 1
 run: build
 	@if [ "$(DEMO)" = 1 ]; then ./$(BUILD)/caresync demo-data --data-dir var --if-empty; fi
 	./$(BUILD)/caresync serve --data-dir var
+
+# Three ledger nodes on loopback (issue 15; docs/OPERATIONS.md): web ports
+# 8101-8103, data in var/cluster/nodeN. Ctrl-C stops them.
+cluster: build
+	CARESYNC_BIN=$(BUILD)/caresync scripts/cluster.sh var/cluster
 
 # clang for the test build: ASan+UBSan and libFuzzer from one compiler. The
 # unit tests are also built and run with the default compiler (gcc, what

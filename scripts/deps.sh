@@ -11,6 +11,7 @@ pkgs=(build-essential cmake pkg-config
       libturbojpeg0-dev libpng-dev libwebp-dev libheif-dev libexif-dev          # photo intake
       libopenblas-dev                                                           # nn (BLAS)
       r-mathlib libcsv-dev                                                      # surveil (R's distributions, RFC 4180 CSV)
+      libraft-dev libuv1-dev                                                    # cluster (Raft replication, issue 15)
       libcmocka-dev clang libclang-rt-14-dev clang-format sqlite3 openssl curl faketime  # tests, fuzzing, style
       nodejs npm chromium)                                                      # browser tests
 if [[ "${1:-}" == "bench" ]]; then pkgs+=(wrk nginx-light python3-torch python3-torchvision r-cran-surveillance); fi

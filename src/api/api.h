@@ -23,6 +23,7 @@ typedef struct {
     accounts *acc;
     regions *regs;
     ledger *led;
+    struct cluster *cluster; /* this node of a ledger cluster (issue 15); NULL: single node */
     const uint8_t *admin_sk; /* the ledger admin key (64 bytes): registers organisations */
     const uint8_t *node_sk;  /* the node key (64 bytes): signs contributions and releases */
     screening_desk *desk;    /* screenings (model may be absent: answers 503) */

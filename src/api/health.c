@@ -1,6 +1,8 @@
 /* api — GET /api/health: version, uptime and storage status. */
 #include "api/internal.h"
 
+#include "cluster/cluster.h"
+
 void api_health(http_request *rq, void *ctx) {
     api_context *c = ctx;
     core_error err = {0};
@@ -22,8 +24,18 @@ void api_health(http_request *rq, void *ctx) {
                             (json_int_t)head.tree_size);
     if (lerr.code) json_object_set_new(led, "error", json_string(lerr.message));
     ok = ok && lok;
+    json_t *clu = NULL;
+    if (c->cluster) {
+        /* A node that refused a block serves its last good state: degraded, and why. */
+        cluster_status cs;
+        cluster_get_status(c->cluster, &cs);
+        clu = json_pack("{s:b,s:b,s:I,s:b}", "leader", cs.leader, "ready", cs.ready, "leader_id",
+                        (json_int_t)cs.leader_id, "halted", cs.halted);
+        if (clu && cs.halted) json_object_set_new(clu, "error", json_string(cs.halt.message));
+        ok = ok && !cs.halted;
+    }
     http_respond_json(rq, ok ? 200 : 503,
-                      json_pack("{s:s,s:s,s:I,s:o,s:o}", "status", ok ? "ok" : "degraded", "version", core_version(),
-                                "uptime_s", (json_int_t)(core_monotonic() - c->started), "storage", storage, "ledger",
-                                led));
+                      json_pack("{s:s,s:s,s:I,s:o,s:o,s:o*}", "status", ok ? "ok" : "degraded", "version",
+                                core_version(), "uptime_s", (json_int_t)(core_monotonic() - c->started), "storage",
+                                storage, "ledger", led, "cluster", clu));
 }

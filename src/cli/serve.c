@@ -18,6 +18,7 @@
 #include "cli/cli.h"
 #include "crypto/crypto.h"
 #include "http/http.h"
+#include "cluster/cluster.h"
 #include "ledger/ledger.h"
 #include "regions/regions.h"
 #include "store/store.h"
@@ -30,6 +31,7 @@ typedef struct {
     core_config cfg;
     ledger_options lopt;
     const char *node_key, *admin_key;
+    const char *cluster_file; /* NULL: a single node (the default) */
 } serve_settings;
 
 static void settings_defaults(serve_settings *s) {
@@ -93,6 +95,10 @@ static const serve_option options[] = {
      "ledger node key (default DATA/keys/node.key, created if absent)"},
     {"admin-key", "FILE", ARG_STR, offsetof(serve_settings, admin_key), 0, 0,
      "ledger admin key (default DATA/keys/admin.key, created if absent)"},
+    {"cluster", "FILE", ARG_STR, offsetof(serve_settings, cluster_file), 0, 0,
+     "run as one node of a ledger cluster (JSON: nodes with id,\n"
+     "address, key); this node is the one with --node-key's key;\n"
+     "raft log in DATA/raft (default: a single node)"},
     {"ledger-batch-ms", "N", ARG_INT, LED(batch_ms), 0, 10000,
      "seal pending ledger transactions at least every N ms (default {})"},
     {"ledger-batch-max", "N", ARG_INT, LED(batch_max), 1, 1000000, "... or as soon as N are pending (default {})"},
@@ -325,11 +331,50 @@ typedef struct {
     screening_desk *desk;
     http_server *srv;
     ledger *led;
+    cluster *clu; /* NULL: single node */
+    char raftdir[4200];
     share *shr;
     review *rev;
     market *mkt;
     api_context ctx;
 } serve_state;
+
+/* The cluster stopped applying blocks: the operator must hear why. */
+static void log_halt(void *ud, const core_error *why) {
+    (void)ud;
+    core_log(CORE_LOG_ERROR, "cluster: this node stopped applying blocks and serves the last good state: %s",
+             why->message);
+}
+
+/* With --cluster: this node (the one whose key is --node-key's), the raft
+ * log in DATA/raft, and the ledger made a follower of the cluster's
+ * genesis, which the first leader seals listing every node key. */
+static core_status open_cluster(serve_state *S, core_error *err) {
+    if (!S->set->cluster_file) return CORE_OK;
+    ledger_options *lopt = &S->set->lopt;
+    cluster_options copt;
+    cluster_options_defaults(&copt);
+    core_status rc = cluster_options_load(S->set->cluster_file, &copt, err);
+    if (rc) return rc;
+    for (size_t i = 0; i < copt.n_nodes; i++)
+        if (memcmp(copt.nodes[i].key, lopt->node_pk, LEDGER_KEY) == 0) copt.self = copt.nodes[i].id;
+    if (!copt.self) {
+        char hex[2 * LEDGER_KEY + 1];
+        cs_crypto_hex(lopt->node_pk, LEDGER_KEY, hex);
+        return core_fail(err, CORE_ERR_INVALID, "cluster", "this node's key %s is not in %s", hex,
+                         S->set->cluster_file);
+    }
+    snprintf(S->raftdir, sizeof S->raftdir, "%s/raft", S->set->cfg.data_dir);
+    copt.dir = S->raftdir;
+    copt.on_halt = log_halt;
+    if ((rc = cluster_open(&copt, &S->clu, err))) return rc;
+    lopt->consensus = cluster_consensus(S->clu);
+    lopt->genesis_deferred = true;
+    lopt->n_genesis_nodes = cluster_node_keys(S->clu, lopt->genesis_nodes);
+    core_log(CORE_LOG_INFO, "cluster node %llu of %zu (raft log %s)", (unsigned long long)copt.self, copt.n_nodes,
+             S->raftdir);
+    return CORE_OK;
+}
 
 /* The data directory (locked), its database, regions, keys and ledger. */
 static core_status open_storage(serve_state *S, core_error *err) {
@@ -359,7 +404,8 @@ static core_status open_storage(serve_state *S, core_error *err) {
         (rc = regions_load(cfg->iso_codes_dir, &S->regs, err)) ||
         (rc = ledger_key_load_or_create(S->nodepath, lopt->node_pk, lopt->node_sk, &made_node, err)) ||
         (rc = ledger_key_load_or_create(S->adminpath, lopt->admin_pk, lopt->admin_sk, &made_admin, err)) ||
-        (rc = ledger_open(lopt, &S->led, err)))
+        (rc = open_cluster(S, err)) || (rc = ledger_open(lopt, &S->led, err)) ||
+        (S->clu && (rc = cluster_start(S->clu, S->led, err))))
         return rc;
     if (made_node) core_log(CORE_LOG_INFO, "created ledger node key %s", S->nodepath);
     if (made_admin) core_log(CORE_LOG_INFO, "created ledger admin key %s", S->adminpath);
@@ -449,6 +495,7 @@ static core_status start_service(serve_state *S, core_error *err) {
                            .share = S->shr,
                            .review = S->rev,
                            .market = S->mkt,
+                           .cluster = S->clu,
                            .started = core_monotonic()};
     /* Before any request: finish or drop the review steps a crash cut
      * between ledger.db and caresync.db (review/cases.c). A failure is
@@ -484,7 +531,7 @@ static void log_started(const serve_state *S) {
     if (!tls) core_log(CORE_LOG_WARN, "no --tls-cert/--tls-key: plain HTTP, listening on loopback only");
     char nodehex[2 * LEDGER_KEY + 1];
     cs_crypto_hex(ledger_node_key(S->led), LEDGER_KEY, nodehex);
-    ledger_block head;
+    ledger_block head = {0};
     ledger_head(S->led, &head, NULL);
     core_log(CORE_LOG_INFO, "ledger %s: height %llu, %llu transactions; node key %s", S->ledpath,
              (unsigned long long)head.height, (unsigned long long)head.tree_size, nodehex);
@@ -498,7 +545,9 @@ static void serve_close(serve_state *S) {
     share_close(S->shr);
     review_close(S->rev);
     market_close(S->mkt);
+    cluster_stop(S->clu); /* no block arrives or commits from here on */
     ledger_close(S->led);
+    cluster_close(S->clu);
     cs_crypto_wipe(S->set->lopt.node_sk, sizeof S->set->lopt.node_sk);
     cs_crypto_wipe(S->set->lopt.admin_sk, sizeof S->set->lopt.admin_sk);
     http_router_free(S->router);

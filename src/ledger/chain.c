@@ -33,6 +33,20 @@ typedef struct pending {
     struct pending *next;
 } pending;
 
+/* A block another node sealed, waiting for the producer to check and apply
+ * it (ledger_apply_block). The producer is the only writer, so followers'
+ * blocks go through it too: no second write connection, no lock order. */
+typedef struct foreign {
+    const ledger_block *b;
+    const uint8_t *const *txs;
+    const size_t *lens;
+    size_t n;
+    core_status rc;
+    core_error err;
+    bool done;
+    struct foreign *next;
+} foreign;
+
 /* Last nonce handed out per server-held key, so concurrent sign_submit
  * callers never reuse one (open addressing, grows at ½ load). */
 typedef struct {
@@ -54,7 +68,8 @@ struct ledger {
     pthread_cond_t work, done;
     pending *qhead, *qtail;
     size_t qlen;
-    double oldest; /* monotonic arrival of qhead */
+    foreign *fhead, *ftail; /* followers' blocks, applied before any sealing */
+    double oldest;          /* monotonic arrival of qhead */
     bool closing;
     /* The state could not be reloaded after a rollback, so the producer's
      * params and supply may be a rolled-back block's: every write and every
@@ -267,15 +282,166 @@ static void seal(ledger *l, pending *batch) {
     free(w.accepted);
 }
 
+/* ---- a block sealed elsewhere (producer thread) ---- */
+
+static bool zero_bytes(const uint8_t *p, size_t n) {
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++) acc |= p[i];
+    return acc == 0;
+}
+
+/* Block 0 received from another node must be the genesis this node was
+ * configured with: the pinned admin key and exactly the pinned node keys,
+ * otherwise a stranger could start the chain with keys of its own. */
+static core_status check_genesis_pins(ledger *l, const ledger_block *b, core_error *err) {
+    const ledger_tx *p = ledger_state_params(l->state);
+    if (!p) return core_fail(err, CORE_ERR_INVALID, "params", "block 0 does not install the ledger's parameters");
+    if (!ledger_state_is_node(l->state, b->proposer))
+        return core_fail(err, CORE_ERR_CRYPTO, "proposer", "block 0 is signed by a key its parameters do not list");
+    if (!zero_bytes(l->opt.admin_pk, LEDGER_KEY) && !cs_crypto_equal(p->u.params.admin, l->opt.admin_pk, LEDGER_KEY))
+        return core_fail(err, CORE_ERR_CRYPTO, "admin", "block 0 names another admin key than this node's");
+    size_t want = l->opt.n_genesis_nodes;
+    if (want == 0) return CORE_OK;
+    bool same = p->u.params.n_nodes == want;
+    for (size_t i = 0; same && i < want; i++)
+        same = cs_crypto_equal(p->u.params.nodes[i], l->opt.genesis_nodes[i], LEDGER_KEY);
+    if (!same) return core_fail(err, CORE_ERR_CRYPTO, "nodes", "block 0 lists other node keys than this node's");
+    return CORE_OK;
+}
+
+/* Every check of the header against the head before anything is written. */
+static core_status check_foreign_header(ledger *l, const foreign *f, const block_work *w, bool have_prev,
+                                        const ledger_block *prev, core_error *err) {
+    const ledger_block *b = f->b;
+    unsigned long long h = (unsigned long long)b->height;
+    uint8_t prev_hash[LEDGER_HASH] = {0};
+    if (have_prev) ledger_block_hash(prev, prev_hash);
+    if (b->height != w->b.height)
+        return core_fail(err, CORE_ERR_INVALID, "height", "block %llu does not follow the head (expected %llu)", h,
+                         (unsigned long long)w->b.height);
+    if (!cs_crypto_equal(b->prev, prev_hash, LEDGER_HASH))
+        return core_fail(err, CORE_ERR_INVALID, "prev", "block %llu does not chain to the head", h);
+    if (have_prev && b->time_ms < prev->time_ms)
+        return core_fail(err, CORE_ERR_INVALID, "time", "block %llu: block time goes backwards", h);
+    if (f->n == 0 || b->tx_count != f->n || b->tree_size != w->base + f->n)
+        return core_fail(err, CORE_ERR_INVALID, "tx_count",
+                         "block %llu: transaction count does not match the tree size", h);
+    if (!ledger_block_check_signature(b))
+        return core_fail(err, CORE_ERR_CRYPTO, "sig", "block %llu: the block signature is invalid", h);
+    if (have_prev && !ledger_state_is_node(l->state, b->proposer))
+        return core_fail(err, CORE_ERR_CRYPTO, "proposer", "block %llu is signed by a key that is not a node key", h);
+    return CORE_OK;
+}
+
+/* Decode, signature-check and apply each transaction in order; any refusal
+ * refuses the block (a producer seals only transactions it accepted). */
+static core_status apply_foreign_txs(ledger *l, const foreign *f, block_work *w, core_error *err) {
+    unsigned long long h = (unsigned long long)f->b->height;
+    for (size_t i = 0; i < f->n; i++) {
+        ledger_tx tx;
+        core_error e = {0};
+        unsigned long long seq = (unsigned long long)(w->base + i);
+        if (ledger_tx_decode(f->txs[i], f->lens[i], &tx, &e))
+            return core_fail(err, CORE_ERR_INVALID, "tx", "block %llu, transaction %llu does not decode: %.120s", h,
+                             seq, e.message);
+        if (!ledger_tx_check_signature(f->txs[i], f->lens[i]))
+            return core_fail(err, CORE_ERR_CRYPTO, "tx", "block %llu, transaction %llu: the signature is invalid", h,
+                             seq);
+        ledger_tx_id(f->txs[i], f->lens[i], w->ids[i]);
+        core_status rc = ledger_state_apply(l->state, &tx, f->txs[i], f->lens[i], w->ids[i], w->base + i, f->b->height,
+                                            f->b->time_ms, &e);
+        if (rc == CORE_ERR_STORAGE || rc == CORE_ERR_NOMEM) {
+            *err = e;
+            return rc;
+        }
+        if (rc)
+            return core_fail(err, CORE_ERR_INVALID, "tx",
+                             "block %llu, transaction %llu breaks the ledger rules: %.120s", h, seq, e.message);
+    }
+    return CORE_OK;
+}
+
+/* The Merkle log over the block's ids must end at the header's root. */
+static core_status append_foreign_ids(ledger *l, const foreign *f, block_work *w, core_error *err) {
+    core_status rc = CORE_OK;
+    uint8_t root[LEDGER_HASH];
+    pthread_mutex_lock(&l->tree_lock);
+    assert(ledger_tree_size(l->tree) == w->base); /* the producer is the tree's only writer */
+    for (size_t i = 0; i < f->n && !rc; i++) rc = ledger_tree_append(l->tree, w->ids[i], err);
+    if (!rc) ledger_tree_root(l->tree, w->base + f->n, root);
+    pthread_mutex_unlock(&l->tree_lock);
+    if (!rc && !cs_crypto_equal(root, f->b->root, LEDGER_HASH))
+        rc = core_fail(err, CORE_ERR_INVALID, "root", "block %llu: the Merkle root does not match its transactions",
+                       (unsigned long long)f->b->height);
+    return rc;
+}
+
+static core_status apply_foreign(ledger *l, const foreign *f, core_error *err) {
+    core_status rc = check_usable(l, err);
+    if (rc) return rc;
+    pthread_mutex_lock(&l->lock);
+    ledger_block prev = l->head;
+    bool have_prev = l->have_head;
+    pthread_mutex_unlock(&l->lock);
+    block_work w = {0};
+    w.b.height = have_prev ? prev.height + 1 : 0;
+    w.base = have_prev ? prev.tree_size : 0;
+    if ((rc = check_foreign_header(l, f, &w, have_prev, &prev, err))) return rc;
+    w.ids = malloc(f->n * LEDGER_HASH);
+    if (!w.ids) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    if ((rc = store_begin(l->wdb, err))) {
+        free(w.ids);
+        return rc;
+    }
+    rc = apply_foreign_txs(l, f, &w, err);
+    if (!rc) rc = append_foreign_ids(l, f, &w, err);
+    if (!rc && f->b->height == 0) rc = check_genesis_pins(l, f->b, err);
+    if (!rc) rc = ledger_state_finish_block(l->state, f->b, err);
+    if (!rc) rc = store_commit(l->wdb, err);
+    if (rc) {
+        roll_back(l, &w);
+    } else {
+        pthread_mutex_lock(&l->lock);
+        l->head = *f->b;
+        l->have_head = true;
+        l->stats.blocks++;
+        l->stats.commits++;
+        l->stats.committed += f->n;
+        pthread_mutex_unlock(&l->lock);
+    }
+    free(w.ids);
+    return rc;
+}
+
+/* Take the first queued foreign block, apply it unlocked, wake its caller.
+ * Called and returns with l->lock held. */
+static void run_foreign_locked(ledger *l) {
+    foreign *f = l->fhead;
+    l->fhead = f->next;
+    if (!l->fhead) l->ftail = NULL;
+    pthread_mutex_unlock(&l->lock);
+    core_error e = {0};
+    core_status rc = apply_foreign(l, f, &e);
+    pthread_mutex_lock(&l->lock);
+    f->rc = rc;
+    f->err = e;
+    f->done = true;
+    pthread_cond_broadcast(&l->done);
+}
+
 static void *producer_main(void *arg) {
     ledger *l = arg;
     pthread_mutex_lock(&l->lock);
     for (;;) {
-        while (!l->qhead && !l->closing) pthread_cond_wait(&l->work, &l->lock);
+        while (!l->qhead && !l->fhead && !l->closing) pthread_cond_wait(&l->work, &l->lock);
+        if (l->fhead) {
+            run_foreign_locked(l);
+            continue;
+        }
         if (!l->qhead) break;
         /* Wait for a fuller block, but never past batch_ms after the oldest
          * pending transaction arrived, and not at all when closing. */
-        while (!l->closing && l->qlen < (size_t)l->opt.batch_max) {
+        while (!l->closing && !l->fhead && l->qlen < (size_t)l->opt.batch_max) {
             double wait = l->oldest + l->opt.batch_ms / 1000.0 - core_monotonic();
             if (wait <= 0) break;
             struct timespec ts;
@@ -285,6 +451,7 @@ static void *producer_main(void *arg) {
             ts.tv_nsec = ns % 1000000000L;
             pthread_cond_timedwait(&l->work, &l->lock, &ts);
         }
+        if (l->fhead) continue; /* a follower's block first: it extends the head this batch builds on */
         pending *batch = l->qhead, *last = batch;
         size_t taken = 1;
         while (last->next && taken < (size_t)l->opt.batch_max) {
@@ -350,17 +517,30 @@ static core_status load_chain(ledger *l, core_error *err) {
     return CORE_OK;
 }
 
+/* The genesis params transaction, signed by the admin key: the admin key,
+ * the node keys (the configured set, or this node alone) and the rewards.
+ * Returns its encoded length in buf, 0 if out of range. */
+static size_t genesis_tx(ledger *l, ledger_tx *g, uint8_t buf[LEDGER_TX_MAX]) {
+    *g = (ledger_tx){.kind = LEDGER_TX_PARAMS, .nonce = 1};
+    memcpy(g->u.params.admin, l->opt.admin_pk, LEDGER_KEY);
+    if (l->opt.n_genesis_nodes > 0) {
+        g->u.params.n_nodes = (uint8_t)l->opt.n_genesis_nodes;
+        memcpy(g->u.params.nodes, l->opt.genesis_nodes, l->opt.n_genesis_nodes * LEDGER_KEY);
+    } else {
+        g->u.params.n_nodes = 1;
+        memcpy(g->u.params.nodes[0], l->opt.node_pk, LEDGER_KEY);
+    }
+    memcpy(g->u.params.reward, l->opt.genesis_reward, sizeof g->u.params.reward);
+    return ledger_tx_sign(g, l->opt.admin_sk, buf, LEDGER_TX_MAX);
+}
+
 static core_status write_genesis(ledger *l, core_error *err) {
     static const uint8_t zero[LEDGER_SECRET];
     if (memcmp(l->opt.admin_sk, zero, LEDGER_SECRET) == 0)
         return core_fail(err, CORE_ERR_INVALID, "admin_key", "a new ledger needs an admin key for its genesis block");
-    ledger_tx g = {.kind = LEDGER_TX_PARAMS, .nonce = 1};
-    memcpy(g.u.params.admin, l->opt.admin_pk, LEDGER_KEY);
-    g.u.params.n_nodes = 1;
-    memcpy(g.u.params.nodes[0], l->opt.node_pk, LEDGER_KEY);
-    memcpy(g.u.params.reward, l->opt.genesis_reward, sizeof g.u.params.reward);
+    ledger_tx g;
     uint8_t buf[LEDGER_TX_MAX];
-    size_t len = ledger_tx_sign(&g, l->opt.admin_sk, buf, sizeof buf);
+    size_t len = genesis_tx(l, &g, buf);
     if (!len) return core_fail(err, CORE_ERR_INVALID, "reward", "genesis parameters are out of range");
     ledger_receipt r = {0};
     pending p = {.buf = buf, .len = len, .tx = g, .rcpt = &r};
@@ -397,8 +577,10 @@ core_status ledger_open(const ledger_options *opt, ledger **out, core_error *err
         rc = ledger_state_open(l->wdb, &l->state, err);
     }
     if (!rc) rc = load_chain(l, err);
-    if (!rc && !l->have_head) rc = write_genesis(l, err);
-    if (!rc && !ledger_state_has_params(l->state))
+    if (!rc && opt->n_genesis_nodes > LEDGER_MAX_NODES)
+        rc = core_fail(err, CORE_ERR_INVALID, "nodes", "at most %d node keys", LEDGER_MAX_NODES);
+    if (!rc && !l->have_head && !opt->genesis_deferred) rc = write_genesis(l, err);
+    if (!rc && l->have_head && !ledger_state_has_params(l->state))
         rc = core_fail(err, CORE_ERR_INVALID, "params",
                        "the ledger has blocks but no parameters; run caresync ledger verify");
     if (!rc) {
@@ -512,6 +694,83 @@ core_status ledger_submit(ledger *l, const uint8_t *tx, size_t len, ledger_recei
     if (rc) return rc;
     if (receipt->status && err) *err = receipt->error;
     return receipt->status;
+}
+
+core_status ledger_apply_block(ledger *l, const ledger_block *b, const uint8_t *const *txs, const size_t *lens,
+                               size_t n, core_error *err) {
+    foreign f = {.b = b, .txs = txs, .lens = lens, .n = n};
+    pthread_mutex_lock(&l->lock);
+    core_status rc = refusal_locked(l, err);
+    if (!rc) {
+        if (l->ftail)
+            l->ftail->next = &f;
+        else
+            l->fhead = &f;
+        l->ftail = &f;
+        pthread_cond_signal(&l->work);
+        while (!f.done) pthread_cond_wait(&l->done, &l->lock);
+        rc = f.rc;
+        if (rc && err) *err = f.err;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+}
+
+core_status ledger_seal_genesis(ledger *l, core_error *err) {
+    static const uint8_t zero[LEDGER_SECRET];
+    if (memcmp(l->opt.admin_sk, zero, LEDGER_SECRET) == 0)
+        return core_fail(err, CORE_ERR_INVALID, "admin_key", "sealing genesis needs the admin key");
+    pthread_mutex_lock(&l->lock);
+    bool have = l->have_head;
+    pthread_mutex_unlock(&l->lock);
+    if (have) return core_fail(err, CORE_ERR_CONFLICT, NULL, "the ledger already has a genesis block");
+    ledger_tx g;
+    uint8_t buf[LEDGER_TX_MAX];
+    size_t len = genesis_tx(l, &g, buf);
+    if (!len) return core_fail(err, CORE_ERR_INVALID, "reward", "genesis parameters are out of range");
+    ledger_receipt r;
+    core_status rc = ledger_submit(l, buf, len, &r, err);
+    /* The admin's nonce 1 already used: another node's genesis got there first. */
+    if (rc == CORE_ERR_CONFLICT) core_fail(err, rc, NULL, "the ledger already has a genesis block");
+    return rc;
+}
+
+void ledger_free_txs(uint8_t **txs, size_t *lens, size_t n) {
+    for (size_t i = 0; txs && i < n; i++) free(txs[i]);
+    free(txs);
+    free(lens);
+}
+
+core_status ledger_get_block_txs(ledger *l, uint64_t height, ledger_block *block, uint8_t ***txs, size_t **lens,
+                                 size_t *n, core_error *err) {
+    *txs = NULL;
+    *lens = NULL;
+    *n = 0;
+    core_status rc = ledger_get_block(l, height, block, err);
+    if (rc) return rc;
+    uint8_t **t = calloc(block->tx_count ? block->tx_count : 1, sizeof *t);
+    size_t *ln = calloc(block->tx_count ? block->tx_count : 1, sizeof *ln);
+    if (!t || !ln) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    uint64_t base = block->tree_size - block->tx_count;
+    size_t got = 0;
+    for (; !rc && got < block->tx_count; got++) {
+        uint64_t h = 0;
+        rc = ledger_get_tx_at(l, base + got, &t[got], &ln[got], &h, err);
+        if (!rc && h != height) {
+            free(t[got]);
+            t[got] = NULL;
+            rc = core_fail(err, CORE_ERR_INVALID, "txs", "transaction %llu is filed under another block",
+                           (unsigned long long)(base + got));
+        }
+    }
+    if (rc) { /* t was zeroed: unread slots are NULL */
+        ledger_free_txs(t, ln, t ? block->tx_count : 0);
+        return rc;
+    }
+    *txs = t;
+    *lens = ln;
+    *n = got;
+    return CORE_OK;
 }
 
 static nonce_slot *nonce_find(ledger *l, const uint8_t pk[LEDGER_KEY]) {

@@ -35,6 +35,10 @@ core_status ledger_state_apply(ledger_state *s, const ledger_tx *tx, const uint8
 /* Write the block header and the supply counters (end of a block). */
 core_status ledger_state_finish_block(ledger_state *s, const ledger_block *b, core_error *err);
 bool ledger_state_has_params(const ledger_state *s);
+/* Whether pk is a node key in the params in force (false before genesis). */
+bool ledger_state_is_node(const ledger_state *s, const uint8_t pk[LEDGER_KEY]);
+/* The params transaction in force; NULL before genesis. Borrowed. */
+const ledger_tx *ledger_state_params(const ledger_state *s);
 void ledger_state_totals(const ledger_state *s, uint64_t *minted, uint64_t *burned);
 
 #endif

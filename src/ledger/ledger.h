@@ -291,6 +291,15 @@ typedef struct {
     uint8_t admin_pk[LEDGER_KEY];
     uint8_t admin_sk[LEDGER_SECRET];
     uint64_t genesis_reward[LEDGER_CATEGORIES];
+    /* A replicated ledger (issue 15). genesis_nodes: the node keys block 0
+     * lists (n_genesis_nodes 0: this node's key alone); a follower also
+     * requires a genesis it receives to name exactly these keys and
+     * admin_pk. genesis_deferred: a new file gets no genesis at open; the
+     * consensus's leader seals it (ledger_seal_genesis) or it arrives
+     * through ledger_apply_block. Until then every write is refused. */
+    size_t n_genesis_nodes;
+    uint8_t genesis_nodes[LEDGER_MAX_NODES][LEDGER_KEY];
+    bool genesis_deferred;
 } ledger_options;
 
 /* Fill opt with every default (path, batching, readers, genesis rewards);
@@ -325,6 +334,34 @@ core_status ledger_submit(ledger *l, const uint8_t *tx, size_t len, ledger_recei
 core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_receipt *receipt,
                                core_error *err);
 const uint8_t *ledger_node_key(const ledger *l);
+
+/* ---- Replication (issue 15): the follower's path ----
+ *
+ * A node that did not seal a block applies it here, as the consensus
+ * delivers committed blocks in order. Nothing the producer claimed is
+ * trusted: the header must extend this ledger's head (height, previous
+ * hash, time not going back, counts), carry a valid signature by a node key
+ * in force (for block 0: the key set and admin key the options pin), and
+ * every transaction must decode, carry a valid signature and pass the state
+ * rules in order (a producer never seals a refused one, so one refusal
+ * refuses the block); the Merkle root over the ids must be the header's.
+ * Only then is the block committed, in one SQLite transaction on the
+ * producer thread, exactly as a sealed one. A refused block leaves nothing:
+ * CORE_ERR_CRYPTO (a signature) or CORE_ERR_INVALID (anything else), err
+ * saying what; CORE_ERR_STORAGE/NOMEM as usual. Buffers are borrowed. */
+core_status ledger_apply_block(ledger *l, const ledger_block *b, const uint8_t *const *txs, const size_t *lens,
+                               size_t n, core_error *err);
+/* On a ledger opened with genesis_deferred and still without blocks: seal
+ * block 0 (params signed with the options' admin key, listing the genesis
+ * nodes) through the producer and the consensus. CORE_ERR_CONFLICT when a
+ * genesis is already there (or won the race). */
+core_status ledger_seal_genesis(ledger *l, core_error *err);
+/* A block's transactions, in order, read back for replication or tests:
+ * txs[i] (malloc'd, free each and the arrays) of lens[i] bytes, *n of them.
+ * *txs and *lens are caller-owned; ledger_free_txs frees them. */
+core_status ledger_get_block_txs(ledger *l, uint64_t height, ledger_block *block, uint8_t ***txs, size_t **lens,
+                                 size_t *n, core_error *err);
+void ledger_free_txs(uint8_t **txs, size_t *lens, size_t n);
 
 /* Counters since open, for benchmarks and /api/health. */
 typedef struct {

@@ -254,6 +254,12 @@ static bool is_node(const ledger_state *s, const uint8_t pk[LEDGER_KEY]) {
     return false;
 }
 
+bool ledger_state_is_node(const ledger_state *s, const uint8_t pk[LEDGER_KEY]) {
+    return s->have_params && is_node(s, pk);
+}
+
+const ledger_tx *ledger_state_params(const ledger_state *s) { return s->have_params ? &s->params : NULL; }
+
 static bool is_admin(const ledger_state *s, const uint8_t pk[LEDGER_KEY]) {
     return memcmp(s->params.u.params.admin, pk, LEDGER_KEY) == 0;
 }
