@@ -4,7 +4,8 @@
 #      lines of at most 120 columns;
 #   2. an assignment inside an `if` condition is only the status idiom
 #      `if ((rc = f(...)))`; anything else is assigned first;
-#   3. a `store *` is named `st` (sqlite3 connections are `db`, statements `q`);
+#   3. a `store *` is named `st` (sqlite3 connections are `db`, statements `q`),
+#      and nothing else is: no `sqlite3_stmt *st`;
 #   4. browser tests wait through lib.mjs's waitUntil (timer polling), never a
 #      bare page.waitForFunction (animation-frame polling starves under load);
 #   5. JSON is parsed in src/ only through core_json_load* and written only
@@ -33,6 +34,12 @@ names=$(grep -nE '\bstore \*[a-z_]+[,;)= ]' "${files[@]}" | grep -vE '\bstore \*
 if [[ -n "$names" ]]; then
   echo "style: a 'store *' is named 'st':" >&2
   echo "$names" >&2
+  bad=1
+fi
+stmts=$(grep -nE 'sqlite3_stmt \*st\b' "${files[@]}" || true)
+if [[ -n "$stmts" ]]; then
+  echo "style: 'st' is a store *; a prepared statement is 'q':" >&2
+  echo "$stmts" >&2
   bad=1
 fi
 raf=$(grep -nE '\.waitForFunction\(' tests/browser/*.mjs | grep -v '^tests/browser/lib.mjs:' || true)

@@ -119,53 +119,52 @@ static void user_row_free(user_row *u) {
     cs_crypto_wipe(u, sizeof *u);
 }
 
-static uint8_t *blob_dup(sqlite3_stmt *st, int col, size_t *len) {
-    size_t n = (size_t)sqlite3_column_bytes(st, col);
+static uint8_t *blob_dup(sqlite3_stmt *q, int col, size_t *len) {
+    size_t n = (size_t)sqlite3_column_bytes(q, col);
     uint8_t *p = malloc(n ? n : 1);
-    if (p && n) memcpy(p, sqlite3_column_blob(st, col), n);
+    if (p && n) memcpy(p, sqlite3_column_blob(q, col), n);
     *len = n;
     return p;
 }
 
-static bool blob_copy(sqlite3_stmt *st, int col, void *dst, size_t n) {
-    if ((size_t)sqlite3_column_bytes(st, col) != n) return false;
-    memcpy(dst, sqlite3_column_blob(st, col), n);
+static bool blob_copy(sqlite3_stmt *q, int col, void *dst, size_t n) {
+    if ((size_t)sqlite3_column_bytes(q, col) != n) return false;
+    memcpy(dst, sqlite3_column_blob(q, col), n);
     return true;
 }
 
 /* Load by username (id < 0) or by id. CORE_ERR_NOT_FOUND if absent. */
 static core_status load_user(sqlite3 *db, const char *username, int64_t id, user_row *u, core_error *err) {
     memset(u, 0, sizeof *u);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     const char *sql = "SELECT id, username, role, pw_salt, pw_ops, pw_mem, pw_verifier, dk_pw, rc_salt, dk_rc "
                       "FROM users WHERE ";
-    char q[512];
-    snprintf(q, sizeof q, "%s%s", sql, username ? "username = ?" : "id = ?");
-    core_status rc = store_prepare(db, q, &st, err);
+    char sql_text[512];
+    snprintf(sql_text, sizeof sql_text, "%s%s", sql, username ? "username = ?" : "id = ?");
+    core_status rc = store_prepare(db, sql_text, &q, err);
     if (rc) return rc;
     if (username)
-        sqlite3_bind_text(st, 1, username, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 1, username, -1, SQLITE_STATIC);
     else
-        sqlite3_bind_int64(st, 1, id);
-    int step = sqlite3_step(st);
+        sqlite3_bind_int64(q, 1, id);
+    int step = sqlite3_step(q);
     if (step == SQLITE_ROW) {
-        u->id = sqlite3_column_int64(st, 0);
-        snprintf(u->username, sizeof u->username, "%s", (const char *)sqlite3_column_text(st, 1));
-        if (!accounts_role_parse((const char *)sqlite3_column_text(st, 2), &u->role)) u->role = ACCOUNTS_PERSON;
-        u->cost.ops = (uint64_t)sqlite3_column_int64(st, 4);
-        u->cost.mem = (uint64_t)sqlite3_column_int64(st, 5);
-        u->dk_pw = blob_dup(st, 7, &u->dk_pw_len);
-        u->dk_rc = blob_dup(st, 9, &u->dk_rc_len);
-        if (!blob_copy(st, 3, u->pw_salt, sizeof u->pw_salt) ||
-            !blob_copy(st, 6, u->verifier, ACCOUNTS_VERIFIER_BYTES) ||
-            !blob_copy(st, 8, u->rc_salt, sizeof u->rc_salt) || !u->dk_pw || !u->dk_rc)
+        u->id = sqlite3_column_int64(q, 0);
+        snprintf(u->username, sizeof u->username, "%s", (const char *)sqlite3_column_text(q, 1));
+        if (!accounts_role_parse((const char *)sqlite3_column_text(q, 2), &u->role)) u->role = ACCOUNTS_PERSON;
+        u->cost.ops = (uint64_t)sqlite3_column_int64(q, 4);
+        u->cost.mem = (uint64_t)sqlite3_column_int64(q, 5);
+        u->dk_pw = blob_dup(q, 7, &u->dk_pw_len);
+        u->dk_rc = blob_dup(q, 9, &u->dk_rc_len);
+        if (!blob_copy(q, 3, u->pw_salt, sizeof u->pw_salt) || !blob_copy(q, 6, u->verifier, ACCOUNTS_VERIFIER_BYTES) ||
+            !blob_copy(q, 8, u->rc_salt, sizeof u->rc_salt) || !u->dk_pw || !u->dk_rc)
             rc = core_fail(err, CORE_ERR_STORAGE, NULL, "account row is damaged");
     } else if (step == SQLITE_DONE) {
         rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such account");
     } else {
         rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (rc) user_row_free(u);
     return rc;
 }
@@ -217,27 +216,27 @@ static core_status wrap_recovery(const uint8_t dk[ACCOUNTS_DK_BYTES], char text[
 }
 
 /* The organisation column of a users row (NULL: none). */
-static void org_from_column(sqlite3_stmt *st, int col, bool *has_org, uint8_t org[ACCOUNTS_ORG_KEY_BYTES]) {
-    *has_org = sqlite3_column_bytes(st, col) == ACCOUNTS_ORG_KEY_BYTES;
+static void org_from_column(sqlite3_stmt *q, int col, bool *has_org, uint8_t org[ACCOUNTS_ORG_KEY_BYTES]) {
+    *has_org = sqlite3_column_bytes(q, col) == ACCOUNTS_ORG_KEY_BYTES;
     if (*has_org)
-        memcpy(org, sqlite3_column_blob(st, col), ACCOUNTS_ORG_KEY_BYTES);
+        memcpy(org, sqlite3_column_blob(q, col), ACCOUNTS_ORG_KEY_BYTES);
     else
         memset(org, 0, ACCOUNTS_ORG_KEY_BYTES);
 }
 
 static core_status read_org(sqlite3 *db, int64_t user_id, bool *has_org, uint8_t org[ACCOUNTS_ORG_KEY_BYTES],
                             core_error *err) {
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, "SELECT org_key FROM users WHERE id = ?", &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, "SELECT org_key FROM users WHERE id = ?", &q, err);
     if (!rc) {
-        sqlite3_bind_int64(st, 1, user_id);
-        int step = sqlite3_step(st);
+        sqlite3_bind_int64(q, 1, user_id);
+        int step = sqlite3_step(q);
         if (step == SQLITE_ROW)
-            org_from_column(st, 0, has_org, org);
+            org_from_column(q, 0, has_org, org);
         else
             rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -257,23 +256,23 @@ static core_status open_session(accounts *a, sqlite3 *db, int64_t user_id, const
     size_t sealed_len = 0;
     core_status rc = cs_crypto_seal(key, AD_SESS, strlen(AD_SESS), dk, ACCOUNTS_DK_BYTES, &sealed, &sealed_len, err);
     cs_crypto_wipe(key, sizeof key);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     if (!rc)
         rc = store_prepare(db,
                            "INSERT INTO sessions(id_hash, user_id, csrf, dk_sess, created_at, expires_at) "
                            "VALUES (?, ?, ?, ?, ?, ?)",
-                           &st, err);
+                           &q, err);
     if (!rc) {
         int64_t now = core_now();
-        sqlite3_bind_blob(st, 1, sess->id_hash, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, user_id);
-        sqlite3_bind_text(st, 3, sess->csrf, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 4, sealed, (int)sealed_len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, now);
-        sqlite3_bind_int64(st, 6, now + a->opt.session_ttl);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_blob(q, 1, sess->id_hash, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, user_id);
+        sqlite3_bind_text(q, 3, sess->csrf, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 4, sealed, (int)sealed_len, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, now);
+        sqlite3_bind_int64(q, 6, now + a->opt.session_ttl);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     free(sealed);
     if (!rc) {
         sess->user_id = user_id;
@@ -307,7 +306,7 @@ static core_status create_account(accounts *a, const char *username, const char 
     if (!rc) rc = wrap_recovery(dk, recovery, &rw, err);
 
     sqlite3 *db = store_acquire(a->st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     if (!rc) rc = store_begin(db, err);
     /* Checked again inside the write transaction (BEGIN IMMEDIATE serialises
      * writers), and taken in it: concurrent sign-ups cannot all pass the
@@ -318,26 +317,26 @@ static core_status create_account(accounts *a, const char *username, const char 
         rc = store_prepare(db,
                            "INSERT INTO users(username, role, created_at, pw_salt, pw_ops, pw_mem, "
                            "pw_verifier, dk_pw, rc_salt, dk_rc, org_key) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                           &st, err);
+                           &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, accounts_role_name(role), -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, core_now());
-        sqlite3_bind_blob(st, 4, pw.salt, sizeof pw.salt, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)a->opt.kdf.ops);
-        sqlite3_bind_int64(st, 6, (sqlite3_int64)a->opt.kdf.mem);
-        sqlite3_bind_blob(st, 7, pw.verifier, ACCOUNTS_VERIFIER_BYTES, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 8, pw.sealed, (int)pw.sealed_len, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 9, rw.salt, sizeof rw.salt, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 10, rw.sealed, (int)rw.sealed_len, SQLITE_STATIC);
-        if (org) sqlite3_bind_blob(st, 11, org, ACCOUNTS_ORG_KEY_BYTES, SQLITE_STATIC);
-        int step = sqlite3_step(st);
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, accounts_role_name(role), -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, core_now());
+        sqlite3_bind_blob(q, 4, pw.salt, sizeof pw.salt, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 5, (sqlite3_int64)a->opt.kdf.ops);
+        sqlite3_bind_int64(q, 6, (sqlite3_int64)a->opt.kdf.mem);
+        sqlite3_bind_blob(q, 7, pw.verifier, ACCOUNTS_VERIFIER_BYTES, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 8, pw.sealed, (int)pw.sealed_len, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 9, rw.salt, sizeof rw.salt, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 10, rw.sealed, (int)rw.sealed_len, SQLITE_STATIC);
+        if (org) sqlite3_bind_blob(q, 11, org, ACCOUNTS_ORG_KEY_BYTES, SQLITE_STATIC);
+        int step = sqlite3_step(q);
         if (step == SQLITE_CONSTRAINT)
             rc = core_fail(err, CORE_ERR_CONFLICT, "username", "that username is already taken");
         else if (step != SQLITE_DONE)
             rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     int64_t id = sqlite3_last_insert_rowid(db);
     if (!rc && sess && token) rc = open_session(a, db, id, name, role, dk, sess, token, err);
     if (!rc) rc = store_commit(db, err);
@@ -372,22 +371,22 @@ core_status accounts_create_in_org(accounts *a, const char *username, const char
 /* The users row's id, role and organisation by (normalised) name. */
 static core_status user_org_row(sqlite3 *db, const char *name, int64_t *id, accounts_role *role, bool *has_org,
                                 uint8_t org[ACCOUNTS_ORG_KEY_BYTES], core_error *err) {
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, "SELECT id, role, org_key FROM users WHERE username = ?", &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, "SELECT id, role, org_key FROM users WHERE username = ?", &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        int step = sqlite3_step(st);
+        sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+        int step = sqlite3_step(q);
         if (step == SQLITE_ROW) {
-            *id = sqlite3_column_int64(st, 0);
-            if (!accounts_role_parse((const char *)sqlite3_column_text(st, 1), role)) *role = ACCOUNTS_PERSON;
-            org_from_column(st, 2, has_org, org);
+            *id = sqlite3_column_int64(q, 0);
+            if (!accounts_role_parse((const char *)sqlite3_column_text(q, 1), role)) *role = ACCOUNTS_PERSON;
+            org_from_column(q, 2, has_org, org);
         } else if (step == SQLITE_DONE) {
             rc = core_fail(err, CORE_ERR_NOT_FOUND, "username", "no such account");
         } else {
             rc = store_error(db, err);
         }
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -410,7 +409,7 @@ core_status accounts_set_org(accounts *a, const char *username, const uint8_t *o
     if (accounts_validate_username(username, name, &ignored))
         return core_fail(err, CORE_ERR_NOT_FOUND, "username", "no such account");
     sqlite3 *db = store_acquire(a->st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     int64_t id = 0;
     accounts_role role;
     bool had;
@@ -419,13 +418,13 @@ core_status accounts_set_org(accounts *a, const char *username, const uint8_t *o
     if (!rc) rc = user_org_row(db, name, &id, &role, &had, old, err);
     if (!rc && !accounts_role_has_org(role))
         rc = core_fail(err, CORE_ERR_INVALID, "role", "only clinician and analyst accounts belong to an organisation");
-    if (!rc) rc = store_prepare(db, "UPDATE users SET org_key = ? WHERE id = ?", &st, err);
+    if (!rc) rc = store_prepare(db, "UPDATE users SET org_key = ? WHERE id = ?", &q, err);
     if (!rc) {
-        if (org) sqlite3_bind_blob(st, 1, org, ACCOUNTS_ORG_KEY_BYTES, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, id);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        if (org) sqlite3_bind_blob(q, 1, org, ACCOUNTS_ORG_KEY_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, id);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (!rc)
         rc = store_commit(db, err);
     else
@@ -607,30 +606,30 @@ done:
 static core_status load_session(accounts *a, const uint8_t id_hash[ACCOUNTS_SESSION_ID_BYTES], session_entry *e,
                                 core_error *err) {
     sqlite3 *db = store_acquire(a->st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     /* Runs on every cache miss: the statement is cached. */
     core_status rc = store_prepare_cached(
         a->st, db,
         "SELECT s.user_id, u.username, u.role, s.csrf, s.dk_sess, s.expires_at, u.org_key FROM sessions s "
         "JOIN users u ON u.id = s.user_id WHERE s.id_hash = ? AND s.expires_at > ?",
-        &st, err);
+        &q, err);
     if (!rc) {
-        sqlite3_bind_blob(st, 1, id_hash, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, core_now());
-        int step = sqlite3_step(st);
+        sqlite3_bind_blob(q, 1, id_hash, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, core_now());
+        int step = sqlite3_step(q);
         if (step == SQLITE_ROW) {
             memcpy(e->id_hash, id_hash, ACCOUNTS_SESSION_ID_BYTES);
-            e->user_id = sqlite3_column_int64(st, 0);
-            snprintf(e->username, sizeof e->username, "%s", (const char *)sqlite3_column_text(st, 1));
-            if (!accounts_role_parse((const char *)sqlite3_column_text(st, 2), &e->role)) e->role = ACCOUNTS_PERSON;
-            snprintf(e->csrf, sizeof e->csrf, "%s", (const char *)sqlite3_column_text(st, 3));
-            e->sealed_len = (size_t)sqlite3_column_bytes(st, 4);
+            e->user_id = sqlite3_column_int64(q, 0);
+            snprintf(e->username, sizeof e->username, "%s", (const char *)sqlite3_column_text(q, 1));
+            if (!accounts_role_parse((const char *)sqlite3_column_text(q, 2), &e->role)) e->role = ACCOUNTS_PERSON;
+            snprintf(e->csrf, sizeof e->csrf, "%s", (const char *)sqlite3_column_text(q, 3));
+            e->sealed_len = (size_t)sqlite3_column_bytes(q, 4);
             if (e->sealed_len > sizeof e->sealed)
                 rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "session key is damaged");
             else
-                memcpy(e->sealed, sqlite3_column_blob(st, 4), e->sealed_len);
-            e->expires_at = sqlite3_column_int64(st, 5);
-            org_from_column(st, 6, &e->has_org, e->org);
+                memcpy(e->sealed, sqlite3_column_blob(q, 4), e->sealed_len);
+            e->expires_at = sqlite3_column_int64(q, 5);
+            org_from_column(q, 6, &e->has_org, e->org);
         } else if (step == SQLITE_DONE) {
             rc = core_fail(err, CORE_ERR_AUTH, NULL, "not logged in, or the session has expired");
         } else {
@@ -684,13 +683,13 @@ core_status accounts_authenticate(accounts *a, const char *token, accounts_sessi
 }
 
 static core_status exec_bound(sqlite3 *db, const char *sql, int64_t id, const uint8_t *blob, core_error *err) {
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, sql, &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, sql, &q, err);
     if (rc) return rc;
-    sqlite3_bind_int64(st, 1, id);
-    if (blob) sqlite3_bind_blob(st, 2, blob, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
-    sqlite3_finalize(st);
+    sqlite3_bind_int64(q, 1, id);
+    if (blob) sqlite3_bind_blob(q, 2, blob, ACCOUNTS_SESSION_ID_BYTES, SQLITE_STATIC);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -723,26 +722,26 @@ core_status accounts_end_other_sessions(accounts *a, const accounts_session *ses
 /* Store a new password wrapping (and optionally a new recovery wrapping). */
 static core_status update_wrapping(sqlite3 *db, const accounts *a, int64_t id, const pw_wrap *pw, const rc_wrap *rw,
                                    core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc =
         store_prepare(db,
                       rw ? "UPDATE users SET pw_salt=?2, pw_ops=?3, pw_mem=?4, pw_verifier=?5, dk_pw=?6, rc_salt=?7, "
                            "dk_rc=?8 WHERE id=?1"
                          : "UPDATE users SET pw_salt=?2, pw_ops=?3, pw_mem=?4, pw_verifier=?5, dk_pw=?6 WHERE id=?1",
-                      &st, err);
+                      &q, err);
     if (rc) return rc;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_blob(st, 2, pw->salt, sizeof pw->salt, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)a->opt.kdf.ops);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)a->opt.kdf.mem);
-    sqlite3_bind_blob(st, 5, pw->verifier, ACCOUNTS_VERIFIER_BYTES, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 6, pw->sealed, (int)pw->sealed_len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 1, id);
+    sqlite3_bind_blob(q, 2, pw->salt, sizeof pw->salt, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)a->opt.kdf.ops);
+    sqlite3_bind_int64(q, 4, (sqlite3_int64)a->opt.kdf.mem);
+    sqlite3_bind_blob(q, 5, pw->verifier, ACCOUNTS_VERIFIER_BYTES, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 6, pw->sealed, (int)pw->sealed_len, SQLITE_STATIC);
     if (rw) {
-        sqlite3_bind_blob(st, 7, rw->salt, sizeof rw->salt, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 8, rw->sealed, (int)rw->sealed_len, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 7, rw->salt, sizeof rw->salt, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 8, rw->sealed, (int)rw->sealed_len, SQLITE_STATIC);
     }
-    if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
-    sqlite3_finalize(st);
+    if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -894,20 +893,20 @@ core_status accounts_delete_with(accounts *a, const accounts_session *sess, cons
 
 core_status accounts_list(accounts *a, accounts_user_fn fn, void *ud, core_error *err) {
     sqlite3 *db = store_acquire(a->st);
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, "SELECT username, role, created_at FROM users ORDER BY username", &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, "SELECT username, role, created_at FROM users ORDER BY username", &q, err);
     while (!rc) {
-        int step = sqlite3_step(st);
+        int step = sqlite3_step(q);
         if (step == SQLITE_DONE) break;
         if (step != SQLITE_ROW) {
             rc = store_error(db, err);
             break;
         }
         accounts_role role;
-        if (!accounts_role_parse((const char *)sqlite3_column_text(st, 1), &role)) role = ACCOUNTS_PERSON;
-        fn(ud, (const char *)sqlite3_column_text(st, 0), role, sqlite3_column_int64(st, 2));
+        if (!accounts_role_parse((const char *)sqlite3_column_text(q, 1), &role)) role = ACCOUNTS_PERSON;
+        fn(ud, (const char *)sqlite3_column_text(q, 0), role, sqlite3_column_int64(q, 2));
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(a->st, db);
     return rc;
 }

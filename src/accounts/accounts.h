@@ -187,8 +187,9 @@ core_status accounts_throttle_clear(sqlite3 *db, const char *key, core_error *er
 /* Organisations' bearer tokens for the aggregates API (the organisation is
  * registered on the ledger; its key and name are kept with the token's hash).
  * check: CORE_ERR_AUTH for an unknown token. */
-core_status accounts_org_token_create(accounts *a, const uint8_t org_key[32], const char *name,
+#define ACCOUNTS_ORG_NAME_MAX 64 /* = LEDGER_NAME_MAX, the name as registered */
+core_status accounts_org_token_create(accounts *a, const uint8_t org_key[ACCOUNTS_ORG_KEY_BYTES], const char *name,
                                       char token[ACCOUNTS_TOKEN_TEXT], core_error *err);
-core_status accounts_org_token_check(accounts *a, const char *token, uint8_t org_key[32], char name[65],
-                                     core_error *err);
+core_status accounts_org_token_check(accounts *a, const char *token, uint8_t org_key[ACCOUNTS_ORG_KEY_BYTES],
+                                     char name[ACCOUNTS_ORG_NAME_MAX + 1], core_error *err);
 #endif

@@ -12,6 +12,11 @@
 #define ACCOUNTS_KEK_BYTES CS_CRYPTO_KEY_BYTES
 #define ACCOUNTS_VERIFIER_BYTES 32
 #define ACCOUNTS_TOKEN_RAW 32
+/* A token is stored as its cs_crypto_hash (org_tokens.c); a wallet's
+ * secret is its Ed25519 seed (wallet.c). */
+#define ACCOUNTS_TOKEN_HASH_BYTES 32
+#define ACCOUNTS_WALLET_SEED 32
+_Static_assert(ACCOUNTS_WALLET_SEED + ACCOUNTS_WALLET_PK == ACCOUNTS_WALLET_SK, "libsodium's sk is seed || pk");
 /* cs_crypto_hash writes 32 bytes: the session id hash and the keys derived
  * from a token; base64 of the token's bytes (unpadded) plus NUL fits the text. */
 _Static_assert(ACCOUNTS_SESSION_ID_BYTES == 32 && ACCOUNTS_KEK_BYTES == 32, "cs_crypto_hash gives 32 bytes");

@@ -6,6 +6,7 @@
  * disk alone cannot sign for anyone and deleting the account (which
  * destroys every wrapping of the data key) shreds the wallet key as well. */
 #include "accounts/accounts.h"
+#include "accounts/internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,35 +17,35 @@ static void wallet_ad(int64_t user_id, char ad[64]) {
 }
 
 /* Read (pk, sealed seed) for the user; *found false when not yet made. */
-static core_status load(sqlite3 *db, int64_t user_id, uint8_t pk[32], uint8_t **sealed, size_t *sealed_len, bool *found,
-                        core_error *err) {
-    sqlite3_stmt *st = NULL;
+static core_status load(sqlite3 *db, int64_t user_id, uint8_t pk[ACCOUNTS_WALLET_PK], uint8_t **sealed,
+                        size_t *sealed_len, bool *found, core_error *err) {
+    sqlite3_stmt *q = NULL;
     *found = false;
     *sealed = NULL;
-    core_status rc = store_prepare(db, "SELECT wallet_pk, wallet_seed FROM users WHERE id = ?1", &st, err);
+    core_status rc = store_prepare(db, "SELECT wallet_pk, wallet_seed FROM users WHERE id = ?1", &q, err);
     if (rc) return rc;
-    sqlite3_bind_int64(st, 1, user_id);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32 && sqlite3_column_bytes(st, 1) > 0) {
-        memcpy(pk, sqlite3_column_blob(st, 0), 32);
-        *sealed_len = (size_t)sqlite3_column_bytes(st, 1);
+    sqlite3_bind_int64(q, 1, user_id);
+    int step = sqlite3_step(q);
+    if (step == SQLITE_ROW && sqlite3_column_bytes(q, 0) == ACCOUNTS_WALLET_PK && sqlite3_column_bytes(q, 1) > 0) {
+        memcpy(pk, sqlite3_column_blob(q, 0), ACCOUNTS_WALLET_PK);
+        *sealed_len = (size_t)sqlite3_column_bytes(q, 1);
         *sealed = malloc(*sealed_len);
         if (!*sealed)
             rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         else
-            memcpy(*sealed, sqlite3_column_blob(st, 1), *sealed_len);
+            memcpy(*sealed, sqlite3_column_blob(q, 1), *sealed_len);
         *found = rc == CORE_OK;
     } else if (step == SQLITE_DONE) {
         rc = core_fail(err, CORE_ERR_AUTH, NULL, "the account no longer exists");
     } else if (step != SQLITE_ROW) {
         rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
-core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t pk[32], uint8_t sk[64], bool *created,
-                            core_error *err) {
+core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t pk[ACCOUNTS_WALLET_PK],
+                            uint8_t sk[ACCOUNTS_WALLET_SK], bool *created, core_error *err) {
     *created = false;
     char ad[64];
     wallet_ad(sess->user_id, ad);
@@ -57,7 +58,7 @@ core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t p
     if (!rc && !found) {
         /* Make one. The UPDATE only fills an empty slot, so two concurrent
          * first uses agree on whichever committed first. */
-        uint8_t seed[32], npk[32], nsk[64];
+        uint8_t seed[ACCOUNTS_WALLET_SEED], npk[ACCOUNTS_WALLET_PK], nsk[ACCOUNTS_WALLET_SK];
         cs_crypto_random(seed, sizeof seed);
         cs_crypto_sign_seed_keypair(seed, npk, nsk);
         cs_crypto_wipe(nsk, sizeof nsk);
@@ -71,7 +72,7 @@ core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t p
                 db, "UPDATE users SET wallet_pk = ?2, wallet_seed = ?3 WHERE id = ?1 AND wallet_pk IS NULL", &q, err);
         if (!rc) {
             sqlite3_bind_int64(q, 1, sess->user_id);
-            sqlite3_bind_blob(q, 2, npk, 32, SQLITE_STATIC);
+            sqlite3_bind_blob(q, 2, npk, ACCOUNTS_WALLET_PK, SQLITE_STATIC);
             sqlite3_bind_blob(q, 3, nsealed, (int)nlen, SQLITE_STATIC);
             if (sqlite3_step(q) != SQLITE_DONE)
                 rc = store_error(db, err);
@@ -88,16 +89,17 @@ core_status accounts_wallet(accounts *a, const accounts_session *sess, uint8_t p
         uint8_t *seed = NULL;
         size_t n = 0;
         rc = cs_crypto_open(sess->data_key, ad, strlen(ad), sealed, sealed_len, &seed, &n, err);
-        if (!rc && n != 32) rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "wallet key has the wrong size");
+        if (!rc && n != ACCOUNTS_WALLET_SEED)
+            rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "wallet key has the wrong size");
         if (!rc) {
-            uint8_t check[32];
+            uint8_t check[ACCOUNTS_WALLET_PK];
             cs_crypto_sign_seed_keypair(seed, check, sk);
-            if (!cs_crypto_equal(check, pk, 32))
+            if (!cs_crypto_equal(check, pk, ACCOUNTS_WALLET_PK))
                 rc = core_fail(err, CORE_ERR_CRYPTO, NULL, "wallet key does not match");
         }
         if (seed) cs_crypto_wipe(seed, n);
         free(seed);
-        if (rc) cs_crypto_wipe(sk, 64);
+        if (rc) cs_crypto_wipe(sk, ACCOUNTS_WALLET_SK);
     }
     free(sealed);
     return rc;

@@ -15,9 +15,9 @@
 #include "records/records.h"
 
 /* The organisation behind the bearer token, or respond 401. */
-static bool org_auth(http_request *rq, api_context *c, uint8_t key[32]) {
+static bool org_auth(http_request *rq, api_context *c, uint8_t key[ACCOUNTS_ORG_KEY_BYTES]) {
     const char *auth = http_header(rq, "Authorization");
-    char name[65];
+    char name[ACCOUNTS_ORG_NAME_MAX + 1];
     core_error err = {0};
     if (!auth || strncmp(auth, "Bearer ", 7) != 0) {
         http_add_header(rq, "WWW-Authenticate", "Bearer");

@@ -95,35 +95,35 @@ static core_status row_of(const market *m, const json_t *j, const uint8_t tag[MA
 static core_status read_snapshot(market *m, const char *id, snapshot *s, core_error *err) {
     memset(s, 0, sizeof *s);
     sqlite3 *db = store_acquire(m->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc = CORE_OK;
     bool open = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
     if (!open) rc = store_error(db, err);
-    if (!rc) rc = store_prepare(db, "SELECT org_key, created_at FROM market_requests WHERE id = ?1", &st, err);
+    if (!rc) rc = store_prepare(db, "SELECT org_key, created_at FROM market_requests WHERE id = ?1", &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        int step = sqlite3_step(st);
-        if (step == SQLITE_ROW && sqlite3_column_bytes(st, 0) == LEDGER_KEY) {
-            memcpy(s->org, sqlite3_column_blob(st, 0), LEDGER_KEY);
-            s->created_at = sqlite3_column_int64(st, 1);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        int step = sqlite3_step(q);
+        if (step == SQLITE_ROW && sqlite3_column_bytes(q, 0) == LEDGER_KEY) {
+            memcpy(s->org, sqlite3_column_blob(q, 0), LEDGER_KEY);
+            s->created_at = sqlite3_column_int64(q, 1);
         } else if (step == SQLITE_ROW || step == SQLITE_DONE)
             rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such data request");
         else
             rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    sqlite3_finalize(q);
+    q = NULL;
     time_t t = (time_t)s->created_at;
     struct tm tm;
     gmtime_r(&t, &tm);
     const int default_week = surveil_week_of_date(tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
     if (!rc)
-        rc = store_prepare(db, "SELECT tag, row, contributor FROM market_rows WHERE request_id = ?1 ORDER BY tag", &st,
+        rc = store_prepare(db, "SELECT tag, row, contributor FROM market_rows WHERE request_id = ?1 ORDER BY tag", &q,
                            err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
         int step;
-        while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
             if (s->n == s->cap) {
                 size_t cap = s->cap ? 2 * s->cap : 64;
                 anon_row *r = realloc(s->rows, cap * sizeof *r);
@@ -136,32 +136,32 @@ static core_status read_snapshot(market *m, const char *id, snapshot *s, core_er
                 s->group = g;
                 s->cap = cap;
             }
-            json_t *j = core_json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL, err);
+            json_t *j = core_json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL, err);
             if (!j && err && err->code == CORE_ERR_NOMEM) {
                 rc = CORE_ERR_NOMEM;
                 break;
             }
-            if (sqlite3_column_bytes(st, 0) != MARKET_TAG_BYTES)
+            if (sqlite3_column_bytes(q, 0) != MARKET_TAG_BYTES)
                 rc = core_fail(err, CORE_ERR_STORAGE, NULL, "malformed stored row");
             else
-                rc = row_of(m, j, sqlite3_column_blob(st, 0), default_week, &s->rows[s->n], err);
+                rc = row_of(m, j, sqlite3_column_blob(q, 0), default_week, &s->rows[s->n], err);
             json_decref(j);
             memset(s->group[s->n], 0, MARKET_TAG_BYTES);
-            if (sqlite3_column_bytes(st, 2) == MARKET_TAG_BYTES)
-                memcpy(s->group[s->n], sqlite3_column_blob(st, 2), MARKET_TAG_BYTES);
+            if (sqlite3_column_bytes(q, 2) == MARKET_TAG_BYTES)
+                memcpy(s->group[s->n], sqlite3_column_blob(q, 2), MARKET_TAG_BYTES);
             if (!rc) s->n++;
         }
         if (!rc && step != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    sqlite3_finalize(q);
+    q = NULL;
     if (!rc)
         rc = store_prepare(db, "SELECT owner FROM market_participation WHERE request_id = ?1 AND withdrawn_at IS NULL",
-                           &st, err);
+                           &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
         int step;
-        while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
             if (s->n_owners == s->cap_owners) {
                 size_t cap = s->cap_owners ? 2 * s->cap_owners : 64;
                 int64_t *o = realloc(s->owners, cap * sizeof *o);
@@ -172,11 +172,11 @@ static core_status read_snapshot(market *m, const char *id, snapshot *s, core_er
                 s->owners = o;
                 s->cap_owners = cap;
             }
-            s->owners[s->n_owners++] = sqlite3_column_int64(st, 0);
+            s->owners[s->n_owners++] = sqlite3_column_int64(q, 0);
         }
         if (!rc && step != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (open) sqlite3_exec(db, "COMMIT", NULL, NULL, NULL); /* read only: nothing to keep */
     store_release(m->opt.st, db);
     if (rc) snapshot_free(s);
@@ -185,22 +185,22 @@ static core_status read_snapshot(market *m, const char *id, snapshot *s, core_er
 
 /* The receipt of an earlier delivery of the same bytes, if any. */
 static core_status find_receipt(sqlite3 *db, const char *id, market_delivery_receipt *r, bool *found, core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     *found = false;
     core_status rc = store_prepare(
-        db, "SELECT txid, created_at FROM market_deliveries WHERE request_id = ?1 AND sha256 = ?2", &st, err);
+        db, "SELECT txid, created_at FROM market_deliveries WHERE request_id = ?1 AND sha256 = ?2", &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, r->sha256, LEDGER_HASH, SQLITE_STATIC);
-        int step = sqlite3_step(st);
-        if (step == SQLITE_ROW && sqlite3_column_bytes(st, 0) == LEDGER_HASH) {
-            memcpy(r->txid, sqlite3_column_blob(st, 0), LEDGER_HASH);
-            r->at = sqlite3_column_int64(st, 1);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, r->sha256, LEDGER_HASH, SQLITE_STATIC);
+        int step = sqlite3_step(q);
+        if (step == SQLITE_ROW && sqlite3_column_bytes(q, 0) == LEDGER_HASH) {
+            memcpy(r->txid, sqlite3_column_blob(q, 0), LEDGER_HASH);
+            r->at = sqlite3_column_int64(q, 1);
             *found = true;
         } else if (step != SQLITE_ROW && step != SQLITE_DONE)
             rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -209,35 +209,35 @@ static core_status store_delivery(sqlite3 *db, const char *id, const market_deli
                                   const anon_stats *stats, const snapshot *s, core_error *err) {
     core_status rc = store_begin(db, err);
     if (rc) return rc;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     rc = store_prepare(db,
                        "INSERT INTO market_deliveries (request_id, sha256, txid, delivered, held_back, created_at) "
                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                       &st, err);
+                       &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, r->sha256, LEDGER_HASH, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 3, r->txid, LEDGER_HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, (sqlite3_int64)stats->delivered);
-        sqlite3_bind_int64(st, 5, (sqlite3_int64)stats->held_back);
-        sqlite3_bind_int64(st, 6, r->at);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, r->sha256, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 3, r->txid, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 4, (sqlite3_int64)stats->delivered);
+        sqlite3_bind_int64(q, 5, (sqlite3_int64)stats->held_back);
+        sqlite3_bind_int64(q, 6, r->at);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    sqlite3_finalize(q);
+    q = NULL;
     if (!rc)
         rc = store_prepare(db,
                            "INSERT OR IGNORE INTO market_delivery_people (owner, request_id, sha256) "
                            "VALUES (?1, ?2, ?3)",
-                           &st, err);
+                           &q, err);
     for (size_t i = 0; !rc && i < s->n_owners; i++) {
-        sqlite3_bind_int64(st, 1, s->owners[i]);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 3, r->sha256, LEDGER_HASH, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
-        sqlite3_reset(st);
+        sqlite3_bind_int64(q, 1, s->owners[i]);
+        sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 3, r->sha256, LEDGER_HASH, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_reset(q);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (!rc) return store_commit(db, err);
     store_rollback(db);
     return rc;
@@ -324,29 +324,29 @@ static json_t *timej(int64_t t) {
 }
 
 static core_status deliveries_of(sqlite3 *db, int64_t owner, const char *id, json_t **out, core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     json_t *a = json_array();
     if (!a) return nomem(err);
     core_status rc = store_prepare(db,
                                    "SELECT d.txid, d.sha256, d.created_at FROM market_delivery_people p "
                                    "JOIN market_deliveries d ON d.request_id = p.request_id AND d.sha256 = p.sha256 "
                                    "WHERE p.owner = ?1 AND p.request_id = ?2 ORDER BY d.created_at, d.txid",
-                                   &st, err);
+                                   &q, err);
     if (!rc) {
-        sqlite3_bind_int64(st, 1, owner);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 1, owner);
+        sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
         int step;
-        while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
             json_t *o =
-                sqlite3_column_bytes(st, 0) == LEDGER_HASH && sqlite3_column_bytes(st, 1) == LEDGER_HASH
-                    ? json_pack("{s:o, s:o, s:o}", "txid", hexj(sqlite3_column_blob(st, 0), LEDGER_HASH), "sha256",
-                                hexj(sqlite3_column_blob(st, 1), LEDGER_HASH), "at", timej(sqlite3_column_int64(st, 2)))
+                sqlite3_column_bytes(q, 0) == LEDGER_HASH && sqlite3_column_bytes(q, 1) == LEDGER_HASH
+                    ? json_pack("{s:o, s:o, s:o}", "txid", hexj(sqlite3_column_blob(q, 0), LEDGER_HASH), "sha256",
+                                hexj(sqlite3_column_blob(q, 1), LEDGER_HASH), "at", timej(sqlite3_column_int64(q, 2)))
                     : NULL;
             if (!o || json_array_append_new(a, o)) rc = nomem(err);
         }
         if (!rc && step != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (rc) {
         json_decref(a);
         return rc;
@@ -360,34 +360,34 @@ core_status market_participations(market *m, int64_t owner, json_t **out, core_e
     json_t *a = json_array();
     if (!a) return nomem(err);
     sqlite3 *db = store_acquire(m->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc = store_prepare(db,
                                    "SELECT p.request_id, r.title, r.org_name, r.org_key, p.amount, p.paid_at, "
                                    "p.withdrawn_at, p.grant_txid FROM market_participation p "
                                    "JOIN market_requests r ON r.id = p.request_id WHERE p.owner = ?1 "
                                    "ORDER BY p.paid_at DESC, p.request_id",
-                                   &st, err);
+                                   &q, err);
     if (!rc) {
-        sqlite3_bind_int64(st, 1, owner);
+        sqlite3_bind_int64(q, 1, owner);
         int step;
-        while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-            const char *id = (const char *)sqlite3_column_text(st, 0);
+        while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
+            const char *id = (const char *)sqlite3_column_text(q, 0);
             json_t *dl = NULL;
             if ((rc = deliveries_of(db, owner, id, &dl, err))) break;
-            if (sqlite3_column_bytes(st, 3) != LEDGER_KEY || sqlite3_column_bytes(st, 7) != LEDGER_HASH) {
+            if (sqlite3_column_bytes(q, 3) != LEDGER_KEY || sqlite3_column_bytes(q, 7) != LEDGER_HASH) {
                 json_decref(dl);
                 rc = core_fail(err, CORE_ERR_STORAGE, NULL, "malformed participation");
                 break;
             }
             /* json_pack takes dl ("o") whether or not it succeeds. */
-            json_t *o = json_pack(
-                "{s:s, s:s, s:{s:o, s:s}, s:I, s:o, s:o, s:o}", "request", id, "title",
-                (const char *)sqlite3_column_text(st, 1), "organisation", "key",
-                hexj(sqlite3_column_blob(st, 3), LEDGER_KEY), "name", (const char *)sqlite3_column_text(st, 2), "paid",
-                (json_int_t)sqlite3_column_int64(st, 4), "paid_at", timej(sqlite3_column_int64(st, 5)), "grant_txid",
-                hexj(sqlite3_column_blob(st, 7), LEDGER_HASH), "deliveries", dl);
-            if (o && sqlite3_column_type(st, 6) != SQLITE_NULL &&
-                json_object_set_new(o, "withdrawn_at", timej(sqlite3_column_int64(st, 6)))) {
+            json_t *o =
+                json_pack("{s:s, s:s, s:{s:o, s:s}, s:I, s:o, s:o, s:o}", "request", id, "title",
+                          (const char *)sqlite3_column_text(q, 1), "organisation", "key",
+                          hexj(sqlite3_column_blob(q, 3), LEDGER_KEY), "name", (const char *)sqlite3_column_text(q, 2),
+                          "paid", (json_int_t)sqlite3_column_int64(q, 4), "paid_at", timej(sqlite3_column_int64(q, 5)),
+                          "grant_txid", hexj(sqlite3_column_blob(q, 7), LEDGER_HASH), "deliveries", dl);
+            if (o && sqlite3_column_type(q, 6) != SQLITE_NULL &&
+                json_object_set_new(o, "withdrawn_at", timej(sqlite3_column_int64(q, 6)))) {
                 json_decref(o);
                 o = NULL;
             }
@@ -395,7 +395,7 @@ core_status market_participations(market *m, int64_t owner, json_t **out, core_e
         }
         if (!rc && step != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(m->opt.st, db);
     if (!rc) {
         *out = json_pack("{s:o}", "participations", a);

@@ -267,25 +267,25 @@ static void req_free(req_row *r) {
     "id, org_key, org_name, title, purpose_text, purpose, categories, criteria, price, max_participants, closes, " \
     "terms, state, request_txid, created_at, closed_at"
 
-static core_status req_read(sqlite3_stmt *st, req_row *r, core_error *err) {
+static core_status req_read(sqlite3_stmt *q, req_row *r, core_error *err) {
     memset(r, 0, sizeof *r);
-    snprintf(r->id, sizeof r->id, "%s", (const char *)sqlite3_column_text(st, 0));
-    if (sqlite3_column_bytes(st, 1) == LEDGER_KEY) memcpy(r->org, sqlite3_column_blob(st, 1), LEDGER_KEY);
-    snprintf(r->org_name, sizeof r->org_name, "%s", (const char *)sqlite3_column_text(st, 2));
-    snprintf(r->title, sizeof r->title, "%s", (const char *)sqlite3_column_text(st, 3));
-    r->purpose_text = strdup((const char *)sqlite3_column_text(st, 4));
-    snprintf(r->purpose, sizeof r->purpose, "%s", (const char *)sqlite3_column_text(st, 5));
-    r->categories = (uint32_t)sqlite3_column_int64(st, 6);
-    r->criteria = core_json_loads((const char *)sqlite3_column_text(st, 7), 0, NULL, NULL);
-    r->price = sqlite3_column_int64(st, 8);
-    r->max = sqlite3_column_int64(st, 9);
-    r->closes = sqlite3_column_int64(st, 10);
-    if (sqlite3_column_bytes(st, 11) == LEDGER_HASH) memcpy(r->terms, sqlite3_column_blob(st, 11), LEDGER_HASH);
-    snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(st, 12));
-    r->funded = sqlite3_column_bytes(st, 13) == LEDGER_HASH;
-    if (r->funded) memcpy(r->txid, sqlite3_column_blob(st, 13), LEDGER_HASH);
-    r->created_at = sqlite3_column_int64(st, 14);
-    r->closed_at = sqlite3_column_int64(st, 15);
+    snprintf(r->id, sizeof r->id, "%s", (const char *)sqlite3_column_text(q, 0));
+    if (sqlite3_column_bytes(q, 1) == LEDGER_KEY) memcpy(r->org, sqlite3_column_blob(q, 1), LEDGER_KEY);
+    snprintf(r->org_name, sizeof r->org_name, "%s", (const char *)sqlite3_column_text(q, 2));
+    snprintf(r->title, sizeof r->title, "%s", (const char *)sqlite3_column_text(q, 3));
+    r->purpose_text = strdup((const char *)sqlite3_column_text(q, 4));
+    snprintf(r->purpose, sizeof r->purpose, "%s", (const char *)sqlite3_column_text(q, 5));
+    r->categories = (uint32_t)sqlite3_column_int64(q, 6);
+    r->criteria = core_json_loads((const char *)sqlite3_column_text(q, 7), 0, NULL, NULL);
+    r->price = sqlite3_column_int64(q, 8);
+    r->max = sqlite3_column_int64(q, 9);
+    r->closes = sqlite3_column_int64(q, 10);
+    if (sqlite3_column_bytes(q, 11) == LEDGER_HASH) memcpy(r->terms, sqlite3_column_blob(q, 11), LEDGER_HASH);
+    snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(q, 12));
+    r->funded = sqlite3_column_bytes(q, 13) == LEDGER_HASH;
+    if (r->funded) memcpy(r->txid, sqlite3_column_blob(q, 13), LEDGER_HASH);
+    r->created_at = sqlite3_column_int64(q, 14);
+    r->closed_at = sqlite3_column_int64(q, 15);
     if (!r->purpose_text || !r->criteria) {
         req_free(r);
         return nomem(err);
@@ -299,14 +299,14 @@ static core_status req_query(market *m, const char *sql, const char *a, const vo
     *out = NULL;
     *n = 0;
     sqlite3 *db = store_acquire(m->opt.st);
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, sql, &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, sql, &q, err);
     size_t cap = 0;
     if (!rc) {
-        if (a) sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
-        if (b) sqlite3_bind_blob(st, 2, b, blen, SQLITE_STATIC);
+        if (a) sqlite3_bind_text(q, 1, a, -1, SQLITE_STATIC);
+        if (b) sqlite3_bind_blob(q, 2, b, blen, SQLITE_STATIC);
         int step;
-        while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
             if (*n == cap) {
                 size_t ncap = cap ? cap * 2 : 8;
                 req_row *g = realloc(*out, ncap * sizeof *g);
@@ -317,11 +317,11 @@ static core_status req_query(market *m, const char *sql, const char *a, const vo
                 *out = g;
                 cap = ncap;
             }
-            if (!(rc = req_read(st, &(*out)[*n], err))) (*n)++;
+            if (!(rc = req_read(q, &(*out)[*n], err))) (*n)++;
         }
         if (!rc && step != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(m->opt.st, db);
     if (rc) {
         for (size_t i = 0; i < *n; i++) req_free(&(*out)[i]);
@@ -356,24 +356,24 @@ static core_status req_load(market *m, const char *id, req_row *r, core_error *e
 static core_status req_set_state(market *m, const char *id, const char *from, const char *to, const uint8_t *txid,
                                  core_error *err) {
     sqlite3 *db = store_acquire(m->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc = store_prepare(db,
                                    "UPDATE market_requests SET state = ?2, request_txid = coalesce(?3, request_txid), "
                                    "closed_at = CASE WHEN ?2 IN ('closed','withdrawn') THEN ?4 ELSE closed_at END "
                                    "WHERE id = ?1 AND (?5 IS NULL OR state = ?5)",
-                                   &st, err);
+                                   &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, to, -1, SQLITE_STATIC);
-        if (txid) sqlite3_bind_blob(st, 3, txid, LEDGER_HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, now_of(m));
-        if (from) sqlite3_bind_text(st, 5, from, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE)
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, to, -1, SQLITE_STATIC);
+        if (txid) sqlite3_bind_blob(q, 3, txid, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 4, now_of(m));
+        if (from) sqlite3_bind_text(q, 5, from, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE)
             rc = store_error(db, err);
         else if (sqlite3_changes(db) != 1)
             rc = core_fail(err, CORE_ERR_CONFLICT, "state", "the request is not %s", from ? from : "there");
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(m->opt.st, db);
     return rc;
 }
@@ -573,29 +573,29 @@ core_status market_request_create(market *m, const uint8_t org[LEDGER_KEY], cons
     free(tt);
     if (!rc) {
         sqlite3 *db = store_acquire(m->opt.st);
-        sqlite3_stmt *st = NULL;
+        sqlite3_stmt *q = NULL;
         rc = store_prepare(db,
                            "INSERT INTO market_requests (id, org_key, org_name, title, purpose_text, purpose, "
                            "categories, criteria, price, max_participants, closes, terms, state, created_at) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'pending', ?13)",
-                           &st, err);
+                           &q, err);
         if (!rc) {
-            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 2, org, LEDGER_KEY, SQLITE_STATIC);
-            sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 4, title, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 5, ptext, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 6, purpose, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 7, categories);
-            sqlite3_bind_text(st, 8, ct, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 9, json_integer_value(price));
-            sqlite3_bind_int64(st, 10, json_integer_value(max));
-            sqlite3_bind_int64(st, 11, closes);
-            sqlite3_bind_blob(st, 12, th, LEDGER_HASH, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 13, now);
-            if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+            sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(q, 2, org, LEDGER_KEY, SQLITE_STATIC);
+            sqlite3_bind_text(q, 3, name, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 4, title, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 5, ptext, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 6, purpose, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(q, 7, categories);
+            sqlite3_bind_text(q, 8, ct, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(q, 9, json_integer_value(price));
+            sqlite3_bind_int64(q, 10, json_integer_value(max));
+            sqlite3_bind_int64(q, 11, closes);
+            sqlite3_bind_blob(q, 12, th, LEDGER_HASH, SQLITE_STATIC);
+            sqlite3_bind_int64(q, 13, now);
+            if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
         }
-        sqlite3_finalize(st);
+        sqlite3_finalize(q);
         store_release(m->opt.st, db);
     }
     free(ct);
@@ -763,37 +763,37 @@ core_status market_sweep(market *m, int *closed, core_error *err) {
 /* ---- the person's side ---- */
 
 static core_status earned_today(market *m, sqlite3 *db, int64_t owner, int64_t *out, core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc = store_prepare(
-        db, "SELECT coalesce(sum(amount), 0) FROM market_participation WHERE owner = ?1 AND paid_at >= ?2", &st, err);
+        db, "SELECT coalesce(sum(amount), 0) FROM market_participation WHERE owner = ?1 AND paid_at >= ?2", &q, err);
     *out = 0;
     if (!rc) {
-        sqlite3_bind_int64(st, 1, owner);
-        sqlite3_bind_int64(st, 2, day_start(now_of(m)));
-        if (sqlite3_step(st) == SQLITE_ROW)
-            *out = sqlite3_column_int64(st, 0);
+        sqlite3_bind_int64(q, 1, owner);
+        sqlite3_bind_int64(q, 2, day_start(now_of(m)));
+        if (sqlite3_step(q) == SQLITE_ROW)
+            *out = sqlite3_column_int64(q, 0);
         else
             rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
 static core_status took_part(sqlite3 *db, int64_t owner, const char *id, bool *yes, core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc = store_prepare(db,
                                    "SELECT 1 FROM market_participation WHERE owner = ?1 AND request_id = ?2 UNION ALL "
                                    "SELECT 1 FROM market_intents WHERE owner = ?1 AND request_id = ?2",
-                                   &st, err);
+                                   &q, err);
     *yes = false;
     if (!rc) {
-        sqlite3_bind_int64(st, 1, owner);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        int s = sqlite3_step(st);
+        sqlite3_bind_int64(q, 1, owner);
+        sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
+        int s = sqlite3_step(q);
         *yes = s == SQLITE_ROW;
         if (s != SQLITE_ROW && s != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -802,35 +802,35 @@ static core_status took_part(sqlite3 *db, int64_t owner, const char *id, bool *y
  * from their own participation rows, which name them anyway (cap,
  * "accepted"); the tags stay sealed. */
 static core_status participations(sqlite3 *db, int64_t owner, json_t **out, core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     json_t *a = json_array();
     core_status rc = a ? store_prepare(db,
                                        "SELECT p.request_id, r.title, r.org_key, r.org_name, r.purpose, p.amount, "
                                        "p.paid_at, p.grant_txid, p.withdrawn_at, r.state FROM market_participation p "
                                        "JOIN market_requests r ON r.id = p.request_id WHERE p.owner = ?1 "
                                        "ORDER BY p.paid_at DESC, p.request_id",
-                                       &st, err)
+                                       &q, err)
                        : nomem(err);
-    if (!rc) sqlite3_bind_int64(st, 1, owner);
+    if (!rc) sqlite3_bind_int64(q, 1, owner);
     int s = SQLITE_DONE;
-    while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
-        const bool withdrawn = sqlite3_column_type(st, 8) != SQLITE_NULL;
+    while (!rc && (s = sqlite3_step(q)) == SQLITE_ROW) {
+        const bool withdrawn = sqlite3_column_type(q, 8) != SQLITE_NULL;
         json_t *j =
-            sqlite3_column_bytes(st, 2) == LEDGER_KEY && sqlite3_column_bytes(st, 7) == LEDGER_HASH
+            sqlite3_column_bytes(q, 2) == LEDGER_KEY && sqlite3_column_bytes(q, 7) == LEDGER_HASH
                 ? json_pack("{s:s, s:s, s:{s:o, s:s}, s:s, s:I, s:o, s:o, s:s, s:o}", "request",
-                            (const char *)sqlite3_column_text(st, 0), "title", (const char *)sqlite3_column_text(st, 1),
-                            "organisation", "key", hex_json(sqlite3_column_blob(st, 2), LEDGER_KEY), "name",
-                            (const char *)sqlite3_column_text(st, 3), "purpose",
-                            (const char *)sqlite3_column_text(st, 4), "paid", (json_int_t)sqlite3_column_int64(st, 5),
-                            "paid_at", time_json(sqlite3_column_int64(st, 6)), "grant_txid",
-                            hex_json(sqlite3_column_blob(st, 7), LEDGER_HASH), "state",
-                            (const char *)sqlite3_column_text(st, 9), "withdrawn_at",
-                            withdrawn ? time_json(sqlite3_column_int64(st, 8)) : json_null())
+                            (const char *)sqlite3_column_text(q, 0), "title", (const char *)sqlite3_column_text(q, 1),
+                            "organisation", "key", hex_json(sqlite3_column_blob(q, 2), LEDGER_KEY), "name",
+                            (const char *)sqlite3_column_text(q, 3), "purpose", (const char *)sqlite3_column_text(q, 4),
+                            "paid", (json_int_t)sqlite3_column_int64(q, 5), "paid_at",
+                            time_json(sqlite3_column_int64(q, 6)), "grant_txid",
+                            hex_json(sqlite3_column_blob(q, 7), LEDGER_HASH), "state",
+                            (const char *)sqlite3_column_text(q, 9), "withdrawn_at",
+                            withdrawn ? time_json(sqlite3_column_int64(q, 8)) : json_null())
                 : NULL;
         if (!j || json_array_append_new(a, j)) rc = nomem(err);
     }
     if (!rc && s != SQLITE_DONE) rc = store_error(db, err);
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (rc) {
         json_decref(a);
         return rc;
@@ -919,39 +919,39 @@ static void intent_free(intent_row *v) {
 
 static core_status intent_put(market *m, const intent_row *in, core_error *err) {
     sqlite3 *db = store_acquire(m->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc = store_prepare(db,
                                    "INSERT INTO market_intents (request_id, owner, wallet, rows_sealed, person_sealed, "
                                    "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                                   &st, err);
+                                   &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, in->id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, in->owner);
-        sqlite3_bind_blob(st, 3, in->wallet, LEDGER_KEY, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 4, in->rows_sealed, (int)in->rows_len, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 5, in->person_sealed, (int)in->person_len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 6, now_of(m));
-        int s = sqlite3_step(st);
+        sqlite3_bind_text(q, 1, in->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, in->owner);
+        sqlite3_bind_blob(q, 3, in->wallet, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 4, in->rows_sealed, (int)in->rows_len, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 5, in->person_sealed, (int)in->person_len, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 6, now_of(m));
+        int s = sqlite3_step(q);
         if ((s & 0xff) == SQLITE_CONSTRAINT)
             rc = core_fail(err, CORE_ERR_CONFLICT, "accepted", "this request is already being accepted");
         else if (s != SQLITE_DONE)
             rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(m->opt.st, db);
     return rc;
 }
 
 static core_status intent_exec(market *m, sqlite3 *db, const char *sql, const intent_row *in, core_error *err) {
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, sql, &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, sql, &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, in->id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, in->owner);
-        if (in->has_grant) sqlite3_bind_blob(st, 3, in->grant, LEDGER_HASH, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_text(q, 1, in->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, in->owner);
+        if (in->has_grant) sqlite3_bind_blob(q, 3, in->grant, LEDGER_HASH, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     (void)m;
     return rc;
 }
@@ -979,23 +979,23 @@ static core_status finish_accept(market *m, const intent_row *in, int64_t amount
     sqlite3 *db = store_acquire(m->opt.st);
     bool open = false;
     if (!rc) open = !(rc = store_begin(db, err));
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     if (!rc)
         rc = store_prepare(db,
                            "INSERT INTO market_participation (owner, request_id, amount, paid_at, sealed, "
                            "grant_txid) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                           &st, err);
+                           &q, err);
     if (!rc) {
-        sqlite3_bind_int64(st, 1, in->owner);
-        sqlite3_bind_text(st, 2, in->id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, amount);
-        sqlite3_bind_int64(st, 4, now_of(m));
-        sqlite3_bind_blob(st, 5, in->person_sealed, (int)in->person_len, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 6, in->grant, LEDGER_HASH, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_int64(q, 1, in->owner);
+        sqlite3_bind_text(q, 2, in->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, amount);
+        sqlite3_bind_int64(q, 4, now_of(m));
+        sqlite3_bind_blob(q, 5, in->person_sealed, (int)in->person_len, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 6, in->grant, LEDGER_HASH, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    sqlite3_finalize(q);
+    q = NULL;
     /* One random contributor id for this acceptance's rows: delivery counts
      * people with it (k-anonymity). Drawn here, not in the intent: the
      * intent is gone in this same transaction, so it is drawn once. */
@@ -1003,7 +1003,7 @@ static core_status finish_accept(market *m, const intent_row *in, int64_t amount
     cs_crypto_random(contributor, sizeof contributor);
     if (!rc)
         rc = store_prepare(db, "INSERT INTO market_rows (tag, request_id, row, contributor) VALUES (?1, ?2, ?3, ?4)",
-                           &st, err);
+                           &q, err);
     size_t i;
     json_t *row;
     json_array_foreach(rows, i, row) {
@@ -1018,17 +1018,17 @@ static core_status finish_accept(market *m, const intent_row *in, int64_t amount
                  !(text = core_json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS)))
             rc = nomem(err);
         if (!rc) {
-            sqlite3_bind_blob(st, 1, tag, sizeof tag, SQLITE_STATIC);
-            sqlite3_bind_text(st, 2, in->id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 4, contributor, sizeof contributor, SQLITE_STATIC);
-            if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
-            sqlite3_reset(st);
+            sqlite3_bind_blob(q, 1, tag, sizeof tag, SQLITE_STATIC);
+            sqlite3_bind_text(q, 2, in->id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 3, text, -1, SQLITE_STATIC);
+            sqlite3_bind_blob(q, 4, contributor, sizeof contributor, SQLITE_STATIC);
+            if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+            sqlite3_reset(q);
         }
         free(text);
         json_decref(copy);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (!rc) rc = intent_exec(m, db, "DELETE FROM market_intents WHERE request_id = ?1 AND owner = ?2", in, err);
     if (open) {
         if (!rc)
@@ -1056,16 +1056,16 @@ static core_status submit_pay(market *m, const uint8_t request[LEDGER_HASH], con
  * it may come after the request closes. */
 #define CONSENT_AFTER_CLOSE (365 * 86400)
 
-core_status market_accept(market *m, const market_person *p, const char *id, json_t **out, core_error *err) {
-    *out = NULL;
-    req_row r;
-    core_status rc = req_load(m, id, &r, err);
+/* An acceptance's refusals, before anything is made: not open or not
+ * matching, already taken part (or under way), over today's cap. *r (to
+ * req_free) and *c on success. */
+static core_status accept_check(market *m, const market_person *p, const char *id, req_row *r, market_criteria *c,
+                                int year, core_error *err) {
+    core_status rc = req_load(m, id, r, err);
     if (rc) return rc;
-    const int year = this_year_of(now_of(m));
-    market_criteria c;
-    criteria_load(r.criteria, r.categories, &c);
-    if (strcmp(r.state, "open") || !market_matches(&c, p->profile, p->entries, year)) {
-        req_free(&r);
+    criteria_load(r->criteria, r->categories, c);
+    if (strcmp(r->state, "open") || !market_matches(c, p->profile, p->entries, year)) {
+        req_free(r);
         return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such open request matches your record");
     }
     int64_t earned = 0;
@@ -1076,19 +1076,27 @@ core_status market_accept(market *m, const market_person *p, const char *id, jso
     store_release(m->opt.st, db);
     if (!rc && accepted)
         rc = core_fail(err, CORE_ERR_CONFLICT, "accepted", "you have already taken part in this request");
-    if (!rc && earned + r.price > m->opt.daily_cap)
+    if (!rc && earned + r->price > m->opt.daily_cap)
         rc = core_fail(err, CORE_ERR_CONFLICT, "daily_cap",
                        "the daily earning limit applies: you have earned %lld of %lld tokens today, and this request "
                        "pays %lld; you can accept it tomorrow",
-                       (long long)earned, (long long)m->opt.daily_cap, (long long)r.price);
-    /* The rows, each with a fresh random tag; the person's copy of the tags. */
-    json_t *rows =
-        rc ? NULL : market_rows_build(&c, p->profile, p->entries, year, m->opt.conditions, m->opt.n_conditions);
-    json_t *tags = rc ? NULL : json_array();
-    if (!rc && (!rows || !tags)) rc = nomem(err);
+                       (long long)earned, (long long)m->opt.daily_cap, (long long)r->price);
+    if (rc) req_free(r);
+    return rc;
+}
+
+/* The rows, each with a fresh random tag, sealed under the row key for the
+ * intent, and the person's copy of the tags sealed under their data key:
+ * in->rows_sealed and in->person_sealed (intent_free), *rows (new). */
+static core_status accept_seal(market *m, const market_person *p, const char *id, const market_criteria *c, int year,
+                               intent_row *in, json_t **rows, core_error *err) {
+    core_status rc = CORE_OK;
+    *rows = market_rows_build(c, p->profile, p->entries, year, m->opt.conditions, m->opt.n_conditions);
+    json_t *tags = json_array();
+    if (!*rows || !tags) rc = nomem(err);
     size_t i;
     json_t *row;
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(*rows, i, row) {
         if (rc) break;
         uint8_t tag[MARKET_TAG_BYTES];
         cs_crypto_random(tag, sizeof tag);
@@ -1096,44 +1104,59 @@ core_status market_accept(market *m, const market_person *p, const char *id, jso
             json_array_append_new(tags, hex_json(tag, sizeof tag)))
             rc = nomem(err);
     }
-    intent_row in = {.owner = p->owner};
-    snprintf(in.id, sizeof in.id, "%s", id);
-    memcpy(in.wallet, p->wallet_sk + 32, LEDGER_KEY);
-    char *rt = rc ? NULL : core_json_dumps(rows, JSON_COMPACT);
+    char *rt = rc ? NULL : core_json_dumps(*rows, JSON_COMPACT);
     json_t *mine = rc ? NULL : json_pack("{s:s, s:O}", "request", id, "tags", tags);
     char *pt = mine ? core_json_dumps(mine, JSON_COMPACT) : NULL;
     if (!rc && (!rt || !pt)) rc = nomem(err);
     char ad[80];
     snprintf(ad, sizeof ad, "market-rows:%s", id);
-    if (!rc) rc = cs_crypto_seal(m->row_key, ad, strlen(ad), rt, strlen(rt), &in.rows_sealed, &in.rows_len, err);
+    if (!rc) rc = cs_crypto_seal(m->row_key, ad, strlen(ad), rt, strlen(rt), &in->rows_sealed, &in->rows_len, err);
     person_ad(ad, p->owner, id);
-    if (!rc) rc = cs_crypto_seal(p->data_key, ad, strlen(ad), pt, strlen(pt), &in.person_sealed, &in.person_len, err);
+    if (!rc) rc = cs_crypto_seal(p->data_key, ad, strlen(ad), pt, strlen(pt), &in->person_sealed, &in->person_len, err);
     if (rt) cs_crypto_wipe(rt, strlen(rt));
     free(rt);
     free(pt);
     json_decref(mine);
+    json_decref(tags);
+    return rc;
+}
+
+/* Step 2: the consent, signed by the person's wallet, noted in the intent. */
+static core_status accept_grant(market *m, const market_person *p, const req_row *r, intent_row *in, core_error *err) {
+    ledger_tx tx = {.kind = LEDGER_TX_GRANT};
+    tx.u.grant.scope = r->categories;
+    tx.u.grant.purpose = !strcmp(r->purpose, "research") ? LEDGER_PURPOSE_RESEARCH : LEDGER_PURPOSE_SURVEILLANCE;
+    memcpy(tx.u.grant.grantee, r->org, LEDGER_KEY);
+    tx.u.grant.expires = (uint64_t)(r->closes + CONSENT_AFTER_CLOSE);
+    ledger_receipt rec;
+    core_status rc = ledger_sign_submit(m->opt.led, &tx, p->wallet_sk, &rec, err);
+    if (rc) return rc;
+    in->has_grant = true;
+    memcpy(in->grant, rec.txid, LEDGER_HASH);
+    sqlite3 *db = store_acquire(m->opt.st);
+    rc = intent_exec(m, db, "UPDATE market_intents SET grant_txid = ?3 WHERE request_id = ?1 AND owner = ?2", in, err);
+    store_release(m->opt.st, db);
+    return rc;
+}
+
+core_status market_accept(market *m, const market_person *p, const char *id, json_t **out, core_error *err) {
+    *out = NULL;
+    req_row r;
+    market_criteria c;
+    const int year = this_year_of(now_of(m));
+    core_status rc = accept_check(m, p, id, &r, &c, year, err);
+    if (rc) return rc;
+    intent_row in = {.owner = p->owner};
+    snprintf(in.id, sizeof in.id, "%s", id);
+    memcpy(in.wallet, p->wallet_sk + 32, LEDGER_KEY);
+    json_t *rows = NULL;
+    rc = accept_seal(m, p, id, &c, year, &in, &rows, err);
     /* 1. The intent. */
     if (!rc) rc = intent_put(m, &in, err);
     bool intended = !rc;
     MARKET_CRASH_POINT("market_after_accept_intent");
-    /* 2. The consent, signed by the person's wallet. */
-    if (!rc) {
-        ledger_tx tx = {.kind = LEDGER_TX_GRANT};
-        tx.u.grant.scope = r.categories;
-        tx.u.grant.purpose = !strcmp(r.purpose, "research") ? LEDGER_PURPOSE_RESEARCH : LEDGER_PURPOSE_SURVEILLANCE;
-        memcpy(tx.u.grant.grantee, r.org, LEDGER_KEY);
-        tx.u.grant.expires = (uint64_t)(r.closes + CONSENT_AFTER_CLOSE);
-        ledger_receipt rec;
-        rc = ledger_sign_submit(m->opt.led, &tx, p->wallet_sk, &rec, err);
-        if (!rc) {
-            in.has_grant = true;
-            memcpy(in.grant, rec.txid, LEDGER_HASH);
-            db = store_acquire(m->opt.st);
-            rc = intent_exec(m, db, "UPDATE market_intents SET grant_txid = ?3 WHERE request_id = ?1 AND owner = ?2",
-                             &in, err);
-            store_release(m->opt.st, db);
-        }
-    }
+    /* 2. The consent. */
+    if (!rc) rc = accept_grant(m, p, &r, &in, err);
     MARKET_CRASH_POINT("market_after_grant");
     /* 3. The payment (the ledger refuses a second one to this wallet). */
     uint8_t pay[LEDGER_HASH];
@@ -1165,7 +1188,6 @@ core_status market_accept(market *m, const market_person *p, const char *id, jso
     }
     if (paid && !rc) market_sweep(m, NULL, NULL); /* the last place closes the request now */
     json_decref(rows);
-    json_decref(tags);
     intent_free(&in);
     req_free(&r);
     return rc;
@@ -1175,12 +1197,12 @@ core_status market_accept(market *m, const market_person *p, const char *id, jso
 
 static core_status recover_intents(market *m, int *done, core_error *err) {
     sqlite3 *db = store_acquire(m->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     intent_row *v = NULL;
     size_t n = 0, cap = 0;
     core_status rc = store_prepare(
-        db, "SELECT request_id, owner, wallet, grant_txid, rows_sealed, person_sealed FROM market_intents", &st, err);
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        db, "SELECT request_id, owner, wallet, grant_txid, rows_sealed, person_sealed FROM market_intents", &q, err);
+    while (!rc && sqlite3_step(q) == SQLITE_ROW) {
         if (n == cap) {
             size_t ncap = cap ? 2 * cap : 8;
             intent_row *g = realloc(v, ncap * sizeof *g);
@@ -1193,13 +1215,13 @@ static core_status recover_intents(market *m, int *done, core_error *err) {
         }
         intent_row *x = &v[n];
         memset(x, 0, sizeof *x);
-        snprintf(x->id, sizeof x->id, "%s", (const char *)sqlite3_column_text(st, 0));
-        x->owner = sqlite3_column_int64(st, 1);
-        if (sqlite3_column_bytes(st, 2) == LEDGER_KEY) memcpy(x->wallet, sqlite3_column_blob(st, 2), LEDGER_KEY);
-        x->has_grant = sqlite3_column_bytes(st, 3) == LEDGER_HASH;
-        if (x->has_grant) memcpy(x->grant, sqlite3_column_blob(st, 3), LEDGER_HASH);
-        x->rows_len = (size_t)sqlite3_column_bytes(st, 4);
-        x->person_len = (size_t)sqlite3_column_bytes(st, 5);
+        snprintf(x->id, sizeof x->id, "%s", (const char *)sqlite3_column_text(q, 0));
+        x->owner = sqlite3_column_int64(q, 1);
+        if (sqlite3_column_bytes(q, 2) == LEDGER_KEY) memcpy(x->wallet, sqlite3_column_blob(q, 2), LEDGER_KEY);
+        x->has_grant = sqlite3_column_bytes(q, 3) == LEDGER_HASH;
+        if (x->has_grant) memcpy(x->grant, sqlite3_column_blob(q, 3), LEDGER_HASH);
+        x->rows_len = (size_t)sqlite3_column_bytes(q, 4);
+        x->person_len = (size_t)sqlite3_column_bytes(q, 5);
         x->rows_sealed = malloc(x->rows_len ? x->rows_len : 1);
         x->person_sealed = malloc(x->person_len ? x->person_len : 1);
         n++;
@@ -1207,10 +1229,10 @@ static core_status recover_intents(market *m, int *done, core_error *err) {
             rc = nomem(err);
             break;
         }
-        memcpy(x->rows_sealed, sqlite3_column_blob(st, 4), x->rows_len);
-        memcpy(x->person_sealed, sqlite3_column_blob(st, 5), x->person_len);
+        memcpy(x->rows_sealed, sqlite3_column_blob(q, 4), x->rows_len);
+        memcpy(x->person_sealed, sqlite3_column_blob(q, 5), x->person_len);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(m->opt.st, db);
     for (size_t i = 0; !rc && i < n; i++) {
         intent_row *x = &v[i];
@@ -1281,20 +1303,20 @@ static core_status parts_of(market *m, sqlite3 *db, int64_t owner, const char *i
                             size_t *n, core_error *err) {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc = store_prepare(db,
                                    "SELECT request_id, sealed FROM market_participation WHERE owner = ?1 AND "
                                    "withdrawn_at IS NULL AND (?2 IS NULL OR request_id = ?2) AND "
                                    "(?3 IS NULL OR grant_txid = ?3)",
-                                   &st, err);
+                                   &q, err);
     size_t cap = 0;
     (void)m;
     if (!rc) {
-        sqlite3_bind_int64(st, 1, owner);
-        if (id) sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        if (grant) sqlite3_bind_blob(st, 3, grant, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 1, owner);
+        if (id) sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC);
+        if (grant) sqlite3_bind_blob(q, 3, grant, LEDGER_HASH, SQLITE_STATIC);
     }
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+    while (!rc && sqlite3_step(q) == SQLITE_ROW) {
         if (*n == cap) {
             size_t ncap = cap ? 2 * cap : 4;
             part_row *g = realloc(*out, ncap * sizeof *g);
@@ -1306,17 +1328,17 @@ static core_status parts_of(market *m, sqlite3 *db, int64_t owner, const char *i
             cap = ncap;
         }
         part_row *p = &(*out)[*n];
-        snprintf(p->id, sizeof p->id, "%s", (const char *)sqlite3_column_text(st, 0));
-        p->len = (size_t)sqlite3_column_bytes(st, 1);
+        snprintf(p->id, sizeof p->id, "%s", (const char *)sqlite3_column_text(q, 0));
+        p->len = (size_t)sqlite3_column_bytes(q, 1);
         p->sealed = malloc(p->len ? p->len : 1);
         if (!p->sealed) {
             rc = nomem(err);
             break;
         }
-        memcpy(p->sealed, sqlite3_column_blob(st, 1), p->len);
+        memcpy(p->sealed, sqlite3_column_blob(q, 1), p->len);
         (*n)++;
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -1345,8 +1367,8 @@ static core_status withdraw_one(market *m, sqlite3 *db, int64_t owner, const uin
         rc = store_begin(db, err);
         open = !rc;
     }
-    sqlite3_stmt *st = NULL;
-    if (!rc) rc = store_prepare(db, "DELETE FROM market_rows WHERE tag = ?1 AND request_id = ?2", &st, err);
+    sqlite3_stmt *q = NULL;
+    if (!rc) rc = store_prepare(db, "DELETE FROM market_rows WHERE tag = ?1 AND request_id = ?2", &q, err);
     size_t i;
     const json_t *t;
     json_array_foreach(tags, i, t) {
@@ -1357,23 +1379,23 @@ static core_status withdraw_one(market *m, sqlite3 *db, int64_t owner, const uin
             rc = core_fail(err, CORE_ERR_STORAGE, NULL, "malformed participation");
             break;
         }
-        sqlite3_bind_blob(st, 1, tag, sizeof tag, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, p->id, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
-        sqlite3_reset(st);
+        sqlite3_bind_blob(q, 1, tag, sizeof tag, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, p->id, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_reset(q);
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    sqlite3_finalize(q);
+    q = NULL;
     if (!rc)
         rc = store_prepare(db, "UPDATE market_participation SET withdrawn_at = ?3 WHERE owner = ?1 AND request_id = ?2",
-                           &st, err);
+                           &q, err);
     if (!rc) {
-        sqlite3_bind_int64(st, 1, owner);
-        sqlite3_bind_text(st, 2, p->id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now_of(m));
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_int64(q, 1, owner);
+        sqlite3_bind_text(q, 2, p->id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, now_of(m));
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (open) {
         if (!rc)
             rc = store_commit(db, err);
@@ -1423,21 +1445,21 @@ core_status market_rows_for_request(market *m, const char *id, json_t **rows, co
     json_t *a = json_array();
     if (!a) return nomem(err);
     sqlite3 *db = store_acquire(m->opt.st);
-    sqlite3_stmt *st = NULL;
-    rc = store_prepare(db, "SELECT tag, row FROM market_rows WHERE request_id = ?1 ORDER BY tag", &st, err);
+    sqlite3_stmt *q = NULL;
+    rc = store_prepare(db, "SELECT tag, row FROM market_rows WHERE request_id = ?1 ORDER BY tag", &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
         int s;
-        while (!rc && (s = sqlite3_step(st)) == SQLITE_ROW) {
-            json_t *row = core_json_loads((const char *)sqlite3_column_text(st, 1), 0, NULL, NULL);
-            if (!row || sqlite3_column_bytes(st, 0) != MARKET_TAG_BYTES ||
-                json_object_set_new(row, "tag", hex_json(sqlite3_column_blob(st, 0), MARKET_TAG_BYTES)) ||
+        while (!rc && (s = sqlite3_step(q)) == SQLITE_ROW) {
+            json_t *row = core_json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL, NULL);
+            if (!row || sqlite3_column_bytes(q, 0) != MARKET_TAG_BYTES ||
+                json_object_set_new(row, "tag", hex_json(sqlite3_column_blob(q, 0), MARKET_TAG_BYTES)) ||
                 json_array_append_new(a, row))
                 rc = nomem(err);
         }
         if (!rc && s != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(m->opt.st, db);
     if (rc) {
         json_decref(a);

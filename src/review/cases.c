@@ -153,71 +153,73 @@ typedef struct {
 /* Commit the intent. CONFLICT field "state" when the case already has one:
  * another step on it is under way (or waits for recovery). */
 static core_status intent_put(review *r, sqlite3 *db, const char *id, const intent *in, core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc = store_prepare(db,
                                    "INSERT INTO review_intents(case_id, op, commitment, request_txid, target, answer, "
                                    "reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                   &st, err);
+                                   &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, in->op, -1, SQLITE_STATIC);
-        if (in->commitment) sqlite3_bind_blob(st, 3, in->commitment, LEDGER_HASH, SQLITE_STATIC);
-        if (in->request) sqlite3_bind_blob(st, 4, in->request, LEDGER_HASH, SQLITE_STATIC);
-        if (in->target) sqlite3_bind_text(st, 5, in->target, -1, SQLITE_STATIC);
-        if (in->answer) sqlite3_bind_blob(st, 6, in->answer, (int)in->answer_len, SQLITE_STATIC);
-        if (in->reason) sqlite3_bind_text(st, 7, in->reason, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 8, now_of(r));
-        int step = sqlite3_step(st);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, in->op, -1, SQLITE_STATIC);
+        if (in->commitment) sqlite3_bind_blob(q, 3, in->commitment, LEDGER_HASH, SQLITE_STATIC);
+        if (in->request) sqlite3_bind_blob(q, 4, in->request, LEDGER_HASH, SQLITE_STATIC);
+        if (in->target) sqlite3_bind_text(q, 5, in->target, -1, SQLITE_STATIC);
+        if (in->answer) sqlite3_bind_blob(q, 6, in->answer, (int)in->answer_len, SQLITE_STATIC);
+        if (in->reason) sqlite3_bind_text(q, 7, in->reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 8, now_of(r));
+        int step = sqlite3_step(q);
         if ((step & 0xff) == SQLITE_CONSTRAINT) /* primary key: the case has one */
             rc = core_fail(err, CORE_ERR_CONFLICT, "state", "another change to this case is under way");
         else if (step != SQLITE_DONE)
             rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
 static core_status intent_drop(sqlite3 *db, const char *id, core_error *err) {
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, "DELETE FROM review_intents WHERE case_id = ?", &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, "DELETE FROM review_intents WHERE case_id = ?", &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
 /* Run sql (its ?1 bound to id; binder binds the rest) and drop the case's
  * intent in one SQLite transaction: the row's step and the end of the
  * intent commit together. */
-typedef void (*binder)(sqlite3_stmt *st, const void *ud);
+typedef void (*binder)(sqlite3_stmt *q, const void *ud);
 static core_status finish_step(sqlite3 *db, const char *id, const char *sql, binder bind, const void *ud,
                                core_error *err) {
     core_status rc = store_begin(db, err);
     if (rc) return rc;
-    sqlite3_stmt *st = NULL;
-    rc = store_prepare(db, sql, &st, err);
+    sqlite3_stmt *q = NULL;
+    rc = store_prepare(db, sql, &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        if (bind) bind(st, ud);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        if (bind) bind(q, ud);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (!rc) rc = intent_drop(db, id, err);
     if (!rc) rc = store_commit(db, err);
     if (rc) store_rollback(db);
     return rc;
 }
 
-core_status review_case_request(review *r, const review_request_in *in, char id[REVIEW_CASE_ID_TEXT], core_error *err) {
+/* A request's refusals, before anything is sealed or signed: cases off, no
+ * offer, a bad case (build_case), too few tokens. *text (the case copy, to
+ * wipe and free) on success. */
+static core_status request_check(review *r, const review_request_in *in, review_offer *offer, char **text,
+                                 core_error *err) {
     core_status rc = need_cases(r, err);
     if (rc) return rc;
-    review_offer offer;
-    if ((rc = review_offer_get(r, in->org, &offer, err))) return rc;
-    char *text = NULL;
-    if ((rc = build_case(in, &text, err))) return rc;
-    size_t text_len = strlen(text);
+    if ((rc = review_offer_get(r, in->org, offer, err))) return rc;
+    if ((rc = build_case(in, text, err))) return rc;
+    size_t text_len = strlen(*text);
 
     /* Balance first: the ledger would refuse too, but the refusal should
      * name what is short, and nothing should be sealed or signed for it. */
@@ -225,50 +227,128 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
     core_error e = {0};
     core_status arc = ledger_get_account(r->opt.led, in->wallet_sk + 32, &acct, &e);
     if (arc && arc != CORE_ERR_NOT_FOUND) {
-        cs_crypto_wipe(text, text_len);
-        free(text);
         if (err) *err = e;
-        return arc;
+        rc = arc;
+    } else if (acct.balance < offer->price) {
+        rc = core_fail(err, CORE_ERR_CONFLICT, "balance", "this review costs %lld tokens; the wallet holds %lld",
+                       (long long)offer->price, (long long)acct.balance);
     }
-    if (acct.balance < offer.price) {
-        cs_crypto_wipe(text, text_len);
-        free(text);
-        return core_fail(err, CORE_ERR_CONFLICT, "balance", "this review costs %lld tokens; the wallet holds %lld",
-                         (long long)offer.price, (long long)acct.balance);
+    if (rc) {
+        cs_crypto_wipe(*text, text_len);
+        free(*text);
+        *text = NULL;
     }
+    return rc;
+}
 
-    uint8_t raw_id[16], key[32], salt[32], commitment[32];
-    cs_crypto_random(raw_id, sizeof raw_id);
-    cs_crypto_hex(raw_id, sizeof raw_id, id);
+/* The case copy sealed for keeping: under a random case key, which is
+ * sealed for the person (data key) and for the organisation (server key);
+ * the ledger's commitment to it. Owns its buffers (case_seal_free). */
+typedef struct {
+    uint8_t salt[32], commitment[32];
+    uint8_t *sealed, *pkey, *skey;
+    size_t sealed_len, pkey_len, skey_len;
+} case_seal;
+
+static void case_seal_free(case_seal *c) {
+    free(c->sealed);
+    free(c->pkey);
+    free(c->skey);
+}
+
+/* Seals text (the case copy, wiped and freed here whatever happens). */
+static core_status case_seal_make(review *r, const review_request_in *in, const char *id, char *text, case_seal *c,
+                                  core_error *err) {
+    size_t text_len = strlen(text);
+    uint8_t key[32];
     cs_crypto_random(key, sizeof key);
-    cs_crypto_random(salt, sizeof salt);
+    cs_crypto_random(c->salt, sizeof c->salt);
     /* The ledger commits to the case without revealing it: SHA-256(salt ‖
      * case), the salt known only to those who hold the case. */
-    cs_crypto_sha256_2(commitment, salt, sizeof salt, text, text_len);
-    uint8_t *sealed = NULL, *pkey = NULL, *skey = NULL;
-    size_t sealed_len = 0, pkey_len = 0, skey_len = 0;
+    cs_crypto_sha256_2(c->commitment, c->salt, sizeof c->salt, text, text_len);
     size_t idlen = strlen(id);
-    rc = cs_crypto_seal(key, id, idlen, text, text_len, &sealed, &sealed_len, err);
-    if (!rc) rc = cs_crypto_seal(in->data_key, id, idlen, key, sizeof key, &pkey, &pkey_len, err);
-    if (!rc) rc = cs_crypto_seal(r->server_key, id, idlen, key, sizeof key, &skey, &skey_len, err);
+    core_status rc = cs_crypto_seal(key, id, idlen, text, text_len, &c->sealed, &c->sealed_len, err);
+    if (!rc) rc = cs_crypto_seal(in->data_key, id, idlen, key, sizeof key, &c->pkey, &c->pkey_len, err);
+    if (!rc) rc = cs_crypto_seal(r->server_key, id, idlen, key, sizeof key, &c->skey, &c->skey_len, err);
     cs_crypto_wipe(text, text_len);
     free(text);
     cs_crypto_wipe(key, sizeof key);
+    return rc;
+}
+
+/* Step 3: the case row and the end of the intent, together. If that fails
+ * the escrow (request_txid) is on the ledger but the case is not kept: the
+ * tokens go back now rather than stay locked, and the intent goes once they
+ * are back (else recovery refunds at start). */
+static core_status case_store(review *r, sqlite3 *db, const review_request_in *in, const char *id,
+                              const review_offer *offer, const uint8_t request_txid[LEDGER_HASH], const case_seal *c,
+                              core_error *err) {
+    int64_t now = now_of(r);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_begin(db, err);
+    bool open = !rc;
+    if (!rc)
+        rc = store_prepare(db,
+                           "INSERT INTO review_cases(id, owner, org_key, price, state, created_at, deadline, "
+                           "request_txid, salt, case_blob, person_key, server_key, record_id) "
+                           "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)",
+                           &q, err);
+    if (!rc) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, in->owner);
+        sqlite3_bind_blob(q, 3, in->org, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 4, offer->price);
+        sqlite3_bind_int64(q, 5, now);
+        sqlite3_bind_int64(q, 6, now + (int64_t)offer->answer_hours * 3600);
+        sqlite3_bind_blob(q, 7, request_txid, LEDGER_HASH, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 8, c->salt, sizeof c->salt, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 9, c->sealed, (int)c->sealed_len, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 10, c->pkey, (int)c->pkey_len, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 11, c->skey, (int)c->skey_len, SQLITE_STATIC);
+        if (in->record_id) sqlite3_bind_text(q, 12, in->record_id, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
+    }
+    sqlite3_finalize(q);
+    if (!rc) rc = intent_drop(db, id, err);
+    if (open) {
+        if (!rc)
+            rc = store_commit(db, err);
+        else
+            store_rollback(db);
+    }
+    if (rc) {
+        uint8_t t[LEDGER_HASH];
+        if (!close_escrow(r, LEDGER_TX_REVIEW_REFUND, request_txid, t, NULL)) intent_drop(db, id, NULL);
+    }
+    return rc;
+}
+
+core_status review_case_request(review *r, const review_request_in *in, char id[REVIEW_CASE_ID_TEXT], core_error *err) {
+    review_offer offer;
+    char *text = NULL;
+    core_status rc = request_check(r, in, &offer, &text, err);
+    if (rc) return rc;
+    uint8_t raw_id[16];
+    cs_crypto_random(raw_id, sizeof raw_id);
+    cs_crypto_hex(raw_id, sizeof raw_id, id);
+    case_seal c = {0};
+    rc = case_seal_make(r, in, id, text, &c, err);
 
     /* 1. The intent, committed before the escrow exists: a crash after the
      * escrow and before the case row leaves this, and recovery refunds. */
     sqlite3 *db = store_acquire(r->opt.st);
-    intent it = {.op = "request", .commitment = commitment};
+    intent it = {.op = "request", .commitment = c.commitment};
     if (!rc) rc = intent_put(r, db, id, &it, err);
     bool intended = !rc;
     /* Not held across the ledger's block commit: other requests need it. */
     store_release(r->opt.st, db);
     REVIEW_CRASH_POINT("review_after_request_intent");
+    /* 2. The escrow. */
     ledger_receipt receipt;
     if (!rc) {
         ledger_tx tx = {.kind = LEDGER_TX_REVIEW_REQUEST};
         memcpy(tx.u.review.org, in->org, LEDGER_KEY);
-        memcpy(tx.u.review.commitment, commitment, LEDGER_HASH);
+        memcpy(tx.u.review.commitment, c.commitment, LEDGER_HASH);
         tx.u.review.price = (uint64_t)offer.price;
         rc = ledger_sign_submit(r->opt.led, &tx, in->wallet_sk, &receipt, err);
     }
@@ -277,53 +357,9 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
      * fails, recovery finds no escrow and drops it then.) */
     if (rc && intended) intent_drop(db, id, NULL);
     REVIEW_CRASH_POINT("review_after_escrow");
-    if (!rc) {
-        /* 3. The case row and the end of the intent, together. */
-        int64_t now = now_of(r);
-        sqlite3_stmt *st = NULL;
-        rc = store_begin(db, err);
-        bool open = !rc;
-        if (!rc)
-            rc = store_prepare(db,
-                               "INSERT INTO review_cases(id, owner, org_key, price, state, created_at, deadline, "
-                               "request_txid, salt, case_blob, person_key, server_key, record_id) "
-                               "VALUES (?, ?, ?, ?, 'waiting', ?, ?, ?, ?, ?, ?, ?, ?)",
-                               &st, err);
-        if (!rc) {
-            sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 2, in->owner);
-            sqlite3_bind_blob(st, 3, in->org, LEDGER_KEY, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 4, offer.price);
-            sqlite3_bind_int64(st, 5, now);
-            sqlite3_bind_int64(st, 6, now + (int64_t)offer.answer_hours * 3600);
-            sqlite3_bind_blob(st, 7, receipt.txid, LEDGER_HASH, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 8, salt, sizeof salt, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 9, sealed, (int)sealed_len, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 10, pkey, (int)pkey_len, SQLITE_STATIC);
-            sqlite3_bind_blob(st, 11, skey, (int)skey_len, SQLITE_STATIC);
-            if (in->record_id) sqlite3_bind_text(st, 12, in->record_id, -1, SQLITE_STATIC);
-            if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
-        }
-        sqlite3_finalize(st);
-        if (!rc) rc = intent_drop(db, id, err);
-        if (open) {
-            if (!rc)
-                rc = store_commit(db, err);
-            else
-                store_rollback(db);
-        }
-        if (rc) {
-            /* The escrow is on the ledger but the case is not kept: give
-             * the tokens back now rather than leave them locked; the intent
-             * goes once they are back (else recovery refunds at start). */
-            uint8_t t[LEDGER_HASH];
-            if (!close_escrow(r, LEDGER_TX_REVIEW_REFUND, receipt.txid, t, NULL)) intent_drop(db, id, NULL);
-        }
-    }
+    if (!rc) rc = case_store(r, db, in, id, &offer, receipt.txid, &c, err);
     store_release(r->opt.st, db);
-    free(sealed);
-    free(pkey);
-    free(skey);
+    case_seal_free(&c);
     if (rc) id[0] = 0;
     return rc;
 }
@@ -339,17 +375,17 @@ typedef struct {
  * organisation's. NOT_FOUND otherwise. */
 static core_status load_head(sqlite3 *db, const char *id, int64_t owner, const uint8_t *org, case_head *h,
                              core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc =
-        store_prepare(db, "SELECT state, org_key, request_txid, owner FROM review_cases WHERE id = ?", &st, err);
+        store_prepare(db, "SELECT state, org_key, request_txid, owner FROM review_cases WHERE id = ?", &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id ? id : "", -1, SQLITE_STATIC);
-        int step = sqlite3_step(st);
+        sqlite3_bind_text(q, 1, id ? id : "", -1, SQLITE_STATIC);
+        int step = sqlite3_step(q);
         if (step == SQLITE_ROW) {
-            snprintf(h->state, sizeof h->state, "%s", (const char *)sqlite3_column_text(st, 0));
-            if (sqlite3_column_bytes(st, 1) == LEDGER_KEY) memcpy(h->org, sqlite3_column_blob(st, 1), LEDGER_KEY);
-            if (sqlite3_column_bytes(st, 2) == LEDGER_HASH) memcpy(h->request, sqlite3_column_blob(st, 2), LEDGER_HASH);
-            h->owner = sqlite3_column_int64(st, 3);
+            snprintf(h->state, sizeof h->state, "%s", (const char *)sqlite3_column_text(q, 0));
+            if (sqlite3_column_bytes(q, 1) == LEDGER_KEY) memcpy(h->org, sqlite3_column_blob(q, 1), LEDGER_KEY);
+            if (sqlite3_column_bytes(q, 2) == LEDGER_HASH) memcpy(h->request, sqlite3_column_blob(q, 2), LEDGER_HASH);
+            h->owner = sqlite3_column_int64(q, 3);
             if ((owner > 0 && h->owner != owner) || (org && memcmp(org, h->org, LEDGER_KEY)))
                 rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such review case");
         } else if (step == SQLITE_DONE) {
@@ -358,7 +394,7 @@ static core_status load_head(sqlite3 *db, const char *id, int64_t owner, const u
             rc = store_error(db, err);
         }
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -376,14 +412,14 @@ typedef struct {
     const char *reason;
 } close_row;
 
-static void bind_close(sqlite3_stmt *st, const void *ud) {
+static void bind_close(sqlite3_stmt *q, const void *ud) {
     const close_row *c = ud;
     static const uint8_t zero[LEDGER_HASH];
-    sqlite3_bind_text(st, 2, c->state, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, c->now);
-    if (c->txid && memcmp(c->txid, zero, LEDGER_HASH)) sqlite3_bind_blob(st, 4, c->txid, LEDGER_HASH, SQLITE_STATIC);
-    if (c->reason) sqlite3_bind_text(st, 5, c->reason, -1, SQLITE_STATIC);
-    if (c->answer) sqlite3_bind_blob(st, 6, c->answer, (int)c->answer_len, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, c->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, c->now);
+    if (c->txid && memcmp(c->txid, zero, LEDGER_HASH)) sqlite3_bind_blob(q, 4, c->txid, LEDGER_HASH, SQLITE_STATIC);
+    if (c->reason) sqlite3_bind_text(q, 5, c->reason, -1, SQLITE_STATIC);
+    if (c->answer) sqlite3_bind_blob(q, 6, c->answer, (int)c->answer_len, SQLITE_STATIC);
 }
 
 static core_status finish_close(sqlite3 *db, const char *id, const close_row *c, core_error *err) {
@@ -464,11 +500,11 @@ typedef struct {
     const uint8_t *txid;
 } revoke_row;
 
-static void bind_revoke(sqlite3_stmt *st, const void *ud) {
+static void bind_revoke(sqlite3_stmt *q, const void *ud) {
     const revoke_row *v = ud;
     static const uint8_t zero[LEDGER_HASH];
-    sqlite3_bind_int64(st, 2, v->now);
-    if (v->txid && memcmp(v->txid, zero, LEDGER_HASH)) sqlite3_bind_blob(st, 3, v->txid, LEDGER_HASH, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, v->now);
+    if (v->txid && memcmp(v->txid, zero, LEDGER_HASH)) sqlite3_bind_blob(q, 3, v->txid, LEDGER_HASH, SQLITE_STATIC);
 }
 
 static core_status finish_revoke(sqlite3 *db, const char *id, const revoke_row *v, core_error *err) {
@@ -543,11 +579,11 @@ static core_status intent_rows(sqlite3 *db, intent_row **out, size_t *n, core_er
     *out = NULL;
     *n = 0;
     size_t cap = 0;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     core_status rc = store_prepare(
-        db, "SELECT case_id, op, commitment, request_txid, target, answer, reason FROM review_intents", &st, err);
+        db, "SELECT case_id, op, commitment, request_txid, target, answer, reason FROM review_intents", &q, err);
     while (!rc) {
-        int step = sqlite3_step(st);
+        int step = sqlite3_step(q);
         if (step == SQLITE_DONE) break;
         if (step != SQLITE_ROW) {
             rc = store_error(db, err);
@@ -566,27 +602,27 @@ static core_status intent_rows(sqlite3 *db, intent_row **out, size_t *n, core_er
         intent_row *v = &(*out)[*n];
         memset(v, 0, sizeof *v);
         (*n)++;
-        snprintf(v->id, sizeof v->id, "%s", (const char *)sqlite3_column_text(st, 0));
-        snprintf(v->op, sizeof v->op, "%s", (const char *)sqlite3_column_text(st, 1));
-        if (sqlite3_column_bytes(st, 2) == LEDGER_HASH) memcpy(v->commitment, sqlite3_column_blob(st, 2), LEDGER_HASH);
-        if (sqlite3_column_bytes(st, 3) == LEDGER_HASH) memcpy(v->request, sqlite3_column_blob(st, 3), LEDGER_HASH);
-        if (sqlite3_column_type(st, 4) != SQLITE_NULL)
-            snprintf(v->target, sizeof v->target, "%s", (const char *)sqlite3_column_text(st, 4));
-        if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
-            v->answer_len = (size_t)sqlite3_column_bytes(st, 5);
+        snprintf(v->id, sizeof v->id, "%s", (const char *)sqlite3_column_text(q, 0));
+        snprintf(v->op, sizeof v->op, "%s", (const char *)sqlite3_column_text(q, 1));
+        if (sqlite3_column_bytes(q, 2) == LEDGER_HASH) memcpy(v->commitment, sqlite3_column_blob(q, 2), LEDGER_HASH);
+        if (sqlite3_column_bytes(q, 3) == LEDGER_HASH) memcpy(v->request, sqlite3_column_blob(q, 3), LEDGER_HASH);
+        if (sqlite3_column_type(q, 4) != SQLITE_NULL)
+            snprintf(v->target, sizeof v->target, "%s", (const char *)sqlite3_column_text(q, 4));
+        if (sqlite3_column_type(q, 5) != SQLITE_NULL) {
+            v->answer_len = (size_t)sqlite3_column_bytes(q, 5);
             v->answer = malloc(v->answer_len ? v->answer_len : 1);
             if (!v->answer) {
                 rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
                 break;
             }
-            memcpy(v->answer, sqlite3_column_blob(st, 5), v->answer_len);
+            memcpy(v->answer, sqlite3_column_blob(q, 5), v->answer_len);
         }
-        if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-            v->reason = strdup((const char *)sqlite3_column_text(st, 6));
+        if (sqlite3_column_type(q, 6) != SQLITE_NULL) {
+            v->reason = strdup((const char *)sqlite3_column_text(q, 6));
             if (!v->reason) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         }
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (rc) {
         intent_rows_free(*out, *n);
         *out = NULL;
@@ -609,20 +645,20 @@ static core_status open_under(const uint8_t wrap[32], const char *id, const void
 
 static void refeed(review *r, sqlite3 *db, const char *id, const uint8_t *answer, size_t answer_len) {
     if (!r->opt.on_answered) return;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     uint8_t *pt = NULL, *at = NULL, key[32];
     size_t ptlen = 0, atlen = 0;
-    core_status rc = store_prepare(db, "SELECT server_key, case_blob FROM review_cases WHERE id = ?", &st, NULL);
+    core_status rc = store_prepare(db, "SELECT server_key, case_blob FROM review_cases WHERE id = ?", &q, NULL);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
-            sqlite3_column_type(st, 1) != SQLITE_NULL)
-            rc = open_under(r->server_key, id, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                            sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), &pt, &ptlen, key, NULL);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL &&
+            sqlite3_column_type(q, 1) != SQLITE_NULL)
+            rc = open_under(r->server_key, id, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0),
+                            sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1), &pt, &ptlen, key, NULL);
         else
             rc = CORE_ERR_NOT_FOUND;
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (!rc) rc = cs_crypto_open(key, id, strlen(id), answer, answer_len, &at, &atlen, NULL);
     cs_crypto_wipe(key, sizeof key);
     json_t *a = rc ? NULL : core_json_loadb((const char *)at, atlen, 0, NULL, NULL);
@@ -698,12 +734,12 @@ static core_status recover_one(review *r, sqlite3 *db, const intent_row *v, core
 /* A waiting case whose escrow is no longer open (a crash before intents
  * existed, or a revocation by another route): the row follows the ledger. */
 static core_status reconcile_waiting(review *r, sqlite3 *db, int *fixed, core_error *err) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     char(*ids)[REVIEW_CASE_ID_TEXT] = NULL;
     uint8_t(*reqs)[LEDGER_HASH] = NULL;
     size_t n = 0, cap = 0;
-    core_status rc = store_prepare(db, "SELECT id, request_txid FROM review_cases WHERE state = 'waiting'", &st, err);
-    while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+    core_status rc = store_prepare(db, "SELECT id, request_txid FROM review_cases WHERE state = 'waiting'", &q, err);
+    while (!rc && sqlite3_step(q) == SQLITE_ROW) {
         if (n == cap) {
             size_t ncap = cap ? cap * 2 : 16;
             void *g1 = realloc(ids, ncap * sizeof *ids);
@@ -716,12 +752,12 @@ static core_status reconcile_waiting(review *r, sqlite3 *db, int *fixed, core_er
             }
             cap = ncap;
         }
-        snprintf(ids[n], REVIEW_CASE_ID_TEXT, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(ids[n], REVIEW_CASE_ID_TEXT, "%s", (const char *)sqlite3_column_text(q, 0));
         memset(reqs[n], 0, LEDGER_HASH);
-        if (sqlite3_column_bytes(st, 1) == LEDGER_HASH) memcpy(reqs[n], sqlite3_column_blob(st, 1), LEDGER_HASH);
+        if (sqlite3_column_bytes(q, 1) == LEDGER_HASH) memcpy(reqs[n], sqlite3_column_blob(q, 1), LEDGER_HASH);
         n++;
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     for (size_t i = 0; !rc && i < n; i++) {
         ledger_escrow e;
         core_error e1 = {0};
@@ -761,15 +797,15 @@ core_status review_sweep(review *r, int *refunded, core_error *err) {
     if (refunded) *refunded = 0;
     if (!r->opt.node_sk) return CORE_OK;
     sqlite3 *db = store_acquire(r->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     char(*ids)[REVIEW_CASE_ID_TEXT] = NULL;
     size_t n = 0, cap = 0;
     core_status rc = store_prepare(
-        db, "SELECT id FROM review_cases WHERE state = 'waiting' AND deadline <= ? ORDER BY deadline LIMIT 100", &st,
+        db, "SELECT id FROM review_cases WHERE state = 'waiting' AND deadline <= ? ORDER BY deadline LIMIT 100", &q,
         err);
     if (!rc) {
-        sqlite3_bind_int64(st, 1, now_of(r));
-        while (!rc && sqlite3_step(st) == SQLITE_ROW) {
+        sqlite3_bind_int64(q, 1, now_of(r));
+        while (!rc && sqlite3_step(q) == SQLITE_ROW) {
             if (n == cap) {
                 size_t ncap = cap ? cap * 2 : 8;
                 void *g = realloc(ids, ncap * sizeof *ids);
@@ -780,10 +816,10 @@ core_status review_sweep(review *r, int *refunded, core_error *err) {
                 ids = g;
                 cap = ncap;
             }
-            snprintf(ids[n++], REVIEW_CASE_ID_TEXT, "%s", (const char *)sqlite3_column_text(st, 0));
+            snprintf(ids[n++], REVIEW_CASE_ID_TEXT, "%s", (const char *)sqlite3_column_text(q, 0));
         }
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     for (size_t i = 0; !rc && i < n; i++) {
         case_head h;
         core_error e = {0};
@@ -841,22 +877,22 @@ static json_t *hex_json(const void *p, int n) {
 
 static json_t *openings_json(sqlite3 *db, const char *id) {
     json_t *a = json_array();
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     if (!a || store_prepare(db,
                             "SELECT clinician, opened_at FROM review_case_openings WHERE case_id = ? "
                             "ORDER BY opened_at, rowid",
-                            &st, NULL)) {
-        sqlite3_finalize(st);
+                            &q, NULL)) {
+        sqlite3_finalize(q);
         return a;
     }
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    while (sqlite3_step(st) == SQLITE_ROW) {
+    sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+    while (sqlite3_step(q) == SQLITE_ROW) {
         char t[32];
-        core_format_time(sqlite3_column_int64(st, 1), t);
+        core_format_time(sqlite3_column_int64(q, 1), t);
         json_array_append_new(
-            a, json_pack("{s:s, s:s}", "clinician", (const char *)sqlite3_column_text(st, 0), "opened_at", t));
+            a, json_pack("{s:s, s:s}", "clinician", (const char *)sqlite3_column_text(q, 0), "opened_at", t));
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return a;
 }
 
@@ -867,57 +903,56 @@ static json_t *openings_json(sqlite3 *db, const char *id) {
 /* The case-scoped consent (ledger purpose clinician_review, keyed by the
  * request's txid): active while the case waits or after its answer until
  * revoked; a refund (withdrawn, returned, expired) ends it on the ledger. */
-static json_t *consent_json(sqlite3_stmt *st) {
-    const char *state = (const char *)sqlite3_column_text(st, 3);
-    bool revoked = sqlite3_column_type(st, 13) != SQLITE_NULL;
+static json_t *consent_json(sqlite3_stmt *q) {
+    const char *state = (const char *)sqlite3_column_text(q, 3);
+    bool revoked = sqlite3_column_type(q, 13) != SQLITE_NULL;
     char at[32];
-    core_format_time(sqlite3_column_int64(st, 13), at);
+    core_format_time(sqlite3_column_int64(q, 13), at);
     const char *status = revoked                                                     ? "revoked"
                          : (!strcmp(state, "waiting") || !strcmp(state, "answered")) ? "active"
                                                                                      : "ended";
-    return json_pack("{s:o, s:s, s:o, s:o}", "id", hex_json(sqlite3_column_blob(st, 7), sqlite3_column_bytes(st, 7)),
+    return json_pack("{s:o, s:s, s:o, s:o}", "id", hex_json(sqlite3_column_blob(q, 7), sqlite3_column_bytes(q, 7)),
                      "status", status, "revoked_at", revoked ? json_string(at) : json_null(), "revoke_txid",
-                     hex_json(sqlite3_column_blob(st, 14), sqlite3_column_bytes(st, 14)));
+                     hex_json(sqlite3_column_blob(q, 14), sqlite3_column_bytes(q, 14)));
 }
 
 /* The person's view of one row; with data_key, the case and answer too. */
-static json_t *person_row(sqlite3 *db, sqlite3_stmt *st, const uint8_t *data_key) {
+static json_t *person_row(sqlite3 *db, sqlite3_stmt *q, const uint8_t *data_key) {
     char created[32], deadline[32], closed[32];
-    const char *id = (const char *)sqlite3_column_text(st, 0);
-    core_format_time(sqlite3_column_int64(st, 4), created);
-    core_format_time(sqlite3_column_int64(st, 5), deadline);
-    core_format_time(sqlite3_column_int64(st, 6), closed);
-    json_t *o =
-        json_pack("{s:s, s:{s:o}, s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "id", id, "organisation", "key",
-                  hex_json(sqlite3_column_blob(st, 1), sqlite3_column_bytes(st, 1)), "price",
-                  (json_int_t)sqlite3_column_int64(st, 2), "state", (const char *)sqlite3_column_text(st, 3),
-                  "created_at", created, "answer_due", deadline, "closed_at",
-                  sqlite3_column_type(st, 6) == SQLITE_NULL ? json_null() : json_string(closed), "request_txid",
-                  hex_json(sqlite3_column_blob(st, 7), sqlite3_column_bytes(st, 7)), "close_txid",
-                  hex_json(sqlite3_column_blob(st, 8), sqlite3_column_bytes(st, 8)), "reason",
-                  sqlite3_column_type(st, 9) == SQLITE_NULL ? json_null()
-                                                            : json_string((const char *)sqlite3_column_text(st, 9)));
+    const char *id = (const char *)sqlite3_column_text(q, 0);
+    core_format_time(sqlite3_column_int64(q, 4), created);
+    core_format_time(sqlite3_column_int64(q, 5), deadline);
+    core_format_time(sqlite3_column_int64(q, 6), closed);
+    json_t *o = json_pack(
+        "{s:s, s:{s:o}, s:I, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "id", id, "organisation", "key",
+        hex_json(sqlite3_column_blob(q, 1), sqlite3_column_bytes(q, 1)), "price",
+        (json_int_t)sqlite3_column_int64(q, 2), "state", (const char *)sqlite3_column_text(q, 3), "created_at", created,
+        "answer_due", deadline, "closed_at",
+        sqlite3_column_type(q, 6) == SQLITE_NULL ? json_null() : json_string(closed), "request_txid",
+        hex_json(sqlite3_column_blob(q, 7), sqlite3_column_bytes(q, 7)), "close_txid",
+        hex_json(sqlite3_column_blob(q, 8), sqlite3_column_bytes(q, 8)), "reason",
+        sqlite3_column_type(q, 9) == SQLITE_NULL ? json_null() : json_string((const char *)sqlite3_column_text(q, 9)));
     /* The owner's own link back to their entry (person_row is never a
      * clinician's view: those are review_queue and review_case_open). */
     if (o && json_object_set_new(o, "record_id",
-                                 sqlite3_column_type(st, 15) == SQLITE_NULL
+                                 sqlite3_column_type(q, 15) == SQLITE_NULL
                                      ? json_null()
-                                     : json_string((const char *)sqlite3_column_text(st, 15)))) {
+                                     : json_string((const char *)sqlite3_column_text(q, 15)))) {
         json_decref(o);
         return NULL;
     }
-    if (o && json_object_set_new(o, "consent", consent_json(st))) {
+    if (o && json_object_set_new(o, "consent", consent_json(q))) {
         json_decref(o);
         return NULL;
     }
     if (!o || !data_key) return o;
-    const void *kb = sqlite3_column_blob(st, 11);
-    size_t kl = (size_t)sqlite3_column_bytes(st, 11);
+    const void *kb = sqlite3_column_blob(q, 11);
+    size_t kl = (size_t)sqlite3_column_bytes(q, 11);
     uint8_t *pt = NULL;
     size_t ptlen = 0;
-    if (kb && sqlite3_column_type(st, 10) != SQLITE_NULL &&
-        !open_under(data_key, id, kb, kl, sqlite3_column_blob(st, 10), (size_t)sqlite3_column_bytes(st, 10), &pt,
-                    &ptlen, NULL, NULL)) {
+    if (kb && sqlite3_column_type(q, 10) != SQLITE_NULL &&
+        !open_under(data_key, id, kb, kl, sqlite3_column_blob(q, 10), (size_t)sqlite3_column_bytes(q, 10), &pt, &ptlen,
+                    NULL, NULL)) {
         bool ok = !json_object_set_new(o, "case", core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL));
         cs_crypto_wipe(pt, ptlen);
         free(pt);
@@ -926,9 +961,9 @@ static json_t *person_row(sqlite3 *db, sqlite3_stmt *st, const uint8_t *data_key
             return NULL;
         }
     }
-    if (kb && sqlite3_column_type(st, 12) != SQLITE_NULL &&
-        !open_under(data_key, id, kb, kl, sqlite3_column_blob(st, 12), (size_t)sqlite3_column_bytes(st, 12), &pt,
-                    &ptlen, NULL, NULL)) {
+    if (kb && sqlite3_column_type(q, 12) != SQLITE_NULL &&
+        !open_under(data_key, id, kb, kl, sqlite3_column_blob(q, 12), (size_t)sqlite3_column_bytes(q, 12), &pt, &ptlen,
+                    NULL, NULL)) {
         bool ok = !json_object_set_new(o, "answer", core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL));
         cs_crypto_wipe(pt, ptlen);
         free(pt);
@@ -945,17 +980,17 @@ core_status review_case_list(review *r, int64_t owner, json_t **out, core_error 
     *out = NULL;
     review_sweep(r, NULL, NULL);
     sqlite3 *db = store_acquire(r->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     json_t *a = json_array();
     core_status rc = a ? CORE_OK : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     if (!rc)
         rc = store_prepare(db, "SELECT " CASE_COLUMNS " FROM review_cases WHERE owner = ? ORDER BY created_at DESC, id",
-                           &st, err);
+                           &q, err);
     if (!rc) {
-        sqlite3_bind_int64(st, 1, owner);
-        while (sqlite3_step(st) == SQLITE_ROW) json_array_append_new(a, person_row(db, st, NULL));
+        sqlite3_bind_int64(q, 1, owner);
+        while (sqlite3_step(q) == SQLITE_ROW) json_array_append_new(a, person_row(db, q, NULL));
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(r->opt.st, db);
     if (rc) {
         json_decref(a);
@@ -970,20 +1005,19 @@ core_status review_case_get(review *r, int64_t owner, const uint8_t data_key[32]
     *out = NULL;
     review_sweep(r, NULL, NULL);
     sqlite3 *db = store_acquire(r->opt.st);
-    sqlite3_stmt *st = NULL;
-    core_status rc =
-        store_prepare(db, "SELECT " CASE_COLUMNS " FROM review_cases WHERE id = ? AND owner = ?", &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, "SELECT " CASE_COLUMNS " FROM review_cases WHERE id = ? AND owner = ?", &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id ? id : "", -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 2, owner);
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            *out = person_row(db, st, data_key);
+        sqlite3_bind_text(q, 1, id ? id : "", -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 2, owner);
+        if (sqlite3_step(q) == SQLITE_ROW) {
+            *out = person_row(db, q, data_key);
             if (!*out) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
         } else {
             rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such review request");
         }
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(r->opt.st, db);
     return rc;
 }
@@ -994,7 +1028,7 @@ core_status review_queue(review *r, const uint8_t org[LEDGER_KEY], json_t **out,
     if (rc) return rc;
     int64_t now = now_of(r);
     sqlite3 *db = store_acquire(r->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     json_t *a = json_array();
     rc = a ? CORE_OK : core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
     /* Only what a queue needs: the case id, its price and how long it has
@@ -1003,16 +1037,16 @@ core_status review_queue(review *r, const uint8_t org[LEDGER_KEY], json_t **out,
         rc = store_prepare(db,
                            "SELECT id, price, created_at, deadline FROM review_cases "
                            "WHERE org_key = ? AND state = 'waiting' ORDER BY created_at, id",
-                           &st, err);
+                           &q, err);
     if (!rc) {
-        sqlite3_bind_blob(st, 1, org, LEDGER_KEY, SQLITE_STATIC);
-        while (sqlite3_step(st) == SQLITE_ROW)
-            json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}", "id", (const char *)sqlite3_column_text(st, 0),
-                                               "price", (json_int_t)sqlite3_column_int64(st, 1), "waiting_seconds",
-                                               (json_int_t)(now - sqlite3_column_int64(st, 2)), "seconds_left",
-                                               (json_int_t)(sqlite3_column_int64(st, 3) - now)));
+        sqlite3_bind_blob(q, 1, org, LEDGER_KEY, SQLITE_STATIC);
+        while (sqlite3_step(q) == SQLITE_ROW)
+            json_array_append_new(a, json_pack("{s:s, s:I, s:I, s:I}", "id", (const char *)sqlite3_column_text(q, 0),
+                                               "price", (json_int_t)sqlite3_column_int64(q, 1), "waiting_seconds",
+                                               (json_int_t)(now - sqlite3_column_int64(q, 2)), "seconds_left",
+                                               (json_int_t)(sqlite3_column_int64(q, 3) - now)));
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(r->opt.st, db);
     if (rc) {
         json_decref(a);
@@ -1033,18 +1067,18 @@ static core_status org_case(review *r, sqlite3 *db, const uint8_t org[LEDGER_KEY
     core_status rc = load_head(db, id, 0, org, h, err);
     if (rc) return rc;
     if (strcmp(h->state, "waiting")) return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such waiting review case");
-    sqlite3_stmt *st = NULL;
-    rc = store_prepare(db, "SELECT server_key, case_blob FROM review_cases WHERE id = ?", &st, err);
+    sqlite3_stmt *q = NULL;
+    rc = store_prepare(db, "SELECT server_key, case_blob FROM review_cases WHERE id = ?", &q, err);
     if (!rc) {
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL &&
-            sqlite3_column_type(st, 1) != SQLITE_NULL)
-            rc = open_under(r->server_key, id, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0),
-                            sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), pt, ptlen, case_key, err);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_type(q, 0) != SQLITE_NULL &&
+            sqlite3_column_type(q, 1) != SQLITE_NULL)
+            rc = open_under(r->server_key, id, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0),
+                            sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1), pt, ptlen, case_key, err);
         else
             rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such waiting review case");
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -1061,19 +1095,19 @@ core_status review_case_open(review *r, const uint8_t org[LEDGER_KEY], int64_t c
     rc = org_case(r, db, org, id, &h, &pt, &ptlen, NULL, err);
     /* Log the opening before handing the case out: an opening that is not
      * logged never shows the case. */
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     if (!rc)
-        rc = store_prepare(db, "INSERT INTO review_case_openings(case_id, clinician, opened_at) VALUES (?, ?, ?)", &st,
+        rc = store_prepare(db, "INSERT INTO review_case_openings(case_id, clinician, opened_at) VALUES (?, ?, ?)", &q,
                            err);
     if (!rc) {
         char who[24];
         pseudonym(r, clinician_id, who);
-        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, who, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int64(st, 3, now_of(r));
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, who, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 3, now_of(r));
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     store_release(r->opt.st, db);
     if (!rc) {
         *out = core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL);

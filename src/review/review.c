@@ -120,27 +120,27 @@ static void find_org(void *ud, const uint8_t pk[LEDGER_KEY], const char *name, u
 }
 
 static core_status exec_key(sqlite3 *db, const char *sql, const uint8_t org[LEDGER_KEY], core_error *err) {
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, sql, &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, sql, &q, err);
     if (!rc) {
-        sqlite3_bind_blob(st, 1, org, LEDGER_KEY, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_blob(q, 1, org, LEDGER_KEY, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
 static core_status insert_codes(sqlite3 *db, const char *sql, const uint8_t org[LEDGER_KEY], size_t n,
                                 const char *codes, size_t stride, core_error *err) {
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, sql, &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, sql, &q, err);
     for (size_t i = 0; !rc && i < n; i++) {
-        sqlite3_reset(st);
-        sqlite3_bind_blob(st, 1, org, LEDGER_KEY, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, codes + i * stride, -1, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_reset(q);
+        sqlite3_bind_blob(q, 1, org, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, codes + i * stride, -1, SQLITE_STATIC);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     return rc;
 }
 
@@ -154,7 +154,7 @@ core_status review_offer_set(review *r, review_offer *o, core_error *err) {
     o->updated_at = core_now();
 
     sqlite3 *db = store_acquire(r->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     rc = store_begin(db, err);
     /* Replace whole: the old rows go (the child rows by cascade) and the
      * new ones are written in the same transaction, so a reader sees the
@@ -164,16 +164,16 @@ core_status review_offer_set(review *r, review_offer *o, core_error *err) {
         rc = store_prepare(db,
                            "INSERT INTO review_offers(org_key, org_name, price, answer_hours, updated_at) "
                            "VALUES (?, ?, ?, ?, ?)",
-                           &st, err);
+                           &q, err);
     if (!rc) {
-        sqlite3_bind_blob(st, 1, o->org, LEDGER_KEY, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, o->org_name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, o->price);
-        sqlite3_bind_int(st, 4, o->answer_hours);
-        sqlite3_bind_int64(st, 5, o->updated_at);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_blob(q, 1, o->org, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_bind_text(q, 2, o->org_name, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, o->price);
+        sqlite3_bind_int(q, 4, o->answer_hours);
+        sqlite3_bind_int64(q, 5, o->updated_at);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (!rc)
         rc = insert_codes(db, "INSERT INTO review_offer_conditions(org_key, condition) VALUES (?, ?)", o->org,
                           o->n_conditions, o->conditions[0], sizeof o->conditions[0], err);
@@ -205,53 +205,53 @@ static core_status load_codes(sqlite3 *db, review_offer *o, core_error *err) {
     };
     core_status rc = CORE_OK;
     for (int k = 0; !rc && k < 2; k++) {
-        sqlite3_stmt *st = NULL;
-        rc = store_prepare(db, sql[k], &st, err);
-        if (!rc) sqlite3_bind_blob(st, 1, o->org, LEDGER_KEY, SQLITE_STATIC);
+        sqlite3_stmt *q = NULL;
+        rc = store_prepare(db, sql[k], &q, err);
+        if (!rc) sqlite3_bind_blob(q, 1, o->org, LEDGER_KEY, SQLITE_STATIC);
         size_t *n = k ? &o->n_regions : &o->n_conditions;
         size_t cap = k ? REVIEW_REGIONS_MAX : REVIEW_CONDITIONS_MAX;
         *n = 0;
         int step = SQLITE_DONE;
-        while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW && *n < cap) {
-            const char *t = (const char *)sqlite3_column_text(st, 0);
+        while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW && *n < cap) {
+            const char *t = (const char *)sqlite3_column_text(q, 0);
             if (k)
                 snprintf(o->regions[(*n)++], sizeof o->regions[0], "%s", t ? t : "");
             else
                 snprintf(o->conditions[(*n)++], sizeof o->conditions[0], "%s", t ? t : "");
         }
         if (!rc && step != SQLITE_DONE && step != SQLITE_ROW) rc = store_error(db, err);
-        sqlite3_finalize(st);
+        sqlite3_finalize(q);
     }
     return rc;
 }
 
-static void offer_from_row(sqlite3_stmt *st, review_offer *o) {
+static void offer_from_row(sqlite3_stmt *q, review_offer *o) {
     memset(o, 0, sizeof *o);
-    if (sqlite3_column_bytes(st, 0) == LEDGER_KEY) memcpy(o->org, sqlite3_column_blob(st, 0), LEDGER_KEY);
-    const char *name = (const char *)sqlite3_column_text(st, 1);
+    if (sqlite3_column_bytes(q, 0) == LEDGER_KEY) memcpy(o->org, sqlite3_column_blob(q, 0), LEDGER_KEY);
+    const char *name = (const char *)sqlite3_column_text(q, 1);
     snprintf(o->org_name, sizeof o->org_name, "%s", name ? name : "");
-    o->price = sqlite3_column_int64(st, 2);
-    o->answer_hours = sqlite3_column_int(st, 3);
-    o->updated_at = sqlite3_column_int64(st, 4);
+    o->price = sqlite3_column_int64(q, 2);
+    o->answer_hours = sqlite3_column_int(q, 3);
+    o->updated_at = sqlite3_column_int64(q, 4);
 }
 
 #define OFFER_COLUMNS "o.org_key, o.org_name, o.price, o.answer_hours, o.updated_at"
 
 core_status review_offer_get(review *r, const uint8_t org[LEDGER_KEY], review_offer *out, core_error *err) {
     sqlite3 *db = store_acquire(r->opt.st);
-    sqlite3_stmt *st = NULL;
-    core_status rc = store_prepare(db, "SELECT " OFFER_COLUMNS " FROM review_offers o WHERE o.org_key = ?", &st, err);
+    sqlite3_stmt *q = NULL;
+    core_status rc = store_prepare(db, "SELECT " OFFER_COLUMNS " FROM review_offers o WHERE o.org_key = ?", &q, err);
     if (!rc) {
-        sqlite3_bind_blob(st, 1, org, LEDGER_KEY, SQLITE_STATIC);
-        int step = sqlite3_step(st);
+        sqlite3_bind_blob(q, 1, org, LEDGER_KEY, SQLITE_STATIC);
+        int step = sqlite3_step(q);
         if (step == SQLITE_ROW)
-            offer_from_row(st, out);
+            offer_from_row(q, out);
         else if (step == SQLITE_DONE)
             rc = core_fail(err, CORE_ERR_NOT_FOUND, "org", "this organisation offers no review");
         else
             rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     if (!rc) rc = load_codes(db, out, err);
     store_release(r->opt.st, db);
     return rc;
@@ -267,7 +267,7 @@ core_status review_offer_list(review *r, const char *condition, const char *coun
     if (country && !known_country(r, country, cc))
         return core_fail(err, CORE_ERR_INVALID, "country", "country must be an ISO 3166-1 code such as NZ");
     sqlite3 *db = store_acquire(r->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     review_offer *list = NULL;
     size_t len = 0, cap = 0;
     core_status rc =
@@ -278,12 +278,12 @@ core_status review_offer_list(review *r, const char *condition, const char *coun
                       "(?2 IS NULL OR EXISTS (SELECT 1 FROM review_offer_regions g WHERE g.org_key = o.org_key AND "
                       "g.region IN (?2, '*'))) "
                       "ORDER BY o.price, o.org_name, o.org_key",
-                      &st, err);
+                      &q, err);
     if (!rc) {
-        if (condition) sqlite3_bind_text(st, 1, condition, -1, SQLITE_STATIC);
-        if (country) sqlite3_bind_text(st, 2, cc, -1, SQLITE_STATIC);
+        if (condition) sqlite3_bind_text(q, 1, condition, -1, SQLITE_STATIC);
+        if (country) sqlite3_bind_text(q, 2, cc, -1, SQLITE_STATIC);
         int step = SQLITE_DONE;
-        while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        while (!rc && (step = sqlite3_step(q)) == SQLITE_ROW) {
             if (len == cap) {
                 size_t ncap = cap ? cap * 2 : 8;
                 review_offer *grown = realloc(list, ncap * sizeof *list);
@@ -294,11 +294,11 @@ core_status review_offer_list(review *r, const char *condition, const char *coun
                 list = grown;
                 cap = ncap;
             }
-            offer_from_row(st, &list[len++]);
+            offer_from_row(q, &list[len++]);
         }
         if (!rc && step != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     for (size_t i = 0; !rc && i < len; i++) rc = load_codes(db, &list[i], err);
     store_release(r->opt.st, db);
     if (rc) {

@@ -138,31 +138,31 @@ core_status share_pledge_put(share *s, const char *case_id, const share_pledge *
     if (rc) return rc;
     surveil = surveil && p->region[0];
     if (!surveil && !training) return CORE_OK; /* nothing wanted: nothing kept */
-    share_pledge q = *p;
-    q.reserved = q.pay = false;
+    share_pledge pl = *p;
+    pl.reserved = pl.pay = false;
     share_vault v = {0};
     bool vault = surveil && who && who->data_key;
     if (vault) {
         pthread_mutex_lock(&s->vault_lock);
-        rc = reserve(s, who, case_id, now, &v, &q, conf, err);
+        rc = reserve(s, who, case_id, now, &v, &pl, conf, err);
         if (!rc && conf->state == SHARE_CONFIRM_DUPLICATE) surveil = false;
     }
     /* Only what a consent held now asks for. */
     uint8_t pt[PLEDGE_BYTES] = {0}, key[32];
-    memcpy(pt, q.wallet, LEDGER_KEY);
+    memcpy(pt, pl.wallet, LEDGER_KEY);
     if (surveil) {
-        memcpy(pt + LEDGER_KEY, q.region, strnlen(q.region, 7));
-        core_put_le32(pt + LEDGER_KEY + 8, (uint32_t)q.birth_year);
+        memcpy(pt + LEDGER_KEY, pl.region, strnlen(pl.region, 7));
+        core_put_le32(pt + LEDGER_KEY + 8, (uint32_t)pl.birth_year);
     }
     pt[LEDGER_KEY + 12] = (uint8_t)((surveil ? PF_SURVEIL : 0) | (training ? PF_TRAINING : 0) |
-                                    (surveil && q.reserved ? PF_RESERVED : 0) | (surveil && q.pay ? PF_PAY : 0));
-    if (training) memcpy(pt + LEDGER_KEY + 13, q.handle, 32);
-    if (surveil && q.reserved) {
+                                    (surveil && pl.reserved ? PF_RESERVED : 0) | (surveil && pl.pay ? PF_PAY : 0));
+    if (training) memcpy(pt + LEDGER_KEY + 13, pl.handle, 32);
+    if (surveil && pl.reserved) {
         uint8_t *o = pt + PLEDGE_BYTES_V1;
-        core_put_le32(o, (uint32_t)q.owner);
-        core_put_le32(o + 4, (uint32_t)((uint64_t)q.owner >> 32));
-        memcpy(o + 8, q.inbox, 32);
-        memcpy(o + 40, q.ref, 16);
+        core_put_le32(o, (uint32_t)pl.owner);
+        core_put_le32(o + 4, (uint32_t)((uint64_t)pl.owner >> 32));
+        memcpy(o + 8, pl.inbox, 32);
+        memcpy(o + 40, pl.ref, 16);
     }
     bool store_pledge = surveil || training;
     uint8_t *sealed = NULL;
@@ -172,27 +172,27 @@ core_status share_pledge_put(share *s, const char *case_id, const share_pledge *
         rc = cs_crypto_seal(key, case_id, strlen(case_id), pt, sizeof pt, &sealed, &sealed_len, err);
     cs_crypto_wipe(key, sizeof key);
     cs_crypto_wipe(pt, sizeof pt);
-    cs_crypto_wipe(&q, sizeof q);
+    cs_crypto_wipe(&pl, sizeof pl);
     sqlite3 *db = store_acquire(s->opt.st);
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     bool open = false;
     if (!rc) open = !(rc = store_begin(db, err));
-    if (!rc && store_pledge) rc = store_prepare(db, "DELETE FROM share_review_pledges WHERE created_at < ?1", &st, err);
+    if (!rc && store_pledge) rc = store_prepare(db, "DELETE FROM share_review_pledges WHERE created_at < ?1", &q, err);
     if (!rc && store_pledge) {
-        sqlite3_bind_int64(st, 1, now - SHARE_PLEDGE_TTL);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_int64(q, 1, now - SHARE_PLEDGE_TTL);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
-    st = NULL;
+    sqlite3_finalize(q);
+    q = NULL;
     if (!rc && store_pledge)
-        rc = store_prepare(db, "INSERT OR REPLACE INTO share_review_pledges VALUES (?1, ?2, ?3)", &st, err);
+        rc = store_prepare(db, "INSERT OR REPLACE INTO share_review_pledges VALUES (?1, ?2, ?3)", &q, err);
     if (!rc && store_pledge) {
-        sqlite3_bind_text(st, 1, case_id, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 2, sealed, (int)sealed_len, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now);
-        if (sqlite3_step(st) != SQLITE_DONE) rc = store_error(db, err);
+        sqlite3_bind_text(q, 1, case_id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, sealed, (int)sealed_len, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, now);
+        if (sqlite3_step(q) != SQLITE_DONE) rc = store_error(db, err);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(q);
     /* The reservation and the pledge that completes it, together. */
     if (!rc && vault) rc = share_vault_store(s, db, who->owner, who->data_key, &v, err);
     if (open) {

@@ -25,7 +25,7 @@ typedef struct {
 
 typedef struct {
     const char *sql; /* identity of a string literal */
-    sqlite3_stmt *st;
+    sqlite3_stmt *q;
 } cached_stmt;
 
 struct store {
@@ -131,7 +131,7 @@ core_status store_open_schema(const char *path, int pool_size, const store_schem
 void store_close(store *st) {
     if (!st) return;
     for (int i = 0; i < st->size; i++) {
-        for (int j = 0; j < STMT_CACHE; j++) sqlite3_finalize(st->cache[i][j].st);
+        for (int j = 0; j < STMT_CACHE; j++) sqlite3_finalize(st->cache[i][j].q);
         if (i == 0) sqlite3_wal_checkpoint_v2(st->all[i], NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         sqlite3_close(st->all[i]);
     }
@@ -165,14 +165,14 @@ core_status store_prepare_cached(store *st, sqlite3 *db, const char *sql, sqlite
     for (int j = 0; j < STMT_CACHE; j++) {
         cached_stmt *c = &st->cache[i][j];
         if (c->sql == sql) {
-            *out = c->st;
+            *out = c->q;
             return CORE_OK;
         }
         if (!c->sql) {
-            if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->st, NULL) != SQLITE_OK)
+            if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->q, NULL) != SQLITE_OK)
                 return store_error(db, err);
             c->sql = sql;
-            *out = c->st;
+            *out = c->q;
             return CORE_OK;
         }
     }
@@ -182,7 +182,7 @@ core_status store_prepare_cached(store *st, sqlite3 *db, const char *sql, sqlite
 void store_release(store *st, sqlite3 *db) {
     /* Reset cached statements so none holds a read transaction open. */
     int i = conn_index(st, db);
-    for (int j = 0; i >= 0 && j < STMT_CACHE && st->cache[i][j].sql; j++) sqlite3_reset(st->cache[i][j].st);
+    for (int j = 0; i >= 0 && j < STMT_CACHE && st->cache[i][j].sql; j++) sqlite3_reset(st->cache[i][j].q);
     store_rollback(db); /* a connection never goes back with an open transaction */
     pthread_mutex_lock(&st->lock);
     st->free_list[st->free_count++] = db;

@@ -1,12 +1,14 @@
-/* See failalloc.h. The counter is process-wide and not thread-safe on
- * purpose: the scenarios that use it run on one thread (SQLite's and
- * CareSync's pools are not exercised concurrently here). */
+/* See failalloc.h. The counter is process-wide and atomic: the market
+ * scenarios run with the ledger's producer thread allocating while the
+ * scenario's thread waits for its block, and exactly one allocation of the
+ * two threads must take the armed failure. */
 #include "failalloc.h"
 
 #include "core/core.h"
 
 #include <jansson.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +19,8 @@ void *__real_realloc(void *p, size_t n);
 char *__real_strdup(const char *s);
 char *__real_strndup(const char *s, size_t n);
 
-static long countdown; /* 0: disarmed */
-static bool fired;
+static atomic_long countdown; /* 0: disarmed */
+static atomic_bool fired;
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -28,9 +30,9 @@ void __sanitizer_print_stack_trace(void);
 #endif
 
 static bool fail_now(void) {
-    if (countdown <= 0) return false;
-    if (--countdown > 0) return false;
-    fired = true;
+    if (atomic_load(&countdown) <= 0) return false;
+    if (atomic_fetch_sub(&countdown, 1) != 1) return false; /* only the one that takes it from 1 to 0 */
+    atomic_store(&fired, true);
 #ifdef FAILALLOC_TRACE
     /* FAILALLOC_TRACE=1 in the environment: where each injected failure
      * happened, to find the caller that ignored it. */
@@ -42,11 +44,11 @@ static bool fail_now(void) {
 }
 
 void failalloc_arm(long n) {
-    countdown = n > 0 ? n : 0;
-    fired = false;
+    atomic_store(&countdown, n > 0 ? n : 0);
+    atomic_store(&fired, false);
 }
 
-bool failalloc_fired(void) { return fired; }
+bool failalloc_fired(void) { return atomic_load(&fired); }
 
 void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
 void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(n, size); }

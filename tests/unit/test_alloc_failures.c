@@ -15,6 +15,8 @@
 #include "market/market.h"
 #include "nn/nn.h"
 #include "records/records.h"
+#include "review/review.h"
+#include "share/share.h"
 #include "surveil/surveil.h"
 #include "testutil.h"
 #include "vision/vision.h"
@@ -841,8 +843,529 @@ static void market_deliver_survives_every_failure(void **state) {
     anon_delivery_free(d);
 }
 
+/* ---- market (issue 14): approval, acceptance and delivery, where a ledger
+ * step sits between two writes of caresync.db. What must hold at every
+ * point: the call returns; a failure leaves nothing or what market_recover
+ * (run at every start) finishes; a person is paid exactly when their
+ * participation and rows are stored; a dataset said delivered is on the
+ * ledger with the CSV's hash. The ledger's producer thread allocates while
+ * armed too, so a failure can also roll a block back. ---- */
+
+static const char *const MARKET_CODES[] = {"fungal", "eczema", "melanoma"};
+
+typedef struct {
+    char dir[256];
+    uint8_t node_pk[LEDGER_KEY], node_sk[LEDGER_SECRET], admin_pk[LEDGER_KEY], admin_sk[LEDGER_SECRET];
+    uint8_t org_pk[LEDGER_KEY], org_sk[LEDGER_SECRET];
+    ledger *l;
+    store *st;
+    market *m;
+    char id[MARKET_ID_TEXT]; /* an approved request everyone matches */
+    int64_t owner;           /* the last person made */
+    long n;
+    long after_failure; /* failures that still left the write whole (recovered or done) */
+    long orphans;       /* releases on the ledger that a failed delivery did not record */
+    long answer_only;   /* failures after the write was whole: only building the answer failed */
+    regions *regs;      /* review's scenario */
+    review *rv;
+    share *sh; /* share's scenario */
+} ledgered_fixture;
+
+static void ledgered_new_request(ledgered_fixture *f, int max, char id[MARKET_ID_TEXT]) {
+    json_t *in =
+        json_pack("{s:s, s:s, s:s, s:[s], s:i, s:i, s:s}", "title", "t", "purpose_text", "p", "purpose", "research",
+                  "categories", "demographics", "price", 1, "max_participants", max, "closes", "2099-01-01T00:00:00Z");
+    json_t *out = NULL;
+    core_error err = {0};
+    if (market_request_create(f->m, f->org_pk, in, &out, &err)) fail_msg("market_request_create: %s", err.message);
+    snprintf(id, MARKET_ID_TEXT, "%s", json_string_value(json_object_get(out, "id")));
+    json_decref(out);
+    json_decref(in);
+}
+
+static int ledgered_setup(void **state) {
+    ledgered_fixture *f = calloc(1, sizeof *f);
+    testutil_tmpdir(f->dir);
+    char path[320];
+    ledger_keypair(f->node_pk, f->node_sk);
+    ledger_keypair(f->admin_pk, f->admin_sk);
+    ledger_keypair(f->org_pk, f->org_sk);
+    ledger_options o;
+    ledger_options_defaults(&o);
+    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
+    o.path = path;
+    o.batch_ms = 1;
+    memcpy(o.node_pk, f->node_pk, LEDGER_KEY);
+    memcpy(o.node_sk, f->node_sk, LEDGER_SECRET);
+    memcpy(o.admin_pk, f->admin_pk, LEDGER_KEY);
+    memcpy(o.admin_sk, f->admin_sk, LEDGER_SECRET);
+    core_error err = {0};
+    if (ledger_open(&o, &f->l, &err)) fail_msg("ledger_open: %s", err.message);
+    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
+    if (store_open(path, 2, &f->st, &err)) fail_msg("store_open: %s", err.message);
+    market_options mo = {.st = f->st,
+                         .led = f->l,
+                         .conditions = MARKET_CODES,
+                         .n_conditions = 3,
+                         .node_sk = f->node_sk,
+                         .daily_cap = 100};
+    if (market_open(&mo, &f->m, &err)) fail_msg("market_open: %s", err.message);
+    ledger_tx tx = {.kind = LEDGER_TX_REGISTER_ORG};
+    memcpy(tx.u.org.org, f->org_pk, LEDGER_KEY);
+    snprintf(tx.u.org.name, sizeof tx.u.org.name, "%s", "Research Institute");
+    ledger_receipt rec;
+    if (ledger_sign_submit(f->l, &tx, f->admin_sk, &rec, &err)) fail_msg("register org: %s", err.message);
+    if (market_credit(f->m, f->org_pk, 1000000, "INV-1", rec.txid, NULL, &err)) fail_msg("credit: %s", err.message);
+    ledgered_new_request(f, MARKET_PARTICIPANTS_MAX, f->id);
+    json_t *out = NULL;
+    if (market_request_approve(f->m, f->id, &out, &err)) fail_msg("approve: %s", err.message);
+    json_decref(out);
+    *state = f;
+    return 0;
+}
+
+static int ledgered_teardown(void **state) {
+    ledgered_fixture *f = *state;
+    market_close(f->m);
+    store_close(f->st);
+    ledger_close(f->l);
+    testutil_rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+static int64_t org_balance(ledgered_fixture *f) {
+    ledger_account a = {0};
+    assert_int_equal(ledger_get_account(f->l, f->org_pk, &a, NULL), CORE_OK);
+    return a.balance;
+}
+
+static const char *request_state(ledgered_fixture *f, const char *id, json_t **hold) {
+    assert_int_equal(market_request_get(f->m, NULL, id, hold, NULL), CORE_OK);
+    return json_string_value(json_object_get(*hold, "state"));
+}
+
+/* Approval funds the whole escrow: afterwards (and after recovery) the
+ * request is open with price × places escrowed, or pending with nothing. */
+static void approve_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    char id[MARKET_ID_TEXT];
+    ledgered_new_request(f, 3, id);
+    int64_t before = org_balance(f);
+    json_t *out = NULL;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = market_request_approve(f->m, id, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    json_t *hold = NULL;
+    if (rc) {
+        assert_null(out);
+        assert_true(err.message[0]);
+        if (!strcmp(request_state(f, id, &hold), "open"))
+            f->answer_only++; /* funded and open: only the answer failed */
+        json_decref(hold);
+        int resolved = 0;
+        assert_int_equal(market_recover(f->m, &resolved, NULL), CORE_OK);
+    }
+    json_decref(out);
+    const char *state = request_state(f, id, &hold);
+    if (!strcmp(state, "open")) {
+        assert_int_equal(org_balance(f), before - 3);
+        if (rc) f->after_failure++;
+    } else {
+        assert_true(rc != CORE_OK);
+        assert_string_equal(state, "pending");
+        assert_int_equal(org_balance(f), before);
+    }
+    json_decref(hold);
+    /* withdrawn (unarmed), so that the open requests every read sweeps stay few */
+    assert_int_equal(market_request_withdraw(f->m, NULL, id, &hold, NULL), CORE_OK);
+    json_decref(hold);
+}
+
+static void market_approve_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("market_request_approve: %ld allocation points", every_point(approve_once, f));
+    print_message(" (%ld failed calls left the request funded: %ld of them open at once, only the answer failed; "
+                  "the rest finished by market_recover)\n",
+                  f->after_failure, f->answer_only);
+}
+
+/* A new person with a registered wallet, made unarmed. */
+typedef struct {
+    uint8_t pk[LEDGER_KEY], sk[LEDGER_SECRET], data_key[32];
+    json_t *profile, *entries;
+    market_person p;
+} market_someone;
+
+static void someone_new(ledgered_fixture *f, market_someone *s) {
+    ledger_keypair(s->pk, s->sk);
+    cs_crypto_random(s->data_key, sizeof s->data_key);
+    ledger_tx tx = {.kind = LEDGER_TX_REGISTER_WALLET};
+    ledger_receipt rec;
+    assert_int_equal(ledger_sign_submit(f->l, &tx, s->sk, &rec, NULL), CORE_OK);
+    /* the account row the market's rows refer to (its keys are not used here) */
+    sqlite3 *db = store_acquire(f->st);
+    char sql[300];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO users(id, username, role, created_at, pw_salt, pw_ops, pw_mem, pw_verifier, dk_pw, "
+             "rc_salt, dk_rc) VALUES (%lld, 'p%lld', 'person', 0, x'00', 1, 1, x'00', x'00', x'00', x'00')",
+             (long long)(f->owner + 1), (long long)(f->owner + 1));
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    store_release(f->st, db);
+    s->profile = json_pack("{s:i, s:s, s:s}", "birth_year", 1990, "sex", "female", "region", "NZ-AUK");
+    s->entries = json_array();
+    s->p = (market_person){
+        .owner = ++f->owner, .data_key = s->data_key, .wallet_sk = s->sk, .profile = s->profile, .entries = s->entries};
+}
+
+static size_t rows_of(ledgered_fixture *f, const char *id) {
+    json_t *rows = NULL;
+    assert_int_equal(market_rows_for_request(f->m, id, &rows, NULL), CORE_OK);
+    size_t n = json_array_size(rows);
+    json_decref(rows);
+    return n;
+}
+
+/* Acceptance: consent, payment, rows. Paid exactly when the participation
+ * and the row are there (after recovery); otherwise no consent stands. */
+static void accept_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    market_someone s;
+    someone_new(f, &s);
+    size_t rows_before = rows_of(f, f->id);
+    json_t *out = NULL;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = market_accept(f->m, &s.p, f->id, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired && rc) fail_msg("market_accept at point %ld: %s (%s)", f->n, err.message, err.field);
+    if (rc) {
+        assert_null(out);
+        assert_true(err.message[0]);
+        json_t *parts = NULL;
+        assert_int_equal(market_participations(f->m, s.p.owner, &parts, NULL), CORE_OK);
+        if (json_array_size(json_object_get(parts, "participations"))) f->answer_only++; /* only the answer failed */
+        json_decref(parts);
+        int resolved = 0;
+        assert_int_equal(market_recover(f->m, &resolved, NULL), CORE_OK);
+    }
+    json_decref(out);
+    ledger_account a = {0};
+    core_status arc = ledger_get_account(f->l, s.pk, &a, NULL);
+    assert_int_equal(arc, CORE_OK);
+    json_t *parts = NULL;
+    assert_int_equal(market_participations(f->m, s.p.owner, &parts, NULL), CORE_OK);
+    size_t n_parts = json_array_size(json_object_get(parts, "participations"));
+    json_decref(parts);
+    if (a.balance == 1) {
+        assert_int_equal(n_parts, 1);
+        assert_int_equal(rows_of(f, f->id), rows_before + 1);
+        if (rc) f->after_failure++;
+    } else {
+        assert_true(rc != CORE_OK);
+        assert_int_equal(a.balance, 0);
+        assert_int_equal(n_parts, 0);
+        assert_int_equal(rows_of(f, f->id), rows_before);
+    }
+    json_decref(s.profile);
+    json_decref(s.entries);
+}
+
+static void market_accept_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("market_accept: %ld allocation points", every_point(accept_once, f));
+    print_message(" (%ld failed calls left the person paid: %ld with the participation and rows already stored, "
+                  "only the answer failed; the rest finished by market_recover)\n",
+                  f->after_failure, f->answer_only);
+}
+
+static uint64_t ledger_size(ledgered_fixture *f) {
+    ledger_block b;
+    assert_int_equal(ledger_head(f->l, &b, NULL), CORE_OK);
+    return b.tree_size;
+}
+
+/* Delivery: each run a request of its own with one acceptance (a dataset
+ * never delivered before, of the same size every run, so every run reaches
+ * the release). Said delivered = on the ledger with the CSV's hash, and the
+ * same bytes again are a repeat of that receipt. */
+static void deliver_release_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    char id[MARKET_ID_TEXT];
+    ledgered_new_request(f, 2, id);
+    json_t *out = NULL;
+    core_error aerr = {0};
+    if (market_request_approve(f->m, id, &out, &aerr)) fail_msg("approve: %s", aerr.message);
+    json_decref(out);
+    market_someone s;
+    someone_new(f, &s);
+    if (market_accept(f->m, &s.p, id, &out, &aerr)) fail_msg("market_accept: %s (%s)", aerr.message, aerr.field);
+    json_decref(out);
+    json_decref(s.profile);
+    json_decref(s.entries);
+    uint64_t size_before = ledger_size(f);
+    anon_delivery *d = NULL;
+    market_delivery_receipt r, again;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = market_deliver(f->m, f->org_pk, id, 1, &d, &r, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    if (rc) {
+        assert_null(d);
+        assert_true(err.message[0]);
+        if (ledger_size(f) > size_before) f->orphans++;
+    } else {
+        assert_false(r.repeat);
+        char *csv = NULL;
+        size_t len = 0;
+        uint8_t h[LEDGER_HASH];
+        assert_int_equal(anon_delivery_csv(d, &csv, &len, NULL), CORE_OK);
+        cs_crypto_sha256(h, csv, len);
+        assert_memory_equal(h, r.sha256, LEDGER_HASH);
+        uint8_t *buf = NULL;
+        size_t blen = 0;
+        uint64_t seq, height;
+        assert_int_equal(ledger_get_tx(f->l, r.txid, &buf, &blen, &seq, &height, NULL), CORE_OK);
+        ledger_tx tx;
+        assert_int_equal(ledger_tx_decode(buf, blen, &tx, NULL), CORE_OK);
+        assert_int_equal(tx.kind, LEDGER_TX_RELEASE);
+        assert_memory_equal(tx.u.release.query, h, LEDGER_HASH);
+        free(buf);
+        free(csv);
+        anon_delivery_free(d);
+        assert_int_equal(market_deliver(f->m, f->org_pk, id, 1, &d, &again, NULL), CORE_OK);
+        assert_true(again.repeat);
+        assert_memory_equal(again.txid, r.txid, LEDGER_HASH);
+        anon_delivery_free(d);
+    }
+    assert_int_equal(market_request_withdraw(f->m, NULL, id, &out, NULL), CORE_OK);
+    json_decref(out);
+}
+
+static void market_deliver_release_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("market_deliver: %ld allocation points", every_point(deliver_release_once, f));
+    print_message(" (%ld failed calls left a release on the ledger that the file does not know)\n", f->orphans);
+}
+
+/* ---- review (issue 13): a person's request for review — the case copy
+ * sealed twice, an intent, the escrow on the ledger, the case row. After a
+ * failure and review_recover (run at every start) the person either has a
+ * waiting case with the price in escrow, or no case and every token. ---- */
+
+static int review_setup(void **state) {
+    if (ledgered_setup(state)) return -1;
+    ledgered_fixture *f = *state;
+    core_error err = {0};
+    if (regions_load(TEST_ISO_CODES_DIR, &f->regs, &err)) fail_msg("regions: %s", err.message);
+    review_options ro = {.st = f->st,
+                         .led = f->l,
+                         .regs = f->regs,
+                         .conditions = MARKET_CODES,
+                         .n_conditions = 3,
+                         .node_sk = f->node_sk};
+    if (review_open(&ro, &f->rv, &err)) fail_msg("review_open: %s", err.message);
+    review_offer o;
+    memset(&o, 0, sizeof o);
+    memcpy(o.org, f->org_pk, LEDGER_KEY);
+    o.price = 5;
+    o.answer_hours = 48;
+    snprintf(o.conditions[o.n_conditions++], sizeof o.conditions[0], "%s", "fungal");
+    snprintf(o.regions[o.n_regions++], sizeof o.regions[0], "%s", "*");
+    if (review_offer_set(f->rv, &o, &err)) fail_msg("review_offer_set: %s", err.message);
+    return 0;
+}
+
+static int review_teardown(void **state) {
+    ledgered_fixture *f = *state;
+    review_close(f->rv);
+    regions_free(f->regs);
+    return ledgered_teardown(state);
+}
+
+static int64_t cases_of(ledgered_fixture *f, int64_t owner, const char *state) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM review_cases WHERE owner = ?1 AND state = ?2", -1, &q, NULL),
+        SQLITE_OK);
+    sqlite3_bind_int64(q, 1, owner);
+    sqlite3_bind_text(q, 2, state, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    return n;
+}
+
+static void review_request_once(void *ctx, bool *fired) {
+    static const uint8_t jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4, 0xFF, 0xD9};
+    ledgered_fixture *f = ctx;
+    market_someone s;
+    someone_new(f, &s);
+    json_decref(s.profile);
+    json_decref(s.entries);
+    /* 10 tokens: a node-signed contribution under a consent of theirs */
+    ledger_tx g = {.kind = LEDGER_TX_GRANT};
+    g.u.grant.scope = 1u << LEDGER_CAT_SCREENING;
+    g.u.grant.purpose = LEDGER_PURPOSE_SURVEILLANCE;
+    g.u.grant.expires = 4000000000u;
+    ledger_receipt gr, cr;
+    assert_int_equal(ledger_sign_submit(f->l, &g, s.sk, &gr, NULL), CORE_OK);
+    ledger_tx c = {.kind = LEDGER_TX_CONTRIBUTE};
+    memcpy(c.u.contribute.contributor, s.pk, LEDGER_KEY);
+    memcpy(c.u.contribute.grant, gr.txid, LEDGER_HASH);
+    c.u.contribute.category = LEDGER_CAT_SCREENING;
+    cs_crypto_random(c.u.contribute.commitment, LEDGER_HASH);
+    c.u.contribute.reward = 10;
+    assert_int_equal(ledger_sign_submit(f->l, &c, f->node_sk, &cr, NULL), CORE_OK);
+    review_request_in in = {.owner = s.p.owner,
+                            .data_key = s.data_key,
+                            .wallet_sk = s.sk,
+                            .org = f->org_pk,
+                            .title = "Skin check: fungal (71 %)",
+                            .details = "fungal: 71 %\n",
+                            .jpeg = jpeg,
+                            .jpeg_len = sizeof jpeg,
+                            .share = {.age_band = "30-44", .body_site = "arm"}};
+    char id[REVIEW_CASE_ID_TEXT];
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = review_case_request(f->rv, &in, id, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired && rc) fail_msg("review_case_request at point %ld: %s (%s)", f->n, err.message, err.field);
+    if (rc) {
+        assert_true(err.message[0]);
+        if (cases_of(f, s.p.owner, "waiting")) f->answer_only++;
+        int resolved = 0;
+        assert_int_equal(review_recover(f->rv, &resolved, NULL), CORE_OK);
+    }
+    ledger_account a = {0};
+    assert_int_equal(ledger_get_account(f->l, s.pk, &a, NULL), CORE_OK);
+    if (cases_of(f, s.p.owner, "waiting")) {
+        assert_int_equal(a.balance, 5);
+        if (rc) f->after_failure++;
+    } else {
+        assert_true(rc != CORE_OK);
+        assert_int_equal(a.balance, 10);
+    }
+}
+
+static void review_request_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("review_case_request: %ld allocation points", every_point(review_request_once, f));
+    print_message(" (%ld failed calls left the case waiting with its escrow: %ld already before review_recover)\n",
+                  f->after_failure, f->answer_only);
+}
+
+/* ---- share (issue 12.2's library): a person's contribution — the consent
+ * read from the ledger, the count, its withdrawal tag and the person's vault
+ * entry in one transaction, the reward queued and (batch of one) paid at
+ * once. At every point: counted, tagged and queued together, or none of it
+ * ("on an error nothing was counted, queued or kept"); a payment round that
+ * failed leaves the reward queued, never lost. ---- */
+
+static void contribute_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    market_someone s;
+    someone_new(f, &s);
+    json_decref(s.profile);
+    json_decref(s.entries);
+    ledger_tx g = {.kind = LEDGER_TX_GRANT};
+    g.u.grant.scope = 1u << LEDGER_CAT_SCREENING;
+    g.u.grant.purpose = LEDGER_PURPOSE_SURVEILLANCE;
+    g.u.grant.expires = 4000000000u;
+    ledger_receipt gr;
+    assert_int_equal(ledger_sign_submit(f->l, &g, s.sk, &gr, NULL), CORE_OK);
+    int64_t now = core_now();
+    int week = surveil_week_of_time(now);
+    double before = -1, after = -1;
+    size_t queued_before = 0, queued_after = 0;
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", week, week, &before, NULL, NULL), CORE_OK);
+    assert_int_equal(surveil_rewards_queued(f->st, &queued_before, NULL), CORE_OK);
+    char result_id[32];
+    snprintf(result_id, sizeof result_id, "r%lld", (long long)s.p.owner);
+    share_contribution_input in = {.condition = "fungal",
+                                   .region = "US-CA",
+                                   .created = now,
+                                   .birth_year = 1990,
+                                   .result_id = result_id,
+                                   .year = 2026,
+                                   .now = now,
+                                   .owner = s.p.owner,
+                                   .data_key = s.data_key,
+                                   .has_phash = true,
+                                   .phash = (uint64_t)s.p.owner * 0x9E3779B97F4A7C15u};
+    memcpy(in.wallet, s.pk, LEDGER_KEY);
+    share_receipt r;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = share_contribute(f->sh, &in, &r, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired && rc) fail_msg("share_contribute at point %ld: %s (%s)", f->n, err.message, err.field);
+    if (rc) assert_true(err.message[0]);
+    assert_int_equal(surveil_series(f->st, "US-CA", "fungal", week, week, &after, NULL, NULL), CORE_OK);
+    assert_int_equal(surveil_rewards_queued(f->st, &queued_after, NULL), CORE_OK);
+    ledger_account a = {0};
+    core_status arc = ledger_get_account(f->l, s.pk, &a, NULL);
+    assert_true(arc == CORE_OK || arc == CORE_ERR_NOT_FOUND);
+    if (rc) {
+        assert_true(after == before); /* nothing counted */
+        assert_int_equal(queued_after, queued_before);
+        assert_int_equal(a.balance, 0);
+    } else {
+        assert_true(after == before + 1);
+        /* paid now, or (a failed round) still queued */
+        if (r.pay_error.code != CORE_OK) f->after_failure++;
+        bool paid = a.balance > 0, queued = queued_after == queued_before + 1;
+        if (!paid && !queued)
+            fail_msg("point %ld: counted, but the reward is neither paid nor queued (round: %zu paid, %zu dropped)",
+                     f->n, r.payout.paid, r.payout.dropped);
+        if (paid && queued) f->orphans++; /* paid, but its queue entry stayed: the next round must drop it */
+    }
+    if (queued_after > 0) { /* pay what a failed round left, unarmed: never twice */
+        int64_t was = a.balance;
+        share_payout po;
+        assert_int_equal(share_pay_rewards(f->sh, &po, NULL), CORE_OK);
+        assert_int_equal(ledger_get_account(f->l, s.pk, &a, NULL), CORE_OK);
+        if (was > 0) assert_int_equal(a.balance, was);
+        assert_true(a.balance > 0 || rc != CORE_OK);
+    }
+}
+
+static void share_contribute_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    share_options o = {.st = f->st,
+                       .led = f->l,
+                       .node_sk = f->node_sk,
+                       .admin_sk = f->admin_sk,
+                       .k = 11,
+                       .budget = 1.0,
+                       .seal_delay = 86400,
+                       .reward_batch = 1,
+                       .photo_distance = 10};
+    core_error err = {0};
+    if (share_open(&o, &f->sh, &err)) fail_msg("share_open: %s", err.message);
+    print_message("share_contribute: %ld allocation points", every_point(contribute_once, f));
+    print_message(" (%ld counted with the payment round failed: the reward stayed queued; %ld paid with the queue "
+                  "entry left, dropped by the next round)\n",
+                  f->after_failure, f->orphans);
+    share_close(f->sh);
+    f->sh = NULL;
+}
+
 int main(void) {
     failalloc_install();
+    /* ALLOC_ONLY=pattern (e.g. "market_*") runs only those scenarios */
+    if (getenv("ALLOC_ONLY")) cmocka_set_test_filter(getenv("ALLOC_ONLY"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(records_create_survives_every_failure, person_setup, person_teardown),
         cmocka_unit_test_setup_teardown(records_update_survives_every_failure, person_setup, person_teardown),
@@ -859,6 +1382,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(market_deliver_survives_every_failure, market_setup, market_teardown),
         cmocka_unit_test(nn_model_parse_survives_every_failure),
         cmocka_unit_test(core_json_parse_never_alters),
+        cmocka_unit_test_setup_teardown(market_approve_survives_every_failure, ledgered_setup, ledgered_teardown),
+        cmocka_unit_test_setup_teardown(market_accept_survives_every_failure, ledgered_setup, ledgered_teardown),
+        cmocka_unit_test_setup_teardown(market_deliver_release_survives_every_failure, ledgered_setup,
+                                        ledgered_teardown),
+        cmocka_unit_test_setup_teardown(review_request_survives_every_failure, review_setup, review_teardown),
+        cmocka_unit_test_setup_teardown(share_contribute_survives_every_failure, ledgered_setup, ledgered_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -349,11 +349,11 @@ static review_request_in request_of(const person *p, const uint8_t org[32]) {
 
 static int64_t count_rows(fixture *f, const char *sql) {
     sqlite3 *db = store_acquire(f->st);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
     store_release(f->st, db);
     return n;
 }
@@ -681,11 +681,11 @@ static const char *state_of(fixture *f, const char *id) {
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT state FROM review_cases WHERE id = '%s'", id);
     sqlite3 *db = store_acquire(f->st);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    snprintf(out, sizeof out, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    snprintf(out, sizeof out, "%s", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
     store_release(f->st, db);
     return out;
 }

@@ -7,11 +7,11 @@
 #include "testutil.h"
 
 static int scalar(sqlite3 *db, const char *sql) {
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *q = NULL;
     int v = -1;
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+        v = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
     return v;
 }
 
