@@ -159,6 +159,64 @@ static void respond_release(http_request *rq, api_context *c, const share_org *o
 
 /* ---- person: share a screening result ---- */
 
+/* The photo's perceptual hash, from the copy the desk keeps for the session
+ * (what the model saw): the same rash photographed or copied twice earns
+ * once. Only the hash goes on, into the person's vault. The JPEG is wiped
+ * and freed here. False (err set) only when memory ran out. */
+static bool photo_hash(uint8_t *jpeg, size_t jpeg_len, share_contribution_input *in, core_error *err) {
+    vision_limits lim;
+    vision_limits_defaults(&lim);
+    vision_image img = {0};
+    in->has_phash = vision_decode(jpeg, jpeg_len, &lim, &img, NULL, NULL, err) == CORE_OK &&
+                    vision_phash(&img, &in->phash, err) == CORE_OK;
+    vision_image_free(&img);
+    cs_crypto_wipe(jpeg, jpeg_len);
+    free(jpeg);
+    return in->has_phash;
+}
+
+/* share_contribute's refusals in the API's words; the rest by api_fail. */
+static void contribute_fail(http_request *rq, core_status rc, core_error *err) {
+    if (rc == CORE_ERR_FORBIDDEN && strcmp(err->field, "consent") == 0)
+        http_respond_error(rq, 403, "consent_required", NULL,
+                           "give a public-health consent that covers screening results first (Consents page)");
+    else if (rc == CORE_ERR_NOT_FOUND && strcmp(err->field, "region") == 0)
+        http_respond_error(rq, 422, "region_required", "region",
+                           "set your home region in your profile first: shared data is counted by region");
+    else if (rc == CORE_ERR_CONFLICT && strcmp(err->field, "week") == 0)
+        http_respond_error(rq, 409, "week_closed", "week", "%s; take a new photo to share", err->message);
+    else if (rc == CORE_ERR_CONFLICT && strcmp(err->field, "photo") == 0)
+        http_respond_error(rq, 409, "duplicate_photo", "photo", "%s", err->message);
+    else if (rc == CORE_ERR_CONFLICT && strcmp(err->field, "daily_cap") == 0)
+        http_respond_error(rq, 409, "daily_cap_reached", NULL, "%s", err->message);
+    else if (rc == CORE_ERR_CONFLICT)
+        http_respond_error(rq, 409, "already_shared", NULL, "this result was already shared");
+    else
+        api_fail(rq, err, NULL);
+}
+
+/* 201 with the contribution as counted, its commitment and the reward. */
+static void contribute_respond(http_request *rq, api_context *c, const share_receipt *r) {
+    if (r->payout.dropped)
+        core_log(CORE_LOG_WARN, "%zu queued reward(s) refused by the ledger and dropped: %s", r->payout.dropped,
+                 r->payout.dropped_why.message);
+    if (r->pay_error.code) core_log(CORE_LOG_WARN, "rewards stay queued: %s", r->pay_error.message);
+    const surveil_contribution *sc = &r->contribution;
+    char wk[9], salthex[33], text[160];
+    surveil_week_format(sc->week, wk);
+    cs_crypto_hex(r->salt, 16, salthex);
+    surveil_contribution_text(sc, text, sizeof text);
+    http_respond_json(rq, 201,
+                      json_pack("{s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:o, s:I, s:{s:s, s:i, s:I}}", "contribution",
+                                "condition", sc->condition, "region", sc->region, "week", wk, "age_band",
+                                surveil_age_band_name(sc->age_band), "source", surveil_source_name(sc->source), "text",
+                                text, "salt", salthex, "commitment", api_hex(r->commitment, 32), "reward",
+                                (json_int_t)r->reward, "payment", "status", r->payout.left ? "queued" : "paid", "batch",
+                                c->cfg->surveil_reward_batch, "queued", (json_int_t)r->payout.left));
+}
+
+/* POST /api/screenings/{id}/contribute: the kept result, its photo's hash
+ * and the profile's region and birth year go to share_contribute. */
 void api_screenings_contribute(http_request *rq, void *ctx) {
     api_context *c = ctx;
     accounts_session sess;
@@ -177,23 +235,11 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
         api_fail(rq, &err, NULL);
         goto done;
     }
-    /* The photo's perceptual hash, from the copy the desk keeps for the
-     * session (what the model saw): the same rash photographed or copied
-     * twice earns once. Only the hash goes on, into the person's vault. */
-    {
-        vision_limits lim;
-        vision_limits_defaults(&lim);
-        vision_image img = {0};
-        in.has_phash = vision_decode(jpeg, jpeg_len, &lim, &img, NULL, NULL, &err) == CORE_OK &&
-                       vision_phash(&img, &in.phash, &err) == CORE_OK;
-        vision_image_free(&img);
-        cs_crypto_wipe(jpeg, jpeg_len);
-        free(jpeg);
-        jpeg = NULL;
-        if (!in.has_phash) { /* the desk's own JPEG: only out of memory */
-            api_fail(rq, &err, NULL);
-            goto done;
-        }
+    bool hashed = photo_hash(jpeg, jpeg_len, &in, &err);
+    jpeg = NULL;
+    if (!hashed) { /* the desk's own JPEG: only out of memory */
+        api_fail(rq, &err, NULL);
+        goto done;
     }
     result = core_json_loads(doc, 0, NULL, &err);
     if (!result) {
@@ -202,7 +248,7 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
         goto done;
     }
     in.condition = api_str(json_array_get(json_object_get(result, "top"), 0), "condition");
-    if (!result || json_is_true(json_object_get(result, "unsure")) || !in.condition) {
+    if (json_is_true(json_object_get(result, "unsure")) || !in.condition) {
         http_respond_error(rq, 422, "unsure_result", NULL,
                            "an unsure result is not shared: it would add noise, not signal");
         goto done;
@@ -218,39 +264,10 @@ void api_screenings_contribute(http_request *rq, void *ctx) {
     records_today(today, &in.year);
     share_receipt r;
     core_status rc = share_contribute(c->share, &in, &r, &err);
-    if (rc == CORE_ERR_FORBIDDEN && strcmp(err.field, "consent") == 0)
-        http_respond_error(rq, 403, "consent_required", NULL,
-                           "give a public-health consent that covers screening results first (Consents page)");
-    else if (rc == CORE_ERR_NOT_FOUND && strcmp(err.field, "region") == 0)
-        http_respond_error(rq, 422, "region_required", "region",
-                           "set your home region in your profile first: shared data is counted by region");
-    else if (rc == CORE_ERR_CONFLICT && strcmp(err.field, "week") == 0)
-        http_respond_error(rq, 409, "week_closed", "week", "%s; take a new photo to share", err.message);
-    else if (rc == CORE_ERR_CONFLICT && strcmp(err.field, "photo") == 0)
-        http_respond_error(rq, 409, "duplicate_photo", "photo", "%s", err.message);
-    else if (rc == CORE_ERR_CONFLICT && strcmp(err.field, "daily_cap") == 0)
-        http_respond_error(rq, 409, "daily_cap_reached", NULL, "%s", err.message);
-    else if (rc == CORE_ERR_CONFLICT)
-        http_respond_error(rq, 409, "already_shared", NULL, "this result was already shared");
-    else if (rc)
-        api_fail(rq, &err, NULL);
-    if (rc) goto done;
-    if (r.payout.dropped)
-        core_log(CORE_LOG_WARN, "%zu queued reward(s) refused by the ledger and dropped: %s", r.payout.dropped,
-                 r.payout.dropped_why.message);
-    if (r.pay_error.code) core_log(CORE_LOG_WARN, "rewards stay queued: %s", r.pay_error.message);
-    const surveil_contribution *sc = &r.contribution;
-    char wk[9], salthex[33], text[160];
-    surveil_week_format(sc->week, wk);
-    cs_crypto_hex(r.salt, 16, salthex);
-    surveil_contribution_text(sc, text, sizeof text);
-    http_respond_json(rq, 201,
-                      json_pack("{s:{s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:o, s:I, s:{s:s, s:i, s:I}}", "contribution",
-                                "condition", sc->condition, "region", sc->region, "week", wk, "age_band",
-                                surveil_age_band_name(sc->age_band), "source", surveil_source_name(sc->source), "text",
-                                text, "salt", salthex, "commitment", api_hex(r.commitment, 32), "reward",
-                                (json_int_t)r.reward, "payment", "status", r.payout.left ? "queued" : "paid", "batch",
-                                c->cfg->surveil_reward_batch, "queued", (json_int_t)r.payout.left));
+    if (rc)
+        contribute_fail(rq, rc, &err);
+    else
+        contribute_respond(rq, c, &r);
 done:
     if (jpeg) {
         cs_crypto_wipe(jpeg, jpeg_len);
