@@ -87,7 +87,16 @@ static int parse_levers(const char *list, unsigned *out) {
     return 0;
 }
 
-static int run(int argc, char **argv, bool train) {
+/* What `caresync train` and `caresync eval` were asked. */
+typedef struct {
+    const char *data, *models, *model, *cache, *report_path, *examples_data;
+    screening_train_opts o;
+    screening_protocol_opts po;
+    bool source_out, epochs_set;
+} run_args;
+
+/* The command line into a; -1 to go on, else the exit code (usage printed). */
+static int parse_args(int argc, char **argv, run_args *a) {
     static const struct option opts[] = {{"data", required_argument, NULL, 'd'},
                                          {"models", required_argument, NULL, 'm'},
                                          {"model", required_argument, NULL, 'o'},
@@ -115,89 +124,99 @@ static int run(int argc, char **argv, bool train) {
                                          {"examples", required_argument, NULL, 'X'},
                                          {"power-norm", required_argument, NULL, 'p'},
                                          {0}};
-    const char *data = "../shared/data", *models = "../shared/models:node_modules", *model = "models/screening.csm",
-               *cache = "var/cache", *report_path = NULL, *examples_data = NULL;
-    screening_train_opts o;
-    screening_train_defaults(&o);
-    screening_protocol_opts po;
-    screening_protocol_defaults(&po);
-    bool source_out = false, epochs_set = false;
+    *a = (run_args){.data = "../shared/data",
+                    .models = "../shared/models:node_modules",
+                    .model = "models/screening.csm",
+                    .cache = "var/cache"};
+    screening_train_defaults(&a->o);
+    screening_protocol_defaults(&a->po);
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': data = optarg; break;
-        case 'm': models = optarg; break;
-        case 'o': model = optarg; break;
-        case 'c': cache = optarg; break;
-        case 'r': report_path = optarg; break;
-        case 't': o.threads = atoi(optarg); break;
-        case 's': o.seed = strtoull(optarg, NULL, 10); break;
-        case 'e': o.epochs = atoi(optarg), epochs_set = true; break;
+        case 'd': a->data = optarg; break;
+        case 'm': a->models = optarg; break;
+        case 'o': a->model = optarg; break;
+        case 'c': a->cache = optarg; break;
+        case 'r': a->report_path = optarg; break;
+        case 't': a->o.threads = atoi(optarg); break;
+        case 's': a->o.seed = strtoull(optarg, NULL, 10); break;
+        case 'e': a->o.epochs = atoi(optarg), a->epochs_set = true; break;
         case 'P':
             if (!strcmp(optarg, "source-out"))
-                source_out = true;
+                a->source_out = true;
             else if (strcmp(optarg, "held-out"))
                 return usage(stderr, argv[0]), 2;
             break;
-        case 'B': po.backbones = optarg; break;
+        case 'B': a->po.backbones = optarg; break;
         case 'G':
-            if (parse_levers(optarg, &po.augment)) return usage(stderr, argv[0]), 2;
-            o.augment = po.augment;
+            if (parse_levers(optarg, &a->po.augment)) return usage(stderr, argv[0]), 2;
+            a->o.augment = a->po.augment;
             break;
-        case 'W': po.crop_watermark = o.crop_watermark = false; break;
-        case 'K': o.backbone = optarg; break;
-        case 'N': o.not_skin_dir = po.not_skin_dir = optarg; break;
-        case 'O': o.outside_path = po.outside_path = optarg; break;
-        case 'f': o.fine_weight = po.train.fine_weight = strtof(optarg, NULL); break;
-        case 'g': o.group_balance = po.train.group_balance = true; break;
-        case 'H': o.hidden = po.train.hidden = atoi(optarg); break;
-        case 'T': o.finetune = true; break;
-        case 'C': o.group_balance = po.train.group_balance = false; break;
-        case 'X': examples_data = optarg; break;
-        case 'p': o.power_norm = po.train.power_norm = strtof(optarg, NULL); break;
-        case 'v': o.views = atoi(optarg); break;
-        case 'A': o.adjust = true; break;
-        case 'F': o.finetune = false; break;
+        case 'W': a->po.crop_watermark = a->o.crop_watermark = false; break;
+        case 'K': a->o.backbone = optarg; break;
+        case 'N': a->o.not_skin_dir = a->po.not_skin_dir = optarg; break;
+        case 'O': a->o.outside_path = a->po.outside_path = optarg; break;
+        case 'f': a->o.fine_weight = a->po.train.fine_weight = strtof(optarg, NULL); break;
+        case 'g': a->o.group_balance = a->po.train.group_balance = true; break;
+        case 'H': a->o.hidden = a->po.train.hidden = atoi(optarg); break;
+        case 'T': a->o.finetune = true; break;
+        case 'C': a->o.group_balance = a->po.train.group_balance = false; break;
+        case 'X': a->examples_data = optarg; break;
+        case 'p': a->o.power_norm = a->po.train.power_norm = strtof(optarg, NULL); break;
+        case 'v': a->o.views = atoi(optarg); break;
+        case 'A': a->o.adjust = true; break;
+        case 'F': a->o.finetune = false; break;
         case 'h': usage(stdout, argv[0]); return 0;
         default: usage(stderr, argv[0]); return 2;
         }
     }
-    if (optind != argc || !(o.fine_weight >= 0 && o.fine_weight <= 10) || o.hidden < 1 || o.hidden > 4096 ||
-        !(o.power_norm >= 0 && o.power_norm <= 1) || o.threads < 1 || o.threads > 16 || o.epochs < 1 || o.views < 1 ||
-        o.views > 8) {
+    const screening_train_opts *o = &a->o;
+    if (optind != argc || !(o->fine_weight >= 0 && o->fine_weight <= 10) || o->hidden < 1 || o->hidden > 4096 ||
+        !(o->power_norm >= 0 && o->power_norm <= 1) || o->threads < 1 || o->threads > 16 || o->epochs < 1 ||
+        o->views < 1 || o->views > 8) {
         usage(stderr, argv[0]);
         return 2;
     }
+    return -1;
+}
+
+static int run(int argc, char **argv, bool train) {
+    run_args a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc >= 0) return rc;
+    screening_train_opts o = a.o;
+    screening_protocol_opts po = a.po;
     core_error err = {0};
     char *report = NULL, examples[4200];
-    if (examples_data) {
+    if (a.examples_data) {
         if (!train) return usage(stderr, argv[0]), 2;
-        snprintf(examples, sizeof examples, "%s/examples", examples_data);
+        snprintf(examples, sizeof examples, "%s/examples", a.examples_data);
         o.examples_dir = examples;
     }
     if (!o.not_skin_dir) o.not_skin_dir = po.not_skin_dir = "var/not-skin";
     po.train.threads = o.threads;
     po.train.views = o.views > 2 ? 2 : o.views;
     po.train.seed = o.seed;
-    if (epochs_set) po.train.epochs = o.epochs;
-    if (cs_crypto_init(&err) || core_mkdirs(cache, &err) ||
-        (train        ? screening_train(data, models, model, &o, cache, &report, &err)
-         : source_out ? screening_source_out(data, models, cache, &po, &report, &err)
-                      : screening_eval(model, data, models, cache, o.threads, o.not_skin_dir, &report, &err))) {
+    if (a.epochs_set) po.train.epochs = o.epochs;
+    if (cs_crypto_init(&err) || core_mkdirs(a.cache, &err) ||
+        (train ? screening_train(a.data, a.models, a.model, &o, a.cache, &report, &err)
+         : a.source_out
+             ? screening_source_out(a.data, a.models, a.cache, &po, &report, &err)
+             : screening_eval(a.model, a.data, a.models, a.cache, o.threads, o.not_skin_dir, &report, &err))) {
         fprintf(stderr, "caresync %s: %s\n", argv[0], err.message);
         return 1;
     }
     fputs(report, stdout);
-    if (report_path) {
-        FILE *f = fopen(report_path, "w");
+    if (a.report_path) {
+        FILE *f = fopen(a.report_path, "w");
         if (!f || fputs(report, f) < 0 || fclose(f) != 0) {
-            fprintf(stderr, "caresync %s: cannot write %s\n", argv[0], report_path);
+            fprintf(stderr, "caresync %s: cannot write %s\n", argv[0], a.report_path);
             free(report);
             return 1;
         }
     }
-    if (train) fprintf(stderr, "caresync train: wrote %s\n", model);
+    if (train) fprintf(stderr, "caresync train: wrote %s\n", a.model);
     free(report);
     return 0;
 }
