@@ -6,7 +6,7 @@
  * Usage: cluster_bench [--seconds S] [--rounds N] [--nodes 1,3,5]
  *                      [--rate TX_PER_S] [--threads T] [--chunk C]
  *                      [--election-ms MS] [--no-baseline]
- * Defaults: 3 s per load phase, 20 fail-over rounds, 4 threads, chunks of
+ * Defaults: 3 s per load phase, 20 fail-over rounds, 8 threads, chunks of
  * 512, the cluster's default election timeout (1 s): about two minutes.
  *
  * Every configuration gets a fresh cluster in a temp dir: n nodes, each a
@@ -314,6 +314,8 @@ typedef struct {
     double *lat; /* per committed transfer, seconds */
     size_t ok, failed;
     core_error first_fail;
+    double (*calls)[2]; /* paced: per call, first scheduled time and return */
+    size_t n_calls;
 } stream;
 
 static void stream_alloc(stream *s, size_t n) {
@@ -326,6 +328,7 @@ static void stream_alloc(stream *s, size_t n) {
 }
 
 static void stream_free(stream *s) {
+    free(s->calls);
     free(s->buf);
     free(s->len);
     free(s->lat);
@@ -340,6 +343,10 @@ static void submit_part(ledger *l, stream *s, size_t from, size_t n, const doubl
     core_error err = {0};
     if (ledger_submit_many(l, ptrs, s->len + from, n, r, &err)) die("submit", &err);
     double t1 = core_monotonic();
+    if (s->calls) {
+        s->calls[s->n_calls][0] = since[0];
+        s->calls[s->n_calls++][1] = t1;
+    }
     for (size_t k = 0; k < n; k++) {
         if (r[k].status == CORE_OK) {
             s->lat[s->ok++] = t1 - (since ? since[k] : t0);
@@ -414,6 +421,8 @@ static void *paced_main(void *arg) {
 
 typedef struct {
     double tps, p50, p99, max, cpu_per_k, cpu_use; /* cpu_use: share of all cores busy */
+    size_t slow_calls, stalls; /* paced: calls ≥ 100 ms after their schedule; merged into episodes */
+    double longest_stall;
     size_t ok, failed;
     uint64_t blocks;
     double seconds;
@@ -429,6 +438,34 @@ static double pct(const double *v, size_t n, double p) {
     if (p == 0.5 && n % 2 == 0) return (v[n / 2 - 1] + v[n / 2]) / 2;
     size_t i = (size_t)(p * (double)(n - 1) + 0.5);
     return v[i < n ? i : n - 1];
+}
+
+/* Where the paced tails come from: the calls that returned 100 ms or more
+ * after their first transfer's schedule, as [scheduled, returned]
+ * intervals merged where they overlap. A few long episodes point at stalls
+ * (an fsync, a checkpoint, the process starved of CPU), many short ones at
+ * a queue that does not keep up. */
+static int cmp_interval(const void *a, const void *b) { return cmp_double(a, b); }
+
+static void stall_summary(worker *ws, size_t threads, load_result *res) {
+    size_t cap = 0;
+    for (size_t t = 0; t < threads; t++) cap += ws[t].s.calls ? ws[t].s.n_calls : 0;
+    if (cap == 0) return;
+    double(*iv)[2] = malloc(cap * sizeof *iv);
+    size_t m = 0;
+    for (size_t t = 0; t < threads; t++)
+        for (size_t k = 0; ws[t].s.calls && k < ws[t].s.n_calls; k++)
+            if (ws[t].s.calls[k][1] - ws[t].s.calls[k][0] >= 0.1) memcpy(iv[m++], ws[t].s.calls[k], sizeof iv[0]);
+    qsort(iv, m, sizeof iv[0], cmp_interval);
+    res->slow_calls = m;
+    for (size_t k = 0; k < m;) {
+        double a = iv[k][0], b = iv[k][1];
+        for (k++; k < m && iv[k][0] <= b; k++)
+            if (iv[k][1] > b) b = iv[k][1];
+        res->stalls++;
+        if (b - a > res->longest_stall) res->longest_stall = b - a;
+    }
+    free(iv);
 }
 
 /* Run workers (saturation: rate 0) on the leader; threads pre-sign their
@@ -458,11 +495,16 @@ static load_result run_load(group *g, int lead, size_t threads, size_t chunk, do
         if (rate > 0) {
             n = 0;
             for (size_t k = t; k < ticks; k += threads) n += tick_first(rate, k + 1) - tick_first(rate, k);
+            w->s.calls = NULL;
         } else {
             /* Enough for 40,000/s; the run ends early (and says so) if not. */
             n = (size_t)(40000.0 * seconds / (double)threads) + chunk;
         }
         stream_alloc(&w->s, n);
+        if (rate > 0) {
+            w->s.calls = malloc((ticks / threads + 2) * sizeof *w->s.calls);
+            if (!w->s.calls) die("out of memory", NULL);
+        }
     }
     for (size_t t = 0; t < threads; t++) pthread_create(&th[t], NULL, rate > 0 ? paced_main : saturate_main, &ws[t]);
     /* Each thread signs its own transfers; the clock starts when the last
@@ -483,6 +525,7 @@ static load_result run_load(group *g, int lead, size_t threads, size_t chunk, do
     res.seconds = core_monotonic() - t_start;
     double c1 = cpu_seconds();
     ledger_get_stats(g->l[lead], &s1);
+    stall_summary(ws, threads, &res);
     double *all = malloc((total ? total : 1) * sizeof *all);
     size_t m = 0;
     bool exhausted = false;
@@ -565,7 +608,7 @@ static failover_result run_failover(group *g, int rounds) {
 
 static void usage(void) {
     fprintf(stderr, "usage: cluster_bench [--seconds S (3)] [--rounds N (20)] [--nodes 1,3,5] [--rate TX_PER_S]\n"
-                    "                     [--threads T (4)] [--chunk C (512)] [--election-ms MS (1000)] "
+                    "                     [--threads T (8)] [--chunk C (512)] [--election-ms MS (1000)] "
                     "[--no-baseline]\n");
     exit(2);
 }
@@ -573,7 +616,7 @@ static void usage(void) {
 int main(int argc, char **argv) {
     double seconds = 3, fixed_rate = 0;
     int rounds = 20, node_counts[8] = {1, 3, 5}, n_counts = 3;
-    size_t threads = 4, chunk = 512;
+    size_t threads = 8, chunk = 512;
     bool baseline = true;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -620,7 +663,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_counts; i++) configs[n_configs++] = node_counts[i];
     load_result sat[9], half[9];
     failover_result fo[9];
-    double rates[9];
+    double rates[9], catch_up[9] = {0}; /* followers still applying after the saturation phase, s */
     memset(fo, 0, sizeof fo);
 
     printf("CareSync cluster benchmark: raft (libraft %s) on loopback, every node in this process\n", "0.15");
@@ -636,10 +679,17 @@ int main(int argc, char **argv) {
         int lead = wait_leader(&g, 30);
         if (lead < 0 || !wait_converged(&g, 0, 30)) die("no leader with genesis within 30 s", NULL);
         fund_wallets(&g, lead);
+        /* Each phase starts with every node applied up to the leader's
+         * head: a follower still applying earlier blocks holds its raft
+         * loop (fsm_apply) and would slow the next phase's commits. */
+        if (!wait_converged(&g, head_height(g.l[lead]), 120)) die("the nodes did not converge after funding", NULL);
         fprintf(stderr, "%d node(s): saturation\n", n);
         sat[ci] = run_load(&g, lead, threads, chunk, seconds, 0);
         rates[ci] = fixed_rate > 0 ? fixed_rate : sat[ci].tps / 2;
         fprintf(stderr, "%d node(s): %.0f tx/s; paced at %.0f tx/s\n", n, sat[ci].tps, rates[ci]);
+        double caught0 = core_monotonic();
+        if (!wait_converged(&g, head_height(g.l[lead]), 300)) die("the nodes did not converge after saturation", NULL);
+        catch_up[ci] = core_monotonic() - caught0;
         int lead2 = wait_leader(&g, 30);
         if (lead2 != lead) fprintf(stderr, "  the leader changed during the saturation phase\n");
         if (lead2 < 0) die("no leader after the saturation phase", NULL);
@@ -676,6 +726,13 @@ int main(int argc, char **argv) {
                label, s->tps, (unsigned long long)s->blocks, s->blocks ? (double)s->ok / (double)s->blocks : 0.0,
                s->p50 * 1e3, s->p99 * 1e3, h->tps, rates[ci], h->blocks ? (double)h->ok / (double)h->blocks : 0.0,
                h->p50 * 1e3, h->p99 * 1e3, h->max * 1e3, s->cpu_per_k * 1e3, s->cpu_use * 100, fobuf, fobuf2);
+        if (catch_up[ci] >= 0.05)
+            printf("|   | the followers finished applying %.2f s after the saturation phase ended |||||||||\n",
+                   catch_up[ci]);
+        if (h->slow_calls)
+            printf("|   | paced: %zu calls returned >= 100 ms after schedule, in %zu episodes, longest %.0f ms "
+                   "|||||||||\n",
+                   h->slow_calls, h->stalls, h->longest_stall * 1e3);
         if (s->failed || h->failed)
             printf("|   | %zu transfers not acknowledged at saturation, %zu paced |||||||||\n", s->failed, h->failed);
         free(f->ready);
