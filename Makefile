@@ -56,6 +56,7 @@ bench:
 	CARESYNC_BIN=$(CURDIR)/build-bench/caresync bench/http/run.sh
 	node bench/review/run.mjs $(CURDIR)/build-bench/caresync
 	./build-bench/ledger_bench
+	./build-bench/cluster_bench
 	bench/vision/run.sh build-bench
 	./build-bench/tfjs_bench
 	./build-bench/surveil_bench
