@@ -225,7 +225,8 @@ try {
   const dictionary = JSON.parse(dict.bytes.toString('utf8')).dictionary;
   check(Array.isArray(dictionary) && dictionary.some((d) => d.name === 'age_band' && d.meaning), 'the data dictionary explains the columns');
   for (const f of [csv, json]) {
-    const text = f.bytes.toString('utf8');
+    // Hashes and ids (long hex runs) are random and may hold "1990": read around them.
+    const text = f.bytes.toString('utf8').replace(/[0-9a-f]{16,}/g, '');
     check(!/orgflow|Secret Name|Private words|never leaves|1990|1950|2026-02-1\d|2026-06-10/.test(text),
       `${f.name}: no username, name, words, birth year or exact date`);
   }
