@@ -742,23 +742,9 @@ static void market_row(market_fixture *f, int which, long run) {
 
 static int market_setup(void **state) {
     market_fixture *f = calloc(1, sizeof *f);
-    testutil_tmpdir(f->dir);
-    char path[320];
-    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
-    if (cs_crypto_init(NULL) || store_open(path, 2, &f->st, NULL)) return -1;
-    ledger_keypair(f->node_pk, f->node_sk);
-    ledger_keypair(f->admin_pk, f->admin_sk);
+    if (cs_crypto_init(NULL)) return -1;
+    testutil_ledger_open(f->dir, f->node_pk, f->node_sk, f->admin_pk, f->admin_sk, &f->st, &f->led);
     ledger_keypair(f->org_pk, f->org_sk);
-    ledger_options o;
-    ledger_options_defaults(&o);
-    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
-    o.path = path;
-    o.batch_ms = 1;
-    memcpy(o.node_pk, f->node_pk, 32);
-    memcpy(o.node_sk, f->node_sk, 64);
-    memcpy(o.admin_pk, f->admin_pk, 32);
-    memcpy(o.admin_sk, f->admin_sk, 64);
-    if (ledger_open(&o, &f->led, NULL)) return -1;
     ledger_receipt r;
     ledger_tx tx = {.kind = LEDGER_TX_REGISTER_ORG};
     memcpy(tx.u.org.org, f->org_pk, 32);
@@ -794,9 +780,7 @@ static int market_setup(void **state) {
 static int market_teardown(void **state) {
     market_fixture *f = *state;
     market_close(f->m);
-    ledger_close(f->led);
-    store_close(f->st);
-    testutil_rmdir(f->dir);
+    testutil_ledger_close(f->dir, f->st, f->led);
     free(f);
     return 0;
 }
@@ -885,24 +869,9 @@ static void ledgered_new_request(ledgered_fixture *f, int max, char id[MARKET_ID
 
 static int ledgered_setup(void **state) {
     ledgered_fixture *f = calloc(1, sizeof *f);
-    testutil_tmpdir(f->dir);
-    char path[320];
-    ledger_keypair(f->node_pk, f->node_sk);
-    ledger_keypair(f->admin_pk, f->admin_sk);
+    testutil_ledger_open(f->dir, f->node_pk, f->node_sk, f->admin_pk, f->admin_sk, &f->st, &f->l);
     ledger_keypair(f->org_pk, f->org_sk);
-    ledger_options o;
-    ledger_options_defaults(&o);
-    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
-    o.path = path;
-    o.batch_ms = 1;
-    memcpy(o.node_pk, f->node_pk, LEDGER_KEY);
-    memcpy(o.node_sk, f->node_sk, LEDGER_SECRET);
-    memcpy(o.admin_pk, f->admin_pk, LEDGER_KEY);
-    memcpy(o.admin_sk, f->admin_sk, LEDGER_SECRET);
     core_error err = {0};
-    if (ledger_open(&o, &f->l, &err)) fail_msg("ledger_open: %s", err.message);
-    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
-    if (store_open(path, 2, &f->st, &err)) fail_msg("store_open: %s", err.message);
     market_options mo = {.st = f->st,
                          .led = f->l,
                          .conditions = MARKET_CODES,
@@ -927,9 +896,7 @@ static int ledgered_setup(void **state) {
 static int ledgered_teardown(void **state) {
     ledgered_fixture *f = *state;
     market_close(f->m);
-    store_close(f->st);
-    ledger_close(f->l);
-    testutil_rmdir(f->dir);
+    testutil_ledger_close(f->dir, f->st, f->l);
     free(f);
     return 0;
 }
