@@ -169,9 +169,9 @@ static core_status check_options(const cluster_options *o, core_error *err) {
             return core_fail(err, CORE_ERR_INVALID, "nodes.forward",
                              "node %llu: the forward address must be IPv4 a.b.c.d:port", (unsigned long long)n->id);
         for (size_t j = 0; j < i; j++) {
-            if (n->forward[0] && (strcmp(o->nodes[j].forward, n->forward) == 0 ||
-                                  strcmp(o->nodes[j].address, n->forward) == 0 ||
-                                  strcmp(o->nodes[j].forward, n->address) == 0))
+            if (n->forward[0] &&
+                (strcmp(o->nodes[j].forward, n->forward) == 0 || strcmp(o->nodes[j].address, n->forward) == 0 ||
+                 strcmp(o->nodes[j].forward, n->address) == 0))
                 return core_fail(err, CORE_ERR_INVALID, "nodes.forward", "address %s is listed twice", n->forward);
             if (o->nodes[j].id == n->id)
                 return core_fail(err, CORE_ERR_INVALID, "nodes.id", "node id %llu is listed twice",
@@ -194,8 +194,8 @@ static core_status default_forward(cluster_node *n, core_error *err) {
     const char *colon = strrchr(n->address, ':');
     long port = strtol(colon + 1, NULL, 10) + 100;
     if (port > 65535)
-        return core_fail(err, CORE_ERR_INVALID, "nodes.forward", "node %llu: raft port + 100 is past 65535; set \"forward\"",
-                         (unsigned long long)n->id);
+        return core_fail(err, CORE_ERR_INVALID, "nodes.forward",
+                         "node %llu: raft port + 100 is past 65535; set \"forward\"", (unsigned long long)n->id);
     snprintf(n->forward, sizeof n->forward, "%.*s:%ld", (int)(colon - n->address), n->address, port);
     return CORE_OK;
 }
@@ -528,8 +528,8 @@ static core_status propose(void *ud, const ledger_block *header, const uint8_t *
 #define FWD_BACKOFF_MAX_MS 500
 #define FWD_HEADER 8
 #define FWD_MAX_REQ (5 + CLUSTER_FORWARD_MAX_TXS * (2 + LEDGER_TX_MAX))
-#define FWD_MAX_RESP                                                                                                   \
-    (19 + 2 + sizeof(((core_error *)0)->message) + 4 +                                                                  \
+#define FWD_MAX_RESP                                   \
+    (19 + 2 + sizeof(((core_error *)0)->message) + 4 + \
      CLUSTER_FORWARD_MAX_TXS * (17 + 1 + sizeof(((core_error *)0)->field) + 2 + sizeof(((core_error *)0)->message)))
 #define FWD_FLAG_RETRY 1u
 
@@ -545,7 +545,9 @@ static uint64_t get_u64(const uint8_t *p) {
     for (int i = 0; i < 8; i++) v = v << 8 | p[i];
     return v;
 }
-static uint32_t get_u32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 static void put_u64(uint8_t *p, uint64_t v) {
     for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
 }
@@ -945,8 +947,8 @@ static core_status forward(void *ud, const uint8_t *const *txs, const size_t *le
             break;
         }
         if (halted) {
-            final = core_fail(&why, CORE_ERR_STORAGE, "leader", "this node stopped applying blocks: %.150s",
-                              halt.message);
+            final =
+                core_fail(&why, CORE_ERR_STORAGE, "leader", "this node stopped applying blocks: %.150s", halt.message);
             break;
         }
         if (core_monotonic() >= deadline) {

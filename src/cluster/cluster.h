@@ -97,11 +97,14 @@ core_status cluster_open(const cluster_options *o, cluster **out, core_error *er
 const ledger_consensus *cluster_consensus(cluster *c);
 /* The node keys in configuration order, for ledger_options.genesis_nodes. */
 size_t cluster_node_keys(const cluster *c, uint8_t keys[LEDGER_MAX_NODES][LEDGER_KEY]);
-/* Start raft (bootstrapping the configured voters on a pristine directory)
- * and its loop thread, applying committed blocks to l (borrowed until
- * cluster_stop). */
+/* Start the forward server (its port must be free: CORE_ERR_IO, field
+ * "nodes.forward") and raft (bootstrapping the configured voters on a
+ * pristine directory) with its loop thread, applying committed blocks to l
+ * (borrowed until cluster_stop). */
 core_status cluster_start(cluster *c, ledger *l, core_error *err);
-/* Close raft and join its thread; proposals in flight fail. Idempotent. */
+/* Close the forward server (waiting for its handlers) and raft, joining
+ * their threads; proposals in flight fail. Idempotent. Callers of the hook
+ * (the ledger's submitters) must be done before cluster_close. */
 void cluster_stop(cluster *c);
 /* Stop if needed and free. Accepts NULL. */
 void cluster_close(cluster *c);
@@ -115,9 +118,10 @@ typedef struct {
     uint64_t tip_height;
     uint64_t proposed, committed, applied,
         skipped;     /* own blocks proposed / committed; others' applied; entries skipped */
-    uint64_t forwarded, forward_retries; /* transactions sent to a leader; requests sent again */
     bool halted;     /* a block failed verification: this node applies nothing more */
     core_error halt; /* why (for the log and /api/health) */
+
+    uint64_t forwarded, forward_retries; /* transactions sent to a leader; requests sent again */
 } cluster_status;
 void cluster_get_status(cluster *c, cluster_status *out);
 

@@ -297,8 +297,8 @@ typedef struct {
      * this node is only slow to apply it). Called from submitters' threads,
      * never the producer's. */
     bool (*leads)(void *ud);
-    core_status (*forward)(void *ud, const uint8_t *const *txs, const size_t *lens, size_t n,
-                           ledger_receipt *receipts, uint64_t *leader_height, core_error *err);
+    core_status (*forward)(void *ud, const uint8_t *const *txs, const size_t *lens, size_t n, ledger_receipt *receipts,
+                           uint64_t *leader_height, core_error *err);
     int forward_wait_ms; /* ≤ 0: 10000 */
 } ledger_consensus;
 
@@ -348,7 +348,11 @@ core_status ledger_submit_many(ledger *l, const uint8_t *const *txs, const size_
 core_status ledger_submit(ledger *l, const uint8_t *tx, size_t len, ledger_receipt *receipt, core_error *err);
 /* For keys the server holds (node, admin, wallets it keeps sealed): assign
  * the signer's next nonce, sign and submit, so concurrent callers never race
- * on a nonce. tx->kind and body are the caller's; signer and nonce are set. */
+ * on a nonce. tx->kind and body are the caller's; signer and nonce are set.
+ * On a follower (forwarded) the nonce comes from a state that may lag the
+ * leader's; a "nonce already used" refusal is signed again after catching
+ * up, up to 3 times (see sign_forward in chain.c); the receipt's txid is
+ * the transaction that committed. */
 core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_receipt *receipt,
                                core_error *err);
 const uint8_t *ledger_node_key(const ledger *l);

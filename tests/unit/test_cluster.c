@@ -601,7 +601,6 @@ static void test_node_refusing_a_block_halts(void **state) {
     expect_acked_everywhere(t, acked, n_acked);
 }
 
-
 /* ---- forwarding: any node takes writes ---- */
 
 /* A running node that does not lead (or -1). */
@@ -808,7 +807,8 @@ static void test_forward_survives_leader_loss(void **state) {
         ledger_tx_id(buf, len, all[q]);
         free(buf);
         for (uint64_t z = 0; z < q; z++)
-            if (memcmp(all[z], all[q], 32) == 0) fail_msg("transaction %llu is on the chain twice", (unsigned long long)q);
+            if (memcmp(all[z], all[q], 32) == 0)
+                fail_msg("transaction %llu is on the chain twice", (unsigned long long)q);
     }
     free(all);
 }
@@ -837,7 +837,8 @@ static void be32(uint8_t *p, uint32_t v) {
 
 /* Send one forward request of tx (flags as given); returns the first
  * receipt's status and fills seq/height. -1: no answer. */
-static int raw_forward(const char *addr, uint8_t flags, const uint8_t *tx, size_t len, uint64_t *seq, uint64_t *height) {
+static int raw_forward(const char *addr, uint8_t flags, const uint8_t *tx, size_t len, uint64_t *seq,
+                       uint64_t *height) {
     uint8_t req[8 + 5 + 2 + LEDGER_TX_MAX];
     memcpy(req, "CSF1", 4);
     be32(req + 4, (uint32_t)(5 + 2 + len));
