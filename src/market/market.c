@@ -526,6 +526,20 @@ core_status market_credit(market *m, const uint8_t org[LEDGER_KEY], int64_t amou
 static const char *const create_keys[] = {"title",   "price",  "purpose_text", "max_participants",
                                           "purpose", "closes", "categories",   "criteria"};
 
+/* Delete a request that is still pending (nothing of it is on the
+ * ledger). Best effort: it runs only on a failure path, whose error the
+ * caller already returns. */
+static void request_forget(market *m, const char *id) {
+    sqlite3 *db = store_acquire(m->opt.st);
+    sqlite3_stmt *q = NULL;
+    if (store_prepare(db, "DELETE FROM market_requests WHERE id = ?1 AND state = 'pending'", &q, NULL) == CORE_OK) {
+        sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
+        (void)sqlite3_step(q);
+    }
+    sqlite3_finalize(q);
+    store_release(m->opt.st, db);
+}
+
 core_status market_request_create(market *m, const uint8_t org[LEDGER_KEY], const json_t *in, json_t **out,
                                   core_error *err) {
     *out = NULL;
@@ -632,7 +646,13 @@ core_status market_request_create(market *m, const uint8_t org[LEDGER_KEY], cons
     }
     free(ct);
     json_decref(crit);
-    return rc ? rc : market_request_get(m, org, id, out, err);
+    if (rc) return rc;
+    /* The answer is read back after the insert; if that fails, the pending
+     * row (no ledger step yet) is taken back, so "failed" means nothing was
+     * filed and asking again does not file the request twice. */
+    rc = market_request_get(m, org, id, out, err);
+    if (rc) request_forget(m, id);
+    return rc;
 }
 
 core_status market_request_get(market *m, const uint8_t *org, const char *id, json_t **out, core_error *err) {

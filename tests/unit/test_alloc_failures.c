@@ -985,6 +985,59 @@ static void market_approve_survives_every_failure(void **state) {
     print_message(" (%ld told failed, each with the request pending and nothing escrowed)\n", f->told_failed);
 }
 
+/* How many requests the organisation has, read unarmed. */
+static size_t org_requests(ledgered_fixture *f) {
+    json_t *list = NULL;
+    assert_int_equal(market_request_list_org(f->m, f->org_pk, &list, NULL), CORE_OK);
+    const json_t *a = json_is_array(list) ? list : json_object_get(list, "requests");
+    assert_true(json_is_array(a));
+    size_t n = json_array_size(a);
+    json_decref(list);
+    return n;
+}
+
+/* An organisation files a request (pending, no ledger step). Told failed:
+ * no request was made, so asking again does not file it twice; told OK:
+ * one more request, and the answer is what reading it gives. */
+static void request_create_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    json_t *in =
+        json_pack("{s:s, s:s, s:s, s:[s], s:i, s:i, s:s}", "title", "t", "purpose_text", "p", "purpose", "research",
+                  "categories", "demographics", "price", 1, "max_participants", 3, "closes", "2099-01-01T00:00:00Z");
+    size_t before = org_requests(f);
+    json_t *out = NULL, *hold = NULL;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = market_request_create(f->m, f->org_pk, in, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    json_decref(in);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    size_t after = org_requests(f);
+    if (rc) {
+        assert_null(out);
+        assert_true(err.message[0]);
+        f->told_failed++;
+        if (after != before)
+            fail_msg("point %ld: create answered failed (%s) while a request was filed (%zu → %zu)", f->n, err.message,
+                     before, after);
+        return;
+    }
+    assert_int_equal(after, before + 1);
+    const char *id = json_string_value(json_object_get(out, "id"));
+    assert_non_null(id);
+    assert_string_equal(request_state(f, id, &hold), "pending");
+    assert_true(json_equal(out, hold));
+    json_decref(out);
+    json_decref(hold);
+}
+
+static void market_request_create_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("market_request_create: %ld allocation points", every_point(request_create_once, f));
+    print_message(" (%ld told failed, each with no request filed)\n", f->told_failed);
+}
+
 /* The organisation withdraws an open request: closed on the ledger, the
  * remainder returned. Told failed: still open with its escrow; told OK:
  * closed, every token back, the answer what reading the request gives. */
@@ -1635,6 +1688,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(market_deliver_survives_every_failure, market_setup, market_teardown),
         cmocka_unit_test(nn_model_parse_survives_every_failure),
         cmocka_unit_test(core_json_parse_never_alters),
+        cmocka_unit_test_setup_teardown(market_request_create_survives_every_failure, ledgered_setup,
+                                        ledgered_teardown),
         cmocka_unit_test_setup_teardown(market_approve_survives_every_failure, ledgered_setup, ledgered_teardown),
         cmocka_unit_test_setup_teardown(market_accept_survives_every_failure, ledgered_setup, ledgered_teardown),
         cmocka_unit_test_setup_teardown(market_withdraw_survives_every_failure, ledgered_setup, ledgered_teardown),
