@@ -68,7 +68,8 @@ core_status http_server_start(const http_options *opt, const http_router *router
                               core_error *err);
 int http_server_port(const http_server *s);
 bool http_server_tls(const http_server *s);
-/* Stop accepting, let in-flight requests finish, free. Accepts NULL. */
+/* Stop accepting, let in-flight requests finish (deferred ones included;
+ * those still waiting after 10 s are answered 503), free. Accepts NULL. */
 void http_server_stop(http_server *s);
 
 /* ---- request validation ------------------------------------------------ */
@@ -135,5 +136,31 @@ void http_respond_bytes_owned(http_request *rq, int status, const char *content_
 void http_respond_error(http_request *rq, int status, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 bool http_responded(const http_request *rq);
+
+/* ---- answering later (a deferred request) --------------------------------
+ * A handler whose answer waits on something slow that calls back (a ledger
+ * commit) need not hold a server thread meanwhile: it calls
+ * http_request_defer, hands the handle to whatever will call back, and
+ * returns without responding; libmicrohttpd suspends the connection. The
+ * answer comes from any thread, once:
+ *
+ *     http_request *rq = http_deferred_begin(d);
+ *     if (rq) http_respond_json(rq, 201, body);   (any http_respond_*)
+ *     http_deferred_end(d);                        (always; d is gone after)
+ *
+ * begin returns NULL when the request was already answered for the
+ * responder: the server stopped and answered 503 shutting_down to every
+ * request still waiting after its grace period. Between begin and end only
+ * the response calls (and http_add_header) may be used on rq; a responder
+ * that gives none answers 500. The responder may finish before the handler
+ * has returned; the request stays valid for it until end, also when the
+ * client has gone (a suspended connection notices only once resumed).
+ * While suspended a connection keeps its place under the connection limits
+ * and no timeout runs on it (libmicrohttpd's restarts on resume). */
+typedef struct http_deferred http_deferred;
+/* On the handler's thread, before any response; never NULL. */
+http_deferred *http_request_defer(http_request *rq);
+http_request *http_deferred_begin(http_deferred *d);
+void http_deferred_end(http_deferred *d);
 
 #endif

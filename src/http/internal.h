@@ -4,6 +4,8 @@
 #define CARESYNC_HTTP_INTERNAL_H
 
 #include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "http/http.h"
 
@@ -34,6 +36,18 @@ struct http_request {
                                       on_completed (libmicrohttpd completes a request before it
                                       reports its connection closed, which frees the entry) */
     int status;
+    /* A deferred answer (http_request_defer). refs: libmicrohttpd's (dropped
+     * by on_completed) and, once deferred, the responder's (dropped by
+     * http_deferred_end); the request is freed by whichever goes last. */
+    atomic_int refs;
+    bool deferred;     /* set by the handler's thread before it returns */
+    bool d_owner;      /* the responder is between begin and end (responder only) */
+    bool d_linked;     /* on the server's deferred list (under the server's defer_lock) */
+    struct http_request *d_prev, *d_next;
+    pthread_mutex_t dlock; /* guards the three below and the response while deferred */
+    bool d_answered;       /* a response is stored */
+    bool d_suspended;      /* libmicrohttpd holds the connection suspended */
+    bool d_resumed;        /* someone resumed it (only one may) */
 };
 
 void http_form_free(struct http_form_state *f);
