@@ -444,39 +444,36 @@ static bool parse_grant(http_request *rq, api_context *c, const json_t *body, le
 }
 
 /* A consent write waits for its block without holding a server thread:
- * the request is deferred, and the ledger's producer thread answers it in
- * consent_granted once the block is committed. What is needed for the
- * answer travels here; building it is a few jansson calls and no I/O, so
- * the producer is not held up (ledger_submit_async). */
+ * the request is deferred; the ledger's producer thread only copies the
+ * receipt and wakes it (grant_committed), and the answer is built on a
+ * server thread (grant_answer) exactly as the synchronous path built it. */
 typedef struct {
     http_deferred *d;
     ledger_tx tx;
+    ledger_receipt r;
 } grant_wait;
 
-static void consent_granted(void *ud, const ledger_receipt *r) {
-    grant_wait *w = ud;
-    http_request *rq = http_deferred_begin(w->d);
-    if (rq && r->status) {
-        api_ledger_fail(rq, &r->error);
+static void grant_answer(http_request *rq, void *arg) {
+    grant_wait *w = arg;
+    if (rq && w->r.status) {
+        api_ledger_fail(rq, &w->r.error);
     } else if (rq) {
         ledger_consent cn = {.scope = w->tx.u.grant.scope,
                              .purpose = w->tx.u.grant.purpose,
                              .expires = w->tx.u.grant.expires,
-                             .granted_height = r->height};
-        memcpy(cn.grant, r->txid, 32);
+                             .granted_height = w->r.height};
+        memcpy(cn.grant, w->r.txid, 32);
         memcpy(cn.grantee, w->tx.u.grant.grantee, 32);
-        http_respond_json(rq, 201, json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(r)));
+        http_respond_json(rq, 201,
+                          json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&w->r)));
     }
-    http_deferred_end(w->d);
     free(w);
 }
 
-/* Answer a deferred request whose ledger step was refused before queueing
- * (the callback will not run). */
-static void deferred_ledger_fail(http_deferred *d, const core_error *err) {
-    http_request *rq = http_deferred_begin(d);
-    if (rq) api_ledger_fail(rq, err);
-    http_deferred_end(d);
+static void grant_committed(void *ud, const ledger_receipt *r) {
+    grant_wait *w = ud;
+    w->r = *r;
+    http_deferred_wake(w->d, grant_answer, w);
 }
 
 void api_consents_create(http_request *rq, void *ctx) {
@@ -488,17 +485,19 @@ void api_consents_create(http_request *rq, void *ctx) {
     ledger_tx tx = {.kind = LEDGER_TX_GRANT};
     if (api_require_person(rq, &sess) && body && parse_grant(rq, c, body, &tx) && api_wallet(rq, c, &sess, pk, sk)) {
         core_error err = {0};
-        grant_wait *w = malloc(sizeof *w);
+        grant_wait *w = calloc(1, sizeof *w);
         if (!w) {
             core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory");
             api_fail(rq, &err, NULL);
         } else {
             w->tx = tx;
             w->d = http_request_defer(rq);
-            http_deferred *d = w->d; /* w may be gone as soon as it is queued */
-            if (ledger_sign_submit_async(c->led, &w->tx, sk, consent_granted, w, &err)) {
-                free(w);
-                deferred_ledger_fail(d, &err);
+            /* Queued: w belongs to grant_committed, maybe already run. */
+            core_status rc = ledger_sign_submit_async(c->led, &w->tx, sk, grant_committed, w, &err);
+            if (rc) {
+                w->r.status = rc;
+                w->r.error = err;
+                http_deferred_wake(w->d, grant_answer, w);
             }
         }
         cs_crypto_wipe(sk, sizeof sk);

@@ -141,26 +141,22 @@ bool http_responded(const http_request *rq);
  * A handler whose answer waits on something slow that calls back (a ledger
  * commit) need not hold a server thread meanwhile: it calls
  * http_request_defer, hands the handle to whatever will call back, and
- * returns without responding; libmicrohttpd suspends the connection. The
- * answer comes from any thread, once:
- *
- *     http_request *rq = http_deferred_begin(d);
- *     if (rq) http_respond_json(rq, 201, body);   (any http_respond_*)
- *     http_deferred_end(d);                        (always; d is gone after)
- *
- * begin returns NULL when the request was already answered for the
- * responder: the server stopped and answered 503 shutting_down to every
- * request still waiting after its grace period. Between begin and end only
- * the response calls (and http_add_header) may be used on rq; a responder
- * that gives none answers 500. The responder may finish before the handler
- * has returned; the request stays valid for it until end, also when the
+ * returns without responding; the connection is suspended. The callback,
+ * on any thread, calls http_deferred_wake(d, fn, arg) exactly once (d is
+ * gone after): the connection is resumed and fn(rq, arg) then runs on a
+ * server thread, as a handler would, and answers with any http_respond_*
+ * (none: 500). fn owns arg and frees it. fn gets rq == NULL (only to free
+ * arg; possibly on the waker's thread) when there is nothing to answer any
+ * more: the server stopped and answered 503 shutting_down to every request
+ * still waiting after its grace period. Waking before the handler has
+ * returned is fine; the handle stays valid until woken, also when the
  * client has gone (a suspended connection notices only once resumed).
  * While suspended a connection keeps its place under the connection limits
  * and no timeout runs on it (libmicrohttpd's restarts on resume). */
 typedef struct http_deferred http_deferred;
+typedef void (*http_answer_fn)(http_request *rq, void *arg);
 /* On the handler's thread, before any response; never NULL. */
 http_deferred *http_request_defer(http_request *rq);
-http_request *http_deferred_begin(http_deferred *d);
-void http_deferred_end(http_deferred *d);
+void http_deferred_wake(http_deferred *d, http_answer_fn fn, void *arg);
 
 #endif

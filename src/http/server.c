@@ -11,19 +11,21 @@
  *
  * Deferred answers (http_request_defer). A handler that waits on a ledger
  * commit returns at once; on_request then suspends the connection
- * (MHD_suspend_connection), freeing the pool thread, and the responder —
- * the ledger's producer thread — stores the response under the request's
- * dlock and resumes it; libmicrohttpd calls on_request once more, which
- * queues it. Exactly one party resumes (d_resumed, under dlock), and only a
- * connection that was suspended, so libmicrohttpd cannot have freed it: a
- * suspended connection is never timed out or closed, not even when its
- * client hangs up (that shows only once resumed). Whoever answers first —
- * the responder, or http_server_stop after its grace period (503) — wins;
- * the loser sees d_answered and leaves the request alone. The request is
- * refcounted (libmicrohttpd's reference ends at on_completed, the
- * responder's at http_deferred_end), so a responder that comes after the
- * client or the server has gone still finds valid memory, and it touches
- * nothing of the server once the request has been answered for it.
+ * (MHD_suspend_connection), freeing the pool thread. The waker — the
+ * ledger's producer thread — only stores an answer function and its
+ * argument under the request's dlock and resumes the connection;
+ * libmicrohttpd calls on_request once more, on the connection's own pool
+ * thread, which runs the function (building the JSON there, not on the
+ * producer) and queues the response. Exactly one party resumes
+ * (d_resumed, under dlock), and only a connection that was suspended, so
+ * libmicrohttpd cannot have freed it: a suspended connection is never timed
+ * out or closed, not even when its client hangs up (that shows only once
+ * resumed). Whoever comes first — the waker, or http_server_stop after its
+ * grace period (503) — wins; an answer function that lost is called with
+ * NULL so it can free its argument. The request is refcounted
+ * (libmicrohttpd's reference ends at on_completed, the waker's in
+ * http_deferred_wake), so a waker that comes after the client or the server
+ * has gone still finds valid memory, and it touches nothing of the server.
  * MHD_stop_daemon must not meet a suspended connection (libmicrohttpd
  * panics), hence the fail-all step in http_server_stop.
  *
@@ -149,6 +151,8 @@ static void http_request_release(http_request *rq);
 /* After dispatch, on the handler's thread: true when the answer is already
  * there to queue, false when the connection was suspended to wait for it. */
 static bool deferred_settle(http_request *rq);
+/* On the connection's thread once woken (or answered 503): build the answer. */
+static void deferred_answer(http_request *rq);
 
 /* ---- dispatch ----------------------------------------------------------- */
 static void dispatch(http_server *s, http_request *rq) {
@@ -550,11 +554,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     watch_set(s, rq->watch, WATCH_BUSY);
     if (rq->deferred) {
-        /* Called again after MHD_resume_connection: the answer is stored. */
-        pthread_mutex_lock(&rq->dlock);
-        bool ready = rq->d_answered;
-        pthread_mutex_unlock(&rq->dlock);
-        return ready ? queue(rq) : MHD_NO;
+        /* Called again after MHD_resume_connection: woken, or answered 503. */
+        deferred_answer(rq);
+        return queue(rq);
     }
     if (rq->responded) return MHD_YES; /* 413 already queued */
     dispatch(s, rq);
@@ -600,7 +602,12 @@ static void http_request_release(http_request *rq) {
         free(rq->hvalue[i]);
     }
     if (rq->response) MHD_destroy_response(rq->response);
-    if (rq->deferred) pthread_mutex_destroy(&rq->dlock);
+    if (rq->deferred) {
+        /* Woken but closed before its answer ran (MHD_stop_daemon): the
+         * answer function still owns its argument. */
+        if (rq->d_fn) rq->d_fn(NULL, rq->d_arg);
+        pthread_mutex_destroy(&rq->dlock);
+    }
     free(rq);
 }
 
@@ -610,7 +617,7 @@ http_deferred *http_request_defer(http_request *rq) {
     assert(!rq->deferred && !rq->responded);
     pthread_mutex_init(&rq->dlock, NULL);
     rq->deferred = true;
-    atomic_fetch_add(&rq->refs, 1); /* the responder's, dropped by http_deferred_end */
+    atomic_fetch_add(&rq->refs, 1); /* the waker's, dropped by http_deferred_wake */
     pthread_mutex_lock(&s->defer_lock);
     if (s->defer_closed) {
         /* The server already answered everything waiting: this one too. */
@@ -628,44 +635,52 @@ http_deferred *http_request_defer(http_request *rq) {
     return (http_deferred *)rq;
 }
 
-http_request *http_deferred_begin(http_deferred *d) {
+void http_deferred_wake(http_deferred *d, http_answer_fn fn, void *arg) {
     http_request *rq = (http_request *)d;
+    bool resume = false, late;
     pthread_mutex_lock(&rq->dlock);
-    if (rq->d_answered) {
-        pthread_mutex_unlock(&rq->dlock);
-        return NULL;
-    }
-    rq->d_owner = true; /* dlock stays held until http_deferred_end */
-    return rq;
-}
-
-void http_deferred_end(http_deferred *d) {
-    http_request *rq = (http_request *)d;
-    bool resume = false;
-    if (rq->d_owner) {
-        rq->d_owner = false;
-        if (!rq->responded) http_respond_error(rq, 500, "internal", NULL, "the server did not produce a response");
-        rq->d_answered = true;
+    late = rq->d_answered; /* the server answered it already (stopping) */
+    if (!late) {
+        rq->d_fn = fn;
+        rq->d_arg = arg;
+        rq->d_woken = true;
         if (rq->d_suspended && !rq->d_resumed) resume = rq->d_resumed = true;
-        pthread_mutex_unlock(&rq->dlock);
     }
+    pthread_mutex_unlock(&rq->dlock);
+    if (late) fn(NULL, arg);
     /* Suspended and not resumed by anyone else: the connection is still
      * libmicrohttpd's live one, so it may be resumed here, after the
      * unlock (libmicrohttpd takes its own locks). */
-    struct MHD_Connection *conn = rq->conn;
-    if (resume) MHD_resume_connection(conn);
+    if (resume) MHD_resume_connection(rq->conn);
     http_request_release(rq);
+}
+
+/* On the connection's thread once woken: the answer function builds the
+ * response (or, when the server answered first, only frees its argument). */
+static void deferred_answer(http_request *rq) {
+    pthread_mutex_lock(&rq->dlock);
+    http_answer_fn fn = rq->d_fn;
+    void *arg = rq->d_arg;
+    bool answered = rq->d_answered;
+    rq->d_fn = NULL;
+    rq->d_answered = true;
+    pthread_mutex_unlock(&rq->dlock);
+    if (fn) fn(answered ? NULL : rq, arg);
+    if (!rq->responded) http_respond_error(rq, 500, "internal", NULL, "the server did not produce a response");
 }
 
 static bool deferred_settle(http_request *rq) {
     pthread_mutex_lock(&rq->dlock);
-    bool answered = rq->d_answered;
+    bool ready = rq->d_woken || rq->d_answered;
     pthread_mutex_unlock(&rq->dlock);
-    if (answered) return true; /* the ledger was quicker than this thread */
+    if (ready) { /* the ledger was quicker than this thread */
+        deferred_answer(rq);
+        return true;
+    }
     MHD_suspend_connection(rq->conn);
     pthread_mutex_lock(&rq->dlock);
     bool resume = false;
-    if (rq->d_answered) /* ... answered in between: resume at once */
+    if (rq->d_woken || rq->d_answered) /* ... woken in between: resume at once */
         resume = rq->d_resumed = true;
     else
         rq->d_suspended = true;
@@ -684,7 +699,7 @@ static void deferred_fail_all(http_server *s) {
     for (http_request *rq = s->defer_head; rq; rq = rq->d_next) {
         pthread_mutex_lock(&rq->dlock);
         bool resume = false;
-        if (!rq->d_answered) {
+        if (!rq->d_answered && !rq->d_woken) { /* a woken one is answered on its own thread */
             http_add_header(rq, "Retry-After", "5");
             http_respond_error(rq, 503, "shutting_down", NULL,
                                "the server stopped before the write was confirmed; it may still be committed, so "
