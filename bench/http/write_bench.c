@@ -159,8 +159,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--bin PATH | --url http://127.0.0.1:PORT] [--conns N] [--users U] "
-                            "[--seconds S] [--threads T]\n",
+            fprintf(stderr,
+                    "usage: %s [--bin PATH | --url http://127.0.0.1:PORT] [--conns N] [--users U] "
+                    "[--seconds S] [--threads T]\n",
                     argv[0]);
             return 2;
         }
@@ -228,7 +229,8 @@ int main(int argc, char **argv) {
         sscanf(c + 11, "%127[^;\r\n]", users[i].cookie);
         sscanf(t + 14, "%127[^\"]", users[i].csrf);
         build_post(req, sizeof req, &users[i]);
-        if ((st = request(req, out, sizeof out)) != 201) {
+        st = request(req, out, sizeof out);
+        if (st != 201) {
             fprintf(stderr, "write_bench: first consent failed (%d): %s\n", st, out);
             return 1;
         }

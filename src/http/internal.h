@@ -40,16 +40,16 @@ struct http_request {
      * by on_completed) and, once deferred, the waker's (dropped by
      * http_deferred_wake); the request is freed by whichever goes last. */
     atomic_int refs;
-    bool deferred;     /* set by the handler's thread before it returns */
-    bool d_linked;     /* on the server's deferred list (under the server's defer_lock) */
+    bool deferred; /* set by the handler's thread before it returns */
+    bool d_linked; /* on the server's deferred list (under the server's defer_lock) */
     struct http_request *d_prev, *d_next;
     pthread_mutex_t dlock; /* guards the fields below, and the response while suspended */
     bool d_woken;          /* http_deferred_wake stored d_fn/d_arg */
     http_answer_fn d_fn;   /* not yet run; owns d_arg */
     void *d_arg;
-    bool d_answered;       /* a response is (being) built: by d_fn, or the server's 503 */
-    bool d_suspended;      /* libmicrohttpd holds the connection suspended */
-    bool d_resumed;        /* someone resumed it (only one may) */
+    bool d_answered;  /* a response is (being) built: by d_fn, or the server's 503 */
+    bool d_suspended; /* libmicrohttpd holds the connection suspended */
+    bool d_resumed;   /* someone resumed it (only one may) */
 };
 
 void http_form_free(struct http_form_state *f);

@@ -177,7 +177,8 @@ static void dispatch(http_server *s, http_request *rq) {
         rq->match.fn(rq, s->ctx);
         /* A deferred request's response is the responder's to write, maybe
          * right now on another thread: not looked at here. */
-        if (!rq->deferred && !rq->responded) http_respond_error(rq, 500, "internal", NULL, "the server did not produce a response");
+        if (!rq->deferred && !rq->responded)
+            http_respond_error(rq, 500, "internal", NULL, "the server did not produce a response");
         break;
     case HTTP_ROUTE_NO_METHOD:
         http_add_header(rq, "Allow", rq->match.allow);
@@ -712,7 +713,7 @@ static void deferred_fail_all(http_server *s) {
         if (resume) MHD_resume_connection(rq->conn);
     }
     pthread_mutex_unlock(&s->defer_lock);
-    if (n) core_log(CORE_LOG_WARN, "http: %zu requests were still waiting for the ledger at shutdown: answered 503", n);
+    if (n) core_log(CORE_LOG_WARN, "http: %zu deferred requests were still waiting at shutdown: answered 503", n);
 }
 
 /* libmicrohttpd hands us its own printf-style format strings. */
