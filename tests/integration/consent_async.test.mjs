@@ -4,7 +4,7 @@
 // writes are each answered with their own consent and receipt, share blocks
 // (more transactions in a block than the server has threads, which a
 // request holding its thread could never give), and the ledger holds
-// exactly them; a client that hangs up while its write waits leaves the
+// exactly them (revocations too); a client that hangs up while its write waits leaves the
 // server healthy and the write committed; SIGTERM with writes waiting exits
 // 0 with no sanitizer report, every write answered 201 being stored and
 // none answered otherwise.
@@ -107,6 +107,18 @@ test('200 concurrent consent writes: each answered with its own receipt, batched
     }
     const h1 = (await users[0].get('/api/health')).json.ledger;
     assert.equal(h1.tree_size - h0.tree_size, 2 * N + 4);
+
+    // Revocations take the same path: 40 at once, each answered with its own.
+    const mine = answered[0].slice(0, 40);
+    const rv = await Promise.all(mine.map((id) => users[0].post(`/api/consents/${id}/revoke`)));
+    rv.forEach((r, k) => {
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.consent.id, mine[k]);
+      assert.equal(r.json.consent.status, 'revoked');
+      assert.equal(r.json.consent.revoked_block, r.json.receipt.block);
+    });
+    const after = (await users[0].get('/api/consents')).json.consents;
+    assert.deepEqual(after.filter((c) => c.status === 'revoked').map((c) => c.id).sort(), [...mine].sort());
   } finally {
     await srv.stop();
     srv.cleanup();
