@@ -4,7 +4,7 @@
 # and web port; one admin key shared (the first leader seals genesis with it).
 #   scripts/cluster.sh [DIR]     (or make cluster) default DIR: ./var/cluster; Ctrl-C stops all three
 # Web: http://127.0.0.1:8101/, :8102/, :8103/. Raft: 127.0.0.1:7101..7103.
-# Writes go to the leader only in this slice (a follower answers 503).
+# Any node takes writes (a follower forwards them to the leader on 127.0.0.1:7201..7203).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${CARESYNC_BIN:-build/caresync}

@@ -164,6 +164,7 @@ static void group_open(group *g, int n) {
         ledger_keypair(g->keys[i].pk, g->keys[i].sk);
         nodes[i] = (cluster_node){.id = (uint64_t)i + 1};
         snprintf(nodes[i].address, sizeof nodes[i].address, "127.0.0.1:%u", (unsigned)free_port());
+        snprintf(nodes[i].forward, sizeof nodes[i].forward, "127.0.0.1:%u", (unsigned)free_port());
         memcpy(nodes[i].key, g->keys[i].pk, LEDGER_KEY);
     }
     for (int i = 0; i < count; i++) {

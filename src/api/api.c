@@ -108,9 +108,9 @@ void api_fail(http_request *rq, const core_error *err, const char *conflict_code
     }
     case CORE_ERR_FORBIDDEN: http_respond_error(rq, 403, "forbidden", NULL, "%s", err->message); return;
     case CORE_ERR_IO:
-        /* A ledger write on a cluster node that is not the leader (or whose
-         * block the cluster did not commit): nothing was written; retry, on
-         * the leader for now (forwarding comes later, issue 15). */
+        /* A ledger write the cluster did not commit: no leader took it
+         * before the forwarding timeout, or the leader lost its quorum.
+         * Retry later (issue 15). */
         if (strcmp(err->field, "leader") == 0) {
             http_add_header(rq, "Retry-After", "1");
             http_respond_error(rq, 503, "not_leader", NULL, "%s", err->message);

@@ -22,6 +22,9 @@
 #include "cluster/cluster.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <raft.h>
@@ -29,8 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include <jansson.h>
@@ -105,6 +110,18 @@ struct cluster {
      * waits for the producer: a proposal now would wait for the loop in
      * turn, so propose() refuses at once instead of timing out. */
     bool applying;
+
+    /* The forward server (see "forwarding" below). fwd_conns and
+     * fwd_active are under lock; the rest belongs to start/stop. */
+    int fwd_listen, fwd_wake[2];
+    pthread_t fwd_thread;
+    bool fwd_running;
+    int fwd_conns[64];
+    size_t fwd_active;
+    pthread_cond_t fwd_idle;
+    size_t n_peers;
+    struct in_addr peers[2 * LEDGER_MAX_NODES];
+    uint64_t forwarded, forward_retries; /* under lock */
 };
 
 void cluster_options_defaults(cluster_options *o) {
@@ -112,6 +129,7 @@ void cluster_options_defaults(cluster_options *o) {
     o->election_ms = 1000;
     o->heartbeat_ms = 100;
     o->propose_timeout_ms = 10000;
+    o->forward_timeout_ms = 15000; /* a proposal's timeout and a leader change */
 }
 
 /* ---- configuration ---- */
@@ -138,6 +156,8 @@ static core_status check_options(const cluster_options *o, core_error *err) {
         return core_fail(err, CORE_ERR_INVALID, "election_ms", "the election timeout must be at least two heartbeats");
     if (o->propose_timeout_ms < 1)
         return core_fail(err, CORE_ERR_INVALID, "propose_timeout_ms", "the proposal timeout must be positive");
+    if (o->forward_timeout_ms < 1)
+        return core_fail(err, CORE_ERR_INVALID, "forward_timeout_ms", "the forwarding timeout must be positive");
     bool self = false;
     for (size_t i = 0; i < o->n_nodes; i++) {
         const cluster_node *n = &o->nodes[i];
@@ -145,7 +165,14 @@ static core_status check_options(const cluster_options *o, core_error *err) {
         if (memchr(n->address, 0, sizeof n->address) == NULL || !address_ok(n->address))
             return core_fail(err, CORE_ERR_INVALID, "nodes.address", "node %llu: the address must be IPv4 a.b.c.d:port",
                              (unsigned long long)n->id);
+        if (memchr(n->forward, 0, sizeof n->forward) == NULL || (n->forward[0] && !address_ok(n->forward)))
+            return core_fail(err, CORE_ERR_INVALID, "nodes.forward",
+                             "node %llu: the forward address must be IPv4 a.b.c.d:port", (unsigned long long)n->id);
         for (size_t j = 0; j < i; j++) {
+            if (n->forward[0] &&
+                (strcmp(o->nodes[j].forward, n->forward) == 0 || strcmp(o->nodes[j].address, n->forward) == 0 ||
+                 strcmp(o->nodes[j].forward, n->address) == 0))
+                return core_fail(err, CORE_ERR_INVALID, "nodes.forward", "address %s is listed twice", n->forward);
             if (o->nodes[j].id == n->id)
                 return core_fail(err, CORE_ERR_INVALID, "nodes.id", "node id %llu is listed twice",
                                  (unsigned long long)n->id);
@@ -161,17 +188,36 @@ static core_status check_options(const cluster_options *o, core_error *err) {
     return CORE_OK;
 }
 
+/* The forward port a node leaves unset: its raft port + 100, same host. */
+static core_status default_forward(cluster_node *n, core_error *err) {
+    if (n->forward[0]) return CORE_OK;
+    const char *colon = strrchr(n->address, ':');
+    long port = strtol(colon + 1, NULL, 10) + 100;
+    if (port > 65535)
+        return core_fail(err, CORE_ERR_INVALID, "nodes.forward",
+                         "node %llu: raft port + 100 is past 65535; set \"forward\"", (unsigned long long)n->id);
+    snprintf(n->forward, sizeof n->forward, "%.*s:%ld", (int)(colon - n->address), n->address, port);
+    return CORE_OK;
+}
+
 core_status cluster_open(const cluster_options *o, cluster **out, core_error *err) {
     *out = NULL;
     core_status rc = check_options(o, err);
     if (rc) return rc;
+    cluster_options full = *o;
+    for (size_t i = 0; i < full.n_nodes && !rc; i++) rc = default_forward(&full.nodes[i], err);
+    if (!rc) rc = check_options(&full, err); /* a default may collide with a listed address */
+    if (rc) return rc;
     cluster *c = calloc(1, sizeof *c);
     if (!c) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
-    c->opt = *o;
+    c->opt = full;
     snprintf(c->dir, sizeof c->dir, "%s", o->dir);
     c->opt.dir = c->dir;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
+    pthread_cond_init(&c->fwd_idle, NULL);
+    c->fwd_listen = c->fwd_wake[0] = c->fwd_wake[1] = -1;
+    for (size_t i = 0; i < sizeof c->fwd_conns / sizeof c->fwd_conns[0]; i++) c->fwd_conns[i] = -1;
     *out = c;
     return CORE_OK;
 }
@@ -469,9 +515,528 @@ static core_status propose(void *ud, const ledger_block *header, const uint8_t *
     return rc;
 }
 
+/* ---- forwarding: a follower's writes go to the leader (see cluster.h) ----
+ *
+ * Plain blocking sockets on their own threads, not raft's libuv loop: the
+ * leader's handler waits in ledger_submit_many until its block commits, and
+ * that commit needs the loop, so it must not run there. The follower's
+ * side runs in the submitter's thread; every wait is bounded by poll(). */
+
+#define FWD_IO_MS 5000      /* a peer gets this long to send its request, and to read the answer */
+#define FWD_CONNECT_MS 2000 /* per connection attempt */
+#define FWD_BACKOFF_MIN_MS 20
+#define FWD_BACKOFF_MAX_MS 500
+#define FWD_HEADER 8
+#define FWD_MAX_REQ (5 + CLUSTER_FORWARD_MAX_TXS * (2 + LEDGER_TX_MAX))
+#define FWD_MAX_RESP                                   \
+    (19 + 2 + sizeof(((core_error *)0)->message) + 4 + \
+     CLUSTER_FORWARD_MAX_TXS * (17 + 1 + sizeof(((core_error *)0)->field) + 2 + sizeof(((core_error *)0)->message)))
+#define FWD_FLAG_RETRY 1u
+
+enum { FWD_RECEIPTS = 0, FWD_NOT_LEADER = 1, FWD_REFUSED = 2 };
+
+/* Set on the forward server's threads: a write they submit is sealed on
+ * this node (it is the leader, or fails as a follower's write did before
+ * forwarding), never forwarded on again. */
+static _Thread_local bool fwd_serving;
+
+static uint64_t get_u64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+}
+
+static bool parse_addr(const char *a, struct sockaddr_in *out) {
+    char host[CLUSTER_ADDRESS_MAX];
+    const char *colon = strrchr(a, ':');
+    if (!colon || (size_t)(colon - a) >= sizeof host) return false;
+    memcpy(host, a, (size_t)(colon - a));
+    host[colon - a] = 0;
+    memset(out, 0, sizeof *out);
+    out->sin_family = AF_INET;
+    out->sin_port = htons((uint16_t)strtol(colon + 1, NULL, 10));
+    return inet_pton(AF_INET, host, &out->sin_addr) == 1;
+}
+
+/* Move len bytes through fd (non-blocking) until deadline (monotonic s). */
+static bool io_full(int fd, uint8_t *buf, size_t len, bool out, double deadline) {
+    while (len > 0) {
+        ssize_t k = out ? send(fd, buf, len, MSG_NOSIGNAL) : recv(fd, buf, len, 0);
+        if (k > 0) {
+            buf += k;
+            len -= (size_t)k;
+            continue;
+        }
+        if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
+        int ms = (int)((deadline - core_monotonic()) * 1000);
+        if (ms <= 0) return false;
+        struct pollfd p = {.fd = fd, .events = out ? POLLOUT : POLLIN};
+        if (poll(&p, 1, ms) < 0 && errno != EINTR) return false;
+    }
+    return true;
+}
+
+/* ---- the leader's side ---- */
+
+typedef struct {
+    cluster *c;
+    int fd;
+    size_t slot;
+} fwd_conn;
+
+/* Answer a request body: decode, submit, encode the answer into *out. */
+static size_t fwd_handle(cluster *c, const uint8_t *req, size_t len, uint8_t *out) {
+    uint8_t kind = FWD_RECEIPTS;
+    char msg[sizeof(((core_error *)0)->message)] = "";
+    const uint8_t *txs[CLUSTER_FORWARD_MAX_TXS];
+    size_t lens[CLUSTER_FORWARD_MAX_TXS];
+    ledger_receipt *rs = calloc(CLUSTER_FORWARD_MAX_TXS, sizeof *rs);
+    uint32_t n = len >= 5 ? get_u32(req + 1) : 0;
+    bool retry = len >= 5 && (req[0] & FWD_FLAG_RETRY);
+    size_t off = 5;
+    if (!rs) {
+        kind = FWD_REFUSED;
+        snprintf(msg, sizeof msg, "out of memory");
+    } else if (len < 5 || n == 0 || n > CLUSTER_FORWARD_MAX_TXS) {
+        kind = FWD_REFUSED;
+        snprintf(msg, sizeof msg, "malformed forward request");
+    }
+    for (uint32_t i = 0; kind == FWD_RECEIPTS && i < n; i++) {
+        size_t tl = off + 2 <= len ? (size_t)req[off] << 8 | req[off + 1] : 0;
+        if (tl == 0 || tl > LEDGER_TX_MAX || off + 2 + tl > len) {
+            kind = FWD_REFUSED;
+            snprintf(msg, sizeof msg, "malformed forward request");
+            break;
+        }
+        txs[i] = req + off + 2;
+        lens[i] = tl;
+        off += 2 + tl;
+    }
+    if (kind == FWD_RECEIPTS && off != len) {
+        kind = FWD_REFUSED;
+        snprintf(msg, sizeof msg, "malformed forward request");
+    }
+    pthread_mutex_lock(&c->lock);
+    uint64_t leader_id = c->leader_id;
+    if (kind == FWD_RECEIPTS && (c->stopping || !c->ready)) {
+        kind = FWD_NOT_LEADER;
+        snprintf(msg, sizeof msg, "node %llu is not the cluster's leader", (unsigned long long)c->opt.self);
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (kind == FWD_RECEIPTS) {
+        core_error e = {0};
+        fwd_serving = true;
+        core_status rc = ledger_submit_many(c->l, txs, lens, n, rs, &e);
+        fwd_serving = false;
+        if (rc) {
+            kind = FWD_REFUSED;
+            snprintf(msg, sizeof msg, "%s", e.message);
+        }
+    }
+    for (uint32_t i = 0; kind == FWD_RECEIPTS && retry && i < n; i++) {
+        /* A retry whose first attempt committed: its nonce is used because
+         * this very transaction used it. Answer where it sits. */
+        if (rs[i].status != CORE_ERR_CONFLICT || strcmp(rs[i].error.field, "nonce") != 0) continue;
+        uint8_t *buf = NULL;
+        size_t blen;
+        uint64_t seq, height;
+        if (ledger_get_tx(c->l, rs[i].txid, &buf, &blen, &seq, &height, NULL) == CORE_OK) {
+            memset(&rs[i].error, 0, sizeof rs[i].error);
+            rs[i].status = CORE_OK;
+            rs[i].seq = seq;
+            rs[i].height = height;
+        }
+        free(buf);
+    }
+    ledger_block head;
+    uint64_t leader_height = ledger_head(c->l, &head, NULL) == CORE_OK ? head.height : 0;
+    uint8_t *p = out + FWD_HEADER;
+    *p++ = kind;
+    put_u64(p, leader_height), p += 8;
+    put_u64(p, leader_id), p += 8;
+    size_t ml = strlen(msg);
+    *p++ = (uint8_t)(ml >> 8), *p++ = (uint8_t)ml;
+    memcpy(p, msg, ml), p += ml;
+    uint32_t nr = kind == FWD_RECEIPTS ? n : 0;
+    put_u32(p, nr), p += 4;
+    for (uint32_t i = 0; i < nr; i++) {
+        *p++ = (uint8_t)rs[i].status;
+        put_u64(p, rs[i].seq), p += 8;
+        put_u64(p, rs[i].height), p += 8;
+        size_t fl = strnlen(rs[i].error.field, sizeof rs[i].error.field - 1);
+        *p++ = (uint8_t)fl;
+        memcpy(p, rs[i].error.field, fl), p += fl;
+        size_t el = strnlen(rs[i].error.message, sizeof rs[i].error.message - 1);
+        *p++ = (uint8_t)(el >> 8), *p++ = (uint8_t)el;
+        memcpy(p, rs[i].error.message, el), p += el;
+    }
+    free(rs);
+    size_t body = (size_t)(p - out) - FWD_HEADER;
+    memcpy(out, "CSR1", 4);
+    put_u32(out + 4, (uint32_t)body);
+    return FWD_HEADER + body;
+}
+
+static void *fwd_conn_main(void *arg) {
+    fwd_conn *k = arg;
+    cluster *c = k->c;
+    uint8_t hdr[FWD_HEADER];
+    uint8_t *req = NULL, *resp = NULL;
+    double deadline = core_monotonic() + FWD_IO_MS / 1000.0;
+    if (io_full(k->fd, hdr, sizeof hdr, false, deadline) && memcmp(hdr, "CSF1", 4) == 0) {
+        uint32_t len = get_u32(hdr + 4);
+        if (len <= FWD_MAX_REQ && (req = malloc(len ? len : 1)) && io_full(k->fd, req, len, false, deadline) &&
+            (resp = malloc(FWD_MAX_RESP + FWD_HEADER))) {
+            size_t rl = fwd_handle(c, req, len, resp);
+            io_full(k->fd, resp, rl, true, core_monotonic() + FWD_IO_MS / 1000.0);
+        }
+    }
+    free(req);
+    free(resp);
+    close(k->fd);
+    pthread_mutex_lock(&c->lock);
+    c->fwd_conns[k->slot] = -1;
+    c->fwd_active--;
+    pthread_cond_broadcast(&c->fwd_idle);
+    pthread_mutex_unlock(&c->lock);
+    free(k);
+    return NULL;
+}
+
+static bool peer_listed(const cluster *c, const struct sockaddr_in *a) {
+    for (size_t i = 0; i < c->n_peers; i++)
+        if (c->peers[i].s_addr == a->sin_addr.s_addr) return true;
+    return false;
+}
+
+static void *fwd_accept_main(void *arg) {
+    cluster *c = arg;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = c->fwd_listen, .events = POLLIN}, {.fd = c->fwd_wake[0], .events = POLLIN}};
+        if (poll(p, 2, -1) < 0 && errno != EINTR) break;
+        if (p[1].revents) break;
+        if (!(p[0].revents & POLLIN)) continue;
+        struct sockaddr_in peer;
+        socklen_t pl = sizeof peer;
+        int fd = accept(c->fwd_listen, (struct sockaddr *)&peer, &pl);
+        if (fd < 0) continue;
+        if (fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 || fcntl(fd, F_SETFL, O_NONBLOCK) != 0) {
+            close(fd);
+            continue;
+        }
+        if (pl != sizeof peer || peer.sin_family != AF_INET || !peer_listed(c, &peer)) {
+            close(fd); /* not a listed node's address */
+            continue;
+        }
+        fwd_conn *k = malloc(sizeof *k);
+        pthread_mutex_lock(&c->lock);
+        size_t slot = SIZE_MAX;
+        for (size_t i = 0; k && i < sizeof c->fwd_conns / sizeof c->fwd_conns[0]; i++)
+            if (c->fwd_conns[i] < 0) {
+                slot = i;
+                break;
+            }
+        if (slot == SIZE_MAX) { /* busy (or out of memory): the follower retries */
+            pthread_mutex_unlock(&c->lock);
+            free(k);
+            close(fd);
+            continue;
+        }
+        c->fwd_conns[slot] = fd;
+        c->fwd_active++;
+        pthread_mutex_unlock(&c->lock);
+        *k = (fwd_conn){.c = c, .fd = fd, .slot = slot};
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        int prc = pthread_create(&t, &at, fwd_conn_main, k);
+        pthread_attr_destroy(&at);
+        if (prc != 0) {
+            pthread_mutex_lock(&c->lock);
+            c->fwd_conns[slot] = -1;
+            c->fwd_active--;
+            pthread_mutex_unlock(&c->lock);
+            close(fd);
+            free(k);
+        }
+    }
+    return NULL;
+}
+
+static const cluster_node *node_by_id(const cluster *c, uint64_t id) {
+    for (size_t i = 0; i < c->opt.n_nodes; i++)
+        if (c->opt.nodes[i].id == id) return &c->opt.nodes[i];
+    return NULL;
+}
+
+static core_status fwd_start(cluster *c, core_error *err) {
+    c->n_peers = 0;
+    for (size_t i = 0; i < c->opt.n_nodes; i++) {
+        struct sockaddr_in a;
+        if (parse_addr(c->opt.nodes[i].address, &a)) c->peers[c->n_peers++] = a.sin_addr;
+        if (parse_addr(c->opt.nodes[i].forward, &a)) c->peers[c->n_peers++] = a.sin_addr;
+    }
+    const cluster_node *me = self_node(c);
+    struct sockaddr_in a;
+    parse_addr(me->forward, &a);
+    c->fwd_listen = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (c->fwd_listen < 0 || setsockopt(c->fwd_listen, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(c->fwd_listen, (struct sockaddr *)&a, sizeof a) != 0 || listen(c->fwd_listen, 64) != 0 ||
+        pipe(c->fwd_wake) != 0) {
+        core_status rc = core_fail(err, CORE_ERR_IO, "nodes.forward", "cannot listen on the forward port %s: %s",
+                                   me->forward, strerror(errno));
+        if (c->fwd_listen >= 0) close(c->fwd_listen);
+        c->fwd_listen = -1;
+        return rc;
+    }
+    fcntl(c->fwd_wake[0], F_SETFD, FD_CLOEXEC);
+    fcntl(c->fwd_wake[1], F_SETFD, FD_CLOEXEC);
+    if (pthread_create(&c->fwd_thread, NULL, fwd_accept_main, c) != 0) {
+        close(c->fwd_listen);
+        close(c->fwd_wake[0]);
+        close(c->fwd_wake[1]);
+        c->fwd_listen = c->fwd_wake[0] = c->fwd_wake[1] = -1;
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "cannot start the forward thread");
+    }
+    c->fwd_running = true;
+    return CORE_OK;
+}
+
+/* Stop accepting, cut open connections and wait for their threads. */
+static void fwd_stop(cluster *c) {
+    if (!c->fwd_running) return;
+    (void)!write(c->fwd_wake[1], "x", 1);
+    pthread_join(c->fwd_thread, NULL);
+    close(c->fwd_listen);
+    close(c->fwd_wake[0]);
+    close(c->fwd_wake[1]);
+    c->fwd_listen = c->fwd_wake[0] = c->fwd_wake[1] = -1;
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = 0; i < sizeof c->fwd_conns / sizeof c->fwd_conns[0]; i++)
+        if (c->fwd_conns[i] >= 0) shutdown(c->fwd_conns[i], SHUT_RDWR);
+    while (c->fwd_active > 0) pthread_cond_wait(&c->fwd_idle, &c->lock);
+    pthread_mutex_unlock(&c->lock);
+    c->fwd_running = false;
+}
+
+/* ---- the follower's side (the hook, in a submitter's thread) ---- */
+
+static bool leads(void *ud) {
+    cluster *c = ud;
+    if (fwd_serving) return true;
+    pthread_mutex_lock(&c->lock);
+    /* A stopped node seals (and fails) locally, as before forwarding. */
+    bool here = c->ready || c->stopping || !c->thread_running;
+    pthread_mutex_unlock(&c->lock);
+    return here;
+}
+
+typedef enum { EX_OK, EX_LOST, EX_NOT_LEADER, EX_REFUSED } exchange_result;
+
+/* One request to addr and its answer. EX_LOST: no answer (the request may
+ * or may not have reached the leader). */
+static exchange_result fwd_exchange(const char *addr, const uint8_t *req, size_t req_len, double deadline,
+                                    uint8_t **resp, size_t *resp_len) {
+    struct sockaddr_in a;
+    if (!parse_addr(addr, &a)) return EX_LOST;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return EX_LOST;
+    exchange_result r = EX_LOST;
+    double cdl = core_monotonic() + FWD_CONNECT_MS / 1000.0;
+    if (cdl > deadline) cdl = deadline;
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (errno != EINPROGRESS) goto out;
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int ms = (int)((cdl - core_monotonic()) * 1000);
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (ms <= 0 || poll(&p, 1, ms) != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr)
+            goto out;
+    }
+    if (!io_full(fd, (uint8_t *)req, req_len, true, deadline)) goto out;
+    uint8_t hdr[FWD_HEADER];
+    if (!io_full(fd, hdr, sizeof hdr, false, deadline) || memcmp(hdr, "CSR1", 4) != 0) goto out;
+    uint32_t len = get_u32(hdr + 4);
+    if (len < 23 || len > FWD_MAX_RESP) goto out;
+    uint8_t *body = malloc(len);
+    if (!body) goto out;
+    if (!io_full(fd, body, len, false, deadline)) {
+        free(body);
+        goto out;
+    }
+    *resp = body;
+    *resp_len = len;
+    r = body[0] == FWD_RECEIPTS ? EX_OK : body[0] == FWD_NOT_LEADER ? EX_NOT_LEADER : EX_REFUSED;
+out:
+    close(fd);
+    return r;
+}
+
+/* Read an answer's receipts into rs[idx[i]]; false if it is malformed. */
+static bool fwd_read_receipts(const uint8_t *b, size_t len, const size_t *idx, size_t n, ledger_receipt *rs) {
+    size_t off = 17;
+    size_t ml = (size_t)b[off] << 8 | b[off + 1];
+    off += 2 + ml;
+    if (off + 4 > len || get_u32(b + off) != n) return false;
+    off += 4;
+    for (size_t i = 0; i < n; i++) {
+        if (off + 18 > len) return false;
+        ledger_receipt *r = &rs[idx[i]];
+        uint8_t st = b[off];
+        uint64_t seq = get_u64(b + off + 1), height = get_u64(b + off + 9);
+        size_t fl = b[off + 17];
+        off += 18;
+        if (fl >= sizeof r->error.field || off + fl + 2 > len) return false;
+        const uint8_t *f = b + off;
+        off += fl;
+        size_t el = (size_t)b[off] << 8 | b[off + 1];
+        off += 2;
+        if (el >= sizeof r->error.message || off + el > len || st > CORE_ERR_VERSION) return false;
+        memset(&r->error, 0, sizeof r->error);
+        r->status = (core_status)st;
+        r->seq = seq;
+        r->height = height;
+        memcpy(r->error.field, f, fl);
+        memcpy(r->error.message, b + off, el);
+        r->error.code = r->status;
+        off += el;
+    }
+    return off == len;
+}
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The hook: send txs to whoever leads, retrying what no leader took. */
+static core_status forward(void *ud, const uint8_t *const *txs, const size_t *lens, size_t n, ledger_receipt *rs,
+                           uint64_t *leader_height, core_error *err) {
+    cluster *c = ud;
+    bool *todo = calloc(n ? n : 1, sizeof *todo), *sent = calloc(n ? n : 1, sizeof *sent);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    uint8_t *req = malloc(FWD_HEADER + FWD_MAX_REQ);
+    if (!todo || !sent || !idx || !req) {
+        free(todo), free(sent), free(idx), free(req);
+        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory forwarding a write");
+    }
+    for (size_t i = 0; i < n; i++) todo[i] = true;
+    size_t left = n;
+    double deadline = core_monotonic() + c->opt.forward_timeout_ms / 1000.0;
+    int backoff = FWD_BACKOFF_MIN_MS;
+    uint64_t last_leader = 0;
+    core_status final = CORE_OK;
+    core_error why = {0};
+    *leader_height = 0;
+    while (left > 0) {
+        pthread_mutex_lock(&c->lock);
+        uint64_t lid = c->leader_id;
+        bool stopping = c->stopping, halted = c->halted;
+        core_error halt = c->halt;
+        pthread_mutex_unlock(&c->lock);
+        if (stopping) {
+            final = core_fail(&why, CORE_ERR_IO, "leader", "the cluster node is stopping");
+            break;
+        }
+        if (halted) {
+            final =
+                core_fail(&why, CORE_ERR_STORAGE, "leader", "this node stopped applying blocks: %.150s", halt.message);
+            break;
+        }
+        if (core_monotonic() >= deadline) {
+            final = core_fail(&why, CORE_ERR_IO, "leader",
+                              "no cluster leader took the write within %d ms (last known leader: node %llu)",
+                              c->opt.forward_timeout_ms, (unsigned long long)(lid ? lid : last_leader));
+            break;
+        }
+        const cluster_node *to = lid ? node_by_id(c, lid) : NULL;
+        if (!to) {
+            sleep_ms(backoff);
+            backoff = backoff * 2 > FWD_BACKOFF_MAX_MS ? FWD_BACKOFF_MAX_MS : backoff * 2;
+            continue;
+        }
+        last_leader = lid;
+        /* One request of up to CLUSTER_FORWARD_MAX_TXS of what is left. */
+        size_t k = 0;
+        bool again = false;
+        uint8_t *p = req + FWD_HEADER + 5;
+        for (size_t i = 0; i < n && k < CLUSTER_FORWARD_MAX_TXS; i++) {
+            if (!todo[i]) continue;
+            idx[k++] = i;
+            again |= sent[i];
+            p[0] = (uint8_t)(lens[i] >> 8), p[1] = (uint8_t)lens[i];
+            memcpy(p + 2, txs[i], lens[i]);
+            p += 2 + lens[i];
+        }
+        size_t body = (size_t)(p - req) - FWD_HEADER;
+        memcpy(req, "CSF1", 4);
+        put_u32(req + 4, (uint32_t)body);
+        req[FWD_HEADER] = again ? FWD_FLAG_RETRY : 0;
+        put_u32(req + FWD_HEADER + 1, (uint32_t)k);
+        for (size_t i = 0; i < k; i++) sent[idx[i]] = true;
+        uint8_t *resp = NULL;
+        size_t rl = 0;
+        exchange_result ex = fwd_exchange(to->forward, req, FWD_HEADER + body, deadline, &resp, &rl);
+        pthread_mutex_lock(&c->lock);
+        c->forwarded += k;
+        if (again) c->forward_retries++;
+        pthread_mutex_unlock(&c->lock);
+        if (ex == EX_OK && !fwd_read_receipts(resp, rl, idx, k, rs)) ex = EX_LOST;
+        if (resp && rl >= 17) {
+            uint64_t lh = get_u64(resp + 1);
+            if (lh > *leader_height) *leader_height = lh;
+        }
+        if (ex == EX_REFUSED) {
+            size_t ml = (size_t)resp[17] << 8 | resp[18];
+            if (ml > 200 || 19 + ml > rl) ml = 0;
+            final = core_fail(&why, CORE_ERR_IO, "leader", "the leader refused the forwarded write: %.*s", (int)ml,
+                              (const char *)resp + 19);
+            free(resp);
+            break;
+        }
+        free(resp);
+        bool progress = false;
+        if (ex == EX_OK)
+            for (size_t i = 0; i < k; i++) {
+                ledger_receipt *r = &rs[idx[i]];
+                /* The leader stepped down while sealing: nothing of it was
+                 * acknowledged; send it again to the next leader. */
+                if (r->status == CORE_ERR_IO && strcmp(r->error.field, "leader") == 0) continue;
+                todo[idx[i]] = false;
+                left--;
+                progress = true;
+            }
+        if (!progress) {
+            sleep_ms(backoff);
+            backoff = backoff * 2 > FWD_BACKOFF_MAX_MS ? FWD_BACKOFF_MAX_MS : backoff * 2;
+        } else {
+            backoff = FWD_BACKOFF_MIN_MS;
+        }
+    }
+    for (size_t i = 0; i < n && final; i++)
+        if (todo[i]) {
+            rs[i].status = final;
+            rs[i].error = why;
+            rs[i].seq = rs[i].height = 0;
+        }
+    free(todo), free(sent), free(idx), free(req);
+    return CORE_OK;
+}
+
 const ledger_consensus *cluster_consensus(cluster *c) {
     c->hook.ud = c;
     c->hook.propose = propose;
+    c->hook.leads = leads;
+    c->hook.forward = forward;
+    c->hook.forward_wait_ms = c->opt.forward_timeout_ms;
     return &c->hook;
 }
 
@@ -639,7 +1204,9 @@ core_status cluster_start(cluster *c, ledger *l, core_error *err) {
     if (ledger_head(l, &head, &e) == CORE_OK) set_tip_locked(c, &head);
     c->stopping = false;
     pthread_mutex_unlock(&c->lock);
+    if ((rc = fwd_start(c, err))) return rc;
     if ((rc = start_raft(c, err))) {
+        fwd_stop(c);
         unwind_raft(c);
         return rc;
     }
@@ -651,6 +1218,7 @@ core_status cluster_start(cluster *c, ledger *l, core_error *err) {
         uv_run(&c->loop, UV_RUN_DEFAULT);
         uv_loop_close(&c->loop);
         c->loop_ready = false;
+        fwd_stop(c);
         return core_fail(err, CORE_ERR_NOMEM, NULL, "cannot start the raft thread");
     }
     pthread_mutex_lock(&c->lock);
@@ -666,6 +1234,7 @@ void cluster_stop(cluster *c) {
     c->stopping = true;
     fail_inflight_locked(c, CORE_ERR_IO, "the cluster node is stopping");
     pthread_mutex_unlock(&c->lock);
+    fwd_stop(c); /* its handlers' proposals fail from here on, so they end */
     if (!running) return;
     uv_async_send(&c->wake);
     pthread_join(c->thread, NULL);
@@ -682,6 +1251,7 @@ void cluster_close(cluster *c) {
     cluster_stop(c);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
+    pthread_cond_destroy(&c->fwd_idle);
     free(c);
 }
 
@@ -700,6 +1270,8 @@ void cluster_get_status(cluster *c, cluster_status *out) {
     out->skipped = c->skipped;
     out->halted = c->halted;
     out->halt = c->halt;
+    out->forwarded = c->forwarded;
+    out->forward_retries = c->forward_retries;
     pthread_mutex_unlock(&c->lock);
 }
 
@@ -707,9 +1279,14 @@ void cluster_get_status(cluster *c, cluster_status *out) {
 
 static core_status load_node(const json_t *j, size_t i, cluster_node *n, core_error *err) {
     json_t *id = json_object_get(j, "id"), *addr = json_object_get(j, "address"), *key = json_object_get(j, "key");
-    if (!json_is_object(j) || json_object_size(j) != 3 || !json_is_integer(id) || !json_is_string(addr) ||
-        !json_is_string(key))
-        return core_fail(err, CORE_ERR_INVALID, "nodes", "node %zu must be {\"id\", \"address\", \"key\"}", i + 1);
+    json_t *fwd = json_object_get(j, "forward");
+    if (!json_is_object(j) || json_object_size(j) != 3u + (fwd != NULL) || !json_is_integer(id) ||
+        !json_is_string(addr) || !json_is_string(key) || (fwd && !json_is_string(fwd)))
+        return core_fail(err, CORE_ERR_INVALID, "nodes",
+                         "node %zu must be {\"id\", \"address\", \"key\"} and optionally \"forward\"", i + 1);
+    if (fwd && json_string_length(fwd) >= sizeof n->forward)
+        return core_fail(err, CORE_ERR_INVALID, "nodes.forward", "node %zu: the forward address is too long", i + 1);
+    if (fwd) snprintf(n->forward, sizeof n->forward, "%s", json_string_value(fwd));
     if (json_integer_value(id) < 1) return core_fail(err, CORE_ERR_INVALID, "nodes.id", "node ids start at 1");
     n->id = (uint64_t)json_integer_value(id);
     if (json_string_length(addr) >= sizeof n->address)
@@ -745,6 +1322,8 @@ core_status cluster_options_load(const char *path, cluster_options *o, core_erro
             o->heartbeat_ms = (unsigned)x;
         else if (strcmp(k, "propose_timeout_ms") == 0 && x >= 10 && x <= 600000)
             o->propose_timeout_ms = (int)x;
+        else if (strcmp(k, "forward_timeout_ms") == 0 && x >= 10 && x <= 600000)
+            o->forward_timeout_ms = (int)x;
         else
             rc = core_fail(err, CORE_ERR_INVALID, k, "unknown member or value out of range: %.60s", k);
     }

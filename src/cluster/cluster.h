@@ -21,11 +21,31 @@
  * ledger_close, cluster_close. The leader of a cluster with no block seals
  * genesis itself (ledger_seal_genesis), listing the configured node keys.
  *
+ * Forwarding: any node takes writes. The hook's leads()/forward() (see
+ * ledger_consensus) send a follower's checked, signed transactions to the
+ * leader's forward port, a second TCP port per node (cluster_node.forward,
+ * default the raft port + 100), where a small server thread submits them
+ * with ledger_submit_many and answers the receipts. Frames are
+ * length-prefixed and bounded (CLUSTER_FORWARD_MAX_TXS per request, each
+ * transaction ≤ LEDGER_TX_MAX, 5 s to send a request, 64 connections);
+ * only the listed nodes' IP addresses are served. Wire format, big-endian:
+ *   request  "CSF1" u32 body_len | u8 flags (1: a retry) u32 n (u16 len, tx)×n
+ *   response "CSR1" u32 body_len | u8 kind (0 receipts, 1 not the leader,
+ *            2 refused) u64 leader_height u64 leader_id u16 len, message,
+ *            u32 n (u8 status u64 seq u64 height u8 len, field u16 len,
+ *            message)×n
+ * The follower retries, with backoff, whatever no leader took (no leader
+ * known, a connection lost, a leader that stepped down) until
+ * forward_timeout_ms, then fails it as before forwarding existed:
+ * CORE_ERR_IO, field "leader". A retry is idempotent: a retried request
+ * whose transaction the leader refuses as a used nonce, but whose txid is
+ * on the chain, answers that transaction's position (the first attempt
+ * committed it; the chain's nonce rule means it is there once). A follower
+ * that halted forwards nothing (CORE_ERR_STORAGE).
+ *
  * Not yet (later slices of issue 15): snapshots (a node catches up from the
- * raft log only), membership changes, forwarding writes from followers to
- * the leader (a follower's writes fail with CORE_ERR_IO, field "leader"),
- * authenticated transport (raft's TCP is plain; run it on a private
- * network).
+ * raft log only), membership changes, authenticated transport (raft's TCP
+ * and the forward port are plain; run both on a private network).
  *
  * cluster_start sets SIGPIPE to ignored if it was at its default: libuv
  * writes to sockets with write(2), and a vanished peer must not kill the
@@ -45,7 +65,10 @@ typedef struct {
     uint64_t id;                       /* raft server id, ≥ 1, unique in the cluster */
     char address[CLUSTER_ADDRESS_MAX]; /* IPv4 "a.b.c.d:port" the node's raft listens on */
     uint8_t key[LEDGER_KEY];           /* its block-signing public key (caresync keygen) */
+    char forward[CLUSTER_ADDRESS_MAX]; /* IPv4 "a.b.c.d:port" of its forward port; "": raft port + 100 */
 } cluster_node;
+
+#define CLUSTER_FORWARD_MAX_TXS 256
 
 typedef struct {
     uint64_t self; /* this node's id */
@@ -56,6 +79,7 @@ typedef struct {
     unsigned heartbeat_ms;  /* raft heartbeat */
     int propose_timeout_ms; /* a block not committed by then fails (its callers are not acknowledged) */
     size_t segment_bytes;   /* raft log segment size; 0: the library's default (8 MiB) */
+    int forward_timeout_ms; /* a follower's forwarded write no leader took by then fails (not_leader) */
     /* Called once, on the raft thread, when this node stops applying
      * because a block failed verification (NULL: none). For the log. */
     void (*on_halt)(void *ud, const core_error *why);
@@ -73,11 +97,14 @@ core_status cluster_open(const cluster_options *o, cluster **out, core_error *er
 const ledger_consensus *cluster_consensus(cluster *c);
 /* The node keys in configuration order, for ledger_options.genesis_nodes. */
 size_t cluster_node_keys(const cluster *c, uint8_t keys[LEDGER_MAX_NODES][LEDGER_KEY]);
-/* Start raft (bootstrapping the configured voters on a pristine directory)
- * and its loop thread, applying committed blocks to l (borrowed until
- * cluster_stop). */
+/* Start the forward server (its port must be free: CORE_ERR_IO, field
+ * "nodes.forward") and raft (bootstrapping the configured voters on a
+ * pristine directory) with its loop thread, applying committed blocks to l
+ * (borrowed until cluster_stop). */
 core_status cluster_start(cluster *c, ledger *l, core_error *err);
-/* Close raft and join its thread; proposals in flight fail. Idempotent. */
+/* Close the forward server (waiting for its handlers) and raft, joining
+ * their threads; proposals in flight fail. Idempotent. Callers of the hook
+ * (the ledger's submitters) must be done before cluster_close. */
 void cluster_stop(cluster *c);
 /* Stop if needed and free. Accepts NULL. */
 void cluster_close(cluster *c);
@@ -93,11 +120,14 @@ typedef struct {
         skipped;     /* own blocks proposed / committed; others' applied; entries skipped */
     bool halted;     /* a block failed verification: this node applies nothing more */
     core_error halt; /* why (for the log and /api/health) */
+
+    uint64_t forwarded, forward_retries; /* transactions sent to a leader; requests sent again */
 } cluster_status;
 void cluster_get_status(cluster *c, cluster_status *out);
 
 /* Parse a cluster file (JSON): {"nodes": [{"id": 1, "address":
- * "127.0.0.1:7101", "key": "<64 hex>"}, ...], "election_ms": 1000}; self and
+ * "127.0.0.1:7101", "key": "<64 hex>", "forward": "127.0.0.1:7201"
+ * (optional)}, ...], "election_ms": 1000}; self and
  * dir are left to the caller. CORE_ERR_INVALID with field naming the bad
  * member. */
 core_status cluster_options_load(const char *path, cluster_options *o, core_error *err);

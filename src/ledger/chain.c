@@ -676,6 +676,149 @@ static void enqueue_locked(ledger *l, pending *p) {
     l->qlen++;
 }
 
+/* ---- forwarding to the leader (a follower's writes, issue 15) ----
+ *
+ * A node that does not seal blocks (the consensus's leads() says no) still
+ * decodes and signature-checks what it is given, then hands it to the
+ * consensus's forward(), which submits it on the leader. Before answering,
+ * the follower waits until its own head holds every acknowledged
+ * transaction: the caller's next read on this node sees its write. */
+
+#define FORWARD_NONCE_RETRIES 3
+
+static nonce_slot *nonce_find(ledger *l, const uint8_t pk[LEDGER_KEY]);
+
+static bool forwarding(const ledger *l) {
+    const ledger_consensus *c = l->opt.consensus;
+    return c && c->forward && c->leads && !c->leads(c->ud);
+}
+
+/* Wait (at most ms) until this ledger's head is at height or past it. */
+static bool wait_head(ledger *l, uint64_t height, int ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(ms % 1000) * 1000000L;
+    ts.tv_sec += ms / 1000 + ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_mutex_lock(&l->lock);
+    while (!l->closing && !l->failed && (!l->have_head || l->head.height < height))
+        if (pthread_cond_timedwait(&l->done, &l->lock, &ts) != 0) break;
+    bool there = l->have_head && l->head.height >= height;
+    pthread_mutex_unlock(&l->lock);
+    return there;
+}
+
+static int forward_wait_ms(const ledger *l) {
+    int ms = l->opt.consensus->forward_wait_ms;
+    return ms > 0 ? ms : 10000;
+}
+
+/* Forward n checked transactions, fill rs (txids are this node's own), then
+ * wait for the acknowledged ones to be applied here. */
+static core_status forward_txs(ledger *l, const uint8_t *const *txs, const size_t *lens, size_t n, ledger_receipt *rs,
+                               uint64_t *leader_height, core_error *err) {
+    const ledger_consensus *c = l->opt.consensus;
+    core_error why = {0};
+    pthread_mutex_lock(&l->lock);
+    core_status rc = refusal_locked(l, &why);
+    pthread_mutex_unlock(&l->lock);
+    *leader_height = 0;
+    for (size_t i = 0; i < n; i++) {
+        memset(&rs[i], 0, sizeof rs[i]);
+        ledger_tx_id(txs[i], lens[i], rs[i].txid);
+        if (rc) {
+            rs[i].status = rc;
+            rs[i].error = why;
+            rs[i].error.code = rc;
+        }
+    }
+    if (rc) return CORE_OK;
+    if ((rc = c->forward(c->ud, txs, lens, n, rs, leader_height, err))) return rc;
+    uint64_t top = 0;
+    bool any = false;
+    for (size_t i = 0; i < n; i++) {
+        ledger_tx_id(txs[i], lens[i], rs[i].txid);
+        if (rs[i].status == CORE_OK) {
+            any = true;
+            if (rs[i].height > top) top = rs[i].height;
+        }
+    }
+    if (any) wait_head(l, top, forward_wait_ms(l));
+    return CORE_OK;
+}
+
+/* ledger_submit_many's forwarding: the items still pending (decoded and
+ * signature-checked) go to the leader; their receipts come back. */
+static core_status forward_items(ledger *l, pending *items, size_t n, core_error *err) {
+    const uint8_t **txs = malloc(n * sizeof *txs);
+    size_t *lens = malloc(n * sizeof *lens);
+    ledger_receipt *rs = malloc(n * sizeof *rs);
+    core_status rc = CORE_OK;
+    if (!txs || !lens || !rs) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        if (items[i].done) continue;
+        txs[k] = items[i].buf;
+        lens[k++] = items[i].len;
+    }
+    uint64_t lh;
+    if (!rc) rc = forward_txs(l, txs, lens, k, rs, &lh, err);
+    for (size_t i = 0, j = 0; !rc && i < n; i++)
+        if (!items[i].done) *items[i].rcpt = rs[j++];
+    free(txs);
+    free(lens);
+    free(rs);
+    return rc;
+}
+
+/* ledger_sign_submit's forwarding. The nonce came from this node's state,
+ * which may lag the leader's: after a restart, before this node has
+ * applied everything it forwarded earlier; or when two of this node's
+ * callers sign for one key and the leader receives the later nonce first.
+ * The keys a node signs with are its own (its node key, its users' sealed
+ * wallets), so no other node spends them and a stale nonce can only be one
+ * this node itself used. On the leader's "nonce already used" the follower
+ * waits until it has applied the leader's head, signs again with a nonce
+ * past both its state and what it handed out, and retries (at most
+ * FORWARD_NONCE_RETRIES times). A refused nonce left nothing on the chain,
+ * so the retry never writes the same action twice. */
+static core_status sign_forward(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], uint8_t *buf, size_t len,
+                                ledger_receipt *receipt, core_error *err) {
+    for (int attempt = 0;; attempt++) {
+        const uint8_t *const txs[1] = {buf};
+        uint64_t lh = 0;
+        core_error fe = {0};
+        core_status rc = forward_txs(l, txs, &len, 1, receipt, &lh, &fe);
+        if (rc) {
+            receipt->status = rc;
+            receipt->error = fe;
+            if (err) *err = fe;
+            return rc;
+        }
+        if (attempt >= FORWARD_NONCE_RETRIES || receipt->status != CORE_ERR_CONFLICT ||
+            strcmp(receipt->error.field, "nonce") != 0)
+            break;
+        wait_head(l, lh, forward_wait_ms(l));
+        ledger_account acct;
+        core_error e = {0};
+        rc = ledger_get_account(l, sk + 32, &acct, &e);
+        uint64_t stored = rc ? 0 : acct.nonce;
+        pthread_mutex_lock(&l->nonce_lock);
+        nonce_slot *slot = nonce_find(l, sk + 32);
+        if (!slot) {
+            pthread_mutex_unlock(&l->nonce_lock);
+            return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        }
+        tx->nonce = (slot->last > stored ? slot->last : stored) + 1;
+        len = ledger_tx_sign(tx, sk, buf, LEDGER_TX_MAX);
+        slot->last = tx->nonce;
+        pthread_mutex_unlock(&l->nonce_lock);
+        if (!len) return core_fail(err, CORE_ERR_INVALID, "tx", "transaction has out-of-range fields");
+    }
+    if (receipt->status && err) *err = receipt->error;
+    return receipt->status;
+}
+
 core_status ledger_submit_many(ledger *l, const uint8_t *const *txs, const size_t *lens, size_t n,
                                ledger_receipt *receipts, core_error *err) {
     pending *items = calloc(n ? n : 1, sizeof *items);
@@ -698,6 +841,11 @@ core_status ledger_submit_many(ledger *l, const uint8_t *const *txs, const size_
         }
         p->done = false;
         queued++;
+    }
+    if (queued && forwarding(l)) {
+        core_status rc = forward_items(l, items, n, err);
+        free(items);
+        return rc;
     }
     pthread_mutex_lock(&l->lock);
     for (size_t i = 0; i < n; i++) {
@@ -868,6 +1016,10 @@ static core_status sign_enqueue(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGE
         return receipt->status;
     }
     slot->last = tx->nonce;
+    if (forwarding(l)) {
+        pthread_mutex_unlock(&l->nonce_lock);
+        return sign_forward(l, tx, sk, buf, len, receipt, err);
+    }
     /* Queue while still holding nonce_lock: the queue is FIFO, so this
      * signer's transactions reach the producer in nonce order. */
     p->buf = buf;

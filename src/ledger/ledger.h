@@ -261,6 +261,15 @@ void ledger_keypair(uint8_t pk[LEDGER_KEY], uint8_t sk[LEDGER_SECRET]);
 
 typedef struct ledger ledger;
 
+/* What happened to one submitted transaction. */
+typedef struct {
+    core_status status; /* CORE_OK: committed durably */
+    core_error error;   /* why not, otherwise */
+    uint8_t txid[LEDGER_HASH];
+    uint64_t seq;    /* leaf index in the log */
+    uint64_t height; /* block that holds it */
+} ledger_receipt;
+
 /* Consensus: how a block the producer sealed becomes final. With none (the
  * default) the node is alone and a block is final when its local commit
  * returns. A replicated consensus (a later issue) supplies propose(): called
@@ -273,6 +282,24 @@ typedef struct {
     void *ud;
     core_status (*propose)(void *ud, const ledger_block *header, const uint8_t *const *txs, const size_t *lens,
                            size_t n, core_error *err);
+    /* Forwarding (optional; both or neither). leads() says whether this
+     * node seals blocks now; when it does not, ledger_submit_many and
+     * ledger_sign_submit check signatures here as always and hand the
+     * encoded, signed transactions to forward(), which sends them to the
+     * leader and fills receipts[i] with the leader's outcome (CORE_ERR_IO,
+     * field "leader", when no leader took them before its deadline: the
+     * same refusal as a follower's without forwarding) and *leader_height
+     * with the leader's head when it answered (0: unknown). forward()
+     * returns CORE_OK when every receipt is filled. The ledger then waits
+     * (bounded by forward_wait_ms) until its own head holds every
+     * acknowledged transaction, so a client reading this node next sees its
+     * write; past that bound the receipts stand (the write is committed;
+     * this node is only slow to apply it). Called from submitters' threads,
+     * never the producer's. */
+    bool (*leads)(void *ud);
+    core_status (*forward)(void *ud, const uint8_t *const *txs, const size_t *lens, size_t n, ledger_receipt *receipts,
+                           uint64_t *leader_height, core_error *err);
+    int forward_wait_ms; /* ≤ 0: 10000 */
 } ledger_consensus;
 
 typedef struct {
@@ -311,15 +338,6 @@ core_status ledger_open(const ledger_options *opt, ledger **out, core_error *err
 /* Stop the producer after sealing what is pending; close. Accepts NULL. */
 void ledger_close(ledger *l);
 
-/* What happened to one submitted transaction. */
-typedef struct {
-    core_status status; /* CORE_OK: committed durably */
-    core_error error;   /* why not, otherwise */
-    uint8_t txid[LEDGER_HASH];
-    uint64_t seq;    /* leaf index in the log */
-    uint64_t height; /* block that holds it */
-} ledger_receipt;
-
 /* Submit encoded, signed transactions and wait until each is either in a
  * durably committed block or rejected. Signatures are checked here, in the
  * caller's thread, so many submitters verify in parallel. Returns CORE_OK
@@ -330,7 +348,11 @@ core_status ledger_submit_many(ledger *l, const uint8_t *const *txs, const size_
 core_status ledger_submit(ledger *l, const uint8_t *tx, size_t len, ledger_receipt *receipt, core_error *err);
 /* For keys the server holds (node, admin, wallets it keeps sealed): assign
  * the signer's next nonce, sign and submit, so concurrent callers never race
- * on a nonce. tx->kind and body are the caller's; signer and nonce are set. */
+ * on a nonce. tx->kind and body are the caller's; signer and nonce are set.
+ * On a follower (forwarded) the nonce comes from a state that may lag the
+ * leader's; a "nonce already used" refusal is signed again after catching
+ * up, up to 3 times (see sign_forward in chain.c); the receipt's txid is
+ * the transaction that committed. */
 core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_receipt *receipt,
                                core_error *err);
 const uint8_t *ledger_node_key(const ledger *l);

@@ -291,10 +291,16 @@ core_status market_deliver(market *m, const uint8_t org[LEDGER_KEY], const char 
             if (!rc) {
                 memcpy(receipt->txid, rec.txid, LEDGER_HASH);
                 receipt->at = m->opt.now ? m->opt.now() : core_now();
-                /* A failure here leaves a release on the ledger that this
-                 * file does not know: the next delivery of the same bytes
-                 * records a second one (docs/PRIVACY.md). */
+                /* The release stands on the ledger, so the delivery is
+                 * answered by that outcome: if recording it fails (the
+                 * transaction rolled back whole), it is recorded again at
+                 * once rather than answered "failed". Only if that fails
+                 * too is the release one this file does not know: the next
+                 * delivery of the same bytes records a second one
+                 * (docs/PRIVACY.md). */
                 rc = store_delivery(db, id, receipt, stats, &s, err);
+                core_error again = {0};
+                if (rc && !store_delivery(db, id, receipt, stats, &s, &again)) rc = CORE_OK;
             }
         }
         store_release(m->opt.st, db);

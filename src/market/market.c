@@ -16,7 +16,17 @@
  *             crash hid stays a consent the person can revoke); grant known
  *             → pay if the ledger has not, then store as above; a payment
  *             the ledger refuses (filled, closed) → drop.
- * The ledger pays a wallet once per request whatever happens here. */
+ * The ledger pays a wallet once per request whatever happens here.
+ *
+ * When a step after an intent fails in a running call (an allocation, a
+ * SQLite write, the ledger), the call resolves that one intent at once with
+ * the recovery code (funding_resolve, closing_resolve, intent_paid) and
+ * answers by the outcome: the ledger step happened → the rows are finished
+ * and the answer is a clean success's; it did not → the intent is dropped
+ * and the error is answered with everything as before. The answer is built
+ * before the last write, so a call told "failed" never leaves a write
+ * standing. Only when the resolution fails too (a second failure, or the
+ * ledger cannot say) does the intent wait for market_recover at start. */
 #include "market/market.h"
 
 #include <stdio.h>
@@ -351,10 +361,11 @@ static core_status req_load(market *m, const char *id, req_row *r, core_error *e
     return CORE_OK;
 }
 
-/* Set a request's state (and txid / closed_at when given) if it is in
- * state from (NULL: any); CONFLICT "state" when it was not. */
-static core_status req_set_state(market *m, const char *id, const char *from, const char *to, const uint8_t *txid,
-                                 core_error *err) {
+/* Set a request's state (and txid when given; closed_at = at when it
+ * ends) if it is in state from (NULL: any); CONFLICT "state" when it was
+ * not. */
+static core_status req_set_state_at(market *m, const char *id, const char *from, const char *to, const uint8_t *txid,
+                                    int64_t at, core_error *err) {
     sqlite3 *db = store_acquire(m->opt.st);
     sqlite3_stmt *q = NULL;
     core_status rc = store_prepare(db,
@@ -366,7 +377,7 @@ static core_status req_set_state(market *m, const char *id, const char *from, co
         sqlite3_bind_text(q, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(q, 2, to, -1, SQLITE_STATIC);
         if (txid) sqlite3_bind_blob(q, 3, txid, LEDGER_HASH, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 4, now_of(m));
+        sqlite3_bind_int64(q, 4, at);
         if (from) sqlite3_bind_text(q, 5, from, -1, SQLITE_STATIC);
         if (sqlite3_step(q) != SQLITE_DONE)
             rc = store_error(db, err);
@@ -378,42 +389,63 @@ static core_status req_set_state(market *m, const char *id, const char *from, co
     return rc;
 }
 
-/* The request as shown to its organisation and administrators. */
-static json_t *req_json(market *m, const req_row *r) {
+static core_status req_set_state(market *m, const char *id, const char *from, const char *to, const uint8_t *txid,
+                                 core_error *err) {
+    return req_set_state_at(m, id, from, to, txid, now_of(m), err);
+}
+
+/* The request as shown to its organisation and administrators (*out,
+ * new). The escrow's paid and remaining are read from the ledger: a read
+ * that fails fails the answer (an answer without them would say nothing
+ * was paid); an escrow the ledger does not know leaves them out. */
+static core_status req_json(market *m, const req_row *r, json_t **out, core_error *err) {
+    *out = NULL;
     json_t *j =
         json_pack("{s:s, s:{s:o, s:s}, s:s, s:s, s:s, s:o, s:O, s:I, s:I, s:o, s:o, s:s}", "id", r->id, "organisation",
                   "key", hex_json(r->org, LEDGER_KEY), "name", r->org_name, "title", r->title, "purpose_text",
                   r->purpose_text, "purpose", r->purpose, "categories", categories_json(r->categories), "criteria",
                   r->criteria, "price", (json_int_t)r->price, "max_participants", (json_int_t)r->max, "closes",
                   time_json(r->closes), "created_at", time_json(r->created_at), "state", r->state);
-    if (!j) return NULL;
+    if (!j) return nomem(err);
+    core_status rc = CORE_OK;
     bool ok = true;
     if (r->funded) {
         ledger_market lm;
+        core_error e = {0};
         ok = !json_object_set_new(j, "escrow_txid", hex_json(r->txid, LEDGER_HASH));
-        if (ok && !ledger_get_market(m->opt.led, r->txid, &lm, NULL))
+        core_status g = ok ? ledger_get_market(m->opt.led, r->txid, &lm, &e) : CORE_OK;
+        if (ok && !g)
             ok = !json_object_set_new(j, "paid", json_integer(lm.paid)) &&
                  !json_object_set_new(j, "remaining", json_integer((json_int_t)lm.remaining));
+        else if (ok && g != CORE_ERR_NOT_FOUND) {
+            rc = g;
+            if (err) *err = e;
+        }
     } else {
         ok = !json_object_set_new(j, "paid", json_integer(0));
     }
-    if (ok && r->closed_at) ok = !json_object_set_new(j, "closed_at", time_json(r->closed_at));
-    if (!ok) {
+    if (ok && !rc && r->closed_at) ok = !json_object_set_new(j, "closed_at", time_json(r->closed_at));
+    if (!ok && !rc) rc = nomem(err);
+    if (rc) {
         json_decref(j);
-        return NULL;
+        return rc;
     }
-    return j;
+    *out = j;
+    return CORE_OK;
 }
 
 static core_status reqs_json(market *m, req_row *v, size_t n, json_t **out, core_error *err) {
     json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++)
-        if (json_array_append_new(a, req_json(m, &v[i]))) {
-            json_decref(a);
-            a = NULL;
-        }
+    core_status rc = a ? CORE_OK : nomem(err);
+    for (size_t i = 0; !rc && i < n; i++) {
+        json_t *j;
+        if (!(rc = req_json(m, &v[i], &j, err)) && json_array_append_new(a, j)) rc = nomem(err);
+    }
     reqs_free(v, n);
-    if (!a) return nomem(err);
+    if (rc) {
+        json_decref(a);
+        return rc;
+    }
     *out = a;
     return CORE_OK;
 }
@@ -613,9 +645,9 @@ core_status market_request_get(market *m, const uint8_t *org, const char *id, js
         req_free(&r);
         return core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such data request");
     }
-    *out = req_json(m, &r);
+    rc = req_json(m, &r, out, err);
     req_free(&r);
-    return *out ? CORE_OK : nomem(err);
+    return rc;
 }
 
 core_status market_request_list_org(market *m, const uint8_t org[LEDGER_KEY], json_t **out, core_error *err) {
@@ -662,6 +694,31 @@ static core_status submit_open(market *m, const req_row *r, uint8_t txid[LEDGER_
     return rc;
 }
 
+/* A 'funding' request as the ledger shows it (its terms hash is the
+ * escrow's commitment): funded → 'open' with the escrow's txid (also put in
+ * r, *funded true); not → back to 'pending'. market_recover runs it for
+ * each at start; approve runs it at once when a step after its intent
+ * failed. */
+static core_status funding_resolve(market *m, req_row *r, bool *funded, core_error *err) {
+    uint8_t txid[LEDGER_HASH];
+    *funded = false;
+    core_status rc = ledger_find_commitment(m->opt.led, r->terms, txid, err);
+    if (rc == CORE_ERR_NOT_FOUND) return req_set_state(m, r->id, "funding", "pending", NULL, err);
+    if (rc) return rc;
+    *funded = true;
+    r->funded = true;
+    memcpy(r->txid, txid, LEDGER_HASH);
+    return req_set_state(m, r->id, "funding", "open", txid, err);
+}
+
+/* The approve answer: the request as market_request_get shows it once
+ * open (read from the ledger's escrow, so after the ledger step). */
+static core_status opened_json(market *m, const req_row *r, json_t **out, core_error *err) {
+    req_row o = *r; /* shallow: req_json only reads */
+    snprintf(o.state, sizeof o.state, "open");
+    return req_json(m, &o, out, err);
+}
+
 core_status market_request_approve(market *m, const char *id, json_t **out, core_error *err) {
     *out = NULL;
     req_row r;
@@ -678,17 +735,38 @@ core_status market_request_approve(market *m, const char *id, json_t **out, core
                        (long long)(r.price * r.max), (long long)bal);
     /* 1. The intent: 'funding' (the terms hash finds the escrow again). */
     if (!rc) rc = req_set_state(m, id, "pending", "funding", NULL, err);
-    bool intended = !rc;
+    if (rc) {
+        req_free(&r);
+        return rc;
+    }
     MARKET_CRASH_POINT("market_after_fund_intent");
+    /* 2. The escrow. */
     uint8_t txid[LEDGER_HASH];
-    if (!rc) rc = submit_open(m, &r, txid, err);
+    rc = submit_open(m, &r, txid, err);
     MARKET_CRASH_POINT("market_after_fund");
-    if (!rc)
-        rc = req_set_state(m, id, "funding", "open", txid, err);
-    else if (intended)
-        req_set_state(m, id, "funding", "pending", NULL, NULL); /* refused: nothing escrowed */
+    /* 3. The answer, then 'open': nothing that can fail comes after the
+     * last write. */
+    if (!rc) {
+        r.funded = true;
+        memcpy(r.txid, txid, LEDGER_HASH);
+        rc = opened_json(m, &r, out, err);
+    }
+    if (!rc) rc = req_set_state(m, id, "funding", "open", txid, err);
+    if (rc) {
+        /* A step failed: the ledger says how far it got. Funded → open and
+         * the answer of a clean success; not → pending, the error. If the
+         * ledger cannot say, or the row cannot be written now either,
+         * 'funding' stays for market_recover. */
+        core_error e = {0};
+        bool funded = false;
+        if (!funding_resolve(m, &r, &funded, &e) && funded && (*out || !opened_json(m, &r, out, &e))) rc = CORE_OK;
+    }
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
     req_free(&r);
-    return rc ? rc : market_request_get(m, NULL, id, out, err);
+    return rc;
 }
 
 static core_status submit_close(market *m, const uint8_t request[LEDGER_HASH], core_error *err) {
@@ -698,20 +776,60 @@ static core_status submit_close(market *m, const uint8_t request[LEDGER_HASH], c
     return ledger_sign_submit(m->opt.led, &tx, m->opt.node_sk, &rec, err);
 }
 
+/* A 'closing' request as the ledger shows it: its escrow ended (by this
+ * close, or the last place was paid) → 'closed' at at (*closed true);
+ * still open → with complete (market_recover) the close is submitted now
+ * and it ends, else (a running call whose step failed) back to 'open'. */
+static core_status closing_resolve(market *m, const req_row *r, bool complete, int64_t at, bool *closed,
+                                   core_error *err) {
+    ledger_market lm;
+    *closed = false;
+    core_status rc = ledger_get_market(m->opt.led, r->txid, &lm, err);
+    if (rc) return rc;
+    if (lm.state == LEDGER_MARKET_OPEN) {
+        if (!complete) return req_set_state(m, r->id, "closing", "open", NULL, err);
+        if ((rc = submit_close(m, r->txid, err))) return rc;
+    }
+    *closed = true;
+    return req_set_state_at(m, r->id, "closing", "closed", NULL, at, err);
+}
+
+/* The request as market_request_get shows it once ended in state at at. */
+static core_status ended_json(market *m, const req_row *r, const char *state, int64_t at, json_t **out,
+                              core_error *err) {
+    req_row o = *r; /* shallow: req_json only reads */
+    snprintf(o.state, sizeof o.state, "%s", state);
+    o.closed_at = at;
+    return req_json(m, &o, out, err);
+}
+
 /* Close an open request on the ledger: 'closing', market_close (unless the
- * ledger has already ended the escrow), 'closed'. */
-static core_status close_open(market *m, const req_row *r, core_error *err) {
+ * ledger has already ended the escrow), 'closed'. out (may be NULL: the
+ * sweep) receives the request as it then reads, built before the last
+ * write. A failed step is resolved at once (closing_resolve): closed on
+ * the ledger → done; still open → 'open' again and the error. */
+static core_status close_open(market *m, const req_row *r, json_t **out, core_error *err) {
     core_status rc = req_set_state(m, r->id, "open", "closing", NULL, err);
     if (rc) return rc;
     MARKET_CRASH_POINT("market_after_close_intent");
     ledger_market lm;
+    const int64_t at = now_of(m);
     rc = ledger_get_market(m->opt.led, r->txid, &lm, err);
     if (!rc && lm.state == LEDGER_MARKET_OPEN) rc = submit_close(m, r->txid, err);
-    if (rc) { /* still open on the ledger, or unknown: back to open (recovery retries a crash) */
-        req_set_state(m, r->id, "closing", "open", NULL, NULL);
-        return rc;
+    if (!rc && out) rc = ended_json(m, r, "closed", at, out, err);
+    if (!rc) rc = req_set_state_at(m, r->id, "closing", "closed", NULL, at, err);
+    if (rc) {
+        core_error e = {0};
+        bool closed = false;
+        if (!closing_resolve(m, r, false, at, &closed, &e) && closed &&
+            (!out || *out || !ended_json(m, r, "closed", at, out, &e)))
+            rc = CORE_OK;
     }
-    return req_set_state(m, r->id, "closing", "closed", NULL, err);
+    if (rc && out) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 core_status market_request_withdraw(market *m, const uint8_t *org, const char *id, json_t **out, core_error *err) {
@@ -719,16 +837,24 @@ core_status market_request_withdraw(market *m, const uint8_t *org, const char *i
     req_row r;
     core_status rc = req_load(m, id, &r, err);
     if (rc) return rc;
-    if (org && memcmp(org, r.org, LEDGER_KEY))
+    const int64_t at = now_of(m);
+    if (org && memcmp(org, r.org, LEDGER_KEY)) {
         rc = core_fail(err, CORE_ERR_NOT_FOUND, NULL, "no such data request");
-    else if (!strcmp(r.state, "pending"))
-        rc = req_set_state(m, id, "pending", "withdrawn", NULL, err);
-    else if (!strcmp(r.state, "open"))
-        rc = close_open(m, &r, err);
-    else
+    } else if (!strcmp(r.state, "pending")) {
+        /* the answer first: one write, nothing after it */
+        rc = ended_json(m, &r, "withdrawn", at, out, err);
+        if (!rc) rc = req_set_state_at(m, id, "pending", "withdrawn", NULL, at, err);
+    } else if (!strcmp(r.state, "open")) {
+        rc = close_open(m, &r, out, err);
+    } else {
         rc = core_fail(err, CORE_ERR_CONFLICT, "state", "the request has already ended (%s)", r.state);
+    }
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
     req_free(&r);
-    return rc ? rc : market_request_get(m, org, id, out, err);
+    return rc;
 }
 
 core_status market_sweep(market *m, int *closed, core_error *err) {
@@ -749,7 +875,7 @@ core_status market_sweep(market *m, int *closed, core_error *err) {
             else if (!rc && closed)
                 (*closed)++;
         } else if (v[i].closes <= now) {
-            rc = close_open(m, &v[i], err);
+            rc = close_open(m, &v[i], NULL, err);
             if (rc == CORE_ERR_CONFLICT)
                 rc = CORE_OK;
             else if (!rc && closed)
@@ -1048,8 +1174,37 @@ static core_status submit_pay(market *m, const uint8_t request[LEDGER_HASH], con
     memcpy(tx.u.market_pay.grant, grant, LEDGER_HASH);
     ledger_receipt rec;
     core_status rc = ledger_sign_submit(m->opt.led, &tx, m->opt.node_sk, &rec, err);
-    if (!rc && txid) memcpy(txid, rec.txid, LEDGER_HASH);
+    /* The txid even on a failure (zero if it was never signed): a payment
+     * the ledger holds after all is answered with it. */
+    if (txid) memcpy(txid, rec.txid, LEDGER_HASH);
     return rc;
+}
+
+/* Whether an acceptance's payment is on the ledger (*paid). No grant, or
+ * a request never funded: nothing can have been paid. With complete
+ * (market_recover) a payment the ledger does not hold is made now; one it
+ * refuses (filled, closed, the consent revoked) leaves *paid false. */
+static core_status intent_paid(market *m, const req_row *r, const intent_row *x, bool complete, bool *paid,
+                               core_error *err) {
+    *paid = false;
+    if (!x->has_grant || !r->funded) return CORE_OK;
+    core_status rc = ledger_market_paid(m->opt.led, r->txid, x->wallet, paid, err);
+    if (rc || *paid || !complete) return rc;
+    core_error e = {0};
+    core_status p = submit_pay(m, r->txid, x->grant, NULL, &e);
+    if (!p) {
+        *paid = true;
+    } else if (p != CORE_ERR_CONFLICT && p != CORE_ERR_FORBIDDEN && p != CORE_ERR_NOT_FOUND) {
+        rc = p; /* the ledger could not answer: try again at the next start */
+        if (err) *err = e;
+    }
+    return rc;
+}
+
+static json_t *accept_json(const char *id, const req_row *r, const intent_row *in, const uint8_t pay[LEDGER_HASH],
+                           json_t *rows) {
+    return json_pack("{s:s, s:I, s:o, s:o, s:O}", "request", id, "paid", (json_int_t)r->price, "grant_txid",
+                     hex_json(in->grant, LEDGER_HASH), "payment_txid", hex_json(pay, LEDGER_HASH), "rows", rows);
 }
 
 /* How long a market consent stands unless revoked: the delivery that uses
@@ -1159,34 +1314,47 @@ core_status market_accept(market *m, const market_person *p, const char *id, jso
     if (!rc) rc = accept_grant(m, p, &r, &in, err);
     MARKET_CRASH_POINT("market_after_grant");
     /* 3. The payment (the ledger refuses a second one to this wallet). */
-    uint8_t pay[LEDGER_HASH];
-    bool paid = false;
+    uint8_t pay[LEDGER_HASH] = {0};
     if (!rc) {
         rc = submit_pay(m, r.txid, in.grant, pay, err);
         if (rc == CORE_ERR_CONFLICT && !strcmp(err ? err->field : "", "request"))
             core_fail(err, CORE_ERR_CONFLICT, "state", "the request filled or closed while you accepted");
-        paid = !rc;
     }
     MARKET_CRASH_POINT("market_after_pay");
-    /* 4. Rows, participation, end of intent. A failure after payment leaves
-     * the intent for recovery (the person is paid; the rows follow). */
+    /* 4. The answer, then rows, participation and the end of the intent
+     * in one transaction: nothing that can fail comes after it. */
+    if (!rc && !(*out = accept_json(id, &r, &in, pay, rows))) rc = nomem(err);
     if (!rc) rc = finish_accept(m, &in, r.price, err);
-    if (!paid && in.has_grant) {
-        /* Not paid (filled or closed meanwhile): the consent just made
-         * would stand for nothing, so the person's wallet revokes it. If
-         * that fails it stays listed among their consents to revoke. */
-        ledger_tx tx = {.kind = LEDGER_TX_REVOKE};
-        memcpy(tx.u.revoke.grant, in.grant, LEDGER_HASH);
-        ledger_receipt rec;
-        ledger_sign_submit(m->opt.led, &tx, p->wallet_sk, &rec, NULL);
+    if (rc && intended) {
+        /* A step failed: the ledger says whether the person was paid.
+         * Paid → the acceptance is finished now and answered as a clean
+         * success; not → the consent just made would stand for nothing,
+         * so the person's wallet revokes it, and the intent goes. If the
+         * ledger cannot say, or the rows cannot be written now either, the
+         * intent stays for market_recover. */
+        core_error e = {0};
+        bool paid = false;
+        if (!intent_paid(m, &r, &in, false, &paid, &e)) {
+            if (paid) {
+                if ((*out || (*out = accept_json(id, &r, &in, pay, rows))) && !finish_accept(m, &in, r.price, &e))
+                    rc = CORE_OK;
+            } else {
+                if (in.has_grant) { /* if this fails it stays listed among their consents to revoke */
+                    ledger_tx tx = {.kind = LEDGER_TX_REVOKE};
+                    memcpy(tx.u.revoke.grant, in.grant, LEDGER_HASH);
+                    ledger_receipt rec;
+                    ledger_sign_submit(m->opt.led, &tx, p->wallet_sk, &rec, NULL);
+                }
+                intent_drop(m, &in, NULL);
+            }
+        }
     }
-    if (!paid && intended) intent_drop(m, &in, NULL); /* nothing paid: nothing to finish */
-    if (!rc) {
-        *out = json_pack("{s:s, s:I, s:o, s:o, s:O}", "request", id, "paid", (json_int_t)r.price, "grant_txid",
-                         hex_json(in.grant, LEDGER_HASH), "payment_txid", hex_json(pay, LEDGER_HASH), "rows", rows);
-        if (!*out) rc = nomem(err);
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    } else {
+        market_sweep(m, NULL, NULL); /* the last place closes the request now */
     }
-    if (paid && !rc) market_sweep(m, NULL, NULL); /* the last place closes the request now */
     json_decref(rows);
     intent_free(&in);
     req_free(&r);
@@ -1239,17 +1407,7 @@ static core_status recover_intents(market *m, int *done, core_error *err) {
         req_row r;
         if ((rc = req_load(m, x->id, &r, err))) break;
         bool paid = false;
-        if (x->has_grant && r.funded) rc = ledger_market_paid(m->opt.led, r.txid, x->wallet, &paid, err);
-        if (!rc && x->has_grant && r.funded && !paid) {
-            core_error e = {0};
-            core_status p = submit_pay(m, r.txid, x->grant, NULL, &e);
-            if (!p)
-                paid = true;
-            else if (p != CORE_ERR_CONFLICT && p != CORE_ERR_FORBIDDEN && p != CORE_ERR_NOT_FOUND) {
-                rc = p; /* the ledger could not answer: try again at the next start */
-                if (err) *err = e;
-            }
-        }
+        rc = intent_paid(m, &r, x, true, &paid, err);
         if (!rc) rc = paid ? finish_accept(m, x, r.price, err) : intent_drop(m, x, err);
         if (!rc) (*done)++;
         req_free(&r);
@@ -1268,19 +1426,11 @@ core_status market_recover(market *m, int *resolved, core_error *err) {
                                NULL, 0, &v, &n, err);
     for (size_t i = 0; !rc && i < n; i++) {
         req_row *r = &v[i];
-        if (!strcmp(r->state, "funding")) {
-            uint8_t txid[LEDGER_HASH];
-            core_status f = ledger_find_commitment(m->opt.led, r->terms, txid, err);
-            if (f == CORE_ERR_NOT_FOUND)
-                rc = req_set_state(m, r->id, "funding", "pending", NULL, err);
-            else if (!(rc = f))
-                rc = req_set_state(m, r->id, "funding", "open", txid, err);
-        } else {
-            ledger_market lm;
-            rc = ledger_get_market(m->opt.led, r->txid, &lm, err);
-            if (!rc && lm.state == LEDGER_MARKET_OPEN) rc = submit_close(m, r->txid, err);
-            if (!rc) rc = req_set_state(m, r->id, "closing", "closed", NULL, err);
-        }
+        bool ended = false;
+        if (!strcmp(r->state, "funding"))
+            rc = funding_resolve(m, r, &ended, err);
+        else
+            rc = closing_resolve(m, r, true, now_of(m), &ended, err);
         if (!rc) done++;
     }
     reqs_free(v, n);

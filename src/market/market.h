@@ -30,7 +30,9 @@
  * Crash safety as in review: an intent (the request's state 'funding' /
  * 'closing', or a market_intents row for an acceptance) is committed before
  * each ledger step, and market_recover, run at start, finishes or drops each
- * as the ledger shows.
+ * as the ledger shows. A running call whose step fails after its intent
+ * resolves that intent at once the same way and answers by the outcome: a
+ * call told failed has written nothing, the ledger included.
  *
  * Ownership: options and inputs are borrowed; json_t ** outputs are new
  * references owned by the caller. Thread-safe (one store, one ledger). */

@@ -31,6 +31,16 @@
  * attempt got as far as the ledger, and the row is brought in line with it
  * if it closed the same way.
  *
+ * A running call whose step fails after its intent (an allocation, a SQLite
+ * write, the ledger) does not leave the intent for the next start: it asks
+ * the ledger at once how far the step got (request_resolve, close_resolve,
+ * revoke_resolve) and answers by the outcome. On the ledger → the row is
+ * finished now and the call succeeds as a clean one would; not → the intent
+ * is dropped and the error answered with everything as before. So a call
+ * told "failed" never leaves a ledger write standing; only a second failure
+ * while resolving (or a ledger that cannot say) leaves the intent to
+ * review_recover.
+ *
  * An answer is handed to opt->on_answered between steps 2 and 3 (crash
  * point review_after_feed after it): recovery of a settle intent opens the
  * answer it kept and hands it on again before finishing the row, so a
@@ -276,10 +286,8 @@ static core_status case_seal_make(review *r, const review_request_in *in, const 
     return rc;
 }
 
-/* Step 3: the case row and the end of the intent, together. If that fails
- * the escrow (request_txid) is on the ledger but the case is not kept: the
- * tokens go back now rather than stay locked, and the intent goes once they
- * are back (else recovery refunds at start). */
+/* Step 3: the case row and the end of the intent, together (nothing
+ * written if it fails: request_resolve decides what then). */
 static core_status case_store(review *r, sqlite3 *db, const review_request_in *in, const char *id,
                               const review_offer *offer, const uint8_t request_txid[LEDGER_HASH], const case_seal *c,
                               core_error *err) {
@@ -316,11 +324,31 @@ static core_status case_store(review *r, sqlite3 *db, const review_request_in *i
         else
             store_rollback(db);
     }
-    if (rc) {
-        uint8_t t[LEDGER_HASH];
-        if (!close_escrow(r, LEDGER_TX_REVIEW_REFUND, request_txid, t, NULL)) intent_drop(db, id, NULL);
-    }
     return rc;
+}
+
+static core_status recover_one(review *r, sqlite3 *db, const char *id, const intent *v, core_error *err);
+
+/* A step after a request's intent failed: the ledger says whether the
+ * escrow exists. No → the intent goes and the error stands. Yes → the case
+ * is kept now (its sealed copy is still here) and the request succeeds as
+ * a clean one would; if it cannot be kept, recovery's answer to an escrow
+ * with no case (refund, intent gone) and the error. If the ledger cannot
+ * say, the intent stays for review_recover. */
+static core_status request_resolve(review *r, sqlite3 *db, const review_request_in *in, const char *id,
+                                   const review_offer *offer, const case_seal *c, core_status failed) {
+    core_error e = {0};
+    uint8_t txid[LEDGER_HASH];
+    core_status f = ledger_find_commitment(r->opt.led, c->commitment, txid, &e);
+    if (f == CORE_ERR_NOT_FOUND) {
+        intent_drop(db, id, NULL); /* if this fails, recovery finds no escrow and drops it */
+        return failed;
+    }
+    if (f) return failed;
+    if (!case_store(r, db, in, id, offer, txid, c, &e)) return CORE_OK;
+    intent it = {.op = "request", .commitment = c->commitment};
+    recover_one(r, db, id, &it, &e);
+    return failed;
 }
 
 core_status review_case_request(review *r, const review_request_in *in, char id[REVIEW_CASE_ID_TEXT], core_error *err) {
@@ -353,11 +381,10 @@ core_status review_case_request(review *r, const review_request_in *in, char id[
         rc = ledger_sign_submit(r->opt.led, &tx, in->wallet_sk, &receipt, err);
     }
     db = store_acquire(r->opt.st);
-    /* Refused or rolled back: no escrow, nothing to recover. (If the drop
-     * fails, recovery finds no escrow and drops it then.) */
-    if (rc && intended) intent_drop(db, id, NULL);
     REVIEW_CRASH_POINT("review_after_escrow");
+    /* 3. The case row. */
     if (!rc) rc = case_store(r, db, in, id, &offer, receipt.txid, &c, err);
+    if (rc && intended) rc = request_resolve(r, db, in, id, &offer, &c, rc);
     store_release(r->opt.st, db);
     case_seal_free(&c);
     if (rc) id[0] = 0;
@@ -442,11 +469,40 @@ typedef struct {
     size_t ptlen;
 } feed_args;
 
+/* A step after a close's intent failed: the ledger says how far it got.
+ * Escrow still open → the intent goes and the error stands. Closed this
+ * way → the row is finished now (feed, when not NULL, is an answer not yet
+ * handed on) and the call succeeds as a clean one would. Closed the other
+ * way (a revocation meanwhile) → the row follows the ledger as recovery
+ * does, and the error stands. If the ledger cannot say, or the row cannot
+ * be written now either, the intent stays for review_recover. */
+static core_status close_resolve(review *r, sqlite3 *db, const char *id, const intent *it,
+                                 const uint8_t txid[LEDGER_HASH], const feed_args *feed, core_status failed) {
+    core_error e = {0};
+    ledger_escrow es;
+    if (ledger_get_escrow(r->opt.led, it->request, &es, &e)) return failed;
+    if (es.state == LEDGER_ESCROW_OPEN) {
+        intent_drop(db, id, NULL);
+        return failed;
+    }
+    bool settle = !strcmp(it->op, "settle");
+    if ((es.state == LEDGER_ESCROW_SETTLED) != settle) {
+        recover_one(r, db, id, it, &e);
+        return failed;
+    }
+    if (feed) feed_answer(r, id, feed->condition, feed->pt, feed->ptlen);
+    close_row c = {it->target, now_of(r), txid, it->answer, it->answer_len, it->reason};
+    if (finish_close(db, id, &c, &e)) return failed;
+    if (!settle && r->opt.on_ended) r->opt.on_ended(r->opt.answered_ud, id);
+    return CORE_OK;
+}
+
 /* Close a waiting case: intent, ledger (settle or refund), then the row. A
  * settle with feed hands the answer on between the ledger and the row, while
  * the settle intent still stands: a crash before the hand-over is fed by
  * recovery (which finishes the intent), one after it finds the feed done
- * (what it feeds takes each answer once). */
+ * (what it feeds takes each answer once). A failed step is resolved at
+ * once (close_resolve). */
 static core_status close_case(review *r, sqlite3 *db, const char *id, const case_head *h, ledger_tx_kind kind,
                               const char *state, const uint8_t *answer, size_t answer_len, const char *reason,
                               const feed_args *feed, core_error *err) {
@@ -464,21 +520,20 @@ static core_status close_case(review *r, sqlite3 *db, const char *id, const case
     REVIEW_CRASH_POINT(settle ? "review_after_settle_intent" : "review_after_refund_intent");
     uint8_t txid[LEDGER_HASH];
     rc = close_escrow(r, kind, h->request, txid, err);
-    if (rc) {
-        /* Not on the ledger (refused: e.g. closed the other way by a
-         * revocation): nothing to finish. */
-        intent_drop(db, id, NULL);
-        return rc;
+    bool fed = false;
+    if (!rc) {
+        REVIEW_CRASH_POINT(settle ? "review_after_settle" : "review_after_refund");
+        if (feed) {
+            feed_answer(r, id, feed->condition, feed->pt, feed->ptlen);
+            fed = true;
+            REVIEW_CRASH_POINT("review_after_feed");
+        }
+        close_row c = {state, now_of(r), txid, answer, answer_len, reason};
+        rc = finish_close(db, id, &c, err);
     }
-    REVIEW_CRASH_POINT(settle ? "review_after_settle" : "review_after_refund");
-    if (feed) {
-        feed_answer(r, id, feed->condition, feed->pt, feed->ptlen);
-        REVIEW_CRASH_POINT("review_after_feed");
-    }
-    close_row c = {state, now_of(r), txid, answer, answer_len, reason};
-    rc = finish_close(db, id, &c, err);
-    if (!rc && !settle && r->opt.on_ended) r->opt.on_ended(r->opt.answered_ud, id);
-    return rc;
+    if (rc) return close_resolve(r, db, id, &it, txid, fed ? NULL : feed, rc);
+    if (!settle && r->opt.on_ended) r->opt.on_ended(r->opt.answered_ud, id);
+    return CORE_OK;
 }
 
 core_status review_case_withdraw(review *r, int64_t owner, const char *id, core_error *err) {
@@ -519,6 +574,24 @@ static core_status finish_revoke(sqlite3 *db, const char *id, const revoke_row *
                        bind_revoke, v, err);
 }
 
+/* A step after a revocation's intent failed: the ledger says whether the
+ * consent is revoked. Yes → the row is finished now and the call succeeds
+ * as a clean one would; no → the intent goes and the error stands. If the
+ * ledger cannot say, or the row cannot be written now either, the intent
+ * stays for review_recover. txid: the revocation's, when known. */
+static core_status revoke_resolve(review *r, sqlite3 *db, const char *id, const intent *it, const uint8_t *txid,
+                                  core_status failed) {
+    core_error e = {0};
+    ledger_consent cn;
+    if (ledger_get_consent(r->opt.led, it->request, &cn, NULL, &e)) return failed;
+    if (!cn.revoked_height) {
+        intent_drop(db, id, NULL);
+        return failed;
+    }
+    revoke_row v = {now_of(r), txid};
+    return finish_revoke(db, id, &v, &e) ? failed : CORE_OK;
+}
+
 core_status review_case_revoke(review *r, int64_t owner, const uint8_t wallet_sk[LEDGER_SECRET], const char *id,
                                core_error *err) {
     core_status rc = need_cases(r, err);
@@ -544,13 +617,13 @@ core_status review_case_revoke(review *r, int64_t owner, const uint8_t wallet_sk
         memcpy(tx.u.revoke.grant, h.request, LEDGER_HASH);
         ledger_receipt receipt;
         rc = ledger_sign_submit(r->opt.led, &tx, wallet_sk, &receipt, err);
-        if (rc) {
-            intent_drop(db, id, NULL);
-        } else {
+        const uint8_t *txid = rc ? NULL : receipt.txid;
+        if (!rc) {
             REVIEW_CRASH_POINT("review_after_revoke");
-            revoke_row v = {now_of(r), receipt.txid};
+            revoke_row v = {now_of(r), txid};
             rc = finish_revoke(db, id, &v, err);
         }
+        if (rc) rc = revoke_resolve(r, db, id, &it, txid, rc);
     }
     store_release(r->opt.st, db);
     return rc;
@@ -675,16 +748,16 @@ static void refeed(review *r, sqlite3 *db, const char *id, const uint8_t *answer
     }
 }
 
-/* One intent left by a crash (or by a failure that could not clean up). */
-static core_status recover_one(review *r, sqlite3 *db, const intent_row *v, core_error *err) {
+/* One intent left by a crash (or by a failure that could not resolve it). */
+static core_status recover_one(review *r, sqlite3 *db, const char *id, const intent *v, core_error *err) {
     ledger_escrow e;
     core_status rc;
     if (!strcmp(v->op, "request")) {
         uint8_t txid[LEDGER_HASH];
         rc = ledger_find_commitment(r->opt.led, v->commitment, txid, err);
-        if (rc == CORE_ERR_NOT_FOUND) return intent_drop(db, v->id, err); /* never reached the ledger */
+        if (rc == CORE_ERR_NOT_FOUND) return intent_drop(db, id, err); /* never reached the ledger */
         if (rc) return rc;
-        if (!case_exists(db, v->id)) {
+        if (!case_exists(db, id)) {
             /* Escrowed for a case that was never kept: refund (the case copy
              * was only in the crashed process's memory). */
             if ((rc = ledger_get_escrow(r->opt.led, txid, &e, err))) return rc;
@@ -692,7 +765,7 @@ static core_status recover_one(review *r, sqlite3 *db, const intent_row *v, core
             if (e.state == LEDGER_ESCROW_OPEN && (rc = close_escrow(r, LEDGER_TX_REVIEW_REFUND, txid, t, err)))
                 return rc;
         }
-        return intent_drop(db, v->id, err);
+        return intent_drop(db, id, err);
     }
     if (!strcmp(v->op, "revoke")) {
         ledger_consent cn;
@@ -700,9 +773,9 @@ static core_status recover_one(review *r, sqlite3 *db, const intent_row *v, core
         /* Only the person's session can sign a revocation: one the ledger
          * does not hold is dropped (they may revoke again). One it holds
          * is finished; its txid is not known here, so none is recorded. */
-        if (!cn.revoked_height) return intent_drop(db, v->id, err);
+        if (!cn.revoked_height) return intent_drop(db, id, err);
         revoke_row row = {now_of(r), NULL};
-        return finish_revoke(db, v->id, &row, err);
+        return finish_revoke(db, id, &row, err);
     }
     /* settle / refund: complete on the ledger what the intent began. */
     bool settle = !strcmp(v->op, "settle");
@@ -715,19 +788,19 @@ static core_status recover_one(review *r, sqlite3 *db, const intent_row *v, core
         /* Closed the other way (not by these steps, which take one case at
          * a time): the row follows the ledger, without the answer. */
         close_row c = {e.state == LEDGER_ESCROW_SETTLED ? "answered" : "withdrawn", now_of(r), NULL, NULL, 0, NULL};
-        return finish_close(db, v->id, &c, err);
+        return finish_close(db, id, &c, err);
     }
     /* Settled by this intent: what the answer feeds may not have been fed
      * (a crash between the ledger and the row); feeding twice is harmless. */
-    if (settle && v->answer) refeed(r, db, v->id, v->answer, v->answer_len);
-    close_row c = {v->target[0] ? v->target : (settle ? "answered" : "withdrawn"),
+    if (settle && v->answer) refeed(r, db, id, v->answer, v->answer_len);
+    close_row c = {v->target ? v->target : (settle ? "answered" : "withdrawn"),
                    now_of(r),
                    txid,
                    settle ? v->answer : NULL,
                    v->answer_len,
                    v->reason};
-    rc = finish_close(db, v->id, &c, err);
-    if (!rc && !settle && r->opt.on_ended) r->opt.on_ended(r->opt.answered_ud, v->id);
+    rc = finish_close(db, id, &c, err);
+    if (!rc && !settle && r->opt.on_ended) r->opt.on_ended(r->opt.answered_ud, id);
     return rc;
 }
 
@@ -784,8 +857,16 @@ core_status review_recover(review *r, int *resolved, core_error *err) {
     intent_row *v = NULL;
     size_t n = 0;
     core_status rc = intent_rows(db, &v, &n, err);
-    for (size_t i = 0; !rc && i < n; i++)
-        if (!(rc = recover_one(r, db, &v[i], err))) done++;
+    for (size_t i = 0; !rc && i < n; i++) {
+        intent it = {.op = v[i].op,
+                     .commitment = v[i].commitment,
+                     .request = v[i].request,
+                     .target = v[i].target[0] ? v[i].target : NULL,
+                     .answer = v[i].answer,
+                     .answer_len = v[i].answer_len,
+                     .reason = v[i].reason};
+        if (!(rc = recover_one(r, db, v[i].id, &it, err))) done++;
+    }
     intent_rows_free(v, n);
     if (!rc) rc = reconcile_waiting(r, db, &done, err);
     store_release(r->opt.st, db);
@@ -1093,6 +1174,14 @@ core_status review_case_open(review *r, const uint8_t org[LEDGER_KEY], int64_t c
     uint8_t *pt = NULL;
     size_t ptlen = 0;
     rc = org_case(r, db, org, id, &h, &pt, &ptlen, NULL, err);
+    /* The case copy to hand out, made first: the opening logged below is
+     * then the last thing that can fail, so a call told "failed" has logged
+     * nothing, and one that logged hands the case out. */
+    if (!rc) {
+        *out = core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL);
+        if (!*out || json_object_set_new(*out, "id", json_string(id)))
+            rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    }
     /* Log the opening before handing the case out: an opening that is not
      * logged never shows the case. */
     sqlite3_stmt *q = NULL;
@@ -1109,10 +1198,9 @@ core_status review_case_open(review *r, const uint8_t org[LEDGER_KEY], int64_t c
     }
     sqlite3_finalize(q);
     store_release(r->opt.st, db);
-    if (!rc) {
-        *out = core_json_loadb((const char *)pt, ptlen, 0, NULL, NULL);
-        if (*out) json_object_set_new(*out, "id", json_string(id));
-        if (!*out) rc = core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
     }
     if (pt) {
         cs_crypto_wipe(pt, ptlen);

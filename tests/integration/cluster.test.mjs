@@ -1,9 +1,10 @@
-// A 3-process ledger cluster on loopback (issue 15, first slice): three
-// `caresync serve --cluster FILE` processes, raft ports picked free by the
-// test. Genesis is sealed once and shared; a consent written on the leader
-// reaches every node's chain byte for byte; a follower refuses writes with
-// 503 not_leader; after kill -9 of the leader the other two elect a new one
-// and take writes, with every acknowledged consent still on both.
+// A 3-process ledger cluster on loopback (issue 15): three
+// `caresync serve --cluster FILE` processes, raft and forward ports picked
+// free by the test. Genesis is sealed once and shared; a consent written on
+// any node (a follower forwards it to the leader) is in that node's explorer
+// when the write answers and reaches every node's chain byte for byte; after
+// kill -9 of the leader a write on a survivor waits for the new leader and
+// commits, with every acknowledged consent still on both.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -52,18 +53,25 @@ async function sameChains(nodes, minHeight) {
   return hs[0];
 }
 
-// Try a consent on each node; returns {leader index, receipt}. Followers
-// must refuse with 503 not_leader (nothing written).
-async function consentSomewhere(clients, live) {
-  return until('a node to accept a consent', async () => {
-    for (const i of live) {
-      const r = await clients[i].post('/api/consents', { scope: ['symptoms'], purpose: 'public_health_surveillance' });
-      if (r.status === 201) return { leader: i, id: r.json.consent.id };
-      assert.equal(r.status, 503, r.text);
-      assert.equal(r.json.error.code, 'not_leader', r.text);
-    }
-    return null;
-  });
+// A consent written on node i: any node answers 201 (a follower forwards
+// it), and that node's own explorer has it at once (read-your-writes).
+async function consentOn(clients, i, body = { scope: ['symptoms'], purpose: 'public_health_surveillance' }) {
+  const r = await clients[i].post('/api/consents', body);
+  assert.equal(r.status, 201, `node ${i + 1}: ${r.text}`);
+  const id = r.json.consent.id;
+  const seen = await new Client(clients[i].base).get(`/api/ledger/tx/${id}`);
+  assert.equal(seen.status, 200, `node ${i + 1} does not show its own write ${id}: ${seen.text}`);
+  return { node: i, id };
+}
+
+// The index of the node every live node names as leader.
+async function leaderOf(nodes, live) {
+  return (await until('health to agree on one leader', async () => {
+    const hs = await Promise.all(live.map(async (i) => (await new Client(nodes[i].base).get('/api/health')).json));
+    const leaders = live.filter((i, k) => hs[k]?.cluster?.leader);
+    const id = leaders.length === 1 ? leaders[0] + 1 : 0;
+    return id && hs.every((h) => h.cluster.leader_id === id) ? id : 0;
+  })) - 1;
 }
 
 test('three serve processes: one genesis, identical chains, kill -9 of the leader', { timeout: 180000 }, async () => {
@@ -77,7 +85,7 @@ test('three serve processes: one genesis, identical chains, kill -9 of the leade
       mkdirSync(join(dir, 'keys'), { recursive: true, mode: 0o700 });
       copyFileSync(join(root, 'admin.key'), join(dir, 'keys', 'admin.key'));
       const key = keygen(join(dir, 'keys', 'node.key'));
-      members.push({ id: i, address: `127.0.0.1:${await freePort()}`, key });
+      members.push({ id: i, address: `127.0.0.1:${await freePort()}`, forward: `127.0.0.1:${await freePort()}`, key });
     }
     const file = join(root, 'cluster.json');
     writeFileSync(file, JSON.stringify({ nodes: members, election_ms: 1000, heartbeat_ms: 100 }));
@@ -94,14 +102,21 @@ test('three serve processes: one genesis, identical chains, kill -9 of the leade
       await clients[i].signup(`cluster-person-${i}`);
     }
     const acked = [];
-    const first = await consentSomewhere(clients, [0, 1, 2]);
-    acked.push(first);
-    for (let k = 0; k < 3; k++) {
-      const r = await clients[first.leader].post('/api/consents', { scope: ['screening'], purpose: 'research' });
-      assert.equal(r.status, 201, r.text);
-      acked.push({ leader: first.leader, id: r.json.consent.id });
+    // Every node takes writes, the two followers included (twice each: the
+    // second reuses the wallet the first registered, so its nonce is the
+    // follower's own next one).
+    for (const i of [0, 1, 2]) {
+      acked.push(await consentOn(clients, i));
+      acked.push(await consentOn(clients, i, { scope: ['screening'], purpose: 'research' }));
     }
     const h1 = await until('the writes on every node', () => sameChains(nodes, 1));
+    // The explorer on every node shows every write, wherever it was made.
+    for (const a of acked) {
+      for (const n of nodes) {
+        const r = await new Client(n.base).get(`/api/ledger/tx/${a.id}`);
+        assert.equal(r.status, 200, `${n.base} lacks consent ${a.id} written on node ${a.node + 1}: ${r.text}`);
+      }
+    }
     // /api/health names the cluster state: nobody halted, one leader that
     // everyone names (polled: a leader change may be under way).
     await until('health to agree on one leader', async () => {
@@ -114,14 +129,14 @@ test('three serve processes: one genesis, identical chains, kill -9 of the leade
       return leaders.length === 1 && hs.every((h) => h.cluster.leader_id === leaders[0]);
     });
 
-    // kill -9 the leader: the other two elect one and take writes.
-    const dead = first.leader;
+    // kill -9 the leader: a write on a survivor waits (forwarding retries)
+    // until the other two have elected one, then commits.
+    const dead = await leaderOf(nodes, [0, 1, 2]);
     nodes[dead].proc.kill('SIGKILL');
     await nodes[dead].exited;
     const live = [0, 1, 2].filter((i) => i !== dead);
-    const second = await consentSomewhere(clients, live);
-    assert.notEqual(second.leader, dead);
-    acked.push(second);
+    acked.push(await consentOn(clients, live[0]));
+    acked.push(await consentOn(clients, live[1]));
     const liveNodes = live.map((i) => nodes[i]);
     await until('the surviving nodes to agree', () => sameChains(liveNodes, h1.height + 1));
     // Every acknowledged consent is on both survivors' ledgers.

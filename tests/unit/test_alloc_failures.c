@@ -742,23 +742,9 @@ static void market_row(market_fixture *f, int which, long run) {
 
 static int market_setup(void **state) {
     market_fixture *f = calloc(1, sizeof *f);
-    testutil_tmpdir(f->dir);
-    char path[320];
-    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
-    if (cs_crypto_init(NULL) || store_open(path, 2, &f->st, NULL)) return -1;
-    ledger_keypair(f->node_pk, f->node_sk);
-    ledger_keypair(f->admin_pk, f->admin_sk);
+    if (cs_crypto_init(NULL)) return -1;
+    testutil_ledger_open(f->dir, f->node_pk, f->node_sk, f->admin_pk, f->admin_sk, &f->st, &f->led);
     ledger_keypair(f->org_pk, f->org_sk);
-    ledger_options o;
-    ledger_options_defaults(&o);
-    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
-    o.path = path;
-    o.batch_ms = 1;
-    memcpy(o.node_pk, f->node_pk, 32);
-    memcpy(o.node_sk, f->node_sk, 64);
-    memcpy(o.admin_pk, f->admin_pk, 32);
-    memcpy(o.admin_sk, f->admin_sk, 64);
-    if (ledger_open(&o, &f->led, NULL)) return -1;
     ledger_receipt r;
     ledger_tx tx = {.kind = LEDGER_TX_REGISTER_ORG};
     memcpy(tx.u.org.org, f->org_pk, 32);
@@ -794,9 +780,7 @@ static int market_setup(void **state) {
 static int market_teardown(void **state) {
     market_fixture *f = *state;
     market_close(f->m);
-    ledger_close(f->led);
-    store_close(f->st);
-    testutil_rmdir(f->dir);
+    testutil_ledger_close(f->dir, f->st, f->led);
     free(f);
     return 0;
 }
@@ -866,6 +850,7 @@ typedef struct {
     long after_failure; /* failures that still left the write whole (recovered or done) */
     long orphans;       /* releases on the ledger that a failed delivery did not record */
     long answer_only;   /* failures after the write was whole: only building the answer failed */
+    long told_failed;   /* calls answered failed (each checked: everything as before) */
     regions *regs;      /* review's scenario */
     review *rv;
     share *sh; /* share's scenario */
@@ -885,24 +870,9 @@ static void ledgered_new_request(ledgered_fixture *f, int max, char id[MARKET_ID
 
 static int ledgered_setup(void **state) {
     ledgered_fixture *f = calloc(1, sizeof *f);
-    testutil_tmpdir(f->dir);
-    char path[320];
-    ledger_keypair(f->node_pk, f->node_sk);
-    ledger_keypair(f->admin_pk, f->admin_sk);
+    testutil_ledger_open(f->dir, f->node_pk, f->node_sk, f->admin_pk, f->admin_sk, &f->st, &f->l);
     ledger_keypair(f->org_pk, f->org_sk);
-    ledger_options o;
-    ledger_options_defaults(&o);
-    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
-    o.path = path;
-    o.batch_ms = 1;
-    memcpy(o.node_pk, f->node_pk, LEDGER_KEY);
-    memcpy(o.node_sk, f->node_sk, LEDGER_SECRET);
-    memcpy(o.admin_pk, f->admin_pk, LEDGER_KEY);
-    memcpy(o.admin_sk, f->admin_sk, LEDGER_SECRET);
     core_error err = {0};
-    if (ledger_open(&o, &f->l, &err)) fail_msg("ledger_open: %s", err.message);
-    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
-    if (store_open(path, 2, &f->st, &err)) fail_msg("store_open: %s", err.message);
     market_options mo = {.st = f->st,
                          .led = f->l,
                          .conditions = MARKET_CODES,
@@ -927,9 +897,7 @@ static int ledgered_setup(void **state) {
 static int ledgered_teardown(void **state) {
     ledgered_fixture *f = *state;
     market_close(f->m);
-    store_close(f->st);
-    ledger_close(f->l);
-    testutil_rmdir(f->dir);
+    testutil_ledger_close(f->dir, f->st, f->l);
     free(f);
     return 0;
 }
@@ -945,13 +913,36 @@ static const char *request_state(ledgered_fixture *f, const char *id, json_t **h
     return json_string_value(json_object_get(*hold, "state"));
 }
 
-/* Approval funds the whole escrow: afterwards (and after recovery) the
- * request is open with price × places escrowed, or pending with nothing. */
+/* The ledger's totals (minted, burned, wallets, consents active,
+ * organisations, escrowed): a call told failed leaves them as they were. */
+static ledger_totals totals_of(ledgered_fixture *f) {
+    ledger_totals t;
+    assert_int_equal(ledger_get_totals(f->l, &t, NULL), CORE_OK);
+    return t;
+}
+
+static bool totals_equal(const ledger_totals *a, const ledger_totals *b) {
+    return a->minted == b->minted && a->burned == b->burned && a->wallets == b->wallets &&
+           a->consents_active == b->consents_active && a->orgs == b->orgs && a->escrowed == b->escrowed;
+}
+
+/* Intents market_recover would still have to resolve: none may be left
+ * by a call, whatever it answered (it resolves its own at once). */
+static int market_left_over(ledgered_fixture *f) {
+    int resolved = -1;
+    assert_int_equal(market_recover(f->m, &resolved, NULL), CORE_OK);
+    return resolved;
+}
+
+/* Approval funds the whole escrow. Told failed: the request is pending and
+ * nothing is escrowed, exactly as before; told OK: open with price × places
+ * escrowed, and the answer is what reading the request gives. */
 static void approve_once(void *ctx, bool *fired) {
     ledgered_fixture *f = ctx;
     char id[MARKET_ID_TEXT];
     ledgered_new_request(f, 3, id);
     int64_t before = org_balance(f);
+    ledger_totals t0 = totals_of(f);
     json_t *out = NULL;
     core_error err = {0};
     failalloc_arm(++f->n);
@@ -959,26 +950,29 @@ static void approve_once(void *ctx, bool *fired) {
     *fired = failalloc_fired();
     failalloc_arm(0);
     if (!*fired) assert_int_equal(rc, CORE_OK);
+    int left = market_left_over(f);
     json_t *hold = NULL;
+    const char *state = request_state(f, id, &hold);
+    ledger_totals t1 = totals_of(f);
     if (rc) {
         assert_null(out);
         assert_true(err.message[0]);
-        if (!strcmp(request_state(f, id, &hold), "open"))
-            f->answer_only++; /* funded and open: only the answer failed */
-        json_decref(hold);
-        int resolved = 0;
-        assert_int_equal(market_recover(f->m, &resolved, NULL), CORE_OK);
+        f->told_failed++;
+        if (strcmp(state, "pending") || org_balance(f) != before || !totals_equal(&t0, &t1) || left)
+            fail_msg("point %ld: approve answered failed (%s) while the request is %s with %lld tokens escrowed "
+                     "(%d intents left)",
+                     f->n, err.message, state, (long long)(before - org_balance(f)), left);
+    } else {
+        assert_int_equal(left, 0);
+        assert_string_equal(state, "open");
+        assert_int_equal(org_balance(f), before - 3);
+        assert_int_equal(t1.escrowed, t0.escrowed + 3);
+        if (!json_equal(out, hold)) { /* the answer of a clean success */
+            char *a = json_dumps(out, JSON_SORT_KEYS), *b = json_dumps(hold, JSON_SORT_KEYS);
+            fail_msg("point %ld: approve answered\n%s\nbut the request reads\n%s", f->n, a, b);
+        }
     }
     json_decref(out);
-    const char *state = request_state(f, id, &hold);
-    if (!strcmp(state, "open")) {
-        assert_int_equal(org_balance(f), before - 3);
-        if (rc) f->after_failure++;
-    } else {
-        assert_true(rc != CORE_OK);
-        assert_string_equal(state, "pending");
-        assert_int_equal(org_balance(f), before);
-    }
     json_decref(hold);
     /* withdrawn (unarmed), so that the open requests every read sweeps stay few */
     assert_int_equal(market_request_withdraw(f->m, NULL, id, &hold, NULL), CORE_OK);
@@ -988,9 +982,56 @@ static void approve_once(void *ctx, bool *fired) {
 static void market_approve_survives_every_failure(void **state) {
     ledgered_fixture *f = *state;
     print_message("market_request_approve: %ld allocation points", every_point(approve_once, f));
-    print_message(" (%ld failed calls left the request funded: %ld of them open at once, only the answer failed; "
-                  "the rest finished by market_recover)\n",
-                  f->after_failure, f->answer_only);
+    print_message(" (%ld told failed, each with the request pending and nothing escrowed)\n", f->told_failed);
+}
+
+/* The organisation withdraws an open request: closed on the ledger, the
+ * remainder returned. Told failed: still open with its escrow; told OK:
+ * closed, every token back, the answer what reading the request gives. */
+static void request_withdraw_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    char id[MARKET_ID_TEXT];
+    ledgered_new_request(f, 3, id);
+    json_t *out = NULL, *hold = NULL;
+    core_error err = {0};
+    if (market_request_approve(f->m, id, &out, &err)) fail_msg("approve: %s", err.message);
+    json_decref(out);
+    out = NULL;
+    int64_t before = org_balance(f);
+    ledger_totals t0 = totals_of(f);
+    failalloc_arm(++f->n);
+    core_status rc = market_request_withdraw(f->m, f->org_pk, id, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    int left = market_left_over(f);
+    const char *state = request_state(f, id, &hold);
+    ledger_totals t1 = totals_of(f);
+    if (rc) {
+        assert_null(out);
+        assert_true(err.message[0]);
+        f->told_failed++;
+        if (strcmp(state, "open") || org_balance(f) != before || !totals_equal(&t0, &t1) || left)
+            fail_msg("point %ld: withdraw answered failed (%s) while the request is %s and %lld tokens came back "
+                     "(%d intents left)",
+                     f->n, err.message, state, (long long)(org_balance(f) - before), left);
+        json_decref(hold);
+        assert_int_equal(market_request_withdraw(f->m, NULL, id, &hold, NULL), CORE_OK); /* unarmed: few open */
+    } else {
+        assert_int_equal(left, 0);
+        assert_string_equal(state, "closed");
+        assert_int_equal(org_balance(f), before + 3);
+        assert_int_equal(t1.escrowed, t0.escrowed - 3);
+        assert_true(json_equal(out, hold));
+    }
+    json_decref(out);
+    json_decref(hold);
+}
+
+static void market_request_withdraw_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("market_request_withdraw: %ld allocation points", every_point(request_withdraw_once, f));
+    print_message(" (%ld told failed, each with the request open and its escrow whole)\n", f->told_failed);
 }
 
 /* A new person with a registered wallet, made unarmed. */
@@ -1029,13 +1070,38 @@ static size_t rows_of(ledgered_fixture *f, const char *id) {
     return n;
 }
 
-/* Acceptance: consent, payment, rows. Paid exactly when the participation
- * and the row are there (after recovery); otherwise no consent stands. */
+static int64_t escrow_remaining(ledgered_fixture *f, const char *id) {
+    json_t *hold = NULL;
+    assert_int_equal(market_request_get(f->m, NULL, id, &hold, NULL), CORE_OK);
+    int64_t n = json_integer_value(json_object_get(hold, "remaining"));
+    json_decref(hold);
+    return n;
+}
+
+/* The person's participations: how many, and how many withdrawn. */
+static size_t participations_of(ledgered_fixture *f, int64_t owner, size_t *withdrawn) {
+    json_t *parts = NULL;
+    assert_int_equal(market_participations(f->m, owner, &parts, NULL), CORE_OK);
+    const json_t *a = json_object_get(parts, "participations");
+    size_t i, n = json_array_size(a);
+    const json_t *p;
+    if (withdrawn) *withdrawn = 0;
+    json_array_foreach(a, i, p) if (withdrawn && json_is_string(json_object_get(p, "withdrawn_at")))(*withdrawn)++;
+    json_decref(parts);
+    return n;
+}
+
+/* Acceptance: consent, payment, rows. Told failed: no payment, no
+ * participation, no row, the escrow and every ledger total as before (a
+ * consent made on the way is revoked again); told OK: paid, the
+ * participation and the row stored, one place fewer in the escrow. */
 static void accept_once(void *ctx, bool *fired) {
     ledgered_fixture *f = ctx;
     market_someone s;
     someone_new(f, &s);
     size_t rows_before = rows_of(f, f->id);
+    int64_t remaining_before = escrow_remaining(f, f->id);
+    ledger_totals t0 = totals_of(f);
     json_t *out = NULL;
     core_error err = {0};
     failalloc_arm(++f->n);
@@ -1043,34 +1109,32 @@ static void accept_once(void *ctx, bool *fired) {
     *fired = failalloc_fired();
     failalloc_arm(0);
     if (!*fired && rc) fail_msg("market_accept at point %ld: %s (%s)", f->n, err.message, err.field);
+    int left = market_left_over(f);
+    ledger_account a = {0};
+    assert_int_equal(ledger_get_account(f->l, s.pk, &a, NULL), CORE_OK);
+    size_t n_parts = participations_of(f, s.p.owner, NULL), rows = rows_of(f, f->id);
+    int64_t remaining = escrow_remaining(f, f->id);
+    ledger_totals t1 = totals_of(f);
     if (rc) {
         assert_null(out);
         assert_true(err.message[0]);
-        json_t *parts = NULL;
-        assert_int_equal(market_participations(f->m, s.p.owner, &parts, NULL), CORE_OK);
-        if (json_array_size(json_object_get(parts, "participations"))) f->answer_only++; /* only the answer failed */
-        json_decref(parts);
-        int resolved = 0;
-        assert_int_equal(market_recover(f->m, &resolved, NULL), CORE_OK);
+        f->told_failed++;
+        if (a.balance != 0 || n_parts || rows != rows_before || remaining != remaining_before ||
+            !totals_equal(&t0, &t1) || left)
+            fail_msg("point %ld: accept answered failed (%s) while the person holds %lld, %zu participations, "
+                     "%zu new rows (%d intents left)",
+                     f->n, err.message, (long long)a.balance, n_parts, rows - rows_before, left);
+    } else {
+        assert_int_equal(left, 0);
+        assert_int_equal(a.balance, 1);
+        assert_int_equal(n_parts, 1);
+        assert_int_equal(rows, rows_before + 1);
+        assert_int_equal(remaining, remaining_before - 1);
+        assert_int_equal(json_integer_value(json_object_get(out, "paid")), 1);
+        assert_int_equal(json_array_size(json_object_get(out, "rows")), 1);
+        assert_non_null(json_string_value(json_object_get(out, "payment_txid")));
     }
     json_decref(out);
-    ledger_account a = {0};
-    core_status arc = ledger_get_account(f->l, s.pk, &a, NULL);
-    assert_int_equal(arc, CORE_OK);
-    json_t *parts = NULL;
-    assert_int_equal(market_participations(f->m, s.p.owner, &parts, NULL), CORE_OK);
-    size_t n_parts = json_array_size(json_object_get(parts, "participations"));
-    json_decref(parts);
-    if (a.balance == 1) {
-        assert_int_equal(n_parts, 1);
-        assert_int_equal(rows_of(f, f->id), rows_before + 1);
-        if (rc) f->after_failure++;
-    } else {
-        assert_true(rc != CORE_OK);
-        assert_int_equal(a.balance, 0);
-        assert_int_equal(n_parts, 0);
-        assert_int_equal(rows_of(f, f->id), rows_before);
-    }
     json_decref(s.profile);
     json_decref(s.entries);
 }
@@ -1078,9 +1142,50 @@ static void accept_once(void *ctx, bool *fired) {
 static void market_accept_survives_every_failure(void **state) {
     ledgered_fixture *f = *state;
     print_message("market_accept: %ld allocation points", every_point(accept_once, f));
-    print_message(" (%ld failed calls left the person paid: %ld with the participation and rows already stored, "
-                  "only the answer failed; the rest finished by market_recover)\n",
-                  f->after_failure, f->answer_only);
+    print_message(" (%ld told failed, each with nothing paid, stored or escrowed differently)\n", f->told_failed);
+}
+
+/* The person withdraws from a request they took part in (made unarmed):
+ * their rows deleted by the tags only their data key opens, the
+ * participation marked withdrawn, in one transaction. Told failed: every
+ * row still there and nothing marked; told OK: the row gone, marked. */
+static void withdraw_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    market_someone s;
+    someone_new(f, &s);
+    json_t *out = NULL;
+    core_error err = {0};
+    if (market_accept(f->m, &s.p, f->id, &out, &err)) fail_msg("market_accept: %s (%s)", err.message, err.field);
+    json_decref(out);
+    size_t rows_before = rows_of(f, f->id);
+    ledger_totals t0 = totals_of(f);
+    failalloc_arm(++f->n);
+    core_status rc = market_withdraw(f->m, s.p.owner, s.data_key, f->id, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired) assert_int_equal(rc, CORE_OK);
+    size_t withdrawn = 0, n_parts = participations_of(f, s.p.owner, &withdrawn), rows = rows_of(f, f->id);
+    ledger_totals t1 = totals_of(f);
+    assert_int_equal(n_parts, 1);
+    assert_true(totals_equal(&t0, &t1)); /* the payment stays paid either way */
+    if (rc) {
+        assert_true(err.message[0]);
+        f->told_failed++;
+        if (withdrawn || rows != rows_before)
+            fail_msg("point %ld: withdraw answered failed (%s) while %zu rows went", f->n, err.message,
+                     rows_before - rows);
+    } else {
+        assert_int_equal(withdrawn, 1);
+        assert_int_equal(rows, rows_before - 1);
+    }
+    json_decref(s.profile);
+    json_decref(s.entries);
+}
+
+static void market_withdraw_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("market_withdraw: %ld allocation points", every_point(withdraw_once, f));
+    print_message(" (%ld told failed, each with the rows and the participation as before)\n", f->told_failed);
 }
 
 static uint64_t ledger_size(ledgered_fixture *f) {
@@ -1119,7 +1224,9 @@ static void deliver_release_once(void *ctx, bool *fired) {
     if (rc) {
         assert_null(d);
         assert_true(err.message[0]);
-        if (ledger_size(f) > size_before) f->orphans++;
+        f->told_failed++;
+        if (ledger_size(f) > size_before)
+            fail_msg("point %ld: deliver answered failed (%s) while its release is on the ledger", f->n, err.message);
     } else {
         assert_false(r.repeat);
         char *csv = NULL;
@@ -1151,7 +1258,7 @@ static void deliver_release_once(void *ctx, bool *fired) {
 static void market_deliver_release_survives_every_failure(void **state) {
     ledgered_fixture *f = *state;
     print_message("market_deliver: %ld allocation points", every_point(deliver_release_once, f));
-    print_message(" (%ld failed calls left a release on the ledger that the file does not know)\n", f->orphans);
+    print_message(" (%ld told failed, none with a release on the ledger)\n", f->told_failed);
 }
 
 /* ---- review (issue 13): a person's request for review — the case copy
@@ -1204,65 +1311,211 @@ static int64_t cases_of(ledgered_fixture *f, int64_t owner, const char *state) {
     return n;
 }
 
-static void review_request_once(void *ctx, bool *fired) {
-    static const uint8_t jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4, 0xFF, 0xD9};
-    ledgered_fixture *f = ctx;
-    market_someone s;
-    someone_new(f, &s);
-    json_decref(s.profile);
-    json_decref(s.entries);
-    /* 10 tokens: a node-signed contribution under a consent of theirs */
+static int64_t review_count(ledgered_fixture *f, const char *sql, const char *id) {
+    sqlite3 *db = store_acquire(f->st);
+    sqlite3_stmt *q = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    if (id) sqlite3_bind_text(q, 1, id, -1, SQLITE_TRANSIENT);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    store_release(f->st, db);
+    return n;
+}
+
+static int64_t balance_of_key(ledgered_fixture *f, const uint8_t pk[LEDGER_KEY]) {
+    ledger_account a = {0};
+    core_status rc = ledger_get_account(f->l, pk, &a, NULL);
+    assert_true(rc == CORE_OK || rc == CORE_ERR_NOT_FOUND);
+    return a.balance;
+}
+
+/* A new person holding 10 tokens (a node-signed contribution under a
+ * consent of theirs), made unarmed. */
+static void review_person(ledgered_fixture *f, market_someone *s) {
+    someone_new(f, s);
+    json_decref(s->profile);
+    json_decref(s->entries);
     ledger_tx g = {.kind = LEDGER_TX_GRANT};
     g.u.grant.scope = 1u << LEDGER_CAT_SCREENING;
     g.u.grant.purpose = LEDGER_PURPOSE_SURVEILLANCE;
     g.u.grant.expires = 4000000000u;
     ledger_receipt gr, cr;
-    assert_int_equal(ledger_sign_submit(f->l, &g, s.sk, &gr, NULL), CORE_OK);
+    assert_int_equal(ledger_sign_submit(f->l, &g, s->sk, &gr, NULL), CORE_OK);
     ledger_tx c = {.kind = LEDGER_TX_CONTRIBUTE};
-    memcpy(c.u.contribute.contributor, s.pk, LEDGER_KEY);
+    memcpy(c.u.contribute.contributor, s->pk, LEDGER_KEY);
     memcpy(c.u.contribute.grant, gr.txid, LEDGER_HASH);
     c.u.contribute.category = LEDGER_CAT_SCREENING;
     cs_crypto_random(c.u.contribute.commitment, LEDGER_HASH);
     c.u.contribute.reward = 10;
     assert_int_equal(ledger_sign_submit(f->l, &c, f->node_sk, &cr, NULL), CORE_OK);
-    review_request_in in = {.owner = s.p.owner,
-                            .data_key = s.data_key,
-                            .wallet_sk = s.sk,
-                            .org = f->org_pk,
-                            .title = "Skin check: fungal (71 %)",
-                            .details = "fungal: 71 %\n",
-                            .jpeg = jpeg,
-                            .jpeg_len = sizeof jpeg,
-                            .share = {.age_band = "30-44", .body_site = "arm"}};
+}
+
+static const uint8_t review_jpeg[] = {0xFF, 0xD8, 0xFF, 0xE0, 1, 2, 3, 4, 0xFF, 0xD9};
+
+static review_request_in review_in(ledgered_fixture *f, market_someone *s) {
+    return (review_request_in){.owner = s->p.owner,
+                               .data_key = s->data_key,
+                               .wallet_sk = s->sk,
+                               .org = f->org_pk,
+                               .title = "Skin check: fungal (71 %)",
+                               .details = "fungal: 71 %\n",
+                               .jpeg = review_jpeg,
+                               .jpeg_len = sizeof review_jpeg,
+                               .share = {.age_band = "30-44", .body_site = "arm"}};
+}
+
+/* A person with a waiting case (5 of their 10 tokens in escrow), unarmed. */
+static void review_waiting_case(ledgered_fixture *f, market_someone *s, char id[REVIEW_CASE_ID_TEXT]) {
+    review_person(f, s);
+    review_request_in in = review_in(f, s);
+    core_error err = {0};
+    if (review_case_request(f->rv, &in, id, &err)) fail_msg("review_case_request: %s", err.message);
+}
+
+static int64_t review_intents(ledgered_fixture *f) {
+    return review_count(f, "SELECT count(*) FROM review_intents", NULL);
+}
+
+/* The request: told failed, no case, no intent, every token and nothing
+ * on the ledger (no escrow made and refunded); told OK, a waiting case
+ * with the price in escrow. review_recover is not run: nothing may need
+ * it. */
+static void review_request_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    market_someone s;
+    review_person(f, &s);
+    review_request_in in = review_in(f, &s);
     char id[REVIEW_CASE_ID_TEXT];
     core_error err = {0};
+    uint64_t size_before = ledger_size(f);
     failalloc_arm(++f->n);
     core_status rc = review_case_request(f->rv, &in, id, &err);
     *fired = failalloc_fired();
     failalloc_arm(0);
     if (!*fired && rc) fail_msg("review_case_request at point %ld: %s (%s)", f->n, err.message, err.field);
+    int64_t waiting = cases_of(f, s.p.owner, "waiting"), bal = balance_of_key(f, s.pk);
     if (rc) {
         assert_true(err.message[0]);
-        if (cases_of(f, s.p.owner, "waiting")) f->answer_only++;
-        int resolved = 0;
-        assert_int_equal(review_recover(f->rv, &resolved, NULL), CORE_OK);
-    }
-    ledger_account a = {0};
-    assert_int_equal(ledger_get_account(f->l, s.pk, &a, NULL), CORE_OK);
-    if (cases_of(f, s.p.owner, "waiting")) {
-        assert_int_equal(a.balance, 5);
-        if (rc) f->after_failure++;
+        f->told_failed++;
+        if (waiting || bal != 10 || review_intents(f) || ledger_size(f) != size_before)
+            fail_msg("point %ld: request answered failed (%s) while %lld cases wait, the person holds %lld, "
+                     "%lld intents are left and the ledger grew by %llu",
+                     f->n, err.message, (long long)waiting, (long long)bal, (long long)review_intents(f),
+                     (unsigned long long)(ledger_size(f) - size_before));
     } else {
-        assert_true(rc != CORE_OK);
-        assert_int_equal(a.balance, 10);
+        assert_int_equal(waiting, 1);
+        assert_int_equal(bal, 5);
+        assert_int_equal(review_intents(f), 0);
     }
 }
 
 static void review_request_survives_every_failure(void **state) {
     ledgered_fixture *f = *state;
     print_message("review_case_request: %ld allocation points", every_point(review_request_once, f));
-    print_message(" (%ld failed calls left the case waiting with its escrow: %ld already before review_recover)\n",
-                  f->after_failure, f->answer_only);
+    print_message(" (%ld told failed, each with no case, no escrow and every token)\n", f->told_failed);
+}
+
+/* Closing a waiting case (answer: settle to the organisation; withdraw:
+ * refund to the person): told failed, still waiting with the escrow open,
+ * no intent left; told OK, closed in the row and on the ledger. */
+typedef enum { CLOSE_ANSWER, CLOSE_WITHDRAW, CLOSE_REVOKE } close_kind;
+
+static void review_close_once(ledgered_fixture *f, bool *fired, close_kind kind) {
+    market_someone s;
+    char id[REVIEW_CASE_ID_TEXT];
+    review_waiting_case(f, &s, id);
+    int64_t org_before = org_balance(f);
+    ledger_totals t0 = totals_of(f);
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = kind == CLOSE_ANSWER     ? review_case_answer(f->rv, f->org_pk, 7, id, "fungal", NULL, "self_care",
+                                                                   "Keep it dry.", &err)
+                     : kind == CLOSE_WITHDRAW ? review_case_withdraw(f->rv, s.p.owner, id, &err)
+                                              : review_case_revoke(f->rv, s.p.owner, s.sk, id, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired && rc) fail_msg("point %ld: %s (%s)", f->n, err.message, err.field);
+    static const char *const name[] = {"answer", "withdraw", "revoke"};
+    int64_t waiting = cases_of(f, s.p.owner, "waiting"), bal = balance_of_key(f, s.pk), org = org_balance(f);
+    int64_t intents = review_intents(f);
+    ledger_totals t1 = totals_of(f);
+    if (rc) {
+        assert_true(err.message[0]);
+        f->told_failed++;
+        if (!waiting || bal != 5 || org != org_before || intents || !totals_equal(&t0, &t1))
+            fail_msg("point %ld: %s answered failed (%s) while the case is %swaiting, the person holds %lld, the "
+                     "organisation gained %lld (%lld intents left)",
+                     f->n, name[kind], err.message, waiting ? "" : "no longer ", (long long)bal,
+                     (long long)(org - org_before), (long long)intents);
+    } else {
+        assert_int_equal(intents, 0);
+        assert_int_equal(waiting, 0);
+        assert_int_equal(cases_of(f, s.p.owner, kind == CLOSE_ANSWER ? "answered" : "withdrawn"), 1);
+        assert_int_equal(bal, kind == CLOSE_ANSWER ? 5 : 10);
+        assert_int_equal(org, org_before + (kind == CLOSE_ANSWER ? 5 : 0));
+        assert_int_equal(t1.escrowed, t0.escrowed - 5);
+        if (kind == CLOSE_REVOKE) assert_int_equal(t1.consents_active, t0.consents_active - 1);
+    }
+}
+
+static void review_answer_once(void *ctx, bool *fired) { review_close_once(ctx, fired, CLOSE_ANSWER); }
+static void review_withdraw_once(void *ctx, bool *fired) { review_close_once(ctx, fired, CLOSE_WITHDRAW); }
+static void review_revoke_once(void *ctx, bool *fired) { review_close_once(ctx, fired, CLOSE_REVOKE); }
+
+static void review_answer_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("review_case_answer: %ld allocation points", every_point(review_answer_once, f));
+    print_message(" (%ld told failed, each with the case waiting and its escrow open)\n", f->told_failed);
+}
+
+static void review_withdraw_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("review_case_withdraw: %ld allocation points", every_point(review_withdraw_once, f));
+    print_message(" (%ld told failed, each with the case waiting and its escrow open)\n", f->told_failed);
+}
+
+static void review_revoke_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("review_case_revoke: %ld allocation points", every_point(review_revoke_once, f));
+    print_message(" (%ld told failed, each with the case waiting and its consent standing)\n", f->told_failed);
+}
+
+/* The organisation opens a waiting case: the opening is logged, then the
+ * case copy handed out. Told failed: no opening logged; told OK: one
+ * logged, and the copy (with its id) handed out. */
+static void review_open_once(void *ctx, bool *fired) {
+    ledgered_fixture *f = ctx;
+    market_someone s;
+    char id[REVIEW_CASE_ID_TEXT];
+    review_waiting_case(f, &s, id);
+    json_t *out = NULL;
+    core_error err = {0};
+    failalloc_arm(++f->n);
+    core_status rc = review_case_open(f->rv, f->org_pk, 7, id, &out, &err);
+    *fired = failalloc_fired();
+    failalloc_arm(0);
+    if (!*fired && rc) fail_msg("point %ld: %s (%s)", f->n, err.message, err.field);
+    int64_t openings = review_count(f, "SELECT count(*) FROM review_case_openings WHERE case_id = ?1", id);
+    if (rc) {
+        assert_true(err.message[0]);
+        assert_null(out);
+        f->told_failed++;
+        if (openings) fail_msg("point %ld: open answered failed (%s) with the opening logged", f->n, err.message);
+    } else {
+        assert_int_equal(openings, 1);
+        const char *got = json_string_value(json_object_get(out, "id"));
+        if (!got || strcmp(got, id)) fail_msg("point %ld: open answered OK with a case copy without its id", f->n);
+        assert_non_null(json_object_get(out, "photo_jpeg_base64url"));
+    }
+    assert_int_equal(cases_of(f, s.p.owner, "waiting"), 1);
+    json_decref(out);
+}
+
+static void review_open_survives_every_failure(void **state) {
+    ledgered_fixture *f = *state;
+    print_message("review_case_open: %ld allocation points", every_point(review_open_once, f));
+    print_message(" (%ld told failed, none with the opening logged)\n", f->told_failed);
 }
 
 /* ---- share (issue 12.2's library): a person's contribution — the consent
@@ -1384,9 +1637,16 @@ int main(void) {
         cmocka_unit_test(core_json_parse_never_alters),
         cmocka_unit_test_setup_teardown(market_approve_survives_every_failure, ledgered_setup, ledgered_teardown),
         cmocka_unit_test_setup_teardown(market_accept_survives_every_failure, ledgered_setup, ledgered_teardown),
+        cmocka_unit_test_setup_teardown(market_withdraw_survives_every_failure, ledgered_setup, ledgered_teardown),
+        cmocka_unit_test_setup_teardown(market_request_withdraw_survives_every_failure, ledgered_setup,
+                                        ledgered_teardown),
         cmocka_unit_test_setup_teardown(market_deliver_release_survives_every_failure, ledgered_setup,
                                         ledgered_teardown),
         cmocka_unit_test_setup_teardown(review_request_survives_every_failure, review_setup, review_teardown),
+        cmocka_unit_test_setup_teardown(review_open_survives_every_failure, review_setup, review_teardown),
+        cmocka_unit_test_setup_teardown(review_answer_survives_every_failure, review_setup, review_teardown),
+        cmocka_unit_test_setup_teardown(review_withdraw_survives_every_failure, review_setup, review_teardown),
+        cmocka_unit_test_setup_teardown(review_revoke_survives_every_failure, review_setup, review_teardown),
         cmocka_unit_test_setup_teardown(share_contribute_survives_every_failure, ledgered_setup, ledgered_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <stdatomic.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -335,6 +336,7 @@ static int trio_setup(void **state) {
         keygen(&t->keys[i]);
         nodes[i] = (cluster_node){.id = (uint64_t)i + 1};
         snprintf(nodes[i].address, sizeof nodes[i].address, "127.0.0.1:%u", (unsigned)free_port());
+        snprintf(nodes[i].forward, sizeof nodes[i].forward, "127.0.0.1:%u", (unsigned)free_port());
         memcpy(nodes[i].key, t->keys[i].pk, 32);
     }
     for (int i = 0; i < N; i++) {
@@ -599,12 +601,331 @@ static void test_node_refusing_a_block_halts(void **state) {
     expect_acked_everywhere(t, acked, n_acked);
 }
 
+/* ---- forwarding: any node takes writes ---- */
+
+/* A running node that does not lead (or -1). */
+static int a_follower(trio *t) {
+    for (int i = 0; i < N; i++) {
+        if (!t->up[i]) continue;
+        cluster_status s;
+        cluster_get_status(t->c[i], &s);
+        if (!s.ready) return i;
+    }
+    return -1;
+}
+
+/* The transaction is at (seq, height) on node i, in a block whose header
+ * equals the one on node j. */
+static void expect_same_place(trio *t, int i, int j, const uint8_t txid[32], uint64_t seq, uint64_t height) {
+    uint8_t *buf = NULL;
+    size_t len;
+    uint64_t s, h;
+    if (ledger_get_tx(t->l[i], txid, &buf, &len, &s, &h, NULL)) fail_msg("node %d lacks the transaction", i + 1);
+    free(buf);
+    assert_int_equal(s, seq);
+    assert_int_equal(h, height);
+    ledger_block a, b;
+    assert_int_equal(ledger_get_block(t->l[i], height, &a, NULL), CORE_OK);
+    assert_int_equal(ledger_get_block(t->l[j], height, &b, NULL), CORE_OK);
+    uint8_t x[32], y[32];
+    ledger_block_hash(&a, x);
+    ledger_block_hash(&b, y);
+    assert_memory_equal(x, y, 32);
+}
+
+static void anchor_tx(ledger_tx *tx) {
+    memset(tx, 0, sizeof *tx);
+    tx->kind = LEDGER_TX_ANCHOR;
+    cs_crypto_random(tx->u.anchor.commitment, 32);
+}
+
+/* A follower's writes: submitted there, sealed by the leader, on the
+ * follower's own ledger when the call returns (read-your-writes); then the
+ * follower's node-held key signs with a nonce its lagging state got wrong
+ * (it was down while its earlier writes committed) and still succeeds once. */
+static void test_follower_writes_are_forwarded(void **state) {
+    trio *t = *state;
+    for (int i = 0; i < N; i++) node_start(t, i);
+    int lead = wait_leader(t, 30);
+    assert_true(lead >= 0);
+    wait_converged(t, 0, 30);
+    int f = a_follower(t);
+    assert_true(f >= 0);
+
+    uint8_t bufs[8][LEDGER_TX_MAX];
+    size_t lens[8];
+    const uint8_t *ptrs[8];
+    ledger_receipt r[8];
+    wallet_txs(8, bufs, lens);
+    for (int i = 0; i < 8; i++) ptrs[i] = bufs[i];
+    assert_int_equal(ledger_submit_many(t->l[f], ptrs, lens, 8, r, NULL), CORE_OK);
+    lead = wait_leader(t, 30);
+    for (int i = 0; i < 8; i++) {
+        if (r[i].status) fail_msg("forwarded tx %d: %s", i, r[i].error.message);
+        uint8_t id[32];
+        ledger_tx_id(bufs[i], lens[i], id);
+        assert_memory_equal(id, r[i].txid, 32);
+        /* On the follower already (no wait), where the receipt says, in the
+         * block the leader sealed. */
+        expect_same_place(t, f, lead, r[i].txid, r[i].seq, r[i].height);
+    }
+    /* A refusal comes back as the leader's: the same wallet again. */
+    ledger_receipt again;
+    assert_int_equal(ledger_submit(t->l[f], bufs[0], lens[0], &again, NULL), CORE_ERR_CONFLICT);
+    assert_string_equal(again.error.field, "nonce");
+
+    /* Server-held key on the follower: sign_submit assigns nonces. */
+    key w;
+    keygen(&w);
+    ledger_tx tx = {.kind = LEDGER_TX_REGISTER_WALLET};
+    ledger_receipt rr;
+    core_error err = {0};
+    if (ledger_sign_submit(t->l[f], &tx, w.sk, &rr, &err)) fail_msg("sign_submit on a follower: %s", err.message);
+    assert_int_equal(tx.nonce, 1);
+    for (int k = 0; k < 3; k++) {
+        anchor_tx(&tx);
+        if (ledger_sign_submit(t->l[f], &tx, w.sk, &rr, &err)) fail_msg("anchor %d: %s", k, err.message);
+        expect_same_place(t, f, f, rr.txid, rr.seq, rr.height);
+    }
+    assert_int_equal(tx.nonce, 4);
+    cluster_status st;
+    cluster_get_status(t->c[f], &st);
+    assert_true(st.forwarded >= 12);
+
+    /* The follower goes down; its key's later writes commit without it (as
+     * if it had forwarded them and crashed before applying them). Back up,
+     * its state says nonce 4 until it catches up; its next write must still
+     * commit exactly once. */
+    node_stop(t, f);
+    lead = wait_leader(t, 30);
+    assert_true(lead >= 0);
+    for (int k = 0; k < 30; k++) {
+        anchor_tx(&tx);
+        if (ledger_sign_submit(t->l[lead], &tx, w.sk, &rr, &err)) fail_msg("anchor on the leader: %s", err.message);
+    }
+    assert_int_equal(tx.nonce, 34);
+    node_start(t, f);
+    cluster_get_status(t->c[f], &st);
+    uint64_t before = st.forwarded;
+    anchor_tx(&tx);
+    if (ledger_sign_submit(t->l[f], &tx, w.sk, &rr, &err)) fail_msg("after restart: %s", err.message);
+    assert_int_equal(tx.nonce, 35);
+    cluster_get_status(t->c[f], &st);
+    print_message("restarted follower: its write took %llu forward(s) (2: the stale nonce was re-signed)\n",
+                  (unsigned long long)(st.forwarded - before));
+    ledger_account acct;
+    assert_int_equal(ledger_get_account(t->l[f], w.pk, &acct, NULL), CORE_OK);
+    assert_int_equal(acct.nonce, 35);
+    wait_converged(t, rr.height, 60);
+}
+
+typedef struct {
+    trio *t;
+    int node;
+    _Atomic bool stop;
+    size_t n, ok, not_leader, other;
+    uint8_t ids[4096][32];
+    core_status status[4096];
+    char other_why[240];
+} writer;
+
+static void *write_loop(void *arg) {
+    writer *w = arg;
+    uint8_t bufs[4][LEDGER_TX_MAX];
+    size_t lens[4];
+    const uint8_t *ptrs[4];
+    ledger_receipt r[4];
+    while (!atomic_load(&w->stop) && w->n + 4 <= 4096) {
+        wallet_txs(4, bufs, lens);
+        for (int i = 0; i < 4; i++) ptrs[i] = bufs[i];
+        if (ledger_submit_many(w->t->l[w->node], ptrs, lens, 4, r, NULL)) continue;
+        for (int i = 0; i < 4; i++) {
+            memcpy(w->ids[w->n], r[i].txid, 32);
+            w->status[w->n++] = r[i].status;
+            if (r[i].status == CORE_OK)
+                __atomic_add_fetch(&w->ok, 1, __ATOMIC_RELAXED);
+            else if (r[i].status == CORE_ERR_IO && strcmp(r[i].error.field, "leader") == 0)
+                w->not_leader++;
+            else if (w->other++ == 0)
+                snprintf(w->other_why, sizeof w->other_why, "%s", r[i].error.message);
+        }
+    }
+    return NULL;
+}
+
+/* A follower keeps writing while the leader is stopped: each forwarded
+ * write commits once or fails as not_leader; none is refused as a replay
+ * (a retried request answers the first attempt's commit) and none is on
+ * the chain twice. */
+static void test_forward_survives_leader_loss(void **state) {
+    trio *t = *state;
+    for (int i = 0; i < N; i++) node_start(t, i);
+    int lead = wait_leader(t, 30);
+    assert_true(lead >= 0);
+    wait_converged(t, 0, 30);
+    int f = a_follower(t);
+    assert_true(f >= 0 && f != lead);
+    static writer w;
+    memset(&w, 0, sizeof w);
+    w.t = t;
+    w.node = f;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, write_loop, &w), 0);
+    double until = core_monotonic() + 30;
+    while (__atomic_load_n(&w.ok, __ATOMIC_RELAXED) < 40 && core_monotonic() < until) sleep_ms(10);
+    node_stop(t, lead); /* mid-way: requests are in flight to it */
+    int next = wait_leader(t, 30);
+    if (next < 0) fail_msg("no new leader");
+    size_t ok_then = __atomic_load_n(&w.ok, __ATOMIC_RELAXED);
+    until = core_monotonic() + 30;
+    while (__atomic_load_n(&w.ok, __ATOMIC_RELAXED) < ok_then + 40 && core_monotonic() < until) sleep_ms(10);
+    atomic_store(&w.stop, true);
+    pthread_join(th, NULL);
+    cluster_status st;
+    cluster_get_status(t->c[f], &st);
+    print_message("forwarded through a leader change: %zu committed, %zu not_leader, %llu retried requests\n", w.ok,
+                  w.not_leader, (unsigned long long)st.forward_retries);
+    if (w.other) fail_msg("%zu forwarded writes failed otherwise: %s", w.other, w.other_why);
+    assert_true(w.ok >= ok_then + 40);
+    uint64_t h = wait_converged(t, 1, 60);
+    ledger_block head;
+    assert_int_equal(ledger_head(t->l[f], &head, NULL), CORE_OK);
+    assert_true(head.height >= h);
+    /* Every acknowledged write on both running nodes; no txid twice. */
+    uint8_t(*acked)[32] = malloc(w.n * 32);
+    size_t na = 0;
+    for (size_t i = 0; i < w.n; i++)
+        if (w.status[i] == CORE_OK) memcpy(acked[na++], w.ids[i], 32);
+    expect_acked_everywhere(t, acked, na);
+    free(acked);
+    uint8_t(*all)[32] = malloc((size_t)head.tree_size * 32);
+    for (uint64_t q = 0; q < head.tree_size; q++) {
+        uint8_t *buf;
+        size_t len;
+        uint64_t bh;
+        assert_int_equal(ledger_get_tx_at(t->l[f], q, &buf, &len, &bh, NULL), CORE_OK);
+        ledger_tx_id(buf, len, all[q]);
+        free(buf);
+        for (uint64_t z = 0; z < q; z++)
+            if (memcmp(all[z], all[q], 32) == 0)
+                fail_msg("transaction %llu is on the chain twice", (unsigned long long)q);
+    }
+    free(all);
+}
+
+/* The forward port itself: a hostile frame is dropped without harm; a
+ * request marked as a retry of a transaction already committed answers its
+ * position, while the same request as a first attempt is a replay. */
+static int raw_connect(const char *addr) {
+    char host[64];
+    snprintf(host, sizeof host, "%s", addr);
+    char *colon = strrchr(host, ':');
+    *colon = 0;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
+    inet_pton(AF_INET, host, &a.sin_addr);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s >= 0);
+    assert_int_equal(connect(s, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {10, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return s;
+}
+
+static void be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+/* Send one forward request of tx (flags as given); returns the first
+ * receipt's status and fills seq/height. -1: no answer. */
+static int raw_forward(const char *addr, uint8_t flags, const uint8_t *tx, size_t len, uint64_t *seq,
+                       uint64_t *height) {
+    uint8_t req[8 + 5 + 2 + LEDGER_TX_MAX];
+    memcpy(req, "CSF1", 4);
+    be32(req + 4, (uint32_t)(5 + 2 + len));
+    req[8] = flags;
+    be32(req + 9, 1);
+    req[13] = (uint8_t)(len >> 8), req[14] = (uint8_t)len;
+    memcpy(req + 15, tx, len);
+    int s = raw_connect(addr);
+    assert_int_equal(send(s, req, 15 + len, MSG_NOSIGNAL), (ssize_t)(15 + len));
+    uint8_t resp[4096];
+    size_t got = 0;
+    ssize_t k;
+    while (got < sizeof resp && (k = recv(s, resp + got, sizeof resp - got, 0)) > 0) got += (size_t)k;
+    close(s);
+    if (got < 8 + 23 || memcmp(resp, "CSR1", 4) != 0 || resp[8] != 0) return -1;
+    const uint8_t *b = resp + 8;
+    size_t off = 19 + ((size_t)b[17] << 8 | b[18]) + 4;
+    int st = b[off];
+    uint64_t v = 0, w = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | b[off + 1 + i], w = w << 8 | b[off + 9 + i];
+    *seq = v;
+    *height = w;
+    return st;
+}
+
+static void test_forward_port_frames(void **state) {
+    trio *t = *state;
+    for (int i = 0; i < N; i++) node_start(t, i);
+    int lead = wait_leader(t, 30);
+    assert_true(lead >= 0);
+    wait_converged(t, 0, 30);
+    const char *addr = t->copt[lead].nodes[lead].forward;
+    /* Hostile frames: a length past the cap, a wrong magic, a truncated
+     * body. Each connection is closed with nothing answered. */
+    const uint8_t huge[8] = {'C', 'S', 'F', '1', 0x7f, 0xff, 0xff, 0xff};
+    const uint8_t magic[8] = {'X', 'X', 'X', 'X', 0, 0, 0, 5};
+    const uint8_t *bad[] = {huge, magic};
+    for (int i = 0; i < 2; i++) {
+        int s = raw_connect(addr);
+        assert_int_equal(send(s, bad[i], 8, MSG_NOSIGNAL), 8);
+        uint8_t x[16];
+        assert_true(recv(s, x, sizeof x, 0) <= 0);
+        close(s);
+    }
+    /* A body claiming 300 transactions (past the cap): refused, kind 2. */
+    uint8_t many[8 + 5];
+    memcpy(many, "CSF1", 4);
+    be32(many + 4, 5);
+    many[8] = 0;
+    be32(many + 9, 300);
+    int s = raw_connect(addr);
+    assert_int_equal(send(s, many, sizeof many, MSG_NOSIGNAL), (ssize_t)sizeof many);
+    uint8_t x[512];
+    ssize_t k = recv(s, x, sizeof x, 0);
+    close(s);
+    assert_true(k >= 9);
+    assert_memory_equal(x, "CSR1", 4);
+    assert_int_equal(x[8], 2);
+
+    /* The leader still works: a fresh wallet commits (first attempt). */
+    uint8_t tx[1][LEDGER_TX_MAX];
+    size_t len[1];
+    wallet_txs(1, tx, len);
+    uint64_t seq = 0, height = 0, seq2 = 0, height2 = 0;
+    assert_int_equal(raw_forward(addr, 0, tx[0], len[0], &seq, &height), CORE_OK);
+    /* The same bytes again as a first attempt: a replay, refused. */
+    assert_int_equal(raw_forward(addr, 0, tx[0], len[0], &seq2, &height2), CORE_ERR_CONFLICT);
+    /* As a retry: the first attempt's commit, same position. */
+    assert_int_equal(raw_forward(addr, 1, tx[0], len[0], &seq2, &height2), CORE_OK);
+    assert_int_equal(seq2, seq);
+    assert_int_equal(height2, height);
+    /* A follower's port answers "not the leader", and nothing is written. */
+    int f = a_follower(t);
+    assert_true(f >= 0);
+    wallet_txs(1, tx, len);
+    assert_int_equal(raw_forward(t->copt[f].nodes[f].forward, 0, tx[0], len[0], &seq, &height), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_follower_applies_and_refuses_forgeries, pair_setup, pair_teardown),
         cmocka_unit_test_setup_teardown(test_follower_refuses_foreign_genesis, pair_setup, pair_teardown),
         cmocka_unit_test_setup_teardown(test_three_nodes_replicate_and_fail_over, trio_setup, trio_teardown),
         cmocka_unit_test_setup_teardown(test_node_refusing_a_block_halts, trio_setup, trio_teardown),
+        cmocka_unit_test_setup_teardown(test_follower_writes_are_forwarded, trio_setup, trio_teardown),
+        cmocka_unit_test_setup_teardown(test_forward_survives_leader_loss, trio_setup, trio_teardown),
+        cmocka_unit_test_setup_teardown(test_forward_port_frames, trio_setup, trio_teardown),
     };
     assert_int_equal(cs_crypto_init(NULL), CORE_OK);
     return cmocka_run_group_tests(tests, NULL, NULL);

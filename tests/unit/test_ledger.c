@@ -1508,7 +1508,7 @@ static void test_consensus_hook(void **state) {
     fixture *f = *state;
     ledger_close(f->l);
     fake_consensus fc = {0};
-    ledger_consensus cons = {&fc, fake_propose};
+    ledger_consensus cons = {.ud = &fc, .propose = fake_propose};
     ledger_options o;
     ledger_options_defaults(&o);
     o.path = f->path;
@@ -1595,7 +1595,7 @@ static void test_reload_failure_refuses(void **state) {
     fixture *f = *state;
     ledger_close(f->l);
     fake_consensus fc = {0};
-    ledger_consensus cons = {&fc, fake_propose};
+    ledger_consensus cons = {.ud = &fc, .propose = fake_propose};
     ledger_options o;
     ledger_options_defaults(&o);
     o.path = f->path;

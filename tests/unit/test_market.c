@@ -69,25 +69,13 @@ static void register_wallet(fixture *f, key *k) {
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
-    testutil_tmpdir(f->dir);
+    testutil_ledger_open(f->dir, f->node.pk, f->node.sk, f->admin.pk, f->admin.sk, NULL, &f->l);
     snprintf(f->path, sizeof f->path, "%s/ledger.db", f->dir);
-    keygen(&f->node);
-    keygen(&f->admin);
     keygen(&f->org);
     keygen(&f->other_org);
     keygen(&f->p1);
     keygen(&f->p2);
     f->admin.nonce = 1; /* genesis */
-    ledger_options o;
-    ledger_options_defaults(&o);
-    o.path = f->path;
-    o.batch_ms = 1;
-    memcpy(o.node_pk, f->node.pk, 32);
-    memcpy(o.node_sk, f->node.sk, 64);
-    memcpy(o.admin_pk, f->admin.pk, 32);
-    memcpy(o.admin_sk, f->admin.sk, 64);
-    core_error err = {0};
-    if (ledger_open(&o, &f->l, &err)) fail_msg("ledger_open: %s", err.message);
     register_org(f, &f->org, "Research Institute");
     register_org(f, &f->other_org, "Other Agency");
     register_wallet(f, &f->p1);
@@ -98,8 +86,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     fixture *f = *state;
-    ledger_close(f->l);
-    testutil_rmdir(f->dir);
+    testutil_ledger_close(f->dir, NULL, f->l);
     free(f);
     return 0;
 }

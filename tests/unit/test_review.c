@@ -58,23 +58,8 @@ static int64_t fake_now(void) { return fake_clock; }
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
-    testutil_tmpdir(f->dir);
-    char path[300];
+    testutil_ledger_open(f->dir, f->node_pk, f->node_sk, f->admin_pk, f->admin_sk, &f->st, &f->led);
     core_error err = {0};
-    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
-    if (store_open(path, 2, &f->st, &err)) return -1;
-    ledger_keypair(f->node_pk, f->node_sk);
-    ledger_keypair(f->admin_pk, f->admin_sk);
-    ledger_options o;
-    ledger_options_defaults(&o);
-    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
-    o.path = path;
-    o.batch_ms = 1;
-    memcpy(o.node_pk, f->node_pk, 32);
-    memcpy(o.node_sk, f->node_sk, 64);
-    memcpy(o.admin_pk, f->admin_pk, 32);
-    memcpy(o.admin_sk, f->admin_sk, 64);
-    if (ledger_open(&o, &f->led, &err)) return -1;
     if (regions_load(TEST_ISO_CODES_DIR, &f->regs, &err)) return -1;
     uint8_t sk[64];
     ledger_keypair(f->org_a, sk);
@@ -101,9 +86,7 @@ static int teardown(void **state) {
     fixture *f = *state;
     review_close(f->rv);
     regions_free(f->regs);
-    ledger_close(f->led);
-    store_close(f->st);
-    testutil_rmdir(f->dir);
+    testutil_ledger_close(f->dir, f->st, f->led);
     free(f);
     return 0;
 }

@@ -49,23 +49,7 @@ static void open_share(fixture *f, double budget, int batch) {
 
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
-    testutil_tmpdir(f->dir);
-    char path[300];
-    core_error err = {0};
-    snprintf(path, sizeof path, "%s/caresync.db", f->dir);
-    if (store_open(path, 2, &f->st, &err)) return -1;
-    ledger_keypair(f->node.pk, f->node.sk);
-    ledger_keypair(f->admin.pk, f->admin.sk);
-    ledger_options o;
-    ledger_options_defaults(&o);
-    snprintf(path, sizeof path, "%s/ledger.db", f->dir);
-    o.path = path;
-    o.batch_ms = 1;
-    memcpy(o.node_pk, f->node.pk, 32);
-    memcpy(o.node_sk, f->node.sk, 64);
-    memcpy(o.admin_pk, f->admin.pk, 32);
-    memcpy(o.admin_sk, f->admin.sk, 64);
-    if (ledger_open(&o, &f->led, &err)) return -1;
+    testutil_ledger_open(f->dir, f->node.pk, f->node.sk, f->admin.pk, f->admin.sk, &f->st, &f->led);
     f->now = core_now();
     open_share(f, 1.0, 3);
     *state = f;
@@ -75,9 +59,7 @@ static int setup(void **state) {
 static int teardown(void **state) {
     fixture *f = *state;
     share_close(f->sh);
-    ledger_close(f->led);
-    store_close(f->st);
-    testutil_rmdir(f->dir);
+    testutil_ledger_close(f->dir, f->st, f->led);
     free(f);
     return 0;
 }
