@@ -982,10 +982,12 @@ static nonce_slot *nonce_find(ledger *l, const uint8_t pk[LEDGER_KEY]) {
 /* Give tx the signer's next nonce, sign it into buf and queue p for it
  * (p->rcpt set by the caller). CORE_OK: queued — the producer may settle
  * (and, for an async item, free) p before this returns, so the caller
- * touches it only under l->lock. Otherwise p was not queued and the reason
- * is in p->rcpt and err. */
+ * touches it only under l->lock — or, on a follower (*forwarded), already
+ * settled by the leader, the outcome in p->rcpt and p not queued.
+ * Otherwise p was not queued and the reason is in p->rcpt and err. */
 static core_status sign_enqueue(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], pending *p,
-                                uint8_t buf[LEDGER_TX_MAX], core_error *err) {
+                                uint8_t buf[LEDGER_TX_MAX], bool *forwarded, core_error *err) {
+    *forwarded = false;
     ledger_receipt *receipt = p->rcpt;
     memset(receipt, 0, sizeof *receipt);
     ledger_account acct;
@@ -1018,7 +1020,14 @@ static core_status sign_enqueue(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGE
     slot->last = tx->nonce;
     if (forwarding(l)) {
         pthread_mutex_unlock(&l->nonce_lock);
-        return sign_forward(l, tx, sk, buf, len, receipt, err);
+        core_error fe = {0};
+        rc = sign_forward(l, tx, sk, buf, len, receipt, &fe);
+        if (rc && !receipt->status) { /* failed before a receipt was made */
+            receipt->status = rc;
+            receipt->error = fe;
+        }
+        *forwarded = true;
+        return CORE_OK;
     }
     /* Queue while still holding nonce_lock: the queue is FIFO, so this
      * signer's transactions reach the producer in nonce order. */
@@ -1045,10 +1054,11 @@ core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER
                                core_error *err) {
     uint8_t buf[LEDGER_TX_MAX];
     pending p = {.rcpt = receipt};
-    core_status rc = sign_enqueue(l, tx, sk, &p, buf, err);
+    bool forwarded;
+    core_status rc = sign_enqueue(l, tx, sk, &p, buf, &forwarded, err);
     if (rc) return rc;
     pthread_mutex_lock(&l->lock);
-    while (!p.done) pthread_cond_wait(&l->done, &l->lock);
+    while (!forwarded && !p.done) pthread_cond_wait(&l->done, &l->lock);
     pthread_mutex_unlock(&l->lock);
     if (receipt->status && err) *err = receipt->error;
     return receipt->status;
@@ -1071,6 +1081,20 @@ core_status ledger_submit_async(ledger *l, const uint8_t *tx, size_t len, ledger
     core_status rc = ledger_tx_decode(a->buf, len, &p->tx, err);
     if (!rc && !ledger_tx_check_signature(a->buf, len))
         rc = core_fail(err, CORE_ERR_CRYPTO, "sig", "the signature does not match the signer");
+    if (!rc && forwarding(l)) {
+        /* A follower: the leader settles it, in this thread (see ledger.h). */
+        const uint8_t *const txs[1] = {a->buf};
+        uint64_t leader_height;
+        core_error fe = {0};
+        core_status frc = forward_txs(l, txs, &len, 1, &a->r, &leader_height, &fe);
+        if (frc) {
+            a->r.status = frc;
+            a->r.error = fe;
+        }
+        cb(ud, &a->r);
+        free(a);
+        return CORE_OK;
+    }
     if (!rc) {
         ledger_tx_id(a->buf, len, a->r.txid);
         pthread_mutex_lock(&l->lock);
@@ -1092,7 +1116,13 @@ core_status ledger_sign_submit_async(ledger *l, ledger_tx *tx, const uint8_t sk[
     a->p.rcpt = &a->r;
     a->p.cb = cb;
     a->p.ud = ud;
-    core_status rc = sign_enqueue(l, tx, sk, &a->p, a->buf, err);
+    bool forwarded;
+    core_status rc = sign_enqueue(l, tx, sk, &a->p, a->buf, &forwarded, err);
+    if (!rc && forwarded) { /* settled by the leader, in this thread */
+        cb(ud, &a->r);
+        free(a);
+        return CORE_OK;
+    }
     if (rc) free(a);
     return rc;
 }

@@ -368,7 +368,10 @@ const uint8_t *ledger_node_key(const ledger *l);
  * callback of a block runs before the next block is sealed, so it must be
  * quick: no blocking, no sleeping, no synchronous ledger_submit* (the
  * producer would wait for itself); a read or an async submit is fine.
- * ledger_close runs every outstanding callback before it returns. */
+ * ledger_close runs every outstanding callback before it returns.
+ * On a follower that forwards writes to the leader (ledger_consensus
+ * forward) the forward is synchronous as in ledger_sign_submit: cb runs in
+ * the caller's thread before the call returns. */
 typedef void (*ledger_submit_cb)(void *ud, const ledger_receipt *receipt);
 core_status ledger_submit_async(ledger *l, const uint8_t *tx, size_t len, ledger_submit_cb cb, void *ud,
                                 core_error *err);
