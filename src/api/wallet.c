@@ -271,6 +271,10 @@ static void submit_deferred(http_request *rq, api_context *c, ledger_tx *tx, con
         return;
     }
     w->d = http_request_defer(rq);
+    if (!w->d) { /* the server is stopping: answered 503, nothing written */
+        free(w);
+        return;
+    }
     /* Queued: w belongs to wait_committed, which may have run already. */
     core_status rc = ledger_sign_submit_async(c->led, tx, sk, wait_committed, w, &err);
     if (rc) {

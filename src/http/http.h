@@ -147,15 +147,19 @@ bool http_responded(const http_request *rq);
  * server thread, as a handler would, and answers with any http_respond_*
  * (none: 500). fn owns arg and frees it. fn gets rq == NULL (only to free
  * arg; possibly on the waker's thread) when there is nothing to answer any
- * more: the server stopped and answered 503 shutting_down to every request
- * still waiting after its grace period. Waking before the handler has
- * returned is fine; the handle stays valid until woken, also when the
- * client has gone (a suspended connection notices only once resumed).
- * While suspended a connection keeps its place under the connection limits
- * and no timeout runs on it (libmicrohttpd's restarts on resume). */
+ * more: the client's connection is gone, or the server stopped and, after
+ * its 10 s grace period, answered every request still waiting 503
+ * `unconfirmed` (what it waited for may still happen). Waking before the
+ * handler has returned is fine; the handle stays valid until woken, also
+ * when the client has gone (a suspended connection notices only once
+ * resumed). While suspended a connection keeps its place under the
+ * connection limits and no timeout runs on it (libmicrohttpd's restarts on
+ * resume). */
 typedef struct http_deferred http_deferred;
 typedef void (*http_answer_fn)(http_request *rq, void *arg);
-/* On the handler's thread, before any response; never NULL. */
+/* On the handler's thread, before any response. NULL once the server has
+ * stopped waiting for deferred requests: it answered 503 shutting_down and
+ * the handler must not start what it would wait for. */
 http_deferred *http_request_defer(http_request *rq);
 void http_deferred_wake(http_deferred *d, http_answer_fn fn, void *arg);
 

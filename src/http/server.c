@@ -21,7 +21,7 @@
  * libmicrohttpd cannot have freed it: a suspended connection is never timed
  * out or closed, not even when its client hangs up (that shows only once
  * resumed). Whoever comes first — the waker, or http_server_stop after its
- * grace period (503) — wins; an answer function that lost is called with
+ * grace period (503 unconfirmed) — wins; an answer function that lost is called with
  * NULL so it can free its argument. The request is refcounted
  * (libmicrohttpd's reference ends at on_completed, the waker's in
  * http_deferred_wake), so a waker that comes after the client or the server
@@ -616,22 +616,22 @@ static void http_request_release(http_request *rq) {
 http_deferred *http_request_defer(http_request *rq) {
     http_server *s = rq->server;
     assert(!rq->deferred && !rq->responded);
+    pthread_mutex_lock(&s->defer_lock);
+    if (s->defer_closed) {
+        /* Past the stop's grace period: nothing new may start waiting. */
+        pthread_mutex_unlock(&s->defer_lock);
+        http_add_header(rq, "Retry-After", "5");
+        http_respond_error(rq, 503, "shutting_down", NULL, "the server is restarting; try again in a moment");
+        return NULL;
+    }
     pthread_mutex_init(&rq->dlock, NULL);
     rq->deferred = true;
     atomic_fetch_add(&rq->refs, 1); /* the waker's, dropped by http_deferred_wake */
-    pthread_mutex_lock(&s->defer_lock);
-    if (s->defer_closed) {
-        /* The server already answered everything waiting: this one too. */
-        http_add_header(rq, "Retry-After", "5");
-        http_respond_error(rq, 503, "shutting_down", NULL, "the server is restarting; try again in a moment");
-        rq->d_answered = true;
-    } else {
-        rq->d_prev = NULL;
-        rq->d_next = s->defer_head;
-        if (s->defer_head) s->defer_head->d_prev = rq;
-        s->defer_head = rq;
-        rq->d_linked = true;
-    }
+    rq->d_prev = NULL;
+    rq->d_next = s->defer_head;
+    if (s->defer_head) s->defer_head->d_prev = rq;
+    s->defer_head = rq;
+    rq->d_linked = true;
     pthread_mutex_unlock(&s->defer_lock);
     return (http_deferred *)rq;
 }
@@ -690,9 +690,10 @@ static bool deferred_settle(http_request *rq) {
     return false;
 }
 
-/* Answer 503 for every deferred request still waiting and resume those
- * suspended, so MHD_stop_daemon finds none. Their writes may still commit
- * (the message says so): the ledger is closed after the server. */
+/* Answer 503 unconfirmed for every deferred request still waiting and
+ * resume those suspended, so MHD_stop_daemon finds none. Their writes may
+ * still commit (the ledger is closed after the server): the code says so.
+ * Later defers are refused (503 shutting_down, before anything starts). */
 static void deferred_fail_all(http_server *s) {
     pthread_mutex_lock(&s->defer_lock);
     s->defer_closed = true;
@@ -701,10 +702,12 @@ static void deferred_fail_all(http_server *s) {
         pthread_mutex_lock(&rq->dlock);
         bool resume = false;
         if (!rq->d_answered && !rq->d_woken) { /* a woken one is answered on its own thread */
+            /* Not shutting_down ("not processed"): what it waits for may
+             * still happen after this answer. */
             http_add_header(rq, "Retry-After", "5");
-            http_respond_error(rq, 503, "shutting_down", NULL,
-                               "the server stopped before the write was confirmed; it may still be committed, so "
-                               "look before you retry");
+            http_respond_error(rq, 503, "unconfirmed", NULL,
+                               "the server stopped before the outcome was known; the change may still have been "
+                               "made, so look before you retry");
             rq->d_answered = true;
             n++;
             if (rq->d_suspended && !rq->d_resumed) resume = rq->d_resumed = true;
@@ -713,7 +716,9 @@ static void deferred_fail_all(http_server *s) {
         if (resume) MHD_resume_connection(rq->conn);
     }
     pthread_mutex_unlock(&s->defer_lock);
-    if (n) core_log(CORE_LOG_WARN, "http: %zu deferred requests were still waiting at shutdown: answered 503", n);
+    if (n)
+        core_log(CORE_LOG_WARN, "http: %zu deferred requests were still waiting at shutdown: answered 503 unconfirmed",
+                 n);
 }
 
 /* libmicrohttpd hands us its own printf-style format strings. */
