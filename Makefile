@@ -54,6 +54,7 @@ bench:
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DCARESYNC_TESTS=OFF >/dev/null
 	cmake --build build-bench -j$(JOBS)
 	CARESYNC_BIN=$(CURDIR)/build-bench/caresync bench/http/run.sh
+	./build-bench/write_bench --bin $(CURDIR)/build-bench/caresync --conns 1024
 	node bench/review/run.mjs $(CURDIR)/build-bench/caresync
 	./build-bench/ledger_bench
 	./build-bench/cluster_bench

@@ -229,13 +229,77 @@ static void refuse_unregistered(http_request *rq, api_context *c, const ledger_t
     http_respond_error(rq, 422, "validation_failed", "amount", "insufficient balance (0 available)");
 }
 
-static void sign_and_answer(http_request *rq, api_context *c, ledger_tx *tx, const uint8_t sk[64], int status) {
-    core_error err = {0};
+/* ---- answering a ledger write from its commit ----
+ *
+ * A write waits for its block without holding a server thread: the request
+ * is deferred (http_request_defer), the ledger's producer thread only copies
+ * the receipt and wakes it (wait_committed), and the answer is built on a
+ * server thread (wait_answer → the endpoint's answer function) exactly as
+ * the synchronous path built it — a refusal through api_ledger_fail, the
+ * same codes. What the answer needs travels in the wait, which starts with
+ * a ledger_wait; nothing is written after the commit. */
+typedef struct ledger_wait ledger_wait;
+struct ledger_wait {
+    http_deferred *d;
     ledger_receipt r;
-    if (ledger_sign_submit(c->led, tx, sk, &r, &err))
-        api_ledger_fail(rq, &err);
-    else
-        http_respond_json(rq, status, json_pack("{s:o}", "receipt", receipt_json(&r)));
+    void (*answer)(http_request *rq, const ledger_wait *w); /* on success */
+};
+
+static void wait_answer(http_request *rq, void *arg) {
+    ledger_wait *w = arg;
+    if (rq && w->r.status)
+        api_ledger_fail(rq, &w->r.error);
+    else if (rq)
+        w->answer(rq, w);
+    free(w); /* the whole wait: ledger_wait is its first member */
+}
+
+static void wait_committed(void *ud, const ledger_receipt *r) {
+    ledger_wait *w = ud;
+    w->r = *r;
+    http_deferred_wake(w->d, wait_answer, w);
+}
+
+/* Defer rq and submit tx signed with sk; w (calloc'd by the caller, NULL
+ * answers 500 now) is taken and answers the request once the block is
+ * committed, or at once when the ledger refuses to queue it. */
+static void submit_deferred(http_request *rq, api_context *c, ledger_tx *tx, const uint8_t sk[64], ledger_wait *w) {
+    core_error err = {0};
+    if (!w) {
+        core_fail(&err, CORE_ERR_NOMEM, NULL, "out of memory");
+        api_fail(rq, &err, NULL);
+        return;
+    }
+    w->d = http_request_defer(rq);
+    if (!w->d) { /* the server is stopping: answered 503, nothing written */
+        free(w);
+        return;
+    }
+    /* Queued: w belongs to wait_committed, which may have run already. */
+    core_status rc = ledger_sign_submit_async(c->led, tx, sk, wait_committed, w, &err);
+    if (rc) {
+        w->r.status = rc;
+        w->r.error = err;
+        http_deferred_wake(w->d, wait_answer, w);
+    }
+}
+
+typedef struct {
+    ledger_wait base;
+    int status;
+} receipt_wait;
+
+static void answer_receipt(http_request *rq, const ledger_wait *w) {
+    http_respond_json(rq, ((const receipt_wait *)w)->status, json_pack("{s:o}", "receipt", receipt_json(&w->r)));
+}
+
+static void sign_and_answer(http_request *rq, api_context *c, ledger_tx *tx, const uint8_t sk[64], int status) {
+    receipt_wait *w = calloc(1, sizeof *w);
+    if (w) {
+        w->base.answer = answer_receipt;
+        w->status = status;
+    }
+    submit_deferred(rq, c, tx, sk, w ? &w->base : NULL);
 }
 
 void api_wallet_transfer(http_request *rq, void *ctx) {
@@ -443,6 +507,23 @@ static bool parse_grant(http_request *rq, api_context *c, const json_t *body, le
     return true;
 }
 
+typedef struct {
+    ledger_wait base;
+    ledger_tx tx;
+} grant_wait;
+
+static void answer_grant(http_request *rq, const ledger_wait *base) {
+    const grant_wait *w = (const grant_wait *)base;
+    ledger_consent cn = {.scope = w->tx.u.grant.scope,
+                         .purpose = w->tx.u.grant.purpose,
+                         .expires = w->tx.u.grant.expires,
+                         .granted_height = w->base.r.height};
+    memcpy(cn.grant, w->base.r.txid, 32);
+    memcpy(cn.grantee, w->tx.u.grant.grantee, 32);
+    http_respond_json(rq, 201,
+                      json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&w->base.r)));
+}
+
 void api_consents_create(http_request *rq, void *ctx) {
     api_context *c = ctx;
     accounts_session sess;
@@ -451,23 +532,36 @@ void api_consents_create(http_request *rq, void *ctx) {
     uint8_t pk[32], sk[64];
     ledger_tx tx = {.kind = LEDGER_TX_GRANT};
     if (api_require_person(rq, &sess) && body && parse_grant(rq, c, body, &tx) && api_wallet(rq, c, &sess, pk, sk)) {
-        core_error err = {0};
-        ledger_receipt r;
-        if (ledger_sign_submit(c->led, &tx, sk, &r, &err)) {
-            api_ledger_fail(rq, &err);
-        } else {
-            ledger_consent cn = {.scope = tx.u.grant.scope,
-                                 .purpose = tx.u.grant.purpose,
-                                 .expires = tx.u.grant.expires,
-                                 .granted_height = r.height};
-            memcpy(cn.grant, r.txid, 32);
-            memcpy(cn.grantee, tx.u.grant.grantee, 32);
-            http_respond_json(rq, 201,
-                              json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r)));
+        grant_wait *w = calloc(1, sizeof *w);
+        if (w) {
+            w->base.answer = answer_grant;
+            w->tx = tx;
         }
+        submit_deferred(rq, c, &tx, sk, w ? &w->base : NULL);
         cs_crypto_wipe(sk, sizeof sk);
     }
     accounts_session_wipe(&sess);
+}
+
+typedef struct {
+    ledger_wait base;
+    ledger_consent cn;
+    bool training, public_health;
+    size_t deleted;
+    share_withdrawal wd;
+} revoke_wait;
+
+static void answer_revoke(http_request *rq, const ledger_wait *base) {
+    const revoke_wait *w = (const revoke_wait *)base;
+    ledger_consent cn = w->cn;
+    cn.revoked_height = w->base.r.height;
+    json_t *body = json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&w->base.r));
+    if (body && w->training) json_object_set_new(body, "examples_deleted", json_integer((json_int_t)w->deleted));
+    if (body && w->public_health)
+        json_object_set_new(body, "contributions",
+                            json_pack("{s:I, s:I}", "withdrawn", (json_int_t)w->wd.withdrawn, "in_released_weeks",
+                                      (json_int_t)w->wd.sealed));
+    http_respond_json(rq, 200, body);
 }
 
 void api_consents_revoke(http_request *rq, void *ctx) {
@@ -482,7 +576,6 @@ void api_consents_revoke(http_request *rq, void *ctx) {
             ledger_tx tx = {.kind = LEDGER_TX_REVOKE};
             memcpy(tx.u.revoke.grant, cn.grant, 32);
             core_error err = {0};
-            ledger_receipt r;
             /* Revoking "model_training" deletes the person's kept examples,
              * found by the handle only their data key derives — first, so a
              * failure leaves the consent standing and the request can be
@@ -517,17 +610,17 @@ void api_consents_revoke(http_request *rq, void *ctx) {
                 api_fail(rq, &err, NULL);
             } else if (mrc && mrc != CORE_ERR_NOT_FOUND) {
                 api_fail(rq, &err, NULL);
-            } else if (ledger_sign_submit(c->led, &tx, sk, &r, &err)) {
-                api_ledger_fail(rq, &err);
             } else {
-                cn.revoked_height = r.height;
-                json_t *body = json_pack("{s:o, s:o}", "consent", consent_json(&cn), "receipt", receipt_json(&r));
-                if (body && training) json_object_set_new(body, "examples_deleted", json_integer((json_int_t)deleted));
-                if (body && public_health)
-                    json_object_set_new(body, "contributions",
-                                        json_pack("{s:I, s:I}", "withdrawn", (json_int_t)wd.withdrawn,
-                                                  "in_released_weeks", (json_int_t)wd.sealed));
-                http_respond_json(rq, 200, body);
+                revoke_wait *w = calloc(1, sizeof *w);
+                if (w) {
+                    w->base.answer = answer_revoke;
+                    w->cn = cn;
+                    w->training = training;
+                    w->deleted = deleted;
+                    w->public_health = public_health;
+                    w->wd = wd;
+                }
+                submit_deferred(rq, c, &tx, sk, w ? &w->base : NULL);
             }
         }
         cs_crypto_wipe(sk, sizeof sk);

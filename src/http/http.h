@@ -68,7 +68,8 @@ core_status http_server_start(const http_options *opt, const http_router *router
                               core_error *err);
 int http_server_port(const http_server *s);
 bool http_server_tls(const http_server *s);
-/* Stop accepting, let in-flight requests finish, free. Accepts NULL. */
+/* Stop accepting, let in-flight requests finish (deferred ones included;
+ * those still waiting after 10 s are answered 503), free. Accepts NULL. */
 void http_server_stop(http_server *s);
 
 /* ---- request validation ------------------------------------------------ */
@@ -135,5 +136,31 @@ void http_respond_bytes_owned(http_request *rq, int status, const char *content_
 void http_respond_error(http_request *rq, int status, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 bool http_responded(const http_request *rq);
+
+/* ---- answering later (a deferred request) --------------------------------
+ * A handler whose answer waits on something slow that calls back (a ledger
+ * commit) need not hold a server thread meanwhile: it calls
+ * http_request_defer, hands the handle to whatever will call back, and
+ * returns without responding; the connection is suspended. The callback,
+ * on any thread, calls http_deferred_wake(d, fn, arg) exactly once (d is
+ * gone after): the connection is resumed and fn(rq, arg) then runs on a
+ * server thread, as a handler would, and answers with any http_respond_*
+ * (none: 500). fn owns arg and frees it. fn gets rq == NULL (only to free
+ * arg; possibly on the waker's thread) when there is nothing to answer any
+ * more: the client's connection is gone, or the server stopped and, after
+ * its 10 s grace period, answered every request still waiting 503
+ * `unconfirmed` (what it waited for may still happen). Waking before the
+ * handler has returned is fine; the handle stays valid until woken, also
+ * when the client has gone (a suspended connection notices only once
+ * resumed). While suspended a connection keeps its place under the
+ * connection limits and no timeout runs on it (libmicrohttpd's restarts on
+ * resume). */
+typedef struct http_deferred http_deferred;
+typedef void (*http_answer_fn)(http_request *rq, void *arg);
+/* On the handler's thread, before any response. NULL once the server has
+ * stopped waiting for deferred requests: it answered 503 shutting_down and
+ * the handler must not start what it would wait for. */
+http_deferred *http_request_defer(http_request *rq);
+void http_deferred_wake(http_deferred *d, http_answer_fn fn, void *arg);
 
 #endif

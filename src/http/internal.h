@@ -4,6 +4,8 @@
 #define CARESYNC_HTTP_INTERNAL_H
 
 #include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include "http/http.h"
 
@@ -34,6 +36,20 @@ struct http_request {
                                       on_completed (libmicrohttpd completes a request before it
                                       reports its connection closed, which frees the entry) */
     int status;
+    /* A deferred answer (http_request_defer). refs: libmicrohttpd's (dropped
+     * by on_completed) and, once deferred, the waker's (dropped by
+     * http_deferred_wake); the request is freed by whichever goes last. */
+    atomic_int refs;
+    bool deferred; /* set by the handler's thread before it returns */
+    bool d_linked; /* on the server's deferred list (under the server's defer_lock) */
+    struct http_request *d_prev, *d_next;
+    pthread_mutex_t dlock; /* guards the fields below, and the response while suspended */
+    bool d_woken;          /* http_deferred_wake stored d_fn/d_arg */
+    http_answer_fn d_fn;   /* not yet run; owns d_arg */
+    void *d_arg;
+    bool d_answered;  /* a response is (being) built: by d_fn, or the server's 503 */
+    bool d_suspended; /* libmicrohttpd holds the connection suspended */
+    bool d_resumed;   /* someone resumed it (only one may) */
 };
 
 void http_form_free(struct http_form_state *f);

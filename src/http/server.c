@@ -9,6 +9,26 @@
  *   last call (no more data): route, run the handler, queue its response.
  * on_completed frees the request however it ended.
  *
+ * Deferred answers (http_request_defer). A handler that waits on a ledger
+ * commit returns at once; on_request then suspends the connection
+ * (MHD_suspend_connection), freeing the pool thread. The waker — the
+ * ledger's producer thread — only stores an answer function and its
+ * argument under the request's dlock and resumes the connection;
+ * libmicrohttpd calls on_request once more, on the connection's own pool
+ * thread, which runs the function (building the JSON there, not on the
+ * producer) and queues the response. Exactly one party resumes
+ * (d_resumed, under dlock), and only a connection that was suspended, so
+ * libmicrohttpd cannot have freed it: a suspended connection is never timed
+ * out or closed, not even when its client hangs up (that shows only once
+ * resumed). Whoever comes first — the waker, or http_server_stop after its
+ * grace period (503 unconfirmed) — wins; an answer function that lost is called with
+ * NULL so it can free its argument. The request is refcounted
+ * (libmicrohttpd's reference ends at on_completed, the waker's in
+ * http_deferred_wake), so a waker that comes after the client or the server
+ * has gone still finds valid memory, and it touches nothing of the server.
+ * MHD_stop_daemon must not meet a suspended connection (libmicrohttpd
+ * panics), hence the fail-all step in http_server_stop.
+ *
  * Slow clients. libmicrohttpd's own connection timeout is restarted by every
  * byte, so a socket that sends one header byte every few seconds would be
  * held for ever. Here:
@@ -32,6 +52,7 @@
 #include "http/internal.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -79,6 +100,12 @@ struct http_server {
     pthread_t watch_thread;
     bool watch_running, watch_stop;
     conn_watch *watch_head;
+    /* Deferred requests not yet completed: added by http_request_defer,
+     * removed by on_completed; defer_closed once http_server_stop has
+     * answered the waiting ones. */
+    pthread_mutex_t defer_lock;
+    http_request *defer_head;
+    bool defer_closed;
 };
 
 /* Bodies declared over the limit are read and discarded up to this size so
@@ -120,6 +147,13 @@ const char *http_cookie(const http_request *rq, const char *name) {
     return MHD_lookup_connection_value(rq->conn, MHD_COOKIE_KIND, name);
 }
 
+static void http_request_release(http_request *rq);
+/* After dispatch, on the handler's thread: true when the answer is already
+ * there to queue, false when the connection was suspended to wait for it. */
+static bool deferred_settle(http_request *rq);
+/* On the connection's thread once woken (or answered 503): build the answer. */
+static void deferred_answer(http_request *rq);
+
 /* ---- dispatch ----------------------------------------------------------- */
 static void dispatch(http_server *s, http_request *rq) {
     if (rq->too_large) {
@@ -141,7 +175,10 @@ static void dispatch(http_server *s, http_request *rq) {
     switch (http_router_match(s->router, rq->method, rq->path, &rq->match)) {
     case HTTP_ROUTE_FOUND:
         rq->match.fn(rq, s->ctx);
-        if (!rq->responded) http_respond_error(rq, 500, "internal", NULL, "the server did not produce a response");
+        /* A deferred request's response is the responder's to write, maybe
+         * right now on another thread: not looked at here. */
+        if (!rq->deferred && !rq->responded)
+            http_respond_error(rq, 500, "internal", NULL, "the server did not produce a response");
         break;
     case HTTP_ROUTE_NO_METHOD:
         http_add_header(rq, "Allow", rq->match.allow);
@@ -436,6 +473,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!rq) {
         rq = calloc(1, sizeof *rq);
         if (!rq) return MHD_NO;
+        atomic_init(&rq->refs, 1);
         rq->conn = conn;
         rq->server = s;
         rq->method = method;
@@ -516,8 +554,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     watch_set(s, rq->watch, WATCH_BUSY);
+    if (rq->deferred) {
+        /* Called again after MHD_resume_connection: woken, or answered 503. */
+        deferred_answer(rq);
+        return queue(rq);
+    }
     if (rq->responded) return MHD_YES; /* 413 already queued */
     dispatch(s, rq);
+    if (rq->deferred && !deferred_settle(rq)) return MHD_YES; /* suspended */
     return queue(rq);
 }
 
@@ -527,9 +571,30 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)toe;
     http_request *rq = *con_cls;
     if (!rq) return;
+    *con_cls = NULL;
+    http_server *s = rq->server;
+    if (rq->deferred) {
+        pthread_mutex_lock(&s->defer_lock);
+        if (rq->d_linked) {
+            if (rq->d_prev)
+                rq->d_prev->d_next = rq->d_next;
+            else
+                s->defer_head = rq->d_next;
+            if (rq->d_next) rq->d_next->d_prev = rq->d_prev;
+            rq->d_linked = false;
+        }
+        pthread_mutex_unlock(&s->defer_lock);
+    }
     /* A kept-alive connection now waits for its next request head. */
-    watch_set(rq->server, rq->watch, WATCH_HEAD);
-    atomic_fetch_sub(&rq->server->inflight, 1);
+    watch_set(s, rq->watch, WATCH_HEAD);
+    atomic_fetch_sub(&s->inflight, 1);
+    http_request_release(rq);
+}
+
+/* The last reference frees the request; nothing of the server is touched
+ * (a deferred request's responder may come after the server is gone). */
+static void http_request_release(http_request *rq) {
+    if (atomic_fetch_sub(&rq->refs, 1) != 1) return;
     free(rq->body);
     json_decref(rq->json);
     http_form_free(rq->form);
@@ -538,8 +603,122 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(rq->hvalue[i]);
     }
     if (rq->response) MHD_destroy_response(rq->response);
+    if (rq->deferred) {
+        /* Woken but closed before its answer ran (MHD_stop_daemon): the
+         * answer function still owns its argument. */
+        if (rq->d_fn) rq->d_fn(NULL, rq->d_arg);
+        pthread_mutex_destroy(&rq->dlock);
+    }
     free(rq);
-    *con_cls = NULL;
+}
+
+/* ---- deferred answers ------------------------------------------------------ */
+http_deferred *http_request_defer(http_request *rq) {
+    http_server *s = rq->server;
+    assert(!rq->deferred && !rq->responded);
+    pthread_mutex_lock(&s->defer_lock);
+    if (s->defer_closed) {
+        /* Past the stop's grace period: nothing new may start waiting. */
+        pthread_mutex_unlock(&s->defer_lock);
+        http_add_header(rq, "Retry-After", "5");
+        http_respond_error(rq, 503, "shutting_down", NULL, "the server is restarting; try again in a moment");
+        return NULL;
+    }
+    pthread_mutex_init(&rq->dlock, NULL);
+    rq->deferred = true;
+    atomic_fetch_add(&rq->refs, 1); /* the waker's, dropped by http_deferred_wake */
+    rq->d_prev = NULL;
+    rq->d_next = s->defer_head;
+    if (s->defer_head) s->defer_head->d_prev = rq;
+    s->defer_head = rq;
+    rq->d_linked = true;
+    pthread_mutex_unlock(&s->defer_lock);
+    return (http_deferred *)rq;
+}
+
+void http_deferred_wake(http_deferred *d, http_answer_fn fn, void *arg) {
+    http_request *rq = (http_request *)d;
+    bool resume = false, late;
+    pthread_mutex_lock(&rq->dlock);
+    late = rq->d_answered; /* the server answered it already (stopping) */
+    if (!late) {
+        rq->d_fn = fn;
+        rq->d_arg = arg;
+        rq->d_woken = true;
+        if (rq->d_suspended && !rq->d_resumed) resume = rq->d_resumed = true;
+    }
+    pthread_mutex_unlock(&rq->dlock);
+    if (late) fn(NULL, arg);
+    /* Suspended and not resumed by anyone else: the connection is still
+     * libmicrohttpd's live one, so it may be resumed here, after the
+     * unlock (libmicrohttpd takes its own locks). */
+    if (resume) MHD_resume_connection(rq->conn);
+    http_request_release(rq);
+}
+
+/* On the connection's thread once woken: the answer function builds the
+ * response (or, when the server answered first, only frees its argument). */
+static void deferred_answer(http_request *rq) {
+    pthread_mutex_lock(&rq->dlock);
+    http_answer_fn fn = rq->d_fn;
+    void *arg = rq->d_arg;
+    bool answered = rq->d_answered;
+    rq->d_fn = NULL;
+    rq->d_answered = true;
+    pthread_mutex_unlock(&rq->dlock);
+    if (fn) fn(answered ? NULL : rq, arg);
+    if (!rq->responded) http_respond_error(rq, 500, "internal", NULL, "the server did not produce a response");
+}
+
+static bool deferred_settle(http_request *rq) {
+    pthread_mutex_lock(&rq->dlock);
+    bool ready = rq->d_woken || rq->d_answered;
+    pthread_mutex_unlock(&rq->dlock);
+    if (ready) { /* the ledger was quicker than this thread */
+        deferred_answer(rq);
+        return true;
+    }
+    MHD_suspend_connection(rq->conn);
+    pthread_mutex_lock(&rq->dlock);
+    bool resume = false;
+    if (rq->d_woken || rq->d_answered) /* ... woken in between: resume at once */
+        resume = rq->d_resumed = true;
+    else
+        rq->d_suspended = true;
+    pthread_mutex_unlock(&rq->dlock);
+    if (resume) MHD_resume_connection(rq->conn);
+    return false;
+}
+
+/* Answer 503 unconfirmed for every deferred request still waiting and
+ * resume those suspended, so MHD_stop_daemon finds none. Their writes may
+ * still commit (the ledger is closed after the server): the code says so.
+ * Later defers are refused (503 shutting_down, before anything starts). */
+static void deferred_fail_all(http_server *s) {
+    pthread_mutex_lock(&s->defer_lock);
+    s->defer_closed = true;
+    size_t n = 0;
+    for (http_request *rq = s->defer_head; rq; rq = rq->d_next) {
+        pthread_mutex_lock(&rq->dlock);
+        bool resume = false;
+        if (!rq->d_answered && !rq->d_woken) { /* a woken one is answered on its own thread */
+            /* Not shutting_down ("not processed"): what it waits for may
+             * still happen after this answer. */
+            http_add_header(rq, "Retry-After", "5");
+            http_respond_error(rq, 503, "unconfirmed", NULL,
+                               "the server stopped before the outcome was known; the change may still have been "
+                               "made, so look before you retry");
+            rq->d_answered = true;
+            n++;
+            if (rq->d_suspended && !rq->d_resumed) resume = rq->d_resumed = true;
+        }
+        pthread_mutex_unlock(&rq->dlock);
+        if (resume) MHD_resume_connection(rq->conn);
+    }
+    pthread_mutex_unlock(&s->defer_lock);
+    if (n)
+        core_log(CORE_LOG_WARN, "http: %zu deferred requests were still waiting at shutdown: answered 503 unconfirmed",
+                 n);
 }
 
 /* libmicrohttpd hands us its own printf-style format strings. */
@@ -609,7 +788,8 @@ core_status http_server_start(const http_options *opt, const http_router *router
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
     struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
@@ -647,6 +827,7 @@ core_status http_server_start(const http_options *opt, const http_router *router
     if (!s->opt.min_body_rate) s->opt.min_body_rate = 1024;
     pthread_mutex_init(&s->watch_lock, NULL);
     pthread_cond_init(&s->watch_cond, NULL);
+    pthread_mutex_init(&s->defer_lock, NULL);
     /* The connection's memory pool holds the request head. It must be larger
      * than the limits checked in check_head (8 KiB target + 16 KiB fields
      * and libmicrohttpd's bookkeeping) so those limits are reached first and
@@ -668,6 +849,7 @@ core_status http_server_start(const http_options *opt, const http_router *router
         s->d = NULL;
     }
     if (!s->d) {
+        pthread_mutex_destroy(&s->defer_lock);
         pthread_mutex_destroy(&s->watch_lock);
         pthread_cond_destroy(&s->watch_cond);
         free(s->cert_pem);
@@ -692,6 +874,11 @@ void http_server_stop(http_server *s) {
     MHD_socket fd = MHD_quiesce_daemon(s->d);
     double t0 = core_monotonic();
     while (atomic_load(&s->inflight) > 0 && core_monotonic() - t0 < 10.0) usleep(5000);
+    /* Deferred requests still waiting (a ledger that cannot commit) are
+     * answered 503 and resumed; a moment for those answers to be sent. */
+    deferred_fail_all(s);
+    t0 = core_monotonic();
+    while (atomic_load(&s->inflight) > 0 && core_monotonic() - t0 < 1.0) usleep(5000);
     MHD_stop_daemon(s->d);
     if (fd != MHD_INVALID_SOCKET) close(fd);
     /* Every connection is closed now, so the watch list is empty. */
@@ -702,6 +889,7 @@ void http_server_stop(http_server *s) {
     pthread_join(s->watch_thread, NULL);
     pthread_mutex_destroy(&s->watch_lock);
     pthread_cond_destroy(&s->watch_cond);
+    pthread_mutex_destroy(&s->defer_lock);
     free(s->cert_pem);
     free(s->key_pem);
     free(s);

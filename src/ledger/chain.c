@@ -31,7 +31,20 @@ typedef struct pending {
     ledger_receipt *rcpt;
     bool done;
     struct pending *next;
+    /* Asynchronous submissions (an async_item): nobody waits; the producer
+     * calls cb once the block is settled, then frees the item. */
+    ledger_submit_cb cb;
+    void *ud;
+    struct pending *anext; /* the batch's async items, collected by publish */
 } pending;
+
+/* What ledger_submit_async owns for one transaction until its callback has
+ * run: the queue entry, the receipt and a copy of the bytes. */
+typedef struct {
+    pending p; /* first: a pending * of an async item is its async_item * */
+    ledger_receipt r;
+    uint8_t buf[LEDGER_TX_MAX];
+} async_item;
 
 /* A block another node sealed, waiting for the producer to check and apply
  * it (ledger_apply_block). The producer is the only writer, so followers'
@@ -236,8 +249,13 @@ static void roll_back(ledger *l, const block_work *w) {
     pthread_mutex_unlock(&l->lock);
 }
 
-/* Publish the outcome and wake every submitter of the batch. */
+/* Publish the outcome and wake every submitter of the batch; then run the
+ * callbacks of its asynchronous items, outside the lock (they may read the
+ * ledger), and free them. The async list is gathered under the lock: once
+ * `done` is set a synchronous waiter may free its item, so the batch list
+ * is not walked after the unlock. */
 static void publish(ledger *l, pending *batch, const block_work *w, core_status fatal) {
+    pending *async = NULL, **tail = &async;
     pthread_mutex_lock(&l->lock);
     if (!fatal && w->ok > 0) {
         for (size_t i = 0; i < w->ok; i++) {
@@ -252,10 +270,20 @@ static void publish(ledger *l, pending *batch, const block_work *w, core_status 
     }
     for (pending *p = batch; p; p = p->next) {
         if (p->rcpt->status) l->stats.rejected++;
+        if (p->cb) {
+            *tail = p;
+            tail = &p->anext;
+        }
         p->done = true;
     }
     pthread_cond_broadcast(&l->done);
     pthread_mutex_unlock(&l->lock);
+    while (async) {
+        pending *p = async;
+        async = p->anext;
+        p->cb(p->ud, p->rcpt);
+        free(p);
+    }
 }
 
 static void seal(ledger *l, pending *batch) {
@@ -951,39 +979,61 @@ static nonce_slot *nonce_find(ledger *l, const uint8_t pk[LEDGER_KEY]) {
     }
 }
 
-core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_receipt *receipt,
-                               core_error *err) {
+/* Give tx the signer's next nonce, sign it into buf and queue p for it
+ * (p->rcpt set by the caller). CORE_OK: queued — the producer may settle
+ * (and, for an async item, free) p before this returns, so the caller
+ * touches it only under l->lock — or, on a follower (*forwarded), already
+ * settled by the leader, the outcome in p->rcpt and p not queued.
+ * Otherwise p was not queued and the reason is in p->rcpt and err. */
+static core_status sign_enqueue(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], pending *p,
+                                uint8_t buf[LEDGER_TX_MAX], bool *forwarded, core_error *err) {
+    *forwarded = false;
+    ledger_receipt *receipt = p->rcpt;
     memset(receipt, 0, sizeof *receipt);
     ledger_account acct;
     core_error e = {0};
     core_status rc = ledger_get_account(l, sk + 32, &acct, &e);
     if (rc && rc != CORE_ERR_NOT_FOUND) {
+        receipt->status = rc;
+        receipt->error = e;
         if (err) *err = e;
         return rc;
     }
     uint64_t stored = rc ? 0 : acct.nonce;
 
-    uint8_t buf[LEDGER_TX_MAX];
     pthread_mutex_lock(&l->nonce_lock);
     nonce_slot *slot = nonce_find(l, sk + 32);
     if (!slot) {
         pthread_mutex_unlock(&l->nonce_lock);
-        return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+        receipt->status = core_fail(&receipt->error, CORE_ERR_NOMEM, NULL, "out of memory");
+        if (err) *err = receipt->error;
+        return receipt->status;
     }
     tx->nonce = (slot->last > stored ? slot->last : stored) + 1;
-    size_t len = ledger_tx_sign(tx, sk, buf, sizeof buf);
+    size_t len = ledger_tx_sign(tx, sk, buf, LEDGER_TX_MAX);
     if (!len) {
         pthread_mutex_unlock(&l->nonce_lock);
-        return core_fail(err, CORE_ERR_INVALID, "tx", "transaction has out-of-range fields");
+        receipt->status = core_fail(&receipt->error, CORE_ERR_INVALID, "tx", "transaction has out-of-range fields");
+        if (err) *err = receipt->error;
+        return receipt->status;
     }
     slot->last = tx->nonce;
     if (forwarding(l)) {
         pthread_mutex_unlock(&l->nonce_lock);
-        return sign_forward(l, tx, sk, buf, len, receipt, err);
+        core_error fe = {0};
+        rc = sign_forward(l, tx, sk, buf, len, receipt, &fe);
+        if (rc && !receipt->status) { /* failed before a receipt was made */
+            receipt->status = rc;
+            receipt->error = fe;
+        }
+        *forwarded = true;
+        return CORE_OK;
     }
     /* Queue while still holding nonce_lock: the queue is FIFO, so this
      * signer's transactions reach the producer in nonce order. */
-    pending p = {.buf = buf, .len = len, .tx = *tx, .rcpt = receipt};
+    p->buf = buf;
+    p->len = len;
+    p->tx = *tx;
     ledger_tx_id(buf, len, receipt->txid);
     pthread_mutex_lock(&l->lock);
     if ((rc = refusal_locked(l, &receipt->error))) {
@@ -993,13 +1043,88 @@ core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER
         if (err) *err = receipt->error;
         return rc;
     }
-    enqueue_locked(l, &p);
+    enqueue_locked(l, p);
     pthread_cond_signal(&l->work);
     pthread_mutex_unlock(&l->nonce_lock);
-    while (!p.done) pthread_cond_wait(&l->done, &l->lock);
+    pthread_mutex_unlock(&l->lock);
+    return CORE_OK;
+}
+
+core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_receipt *receipt,
+                               core_error *err) {
+    uint8_t buf[LEDGER_TX_MAX];
+    pending p = {.rcpt = receipt};
+    bool forwarded;
+    core_status rc = sign_enqueue(l, tx, sk, &p, buf, &forwarded, err);
+    if (rc) return rc;
+    pthread_mutex_lock(&l->lock);
+    while (!forwarded && !p.done) pthread_cond_wait(&l->done, &l->lock);
     pthread_mutex_unlock(&l->lock);
     if (receipt->status && err) *err = receipt->error;
     return receipt->status;
+}
+
+/* ---- asynchronous submission ---- */
+
+core_status ledger_submit_async(ledger *l, const uint8_t *tx, size_t len, ledger_submit_cb cb, void *ud,
+                                core_error *err) {
+    if (len > LEDGER_TX_MAX) return core_fail(err, CORE_ERR_INVALID, "tx", "the transaction is too long");
+    async_item *a = calloc(1, sizeof *a);
+    if (!a) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    pending *p = &a->p;
+    memcpy(a->buf, tx, len);
+    p->buf = a->buf;
+    p->len = len;
+    p->rcpt = &a->r;
+    p->cb = cb;
+    p->ud = ud;
+    core_status rc = ledger_tx_decode(a->buf, len, &p->tx, err);
+    if (!rc && !ledger_tx_check_signature(a->buf, len))
+        rc = core_fail(err, CORE_ERR_CRYPTO, "sig", "the signature does not match the signer");
+    if (!rc && forwarding(l)) {
+        /* A follower: the leader settles it, in this thread (see ledger.h). */
+        const uint8_t *const txs[1] = {a->buf};
+        uint64_t leader_height;
+        core_error fe = {0};
+        core_status frc = forward_txs(l, txs, &len, 1, &a->r, &leader_height, &fe);
+        if (frc) {
+            a->r.status = frc;
+            a->r.error = fe;
+        }
+        cb(ud, &a->r);
+        free(a);
+        return CORE_OK;
+    }
+    if (!rc) {
+        ledger_tx_id(a->buf, len, a->r.txid);
+        pthread_mutex_lock(&l->lock);
+        rc = refusal_locked(l, err);
+        if (!rc) {
+            enqueue_locked(l, p);
+            pthread_cond_signal(&l->work);
+        }
+        pthread_mutex_unlock(&l->lock);
+    }
+    if (rc) free(a);
+    return rc;
+}
+
+core_status ledger_sign_submit_async(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_submit_cb cb,
+                                     void *ud, core_error *err) {
+    async_item *a = calloc(1, sizeof *a);
+    if (!a) return core_fail(err, CORE_ERR_NOMEM, NULL, "out of memory");
+    a->p.rcpt = &a->r;
+    a->p.cb = cb;
+    a->p.ud = ud;
+    bool forwarded;
+    core_status rc = sign_enqueue(l, tx, sk, &a->p, a->buf, &forwarded, err);
+    if (!rc && forwarded) { /* settled by the leader, in this thread */
+        cb(ud, &a->r);
+        free(a);
+        return CORE_OK;
+    }
+    if (rc) free(a);
+    return rc;
 }
 
 /* ---- queries ---- */

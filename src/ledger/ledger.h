@@ -356,6 +356,27 @@ core_status ledger_submit(ledger *l, const uint8_t *tx, size_t len, ledger_recei
 core_status ledger_sign_submit(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_receipt *receipt,
                                core_error *err);
 const uint8_t *ledger_node_key(const ledger *l);
+/* Asynchronous submission, for callers that must not hold a thread while a
+ * block commits (the HTTP write path). The transaction is checked and
+ * queued as by ledger_submit / ledger_sign_submit (tx bytes are copied);
+ * CORE_OK means it is queued and cb(ud, receipt) will run exactly once, when
+ * it is durably committed or refused (receipt->status, as a sync receipt;
+ * the receipt is borrowed for the call). Any other return: nothing was
+ * queued, cb is never called, err says why.
+ * cb runs on the producer thread, after the block's commit and outside the
+ * ledger's locks, possibly before the submit call has returned; every
+ * callback of a block runs before the next block is sealed, so it must be
+ * quick: no blocking, no sleeping, no synchronous ledger_submit* (the
+ * producer would wait for itself); a read or an async submit is fine.
+ * ledger_close runs every outstanding callback before it returns.
+ * On a follower that forwards writes to the leader (ledger_consensus
+ * forward) the forward is synchronous as in ledger_sign_submit: cb runs in
+ * the caller's thread before the call returns. */
+typedef void (*ledger_submit_cb)(void *ud, const ledger_receipt *receipt);
+core_status ledger_submit_async(ledger *l, const uint8_t *tx, size_t len, ledger_submit_cb cb, void *ud,
+                                core_error *err);
+core_status ledger_sign_submit_async(ledger *l, ledger_tx *tx, const uint8_t sk[LEDGER_SECRET], ledger_submit_cb cb,
+                                     void *ud, core_error *err);
 
 /* ---- Replication (issue 15): the follower's path ----
  *

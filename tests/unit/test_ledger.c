@@ -1392,6 +1392,97 @@ static void test_concurrent_sign_submit(void **state) {
     assert_true(st.committed >= 1);
 }
 
+/* Asynchronous submission: every callback runs once, on the producer
+ * thread, with the receipt a synchronous submit would have given; a refused
+ * transaction's callback carries the refusal; one refused before queueing
+ * gets no callback; ledger_close runs what is outstanding. */
+#define ASYNC_N 300
+typedef struct {
+    pthread_mutex_t lock;
+    int calls[ASYNC_N + 2], ok, refused;
+    ledger_receipt r[ASYNC_N + 2];
+    pthread_t submitter;
+    bool other_thread;
+} async_tally;
+typedef struct {
+    async_tally *t;
+    int i;
+} async_ref;
+
+static void on_async(void *ud, const ledger_receipt *r) {
+    async_ref *a = ud;
+    pthread_mutex_lock(&a->t->lock);
+    a->t->calls[a->i]++;
+    a->t->r[a->i] = *r;
+    if (r->status)
+        a->t->refused++;
+    else
+        a->t->ok++;
+    if (!pthread_equal(pthread_self(), a->t->submitter)) a->t->other_thread = true;
+    pthread_mutex_unlock(&a->t->lock);
+}
+
+static void test_async_submit(void **state) {
+    fixture *f = *state;
+    ledger_close(f->l);
+    f->l = reopen(f, 20); /* a wide batch window: many transactions per block */
+    static async_tally t;
+    memset(&t, 0, sizeof t);
+    pthread_mutex_init(&t.lock, NULL);
+    t.submitter = pthread_self();
+    static async_ref refs[ASYNC_N + 2];
+    key w;
+    keygen(&w);
+    register_wallet(f, &w);
+    /* Server-held keys: the ledger assigns the nonces. */
+    for (int i = 0; i < ASYNC_N; i++) {
+        refs[i] = (async_ref){&t, i};
+        ledger_tx tx = {.kind = LEDGER_TX_GRANT};
+        tx.u.grant.scope = 1;
+        tx.u.grant.purpose = LEDGER_PURPOSE_RESEARCH;
+        tx.u.grant.expires = (uint64_t)core_now() + 86400;
+        assert_int_equal(ledger_sign_submit_async(f->l, &tx, w.sk, on_async, &refs[i], NULL), CORE_OK);
+    }
+    /* Pre-signed bytes: a transaction with a reused nonce is refused by the
+     * state rules, and its callback says so. */
+    refs[ASYNC_N] = (async_ref){&t, ASYNC_N};
+    uint8_t buf[LEDGER_TX_MAX];
+    ledger_tx dup = {.kind = LEDGER_TX_REGISTER_WALLET, .nonce = 1};
+    size_t len = ledger_tx_sign(&dup, w.sk, buf, sizeof buf);
+    assert_true(len > 0);
+    assert_int_equal(ledger_submit_async(f->l, buf, len, on_async, &refs[ASYNC_N], NULL), CORE_OK);
+    /* A bad signature is refused before queueing: no callback. */
+    buf[len - 1] ^= 1;
+    core_error err = {0};
+    refs[ASYNC_N + 1] = (async_ref){&t, ASYNC_N + 1};
+    assert_int_equal(ledger_submit_async(f->l, buf, len, on_async, &refs[ASYNC_N + 1], &err), CORE_ERR_CRYPTO);
+    /* Close with callbacks possibly outstanding: close runs them all. */
+    ledger_close(f->l);
+    f->l = NULL;
+    assert_int_equal(t.ok, ASYNC_N);
+    assert_int_equal(t.refused, 1);
+    assert_false(t.calls[ASYNC_N + 1]);
+    assert_true(t.other_thread);
+    for (int i = 0; i <= ASYNC_N; i++) assert_int_equal(t.calls[i], 1);
+    assert_int_equal(t.r[ASYNC_N].status, CORE_ERR_CONFLICT);
+    /* The receipts are the ledger's: distinct leaves, each proven where it says. */
+    f->l = reopen(f, 1);
+    uint64_t max_height = 0;
+    for (int i = 0; i < ASYNC_N; i++) {
+        uint8_t *tb = NULL;
+        size_t tl = 0;
+        uint64_t seq = 0, height = 0;
+        assert_int_equal(ledger_get_tx(f->l, t.r[i].txid, &tb, &tl, &seq, &height, NULL), CORE_OK);
+        assert_int_equal(seq, t.r[i].seq);
+        assert_int_equal(height, t.r[i].height);
+        if (height > max_height) max_height = height;
+        free(tb);
+    }
+    /* Fewer blocks than transactions: they were batched, not one per call. */
+    assert_true(max_height < 1 + ASYNC_N / 2);
+    pthread_mutex_destroy(&t.lock);
+}
+
 /* The consensus hook: sees every block with its transactions before the
  * commit; a refusal rolls the block back and fails its submitters. */
 typedef struct {
@@ -1591,6 +1682,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_resigned_ledger_and_pins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_sign_submit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consensus_hook, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_submit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_failure_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_corrupt_state_refuses, setup, teardown),
     };
